@@ -1,0 +1,168 @@
+#include "common/mpi_transport.h"
+
+#include <algorithm>
+#include <climits>
+#include <set>
+
+#include <glog/logging.h>
+
+#include "common/mpi_util.h"
+
+namespace freshet {
+
+StatusOr<std::unique_ptr<MpiTransport>> MpiTransport::Create(MPI_Comm comm) {
+  int provided = 0;
+  FRESHET_MPI_RETURN(MPI_Query_thread(&provided));
+  if (provided < MPI_THREAD_MULTIPLE) {
+    return FailedPrecondition("MpiTransport needs MPI_THREAD_MULTIPLE, MPI provides level " +
+                              std::to_string(provided));
+  }
+  MPI_Comm dup;
+  FRESHET_MPI_RETURN(MPI_Comm_dup(comm, &dup));
+  FRESHET_MPI_RETURN(MPI_Comm_set_errhandler(dup, MPI_ERRORS_RETURN));
+  int rank = 0, size = 0;
+  FRESHET_MPI_RETURN(MPI_Comm_rank(dup, &rank));
+  FRESHET_MPI_RETURN(MPI_Comm_size(dup, &size));
+  return std::unique_ptr<MpiTransport>(new MpiTransport(dup, rank, size));
+}
+
+MpiTransport::MpiTransport(MPI_Comm comm, int rank, int size)
+    : Transport(rank, size), comm_(comm) {
+  progress_ = std::thread([this] { ProgressLoop(); });
+}
+
+MpiTransport::~MpiTransport() { Shutdown(); }
+
+Status MpiTransport::SendFrame(int dest, std::vector<char> frame) {
+  if (shut_down_.load()) return Unavailable("MPI transport is shut down");
+  if (frame.size() > static_cast<size_t>(INT_MAX)) {
+    return InvalidArgument("message of " + std::to_string(frame.size()) +
+                           " bytes exceeds the 2 GiB MPI message limit");
+  }
+  std::lock_guard<std::mutex> l(send_mu_);
+  if (!error_.ok()) return error_;
+  MPI_Request req;
+  FRESHET_MPI_RETURN(MPI_Isend(frame.data(), static_cast<int>(frame.size()), MPI_BYTE, dest, kTag,
+                               comm_, &req));
+  send_reqs_.push_back(req);
+  send_bufs_.push_back(std::move(frame));  // moving keeps data() stable
+  send_dests_.push_back(dest);
+  return Status::OK();
+}
+
+StatusOr<Transport::Frame> MpiTransport::RecvFrame(Millis timeout) {
+  StatusOr<FrameQueue::Item> it = inbox_.Pop(timeout);
+  if (!it.ok()) return it.status();
+  return Frame{it->peer, std::move(it->bytes)};
+}
+
+int MpiTransport::CompleteSendsLocked() {
+  if (send_reqs_.empty()) return 0;
+  std::vector<int> done(send_reqs_.size());
+  int outcount = 0;
+  int rc = MPI_Testsome(static_cast<int>(send_reqs_.size()), send_reqs_.data(), &outcount,
+                        done.data(), MPI_STATUSES_IGNORE);
+  if (rc != MPI_SUCCESS) {
+    error_ = MpiError(rc, "MPI_Testsome(sends)", __FILE__, __LINE__);
+    LOG(ERROR) << error_;
+    return 0;
+  }
+  if (outcount <= 0) return 0;  // MPI_UNDEFINED when no active requests
+  // Remove completed entries, highest index first, swapping with the last.
+  std::sort(done.begin(), done.begin() + outcount, std::greater<int>());
+  for (int k = 0; k < outcount; ++k) {
+    const size_t i = static_cast<size_t>(done[k]);
+    const size_t last = send_reqs_.size() - 1;
+    if (i != last) {
+      send_reqs_[i] = send_reqs_[last];
+      send_bufs_[i] = std::move(send_bufs_[last]);
+      send_dests_[i] = send_dests_[last];
+    }
+    send_reqs_.pop_back();
+    send_bufs_.pop_back();
+    send_dests_.pop_back();
+  }
+  return outcount;
+}
+
+void MpiTransport::ProgressLoop() {
+  int idle = 0;
+  while (!stop_.load(std::memory_order_acquire)) {
+    bool did = false;
+    for (int i = 0; i < 64; ++i) {
+      int flag = 0;
+      MPI_Message handle;
+      MPI_Status status;
+      int rc = MPI_Improbe(MPI_ANY_SOURCE, kTag, comm_, &flag, &handle, &status);
+      if (rc != MPI_SUCCESS) {
+        LOG(ERROR) << MpiError(rc, "MPI_Improbe", __FILE__, __LINE__);
+        break;
+      }
+      if (!flag) break;
+      int count = 0;
+      MPI_Get_count(&status, MPI_BYTE, &count);
+      std::vector<char> buf(static_cast<size_t>(count));
+      rc = MPI_Mrecv(buf.data(), count, MPI_BYTE, &handle, MPI_STATUS_IGNORE);
+      if (rc != MPI_SUCCESS) {
+        LOG(ERROR) << MpiError(rc, "MPI_Mrecv", __FILE__, __LINE__);
+        break;
+      }
+      inbox_.Push(status.MPI_SOURCE, std::move(buf));
+      did = true;
+    }
+    {
+      std::lock_guard<std::mutex> l(send_mu_);
+      if (CompleteSendsLocked() > 0) did = true;
+    }
+    if (did) {
+      idle = 0;
+    } else if (++idle < 8) {
+      std::this_thread::yield();
+    } else {
+      // 10, 20, 40, ... up to 200 us: never spin on an oversubscribed box.
+      const int us = std::min(200, 10 << std::min(idle - 8, 5));
+      std::this_thread::sleep_for(std::chrono::microseconds(us));
+    }
+  }
+}
+
+Status MpiTransport::Flush(Millis timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (true) {
+    {
+      std::lock_guard<std::mutex> l(send_mu_);
+      if (stop_.load()) CompleteSendsLocked();  // no progress thread to do it
+      if (send_reqs_.empty()) return Status::OK();
+      if (std::chrono::steady_clock::now() >= deadline) {
+        std::set<int> dests(send_dests_.begin(), send_dests_.end());
+        std::string list;
+        for (int d : dests) list += (list.empty() ? "" : ", ") + std::to_string(d);
+        return DeadlineExceeded(std::to_string(send_reqs_.size()) +
+                                " sends not completed within " + std::to_string(timeout.count()) +
+                                " ms, to ranks " + list);
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+}
+
+void MpiTransport::Shutdown() {
+  if (shut_down_.exchange(true)) return;
+  Status st = Flush(Millis(2000));
+  if (!st.ok()) LOG(WARNING) << "MPI transport shutdown: " << st;
+  stop_.store(true, std::memory_order_release);
+  if (progress_.joinable()) progress_.join();
+  inbox_.Close();
+  std::lock_guard<std::mutex> l(send_mu_);
+  if (!send_reqs_.empty()) {
+    // Abandon: MPI may still read these buffers, so never free them.
+    for (auto& b : send_bufs_) new std::vector<char>(std::move(b));
+    send_reqs_.clear();
+    send_bufs_.clear();
+    send_dests_.clear();
+  } else {
+    MPI_Comm_free(&comm_);
+  }
+}
+
+}  // namespace freshet

@@ -1,0 +1,68 @@
+// MpiTransport: the Transport over MPI, one endpoint per MPI rank.
+//
+// - Uses its own communicator (a duplicate of the one given), so parameter-
+//   server traffic never matches other MPI traffic (dense all-reduce etc.).
+// - Sends are nonblocking (MPI_Isend) from the calling thread; the frame
+//   buffer is kept alive until MPI completes the send. Requires
+//   MPI_THREAD_MULTIPLE (see MpiSession).
+// - One progress thread matches incoming messages (MPI_Improbe/MPI_Mrecv),
+//   queues them for Recv(), and completes sends (MPI_Testsome). It never
+//   spins: when idle it backs off to short sleeps (up to 200 us), so five
+//   ranks on two cores leave the cores to the ranks doing work.
+// - No barriers or collectives on the data path.
+//
+// Thread safety: as Transport.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include <mpi.h>
+
+#include "common/transport.h"
+
+namespace freshet {
+
+class MpiTransport : public Transport {
+ public:
+  // Duplicates `comm` (collective over it) and starts the progress thread.
+  // REQUIRES: MPI initialized with MPI_THREAD_MULTIPLE.
+  static StatusOr<std::unique_ptr<MpiTransport>> Create(MPI_Comm comm);
+  ~MpiTransport() override;
+
+  // Waits up to `timeout` for every queued send to complete. On timeout,
+  // DeadlineExceeded naming the ranks that have not taken their messages.
+  Status Flush(Millis timeout);
+  // Stops the progress thread and closes Recv(). Sends still pending after
+  // a short flush are abandoned (their buffers are leaked on purpose: MPI may
+  // still read them). Idempotent.
+  void Shutdown() override;
+
+ protected:
+  Status SendFrame(int dest, std::vector<char> frame) override;
+  StatusOr<Frame> RecvFrame(Millis timeout) override;
+
+ private:
+  MpiTransport(MPI_Comm comm, int rank, int size);
+  void ProgressLoop();
+  // Tests pending sends; returns how many completed. REQUIRES: send_mu_ held.
+  int CompleteSendsLocked();
+
+  static constexpr int kTag = 7;
+  MPI_Comm comm_;
+  FrameQueue inbox_;
+  std::atomic<bool> stop_{false};
+  std::atomic<bool> shut_down_{false};
+  std::thread progress_;
+
+  std::mutex send_mu_;
+  std::vector<MPI_Request> send_reqs_;             // GUARDED_BY(send_mu_)
+  std::vector<std::vector<char>> send_bufs_;       // GUARDED_BY(send_mu_), parallel to send_reqs_
+  std::vector<int> send_dests_;                    // GUARDED_BY(send_mu_), parallel to send_reqs_
+  Status error_;                                   // GUARDED_BY(send_mu_); sticky
+};
+
+}  // namespace freshet

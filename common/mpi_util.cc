@@ -1,0 +1,38 @@
+#include "common/mpi_util.h"
+
+#include <cstdlib>
+
+namespace freshet {
+
+Status MpiError(int rc, const char* expr, const char* file, int line) {
+  char msg[MPI_MAX_ERROR_STRING];
+  int len = 0;
+  if (MPI_Error_string(rc, msg, &len) != MPI_SUCCESS) len = 0;
+  return Internal(std::string(expr) + " failed at " + file + ":" + std::to_string(line) + ": " +
+                  std::string(msg, len) + " (code " + std::to_string(rc) + ")");
+}
+
+StatusOr<MpiSession*> MpiSession::Init(int* argc, char*** argv) {
+  int provided = 0;
+  FRESHET_MPI_RETURN(MPI_Init_thread(argc, argv, MPI_THREAD_MULTIPLE, &provided));
+  if (provided < MPI_THREAD_MULTIPLE) {
+    MPI_Finalize();
+    return FailedPrecondition("MPI provides thread level " + std::to_string(provided) +
+                              ", freshet needs MPI_THREAD_MULTIPLE");
+  }
+  // Errors come back as return codes, not aborts.
+  MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+  int rank = 0, size = 0;
+  FRESHET_MPI_RETURN(MPI_Comm_rank(MPI_COMM_WORLD, &rank));
+  FRESHET_MPI_RETURN(MPI_Comm_size(MPI_COMM_WORLD, &size));
+  return new MpiSession(rank, size);
+}
+
+MpiSession::~MpiSession() { MPI_Finalize(); }
+
+void MpiSession::Abort(int code) {
+  MPI_Abort(MPI_COMM_WORLD, code);
+  std::_Exit(code);
+}
+
+}  // namespace freshet

@@ -1,0 +1,207 @@
+// Transport: the seam between parameter-server logic and the wire.
+//
+// Every rank owns one Transport endpoint. Messages are a small metadata header
+// (MessageMeta, encoded as the protobuf WireHeader only at the wire) plus a raw
+// body of contiguous keys/values. Framing, byte counters and fault hooks live
+// once in this base class (ps-lite's Van shape): the public, non-virtual
+// Send()/Recv() wrap the protected virtual SendFrame()/RecvFrame().
+//
+// Frame layout (what the implementations move):
+//   [body bytes][WireHeader bytes][uint32 header length, little-endian]
+// The header goes last so the body can be built first, in place, and the
+// frame sent without copying it.
+//
+// Implementations:
+//   InProcessHub / endpoint: N endpoints inside one process (unit tests).
+//   MpiTransport (common/mpi_transport.h): one endpoint per MPI rank.
+//   FaultyTransport (below): wraps another endpoint to delay, drop or cut off
+//   peers (fault tests).
+//
+// Thread safety: Send() and stats() may be called from any thread
+// concurrently. Recv() may be called from several threads; each message is
+// delivered once.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+
+namespace freshet {
+
+using Millis = std::chrono::milliseconds;
+
+enum class MsgType : uint32_t {
+  kPullRequest = 1,   // keys -> values
+  kPullResponse = 2,  // body: num_keys * dim floats, in request key order
+  kPushRequest = 3,   // body: keys then num_keys * dim gradient floats
+  kPushResponse = 4,  // empty body (ack)
+  kClock = 5,         // a worker finished step `clock`; `count` pushes sent
+  kStatsRequest = 6,
+  kStatsResponse = 7,  // body: ServerStats as raw int64s
+  kShutdown = 8,       // a worker is done; servers exit when all are
+};
+const char* MsgTypeName(MsgType t);
+
+// Plain C++ header of a message; converted to proto::WireHeader at the wire.
+struct MessageMeta {
+  MsgType type = MsgType::kPullRequest;
+  uint64_t request_id = 0;
+  int32_t table = 0;
+  uint32_t num_keys = 0;
+  uint32_t dim = 0;
+  int32_t worker = -1;
+  int64_t clock = 0;
+  int64_t count = 0;
+  StatusCode status_code = StatusCode::kOk;
+  std::string error;
+};
+
+struct Message {
+  int peer = -1;  // Recv(): the sender's rank. Ignored by Send().
+  MessageMeta meta;
+  std::vector<char> body;
+};
+
+// A server's counters; the body of kStatsResponse (kNumFields raw int64s in
+// this order).
+struct ServerStats {
+  int64_t rows = 0;
+  int64_t bytes = 0;
+  int64_t pull_requests = 0;
+  int64_t push_requests = 0;
+  int64_t keys_pulled = 0;
+  int64_t keys_pushed = 0;
+  static constexpr int kNumFields = 6;
+};
+
+struct TransportStats {
+  int64_t messages_sent = 0;
+  int64_t messages_received = 0;
+  int64_t bytes_sent = 0;
+  int64_t bytes_received = 0;
+};
+
+class Transport {
+ public:
+  virtual ~Transport() = default;
+  Transport(const Transport&) = delete;
+  Transport& operator=(const Transport&) = delete;
+
+  int rank() const { return rank_; }
+  int size() const { return size_; }
+
+  // Queues `msg` for rank `dest` and returns without waiting for delivery.
+  // Fails with InvalidArgument for a bad rank and Unavailable after
+  // Shutdown() or when the peer is unreachable.
+  Status Send(int dest, Message msg);
+
+  // Waits up to `timeout` for the next message from any peer.
+  // DeadlineExceeded on timeout; Unavailable once shut down.
+  StatusOr<Message> Recv(Millis timeout);
+
+  // Wakes every Recv() (which then return Unavailable) and releases
+  // resources. Idempotent.
+  virtual void Shutdown() = 0;
+
+  TransportStats stats() const;
+
+ protected:
+  Transport(int rank, int size) : rank_(rank), size_(size) {}
+
+  struct Frame {
+    int peer = -1;
+    std::vector<char> bytes;
+  };
+  virtual Status SendFrame(int dest, std::vector<char> frame) = 0;
+  virtual StatusOr<Frame> RecvFrame(Millis timeout) = 0;
+
+ private:
+  const int rank_;
+  const int size_;
+  std::atomic<int64_t> messages_sent_{0}, messages_received_{0};
+  std::atomic<int64_t> bytes_sent_{0}, bytes_received_{0};
+
+  friend class FaultyTransport;
+};
+
+// Frame encoding, exposed for tests and for transports that wrap others.
+std::vector<char> EncodeFrame(MessageMeta meta, std::vector<char> body);
+// DataLoss if the frame is truncated or its header does not parse.
+Status DecodeFrame(std::vector<char> frame, Message* out);
+
+// A thread-safe blocking queue of frames with deadlines; the receive side of
+// in-process and MPI endpoints.
+class FrameQueue {
+ public:
+  struct Item {
+    int peer;
+    std::vector<char> bytes;
+  };
+  void Push(int peer, std::vector<char> bytes);
+  // DeadlineExceeded on timeout, Unavailable after Close().
+  StatusOr<Item> Pop(Millis timeout);
+  void Close();
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Item> items_;  // GUARDED_BY(mu_)
+  bool closed_ = false;     // GUARDED_BY(mu_)
+};
+
+// N connected endpoints inside one process. Thread-safe. The hub must outlive
+// its endpoints' use.
+class InProcessHub {
+ public:
+  explicit InProcessHub(int size);
+  ~InProcessHub();
+  int size() const { return static_cast<int>(endpoints_.size()); }
+  // REQUIRES: 0 <= rank < size(). The hub keeps ownership.
+  Transport* endpoint(int rank);
+  // Shuts down every endpoint.
+  void ShutdownAll();
+
+ private:
+  class Endpoint;
+  std::vector<std::unique_ptr<Endpoint>> endpoints_;
+};
+
+// Wraps another endpoint (not owned) and injects faults, in the spirit of
+// leveldb's FaultInjectionTestEnv. Each knob is independent and may be changed
+// at any time from any thread.
+class FaultyTransport : public Transport {
+ public:
+  explicit FaultyTransport(Transport* base);
+  // Delay every outgoing message by this much before it is sent.
+  void set_send_delay(Millis d) { send_delay_ms_ = d.count(); }
+  // Drop every n-th outgoing message (0: never).
+  void set_drop_every(int n) { drop_every_ = n; }
+  // Messages to and from `peer` vanish silently, as if it had died.
+  void CutOff(int peer);
+  void Restore(int peer);
+  int64_t dropped() const { return dropped_; }
+  void Shutdown() override { base_->Shutdown(); }
+
+ protected:
+  Status SendFrame(int dest, std::vector<char> frame) override;
+  StatusOr<Frame> RecvFrame(Millis timeout) override;
+
+ private:
+  bool IsCut(int peer) const;
+  Transport* const base_;
+  std::atomic<int64_t> send_delay_ms_{0};
+  std::atomic<int> drop_every_{0};
+  std::atomic<int64_t> sent_{0}, dropped_{0};
+  mutable std::mutex mu_;
+  std::vector<bool> cut_;  // GUARDED_BY(mu_)
+};
+
+}  // namespace freshet

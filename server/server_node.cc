@@ -1,0 +1,211 @@
+#include "server/server_node.h"
+
+#include <cstring>
+#include <limits>
+
+#include <glog/logging.h>
+
+namespace freshet {
+
+ServerNode::ServerNode(Transport* transport, const ClusterLayout& layout, ParameterShard* shard,
+                       int handler_threads, Millis request_timeout)
+    : transport_(transport),
+      layout_(layout),
+      shard_(shard),
+      request_timeout_(request_timeout),
+      pool_(handler_threads),
+      clock_(layout.num_workers(), 0),
+      pushes_applied_(layout.num_workers(), 0),
+      pending_clock_(layout.num_workers()),
+      finished_(layout.num_workers(), false) {
+  CHECK_EQ(layout.RoleOf(transport->rank()), proto::SERVER) << layout.Describe(transport->rank());
+}
+
+ServerNode::~ServerNode() { pool_.WaitIdle(); }
+
+void ServerNode::Reply(const Message& req, MsgType type, std::vector<char> body,
+                       const Status& st) {
+  Message resp;
+  resp.meta.type = type;
+  resp.meta.request_id = req.meta.request_id;
+  resp.meta.table = req.meta.table;
+  resp.meta.num_keys = req.meta.num_keys;
+  resp.meta.dim = req.meta.dim;
+  if (!st.ok()) {
+    resp.meta.status_code = st.code();
+    resp.meta.error = layout_.Describe(transport_->rank()) + ": " + st.message();
+    body.clear();
+  }
+  resp.body = std::move(body);
+  Status s = transport_->Send(req.peer, std::move(resp));
+  if (!s.ok()) LOG(WARNING) << "reply to " << layout_.Describe(req.peer) << " failed: " << s;
+}
+
+void ServerNode::HandlePull(Message msg) {
+  const size_t n = msg.meta.num_keys;
+  const size_t dim = msg.meta.dim;
+  if (msg.body.size() != n * sizeof(uint64_t)) {
+    Reply(msg, MsgType::kPullResponse, {},
+          InvalidArgument("PULL body has " + std::to_string(msg.body.size()) + " bytes, expected " +
+                          std::to_string(n * sizeof(uint64_t)) + " for " + std::to_string(n) +
+                          " keys"));
+    return;
+  }
+  std::vector<char> out(n * dim * sizeof(float));
+  Status st = shard_->HandlePull(msg.meta.table, msg.meta.dim,
+                                 reinterpret_cast<const uint64_t*>(msg.body.data()), n,
+                                 reinterpret_cast<float*>(out.data()));
+  Reply(msg, MsgType::kPullResponse, std::move(out), st);
+}
+
+void ServerNode::HandlePush(Message msg) {
+  const size_t n = msg.meta.num_keys;
+  const size_t dim = msg.meta.dim;
+  const size_t want = n * sizeof(uint64_t) + n * dim * sizeof(float);
+  Status st;
+  if (msg.body.size() != want) {
+    st = InvalidArgument("PUSH body has " + std::to_string(msg.body.size()) + " bytes, expected " +
+                         std::to_string(want) + " for " + std::to_string(n) + " keys of dim " +
+                         std::to_string(dim));
+  } else {
+    const auto* keys = reinterpret_cast<const uint64_t*>(msg.body.data());
+    const auto* grads = reinterpret_cast<const float*>(msg.body.data() + n * sizeof(uint64_t));
+    st = shard_->HandlePush(msg.meta.table, msg.meta.dim, keys, n, grads);
+  }
+  const int w = msg.meta.worker;
+  if (w >= 0 && w < layout_.num_workers()) {
+    std::lock_guard<std::mutex> l(mu_);
+    ++pushes_applied_[w];  // counted even if rejected: the worker sent it
+    if (AdvanceClocksLocked()) ReleaseDeferredLocked(false);
+  }
+  Reply(msg, MsgType::kPushResponse, {}, st);
+}
+
+bool ServerNode::AdvanceClocksLocked() {
+  int ignored;
+  const int64_t before = MinClockLocked(&ignored);
+  for (size_t w = 0; w < clock_.size(); ++w) {
+    auto& q = pending_clock_[w];
+    while (!q.empty() && pushes_applied_[w] >= q.front().second) {
+      clock_[w] = std::max(clock_[w], q.front().first);
+      q.pop_front();
+    }
+  }
+  return MinClockLocked(&ignored) > before;
+}
+
+int64_t ServerNode::MinClockLocked(int* slowest) const {
+  int64_t m = std::numeric_limits<int64_t>::max();
+  *slowest = -1;
+  for (size_t w = 0; w < clock_.size(); ++w) {
+    if (finished_[w]) continue;
+    if (clock_[w] < m) {
+      m = clock_[w];
+      *slowest = static_cast<int>(w);
+    }
+  }
+  return m;
+}
+
+void ServerNode::ReleaseDeferredLocked(bool check_deadlines) {
+  if (deferred_.empty()) return;
+  int slowest;
+  const int64_t min_clock = MinClockLocked(&slowest);
+  const auto now = std::chrono::steady_clock::now();
+  std::vector<Deferred> keep;
+  for (auto& d : deferred_) {
+    if (min_clock >= d.required_clock) {
+      pool_.Schedule([this, m = std::move(d.msg)]() mutable { HandlePull(std::move(m)); });
+    } else if (check_deadlines && now >= d.deadline) {
+      const std::string who =
+          slowest >= 0 ? layout_.Describe(layout_.WorkerRank(slowest)) : std::string("none");
+      Reply(d.msg, MsgType::kPullResponse, {},
+            DeadlineExceeded("pull at step " + std::to_string(d.msg.meta.clock) +
+                             " waited " + std::to_string(request_timeout_.count()) +
+                             " ms for the staleness bound; slowest is " + who + " at step " +
+                             std::to_string(min_clock)));
+    } else {
+      keep.push_back(std::move(d));
+    }
+  }
+  deferred_ = std::move(keep);
+}
+
+Status ServerNode::Run() {
+  const int workers = layout_.num_workers();
+  int finished = 0;
+  LOG(INFO) << layout_.Describe(transport_->rank()) << " serving " << shard_->num_tables()
+            << " tables with " << pool_.num_threads() << " handler threads";
+  while (!stop_ && finished < workers) {
+    StatusOr<Message> r = transport_->Recv(Millis(50));
+    if (!r.ok()) {
+      if (r.status().code() == StatusCode::kDeadlineExceeded) {
+        std::lock_guard<std::mutex> l(mu_);
+        ReleaseDeferredLocked(true);
+        continue;
+      }
+      return r.status().WithContext(layout_.Describe(transport_->rank()) + " receive");
+    }
+    Message msg = std::move(r).value();
+    switch (msg.meta.type) {
+      case MsgType::kPullRequest: {
+        const int64_t staleness = msg.meta.count;
+        if (staleness >= 0) {
+          const int64_t required = msg.meta.clock - staleness;
+          std::lock_guard<std::mutex> l(mu_);
+          int slowest;
+          if (MinClockLocked(&slowest) < required) {
+            deferred_.push_back(Deferred{std::move(msg), required,
+                                         std::chrono::steady_clock::now() + request_timeout_});
+            break;
+          }
+        }
+        pool_.Schedule([this, m = std::move(msg)]() mutable { HandlePull(std::move(m)); });
+        break;
+      }
+      case MsgType::kPushRequest:
+        pool_.Schedule([this, m = std::move(msg)]() mutable { HandlePush(std::move(m)); });
+        break;
+      case MsgType::kClock: {
+        const int w = msg.meta.worker;
+        if (w < 0 || w >= workers) {
+          LOG(WARNING) << "CLOCK from " << layout_.Describe(msg.peer) << " with bad worker " << w;
+          break;
+        }
+        std::lock_guard<std::mutex> l(mu_);
+        pending_clock_[w].emplace_back(msg.meta.clock, msg.meta.count);
+        if (AdvanceClocksLocked()) ReleaseDeferredLocked(false);
+        break;
+      }
+      case MsgType::kStatsRequest: {
+        const ServerStats s = shard_->Stats();
+        const int64_t fields[ServerStats::kNumFields] = {s.rows,          s.bytes,
+                                                         s.pull_requests, s.push_requests,
+                                                         s.keys_pulled,   s.keys_pushed};
+        std::vector<char> body(sizeof(fields));
+        std::memcpy(body.data(), fields, sizeof(fields));
+        Reply(msg, MsgType::kStatsResponse, std::move(body), Status::OK());
+        break;
+      }
+      case MsgType::kShutdown: {
+        const int w = msg.meta.worker;
+        if (w >= 0 && w < workers) {
+          std::lock_guard<std::mutex> l(mu_);
+          if (!finished_[w]) {
+            finished_[w] = true;
+            ++finished;
+            ReleaseDeferredLocked(false);
+          }
+        }
+        break;
+      }
+      default:
+        LOG(WARNING) << "unexpected " << MsgTypeName(msg.meta.type) << " from "
+                     << layout_.Describe(msg.peer);
+    }
+  }
+  pool_.WaitIdle();
+  return Status::OK();
+}
+
+}  // namespace freshet

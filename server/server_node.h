@@ -1,0 +1,77 @@
+// ServerNode: runs one parameter server over a Transport.
+//
+// One receive loop takes requests from workers and hands pulls and pushes to
+// a thread pool, which applies them to the ParameterShard and replies. The
+// shard's tables lock per partition, so requests run in parallel.
+//
+// Bounded staleness (stale synchronous parallel). Each worker counts its
+// steps; a pull carries the worker's step t and its staleness bound k. The
+// server answers it only once every worker has finished step t-k-1, i.e.
+// every push those workers made in steps < t-k has been applied here. k = 0
+// is fully synchronous (a pull sees every push issued before it, by anyone);
+// k < 0 means no bound (asynchronous). A worker's CLOCK message says "I
+// finished step c and sent you `count` pushes so far"; the server counts the
+// worker's step as finished only after applying that many of its pushes, so
+// message reordering across handler threads cannot break the bound. A worker
+// that sent SHUTDOWN no longer holds anyone back. A pull that waits longer
+// than the request timeout gets an error response naming the slowest worker.
+//
+// Thread safety: Run() once, from one thread. Stop() from any thread.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <mutex>
+#include <vector>
+
+#include "common/config.h"
+#include "common/thread_pool.h"
+#include "common/transport.h"
+#include "server/parameter_shard.h"
+
+namespace freshet {
+
+class ServerNode {
+ public:
+  // Not owned; all must outlive Run(). REQUIRES: layout.RoleOf(transport->rank()) == SERVER.
+  ServerNode(Transport* transport, const ClusterLayout& layout, ParameterShard* shard,
+             int handler_threads, Millis request_timeout);
+  ~ServerNode();
+
+  // Serves until every worker has sent SHUTDOWN (OK) or Stop() is called
+  // (OK) or the transport fails (its error).
+  Status Run();
+  void Stop() { stop_ = true; }
+
+ private:
+  struct Deferred {
+    Message msg;
+    int64_t required_clock;
+    std::chrono::steady_clock::time_point deadline;
+  };
+  void HandlePull(Message msg);
+  void HandlePush(Message msg);
+  void Reply(const Message& req, MsgType type, std::vector<char> body, const Status& st);
+  // Recomputes finished steps; returns true if the minimum advanced.
+  bool AdvanceClocksLocked();                     // REQUIRES: mu_
+  int64_t MinClockLocked(int* slowest) const;     // REQUIRES: mu_
+  void ReleaseDeferredLocked(bool check_deadlines);  // REQUIRES: mu_
+
+  Transport* const transport_;
+  const ClusterLayout& layout_;
+  ParameterShard* const shard_;
+  const Millis request_timeout_;
+  ThreadPool pool_;
+  std::atomic<bool> stop_{false};
+
+  std::mutex mu_;
+  // Per worker index:
+  std::vector<int64_t> clock_;                                   // GUARDED_BY(mu_)
+  std::vector<int64_t> pushes_applied_;                          // GUARDED_BY(mu_)
+  std::vector<std::deque<std::pair<int64_t, int64_t>>> pending_clock_;  // GUARDED_BY(mu_)
+  std::vector<bool> finished_;                                   // GUARDED_BY(mu_)
+  std::vector<Deferred> deferred_;                               // GUARDED_BY(mu_)
+};
+
+}  // namespace freshet

@@ -1,0 +1,164 @@
+// Multi-process parameter-server test driver, run under mpirun by CTest
+// (tests/CMakeLists.txt) and by tests/ps_kill_test.sh.
+//
+//   --scenario=parity  2+ servers, 2+ workers: the conformance scenario of
+//                      ps_scenario.h over MPI; exit 0 iff every pull and the
+//                      final table equal the single-process reference.
+//   --scenario=load    workers pull/push random keys for --seconds; used by
+//                      the kill test, which SIGKILLs a server meanwhile and
+//                      expects every worker to fail with a clear error
+//                      within the request deadline.
+// Ranks take roles from --cluster_config (first servers, then workers).
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <random>
+#include <thread>
+
+#include <gflags/gflags.h>
+#include <glog/logging.h>
+
+#include "common/config.h"
+#include "common/mpi_transport.h"
+#include "common/mpi_util.h"
+#include "server/parameter_shard.h"
+#include "server/server_node.h"
+#include "tests/ps_scenario.h"
+#include "worker/ps_client.h"
+
+DEFINE_string(cluster_config, "", "cluster config (text protobuf); empty: 2 servers, rest workers");
+DEFINE_string(scenario, "parity", "parity | load");
+DEFINE_int32(seconds, 60, "load scenario: how long workers keep pulling");
+DEFINE_int32(timeout_ms, 0, "override transport.request_timeout_ms");
+DEFINE_string(pid_dir, "", "if set, each rank writes its pid to <pid_dir>/rank<N>.pid");
+
+namespace freshet {
+namespace {
+
+int RunLoad(PsClient* client) {
+  std::mt19937_64 rng(client->worker_index() + 1);
+  const auto dims = testing::ScenarioDims();
+  std::vector<uint64_t> keys(512);
+  std::vector<float> vals(keys.size() * dims[0]);
+  const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(FLAGS_seconds);
+  int64_t requests = 0;
+  while (std::chrono::steady_clock::now() < end) {
+    for (auto& k : keys) k = rng() % 100000;
+    const auto t0 = std::chrono::steady_clock::now();
+    Status st = client->Pull(0, keys.data(), keys.size(), vals.data()).get();
+    if (st.ok()) st = client->Push(0, keys.data(), keys.size(), vals.data()).get();
+    if (!st.ok()) {
+      const double waited =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      std::fprintf(stderr, "worker %d: request failed after %.2f s: %s\n", client->worker_index(),
+                   waited, st.ToString().c_str());
+      std::fflush(stderr);
+      return 3;
+    }
+    if (++requests == 1) {
+      std::printf("worker %d: serving traffic\n", client->worker_index());
+      std::fflush(stdout);
+    }
+  }
+  return 0;
+}
+
+int Main(int argc, char** argv) {
+  auto session_or = MpiSession::Init(&argc, &argv);
+  if (!session_or.ok()) {
+    std::fprintf(stderr, "%s\n", session_or.status().ToString().c_str());
+    return 1;
+  }
+  std::unique_ptr<MpiSession> session(*session_or);
+  gflags::ParseCommandLineFlags(&argc, &argv, true);
+  google::InitGoogleLogging(argv[0]);
+  const int rank = session->rank();
+  if (!FLAGS_pid_dir.empty()) {
+    std::ofstream(FLAGS_pid_dir + "/rank" + std::to_string(rank) + ".pid") << getpid() << "\n";
+  }
+
+  proto::ClusterConfig cfg;
+  if (FLAGS_cluster_config.empty()) {
+    cfg.add_roles()->set_role(proto::SERVER);
+    cfg.mutable_roles(0)->set_count(2);
+    auto* w = cfg.add_roles();
+    w->set_role(proto::WORKER);
+    w->set_count(session->size() - 2);
+    if (w->count() < 1) {
+      std::fprintf(stderr, "needs at least 3 ranks, got %d\n", session->size());
+      return 1;
+    }
+    Status st = ValidateClusterConfig(&cfg, "<built-in>");
+    CHECK(st.ok()) << st;
+  } else {
+    auto c = LoadClusterConfig(FLAGS_cluster_config);
+    if (!c.ok()) {
+      std::fprintf(stderr, "%s\n", c.status().ToString().c_str());
+      return 1;
+    }
+    cfg = *c;
+  }
+  if (FLAGS_timeout_ms > 0) cfg.mutable_transport()->set_request_timeout_ms(FLAGS_timeout_ms);
+  ClusterLayout layout(cfg);
+  if (layout.world_size() != session->size()) {
+    std::fprintf(stderr, "cluster config has %d ranks, mpirun started %d\n", layout.world_size(),
+                 session->size());
+    return 1;
+  }
+  auto transport_or = MpiTransport::Create(MPI_COMM_WORLD);
+  if (!transport_or.ok()) {
+    std::fprintf(stderr, "%s\n", transport_or.status().ToString().c_str());
+    return 1;
+  }
+  std::unique_ptr<MpiTransport> transport = std::move(transport_or).value();
+  const Millis timeout(cfg.transport().request_timeout_ms());
+
+  int rc = 0;
+  if (layout.RoleOf(rank) == proto::SERVER) {
+    auto shard = ParameterShard::Create(testing::ScenarioTables(), cfg.server().partitions());
+    CHECK(shard.ok()) << shard.status();
+    ServerNode node(transport.get(), layout, shard->get(), cfg.server().handler_threads(), timeout);
+    Status st = node.Run();
+    if (!st.ok()) {
+      std::fprintf(stderr, "%s: %s\n", layout.Describe(rank).c_str(), st.ToString().c_str());
+      rc = 2;
+    }
+  } else if (layout.RoleOf(rank) == proto::WORKER) {
+    PsClientOptions opt;
+    opt.request_timeout = timeout;
+    opt.max_inflight = cfg.transport().max_inflight_requests();
+    opt.staleness = 0;
+    auto client_or = PsClient::Create(transport.get(), layout, testing::ScenarioDims(), opt);
+    CHECK(client_or.ok()) << client_or.status();
+    auto client = std::move(client_or).value();
+    if (FLAGS_scenario == "parity") {
+      testing::ScenarioSpec spec;
+      Status st = testing::RunScenarioWorker(client.get(), layout.num_workers(), spec);
+      if (!st.ok()) {
+        std::fprintf(stderr, "FAIL %s\n", st.ToString().c_str());
+        rc = 4;
+      } else {
+        std::printf("worker %d: %d steps, every pull and the final table equal the reference\n",
+                    client->worker_index(), spec.steps);
+      }
+    } else {
+      rc = RunLoad(client.get());
+    }
+    if (rc != 0) {
+      // A peer may be dead: do not wait for it in MPI_Finalize.
+      std::fflush(nullptr);
+      std::_Exit(rc);
+    }
+    Status st = client->Shutdown();
+    if (!st.ok()) rc = 5;
+  }
+  transport->Shutdown();
+  return rc;
+}
+
+}  // namespace
+}  // namespace freshet
+
+int main(int argc, char** argv) { return freshet::Main(argc, argv); }

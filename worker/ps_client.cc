@@ -1,0 +1,438 @@
+#include "worker/ps_client.h"
+
+#include <cstring>
+
+#include <glog/logging.h>
+
+#include "common/sharding.h"
+
+namespace freshet {
+namespace {
+
+constexpr uint32_t kEmpty = 0xffffffffu;
+
+// Keys mapped to dense unique indices in first-seen order.
+struct Dedup {
+  std::vector<uint64_t> uniq;
+  std::vector<uint32_t> inverse;  // input position -> unique index
+  bool has_dups = false;
+};
+
+Dedup Deduplicate(const uint64_t* keys, size_t n) {
+  Dedup d;
+  size_t cap = 16;
+  while (cap < 2 * n) cap <<= 1;
+  std::vector<uint32_t> slots(cap, kEmpty);
+  d.uniq.reserve(n);
+  d.inverse.resize(n);
+  const size_t mask = cap - 1;
+  for (size_t i = 0; i < n; ++i) {
+    const uint64_t k = keys[i];
+    size_t p = MixKey(k) & mask;
+    while (true) {
+      const uint32_t u = slots[p];
+      if (u == kEmpty) {
+        slots[p] = static_cast<uint32_t>(d.uniq.size());
+        d.inverse[i] = slots[p];
+        d.uniq.push_back(k);
+        break;
+      }
+      if (d.uniq[u] == k) {
+        d.inverse[i] = u;
+        d.has_dups = true;
+        break;
+      }
+      p = (p + 1) & mask;
+    }
+  }
+  return d;
+}
+
+}  // namespace
+
+// One Pull or Push call, spread over one request per shard.
+struct PsClient::Op {
+  std::promise<Status> promise;
+  std::atomic<int> remaining{0};
+  std::mutex mu;
+  Status error;  // GUARDED_BY(mu): first failure
+  // Pull only:
+  float* out = nullptr;
+  int dim = 0;
+  std::vector<float> uniq_values;  // when keys had duplicates
+  std::vector<uint32_t> inverse;   // when keys had duplicates
+
+  // Records one shard's outcome; resolves the future after the last one.
+  void FinishShard(const Status& st) {
+    if (!st.ok()) {
+      std::lock_guard<std::mutex> l(mu);
+      if (error.ok()) error = st;
+    }
+    if (remaining.fetch_sub(1) != 1) return;
+    Status final_status;
+    {
+      std::lock_guard<std::mutex> l(mu);
+      final_status = error;
+    }
+    if (final_status.ok() && !inverse.empty()) {
+      const size_t row = static_cast<size_t>(dim) * sizeof(float);
+      for (size_t i = 0; i < inverse.size(); ++i) {
+        std::memcpy(out + i * dim, uniq_values.data() + static_cast<size_t>(inverse[i]) * dim, row);
+      }
+    }
+    promise.set_value(final_status);
+  }
+};
+
+StatusOr<std::unique_ptr<PsClient>> PsClient::Create(Transport* transport,
+                                                     const ClusterLayout& layout,
+                                                     std::vector<int> table_dims,
+                                                     PsClientOptions options) {
+  if (layout.world_size() != transport->size()) {
+    return InvalidArgument("cluster config has " + std::to_string(layout.world_size()) +
+                           " ranks but the transport has " + std::to_string(transport->size()));
+  }
+  if (layout.RoleOf(transport->rank()) != proto::WORKER) {
+    return InvalidArgument(layout.Describe(transport->rank()) + " is not a worker");
+  }
+  if (options.max_inflight < 1) return InvalidArgument("max_inflight must be >= 1");
+  return std::unique_ptr<PsClient>(
+      new PsClient(transport, layout, std::move(table_dims), options));
+}
+
+PsClient::PsClient(Transport* transport, const ClusterLayout& layout, std::vector<int> table_dims,
+                   PsClientOptions options)
+    : transport_(transport),
+      layout_(layout),
+      table_dims_(std::move(table_dims)),
+      options_(options),
+      worker_index_(layout.IndexInRole(transport->rank())),
+      pushes_sent_(layout.num_servers(), 0) {
+  receiver_ = std::thread([this] { ReceiveLoop(); });
+}
+
+PsClient::~PsClient() {
+  stop_ = true;
+  if (receiver_.joinable()) receiver_.join();
+  FailAll(Unavailable("parameter-server client destroyed"));
+}
+
+Status PsClient::CheckTable(int table) const {
+  if (table < 0 || table >= static_cast<int>(table_dims_.size())) {
+    return InvalidArgument("unknown table id " + std::to_string(table));
+  }
+  return Status::OK();
+}
+
+Status PsClient::AcquireSlot() {
+  std::unique_lock<std::mutex> l(mu_);
+  if (!slot_cv_.wait_for(l, options_.request_timeout,
+                         [&] { return inflight_ < options_.max_inflight; })) {
+    return DeadlineExceeded("no request slot freed within " +
+                            std::to_string(options_.request_timeout.count()) + " ms (" +
+                            std::to_string(inflight_) + " requests in flight)");
+  }
+  ++inflight_;
+  return Status::OK();
+}
+
+void PsClient::ReleaseSlot() {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    --inflight_;
+  }
+  slot_cv_.notify_one();
+}
+
+uint64_t PsClient::Register(Request req) {
+  const uint64_t id = next_id_.fetch_add(1);
+  std::lock_guard<std::mutex> l(mu_);
+  if (req.type == MsgType::kPushRequest) ++pushes_sent_[req.server];
+  requests_.emplace(id, std::move(req));
+  return id;
+}
+
+std::future<Status> PsClient::Pull(int table, const uint64_t* keys, size_t n, float* out) {
+  auto op = std::make_shared<Op>();
+  std::future<Status> fut = op->promise.get_future();
+  Status st = CheckTable(table);
+  if (!st.ok() || n == 0) {
+    op->promise.set_value(st);
+    return fut;
+  }
+  const int dim = table_dims_[table];
+  const int num_servers = layout_.num_servers();
+  Dedup d = Deduplicate(keys, n);
+  op->out = out;
+  op->dim = dim;
+  if (d.has_dups) {
+    op->uniq_values.resize(d.uniq.size() * dim);
+    op->inverse = std::move(d.inverse);
+  }
+  std::vector<std::vector<uint32_t>> rows(num_servers);
+  for (uint32_t u = 0; u < d.uniq.size(); ++u) rows[ShardOf(d.uniq[u], num_servers)].push_back(u);
+  int shards = 0;
+  for (const auto& r : rows) shards += r.empty() ? 0 : 1;
+  op->remaining = shards;
+  const auto timeout = options_.request_timeout;
+  for (int s = 0; s < num_servers; ++s) {
+    if (rows[s].empty()) continue;
+    Message msg;
+    msg.meta.type = MsgType::kPullRequest;
+    msg.meta.table = table;
+    msg.meta.num_keys = static_cast<uint32_t>(rows[s].size());
+    msg.meta.dim = static_cast<uint32_t>(dim);
+    msg.meta.worker = worker_index_;
+    msg.meta.clock = step_.load();
+    msg.meta.count = options_.staleness;
+    msg.body.reserve(rows[s].size() * sizeof(uint64_t) + 64);
+    msg.body.resize(rows[s].size() * sizeof(uint64_t));
+    auto* kp = reinterpret_cast<uint64_t*>(msg.body.data());
+    for (size_t j = 0; j < rows[s].size(); ++j) kp[j] = d.uniq[rows[s][j]];
+    Status slot = AcquireSlot();
+    if (!slot.ok()) {
+      op->FinishShard(slot.WithContext("PULL to " + layout_.Describe(layout_.ServerRank(s))));
+      continue;
+    }
+    const uint32_t nk = msg.meta.num_keys;
+    const uint64_t id = Register(Request{op, s, std::move(rows[s]),
+                                         std::chrono::steady_clock::now() + timeout,
+                                         MsgType::kPullRequest, nk});
+    msg.meta.request_id = id;
+    Status sent = transport_->Send(layout_.ServerRank(s), std::move(msg));
+    if (!sent.ok()) Complete(id, nullptr, sent);
+  }
+  return fut;
+}
+
+std::future<Status> PsClient::Push(int table, const uint64_t* keys, size_t n,
+                                   const float* grads) {
+  auto op = std::make_shared<Op>();
+  std::future<Status> fut = op->promise.get_future();
+  Status st = CheckTable(table);
+  if (!st.ok() || n == 0) {
+    op->promise.set_value(st);
+    return fut;
+  }
+  const int dim = table_dims_[table];
+  const size_t row_bytes = static_cast<size_t>(dim) * sizeof(float);
+  const int num_servers = layout_.num_servers();
+  Dedup d = Deduplicate(keys, n);
+  // Gradient row of unique key u: summed over its duplicates when any.
+  std::vector<float> summed;
+  const float* grad_rows = grads;
+  std::vector<uint32_t> source_row;  // unique index -> row in grad_rows
+  if (d.has_dups) {
+    summed.assign(d.uniq.size() * dim, 0.0f);
+    for (size_t i = 0; i < n; ++i) {
+      float* dst = summed.data() + static_cast<size_t>(d.inverse[i]) * dim;
+      const float* src = grads + i * dim;
+      for (int j = 0; j < dim; ++j) dst[j] += src[j];
+    }
+    grad_rows = summed.data();
+  }
+  std::vector<std::vector<uint32_t>> rows(num_servers);
+  for (uint32_t u = 0; u < d.uniq.size(); ++u) rows[ShardOf(d.uniq[u], num_servers)].push_back(u);
+  int shards = 0;
+  for (const auto& r : rows) shards += r.empty() ? 0 : 1;
+  op->remaining = shards;
+  for (int s = 0; s < num_servers; ++s) {
+    if (rows[s].empty()) continue;
+    const size_t ns = rows[s].size();
+    Message msg;
+    msg.meta.type = MsgType::kPushRequest;
+    msg.meta.table = table;
+    msg.meta.num_keys = static_cast<uint32_t>(ns);
+    msg.meta.dim = static_cast<uint32_t>(dim);
+    msg.meta.worker = worker_index_;
+    msg.meta.clock = step_.load();
+    msg.body.reserve(ns * (sizeof(uint64_t) + row_bytes) + 64);
+    msg.body.resize(ns * (sizeof(uint64_t) + row_bytes));
+    auto* kp = reinterpret_cast<uint64_t*>(msg.body.data());
+    char* gp = msg.body.data() + ns * sizeof(uint64_t);
+    for (size_t j = 0; j < ns; ++j) {
+      const uint32_t u = rows[s][j];
+      kp[j] = d.uniq[u];
+      // Without duplicates, unique index u is input position u.
+      std::memcpy(gp + j * row_bytes, grad_rows + static_cast<size_t>(u) * dim, row_bytes);
+    }
+    Status slot = AcquireSlot();
+    if (!slot.ok()) {
+      op->FinishShard(slot.WithContext("PUSH to " + layout_.Describe(layout_.ServerRank(s))));
+      continue;
+    }
+    const uint64_t id = Register(Request{op, s, {}, std::chrono::steady_clock::now() +
+                                                        options_.request_timeout,
+                                         MsgType::kPushRequest, static_cast<uint32_t>(ns)});
+    msg.meta.request_id = id;
+    Status sent = transport_->Send(layout_.ServerRank(s), std::move(msg));
+    if (!sent.ok()) Complete(id, nullptr, sent);
+  }
+  return fut;
+}
+
+void PsClient::Complete(uint64_t id, Message* resp, const Status& st_in) {
+  Request req;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = requests_.find(id);
+    if (it == requests_.end()) return;  // already expired or failed
+    req = std::move(it->second);
+    requests_.erase(it);
+  }
+  ReleaseSlot();
+  Status st = st_in;
+  if (st.ok() && resp->meta.status_code != StatusCode::kOk) {
+    st = Status(resp->meta.status_code, resp->meta.error);
+  }
+  if (st.ok() && req.type == MsgType::kPullRequest) {
+    Op& op = *req.op;
+    const size_t row_bytes = static_cast<size_t>(op.dim) * sizeof(float);
+    if (resp->body.size() != req.rows.size() * row_bytes) {
+      st = DataLoss("PULL response from " + layout_.Describe(resp->peer) + " has " +
+                    std::to_string(resp->body.size()) + " bytes, expected " +
+                    std::to_string(req.rows.size() * row_bytes));
+    } else {
+      float* target = op.inverse.empty() ? op.out : op.uniq_values.data();
+      const char* src = resp->body.data();
+      for (size_t j = 0; j < req.rows.size(); ++j) {
+        std::memcpy(target + static_cast<size_t>(req.rows[j]) * op.dim, src + j * row_bytes,
+                    row_bytes);
+      }
+    }
+  }
+  req.op->FinishShard(st);
+}
+
+void PsClient::ExpireOverdue() {
+  const auto now = std::chrono::steady_clock::now();
+  std::vector<std::pair<uint64_t, std::string>> overdue;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    for (const auto& [id, req] : requests_) {
+      if (now < req.deadline) continue;
+      overdue.emplace_back(
+          id, std::string(MsgTypeName(req.type)) + " request #" + std::to_string(id) + " to " +
+                  layout_.Describe(layout_.ServerRank(req.server)) + " (" +
+                  std::to_string(req.num_keys) + " keys) got no response within " +
+                  std::to_string(options_.request_timeout.count()) +
+                  " ms: the server is dead, hung or overloaded");
+    }
+  }
+  for (auto& [id, what] : overdue) Complete(id, nullptr, DeadlineExceeded(what));
+}
+
+void PsClient::FailAll(const Status& st) {
+  std::vector<uint64_t> ids;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    for (const auto& kv : requests_) ids.push_back(kv.first);
+    for (auto& kv : stats_waiters_) kv.second.set_value(st);
+    stats_waiters_.clear();
+  }
+  for (uint64_t id : ids) Complete(id, nullptr, st);
+}
+
+void PsClient::ReceiveLoop() {
+  auto last_scan = std::chrono::steady_clock::now();
+  while (!stop_) {
+    StatusOr<Message> r = transport_->Recv(Millis(10));
+    if (r.ok()) {
+      Message& m = *r;
+      switch (m.meta.type) {
+        case MsgType::kPullResponse:
+        case MsgType::kPushResponse:
+          Complete(m.meta.request_id, &m, Status::OK());
+          break;
+        case MsgType::kStatsResponse: {
+          std::promise<StatusOr<ServerStats>> p;
+          {
+            std::lock_guard<std::mutex> l(mu_);
+            auto it = stats_waiters_.find(m.meta.request_id);
+            if (it == stats_waiters_.end()) break;
+            p = std::move(it->second);
+            stats_waiters_.erase(it);
+          }
+          if (m.body.size() != ServerStats::kNumFields * sizeof(int64_t)) {
+            p.set_value(DataLoss("bad STATS_RESPONSE size from " + layout_.Describe(m.peer)));
+            break;
+          }
+          int64_t f[ServerStats::kNumFields];
+          std::memcpy(f, m.body.data(), sizeof(f));
+          p.set_value(ServerStats{f[0], f[1], f[2], f[3], f[4], f[5]});
+          break;
+        }
+        default:
+          LOG(WARNING) << "worker got unexpected " << MsgTypeName(m.meta.type) << " from "
+                       << layout_.Describe(m.peer);
+      }
+    } else if (r.status().code() == StatusCode::kUnavailable) {
+      FailAll(r.status());
+      return;
+    }
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_scan > Millis(10)) {
+      ExpireOverdue();
+      last_scan = now;
+    }
+  }
+}
+
+Status PsClient::Clock() {
+  const int64_t step = step_.fetch_add(1) + 1;
+  std::vector<int64_t> counts;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    counts = pushes_sent_;
+  }
+  for (int s = 0; s < layout_.num_servers(); ++s) {
+    Message msg;
+    msg.meta.type = MsgType::kClock;
+    msg.meta.worker = worker_index_;
+    msg.meta.clock = step;
+    msg.meta.count = counts[s];
+    FRESHET_RETURN_IF_ERROR(transport_->Send(layout_.ServerRank(s), std::move(msg)));
+  }
+  return Status::OK();
+}
+
+StatusOr<std::vector<ServerStats>> PsClient::ServerStatsAll() {
+  std::vector<std::future<StatusOr<ServerStats>>> futs;
+  for (int s = 0; s < layout_.num_servers(); ++s) {
+    const uint64_t id = next_id_.fetch_add(1);
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      futs.push_back(stats_waiters_[id].get_future());
+    }
+    Message msg;
+    msg.meta.type = MsgType::kStatsRequest;
+    msg.meta.request_id = id;
+    msg.meta.worker = worker_index_;
+    FRESHET_RETURN_IF_ERROR(transport_->Send(layout_.ServerRank(s), std::move(msg)));
+  }
+  std::vector<ServerStats> out;
+  const auto deadline = std::chrono::steady_clock::now() + options_.request_timeout;
+  for (int s = 0; s < layout_.num_servers(); ++s) {
+    if (futs[s].wait_until(deadline) != std::future_status::ready) {
+      return DeadlineExceeded("STATS request to " + layout_.Describe(layout_.ServerRank(s)) +
+                              " got no response within " +
+                              std::to_string(options_.request_timeout.count()) + " ms");
+    }
+    StatusOr<ServerStats> r = futs[s].get();
+    if (!r.ok()) return r.status();
+    out.push_back(*r);
+  }
+  return out;
+}
+
+Status PsClient::Shutdown() {
+  for (int s = 0; s < layout_.num_servers(); ++s) {
+    Message msg;
+    msg.meta.type = MsgType::kShutdown;
+    msg.meta.worker = worker_index_;
+    FRESHET_RETURN_IF_ERROR(transport_->Send(layout_.ServerRank(s), std::move(msg)));
+  }
+  return Status::OK();
+}
+
+}  // namespace freshet

@@ -1,0 +1,122 @@
+// PsClient: a worker's handle on the parameter servers.
+//
+// Pull(table, keys) and Push(table, keys, grads) are asynchronous and return
+// futures. Each call deduplicates its keys (a push sums the gradients of
+// duplicate keys), splits them by shard (common/sharding.h), sends one
+// request per shard at once, and gathers the answers back into the caller's
+// key order. At most `max_inflight` requests are outstanding; a call blocks
+// until a slot frees (backpressure).
+//
+// Every request has a deadline (`request_timeout`): a server that does not
+// answer in time fails the future with DeadlineExceeded naming the server,
+// its rank and the request, so a dead server never hangs a worker.
+//
+// Bounded staleness: see server/server_node.h. The client's step counter
+// starts at 0; Clock() ends a step. With staleness k >= 0, a Pull issued in
+// step t sees every push made by any worker in steps < t-k. k < 0: no bound.
+//
+// Thread safety: all methods may be called from any thread. One background
+// thread receives responses and enforces deadlines.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <future>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "common/config.h"
+#include "common/status.h"
+#include "common/transport.h"
+
+namespace freshet {
+
+struct PsClientOptions {
+  Millis request_timeout{30000};
+  int max_inflight = 64;
+  // Staleness bound for pulls (see above). -1: asynchronous.
+  int staleness = -1;
+};
+
+class PsClient {
+ public:
+  // transport and layout are not owned and must outlive the client.
+  // table_dims[i] is the dim of table i. REQUIRES: transport's rank is a
+  // WORKER in layout.
+  static StatusOr<std::unique_ptr<PsClient>> Create(Transport* transport,
+                                                    const ClusterLayout& layout,
+                                                    std::vector<int> table_dims,
+                                                    PsClientOptions options);
+  ~PsClient();
+
+  // Writes n*dim floats to out (row i for keys[i]). keys and out must stay
+  // valid until the future is ready.
+  std::future<Status> Pull(int table, const uint64_t* keys, size_t n, float* out);
+  // Applies grads[n*dim] (row i for keys[i]) on the servers. The future is
+  // ready once every server acknowledged. keys and grads are copied before
+  // Push returns.
+  std::future<Status> Push(int table, const uint64_t* keys, size_t n, const float* grads);
+
+  // Ends the current step: tells every server how many pushes this worker
+  // sent it, so servers can answer bounded-staleness pulls.
+  Status Clock();
+  int64_t step() const { return step_.load(); }
+
+  // Asks every server for its stats (synchronous, with the deadline).
+  StatusOr<std::vector<ServerStats>> ServerStatsAll();
+
+  // Tells every server this worker is done. Call once, after the last push
+  // completed.
+  Status Shutdown();
+
+  int worker_index() const { return worker_index_; }
+  int num_servers() const { return layout_.num_servers(); }
+
+ private:
+  struct Op;
+  struct Request {
+    std::shared_ptr<Op> op;
+    int server;
+    std::vector<uint32_t> rows;  // pull: unique-row index of each key sent
+    std::chrono::steady_clock::time_point deadline;
+    MsgType type;
+    uint32_t num_keys;
+  };
+
+  PsClient(Transport* transport, const ClusterLayout& layout, std::vector<int> table_dims,
+           PsClientOptions options);
+  Status CheckTable(int table) const;
+  // Blocks for a free in-flight slot; DeadlineExceeded after the timeout.
+  Status AcquireSlot();
+  void ReleaseSlot();
+  uint64_t Register(Request req);
+  void ReceiveLoop();
+  void Complete(uint64_t id, Message* resp, const Status& st);
+  void ExpireOverdue();
+  void FailAll(const Status& st);
+
+  Transport* const transport_;
+  const ClusterLayout& layout_;
+  const std::vector<int> table_dims_;
+  const PsClientOptions options_;
+  const int worker_index_;
+
+  std::atomic<uint64_t> next_id_{1};
+  std::atomic<int64_t> step_{0};
+  std::atomic<bool> stop_{false};
+
+  std::mutex mu_;
+  std::condition_variable slot_cv_;
+  int inflight_ = 0;                                  // GUARDED_BY(mu_)
+  std::unordered_map<uint64_t, Request> requests_;    // GUARDED_BY(mu_)
+  std::vector<int64_t> pushes_sent_;                  // GUARDED_BY(mu_), per server
+  // Synchronous stats requests: id -> slot.
+  std::unordered_map<uint64_t, std::promise<StatusOr<ServerStats>>> stats_waiters_;  // GUARDED_BY(mu_)
+  std::thread receiver_;
+};
+
+}  // namespace freshet

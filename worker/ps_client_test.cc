@@ -1,0 +1,184 @@
+#include "worker/ps_client.h"
+
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "common/config.h"
+#include "server/parameter_shard.h"
+#include "server/server_node.h"
+
+namespace freshet {
+namespace {
+
+// Servers running as threads over an in-process hub; workers are the
+// remaining ranks, driven by the test.
+class ClientTest : public ::testing::Test {
+ protected:
+  void Start(int servers, int workers, int staleness, int max_inflight = 8,
+             Millis timeout = Millis(5000)) {
+    proto::ClusterConfig cfg;
+    cfg.add_roles()->set_role(proto::SERVER);
+    cfg.mutable_roles(0)->set_count(servers);
+    cfg.add_roles()->set_role(proto::WORKER);
+    cfg.mutable_roles(1)->set_count(workers);
+    ASSERT_TRUE(ValidateClusterConfig(&cfg, "test").ok());
+    layout_ = std::make_unique<ClusterLayout>(cfg);
+    hub_ = std::make_unique<InProcessHub>(servers + workers);
+    auto tables = ParseTablesConfig(R"(
+      tables { name: "e" dim: 3 initializer { kind: CONSTANT scale: 0.5 }
+               optimizer { sgd { learning_rate: 1 } } }
+      tables { name: "f" dim: 2 optimizer { sgd { learning_rate: 1 } } }
+    )", "t");
+    ASSERT_TRUE(tables.ok());
+    for (int s = 0; s < servers; ++s) {
+      shards_.push_back(std::move(ParameterShard::Create(*tables, 4)).value());
+      nodes_.push_back(std::make_unique<ServerNode>(hub_->endpoint(s), *layout_,
+                                                    shards_.back().get(), 2, timeout));
+    }
+    for (int s = 0; s < servers; ++s) threads_.emplace_back([this, s] { (void)nodes_[s]->Run(); });
+    for (int w = 0; w < workers; ++w) {
+      PsClientOptions opt;
+      opt.staleness = staleness;
+      opt.max_inflight = max_inflight;
+      opt.request_timeout = timeout;
+      clients_.push_back(
+          std::move(PsClient::Create(hub_->endpoint(servers + w), *layout_, {3, 2}, opt)).value());
+    }
+  }
+  void TearDown() override {
+    for (auto& c : clients_) EXPECT_TRUE(c->Shutdown().ok());
+    for (auto& t : threads_) t.join();
+    clients_.clear();
+  }
+  std::vector<float> Pull(int w, int table, std::vector<uint64_t> keys) {
+    std::vector<float> out(keys.size() * (table == 0 ? 3 : 2));
+    Status st = clients_[w]->Pull(table, keys.data(), keys.size(), out.data()).get();
+    EXPECT_TRUE(st.ok()) << st;
+    return out;
+  }
+
+  std::unique_ptr<ClusterLayout> layout_;
+  std::unique_ptr<InProcessHub> hub_;
+  std::vector<std::unique_ptr<ParameterShard>> shards_;
+  std::vector<std::unique_ptr<ServerNode>> nodes_;
+  std::vector<std::thread> threads_;
+  std::vector<std::unique_ptr<PsClient>> clients_;
+};
+
+TEST_F(ClientTest, PullGathersInCallerOrderAcrossShards) {
+  Start(3, 1, -1);
+  std::vector<uint64_t> keys;
+  for (uint64_t k = 0; k < 200; ++k) keys.push_back(k * 1000003);
+  // Give each key a distinct value: push -key/1024 on coordinate 0.
+  std::vector<float> g(keys.size() * 3, 0.0f);
+  for (size_t i = 0; i < keys.size(); ++i) g[i * 3] = -static_cast<float>(i) / 1024;
+  ASSERT_TRUE(clients_[0]->Push(0, keys.data(), keys.size(), g.data()).get().ok());
+  std::vector<uint64_t> shuffled(keys.rbegin(), keys.rend());
+  std::vector<float> out = Pull(0, 0, shuffled);
+  for (size_t i = 0; i < shuffled.size(); ++i) {
+    const size_t orig = keys.size() - 1 - i;
+    EXPECT_EQ(out[i * 3], 0.5f + static_cast<float>(orig) / 1024) << i;
+    EXPECT_EQ(out[i * 3 + 1], 0.5f);
+  }
+  // Every server got some keys; together exactly 200 rows.
+  int64_t rows = 0;
+  for (auto& s : shards_) {
+    EXPECT_GT(s->Stats().rows, 0);
+    rows += s->Stats().rows;
+  }
+  EXPECT_EQ(rows, 200);
+}
+
+TEST_F(ClientTest, DuplicateKeysAreDeduplicatedAndGradientsSummed) {
+  Start(2, 1, -1);
+  const std::vector<uint64_t> keys = {7, 9, 7, 7};
+  const std::vector<float> g = {1, 0, 0, 0, 1, 0, 0.25f, 0, 0, 0.125f, 0, 0};
+  ASSERT_TRUE(clients_[0]->Push(0, keys.data(), keys.size(), g.data()).get().ok());
+  std::vector<float> out = Pull(0, 0, keys);
+  EXPECT_EQ(out[0], 0.5f - 1.375f);
+  EXPECT_EQ(out[3], 0.5f);  // key 9
+  EXPECT_EQ(out[4], 0.5f - 1.0f);
+  EXPECT_EQ(out[6], out[0]);
+  EXPECT_EQ(out[9], out[0]);
+  // One push request per server at most, each key pushed once.
+  int64_t pushed = 0;
+  for (auto& s : shards_) pushed += s->Stats().keys_pushed;
+  EXPECT_EQ(pushed, 2);
+}
+
+TEST_F(ClientTest, ErrorsComeBackAsStatus) {
+  Start(1, 1, -1);
+  float out[3];
+  const uint64_t k = 1;
+  EXPECT_EQ(clients_[0]->Pull(5, &k, 1, out).get().code(), StatusCode::kInvalidArgument);
+  EXPECT_TRUE(clients_[0]->Pull(0, &k, 0, out).get().ok());  // empty is fine
+  auto stats = clients_[0]->ServerStatsAll();
+  ASSERT_TRUE(stats.ok()) << stats.status();
+  EXPECT_EQ(stats->size(), 1u);
+}
+
+TEST_F(ClientTest, ManyConcurrentRequestsWithOneSlot) {
+  Start(2, 1, -1, /*max_inflight=*/1);
+  std::vector<std::thread> ts;
+  for (int t = 0; t < 4; ++t) {
+    ts.emplace_back([&, t] {
+      std::vector<uint64_t> keys(64);
+      for (int i = 0; i < 64; ++i) keys[i] = t * 64 + i;
+      std::vector<float> g(64 * 2, 0.25f), out(64 * 2);
+      for (int r = 0; r < 20; ++r) {
+        EXPECT_TRUE(clients_[0]->Push(1, keys.data(), 64, g.data()).get().ok());
+        EXPECT_TRUE(clients_[0]->Pull(1, keys.data(), 64, out.data()).get().ok());
+      }
+    });
+  }
+  for (auto& t : ts) t.join();
+  std::vector<uint64_t> keys(256);
+  for (int i = 0; i < 256; ++i) keys[i] = i;
+  std::vector<float> out = Pull(0, 1, keys);
+  for (float v : out) EXPECT_EQ(v, -0.25f * 20);
+}
+
+TEST_F(ClientTest, StalenessZeroWaitsForTheSlowestWorker) {
+  Start(2, 2, 0);
+  const uint64_t k = 42;
+  const float g[3] = {1, 1, 1};
+  ASSERT_TRUE(clients_[1]->Push(0, &k, 1, g).get().ok());
+  ASSERT_TRUE(clients_[0]->Clock().ok());  // worker 0 enters step 1
+  float out[3];
+  auto fut = clients_[0]->Pull(0, &k, 1, out);
+  // Worker 1 has not finished step 0: the pull must wait.
+  EXPECT_EQ(fut.wait_for(Millis(150)), std::future_status::timeout);
+  ASSERT_TRUE(clients_[1]->Clock().ok());
+  ASSERT_EQ(fut.wait_for(Millis(2000)), std::future_status::ready);
+  ASSERT_TRUE(fut.get().ok());
+  EXPECT_EQ(out[0], 0.5f - 1.0f);  // sees worker 1's step-0 push
+}
+
+TEST_F(ClientTest, StalenessOneAllowsOneStepAhead) {
+  Start(1, 2, 1);
+  const uint64_t k = 3;
+  float out[3];
+  ASSERT_TRUE(clients_[0]->Clock().ok());  // step 1: may run ahead of step 0 by 1
+  EXPECT_TRUE(clients_[0]->Pull(0, &k, 1, out).get().ok());
+  ASSERT_TRUE(clients_[0]->Clock().ok());  // step 2: needs worker 1 at step >= 1
+  auto fut = clients_[0]->Pull(0, &k, 1, out);
+  EXPECT_EQ(fut.wait_for(Millis(150)), std::future_status::timeout);
+  ASSERT_TRUE(clients_[1]->Clock().ok());
+  EXPECT_TRUE(fut.get().ok());
+}
+
+TEST_F(ClientTest, FinishedWorkerNoLongerHoldsOthersBack) {
+  Start(1, 2, 0);
+  ASSERT_TRUE(clients_[1]->Shutdown().ok());
+  const uint64_t k = 3;
+  float out[3];
+  for (int s = 0; s < 3; ++s) {
+    ASSERT_TRUE(clients_[0]->Clock().ok());
+    EXPECT_TRUE(clients_[0]->Pull(0, &k, 1, out).get().ok());
+  }
+  clients_.pop_back();  // already shut down
+}
+
+}  // namespace
+}  // namespace freshet
