@@ -147,9 +147,10 @@ int Main(int argc, char** argv) {
       rc = RunLoad(client.get());
     }
     if (rc != 0) {
-      // A peer may be dead: do not wait for it in MPI_Finalize.
+      // A peer may be dead or blocked: end the whole job loudly instead of
+      // waiting for it in MPI_Finalize.
       std::fflush(nullptr);
-      std::_Exit(rc);
+      MpiSession::Abort(rc);
     }
     Status st = client->Shutdown();
     if (!st.ok()) rc = 5;
