@@ -47,6 +47,8 @@ Status MpiTransport::SendFrame(int dest, std::vector<char> frame) {
   send_reqs_.push_back(req);
   send_bufs_.push_back(std::move(frame));  // moving keeps data() stable
   send_dests_.push_back(dest);
+  last_post_ns_.store(std::chrono::steady_clock::now().time_since_epoch().count(),
+                      std::memory_order_relaxed);
   return Status::OK();
 }
 
@@ -110,12 +112,24 @@ void MpiTransport::ProgressLoop() {
       inbox_.Push(status.MPI_SOURCE, std::move(buf));
       did = true;
     }
+    bool sending = false;
     {
       std::lock_guard<std::mutex> l(send_mu_);
       if (CompleteSendsLocked() > 0) did = true;
+      sending = !send_reqs_.empty();
     }
+    const auto now = std::chrono::steady_clock::now();
+    if (did) last_activity_ = now;
+    const std::chrono::steady_clock::time_point posted(
+        std::chrono::steady_clock::duration(last_post_ns_.load(std::memory_order_relaxed)));
+    if (posted > last_activity_) last_activity_ = posted;
     if (did) {
       idle = 0;
+    } else if (sending && now - last_activity_ < std::chrono::milliseconds(50)) {
+      // A large send completes only while this thread drives MPI's progress
+      // engine: keep polling (yielding the core) while it is in flight, but
+      // not forever (a dead peer never takes its message).
+      std::this_thread::yield();
     } else if (++idle < 8) {
       std::this_thread::yield();
     } else {

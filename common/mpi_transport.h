@@ -15,6 +15,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -57,6 +58,10 @@ class MpiTransport : public Transport {
   std::atomic<bool> stop_{false};
   std::atomic<bool> shut_down_{false};
   std::thread progress_;
+  // Last send posted or completed: while sends are in flight and there was
+  // activity within 50 ms, the progress thread polls without sleeping.
+  std::chrono::steady_clock::time_point last_activity_;  // progress thread only
+  std::atomic<int64_t> last_post_ns_{0};
 
   std::mutex send_mu_;
   std::vector<MPI_Request> send_reqs_;             // GUARDED_BY(send_mu_)

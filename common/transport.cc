@@ -19,6 +19,8 @@ const char* MsgTypeName(MsgType t) {
     case MsgType::kStatsRequest: return "STATS";
     case MsgType::kStatsResponse: return "STATS_RESPONSE";
     case MsgType::kShutdown: return "SHUTDOWN";
+    case MsgType::kSave: return "SAVE";
+    case MsgType::kSaveResponse: return "SAVE_RESPONSE";
   }
   return "UNKNOWN";
 }
@@ -35,6 +37,7 @@ std::vector<char> EncodeFrame(MessageMeta meta, std::vector<char> body) {
   h.set_count(meta.count);
   h.set_status_code(static_cast<int32_t>(meta.status_code));
   if (!meta.error.empty()) h.set_error(std::move(meta.error));
+  if (!meta.text.empty()) h.set_text(std::move(meta.text));
   const size_t header_len = h.ByteSizeLong();
   const size_t body_len = body.size();
   body.resize(body_len + header_len + sizeof(uint32_t));
@@ -71,6 +74,7 @@ Status DecodeFrame(std::vector<char> frame, Message* out) {
   m.count = h.count();
   m.status_code = static_cast<StatusCode>(h.status_code());
   m.error = h.error();
+  m.text = h.text();
   frame.resize(body_len);  // keeps capacity: no copy
   out->body = std::move(frame);
   return Status::OK();

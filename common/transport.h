@@ -47,6 +47,8 @@ enum class MsgType : uint32_t {
   kStatsRequest = 6,
   kStatsResponse = 7,  // body: ServerStats as raw int64s
   kShutdown = 8,       // a worker is done; servers exit when all are
+  kSave = 9,           // write every row to directory `text` (see table_io.h)
+  kSaveResponse = 10,
 };
 const char* MsgTypeName(MsgType t);
 
@@ -62,6 +64,7 @@ struct MessageMeta {
   int64_t count = 0;
   StatusCode status_code = StatusCode::kOk;
   std::string error;
+  std::string text;
 };
 
 struct Message {

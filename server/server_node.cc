@@ -5,6 +5,8 @@
 
 #include <glog/logging.h>
 
+#include "server/table_io.h"
+
 namespace freshet {
 
 ServerNode::ServerNode(Transport* transport, const ClusterLayout& layout, ParameterShard* shard,
@@ -51,7 +53,9 @@ void ServerNode::HandlePull(Message msg) {
                           " keys"));
     return;
   }
-  std::vector<char> out(n * dim * sizeof(float));
+  std::vector<char> out;
+  out.reserve(n * dim * sizeof(float) + 128);  // room for the frame header: no realloc
+  out.resize(n * dim * sizeof(float));
   Status st = shard_->HandlePull(msg.meta.table, msg.meta.dim,
                                  reinterpret_cast<const uint64_t*>(msg.body.data()), n,
                                  reinterpret_cast<float*>(out.data()));
@@ -185,6 +189,17 @@ Status ServerNode::Run() {
         std::vector<char> body(sizeof(fields));
         std::memcpy(body.data(), fields, sizeof(fields));
         Reply(msg, MsgType::kStatsResponse, std::move(body), Status::OK());
+        break;
+      }
+      case MsgType::kSave: {
+        // Every acknowledged push is applied; finish queued ones first.
+        pool_.WaitIdle();
+        const int me = layout_.IndexInRole(transport_->rank());
+        const std::string path =
+            msg.meta.text + "/" + ShardFileName(me, layout_.num_servers());
+        Status st = SaveShardRows(*shard_, path);
+        if (st.ok()) LOG(INFO) << layout_.Describe(transport_->rank()) << " saved " << path;
+        Reply(msg, MsgType::kSaveResponse, {}, st);
         break;
       }
       case MsgType::kShutdown: {

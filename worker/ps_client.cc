@@ -5,51 +5,9 @@
 #include <glog/logging.h>
 
 #include "common/sharding.h"
+#include "common/key_dedup.h"
 
 namespace freshet {
-namespace {
-
-constexpr uint32_t kEmpty = 0xffffffffu;
-
-// Keys mapped to dense unique indices in first-seen order.
-struct Dedup {
-  std::vector<uint64_t> uniq;
-  std::vector<uint32_t> inverse;  // input position -> unique index
-  bool has_dups = false;
-};
-
-Dedup Deduplicate(const uint64_t* keys, size_t n) {
-  Dedup d;
-  size_t cap = 16;
-  while (cap < 2 * n) cap <<= 1;
-  std::vector<uint32_t> slots(cap, kEmpty);
-  d.uniq.reserve(n);
-  d.inverse.resize(n);
-  const size_t mask = cap - 1;
-  for (size_t i = 0; i < n; ++i) {
-    const uint64_t k = keys[i];
-    size_t p = MixKey(k) & mask;
-    while (true) {
-      const uint32_t u = slots[p];
-      if (u == kEmpty) {
-        slots[p] = static_cast<uint32_t>(d.uniq.size());
-        d.inverse[i] = slots[p];
-        d.uniq.push_back(k);
-        break;
-      }
-      if (d.uniq[u] == k) {
-        d.inverse[i] = u;
-        d.has_dups = true;
-        break;
-      }
-      p = (p + 1) & mask;
-    }
-  }
-  return d;
-}
-
-}  // namespace
-
 // One Pull or Push call, spread over one request per shard.
 struct PsClient::Op {
   std::promise<Status> promise;
@@ -221,14 +179,8 @@ std::future<Status> PsClient::Push(int table, const uint64_t* keys, size_t n,
   // Gradient row of unique key u: summed over its duplicates when any.
   std::vector<float> summed;
   const float* grad_rows = grads;
-  std::vector<uint32_t> source_row;  // unique index -> row in grad_rows
   if (d.has_dups) {
-    summed.assign(d.uniq.size() * dim, 0.0f);
-    for (size_t i = 0; i < n; ++i) {
-      float* dst = summed.data() + static_cast<size_t>(d.inverse[i]) * dim;
-      const float* src = grads + i * dim;
-      for (int j = 0; j < dim; ++j) dst[j] += src[j];
-    }
+    SumDuplicateRows(d, grads, dim, &summed);
     grad_rows = summed.data();
   }
   std::vector<std::vector<uint32_t>> rows(num_servers);
@@ -327,8 +279,8 @@ void PsClient::FailAll(const Status& st) {
   {
     std::lock_guard<std::mutex> l(mu_);
     for (const auto& kv : requests_) ids.push_back(kv.first);
-    for (auto& kv : stats_waiters_) kv.second.set_value(st);
-    stats_waiters_.clear();
+    for (auto& kv : sync_waiters_) kv.second.set_value(st);
+    sync_waiters_.clear();
   }
   for (uint64_t id : ids) Complete(id, nullptr, st);
 }
@@ -344,22 +296,17 @@ void PsClient::ReceiveLoop() {
         case MsgType::kPushResponse:
           Complete(m.meta.request_id, &m, Status::OK());
           break;
-        case MsgType::kStatsResponse: {
-          std::promise<StatusOr<ServerStats>> p;
+        case MsgType::kStatsResponse:
+        case MsgType::kSaveResponse: {
+          std::promise<StatusOr<Message>> p;
           {
             std::lock_guard<std::mutex> l(mu_);
-            auto it = stats_waiters_.find(m.meta.request_id);
-            if (it == stats_waiters_.end()) break;
+            auto it = sync_waiters_.find(m.meta.request_id);
+            if (it == sync_waiters_.end()) break;  // timed out earlier
             p = std::move(it->second);
-            stats_waiters_.erase(it);
+            sync_waiters_.erase(it);
           }
-          if (m.body.size() != ServerStats::kNumFields * sizeof(int64_t)) {
-            p.set_value(DataLoss("bad STATS_RESPONSE size from " + layout_.Describe(m.peer)));
-            break;
-          }
-          int64_t f[ServerStats::kNumFields];
-          std::memcpy(f, m.body.data(), sizeof(f));
-          p.set_value(ServerStats{f[0], f[1], f[2], f[3], f[4], f[5]});
+          p.set_value(std::move(m));
           break;
         }
         default:
@@ -396,33 +343,69 @@ Status PsClient::Clock() {
   return Status::OK();
 }
 
-StatusOr<std::vector<ServerStats>> PsClient::ServerStatsAll() {
-  std::vector<std::future<StatusOr<ServerStats>>> futs;
+StatusOr<std::vector<Message>> PsClient::CallAllServers(MsgType type, const std::string& text) {
+  std::vector<uint64_t> ids;
+  std::vector<std::future<StatusOr<Message>>> futs;
   for (int s = 0; s < layout_.num_servers(); ++s) {
     const uint64_t id = next_id_.fetch_add(1);
     {
       std::lock_guard<std::mutex> l(mu_);
-      futs.push_back(stats_waiters_[id].get_future());
+      futs.push_back(sync_waiters_[id].get_future());
     }
+    ids.push_back(id);
     Message msg;
-    msg.meta.type = MsgType::kStatsRequest;
+    msg.meta.type = type;
     msg.meta.request_id = id;
     msg.meta.worker = worker_index_;
+    msg.meta.text = text;
     FRESHET_RETURN_IF_ERROR(transport_->Send(layout_.ServerRank(s), std::move(msg)));
   }
-  std::vector<ServerStats> out;
+  std::vector<Message> out;
   const auto deadline = std::chrono::steady_clock::now() + options_.request_timeout;
+  Status failed;
   for (int s = 0; s < layout_.num_servers(); ++s) {
     if (futs[s].wait_until(deadline) != std::future_status::ready) {
-      return DeadlineExceeded("STATS request to " + layout_.Describe(layout_.ServerRank(s)) +
-                              " got no response within " +
-                              std::to_string(options_.request_timeout.count()) + " ms");
+      std::lock_guard<std::mutex> l(mu_);
+      sync_waiters_.erase(ids[s]);
+      if (failed.ok()) {
+        failed = DeadlineExceeded(std::string(MsgTypeName(type)) + " request to " +
+                                  layout_.Describe(layout_.ServerRank(s)) +
+                                  " got no response within " +
+                                  std::to_string(options_.request_timeout.count()) + " ms");
+      }
+      continue;
     }
-    StatusOr<ServerStats> r = futs[s].get();
-    if (!r.ok()) return r.status();
-    out.push_back(*r);
+    StatusOr<Message> r = futs[s].get();
+    if (!r.ok()) {
+      if (failed.ok()) failed = r.status();
+      continue;
+    }
+    if (r->meta.status_code != StatusCode::kOk) {
+      if (failed.ok()) failed = Status(r->meta.status_code, r->meta.error);
+      continue;
+    }
+    out.push_back(std::move(r).value());
+  }
+  if (!failed.ok()) return failed;
+  return out;
+}
+
+StatusOr<std::vector<ServerStats>> PsClient::ServerStatsAll() {
+  FRESHET_ASSIGN_OR_RETURN(std::vector<Message> resp, CallAllServers(MsgType::kStatsRequest, ""));
+  std::vector<ServerStats> out;
+  for (const Message& m : resp) {
+    if (m.body.size() != ServerStats::kNumFields * sizeof(int64_t)) {
+      return DataLoss("bad STATS_RESPONSE size from " + layout_.Describe(m.peer));
+    }
+    int64_t f[ServerStats::kNumFields];
+    std::memcpy(f, m.body.data(), sizeof(f));
+    out.push_back(ServerStats{f[0], f[1], f[2], f[3], f[4], f[5]});
   }
   return out;
+}
+
+Status PsClient::SaveTables(const std::string& dir) {
+  return CallAllServers(MsgType::kSave, dir).status();
 }
 
 Status PsClient::Shutdown() {

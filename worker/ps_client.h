@@ -25,6 +25,7 @@
 #include <future>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <unordered_map>
 #include <vector>
@@ -32,6 +33,7 @@
 #include "common/config.h"
 #include "common/status.h"
 #include "common/transport.h"
+#include "common/sparse_store.h"
 
 namespace freshet {
 
@@ -42,7 +44,7 @@ struct PsClientOptions {
   int staleness = -1;
 };
 
-class PsClient {
+class PsClient : public SparseStore {
  public:
   // transport and layout are not owned and must outlive the client.
   // table_dims[i] is the dim of table i. REQUIRES: transport's rank is a
@@ -51,23 +53,29 @@ class PsClient {
                                                     const ClusterLayout& layout,
                                                     std::vector<int> table_dims,
                                                     PsClientOptions options);
-  ~PsClient();
+  ~PsClient() override;
 
   // Writes n*dim floats to out (row i for keys[i]). keys and out must stay
   // valid until the future is ready.
-  std::future<Status> Pull(int table, const uint64_t* keys, size_t n, float* out);
+  std::future<Status> Pull(int table, const uint64_t* keys, size_t n, float* out) override;
   // Applies grads[n*dim] (row i for keys[i]) on the servers. The future is
   // ready once every server acknowledged. keys and grads are copied before
   // Push returns.
-  std::future<Status> Push(int table, const uint64_t* keys, size_t n, const float* grads);
+  std::future<Status> Push(int table, const uint64_t* keys, size_t n,
+                           const float* grads) override;
 
   // Ends the current step: tells every server how many pushes this worker
   // sent it, so servers can answer bounded-staleness pulls.
-  Status Clock();
+  Status Clock() override;
   int64_t step() const { return step_.load(); }
 
   // Asks every server for its stats (synchronous, with the deadline).
   StatusOr<std::vector<ServerStats>> ServerStatsAll();
+
+  // Asks every server to write all its rows under `dir` (created by the
+  // caller), as dir/shard-<i>-of-<n>.rows (server/table_io.h). Waits for
+  // every server's answer, with the deadline.
+  Status SaveTables(const std::string& dir);
 
   // Tells every server this worker is done. Call once, after the last push
   // completed.
@@ -98,6 +106,8 @@ class PsClient {
   void Complete(uint64_t id, Message* resp, const Status& st);
   void ExpireOverdue();
   void FailAll(const Status& st);
+  // Sends `type` (with `text`) to every server and waits for each answer.
+  StatusOr<std::vector<Message>> CallAllServers(MsgType type, const std::string& text);
 
   Transport* const transport_;
   const ClusterLayout& layout_;
@@ -114,8 +124,8 @@ class PsClient {
   int inflight_ = 0;                                  // GUARDED_BY(mu_)
   std::unordered_map<uint64_t, Request> requests_;    // GUARDED_BY(mu_)
   std::vector<int64_t> pushes_sent_;                  // GUARDED_BY(mu_), per server
-  // Synchronous stats requests: id -> slot.
-  std::unordered_map<uint64_t, std::promise<StatusOr<ServerStats>>> stats_waiters_;  // GUARDED_BY(mu_)
+  // Synchronous calls to every server (stats, save): id -> response slot.
+  std::unordered_map<uint64_t, std::promise<StatusOr<Message>>> sync_waiters_;  // GUARDED_BY(mu_)
   std::thread receiver_;
 };
 

@@ -1,0 +1,62 @@
+// Collective: all-reduce among the worker ranks, for the replicated dense
+// parameters (MPI now; NCCL on GPU workers later).
+//
+// Thread safety: one thread per Collective; calls are collective (every
+// member must make the same calls in the same order).
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <memory>
+
+#include <mpi.h>
+
+#include "common/status.h"
+
+namespace freshet {
+
+class Collective {
+ public:
+  virtual ~Collective() = default;
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+  // In place: data[i] becomes the sum over members of their data[i].
+  virtual Status AllReduceSum(float* data, size_t n) = 0;
+  virtual Status AllReduceSum(double* data, size_t n) = 0;
+  // Gathers `n` bytes from every member to member 0 (variable sizes);
+  // member 0 gets them concatenated in rank order in *out.
+  virtual Status GatherBytes(const char* data, size_t n, std::string* out) = 0;
+  virtual Status Barrier() = 0;
+};
+
+// A group of one: every operation is a no-op copy.
+class LocalCollective : public Collective {
+ public:
+  int rank() const override { return 0; }
+  int size() const override { return 1; }
+  Status AllReduceSum(float*, size_t) override { return Status::OK(); }
+  Status AllReduceSum(double*, size_t) override { return Status::OK(); }
+  Status GatherBytes(const char* data, size_t n, std::string* out) override;
+  Status Barrier() override { return Status::OK(); }
+};
+
+// Over an MPI communicator (duplicated, so its traffic never mixes with
+// others'). REQUIRES: MPI initialized.
+class MpiCollective : public Collective {
+ public:
+  static StatusOr<std::unique_ptr<MpiCollective>> Create(MPI_Comm comm);
+  ~MpiCollective() override;
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  Status AllReduceSum(float* data, size_t n) override;
+  Status AllReduceSum(double* data, size_t n) override;
+  Status GatherBytes(const char* data, size_t n, std::string* out) override;
+  Status Barrier() override;
+
+ private:
+  MpiCollective(MPI_Comm comm, int rank, int size) : comm_(comm), rank_(rank), size_(size) {}
+  MPI_Comm comm_;
+  int rank_, size_;
+};
+
+}  // namespace freshet

@@ -1,0 +1,47 @@
+#include "common/key_dedup.h"
+
+#include "common/sharding.h"
+
+namespace freshet {
+
+Dedup Deduplicate(const uint64_t* keys, size_t n) {
+  constexpr uint32_t kEmpty = 0xffffffffu;
+  Dedup d;
+  size_t cap = 16;
+  while (cap < 2 * n) cap <<= 1;
+  std::vector<uint32_t> slots(cap, kEmpty);
+  d.uniq.reserve(n);
+  d.inverse.resize(n);
+  const size_t mask = cap - 1;
+  for (size_t i = 0; i < n; ++i) {
+    const uint64_t k = keys[i];
+    size_t p = MixKey(k) & mask;
+    while (true) {
+      const uint32_t u = slots[p];
+      if (u == kEmpty) {
+        slots[p] = static_cast<uint32_t>(d.uniq.size());
+        d.inverse[i] = slots[p];
+        d.uniq.push_back(k);
+        break;
+      }
+      if (d.uniq[u] == k) {
+        d.inverse[i] = u;
+        d.has_dups = true;
+        break;
+      }
+      p = (p + 1) & mask;
+    }
+  }
+  return d;
+}
+
+void SumDuplicateRows(const Dedup& d, const float* grads, int dim, std::vector<float>* out) {
+  out->assign(d.uniq.size() * dim, 0.0f);
+  for (size_t i = 0; i < d.inverse.size(); ++i) {
+    float* dst = out->data() + static_cast<size_t>(d.inverse[i]) * dim;
+    const float* src = grads + i * dim;
+    for (int j = 0; j < dim; ++j) dst[j] += src[j];
+  }
+}
+
+}  // namespace freshet

@@ -1,0 +1,188 @@
+// freshet_train: the training job. Every MPI rank takes its role from the
+// cluster config: servers hold table shards, workers train on their shard of
+// the examples, exporter ranks (snapshot export) idle until that lands.
+//
+//   launch/mpirun.sh -np 5 build/bin/freshet_train --task=synthetic
+//   build/bin/freshet_train --local --task=synthetic     (single-process reference)
+//
+// Worker 0 prints status lines while training and, last, one JSON line with
+// the final figures.
+#include <cstdio>
+#include <memory>
+
+#include <gflags/gflags.h>
+#include <glog/logging.h>
+
+#include "common/collective.h"
+#include "common/config.h"
+#include "common/mpi_transport.h"
+#include "common/mpi_util.h"
+#include "server/local_sparse_store.h"
+#include "server/parameter_shard.h"
+#include "server/server_node.h"
+#include "server/table_io.h"
+#include "worker/job.h"
+#include "worker/job_runner.h"
+#include "worker/ps_client.h"
+
+DEFINE_string(cluster_config, "cluster-configs/local.pbtxt", "cluster config (roles of the ranks)");
+DEFINE_string(job_config, "", "job config; default cluster-configs/jobs/<task>.pbtxt");
+DEFINE_string(task, "synthetic",
+              "named task: synthetic, taobao-conversion, retail-purchase, talkingdata-ctr "
+              "(selects the job config when --job_config is empty)");
+DEFINE_string(data_dir, "../shared/data", "directory of the raw public datasets");
+DEFINE_bool(local, false, "single-process reference trainer: no MPI, no parameter servers");
+DEFINE_int32(epochs, 0, "override the job's epochs (0: keep)");
+DEFINE_int32(batch_size, 0, "override the job's batch size (0: keep)");
+DEFINE_int32(staleness, -2, "override the job's staleness bound (-1 async, 0 sync; -2: keep)");
+DEFINE_string(model, "", "override the model kind: lr or deepfm");
+DEFINE_int64(max_steps, 0, "stop training after this many steps (0: run the epochs)");
+DEFINE_string(work_dir, "", "override the job's work_dir (task data)");
+DEFINE_string(model_dir, "", "override where the model is saved");
+DEFINE_bool(save, true, "save the trained model (dense.bin, job.pbtxt, shard-*.rows)");
+
+namespace freshet {
+namespace {
+
+int Fail(const Status& st, const std::string& who) {
+  std::fprintf(stderr, "freshet_train: %s: %s\n", who.c_str(), st.ToString().c_str());
+  std::fflush(stderr);
+  return 1;
+}
+
+StatusOr<proto::JobConfig> LoadJob() {
+  const std::string path =
+      FLAGS_job_config.empty() ? "cluster-configs/jobs/" + FLAGS_task + ".pbtxt" : FLAGS_job_config;
+  FRESHET_ASSIGN_OR_RETURN(proto::JobConfig job, LoadJobConfig(path));
+  if (FLAGS_epochs > 0) job.set_epochs(FLAGS_epochs);
+  if (FLAGS_batch_size > 0) job.set_batch_size(FLAGS_batch_size);
+  if (FLAGS_staleness >= -1) job.set_staleness(FLAGS_staleness);
+  if (!FLAGS_work_dir.empty()) {
+    job.set_work_dir(FLAGS_work_dir);
+    if (FLAGS_model_dir.empty()) job.set_model_dir(FLAGS_work_dir + "/model");
+  }
+  if (!FLAGS_model_dir.empty()) job.set_model_dir(FLAGS_model_dir);
+  if (FLAGS_model == "lr") job.mutable_model()->set_kind(proto::ModelConfig::LR);
+  if (FLAGS_model == "deepfm") job.mutable_model()->set_kind(proto::ModelConfig::DEEPFM);
+  if (!FLAGS_model.empty() && FLAGS_model != "lr" && FLAGS_model != "deepfm") {
+    return InvalidArgument("--model must be lr or deepfm, got '" + FLAGS_model + "'");
+  }
+  FRESHET_RETURN_IF_ERROR(ValidateJobConfig(&job, path));
+  return job;
+}
+
+RunOptions Options() {
+  RunOptions o;
+  o.data_dir = FLAGS_data_dir;
+  o.max_steps = FLAGS_max_steps;
+  o.save_model = FLAGS_save;
+  return o;
+}
+
+int RunLocal(const proto::JobConfig& job) {
+  auto shard = ParameterShard::Create(job.tables(), 64);
+  if (!shard.ok()) return Fail(shard.status(), "tables");
+  LocalSparseStore store(shard->get());
+  LocalCollective collective;
+  RunOptions opt = Options();
+  opt.save_tables = [&](const std::string& dir) {
+    return SaveShardRows(**shard, dir + "/" + ShardFileName(0, 1));
+  };
+  auto r = RunWorkerJob(job, &store, &collective, opt);
+  if (!r.ok()) return Fail(r.status(), "local trainer");
+  std::printf("%s\n", r->Json(job, 1, 0).c_str());
+  return 0;
+}
+
+int RunMpi(int argc, char** argv, const proto::JobConfig& job) {
+  auto session_or = MpiSession::Init(&argc, &argv);
+  if (!session_or.ok()) return Fail(session_or.status(), "MPI");
+  std::unique_ptr<MpiSession> session(*session_or);
+  const int rank = session->rank();
+  auto cfg = LoadClusterConfig(FLAGS_cluster_config);
+  if (!cfg.ok()) return Fail(cfg.status(), "cluster config");
+  ClusterLayout layout(*cfg);
+  if (layout.world_size() != session->size()) {
+    if (rank == 0) {
+      std::fprintf(stderr, "freshet_train: %s defines %d ranks, mpirun started %d (use -np %d)\n",
+                   FLAGS_cluster_config.c_str(), layout.world_size(), session->size(),
+                   layout.world_size());
+    }
+    return 1;
+  }
+  const proto::Role role = layout.RoleOf(rank);
+  if (rank == 0) {
+    std::printf("freshet_train: job '%s' (task %s, model %s) on cluster '%s'\n%s",
+                job.name().c_str(), job.task().c_str(),
+                proto::ModelConfig::Kind_Name(job.model().kind()).c_str(), cfg->name().c_str(),
+                layout.ToTable().c_str());
+    std::fflush(stdout);
+  }
+  MPI_Comm role_comm;
+  MPI_Comm_split(MPI_COMM_WORLD, static_cast<int>(role), rank, &role_comm);
+  auto transport_or = MpiTransport::Create(MPI_COMM_WORLD);
+  if (!transport_or.ok()) return Fail(transport_or.status(), "transport");
+  std::unique_ptr<MpiTransport> transport = std::move(transport_or).value();
+  const Millis timeout(cfg->transport().request_timeout_ms());
+  int rc = 0;
+  if (role == proto::SERVER) {
+    auto shard = ParameterShard::Create(job.tables(), cfg->server().partitions());
+    if (!shard.ok()) return Fail(shard.status(), layout.Describe(rank));
+    ServerNode node(transport.get(), layout, shard->get(), cfg->server().handler_threads(),
+                    timeout);
+    Status st = node.Run();
+    if (!st.ok()) {
+      Fail(st, layout.Describe(rank));
+      MpiSession::Abort(2);
+    }
+  } else if (role == proto::WORKER) {
+    std::vector<int> dims;
+    for (const auto& t : job.tables().tables()) dims.push_back(static_cast<int>(t.dim()));
+    PsClientOptions popt;
+    popt.request_timeout = timeout;
+    popt.max_inflight = cfg->transport().max_inflight_requests();
+    popt.staleness = JobStaleness(job);
+    auto client = PsClient::Create(transport.get(), layout, dims, popt);
+    if (!client.ok()) return Fail(client.status(), layout.Describe(rank));
+    auto collective = MpiCollective::Create(role_comm);
+    if (!collective.ok()) return Fail(collective.status(), layout.Describe(rank));
+    RunOptions opt = Options();
+    PsClient* c = client->get();
+    opt.save_tables = [c](const std::string& dir) { return c->SaveTables(dir); };
+    auto r = RunWorkerJob(job, c, collective->get(), opt);
+    if (!r.ok()) {
+      Fail(r.status(), layout.Describe(rank));
+      // Peers may wait on this rank: end the whole job now, loudly.
+      MpiSession::Abort(3);
+    }
+    if (layout.IndexInRole(rank) == 0) {
+      std::printf("%s\n", r->Json(job, layout.num_workers(), layout.num_servers()).c_str());
+      std::fflush(stdout);
+    }
+    Status st = (*client)->Shutdown();
+    if (!st.ok()) rc = Fail(st, layout.Describe(rank));
+  } else {
+    LOG(INFO) << layout.Describe(rank)
+              << ": snapshot export is not implemented yet; this rank waits for the job to end";
+  }
+  transport->Shutdown();
+  MPI_Comm_free(&role_comm);
+  return rc;
+}
+
+}  // namespace
+}  // namespace freshet
+
+int main(int argc, char** argv) {
+  gflags::SetUsageMessage(
+      "trains a model: under mpirun with --cluster_config roles, or --local in one process");
+  gflags::ParseCommandLineFlags(&argc, &argv, true);
+  google::InitGoogleLogging(argv[0]);
+  auto job = freshet::LoadJob();
+  if (!job.ok()) {
+    std::fprintf(stderr, "freshet_train: %s\n", job.status().ToString().c_str());
+    return 1;
+  }
+  if (FLAGS_local) return freshet::RunLocal(*job);
+  return freshet::RunMpi(argc, argv, *job);
+}

@@ -1,0 +1,125 @@
+// Reading and writing example files (format in worker/data/example.h), with
+// input splitting across workers and bad-record accounting.
+//
+// Splitting. A list of files is cut into `num_shards` contiguous byte ranges
+// of the concatenation (so big files split within, small files go whole):
+// shard i gets bytes [total*i/n, total*(i+1)/n). A range that starts inside
+// a line skips to the next line; a range reads a line if the line starts in
+// it (Hadoop's rule), so every line is read by exactly one shard. The header
+// line is never an example.
+//
+// Bad records. A line that does not parse (wrong field count, bad label,
+// bad time, bad oracle) is skipped and counted, with a log line naming
+// file:line and the problem (the first 20 per file, then every 1000th).
+// When more than max(max_bad_records, max_bad_ratio * lines read) lines are
+// bad, Next() fails with InvalidArgument naming the file, the counts and the
+// last problem: the job stops loudly instead of training on garbage.
+//
+// Thread safety: a reader or writer is used by one thread at a time.
+#pragma once
+
+#include <cstdint>
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "worker/data/example.h"
+
+namespace freshet {
+namespace internal {
+class LineSource;
+}  // namespace internal
+
+struct BadRecordPolicy {
+  double max_bad_ratio = 0.001;
+  int64_t max_bad_records = 100;
+};
+
+struct FileRange {
+  std::string path;
+  uint64_t begin = 0;  // byte offsets
+  uint64_t end = 0;
+};
+
+// The ranges shard `shard` of `num_shards` reads. A shard that gets no bytes
+// (more shards than bytes) gets one empty range, so that its reader still
+// learns the columns. NotFound if a file is missing. REQUIRES: 0 <= shard <
+// num_shards.
+StatusOr<std::vector<FileRange>> SplitFiles(const std::vector<std::string>& files, int shard,
+                                            int num_shards);
+
+// Reads and checks the header of an example file: its column names.
+StatusOr<std::vector<std::string>> ReadExampleHeader(const std::string& path);
+
+struct ReadStats {
+  int64_t lines = 0;     // example lines read (good + bad)
+  int64_t examples = 0;  // good
+  int64_t bad = 0;
+};
+
+// ReadStats of one file (the raw readers of worker/data/raw_readers.h report
+// these per input file).
+struct FileReadStats {
+  std::string path;
+  ReadStats stats;
+};
+
+class ExampleReader {
+ public:
+  // Opens the ranges (all files must have the same header). Empty ranges are
+  // fine (a shard with no data).
+  static StatusOr<std::unique_ptr<ExampleReader>> Open(std::vector<FileRange> ranges,
+                                                       BadRecordPolicy policy);
+  // Whole files, unsplit.
+  static StatusOr<std::unique_ptr<ExampleReader>> OpenFiles(const std::vector<std::string>& files,
+                                                            BadRecordPolicy policy);
+  ~ExampleReader();
+
+  const std::vector<std::string>& columns() const { return columns_; }
+  // Reads the next good example into *ex. Returns false at the end of the
+  // last range; an error past the bad-record limit or on I/O failure.
+  StatusOr<bool> Next(Example* ex);
+  // Lines read, good examples and bad lines so far, over all ranges.
+  const ReadStats& stats() const;
+
+ private:
+  ExampleReader() = default;
+  std::vector<std::string> columns_;
+  bool header_read_ = false;
+  std::unique_ptr<internal::LineSource> source_;  // the lines and the bad-record account
+};
+
+// Parses one example line with `num_columns` feature columns. InvalidArgument
+// naming the field on failure.
+Status ParseExampleLine(const std::string& line, size_t num_columns, Example* ex);
+// Formats one example line (no trailing newline). REQUIRES: values have no
+// tabs or newlines.
+std::string FormatExampleLine(const Example& ex);
+
+// Writes an example file atomically: to `path.tmp`, then renamed over `path`
+// by Close(). A writer destroyed without Close() removes its temporary file.
+class ExampleWriter {
+ public:
+  static StatusOr<std::unique_ptr<ExampleWriter>> Open(const std::string& path,
+                                                       const std::vector<std::string>& columns);
+  ~ExampleWriter();
+  // InvalidArgument (nothing written) for a wrong number of values, a label
+  // other than 0 or 1, an oracle above 1, or a tab or newline in the user or
+  // a value; FailedPrecondition after Close().
+  Status Write(const Example& ex);
+  // Flushes, syncs and renames the file into place.
+  Status Close();
+  int64_t written() const { return written_; }
+
+ private:
+  ExampleWriter() = default;
+  std::string path_, tmp_path_;
+  size_t num_columns_ = 0;
+  std::FILE* file_ = nullptr;
+  int64_t written_ = 0;
+  std::string line_;  // reused formatting buffer
+};
+
+}  // namespace freshet

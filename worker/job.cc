@@ -1,0 +1,177 @@
+#include "worker/job.h"
+
+#include <sys/stat.h>
+
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include <glog/logging.h>
+#include <google/protobuf/io/tokenizer.h>
+#include <google/protobuf/text_format.h>
+
+#include "common/config.h"
+#include "worker/data/synthetic_shop.h"
+#include "worker/data/task.h"
+
+namespace freshet {
+namespace {
+
+class Errors : public google::protobuf::io::ErrorCollector {
+ public:
+  explicit Errors(std::string source) : source_(std::move(source)) {}
+  void AddError(int line, int column, const std::string& message) override {
+    if (!text_.empty()) text_ += "\n";
+    text_ += source_ + ":" + std::to_string(line + 1) + ":" + std::to_string(column + 1) + ": " +
+             message;
+  }
+  const std::string& text() const { return text_; }
+
+ private:
+  std::string source_, text_;
+};
+
+bool FileExists(const std::string& path) {
+  struct stat st;
+  return stat(path.c_str(), &st) == 0;
+}
+
+Status Field(const std::string& source, const std::string& field, const std::string& problem) {
+  return InvalidArgument(source + ": " + field + ": " + problem);
+}
+
+}  // namespace
+
+StatusOr<proto::JobConfig> ParseJobConfig(const std::string& text, const std::string& source) {
+  proto::JobConfig job;
+  google::protobuf::TextFormat::Parser parser;
+  Errors errors(source);
+  parser.RecordErrorsTo(&errors);
+  if (!parser.ParseFromString(text, &job)) {
+    return InvalidArgument(errors.text().empty() ? source + ": does not parse" : errors.text());
+  }
+  FRESHET_RETURN_IF_ERROR(ValidateJobConfig(&job, source));
+  return job;
+}
+
+StatusOr<proto::JobConfig> LoadJobConfig(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return NotFound(path + ": cannot open job config");
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ParseJobConfig(ss.str(), path);
+}
+
+int JobStaleness(const proto::JobConfig& job) {
+  return job.has_staleness() ? job.staleness() : -1;
+}
+
+Status ValidateJobConfig(proto::JobConfig* job, const std::string& source) {
+  if (job->batch_size() < 0) return Field(source, "batch_size", "must be >= 0");
+  if (job->batch_size() == 0) job->set_batch_size(512);
+  if (job->epochs() < 0) return Field(source, "epochs", "must be >= 0");
+  if (job->epochs() == 0) job->set_epochs(1);
+  if (job->status_interval_s() < 0) return Field(source, "status_interval_s", "must be >= 0");
+  if (job->status_interval_s() == 0) job->set_status_interval_s(2);
+  if (job->has_staleness() && job->staleness() < -1) {
+    return Field(source, "staleness", "must be >= -1, got " + std::to_string(job->staleness()));
+  }
+  if (job->work_dir().empty()) {
+    job->set_work_dir("out/" + (job->task().empty() ? job->name() : job->task()));
+  }
+  if (job->model_dir().empty()) job->set_model_dir(job->work_dir() + "/model");
+  auto* data = job->mutable_data();
+  if (data->max_bad_ratio() < 0 || data->max_bad_ratio() > 1) {
+    return Field(source, "data.max_bad_ratio", "must be in [0, 1]");
+  }
+  if (data->max_bad_ratio() == 0) data->set_max_bad_ratio(0.001f);
+  if (data->max_bad_records() < 0) return Field(source, "data.max_bad_records", "must be >= 0");
+  if (data->max_bad_records() == 0) data->set_max_bad_records(100);
+  if (job->task().empty() && data->train_files_size() == 0) {
+    return Field(source, "data.train_files", "needs files when no task is named");
+  }
+
+  FRESHET_RETURN_IF_ERROR(ValidateTablesConfig(job->mutable_tables(), source));
+  std::map<std::string, int> dims;
+  for (const auto& t : job->tables().tables()) dims[t.name()] = static_cast<int>(t.dim());
+
+  const auto& m = job->model();
+  auto* model = job->mutable_model();
+  if (m.wide_table().empty()) return Field(source, "model.wide_table", "is required");
+  if (!dims.count(m.wide_table())) {
+    return Field(source, "model.wide_table", "no table named '" + m.wide_table() + "'");
+  }
+  if (dims[m.wide_table()] != 1) {
+    return Field(source, "model.wide_table",
+                 "table '" + m.wide_table() + "' must have dim 1, has " +
+                     std::to_string(dims[m.wide_table()]));
+  }
+  if (m.dense_learning_rate() < 0) return Field(source, "model.dense_learning_rate", "must be >= 0");
+  if (m.dense_learning_rate() == 0) model->set_dense_learning_rate(0.001f);
+  for (int i = 0; i < m.hidden_size(); ++i) {
+    if (m.hidden(i) <= 0) {
+      return Field(source, "model.hidden[" + std::to_string(i) + "]", "must be > 0");
+    }
+  }
+  if (job->features().slots_size() == 0) return Field(source, "features.slots", "at least one slot");
+  std::set<std::string> names;
+  int emb_dim = -1;
+  for (int i = 0; i < job->features().slots_size(); ++i) {
+    const auto& s = job->features().slots(i);
+    const std::string f = "features.slots[" + std::to_string(i) + "]";
+    if (s.name().empty()) return Field(source, f + ".name", "is required");
+    if (!names.insert(s.name()).second) {
+      return Field(source, f + ".name", "duplicate slot name '" + s.name() + "'");
+    }
+    if (m.kind() != proto::ModelConfig::DEEPFM) continue;
+    if (!dims.count(s.table())) {
+      return Field(source, f + ".table", "no table named '" + s.table() + "'");
+    }
+    if (s.table() == m.wide_table()) {
+      return Field(source, f + ".table", "must not be the wide table '" + s.table() + "'");
+    }
+    if (emb_dim >= 0 && dims[s.table()] != emb_dim) {
+      return Field(source, f + ".table",
+                   "DEEPFM slots must share one embedding dim: '" + s.table() + "' has " +
+                       std::to_string(dims[s.table()]) + ", earlier slots " +
+                       std::to_string(emb_dim));
+    }
+    emb_dim = dims[s.table()];
+  }
+  return Status::OK();
+}
+
+Status PrepareTaskData(proto::JobConfig* job, const std::string& data_dir, bool build) {
+  if (job->task().empty()) return Status::OK();
+  const std::string dir = job->work_dir();
+  const std::string train = dir + "/train.examples";
+  const std::string holdout = dir + "/holdout.examples";
+  auto* data = job->mutable_data();
+  if (data->train_files_size() == 0) data->add_train_files(train);
+  if (data->holdout_files_size() == 0) data->add_holdout_files(holdout);
+  if (!build || (FileExists(train) && FileExists(holdout))) return Status::OK();
+  BadRecordPolicy policy;
+  policy.max_bad_ratio = data->max_bad_ratio();
+  policy.max_bad_records = data->max_bad_records();
+  if (job->task() == "synthetic") {
+    ShopConfig cfg;
+    LOG(INFO) << "generating the synthetic shop into " << dir;
+    FRESHET_ASSIGN_OR_RETURN(ShopSummary s, WriteSyntheticShop(cfg, dir));
+    std::printf("synthetic shop: %lld train / %lld holdout impressions, oracle AUC (holdout) %.4f\n",
+                static_cast<long long>(s.train_examples), static_cast<long long>(s.holdout_examples),
+                s.oracle_auc_holdout);
+    return Status::OK();
+  }
+  std::printf("building task %s from %s into %s\n", job->task().c_str(), data_dir.c_str(),
+              dir.c_str());
+  std::fflush(stdout);
+  FRESHET_ASSIGN_OR_RETURN(TaskOutput out, BuildTask(job->task(), data_dir, dir, policy));
+  std::printf("task %s: %lld train / %lld holdout examples, %lld bad raw records skipped\n",
+              job->task().c_str(), static_cast<long long>(out.train_examples),
+              static_cast<long long>(out.holdout_examples),
+              static_cast<long long>(out.bad_records));
+  return Status::OK();
+}
+
+}  // namespace freshet

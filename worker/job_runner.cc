@@ -1,0 +1,216 @@
+#include "worker/job_runner.h"
+
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+
+#include <glog/logging.h>
+#include <google/protobuf/text_format.h>
+
+#include "worker/data/example_io.h"
+#include "worker/data/task.h"
+#include "worker/features.h"
+#include "worker/job.h"
+
+namespace freshet {
+namespace {
+
+Status MakeDirs(const std::string& path) {
+  std::string cur;
+  for (size_t i = 0; i <= path.size(); ++i) {
+    if (i == path.size() || path[i] == '/') {
+      if (!cur.empty() && mkdir(cur.c_str(), 0755) != 0 && errno != EEXIST) {
+        return Internal(cur + ": cannot create directory: " + std::strerror(errno));
+      }
+    }
+    if (i < path.size()) cur += path[i];
+  }
+  return Status::OK();
+}
+
+uint64_t Fnv(const void* p, size_t n, uint64_t h = 0xcbf29ce484222325ULL) {
+  const auto* b = static_cast<const unsigned char*>(p);
+  for (size_t i = 0; i < n; ++i) h = (h ^ b[i]) * 0x100000001b3ULL;
+  return h;
+}
+
+std::string Num(double v) {
+  if (std::isnan(v)) return "null";
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.5f", v);
+  return buf;
+}
+
+}  // namespace
+
+std::string JobResult::Json(const proto::JobConfig& job, int num_workers, int num_servers) const {
+  std::string s = "{\"job\":\"" + job.name() + "\",\"task\":\"" + job.task() + "\",\"model\":\"" +
+                  proto::ModelConfig::Kind_Name(job.model().kind()) +
+                  "\",\"workers\":" + std::to_string(num_workers) +
+                  ",\"servers\":" + std::to_string(num_servers) +
+                  ",\"steps\":" + std::to_string(train.steps) +
+                  ",\"train_examples\":" + std::to_string(train.global_examples) +
+                  ",\"seconds\":" + Num(train.seconds) +
+                  ",\"examples_per_s\":" + Num(train.global_examples / std::max(1e-9, train.seconds)) +
+                  ",\"bad_records_worker0\":" + std::to_string(train.bad_records) + "," +
+                  progressive.ToJsonFields("progressive_") + "," + holdout.ToJsonFields("holdout_");
+  if (popularity_auc >= 0) s += ",\"popularity_baseline_auc\":" + Num(popularity_auc);
+  if (ranking_groups > 0) {
+    s += ",\"hr_at_10\":" + Num(hr10) + ",\"ndcg_at_10\":" + Num(ndcg10) +
+         ",\"ranking_groups\":" + std::to_string(ranking_groups);
+  }
+  char split[200];
+  std::snprintf(split, sizeof(split),
+                ",\"time_split_worker0_s\":{\"read\":%.2f,\"pull\":%.2f,\"compute\":%.2f,"
+                "\"push\":%.2f,\"allreduce\":%.2f}}",
+                train.read_s, train.pull_s, train.compute_s, train.push_s, train.allreduce_s);
+  return s + split;
+}
+
+Status SaveDense(const Model& model, const std::string& path) {
+  const std::string tmp = path + ".tmp";
+  std::FILE* f = std::fopen(tmp.c_str(), "wb");
+  if (!f) return Internal(tmp + ": cannot create: " + std::strerror(errno));
+  const uint64_t n = model.NumDenseParams();
+  uint64_t h = Fnv("FRSHDENS", 8);
+  h = Fnv(&n, sizeof(n), h);
+  h = Fnv(model.dense_params(), n * sizeof(float), h);
+  bool ok = std::fwrite("FRSHDENS", 1, 8, f) == 8 && std::fwrite(&n, sizeof(n), 1, f) == 1 &&
+            std::fwrite(model.dense_params(), sizeof(float), n, f) == n &&
+            std::fwrite(&h, sizeof(h), 1, f) == 1;
+  ok = std::fclose(f) == 0 && ok;
+  if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
+    std::remove(tmp.c_str());
+    return Internal(path + ": write failed");
+  }
+  return Status::OK();
+}
+
+Status LoadDense(const std::string& path, Model* model) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return NotFound(path + ": cannot open dense parameters");
+  std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const uint64_t want = model->NumDenseParams();
+  if (data.size() != 8 + 8 + want * sizeof(float) + 8 || data.compare(0, 8, "FRSHDENS") != 0) {
+    return DataLoss(path + ": not a dense parameter file for this model (" +
+                    std::to_string(data.size()) + " bytes, model has " + std::to_string(want) +
+                    " parameters)");
+  }
+  uint64_t n, stored;
+  std::memcpy(&n, data.data() + 8, 8);
+  std::memcpy(&stored, data.data() + data.size() - 8, 8);
+  if (n != want) return DataLoss(path + ": has " + std::to_string(n) + " parameters");
+  if (Fnv(data.data(), data.size() - 8) != stored) return DataLoss(path + ": checksum mismatch");
+  std::memcpy(model->dense_params(), data.data() + 16, n * sizeof(float));
+  return Status::OK();
+}
+
+StatusOr<std::unique_ptr<Model>> CreateJobModel(const proto::JobConfig& job, int num_slots,
+                                                int num_dense) {
+  ModelShape shape;
+  shape.num_slots = num_slots;
+  shape.num_dense = num_dense;
+  for (const auto& s : job.features().slots()) shape.pooling.push_back(s.pooling());
+  if (job.model().kind() == proto::ModelConfig::DEEPFM) {
+    for (const auto& t : job.tables().tables()) {
+      if (t.name() == job.features().slots(0).table()) shape.emb_dim = static_cast<int>(t.dim());
+    }
+  }
+  return Model::Create(job.model(), shape);
+}
+
+StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Collective* workers,
+                                 const RunOptions& options) {
+  const bool leader = workers->rank() == 0;
+  JobResult result;
+
+  // Data: worker 0 builds the task's example files; the others wait.
+  Status prep = leader ? PrepareTaskData(&job, options.data_dir, true) : Status::OK();
+  float failed = prep.ok() ? 0.0f : 1.0f;
+  FRESHET_RETURN_IF_ERROR(workers->AllReduceSum(&failed, 1));
+  if (!prep.ok()) return prep.WithContext("preparing data");
+  if (failed > 0) return Status(StatusCode::kAborted, "worker 0 failed to prepare the data");
+  if (!leader) FRESHET_RETURN_IF_ERROR(PrepareTaskData(&job, options.data_dir, false));
+
+  const auto& data = job.data();
+  FRESHET_ASSIGN_OR_RETURN(std::vector<std::string> columns, ReadExampleHeader(data.train_files(0)));
+  FRESHET_ASSIGN_OR_RETURN(std::unique_ptr<FeatureEncoder> encoder,
+                           FeatureEncoder::Create(job.features(), columns));
+  FRESHET_ASSIGN_OR_RETURN(std::unique_ptr<Model> model,
+                           CreateJobModel(job, encoder->num_slots(), encoder->num_dense()));
+  Trainer::Options topt;
+  topt.batch_size = job.batch_size();
+  topt.epochs = job.epochs();
+  topt.staleness = JobStaleness(job);
+  topt.status_interval_s = job.status_interval_s();
+  topt.print_status = leader && options.print_status;
+  topt.max_steps = options.max_steps;
+  FRESHET_ASSIGN_OR_RETURN(std::unique_ptr<Trainer> trainer,
+                           Trainer::Create(job, encoder.get(), model.get(), store, workers, topt));
+  BadRecordPolicy policy;
+  policy.max_bad_ratio = data.max_bad_ratio();
+  policy.max_bad_records = data.max_bad_records();
+  const std::vector<std::string> train_files(data.train_files().begin(), data.train_files().end());
+  const std::vector<std::string> holdout_files(data.holdout_files().begin(),
+                                               data.holdout_files().end());
+  const int me = workers->rank(), n = workers->size();
+  auto open_shard = [&]() -> StatusOr<std::unique_ptr<ExampleReader>> {
+    FRESHET_ASSIGN_OR_RETURN(std::vector<FileRange> ranges, SplitFiles(train_files, me, n));
+    return ExampleReader::Open(std::move(ranges), policy);
+  };
+  FRESHET_ASSIGN_OR_RETURN(result.train, trainer->Train(open_shard));
+
+  // Holdout: each worker scores its shard; worker 0 gathers (in file order).
+  ScoredSet holdout;
+  if (!holdout_files.empty()) {
+    FRESHET_ASSIGN_OR_RETURN(std::vector<FileRange> ranges, SplitFiles(holdout_files, me, n));
+    FRESHET_ASSIGN_OR_RETURN(std::unique_ptr<ExampleReader> reader,
+                             ExampleReader::Open(std::move(ranges), policy));
+    FRESHET_RETURN_IF_ERROR(trainer->Score(reader.get(), &holdout));
+  }
+  std::string all_holdout, all_progressive;
+  const std::string mine = holdout.Serialize();
+  FRESHET_RETURN_IF_ERROR(workers->GatherBytes(mine.data(), mine.size(), &all_holdout));
+  const std::string prog = result.train.progressive.Serialize();
+  FRESHET_RETURN_IF_ERROR(workers->GatherBytes(prog.data(), prog.size(), &all_progressive));
+  if (leader) {
+    FRESHET_ASSIGN_OR_RETURN(ScoredSet h, ScoredSet::ParseAll(all_holdout));
+    FRESHET_ASSIGN_OR_RETURN(ScoredSet p, ScoredSet::ParseAll(all_progressive));
+    result.holdout = Evaluate(h.probs, h.labels, h.users, h.oracle);
+    result.progressive = Evaluate(p.probs, p.labels, p.users, p.oracle);
+    // Item-popularity baseline on the same holdout, for reference.
+    bool has_item = false;
+    for (const auto& c : columns) has_item = has_item || c == "item";
+    if (has_item && holdout_files.size() == 1 && train_files.size() == 1) {
+      auto pop = ItemPopularityScores(train_files[0], holdout_files[0], "item");
+      if (pop.ok() && pop->size() == h.labels.size()) result.popularity_auc = Auc(*pop, h.labels);
+    }
+    // Ranking metrics for tasks that ship groups of 1 positive + 99 negatives.
+    const std::string ranking = job.work_dir() + "/holdout_ranking.examples";
+    struct stat st;
+    if (!job.task().empty() && stat(ranking.c_str(), &st) == 0) {
+      FRESHET_ASSIGN_OR_RETURN(std::unique_ptr<ExampleReader> reader,
+                               ExampleReader::OpenFiles({ranking}, policy));
+      ScoredSet r;
+      FRESHET_RETURN_IF_ERROR(trainer->Score(reader.get(), &r));
+      result.ranking_groups = static_cast<int64_t>(r.probs.size() / 100);
+      RankingMetrics(r.probs, 100, 10, &result.hr10, &result.ndcg10);
+    }
+    if (options.save_model) {
+      FRESHET_RETURN_IF_ERROR(MakeDirs(job.model_dir()));
+      FRESHET_RETURN_IF_ERROR(SaveDense(*model, job.model_dir() + "/dense.bin"));
+      std::string text;
+      google::protobuf::TextFormat::PrintToString(job, &text);
+      std::ofstream(job.model_dir() + "/job.pbtxt") << text;
+      if (options.save_tables) FRESHET_RETURN_IF_ERROR(options.save_tables(job.model_dir()));
+    }
+  }
+  FRESHET_RETURN_IF_ERROR(workers->Barrier());
+  return result;
+}
+
+}  // namespace freshet

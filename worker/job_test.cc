@@ -1,0 +1,67 @@
+#include "worker/job.h"
+
+#include <gtest/gtest.h>
+
+namespace freshet {
+namespace {
+
+const char* kTables = R"(
+  tables { tables { name: "wide" dim: 1 optimizer { sgd { learning_rate: 0.1 } } }
+           tables { name: "emb" dim: 4 optimizer { sgd { learning_rate: 0.1 } } }
+           tables { name: "emb8" dim: 8 optimizer { sgd { learning_rate: 0.1 } } } }
+)";
+
+StatusOr<proto::JobConfig> Parse(const std::string& body) {
+  return ParseJobConfig(std::string(kTables) + body, "job.pbtxt");
+}
+
+TEST(JobConfigTest, DefaultsAreFilled) {
+  auto job = Parse(R"(
+    name: "j" task: "synthetic"
+    features { slots { name: "user" table: "emb" } }
+    model { kind: DEEPFM wide_table: "wide" hidden: [8] })");
+  ASSERT_TRUE(job.ok()) << job.status();
+  EXPECT_EQ(job->batch_size(), 512);
+  EXPECT_EQ(job->epochs(), 1);
+  EXPECT_EQ(JobStaleness(*job), -1);
+  EXPECT_EQ(job->work_dir(), "out/synthetic");
+  EXPECT_EQ(job->model_dir(), "out/synthetic/model");
+  EXPECT_FLOAT_EQ(job->model().dense_learning_rate(), 0.001f);
+}
+
+TEST(JobConfigTest, ErrorsNameTheField) {
+  auto wide = Parse(R"(task: "t" features { slots { name: "a" table: "emb" } }
+                       model { wide_table: "emb" })");
+  EXPECT_EQ(wide.status().message(), "job.pbtxt: model.wide_table: table 'emb' must have dim 1, has 4");
+  auto dims = Parse(R"(task: "t"
+    features { slots { name: "a" table: "emb" } slots { name: "b" table: "emb8" } }
+    model { kind: DEEPFM wide_table: "wide" })");
+  EXPECT_NE(dims.status().message().find("features.slots[1].table: DEEPFM slots must share one "
+                                         "embedding dim"),
+            std::string::npos)
+      << dims.status();
+  auto dup = Parse(R"(task: "t"
+    features { slots { name: "a" table: "emb" } slots { name: "a" table: "emb" } }
+    model { wide_table: "wide" })");
+  EXPECT_EQ(dup.status().message(), "job.pbtxt: features.slots[1].name: duplicate slot name 'a'");
+  auto nodata = Parse(R"(features { slots { name: "a" } } model { wide_table: "wide" })");
+  EXPECT_EQ(nodata.status().message(),
+            "job.pbtxt: data.train_files: needs files when no task is named");
+  auto stale = Parse(R"(task: "t" staleness: -3 features { slots { name: "a" } }
+                        model { wide_table: "wide" })");
+  EXPECT_EQ(stale.status().message(), "job.pbtxt: staleness: must be >= -1, got -3");
+  auto syntax = ParseJobConfig("name: \"x\"\nbatch_size: lots\n", "s.pbtxt");
+  EXPECT_NE(syntax.status().message().find("s.pbtxt:2:"), std::string::npos) << syntax.status();
+}
+
+TEST(JobConfigTest, ShippedJobConfigsLoad) {
+  for (const char* name : {"synthetic"}) {
+    const std::string path = std::string(FRESHET_SOURCE_DIR) + "/cluster-configs/jobs/" + name +
+                             ".pbtxt";
+    auto job = LoadJobConfig(path);
+    EXPECT_TRUE(job.ok()) << path << ": " << job.status();
+  }
+}
+
+}  // namespace
+}  // namespace freshet

@@ -1,0 +1,92 @@
+// DeepFmModel: DeepFM (Guo et al. 2017) over pooled slot embeddings and dense
+// features. Built by Model::Create for ModelConfig.kind == DEEPFM.
+//
+// With e_{i,s} = pool_s(embeddings of slot s's keys in example i) (dim k =
+// shape.emb_dim; SUM or MEAN; zero for an empty slot):
+//   logit_i = first_order_i                                 (as LrModel)
+//           + 0.5 * sum_j ((sum_s e_{i,s,j})^2 - sum_s e_{i,s,j}^2)   (FM)
+//           + MLP([e_{i,1}, ..., e_{i,S}, dense_i])
+// The MLP has ReLU hidden layers of widths config.hidden and a linear output
+// of width 1. Its input width is in_0 = num_slots * emb_dim + num_dense.
+//
+// Dense parameters: one contiguous float vector, in this order:
+//   [0]                bias
+//   [1 .. num_dense]   w_dense (first-order dense-feature weights)
+//   then for each layer l = 0 .. L-1 (L = hidden.size() + 1), widths
+//   in_l -> out_l (out_{L-1} = 1):
+//     W_l  out_l * in_l floats, column-major out_l x in_l
+//          (W_l[o + r * out_l] is the weight from input r to output o)
+//     b_l  out_l floats
+// W_l is Glorot-uniform: W = (2u - 1) * sqrt(6 / (in_l + out_l)) with
+// u = (r >> 11) * 2^-53 for successive draws r of a std::mt19937_64 seeded
+// with config.seed (layer by layer, in storage order); bias, w_dense and every
+// b_l start at 0. Same seed -> bit-identical parameters on every worker and
+// platform (no implementation-defined std distributions are involved).
+//
+// Sparse input: ModelInput.wide (dim 1) and ModelInput.emb (dim emb_dim) for
+// every slot; Backward fills SparseGrads.wide and SparseGrads.emb.
+//
+// L2: config.dense_l2 is added in Backward as dense_l2 * w to the gradient of
+// every weight (w_dense and every W_l), never to biases: dense_grad is the
+// gradient of mean loss + 0.5 * dense_l2 * (|w_dense|^2 + sum_l |W_l|^2).
+//
+// Performance: the MLP runs as batch-level Eigen GEMMs over column-major
+// (width x batch) activation matrices; scratch buffers are members, resized
+// per batch, so Forward/Backward allocate only when the batch grows. When
+// the build found OpenBLAS, Eigen hands the GEMMs to it (EIGEN_USE_BLAS), and
+// the first DeepFmModel sets OpenBLAS to one thread per call unless the
+// environment sets OPENBLAS_NUM_THREADS (process-wide; one model per thread
+// is the intended parallelism).
+//
+// Thread safety: not thread-safe (see Model).
+#pragma once
+
+#include <cstddef>
+#include <vector>
+
+#include "worker/model/internal/dense_ops.h"
+#include "worker/model/model.h"
+
+namespace freshet {
+
+class DeepFmModel final : public Model {
+ public:
+  // REQUIRES: config and shape validated by Model::Create (emb_dim > 0,
+  // hidden widths > 0).
+  DeepFmModel(const proto::ModelConfig& config, ModelShape shape);
+
+  void Forward(const ModelInput& in, float* logits) override;
+  void Backward(const ModelInput& in, const float* dlogits, SparseGrads* grads,
+                float* dense_grad) override;
+
+  size_t NumDenseParams() const override { return params_.size(); }
+  float* dense_params() override { return params_.data(); }
+  void ApplyDenseGradient(const float* grad) override { adam_.Step(params_.data(), grad); }
+
+  // Number of dense parameters DeepFmModel would have; for validation.
+  static size_t CountDenseParams(const ModelShape& shape, const std::vector<int>& hidden);
+
+ private:
+  struct Layer {
+    int in = 0, out = 0;
+    size_t w = 0;  // offset of W_l in params_
+    size_t b = 0;  // offset of b_l in params_
+  };
+
+  float l2_;
+  int in0_;  // MLP input width
+  std::vector<Layer> layers_;
+  std::vector<float> params_;
+  internal::DenseAdam adam_;
+
+  // Per-batch scratch (Forward keeps what Backward needs).
+  const EncodedBatch* last_batch_ = nullptr;
+  int batch_size_ = 0;
+  std::vector<float> x_;                 // in0 x B: pooled embeddings, then dense
+  std::vector<float> fm_sum_;            // k x B: sum_s e_{i,s}
+  std::vector<std::vector<float>> act_;  // per layer: out_l x B (post-ReLU for hidden)
+  std::vector<float> grad_a_, grad_b_;   // backprop ping-pong, max width x B
+  std::vector<float> dx_;                // in0 x B: dLoss/dx
+};
+
+}  // namespace freshet

@@ -1,0 +1,58 @@
+// Pieces shared by the CPU models (LrModel, DeepFmModel): the first-order
+// (wide) part of the logit and the Adam optimizer of the dense parameters.
+//
+// Thread safety: free functions are reentrant; DenseAdam is not thread-safe.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "worker/model/model.h"
+
+namespace freshet {
+namespace internal {
+
+// Checks that `in` matches `shape`: one wide pointer per slot (and one emb
+// pointer per slot when shape.emb_dim > 0), batch with the shape's slots and
+// dense features. CHECK-fails otherwise (a programmer error).
+void CheckInput(const ModelShape& shape, const ModelInput& in, bool needs_emb);
+
+// First-order part of the logit, written (not added) to logits[0..size):
+//   logits[i] = params[0] + sum_s pool_s(wide of slot s, example i)
+//               + sum_d params[1 + d] * dense[i][d]
+// where pool_s is the sum or the mean of the slot's keys' weights (0 for an
+// empty slot). `params` points at 1 + num_dense floats: [bias, w_dense...].
+void FirstOrderForward(const ModelShape& shape, const ModelInput& in, const float* params,
+                       float* logits);
+
+// Gradients of the first-order part. `dlogits` as in Model::Backward.
+// Resizes (*wide_grads)[s] to the slot's key count and fills it; writes
+// 1 + num_dense floats to dparams: [dbias, dw_dense + l2 * w_dense...].
+void FirstOrderBackward(const ModelShape& shape, const ModelInput& in, const float* dlogits,
+                        const float* params, float l2, std::vector<std::vector<float>>* wide_grads,
+                        float* dparams);
+
+// Adam (Kingma & Ba 2015) with bias correction, over a flat float vector:
+//   m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;  t += 1
+//   p -= lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
+class DenseAdam {
+ public:
+  // lr <= 0 -> 0.001.
+  DenseAdam(size_t n, float lr);
+  // REQUIRES: params and grad hold the n floats given at construction.
+  void Step(float* params, const float* grad);
+  int64_t steps() const { return t_; }
+
+  static constexpr double kBeta1 = 0.9;
+  static constexpr double kBeta2 = 0.999;
+  static constexpr double kEpsilon = 1e-8;
+
+ private:
+  float lr_;
+  int64_t t_ = 0;
+  std::vector<float> m_, v_;
+};
+
+}  // namespace internal
+}  // namespace freshet

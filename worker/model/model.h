@@ -1,0 +1,86 @@
+// Model: the math of a CTR model, forward and backward, behind one interface
+// so the trainer does not care whether it runs on the CPU or (later) a GPU.
+//
+// Parameters come in two kinds:
+//   - sparse: rows of embedding tables, pulled from the parameter servers by
+//     the trainer and handed in aligned with the batch's keys (ModelInput);
+//     their gradients come back aligned the same way (SparseGrads), and the
+//     trainer pushes them (the PS client sums duplicate keys);
+//   - dense: a flat float vector replicated on every worker (MLP weights,
+//     biases, dense-feature weights), owned by the model; the trainer
+//     all-reduces its gradient and calls ApplyDenseGradient.
+//
+// Loss: binary cross-entropy on sigmoid(logit), averaged over the batch.
+//
+// Thread safety: not thread-safe; one model per worker thread.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "common/proto/job.pb.h"
+#include "common/status.h"
+#include "worker/model/batch.h"
+
+namespace freshet {
+
+// Pulled embedding rows for one batch, aligned with batch.keys.
+struct ModelInput {
+  const EncodedBatch* batch = nullptr;
+  // wide[s][k]: first-order weight of key k of slot s (tables of dim 1).
+  std::vector<const float*> wide;
+  // emb[s][k * emb_dim + j]: embedding of key k of slot s (DEEPFM only; all
+  // slots share emb_dim).
+  std::vector<const float*> emb;
+};
+
+// Gradients of the batch-mean loss w.r.t. the pulled rows, aligned with keys.
+struct SparseGrads {
+  std::vector<std::vector<float>> wide;  // [num_slots][keys of slot]
+  std::vector<std::vector<float>> emb;   // [num_slots][keys of slot * emb_dim]
+};
+
+struct ModelShape {
+  int num_slots = 0;
+  int num_dense = 0;
+  int emb_dim = 0;  // 0 for LR
+  std::vector<proto::Pooling> pooling;  // per slot
+};
+
+class Model {
+ public:
+  // Validates config against shape (e.g. DEEPFM needs emb_dim > 0).
+  static StatusOr<std::unique_ptr<Model>> Create(const proto::ModelConfig& config,
+                                                 const ModelShape& shape);
+  virtual ~Model() = default;
+
+  const ModelShape& shape() const { return shape_; }
+
+  // Writes batch.size logits. Keeps what Backward needs.
+  virtual void Forward(const ModelInput& in, float* logits) = 0;
+  // REQUIRES: Forward(in, ...) was the last call. dlogits[i] = dLoss/dlogit_i
+  // (for the batch-mean loss: (sigmoid(logit) - label) / size). Fills
+  // `grads` (resized as needed) and writes NumDenseParams() floats to
+  // dense_grad.
+  virtual void Backward(const ModelInput& in, const float* dlogits, SparseGrads* grads,
+                        float* dense_grad) = 0;
+
+  // Dense parameters: NumDenseParams() floats, identical on every worker.
+  virtual size_t NumDenseParams() const = 0;
+  virtual float* dense_params() = 0;
+  const float* dense_params() const { return const_cast<Model*>(this)->dense_params(); }
+  // One Adam step on the dense parameters with an (averaged) gradient.
+  virtual void ApplyDenseGradient(const float* grad) = 0;
+
+ protected:
+  explicit Model(ModelShape shape) : shape_(std::move(shape)) {}
+  ModelShape shape_;
+};
+
+// Binary cross-entropy helpers shared by trainers and evaluators.
+float Sigmoid(float x);
+// Mean log loss of logits against labels; fills dlogits (size n) with the
+// gradient of the mean loss if not null.
+double LogLoss(const float* logits, const float* labels, int n, float* dlogits);
+
+}  // namespace freshet

@@ -1,0 +1,390 @@
+#include "worker/trainer.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <deque>
+#include <map>
+
+#include <glog/logging.h>
+
+namespace freshet {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double Since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+template <typename T>
+void AppendRaw(std::string* out, const std::vector<T>& v) {
+  const uint64_t n = v.size();
+  out->append(reinterpret_cast<const char*>(&n), sizeof(n));
+  out->append(reinterpret_cast<const char*>(v.data()), n * sizeof(T));
+}
+
+template <typename T>
+bool ReadRaw(const std::string& in, size_t* pos, std::vector<T>* v) {
+  uint64_t n;
+  if (*pos + sizeof(n) > in.size()) return false;
+  std::memcpy(&n, in.data() + *pos, sizeof(n));
+  *pos += sizeof(n);
+  if (n > (in.size() - *pos) / sizeof(T)) return false;
+  const size_t old = v->size();
+  v->resize(old + n);
+  std::memcpy(v->data() + old, in.data() + *pos, n * sizeof(T));
+  *pos += n * sizeof(T);
+  return true;
+}
+
+}  // namespace
+
+void ScoredSet::Append(const ScoredSet& o) {
+  probs.insert(probs.end(), o.probs.begin(), o.probs.end());
+  labels.insert(labels.end(), o.labels.begin(), o.labels.end());
+  oracle.insert(oracle.end(), o.oracle.begin(), o.oracle.end());
+  users.insert(users.end(), o.users.begin(), o.users.end());
+}
+
+std::string ScoredSet::Serialize() const {
+  std::string out;
+  AppendRaw(&out, probs);
+  AppendRaw(&out, labels);
+  AppendRaw(&out, oracle);
+  AppendRaw(&out, users);
+  return out;
+}
+
+StatusOr<ScoredSet> ScoredSet::ParseAll(const std::string& bytes) {
+  ScoredSet s;
+  size_t pos = 0;
+  while (pos < bytes.size()) {
+    if (!ReadRaw(bytes, &pos, &s.probs) || !ReadRaw(bytes, &pos, &s.labels) ||
+        !ReadRaw(bytes, &pos, &s.oracle) || !ReadRaw(bytes, &pos, &s.users)) {
+      return DataLoss("scored set: truncated at byte " + std::to_string(pos));
+    }
+  }
+  if (s.labels.size() != s.probs.size() || s.users.size() != s.probs.size() ||
+      s.oracle.size() != s.probs.size()) {
+    return DataLoss("scored set: column sizes differ");
+  }
+  return s;
+}
+
+struct Trainer::Step {
+  EncodedBatch batch;
+  std::vector<std::vector<uint64_t>> keys;  // per used table
+  std::vector<std::vector<float>> values;   // per used table, pulled rows
+  std::vector<std::vector<float>> grads;    // per used table
+  std::vector<std::future<Status>> pulls;
+  std::vector<size_t> wide_off, emb_off;    // per slot, key offset in its table's list
+  ModelInput input;
+  SparseGrads sparse;
+  std::vector<float> logits, dlogits;
+  bool pulled = false;
+};
+
+Trainer::Trainer(const FeatureEncoder* encoder, Model* model, SparseStore* store,
+                 Collective* collective, Options options)
+    : encoder_(encoder), model_(model), store_(store), collective_(collective),
+      options_(options) {}
+
+StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const proto::JobConfig& job,
+                                                   const FeatureEncoder* encoder, Model* model,
+                                                   SparseStore* store, Collective* collective,
+                                                   Options options) {
+  std::unique_ptr<Trainer> t(new Trainer(encoder, model, store, collective, options));
+  std::map<std::string, int> ids;
+  for (int i = 0; i < job.tables().tables_size(); ++i) ids[job.tables().tables(i).name()] = i;
+  auto id_of = [&](const std::string& name, const std::string& what) -> StatusOr<int> {
+    auto it = ids.find(name);
+    if (it == ids.end()) return InvalidArgument(what + ": no table named '" + name + "'");
+    return it->second;
+  };
+  FRESHET_ASSIGN_OR_RETURN(t->wide_table_, id_of(job.model().wide_table(), "model.wide_table"));
+  t->dims_.resize(job.tables().tables_size());
+  for (int i = 0; i < job.tables().tables_size(); ++i) t->dims_[i] = job.tables().tables(i).dim();
+  t->tables_used_.push_back(t->wide_table_);
+  const bool deep = job.model().kind() == proto::ModelConfig::DEEPFM;
+  for (const auto& slot : job.features().slots()) {
+    int id = -1;
+    if (deep) {
+      FRESHET_ASSIGN_OR_RETURN(id, id_of(slot.table(), "slot '" + slot.name() + "' table"));
+      bool seen = false;
+      for (int u : t->tables_used_) seen = seen || u == id;
+      if (!seen) t->tables_used_.push_back(id);
+      t->emb_dim_ = t->dims_[id];
+    }
+    t->slot_table_.push_back(id);
+  }
+  for (size_t p = 0; p < t->tables_used_.size(); ++p) t->table_pos_[t->tables_used_[p]] = p;
+  t->policy_.max_bad_ratio = job.data().max_bad_ratio();
+  t->policy_.max_bad_records = job.data().max_bad_records();
+  return t;
+}
+
+Status Trainer::ReadBatch(ExampleReader* reader, Step* step, bool* eof) {
+  step->batch.Reset(encoder_->num_slots(), encoder_->num_dense());
+  Example ex;
+  *eof = false;
+  while (step->batch.size < options_.batch_size) {
+    FRESHET_ASSIGN_OR_RETURN(bool got, reader->Next(&ex));
+    if (!got) {
+      *eof = true;
+      break;
+    }
+    Status st = encoder_->Append(ex, &step->batch);
+    if (!st.ok()) {
+      ++encode_bad_;
+      if (encode_bad_ <= 20) LOG(WARNING) << "skipping example: " << st;
+      const int64_t lines = reader->stats().lines;
+      const double limit = std::max<double>(policy_.max_bad_records, policy_.max_bad_ratio * lines);
+      if (encode_bad_ + reader->stats().bad > limit) {
+        return InvalidArgument(std::to_string(encode_bad_) + " examples failed feature encoding (" +
+                               std::to_string(reader->stats().bad) + " bad lines) of " +
+                               std::to_string(lines) + " read; last: " + st.message());
+      }
+    }
+  }
+  // Concatenate each slot's keys into its tables' pull lists.
+  const int slots = step->batch.num_slots();
+  const size_t nt = tables_used_.size();
+  step->keys.resize(nt);
+  step->values.resize(nt);
+  step->grads.resize(nt);
+  step->pulls.resize(nt);
+  for (auto& k : step->keys) k.clear();
+  step->wide_off.assign(slots, 0);
+  step->emb_off.assign(slots, 0);
+  for (int s = 0; s < slots; ++s) {
+    const auto& sk = step->batch.keys[s];
+    auto& wide = step->keys[0];
+    step->wide_off[s] = wide.size();
+    wide.insert(wide.end(), sk.begin(), sk.end());
+    if (slot_table_[s] >= 0) {
+      auto& emb = step->keys[table_pos_.at(slot_table_[s])];
+      step->emb_off[s] = emb.size();
+      emb.insert(emb.end(), sk.begin(), sk.end());
+    }
+  }
+  step->pulled = false;
+  return Status::OK();
+}
+
+void Trainer::IssuePulls(Step* step) {
+  for (size_t p = 0; p < tables_used_.size(); ++p) {
+    const int id = tables_used_[p];
+    step->values[p].resize(step->keys[p].size() * dims_[id]);
+    step->pulls[p] = store_->Pull(id, step->keys[p].data(), step->keys[p].size(),
+                                  step->values[p].data());
+  }
+  step->pulled = true;
+}
+
+Status Trainer::WaitPulls(Step* step) {
+  if (!step->pulled) IssuePulls(step);
+  Status first;
+  for (auto& f : step->pulls) {
+    Status st = f.get();
+    if (first.ok() && !st.ok()) first = st;
+  }
+  return first.WithContext("pull");
+}
+
+void Trainer::BuildInput(Step* step) {
+  const int slots = step->batch.num_slots();
+  step->input.batch = &step->batch;
+  step->input.wide.assign(slots, nullptr);
+  step->input.emb.assign(slots, nullptr);
+  for (int s = 0; s < slots; ++s) {
+    step->input.wide[s] = step->values[0].data() + step->wide_off[s];
+    if (slot_table_[s] >= 0) {
+      step->input.emb[s] = step->values[table_pos_.at(slot_table_[s])].data() +
+                           step->emb_off[s] * static_cast<size_t>(emb_dim_);
+    }
+  }
+}
+
+StatusOr<TrainStats> Trainer::Train(const ReaderFactory& open_shard) {
+  TrainStats stats;
+  const auto start = Clock::now();
+  const size_t num_dense = model_->NumDenseParams();
+  std::vector<float> dense_grad(num_dense), reduce_buf(num_dense + 2);
+  Step steps[2];
+  Step* cur = &steps[0];
+  Step* next = &steps[1];
+  std::deque<std::future<Status>> pending_pushes;
+  const bool prefetch = options_.staleness != 0;
+  WindowAuc window(50000);
+  auto last_status = Clock::now();
+  int64_t status_examples = 0;
+  double loss_sum_since = 0, pull_wait_since = 0;
+  int64_t loss_n_since = 0, steps_since = 0;
+
+  for (int epoch = 0; epoch < std::max(1, options_.epochs); ++epoch) {
+    FRESHET_ASSIGN_OR_RETURN(std::unique_ptr<ExampleReader> reader, open_shard());
+    bool eof = false;
+    auto t0 = Clock::now();
+    FRESHET_RETURN_IF_ERROR(ReadBatch(reader.get(), cur, &eof));
+    stats.read_s += Since(t0);
+    IssuePulls(cur);
+    while (true) {
+      // Prefetch: read the next batch and request its rows before computing.
+      bool next_ready = false;
+      if (!eof) {
+        t0 = Clock::now();
+        FRESHET_RETURN_IF_ERROR(ReadBatch(reader.get(), next, &eof));
+        stats.read_s += Since(t0);
+        next_ready = true;
+        if (prefetch) IssuePulls(next);
+      } else {
+        next->batch.Reset(encoder_->num_slots(), encoder_->num_dense());
+        next->pulled = true;  // nothing to pull
+        for (auto& k : next->keys) k.clear();
+        for (auto& f : next->pulls) f = std::future<Status>();
+      }
+      t0 = Clock::now();
+      if (cur->batch.size > 0) FRESHET_RETURN_IF_ERROR(WaitPulls(cur));
+      const double waited = Since(t0);
+      stats.pull_s += waited;
+      pull_wait_since += waited;
+
+      const int n = cur->batch.size;
+      double loss_sum = 0;
+      std::fill(dense_grad.begin(), dense_grad.end(), 0.0f);
+      t0 = Clock::now();
+      if (n > 0) {
+        BuildInput(cur);
+        cur->logits.resize(n);
+        cur->dlogits.resize(n);
+        model_->Forward(cur->input, cur->logits.data());
+        loss_sum = LogLoss(cur->logits.data(), cur->batch.labels.data(), n, cur->dlogits.data()) * n;
+        for (int i = 0; i < n; ++i) {
+          const float p = Sigmoid(cur->logits[i]);
+          stats.progressive.probs.push_back(p);
+          stats.progressive.labels.push_back(cur->batch.labels[i]);
+          stats.progressive.users.push_back(cur->batch.users[i]);
+          stats.progressive.oracle.push_back(cur->batch.oracle[i]);
+          window.Add(p, cur->batch.labels[i]);
+        }
+        model_->Backward(cur->input, cur->dlogits.data(), &cur->sparse, dense_grad.data());
+      }
+      stats.compute_s += Since(t0);
+
+      // Push sparse gradients, grouped per table like the pulls.
+      t0 = Clock::now();
+      if (n > 0) {
+        for (size_t p = 0; p < tables_used_.size(); ++p) {
+          cur->grads[p].resize(cur->keys[p].size() * dims_[tables_used_[p]]);
+        }
+        for (int s = 0; s < cur->batch.num_slots(); ++s) {
+          const auto& wg = cur->sparse.wide[s];
+          std::memcpy(cur->grads[0].data() + cur->wide_off[s], wg.data(), wg.size() * sizeof(float));
+          if (slot_table_[s] >= 0) {
+            const auto& eg = cur->sparse.emb[s];
+            std::memcpy(cur->grads[table_pos_.at(slot_table_[s])].data() +
+                            cur->emb_off[s] * static_cast<size_t>(emb_dim_),
+                        eg.data(), eg.size() * sizeof(float));
+          }
+        }
+        for (size_t p = 0; p < tables_used_.size(); ++p) {
+          if (cur->keys[p].empty()) continue;
+          pending_pushes.push_back(store_->Push(tables_used_[p], cur->keys[p].data(),
+                                                cur->keys[p].size(), cur->grads[p].data()));
+        }
+      }
+      const size_t max_pending =
+          options_.staleness == 0 ? 0 : static_cast<size_t>(options_.max_pending_pushes);
+      while (pending_pushes.size() > max_pending) {
+        Status st = pending_pushes.front().get();
+        pending_pushes.pop_front();
+        if (!st.ok()) return st.WithContext("push");
+      }
+      stats.push_s += Since(t0);
+
+      // Dense: weighted all-reduce of gradients, example count and loss.
+      t0 = Clock::now();
+      for (size_t i = 0; i < num_dense; ++i) reduce_buf[i] = dense_grad[i] * n;
+      reduce_buf[num_dense] = static_cast<float>(n);
+      reduce_buf[num_dense + 1] = static_cast<float>(loss_sum);
+      FRESHET_RETURN_IF_ERROR(collective_->AllReduceSum(reduce_buf.data(), reduce_buf.size()));
+      const float total = reduce_buf[num_dense];
+      stats.allreduce_s += Since(t0);
+      if (total == 0) break;  // every worker is out of data
+      for (size_t i = 0; i < num_dense; ++i) dense_grad[i] = reduce_buf[i] / total;
+      t0 = Clock::now();
+      model_->ApplyDenseGradient(dense_grad.data());
+      stats.compute_s += Since(t0);
+      FRESHET_RETURN_IF_ERROR(store_->Clock());
+      ++stats.steps;
+      stats.examples += n;
+      stats.global_examples += static_cast<int64_t>(total);
+      status_examples += static_cast<int64_t>(total);
+      loss_sum_since += reduce_buf[num_dense + 1];
+      loss_n_since += static_cast<int64_t>(total);
+      ++steps_since;
+
+      if (options_.print_status && Since(last_status) >= options_.status_interval_s) {
+        const double secs = Since(last_status);
+        std::printf("train  epoch %d  step %lld  examples %lld  %.0f ex/s  loss %.4f  "
+                    "progressive AUC %.4f (worker 0, last %zu)  pull wait %.2f ms/step\n",
+                    epoch + 1, static_cast<long long>(stats.steps),
+                    static_cast<long long>(stats.global_examples), status_examples / secs,
+                    loss_sum_since / std::max<int64_t>(1, loss_n_since), window.Value(),
+                    window.count(), 1e3 * pull_wait_since / std::max<int64_t>(1, steps_since));
+        std::fflush(stdout);
+        last_status = Clock::now();
+        status_examples = 0;
+        loss_sum_since = pull_wait_since = 0;
+        loss_n_since = steps_since = 0;
+      }
+      if (options_.max_steps > 0 && stats.steps >= options_.max_steps) break;
+      std::swap(cur, next);
+      if (!prefetch && next_ready) IssuePulls(cur);
+      if (!next_ready && cur->batch.size == 0) {
+        // This worker is out of data; keep stepping with empty batches.
+      }
+    }
+    stats.bad_records += reader->stats().bad;
+    if (options_.max_steps > 0 && stats.steps >= options_.max_steps) break;
+    // Drain the other step's pulls before reusing its buffers.
+    for (Step* s : {cur, next}) {
+      for (auto& f : s->pulls) {
+        if (f.valid()) (void)f.get();
+      }
+    }
+  }
+  while (!pending_pushes.empty()) {
+    Status st = pending_pushes.front().get();
+    pending_pushes.pop_front();
+    if (!st.ok()) return st.WithContext("push");
+  }
+  stats.bad_records += encode_bad_;
+  stats.seconds = Since(start);
+  return stats;
+}
+
+Status Trainer::Score(ExampleReader* reader, ScoredSet* out) {
+  Step step;
+  bool eof = false;
+  while (!eof) {
+    FRESHET_RETURN_IF_ERROR(ReadBatch(reader, &step, &eof));
+    const int n = step.batch.size;
+    if (n == 0) continue;
+    IssuePulls(&step);
+    FRESHET_RETURN_IF_ERROR(WaitPulls(&step));
+    BuildInput(&step);
+    step.logits.resize(n);
+    model_->Forward(step.input, step.logits.data());
+    for (int i = 0; i < n; ++i) {
+      out->probs.push_back(Sigmoid(step.logits[i]));
+      out->labels.push_back(step.batch.labels[i]);
+      out->users.push_back(step.batch.users[i]);
+      out->oracle.push_back(step.batch.oracle[i]);
+    }
+  }
+  return Status::OK();
+}
+
+}  // namespace freshet

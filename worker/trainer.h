@@ -1,0 +1,112 @@
+// Trainer: one worker's training loop over its shard of the examples.
+//
+// Per step: read and encode a batch; pull its embedding rows (grouped per
+// table, one pull per table); forward (these pre-update scores are the
+// progressive-validation scores); backward; push the sparse gradients
+// asynchronously; all-reduce the dense gradient (weighted by each worker's
+// batch size) and apply it; Clock(). With staleness != 0 the next batch's
+// pulls are issued before the current batch computes (prefetch); with
+// staleness 0 they are issued after Clock(), so a step sees every earlier
+// step's update and a 1-worker run equals the single-process reference.
+//
+// Workers with uneven shards keep stepping with empty batches until every
+// worker is out of data (the all-reduce needs everyone), so all workers run
+// the same number of steps.
+//
+// Thread safety: one thread drives a Trainer.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/collective.h"
+#include "common/proto/job.pb.h"
+#include "common/sparse_store.h"
+#include "worker/data/example_io.h"
+#include "worker/features.h"
+#include "worker/metrics.h"
+#include "worker/model/model.h"
+
+namespace freshet {
+
+// Scores of an evaluation set, with what metrics need.
+struct ScoredSet {
+  std::vector<float> probs, labels, oracle;
+  std::vector<uint64_t> users;
+  void Append(const ScoredSet& other);
+  std::string Serialize() const;
+  // Parses a concatenation of Serialize() outputs.
+  static StatusOr<ScoredSet> ParseAll(const std::string& bytes);
+};
+
+struct TrainStats {
+  int64_t steps = 0;
+  int64_t examples = 0;      // this worker
+  int64_t global_examples = 0;
+  int64_t bad_records = 0;   // this worker: reader + encoder
+  double seconds = 0;
+  // Time split of this worker's loop, seconds.
+  double read_s = 0, pull_s = 0, compute_s = 0, push_s = 0, allreduce_s = 0;
+  ScoredSet progressive;  // pre-update scores of every training example
+};
+
+using ReaderFactory = std::function<StatusOr<std::unique_ptr<ExampleReader>>()>;
+
+class Trainer {
+ public:
+  struct Options {
+    int batch_size = 512;
+    int epochs = 1;
+    int staleness = -1;
+    double status_interval_s = 2.0;
+    bool print_status = false;  // the leader prints status lines
+    int64_t max_steps = 0;      // > 0: stop after this many steps (tests)
+    int max_pending_pushes = 4;
+  };
+
+  // Not owned; all must outlive the trainer. `tables` gives table ids by
+  // name (index in the job's tables). REQUIRES: the job passed
+  // ValidateJobConfig and the model was created for encoder's shape.
+  static StatusOr<std::unique_ptr<Trainer>> Create(const proto::JobConfig& job,
+                                                   const FeatureEncoder* encoder, Model* model,
+                                                   SparseStore* store, Collective* collective,
+                                                   Options options);
+
+  // Trains; `open_shard` opens this worker's training shard (called once
+  // per epoch).
+  StatusOr<TrainStats> Train(const ReaderFactory& open_shard);
+  // Scores every example of `reader` with the current parameters (pulls
+  // only, no updates).
+  Status Score(ExampleReader* reader, ScoredSet* out);
+
+ private:
+  struct Step;  // per-batch buffers
+  Trainer(const FeatureEncoder* encoder, Model* model, SparseStore* store, Collective* collective,
+          Options options);
+  // Reads up to batch_size good examples; encoder failures count as bad
+  // records under the reader's policy.
+  Status ReadBatch(ExampleReader* reader, Step* step, bool* eof);
+  void IssuePulls(Step* step);
+  Status WaitPulls(Step* step);
+  void BuildInput(Step* step);
+
+  const FeatureEncoder* encoder_;
+  Model* model_;
+  SparseStore* store_;
+  Collective* collective_;
+  const Options options_;
+  int wide_table_ = -1;
+  std::vector<int> dims_;            // per table id
+  std::vector<int> slot_table_;      // embedding table id per slot (-1: none)
+  std::vector<int> tables_used_;     // distinct table ids pulled per batch; [0] is wide
+  std::map<int, size_t> table_pos_;  // table id -> index in tables_used_
+  int emb_dim_ = 0;
+  BadRecordPolicy policy_;
+  int64_t encode_bad_ = 0;
+};
+
+}  // namespace freshet
