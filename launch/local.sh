@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# The main job on one machine: sets up (Debian packages), builds, and runs a
-# local freshet cluster with mpirun, one rank per role in the cluster config
-# (default cluster-configs/local.pbtxt: 2 servers, 2 workers, 1 exporter).
+# The main job on one machine: sets up (Debian packages), builds, and trains
+# on a local freshet cluster with mpirun, one rank per role in the cluster
+# config (default cluster-configs/local.pbtxt: 2 servers, 2 workers, 1
+# exporter). The default task, `synthetic`, generates the synthetic shop into
+# out/synthetic on first use and trains DeepFM on it, printing progress and
+# finally the holdout AUC beside the oracle AUC.
 #
-# usage: launch/local.sh [--cluster_config=FILE] [extra flags for the job]
+# usage: launch/local.sh [--cluster_config=FILE] [--task=NAME | --job_config=FILE]
+#                        [other freshet_train flags, see build/bin/freshet_train --help]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/bootstrap.sh
@@ -19,6 +23,4 @@ for a in "$@"; do
 done
 np=$(build/bin/freshet_ranks --cluster_config="$config")
 echo "local cluster: $np ranks from $config"
-exec launch/mpirun.sh -np "$np" build/bin/freshet_ps_bench --cluster_config="$config" \
-  --dims=16 --keys_per_request=1024,16384 --keyspace=200000 --seconds=1 \
-  --memory_rows=1000000 "${args[@]}"
+exec launch/mpirun.sh -np "$np" build/bin/freshet_train --cluster_config="$config" "${args[@]}"

@@ -90,7 +90,7 @@ int RunLocal(const proto::JobConfig& job) {
   };
   auto r = RunWorkerJob(job, &store, &collective, opt);
   if (!r.ok()) return Fail(r.status(), "local trainer");
-  std::printf("%s\n", r->Json(job, 1, 0).c_str());
+  std::printf("%s%s\n", r->Summary().c_str(), r->Json(job, 1, 0).c_str());
   return 0;
 }
 
@@ -156,7 +156,8 @@ int RunMpi(int argc, char** argv, const proto::JobConfig& job) {
       MpiSession::Abort(3);
     }
     if (layout.IndexInRole(rank) == 0) {
-      std::printf("%s\n", r->Json(job, layout.num_workers(), layout.num_servers()).c_str());
+      std::printf("%s%s\n", r->Summary().c_str(),
+                  r->Json(job, layout.num_workers(), layout.num_servers()).c_str());
       std::fflush(stdout);
     }
     Status st = (*client)->Shutdown();

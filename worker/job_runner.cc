@@ -71,6 +71,34 @@ std::string JobResult::Json(const proto::JobConfig& job, int num_workers, int nu
   return s + split;
 }
 
+std::string JobResult::Summary() const {
+  char buf[512];
+  std::string s;
+  std::snprintf(buf, sizeof(buf),
+                "trained %lld examples in %lld steps, %.1f s (%.0f examples/s)\n",
+                static_cast<long long>(train.global_examples), static_cast<long long>(train.steps),
+                train.seconds, train.global_examples / std::max(1e-9, train.seconds));
+  s += buf;
+  std::snprintf(buf, sizeof(buf), "progressive AUC %.4f (first pass)   holdout AUC %.4f  logloss %.4f  GAUC %.4f",
+                progressive.auc, holdout.auc, holdout.logloss, holdout.gauc);
+  s += buf;
+  if (holdout.oracle_auc > 0) {
+    std::snprintf(buf, sizeof(buf), "   oracle AUC %.4f (%.1f%% of the oracle)", holdout.oracle_auc,
+                  100.0 * holdout.auc / holdout.oracle_auc);
+    s += buf;
+  }
+  if (popularity_auc >= 0) {
+    std::snprintf(buf, sizeof(buf), "   item-popularity AUC %.4f", popularity_auc);
+    s += buf;
+  }
+  if (ranking_groups > 0) {
+    std::snprintf(buf, sizeof(buf), "\nHR@10 %.4f  NDCG@10 %.4f over %lld groups of 1 + 99", hr10,
+                  ndcg10, static_cast<long long>(ranking_groups));
+    s += buf;
+  }
+  return s + "\n";
+}
+
 Status SaveDense(const Model& model, const std::string& path) {
   const std::string tmp = path + ".tmp";
   std::FILE* f = std::fopen(tmp.c_str(), "wb");
@@ -159,7 +187,9 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
                                                data.holdout_files().end());
   const int me = workers->rank(), n = workers->size();
   auto open_shard = [&]() -> StatusOr<std::unique_ptr<ExampleReader>> {
-    FRESHET_ASSIGN_OR_RETURN(std::vector<FileRange> ranges, SplitFiles(train_files, me, n));
+    FRESHET_ASSIGN_OR_RETURN(
+        std::vector<FileRange> ranges,
+        SplitFiles(train_files, me, n, TrainingBlockBytes(train_files, n)));
     return ExampleReader::Open(std::move(ranges), policy);
   };
   FRESHET_ASSIGN_OR_RETURN(result.train, trainer->Train(open_shard));

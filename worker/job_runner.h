@@ -29,6 +29,9 @@ struct JobResult {
   double hr10 = -1, ndcg10 = -1;  // worker 0, when the task has a ranking file
   double popularity_auc = -1;     // worker 0: item-popularity baseline on the holdout
   int64_t ranking_groups = 0;
+  // Human-readable summary lines (holdout metrics beside the oracle and the
+  // baseline).
+  std::string Summary() const;
   // The one-line JSON summary worker 0 prints last.
   std::string Json(const proto::JobConfig& job, int num_workers, int num_servers) const;
 };

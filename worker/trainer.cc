@@ -262,11 +262,12 @@ StatusOr<TrainStats> Trainer::Train(const ReaderFactory& open_shard) {
         loss_sum = LogLoss(cur->logits.data(), cur->batch.labels.data(), n, cur->dlogits.data()) * n;
         for (int i = 0; i < n; ++i) {
           const float p = Sigmoid(cur->logits[i]);
+          window.Add(p, cur->batch.labels[i]);
+          if (epoch > 0) continue;  // progressive validation: first sight only
           stats.progressive.probs.push_back(p);
           stats.progressive.labels.push_back(cur->batch.labels[i]);
           stats.progressive.users.push_back(cur->batch.users[i]);
           stats.progressive.oracle.push_back(cur->batch.oracle[i]);
-          window.Add(p, cur->batch.labels[i]);
         }
         model_->Backward(cur->input, cur->dlogits.data(), &cur->sparse, dense_grad.data());
       }

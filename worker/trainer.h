@@ -51,7 +51,7 @@ struct TrainStats {
   double seconds = 0;
   // Time split of this worker's loop, seconds.
   double read_s = 0, pull_s = 0, compute_s = 0, push_s = 0, allreduce_s = 0;
-  ScoredSet progressive;  // pre-update scores of every training example
+  ScoredSet progressive;  // pre-update scores of the first epoch's examples
 };
 
 using ReaderFactory = std::function<StatusOr<std::unique_ptr<ExampleReader>>()>;

@@ -136,7 +136,7 @@ Status ParseExampleFields(std::string_view line, size_t num_columns, Example* ex
 }  // namespace internal
 
 StatusOr<std::vector<FileRange>> SplitFiles(const std::vector<std::string>& files, int shard,
-                                            int num_shards) {
+                                            int num_shards, uint64_t block_bytes) {
   CHECK_GT(num_shards, 0);
   CHECK(shard >= 0 && shard < num_shards) << "shard " << shard << " of " << num_shards;
   std::vector<uint64_t> sizes;
@@ -152,25 +152,48 @@ StatusOr<std::vector<FileRange>> SplitFiles(const std::vector<std::string>& file
     total += sizes.back();
   }
   using u128 = unsigned __int128;
-  const uint64_t lo = static_cast<uint64_t>(u128(total) * shard / num_shards);
-  const uint64_t hi = static_cast<uint64_t>(u128(total) * (shard + 1) / num_shards);
-  std::vector<FileRange> ranges;
-  uint64_t off = 0;
-  for (size_t i = 0; i < files.size(); ++i) {
-    const uint64_t b = std::max(lo, off), e = std::min(hi, off + sizes[i]);
-    if (b < e) ranges.push_back({files[i], b - off, e - off});
-    off += sizes[i];
+  // The byte intervals [lo, hi) of the concatenation this shard owns: one
+  // contiguous slice, or every num_shards-th block of block_bytes.
+  std::vector<std::pair<uint64_t, uint64_t>> owned;
+  if (block_bytes == 0) {
+    owned.emplace_back(static_cast<uint64_t>(u128(total) * shard / num_shards),
+                       static_cast<uint64_t>(u128(total) * (shard + 1) / num_shards));
+  } else {
+    for (uint64_t b = static_cast<uint64_t>(shard) * block_bytes; b < total;
+         b += static_cast<uint64_t>(num_shards) * block_bytes) {
+      owned.emplace_back(b, std::min(total, b + block_bytes));
+    }
   }
+  const uint64_t lo = owned.empty() ? total : owned.front().first;
+  std::vector<FileRange> ranges;
+  for (const auto& [olo, ohi] : owned) {
+    uint64_t off = 0;
+    for (size_t i = 0; i < files.size(); ++i) {
+      const uint64_t b = std::max(olo, off), e = std::min(ohi, off + sizes[i]);
+      if (b < e) ranges.push_back({files[i], b - off, e - off});
+      off += sizes[i];
+    }
+  }
+  uint64_t off = 0;
   if (ranges.empty() && !files.empty()) {
     // No bytes for this shard: an empty range still names a file, so the
     // reader knows the columns.
     size_t i = 0;
-    off = 0;
     while (i + 1 < files.size() && off + sizes[i] <= lo) off += sizes[i++];
     const uint64_t at = std::min(lo - std::min(lo, off), sizes[i]);
     ranges.push_back({files[i], at, at});
   }
   return ranges;
+}
+
+uint64_t TrainingBlockBytes(const std::vector<std::string>& files, int num_shards) {
+  uint64_t total = 0;
+  for (const std::string& f : files) {
+    struct stat st;
+    if (::stat(f.c_str(), &st) == 0) total += static_cast<uint64_t>(st.st_size);
+  }
+  const uint64_t per = total / (static_cast<uint64_t>(std::max(1, num_shards)) * 64);
+  return std::clamp<uint64_t>(per, 64 << 10, 4 << 20);
 }
 
 StatusOr<std::vector<std::string>> ReadExampleHeader(const std::string& path) {

@@ -47,8 +47,19 @@ struct FileRange {
 // (more shards than bytes) gets one empty range, so that its reader still
 // learns the columns. NotFound if a file is missing. REQUIRES: 0 <= shard <
 // num_shards.
+//
+// block_bytes == 0: one contiguous slice per shard (as above).
+// block_bytes > 0: the concatenation is cut into blocks of block_bytes and
+// shard i reads blocks i, i + n, i + 2n, ... (block-cyclic). Training uses
+// this on time-ordered files so that all workers move through time together
+// instead of worker 0 training on the oldest half while worker 1 trains on
+// the newest. The line rule is the same, so every line is still read once.
 StatusOr<std::vector<FileRange>> SplitFiles(const std::vector<std::string>& files, int shard,
-                                            int num_shards);
+                                            int num_shards, uint64_t block_bytes = 0);
+
+// The block size training uses for SplitFiles: about 64 blocks per shard,
+// between 64 KiB and 4 MiB.
+uint64_t TrainingBlockBytes(const std::vector<std::string>& files, int num_shards);
 
 // Reads and checks the header of an example file: its column names.
 StatusOr<std::vector<std::string>> ReadExampleHeader(const std::string& path);

@@ -217,6 +217,45 @@ TEST(ExampleIoTest, SplitReadsEveryLineExactlyOnce) {
   }
 }
 
+// Block-cyclic splitting (training): still every line exactly once, and
+// each shard's lines stay in time order.
+TEST(ExampleIoTest, BlockCyclicSplitReadsEveryLineExactlyOnce) {
+  TempDir dir;
+  const std::vector<std::string> files = {dir.File("f0"), dir.File("f1"), dir.File("f2")};
+  WriteFile(files[0], ExampleFile(0, 300));
+  WriteFile(files[1], ExampleFile(1000, 0));  // header only
+  WriteFile(files[2], ExampleFile(3000, 250, /*trailing_newline=*/false));
+  std::vector<int64_t> want;
+  for (int k = 0; k < 300; ++k) want.push_back(k);
+  for (int k = 0; k < 250; ++k) want.push_back(3000 + k);
+  for (uint64_t block : {1u, 7u, 64u, 1000u, 1u << 20}) {
+    for (int shards : {1, 2, 3, 5}) {
+      std::vector<int64_t> got;
+      for (int s = 0; s < shards; ++s) {
+        auto ranges = SplitFiles(files, s, shards, block);
+        ASSERT_TRUE(ranges.ok()) << ranges.status();
+        ASSERT_FALSE(ranges->empty());
+        std::vector<int64_t> times = ReadTimes(*ranges);
+        EXPECT_TRUE(std::is_sorted(times.begin(), times.end()));
+        got.insert(got.end(), times.begin(), times.end());
+      }
+      std::sort(got.begin(), got.end());
+      EXPECT_EQ(got, want) << shards << " shards, block " << block;
+    }
+  }
+  // Interleaving: with 2 shards and small blocks, both shards see early and
+  // late lines.
+  auto r0 = SplitFiles(files, 0, 2, 256);
+  auto r1 = SplitFiles(files, 1, 2, 256);
+  ASSERT_TRUE(r0.ok() && r1.ok());
+  for (const auto& r : {*r0, *r1}) {
+    std::vector<int64_t> t = ReadTimes(r);
+    ASSERT_FALSE(t.empty());
+    EXPECT_LT(t.front(), 100);
+    EXPECT_GT(t.back(), 3100);
+  }
+}
+
 TEST(ExampleIoTest, SplitRangesCoverTheBytes) {
   TempDir dir;
   WriteFile(dir.File("a"), std::string(100, 'x'));

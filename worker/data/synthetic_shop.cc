@@ -227,7 +227,7 @@ Status ValidateShopConfig(const ShopConfig& c) {
 const std::vector<std::string>& ShopColumns() {
   static const std::vector<std::string> kColumns = {
       "user",    "item",     "category", "price",  "price_bucket",     "query",
-      "surface", "position", "hour",     "device", "user_recent_items"};
+      "surface", "position", "hour",     "device", "user_recent_items", "user_recent_categories"};
   return kColumns;
 }
 
@@ -439,10 +439,19 @@ bool SyntheticShop::NextRequest(std::vector<Example>* out) {
   // Session interest: categories of the recent clicks.
   std::vector<int> session_categories;
   for (int item : user.recent) session_categories.push_back(w.items[item].category);
-  std::string recent_items;
+  std::string recent_items, recent_categories;
   for (int item : user.recent) {
     if (!recent_items.empty()) recent_items += ' ';
     recent_items += w.items[item].token;
+  }
+  for (int c : session_categories) {
+    const std::string& token = w.categories[c].token;
+    if (recent_categories.find(token) != std::string::npos &&
+        (" " + recent_categories + " ").find(" " + token + " ") != std::string::npos) {
+      continue;  // distinct categories
+    }
+    if (!recent_categories.empty()) recent_categories += ' ';
+    recent_categories += token;
   }
 
   // Candidates: mostly from the intent category (search) or a favourite
@@ -554,7 +563,8 @@ bool SyntheticShop::NextRequest(std::vector<Example>* out) {
                  w.position_tokens[pos - 1],
                  w.hour_tokens[hour],
                  mobile ? "mobile" : "desktop",
-                 recent_items};
+                 recent_items,
+                 recent_categories};
   }
   // The user's history grows after the request: impressions only ever see
   // clicks from earlier requests. Within a slate, a click at a larger

@@ -25,6 +25,7 @@ ShopConfig SmallConfig() {
   c.num_users = 500;
   c.num_items = 250;
   c.num_requests = 8000;
+  c.drift_period_s = 86400;  // 7 trending periods over the 7 days
   return c;
 }
 
