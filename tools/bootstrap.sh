@@ -11,6 +11,8 @@ PACKAGES=(
   libgoogle-glog-dev libgflags-dev    # logging, command-line flags
   libgtest-dev libgmock-dev           # tests
   libeigen3-dev libopenblas-dev       # CPU dense math
+  libcpp-httplib-dev nlohmann-json3-dev  # serving tier: HTTP server, JSON
+  wrk                                 # serving load benchmark
   bc procps                           # test scripts
 )
 
