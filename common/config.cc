@@ -1,6 +1,10 @@
 #include "common/config.h"
 
+#include <unistd.h>
+
+#include <cstdlib>
 #include <fstream>
+#include <map>
 #include <regex>
 #include <set>
 #include <sstream>
@@ -95,6 +99,83 @@ Status ValidateClusterConfig(proto::ClusterConfig* cfg, const std::string& sourc
   }
   if (servers == 0) return FieldError(source, "roles", "needs at least one SERVER rank");
   if (workers == 0) return FieldError(source, "roles", "needs at least one WORKER rank");
+
+  // Node groups and which role groups run on them.
+  static const std::regex kNodeName("[A-Za-z0-9_-]+");
+  std::map<std::string, int> group_index;
+  for (int i = 0; i < cfg->nodes_size(); ++i) {
+    const auto& n = cfg->nodes(i);
+    const std::string f = "nodes[" + std::to_string(i) + "]";
+    if (!std::regex_match(n.name(), kNodeName)) {
+      return FieldError(source, f + ".name", "must match [A-Za-z0-9_-]+, got '" + n.name() + "'");
+    }
+    if (!group_index.emplace(n.name(), i).second) {
+      return FieldError(source, f + ".name", "duplicate node group name '" + n.name() + "'");
+    }
+    if (n.count() <= 0) {
+      return FieldError(source, f + ".count", "must be > 0, got " + std::to_string(n.count()));
+    }
+    if (n.ranks_per_node() <= 0) {
+      return FieldError(source, f + ".ranks_per_node",
+                        "must be > 0, got " + std::to_string(n.ranks_per_node()));
+    }
+    if (n.gpus_per_node() < 0) {
+      return FieldError(source, f + ".gpus_per_node",
+                        "must be >= 0, got " + std::to_string(n.gpus_per_node()));
+    }
+    if (n.cpus_per_node() < 0) {
+      return FieldError(source, f + ".cpus_per_node",
+                        "must be >= 0, got " + std::to_string(n.cpus_per_node()));
+    }
+  }
+  std::vector<int> ranks_in_group(cfg->nodes_size(), 0);
+  std::vector<std::string> role_groups_in(cfg->nodes_size());
+  for (int i = 0; i < cfg->roles_size(); ++i) {
+    const auto& g = cfg->roles(i);
+    const std::string f = "roles[" + std::to_string(i) + "].nodes";
+    int gi = 0;
+    if (g.nodes().empty()) {
+      if (cfg->nodes_size() > 1) {
+        return FieldError(source, f, "required when the config has several node groups");
+      }
+      if (cfg->nodes_size() == 0) continue;
+    } else {
+      auto it = group_index.find(g.nodes());
+      if (it == group_index.end()) {
+        return FieldError(source, f,
+                          "no node group named '" + g.nodes() + "'" +
+                              (cfg->nodes_size() == 0 ? " (the config has no nodes { ... })" : ""));
+      }
+      gi = it->second;
+    }
+    ranks_in_group[gi] += g.count();
+    role_groups_in[gi] += std::string(role_groups_in[gi].empty() ? "" : ", ") + "roles[" +
+                          std::to_string(i) + "]";
+  }
+  for (int i = 0; i < cfg->nodes_size(); ++i) {
+    const auto& n = cfg->nodes(i);
+    const std::string f = "nodes[" + std::to_string(i) + "]";
+    const int r = ranks_in_group[i];
+    const int capacity = n.count() * n.ranks_per_node();
+    const std::string what = "node group '" + n.name() + "' gets " + std::to_string(r) +
+                             " ranks" + (r > 0 ? " (" + role_groups_in[i] + ")" : "");
+    if (r > capacity) {
+      return FieldError(source, f + ".ranks_per_node",
+                        what + ", more than count * ranks_per_node = " +
+                            std::to_string(n.count()) + " * " +
+                            std::to_string(n.ranks_per_node()) + " = " + std::to_string(capacity));
+    }
+    // Every node of the group must get a rank: an empty node is allocated
+    // (and paid for) but never used.
+    const int used = n.placement() == proto::SPREAD
+                         ? std::min(r, n.count())
+                         : (r + n.ranks_per_node() - 1) / n.ranks_per_node();
+    if (used < n.count()) {
+      return FieldError(source, f + ".count",
+                        what + ", which leaves " + std::to_string(n.count() - used) + " of its " +
+                            std::to_string(n.count()) + " nodes empty");
+    }
+  }
 
   auto* t = cfg->mutable_transport();
   if (t->request_timeout_ms() < 0) {
@@ -208,7 +289,22 @@ Status ValidateTablesConfig(proto::TablesConfig* cfg, const std::string& source)
 }
 
 ClusterLayout::ClusterLayout(const proto::ClusterConfig& cfg) {
+  std::map<std::string, int> group_index;
+  for (const auto& n : cfg.nodes()) {
+    NodeGroupInfo info;
+    info.name = n.name();
+    info.count = n.count();
+    info.ranks_per_node = n.ranks_per_node();
+    info.gpus_per_node = n.gpus_per_node();
+    info.cpus_per_node = n.cpus_per_node();
+    info.first_node = num_nodes_;
+    num_nodes_ += n.count();
+    group_index[n.name()] = static_cast<int>(groups_.size());
+    groups_.push_back(info);
+  }
+  std::vector<int> group_of_rank;
   for (const auto& g : cfg.roles()) {
+    const int gi = g.nodes().empty() ? 0 : group_index.at(g.nodes());
     for (int i = 0; i < g.count(); ++i) {
       const int rank = static_cast<int>(roles_.size());
       roles_.push_back(g.role());
@@ -217,8 +313,37 @@ ClusterLayout::ClusterLayout(const proto::ClusterConfig& cfg) {
                                                            : &exporters_;
       index_in_role_.push_back(static_cast<int>(list->size()));
       list->push_back(rank);
+      group_of_rank.push_back(gi);
     }
   }
+  if (groups_.empty()) {  // the implicit single node
+    NodeGroupInfo info;
+    info.name = "local";
+    info.ranks_per_node = world_size();
+    groups_.push_back(info);
+    num_nodes_ = 1;
+  }
+  std::vector<int> on_node(num_nodes_, 0);
+  placement_.resize(world_size());
+  for (int rank = 0; rank < world_size(); ++rank) {
+    NodeGroupInfo& g = groups_[group_of_rank[rank]];
+    const int k = g.ranks++;
+    RankPlacement& p = placement_[rank];
+    p.node_group = group_of_rank[rank];
+    const bool spread = !cfg.nodes().empty() &&
+                        cfg.nodes(p.node_group).placement() == proto::SPREAD;
+    p.node_in_group = spread ? k % g.count : k / g.ranks_per_node;
+    p.node = g.first_node + p.node_in_group;
+    p.local_rank = on_node[p.node]++;
+  }
+}
+
+std::vector<int> ClusterLayout::RanksOnNode(int node) const {
+  std::vector<int> ranks;
+  for (int r = 0; r < world_size(); ++r) {
+    if (placement_[r].node == node) ranks.push_back(r);
+  }
+  return ranks;
 }
 
 std::string ClusterLayout::Describe(int rank) const {
@@ -229,13 +354,202 @@ std::string ClusterLayout::Describe(int rank) const {
 
 std::string ClusterLayout::ToTable() const {
   std::ostringstream os;
-  os << "rank  role      index\n";
+  os << "rank  role      index  nodes     node  local\n";
   for (int r = 0; r < world_size(); ++r) {
-    char line[64];
-    std::snprintf(line, sizeof(line), "%4d  %-8s  %5d\n", r, RoleName(roles_[r]), index_in_role_[r]);
+    const RankPlacement& p = placement_[r];
+    char line[160];
+    std::snprintf(line, sizeof(line), "%4d  %-8s  %5d  %-8s  %4d  %5d\n", r, RoleName(roles_[r]),
+                  index_in_role_[r], groups_[p.node_group].name.c_str(), p.node_in_group,
+                  p.local_rank);
     os << line;
   }
   return os.str();
+}
+
+namespace {
+
+Status CheckHosts(const std::vector<std::string>& hosts, int num_nodes) {
+  if (static_cast<int>(hosts.size()) < num_nodes) {
+    return InvalidArgument("the cluster config needs " + std::to_string(num_nodes) +
+                           " hosts (one per node), got " + std::to_string(hosts.size()));
+  }
+  std::set<std::string> seen;
+  for (int i = 0; i < num_nodes; ++i) {
+    if (hosts[i].empty()) return InvalidArgument("host " + std::to_string(i) + " is empty");
+    if (!seen.insert(hosts[i]).second) {
+      return InvalidArgument("host '" + hosts[i] + "' is listed twice");
+    }
+  }
+  return Status::OK();
+}
+
+}  // namespace
+
+StatusOr<std::string> ClusterLayout::Rankfile(const std::vector<std::string>& hosts,
+                                              int cpus_per_node) const {
+  FRESHET_RETURN_IF_ERROR(CheckHosts(hosts, num_nodes_));
+  std::vector<int> on_node(num_nodes_, 0);
+  for (const auto& p : placement_) ++on_node[p.node];
+  std::ostringstream os;
+  for (int r = 0; r < world_size(); ++r) {
+    const RankPlacement& p = placement_[r];
+    const int cpus = cpus_per_node > 0 ? cpus_per_node : groups_[p.node_group].cpus_per_node;
+    std::string slot;
+    if (cpus <= 0) {
+      slot = std::to_string(p.local_rank);
+    } else if (on_node[p.node] > cpus) {
+      slot = std::to_string(p.local_rank % cpus);
+    } else {
+      const int per = cpus / on_node[p.node];
+      const int first = p.local_rank * per;
+      slot = per == 1 ? std::to_string(first)
+                      : std::to_string(first) + "-" + std::to_string(first + per - 1);
+    }
+    os << "rank " << r << "=" << hosts[p.node] << " slot=" << slot << "\n";
+  }
+  return os.str();
+}
+
+StatusOr<std::string> ClusterLayout::Hostfile(const std::vector<std::string>& hosts) const {
+  FRESHET_RETURN_IF_ERROR(CheckHosts(hosts, num_nodes_));
+  std::vector<int> on_node(num_nodes_, 0);
+  for (const auto& p : placement_) ++on_node[p.node];
+  std::ostringstream os;
+  for (int n = 0; n < num_nodes_; ++n) os << hosts[n] << " slots=" << on_node[n] << "\n";
+  return os.str();
+}
+
+Status ClusterLayout::CheckLaunch(const LaunchEnv& env) const {
+  if (env.rank < 0) {
+    return FailedPrecondition(
+        "no rank in the environment (mpirun sets OMPI_COMM_WORLD_RANK, srun SLURM_PROCID)");
+  }
+  if (env.rank >= world_size()) {
+    return InvalidArgument(env.source + " started rank " + std::to_string(env.rank) +
+                           " but the cluster config defines " + std::to_string(world_size()) +
+                           " ranks");
+  }
+  const RankPlacement& p = placement_[env.rank];
+  const std::string who = Describe(env.rank) + " on node " + groups_[p.node_group].name + "[" +
+                          std::to_string(p.node_in_group) + "]";
+  if (env.local_rank >= 0 && env.local_rank != p.local_rank) {
+    return InvalidArgument(who + ": " + env.source + " gave local rank " +
+                           std::to_string(env.local_rank) + ", the cluster config places it as " +
+                           std::to_string(p.local_rank) + " (launch with the rankfile of freshet_ranks)");
+  }
+  if (static_cast<int>(env.nodelist.size()) >= num_nodes_ && !env.host.empty() &&
+      env.nodelist[p.node] != env.host) {
+    return InvalidArgument(who + ": runs on host '" + env.host + "', the cluster config puts it on '" +
+                           env.nodelist[p.node] + "' (node " + std::to_string(p.node) +
+                           " of SLURM_JOB_NODELIST)");
+  }
+  return Status::OK();
+}
+
+StatusOr<std::vector<std::string>> ExpandNodeList(const std::string& list) {
+  auto error = [&](const std::string& what) {
+    return InvalidArgument("node list '" + list + "': " + what);
+  };
+  // Split at commas outside brackets.
+  std::vector<std::string> entries;
+  std::string cur;
+  int depth = 0;
+  for (char c : list) {
+    if (c == '[') {
+      if (++depth > 1) return error("nested '['");
+    } else if (c == ']') {
+      if (--depth < 0) return error("']' without '['");
+    }
+    if (c == ',' && depth == 0) {
+      entries.push_back(cur);
+      cur.clear();
+    } else if (c != ' ' && c != '\n' && c != '\t') {
+      cur += c;
+    }
+  }
+  if (depth != 0) return error("'[' without ']'");
+  entries.push_back(cur);
+
+  std::vector<std::string> hosts;
+  for (const std::string& entry : entries) {
+    if (entry.empty()) continue;
+    std::vector<std::string> names = {""};
+    size_t i = 0;
+    while (i < entry.size()) {
+      const size_t open = entry.find('[', i);
+      const std::string prefix = entry.substr(i, open == std::string::npos ? std::string::npos : open - i);
+      for (auto& n : names) n += prefix;
+      if (open == std::string::npos) break;
+      const size_t close = entry.find(']', open);
+      const std::string body = entry.substr(open + 1, close - open - 1);
+      if (body.empty()) return error("empty '[]'");
+      std::vector<std::string> parts;
+      std::stringstream ss(body);
+      std::string range;
+      while (std::getline(ss, range, ',')) {
+        static const std::regex kRange("([0-9]+)(?:-([0-9]+))?");
+        std::smatch m;
+        if (!std::regex_match(range, m, kRange)) return error("bad range '" + range + "'");
+        const std::string lo_s = m[1].str();
+        const std::string hi_s = m[2].matched ? m[2].str() : lo_s;
+        if (lo_s.size() > 9 || hi_s.size() > 9) return error("range '" + range + "' too large");
+        const long lo = std::stol(lo_s), hi = std::stol(hi_s);
+        if (hi < lo) return error("range '" + range + "' runs backwards");
+        if (hi - lo > 100000) return error("range '" + range + "' too large");
+        const int width = static_cast<int>(lo_s.size());
+        for (long v = lo; v <= hi; ++v) {
+          std::string num = std::to_string(v);
+          if (static_cast<int>(num.size()) < width) num.insert(0, width - num.size(), '0');
+          parts.push_back(num);
+        }
+      }
+      std::vector<std::string> next;
+      for (const auto& n : names) {
+        for (const auto& part : parts) next.push_back(n + part);
+      }
+      names.swap(next);
+      i = close + 1;
+    }
+    for (auto& n : names) hosts.push_back(std::move(n));
+  }
+  return hosts;
+}
+
+StatusOr<LaunchEnv> ReadLaunchEnv() {
+  LaunchEnv env;
+  auto read_int = [](const char* name, int* out) -> Status {
+    const char* v = std::getenv(name);
+    if (v == nullptr || *v == '\0') return Status::OK();
+    char* end = nullptr;
+    const long x = std::strtol(v, &end, 10);
+    if (*end != '\0' || x < 0 || x > 1 << 24) {
+      return InvalidArgument(std::string(name) + "='" + v + "' is not a rank");
+    }
+    *out = static_cast<int>(x);
+    return Status::OK();
+  };
+  if (std::getenv("OMPI_COMM_WORLD_RANK") != nullptr) {
+    env.source = "mpirun";
+    FRESHET_RETURN_IF_ERROR(read_int("OMPI_COMM_WORLD_RANK", &env.rank));
+    FRESHET_RETURN_IF_ERROR(read_int("OMPI_COMM_WORLD_LOCAL_RANK", &env.local_rank));
+  } else if (std::getenv("SLURM_PROCID") != nullptr) {
+    env.source = "slurm";
+    FRESHET_RETURN_IF_ERROR(read_int("SLURM_PROCID", &env.rank));
+    FRESHET_RETURN_IF_ERROR(read_int("SLURM_LOCALID", &env.local_rank));
+  } else {
+    env.source = "none";
+  }
+  if (const char* nl = std::getenv("SLURM_JOB_NODELIST")) {
+    auto hosts = ExpandNodeList(nl);
+    if (!hosts.ok()) return InvalidArgument("SLURM_JOB_NODELIST: " + hosts.status().message());
+    env.nodelist = std::move(*hosts);
+  }
+  char host[256] = {0};
+  if (gethostname(host, sizeof(host) - 1) == 0) {
+    env.host = host;
+    env.host = env.host.substr(0, env.host.find('.'));
+  }
+  return env;
 }
 
 }  // namespace freshet

@@ -21,6 +21,11 @@ const char* MsgTypeName(MsgType t) {
     case MsgType::kShutdown: return "SHUTDOWN";
     case MsgType::kSave: return "SAVE";
     case MsgType::kSaveResponse: return "SAVE_RESPONSE";
+    case MsgType::kExportRequest: return "EXPORT";
+    case MsgType::kExportResponse: return "EXPORT_RESPONSE";
+    case MsgType::kDenseUpdate: return "DENSE_UPDATE";
+    case MsgType::kExportFinal: return "EXPORT_FINAL";
+    case MsgType::kExportFinalResponse: return "EXPORT_FINAL_RESPONSE";
   }
   return "UNKNOWN";
 }
@@ -38,6 +43,8 @@ std::vector<char> EncodeFrame(MessageMeta meta, std::vector<char> body) {
   h.set_status_code(static_cast<int32_t>(meta.status_code));
   if (!meta.error.empty()) h.set_error(std::move(meta.error));
   if (!meta.text.empty()) h.set_text(std::move(meta.text));
+  h.set_watermark(meta.watermark);
+  h.set_wall_ms(meta.wall_ms);
   const size_t header_len = h.ByteSizeLong();
   const size_t body_len = body.size();
   body.resize(body_len + header_len + sizeof(uint32_t));
@@ -75,6 +82,8 @@ Status DecodeFrame(std::vector<char> frame, Message* out) {
   m.status_code = static_cast<StatusCode>(h.status_code());
   m.error = h.error();
   m.text = h.text();
+  m.watermark = h.watermark();
+  m.wall_ms = h.wall_ms();
   frame.resize(body_len);  // keeps capacity: no copy
   out->body = std::move(frame);
   return Status::OK();

@@ -49,6 +49,11 @@ enum class MsgType : uint32_t {
   kShutdown = 8,       // a worker is done; servers exit when all are
   kSave = 9,           // write every row to directory `text` (see table_io.h)
   kSaveResponse = 10,
+  kExportRequest = 11,   // exporter -> server: rows pushed after version `clock`
+  kExportResponse = 12,  // body: ExportRows (server/parameter_shard.h); count = version
+  kDenseUpdate = 13,     // worker 0 -> exporter: dense params, watermark, wall_ms
+  kExportFinal = 14,     // worker 0 -> exporter: training ended; export and answer
+  kExportFinalResponse = 15,
 };
 const char* MsgTypeName(MsgType t);
 
@@ -65,6 +70,8 @@ struct MessageMeta {
   StatusCode status_code = StatusCode::kOk;
   std::string error;
   std::string text;
+  int64_t watermark = 0;
+  int64_t wall_ms = 0;
 };
 
 struct Message {

@@ -35,6 +35,7 @@
 #include "common/proto/export.pb.h"
 #include "common/proto/job.pb.h"
 #include "common/status.h"
+#include "exporter/key_index.h"
 
 namespace freshet {
 
@@ -51,29 +52,63 @@ struct Snapshot {
   Kind kind = Kind::kFull;
   uint64_t version = 0;
   int64_t watermark = 0;
+  // Wall time (unix ms) by which the events this version includes were
+  // ingested; copied into the manifest (not stored in the .snap file).
+  int64_t ingest_wall_ms = 0;
   bool has_dense = false;
   std::vector<float> dense;
   std::vector<SnapshotTable> tables;
 };
 
+// File names inside an export directory, versions zero-padded to 12 digits:
+// "full-000000000042.snap", "delta-000000000043.snap",
+// "manifest-000000000043.pb".
+std::string SnapshotFileName(Snapshot::Kind kind, uint64_t version);
+std::string ManifestFileName(uint64_t version);
+
 // Writes `snap` to `path` atomically (tmp, fsync, rename, fsync dir).
 // Returns the file's size and checksum in *entry (name = basename of path).
+// InvalidArgument if a table's values are not keys * dim, its dim is not in
+// 1..4096, two tables share a name, or a full snapshot lists deletions;
+// Internal (naming the path) if a system call fails.
 Status WriteSnapshotFile(const Snapshot& snap, const std::string& path, proto::ExportFile* entry);
 // Reads and verifies a snapshot file: DataLoss naming the file and the
 // problem for a bad magic, truncation or checksum mismatch.
 StatusOr<Snapshot> ReadSnapshotFile(const std::string& path);
+// Reads `dir`/`entry.name()` and checks it against its manifest entry: the
+// file size, the FNV-1a 64 of the whole file and the version it declares
+// must match (DataLoss naming the file otherwise), besides every check of
+// ReadSnapshotFile. NotFound if the file is missing.
+StatusOr<Snapshot> ReadExportFile(const std::string& dir, const proto::ExportFile& entry);
+// Reads and sanity-checks one manifest file (DataLoss / NotFound naming it):
+// its file names must be plain names, its versions must increase along the
+// chain and end at the manifest's version.
+StatusOr<proto::ExportManifest> ReadManifestFile(const std::string& path);
 
 // The exporter's side: publishes files into an export directory.
 class ExportWriter {
  public:
   // Creates `dir` if missing. `retain_full` >= 1: how many full snapshots
   // (with their deltas) to keep; older files are deleted after a publish.
+  // If `dir` has a LATEST, the writer continues from the manifest it names
+  // (a restarted exporter appends to the same chain; the next version must
+  // be larger); a LATEST that names a missing or corrupt manifest is an
+  // error (DataLoss / NotFound), never silently overwritten. If the job's
+  // tables differ from the published manifest's, the next publish must be a
+  // full snapshot. Leftover temporary files of a killed writer are removed.
+  // At most one writer may use a directory at a time.
   static StatusOr<std::unique_ptr<ExportWriter>> Open(const std::string& dir,
                                                       const proto::JobConfig& job,
                                                       int retain_full);
   // Writes the file, then a manifest naming it (a full starts a new chain; a
   // delta is appended to the current chain), then LATEST. REQUIRES: a delta
-  // only after at least one full; versions increase.
+  // only after at least one full; versions increase (FailedPrecondition
+  // otherwise); every table the job lists has the job's dim
+  // (InvalidArgument). After LATEST is durable, Retain() deletes the files
+  // of chains older than the newest `retain_full` and every manifest except
+  // the newest of each retained chain; a failed deletion is only logged.
+  // On an error the published model is unchanged (LATEST still names the
+  // previous manifest).
   Status Publish(const Snapshot& snap);
   const proto::ExportManifest& manifest() const { return manifest_; }
   int64_t bytes_written() const { return bytes_written_; }
@@ -86,16 +121,27 @@ class ExportWriter {
   int retain_full_ = 2;
   proto::ExportManifest manifest_;
   std::vector<proto::ExportManifest> chains_;  // one per retained full, oldest first
+  bool needs_full_ = false;  // the job's tables changed since the last manifest
   int64_t bytes_written_ = 0;
 };
 
 // A model state loaded from an export directory: tables as key -> row maps
-// and dense params, at one version.
+// and dense params, at one version. The loaders hand it out as
+// shared_ptr<const LoadedExport> and never change it afterwards, so any
+// number of threads may read it (Find) without locking.
+//
+// Rows are dense: keys.size() == index.size() == values.size() / dim, and
+// index.Find(keys[r]) == r. A deletion swap-removes: the last row moves into
+// the freed slot (its index entry is updated) and the vectors shrink, so
+// there are no holes and `keys`/`values` can be scanned directly. Row order
+// is therefore not stable across deltas.
 struct LoadedTable {
   int dim = 0;
-  std::unordered_map<uint64_t, uint32_t> index;  // key -> row
-  std::vector<float> values;                     // row * dim
-  // Returns the row's weights or nullptr.
+  KeyIndex index;              // key -> row (exporter/key_index.h)
+  std::vector<float> values;   // row * dim
+  std::vector<uint64_t> keys;  // row -> key
+  size_t size() const { return keys.size(); }
+  // Returns the row's weights (dim floats) or nullptr.
   const float* Find(uint64_t key) const;
 };
 struct LoadedExport {
@@ -104,16 +150,30 @@ struct LoadedExport {
   std::unordered_map<std::string, LoadedTable> tables;
 };
 
-// Reads LATEST and its manifest (DataLoss / NotFound naming the file).
+// Reads LATEST and its manifest (DataLoss / NotFound naming the file):
+// NotFound if there is no LATEST, DataLoss if it names a missing or corrupt
+// manifest. If the manifest vanished because a writer moved LATEST on and
+// retired it meanwhile, LATEST is read again (a few times).
 StatusOr<proto::ExportManifest> ReadLatestManifest(const std::string& dir);
 // Loads the model LATEST names: the full snapshot and every delta, each
-// checked against the manifest's size and checksum, applied in order
-// (upserts replace rows, deletions remove them). Any mismatch fails the
-// whole load (the caller keeps its previous model).
+// checked against the manifest's size and checksum (the size before
+// parsing; the checksum in the same streaming pass, with every length
+// bounded by the bytes that remain; nothing from a file is applied before
+// all of it verified), applied in order
+// (within one delta its deletions first, then its upserts; upserts replace
+// rows, deletions remove them). Every table of the job appears in the
+// result (empty if no file has rows for it). Any mismatch fails the whole
+// load (the caller keeps its previous model): DataLoss for a corrupt or
+// missing file or a table whose dim disagrees with the job or the previous
+// file; NotFound if there is no LATEST yet. A file retired by the writer
+// during the load (LATEST moved on) makes it start over from LATEST, a few
+// times.
 StatusOr<std::shared_ptr<const LoadedExport>> LoadLatestExport(const std::string& dir);
 // Like LoadLatestExport, but when `previous` is the same chain (same full
 // snapshot, its deltas a prefix of the new manifest's), copies it and applies
-// only the new deltas. Falls back to a full load otherwise.
+// only the new deltas. Falls back to a full load otherwise. Returns
+// `previous` itself when LATEST still names its manifest. Never modifies
+// *previous (copy-on-write), so readers of it may keep using it.
 StatusOr<std::shared_ptr<const LoadedExport>> LoadLatestExportIncremental(
     const std::string& dir, const std::shared_ptr<const LoadedExport>& previous);
 

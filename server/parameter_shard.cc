@@ -1,5 +1,7 @@
 #include "server/parameter_shard.h"
 
+#include <cstring>
+
 namespace freshet {
 
 StatusOr<std::unique_ptr<ParameterShard>> ParameterShard::Create(
@@ -54,6 +56,68 @@ ServerStats ParameterShard::Stats() const {
   s.pull_requests = pull_requests_.load(std::memory_order_relaxed);
   s.push_requests = push_requests_.load(std::memory_order_relaxed);
   return s;
+}
+
+std::vector<char> ParameterShard::ExportChanged(uint32_t since, uint32_t* version_now) const {
+  *version_now = version_.load();
+  std::vector<char> out;
+  auto put = [&out](const void* p, size_t n) {
+    const char* c = static_cast<const char*>(p);
+    out.insert(out.end(), c, c + n);
+  };
+  const uint32_t num_tables = static_cast<uint32_t>(tables_.size());
+  put(&num_tables, 4);
+  std::vector<uint64_t> keys;
+  std::vector<float> values;
+  for (uint32_t t = 0; t < num_tables; ++t) {
+    const EmbeddingTable& table = *tables_[t];
+    const uint32_t dim = static_cast<uint32_t>(table.dim());
+    keys.clear();
+    values.clear();
+    table.ForEach([&](uint64_t key, const float* w, const float*, const RowMeta& meta) {
+      if (meta.version <= since) return;
+      keys.push_back(key);
+      values.insert(values.end(), w, w + dim);
+    });
+    const uint64_t n = keys.size();
+    put(&t, 4);
+    put(&dim, 4);
+    put(&n, 8);
+    put(keys.data(), n * sizeof(uint64_t));
+    put(values.data(), values.size() * sizeof(float));
+  }
+  return out;
+}
+
+Status ForEachExportedTable(
+    const std::vector<char>& body,
+    const std::function<void(int, int, const uint64_t*, const float*, size_t)>& fn) {
+  size_t pos = 0;
+  auto take = [&](void* out, size_t n) {
+    if (pos + n > body.size()) return false;
+    std::memcpy(out, body.data() + pos, n);
+    pos += n;
+    return true;
+  };
+  uint32_t num_tables = 0;
+  if (!take(&num_tables, 4)) return DataLoss("export rows: truncated header");
+  std::vector<uint64_t> keys;
+  std::vector<float> values;
+  for (uint32_t i = 0; i < num_tables; ++i) {
+    uint32_t table = 0, dim = 0;
+    uint64_t n = 0;
+    if (!take(&table, 4) || !take(&dim, 4) || !take(&n, 8) || dim == 0 ||
+        n > (body.size() - pos) / (sizeof(uint64_t) + dim * sizeof(float))) {
+      return DataLoss("export rows: truncated table " + std::to_string(i));
+    }
+    keys.resize(n);
+    values.resize(n * dim);
+    take(keys.data(), n * sizeof(uint64_t));
+    take(values.data(), n * dim * sizeof(float));
+    fn(static_cast<int>(table), static_cast<int>(dim), keys.data(), values.data(), n);
+  }
+  if (pos != body.size()) return DataLoss("export rows: trailing bytes");
+  return Status::OK();
 }
 
 }  // namespace freshet

@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -36,11 +37,30 @@ class ParameterShard {
 
   ServerStats Stats() const;
 
+  // The shard's push counter: every push gets the next version, recorded in
+  // the rows it touched (RowMeta::version).
+  uint32_t version() const { return version_.load(); }
+
+  // Rows pushed after version `since`, for the exporter, as an ExportRows
+  // body:  u32 num_tables, per table { u32 table id, u32 dim, u64 n,
+  // n x u64 key, n*dim x f32 weights }. *version_now is the version when the
+  // scan began: every push up to it is included (later ones may be too, and
+  // come again next time: at-least-once). Rows that were only pulled
+  // (version 0) are never exported: readers initialize them as training does.
+  std::vector<char> ExportChanged(uint32_t since, uint32_t* version_now) const;
+
  private:
   Status CheckTable(int table, uint32_t dim) const;
   std::vector<std::unique_ptr<EmbeddingTable>> tables_;
   std::atomic<uint32_t> version_{0};
   std::atomic<int64_t> pull_requests_{0}, push_requests_{0};
 };
+
+// Calls fn(table, dim, keys, weights, n) for each table of an ExportRows body.
+// DataLoss if the body is malformed.
+Status ForEachExportedTable(
+    const std::vector<char>& body,
+    const std::function<void(int table, int dim, const uint64_t* keys, const float* weights,
+                             size_t n)>& fn);
 
 }  // namespace freshet

@@ -202,6 +202,22 @@ Status ServerNode::Run() {
         Reply(msg, MsgType::kSaveResponse, {}, st);
         break;
       }
+      case MsgType::kExportRequest: {
+        // Scanning tables takes their partition locks briefly; pushes go on.
+        pool_.Schedule([this, m = std::move(msg)]() mutable {
+          uint32_t now = 0;
+          std::vector<char> body = shard_->ExportChanged(static_cast<uint32_t>(m.meta.clock), &now);
+          body.reserve(body.size() + 128);
+          Message resp;
+          resp.meta.type = MsgType::kExportResponse;
+          resp.meta.request_id = m.meta.request_id;
+          resp.meta.count = now;
+          resp.body = std::move(body);
+          Status s = transport_->Send(m.peer, std::move(resp));
+          if (!s.ok()) LOG(WARNING) << "export reply to " << layout_.Describe(m.peer) << ": " << s;
+        });
+        break;
+      }
       case MsgType::kShutdown: {
         const int w = msg.meta.worker;
         if (w >= 0 && w < workers) {

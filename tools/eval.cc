@@ -21,6 +21,7 @@
 
 DEFINE_string(model_dir, "out/synthetic/model", "saved model directory");
 DEFINE_string(files, "", "comma-separated example files (default: the job's holdout files)");
+DEFINE_string(scores_out, "", "if set, write each example's probability to this file, one per line");
 
 namespace freshet {
 namespace {
@@ -57,6 +58,12 @@ Status Run() {
   FRESHET_ASSIGN_OR_RETURN(auto reader, ExampleReader::OpenFiles(files, policy));
   ScoredSet scored;
   FRESHET_RETURN_IF_ERROR(trainer->Score(reader.get(), &scored));
+  if (!FLAGS_scores_out.empty()) {
+    std::FILE* f = std::fopen(FLAGS_scores_out.c_str(), "w");
+    if (!f) return Internal(FLAGS_scores_out + ": cannot create");
+    for (float p : scored.probs) std::fprintf(f, "%.9g\n", p);
+    if (std::fclose(f) != 0) return Internal(FLAGS_scores_out + ": write failed");
+  }
   const EvalResult r = Evaluate(scored.probs, scored.labels, scored.users, scored.oracle);
   std::printf("model %s on %zu file(s): %lld examples (%lld positive, %lld bad lines skipped)\n",
               FLAGS_model_dir.c_str(), files.size(), static_cast<long long>(r.examples),

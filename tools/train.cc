@@ -7,7 +7,9 @@
 //
 // Worker 0 prints status lines while training and, last, one JSON line with
 // the final figures.
+#include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <memory>
 
 #include <gflags/gflags.h>
@@ -17,6 +19,7 @@
 #include "common/config.h"
 #include "common/mpi_transport.h"
 #include "common/mpi_util.h"
+#include "exporter/exporter_node.h"
 #include "server/local_sparse_store.h"
 #include "server/parameter_shard.h"
 #include "server/server_node.h"
@@ -58,8 +61,11 @@ StatusOr<proto::JobConfig> LoadJob() {
   if (FLAGS_batch_size > 0) job.set_batch_size(FLAGS_batch_size);
   if (FLAGS_staleness >= -1) job.set_staleness(FLAGS_staleness);
   if (!FLAGS_work_dir.empty()) {
+    // Directories derived from the old work_dir follow the new one.
+    const std::string old = job.work_dir();
+    if (job.model_dir() == old + "/model") job.clear_model_dir();
+    if (job.export_().dir() == old + "/export") job.mutable_export_()->clear_dir();
     job.set_work_dir(FLAGS_work_dir);
-    if (FLAGS_model_dir.empty()) job.set_model_dir(FLAGS_work_dir + "/model");
   }
   if (!FLAGS_model_dir.empty()) job.set_model_dir(FLAGS_model_dir);
   if (FLAGS_model == "lr") job.mutable_model()->set_kind(proto::ModelConfig::LR);
@@ -149,6 +155,47 @@ int RunMpi(int argc, char** argv, const proto::JobConfig& job) {
     RunOptions opt = Options();
     PsClient* c = client->get();
     opt.save_tables = [c](const std::string& dir) { return c->SaveTables(dir); };
+    if (layout.num_exporters() > 0 && layout.IndexInRole(rank) == 0) {
+      // Feed the exporter: the dense parameters every export interval, and
+      // a final export when training ends.
+      const int exporter = layout.ExporterRank(0);
+      const auto every = std::chrono::duration<double>(job.export_().interval_s()) / 2;
+      struct Feed {
+        std::chrono::steady_clock::time_point last;
+        int64_t step = 0, watermark = 0, wall_ms = 0;
+      };
+      auto feed = std::make_shared<Feed>();
+      feed->last = std::chrono::steady_clock::now() - std::chrono::hours(1);
+      Transport* t = transport.get();
+      auto dense_message = [](MsgType type, const Model& model, const Feed& f) {
+        Message m;
+        m.meta.type = type;
+        m.meta.clock = f.step;
+        m.meta.watermark = f.watermark;
+        m.meta.wall_ms = f.wall_ms;
+        const size_t bytes = model.NumDenseParams() * sizeof(float);
+        m.body.reserve(bytes + 128);
+        m.body.resize(bytes);
+        std::memcpy(m.body.data(), model.dense_params(), bytes);
+        return m;
+      };
+      opt.after_step = [t, exporter, every, feed, dense_message](
+                           const Model& model, int64_t step, int64_t watermark, int64_t wall_ms) {
+        feed->step = step;
+        feed->watermark = watermark;
+        feed->wall_ms = wall_ms;
+        const auto now = std::chrono::steady_clock::now();
+        if (now - feed->last < every) return;
+        feed->last = now;
+        Status st = t->Send(exporter, dense_message(MsgType::kDenseUpdate, model, *feed));
+        if (!st.ok()) LOG(WARNING) << "dense update to the exporter: " << st;
+      };
+      // The final export carries the final dense parameters itself.
+      opt.after_training = [c, exporter, feed, dense_message](const Model& model) {
+        return c->CallRanks({exporter}, dense_message(MsgType::kExportFinal, model, *feed))
+            .status();
+      };
+    }
     auto r = RunWorkerJob(job, c, collective->get(), opt);
     if (!r.ok()) {
       Fail(r.status(), layout.Describe(rank));
@@ -163,8 +210,19 @@ int RunMpi(int argc, char** argv, const proto::JobConfig& job) {
     Status st = (*client)->Shutdown();
     if (!st.ok()) rc = Fail(st, layout.Describe(rank));
   } else {
-    LOG(INFO) << layout.Describe(rank)
-              << ": snapshot export is not implemented yet; this rank waits for the job to end";
+    ExporterNode exporter(transport.get(), layout, job, timeout);
+    Status st = exporter.Run();
+    if (!st.ok()) {
+      Fail(st, layout.Describe(rank));
+      MpiSession::Abort(4);
+    }
+    const ExporterStats& s = exporter.stats();
+    std::printf("exporter: %lld full + %lld delta snapshots, %lld rows, %.1f MB to %s "
+                "(slowest export %.0f ms)\n",
+                static_cast<long long>(s.fulls), static_cast<long long>(s.deltas),
+                static_cast<long long>(s.rows_exported), s.bytes_written / 1e6,
+                job.export_().dir().c_str(), s.max_export_ms);
+    std::fflush(stdout);
   }
   transport->Shutdown();
   MPI_Comm_free(&role_comm);

@@ -81,6 +81,14 @@ Status ValidateJobConfig(proto::JobConfig* job, const std::string& source) {
     job->set_work_dir("out/" + (job->task().empty() ? job->name() : job->task()));
   }
   if (job->model_dir().empty()) job->set_model_dir(job->work_dir() + "/model");
+  auto* ex = job->mutable_export_();
+  if (ex->dir().empty()) ex->set_dir(job->work_dir() + "/export");
+  if (ex->interval_s() < 0) return Field(source, "export.interval_s", "must be >= 0");
+  if (ex->interval_s() == 0) ex->set_interval_s(1);
+  if (ex->full_interval_s() < 0) return Field(source, "export.full_interval_s", "must be >= 0");
+  if (ex->full_interval_s() == 0) ex->set_full_interval_s(60);
+  if (ex->retain_full() < 0) return Field(source, "export.retain_full", "must be >= 0");
+  if (ex->retain_full() == 0) ex->set_retain_full(3);
   auto* data = job->mutable_data();
   if (data->max_bad_ratio() < 0 || data->max_bad_ratio() > 1) {
     return Field(source, "data.max_bad_ratio", "must be in [0, 1]");

@@ -177,6 +177,13 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
   topt.status_interval_s = job.status_interval_s();
   topt.print_status = leader && options.print_status;
   topt.max_steps = options.max_steps;
+  Model* model_ptr = nullptr;
+  if (leader && options.after_step) {
+    topt.after_step = [&options, &model_ptr](int64_t step, int64_t watermark, int64_t wall_ms) {
+      options.after_step(*model_ptr, step, watermark, wall_ms);
+    };
+  }
+  model_ptr = model.get();
   FRESHET_ASSIGN_OR_RETURN(std::unique_ptr<Trainer> trainer,
                            Trainer::Create(job, encoder.get(), model.get(), store, workers, topt));
   BadRecordPolicy policy;
@@ -193,6 +200,9 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
     return ExampleReader::Open(std::move(ranges), policy);
   };
   FRESHET_ASSIGN_OR_RETURN(result.train, trainer->Train(open_shard));
+  if (leader && options.after_training) {
+    FRESHET_RETURN_IF_ERROR(options.after_training(*model).WithContext("final export"));
+  }
 
   // Holdout: each worker scores its shard; worker 0 gathers (in file order).
   ScoredSet holdout;

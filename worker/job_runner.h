@@ -44,6 +44,15 @@ struct RunOptions {
   // Called by worker 0 to save the sparse tables into the model directory
   // (PsClient::SaveTables, or a local save). Unset: no table save.
   std::function<Status(const std::string& dir)> save_tables;
+  // Worker 0 only: called after every training step with the model (dense
+  // parameters), step, watermark and ingestion wall time (see
+  // Trainer::Options::after_step); the exporter feed.
+  std::function<void(const Model& model, int64_t step, int64_t watermark,
+                     int64_t ingest_wall_ms)>
+      after_step;
+  // Worker 0 only: called once training ended, with the final model, before
+  // the holdout scoring (e.g. to have the exporter publish the final model).
+  std::function<Status(const Model& model)> after_training;
 };
 
 // Runs the worker side of `job` (validated). Data preparation happens on

@@ -297,7 +297,8 @@ void PsClient::ReceiveLoop() {
           Complete(m.meta.request_id, &m, Status::OK());
           break;
         case MsgType::kStatsResponse:
-        case MsgType::kSaveResponse: {
+        case MsgType::kSaveResponse:
+        case MsgType::kExportFinalResponse: {
           std::promise<StatusOr<Message>> p;
           {
             std::lock_guard<std::mutex> l(mu_);
@@ -344,9 +345,19 @@ Status PsClient::Clock() {
 }
 
 StatusOr<std::vector<Message>> PsClient::CallAllServers(MsgType type, const std::string& text) {
+  std::vector<int> ranks;
+  for (int s = 0; s < layout_.num_servers(); ++s) ranks.push_back(layout_.ServerRank(s));
+  Message request;
+  request.meta.type = type;
+  request.meta.text = text;
+  return CallRanks(ranks, request);
+}
+
+StatusOr<std::vector<Message>> PsClient::CallRanks(const std::vector<int>& ranks,
+                                                   const Message& request) {
   std::vector<uint64_t> ids;
   std::vector<std::future<StatusOr<Message>>> futs;
-  for (int s = 0; s < layout_.num_servers(); ++s) {
+  for (int rank : ranks) {
     const uint64_t id = next_id_.fetch_add(1);
     {
       std::lock_guard<std::mutex> l(mu_);
@@ -354,28 +365,27 @@ StatusOr<std::vector<Message>> PsClient::CallAllServers(MsgType type, const std:
     }
     ids.push_back(id);
     Message msg;
-    msg.meta.type = type;
+    msg.meta = request.meta;
     msg.meta.request_id = id;
     msg.meta.worker = worker_index_;
-    msg.meta.text = text;
-    FRESHET_RETURN_IF_ERROR(transport_->Send(layout_.ServerRank(s), std::move(msg)));
+    msg.body = request.body;
+    FRESHET_RETURN_IF_ERROR(transport_->Send(rank, std::move(msg)));
   }
   std::vector<Message> out;
   const auto deadline = std::chrono::steady_clock::now() + options_.request_timeout;
   Status failed;
-  for (int s = 0; s < layout_.num_servers(); ++s) {
-    if (futs[s].wait_until(deadline) != std::future_status::ready) {
+  for (size_t i = 0; i < ranks.size(); ++i) {
+    if (futs[i].wait_until(deadline) != std::future_status::ready) {
       std::lock_guard<std::mutex> l(mu_);
-      sync_waiters_.erase(ids[s]);
+      sync_waiters_.erase(ids[i]);
       if (failed.ok()) {
-        failed = DeadlineExceeded(std::string(MsgTypeName(type)) + " request to " +
-                                  layout_.Describe(layout_.ServerRank(s)) +
-                                  " got no response within " +
+        failed = DeadlineExceeded(std::string(MsgTypeName(request.meta.type)) + " request to " +
+                                  layout_.Describe(ranks[i]) + " got no response within " +
                                   std::to_string(options_.request_timeout.count()) + " ms");
       }
       continue;
     }
-    StatusOr<Message> r = futs[s].get();
+    StatusOr<Message> r = futs[i].get();
     if (!r.ok()) {
       if (failed.ok()) failed = r.status();
       continue;

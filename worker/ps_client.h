@@ -77,6 +77,11 @@ class PsClient : public SparseStore {
   // every server's answer, with the deadline.
   Status SaveTables(const std::string& dir);
 
+  // Sends `request` to each rank in `ranks` (any role that answers) and
+  // waits for every answer, with the deadline. Answers are matched by
+  // request id; their types must be one of the *Response types.
+  StatusOr<std::vector<Message>> CallRanks(const std::vector<int>& ranks, const Message& request);
+
   // Tells every server this worker is done. Call once, after the last push
   // completed.
   Status Shutdown();

@@ -83,6 +83,8 @@ struct Trainer::Step {
   SparseGrads sparse;
   std::vector<float> logits, dlogits;
   bool pulled = false;
+  int64_t ingest_wall_ms = 0;  // when the batch was read
+  int64_t max_time = 0;        // newest event time in the batch
 };
 
 Trainer::Trainer(const FeatureEncoder* encoder, Model* model, SparseStore* store,
@@ -147,6 +149,11 @@ Status Trainer::ReadBatch(ExampleReader* reader, Step* step, bool* eof) {
       }
     }
   }
+  step->ingest_wall_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                             std::chrono::system_clock::now().time_since_epoch())
+                             .count();
+  step->max_time = 0;
+  for (int64_t t : step->batch.times) step->max_time = std::max(step->max_time, t);
   // Concatenate each slot's keys into its tables' pull lists.
   const int slots = step->batch.num_slots();
   const size_t nt = tables_used_.size();
@@ -319,6 +326,8 @@ StatusOr<TrainStats> Trainer::Train(const ReaderFactory& open_shard) {
       stats.compute_s += Since(t0);
       FRESHET_RETURN_IF_ERROR(store_->Clock());
       ++stats.steps;
+      watermark_ = std::max(watermark_, cur->max_time);
+      if (options_.after_step) options_.after_step(stats.steps, watermark_, cur->ingest_wall_ms);
       stats.examples += n;
       stats.global_examples += static_cast<int64_t>(total);
       status_examples += static_cast<int64_t>(total);

@@ -66,6 +66,11 @@ class Trainer {
     bool print_status = false;  // the leader prints status lines
     int64_t max_steps = 0;      // > 0: stop after this many steps (tests)
     int max_pending_pushes = 4;
+    // Called after every step (on the training thread) with the step count,
+    // the newest event time trained so far (unix s) and the wall time (unix
+    // ms) at which that step's batch was read: what the exporter needs to
+    // report freshness. May be empty.
+    std::function<void(int64_t step, int64_t watermark, int64_t ingest_wall_ms)> after_step;
   };
 
   // Not owned; all must outlive the trainer. `tables` gives table ids by
@@ -107,6 +112,7 @@ class Trainer {
   int emb_dim_ = 0;
   BadRecordPolicy policy_;
   int64_t encode_bad_ = 0;
+  int64_t watermark_ = 0;  // newest event time trained
 };
 
 }  // namespace freshet

@@ -1,0 +1,175 @@
+#include "exporter/exporter_node.h"
+
+#include <cstring>
+#include <map>
+
+#include <glog/logging.h>
+
+#include "server/parameter_shard.h"
+
+namespace freshet {
+
+using SteadyClock = std::chrono::steady_clock;
+
+ExporterNode::ExporterNode(Transport* transport, const ClusterLayout& layout,
+                           const proto::JobConfig& job, std::chrono::milliseconds request_timeout)
+    : transport_(transport),
+      layout_(layout),
+      job_(job),
+      request_timeout_(request_timeout),
+      since_(layout.num_servers(), 0) {}
+
+bool ExporterNode::Handle(Message* msg, Message* final_request) {
+  switch (msg->meta.type) {
+    case MsgType::kDenseUpdate:
+    case MsgType::kExportFinal:
+      dense_.resize(msg->body.size() / sizeof(float));
+      std::memcpy(dense_.data(), msg->body.data(), dense_.size() * sizeof(float));
+      have_dense_ = true;
+      watermark_ = msg->meta.watermark;
+      ingest_wall_ms_ = msg->meta.wall_ms;
+      step_ = msg->meta.clock;
+      if (msg->meta.type == MsgType::kDenseUpdate) return false;
+      msg->body.clear();
+      *final_request = std::move(*msg);
+      return true;
+    default:
+      LOG(WARNING) << "exporter: unexpected " << MsgTypeName(msg->meta.type) << " from "
+                   << layout_.Describe(msg->peer);
+      return false;
+  }
+}
+
+Status ExporterNode::Export(bool full) {
+  const auto t0 = SteadyClock::now();
+  std::map<uint64_t, int> pending;  // request id -> server index
+  for (int s = 0; s < layout_.num_servers(); ++s) {
+    Message req;
+    req.meta.type = MsgType::kExportRequest;
+    req.meta.request_id = next_request_id_++;
+    req.meta.clock = full ? 0 : since_[s];
+    pending[req.meta.request_id] = s;
+    FRESHET_RETURN_IF_ERROR(transport_->Send(layout_.ServerRank(s), std::move(req)));
+  }
+  Snapshot snap;
+  snap.kind = full ? Snapshot::Kind::kFull : Snapshot::Kind::kDelta;
+  snap.tables.resize(job_.tables().tables_size());
+  for (int t = 0; t < job_.tables().tables_size(); ++t) {
+    snap.tables[t].name = job_.tables().tables(t).name();
+    snap.tables[t].dim = static_cast<int>(job_.tables().tables(t).dim());
+  }
+  const auto deadline = t0 + request_timeout_;
+  std::vector<uint32_t> new_since = since_;
+  Message final_request;
+  bool got_final = false;
+  while (!pending.empty()) {
+    const auto left = std::chrono::duration_cast<Millis>(deadline - SteadyClock::now());
+    if (left.count() <= 0) {
+      const int s = pending.begin()->second;
+      return DeadlineExceeded("EXPORT request to " + layout_.Describe(layout_.ServerRank(s)) +
+                              " got no response within " +
+                              std::to_string(request_timeout_.count()) + " ms");
+    }
+    StatusOr<Message> r = transport_->Recv(left);
+    if (!r.ok()) {
+      if (r.status().code() == StatusCode::kDeadlineExceeded) continue;
+      return r.status();
+    }
+    if (r->meta.type != MsgType::kExportResponse) {
+      got_final = Handle(&*r, &final_request) || got_final;
+      continue;
+    }
+    auto it = pending.find(r->meta.request_id);
+    if (it == pending.end()) continue;  // a late answer to an earlier export
+    const int s = it->second;
+    pending.erase(it);
+    new_since[s] = static_cast<uint32_t>(r->meta.count);
+    Status st = ForEachExportedTable(
+        r->body, [&](int table, int dim, const uint64_t* keys, const float* w, size_t n) {
+          if (table < 0 || table >= static_cast<int>(snap.tables.size())) return;
+          SnapshotTable& st = snap.tables[table];
+          if (dim != st.dim) return;
+          st.keys.insert(st.keys.end(), keys, keys + n);
+          st.values.insert(st.values.end(), w, w + n * dim);
+        });
+    if (!st.ok()) return st.WithContext("EXPORT response from " + layout_.Describe(r->peer));
+  }
+  since_ = new_since;
+  snap.version = ++version_;
+  snap.watermark = watermark_;
+  snap.ingest_wall_ms = ingest_wall_ms_;
+  snap.has_dense = have_dense_;
+  snap.dense = dense_;
+  int64_t rows = 0;
+  for (const auto& t : snap.tables) rows += static_cast<int64_t>(t.keys.size());
+  FRESHET_RETURN_IF_ERROR(writer_->Publish(snap));
+  (full ? stats_.fulls : stats_.deltas) += 1;
+  stats_.rows_exported += rows;
+  stats_.bytes_written = writer_->bytes_written();
+  const double ms = std::chrono::duration<double, std::milli>(SteadyClock::now() - t0).count();
+  stats_.max_export_ms = std::max(stats_.max_export_ms, ms);
+  VLOG(1) << "exported " << (full ? "full" : "delta") << " v" << snap.version << ": " << rows
+          << " rows in " << ms << " ms";
+  if (got_final) {
+    // Answer after this export; the caller's loop sees it next.
+    pending_final_ = std::move(final_request);
+    has_pending_final_ = true;
+  }
+  return Status::OK();
+}
+
+Status ExporterNode::Run() {
+  const proto::ExportConfig& cfg = job_.export_();
+  FRESHET_ASSIGN_OR_RETURN(writer_, ExportWriter::Open(cfg.dir(), job_, cfg.retain_full()));
+  version_ = writer_->manifest().version();  // a restarted exporter continues the chain
+  const auto interval = std::chrono::duration_cast<SteadyClock::duration>(
+      std::chrono::duration<double>(cfg.interval_s()));
+  const auto full_interval = std::chrono::duration_cast<SteadyClock::duration>(
+      std::chrono::duration<double>(cfg.full_interval_s()));
+  auto next_tick = SteadyClock::now() + interval;
+  auto next_full = SteadyClock::now();  // the first export is a full one
+  LOG(INFO) << layout_.Describe(transport_->rank()) << " exporting to " << cfg.dir() << " every "
+            << cfg.interval_s() << " s";
+  while (true) {
+    Message final_request;
+    bool final = false;
+    if (has_pending_final_) {
+      final_request = std::move(pending_final_);
+      has_pending_final_ = false;
+      final = true;
+    } else {
+      const auto left = std::chrono::duration_cast<Millis>(next_tick - SteadyClock::now());
+      StatusOr<Message> r = transport_->Recv(std::max(Millis(1), left));
+      if (r.ok()) {
+        final = Handle(&*r, &final_request);
+      } else if (r.status().code() != StatusCode::kDeadlineExceeded) {
+        return r.status();
+      }
+    }
+    if (final) {
+      Status st = Export(/*full=*/true);
+      Message resp;
+      resp.meta.type = MsgType::kExportFinalResponse;
+      resp.meta.request_id = final_request.meta.request_id;
+      if (!st.ok()) {
+        resp.meta.status_code = st.code();
+        resp.meta.error = layout_.Describe(transport_->rank()) + ": " + st.message();
+      }
+      FRESHET_RETURN_IF_ERROR(transport_->Send(final_request.peer, std::move(resp)));
+      LOG(INFO) << "exporter done: " << stats_.fulls << " full and " << stats_.deltas
+                << " delta snapshots, " << stats_.bytes_written << " bytes";
+      return st;
+    }
+    const auto now = SteadyClock::now();
+    if (now >= next_tick) {
+      next_tick = now + interval;
+      if (have_dense_) {
+        const bool full = now >= next_full;
+        if (full) next_full = now + full_interval;
+        FRESHET_RETURN_IF_ERROR(Export(full));
+      }
+    }
+  }
+}
+
+}  // namespace freshet

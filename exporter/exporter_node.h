@@ -1,0 +1,78 @@
+// ExporterNode: the EXPORTER role (the serving shard). It turns the live
+// training state into snapshots a serving tier loads, continuously:
+//
+//   every export.interval_s:  ask every server for the rows pushed since its
+//                             last export (EXPORT -> ExportRows), take the
+//                             newest dense parameters worker 0 sent
+//                             (DENSE_UPDATE), and publish a delta;
+//   every export.full_interval_s (and first): the same with every row, as a
+//                             full snapshot that starts a new chain;
+//   on EXPORT_FINAL from worker 0 (training ended): a last full snapshot,
+//                             then answer and return.
+// Publishing goes through ExportWriter (exporter/snapshot.h): atomic files,
+// manifest, LATEST, retention. The manifest carries the event-time watermark
+// and the wall time by which the included events were ingested, from which
+// the serving tier computes freshness.
+//
+// Thread safety: Run() on one thread.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "common/config.h"
+#include "common/proto/job.pb.h"
+#include "common/transport.h"
+#include "exporter/snapshot.h"
+
+namespace freshet {
+
+struct ExporterStats {
+  int64_t fulls = 0;
+  int64_t deltas = 0;
+  int64_t rows_exported = 0;
+  int64_t bytes_written = 0;
+  double max_export_ms = 0;
+};
+
+class ExporterNode {
+ public:
+  // Not owned; must outlive Run(). REQUIRES: job validated (export defaults
+  // filled).
+  ExporterNode(Transport* transport, const ClusterLayout& layout, const proto::JobConfig& job,
+               std::chrono::milliseconds request_timeout);
+
+  // Exports until worker 0 sends EXPORT_FINAL (OK), or an error (a server
+  // not answering within the deadline, a write failure).
+  Status Run();
+  const ExporterStats& stats() const { return stats_; }
+
+ private:
+  Status Export(bool full);
+  // Handles a message that is not an export response; returns true if it
+  // was EXPORT_FINAL (stored in *final_request).
+  bool Handle(Message* msg, Message* final_request);
+
+  Transport* const transport_;
+  const ClusterLayout& layout_;
+  const proto::JobConfig job_;
+  const std::chrono::milliseconds request_timeout_;
+  std::unique_ptr<ExportWriter> writer_;
+  std::vector<uint32_t> since_;  // per server: version already exported
+  uint64_t version_ = 0;
+  uint64_t next_request_id_ = 1;
+  // Newest dense parameters from worker 0.
+  bool have_dense_ = false;
+  std::vector<float> dense_;
+  int64_t watermark_ = 0;
+  int64_t ingest_wall_ms_ = 0;
+  int64_t step_ = 0;
+  // EXPORT_FINAL that arrived during an export, answered next.
+  bool has_pending_final_ = false;
+  Message pending_final_;
+  ExporterStats stats_;
+};
+
+}  // namespace freshet

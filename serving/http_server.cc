@@ -1,0 +1,637 @@
+#include "serving/http_server.h"
+
+#include <algorithm>
+#include <array>
+#include <charconv>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <ctime>
+#include <limits>
+#include <map>
+#include <mutex>
+#include <numeric>
+#include <sstream>
+#include <utility>
+#include <vector>
+
+#include <glog/logging.h>
+#include <httplib.h>
+#include <nlohmann/json.hpp>
+
+namespace freshet {
+namespace {
+
+using json = nlohmann::json;
+using SteadyClock = std::chrono::steady_clock;
+
+constexpr char kJsonType[] = "application/json";
+constexpr size_t kMaxColumnsInMessage = 20;
+
+int64_t NowUnixMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// Dumps without throwing on invalid UTF-8 (error messages may quote cut
+// values).
+std::string Dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+// The double nearest the shortest decimal that round-trips `p` as a float,
+// so scores print as 0.3 rather than 0.30000001192092896.
+double Tidy(float p) {
+  char buf[32];
+  const auto r = std::to_chars(buf, buf + sizeof(buf), p);
+  double d = p;
+  std::from_chars(buf, r.ptr, d);
+  return d;
+}
+
+std::string UtcTime(int64_t unix_s) {
+  const std::time_t t = static_cast<std::time_t>(unix_s);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+void SetJson(httplib::Response& res, int status, const json& body) {
+  res.status = status;
+  res.set_content(Dump(body), kJsonType);
+}
+
+void SetError(httplib::Response& res, int status, const std::string& message) {
+  SetJson(res, status, json{{"error", message}});
+}
+
+int HttpCode(const Status& st) {
+  switch (st.code()) {
+    case StatusCode::kInvalidArgument:
+      return 400;
+    case StatusCode::kUnavailable:
+      return 503;
+    default:
+      return 500;
+  }
+}
+
+// ---- Metrics ------------------------------------------------------------------
+
+enum Endpoint { kScore = 0, kRank, kModel, kMetrics, kOther, kNumEndpoints };
+constexpr const char* kEndpointNames[kNumEndpoints] = {"score", "rank", "model", "metrics",
+                                                       "other"};
+
+Endpoint EndpointOf(const std::string& path) {
+  if (path == "/score") return kScore;
+  if (path == "/rank") return kRank;
+  if (path == "/model") return kModel;
+  if (path == "/metrics") return kMetrics;
+  return kOther;
+}
+
+// Request counters and latency histograms. Thread-safe.
+class Metrics {
+ public:
+  static constexpr std::array<double, 14> kBuckets = {
+      0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5};
+
+  void Observe(Endpoint e, int code, double seconds, bool timed) {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++requests_[{e, code}];
+    if (!timed) return;
+    Histogram& h = hist_[e];
+    const size_t b = std::lower_bound(kBuckets.begin(), kBuckets.end(), seconds) - kBuckets.begin();
+    ++h.counts[b];  // b == kBuckets.size(): only +Inf
+    h.sum += seconds;
+    ++h.count;
+  }
+
+  void Render(const ModelWatcher& models, std::string* out) const {
+    std::ostringstream o;
+    o.precision(9);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      o << "# HELP freshet_serve_requests_total HTTP requests answered, by endpoint and status "
+           "code.\n# TYPE freshet_serve_requests_total counter\n";
+      for (const auto& [key, n] : requests_) {
+        o << "freshet_serve_requests_total{endpoint=\"" << kEndpointNames[key.first] << "\",code=\""
+          << key.second << "\"} " << n << "\n";
+      }
+      o << "# HELP freshet_serve_request_seconds Time from routing a request to having written "
+           "its response.\n# TYPE freshet_serve_request_seconds histogram\n";
+      for (int e = 0; e < kNumEndpoints; ++e) {
+        const Histogram& h = hist_[e];
+        const std::string label = std::string("endpoint=\"") + kEndpointNames[e] + "\"";
+        int64_t cum = 0;
+        for (size_t b = 0; b < kBuckets.size(); ++b) {
+          cum += h.counts[b];
+          o << "freshet_serve_request_seconds_bucket{" << label << ",le=\"" << kBuckets[b] << "\"} "
+            << cum << "\n";
+        }
+        cum += h.counts[kBuckets.size()];
+        o << "freshet_serve_request_seconds_bucket{" << label << ",le=\"+Inf\"} " << cum << "\n";
+        o << "freshet_serve_request_seconds_sum{" << label << "} " << h.sum << "\n";
+        o << "freshet_serve_request_seconds_count{" << label << "} " << h.count << "\n";
+      }
+    }
+    const auto model = models.Current();
+    const ModelWatcher::Stats stats = models.stats();
+    o << "# HELP freshet_serve_model_version Version of the serving model (0: none).\n"
+         "# TYPE freshet_serve_model_version gauge\n"
+      << "freshet_serve_model_version " << (model != nullptr ? model->version() : 0) << "\n";
+    if (model != nullptr) {
+      o << "# HELP freshet_serve_model_age_seconds Seconds since the serving model's manifest "
+           "was published.\n# TYPE freshet_serve_model_age_seconds gauge\n"
+        << "freshet_serve_model_age_seconds "
+        << (NowUnixMs() - model->manifest().created_unix_ms()) / 1e3 << "\n";
+    }
+    o << "# HELP freshet_serve_model_loads_total Models loaded and swapped in.\n"
+         "# TYPE freshet_serve_model_loads_total counter\n"
+      << "freshet_serve_model_loads_total " << stats.loads << "\n"
+      << "# HELP freshet_serve_model_load_failures_total Exports rejected (the previous model "
+         "kept serving).\n# TYPE freshet_serve_model_load_failures_total counter\n"
+      << "freshet_serve_model_load_failures_total " << stats.load_failures << "\n";
+    *out = o.str();
+  }
+
+ private:
+  struct Histogram {
+    std::array<int64_t, kBuckets.size() + 1> counts{};
+    double sum = 0;
+    int64_t count = 0;
+  };
+  mutable std::mutex mu_;
+  std::map<std::pair<int, int>, int64_t> requests_;  // GUARDED_BY(mu_)
+  Histogram hist_[kNumEndpoints];                    // GUARDED_BY(mu_)
+};
+
+// When the request being handled on this thread was routed (httplib handles
+// a connection on one thread from routing to logging).
+struct RequestClock {
+  SteadyClock::time_point start;
+  bool valid = false;
+};
+thread_local RequestClock t_request_clock;
+
+// ---- JSON -> Examples ------------------------------------------------------------
+
+std::string ColumnList(const Scorer& scorer) {
+  std::string list;
+  const auto& cols = scorer.columns();
+  for (size_t c = 0; c < cols.size() && c < kMaxColumnsInMessage; ++c) {
+    list += (c > 0 ? ", " : "") + cols[c];
+  }
+  if (cols.size() > kMaxColumnsInMessage) list += ", ...";
+  return list;
+}
+
+// Converts one scalar JSON value to the raw column text; false if the type
+// is not a string, number or null.
+bool ScalarText(const json& v, std::string* out) {
+  if (v.is_string()) {
+    *out = v.get_ref<const std::string&>();
+  } else if (v.is_number()) {
+    *out = v.dump();
+  } else if (v.is_null()) {
+    out->clear();
+  } else {
+    return false;
+  }
+  return true;
+}
+
+// Reads a JSON object of column values into *out (values aligned with
+// scorer.columns()); columns the object lacks keep base's values (or stay
+// empty without a base). `where` names the object in errors.
+Status ToExample(const Scorer& scorer, const json& obj, const std::string& where,
+                 const std::string& item_column, const Example* base, Example* out) {
+  if (!obj.is_object()) {
+    return InvalidArgument(where + ": expected an object of column values, got " +
+                           std::string(obj.type_name()));
+  }
+  if (base != nullptr) {
+    out->values = base->values;
+  } else {
+    out->values.assign(scorer.columns().size(), std::string());
+  }
+  for (const auto& [name, v] : obj.items()) {
+    const int c = scorer.ColumnIndex(name);
+    if (c < 0) {
+      if (name == item_column) continue;  // echoed by /rank, not a feature
+      return InvalidArgument(where + ": unknown column '" + name +
+                             "' (columns: " + ColumnList(scorer) + ")");
+    }
+    std::string& value = out->values[c];
+    if (ScalarText(v, &value)) continue;
+    if (!v.is_array()) {
+      return InvalidArgument(where + "." + name + ": expected a string, a number or null, got " +
+                             std::string(v.type_name()));
+    }
+    if (!scorer.IsMultiValued(c)) {
+      return InvalidArgument(where + "." + name + ": column '" + name +
+                             "' is single-valued; expected a string, a number or null, got "
+                             "array");
+    }
+    value.clear();
+    std::string token;
+    for (size_t j = 0; j < v.size(); ++j) {
+      if (v[j].is_null() || !ScalarText(v[j], &token)) {
+        return InvalidArgument(where + "." + name + "[" + std::to_string(j) +
+                               "]: expected a string or a number, got " +
+                               std::string(v[j].type_name()));
+      }
+      if (!value.empty()) value += ' ';
+      value += token;
+    }
+  }
+  return Status::OK();
+}
+
+Status CheckFields(const json& body, std::initializer_list<const char*> allowed) {
+  for (const auto& [name, v] : body.items()) {
+    bool ok = false;
+    for (const char* a : allowed) ok = ok || name == a;
+    if (!ok) {
+      std::string list;
+      for (const char* a : allowed) list += std::string(list.empty() ? "" : ", ") + "'" + a + "'";
+      return InvalidArgument("unknown field '" + name + "' (expected " + list + ")");
+    }
+  }
+  return Status::OK();
+}
+
+// Checks a batch array: present, an array, 1..max_batch entries.
+Status CheckBatch(const json& body, const char* field, int max_batch) {
+  const auto it = body.find(field);
+  if (it == body.end()) return InvalidArgument(std::string("missing field '") + field + "'");
+  if (!it->is_array()) {
+    return InvalidArgument(std::string("'") + field + "' must be an array of objects, got " +
+                           it->type_name());
+  }
+  if (it->empty()) return InvalidArgument(std::string("'") + field + "' is empty");
+  if (it->size() > static_cast<size_t>(max_batch)) {
+    return InvalidArgument(std::string("'") + field + "' has " + std::to_string(it->size()) +
+                           " entries, the limit is " + std::to_string(max_batch));
+  }
+  return Status::OK();
+}
+
+}  // namespace
+
+// ---- Server -----------------------------------------------------------------------
+
+class HttpServer::Impl {
+ public:
+  Impl(const Options& options, const ModelWatcher* models) : options_(options), models_(models) {}
+
+  void Install();
+  httplib::Server& server() { return server_; }
+
+ private:
+  // The serving model, or nullptr after writing a 503.
+  std::shared_ptr<const ServingModel> ModelOr503(httplib::Response& res) const;
+  // Reads the body (at most max_body_bytes), or writes a 413/400 and
+  // returns false.
+  bool ReadBody(const httplib::Request& req, httplib::Response& res,
+                const httplib::ContentReader& reader, std::string* text) const;
+  // Parses `text` as a JSON object, or writes a 400 and returns false.
+  static bool ParseBody(const std::string& text, httplib::Response& res, json* body);
+
+  void Score(const httplib::Request& req, httplib::Response& res,
+             const httplib::ContentReader& reader) const;
+  void Rank(const httplib::Request& req, httplib::Response& res,
+            const httplib::ContentReader& reader) const;
+  void Model(httplib::Response& res) const;
+
+  const Options options_;
+  const ModelWatcher* const models_;
+  httplib::Server server_;
+  Metrics metrics_;
+};
+
+std::shared_ptr<const ServingModel> HttpServer::Impl::ModelOr503(httplib::Response& res) const {
+  auto model = models_->Current();
+  if (model == nullptr) {
+    const ModelWatcher::Stats stats = models_->stats();
+    std::string msg = "no model loaded yet (watching " + models_->export_dir() + ")";
+    if (!stats.last_error.empty()) msg += "; last load failed: " + stats.last_error;
+    SetError(res, 503, msg);
+  }
+  return model;
+}
+
+bool HttpServer::Impl::ReadBody(const httplib::Request& req, httplib::Response& res,
+                                const httplib::ContentReader& reader, std::string* text) const {
+  // httplib refuses a Content-Length above the limit before reading (413);
+  // a chunked body is cut off here once it passes the limit.
+  bool too_big = false;
+  const size_t limit = options_.max_body_bytes;
+  const bool read = reader([&](const char* data, size_t n) {
+    if (text->size() + n > limit) {
+      too_big = true;
+      return false;
+    }
+    text->append(data, n);
+    return true;
+  });
+  if (too_big || res.status == 413) {
+    SetError(res, 413, "request body larger than " + std::to_string(limit) + " bytes");
+    return false;
+  }
+  if (!read) {
+    SetError(res, 400, "could not read the request body of " + req.method + " " + req.path);
+    return false;
+  }
+  return true;
+}
+
+bool HttpServer::Impl::ParseBody(const std::string& text, httplib::Response& res, json* body) {
+  try {
+    *body = json::parse(text);
+  } catch (const json::exception& e) {
+    SetError(res, 400, std::string("malformed JSON: ") + e.what());
+    return false;
+  }
+  if (!body->is_object()) {
+    SetError(res, 400,
+             std::string("the request body must be a JSON object, got ") + body->type_name());
+    return false;
+  }
+  return true;
+}
+
+void HttpServer::Impl::Score(const httplib::Request& req, httplib::Response& res,
+                             const httplib::ContentReader& reader) const {
+  std::string text;
+  if (!ReadBody(req, res, reader, &text)) return;
+  const auto model = ModelOr503(res);
+  if (model == nullptr) return;
+  json body;
+  if (!ParseBody(text, res, &body)) return;
+  Status st = CheckFields(body, {"examples"});
+  if (st.ok()) st = CheckBatch(body, "examples", options_.max_batch);
+  if (!st.ok()) return SetError(res, 400, st.message());
+  const Scorer& scorer = *model->scorer;
+  const json& list = body["examples"];
+  std::vector<Example> examples(list.size());
+  for (size_t i = 0; i < list.size(); ++i) {
+    st = ToExample(scorer, list[i], "examples[" + std::to_string(i) + "]", options_.item_column,
+                   nullptr, &examples[i]);
+    if (!st.ok()) return SetError(res, 400, st.message());
+  }
+  std::vector<float> probs;
+  st = scorer.Score(examples, &probs, "examples");
+  if (!st.ok()) return SetError(res, HttpCode(st), st.message());
+  json scores = json::array();
+  for (float p : probs) scores.push_back(Tidy(p));
+  SetJson(res, 200, json{{"model_version", model->version()}, {"scores", std::move(scores)}});
+}
+
+void HttpServer::Impl::Rank(const httplib::Request& req, httplib::Response& res,
+                            const httplib::ContentReader& reader) const {
+  std::string text;
+  if (!ReadBody(req, res, reader, &text)) return;
+  const auto model = ModelOr503(res);
+  if (model == nullptr) return;
+  json body;
+  if (!ParseBody(text, res, &body)) return;
+  Status st = CheckFields(body, {"context", "candidates", "k"});
+  if (st.ok()) st = CheckBatch(body, "candidates", options_.max_batch);
+  if (!st.ok()) return SetError(res, 400, st.message());
+  size_t k = 10;
+  if (const auto it = body.find("k"); it != body.end()) {
+    // nlohmann parses non-negative integers as unsigned, negative ones as
+    // signed, anything with a fraction or exponent as a float.
+    if (!it->is_number_unsigned() || it->get<uint64_t>() < 1) {
+      return SetError(res, 400, "'k' must be an integer >= 1, got " + Dump(*it));
+    }
+    k = static_cast<size_t>(std::min<uint64_t>(it->get<uint64_t>(), SIZE_MAX));
+  }
+  const Scorer& scorer = *model->scorer;
+  Example context;
+  if (const auto it = body.find("context"); it != body.end()) {
+    st = ToExample(scorer, *it, "context", options_.item_column, nullptr, &context);
+    if (!st.ok()) return SetError(res, 400, st.message());
+  } else {
+    context.values.assign(scorer.columns().size(), std::string());
+  }
+  const json& list = body["candidates"];
+  std::vector<Example> candidates(list.size());
+  for (size_t i = 0; i < list.size(); ++i) {
+    st = ToExample(scorer, list[i], "candidates[" + std::to_string(i) + "]", options_.item_column,
+                   &context, &candidates[i]);
+    if (!st.ok()) return SetError(res, 400, st.message());
+  }
+  std::vector<float> probs;
+  st = scorer.Score(candidates, &probs, "candidates");
+  if (!st.ok()) return SetError(res, HttpCode(st), st.message());
+
+  // Sort keys: a NaN score (a broken model) ranks last, keeping the order
+  // strict and weak.
+  std::vector<float> key(probs.size());
+  for (size_t i = 0; i < probs.size(); ++i) {
+    key[i] = std::isnan(probs[i]) ? -std::numeric_limits<float>::infinity() : probs[i];
+  }
+  std::vector<size_t> order(probs.size());
+  std::iota(order.begin(), order.end(), size_t{0});
+  k = std::min(k, order.size());
+  std::partial_sort(
+      order.begin(), order.begin() + static_cast<std::ptrdiff_t>(k), order.end(),
+      [&](size_t a, size_t b) { return key[a] != key[b] ? key[a] > key[b] : a < b; });
+  json items = json::array();
+  for (size_t r = 0; r < k; ++r) {
+    const size_t i = order[r];
+    json item = {{"index", i}, {"score", Tidy(probs[i])}};
+    const auto v = list[i].find(options_.item_column);
+    if (v != list[i].end() && !v->is_null()) item["item"] = *v;
+    items.push_back(std::move(item));
+  }
+  SetJson(res, 200, json{{"model_version", model->version()}, {"items", std::move(items)}});
+}
+
+void HttpServer::Impl::Model(httplib::Response& res) const {
+  const auto model = ModelOr503(res);
+  if (model == nullptr) return;
+  const ModelWatcher::Stats stats = models_->stats();
+  const proto::ExportManifest& m = model->manifest();
+  json tables = json::object();
+  for (const auto& t : m.job().tables().tables()) {
+    const auto it = model->data().tables.find(t.name());
+    tables[t.name()] = it == model->data().tables.end() ? 0 : it->second.index.size();
+  }
+  json out = {{"version", m.version()},
+              {"watermark", m.watermark()},
+              {"watermark_utc", UtcTime(m.watermark())},
+              {"created_unix_ms", m.created_unix_ms()},
+              {"age_seconds", (NowUnixMs() - m.created_unix_ms()) / 1e3},
+              {"loaded_unix_ms", model->loaded_unix_ms},
+              {"load_ms", model->load_ms},
+              {"full", m.full().name()},
+              {"deltas", m.deltas_size()},
+              {"tables", std::move(tables)},
+              {"loads", stats.loads},
+              {"load_failures", stats.load_failures}};
+  if (m.ingest_wall_ms() > 0) {
+    out["ingest_wall_ms"] = m.ingest_wall_ms();
+    out["freshness_at_load_seconds"] = (model->loaded_unix_ms - m.ingest_wall_ms()) / 1e3;
+  }
+  if (!stats.last_error.empty()) out["last_error"] = stats.last_error;
+  SetJson(res, 200, out);
+}
+
+void HttpServer::Impl::Install() {
+  const auto not_allowed = [](const char* allow) {
+    return [allow](const httplib::Request& req, httplib::Response& res) {
+      res.set_header("Allow", allow);
+      SetError(
+          res, 405,
+          "method " + req.method + " is not allowed on " + req.path + " (allowed: " + allow + ")");
+    };
+  };
+  // /score and /rank read their bodies themselves (bounded, see ReadBody).
+  server_.Post("/score", [this](const httplib::Request& req, httplib::Response& res,
+                                const httplib::ContentReader& reader) { Score(req, res, reader); });
+  server_.Post("/rank", [this](const httplib::Request& req, httplib::Response& res,
+                               const httplib::ContentReader& reader) { Rank(req, res, reader); });
+  server_.Get("/model", [this](const httplib::Request&, httplib::Response& res) { Model(res); });
+  server_.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+    std::string text;
+    metrics_.Render(*models_, &text);
+    res.status = 200;
+    res.set_content(text, "text/plain; version=0.0.4; charset=utf-8");
+  });
+  for (const char* path : {"/score", "/rank"}) {
+    const auto h = not_allowed("POST");
+    server_.Get(path, h);  // also answers HEAD
+    server_.Put(path, h);
+    server_.Patch(path, h);
+    server_.Delete(path, h);
+    server_.Options(path, h);
+  }
+  for (const char* path : {"/model", "/metrics"}) {
+    const auto h = not_allowed("GET, HEAD");
+    server_.Post(path, h);
+    server_.Put(path, h);
+    server_.Patch(path, h);
+    server_.Delete(path, h);
+    server_.Options(path, h);
+  }
+
+  // Errors httplib produces itself (404, 413, 400 for unparsable requests)
+  // get a JSON body too; responses that already have one are left alone.
+  server_.set_error_handler(httplib::Server::HandlerWithResponse(
+      [this](const httplib::Request& req, httplib::Response& res) {
+        if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
+        std::string msg;
+        switch (res.status) {
+          case 404:
+            msg = "no such endpoint: " + req.method + " " + req.path +
+                  " (endpoints: POST /score, POST /rank, GET /model, GET /metrics)";
+            break;
+          case 413:
+            msg = "request body larger than " + std::to_string(options_.max_body_bytes) + " bytes";
+            break;
+          default:
+            msg = res.status == 400 ? "bad request"
+                                    : "request failed with status " + std::to_string(res.status);
+        }
+        SetError(res, res.status, msg);
+        return httplib::Server::HandlerResponse::Handled;
+      }));
+  server_.set_exception_handler(
+      [](const httplib::Request& req, httplib::Response& res, std::exception_ptr ep) {
+        std::string what = "unknown exception";
+        try {
+          std::rethrow_exception(ep);
+        } catch (const std::exception& e) {
+          what = e.what();
+        } catch (...) {
+        }
+        LOG(ERROR) << req.method << " " << req.path << ": internal error: " << what;
+        SetError(res, 500, "internal error: " + what);
+      });
+
+  // Metrics: the clock starts when a request is routed (before its body is
+  // read) and stops when the response has been written (the logger runs
+  // then, on the same thread).
+  server_.set_pre_routing_handler([](const httplib::Request&, httplib::Response&) {
+    t_request_clock.start = SteadyClock::now();
+    t_request_clock.valid = true;
+    return httplib::Server::HandlerResponse::Unhandled;
+  });
+  server_.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
+    const bool timed = t_request_clock.valid;
+    const double seconds =
+        timed ? std::chrono::duration<double>(SteadyClock::now() - t_request_clock.start).count()
+              : 0.0;
+    t_request_clock.valid = false;
+    metrics_.Observe(EndpointOf(req.path), res.status, seconds, timed);
+  });
+
+  server_.set_payload_max_length(options_.max_body_bytes);
+  server_.set_keep_alive_max_count(1000);
+  server_.set_keep_alive_timeout(options_.keep_alive_timeout_s);
+  // Responses go out as header + body writes: without TCP_NODELAY, Nagle's
+  // algorithm and the client's delayed ACK add ~40 ms to every request.
+  server_.set_tcp_nodelay(true);
+  const int threads = options_.threads;
+  server_.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+}
+
+HttpServer::HttpServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const Options& options,
+                                                        const ModelWatcher* models) {
+  CHECK(models != nullptr);
+  if (options.port < 0 || options.port > 65535) {
+    return InvalidArgument("http server: port must be in [0, 65535], got " +
+                           std::to_string(options.port));
+  }
+  if (options.threads < 1) return InvalidArgument("http server: threads must be >= 1");
+  if (options.max_batch < 1) return InvalidArgument("http server: max_batch must be >= 1");
+  if (options.max_body_bytes < 1)
+    return InvalidArgument("http server: max_body_bytes must be >= 1");
+  if (options.keep_alive_timeout_s < 1) {
+    return InvalidArgument("http server: keep_alive_timeout_s must be >= 1");
+  }
+  std::unique_ptr<HttpServer> s(new HttpServer(std::make_unique<Impl>(options, models)));
+  s->impl_->Install();
+  httplib::Server& svr = s->impl_->server();
+  if (options.port == 0) {
+    s->port_ = svr.bind_to_any_port(options.host);
+    if (s->port_ < 0) s->port_ = 0;
+  } else {
+    s->port_ = svr.bind_to_port(options.host, options.port) ? options.port : 0;
+  }
+  if (s->port_ <= 0) {
+    return Unavailable("http server: cannot bind " + options.host + ":" +
+                       std::to_string(options.port));
+  }
+  s->listener_ = std::thread([&svr, done = &s->listener_done_] {
+    if (!svr.listen_after_bind()) LOG(ERROR) << "http server: listen loop failed";
+    done->store(true);
+  });
+  return s;
+}
+
+void HttpServer::Stop() {
+  if (!listener_.joinable()) return;
+  // httplib's stop() does nothing until the listen loop runs, so wait for it
+  // (or for the loop to have ended on its own) and stop it exactly once.
+  httplib::Server& svr = impl_->server();
+  bool stopped = false;
+  while (!listener_done_.load()) {
+    if (!stopped && svr.is_running()) {
+      svr.stop();
+      stopped = true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  listener_.join();
+}
+
+HttpServer::~HttpServer() { Stop(); }
+
+}  // namespace freshet

@@ -1,0 +1,136 @@
+// HttpServer: the serving tier's HTTP/JSON front end (cpp-httplib, one
+// thread per connection from a fixed pool), answering from the model a
+// ModelWatcher currently serves.
+//
+// Endpoints (all responses are JSON with Content-Type application/json,
+// except /metrics):
+//
+//   POST /score
+//     {"examples": [{"<column>": value, ...}, ...]}
+//     -> 200 {"model_version": V, "scores": [p_0, p_1, ...]}
+//     p_i = the model's P(label = 1) for example i (see serving/scorer.h).
+//
+//   POST /rank
+//     {"context": {...}, "candidates": [{...}, ...], "k": 10}
+//     -> 200 {"model_version": V,
+//             "items": [{"index": i, "score": p, "item": <value>}, ...]}
+//     Candidate i is scored as the union of the context's columns and its
+//     own; a column in both takes the candidate's value. The first k
+//     candidates by score (descending; equal scores by index ascending).
+//     "context" is optional (default {}), "k" optional (default 10, an
+//     integer >= 1; larger than the number of candidates returns all).
+//     "item" is the candidate's own value of the item column (Options::
+//     item_column, default "item") exactly as sent; absent when the
+//     candidate has none.
+//
+//   GET /model
+//     -> 200 {"version": V, "watermark": W (unix s),
+//             "watermark_utc": "YYYY-MM-DDTHH:MM:SSZ",
+//             "created_unix_ms": manifest creation time,
+//             "age_seconds": now - created_unix_ms / 1000,
+//             "loaded_unix_ms": when this model was swapped in,
+//             "load_ms": time its load took,
+//             "full": full snapshot file, "deltas": number of deltas,
+//             "tables": {"<name>": rows, ...},
+//             "loads": models swapped in, "load_failures": rejected loads,
+//             "last_error": the latest rejected load's error (if any),
+//             "ingest_wall_ms": when training had ingested this version's
+//               events, and "freshness_at_load_seconds": loaded_unix_ms -
+//               ingest_wall_ms, both only when the manifest has it}
+//
+//   /model answers 503 with {"error", ...} while no model is loaded.
+//
+//   GET /metrics  (Prometheus text format 0.0.4)
+//     freshet_serve_requests_total{endpoint="score",code="200"} counter
+//     freshet_serve_request_seconds{endpoint="..."} histogram (_bucket{le},
+//       _sum, _count), endpoints score, rank, model, metrics, other
+//     freshet_serve_model_version, freshet_serve_model_age_seconds gauges
+//       (0 and absent age while no model is loaded)
+//     freshet_serve_model_loads_total, freshet_serve_model_load_failures_total
+//
+// Column values: a string, a number or null. A number is converted to its
+// JSON text (nlohmann's shortest round-trip form: 3, 0.25, 1e+20), which is
+// what the encoder then hashes or parses; send a string to control the exact
+// token. null or a missing column is an empty value. A multi-valued column
+// (one read only by multi-valued slots) also takes an array of strings or
+// numbers, joined with spaces; a string there is split on spaces. The
+// columns are the job's feature columns (Scorer::columns()); the item column
+// (Options::item_column) is also accepted when it is not one of them (it is
+// then only echoed by /rank). Example order is preserved in "scores".
+//
+// Scores are float probabilities printed in their shortest round-trip form
+// (e.g. 0.83811754).
+//
+// Errors: {"error": "<message naming the field or example index>"} with
+//   400 malformed JSON, a body that is not an object, unknown top-level
+//       fields or columns, a wrong type (objects, nested arrays, booleans,
+//       an array for a single-valued column), an empty batch or one larger
+//       than Options::max_batch, a value the encoder rejects (a numeric
+//       feature that is not a number);
+//   404 unknown path; 405 known path, wrong method (with an Allow header);
+//   413 body larger than Options::max_body_bytes;
+//   503 /score, /rank and /model while no model is loaded yet;
+//   500 an unexpected internal error.
+// The server keeps serving after any bad request.
+//
+// Connections: HTTP/1.1 keep-alive, one thread per open connection
+// (Options::threads of them; further connections queue). A body sent with
+// Content-Length above max_body_bytes is refused unread; a chunked body is
+// read up to the limit and then refused (the rest of it is not read, so that
+// connection is left unusable; clients should reconnect after a 413).
+//
+// Thread safety: Start() returns a running server; Stop() and the
+// destructor may be called from any one thread.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "common/status.h"
+#include "serving/model_watcher.h"
+
+namespace freshet {
+
+class HttpServer {
+ public:
+  struct Options {
+    std::string host = "127.0.0.1";
+    int port = 0;                      // 0: pick a free port (see port())
+    size_t max_body_bytes = 1 << 20;   // larger bodies get 413
+    int max_batch = 1000;              // examples per /score, candidates per /rank
+    int threads = 8;                   // connection-handling threads
+    std::string item_column = "item";  // echoed by /rank
+    // An idle keep-alive connection is closed after this long. It holds a
+    // thread meanwhile, and Stop() waits for it.
+    int keep_alive_timeout_s = 5;
+  };
+
+  // Binds host:port and starts serving on background threads. `models` is
+  // not owned and must outlive the server. Unavailable when the address
+  // cannot be bound; InvalidArgument for bad options.
+  static StatusOr<std::unique_ptr<HttpServer>> Start(const Options& options,
+                                                     const ModelWatcher* models);
+  // Stops accepting, finishes requests in progress and joins the threads.
+  ~HttpServer();
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+
+  // The bound port (the chosen one when Options::port was 0).
+  int port() const { return port_; }
+  // Stops serving (idempotent). Requests in progress finish first; idle
+  // keep-alive connections are waited for (up to keep_alive_timeout_s).
+  void Stop();
+
+ private:
+  class Impl;
+  explicit HttpServer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+  std::thread listener_;
+  std::atomic<bool> listener_done_{false};  // the listen loop has returned
+  int port_ = 0;
+};
+
+}  // namespace freshet

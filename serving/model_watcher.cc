@@ -1,0 +1,186 @@
+#include "serving/model_watcher.h"
+
+#include <sys/stat.h>
+
+#include <sstream>
+
+#include <glog/logging.h>
+
+#include "exporter/snapshot.h"
+
+namespace freshet {
+namespace {
+
+using SteadyClock = std::chrono::steady_clock;
+
+int64_t NowUnixMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// What makes two manifests the same model.
+std::string ManifestKey(const proto::ExportManifest& m) {
+  std::ostringstream key;
+  key << m.version() << "/" << m.full().name() << "/" << m.deltas_size() << "/"
+      << m.created_unix_ms();
+  if (m.deltas_size() > 0) key << "/" << m.deltas(m.deltas_size() - 1).name();
+  return key.str();
+}
+
+bool FileExists(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0;
+}
+
+}  // namespace
+
+StatusOr<std::unique_ptr<ModelWatcher>> ModelWatcher::Start(Options options) {
+  if (options.export_dir.empty()) return InvalidArgument("model watcher: export_dir is empty");
+  if (options.poll_ms <= 0) {
+    return InvalidArgument("model watcher: poll_ms must be > 0, got " +
+                           std::to_string(options.poll_ms));
+  }
+  if (options.retry_failed_ms < 0) {
+    return InvalidArgument("model watcher: retry_failed_ms must be >= 0");
+  }
+  std::unique_ptr<ModelWatcher> w(new ModelWatcher(std::move(options)));
+  w->thread_ = std::thread([p = w.get()] { p->Loop(); });
+  return w;
+}
+
+ModelWatcher::~ModelWatcher() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+std::shared_ptr<const ServingModel> ModelWatcher::Current() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return current_;
+}
+
+ModelWatcher::Stats ModelWatcher::stats() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return stats_;
+}
+
+bool ModelWatcher::WaitForVersion(uint64_t version, std::chrono::milliseconds timeout) const {
+  std::unique_lock<std::mutex> lock(mu_);
+  return cv_.wait_for(lock, timeout,
+                      [&] { return current_ != nullptr && current_->version() >= version; });
+}
+
+bool ModelWatcher::WaitForPolls(int64_t n, std::chrono::milliseconds timeout) const {
+  std::unique_lock<std::mutex> lock(mu_);
+  const int64_t target = stats_.polls + n;
+  return cv_.wait_for(lock, timeout, [&] { return stats_.polls >= target || stop_; }) &&
+         stats_.polls >= target;
+}
+
+void ModelWatcher::Loop() {
+  const auto period = std::chrono::milliseconds(options_.poll_ms);
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!stop_) {
+    lock.unlock();
+    const auto next = SteadyClock::now() + period;
+    PollOnce();
+    lock.lock();
+    ++stats_.polls;
+    cv_.notify_all();
+    cv_.wait_until(lock, next, [&] { return stop_; });
+  }
+}
+
+void ModelWatcher::Fail(const std::string& key, const Status& st) {
+  failed_key_ = key;
+  retry_at_ = SteadyClock::now() + std::chrono::milliseconds(options_.retry_failed_ms);
+  LOG(WARNING) << "rejected export in " << options_.export_dir << " (still serving "
+               << (current_key_.empty() ? std::string("no model") : "the previous model")
+               << "): " << st;
+  std::lock_guard<std::mutex> lock(mu_);
+  ++stats_.load_failures;
+  stats_.last_error = st.ToString();
+}
+
+void ModelWatcher::PollOnce() {
+  const std::string& dir = options_.export_dir;
+  StatusOr<proto::ExportManifest> manifest = ReadLatestManifest(dir);
+  std::string key;
+  if (manifest.ok()) {
+    key = ManifestKey(*manifest);
+    if (key == current_key_) return;  // already serving it
+  } else {
+    if (!FileExists(dir + "/LATEST")) {
+      if (!logged_waiting_) {
+        LOG(INFO) << "waiting for an export: " << dir << "/LATEST does not exist yet";
+        logged_waiting_ = true;
+      }
+      return;
+    }
+    key = "manifest error: " + manifest.status().ToString();
+  }
+  if (key == failed_key_ && SteadyClock::now() < retry_at_) return;
+  if (!manifest.ok()) {
+    Fail(key, manifest.status());
+    return;
+  }
+
+  const auto t0 = SteadyClock::now();
+  std::shared_ptr<const ServingModel> previous = Current();
+  std::shared_ptr<const LoadedExport> prev_data =
+      previous != nullptr ? previous->scorer->shared_model() : nullptr;
+  StatusOr<std::shared_ptr<const LoadedExport>> loaded =
+      LoadLatestExportIncremental(dir, prev_data);
+  if (!loaded.ok()) {
+    Fail(key, loaded.status());
+    return;
+  }
+  auto scorer = Scorer::Create(*loaded, options_.scorer);
+  if (!scorer.ok()) {
+    Fail(key,
+         scorer.status().WithContext(dir + "/" + ManifestFileName((*loaded)->manifest.version())));
+    return;
+  }
+  auto model = std::make_shared<ServingModel>();
+  model->scorer = std::move(scorer).value();
+  model->load_ms = std::chrono::duration<double, std::milli>(SteadyClock::now() - t0).count();
+  model->loaded_unix_ms = NowUnixMs();
+  const proto::ExportManifest& m = model->manifest();
+  model->incremental = previous != nullptr &&
+                       previous->manifest().full().name() == m.full().name() &&
+                       previous->manifest().deltas_size() <= m.deltas_size();
+
+  std::ostringstream rows;
+  for (const auto& t : m.job().tables().tables()) {
+    const auto it = model->data().tables.find(t.name());
+    rows << (rows.tellp() > 0 ? ", " : "") << t.name() << " "
+         << (it == model->data().tables.end() ? 0 : it->second.index.size());
+  }
+  LOG(INFO) << "serving model version " << m.version() << " (watermark " << m.watermark() << ", "
+            << m.full().name() << " + " << m.deltas_size() << " deltas"
+            << (previous != nullptr ? ", replaces version " + std::to_string(previous->version())
+                                    : std::string())
+            << "): rows " << rows.str() << "; loaded in " << model->load_ms << " ms"
+            << (model->incremental ? " (incremental)" : " (full)");
+
+  if (previous != nullptr && m.version() < previous->version()) {
+    LOG(WARNING) << dir << "/LATEST went back from version " << previous->version() << " to "
+                 << m.version() << " (a rollback?); serving version " << m.version();
+  }
+  current_key_ = ManifestKey(m);
+  failed_key_.clear();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    current_ = std::move(model);
+    ++stats_.loads;
+  }
+  cv_.notify_all();
+  // `previous` may be the last holder of the old model: it is freed here, on
+  // the polling thread, unless a request still holds it.
+}
+
+}  // namespace freshet

@@ -1,0 +1,118 @@
+// ModelWatcher: keeps the newest export of a directory loaded and swaps it in
+// without blocking readers.
+//
+// A background thread polls the export directory (exporter/snapshot.h) every
+// poll_ms: it reads LATEST and its manifest, and when the manifest differs
+// from the serving model's (version, full snapshot, number of deltas,
+// creation time), loads it with LoadLatestExportIncremental (only the new
+// deltas when the chain continues the serving one; a full load otherwise),
+// builds a Scorer and publishes the result as the new ServingModel.
+//
+// Swap: Current() returns a shared_ptr copy taken under a mutex; a reader
+// keeps the model it got alive for as long as it holds it, so a request
+// always finishes on the model it started with, and the swap itself is one
+// pointer assignment. The old model is freed by its last holder.
+//
+// Failures: a load that fails (missing, truncated or corrupt file, checksum
+// or size mismatch, a snapshot that does not fit its job) is rejected with a
+// LOG(WARNING) naming the file and the problem, counted in load_failures,
+// and the previous model keeps serving. The same manifest is not retried
+// before retry_failed_ms have passed (so a bad export does not spin the
+// loader), but a newer manifest is tried at the next poll. A directory
+// without LATEST is not a failure: the watcher waits for the first export
+// (and keeps serving what it has if LATEST disappears later). A LATEST that
+// moves back to an older version is loaded like any other (a rollback),
+// with a warning.
+//
+// Cost: an incremental load copies the serving tables (copy-on-write, see
+// LoadLatestExportIncremental), so memory peaks at about twice the model
+// while a load runs, and a load takes time linear in the rows.
+//
+// Thread safety: all public methods are thread-safe.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "common/status.h"
+#include "serving/scorer.h"
+
+namespace freshet {
+
+// One loaded model as the serving tier sees it. Immutable once published.
+struct ServingModel {
+  std::shared_ptr<const Scorer> scorer;  // never null
+  int64_t loaded_unix_ms = 0;            // wall clock when it was swapped in
+  double load_ms = 0;                    // time to load and build it
+  bool incremental = false;              // only new deltas were read
+
+  const LoadedExport& data() const { return scorer->model(); }
+  const proto::ExportManifest& manifest() const { return scorer->model().manifest; }
+  uint64_t version() const { return scorer->version(); }
+};
+
+class ModelWatcher {
+ public:
+  struct Options {
+    std::string export_dir;
+    int poll_ms = 100;           // > 0
+    int retry_failed_ms = 5000;  // >= 0
+    Scorer::Options scorer;
+  };
+
+  struct Stats {
+    int64_t loads = 0;          // models swapped in
+    int64_t load_failures = 0;  // rejected loads
+    int64_t polls = 0;          // completed polls
+    std::string last_error;     // of the latest rejected load; empty if none
+  };
+
+  // Starts the polling thread (first poll at once) and returns without
+  // waiting for a model. InvalidArgument for an empty export_dir or
+  // poll_ms <= 0.
+  static StatusOr<std::unique_ptr<ModelWatcher>> Start(Options options);
+  // Stops and joins the polling thread (an in-progress load finishes first).
+  ~ModelWatcher();
+  ModelWatcher(const ModelWatcher&) = delete;
+  ModelWatcher& operator=(const ModelWatcher&) = delete;
+
+  // The serving model, or nullptr before the first successful load.
+  std::shared_ptr<const ServingModel> Current() const;
+  Stats stats() const;
+  const std::string& export_dir() const { return options_.export_dir; }
+
+  // Blocks until a model of version >= `version` is serving (true) or
+  // `timeout` passes (false).
+  bool WaitForVersion(uint64_t version, std::chrono::milliseconds timeout) const;
+  // Blocks until `n` more polls have completed after the call (true) or
+  // `timeout` passes (false). For tests.
+  bool WaitForPolls(int64_t n, std::chrono::milliseconds timeout) const;
+
+ private:
+  explicit ModelWatcher(Options options) : options_(std::move(options)) {}
+  void Loop();
+  void PollOnce();
+  void Fail(const std::string& key, const Status& st);
+
+  const Options options_;
+  std::thread thread_;
+
+  mutable std::mutex mu_;
+  mutable std::condition_variable cv_;           // signalled on swap, poll and stop
+  bool stop_ = false;                            // GUARDED_BY(mu_)
+  std::shared_ptr<const ServingModel> current_;  // GUARDED_BY(mu_)
+  Stats stats_;                                  // GUARDED_BY(mu_)
+
+  // Polling thread only.
+  std::string current_key_;  // identity of the serving manifest
+  std::string failed_key_;   // identity of the last rejected manifest
+  std::chrono::steady_clock::time_point retry_at_;
+  bool logged_waiting_ = false;
+};
+
+}  // namespace freshet

@@ -1,0 +1,204 @@
+#include "serving/model_watcher.h"
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "serving/internal/testing.h"
+
+namespace freshet {
+namespace {
+
+using namespace std::chrono_literals;
+using serving_testing::DeltaSnapshot;
+using serving_testing::FullSnapshot;
+using serving_testing::RandomExamples;
+using serving_testing::RandomState;
+using serving_testing::State;
+using serving_testing::TempDir;
+using serving_testing::TinyJob;
+using serving_testing::WriteManifestAndLatest;
+
+const std::vector<std::string> kColumns = {"user", "item", "query", "tags", "price", "age"};
+
+std::unique_ptr<ModelWatcher> StartWatcher(const std::string& dir) {
+  ModelWatcher::Options opt;
+  opt.export_dir = dir;
+  opt.poll_ms = 10;
+  auto w = ModelWatcher::Start(opt);
+  EXPECT_TRUE(w.ok()) << w.status();
+  return std::move(w).value();
+}
+
+// Polls `cond` every ms until it holds or `timeout` passes.
+template <typename F>
+bool Eventually(F cond, std::chrono::milliseconds timeout = 5000ms) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!cond()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(1ms);
+  }
+  return true;
+}
+
+TEST(ModelWatcherTest, RejectsBadOptions) {
+  ModelWatcher::Options opt;
+  EXPECT_EQ(ModelWatcher::Start(opt).status().code(), StatusCode::kInvalidArgument);
+  opt.export_dir = "/nonexistent";
+  opt.poll_ms = 0;
+  EXPECT_EQ(ModelWatcher::Start(opt).status().code(), StatusCode::kInvalidArgument);
+}
+
+TEST(ModelWatcherTest, WaitsForTheFirstExportThenLoadsIt) {
+  TempDir dir;
+  auto watcher = StartWatcher(dir.path());
+  ASSERT_TRUE(watcher->WaitForPolls(3, 5000ms));
+  EXPECT_EQ(watcher->Current(), nullptr);
+  EXPECT_EQ(watcher->stats().load_failures, 0);  // no LATEST is not a failure
+
+  const proto::JobConfig job = TinyJob();
+  std::mt19937 rng(11);
+  const State state = RandomState(job, kColumns, RandomExamples(kColumns, 50, &rng), 0.5, &rng);
+  auto writer = ExportWriter::Open(dir.path(), job, 2);
+  ASSERT_TRUE(writer.ok());
+  ASSERT_TRUE((*writer)->Publish(FullSnapshot(job, state, 5)).ok());
+  ASSERT_TRUE(watcher->WaitForVersion(5, 5000ms));
+  const auto model = watcher->Current();
+  EXPECT_EQ(model->version(), 5u);
+  EXPECT_FALSE(model->incremental);
+  EXPECT_GT(model->loaded_unix_ms, 0);
+  EXPECT_EQ(model->data().tables.at("emb").size(), state.rows.at("emb").size());
+  EXPECT_EQ(watcher->stats().loads, 1);
+}
+
+TEST(ModelWatcherTest, AppliesDeltasIncrementallyAndOldModelsStayValid) {
+  TempDir dir;
+  const proto::JobConfig job = TinyJob();
+  std::mt19937 rng(12);
+  State s1 = RandomState(job, kColumns, RandomExamples(kColumns, 50, &rng), 0.7, &rng);
+  auto writer = ExportWriter::Open(dir.path(), job, 2);
+  ASSERT_TRUE(writer.ok());
+  ASSERT_TRUE((*writer)->Publish(FullSnapshot(job, s1, 1)).ok());
+  auto watcher = StartWatcher(dir.path());
+  ASSERT_TRUE(watcher->WaitForVersion(1, 5000ms));
+  const auto v1 = watcher->Current();
+
+  // Change one row, delete another, add a new one.
+  State s2 = s1;
+  auto& emb = s2.rows["emb"];
+  const uint64_t changed = emb.begin()->first;
+  const uint64_t deleted = std::next(emb.begin())->first;
+  emb[changed][0] += 1.0f;
+  emb.erase(deleted);
+  s2.rows["wide"].erase(deleted);
+  emb[12345] = {1, 2, 3, 4};
+  ASSERT_TRUE((*writer)->Publish(DeltaSnapshot(job, s1, s2, 2)).ok());
+  ASSERT_TRUE(watcher->WaitForVersion(2, 5000ms));
+  const auto v2 = watcher->Current();
+  EXPECT_TRUE(v2->incremental);
+  const LoadedTable& t2 = v2->data().tables.at("emb");
+  EXPECT_EQ(t2.Find(changed)[0], s2.rows["emb"][changed][0]);
+  EXPECT_EQ(t2.Find(deleted), nullptr);
+  ASSERT_NE(t2.Find(12345), nullptr);
+  EXPECT_EQ(t2.Find(12345)[3], 4.0f);
+  // The model a request might still hold is untouched.
+  const LoadedTable& t1 = v1->data().tables.at("emb");
+  EXPECT_EQ(t1.Find(changed)[0], s1.rows["emb"][changed][0]);
+  EXPECT_NE(t1.Find(deleted), nullptr);
+  EXPECT_EQ(watcher->stats().loads, 2);
+}
+
+TEST(ModelWatcherTest, RejectsCorruptExportsAndKeepsServing) {
+  TempDir dir;
+  const proto::JobConfig job = TinyJob();
+  std::mt19937 rng(13);
+  State s1 = RandomState(job, kColumns, RandomExamples(kColumns, 50, &rng), 0.7, &rng);
+  auto writer = ExportWriter::Open(dir.path(), job, 2);
+  ASSERT_TRUE(writer.ok());
+  ASSERT_TRUE((*writer)->Publish(FullSnapshot(job, s1, 1)).ok());
+  auto watcher = StartWatcher(dir.path());
+  ASSERT_TRUE(watcher->WaitForVersion(1, 5000ms));
+  State s2 = s1;
+  s2.rows["emb"].begin()->second[0] += 1.0f;
+
+  // 1. A delta whose manifest entry has the wrong checksum.
+  {
+    const std::string name = SnapshotFileName(Snapshot::Kind::kDelta, 2);
+    proto::ExportFile entry;
+    ASSERT_TRUE(
+        WriteSnapshotFile(DeltaSnapshot(job, s1, s2, 2), dir.path() + "/" + name, &entry).ok());
+    entry.set_fnv1a64(entry.fnv1a64() ^ 1);
+    proto::ExportManifest m = (*writer)->manifest();
+    *m.add_deltas() = entry;
+    m.set_version(2);
+    ASSERT_TRUE(WriteManifestAndLatest(dir.path(), m).ok());
+  }
+  ASSERT_TRUE(Eventually([&] { return watcher->stats().load_failures == 1; }));
+  EXPECT_NE(watcher->stats().last_error.find("delta-000000000002.snap"), std::string::npos)
+      << watcher->stats().last_error;
+  ASSERT_TRUE(watcher->WaitForPolls(5, 5000ms));
+  EXPECT_EQ(watcher->stats().load_failures, 1);  // not retried every poll
+  EXPECT_EQ(watcher->Current()->version(), 1u);
+
+  // 2. A truncated delta file under a manifest that describes the whole file.
+  {
+    const std::string name = SnapshotFileName(Snapshot::Kind::kDelta, 3);
+    const std::string path = dir.path() + "/" + name;
+    proto::ExportFile entry;
+    ASSERT_TRUE(WriteSnapshotFile(DeltaSnapshot(job, s1, s2, 3), path, &entry).ok());
+    std::filesystem::resize_file(path, entry.size() / 2);
+    proto::ExportManifest m = (*writer)->manifest();
+    *m.add_deltas() = entry;
+    m.set_version(3);
+    ASSERT_TRUE(WriteManifestAndLatest(dir.path(), m).ok());
+  }
+  ASSERT_TRUE(Eventually([&] { return watcher->stats().load_failures == 2; }));
+  EXPECT_NE(watcher->stats().last_error.find("delta-000000000003.snap"), std::string::npos)
+      << watcher->stats().last_error;
+  EXPECT_EQ(watcher->Current()->version(), 1u);
+
+  // 3. LATEST naming a manifest that is garbage.
+  {
+    std::ofstream(dir.path() + "/manifest-000000000004.pb") << "not a protobuf \x01\x02\xff";
+    std::ofstream(dir.path() + "/LATEST") << "manifest-000000000004.pb\n";
+  }
+  ASSERT_TRUE(Eventually([&] { return watcher->stats().load_failures == 3; }));
+  EXPECT_EQ(watcher->Current()->version(), 1u);
+
+  // 4. A snapshot that does not fit its job (dense params of the wrong size).
+  {
+    Snapshot bad = FullSnapshot(job, s2, 5);
+    bad.dense.resize(3);
+    const std::string name = SnapshotFileName(Snapshot::Kind::kFull, 5);
+    proto::ExportFile entry;
+    ASSERT_TRUE(WriteSnapshotFile(bad, dir.path() + "/" + name, &entry).ok());
+    proto::ExportManifest m;
+    *m.mutable_job() = job;
+    *m.mutable_full() = entry;
+    m.set_version(5);
+    ASSERT_TRUE(WriteManifestAndLatest(dir.path(), m).ok());
+  }
+  ASSERT_TRUE(Eventually([&] { return watcher->stats().load_failures == 4; }));
+  EXPECT_NE(watcher->stats().last_error.find("dense"), std::string::npos)
+      << watcher->stats().last_error;
+  EXPECT_EQ(watcher->Current()->version(), 1u);
+
+  // A good export after the bad ones is picked up. First LATEST goes back to
+  // manifest 1, the model already serving: nothing new to load.
+  ASSERT_TRUE(WriteManifestAndLatest(dir.path(), (*writer)->manifest()).ok());
+  ASSERT_TRUE(watcher->WaitForPolls(3, 5000ms));
+  EXPECT_EQ(watcher->Current()->version(), 1u);
+  EXPECT_EQ(watcher->stats().loads, 1);
+  ASSERT_TRUE((*writer)->Publish(DeltaSnapshot(job, s1, s2, 6)).ok());
+  ASSERT_TRUE(watcher->WaitForVersion(6, 5000ms));
+  EXPECT_EQ(watcher->Current()->data().tables.at("emb").Find(s2.rows["emb"].begin()->first)[0],
+            s2.rows["emb"].begin()->second[0]);
+  EXPECT_EQ(watcher->stats().load_failures, 4);
+}
+
+}  // namespace
+}  // namespace freshet

@@ -1,0 +1,241 @@
+#include "serving/scorer.h"
+
+#include <algorithm>
+#include <cstring>
+#include <map>
+#include <thread>
+
+#include <glog/logging.h>
+
+#include "server/initializer.h"
+#include "worker/job_runner.h"
+#include "worker/model/batch.h"
+#include "worker/model/model.h"
+
+namespace freshet {
+
+struct Scorer::Worker {
+  std::unique_ptr<Model> model;
+  EncodedBatch batch;
+  std::vector<std::vector<float>> wide;  // per slot: keys of the slot
+  std::vector<std::vector<float>> emb;   // per slot: keys * emb_dim
+  ModelInput input;
+  std::vector<float> logits;
+};
+
+Scorer::~Scorer() = default;
+
+StatusOr<std::unique_ptr<Scorer>> Scorer::Create(std::shared_ptr<const LoadedExport> model,
+                                                 Options options) {
+  CHECK(model != nullptr);
+  const proto::JobConfig& job = model->manifest.job();
+  std::unique_ptr<Scorer> s(new Scorer());
+  s->model_ = std::move(model);
+  const LoadedExport& ex = *s->model_;
+  const std::string where = "export version " + std::to_string(ex.manifest.version());
+
+  // Tables: ids are indices in the job's tables, as in training.
+  std::map<std::string, int> ids;
+  const int num_tables = job.tables().tables_size();
+  s->tables_.assign(num_tables, nullptr);
+  s->dims_.resize(num_tables);
+  s->initializers_.resize(num_tables);
+  for (int i = 0; i < num_tables; ++i) {
+    const proto::TableConfig& t = job.tables().tables(i);
+    ids[t.name()] = i;
+    s->dims_[i] = static_cast<int>(t.dim());
+    s->initializers_[i] = t.initializer();
+    if (t.dim() < 1) {
+      return InvalidArgument(where + ": table '" + t.name() + "' has dim " +
+                             std::to_string(t.dim()));
+    }
+    const auto it = ex.tables.find(t.name());
+    if (it == ex.tables.end()) continue;  // empty: every key gets its initial row
+    if (it->second.dim != s->dims_[i]) {
+      return DataLoss(where + ": table '" + t.name() + "' has dim " +
+                      std::to_string(it->second.dim) + " in the snapshot, the job says " +
+                      std::to_string(t.dim()));
+    }
+    if (it->second.values.size() != it->second.index.size() * static_cast<size_t>(t.dim())) {
+      return DataLoss(where + ": table '" + t.name() +
+                      "': " + std::to_string(it->second.values.size()) + " values for " +
+                      std::to_string(it->second.index.size()) + " rows of dim " +
+                      std::to_string(t.dim()));
+    }
+    s->tables_[i] = &it->second;
+  }
+  const auto wide = ids.find(job.model().wide_table());
+  if (wide == ids.end()) {
+    return InvalidArgument(where + ": model.wide_table: no table named '" +
+                           job.model().wide_table() + "'");
+  }
+  s->wide_table_ = wide->second;
+  if (s->dims_[s->wide_table_] != 1) {
+    return InvalidArgument(where + ": model.wide_table '" + wide->first + "' must have dim 1");
+  }
+  s->deep_ = job.model().kind() == proto::ModelConfig::DEEPFM;
+  for (const proto::SlotConfig& slot : job.features().slots()) {
+    int id = -1;
+    if (s->deep_) {
+      const auto it = ids.find(slot.table());
+      if (it == ids.end()) {
+        return InvalidArgument(where + ": slot '" + slot.name() + "': no table named '" +
+                               slot.table() + "'");
+      }
+      id = it->second;
+      if (s->emb_dim_ != 0 && s->dims_[id] != s->emb_dim_) {
+        return InvalidArgument(where + ": slot '" + slot.name() +
+                               "': DEEPFM slots must share one embedding dim");
+      }
+      s->emb_dim_ = s->dims_[id];
+    }
+    s->slot_table_.push_back(id);
+  }
+
+  // Columns: slots' then dense features' columns, each once.
+  const auto add_column = [&](const std::string& name, bool multi) {
+    const auto it = s->column_index_.find(name);
+    if (it != s->column_index_.end()) {
+      s->multi_valued_[it->second] = s->multi_valued_[it->second] && multi;
+      return;
+    }
+    s->column_index_.emplace(name, static_cast<int>(s->columns_.size()));
+    s->columns_.push_back(name);
+    s->multi_valued_.push_back(multi);
+  };
+  for (const auto& slot : job.features().slots()) {
+    add_column(slot.column().empty() ? slot.name() : slot.column(), slot.multi_valued());
+  }
+  for (const auto& dense : job.features().dense()) {
+    add_column(dense.column().empty() ? dense.name() : dense.column(), false);
+  }
+  auto encoder = FeatureEncoder::Create(job.features(), s->columns_);
+  if (!encoder.ok()) return encoder.status().WithContext(where);
+  s->encoder_ = std::move(encoder).value();
+
+  s->max_idle_ = options.max_idle_models > 0
+                     ? static_cast<size_t>(options.max_idle_models)
+                     : std::max<size_t>(1, std::thread::hardware_concurrency());
+  // Build one model now: checks the dense params and warms the pool.
+  auto first = s->NewWorker();
+  if (!first.ok()) return first.status();
+  s->Release(std::move(first).value());
+  return s;
+}
+
+int Scorer::ColumnIndex(const std::string& name) const {
+  const auto it = column_index_.find(name);
+  return it == column_index_.end() ? -1 : it->second;
+}
+
+int64_t Scorer::models_created() const {
+  std::lock_guard<std::mutex> lock(pool_mu_);
+  return models_created_;
+}
+
+StatusOr<std::unique_ptr<Scorer::Worker>> Scorer::NewWorker() const {
+  const std::string where = "export version " + std::to_string(version());
+  auto model = CreateJobModel(model_->manifest.job(), encoder_->num_slots(), encoder_->num_dense());
+  if (!model.ok()) return model.status().WithContext(where);
+  auto w = std::make_unique<Worker>();
+  w->model = std::move(model).value();
+  const size_t n = w->model->NumDenseParams();
+  if (model_->dense.size() != n) {
+    return DataLoss(where + ": the snapshot has " + std::to_string(model_->dense.size()) +
+                    " dense params, the job's model needs " + std::to_string(n));
+  }
+  if (n > 0) std::memcpy(w->model->dense_params(), model_->dense.data(), n * sizeof(float));
+  std::lock_guard<std::mutex> lock(pool_mu_);
+  ++models_created_;
+  return w;
+}
+
+std::unique_ptr<Scorer::Worker> Scorer::Acquire(Status* st) const {
+  {
+    std::lock_guard<std::mutex> lock(pool_mu_);
+    if (!idle_.empty()) {
+      std::unique_ptr<Worker> w = std::move(idle_.back());
+      idle_.pop_back();
+      return w;
+    }
+  }
+  auto w = NewWorker();  // outside the lock: building a model takes a while
+  if (!w.ok()) {
+    *st = w.status();
+    return nullptr;
+  }
+  return std::move(w).value();
+}
+
+void Scorer::Release(std::unique_ptr<Worker> w) const {
+  std::lock_guard<std::mutex> lock(pool_mu_);
+  if (idle_.size() < max_idle_) idle_.push_back(std::move(w));
+}
+
+void Scorer::FetchRow(int table_id, uint64_t key, float* out) const {
+  const int dim = dims_[table_id];
+  const LoadedTable* table = tables_[table_id];
+  const float* row = table != nullptr ? table->Find(key) : nullptr;
+  if (row != nullptr) {
+    std::memcpy(out, row, sizeof(float) * dim);
+  } else {
+    InitializeRow(initializers_[table_id], table_id, key, out, dim);
+  }
+}
+
+Status Scorer::Score(const std::vector<Example>& examples, std::vector<float>* probs,
+                     const std::string& label) const {
+  probs->clear();
+  if (examples.empty()) return Status::OK();
+  const int n = static_cast<int>(examples.size());
+  for (int i = 0; i < n; ++i) {
+    if (examples[i].values.size() != columns_.size()) {
+      return InvalidArgument(label + "[" + std::to_string(i) +
+                             "]: " + std::to_string(examples[i].values.size()) + " values for " +
+                             std::to_string(columns_.size()) + " columns");
+    }
+  }
+  Status st;
+  std::unique_ptr<Worker> w = Acquire(&st);
+  if (w == nullptr) return st;
+
+  EncodedBatch& batch = w->batch;
+  batch.Reset(encoder_->num_slots(), encoder_->num_dense());
+  for (int i = 0; i < n; ++i) {
+    st = encoder_->Append(examples[i], &batch);
+    if (!st.ok()) {
+      Release(std::move(w));
+      return InvalidArgument(label + "[" + std::to_string(i) + "]: " + st.message());
+    }
+  }
+
+  // Rows, laid out per slot as the trainer's pulls are (keys in batch order).
+  const int slots = batch.num_slots();
+  w->wide.resize(slots);
+  w->emb.resize(slots);
+  w->input.batch = &batch;
+  w->input.wide.assign(slots, nullptr);
+  w->input.emb.assign(slots, nullptr);
+  for (int s = 0; s < slots; ++s) {
+    const std::vector<uint64_t>& keys = batch.keys[s];
+    std::vector<float>& wide = w->wide[s];
+    wide.resize(std::max<size_t>(1, keys.size()));
+    for (size_t k = 0; k < keys.size(); ++k) FetchRow(wide_table_, keys[k], &wide[k]);
+    w->input.wide[s] = wide.data();
+    if (slot_table_[s] >= 0) {
+      std::vector<float>& emb = w->emb[s];
+      const size_t dim = static_cast<size_t>(emb_dim_);
+      emb.resize(std::max<size_t>(1, keys.size()) * dim);
+      for (size_t k = 0; k < keys.size(); ++k) FetchRow(slot_table_[s], keys[k], &emb[k * dim]);
+      w->input.emb[s] = emb.data();
+    }
+  }
+  w->logits.resize(n);
+  w->model->Forward(w->input, w->logits.data());
+  probs->resize(n);
+  for (int i = 0; i < n; ++i) (*probs)[i] = Sigmoid(w->logits[i]);
+  Release(std::move(w));
+  return Status::OK();
+}
+
+}  // namespace freshet
