@@ -16,8 +16,8 @@
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 bin_dir=$(cd "${1:-$repo/build/bin}" && pwd)
-# >>> Exporter check: set to 1 once the exporter role writes snapshots. <<<
-check_export=${FRESHET_SLURM_CHECK_EXPORT:-0}
+# The job must also have exported (LATEST in its export directory).
+check_export=${FRESHET_SLURM_CHECK_EXPORT:-1}
 t0=$SECONDS
 log() { echo "slurm_test [$((SECONDS - t0))s]: $*"; }
 fail() { echo "slurm_test: FAIL: $*" >&2; exit 1; }

@@ -12,7 +12,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev           # tests
   libeigen3-dev libopenblas-dev       # CPU dense math
   libcpp-httplib-dev nlohmann-json3-dev  # serving tier: HTTP server, JSON
-  wrk                                 # serving load benchmark
+  wrk curl                            # serving load benchmark, main job demo
   bc procps                           # test scripts
 )
 

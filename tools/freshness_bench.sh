@@ -35,16 +35,7 @@ done
 [ -n "$port" ] || { echo "freshet_serve did not start:"; cat "$work/serve.log"; exit 1; }
 
 # wrk: 2 connections posting a 10-example /score request, for the job's duration.
-body=$(sed -n 2,11p "$work/holdout.examples" |
-  awk -F'\t' -v hdr="$(head -1 "$work/holdout.examples")" '
-    BEGIN { n = split(hdr, cols, "\t"); printf "{\"examples\":[" }
-    { printf "%s{", (NR > 1 ? "," : ""); sep = ""
-      for (i = 5; i <= NF; i++) {
-        if (cols[i - 3] == "price") continue   # not a feature of the synthetic job
-        printf "%s\"%s\":\"%s\"", sep, cols[i - 3], $i; sep = ","
-      }
-      printf "}" }
-    END { printf "]}" }')
+body=$(tools/examples_to_json.sh "$work/holdout.examples" 10)
 cat >"$work/score.lua" <<LUA
 wrk.method = "POST"
 wrk.body = '$body'
