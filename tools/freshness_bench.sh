@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Freshness and serving benchmark on the local cluster:
-#   1. starts freshet_serve on the job's export directory (it logs every
-#      model it loads: load time, version, ingestion time of the newest
-#      included event);
+#   1. starts freshet_serve on the job's export directory and polls its GET
+#      /model every 20 ms, logging each newly loaded version: its load time,
+#      and the ingestion time of the newest event it includes;
 #   2. runs the training job (synthetic shop, default 1 s export interval)
 #      while a wrk load generator sends /score requests on loopback;
 #   3. reports event-to-servable latency p50/p99: an event ingested at t is
@@ -14,6 +14,8 @@
 # Prints a summary; the last line is one JSON object.
 #
 # usage: tools/freshness_bench.sh [extra freshet_train flags]   (after tools/build.sh)
+#        FRESHET_BENCH_LOAD=0 tools/freshness_bench.sh   measures freshness without the
+#        wrk load (on 2 cores the load generator competes with training)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
@@ -22,10 +24,10 @@ rm -rf "$work/export" "$work/model" "$work/loads.tsv"
 mkdir -p "$work"
 [ -f "$work/train.examples" ] || build/bin/freshet_gen --out_dir="$work" >/dev/null
 
-build/bin/freshet_serve --export_dir="$work/export" --port=0 --load_log="$work/loads.tsv" \
-  >"$work/serve.log" 2>&1 &
+build/bin/freshet_serve --export_dir="$work/export" --port=0 >"$work/serve.log" 2>&1 &
 serve=$!
-trap 'kill $serve 2>/dev/null; kill $wrk 2>/dev/null || true' EXIT
+wrk=""; poller=""
+trap 'kill $serve $wrk $poller 2>/dev/null || true' EXIT
 port=""
 for _ in $(seq 1 100); do
   port=$(grep -oE 'listening on http://[0-9.]+:[0-9]+' "$work/serve.log" | grep -oE '[0-9]+$' || true)
@@ -41,16 +43,42 @@ wrk.method = "POST"
 wrk.body = '$body'
 wrk.headers["Content-Type"] = "application/json"
 LUA
-wrk -t1 -c2 -d600s --latency -s "$work/score.lua" "http://127.0.0.1:$port/score" >"$work/wrk.txt" 2>&1 &
-wrk=$!
+
+# Poll /model: one line per newly served version (load_ms version ingest_ms created_ms).
+(
+  set +e +o pipefail
+  last=""
+  while true; do
+    m=$(curl -s "http://127.0.0.1:$port/model" || true)
+    v=$(echo "$m" | grep -oE '"version":[0-9]+' | cut -d: -f2)
+    if [ -n "$v" ] && [ "$v" != "$last" ]; then
+      last=$v
+      printf '%s\t%s\t%s\t%s\n' "$(echo "$m" | grep -oE '"loaded_unix_ms":[0-9]+' | cut -d: -f2)" "$v" \
+        "$(echo "$m" | grep -oE '"ingest_wall_ms":[0-9]+' | cut -d: -f2)" \
+        "$(echo "$m" | grep -oE '"created_unix_ms":[0-9]+' | cut -d: -f2)" >>"$work/loads.tsv"
+    fi
+    sleep 0.02
+  done
+) &
+poller=$!
 
 start=$(date +%s.%N)
 launch/mpirun.sh -np 5 build/bin/freshet_train --task=synthetic --work_dir="$work" \
-  --save=false "$@" >"$work/train.log" 2>&1
+  --save=false "$@" >"$work/train.log" 2>&1 &
+train=$!
+# Load starts once the first model is served (before that /score is 503).
+for _ in $(seq 1 600); do
+  [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/model")" = 200 ] && break
+  sleep 0.05
+done
+[ "${FRESHET_BENCH_LOAD:-1}" = 1 ] && wrk -t1 -c2 -d600s --latency -s "$work/score.lua" "http://127.0.0.1:$port/score" >"$work/wrk.txt" 2>&1 &
+wrk=$!
+wait $train
 train_s=$(echo "$(date +%s.%N) - $start" | bc)
 sleep 1
 kill -INT $wrk 2>/dev/null || true
 wait $wrk 2>/dev/null || true
+kill $poller 2>/dev/null || true
 grep -E '^exporter:|holdout AUC' "$work/train.log" || true
 
 # Freshness from the load log: load_ms version ingest_ms created_ms watermark
@@ -79,9 +107,10 @@ awk -F'\t' '
     printf "%d\t%.0f\t%.0f\t%d\n", NR, p50, p99, np
   }' "$work/loads.tsv" >"$work/fresh.tsv"
 read -r loads p50 p99 _ <"$work/fresh.tsv"
+touch "$work/wrk.txt"
 rps=$(grep -oE 'Requests/sec: +[0-9.]+' "$work/wrk.txt" | grep -oE '[0-9.]+$' || echo 0)
-lat50=$(grep -E '^ +50%' "$work/wrk.txt" | awk '{print $2}')
-lat99=$(grep -E '^ +99%' "$work/wrk.txt" | awk '{print $2}')
+lat50=$(grep -E '^ +50%' "$work/wrk.txt" | awk '{print $2}' || true)
+lat99=$(grep -E '^ +99%' "$work/wrk.txt" | awk '{print $2}' || true)
 non2xx=$(grep -oE 'Non-2xx or 3xx responses: [0-9]+' "$work/wrk.txt" | grep -oE '[0-9]+$' || echo 0)
 export_bytes=$(du -sb "$work/export" | cut -f1)
 deltas=$(ls "$work/export" | grep -c '^delta-' || true)
