@@ -36,16 +36,19 @@ class ErrorCollector : public google::protobuf::io::ErrorCollector {
 template <typename Msg>
 StatusOr<Msg> ParseText(const std::string& text, const std::string& source) {
   Msg msg;
-  google::protobuf::TextFormat::Parser parser;
-  ErrorCollector errors(source);
-  parser.RecordErrorsTo(&errors);
-  if (!parser.ParseFromString(text, &msg)) {
-    return InvalidArgument(errors.errors().empty() ? source + ": does not parse" : errors.errors());
-  }
+  FRESHET_RETURN_IF_ERROR(ParseTextConfig(text, source, &msg));
   return msg;
 }
 
-StatusOr<std::string> ReadFile(const std::string& path) {
+StatusOr<std::string> ReadFile(const std::string& path) { return ReadConfigFile(path); }
+
+Status FieldError(const std::string& where, const std::string& field, const std::string& problem) {
+  return InvalidArgument(where + ": " + field + ": " + problem);
+}
+
+}  // namespace
+
+StatusOr<std::string> ReadConfigFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return NotFound(path + ": cannot open config file");
   std::ostringstream ss;
@@ -53,11 +56,16 @@ StatusOr<std::string> ReadFile(const std::string& path) {
   return ss.str();
 }
 
-Status FieldError(const std::string& where, const std::string& field, const std::string& problem) {
-  return InvalidArgument(where + ": " + field + ": " + problem);
+Status ParseTextConfig(const std::string& text, const std::string& source,
+                       google::protobuf::Message* msg) {
+  google::protobuf::TextFormat::Parser parser;
+  ErrorCollector errors(source);
+  parser.RecordErrorsTo(&errors);
+  if (!parser.ParseFromString(text, msg)) {
+    return InvalidArgument(errors.errors().empty() ? source + ": does not parse" : errors.errors());
+  }
+  return Status::OK();
 }
-
-}  // namespace
 
 const char* RoleName(proto::Role role) {
   switch (role) {

@@ -17,6 +17,13 @@
 
 namespace freshet {
 
+// Reads a whole config file; NotFound naming the path.
+StatusOr<std::string> ReadConfigFile(const std::string& path);
+// Parses protobuf text format into *msg; InvalidArgument with
+// "source:line:column: message" for every syntax error or unknown field.
+Status ParseTextConfig(const std::string& text, const std::string& source,
+                       google::protobuf::Message* msg);
+
 // Reads `path` and parses it as text-format ClusterConfig, then validates it.
 StatusOr<proto::ClusterConfig> LoadClusterConfig(const std::string& path);
 // Parses text-format config from a string; `source` names it in errors.

@@ -1,5 +1,7 @@
 #include "exporter/snapshot.h"
 
+#include "common/checksum.h"
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -39,14 +41,8 @@ constexpr char kLatest[] = "LATEST";
 constexpr char kTmpSuffix[] = ".tmp";
 constexpr int kLoadAttempts = 5;  // restarts of a load racing a writer's retention
 
-constexpr uint64_t kFnvOffset = 0xcbf29ce484222325ULL;
-constexpr uint64_t kFnvPrime = 0x100000001b3ULL;
-
-inline uint64_t FnvUpdate(uint64_t h, const void* p, size_t n) {
-  const auto* b = static_cast<const unsigned char*>(p);
-  for (size_t i = 0; i < n; ++i) h = (h ^ b[i]) * kFnvPrime;
-  return h;
-}
+constexpr uint64_t kFnvOffset = kFnv1aOffset;
+inline uint64_t FnvUpdate(uint64_t h, const void* p, size_t n) { return Fnv1aUpdate(h, p, n); }
 
 int64_t NowUnixMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(

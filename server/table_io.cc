@@ -1,5 +1,7 @@
 #include "server/table_io.h"
 
+#include "common/checksum.h"
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <unistd.h>
@@ -17,14 +19,11 @@ constexpr uint32_t kVersion = 1;
 
 class Fnv64 {
  public:
-  void Update(const void* p, size_t n) {
-    const auto* b = static_cast<const unsigned char*>(p);
-    for (size_t i = 0; i < n; ++i) h_ = (h_ ^ b[i]) * 0x100000001b3ULL;
-  }
+  void Update(const void* p, size_t n) { h_ = Fnv1aUpdate(h_, p, n); }
   uint64_t value() const { return h_; }
 
  private:
-  uint64_t h_ = 0xcbf29ce484222325ULL;
+  uint64_t h_ = kFnv1aOffset;
 };
 
 // Buffered writer that checksums what it writes.

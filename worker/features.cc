@@ -1,5 +1,7 @@
 #include "worker/features.h"
 
+#include "common/checksum.h"
+
 #include <algorithm>
 #include <charconv>
 #include <cmath>
@@ -13,8 +15,8 @@
 namespace freshet {
 namespace {
 
-constexpr uint64_t kFnvOffset = 0xcbf29ce484222325ULL;
-constexpr uint64_t kFnvPrime = 0x100000001b3ULL;
+constexpr uint64_t kFnvOffset = kFnv1aOffset;
+constexpr uint64_t kFnvPrime = kFnv1aPrime;
 constexpr size_t kMaxValueInMessage = 64;
 
 uint64_t HashBytes(uint64_t salt, const char* data, size_t len) {

@@ -8,8 +8,6 @@
 #include <sstream>
 
 #include <glog/logging.h>
-#include <google/protobuf/io/tokenizer.h>
-#include <google/protobuf/text_format.h>
 
 #include "common/config.h"
 #include "worker/data/synthetic_shop.h"
@@ -17,20 +15,6 @@
 
 namespace freshet {
 namespace {
-
-class Errors : public google::protobuf::io::ErrorCollector {
- public:
-  explicit Errors(std::string source) : source_(std::move(source)) {}
-  void AddError(int line, int column, const std::string& message) override {
-    if (!text_.empty()) text_ += "\n";
-    text_ += source_ + ":" + std::to_string(line + 1) + ":" + std::to_string(column + 1) + ": " +
-             message;
-  }
-  const std::string& text() const { return text_; }
-
- private:
-  std::string source_, text_;
-};
 
 bool FileExists(const std::string& path) {
   struct stat st;
@@ -45,22 +29,14 @@ Status Field(const std::string& source, const std::string& field, const std::str
 
 StatusOr<proto::JobConfig> ParseJobConfig(const std::string& text, const std::string& source) {
   proto::JobConfig job;
-  google::protobuf::TextFormat::Parser parser;
-  Errors errors(source);
-  parser.RecordErrorsTo(&errors);
-  if (!parser.ParseFromString(text, &job)) {
-    return InvalidArgument(errors.text().empty() ? source + ": does not parse" : errors.text());
-  }
+  FRESHET_RETURN_IF_ERROR(ParseTextConfig(text, source, &job));
   FRESHET_RETURN_IF_ERROR(ValidateJobConfig(&job, source));
   return job;
 }
 
 StatusOr<proto::JobConfig> LoadJobConfig(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return NotFound(path + ": cannot open job config");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ParseJobConfig(ss.str(), path);
+  FRESHET_ASSIGN_OR_RETURN(std::string text, ReadConfigFile(path));
+  return ParseJobConfig(text, path);
 }
 
 int JobStaleness(const proto::JobConfig& job) {

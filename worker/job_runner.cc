@@ -1,5 +1,7 @@
 #include "worker/job_runner.h"
 
+#include "common/checksum.h"
+
 #include <sys/stat.h>
 
 #include <cerrno>
@@ -32,18 +34,9 @@ Status MakeDirs(const std::string& path) {
   return Status::OK();
 }
 
-uint64_t Fnv(const void* p, size_t n, uint64_t h = 0xcbf29ce484222325ULL) {
-  const auto* b = static_cast<const unsigned char*>(p);
-  for (size_t i = 0; i < n; ++i) h = (h ^ b[i]) * 0x100000001b3ULL;
-  return h;
-}
+uint64_t Fnv(const void* p, size_t n, uint64_t h = kFnv1aOffset) { return Fnv1aUpdate(h, p, n); }
 
-std::string Num(double v) {
-  if (std::isnan(v)) return "null";
-  char buf[32];
-  std::snprintf(buf, sizeof(buf), "%.5f", v);
-  return buf;
-}
+std::string Num(double v) { return JsonNumber(v); }
 
 }  // namespace
 

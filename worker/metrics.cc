@@ -98,13 +98,15 @@ double WindowAuc::Value() const {
              std::vector<float>(labels_.begin(), labels_.end()));
 }
 
-namespace {
-std::string Num(double v) {
+std::string JsonNumber(double v) {
   if (std::isnan(v)) return "null";
   char buf[32];
   std::snprintf(buf, sizeof(buf), "%.5f", v);
   return buf;
 }
+
+namespace {
+std::string Num(double v) { return JsonNumber(v); }
 }  // namespace
 
 std::string EvalResult::ToJsonFields(const std::string& p) const {

@@ -54,6 +54,9 @@ struct EvalResult {
   std::string ToJsonFields(const std::string& prefix) const;  // "\"<p>auc\":0.7,..."
 };
 
+// v with 5 decimals, or null for NaN (JSON has no NaN).
+std::string JsonNumber(double v);
+
 EvalResult Evaluate(const std::vector<float>& probs, const std::vector<float>& labels,
                     const std::vector<uint64_t>& users, const std::vector<float>& oracle);
 
