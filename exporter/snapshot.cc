@@ -139,6 +139,7 @@ class BufferedWriter {
     buf_.resize(kIoChunk);
   }
   void Put(const void* p, size_t n) {
+    if (n == 0) return;  // p may be null (an empty vector's data())
     if (n > buf_.size() - pos_) {
       Flush();
       if (n > buf_.size()) {  // larger than the buffer: straight through
