@@ -16,11 +16,8 @@ Status LocalCollective::GatherBytes(const char* data, size_t n, std::string* out
 
 StatusOr<std::unique_ptr<MpiCollective>> MpiCollective::Create(MPI_Comm comm) {
   MPI_Comm dup;
-  FRESHET_MPI_RETURN(MPI_Comm_dup(comm, &dup));
-  FRESHET_MPI_RETURN(MPI_Comm_set_errhandler(dup, MPI_ERRORS_RETURN));
   int rank = 0, size = 0;
-  FRESHET_MPI_RETURN(MPI_Comm_rank(dup, &rank));
-  FRESHET_MPI_RETURN(MPI_Comm_size(dup, &size));
+  FRESHET_RETURN_IF_ERROR(DupComm(comm, &dup, &rank, &size));
   return std::unique_ptr<MpiCollective>(new MpiCollective(dup, rank, size));
 }
 

@@ -18,11 +18,8 @@ StatusOr<std::unique_ptr<MpiTransport>> MpiTransport::Create(MPI_Comm comm) {
                               std::to_string(provided));
   }
   MPI_Comm dup;
-  FRESHET_MPI_RETURN(MPI_Comm_dup(comm, &dup));
-  FRESHET_MPI_RETURN(MPI_Comm_set_errhandler(dup, MPI_ERRORS_RETURN));
   int rank = 0, size = 0;
-  FRESHET_MPI_RETURN(MPI_Comm_rank(dup, &rank));
-  FRESHET_MPI_RETURN(MPI_Comm_size(dup, &size));
+  FRESHET_RETURN_IF_ERROR(DupComm(comm, &dup, &rank, &size));
   return std::unique_ptr<MpiTransport>(new MpiTransport(dup, rank, size));
 }
 

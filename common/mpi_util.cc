@@ -12,6 +12,14 @@ Status MpiError(int rc, const char* expr, const char* file, int line) {
                   std::string(msg, len) + " (code " + std::to_string(rc) + ")");
 }
 
+Status DupComm(MPI_Comm comm, MPI_Comm* dup, int* rank, int* size) {
+  FRESHET_MPI_RETURN(MPI_Comm_dup(comm, dup));
+  FRESHET_MPI_RETURN(MPI_Comm_set_errhandler(*dup, MPI_ERRORS_RETURN));
+  FRESHET_MPI_RETURN(MPI_Comm_rank(*dup, rank));
+  FRESHET_MPI_RETURN(MPI_Comm_size(*dup, size));
+  return Status::OK();
+}
+
 StatusOr<MpiSession*> MpiSession::Init(int* argc, char*** argv) {
   int provided = 0;
   FRESHET_MPI_RETURN(MPI_Init_thread(argc, argv, MPI_THREAD_MULTIPLE, &provided));

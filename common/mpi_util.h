@@ -24,6 +24,11 @@ Status MpiError(int rc, const char* expr, const char* file, int line);
       return ::freshet::MpiError(_freshet_rc, #expr, __FILE__, __LINE__);        \
   } while (0)
 
+// A private duplicate of `comm` (so its traffic never matches anyone else's)
+// with errors returned as codes, and this process's rank and the size in it.
+// The caller frees *dup with MPI_Comm_free.
+Status DupComm(MPI_Comm comm, MPI_Comm* dup, int* rank, int* size);
+
 // Initializes MPI with MPI_THREAD_MULTIPLE (required: clients and servers
 // call MPI from several threads) and finalizes it on destruction.
 class MpiSession {

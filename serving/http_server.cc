@@ -298,6 +298,12 @@ class HttpServer::Impl {
                 const httplib::ContentReader& reader, std::string* text) const;
   // Parses `text` as a JSON object, or writes a 400 and returns false.
   static bool ParseBody(const std::string& text, httplib::Response& res, json* body);
+  // The common start of a POST: read and parse the body and take the
+  // current model; on failure the response is written and nullptr returned.
+  std::shared_ptr<const ServingModel> BeginPost(const httplib::Request& req,
+                                                httplib::Response& res,
+                                                const httplib::ContentReader& reader,
+                                                json* body) const;
 
   void Score(const httplib::Request& req, httplib::Response& res,
              const httplib::ContentReader& reader) const;
@@ -362,14 +368,22 @@ bool HttpServer::Impl::ParseBody(const std::string& text, httplib::Response& res
   return true;
 }
 
+std::shared_ptr<const ServingModel> HttpServer::Impl::BeginPost(
+    const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& reader,
+    json* body) const {
+  std::string text;
+  if (!ReadBody(req, res, reader, &text)) return nullptr;
+  auto model = ModelOr503(res);
+  if (model == nullptr) return nullptr;
+  if (!ParseBody(text, res, body)) return nullptr;
+  return model;
+}
+
 void HttpServer::Impl::Score(const httplib::Request& req, httplib::Response& res,
                              const httplib::ContentReader& reader) const {
-  std::string text;
-  if (!ReadBody(req, res, reader, &text)) return;
-  const auto model = ModelOr503(res);
-  if (model == nullptr) return;
   json body;
-  if (!ParseBody(text, res, &body)) return;
+  const auto model = BeginPost(req, res, reader, &body);
+  if (model == nullptr) return;
   Status st = CheckFields(body, {"examples"});
   if (st.ok()) st = CheckBatch(body, "examples", options_.max_batch);
   if (!st.ok()) return SetError(res, 400, st.message());
@@ -391,12 +405,9 @@ void HttpServer::Impl::Score(const httplib::Request& req, httplib::Response& res
 
 void HttpServer::Impl::Rank(const httplib::Request& req, httplib::Response& res,
                             const httplib::ContentReader& reader) const {
-  std::string text;
-  if (!ReadBody(req, res, reader, &text)) return;
-  const auto model = ModelOr503(res);
-  if (model == nullptr) return;
   json body;
-  if (!ParseBody(text, res, &body)) return;
+  const auto model = BeginPost(req, res, reader, &body);
+  if (model == nullptr) return;
   Status st = CheckFields(body, {"context", "candidates", "k"});
   if (st.ok()) st = CheckBatch(body, "candidates", options_.max_batch);
   if (!st.ok()) return SetError(res, 400, st.message());
