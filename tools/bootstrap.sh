@@ -14,6 +14,7 @@ PACKAGES=(
   libcpp-httplib-dev nlohmann-json3-dev  # serving tier: HTTP server, JSON
   wrk curl                            # serving load benchmark, main job demo
   bc procps                           # test scripts
+  gnuplot-nox                         # PNG plots (tools/plot, launch/realtime_demo.sh)
 )
 
 missing=()
