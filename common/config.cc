@@ -208,6 +208,22 @@ Status ValidateClusterConfig(proto::ClusterConfig* cfg, const std::string& sourc
                       "must be in [0, 4096], got " + std::to_string(s->partitions()));
   }
   if (s->partitions() == 0) s->set_partitions(64);
+
+  auto* m = cfg->mutable_metrics();
+  int64_t ranks = 0;
+  for (const auto& g : cfg->roles()) ranks += g.count();
+  if (m->port() < 0 || m->port() + ranks - 1 > 65535) {
+    return FieldError(source, "metrics.port",
+                      "must be 0 (off) or a port with room for " + std::to_string(ranks) +
+                          " ranks (port + ranks - 1 <= 65535), got " +
+                          std::to_string(m->port()));
+  }
+  if (m->host().empty()) m->set_host("127.0.0.1");
+  if (!(m->interval_s() >= 0 && m->interval_s() <= 3600)) {
+    return FieldError(source, "metrics.interval_s",
+                      "must be in [0, 3600] (0: 1 s), got " + std::to_string(m->interval_s()));
+  }
+  if (m->interval_s() == 0) m->set_interval_s(1);
   return Status::OK();
 }
 

@@ -57,6 +57,35 @@ TEST(ConfigTest, ValidationNamesTheField) {
   EXPECT_EQ(c.status().message(), "c.pbtxt: server.partitions: must be in [0, 4096], got -2");
 }
 
+TEST(ConfigTest, MetricsDefaultsAndPortRange) {
+  auto cfg = ParseClusterConfig(
+      "roles { role: SERVER count: 1 } roles { role: WORKER count: 2 }", "m.pbtxt");
+  ASSERT_TRUE(cfg.ok()) << cfg.status();
+  EXPECT_EQ(cfg->metrics().port(), 0);  // off by default
+  EXPECT_EQ(cfg->metrics().host(), "127.0.0.1");
+  EXPECT_EQ(cfg->metrics().interval_s(), 1);
+  EXPECT_TRUE(cfg->metrics().dir().empty());
+  auto ok = ParseClusterConfig(
+      "roles { role: SERVER count: 1 } roles { role: WORKER count: 2 } "
+      "metrics { port: 65533 interval_s: 0.5 }",
+      "m.pbtxt");
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ(ok->metrics().interval_s(), 0.5);
+  auto high = ParseClusterConfig(
+      "roles { role: SERVER count: 1 } roles { role: WORKER count: 2 } metrics { port: 65534 }",
+      "m.pbtxt");
+  EXPECT_EQ(high.status().message(),
+            "m.pbtxt: metrics.port: must be 0 (off) or a port with room for 3 ranks "
+            "(port + ranks - 1 <= 65535), got 65534");
+  auto iv = ParseClusterConfig(
+      "roles { role: SERVER count: 1 } roles { role: WORKER count: 1 } "
+      "metrics { interval_s: -1 }",
+      "m.pbtxt");
+  EXPECT_NE(iv.status().message().find("m.pbtxt: metrics.interval_s: must be in [0, 3600]"),
+            std::string::npos)
+      << iv.status();
+}
+
 TEST(ConfigTest, MissingFileIsNotFound) {
   auto cfg = LoadClusterConfig("/nonexistent/cluster.pbtxt");
   EXPECT_EQ(cfg.status().code(), StatusCode::kNotFound);
