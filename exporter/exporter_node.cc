@@ -11,13 +11,42 @@ namespace freshet {
 
 using SteadyClock = std::chrono::steady_clock;
 
+namespace {
+int64_t UnixMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+}  // namespace
+
 ExporterNode::ExporterNode(Transport* transport, const ClusterLayout& layout,
-                           const proto::JobConfig& job, std::chrono::milliseconds request_timeout)
+                           const proto::JobConfig& job, std::chrono::milliseconds request_timeout,
+                           MetricsRegistry* metrics)
     : transport_(transport),
       layout_(layout),
       job_(job),
       request_timeout_(request_timeout),
-      since_(layout.num_servers(), 0) {}
+      since_(layout.num_servers(), 0) {
+  if (metrics == nullptr) return;
+  metrics_ = std::make_unique<Metrics>();
+  Metrics* m = metrics_.get();
+  m->fulls = metrics->AddCounter("export_full_snapshots", "Full snapshots published.");
+  m->deltas = metrics->AddCounter("export_delta_snapshots", "Delta snapshots published.");
+  m->rows = metrics->AddCounter("export_rows", "Rows written into snapshots.");
+  m->bytes = metrics->AddCounter("export_bytes", "Bytes of snapshot files written.");
+  m->duration = metrics->AddHistogram("export", "Time to collect and publish one snapshot.");
+  m->freshness_s = metrics->AddGauge(
+      "export_freshness_seconds",
+      "At the last publish: publish time minus when training ingested its newest events.");
+  m->watermark = metrics->AddGauge("export_watermark", "Event-time watermark of the last "
+                                                       "snapshot, unix seconds.");
+  metrics->AddCallback("export_lag_seconds",
+                       "Seconds since the newest snapshot was published (0 before the first).",
+                       false, [m] {
+                         const int64_t last = m->last_publish_ms.load();
+                         return last == 0 ? 0.0 : (UnixMs() - last) / 1e3;
+                       });
+}
 
 bool ExporterNode::Handle(Message* msg, Message* final_request) {
   switch (msg->meta.type) {
@@ -108,6 +137,16 @@ Status ExporterNode::Export(bool full) {
   stats_.bytes_written = writer_->bytes_written();
   const double ms = std::chrono::duration<double, std::milli>(SteadyClock::now() - t0).count();
   stats_.max_export_ms = std::max(stats_.max_export_ms, ms);
+  if (metrics_ != nullptr) {
+    const int64_t now_ms = UnixMs();
+    (full ? metrics_->fulls : metrics_->deltas)->Add();
+    metrics_->rows->Add(rows);
+    metrics_->bytes->Add(stats_.bytes_written - metrics_->bytes->value());
+    metrics_->duration->Record(ms / 1e3);
+    if (ingest_wall_ms_ > 0) metrics_->freshness_s->Set((now_ms - ingest_wall_ms_) / 1e3);
+    metrics_->watermark->Set(static_cast<double>(watermark_));
+    metrics_->last_publish_ms = now_ms;
+  }
   VLOG(1) << "exported " << (full ? "full" : "delta") << " v" << snap.version << ": " << rows
           << " rows in " << ms << " ms";
   if (got_final) {

@@ -14,15 +14,23 @@
 // and the wall time by which the included events were ingested, from which
 // the serving tier computes freshness.
 //
+// Metrics (when a registry is given): snapshots published (full, delta),
+// rows and bytes exported, export duration, freshness at publish (publish
+// time minus the wall time at which training ingested the newest included
+// events), export lag (age of the newest published snapshot, read at
+// scrape time) and the event-time watermark.
+//
 // Thread safety: Run() on one thread.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <memory>
 #include <vector>
 
 #include "common/config.h"
+#include "common/metrics_registry.h"
 #include "common/proto/job.pb.h"
 #include "common/transport.h"
 #include "exporter/snapshot.h"
@@ -39,10 +47,10 @@ struct ExporterStats {
 
 class ExporterNode {
  public:
-  // Not owned; must outlive Run(). REQUIRES: job validated (export defaults
-  // filled).
+  // Not owned; must outlive Run() (the registry: the node; may be null).
+  // REQUIRES: job validated (export defaults filled).
   ExporterNode(Transport* transport, const ClusterLayout& layout, const proto::JobConfig& job,
-               std::chrono::milliseconds request_timeout);
+               std::chrono::milliseconds request_timeout, MetricsRegistry* metrics = nullptr);
 
   // Exports until worker 0 sends EXPORT_FINAL (OK), or an error (a server
   // not answering within the deadline, a write failure).
@@ -73,6 +81,17 @@ class ExporterNode {
   bool has_pending_final_ = false;
   Message pending_final_;
   ExporterStats stats_;
+  struct Metrics {
+    Counter* fulls = nullptr;
+    Counter* deltas = nullptr;
+    Counter* rows = nullptr;
+    Counter* bytes = nullptr;
+    LatencyHistogram* duration = nullptr;
+    Gauge* freshness_s = nullptr;
+    Gauge* watermark = nullptr;
+    std::atomic<int64_t> last_publish_ms{0};  // read by the export lag callback
+  };
+  std::unique_ptr<Metrics> metrics_;  // null without a registry
 };
 
 }  // namespace freshet

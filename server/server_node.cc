@@ -1,5 +1,6 @@
 #include "server/server_node.h"
 
+#include <algorithm>
 #include <cstring>
 #include <limits>
 
@@ -10,7 +11,7 @@
 namespace freshet {
 
 ServerNode::ServerNode(Transport* transport, const ClusterLayout& layout, ParameterShard* shard,
-                       int handler_threads, Millis request_timeout)
+                       int handler_threads, Millis request_timeout, MetricsRegistry* metrics)
     : transport_(transport),
       layout_(layout),
       shard_(shard),
@@ -21,6 +22,52 @@ ServerNode::ServerNode(Transport* transport, const ClusterLayout& layout, Parame
       pending_clock_(layout.num_workers()),
       finished_(layout.num_workers(), false) {
   CHECK_EQ(layout.RoleOf(transport->rank()), proto::SERVER) << layout.Describe(transport->rank());
+  if (metrics == nullptr) return;
+  ParameterShard* sh = shard;
+  auto stat = [sh](int64_t ServerStats::*field) {
+    return [sh, field] { return static_cast<double>(sh->Stats().*field); };
+  };
+  metrics->AddCallback("server_pull_requests", "Pull requests applied by this server.", true,
+                       stat(&ServerStats::pull_requests));
+  metrics->AddCallback("server_push_requests", "Push requests applied by this server.", true,
+                       stat(&ServerStats::push_requests));
+  metrics->AddCallback("server_keys_pulled", "Keys read by pulls.", true,
+                       stat(&ServerStats::keys_pulled));
+  metrics->AddCallback("server_keys_pushed", "Keys updated by pushes.", true,
+                       stat(&ServerStats::keys_pushed));
+  metrics->AddCallback("table_rows", "Rows in this server's shard of every table.", false,
+                       stat(&ServerStats::rows));
+  metrics->AddCallback("table_bytes", "Bytes of this server's shard of every table.", false,
+                       stat(&ServerStats::bytes));
+  metrics_.pull_latency = metrics->AddHistogram(
+      "server_pull", "Time to apply a pull and queue its reply (handler thread).");
+  metrics_.push_latency = metrics->AddHistogram(
+      "server_push", "Time to apply a push and queue its ack (handler thread).");
+  metrics_.staleness_wait = metrics->AddHistogram(
+      "staleness_wait", "Time a pull waited for the staleness bound before it was applied.");
+  metrics->AddCallback("staleness_waiting_pulls", "Pulls waiting for the staleness bound now.",
+                       false, [this] {
+                         std::lock_guard<std::mutex> l(mu_);
+                         return static_cast<double>(deferred_.size());
+                       });
+  metrics->AddCallback("worker_clock_spread",
+                       "Steps between the fastest and the slowest active worker here.", false,
+                       [this] {
+                         std::lock_guard<std::mutex> l(mu_);
+                         int64_t lo = -1, hi = -1;
+                         for (size_t w = 0; w < clock_.size(); ++w) {
+                           if (finished_[w]) continue;
+                           lo = lo < 0 ? clock_[w] : std::min(lo, clock_[w]);
+                           hi = std::max(hi, clock_[w]);
+                         }
+                         return lo < 0 ? 0.0 : static_cast<double>(hi - lo);
+                       });
+  metrics_.staleness_timeouts = metrics->AddCounter(
+      "staleness_timeouts", "Pulls failed because the staleness bound was not met in time.");
+  metrics_.export_requests =
+      metrics->AddCounter("server_export_requests", "EXPORT requests answered.");
+  metrics_.export_bytes =
+      metrics->AddCounter("server_export_bytes", "Bytes of changed rows sent to the exporter.");
 }
 
 ServerNode::~ServerNode() { pool_.WaitIdle(); }
@@ -44,6 +91,7 @@ void ServerNode::Reply(const Message& req, MsgType type, std::vector<char> body,
 }
 
 void ServerNode::HandlePull(Message msg) {
+  const auto start = std::chrono::steady_clock::now();
   const size_t n = msg.meta.num_keys;
   const size_t dim = msg.meta.dim;
   if (msg.body.size() != n * sizeof(uint64_t)) {
@@ -60,9 +108,11 @@ void ServerNode::HandlePull(Message msg) {
                                  reinterpret_cast<const uint64_t*>(msg.body.data()), n,
                                  reinterpret_cast<float*>(out.data()));
   Reply(msg, MsgType::kPullResponse, std::move(out), st);
+  if (metrics_.pull_latency != nullptr) metrics_.pull_latency->RecordSince(start);
 }
 
 void ServerNode::HandlePush(Message msg) {
+  const auto start = std::chrono::steady_clock::now();
   const size_t n = msg.meta.num_keys;
   const size_t dim = msg.meta.dim;
   const size_t want = n * sizeof(uint64_t) + n * dim * sizeof(float);
@@ -83,6 +133,7 @@ void ServerNode::HandlePush(Message msg) {
     if (AdvanceClocksLocked()) ReleaseDeferredLocked(false);
   }
   Reply(msg, MsgType::kPushResponse, {}, st);
+  if (metrics_.push_latency != nullptr) metrics_.push_latency->RecordSince(start);
 }
 
 bool ServerNode::AdvanceClocksLocked() {
@@ -119,8 +170,10 @@ void ServerNode::ReleaseDeferredLocked(bool check_deadlines) {
   std::vector<Deferred> keep;
   for (auto& d : deferred_) {
     if (min_clock >= d.required_clock) {
+      if (metrics_.staleness_wait != nullptr) metrics_.staleness_wait->RecordSince(d.since);
       pool_.Schedule([this, m = std::move(d.msg)]() mutable { HandlePull(std::move(m)); });
     } else if (check_deadlines && now >= d.deadline) {
+      if (metrics_.staleness_timeouts != nullptr) metrics_.staleness_timeouts->Add();
       const std::string who =
           slowest >= 0 ? layout_.Describe(layout_.WorkerRank(slowest)) : std::string("none");
       Reply(d.msg, MsgType::kPullResponse, {},
@@ -159,8 +212,8 @@ Status ServerNode::Run() {
           std::lock_guard<std::mutex> l(mu_);
           int slowest;
           if (MinClockLocked(&slowest) < required) {
-            deferred_.push_back(Deferred{std::move(msg), required,
-                                         std::chrono::steady_clock::now() + request_timeout_});
+            const auto now = std::chrono::steady_clock::now();
+            deferred_.push_back(Deferred{std::move(msg), required, now + request_timeout_, now});
             break;
           }
         }
@@ -208,6 +261,10 @@ Status ServerNode::Run() {
           uint32_t now = 0;
           std::vector<char> body = shard_->ExportChanged(static_cast<uint32_t>(m.meta.clock), &now);
           body.reserve(body.size() + 128);
+          if (metrics_.export_requests != nullptr) {
+            metrics_.export_requests->Add();
+            metrics_.export_bytes->Add(static_cast<int64_t>(body.size()));
+          }
           Message resp;
           resp.meta.type = MsgType::kExportResponse;
           resp.meta.request_id = m.meta.request_id;

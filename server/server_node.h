@@ -16,6 +16,11 @@
 // that sent SHUTDOWN no longer holds anyone back. A pull that waits longer
 // than the request timeout gets an error response naming the slowest worker.
 //
+// Metrics (when a registry is given; common/metrics_registry.h): request and
+// key counts, table rows and bytes, handling latency of pulls and pushes,
+// time pulls waited for the staleness bound, pulls waiting now, staleness
+// timeouts, export requests and bytes.
+//
 // Thread safety: Run() once, from one thread. Stop() from any thread.
 #pragma once
 
@@ -26,6 +31,7 @@
 #include <vector>
 
 #include "common/config.h"
+#include "common/metrics_registry.h"
 #include "common/thread_pool.h"
 #include "common/transport.h"
 #include "server/parameter_shard.h"
@@ -34,9 +40,11 @@ namespace freshet {
 
 class ServerNode {
  public:
-  // Not owned; all must outlive Run(). REQUIRES: layout.RoleOf(transport->rank()) == SERVER.
+  // Not owned; all must outlive Run() (the registry: the node). `metrics`
+  // may be null (no metrics). REQUIRES: layout.RoleOf(transport->rank()) ==
+  // SERVER.
   ServerNode(Transport* transport, const ClusterLayout& layout, ParameterShard* shard,
-             int handler_threads, Millis request_timeout);
+             int handler_threads, Millis request_timeout, MetricsRegistry* metrics = nullptr);
   ~ServerNode();
 
   // Serves until every worker has sent SHUTDOWN (OK) or Stop() is called
@@ -49,6 +57,15 @@ class ServerNode {
     Message msg;
     int64_t required_clock;
     std::chrono::steady_clock::time_point deadline;
+    std::chrono::steady_clock::time_point since;  // when it started waiting
+  };
+  struct Metrics {
+    LatencyHistogram* pull_latency = nullptr;
+    LatencyHistogram* push_latency = nullptr;
+    LatencyHistogram* staleness_wait = nullptr;
+    Counter* staleness_timeouts = nullptr;
+    Counter* export_requests = nullptr;
+    Counter* export_bytes = nullptr;
   };
   void HandlePull(Message msg);
   void HandlePush(Message msg);
@@ -64,6 +81,7 @@ class ServerNode {
   const Millis request_timeout_;
   ThreadPool pool_;
   std::atomic<bool> stop_{false};
+  Metrics metrics_;  // all null without a registry
 
   std::mutex mu_;
   // Per worker index:

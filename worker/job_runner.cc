@@ -170,6 +170,7 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
   topt.status_interval_s = job.status_interval_s();
   topt.print_status = leader && options.print_status;
   topt.max_steps = options.max_steps;
+  topt.metrics = options.metrics;
   Model* model_ptr = nullptr;
   if (leader && options.after_step) {
     topt.after_step = [&options, &model_ptr](int64_t step, int64_t watermark, int64_t wall_ms) {

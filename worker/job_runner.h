@@ -53,6 +53,9 @@ struct RunOptions {
   // Worker 0 only: called once training ended, with the final model, before
   // the holdout scoring (e.g. to have the exporter publish the final model).
   std::function<Status(const Model& model)> after_training;
+  // Every worker: the trainer's metrics go here (Trainer::Options::metrics).
+  // Not owned; may be null.
+  MetricsRegistry* metrics = nullptr;
 };
 
 // Runs the worker side of `job` (validated). Data preparation happens on

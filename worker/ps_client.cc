@@ -66,7 +66,36 @@ PsClient::PsClient(Transport* transport, const ClusterLayout& layout, std::vecto
       options_(options),
       worker_index_(layout.IndexInRole(transport->rank())),
       pushes_sent_(layout.num_servers(), 0) {
+  if (MetricsRegistry* m = options.metrics) {
+    metrics_.pull_latency = m->AddHistogram(
+        "pull", "Round trip of one pull request to one server (send to answer).");
+    metrics_.push_latency = m->AddHistogram(
+        "push", "Round trip of one push request to one server (send to ack).");
+    metrics_.pull_requests = m->AddCounter("pull_requests", "Pull requests sent (one per shard).");
+    metrics_.push_requests = m->AddCounter("push_requests", "Push requests sent (one per shard).");
+    metrics_.keys_pulled = m->AddCounter("keys_pulled", "Unique keys pulled.");
+    metrics_.keys_pushed = m->AddCounter("keys_pushed", "Unique keys pushed.");
+    metrics_.pull_bytes_out = m->AddCounter("pull_bytes_out", "Body bytes of pull requests.");
+    metrics_.pull_bytes_in = m->AddCounter("pull_bytes_in", "Body bytes of pull answers (rows).");
+    metrics_.push_bytes_out =
+        m->AddCounter("push_bytes_out", "Body bytes of push requests (keys and gradients).");
+    metrics_.failed_requests = m->AddCounter(
+        "failed_requests", "Pull and push requests that failed (error, deadline, shutdown).");
+    m->AddCallback("requests_in_flight", "Pull and push requests awaiting an answer.", false,
+                   [this] {
+                     std::lock_guard<std::mutex> l(mu_);
+                     return static_cast<double>(inflight_);
+                   });
+  }
   receiver_ = std::thread([this] { ReceiveLoop(); });
+}
+
+void PsClient::CountSend(MsgType type, size_t keys, size_t body_bytes) {
+  if (metrics_.pull_requests == nullptr) return;
+  const bool pull = type == MsgType::kPullRequest;
+  (pull ? metrics_.pull_requests : metrics_.push_requests)->Add();
+  (pull ? metrics_.keys_pulled : metrics_.keys_pushed)->Add(static_cast<int64_t>(keys));
+  (pull ? metrics_.pull_bytes_out : metrics_.push_bytes_out)->Add(static_cast<int64_t>(body_bytes));
 }
 
 PsClient::~PsClient() {
@@ -104,6 +133,7 @@ void PsClient::ReleaseSlot() {
 
 uint64_t PsClient::Register(Request req) {
   const uint64_t id = next_id_.fetch_add(1);
+  req.sent = std::chrono::steady_clock::now();
   std::lock_guard<std::mutex> l(mu_);
   if (req.type == MsgType::kPushRequest) ++pushes_sent_[req.server];
   requests_.emplace(id, std::move(req));
@@ -155,8 +185,9 @@ std::future<Status> PsClient::Pull(int table, const uint64_t* keys, size_t n, fl
     const uint32_t nk = msg.meta.num_keys;
     const uint64_t id = Register(Request{op, s, std::move(rows[s]),
                                          std::chrono::steady_clock::now() + timeout,
-                                         MsgType::kPullRequest, nk});
+                                         MsgType::kPullRequest, nk, {}});
     msg.meta.request_id = id;
+    CountSend(MsgType::kPullRequest, nk, msg.body.size());
     Status sent = transport_->Send(layout_.ServerRank(s), std::move(msg));
     if (!sent.ok()) Complete(id, nullptr, sent);
   }
@@ -215,8 +246,9 @@ std::future<Status> PsClient::Push(int table, const uint64_t* keys, size_t n,
     }
     const uint64_t id = Register(Request{op, s, {}, std::chrono::steady_clock::now() +
                                                         options_.request_timeout,
-                                         MsgType::kPushRequest, static_cast<uint32_t>(ns)});
+                                         MsgType::kPushRequest, static_cast<uint32_t>(ns), {}});
     msg.meta.request_id = id;
+    CountSend(MsgType::kPushRequest, ns, msg.body.size());
     Status sent = transport_->Send(layout_.ServerRank(s), std::move(msg));
     if (!sent.ok()) Complete(id, nullptr, sent);
   }
@@ -236,6 +268,16 @@ void PsClient::Complete(uint64_t id, Message* resp, const Status& st_in) {
   Status st = st_in;
   if (st.ok() && resp->meta.status_code != StatusCode::kOk) {
     st = Status(resp->meta.status_code, resp->meta.error);
+  }
+  if (metrics_.pull_latency != nullptr) {
+    if (!st.ok()) {
+      metrics_.failed_requests->Add();
+    } else if (req.type == MsgType::kPullRequest) {
+      metrics_.pull_latency->RecordSince(req.sent);
+      metrics_.pull_bytes_in->Add(static_cast<int64_t>(resp->body.size()));
+    } else {
+      metrics_.push_latency->RecordSince(req.sent);
+    }
   }
   if (st.ok() && req.type == MsgType::kPullRequest) {
     Op& op = *req.op;

@@ -15,6 +15,10 @@
 // starts at 0; Clock() ends a step. With staleness k >= 0, a Pull issued in
 // step t sees every push made by any worker in steps < t-k. k < 0: no bound.
 //
+// Metrics (PsClientOptions::metrics): pull and push round-trip latency per
+// shard request (send to answer), requests, keys, body bytes out and in,
+// failed requests, requests in flight.
+//
 // Thread safety: all methods may be called from any thread. One background
 // thread receives responses and enforces deadlines.
 #pragma once
@@ -31,6 +35,7 @@
 #include <vector>
 
 #include "common/config.h"
+#include "common/metrics_registry.h"
 #include "common/status.h"
 #include "common/transport.h"
 #include "common/sparse_store.h"
@@ -42,6 +47,9 @@ struct PsClientOptions {
   int max_inflight = 64;
   // Staleness bound for pulls (see above). -1: asynchronous.
   int staleness = -1;
+  // Where the client counts requests, bytes and latency; not owned, must
+  // outlive the client. Null: no metrics.
+  MetricsRegistry* metrics = nullptr;
 };
 
 class PsClient : public SparseStore {
@@ -98,7 +106,22 @@ class PsClient : public SparseStore {
     std::chrono::steady_clock::time_point deadline;
     MsgType type;
     uint32_t num_keys;
+    std::chrono::steady_clock::time_point sent;  // set by Register()
   };
+  struct Metrics {
+    LatencyHistogram* pull_latency = nullptr;
+    LatencyHistogram* push_latency = nullptr;
+    Counter* pull_requests = nullptr;
+    Counter* push_requests = nullptr;
+    Counter* keys_pulled = nullptr;
+    Counter* keys_pushed = nullptr;
+    Counter* pull_bytes_out = nullptr;
+    Counter* pull_bytes_in = nullptr;
+    Counter* push_bytes_out = nullptr;
+    Counter* failed_requests = nullptr;
+  };
+  // Counts a request about to be sent (no-op without a registry).
+  void CountSend(MsgType type, size_t keys, size_t body_bytes);
 
   PsClient(Transport* transport, const ClusterLayout& layout, std::vector<int> table_dims,
            PsClientOptions options);
@@ -119,6 +142,7 @@ class PsClient : public SparseStore {
   const std::vector<int> table_dims_;
   const PsClientOptions options_;
   const int worker_index_;
+  Metrics metrics_;  // all null without a registry
 
   std::atomic<uint64_t> next_id_{1};
   std::atomic<int64_t> step_{0};

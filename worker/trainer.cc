@@ -123,6 +123,7 @@ StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const proto::JobConfig& job,
   for (size_t p = 0; p < t->tables_used_.size(); ++p) t->table_pos_[t->tables_used_[p]] = p;
   t->policy_.max_bad_ratio = job.data().max_bad_ratio();
   t->policy_.max_bad_records = job.data().max_bad_records();
+  if (options.metrics != nullptr) t->metrics_ = std::make_unique<TrainMetrics>(options.metrics);
   return t;
 }
 
@@ -225,6 +226,8 @@ StatusOr<TrainStats> Trainer::Train(const ReaderFactory& open_shard) {
   const bool prefetch = options_.staleness != 0;
   WindowAuc window(50000);
   auto last_status = Clock::now();
+  StatusLine status_line(stdout);  // live on a terminal, plain lines otherwise
+  const double status_every = status_line.Interval(options_.status_interval_s);
   int64_t status_examples = 0;
   double loss_sum_since = 0, pull_wait_since = 0;
   int64_t loss_n_since = 0, steps_since = 0;
@@ -334,16 +337,30 @@ StatusOr<TrainStats> Trainer::Train(const ReaderFactory& open_shard) {
       loss_sum_since += reduce_buf[num_dense + 1];
       loss_n_since += static_cast<int64_t>(total);
       ++steps_since;
+      if (metrics_ != nullptr) {
+        metrics_->AfterStep(stats, n, total, reduce_buf[num_dense + 1],
+                            [&window] { return window.Value(); });
+      }
 
-      if (options_.print_status && Since(last_status) >= options_.status_interval_s) {
+      if (options_.print_status && Since(last_status) >= status_every) {
         const double secs = Since(last_status);
-        std::printf("train  epoch %d  step %lld  examples %lld  %.0f ex/s  loss %.4f  "
-                    "progressive AUC %.4f (worker 0, last %zu)  pull wait %.2f ms/step\n",
-                    epoch + 1, static_cast<long long>(stats.steps),
-                    static_cast<long long>(stats.global_examples), status_examples / secs,
-                    loss_sum_since / std::max<int64_t>(1, loss_n_since), window.Value(),
-                    window.count(), 1e3 * pull_wait_since / std::max<int64_t>(1, steps_since));
-        std::fflush(stdout);
+        char line[320];
+        std::snprintf(line, sizeof(line),
+                      "train  epoch %d  step %lld  examples %lld  %.0f ex/s  loss %.4f  "
+                      "progressive AUC %.4f (worker 0, last %zu)  pull wait %.2f ms/step",
+                      epoch + 1, static_cast<long long>(stats.steps),
+                      static_cast<long long>(stats.global_examples), status_examples / secs,
+                      loss_sum_since / std::max<int64_t>(1, loss_n_since), window.Value(),
+                      window.count(), 1e3 * pull_wait_since / std::max<int64_t>(1, steps_since));
+        // Fraction done: this worker's share of its shard (all workers move
+        // through the files together), or of max_steps when that ends first.
+        const double shard = static_cast<double>(reader->total_bytes());
+        double done = (epoch + (shard > 0 ? std::min(1.0, reader->stats().bytes / shard) : 0.0)) /
+                      std::max(1, options_.epochs);
+        if (options_.max_steps > 0) {
+          done = std::max(done, static_cast<double>(stats.steps) / options_.max_steps);
+        }
+        status_line.Show(line, done, Since(start));
         last_status = Clock::now();
         status_examples = 0;
         loss_sum_since = pull_wait_since = 0;
@@ -370,6 +387,7 @@ StatusOr<TrainStats> Trainer::Train(const ReaderFactory& open_shard) {
     pending_pushes.pop_front();
     if (!st.ok()) return st.WithContext("push");
   }
+  status_line.Finish();
   stats.bad_records += encode_bad_;
   stats.seconds = Since(start);
   return stats;

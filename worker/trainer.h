@@ -30,6 +30,7 @@
 #include "worker/features.h"
 #include "worker/metrics.h"
 #include "worker/model/model.h"
+#include "worker/train_monitor.h"
 
 namespace freshet {
 
@@ -71,6 +72,9 @@ class Trainer {
     // ms) at which that step's batch was read: what the exporter needs to
     // report freshness. May be empty.
     std::function<void(int64_t step, int64_t watermark, int64_t ingest_wall_ms)> after_step;
+    // Where to count steps, examples, loss, AUC and the time split
+    // (worker/train_monitor.h); not owned, outlives the trainer. May be null.
+    MetricsRegistry* metrics = nullptr;
   };
 
   // Not owned; all must outlive the trainer. `tables` gives table ids by
@@ -113,6 +117,7 @@ class Trainer {
   BadRecordPolicy policy_;
   int64_t encode_bad_ = 0;
   int64_t watermark_ = 0;  // newest event time trained
+  std::unique_ptr<TrainMetrics> metrics_;  // when options.metrics is set
 };
 
 }  // namespace freshet

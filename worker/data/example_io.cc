@@ -226,6 +226,7 @@ StatusOr<std::unique_ptr<ExampleReader>> ExampleReader::Open(std::vector<FileRan
     *is_header = true;
     return Status::OK();
   };
+  for (const FileRange& fr : ranges) reader->total_bytes_ += fr.end - fr.begin;
   reader->source_ = std::make_unique<internal::LineSource>(std::move(ranges), policy, check_header);
   FRESHET_RETURN_IF_ERROR(reader->source_->CheckFirstLines());
   return reader;

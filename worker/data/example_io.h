@@ -68,6 +68,7 @@ struct ReadStats {
   int64_t lines = 0;     // example lines read (good + bad)
   int64_t examples = 0;  // good
   int64_t bad = 0;
+  int64_t bytes = 0;     // bytes of the lines read, newlines included (progress)
 };
 
 // ReadStats of one file (the raw readers of worker/data/raw_readers.h report
@@ -94,11 +95,15 @@ class ExampleReader {
   StatusOr<bool> Next(Example* ex);
   // Lines read, good examples and bad lines so far, over all ranges.
   const ReadStats& stats() const;
+  // Bytes of all ranges (headers included); stats().bytes / total_bytes()
+  // is the fraction read.
+  uint64_t total_bytes() const { return total_bytes_; }
 
  private:
   ExampleReader() = default;
   std::vector<std::string> columns_;
   bool header_read_ = false;
+  uint64_t total_bytes_ = 0;
   std::unique_ptr<internal::LineSource> source_;  // the lines and the bad-record account
 };
 

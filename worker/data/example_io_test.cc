@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <fstream>
 #include <map>
 #include <string>
 #include <vector>
@@ -142,6 +143,14 @@ TEST(ExampleIoTest, WriteReadRoundTrip) {
   EXPECT_EQ((*reader)->stats().lines, 100);
   EXPECT_EQ((*reader)->stats().examples, 100);
   EXPECT_EQ((*reader)->stats().bad, 0);
+  // Progress: every byte but the header line's was read.
+  std::ifstream in(path);
+  std::string header_line;
+  std::getline(in, header_line);
+  in.seekg(0, std::ios::end);
+  const int64_t size = static_cast<int64_t>(in.tellg());
+  EXPECT_EQ((*reader)->total_bytes(), static_cast<uint64_t>(size));
+  EXPECT_EQ((*reader)->stats().bytes, size - static_cast<int64_t>(header_line.size() + 1));
 }
 
 TEST(ExampleIoTest, HeaderErrors) {

@@ -197,9 +197,11 @@ StatusOr<bool> LineSource::Next(std::string_view* line) {
     ++lines_in_range_;
     ++stats_.lines;
     ++stats_.examples;
+    stats_.bytes += static_cast<int64_t>(line->size()) + 1;
     ReadStats& fs = file_stats_[file_index_[next_range_ - 1]].stats;
     ++fs.lines;
     ++fs.examples;
+    fs.bytes += static_cast<int64_t>(line->size()) + 1;
     can_mark_ = true;
     return true;
   }
