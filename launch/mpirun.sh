@@ -8,4 +8,10 @@ set -euo pipefail
 if [ "$(id -u)" -eq 0 ]; then
   export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 fi
-exec mpirun --oversubscribe --bind-to none "$@"
+# Ranks always see a pty from mpirun, so tell them whether a person watches:
+# worker 0 then draws a live status line instead of plain lines.
+if [ -z "${FRESHET_LIVE_STATUS:-}" ]; then
+  if [ -t 1 ]; then FRESHET_LIVE_STATUS=1; else FRESHET_LIVE_STATUS=0; fi
+fi
+export FRESHET_LIVE_STATUS
+exec mpirun --oversubscribe --bind-to none -x FRESHET_LIVE_STATUS "$@"

@@ -6,10 +6,14 @@
 //   build/bin/freshet_train --local --task=synthetic     (single-process reference)
 //
 // Worker 0 prints status lines while training and, last, one JSON line with
-// the final figures.
+// the final figures. Every rank counts what it does (common/metrics_registry.h)
+// and, as the cluster config's `metrics` message says, serves them on
+// http://<host>:<port + rank>/metrics and appends them to
+// <dir>/metrics-rank<rank>.jsonl every interval_s.
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <memory>
 
 #include <gflags/gflags.h>
@@ -17,6 +21,8 @@
 
 #include "common/collective.h"
 #include "common/config.h"
+#include "common/metrics_registry.h"
+#include "common/metrics_service.h"
 #include "common/mpi_transport.h"
 #include "common/mpi_util.h"
 #include "exporter/exporter_node.h"
@@ -43,6 +49,12 @@ DEFINE_int64(max_steps, 0, "stop training after this many steps (0: run the epoc
 DEFINE_string(work_dir, "", "override the job's work_dir (task data)");
 DEFINE_string(model_dir, "", "override where the model is saved");
 DEFINE_bool(save, true, "save the trained model (dense.bin, job.pbtxt, shard-*.rows)");
+DEFINE_int32(metrics_port, -1,
+             "override the cluster config's metrics.port: rank r serves /metrics on this + r "
+             "(0: no endpoints; -1: keep)");
+DEFINE_string(metrics_dir, "",
+              "override the cluster config's metrics.dir: each rank appends JSON lines to "
+              "<dir>/metrics-rank<r>.jsonl");
 
 namespace freshet {
 namespace {
@@ -77,6 +89,43 @@ StatusOr<proto::JobConfig> LoadJob() {
   return job;
 }
 
+// Ends a rank's metrics service before the objects its callbacks read are
+// destroyed: declare it right after them.
+struct StopMetricsOnExit {
+  MetricsService* service;
+  ~StopMetricsOnExit() {
+    if (service != nullptr) service->Stop();
+  }
+};
+
+// Starts rank `rank`'s metrics endpoint and log as `cfg` says; null when
+// both are off. A port that cannot be bound costs only the endpoint (a
+// warning); a log that cannot be opened fails.
+StatusOr<std::unique_ptr<MetricsService>> StartMetrics(const proto::MetricsConfig& cfg, int rank,
+                                                       proto::Role role,
+                                                       MetricsRegistry* registry) {
+  MetricsServiceOptions o;
+  o.host = cfg.host();
+  o.port = cfg.port() > 0 ? cfg.port() + rank : -1;
+  o.interval = std::chrono::milliseconds(static_cast<int64_t>(cfg.interval_s() * 1000));
+  o.log_fields = "\"rank\":" + std::to_string(rank) + ",\"role\":\"" + RoleName(role) + "\"";
+  if (!cfg.dir().empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(cfg.dir(), ec);
+    if (ec) return Internal("metrics: cannot create " + cfg.dir() + ": " + ec.message());
+    o.log_path = cfg.dir() + "/metrics-rank" + std::to_string(rank) + ".jsonl";
+  }
+  if (o.port < 0 && o.log_path.empty()) return std::unique_ptr<MetricsService>();
+  auto s = MetricsService::Start(o, registry);
+  if (!s.ok() && s.status().code() == StatusCode::kUnavailable) {
+    std::fprintf(stderr, "freshet_train: rank %d: %s; no /metrics endpoint on this rank\n", rank,
+                 s.status().message().c_str());
+    o.port = -1;
+    s = MetricsService::Start(o, registry);
+  }
+  return s;
+}
+
 RunOptions Options() {
   RunOptions o;
   o.data_dir = FLAGS_data_dir;
@@ -107,6 +156,8 @@ int RunMpi(int argc, char** argv, const proto::JobConfig& job) {
   const int rank = session->rank();
   auto cfg = LoadClusterConfig(FLAGS_cluster_config);
   if (!cfg.ok()) return Fail(cfg.status(), "cluster config");
+  if (FLAGS_metrics_port >= 0) cfg->mutable_metrics()->set_port(FLAGS_metrics_port);
+  if (!FLAGS_metrics_dir.empty()) cfg->mutable_metrics()->set_dir(FLAGS_metrics_dir);
   ClusterLayout layout(*cfg);
   if (layout.world_size() != session->size()) {
     if (rank == 0) {
@@ -122,6 +173,15 @@ int RunMpi(int argc, char** argv, const proto::JobConfig& job) {
                 job.name().c_str(), job.task().c_str(),
                 proto::ModelConfig::Kind_Name(job.model().kind()).c_str(), cfg->name().c_str(),
                 layout.ToTable().c_str());
+    const auto& m = cfg->metrics();
+    if (m.port() > 0) {
+      std::printf("metrics: http://%s:%d..%d/metrics (port %d + rank)\n", m.host().c_str(),
+                  m.port(), m.port() + layout.world_size() - 1, m.port());
+    }
+    if (!m.dir().empty()) {
+      std::printf("metrics: %s/metrics-rank<r>.jsonl every %g s\n", m.dir().c_str(),
+                  m.interval_s());
+    }
     std::fflush(stdout);
   }
   MPI_Comm role_comm;
@@ -130,12 +190,28 @@ int RunMpi(int argc, char** argv, const proto::JobConfig& job) {
   if (!transport_or.ok()) return Fail(transport_or.status(), "transport");
   std::unique_ptr<MpiTransport> transport = std::move(transport_or).value();
   const Millis timeout(cfg->transport().request_timeout_ms());
+  MetricsRegistry metrics({{"rank", std::to_string(rank)}, {"role", RoleName(role)}});
+  {
+    Transport* t = transport.get();
+    metrics.AddCallback("transport_bytes_sent", "Bytes this rank sent (frames).", true,
+                        [t] { return static_cast<double>(t->stats().bytes_sent); });
+    metrics.AddCallback("transport_bytes_received", "Bytes this rank received (frames).", true,
+                        [t] { return static_cast<double>(t->stats().bytes_received); });
+    metrics.AddCallback("transport_messages_sent", "Messages this rank sent.", true,
+                        [t] { return static_cast<double>(t->stats().messages_sent); });
+    metrics.AddCallback("transport_messages_received", "Messages this rank received.", true,
+                        [t] { return static_cast<double>(t->stats().messages_received); });
+  }
+  auto service_or = StartMetrics(cfg->metrics(), rank, role, &metrics);
+  if (!service_or.ok()) return Fail(service_or.status(), layout.Describe(rank));
+  std::unique_ptr<MetricsService> service = std::move(service_or).value();
   int rc = 0;
   if (role == proto::SERVER) {
     auto shard = ParameterShard::Create(job.tables(), cfg->server().partitions());
     if (!shard.ok()) return Fail(shard.status(), layout.Describe(rank));
     ServerNode node(transport.get(), layout, shard->get(), cfg->server().handler_threads(),
-                    timeout);
+                    timeout, &metrics);
+    StopMetricsOnExit stop_metrics{service.get()};
     Status st = node.Run();
     if (!st.ok()) {
       Fail(st, layout.Describe(rank));
@@ -148,11 +224,14 @@ int RunMpi(int argc, char** argv, const proto::JobConfig& job) {
     popt.request_timeout = timeout;
     popt.max_inflight = cfg->transport().max_inflight_requests();
     popt.staleness = JobStaleness(job);
+    popt.metrics = &metrics;
     auto client = PsClient::Create(transport.get(), layout, dims, popt);
     if (!client.ok()) return Fail(client.status(), layout.Describe(rank));
+    StopMetricsOnExit stop_metrics{service.get()};
     auto collective = MpiCollective::Create(role_comm);
     if (!collective.ok()) return Fail(collective.status(), layout.Describe(rank));
     RunOptions opt = Options();
+    opt.metrics = &metrics;
     PsClient* c = client->get();
     opt.save_tables = [c](const std::string& dir) { return c->SaveTables(dir); };
     if (layout.num_exporters() > 0 && layout.IndexInRole(rank) == 0) {
@@ -210,7 +289,8 @@ int RunMpi(int argc, char** argv, const proto::JobConfig& job) {
     Status st = (*client)->Shutdown();
     if (!st.ok()) rc = Fail(st, layout.Describe(rank));
   } else {
-    ExporterNode exporter(transport.get(), layout, job, timeout);
+    ExporterNode exporter(transport.get(), layout, job, timeout, &metrics);
+    StopMetricsOnExit stop_metrics{service.get()};
     Status st = exporter.Run();
     if (!st.ok()) {
       Fail(st, layout.Describe(rank));
