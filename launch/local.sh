@@ -6,7 +6,10 @@
 # out/synthetic on first use and trains DeepFM on it, printing progress and
 # finally the holdout AUC beside the oracle AUC. Meanwhile the exporter
 # publishes the model every second and freshet_serve (started here) follows
-# it; at the end the script shows the served model and a few scores.
+# it; at the end the script shows the served model and a few scores. Every
+# rank serves its counters on http://127.0.0.1:<9400 + rank>/metrics (the
+# cluster config's metrics.port) and logs them to <work_dir>/metrics; at the
+# end tools/plot turns the logs into PNG dashboards in <work_dir>/plots.
 #
 # usage: launch/local.sh [--cluster_config=FILE] [--task=NAME | --job_config=FILE]
 #                        [--no_serve] [other freshet_train flags, see
@@ -45,7 +48,12 @@ if [ "$serve" = 1 ] && [ "$(build/bin/freshet_ranks --cluster_config="$config" -
   trap 'kill $serve_pid 2>/dev/null || true' EXIT
 fi
 
-launch/mpirun.sh -np "$np" build/bin/freshet_train --cluster_config="$config" "${args[@]}"
+mkdir -p "$work_dir"
+rm -f "$work_dir"/metrics/metrics-rank*.jsonl  # this run's logs only
+launch/mpirun.sh -np "$np" build/bin/freshet_train --cluster_config="$config" \
+  --metrics_dir="$work_dir/metrics" "${args[@]}"
+echo
+tools/plot "$work_dir/metrics" -o "$work_dir/plots" || echo "local.sh: plotting failed (see above)"
 
 if [ -n "$serve_pid" ]; then
   port=$(grep -oE 'listening on http://[0-9.]+:[0-9]+' "$work_dir/serve.log" | grep -oE '[0-9]+$')

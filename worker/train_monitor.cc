@@ -60,9 +60,13 @@ void TrainMetrics::AfterStep(const TrainStats& s, int64_t local_examples, double
 namespace {
 bool LiveByDefault(std::FILE* out) {
   // Under mpirun every rank's stdout is a pty even when mpirun's is a file,
-  // so the launcher decides (launch/mpirun.sh sets it from its own stdout).
+  // so the launcher decides (launch/mpirun.sh sets it from its own stdout);
+  // a rank launched some other way prints plain lines.
   const char* env = std::getenv("FRESHET_LIVE_STATUS");
   if (env != nullptr && *env != '\0') return std::string(env) == "1";
+  for (const char* launcher : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_PROCID"}) {
+    if (std::getenv(launcher) != nullptr) return false;
+  }
   return isatty(fileno(out)) == 1;
 }
 }  // namespace

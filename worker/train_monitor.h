@@ -59,7 +59,9 @@ class TrainMetrics {
 class StatusLine {
  public:
   // Live when the environment variable FRESHET_LIVE_STATUS is "1", plain
-  // when it is set to anything else, else live when `out` is a terminal.
+  // when it is set to anything else; unset: plain under a launcher (mpirun,
+  // srun: ranks see a pty even when the job's output goes to a file), else
+  // live when `out` is a terminal.
   explicit StatusLine(std::FILE* out);
   StatusLine(std::FILE* out, bool live);
 
