@@ -145,7 +145,7 @@ grep -q '^train  epoch 1  step' "$out/train.log" || fail "no plain status lines 
 echo "metrics_e2e: logs OK ($(cat "$out"/metrics/*.jsonl | wc -l) lines), workers' examples $examples"
 
 "$src/tools/plot" "$out/metrics" -o "$out/plots" || fail "tools/plot failed"
-for p in dashboard training throughput latency freshness tables; do
+for p in dashboard training throughput latency freshness tables time_split; do
   png="$out/plots/$p.png"
   [ -s "$png" ] || fail "no $png"
   [ "$(head -c 8 "$png" | od -An -tx1 | tr -d ' \n')" = "89504e470d0a1a0a" ] || fail "$png is not a PNG"
