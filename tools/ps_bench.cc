@@ -9,10 +9,16 @@
 // --seconds, pulling (then pushing Adagrad gradients to) keys drawn uniformly
 // from a --keyspace-row table that was filled beforehand. Then worker 0
 // measures table bytes per row (allocated and resident) for --memory_rows.
+// With --zipf=s > 0 keys follow a Zipf(s) law over the keyspace instead (key
+// rank r has weight 1/r^s: a few hot keys), and the bench also reports how
+// the keys of one request spread over the servers after deduplication (the
+// busiest server's share; 1/S is perfect balance).
 // Prints a table, and as its last line one JSON object with every figure.
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <deque>
 #include <fstream>
@@ -28,6 +34,7 @@
 #include "common/config.h"
 #include "common/mpi_transport.h"
 #include "common/mpi_util.h"
+#include "common/key_dedup.h"
 #include "common/sharding.h"
 #include "server/embedding_table.h"
 #include "server/parameter_shard.h"
@@ -40,6 +47,7 @@ DEFINE_string(keys_per_request, "1024,4096,16384,65536", "comma-separated reques
 DEFINE_int64(keyspace, 1000000, "rows per table (filled before timing)");
 DEFINE_double(seconds, 1.0, "timed seconds per (dim, size, op) case");
 DEFINE_int32(pipeline, 4, "requests each worker keeps in flight");
+DEFINE_double(zipf, 0, "key popularity: 0 uniform, s > 0 Zipf with exponent s (hot keys)");
 DEFINE_string(memory_rows, "1000000,10000000", "row counts for the bytes-per-row figure (dim 16, "
               "Adagrad); empty to skip");
 
@@ -85,17 +93,48 @@ struct CaseResult {
   double keys_per_s;
   double gb_per_s;
   double ms_per_request;
+  double unique_fraction;   // unique keys / keys per request (dedup)
+  double max_shard_share;   // busiest server's share of the unique keys
+};
+
+// Draws keys 0..keyspace-1: uniformly, or Zipf(FLAGS_zipf) by inverse CDF.
+class KeySampler {
+ public:
+  KeySampler() {
+    if (FLAGS_zipf <= 0) return;
+    cdf_.resize(static_cast<size_t>(FLAGS_keyspace));
+    double sum = 0;
+    for (size_t r = 0; r < cdf_.size(); ++r) cdf_[r] = sum += std::pow(r + 1.0, -FLAGS_zipf);
+    for (double& c : cdf_) c /= sum;
+  }
+  uint64_t operator()(std::mt19937_64& rng) const {
+    if (cdf_.empty()) return rng() % static_cast<uint64_t>(FLAGS_keyspace);
+    const double u = std::uniform_real_distribution<double>(0, 1)(rng);
+    return static_cast<uint64_t>(std::lower_bound(cdf_.begin(), cdf_.end(), u) - cdf_.begin());
+  }
+
+ private:
+  std::vector<double> cdf_;
 };
 
 // Runs one timed case on this worker; returns keys moved. All workers start
 // together (barrier on the worker communicator).
-CaseResult RunCase(PsClient* client, MPI_Comm workers, int table, int dim, int keys_per_req,
-                   bool push) {
+CaseResult RunCase(PsClient* client, MPI_Comm workers, const KeySampler& sample, int table,
+                   int dim, int keys_per_req, bool push) {
   std::mt19937_64 rng(1234 + client->worker_index());
   const int kBatches = 16;  // precomputed key batches, reused round-robin
   std::vector<std::vector<uint64_t>> batches(kBatches, std::vector<uint64_t>(keys_per_req));
   for (auto& b : batches)
-    for (auto& k : b) k = rng() % static_cast<uint64_t>(FLAGS_keyspace);
+    for (auto& k : b) k = sample(rng);
+  // What the servers see: unique keys per request, split by shard.
+  const int servers = client->num_servers();
+  std::vector<int64_t> per_shard(servers, 0);
+  int64_t unique = 0;
+  for (const auto& b : batches) {
+    Dedup d = Deduplicate(b.data(), b.size());
+    unique += static_cast<int64_t>(d.uniq.size());
+    for (uint64_t k : d.uniq) ++per_shard[ShardOf(k, servers)];
+  }
   std::vector<std::vector<float>> bufs(FLAGS_pipeline,
                                        std::vector<float>(static_cast<size_t>(keys_per_req) * dim, 1e-3f));
   MPI_Barrier(workers);
@@ -131,6 +170,9 @@ CaseResult RunCase(PsClient* client, MPI_Comm workers, int table, int dim, int k
   r.keys_per_s = keys_total / secs_max;
   r.gb_per_s = r.keys_per_s * dim * sizeof(float) / 1e9;
   r.ms_per_request = secs * 1e3 / std::max<int64_t>(1, done);
+  r.unique_fraction = static_cast<double>(unique) / (static_cast<double>(kBatches) * keys_per_req);
+  r.max_shard_share = static_cast<double>(*std::max_element(per_shard.begin(), per_shard.end())) /
+                      std::max<int64_t>(1, unique);
   return r;
 }
 
@@ -176,23 +218,26 @@ int RunWorker(PsClient* client, const ClusterLayout& layout, MPI_Comm workers,
   }
   MPI_Barrier(workers);
   std::vector<CaseResult> results;
+  const KeySampler sample;
   if (leader) {
     std::printf("freshet_ps_bench: %d server(s), %d worker(s), %lld rows per table, pipeline %d, "
-                "%.1f s per case\n",
+                "%.1f s per case, keys %s\n",
                 layout.num_servers(), nworkers, static_cast<long long>(FLAGS_keyspace),
-                FLAGS_pipeline, FLAGS_seconds);
-    std::printf("%-5s %4s %8s %14s %9s %10s\n", "op", "dim", "keys/req", "keys/s", "GB/s",
-                "ms/req");
+                FLAGS_pipeline, FLAGS_seconds,
+                FLAGS_zipf > 0 ? ("Zipf(" + std::to_string(FLAGS_zipf) + ")").c_str() : "uniform");
+    std::printf("%-5s %4s %8s %14s %9s %10s %7s %10s\n", "op", "dim", "keys/req", "keys/s", "GB/s",
+                "ms/req", "unique", "max shard");
   }
   for (size_t t = 0; t < dims.size(); ++t) {
     for (int64_t kpr : ParseList(FLAGS_keys_per_request)) {
       for (bool push : {false, true}) {
-        CaseResult r = RunCase(client, workers, static_cast<int>(t), static_cast<int>(dims[t]),
-                               static_cast<int>(kpr), push);
+        CaseResult r = RunCase(client, workers, sample, static_cast<int>(t),
+                               static_cast<int>(dims[t]), static_cast<int>(kpr), push);
         results.push_back(r);
         if (leader) {
-          std::printf("%-5s %4d %8d %14.0f %9.3f %10.2f\n", r.op.c_str(), r.dim, r.keys,
-                      r.keys_per_s, r.gb_per_s, r.ms_per_request);
+          std::printf("%-5s %4d %8d %14.0f %9.3f %10.2f %6.1f%% %9.1f%%\n", r.op.c_str(), r.dim,
+                      r.keys, r.keys_per_s, r.gb_per_s, r.ms_per_request, 100 * r.unique_fraction,
+                      100 * r.max_shard_share);
           std::fflush(stdout);
         }
       }
@@ -221,15 +266,16 @@ int RunWorker(PsClient* client, const ClusterLayout& layout, MPI_Comm workers,
   }
   std::ostringstream js;
   js << "{\"bench\":\"ps\",\"servers\":" << layout.num_servers() << ",\"workers\":" << nworkers
-     << ",\"keyspace\":" << FLAGS_keyspace << ",\"cases\":[";
+     << ",\"keyspace\":" << FLAGS_keyspace << ",\"zipf\":" << FLAGS_zipf << ",\"cases\":[";
   for (size_t i = 0; i < results.size(); ++i) {
     const auto& r = results[i];
     char buf[256];
     std::snprintf(buf, sizeof(buf),
                   "%s{\"op\":\"%s\",\"dim\":%d,\"keys_per_request\":%d,\"keys_per_s\":%.0f,"
-                  "\"gb_per_s\":%.4f,\"ms_per_request\":%.3f}",
+                  "\"gb_per_s\":%.4f,\"ms_per_request\":%.3f,\"unique_fraction\":%.4f,"
+                  "\"max_shard_share\":%.4f}",
                   i ? "," : "", r.op.c_str(), r.dim, r.keys, r.keys_per_s, r.gb_per_s,
-                  r.ms_per_request);
+                  r.ms_per_request, r.unique_fraction, r.max_shard_share);
     js << buf;
   }
   js << "],\"memory\":[";
