@@ -1,5 +1,6 @@
 #include "worker/ps_client.h"
 
+#include <sstream>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -16,7 +17,7 @@ namespace {
 class ClientTest : public ::testing::Test {
  protected:
   void Start(int servers, int workers, int staleness, int max_inflight = 8,
-             Millis timeout = Millis(5000)) {
+             Millis timeout = Millis(5000), bool metrics = false) {
     proto::ClusterConfig cfg;
     cfg.add_roles()->set_role(proto::SERVER);
     cfg.mutable_roles(0)->set_count(servers);
@@ -31,10 +32,14 @@ class ClientTest : public ::testing::Test {
       tables { name: "f" dim: 2 optimizer { sgd { learning_rate: 1 } } }
     )", "t");
     ASSERT_TRUE(tables.ok());
+    for (int r = 0; r < servers + workers; ++r) {
+      registries_.push_back(metrics ? std::make_unique<MetricsRegistry>() : nullptr);
+    }
     for (int s = 0; s < servers; ++s) {
       shards_.push_back(std::move(ParameterShard::Create(*tables, 4)).value());
       nodes_.push_back(std::make_unique<ServerNode>(hub_->endpoint(s), *layout_,
-                                                    shards_.back().get(), 2, timeout));
+                                                    shards_.back().get(), 2, timeout,
+                                                    registries_[s].get()));
     }
     for (int s = 0; s < servers; ++s) threads_.emplace_back([this, s] { (void)nodes_[s]->Run(); });
     for (int w = 0; w < workers; ++w) {
@@ -42,6 +47,7 @@ class ClientTest : public ::testing::Test {
       opt.staleness = staleness;
       opt.max_inflight = max_inflight;
       opt.request_timeout = timeout;
+      opt.metrics = registries_[servers + w].get();
       clients_.push_back(
           std::move(PsClient::Create(hub_->endpoint(servers + w), *layout_, {3, 2}, opt)).value());
     }
@@ -58,6 +64,18 @@ class ClientTest : public ::testing::Test {
     return out;
   }
 
+  // The value of Prometheus sample `name` (no labels) of rank `rank`.
+  double Metric(int rank, const std::string& name) {
+    std::istringstream in(registries_[rank]->RenderPrometheus());
+    for (std::string line; std::getline(in, line);) {
+      if (line.rfind(name + " ", 0) == 0) return std::stod(line.substr(name.size() + 1));
+    }
+    ADD_FAILURE() << "no metric " << name << " on rank " << rank;
+    return -1;
+  }
+
+  // Declared first: destroyed after the nodes and clients that update them.
+  std::vector<std::unique_ptr<MetricsRegistry>> registries_;
   std::unique_ptr<ClusterLayout> layout_;
   std::unique_ptr<InProcessHub> hub_;
   std::vector<std::unique_ptr<ParameterShard>> shards_;
@@ -65,6 +83,45 @@ class ClientTest : public ::testing::Test {
   std::vector<std::thread> threads_;
   std::vector<std::unique_ptr<PsClient>> clients_;
 };
+
+TEST_F(ClientTest, MetricsCountRequestsKeysBytesAndLatency) {
+  Start(2, 1, -1, 8, Millis(5000), /*metrics=*/true);
+  std::vector<uint64_t> keys;
+  for (uint64_t k = 0; k < 100; ++k) keys.push_back(k * 7919);
+  std::vector<uint64_t> with_dups = keys;
+  with_dups.insert(with_dups.end(), keys.begin(), keys.begin() + 30);  // deduplicated
+  (void)Pull(0, 0, with_dups);
+  std::vector<float> g(keys.size() * 2, 0.25f);
+  ASSERT_TRUE(clients_[0]->Push(1, keys.data(), keys.size(), g.data()).get().ok());
+  int shards = 0;
+  for (int s = 0; s < 2; ++s) shards += shards_[s]->Stats().keys_pulled > 0 ? 1 : 0;
+  const int w = 2;  // the worker's rank
+  EXPECT_EQ(Metric(w, "freshet_pull_requests_total"), shards);
+  EXPECT_EQ(Metric(w, "freshet_push_requests_total"), shards);
+  EXPECT_EQ(Metric(w, "freshet_keys_pulled_total"), 100);
+  EXPECT_EQ(Metric(w, "freshet_keys_pushed_total"), 100);
+  EXPECT_EQ(Metric(w, "freshet_pull_bytes_out_total"), 100 * 8);
+  EXPECT_EQ(Metric(w, "freshet_pull_bytes_in_total"), 100 * 3 * 4);  // dim 3 rows
+  EXPECT_EQ(Metric(w, "freshet_push_bytes_out_total"), 100 * (8 + 2 * 4));
+  EXPECT_EQ(Metric(w, "freshet_pull_seconds_count"), shards);
+  EXPECT_EQ(Metric(w, "freshet_push_seconds_count"), shards);
+  EXPECT_GT(Metric(w, "freshet_pull_p50_seconds"), 0);
+  EXPECT_EQ(Metric(w, "freshet_failed_requests_total"), 0);
+  EXPECT_EQ(Metric(w, "freshet_requests_in_flight"), 0);
+  double rows = 0, pulled = 0, pushed = 0, handled = 0;
+  for (int s = 0; s < 2; ++s) {
+    rows += Metric(s, "freshet_table_rows");
+    pulled += Metric(s, "freshet_server_keys_pulled_total");
+    pushed += Metric(s, "freshet_server_keys_pushed_total");
+    handled += Metric(s, "freshet_server_pull_seconds_count");
+    EXPECT_GT(Metric(s, "freshet_table_bytes"), 0);
+    EXPECT_EQ(Metric(s, "freshet_staleness_waiting_pulls"), 0);
+  }
+  EXPECT_EQ(rows, 200);  // 100 keys in each of the two tables
+  EXPECT_EQ(pulled, 100);
+  EXPECT_EQ(pushed, 100);
+  EXPECT_EQ(handled, shards);
+}
 
 TEST_F(ClientTest, PullGathersInCallerOrderAcrossShards) {
   Start(3, 1, -1);
@@ -156,16 +213,23 @@ TEST_F(ClientTest, StalenessZeroWaitsForTheSlowestWorker) {
 }
 
 TEST_F(ClientTest, StalenessOneAllowsOneStepAhead) {
-  Start(1, 2, 1);
+  Start(1, 2, 1, 8, Millis(5000), /*metrics=*/true);
   const uint64_t k = 3;
   float out[3];
   ASSERT_TRUE(clients_[0]->Clock().ok());  // step 1: may run ahead of step 0 by 1
   EXPECT_TRUE(clients_[0]->Pull(0, &k, 1, out).get().ok());
+  EXPECT_EQ(Metric(0, "freshet_staleness_wait_seconds_count"), 0);
+  EXPECT_EQ(Metric(0, "freshet_worker_clock_spread"), 1);
   ASSERT_TRUE(clients_[0]->Clock().ok());  // step 2: needs worker 1 at step >= 1
   auto fut = clients_[0]->Pull(0, &k, 1, out);
   EXPECT_EQ(fut.wait_for(Millis(150)), std::future_status::timeout);
+  EXPECT_EQ(Metric(0, "freshet_staleness_waiting_pulls"), 1);
   ASSERT_TRUE(clients_[1]->Clock().ok());
   EXPECT_TRUE(fut.get().ok());
+  // The server released the pull after it waited at least the 150 ms above.
+  EXPECT_EQ(Metric(0, "freshet_staleness_wait_seconds_count"), 1);
+  EXPECT_EQ(Metric(0, "freshet_staleness_waiting_pulls"), 0);
+  EXPECT_GE(Metric(0, "freshet_staleness_wait_p50_seconds"), 0.15 * 0.8);
 }
 
 TEST_F(ClientTest, FinishedWorkerNoLongerHoldsOthersBack) {
