@@ -7,11 +7,12 @@ namespace freshet {
 std::string JoinCounters::ToString() const {
   char buf[320];
   std::snprintf(buf, sizeof(buf),
-                "imp %lld joined %lld expired %lld evicted %lld dup %lld late %lld orphan %lld "
+                "imp %lld joined %lld expired %lld evicted %lld dup %lld/%lld late %lld orphan %lld "
                 "mismatched %lld ignored %lld",
                 static_cast<long long>(impressions), static_cast<long long>(joined),
                 static_cast<long long>(expired), static_cast<long long>(evicted),
-                static_cast<long long>(duplicate), static_cast<long long>(late),
+                static_cast<long long>(duplicate), static_cast<long long>(dup_labels),
+                static_cast<long long>(late),
                 static_cast<long long>(orphan), static_cast<long long>(mismatched),
                 static_cast<long long>(ignored));
   return buf;
@@ -21,7 +22,7 @@ std::string JoinCounters::ToJsonFields() const {
   auto f = [](const char* k, int64_t v) { return "\"" + std::string(k) + "\":" + std::to_string(v); };
   return f("impressions", impressions) + "," + f("reactions", reactions) + "," +
          f("joined", joined) + "," + f("expired", expired) + "," + f("evicted", evicted) + "," +
-         f("duplicate", duplicate) + "," + f("late", late) + "," + f("orphan", orphan) + "," +
+         f("duplicate", duplicate) + "," + f("dup_labels", dup_labels) + "," + f("late", late) + "," + f("orphan", orphan) + "," +
          f("mismatched", mismatched) + "," + f("ignored", ignored) + "," +
          f("early_joined", early_joined);
 }
@@ -33,6 +34,7 @@ void JoinCounters::Add(const JoinCounters& o) {
   expired += o.expired;
   evicted += o.evicted;
   duplicate += o.duplicate;
+  dup_labels += o.dup_labels;
   late += o.late;
   orphan += o.orphan;
   mismatched += o.mismatched;
@@ -217,7 +219,7 @@ void LabelJoiner::Add(const Event& ev, std::vector<Example>* out) {
     }
     auto [er, inserted] = early_.try_emplace(key_, Early{ev.ms, ev.user});
     if (!inserted) {
-      ++counters_.duplicate;
+      ++counters_.dup_labels;
       return;
     }
     early_order_.emplace_back(ev.ms + hold_ms_, key_);
@@ -250,7 +252,7 @@ void LabelJoiner::Add(const Event& ev, std::vector<Example>* out) {
       break;
     }
     case kPositive:
-      ++(in_window ? counters_.duplicate : counters_.late);
+      ++(in_window ? counters_.dup_labels : counters_.late);
       break;
     default:
       ++counters_.late;

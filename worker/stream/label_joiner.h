@@ -16,7 +16,7 @@
 //
 // Counters (JoinCounters): every impression is emitted exactly once, as
 // joined, expired or evicted, or counted duplicate; every reaction is
-// joined, ignored (not a label kind), duplicate (a second label event for an
+// joined, ignored (not a label kind), dup_labels (a second label event for an
 // example already positive), late (outside its window, or after its example
 // was emitted as a negative), mismatched (user differs from the
 // impression's), or orphan (no impression came).
@@ -63,13 +63,16 @@ struct JoinCounters {
   int64_t joined = 0;       // examples emitted positive
   int64_t expired = 0;      // examples emitted negative when the window closed
   int64_t evicted = 0;      // examples emitted negative early: buffer full
-  int64_t duplicate = 0;    // impressions or label events seen again
+  int64_t duplicate = 0;    // impressions seen again (same request, item)
+  int64_t dup_labels = 0;   // label events for an example already positive
   int64_t late = 0;         // label events outside their window / after the negative
   int64_t orphan = 0;       // label events whose impression never came
   int64_t mismatched = 0;   // label events whose user differs from the impression's
   int64_t ignored = 0;      // reactions that are not label events
   int64_t early_joined = 0;  // of joined: the label event came before the impression
   int64_t emitted() const { return joined + expired + evicted; }
+  // After Flush(): impressions == emitted() + duplicate, and reactions ==
+  // joined + dup_labels + late + orphan + mismatched + ignored.
   // "imp 10 joined 2 expired 7 evicted 0 dup 1 late 0 orphan 0 ..."
   std::string ToString() const;
   // JSON object fields: "\"impressions\":10,...".

@@ -122,7 +122,8 @@ TEST(LabelJoinerTest, Duplicates) {
   j->Add(Imp(5, "r", "a"), &out);  // impression again after its example: duplicate
   j->AdvanceWatermark(5000, &out);
   EXPECT_EQ(out.size(), 1u);
-  EXPECT_EQ(j->counters().duplicate, 3);
+  EXPECT_EQ(j->counters().duplicate, 2);
+  EXPECT_EQ(j->counters().dup_labels, 1);
   EXPECT_EQ(j->counters().impressions, 3);
   EXPECT_EQ(j->counters().emitted(), 1);
 }
@@ -200,6 +201,7 @@ TEST(LabelJoinerTest, FullBufferEvictsTheEarliestWindowAsNegative) {
   EXPECT_EQ(j->entries(), 0u);
   const JoinCounters& c = j->counters();
   EXPECT_EQ(c.impressions, c.emitted() + c.duplicate);
+  EXPECT_EQ(c.reactions, c.joined + c.dup_labels + c.late + c.orphan + c.mismatched + c.ignored);
 }
 
 TEST(LabelJoinerTest, CountersAddUpOnAShuffledStream) {
@@ -241,7 +243,8 @@ TEST(LabelJoinerTest, CountersAddUpOnAShuffledStream) {
   const JoinCounters& c = j->counters();
   EXPECT_EQ(c.joined, clicks);
   EXPECT_EQ(c.duplicate, 40);
-  EXPECT_EQ(c.late + c.orphan + c.mismatched, 0);
+  EXPECT_EQ(c.late + c.orphan + c.mismatched + c.dup_labels, 0);
+  EXPECT_EQ(c.reactions, c.joined);
   EXPECT_EQ(c.early_joined, 223);  // i % 9 == 0 for i < 2000
   EXPECT_EQ(c.impressions, c.emitted() + c.duplicate);
 }

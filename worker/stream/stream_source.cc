@@ -15,6 +15,8 @@ StreamExampleSource::StreamExampleSource(std::unique_ptr<LineStream> lines,
                                          StreamSourceOptions options)
     : lines_(std::move(lines)), options_(std::move(options)) {}
 
+StreamExampleSource::~StreamExampleSource() = default;
+
 StatusOr<std::unique_ptr<StreamExampleSource>> StreamExampleSource::Create(
     std::unique_ptr<LineStream> lines, StreamSourceOptions options) {
   if (options.columns.empty()) return InvalidArgument("stream source: no columns");

@@ -48,6 +48,7 @@ class StreamExampleSource : public ExampleSource {
   // InvalidArgument for bad join options or no columns.
   static StatusOr<std::unique_ptr<StreamExampleSource>> Create(std::unique_ptr<LineStream> lines,
                                                                StreamSourceOptions options);
+  ~StreamExampleSource() override;
 
   // kExample, kNotNow when no example became ready before the deadline, kEnd
   // once the line stream ended and every window was closed and emitted.
