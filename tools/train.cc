@@ -4,6 +4,8 @@
 //
 //   launch/mpirun.sh -np 5 build/bin/freshet_train --task=synthetic
 //   build/bin/freshet_train --local --task=synthetic     (single-process reference)
+//   launch/mpirun.sh -np 5 build/bin/freshet_train --stream_dir=DIR
+//       --job_config=cluster-configs/jobs/realtime-shop.pbtxt     (streaming)
 //
 // Worker 0 prints status lines while training and, last, one JSON line with
 // the final figures.
@@ -42,6 +44,10 @@ DEFINE_string(model, "", "override the model kind: lr or deepfm");
 DEFINE_int64(max_steps, 0, "stop training after this many steps (0: run the epochs)");
 DEFINE_string(work_dir, "", "override the job's work_dir (task data)");
 DEFINE_string(model_dir, "", "override where the model is saved");
+DEFINE_string(stream_dir, "",
+              "override the job's stream.dir: train from the live event stream in this "
+              "directory (docs/EVENT_FORMAT.md), e.g. with --job_config="
+              "cluster-configs/jobs/realtime-shop.pbtxt");
 DEFINE_bool(save, true, "save the trained model (dense.bin, job.pbtxt, shard-*.rows)");
 
 namespace freshet {
@@ -68,6 +74,7 @@ StatusOr<proto::JobConfig> LoadJob() {
     job.set_work_dir(FLAGS_work_dir);
   }
   if (!FLAGS_model_dir.empty()) job.set_model_dir(FLAGS_model_dir);
+  if (!FLAGS_stream_dir.empty()) job.mutable_stream()->set_dir(FLAGS_stream_dir);
   if (FLAGS_model == "lr") job.mutable_model()->set_kind(proto::ModelConfig::LR);
   if (FLAGS_model == "deepfm") job.mutable_model()->set_kind(proto::ModelConfig::DEEPFM);
   if (!FLAGS_model.empty() && FLAGS_model != "lr" && FLAGS_model != "deepfm") {

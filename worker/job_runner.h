@@ -18,6 +18,7 @@
 #include "common/sparse_store.h"
 #include "worker/metrics.h"
 #include "worker/model/model.h"
+#include "worker/stream/label_joiner.h"
 #include "worker/trainer.h"
 
 namespace freshet {
@@ -29,6 +30,11 @@ struct JobResult {
   double hr10 = -1, ndcg10 = -1;  // worker 0, when the task has a ranking file
   double popularity_auc = -1;     // worker 0: item-popularity baseline on the holdout
   int64_t ranking_groups = 0;
+  // Streaming jobs: the join counters and bad event lines summed over all
+  // workers (worker 0).
+  bool streaming = false;
+  JoinCounters join;
+  int64_t stream_bad = 0;
   // Human-readable summary lines (holdout metrics beside the oracle and the
   // baseline).
   std::string Summary() const;
@@ -58,8 +64,17 @@ struct RunOptions {
 // Runs the worker side of `job` (validated). Data preparation happens on
 // worker 0 while the others wait. Returns this worker's result; worker 0's
 // has the evaluation.
+//
+// Streaming jobs (IsStreamingJob): no data preparation; each worker tails
+// its partitions of stream.dir (worker/stream/), joins labels and trains
+// until the stream ends (every worker saw `_END` and emitted every example);
+// holdout scoring only when holdout files are given.
 StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Collective* workers,
                                  const RunOptions& options);
+
+// The example columns a streaming job's features read: each slot's and
+// dense feature's column, first use first, without repeats.
+std::vector<std::string> StreamColumns(const proto::FeatureConfig& features);
 
 // Dense parameter files: "FRSHDENS", u64 count, floats, u64 FNV-1a checksum.
 Status SaveDense(const Model& model, const std::string& path);
