@@ -18,7 +18,8 @@
 #
 # usage: launch/realtime_demo.sh [--seconds=90] [--arms=realtime,frozen,periodic]
 #          [--out=out/realtime_demo] [--speed=20] [--rate=10] [--warmup=20]
-#          [--drift_period_s=240] [--period_sim_s=600] [--seed=1] [--explore=0.05]
+#          [--drift_period_s=240] [--trending_boost=2.0] [--trending_share=0.25]
+#          [--period_sim_s=600] [--seed=1] [--explore=0.05]
 #          [--check] [--no_build] [--bin_dir=build/bin]
 #   --seconds   wall seconds of traffic per arm (default 90: ~6 min in all)
 #   --warmup    wall seconds after which (b) freezes; the lift is measured
@@ -38,11 +39,13 @@ drift=240
 period_sim=600
 seed=1
 explore=0.05
+boost=2.0
+share=0.25
 check=0
 build=1
 bin=build/bin
 config=cluster-configs/local.pbtxt
-job=cluster-configs/jobs/realtime-shop.pbtxt
+job=cluster-configs/jobs/realtime-demo.pbtxt
 for a in "$@"; do
   case "$a" in
     --seconds=*) seconds=${a#*=} ;;
@@ -55,16 +58,18 @@ for a in "$@"; do
     --period_sim_s=*) period_sim=${a#*=} ;;
     --seed=*) seed=${a#*=} ;;
     --explore=*) explore=${a#*=} ;;
+    --trending_boost=*) boost=${a#*=} ;;
+    --trending_share=*) share=${a#*=} ;;
     --cluster_config=*) config=${a#*=} ;;
     --job_config=*) job=${a#*=} ;;
     --check) check=1 ;;
     --no_build) build=0 ;;
     --bin_dir=*) bin=${a#*=} ;;
-    -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
     *) echo "realtime_demo: unknown argument $a (see --help)" >&2; exit 2 ;;
   esac
 done
-for v in seconds speed rate warmup drift period_sim seed; do
+for v in seconds speed rate warmup drift period_sim seed explore boost share; do
   if ! [[ ${!v} =~ ^[0-9]+([.][0-9]+)?$ ]]; then
     echo "realtime_demo: --${v} must be a non-negative number, got '${!v}'" >&2; exit 2
   fi
@@ -140,7 +145,7 @@ run_arm() {
 
   "$bin/freshet_shop_sim" --serve_url="http://127.0.0.1:$port" --stream_dir="$d/stream" \
     --job_config="$job" --seconds="$seconds" --speed="$speed" --rate="$rate" --seed="$seed" \
-    --drift_period_s="$drift" --warmup_s="$warmup_sim" --interval_s=60 \
+    --drift_period_s="$drift" --trending_boost="$boost" --trending_share="$share" --warmup_s="$warmup_sim" --interval_s=60 \
     --explore="$explore" --partitions="$workers" --metrics_file="$d/metrics.tsv" \
     >"$d/sim.log" 2>"$d/sim.err" || {
       echo "realtime_demo: freshet_shop_sim failed (see $d/sim.err)" >&2; tail -5 "$d/sim.err" >&2
@@ -198,7 +203,7 @@ for ((r = 2; r <= rows + 1; r++)); do
   sim_s=$(awk -v r="$r" 'NR == r {print $1}' "$out/${arm_list[0]}/metrics.tsv")
   mark=" "
   if [ "$(echo "$sim_s <= $warmup_sim" | bc)" = 1 ]; then mark="*"; fi
-  printf "%7.0f%s" "$(echo "$sim_s / 60" | bc -l)" "$mark"
+  printf "%7.1f%s" "$(echo "$sim_s / 60" | bc -l)" "$mark"
   for arm in "${arm_list[@]}"; do
     awk -v r="$r" 'NR == r {printf "  %10.4f %9.4f", $8, $9}' "$out/$arm/metrics.tsv"
   done
