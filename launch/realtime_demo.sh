@@ -8,9 +8,10 @@
 #   realtime  (a) serving loads every new export (real-time training);
 #   frozen    (b) serving stops loading models --warmup seconds after the
 #                 first one (the model frozen after a warm-up);
-#   periodic  (c) serving loads a new model at most every --period_sim_s
-#                 simulated seconds (a coarse retraining cadence: the same
-#                 continuously trained model, published only that often).
+#   periodic  (c) like (a) during the warm-up, then serving loads a new model
+#                 at most every --period_sim_s simulated seconds (a coarse
+#                 retraining cadence: the same continuously trained model,
+#                 published only that often).
 # It prints CTR and purchase rate over simulated time per arm, the lift of
 # (a) over (b) and (c) after the warm-up, and the freshness of the served
 # model (p50/p99 of freshness_at_load_seconds from GET /model), and writes
@@ -179,7 +180,7 @@ for arm in "${arm_list[@]}"; do
   case "$arm" in
     realtime) run_arm realtime ;;
     frozen) run_arm frozen --freeze_after_s="$warmup" ;;
-    periodic) run_arm periodic --min_reload_interval_s="$period_wall" ;;
+    periodic) run_arm periodic --min_reload_interval_s="$period_wall" --reload_interval_after_s="$warmup" ;;
     *) echo "realtime_demo: unknown arm '$arm' (realtime, frozen, periodic)" >&2; exit 2 ;;
   esac
 done

@@ -48,6 +48,10 @@ StatusOr<std::unique_ptr<ModelWatcher>> ModelWatcher::Start(Options options) {
     return InvalidArgument("model watcher: min_reload_interval_s must be >= 0, got " +
                            std::to_string(options.min_reload_interval_s));
   }
+  if (!(options.reload_interval_after_s >= 0)) {
+    return InvalidArgument("model watcher: reload_interval_after_s must be >= 0, got " +
+                           std::to_string(options.reload_interval_after_s));
+  }
   if (std::isnan(options.freeze_after_s)) {
     return InvalidArgument("model watcher: freeze_after_s is NaN");
   }
@@ -120,7 +124,9 @@ void ModelWatcher::PollOnce() {
     const double since_first = std::chrono::duration<double>(now - first_load_at_).count();
     const double since_last = std::chrono::duration<double>(now - last_load_at_).count();
     const bool frozen = options_.freeze_after_s >= 0 && since_first >= options_.freeze_after_s;
-    if (frozen || since_last < options_.min_reload_interval_s) {
+    const bool spaced = since_first >= options_.reload_interval_after_s &&
+                        since_last < options_.min_reload_interval_s;
+    if (frozen || spaced) {
       std::lock_guard<std::mutex> lock(mu_);
       ++stats_.skipped_by_policy;
       if (frozen && !stats_.frozen) {

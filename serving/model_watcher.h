@@ -33,7 +33,9 @@
 // that many seconds (wall clock) after the first load: the first model keeps
 // serving for good. min_reload_interval_s > 0 loads a new model at most that
 // often (the first load is immediate; later exports in between are skipped,
-// and the newest one is loaded once the interval has passed). Skipped polls
+// and the newest one is loaded once the interval has passed), from
+// reload_interval_after_s after the first load on (a warm-up that loads
+// every export, as without a policy). Skipped polls
 // count in Stats::skipped_by_policy.
 //
 // Thread safety: all public methods are thread-safe.
@@ -73,6 +75,9 @@ class ModelWatcher {
     Scorer::Options scorer;
     double freeze_after_s = -1;        // < 0: never freeze
     double min_reload_interval_s = 0;  // >= 0; 0: load every new export
+    // min_reload_interval_s applies from this many seconds after the first
+    // load on (before that every export is loaded); >= 0.
+    double reload_interval_after_s = 0;
   };
 
   struct Stats {
@@ -86,7 +91,8 @@ class ModelWatcher {
 
   // Starts the polling thread (first poll at once) and returns without
   // waiting for a model. InvalidArgument for an empty export_dir,
-  // poll_ms <= 0, retry_failed_ms < 0 or min_reload_interval_s < 0 (or NaN).
+  // poll_ms <= 0, retry_failed_ms < 0, min_reload_interval_s or
+  // reload_interval_after_s < 0 (or NaN).
   static StatusOr<std::unique_ptr<ModelWatcher>> Start(Options options);
   // Stops and joins the polling thread (an in-progress load finishes first).
   ~ModelWatcher();

@@ -269,10 +269,47 @@ TEST(ModelWatcherTest, MinReloadIntervalLoadsAtMostThatOften) {
   EXPECT_FALSE(watcher.stats().frozen);
 }
 
+TEST(ModelWatcherTest, ReloadIntervalStartsAfterTheWarmUp) {
+  TempDir dir;
+  const proto::JobConfig job = TinyJob();
+  std::mt19937 rng(33);
+  State s = RandomState(job, kColumns, RandomExamples(kColumns, 30, &rng), 0.5, &rng);
+  auto writer = ExportWriter::Open(dir.path(), job, 100);
+  ASSERT_TRUE(writer.ok());
+  ASSERT_TRUE((*writer)->Publish(FullSnapshot(job, s, 1)).ok());
+  ModelWatcher::Options opt;
+  opt.export_dir = dir.path();
+  opt.poll_ms = 10;
+  opt.min_reload_interval_s = 60;
+  opt.reload_interval_after_s = 1.5;
+  auto w = ModelWatcher::Start(opt);
+  ASSERT_TRUE(w.ok()) << w.status();
+  ModelWatcher& watcher = **w;
+  ASSERT_TRUE(watcher.WaitForVersion(1, 5000ms));
+  auto publish = [&](uint64_t v) {
+    State next = s;
+    next.rows["emb"].begin()->second[0] += 1.0f;
+    ASSERT_TRUE((*writer)->Publish(DeltaSnapshot(job, s, next, v)).ok());
+    s = next;
+  };
+  // During the warm-up every export is loaded.
+  publish(2);
+  ASSERT_TRUE(watcher.WaitForVersion(2, 5000ms));
+  // After it, the 60 s interval holds the serving model.
+  std::this_thread::sleep_for(1600ms);
+  publish(3);
+  ASSERT_TRUE(watcher.WaitForPolls(20, 5000ms));
+  EXPECT_EQ(watcher.Current()->version(), 2u);
+  EXPECT_GT(watcher.stats().skipped_by_policy, 0);
+}
+
 TEST(ModelWatcherTest, RejectsBadReloadPolicy) {
   ModelWatcher::Options opt;
   opt.export_dir = "/nonexistent";
   opt.min_reload_interval_s = -1;
+  EXPECT_EQ(ModelWatcher::Start(opt).status().code(), StatusCode::kInvalidArgument);
+  opt.min_reload_interval_s = 1;
+  opt.reload_interval_after_s = -1;
   EXPECT_EQ(ModelWatcher::Start(opt).status().code(), StatusCode::kInvalidArgument);
 }
 

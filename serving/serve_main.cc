@@ -2,6 +2,7 @@
 //
 //   freshet_serve --export_dir=out/synthetic/export [--port=8080]
 //                 [--explore=0] [--freeze_after_s=-1] [--min_reload_interval_s=0]
+//                 [--reload_interval_after_s=0]
 //
 // Watches --export_dir (written by the exporter, exporter/snapshot.h), loads
 // the newest model (full snapshot + deltas, incrementally when possible),
@@ -36,6 +37,9 @@ DEFINE_double(freeze_after_s, -1,
               "Stop loading new models this many seconds after the first load (< 0: never)");
 DEFINE_double(min_reload_interval_s, 0,
               "Load a new model at most this often (seconds; 0: every new export)");
+DEFINE_double(reload_interval_after_s, 0,
+              "--min_reload_interval_s applies from this many seconds after the first load "
+              "(before: every new export is loaded)");
 
 int main(int argc, char** argv) {
   gflags::SetUsageMessage(
@@ -69,6 +73,7 @@ int main(int argc, char** argv) {
   wopt.poll_ms = FLAGS_poll_ms;
   wopt.freeze_after_s = FLAGS_freeze_after_s;
   wopt.min_reload_interval_s = FLAGS_min_reload_interval_s;
+  wopt.reload_interval_after_s = FLAGS_reload_interval_after_s;
   auto watcher = freshet::ModelWatcher::Start(wopt);
   if (!watcher.ok()) {
     std::fprintf(stderr, "freshet_serve: %s\n", watcher.status().ToString().c_str());
