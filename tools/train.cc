@@ -162,6 +162,27 @@ int RunMpi(int argc, char** argv, const proto::JobConfig& job) {
     RunOptions opt = Options();
     PsClient* c = client->get();
     opt.save_tables = [c](const std::string& dir) { return c->SaveTables(dir); };
+    if (layout.num_exporters() > 0) {
+      // Every worker reports its watermark; the exporter exports the minimum.
+      const int exporter = layout.ExporterRank(0);
+      const auto every = std::chrono::duration<double>(job.export_().interval_s()) / 2;
+      auto last = std::make_shared<std::chrono::steady_clock::time_point>(
+          std::chrono::steady_clock::now() - std::chrono::hours(1));
+      Transport* t = transport.get();
+      opt.report_watermark = [t, exporter, every, last](int64_t step, int64_t watermark,
+                                                        int64_t wall_ms) {
+        const auto now = std::chrono::steady_clock::now();
+        if (now - *last < every) return;
+        *last = now;
+        Message m;
+        m.meta.type = MsgType::kWatermark;
+        m.meta.clock = step;
+        m.meta.watermark = watermark;
+        m.meta.wall_ms = wall_ms;
+        Status st = t->Send(exporter, std::move(m));
+        if (!st.ok()) LOG(WARNING) << "watermark to the exporter: " << st;
+      };
+    }
     if (layout.num_exporters() > 0 && layout.IndexInRole(rank) == 0) {
       // Feed the exporter: the dense parameters every export interval, and
       // a final export when training ends.
@@ -197,7 +218,12 @@ int RunMpi(int argc, char** argv, const proto::JobConfig& job) {
         Status st = t->Send(exporter, dense_message(MsgType::kDenseUpdate, model, *feed));
         if (!st.ok()) LOG(WARNING) << "dense update to the exporter: " << st;
       };
-      // The final export carries the final dense parameters itself.
+      // The final export carries the minimum of every worker's final
+      // watermark, and the final dense parameters.
+      opt.final_watermark = [feed](int64_t watermark, int64_t wall_ms) {
+        feed->watermark = watermark;
+        feed->wall_ms = wall_ms;
+      };
       opt.after_training = [c, exporter, feed, dense_message](const Model& model) {
         return c->CallRanks({exporter}, dense_message(MsgType::kExportFinal, model, *feed))
             .status();

@@ -79,7 +79,7 @@ Status ValidateJobConfig(proto::JobConfig* job, const std::string& source) {
   if (data->max_bad_records() == 0) data->set_max_bad_records(100);
   const bool streaming = IsStreamingJob(*job);
   if (job->task().empty() && data->train_files_size() == 0 && !streaming) {
-    return Field(source, "data.train_files", "needs files when no task is named or stream set");
+    return Field(source, "data.train_files", "needs files when no task is named");
   }
   if (streaming) {
     auto* st = job->mutable_stream();

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -19,6 +20,7 @@
 #include "worker/data/task.h"
 #include "worker/features.h"
 #include "worker/job.h"
+#include "worker/stream/socket_source.h"
 #include "worker/stream/stream_source.h"
 #include "worker/stream/tail_source.h"
 
@@ -109,22 +111,30 @@ StatusOr<std::unique_ptr<StreamExampleSource>> OpenStream(const proto::JobConfig
                                                           const BadRecordPolicy& policy, int me,
                                                           int n) {
   const auto& s = job.stream();
-  if (s.dir().empty()) {
-    return InvalidArgument("stream: tcp_port / unix_socket sources are not available in this "
-                           "build; set stream.dir");
+  std::unique_ptr<LineStream> lines;
+  if (!s.dir().empty()) {
+    TailOptions t;
+    t.dir = s.dir();
+    t.worker = me;
+    t.num_workers = n;
+    FRESHET_ASSIGN_OR_RETURN(lines, TailSource::Open(t));
+  } else {
+    // Worker i listens on its own port / socket path.
+    SocketOptions so;
+    if (s.tcp_port() > 0) {
+      so.tcp_port = s.tcp_port() + me;
+    } else {
+      so.unix_socket = s.unix_socket() + "." + std::to_string(me);
+    }
+    FRESHET_ASSIGN_OR_RETURN(lines, SocketSource::Listen(so));
   }
-  TailOptions t;
-  t.dir = s.dir();
-  t.worker = me;
-  t.num_workers = n;
-  FRESHET_ASSIGN_OR_RETURN(std::unique_ptr<TailSource> tail, TailSource::Open(t));
   StreamSourceOptions o;
   o.columns = columns;
   o.join = JobJoinOptions(s);
   o.policy = policy;
   o.lateness_ms = static_cast<int64_t>(std::llround(s.lateness_s() * 1000.0));
   o.idle_partition = std::chrono::milliseconds(std::llround(s.idle_partition_s() * 1000.0));
-  return StreamExampleSource::Create(std::move(tail), o);
+  return StreamExampleSource::Create(std::move(lines), o);
 }
 
 }  // namespace
@@ -159,6 +169,8 @@ std::string JobResult::Json(const proto::JobConfig& job, int num_workers, int nu
     s += ",\"hr_at_10\":" + Num(hr10) + ",\"ndcg_at_10\":" + Num(ndcg10) +
          ",\"ranking_groups\":" + std::to_string(ranking_groups);
   }
+  s += ",\"final_watermark\":" + std::to_string(final_watermark) +
+       ",\"final_ingest_wall_ms\":" + std::to_string(final_ingest_wall_ms);
   if (streaming) {
     s += ",\"stream\":{" + join.ToJsonFields() + ",\"bad_lines\":" + std::to_string(stream_bad) +
          "}";
@@ -315,11 +327,14 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
     };
   }
   Model* model_ptr = nullptr;
-  if (leader && options.after_step) {
-    topt.after_step = [&options, &model_ptr](int64_t step, int64_t watermark, int64_t wall_ms) {
-      options.after_step(*model_ptr, step, watermark, wall_ms);
-    };
-  }
+  int64_t last_watermark = 0, last_wall_ms = 0;  // this worker's, after its last step
+  topt.after_step = [&options, &model_ptr, leader, &last_watermark, &last_wall_ms](
+                        int64_t step, int64_t watermark, int64_t wall_ms) {
+    last_watermark = watermark;
+    last_wall_ms = wall_ms;
+    if (options.report_watermark) options.report_watermark(step, watermark, wall_ms);
+    if (leader && options.after_step) options.after_step(*model_ptr, step, watermark, wall_ms);
+  };
   model_ptr = model.get();
   FRESHET_ASSIGN_OR_RETURN(std::unique_ptr<Trainer> trainer,
                            Trainer::Create(job, encoder.get(), model.get(), store, workers, topt));
@@ -359,6 +374,28 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
     const std::string mine = SerializeCounters(stream->join_counters(), stream->stats().bad);
     FRESHET_RETURN_IF_ERROR(workers->GatherBytes(mine.data(), mine.size(), &all));
     if (leader) FRESHET_RETURN_IF_ERROR(SumCounters(all, &result.join, &result.stream_bad));
+  }
+  {
+    // The final watermark: the minimum over the workers that trained
+    // anything (the exporter's EXPORT_FINAL carries it).
+    const int64_t mine[2] = {last_watermark, last_wall_ms};
+    std::string all;
+    FRESHET_RETURN_IF_ERROR(
+        workers->GatherBytes(reinterpret_cast<const char*>(mine), sizeof(mine), &all));
+    if (leader) {
+      int64_t w = INT64_MAX, wall = INT64_MAX;
+      for (size_t off = 0; off + sizeof(mine) <= all.size(); off += sizeof(mine)) {
+        int64_t v[2];
+        std::memcpy(v, all.data() + off, sizeof(v));
+        if (v[0] <= 0) continue;
+        w = std::min(w, v[0]);
+        wall = std::min(wall, v[1]);
+      }
+      if (w == INT64_MAX) w = wall = 0;
+      result.final_watermark = w;
+      result.final_ingest_wall_ms = wall;
+      if (options.final_watermark) options.final_watermark(w, wall);
+    }
   }
   if (leader && options.after_training) {
     FRESHET_RETURN_IF_ERROR(options.after_training(*model).WithContext("final export"));

@@ -33,6 +33,9 @@ struct JobResult {
   // Streaming jobs: the join counters and bad event lines summed over all
   // workers (worker 0).
   bool streaming = false;
+  // Worker 0: the minimum over workers of the final watermarks (see
+  // RunOptions::final_watermark).
+  int64_t final_watermark = 0, final_ingest_wall_ms = 0;
   JoinCounters join;
   int64_t stream_bad = 0;
   // Human-readable summary lines (holdout metrics beside the oracle and the
@@ -56,6 +59,14 @@ struct RunOptions {
   std::function<void(const Model& model, int64_t step, int64_t watermark,
                      int64_t ingest_wall_ms)>
       after_step;
+  // Every worker: called after each of its training steps with the step,
+  // its watermark (newest event time trained, unix s) and the wall time its
+  // batch was read; the exporter's WATERMARK feed. May be empty.
+  std::function<void(int64_t step, int64_t watermark, int64_t ingest_wall_ms)> report_watermark;
+  // Worker 0 only: called once training ended, before after_training, with
+  // the minimum over the workers that trained anything (watermark > 0) of
+  // their final watermarks and ingest wall times (0, 0 if none did).
+  std::function<void(int64_t watermark, int64_t ingest_wall_ms)> final_watermark;
   // Worker 0 only: called once training ended, with the final model, before
   // the holdout scoring (e.g. to have the exporter publish the final model).
   std::function<Status(const Model& model)> after_training;

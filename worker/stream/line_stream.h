@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/status.h"
 
@@ -39,6 +40,13 @@ class LineStream {
   // never spinning) until `deadline` at most. Errors: I/O failures, a file
   // or connection without a valid first line.
   virtual StatusOr<LineResult> Next(SourceLine* out, SteadyTime deadline) = 0;
+  // Whether `partition` has been quiet: the last look at it found nothing
+  // new, at least `quiet` after the last bytes arrived from it. A partition
+  // with unread data is never idle, however slowly it is read; unknown
+  // partitions are idle. (The event-time watermark ignores idle partitions.)
+  virtual bool Idle(int partition, std::chrono::milliseconds quiet) const = 0;
+  // The partitions (files' partitions, open connections) known now, sorted.
+  virtual std::vector<int> Partitions() const = 0;
   // For status lines and logs, e.g. "dir out/stream (partitions 0, 2 of 4)".
   virtual std::string Describe() const = 0;
 };

@@ -76,7 +76,6 @@ Status StreamExampleSource::HandleLine(const SourceLine& line) {
   }
   auto& p = partitions_[line.partition];
   p.newest = std::max(p.newest, event_.ms);
-  p.last_line = std::chrono::steady_clock::now();
   newest_ = std::max(newest_, event_.ms);
   joiner_->Add(event_, &ready_);
   if (++since_watermark_ >= 64) UpdateWatermark();
@@ -85,12 +84,16 @@ Status StreamExampleSource::HandleLine(const SourceLine& line) {
 
 void StreamExampleSource::UpdateWatermark() {
   since_watermark_ = 0;
-  const auto now = std::chrono::steady_clock::now();
+  // A partition that is busy but not read from yet may hold the oldest
+  // events: time stands still until it has been read.
+  for (int p : lines_->Partitions()) {
+    if (partitions_.count(p) == 0 && !lines_->Idle(p, options_.idle_partition)) return;
+  }
   int64_t active_min = INT64_MAX, all_max = -1;
   for (const auto& [id, p] : partitions_) {
     if (p.newest < 0) continue;
     all_max = std::max(all_max, p.newest);
-    if (now - p.last_line < options_.idle_partition) active_min = std::min(active_min, p.newest);
+    if (!lines_->Idle(id, options_.idle_partition)) active_min = std::min(active_min, p.newest);
   }
   if (all_max < 0) return;
   const int64_t w = (active_min == INT64_MAX ? all_max : active_min) - options_.lateness_ms;

@@ -6,11 +6,14 @@
 //
 // Watermark. Each partition's watermark is the newest event time read from
 // it. The worker's watermark is the minimum over its partitions that are
-// not idle (a partition is idle when no line came from it for
-// `idle_partition` of wall time; idle partitions do not hold time back, or
-// a quiet producer would stop every window from closing), or the maximum
-// over all partitions when every one is idle; minus `lateness_ms`. It never
-// goes back. -1 before the first event.
+// not idle (LineStream::Idle: the reader found it caught up and quiet for
+// `idle_partition` of wall time; a partition with unread data is never idle,
+// so a slow reader does not close windows early; idle partitions do not hold
+// time back, or a quiet producer would stop every window from closing), or
+// the maximum over all partitions when every one is idle; minus
+// `lateness_ms`. A partition the line stream knows but that gave no event
+// yet (and is not idle) holds the watermark where it is. It never goes back;
+// -1 before the first event.
 //
 // Bad records. A line that does not parse is counted and skipped, logged
 // as "file:line: field ..." (the first 20, then every 1000th); past
@@ -78,7 +81,6 @@ class StreamExampleSource : public ExampleSource {
   Header* last_header_ = nullptr;
   struct Partition {
     int64_t newest = -1;
-    std::chrono::steady_clock::time_point last_line;
   };
   std::map<int, Partition> partitions_;
   std::vector<Example> ready_;  // emitted, not yet returned: ready_[ready_pos_..]

@@ -304,6 +304,7 @@ StatusOr<bool> TailSource::Fill(std::deque<std::unique_ptr<File>>* q) {
     }
     if (n > 0) {
       f->read_off += n;
+      activity_[f->partition].data = Clock::now();
       if (!f->has_header) {
         const void* nl = std::memchr(f->buf.data(), '\n', f->buf.size());
         if (nl != nullptr) {
@@ -319,7 +320,10 @@ StatusOr<bool> TailSource::Fill(std::deque<std::unique_ptr<File>>* q) {
       continue;
     }
     // At the end of the file.
-    if (f->live && f->present) return false;  // may grow
+    if (f->live && f->present) {  // may grow
+      activity_[f->partition].eof = Clock::now();
+      return false;
+    }
     if (f->HasPartial()) {
       LOG(WARNING) << f->path << ": rotated file ends in an incomplete line ("
                    << f->buf.size() - f->pos << " bytes); delivered as it is";
@@ -424,11 +428,17 @@ StatusOr<LineResult> TailSource::Next(SourceLine* out, SteadyTime deadline) {
 
 std::string TailSource::Describe() const {
   std::string s = "dir " + options_.dir + " (partitions";
-  const auto ps = partitions();
+  const auto ps = Partitions();
   if (ps.empty()) s += " none yet";
   for (size_t i = 0; i < ps.size(); ++i) s += (i ? ", " : " ") + std::to_string(ps[i]);
   return s + " of worker " + std::to_string(options_.worker) + "/" +
          std::to_string(options_.num_workers) + ")";
+}
+
+bool TailSource::Idle(int partition, std::chrono::milliseconds quiet) const {
+  auto it = activity_.find(partition);
+  if (it == activity_.end()) return queues_.count(partition) == 0;  // known but never read: busy
+  return it->second.eof - it->second.data >= quiet;
 }
 
 TailPosition TailSource::Position() const {
@@ -443,7 +453,7 @@ TailPosition TailSource::Position() const {
   return p;
 }
 
-std::vector<int> TailSource::partitions() const {
+std::vector<int> TailSource::Partitions() const {
   std::set<int> s;
   for (const auto& [p, q] : queues_) s.insert(p);
   for (const auto& f : finished_) s.insert(f->partition);

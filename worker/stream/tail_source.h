@@ -93,10 +93,12 @@ class TailSource : public LineStream {
 
   StatusOr<LineResult> Next(SourceLine* out, SteadyTime deadline) override;
   std::string Describe() const override;
+  bool Idle(int partition, std::chrono::milliseconds quiet) const override;
 
   TailPosition Position() const;
-  // Partitions seen so far (sorted), and files followed (open or finished).
-  std::vector<int> partitions() const;
+  // Partitions seen so far (sorted).
+  std::vector<int> Partitions() const override;
+  // Files followed (open or finished).
   size_t files_tracked() const;
   int64_t rotations_seen() const { return rotations_; }
 
@@ -121,6 +123,11 @@ class TailSource : public LineStream {
   bool ended_ = false;
   SteadyTime last_scan_{};
   int64_t rotations_ = 0;
+  struct Activity {
+    SteadyTime data{};  // bytes last read
+    SteadyTime eof{};   // last found at the end of its live file
+  };
+  std::map<int, Activity> activity_;
 };
 
 }  // namespace freshet

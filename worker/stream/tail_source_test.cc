@@ -106,7 +106,7 @@ TEST(TailSourceTest, AssignsPartitionsAndSkipsHeaders) {
   EXPECT_EQ(by_part[1], (std::vector<std::string>{"A1", "B1"}));
   EXPECT_EQ(by_part[3], (std::vector<std::string>{"A3", "B3"}));
   EXPECT_EQ(got[0].line_no, 2);  // the header is line 1
-  EXPECT_EQ((*t)->partitions(), (std::vector<int>{1, 3}));
+  EXPECT_EQ((*t)->Partitions(), (std::vector<int>{1, 3}));
   EXPECT_FALSE(TailSource::Open({dir + "/missing"}).ok());
 }
 
