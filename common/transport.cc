@@ -26,6 +26,7 @@ const char* MsgTypeName(MsgType t) {
     case MsgType::kDenseUpdate: return "DENSE_UPDATE";
     case MsgType::kExportFinal: return "EXPORT_FINAL";
     case MsgType::kExportFinalResponse: return "EXPORT_FINAL_RESPONSE";
+    case MsgType::kWatermark: return "WATERMARK";
   }
   return "UNKNOWN";
 }

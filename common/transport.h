@@ -54,6 +54,7 @@ enum class MsgType : uint32_t {
   kDenseUpdate = 13,     // worker 0 -> exporter: dense params, watermark, wall_ms
   kExportFinal = 14,     // worker 0 -> exporter: training ended; export and answer
   kExportFinalResponse = 15,
+  kWatermark = 16,       // any worker -> exporter: its watermark and wall_ms (no body)
 };
 const char* MsgTypeName(MsgType t);
 

@@ -1,5 +1,7 @@
 #include "exporter/exporter_node.h"
 
+#include <algorithm>
+#include <climits>
 #include <cstring>
 #include <map>
 
@@ -48,17 +50,39 @@ ExporterNode::ExporterNode(Transport* transport, const ClusterLayout& layout,
                        });
 }
 
+void ExporterNode::Report(int peer, int64_t watermark, int64_t wall_ms) {
+  if (final_watermark_) return;
+  reports_[peer] = {watermark, wall_ms};
+  int64_t w = INT64_MAX, wall = INT64_MAX;
+  for (const auto& [rank, r] : reports_) {
+    if (r.first <= 0) continue;  // nothing trained yet
+    w = std::min(w, r.first);
+    wall = std::min(wall, r.second);
+  }
+  if (w == INT64_MAX) return;
+  watermark_ = w;
+  ingest_wall_ms_ = wall;
+}
+
 bool ExporterNode::Handle(Message* msg, Message* final_request) {
   switch (msg->meta.type) {
+    case MsgType::kWatermark:
+      Report(msg->peer, msg->meta.watermark, msg->meta.wall_ms);
+      return false;
     case MsgType::kDenseUpdate:
     case MsgType::kExportFinal:
       dense_.resize(msg->body.size() / sizeof(float));
       std::memcpy(dense_.data(), msg->body.data(), dense_.size() * sizeof(float));
       have_dense_ = true;
+      step_ = msg->meta.clock;
+      if (msg->meta.type == MsgType::kDenseUpdate) {
+        Report(msg->peer, msg->meta.watermark, msg->meta.wall_ms);
+        return false;
+      }
+      // Final: worker 0 gathered every worker's final watermark.
       watermark_ = msg->meta.watermark;
       ingest_wall_ms_ = msg->meta.wall_ms;
-      step_ = msg->meta.clock;
-      if (msg->meta.type == MsgType::kDenseUpdate) return false;
+      final_watermark_ = true;
       msg->body.clear();
       *final_request = std::move(*msg);
       return true;

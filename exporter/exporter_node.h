@@ -19,6 +19,14 @@
 // time minus the wall time at which training ingested the newest included
 // events), export lag (age of the newest published snapshot, read at
 // scrape time) and the event-time watermark.
+// Watermark: every worker reports its own (newest event time trained, and
+// the wall time its latest batch was read) in WATERMARK messages (worker 0
+// also in DENSE_UPDATE). The exported watermark and ingest wall time are the
+// minimum over the workers that have trained something (watermark > 0; a
+// worker without data, e.g. more workers than stream partitions, does not
+// hold them at 0), so freshness is never better than the slowest worker's.
+// EXPORT_FINAL carries the minimum over all workers' final values, gathered
+// by worker 0 (docs/STREAMING.md).
 //
 // Thread safety: Run() on one thread.
 #pragma once
@@ -26,6 +34,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <vector>
 
@@ -62,6 +71,7 @@ class ExporterNode {
   // Handles a message that is not an export response; returns true if it
   // was EXPORT_FINAL (stored in *final_request).
   bool Handle(Message* msg, Message* final_request);
+  void Report(int peer, int64_t watermark, int64_t wall_ms);
 
   Transport* const transport_;
   const ClusterLayout& layout_;
@@ -74,8 +84,11 @@ class ExporterNode {
   // Newest dense parameters from worker 0.
   bool have_dense_ = false;
   std::vector<float> dense_;
-  int64_t watermark_ = 0;
-  int64_t ingest_wall_ms_ = 0;
+  int64_t watermark_ = 0;       // min over reporting workers
+  int64_t ingest_wall_ms_ = 0;  // min over reporting workers
+  // Latest (watermark, wall_ms) per worker rank.
+  std::map<int, std::pair<int64_t, int64_t>> reports_;
+  bool final_watermark_ = false;  // EXPORT_FINAL set the values
   int64_t step_ = 0;
   // EXPORT_FINAL that arrived during an export, answered next.
   bool has_pending_final_ = false;

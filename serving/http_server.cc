@@ -1,7 +1,11 @@
 #include "serving/http_server.h"
 
+#include <glog/logging.h>
+#include <httplib.h>
+
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <charconv>
 #include <chrono>
 #include <cmath>
@@ -10,14 +14,11 @@
 #include <limits>
 #include <map>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <numeric>
 #include <sstream>
 #include <utility>
 #include <vector>
-
-#include <glog/logging.h>
-#include <httplib.h>
-#include <nlohmann/json.hpp>
 
 namespace freshet {
 namespace {
@@ -278,7 +279,77 @@ Status CheckBatch(const json& body, const char* field, int max_batch) {
   return Status::OK();
 }
 
+// splitmix64: the per-request exploration generator (deterministic for a
+// request's "seed").
+class SlotRng {
+ public:
+  explicit SlotRng(uint64_t seed) : x_(seed) {}
+  uint64_t Next() {
+    uint64_t z = (x_ += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+  }
+  double Uniform() { return static_cast<double>(Next() >> 11) * 0x1.0p-53; }  // [0, 1)
+  size_t Below(size_t n) { return static_cast<size_t>(Next() % n); }
+
+ private:
+  uint64_t x_;
+};
+
+// A seed for a request that sent none: distinct per call and per process.
+uint64_t NextRequestSeed() {
+  static std::atomic<uint64_t> counter{
+      static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count())};
+  return counter.fetch_add(0x9e3779b97f4a7c15ULL, std::memory_order_relaxed);
+}
+
 }  // namespace
+
+std::vector<size_t> RankSlots(const std::vector<float>& scores, size_t k, double explore,
+                              uint64_t seed, std::vector<bool>* explored) {
+  // Sort keys: a NaN score (a broken model) ranks last, keeping the order
+  // strict and weak.
+  std::vector<float> key(scores.size());
+  for (size_t i = 0; i < scores.size(); ++i) {
+    key[i] = std::isnan(scores[i]) ? -std::numeric_limits<float>::infinity() : scores[i];
+  }
+  std::vector<size_t> order(scores.size());
+  std::iota(order.begin(), order.end(), size_t{0});
+  k = std::min(k, order.size());
+  const auto better = [&](size_t a, size_t b) {
+    return key[a] != key[b] ? key[a] > key[b] : a < b;
+  };
+  explored->assign(k, false);
+  if (!(explore > 0)) {
+    std::partial_sort(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(k), order.end(),
+                      better);
+    order.resize(k);
+    return order;
+  }
+  // Epsilon-greedy per slot: slot r takes, with probability `explore`, a
+  // uniformly random candidate not yet placed, else the best one not yet
+  // placed. `pool` holds the unplaced candidates, best first.
+  std::sort(order.begin(), order.end(), better);
+  SlotRng rng(seed);
+  std::vector<size_t> slate;
+  slate.reserve(k);
+  std::vector<size_t>& pool = order;
+  for (size_t r = 0; r < k; ++r) {
+    size_t pick = 0;
+    // The coin is drawn for every slot, so the same seed explores the same
+    // slots whatever the scores.
+    const bool exploring = rng.Uniform() < explore;
+    const size_t random_pick = rng.Below(pool.size());
+    if (exploring) {
+      pick = random_pick;
+      (*explored)[r] = true;  // even when it happens to be the best one
+    }
+    slate.push_back(pool[pick]);
+    pool.erase(pool.begin() + static_cast<std::ptrdiff_t>(pick));
+  }
+  return slate;
+}
 
 // ---- Server -----------------------------------------------------------------------
 
@@ -300,8 +371,7 @@ class HttpServer::Impl {
   static bool ParseBody(const std::string& text, httplib::Response& res, json* body);
   // The common start of a POST: read and parse the body and take the
   // current model; on failure the response is written and nullptr returned.
-  std::shared_ptr<const ServingModel> BeginPost(const httplib::Request& req,
-                                                httplib::Response& res,
+  std::shared_ptr<const ServingModel> BeginPost(const httplib::Request& req, httplib::Response& res,
                                                 const httplib::ContentReader& reader,
                                                 json* body) const;
 
@@ -408,7 +478,7 @@ void HttpServer::Impl::Rank(const httplib::Request& req, httplib::Response& res,
   json body;
   const auto model = BeginPost(req, res, reader, &body);
   if (model == nullptr) return;
-  Status st = CheckFields(body, {"context", "candidates", "k"});
+  Status st = CheckFields(body, {"context", "candidates", "k", "explore", "seed"});
   if (st.ok()) st = CheckBatch(body, "candidates", options_.max_batch);
   if (!st.ok()) return SetError(res, 400, st.message());
   size_t k = 10;
@@ -419,6 +489,22 @@ void HttpServer::Impl::Rank(const httplib::Request& req, httplib::Response& res,
       return SetError(res, 400, "'k' must be an integer >= 1, got " + Dump(*it));
     }
     k = static_cast<size_t>(std::min<uint64_t>(it->get<uint64_t>(), SIZE_MAX));
+  }
+  double explore = options_.explore;
+  if (const auto it = body.find("explore"); it != body.end()) {
+    if (!it->is_number() || !(it->get<double>() >= 0.0 && it->get<double>() <= 1.0)) {
+      return SetError(res, 400, "'explore' must be a number in [0, 1], got " + Dump(*it));
+    }
+    explore = it->get<double>();
+  }
+  uint64_t seed = 0;
+  bool have_seed = false;
+  if (const auto it = body.find("seed"); it != body.end()) {
+    if (!it->is_number_unsigned()) {
+      return SetError(res, 400, "'seed' must be an integer >= 0, got " + Dump(*it));
+    }
+    seed = it->get<uint64_t>();
+    have_seed = true;
   }
   const Scorer& scorer = *model->scorer;
   Example context;
@@ -439,24 +525,16 @@ void HttpServer::Impl::Rank(const httplib::Request& req, httplib::Response& res,
   st = scorer.Score(candidates, &probs, "candidates");
   if (!st.ok()) return SetError(res, HttpCode(st), st.message());
 
-  // Sort keys: a NaN score (a broken model) ranks last, keeping the order
-  // strict and weak.
-  std::vector<float> key(probs.size());
-  for (size_t i = 0; i < probs.size(); ++i) {
-    key[i] = std::isnan(probs[i]) ? -std::numeric_limits<float>::infinity() : probs[i];
-  }
-  std::vector<size_t> order(probs.size());
-  std::iota(order.begin(), order.end(), size_t{0});
-  k = std::min(k, order.size());
-  std::partial_sort(
-      order.begin(), order.begin() + static_cast<std::ptrdiff_t>(k), order.end(),
-      [&](size_t a, size_t b) { return key[a] != key[b] ? key[a] > key[b] : a < b; });
+  if (!have_seed && explore > 0) seed = NextRequestSeed();
+  std::vector<bool> explored;
+  const std::vector<size_t> order = RankSlots(probs, k, explore, seed, &explored);
   json items = json::array();
-  for (size_t r = 0; r < k; ++r) {
+  for (size_t r = 0; r < order.size(); ++r) {
     const size_t i = order[r];
     json item = {{"index", i}, {"score", Tidy(probs[i])}};
     const auto v = list[i].find(options_.item_column);
     if (v != list[i].end() && !v->is_null()) item["item"] = *v;
+    if (explored[r]) item["explored"] = true;
     items.push_back(std::move(item));
   }
   SetJson(res, 200, json{{"model_version", model->version()}, {"items", std::move(items)}});
@@ -483,7 +561,8 @@ void HttpServer::Impl::Model(httplib::Response& res) const {
               {"deltas", m.deltas_size()},
               {"tables", std::move(tables)},
               {"loads", stats.loads},
-              {"load_failures", stats.load_failures}};
+              {"load_failures", stats.load_failures},
+              {"frozen", stats.frozen}};
   if (m.ingest_wall_ms() > 0) {
     out["ingest_wall_ms"] = m.ingest_wall_ms();
     out["freshness_at_load_seconds"] = (model->loaded_unix_ms - m.ingest_wall_ms()) / 1e3;
@@ -601,6 +680,10 @@ StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const Options& options,
                            std::to_string(options.port));
   }
   if (options.threads < 1) return InvalidArgument("http server: threads must be >= 1");
+  if (!(options.explore >= 0.0 && options.explore <= 1.0)) {
+    return InvalidArgument("http server: explore must be in [0, 1], got " +
+                           std::to_string(options.explore));
+  }
   if (options.max_batch < 1) return InvalidArgument("http server: max_batch must be >= 1");
   if (options.max_body_bytes < 1)
     return InvalidArgument("http server: max_body_bytes must be >= 1");

@@ -22,6 +22,14 @@
 //     "item" is the candidate's own value of the item column (Options::
 //     item_column, default "item") exactly as sent; absent when the
 //     candidate has none.
+//     Exploration: optional "explore" (a number in [0, 1]; default
+//     Options::explore) and "seed" (an integer >= 0). With explore = e > 0
+//     the slate is filled slot by slot (epsilon-greedy): each of the k slots
+//     takes, with probability e, a uniformly random candidate not yet
+//     placed, else the best-scored one not yet placed; such slots carry
+//     "explored": true. The same seed, scores and k give the same slate;
+//     without a seed each request draws a fresh one. e = 0 is the plain
+//     top-k above.
 //
 //   GET /model
 //     -> 200 {"version": V, "watermark": W (unix s),
@@ -33,6 +41,8 @@
 //             "full": full snapshot file, "deltas": number of deltas,
 //             "tables": {"<name>": rows, ...},
 //             "loads": models swapped in, "load_failures": rejected loads,
+//             "frozen": the reload policy stopped loading (ModelWatcher::
+//               Options::freeze_after_s),
 //             "last_error": the latest rejected load's error (if any),
 //             "ingest_wall_ms": when training had ingested this version's
 //               events, and "freshness_at_load_seconds": loaded_unix_ms -
@@ -85,14 +95,24 @@
 
 #include <atomic>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "common/status.h"
 #include "serving/model_watcher.h"
 
 namespace freshet {
+
+// The slate /rank returns: min(k, scores.size()) candidate indices in slot
+// order, and per slot whether exploration filled it (*explored, resized).
+// explore = 0: the top k by score (descending; ties and NaN scores as
+// /rank describes); explore in (0, 1]: epsilon-greedy per slot with a
+// splitmix64 generator seeded by `seed` (see /rank above). Pure function.
+std::vector<size_t> RankSlots(const std::vector<float>& scores, size_t k, double explore,
+                              uint64_t seed, std::vector<bool>* explored);
 
 class HttpServer {
  public:
@@ -106,6 +126,9 @@ class HttpServer {
     // An idle keep-alive connection is closed after this long. It holds a
     // thread meanwhile, and Stop() waits for it.
     int keep_alive_timeout_s = 5;
+    // Default exploration share of /rank (in [0, 1]; a request's "explore"
+    // overrides it).
+    double explore = 0;
   };
 
   // Binds host:port and starts serving on background threads. `models` is

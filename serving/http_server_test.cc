@@ -3,6 +3,9 @@
 // HttpServer answers an httplib::Client.
 #include "serving/http_server.h"
 
+#include <gtest/gtest.h>
+#include <httplib.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -10,13 +13,11 @@
 #include <cstdio>
 #include <map>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <random>
+#include <set>
 #include <sstream>
 #include <thread>
-
-#include <gtest/gtest.h>
-#include <httplib.h>
-#include <nlohmann/json.hpp>
 
 #include "serving/internal/testing.h"
 
@@ -611,6 +612,143 @@ TEST_F(HttpServerTest, Throughput) {
       "[ throughput ] %d /score requests x 10 examples, %d concurrent clients: %.0f req/s "
       "(%.0f examples/s)\n",
       kRequests, kClients, kRequests / secs, 10 * kRequests / secs);
+}
+
+// Exploration (epsilon-greedy per slot): explore = 0 is the plain top k;
+// the share of explored slots follows explore; explored slots are marked;
+// the same seed gives the same slate; the greedy slots keep score order.
+TEST(RankSlotsTest, EpsilonGreedySharesMarkingAndDeterminism) {
+  std::vector<float> scores(40);
+  for (size_t i = 0; i < scores.size(); ++i)
+    scores[i] = 1.0f / (1.0f + static_cast<float>(i * 7 % 40));
+  std::vector<bool> explored;
+  const std::vector<size_t> top = RankSlots(scores, 10, 0.0, 1, &explored);
+  ASSERT_EQ(top.size(), 10u);
+  for (size_t r = 0; r < top.size(); ++r) {
+    EXPECT_FALSE(explored[r]);
+    if (r > 0) {
+      EXPECT_GE(scores[top[r - 1]], scores[top[r]]);
+    }
+  }
+  // Deterministic for a seed, different across seeds.
+  std::vector<bool> e1, e2, e3;
+  EXPECT_EQ(RankSlots(scores, 10, 0.3, 42, &e1), RankSlots(scores, 10, 0.3, 42, &e2));
+  EXPECT_EQ(e1, e2);
+  int differ = 0;
+  for (uint64_t seed = 0; seed < 20; ++seed) {
+    differ += RankSlots(scores, 10, 0.3, seed, &e1) != RankSlots(scores, 10, 0.3, seed + 100, &e3);
+  }
+  EXPECT_GT(differ, 10);
+  // Shares: over many seeds the explored share is close to explore, every
+  // slate has distinct in-range indices, and the non-explored slots are the
+  // best candidates not placed before them.
+  for (double eps : {0.1, 0.5, 1.0}) {
+    int64_t slots = 0, marked = 0;
+    for (uint64_t seed = 0; seed < 2000; ++seed) {
+      const std::vector<size_t> slate = RankSlots(scores, 10, eps, seed, &explored);
+      ASSERT_EQ(slate.size(), 10u);
+      std::vector<bool> used(scores.size(), false);
+      for (size_t r = 0; r < slate.size(); ++r) {
+        ASSERT_LT(slate[r], scores.size());
+        ASSERT_FALSE(used[slate[r]]) << "index repeated";
+        if (!explored[r]) {
+          for (size_t j = 0; j < scores.size(); ++j) {
+            if (!used[j]) {
+              ASSERT_GE(scores[slate[r]], scores[j]) << "greedy slot " << r;
+            }
+          }
+        }
+        used[slate[r]] = true;
+        ++slots;
+        marked += explored[r];
+      }
+    }
+    EXPECT_NEAR(static_cast<double>(marked) / static_cast<double>(slots), eps, 0.02) << eps;
+  }
+  // k beyond the candidates returns them all, each once.
+  const std::vector<size_t> all = RankSlots({0.5f, 0.1f, 0.9f}, 10, 0.5, 7, &explored);
+  ASSERT_EQ(all.size(), 3u);
+  EXPECT_EQ(std::set<size_t>(all.begin(), all.end()).size(), 3u);
+}
+
+TEST_F(HttpServerTest, RankExploresWhenAskedAndRejectsBadValues) {
+  std::mt19937 rng(29);
+  const auto pool = RandomExamples(kColumns, 60, &rng);
+  PublishFull(RandomState(job_, kColumns, pool, 0.8, &rng), 1);
+  StartServing();
+  WaitForVersion(1);
+  json candidates = json::array();
+  for (int i = 0; i < 30; ++i) candidates.push_back({{"item", "i" + std::to_string(i)}});
+  const json base = {{"context", {{"user", "u3"}}}, {"candidates", candidates}, {"k", 10}};
+  auto [pcode, plain] = Post("/rank", base);
+  ASSERT_EQ(pcode, 200) << plain;
+  for (const auto& it : plain["items"]) EXPECT_FALSE(it.contains("explored"));
+
+  json req = base;
+  req["explore"] = 1.0;
+  req["seed"] = 5;
+  auto [c1, r1] = Post("/rank", req);
+  auto [c2, r2] = Post("/rank", req);
+  ASSERT_EQ(c1, 200) << r1;
+  ASSERT_EQ(c2, 200) << r2;
+  EXPECT_EQ(r1["items"], r2["items"]);  // the same seed: the same slate
+  ASSERT_EQ(r1["items"].size(), 10u);
+  for (const auto& it : r1["items"]) EXPECT_EQ(it.value("explored", false), true) << r1;
+  EXPECT_NE(r1["items"], plain["items"]);
+  // Explored items keep their own model score.
+  auto [scode, scored] = Post("/score", json{{"examples", {{{"user", "u3"}, {"item", "i0"}}}}});
+  ASSERT_EQ(scode, 200) << scored;
+  for (const auto& it : r1["items"]) {
+    if (it["index"] == 0) {
+      EXPECT_EQ(it["score"], scored["scores"][0]);
+    }
+  }
+
+  // The server's default share applies when the request names none.
+  for (const json& bad : {json(-0.1), json(1.5), json("0.2"), json(nullptr)}) {
+    json b = base;
+    b["explore"] = bad;
+    auto [code, err] = Post("/rank", b);
+    EXPECT_EQ(code, 400) << bad;
+    EXPECT_NE(err["error"].get<std::string>().find("'explore' must be a number in [0, 1]"),
+              std::string::npos)
+        << err;
+  }
+  for (const json& bad : {json(-1), json(1.5), json("7")}) {
+    json b = base;
+    b["seed"] = bad;
+    auto [code, err] = Post("/rank", b);
+    EXPECT_EQ(code, 400) << bad;
+    EXPECT_NE(err["error"].get<std::string>().find("'seed' must be an integer >= 0"),
+              std::string::npos)
+        << err;
+  }
+}
+
+TEST_F(HttpServerTest, ServerDefaultExploreAppliesAndIsValidated) {
+  HttpServer::Options bad;
+  bad.explore = 1.5;
+  ModelWatcher::Options wopt;
+  wopt.export_dir = dir_.path();
+  auto w = ModelWatcher::Start(wopt);
+  ASSERT_TRUE(w.ok());
+  EXPECT_EQ(HttpServer::Start(bad, w->get()).status().code(), StatusCode::kInvalidArgument);
+
+  std::mt19937 rng(30);
+  PublishFull(RandomState(job_, kColumns, RandomExamples(kColumns, 40, &rng), 0.8, &rng), 1);
+  HttpServer::Options opt;
+  opt.explore = 1.0;
+  StartServing(opt);
+  WaitForVersion(1);
+  json candidates = json::array();
+  for (int i = 0; i < 20; ++i) candidates.push_back({{"item", "i" + std::to_string(i)}});
+  auto [code, res] = Post("/rank", json{{"candidates", candidates}, {"k", 5}});
+  ASSERT_EQ(code, 200) << res;
+  for (const auto& it : res["items"]) EXPECT_EQ(it.value("explored", false), true) << res;
+  // A request can turn it off.
+  auto [code0, res0] = Post("/rank", json{{"candidates", candidates}, {"k", 5}, {"explore", 0}});
+  ASSERT_EQ(code0, 200) << res0;
+  for (const auto& it : res0["items"]) EXPECT_FALSE(it.contains("explored")) << res0;
 }
 
 }  // namespace

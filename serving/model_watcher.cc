@@ -1,10 +1,10 @@
 #include "serving/model_watcher.h"
 
+#include <glog/logging.h>
 #include <sys/stat.h>
 
+#include <cmath>
 #include <sstream>
-
-#include <glog/logging.h>
 
 #include "exporter/snapshot.h"
 
@@ -43,6 +43,17 @@ StatusOr<std::unique_ptr<ModelWatcher>> ModelWatcher::Start(Options options) {
   }
   if (options.retry_failed_ms < 0) {
     return InvalidArgument("model watcher: retry_failed_ms must be >= 0");
+  }
+  if (!(options.min_reload_interval_s >= 0)) {
+    return InvalidArgument("model watcher: min_reload_interval_s must be >= 0, got " +
+                           std::to_string(options.min_reload_interval_s));
+  }
+  if (!(options.reload_interval_after_s >= 0)) {
+    return InvalidArgument("model watcher: reload_interval_after_s must be >= 0, got " +
+                           std::to_string(options.reload_interval_after_s));
+  }
+  if (std::isnan(options.freeze_after_s)) {
+    return InvalidArgument("model watcher: freeze_after_s is NaN");
   }
   std::unique_ptr<ModelWatcher> w(new ModelWatcher(std::move(options)));
   w->thread_ = std::thread([p = w.get()] { p->Loop(); });
@@ -108,6 +119,25 @@ void ModelWatcher::Fail(const std::string& key, const Status& st) {
 
 void ModelWatcher::PollOnce() {
   const std::string& dir = options_.export_dir;
+  if (loaded_once_) {
+    const auto now = SteadyClock::now();
+    const double since_first = std::chrono::duration<double>(now - first_load_at_).count();
+    const double since_last = std::chrono::duration<double>(now - last_load_at_).count();
+    const bool frozen = options_.freeze_after_s >= 0 && since_first >= options_.freeze_after_s;
+    const bool spaced = since_first >= options_.reload_interval_after_s &&
+                        since_last < options_.min_reload_interval_s;
+    if (frozen || spaced) {
+      std::lock_guard<std::mutex> lock(mu_);
+      ++stats_.skipped_by_policy;
+      if (frozen && !stats_.frozen) {
+        stats_.frozen = true;
+        LOG(INFO) << "frozen: " << options_.freeze_after_s
+                  << " s after the first load, no more models are loaded (serving version "
+                  << (current_ != nullptr ? current_->version() : 0) << ")";
+      }
+      return;
+    }
+  }
   StatusOr<proto::ExportManifest> manifest = ReadLatestManifest(dir);
   std::string key;
   if (manifest.ok()) {
@@ -173,6 +203,9 @@ void ModelWatcher::PollOnce() {
   }
   current_key_ = ManifestKey(m);
   failed_key_.clear();
+  last_load_at_ = SteadyClock::now();
+  if (!loaded_once_) first_load_at_ = last_load_at_;
+  loaded_once_ = true;
   {
     std::lock_guard<std::mutex> lock(mu_);
     current_ = std::move(model);

@@ -28,6 +28,16 @@
 // LoadLatestExportIncremental), so memory peaks at about twice the model
 // while a load runs, and a load takes time linear in the rows.
 //
+// Reload policy (for experiments that compare serving cadences, e.g.
+// launch/realtime_demo.sh): freeze_after_s >= 0 stops loading new models
+// that many seconds (wall clock) after the first load: the first model keeps
+// serving for good. min_reload_interval_s > 0 loads a new model at most that
+// often (the first load is immediate; later exports in between are skipped,
+// and the newest one is loaded once the interval has passed), from
+// reload_interval_after_s after the first load on (a warm-up that loads
+// every export, as without a policy). Skipped polls
+// count in Stats::skipped_by_policy.
+//
 // Thread safety: all public methods are thread-safe.
 #pragma once
 
@@ -63,18 +73,26 @@ class ModelWatcher {
     int poll_ms = 100;           // > 0
     int retry_failed_ms = 5000;  // >= 0
     Scorer::Options scorer;
+    double freeze_after_s = -1;        // < 0: never freeze
+    double min_reload_interval_s = 0;  // >= 0; 0: load every new export
+    // min_reload_interval_s applies from this many seconds after the first
+    // load on (before that every export is loaded); >= 0.
+    double reload_interval_after_s = 0;
   };
 
   struct Stats {
-    int64_t loads = 0;          // models swapped in
-    int64_t load_failures = 0;  // rejected loads
-    int64_t polls = 0;          // completed polls
-    std::string last_error;     // of the latest rejected load; empty if none
+    int64_t loads = 0;              // models swapped in
+    int64_t load_failures = 0;      // rejected loads
+    int64_t polls = 0;              // completed polls
+    std::string last_error;         // of the latest rejected load; empty if none
+    int64_t skipped_by_policy = 0;  // polls that did not look because of the policy
+    bool frozen = false;            // freeze_after_s has passed: no more loads
   };
 
   // Starts the polling thread (first poll at once) and returns without
-  // waiting for a model. InvalidArgument for an empty export_dir or
-  // poll_ms <= 0.
+  // waiting for a model. InvalidArgument for an empty export_dir,
+  // poll_ms <= 0, retry_failed_ms < 0, min_reload_interval_s or
+  // reload_interval_after_s < 0 (or NaN).
   static StatusOr<std::unique_ptr<ModelWatcher>> Start(Options options);
   // Stops and joins the polling thread (an in-progress load finishes first).
   ~ModelWatcher();
@@ -112,6 +130,8 @@ class ModelWatcher {
   std::string current_key_;  // identity of the serving manifest
   std::string failed_key_;   // identity of the last rejected manifest
   std::chrono::steady_clock::time_point retry_at_;
+  std::chrono::steady_clock::time_point first_load_at_, last_load_at_;
+  bool loaded_once_ = false;
   bool logged_waiting_ = false;
 };
 

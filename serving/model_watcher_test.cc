@@ -1,12 +1,12 @@
 #include "serving/model_watcher.h"
 
+#include <gtest/gtest.h>
+
 #include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <random>
 #include <thread>
-
-#include <gtest/gtest.h>
 
 #include "serving/internal/testing.h"
 
@@ -198,6 +198,119 @@ TEST(ModelWatcherTest, RejectsCorruptExportsAndKeepsServing) {
   EXPECT_EQ(watcher->Current()->data().tables.at("emb").Find(s2.rows["emb"].begin()->first)[0],
             s2.rows["emb"].begin()->second[0]);
   EXPECT_EQ(watcher->stats().load_failures, 4);
+}
+
+// Reload policy: freeze_after_s keeps the first model for good;
+// min_reload_interval_s loads at most that often, then the newest export.
+TEST(ModelWatcherTest, FreezeAfterStopsLoadingNewModels) {
+  TempDir dir;
+  const proto::JobConfig job = TinyJob();
+  std::mt19937 rng(31);
+  State s1 = RandomState(job, kColumns, RandomExamples(kColumns, 30, &rng), 0.5, &rng);
+  auto writer = ExportWriter::Open(dir.path(), job, 2);
+  ASSERT_TRUE(writer.ok());
+  ASSERT_TRUE((*writer)->Publish(FullSnapshot(job, s1, 1)).ok());
+  ModelWatcher::Options opt;
+  opt.export_dir = dir.path();
+  opt.poll_ms = 10;
+  opt.freeze_after_s = 1.0;  // room for the second load first, on a busy machine
+  auto w = ModelWatcher::Start(opt);
+  ASSERT_TRUE(w.ok()) << w.status();
+  ModelWatcher& watcher = **w;
+  ASSERT_TRUE(watcher.WaitForVersion(1, 5000ms));
+  // Before the freeze a new version is still loaded.
+  State s2 = s1;
+  s2.rows["emb"].begin()->second[0] += 1.0f;
+  ASSERT_TRUE((*writer)->Publish(DeltaSnapshot(job, s1, s2, 2)).ok());
+  ASSERT_TRUE(watcher.WaitForVersion(2, 5000ms));
+  ASSERT_TRUE(Eventually([&] { return watcher.stats().frozen; }));
+  State s3 = s2;
+  s3.rows["emb"].begin()->second[0] += 1.0f;
+  ASSERT_TRUE((*writer)->Publish(DeltaSnapshot(job, s2, s3, 3)).ok());
+  ASSERT_TRUE(watcher.WaitForPolls(20, 5000ms));
+  EXPECT_EQ(watcher.Current()->version(), 2u);
+  EXPECT_EQ(watcher.stats().loads, 2);
+  EXPECT_GT(watcher.stats().skipped_by_policy, 0);
+}
+
+TEST(ModelWatcherTest, MinReloadIntervalLoadsAtMostThatOften) {
+  TempDir dir;
+  const proto::JobConfig job = TinyJob();
+  std::mt19937 rng(32);
+  State s = RandomState(job, kColumns, RandomExamples(kColumns, 30, &rng), 0.5, &rng);
+  auto writer = ExportWriter::Open(dir.path(), job, 100);
+  ASSERT_TRUE(writer.ok());
+  ASSERT_TRUE((*writer)->Publish(FullSnapshot(job, s, 1)).ok());
+  ModelWatcher::Options opt;
+  opt.export_dir = dir.path();
+  opt.poll_ms = 10;
+  opt.min_reload_interval_s = 0.5;
+  auto w = ModelWatcher::Start(opt);
+  ASSERT_TRUE(w.ok()) << w.status();
+  ModelWatcher& watcher = **w;
+  ASSERT_TRUE(watcher.WaitForVersion(1, 5000ms));
+  const auto first = std::chrono::steady_clock::now();
+  // A new version every 50 ms for 1.2 s: at most 3 more loads (at >= 0.5 s
+  // and >= 1.0 s after the first), and the last one is the newest version.
+  uint64_t v = 1;
+  while (std::chrono::steady_clock::now() - first < 1200ms) {
+    State next = s;
+    next.rows["emb"].begin()->second[0] += 1.0f;
+    ASSERT_TRUE((*writer)->Publish(DeltaSnapshot(job, s, next, ++v)).ok());
+    s = next;
+    std::this_thread::sleep_for(50ms);
+  }
+  const int64_t loads = watcher.stats().loads;
+  EXPECT_GE(loads, 2);
+  EXPECT_LE(loads, 4);
+  EXPECT_LT(watcher.Current()->version(), v);  // not every version was loaded
+  EXPECT_GT(watcher.stats().skipped_by_policy, 0);
+  ASSERT_TRUE(watcher.WaitForVersion(v, 5000ms));  // the newest one, once due
+  EXPECT_FALSE(watcher.stats().frozen);
+}
+
+TEST(ModelWatcherTest, ReloadIntervalStartsAfterTheWarmUp) {
+  TempDir dir;
+  const proto::JobConfig job = TinyJob();
+  std::mt19937 rng(33);
+  State s = RandomState(job, kColumns, RandomExamples(kColumns, 30, &rng), 0.5, &rng);
+  auto writer = ExportWriter::Open(dir.path(), job, 100);
+  ASSERT_TRUE(writer.ok());
+  ASSERT_TRUE((*writer)->Publish(FullSnapshot(job, s, 1)).ok());
+  ModelWatcher::Options opt;
+  opt.export_dir = dir.path();
+  opt.poll_ms = 10;
+  opt.min_reload_interval_s = 60;
+  opt.reload_interval_after_s = 1.5;
+  auto w = ModelWatcher::Start(opt);
+  ASSERT_TRUE(w.ok()) << w.status();
+  ModelWatcher& watcher = **w;
+  ASSERT_TRUE(watcher.WaitForVersion(1, 5000ms));
+  auto publish = [&](uint64_t v) {
+    State next = s;
+    next.rows["emb"].begin()->second[0] += 1.0f;
+    ASSERT_TRUE((*writer)->Publish(DeltaSnapshot(job, s, next, v)).ok());
+    s = next;
+  };
+  // During the warm-up every export is loaded.
+  publish(2);
+  ASSERT_TRUE(watcher.WaitForVersion(2, 5000ms));
+  // After it, the 60 s interval holds the serving model.
+  std::this_thread::sleep_for(1600ms);
+  publish(3);
+  ASSERT_TRUE(watcher.WaitForPolls(20, 5000ms));
+  EXPECT_EQ(watcher.Current()->version(), 2u);
+  EXPECT_GT(watcher.stats().skipped_by_policy, 0);
+}
+
+TEST(ModelWatcherTest, RejectsBadReloadPolicy) {
+  ModelWatcher::Options opt;
+  opt.export_dir = "/nonexistent";
+  opt.min_reload_interval_s = -1;
+  EXPECT_EQ(ModelWatcher::Start(opt).status().code(), StatusCode::kInvalidArgument);
+  opt.min_reload_interval_s = 1;
+  opt.reload_interval_after_s = -1;
+  EXPECT_EQ(ModelWatcher::Start(opt).status().code(), StatusCode::kInvalidArgument);
 }
 
 }  // namespace

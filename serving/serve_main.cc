@@ -1,6 +1,8 @@
 // freshet_serve: serves the newest model of an export directory over HTTP.
 //
 //   freshet_serve --export_dir=out/synthetic/export [--port=8080]
+//                 [--explore=0] [--freeze_after_s=-1] [--min_reload_interval_s=0]
+//                 [--reload_interval_after_s=0]
 //
 // Watches --export_dir (written by the exporter, exporter/snapshot.h), loads
 // the newest model (full snapshot + deltas, incrementally when possible),
@@ -9,14 +11,13 @@
 // Prints "freshet_serve listening on http://HOST:PORT" on stdout once bound
 // (with --port=0, the port it picked). Logs every model swap (version, rows,
 // load time) and every rejected export. Stops on SIGINT or SIGTERM.
+#include <gflags/gflags.h>
+#include <glog/logging.h>
 #include <signal.h>
 
 #include <cstdio>
 #include <cstdlib>
 #include <string>
-
-#include <gflags/gflags.h>
-#include <glog/logging.h>
 
 #include "serving/http_server.h"
 #include "serving/model_watcher.h"
@@ -29,6 +30,16 @@ DEFINE_int64(max_body_bytes, 1 << 20, "Largest request body accepted; larger one
 DEFINE_int32(max_batch, 1000, "Most examples per /score and candidates per /rank request");
 DEFINE_int32(threads, 8, "Connection-handling threads (one per open connection)");
 DEFINE_string(item_column, "item", "Candidate field echoed as \"item\" by /rank");
+DEFINE_double(explore, 0,
+              "Default exploration share of /rank in [0, 1]: each slot is, with this "
+              "probability, filled by a random remaining candidate (epsilon-greedy)");
+DEFINE_double(freeze_after_s, -1,
+              "Stop loading new models this many seconds after the first load (< 0: never)");
+DEFINE_double(min_reload_interval_s, 0,
+              "Load a new model at most this often (seconds; 0: every new export)");
+DEFINE_double(reload_interval_after_s, 0,
+              "--min_reload_interval_s applies from this many seconds after the first load "
+              "(before: every new export is loaded)");
 
 int main(int argc, char** argv) {
   gflags::SetUsageMessage(
@@ -60,6 +71,9 @@ int main(int argc, char** argv) {
   freshet::ModelWatcher::Options wopt;
   wopt.export_dir = FLAGS_export_dir;
   wopt.poll_ms = FLAGS_poll_ms;
+  wopt.freeze_after_s = FLAGS_freeze_after_s;
+  wopt.min_reload_interval_s = FLAGS_min_reload_interval_s;
+  wopt.reload_interval_after_s = FLAGS_reload_interval_after_s;
   auto watcher = freshet::ModelWatcher::Start(wopt);
   if (!watcher.ok()) {
     std::fprintf(stderr, "freshet_serve: %s\n", watcher.status().ToString().c_str());
@@ -73,6 +87,7 @@ int main(int argc, char** argv) {
   hopt.max_batch = FLAGS_max_batch;
   hopt.threads = FLAGS_threads;
   hopt.item_column = FLAGS_item_column;
+  hopt.explore = FLAGS_explore;
   auto server = freshet::HttpServer::Start(hopt, watcher->get());
   if (!server.ok()) {
     std::fprintf(stderr, "freshet_serve: %s\n", server.status().ToString().c_str());

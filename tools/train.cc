@@ -4,6 +4,8 @@
 //
 //   launch/mpirun.sh -np 5 build/bin/freshet_train --task=synthetic
 //   build/bin/freshet_train --local --task=synthetic     (single-process reference)
+//   launch/mpirun.sh -np 5 build/bin/freshet_train --stream_dir=DIR
+//       --job_config=cluster-configs/jobs/realtime-shop.pbtxt     (streaming)
 //
 // Worker 0 prints status lines while training and, last, one JSON line with
 // the final figures. Every rank counts what it does (common/metrics_registry.h)
@@ -48,6 +50,10 @@ DEFINE_string(model, "", "override the model kind: lr or deepfm");
 DEFINE_int64(max_steps, 0, "stop training after this many steps (0: run the epochs)");
 DEFINE_string(work_dir, "", "override the job's work_dir (task data)");
 DEFINE_string(model_dir, "", "override where the model is saved");
+DEFINE_string(stream_dir, "",
+              "override the job's stream.dir: train from the live event stream in this "
+              "directory (docs/EVENT_FORMAT.md), e.g. with --job_config="
+              "cluster-configs/jobs/realtime-shop.pbtxt");
 DEFINE_bool(save, true, "save the trained model (dense.bin, job.pbtxt, shard-*.rows)");
 DEFINE_int32(metrics_port, -1,
              "override the cluster config's metrics.port: rank r serves /metrics on this + r "
@@ -80,6 +86,7 @@ StatusOr<proto::JobConfig> LoadJob() {
     job.set_work_dir(FLAGS_work_dir);
   }
   if (!FLAGS_model_dir.empty()) job.set_model_dir(FLAGS_model_dir);
+  if (!FLAGS_stream_dir.empty()) job.mutable_stream()->set_dir(FLAGS_stream_dir);
   if (FLAGS_model == "lr") job.mutable_model()->set_kind(proto::ModelConfig::LR);
   if (FLAGS_model == "deepfm") job.mutable_model()->set_kind(proto::ModelConfig::DEEPFM);
   if (!FLAGS_model.empty() && FLAGS_model != "lr" && FLAGS_model != "deepfm") {
@@ -234,6 +241,27 @@ int RunMpi(int argc, char** argv, const proto::JobConfig& job) {
     opt.metrics = &metrics;
     PsClient* c = client->get();
     opt.save_tables = [c](const std::string& dir) { return c->SaveTables(dir); };
+    if (layout.num_exporters() > 0) {
+      // Every worker reports its watermark; the exporter exports the minimum.
+      const int exporter = layout.ExporterRank(0);
+      const auto every = std::chrono::duration<double>(job.export_().interval_s()) / 2;
+      auto last = std::make_shared<std::chrono::steady_clock::time_point>(
+          std::chrono::steady_clock::now() - std::chrono::hours(1));
+      Transport* t = transport.get();
+      opt.report_watermark = [t, exporter, every, last](int64_t step, int64_t watermark,
+                                                        int64_t wall_ms) {
+        const auto now = std::chrono::steady_clock::now();
+        if (now - *last < every) return;
+        *last = now;
+        Message m;
+        m.meta.type = MsgType::kWatermark;
+        m.meta.clock = step;
+        m.meta.watermark = watermark;
+        m.meta.wall_ms = wall_ms;
+        Status st = t->Send(exporter, std::move(m));
+        if (!st.ok()) LOG(WARNING) << "watermark to the exporter: " << st;
+      };
+    }
     if (layout.num_exporters() > 0 && layout.IndexInRole(rank) == 0) {
       // Feed the exporter: the dense parameters every export interval, and
       // a final export when training ends.
@@ -269,7 +297,12 @@ int RunMpi(int argc, char** argv, const proto::JobConfig& job) {
         Status st = t->Send(exporter, dense_message(MsgType::kDenseUpdate, model, *feed));
         if (!st.ok()) LOG(WARNING) << "dense update to the exporter: " << st;
       };
-      // The final export carries the final dense parameters itself.
+      // The final export carries the minimum of every worker's final
+      // watermark, and the final dense parameters.
+      opt.final_watermark = [feed](int64_t watermark, int64_t wall_ms) {
+        feed->watermark = watermark;
+        feed->wall_ms = wall_ms;
+      };
       opt.after_training = [c, exporter, feed, dense_message](const Model& model) {
         return c->CallRanks({exporter}, dense_message(MsgType::kExportFinal, model, *feed))
             .status();

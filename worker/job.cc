@@ -39,6 +39,11 @@ StatusOr<proto::JobConfig> LoadJobConfig(const std::string& path) {
   return ParseJobConfig(text, path);
 }
 
+bool IsStreamingJob(const proto::JobConfig& job) {
+  const auto& s = job.stream();
+  return !s.dir().empty() || s.tcp_port() > 0 || !s.unix_socket().empty();
+}
+
 int JobStaleness(const proto::JobConfig& job) {
   return job.has_staleness() ? job.staleness() : -1;
 }
@@ -72,8 +77,41 @@ Status ValidateJobConfig(proto::JobConfig* job, const std::string& source) {
   if (data->max_bad_ratio() == 0) data->set_max_bad_ratio(0.001f);
   if (data->max_bad_records() < 0) return Field(source, "data.max_bad_records", "must be >= 0");
   if (data->max_bad_records() == 0) data->set_max_bad_records(100);
-  if (job->task().empty() && data->train_files_size() == 0) {
+  const bool streaming = IsStreamingJob(*job);
+  if (job->task().empty() && data->train_files_size() == 0 && !streaming) {
     return Field(source, "data.train_files", "needs files when no task is named");
+  }
+  if (streaming) {
+    auto* st = job->mutable_stream();
+    for (int i = 0; i < st->label_events_size(); ++i) {
+      const std::string& k = st->label_events(i);
+      if (k != "click" && k != "cart" && k != "fav" && k != "buy") {
+        return Field(source, "stream.label_events[" + std::to_string(i) + "]",
+                     "'" + k + "' is not click, cart, fav or buy");
+      }
+    }
+    if (st->label_events_size() == 0) st->add_label_events("click");
+    auto non_negative = [&](double v, const char* name) {
+      return v < 0 ? Field(source, std::string("stream.") + name, "must be >= 0") : Status::OK();
+    };
+    FRESHET_RETURN_IF_ERROR(non_negative(st->window_s(), "window_s"));
+    FRESHET_RETURN_IF_ERROR(non_negative(st->max_pending(), "max_pending"));
+    FRESHET_RETURN_IF_ERROR(non_negative(st->max_batch_delay_ms(), "max_batch_delay_ms"));
+    FRESHET_RETURN_IF_ERROR(non_negative(st->progressive_window(), "progressive_window"));
+    FRESHET_RETURN_IF_ERROR(non_negative(st->lateness_s(), "lateness_s"));
+    FRESHET_RETURN_IF_ERROR(non_negative(st->idle_partition_s(), "idle_partition_s"));
+    FRESHET_RETURN_IF_ERROR(non_negative(st->early_hold_s(), "early_hold_s"));
+    FRESHET_RETURN_IF_ERROR(non_negative(st->max_early(), "max_early"));
+    if (st->tcp_port() < 0 || st->tcp_port() > 65000) {
+      return Field(source, "stream.tcp_port", "must be in [0, 65000]");
+    }
+    if (st->window_s() == 0) st->set_window_s(30);
+    if (st->max_pending() == 0) st->set_max_pending(1000000);
+    if (st->max_batch_delay_ms() == 0) st->set_max_batch_delay_ms(200);
+    if (st->progressive_window() == 0) st->set_progressive_window(20000);
+    if (st->idle_partition_s() == 0) st->set_idle_partition_s(1);
+    if (st->early_hold_s() == 0) st->set_early_hold_s(st->window_s());
+    if (st->max_early() == 0) st->set_max_early(65536);
   }
 
   FRESHET_RETURN_IF_ERROR(ValidateTablesConfig(job->mutable_tables(), source));
@@ -127,7 +165,7 @@ Status ValidateJobConfig(proto::JobConfig* job, const std::string& source) {
 }
 
 Status PrepareTaskData(proto::JobConfig* job, const std::string& data_dir, bool build) {
-  if (job->task().empty()) return Status::OK();
+  if (job->task().empty() || IsStreamingJob(*job)) return Status::OK();
   const std::string dir = job->work_dir();
   const std::string train = dir + "/train.examples";
   const std::string holdout = dir + "/holdout.examples";

@@ -23,10 +23,15 @@ StatusOr<proto::JobConfig> ParseJobConfig(const std::string& text, const std::st
 // are unique. `source` prefixes errors.
 Status ValidateJobConfig(proto::JobConfig* job, const std::string& source);
 
+// Whether the job trains from a live event stream (stream.dir, tcp_port or
+// unix_socket set). ValidateJobConfig then also checks the stream section and
+// fills its defaults (docs/STREAMING.md), and allows no data files.
+bool IsStreamingJob(const proto::JobConfig& job);
+
 // The staleness the job asks for (-1 when unset).
 int JobStaleness(const proto::JobConfig& job);
 
-// For a job with a `task`, points data.train_files/holdout_files at the
+// For a job with a `task` (and no stream), points data.train_files/holdout_files at the
 // task's example files in work_dir (unless given), and when `build` is true
 // builds them first if they are missing: "synthetic" generates the synthetic
 // shop (worker/data/synthetic_shop.h); other names go to BuildTask

@@ -4,7 +4,10 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <climits>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -17,6 +20,9 @@
 #include "worker/data/task.h"
 #include "worker/features.h"
 #include "worker/job.h"
+#include "worker/stream/socket_source.h"
+#include "worker/stream/stream_source.h"
+#include "worker/stream/tail_source.h"
 
 namespace freshet {
 namespace {
@@ -38,6 +44,113 @@ uint64_t Fnv(const void* p, size_t n, uint64_t h = kFnv1aOffset) { return Fnv1aU
 
 std::string Num(double v) { return JsonNumber(v); }
 
+// Forwards to a source the job keeps (to read a stream's counters after
+// training).
+class BorrowedSource : public ExampleSource {
+ public:
+  explicit BorrowedSource(ExampleSource* s) : s_(s) {}
+  StatusOr<Outcome> Poll(Example* ex, std::chrono::steady_clock::time_point deadline) override {
+    return s_->Poll(ex, deadline);
+  }
+  const ReadStats& stats() const override { return s_->stats(); }
+
+ private:
+  ExampleSource* s_;
+};
+
+constexpr int kCounterFields = 13;
+
+std::string SerializeCounters(const JoinCounters& c, int64_t bad) {
+  const int64_t v[kCounterFields] = {c.impressions, c.reactions, c.joined,     c.expired,
+                                     c.evicted,     c.duplicate, c.late,       c.orphan,
+                                     c.mismatched,  c.ignored,   c.early_joined, c.dup_labels, bad};
+  return std::string(reinterpret_cast<const char*>(v), sizeof(v));
+}
+
+Status SumCounters(const std::string& all, JoinCounters* sum, int64_t* bad) {
+  constexpr size_t kBytes = kCounterFields * sizeof(int64_t);
+  if (all.size() % kBytes != 0) return DataLoss("join counters: gathered a partial record");
+  *sum = JoinCounters();
+  *bad = 0;
+  for (size_t off = 0; off < all.size(); off += kBytes) {
+    int64_t v[kCounterFields];
+    std::memcpy(v, all.data() + off, kBytes);
+    JoinCounters c;
+    c.impressions = v[0];
+    c.reactions = v[1];
+    c.joined = v[2];
+    c.expired = v[3];
+    c.evicted = v[4];
+    c.duplicate = v[5];
+    c.late = v[6];
+    c.orphan = v[7];
+    c.mismatched = v[8];
+    c.ignored = v[9];
+    c.early_joined = v[10];
+    c.dup_labels = v[11];
+    sum->Add(c);
+    *bad += v[12];
+  }
+  return Status::OK();
+}
+
+JoinOptions JobJoinOptions(const proto::StreamConfig& s) {
+  JoinOptions o;
+  o.label_kinds.clear();
+  for (const auto& k : s.label_events()) o.label_kinds.push_back(*ParseEventKind(k));
+  o.window_ms = static_cast<int64_t>(std::llround(s.window_s() * 1000.0));
+  o.max_pending = static_cast<size_t>(s.max_pending());
+  o.early_hold_ms = static_cast<int64_t>(std::llround(s.early_hold_s() * 1000.0));
+  o.max_early = static_cast<size_t>(s.max_early());
+  return o;
+}
+
+// This worker's stream: its partitions of the stream directory.
+StatusOr<std::unique_ptr<StreamExampleSource>> OpenStream(const proto::JobConfig& job,
+                                                          const std::vector<std::string>& columns,
+                                                          const BadRecordPolicy& policy, int me,
+                                                          int n) {
+  const auto& s = job.stream();
+  std::unique_ptr<LineStream> lines;
+  if (!s.dir().empty()) {
+    TailOptions t;
+    t.dir = s.dir();
+    t.worker = me;
+    t.num_workers = n;
+    FRESHET_ASSIGN_OR_RETURN(lines, TailSource::Open(t));
+  } else {
+    // Worker i listens on its own port / socket path.
+    SocketOptions so;
+    if (s.tcp_port() > 0) {
+      so.tcp_port = s.tcp_port() + me;
+    } else {
+      so.unix_socket = s.unix_socket() + "." + std::to_string(me);
+    }
+    FRESHET_ASSIGN_OR_RETURN(lines, SocketSource::Listen(so));
+  }
+  StreamSourceOptions o;
+  o.columns = columns;
+  o.join = JobJoinOptions(s);
+  o.policy = policy;
+  o.lateness_ms = static_cast<int64_t>(std::llround(s.lateness_s() * 1000.0));
+  o.idle_partition = std::chrono::milliseconds(std::llround(s.idle_partition_s() * 1000.0));
+  return StreamExampleSource::Create(std::move(lines), o);
+}
+
+}  // namespace
+
+std::vector<std::string> StreamColumns(const proto::FeatureConfig& features) {
+  std::vector<std::string> cols;
+  auto add = [&](const std::string& c) {
+    if (std::find(cols.begin(), cols.end(), c) == cols.end()) cols.push_back(c);
+  };
+  for (const auto& s : features.slots()) add(s.column().empty() ? s.name() : s.column());
+  for (const auto& d : features.dense()) add(d.column().empty() ? d.name() : d.column());
+  return cols;
+}
+
+namespace {
+
 }  // namespace
 
 std::string JobResult::Json(const proto::JobConfig& job, int num_workers, int num_servers) const {
@@ -56,6 +169,12 @@ std::string JobResult::Json(const proto::JobConfig& job, int num_workers, int nu
     s += ",\"hr_at_10\":" + Num(hr10) + ",\"ndcg_at_10\":" + Num(ndcg10) +
          ",\"ranking_groups\":" + std::to_string(ranking_groups);
   }
+  s += ",\"final_watermark\":" + std::to_string(final_watermark) +
+       ",\"final_ingest_wall_ms\":" + std::to_string(final_ingest_wall_ms);
+  if (streaming) {
+    s += ",\"stream\":{" + join.ToJsonFields() + ",\"bad_lines\":" + std::to_string(stream_bad) +
+         "}";
+  }
   char split[200];
   std::snprintf(split, sizeof(split),
                 ",\"time_split_worker0_s\":{\"read\":%.2f,\"pull\":%.2f,\"compute\":%.2f,"
@@ -72,6 +191,10 @@ std::string JobResult::Summary() const {
                 static_cast<long long>(train.global_examples), static_cast<long long>(train.steps),
                 train.seconds, train.global_examples / std::max(1e-9, train.seconds));
   s += buf;
+  if (streaming) {
+    s += "stream join (all workers): " + join.ToString() + " bad lines " +
+         std::to_string(stream_bad) + "\n";
+  }
   std::snprintf(buf, sizeof(buf), "progressive AUC %.4f (first pass)   holdout AUC %.4f  logloss %.4f  GAUC %.4f",
                 progressive.auc, holdout.auc, holdout.logloss, holdout.gauc);
   s += buf;
@@ -149,7 +272,10 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
   const bool leader = workers->rank() == 0;
   JobResult result;
 
-  // Data: worker 0 builds the task's example files; the others wait.
+  const bool streaming = IsStreamingJob(job);
+  result.streaming = streaming;
+  // Data: worker 0 builds the task's example files; the others wait. A
+  // streaming job has none to build.
   Status prep = leader ? PrepareTaskData(&job, options.data_dir, true) : Status::OK();
   float failed = prep.ok() ? 0.0f : 1.0f;
   FRESHET_RETURN_IF_ERROR(workers->AllReduceSum(&failed, 1));
@@ -158,7 +284,14 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
   if (!leader) FRESHET_RETURN_IF_ERROR(PrepareTaskData(&job, options.data_dir, false));
 
   const auto& data = job.data();
-  FRESHET_ASSIGN_OR_RETURN(std::vector<std::string> columns, ReadExampleHeader(data.train_files(0)));
+  // Streaming: the examples have exactly the columns the features read (the
+  // stream source projects each producer's header onto them).
+  std::vector<std::string> columns;
+  if (streaming) {
+    columns = StreamColumns(job.features());
+  } else {
+    FRESHET_ASSIGN_OR_RETURN(columns, ReadExampleHeader(data.train_files(0)));
+  }
   FRESHET_ASSIGN_OR_RETURN(std::unique_ptr<FeatureEncoder> encoder,
                            FeatureEncoder::Create(job.features(), columns));
   FRESHET_ASSIGN_OR_RETURN(std::unique_ptr<Model> model,
@@ -171,12 +304,38 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
   topt.print_status = leader && options.print_status;
   topt.max_steps = options.max_steps;
   topt.metrics = options.metrics;
-  Model* model_ptr = nullptr;
-  if (leader && options.after_step) {
-    topt.after_step = [&options, &model_ptr](int64_t step, int64_t watermark, int64_t wall_ms) {
-      options.after_step(*model_ptr, step, watermark, wall_ms);
+  StreamExampleSource* stream = nullptr;  // owned by the trainer while it trains
+  if (streaming) {
+    topt.epochs = 1;
+    topt.max_batch_delay_ms = job.stream().max_batch_delay_ms();
+    topt.progressive_window = job.stream().progressive_window();
+    topt.max_progressive = 1 << 20;
+    topt.status_extra = [&stream]() -> std::string {
+      if (stream == nullptr) return "";
+      const int64_t w = stream->watermark_ms();
+      const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                 std::chrono::system_clock::now().time_since_epoch())
+                                 .count();
+      char buf[96];
+      if (w >= 0) {
+        std::snprintf(buf, sizeof(buf), "  watermark %lld  lag %.2f s",
+                      static_cast<long long>(w), (now_ms - w) / 1e3);
+      } else {
+        std::snprintf(buf, sizeof(buf), "  watermark none yet");
+      }
+      return "join (worker 0) " + stream->join_counters().ToString() + " pending " +
+             std::to_string(stream->joiner().waiting()) + buf;
     };
   }
+  Model* model_ptr = nullptr;
+  int64_t last_watermark = 0, last_wall_ms = 0;  // this worker's, after its last step
+  topt.after_step = [&options, &model_ptr, leader, &last_watermark, &last_wall_ms](
+                        int64_t step, int64_t watermark, int64_t wall_ms) {
+    last_watermark = watermark;
+    last_wall_ms = wall_ms;
+    if (options.report_watermark) options.report_watermark(step, watermark, wall_ms);
+    if (leader && options.after_step) options.after_step(*model_ptr, step, watermark, wall_ms);
+  };
   model_ptr = model.get();
   FRESHET_ASSIGN_OR_RETURN(std::unique_ptr<Trainer> trainer,
                            Trainer::Create(job, encoder.get(), model.get(), store, workers, topt));
@@ -187,13 +346,58 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
   const std::vector<std::string> holdout_files(data.holdout_files().begin(),
                                                data.holdout_files().end());
   const int me = workers->rank(), n = workers->size();
-  auto open_shard = [&]() -> StatusOr<std::unique_ptr<ExampleReader>> {
+  std::unique_ptr<StreamExampleSource> stream_owner;  // kept for its counters
+  auto open_shard = [&]() -> StatusOr<std::unique_ptr<ExampleSource>> {
+    if (streaming) {
+      FRESHET_ASSIGN_OR_RETURN(stream_owner, OpenStream(job, columns, policy, me, n));
+      stream = stream_owner.get();
+      if (leader && options.print_status) {
+        std::printf("streaming: worker 0 reads %s; window %.1f s, labels",
+                    stream->lines()->Describe().c_str(), job.stream().window_s());
+        for (const auto& k : job.stream().label_events()) std::printf(" %s", k.c_str());
+        std::printf("\n");
+        std::fflush(stdout);
+      }
+      return std::unique_ptr<ExampleSource>(new BorrowedSource(stream));
+    }
     FRESHET_ASSIGN_OR_RETURN(
         std::vector<FileRange> ranges,
         SplitFiles(train_files, me, n, TrainingBlockBytes(train_files, n)));
-    return ExampleReader::Open(std::move(ranges), policy);
+    FRESHET_ASSIGN_OR_RETURN(std::unique_ptr<ExampleReader> reader,
+                             ExampleReader::Open(std::move(ranges), policy));
+    return std::unique_ptr<ExampleSource>(std::move(reader));
   };
   FRESHET_ASSIGN_OR_RETURN(result.train, trainer->Train(open_shard));
+  if (streaming) {
+    // Every worker's join counters, summed on worker 0.
+    CHECK(stream != nullptr);
+    std::string all;
+    const std::string mine = SerializeCounters(stream->join_counters(), stream->stats().bad);
+    FRESHET_RETURN_IF_ERROR(workers->GatherBytes(mine.data(), mine.size(), &all));
+    if (leader) FRESHET_RETURN_IF_ERROR(SumCounters(all, &result.join, &result.stream_bad));
+  }
+  {
+    // The final watermark: the minimum over the workers that trained
+    // anything (the exporter's EXPORT_FINAL carries it).
+    const int64_t mine[2] = {last_watermark, last_wall_ms};
+    std::string all;
+    FRESHET_RETURN_IF_ERROR(
+        workers->GatherBytes(reinterpret_cast<const char*>(mine), sizeof(mine), &all));
+    if (leader) {
+      int64_t w = INT64_MAX, wall = INT64_MAX;
+      for (size_t off = 0; off + sizeof(mine) <= all.size(); off += sizeof(mine)) {
+        int64_t v[2];
+        std::memcpy(v, all.data() + off, sizeof(v));
+        if (v[0] <= 0) continue;
+        w = std::min(w, v[0]);
+        wall = std::min(wall, v[1]);
+      }
+      if (w == INT64_MAX) w = wall = 0;
+      result.final_watermark = w;
+      result.final_ingest_wall_ms = wall;
+      if (options.final_watermark) options.final_watermark(w, wall);
+    }
+  }
   if (leader && options.after_training) {
     FRESHET_RETURN_IF_ERROR(options.after_training(*model).WithContext("final export"));
   }

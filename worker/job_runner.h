@@ -18,6 +18,7 @@
 #include "common/sparse_store.h"
 #include "worker/metrics.h"
 #include "worker/model/model.h"
+#include "worker/stream/label_joiner.h"
 #include "worker/trainer.h"
 
 namespace freshet {
@@ -29,6 +30,14 @@ struct JobResult {
   double hr10 = -1, ndcg10 = -1;  // worker 0, when the task has a ranking file
   double popularity_auc = -1;     // worker 0: item-popularity baseline on the holdout
   int64_t ranking_groups = 0;
+  // Streaming jobs: the join counters and bad event lines summed over all
+  // workers (worker 0).
+  bool streaming = false;
+  // Worker 0: the minimum over workers of the final watermarks (see
+  // RunOptions::final_watermark).
+  int64_t final_watermark = 0, final_ingest_wall_ms = 0;
+  JoinCounters join;
+  int64_t stream_bad = 0;
   // Human-readable summary lines (holdout metrics beside the oracle and the
   // baseline).
   std::string Summary() const;
@@ -50,6 +59,14 @@ struct RunOptions {
   std::function<void(const Model& model, int64_t step, int64_t watermark,
                      int64_t ingest_wall_ms)>
       after_step;
+  // Every worker: called after each of its training steps with the step,
+  // its watermark (newest event time trained, unix s) and the wall time its
+  // batch was read; the exporter's WATERMARK feed. May be empty.
+  std::function<void(int64_t step, int64_t watermark, int64_t ingest_wall_ms)> report_watermark;
+  // Worker 0 only: called once training ended, before after_training, with
+  // the minimum over the workers that trained anything (watermark > 0) of
+  // their final watermarks and ingest wall times (0, 0 if none did).
+  std::function<void(int64_t watermark, int64_t ingest_wall_ms)> final_watermark;
   // Worker 0 only: called once training ended, with the final model, before
   // the holdout scoring (e.g. to have the exporter publish the final model).
   std::function<Status(const Model& model)> after_training;
@@ -61,8 +78,17 @@ struct RunOptions {
 // Runs the worker side of `job` (validated). Data preparation happens on
 // worker 0 while the others wait. Returns this worker's result; worker 0's
 // has the evaluation.
+//
+// Streaming jobs (IsStreamingJob): no data preparation; each worker tails
+// its partitions of stream.dir (worker/stream/), joins labels and trains
+// until the stream ends (every worker saw `_END` and emitted every example);
+// holdout scoring only when holdout files are given.
 StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Collective* workers,
                                  const RunOptions& options);
+
+// The example columns a streaming job's features read: each slot's and
+// dense feature's column, first use first, without repeats.
+std::vector<std::string> StreamColumns(const proto::FeatureConfig& features);
 
 // Dense parameter files: "FRSHDENS", u64 count, floats, u64 FNV-1a checksum.
 Status SaveDense(const Model& model, const std::string& path);

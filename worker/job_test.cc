@@ -54,8 +54,28 @@ TEST(JobConfigTest, ErrorsNameTheField) {
   EXPECT_NE(syntax.status().message().find("s.pbtxt:2:"), std::string::npos) << syntax.status();
 }
 
+TEST(JobConfigTest, StreamSectionDefaultsAndErrors) {
+  auto job = Parse(R"(stream { dir: "s" } features { slots { name: "a" } }
+                      model { wide_table: "wide" })");
+  ASSERT_TRUE(job.ok()) << job.status();  // no data files needed
+  EXPECT_TRUE(IsStreamingJob(*job));
+  ASSERT_EQ(job->stream().label_events_size(), 1);
+  EXPECT_EQ(job->stream().label_events(0), "click");
+  EXPECT_FLOAT_EQ(job->stream().window_s(), 30);
+  EXPECT_FLOAT_EQ(job->stream().early_hold_s(), 30);
+  EXPECT_EQ(job->stream().max_pending(), 1000000);
+  EXPECT_EQ(job->stream().max_batch_delay_ms(), 200);
+  auto kind = Parse(R"(stream { dir: "s" label_events: "view" } features { slots { name: "a" } }
+                       model { wide_table: "wide" })");
+  EXPECT_EQ(kind.status().message(),
+            "job.pbtxt: stream.label_events[0]: 'view' is not click, cart, fav or buy");
+  auto window = Parse(R"(stream { dir: "s" window_s: -1 } features { slots { name: "a" } }
+                         model { wide_table: "wide" })");
+  EXPECT_EQ(window.status().message(), "job.pbtxt: stream.window_s: must be >= 0");
+}
+
 TEST(JobConfigTest, ShippedJobConfigsLoad) {
-  for (const char* name : {"synthetic"}) {
+  for (const char* name : {"synthetic", "realtime-shop"}) {
     const std::string path = std::string(FRESHET_SOURCE_DIR) + "/cluster-configs/jobs/" + name +
                              ".pbtxt";
     auto job = LoadJobConfig(path);

@@ -127,13 +127,17 @@ StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const proto::JobConfig& job,
   return t;
 }
 
-Status Trainer::ReadBatch(ExampleReader* reader, Step* step, bool* eof) {
+Status Trainer::ReadBatch(ExampleSource* reader, Step* step, bool* eof) {
   step->batch.Reset(encoder_->num_slots(), encoder_->num_dense());
   Example ex;
   *eof = false;
+  const auto deadline = options_.max_batch_delay_ms > 0
+                            ? Clock::now() + std::chrono::milliseconds(options_.max_batch_delay_ms)
+                            : Clock::time_point::max();
   while (step->batch.size < options_.batch_size) {
-    FRESHET_ASSIGN_OR_RETURN(bool got, reader->Next(&ex));
-    if (!got) {
+    FRESHET_ASSIGN_OR_RETURN(ExampleSource::Outcome got, reader->Poll(&ex, deadline));
+    if (got == ExampleSource::Outcome::kNotNow) break;
+    if (got == ExampleSource::Outcome::kEnd) {
       *eof = true;
       break;
     }
@@ -218,13 +222,14 @@ StatusOr<TrainStats> Trainer::Train(const ReaderFactory& open_shard) {
   TrainStats stats;
   const auto start = Clock::now();
   const size_t num_dense = model_->NumDenseParams();
-  std::vector<float> dense_grad(num_dense), reduce_buf(num_dense + 2);
+  // [weighted dense grad..., examples, loss sum, workers whose source is open]
+  std::vector<float> dense_grad(num_dense), reduce_buf(num_dense + 3);
   Step steps[2];
   Step* cur = &steps[0];
   Step* next = &steps[1];
   std::deque<std::future<Status>> pending_pushes;
   const bool prefetch = options_.staleness != 0;
-  WindowAuc window(50000);
+  WindowAuc window(static_cast<size_t>(std::max(1, options_.progressive_window)));
   auto last_status = Clock::now();
   StatusLine status_line(stdout);  // live on a terminal, plain lines otherwise
   const double status_every = status_line.Interval(options_.status_interval_s);
@@ -233,7 +238,7 @@ StatusOr<TrainStats> Trainer::Train(const ReaderFactory& open_shard) {
   int64_t loss_n_since = 0, steps_since = 0;
 
   for (int epoch = 0; epoch < std::max(1, options_.epochs); ++epoch) {
-    FRESHET_ASSIGN_OR_RETURN(std::unique_ptr<ExampleReader> reader, open_shard());
+    FRESHET_ASSIGN_OR_RETURN(std::unique_ptr<ExampleSource> reader, open_shard());
     bool eof = false;
     auto t0 = Clock::now();
     FRESHET_RETURN_IF_ERROR(ReadBatch(reader.get(), cur, &eof));
@@ -274,6 +279,14 @@ StatusOr<TrainStats> Trainer::Train(const ReaderFactory& open_shard) {
           const float p = Sigmoid(cur->logits[i]);
           window.Add(p, cur->batch.labels[i]);
           if (epoch > 0) continue;  // progressive validation: first sight only
+          if (options_.max_progressive > 0 &&
+              stats.progressive.probs.size() >= 2 * options_.max_progressive) {
+            auto drop = [&](auto* v) { v->erase(v->begin(), v->end() - options_.max_progressive); };
+            drop(&stats.progressive.probs);
+            drop(&stats.progressive.labels);
+            drop(&stats.progressive.users);
+            drop(&stats.progressive.oracle);
+          }
           stats.progressive.probs.push_back(p);
           stats.progressive.labels.push_back(cur->batch.labels[i]);
           stats.progressive.users.push_back(cur->batch.users[i]);
@@ -319,14 +332,20 @@ StatusOr<TrainStats> Trainer::Train(const ReaderFactory& open_shard) {
       for (size_t i = 0; i < num_dense; ++i) reduce_buf[i] = dense_grad[i] * n;
       reduce_buf[num_dense] = static_cast<float>(n);
       reduce_buf[num_dense + 1] = static_cast<float>(loss_sum);
+      // This worker may still produce examples: its source is open, or a
+      // batch is already read.
+      const bool open = !eof || (next_ready && next->batch.size > 0);
+      reduce_buf[num_dense + 2] = open ? 1.0f : 0.0f;
       FRESHET_RETURN_IF_ERROR(collective_->AllReduceSum(reduce_buf.data(), reduce_buf.size()));
       const float total = reduce_buf[num_dense];
       stats.allreduce_s += Since(t0);
-      if (total == 0) break;  // every worker is out of data
-      for (size_t i = 0; i < num_dense; ++i) dense_grad[i] = reduce_buf[i] / total;
-      t0 = Clock::now();
-      model_->ApplyDenseGradient(dense_grad.data());
-      stats.compute_s += Since(t0);
+      if (total == 0 && reduce_buf[num_dense + 2] == 0) break;  // every worker is out of data
+      if (total > 0) {
+        for (size_t i = 0; i < num_dense; ++i) dense_grad[i] = reduce_buf[i] / total;
+        t0 = Clock::now();
+        model_->ApplyDenseGradient(dense_grad.data());
+        stats.compute_s += Since(t0);
+      }
       FRESHET_RETURN_IF_ERROR(store_->Clock());
       ++stats.steps;
       watermark_ = std::max(watermark_, cur->max_time);
@@ -344,19 +363,21 @@ StatusOr<TrainStats> Trainer::Train(const ReaderFactory& open_shard) {
 
       if (options_.print_status && Since(last_status) >= status_every) {
         const double secs = Since(last_status);
-        char line[320];
+        const std::string extra = options_.status_extra ? "  " + options_.status_extra() : "";
+        char line[640];
         std::snprintf(line, sizeof(line),
                       "train  epoch %d  step %lld  examples %lld  %.0f ex/s  loss %.4f  "
-                      "progressive AUC %.4f (worker 0, last %zu)  pull wait %.2f ms/step",
+                      "progressive AUC %.4f (worker 0, last %zu)  pull wait %.2f ms/step%s",
                       epoch + 1, static_cast<long long>(stats.steps),
                       static_cast<long long>(stats.global_examples), status_examples / secs,
                       loss_sum_since / std::max<int64_t>(1, loss_n_since), window.Value(),
-                      window.count(), 1e3 * pull_wait_since / std::max<int64_t>(1, steps_since));
+                      window.count(), 1e3 * pull_wait_since / std::max<int64_t>(1, steps_since),
+                      extra.c_str());
         // Fraction done: this worker's share of its shard (all workers move
-        // through the files together), or of max_steps when that ends first.
-        const double shard = static_cast<double>(reader->total_bytes());
-        double done = (epoch + (shard > 0 ? std::min(1.0, reader->stats().bytes / shard) : 0.0)) /
-                      std::max(1, options_.epochs);
+        // through the files together), or of max_steps when that ends first;
+        // unknown for live streams.
+        const double read = reader->FractionRead();
+        double done = read < 0 ? -1.0 : (epoch + read) / std::max(1, options_.epochs);
         if (options_.max_steps > 0) {
           done = std::max(done, static_cast<double>(stats.steps) / options_.max_steps);
         }

@@ -11,7 +11,11 @@
 //
 // Workers with uneven shards keep stepping with empty batches until every
 // worker is out of data (the all-reduce needs everyone), so all workers run
-// the same number of steps.
+// the same number of steps. With live sources a worker may have an empty
+// batch while its source has not ended: the all-reduce also counts the
+// workers whose source is still open, and training ends only when every
+// worker's source ended and every batch is empty (steps with no examples
+// anywhere apply no dense update).
 //
 // Thread safety: one thread drives a Trainer.
 #pragma once
@@ -55,7 +59,9 @@ struct TrainStats {
   ScoredSet progressive;  // pre-update scores of the first epoch's examples
 };
 
-using ReaderFactory = std::function<StatusOr<std::unique_ptr<ExampleReader>>()>;
+// Opens this worker's examples: an ExampleReader over its shard of the files,
+// or a live stream (worker/stream/stream_source.h).
+using ReaderFactory = std::function<StatusOr<std::unique_ptr<ExampleSource>>()>;
 
 class Trainer {
  public:
@@ -75,6 +81,18 @@ class Trainer {
     // Where to count steps, examples, loss, AUC and the time split
     // (worker/train_monitor.h); not owned, outlives the trainer. May be null.
     MetricsRegistry* metrics = nullptr;
+    // Live sources: a batch is cut after this many ms even when not full (an
+    // empty batch when nothing came), so workers keep stepping together and
+    // fresh examples are trained on soon. 0: wait for full batches.
+    int max_batch_delay_ms = 0;
+    // Examples in the sliding window of the status lines' progressive AUC.
+    int progressive_window = 50000;
+    // > 0: TrainStats::progressive keeps only about the newest this many
+    // examples (between this and twice this), so an endless stream does
+    // not grow memory. 0: all.
+    size_t max_progressive = 0;
+    // Appended to every status line (e.g. join counters, watermark, lag).
+    std::function<std::string()> status_extra;
   };
 
   // Not owned; all must outlive the trainer. `tables` gives table ids by
@@ -85,8 +103,8 @@ class Trainer {
                                                    SparseStore* store, Collective* collective,
                                                    Options options);
 
-  // Trains; `open_shard` opens this worker's training shard (called once
-  // per epoch).
+  // Trains; `open_shard` opens this worker's training shard or stream
+  // (called once per epoch).
   StatusOr<TrainStats> Train(const ReaderFactory& open_shard);
   // Scores every example of `reader` with the current parameters (pulls
   // only, no updates).
@@ -98,7 +116,7 @@ class Trainer {
           Options options);
   // Reads up to batch_size good examples; encoder failures count as bad
   // records under the reader's policy.
-  Status ReadBatch(ExampleReader* reader, Step* step, bool* eof);
+  Status ReadBatch(ExampleSource* reader, Step* step, bool* eof);
   void IssuePulls(Step* step);
   Status WaitPulls(Step* step);
   void BuildInput(Step* step);

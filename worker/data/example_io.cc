@@ -243,6 +243,12 @@ ExampleReader::~ExampleReader() = default;
 
 const ReadStats& ExampleReader::stats() const { return source_->stats(); }
 
+StatusOr<ExampleSource::Outcome> ExampleReader::Poll(Example* ex,
+                                                     std::chrono::steady_clock::time_point) {
+  FRESHET_ASSIGN_OR_RETURN(bool got, Next(ex));
+  return got ? Outcome::kExample : Outcome::kEnd;
+}
+
 StatusOr<bool> ExampleReader::Next(Example* ex) {
   std::string_view line;
   while (true) {

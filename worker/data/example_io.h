@@ -18,6 +18,8 @@
 // Thread safety: a reader or writer is used by one thread at a time.
 #pragma once
 
+#include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <memory>
@@ -78,7 +80,30 @@ struct FileReadStats {
   ReadStats stats;
 };
 
-class ExampleReader {
+// Where training reads examples from: example files (ExampleReader) or a
+// live event stream (worker/stream/stream_source.h).
+//
+// Thread safety: one thread uses a source.
+class ExampleSource {
+ public:
+  enum class Outcome {
+    kExample,  // *ex holds the next example
+    kNotNow,   // none arrived before the deadline (live sources only)
+    kEnd,      // no more examples, ever
+  };
+  virtual ~ExampleSource() = default;
+  // The next good example, waiting until `deadline` at most (file readers
+  // never wait: they return an example or kEnd). Errors: I/O failures, more
+  // bad records than the policy allows.
+  virtual StatusOr<Outcome> Poll(Example* ex, std::chrono::steady_clock::time_point deadline) = 0;
+  // Lines read, good examples and bad lines so far.
+  virtual const ReadStats& stats() const = 0;
+  // Fraction of a finite input read so far, in [0, 1]; < 0 when unknown
+  // (live sources). For progress displays.
+  virtual double FractionRead() const { return -1; }
+};
+
+class ExampleReader : public ExampleSource {
  public:
   // Opens the ranges (all files must have the same header). Empty ranges are
   // fine (a shard with no data).
@@ -87,17 +112,22 @@ class ExampleReader {
   // Whole files, unsplit.
   static StatusOr<std::unique_ptr<ExampleReader>> OpenFiles(const std::vector<std::string>& files,
                                                             BadRecordPolicy policy);
-  ~ExampleReader();
+  ~ExampleReader() override;
 
   const std::vector<std::string>& columns() const { return columns_; }
   // Reads the next good example into *ex. Returns false at the end of the
   // last range; an error past the bad-record limit or on I/O failure.
   StatusOr<bool> Next(Example* ex);
+  // Next() as an ExampleSource: kExample or kEnd.
+  StatusOr<Outcome> Poll(Example* ex, std::chrono::steady_clock::time_point deadline) override;
   // Lines read, good examples and bad lines so far, over all ranges.
-  const ReadStats& stats() const;
+  const ReadStats& stats() const override;
   // Bytes of all ranges (headers included); stats().bytes / total_bytes()
   // is the fraction read.
   uint64_t total_bytes() const { return total_bytes_; }
+  double FractionRead() const override {
+    return total_bytes_ > 0 ? std::min(1.0, static_cast<double>(stats().bytes) / total_bytes_) : 0.0;
+  }
 
  private:
   ExampleReader() = default;

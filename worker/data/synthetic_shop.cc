@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <sstream>
 #include <system_error>
 #include <utility>
@@ -27,10 +28,9 @@ constexpr double kBias = -4.4;
 constexpr double kQualitySd = 0.5;
 constexpr double kInteraction = 1.2;  // weight of u.v / sqrt(d)
 constexpr double kFavouriteBoost = 0.6;
-constexpr double kSessionBoost = 0.5;    // item category among the recent clicks'
-constexpr double kQueryMatch = 1.0;      // search, item in the intent category
-constexpr double kQueryMismatch = -0.5;  // search, item elsewhere
-constexpr double kTrendingBoost = 0.8;
+constexpr double kSessionBoost = 0.5;     // item category among the recent clicks'
+constexpr double kQueryMatch = 1.0;       // search, item in the intent category
+constexpr double kQueryMismatch = -0.5;   // search, item elsewhere
 constexpr double kAbsolutePrice = -0.15;  // per unit of log(price / $30)
 constexpr double kDesktop = 0.1;
 constexpr double kEvening = 0.15;        // hours 18..23
@@ -184,6 +184,28 @@ struct SyntheticShop::World {
   std::vector<std::string> position_tokens, hour_tokens;
 };
 
+// One request's hidden draw: who, the context, the candidates and their
+// true probabilities. Shared by the batch and the interactive generators, so
+// both consume the world's random stream identically.
+struct SyntheticShop::Drawn {
+  int64_t time = 0;  // unix seconds
+  int uid = 0;
+  bool mobile = false;
+  bool search = false;
+  bool cheap = false;
+  int hour = 0;
+  int intent = 0;
+  int trending = 0;
+  std::string query, recent_items, recent_categories;
+  struct Candidate {
+    int item;
+    double logit;   // true click logit before position bias
+    double ranker;  // the production ranker's noisy view of it
+    double p_buy;   // P(buy | click)
+  };
+  std::vector<Candidate> candidates;  // in draw order
+};
+
 StatusOr<ShopLabel> ParseShopLabel(const std::string& name) {
   if (name == "click") return ShopLabel::kClick;
   if (name == "purchase") return ShopLabel::kPurchase;
@@ -218,6 +240,10 @@ Status ValidateShopConfig(const ShopConfig& c) {
     return bad("holdout_fraction", "must be in [0, 1)");
   }
   if (c.start_time < 0) return bad("start_time", "must be >= 0");
+  if (!std::isfinite(c.trending_boost)) return bad("trending_boost", "must be finite");
+  if (!(c.trending_candidate_share >= 0 && c.trending_candidate_share < 1)) {
+    return bad("trending_candidate_share", "must be in [0, 1)");
+  }
   if (c.label != ShopLabel::kClick && c.label != ShopLabel::kPurchase) {
     return bad("label", "is not click or purchase");
   }
@@ -226,7 +252,7 @@ Status ValidateShopConfig(const ShopConfig& c) {
 
 const std::vector<std::string>& ShopColumns() {
   static const std::vector<std::string> kColumns = {
-      "user",    "item",     "category", "price",  "price_bucket",     "query",
+      "user",    "item",     "category", "price",  "price_bucket",      "query",
       "surface", "position", "hour",     "device", "user_recent_items", "user_recent_categories"};
   return kColumns;
 }
@@ -378,15 +404,20 @@ const std::vector<std::string>& SyntheticShop::category_words(int c) const {
   return world_->categories[c].words;
 }
 
-bool SyntheticShop::NextRequest(std::vector<Example>* out) {
-  out->clear();
-  if (next_request_ >= config_.num_requests) return false;
+int SyntheticShop::TrendingAt(int64_t time_s) const {
+  const World& w = *world_;
+  const int64_t period = std::max<int64_t>(0, time_s - config_.start_time) / config_.drift_period_s;
+  return w.trending[std::min<int64_t>(period, static_cast<int64_t>(w.trending.size()) - 1)];
+}
+
+void SyntheticShop::DrawRequest(int64_t time, Drawn* out) {
   World& w = *world_;
   Rng& rng = w.rng;
   const ShopConfig& cfg = config_;
   const int d = cfg.latent_dim;
   const double inv_sqrt_d = 1.0 / std::sqrt(static_cast<double>(d));
-  const int64_t time = w.request_times[next_request_++];
+  const int64_t marker = ++draws_;  // w.chosen_in[item] == marker: a candidate already
+  out->time = time;
 
   // Who.
   const double r = rng.Uniform() * w.user_cumulative.back();
@@ -394,6 +425,7 @@ bool SyntheticShop::NextRequest(std::vector<Example>* out) {
       std::min<size_t>(std::upper_bound(w.user_cumulative.begin(), w.user_cumulative.end(), r) -
                            w.user_cumulative.begin(),
                        w.users.size() - 1));
+  out->uid = uid;
   World::User& user = w.users[uid];
   // Advance the user's latent taste (Ornstein-Uhlenbeck, stationary N(0, 1)).
   if (cfg.preference_tau_s > 0 && time > user.latent_time) {
@@ -410,9 +442,14 @@ bool SyntheticShop::NextRequest(std::vector<Example>* out) {
   const int favourite = user.favourites[rng.Below(kFavourites)];
   const int intent =
       rng.Bernoulli(0.6) ? favourite : static_cast<int>(rng.Below(cfg.num_categories));
-  const int trending = w.trending[std::min<int64_t>((time - cfg.start_time) / cfg.drift_period_s,
-                                                    static_cast<int64_t>(w.trending.size()) - 1)];
-  std::string query;
+  const int trending = TrendingAt(time);
+  out->mobile = mobile;
+  out->hour = hour;
+  out->search = search;
+  out->intent = intent;
+  out->trending = trending;
+  std::string& query = out->query;
+  query.clear();
   bool cheap = false;
   if (search) {
     std::vector<std::string> tokens;
@@ -436,10 +473,14 @@ bool SyntheticShop::NextRequest(std::vector<Example>* out) {
       query += t;
     }
   }
+  out->cheap = cheap;
   // Session interest: categories of the recent clicks.
   std::vector<int> session_categories;
   for (int item : user.recent) session_categories.push_back(w.items[item].category);
-  std::string recent_items, recent_categories;
+  std::string& recent_items = out->recent_items;
+  std::string& recent_categories = out->recent_categories;
+  recent_items.clear();
+  recent_categories.clear();
   for (int item : user.recent) {
     if (!recent_items.empty()) recent_items += ' ';
     recent_items += w.items[item].token;
@@ -455,19 +496,23 @@ bool SyntheticShop::NextRequest(std::vector<Example>* out) {
   }
 
   // Candidates: mostly from the intent category (search) or a favourite
-  // (browse), the rest anywhere; distinct.
+  // (browse), the rest anywhere (and, when configured, a share from the
+  // trending category); distinct.
   const int num_candidates = std::min(cfg.num_items, kCandidatesPerSlot * cfg.slate_size);
   const int pool_category = search ? intent : favourite;
   const double pool_share = search ? 0.7 : 0.5;
   std::vector<int> candidates;
   candidates.reserve(num_candidates);
-  // w.chosen_in[item] == next_request_: already a candidate of this request.
-  auto taken = [&](int item) { return w.chosen_in[item] == next_request_; };
+  auto taken = [&](int item) { return w.chosen_in[item] == marker; };
   while (static_cast<int>(candidates.size()) < num_candidates) {
     int item = -1;
     for (int attempt = 0; attempt < 20 && item < 0; ++attempt) {
       int pick;
-      if (rng.Bernoulli(pool_share)) {
+      // No draw at all when the share is 0: the batch dataset is unchanged.
+      if (cfg.trending_candidate_share > 0 && rng.Bernoulli(cfg.trending_candidate_share)) {
+        const auto& pool = w.categories[trending].items;
+        pick = pool[rng.Below(static_cast<int64_t>(pool.size()))];
+      } else if (rng.Bernoulli(pool_share)) {
         const auto& pool = w.categories[pool_category].items;
         pick = pool[rng.Below(static_cast<int64_t>(pool.size()))];
       } else {
@@ -478,19 +523,14 @@ bool SyntheticShop::NextRequest(std::vector<Example>* out) {
     for (int i = 0; item < 0; ++i) {  // tiny worlds: the first free item
       if (!taken(i)) item = i;
     }
-    w.chosen_in[item] = next_request_;
+    w.chosen_in[item] = marker;
     candidates.push_back(item);
   }
 
-  // True logits, and the production ranker's noisy view of them.
+  // True logits, the production ranker's noisy view of them, P(buy | click).
   const double price_factor = cheap ? 2.0 : 1.0;
-  struct Scored {
-    int item;
-    double logit;
-    double ranker;
-  };
-  std::vector<Scored> scored;
-  scored.reserve(candidates.size());
+  out->candidates.clear();
+  out->candidates.reserve(candidates.size());
   for (int item_id : candidates) {
     const World::Item& item = w.items[item_id];
     const World::Category& cat = w.categories[item.category];
@@ -511,32 +551,48 @@ bool SyntheticShop::NextRequest(std::vector<Example>* out) {
     double personal = kInteraction * Dot(user.latent, item.latent) * inv_sqrt_d -
                       price_factor * user.price_sensitivity * (item.log_price - cat.mean_log_price);
     if (session) personal += kSessionBoost;
-    const double trend = item.category == trending ? kTrendingBoost : 0.0;
-    scored.push_back({item_id, known + personal + trend,
-                      known + kRankerTaste * personal + kRankerNoiseSd * rng.Normal()});
-  }
-  std::sort(scored.begin(), scored.end(), [](const Scored& a, const Scored& b) {
-    return a.ranker != b.ranker ? a.ranker > b.ranker : a.item < b.item;
-  });
-
-  // Impressions, labels, oracle.
-  const double beta = mobile ? kExamineMobile : kExamineDesktop;
-  std::vector<int> clicked;
-  out->resize(cfg.slate_size);
-  for (int pos = 1; pos <= cfg.slate_size; ++pos) {
-    const Scored& s = scored[pos - 1];
-    const World::Item& item = w.items[s.item];
-    const World::Category& cat = w.categories[item.category];
-    const double p_click =
-        std::clamp(Sigmoid(s.logit) / (1.0 + beta * (pos - 1)), kMinProb, 1.0 - kMinProb);
-    const bool click = rng.Bernoulli(p_click);
-    const bool fav = std::find(std::begin(user.favourites), std::end(user.favourites),
-                               item.category) != std::end(user.favourites);
+    const double trend = item.category == trending ? cfg.trending_boost : 0.0;
     const double buy_logit =
         kBuyBias + (fav ? kBuyFavourite : 0.0) + kBuyQuality * item.quality -
         kBuyPrice * price_factor * user.price_sensitivity * (item.log_price - cat.mean_log_price) +
         kBuyAbsolutePrice * (item.log_price - std::log(30.0));
-    const double p_buy = std::clamp(Sigmoid(buy_logit), kMinProb, 1.0 - kMinProb);
+    out->candidates.push_back({item_id, known + personal + trend,
+                               known + kRankerTaste * personal + kRankerNoiseSd * rng.Normal(),
+                               std::clamp(Sigmoid(buy_logit), kMinProb, 1.0 - kMinProb)});
+  }
+}
+
+double SyntheticShop::Examine(bool mobile, int position) {
+  return 1.0 / (1.0 + (mobile ? kExamineMobile : kExamineDesktop) * (position - 1));
+}
+
+bool SyntheticShop::NextRequest(std::vector<Example>* out) {
+  out->clear();
+  if (next_request_ >= config_.num_requests) return false;
+  World& w = *world_;
+  Rng& rng = w.rng;
+  const ShopConfig& cfg = config_;
+  const int64_t time = w.request_times[next_request_++];
+  if (drawn_buf_ == nullptr) drawn_buf_ = std::make_unique<Drawn>();
+  Drawn& d = *drawn_buf_;
+  DrawRequest(time, &d);
+  World::User& user = w.users[d.uid];
+  std::sort(d.candidates.begin(), d.candidates.end(),
+            [](const Drawn::Candidate& a, const Drawn::Candidate& b) {
+              return a.ranker != b.ranker ? a.ranker > b.ranker : a.item < b.item;
+            });
+
+  // Impressions, labels, oracle.
+  std::vector<int> clicked;
+  out->resize(cfg.slate_size);
+  for (int pos = 1; pos <= cfg.slate_size; ++pos) {
+    const Drawn::Candidate& s = d.candidates[pos - 1];
+    const World::Item& item = w.items[s.item];
+    const World::Category& cat = w.categories[item.category];
+    const double p_click =
+        std::clamp(Sigmoid(s.logit) * Examine(d.mobile, pos), kMinProb, 1.0 - kMinProb);
+    const bool click = rng.Bernoulli(p_click);
+    const double p_buy = s.p_buy;
     // Drawn for every impression whatever the label, so both labels see the
     // same world, requests and clicks.
     const bool buy = rng.Bernoulli(p_buy);
@@ -558,13 +614,13 @@ bool SyntheticShop::NextRequest(std::vector<Example>* out) {
                  cat.token,
                  item.price,
                  item.price_bucket,
-                 query,
-                 search ? "search" : "browse",
+                 d.query,
+                 d.search ? "search" : "browse",
                  w.position_tokens[pos - 1],
-                 w.hour_tokens[hour],
-                 mobile ? "mobile" : "desktop",
-                 recent_items,
-                 recent_categories};
+                 w.hour_tokens[d.hour],
+                 d.mobile ? "mobile" : "desktop",
+                 d.recent_items,
+                 d.recent_categories};
   }
   // The user's history grows after the request: impressions only ever see
   // clicks from earlier requests. Within a slate, a click at a larger
@@ -574,6 +630,124 @@ bool SyntheticShop::NextRequest(std::vector<Example>* out) {
   }
   if (user.recent.size() > static_cast<size_t>(kRecentItems)) user.recent.resize(kRecentItems);
   return true;
+}
+
+// ---- Interactive ----------------------------------------------------------------
+
+void SyntheticShop::NextInteractive(int64_t time_ms, ShopRequest* out) {
+  CHECK_GE(time_ms, 0);
+  World& w = *world_;
+  if (drawn_buf_ == nullptr) drawn_buf_ = std::make_unique<Drawn>();
+  Drawn& d = *drawn_buf_;
+  DrawRequest(time_ms / 1000, &d);
+  const World::User& user = w.users[d.uid];
+  out->id = interactive_requests_++;
+  out->time_ms = time_ms;
+  out->user = d.uid;
+  out->user_token = user.token;
+  out->search = d.search;
+  out->mobile = d.mobile;
+  out->hour = d.hour;
+  out->trending = d.trending;
+  out->items.resize(d.candidates.size());
+  out->p_click1.resize(d.candidates.size());
+  out->p_buy.resize(d.candidates.size());
+  out->candidates.resize(d.candidates.size());
+  for (size_t i = 0; i < d.candidates.size(); ++i) {
+    const Drawn::Candidate& c = d.candidates[i];
+    const World::Item& item = w.items[c.item];
+    out->items[i] = c.item;
+    out->p_click1[i] = std::clamp(Sigmoid(c.logit), kMinProb, 1.0 - kMinProb);
+    out->p_buy[i] = c.p_buy;
+    Example& ex = out->candidates[i];
+    ex.label = 0;
+    ex.time = time_ms / 1000;
+    ex.user = user.token;
+    ex.oracle = static_cast<float>(out->p_click1[i]);
+    ex.values = {user.token,
+                 item.token,
+                 w.categories[item.category].token,
+                 item.price,
+                 item.price_bucket,
+                 d.query,
+                 d.search ? "search" : "browse",
+                 std::string(),
+                 w.hour_tokens[d.hour],
+                 d.mobile ? "mobile" : "desktop",
+                 d.recent_items,
+                 d.recent_categories};
+  }
+}
+
+int SyntheticShop::ItemCategory(int item) const {
+  CHECK(item >= 0 && item < config_.num_items) << "item " << item;
+  return world_->items[item].category;
+}
+
+double SyntheticShop::ShownClickProbability(const ShopRequest& request, size_t candidate,
+                                            int position) {
+  return std::clamp(request.p_click1[candidate] * Examine(request.mobile, position), kMinProb,
+                    1.0 - kMinProb);
+}
+
+double SyntheticShop::ExpectedClicks(const ShopRequest& request, const std::vector<int>& shown) {
+  double sum = 0;
+  for (size_t p = 0; p < shown.size(); ++p) {
+    sum += ShownClickProbability(request, static_cast<size_t>(shown[p]), static_cast<int>(p) + 1);
+  }
+  return sum;
+}
+
+double SyntheticShop::OracleExpectedClicks(const ShopRequest& request, int k) {
+  // The best slate puts the highest P(click) first (examine falls with the
+  // position, so sorting maximises the sum).
+  std::vector<double> p = request.p_click1;
+  std::sort(p.begin(), p.end(), std::greater<double>());
+  double sum = 0;
+  for (int pos = 1; pos <= k && pos <= static_cast<int>(p.size()); ++pos) {
+    sum += std::clamp(p[pos - 1] * Examine(request.mobile, pos), kMinProb, 1.0 - kMinProb);
+  }
+  return sum;
+}
+
+Status SyntheticShop::React(const ShopRequest& request, const std::vector<int>& shown,
+                            std::vector<ShopReaction>* reactions) {
+  reactions->clear();
+  const size_t n = request.items.size();
+  std::vector<bool> seen(n, false);
+  for (size_t p = 0; p < shown.size(); ++p) {
+    const int c = shown[p];
+    if (c < 0 || static_cast<size_t>(c) >= n) {
+      return InvalidArgument("shop react: shown[" + std::to_string(p) + "] = " + std::to_string(c) +
+                             " is not a candidate index (request has " + std::to_string(n) + ")");
+    }
+    if (seen[c]) {
+      return InvalidArgument("shop react: candidate " + std::to_string(c) + " shown twice");
+    }
+    seen[c] = true;
+  }
+  if (request.user < 0 || request.user >= config_.num_users) {
+    return InvalidArgument("shop react: request has no valid user");
+  }
+  // The reaction coins depend only on (seed, request id, position): the same
+  // slate of the same request gets the same reactions in every run.
+  Rng rng(config_.seed * 0x9e3779b97f4a7c15ULL ^
+          (static_cast<uint64_t>(request.id) + 0x243f6a8885a308d3ULL));
+  World::User& user = world_->users[request.user];
+  std::vector<int> clicked;
+  reactions->resize(shown.size());
+  for (size_t p = 0; p < shown.size(); ++p) {
+    const size_t c = static_cast<size_t>(shown[p]);
+    ShopReaction& r = (*reactions)[p];
+    r.p_click = ShownClickProbability(request, c, static_cast<int>(p) + 1);
+    r.p_buy = request.p_buy[c];
+    r.click = rng.Bernoulli(r.p_click);
+    r.buy = rng.Bernoulli(r.p_buy) && r.click;
+    if (r.click) clicked.push_back(request.items[c]);
+  }
+  for (int item : clicked) user.recent.insert(user.recent.begin(), item);
+  if (user.recent.size() > static_cast<size_t>(kRecentItems)) user.recent.resize(kRecentItems);
+  return Status::OK();
 }
 
 StatusOr<ShopSummary> WriteSyntheticShop(const ShopConfig& config, const std::string& out_dir) {

@@ -113,6 +113,43 @@ struct ShopConfig {
   double preference_tau_s = 60 * 86400.0;  // user latent drift time constant; 0: none
   double holdout_fraction = 0.2;           // of the requests, the latest ones
   ShopLabel label = ShopLabel::kClick;
+  // Logit boost of the trending category's items (the default is the batch
+  // dataset's; the closed-loop simulator makes the trend stronger).
+  double trending_boost = 0.8;
+  // Share of the candidates drawn from the trending category, in [0, 1)
+  // (0: none, the batch dataset's; > 0 puts the trend into every request's
+  // candidates, so a ranker that has learned it gains).
+  double trending_candidate_share = 0;
+};
+
+// One interactive request (SyntheticShop::NextInteractive): the context and
+// candidates a front end would send to a ranker, and the hidden truth the
+// simulator needs to draw reactions.
+struct ShopRequest {
+  int64_t id = 0;       // 0, 1, 2, ... per shop: the reaction seed
+  int64_t time_ms = 0;  // event time, unix ms (as given by the caller)
+  int user = 0;         // user id; user_token is "u<id>"
+  std::string user_token;
+  bool search = false;  // else a browse
+  bool mobile = false;  // the request's device
+  int hour = 0;         // 0..23, UTC
+  int trending = 0;     // the trending category at time_ms (hidden truth)
+  // One Example per candidate (3 * slate_size distinct items, fewer in
+  // worlds with fewer items), values in ShopColumns() order with an EMPTY
+  // position (the caller decides where each goes); time = time_ms / 1000,
+  // user = user_token, oracle = P(click | shown at position 1), label 0.
+  std::vector<Example> candidates;
+  std::vector<int> items;        // the candidates' item ids
+  std::vector<double> p_click1;  // P(click | shown at position 1), per candidate
+  std::vector<double> p_buy;     // P(buy | click), per candidate
+};
+
+// A simulated user's reaction to one shown item.
+struct ShopReaction {
+  bool click = false;
+  bool buy = false;    // implies click
+  double p_click = 0;  // the true P(click) at the position it was shown
+  double p_buy = 0;    // P(buy | click)
 };
 
 // InvalidArgument naming the first bad field (counts must be positive,
@@ -143,6 +180,39 @@ class SyntheticShop {
   // false, leaving *out empty, after the last request.
   bool NextRequest(std::vector<Example>* out);
 
+  // ---- Interactive use (the closed-loop simulator, tools/shop_sim.cc) ----
+  // A shop serves either NextRequest() (batch) or the calls below, not both.
+  //
+  // Draws the next request at event time time_ms (unix ms, >= 0; callers
+  // keep it non-decreasing): its user (by activity), context and candidates,
+  // from the same world and rules as the batch generator. The user's taste
+  // drifts with event time, the trending category follows the drift
+  // schedule (the last period's category stays after start + duration_s).
+  // The user's recent items are those clicked in earlier React() calls.
+  void NextInteractive(int64_t time_ms, ShopRequest* out);
+  // The user's reactions to seeing the candidates shown[0], shown[1], ...
+  // (indices into request.candidates) at positions 1, 2, ...: a click with
+  // P(click | position 1) * examine(position, device), a purchase with
+  // P(buy | click) after a click. The coins depend only on the config's seed,
+  // request.id and the position, so the same slate of the same request draws
+  // the same reactions. Clicked items join the user's recent items.
+  // InvalidArgument (nothing changed) for an index out of range or repeated.
+  Status React(const ShopRequest& request, const std::vector<int>& shown,
+               std::vector<ShopReaction>* reactions);
+  // Expected clicks of showing `shown` (indices, positions 1, 2, ...), and
+  // of the best slate of k (candidates by true P(click), descending): the
+  // oracle reference. REQUIRES: indices in range.
+  static double ExpectedClicks(const ShopRequest& request, const std::vector<int>& shown);
+  static double OracleExpectedClicks(const ShopRequest& request, int k);
+  // P(click) of candidate c of `request` shown at `position` (1-based).
+  static double ShownClickProbability(const ShopRequest& request, size_t c, int position);
+  // Position bias: the chance a user examines position p (1 at position 1).
+  static double Examine(bool mobile, int position);
+  // The trending category at event time time_s (unix seconds).
+  int TrendingAt(int64_t time_s) const;
+  // The category of item `item` (0 <= item < num_items).
+  int ItemCategory(int item) const;
+
   // Hidden truth, for reports and tests: the trending category id of each
   // drift period (period p covers [start + p*drift_period_s, ...)).
   const std::vector<int>& trending_categories() const;
@@ -151,10 +221,17 @@ class SyntheticShop {
 
  private:
   struct World;
+  struct Drawn;
   explicit SyntheticShop(const ShopConfig& config);
+  // Draws one request at event time `time` (unix s) into *out, advancing
+  // the world's random stream.
+  void DrawRequest(int64_t time, Drawn* out);
   ShopConfig config_;
   std::unique_ptr<World> world_;
-  int64_t next_request_ = 0;
+  std::unique_ptr<Drawn> drawn_buf_;  // reused between requests
+  int64_t next_request_ = 0;          // batch requests generated
+  int64_t draws_ = 0;                 // requests drawn (batch and interactive)
+  int64_t interactive_requests_ = 0;
 };
 
 struct ShopSummary {

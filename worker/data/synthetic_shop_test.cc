@@ -358,5 +358,173 @@ TEST_F(ShopDirTest, WritesDeterministicFilesWithKnownOracleAuc) {
   }
 }
 
+// ---- Interactive API (the closed-loop simulator) ----
+
+ShopConfig InteractiveConfig() {
+  ShopConfig c;
+  c.num_requests = 1;
+  c.duration_s = 3600;
+  c.drift_period_s = 300;
+  c.trending_boost = 1.5;
+  c.trending_candidate_share = 0.2;
+  return c;
+}
+
+TEST(SyntheticShopInteractiveTest, RequestsAreWellFormedAndTheSameWhateverIsShown) {
+  const ShopConfig config = InteractiveConfig();
+  auto a = SyntheticShop::Create(config);
+  auto b = SyntheticShop::Create(config);
+  ASSERT_TRUE(a.ok() && b.ok());
+  const int64_t start_ms = config.start_time * 1000;
+  ShopRequest ra, rb;
+  std::vector<ShopReaction> reactions;
+  const int item_col = Column("item"), pos_col = Column("position"), cat_col = Column("category");
+  for (int64_t i = 0; i < 2000; ++i) {
+    const int64_t t = start_ms + i * 1500;
+    (*a)->NextInteractive(t, &ra);
+    (*b)->NextInteractive(t, &rb);
+    ASSERT_EQ(ra.id, i);
+    ASSERT_EQ(ra.time_ms, t);
+    ASSERT_EQ(ra.candidates.size(), static_cast<size_t>(3 * config.slate_size));
+    ASSERT_EQ(ra.items.size(), ra.candidates.size());
+    ASSERT_EQ(ra.p_click1.size(), ra.candidates.size());
+    std::set<int> distinct(ra.items.begin(), ra.items.end());
+    EXPECT_EQ(distinct.size(), ra.items.size());
+    for (size_t c = 0; c < ra.candidates.size(); ++c) {
+      const Example& ex = ra.candidates[c];
+      ASSERT_EQ(ex.values.size(), ShopColumns().size());
+      EXPECT_EQ(ex.values[item_col], "i" + std::to_string(ra.items[c]));
+      EXPECT_EQ(ex.values[cat_col], "c" + std::to_string((*a)->ItemCategory(ra.items[c])));
+      EXPECT_TRUE(ex.values[pos_col].empty());
+      EXPECT_EQ(ex.user, ra.user_token);
+      EXPECT_EQ(ex.time, t / 1000);
+      EXPECT_FLOAT_EQ(ex.oracle, static_cast<float>(ra.p_click1[c]));
+      EXPECT_GT(ra.p_click1[c], 0.0);
+      EXPECT_LT(ra.p_click1[c], 1.0);
+    }
+    // The same traffic (user, candidates, context) in both shops although
+    // they show different slates.
+    EXPECT_EQ(ra.user, rb.user);
+    EXPECT_EQ(ra.items, rb.items);
+    EXPECT_EQ(ra.search, rb.search);
+    EXPECT_EQ(ra.trending, (*a)->TrendingAt(t / 1000));
+    std::vector<int> first, last;
+    for (int p = 0; p < config.slate_size; ++p) {
+      first.push_back(p);
+      last.push_back(static_cast<int>(ra.items.size()) - 1 - p);
+    }
+    ASSERT_TRUE((*a)->React(ra, first, &reactions).ok());
+    ASSERT_TRUE((*b)->React(rb, last, &reactions).ok());
+  }
+}
+
+TEST(SyntheticShopInteractiveTest, ReactionsFollowTheHiddenModelWithPositionBias) {
+  const ShopConfig config = InteractiveConfig();
+  auto shop = SyntheticShop::Create(config);
+  ASSERT_TRUE(shop.ok());
+  const int64_t start_ms = config.start_time * 1000;
+  ShopRequest r;
+  std::vector<ShopReaction> reactions, again;
+  double clicks = 0, expected = 0, buys = 0, expected_buys = 0;
+  double pos_clicks[11] = {0};
+  int64_t n = 0;
+  for (int64_t i = 0; i < 20000; ++i) {
+    (*shop)->NextInteractive(start_ms + i * 150, &r);
+    std::vector<int> shown;
+    for (int p = 0; p < config.slate_size; ++p) shown.push_back((p * 7 + static_cast<int>(i)) % 30);
+    // The oracle slate is at least as good as any other.
+    EXPECT_GE(SyntheticShop::OracleExpectedClicks(r, config.slate_size) + 1e-12,
+              SyntheticShop::ExpectedClicks(r, shown));
+    ASSERT_TRUE((*shop)->React(r, shown, &reactions).ok());
+    ASSERT_EQ(reactions.size(), shown.size());
+    // Reactions depend only on the request and the slate.
+    if (i < 20) {
+      auto copy = SyntheticShop::Create(config);
+      ASSERT_TRUE((*copy)->React(r, shown, &again).ok());
+      for (size_t p = 0; p < shown.size(); ++p) EXPECT_EQ(again[p].click, reactions[p].click);
+    }
+    for (size_t p = 0; p < shown.size(); ++p) {
+      const ShopReaction& x = reactions[p];
+      EXPECT_DOUBLE_EQ(x.p_click,
+                       SyntheticShop::ShownClickProbability(r, shown[p], static_cast<int>(p) + 1));
+      EXPECT_TRUE(!x.buy || x.click);
+      clicks += x.click;
+      buys += x.buy;
+      expected += x.p_click;
+      expected_buys += x.p_click * x.p_buy;
+      pos_clicks[p + 1] += x.click;
+      ++n;
+    }
+  }
+  EXPECT_NEAR(clicks / expected, 1.0, 0.05);
+  EXPECT_NEAR(buys / expected_buys, 1.0, 0.1);
+  EXPECT_GT(pos_clicks[1], 2.0 * pos_clicks[5]);  // the slate order is arbitrary: bias only
+  EXPECT_GT(SyntheticShop::Examine(true, 2), SyntheticShop::Examine(true, 3));
+  EXPECT_GT(SyntheticShop::Examine(false, 5), SyntheticShop::Examine(true, 5));
+  EXPECT_EQ(SyntheticShop::Examine(true, 1), 1.0);
+}
+
+TEST(SyntheticShopInteractiveTest, ClicksBecomeRecentItemsAndBadSlatesAreRejected) {
+  const ShopConfig config = InteractiveConfig();
+  auto shop = SyntheticShop::Create(config);
+  ASSERT_TRUE(shop.ok());
+  ShopRequest r;
+  std::vector<ShopReaction> reactions;
+  (*shop)->NextInteractive(config.start_time * 1000, &r);
+  EXPECT_EQ((*shop)->React(r, {0, 0}, &reactions).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ((*shop)->React(r, {30}, &reactions).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ((*shop)->React(r, {-1}, &reactions).code(), StatusCode::kInvalidArgument);
+  // Keep reacting until some user clicks, then that user's next request
+  // lists the clicked item first among the recent items.
+  const int recent_col = Column("user_recent_items");
+  int64_t t = config.start_time * 1000;
+  for (int i = 0; i < 5000; ++i) {
+    (*shop)->NextInteractive(t += 100, &r);
+    ASSERT_TRUE((*shop)->React(r, {0, 1, 2}, &reactions).ok());
+    int clicked = -1;
+    for (int p = 0; p < 3; ++p) {
+      if (reactions[p].click) clicked = r.items[p];
+    }
+    if (clicked < 0) continue;
+    const int user = r.user;
+    ShopRequest next;
+    do {
+      (*shop)->NextInteractive(t += 100, &next);
+    } while (next.user != user);
+    const std::vector<std::string> recent = Split(next.candidates[0].values[recent_col]);
+    ASSERT_FALSE(recent.empty());
+    EXPECT_EQ(recent[0], "i" + std::to_string(clicked));
+    return;
+  }
+  FAIL() << "no click in 5000 requests";
+}
+
+TEST(SyntheticShopInteractiveTest, TrendingCategoryShiftsAndIsAmongTheCandidates) {
+  const ShopConfig config = InteractiveConfig();
+  auto shop = SyntheticShop::Create(config);
+  ASSERT_TRUE(shop.ok());
+  ShopRequest r;
+  std::set<int> seen_trends;
+  double trending_candidates = 0, candidates = 0, p_trend = 0, n_trend = 0, p_other = 0,
+         n_other = 0;
+  for (int64_t s = 0; s < config.duration_s; s += 2) {
+    (*shop)->NextInteractive((config.start_time + s) * 1000, &r);
+    EXPECT_EQ(r.trending, (*shop)->TrendingAt(config.start_time + s));
+    seen_trends.insert(r.trending);
+    for (size_t c = 0; c < r.items.size(); ++c) {
+      const bool trend = (*shop)->ItemCategory(r.items[c]) == r.trending;
+      trending_candidates += trend;
+      ++candidates;
+      (trend ? p_trend : p_other) += r.p_click1[c];
+      (trend ? n_trend : n_other) += 1;
+    }
+  }
+  EXPECT_GE(seen_trends.size(), 5u);  // 12 periods, consecutive ones differ
+  // Above the ~0.05 a uniform draw would give (small categories cap it
+  // below the configured 0.2: candidates are distinct).
+  EXPECT_GT(trending_candidates / candidates, 0.12);
+  EXPECT_GT(p_trend / n_trend, 1.5 * (p_other / n_other));
+}
+
 }  // namespace
 }  // namespace freshet

@@ -1,0 +1,155 @@
+// LabelJoiner: turns impressions and the reactions to them into labelled
+// examples (docs/STREAMING.md, "Join semantics").
+//
+// An impression (request, item) at time t waits for a label event (the
+// kinds in JoinOptions::label_kinds, default click) on the same
+// (request, item) with event time in [t, t + window_ms]:
+//   - when one arrives, the example is emitted at once with label 1 (joined);
+//   - once the watermark passes t + window_ms (watermark > t + window_ms),
+//     it is emitted with label 0 (expired). A label event exactly at
+//     t + window_ms still counts: the watermark is the newest event time
+//     read, so events at the watermark may still come.
+// Reactions that arrive before their impression (out of order: another
+// partition, or a producer's reordering) wait up to `early_hold_ms` of event
+// time (until the watermark passes their time + early_hold_ms) and join when
+// the impression comes; then they count as orphans.
+//
+// Counters (JoinCounters): every impression is emitted exactly once, as
+// joined, expired or evicted, or counted duplicate; every reaction is
+// joined, ignored (not a label kind), dup_labels (a second label event for an
+// example already positive), late (outside its window, or after its example
+// was emitted as a negative), mismatched (user differs from the
+// impression's), or orphan (no impression came).
+//
+// Memory bound. The buffer holds at most `max_pending` entries: impressions
+// waiting for their window, and markers of recently emitted examples (their
+// key only, kept `early_hold_ms` past the window end so that duplicates and
+// late reactions are told apart from orphans). When it is full, a new
+// impression first drops the marker due earliest; without markers, the
+// waiting impression whose window ends first is emitted early as a negative
+// (evicted). Early reactions are bounded by `max_early` the same way (the
+// oldest becomes an orphan).
+//
+// Thread safety: one thread uses a LabelJoiner.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <queue>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "common/status.h"
+#include "worker/data/example.h"
+#include "worker/stream/event.h"
+
+namespace freshet {
+
+struct JoinOptions {
+  std::vector<EventKind> label_kinds = {EventKind::kClick};
+  int64_t window_ms = 30000;    // attribution window, event time
+  size_t max_pending = 1 << 20;  // entries (waiting impressions + markers)
+  int64_t early_hold_ms = -1;   // < 0: window_ms
+  size_t max_early = 1 << 16;   // reactions waiting for their impression
+};
+
+struct JoinCounters {
+  int64_t impressions = 0;  // impression events (duplicates included)
+  int64_t reactions = 0;    // reaction events of any kind
+  int64_t joined = 0;       // examples emitted positive
+  int64_t expired = 0;      // examples emitted negative when the window closed
+  int64_t evicted = 0;      // examples emitted negative early: buffer full
+  int64_t duplicate = 0;    // impressions seen again (same request, item)
+  int64_t dup_labels = 0;   // label events for an example already positive
+  int64_t late = 0;         // label events outside their window / after the negative
+  int64_t orphan = 0;       // label events whose impression never came
+  int64_t mismatched = 0;   // label events whose user differs from the impression's
+  int64_t ignored = 0;      // reactions that are not label events
+  int64_t early_joined = 0;  // of joined: the label event came before the impression
+  int64_t emitted() const { return joined + expired + evicted; }
+  // After Flush(): impressions == emitted() + duplicate, and reactions ==
+  // joined + dup_labels + late + orphan + mismatched + ignored.
+  // "imp 10 joined 2 expired 7 evicted 0 dup 1 late 0 orphan 0 ..."
+  std::string ToString() const;
+  // JSON object fields: "\"impressions\":10,...".
+  std::string ToJsonFields() const;
+  void Add(const JoinCounters& o);
+};
+
+class LabelJoiner {
+ public:
+  // InvalidArgument for window_ms < 0, max_pending == 0, no label kinds or
+  // an impression kind among them.
+  static StatusOr<std::unique_ptr<LabelJoiner>> Create(const JoinOptions& options);
+
+  // Adds one event (ev.values: the impression's feature values as the
+  // examples will carry them). Examples that become ready are appended to
+  // *out. ev.ms should be >= watermark - window (older impressions are
+  // emitted as negatives by the next AdvanceWatermark).
+  void Add(const Event& ev, std::vector<Example>* out);
+  // Raises the watermark (event ms; lower values are ignored) and emits the
+  // negatives whose windows closed, oldest first.
+  void AdvanceWatermark(int64_t watermark_ms, std::vector<Example>* out);
+  // End of stream: every waiting impression is emitted (expired), waiting
+  // early reactions become orphans, the buffer is emptied.
+  void Flush(std::vector<Example>* out);
+
+  size_t waiting() const { return waiting_; }       // impressions waiting
+  size_t entries() const { return index_.size(); }  // waiting + markers
+  size_t early() const { return early_.size(); }
+  int64_t watermark() const { return watermark_; }
+  const JoinCounters& counters() const { return counters_; }
+
+ private:
+  enum State : uint8_t { kFree, kWaiting, kPositive, kNegative };
+  struct Entry {
+    int64_t imp_ms = 0;
+    int64_t due = 0;        // the heap time of its next action
+    float oracle = -1;
+    uint32_t gen = 0;
+    uint32_t key_len = 0;   // data[0, key_len) is "request\titem"
+    State state = kFree;
+    std::string data;       // key, then "\tuser\tv_1\t...\tv_n" while waiting
+  };
+  struct Due {
+    int64_t due;
+    uint32_t slot, gen;
+    bool operator>(const Due& o) const { return due > o.due; }
+  };
+  using DueHeap = std::priority_queue<Due, std::vector<Due>, std::greater<Due>>;
+  struct Early {
+    int64_t ms;
+    std::string user;
+  };
+
+  explicit LabelJoiner(const JoinOptions& options);
+  std::string_view Key(const Entry& e) const { return std::string_view(e.data.data(), e.key_len); }
+  // Whether a heap item is current (a waiting-heap or marker-heap item).
+  bool Live(const Due& d, bool waiting) const;
+  void Emit(Entry* e, float label, std::vector<Example>* out);
+  void ToMarker(uint32_t slot, State state);
+  void Free(uint32_t slot);
+  void MakeRoom(std::vector<Example>* out);
+  uint32_t NewSlot();
+  void ExpireEarly(bool all);
+
+  JoinOptions options_;
+  bool is_label_[kNumEventKinds] = {};
+  int64_t hold_ms_;
+  std::deque<Entry> slots_;  // stable addresses: index_ keys view into data
+  std::vector<uint32_t> free_;
+  std::unordered_map<std::string_view, uint32_t> index_;
+  DueHeap waiting_heap_, marker_heap_;
+  size_t waiting_ = 0;
+  std::unordered_map<std::string, Early> early_;
+  std::deque<std::pair<int64_t, std::string>> early_order_;  // (expiry ms, key), arrival order
+  int64_t watermark_ = INT64_MIN;
+  JoinCounters counters_;
+  std::string key_;  // scratch
+};
+
+}  // namespace freshet
