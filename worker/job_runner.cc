@@ -113,6 +113,9 @@ StatusOr<std::unique_ptr<StreamExampleSource>> OpenStream(const proto::JobConfig
   const auto& s = job.stream();
   std::unique_ptr<LineStream> lines;
   if (!s.dir().empty()) {
+    // The producer may start after the job: an empty directory is a stream
+    // that has not begun.
+    FRESHET_RETURN_IF_ERROR(MakeDirs(s.dir()));
     TailOptions t;
     t.dir = s.dir();
     t.worker = me;
