@@ -268,7 +268,7 @@ set terminal pngcairo size 900,500 noenhanced
 set output '$3'
 set datafile separator '\t'
 set key autotitle columnhead outside
-set title '$2 per simulated minute (warm-up ends at $(echo "$warmup_sim / 60" | bc -l | cut -c1-5) min)'
+set title '$2 per simulated minute (warm-up ends at $(printf '%.1f' "$(echo "$warmup_sim / 60" | bc -l)") min)'
 set xlabel 'simulated minutes'
 set grid
 set arrow from $(echo "$warmup_sim / 60" | bc -l),graph 0 to $(echo "$warmup_sim / 60" | bc -l),graph 1 nohead dashtype 3

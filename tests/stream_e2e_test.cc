@@ -31,6 +31,7 @@
 #include "exporter/snapshot.h"
 #include "worker/data/synthetic_shop.h"
 #include "worker/stream/event.h"
+#include "worker/stream/tail_source.h"
 
 namespace freshet {
 namespace {
@@ -220,6 +221,25 @@ TEST(StreamE2eTest, TrainsFromALiveRotatedStreamAndCountsAddUp) {
   ASSERT_TRUE(manifest.ok()) << manifest.status();
   EXPECT_EQ(manifest->watermark(), w1);
   EXPECT_GT(manifest->ingest_wall_ms(), 0);
+
+  // The workers' checkpointed read positions cover every byte of every
+  // file exactly once: each file is in one worker's position, at its end.
+  std::map<uint64_t, uint64_t> offsets;  // inode -> offset
+  for (int worker = 0; worker < 2; ++worker) {
+    std::ifstream pin(kOut + "/work/stream-positions/worker-" + std::to_string(worker) +
+                      ".position");
+    std::string ptext((std::istreambuf_iterator<char>(pin)), std::istreambuf_iterator<char>());
+    auto pos = TailPosition::Parse(ptext);
+    ASSERT_TRUE(pos.ok()) << pos.status();
+    for (const auto& f : pos->files) {
+      EXPECT_EQ(StreamFilePartition(f.name) % 2, worker) << f.name;
+      EXPECT_TRUE(offsets.emplace(f.inode, f.offset).second) << f.name << " in two positions";
+      struct stat st;
+      ASSERT_EQ(stat((dir + "/" + f.name).c_str(), &st), 0) << f.name;
+      EXPECT_EQ(f.offset, static_cast<uint64_t>(st.st_size)) << f.name;
+    }
+  }
+  EXPECT_EQ(offsets.size(), static_cast<size_t>(kPartitions + w.rotations));
 }
 
 }  // namespace

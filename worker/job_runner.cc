@@ -113,6 +113,9 @@ StatusOr<std::unique_ptr<StreamExampleSource>> OpenStream(const proto::JobConfig
   const auto& s = job.stream();
   std::unique_ptr<LineStream> lines;
   if (!s.dir().empty()) {
+    // The producer may start after the job: an empty directory is a stream
+    // that has not begun.
+    FRESHET_RETURN_IF_ERROR(MakeDirs(s.dir()));
     TailOptions t;
     t.dir = s.dir();
     t.worker = me;
@@ -329,10 +332,41 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
   }
   Model* model_ptr = nullptr;
   int64_t last_watermark = 0, last_wall_ms = 0;  // this worker's, after its last step
-  topt.after_step = [&options, &model_ptr, leader, &last_watermark, &last_wall_ms](
-                        int64_t step, int64_t watermark, int64_t wall_ms) {
+  // Streaming from a directory: this worker's read position, checkpointed
+  // about every second (and at the end) to
+  // <work_dir>/stream-positions/worker-<i>.position (TailPosition text,
+  // replaced atomically), for the reliability work to resume from.
+  std::string position_file;
+  if (streaming && !job.stream().dir().empty()) {
+    position_file = job.work_dir() + "/stream-positions/worker-" +
+                    std::to_string(workers->rank()) + ".position";
+    FRESHET_RETURN_IF_ERROR(MakeDirs(job.work_dir() + "/stream-positions"));
+  }
+  auto last_position = std::chrono::steady_clock::now();
+  auto save_position = [&stream, &position_file, &last_position]() {
+    last_position = std::chrono::steady_clock::now();
+    const auto* tail = stream == nullptr ? nullptr : dynamic_cast<TailSource*>(stream->lines());
+    if (tail == nullptr || position_file.empty()) return;
+    const std::string tmp = position_file + ".tmp";
+    {
+      std::ofstream out(tmp, std::ios::trunc);
+      out << tail->Position().Serialize();
+      if (!out.flush()) {
+        LOG(WARNING) << tmp << ": cannot write the stream position";
+        return;
+      }
+    }
+    if (std::rename(tmp.c_str(), position_file.c_str()) != 0) {
+      LOG(WARNING) << position_file << ": cannot replace: " << std::strerror(errno);
+    }
+  };
+  topt.after_step = [&options, &model_ptr, leader, &last_watermark, &last_wall_ms, &save_position,
+                     &last_position](int64_t step, int64_t watermark, int64_t wall_ms) {
     last_watermark = watermark;
     last_wall_ms = wall_ms;
+    if (std::chrono::steady_clock::now() - last_position >= std::chrono::seconds(1)) {
+      save_position();
+    }
     if (options.report_watermark) options.report_watermark(step, watermark, wall_ms);
     if (leader && options.after_step) options.after_step(*model_ptr, step, watermark, wall_ms);
   };
@@ -368,6 +402,7 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
     return std::unique_ptr<ExampleSource>(std::move(reader));
   };
   FRESHET_ASSIGN_OR_RETURN(result.train, trainer->Train(open_shard));
+  save_position();
   if (streaming) {
     // Every worker's join counters, summed on worker 0.
     CHECK(stream != nullptr);

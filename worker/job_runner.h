@@ -82,7 +82,9 @@ struct RunOptions {
 // Streaming jobs (IsStreamingJob): no data preparation; each worker tails
 // its partitions of stream.dir (worker/stream/), joins labels and trains
 // until the stream ends (every worker saw `_END` and emitted every example);
-// holdout scoring only when holdout files are given.
+// holdout scoring only when holdout files are given. Each worker
+// checkpoints its read position (TailPosition) about every second to
+// <work_dir>/stream-positions/worker-<i>.position.
 StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Collective* workers,
                                  const RunOptions& options);
 
