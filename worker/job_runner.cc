@@ -44,6 +44,7 @@ uint64_t Fnv(const void* p, size_t n, uint64_t h = kFnv1aOffset) { return Fnv1aU
 
 std::string Num(double v) { return JsonNumber(v); }
 
+// Thread safety: as the source it forwards to.
 // Forwards to a source the job keeps (to read a stream's counters after
 // training).
 class BorrowedSource : public ExampleSource {

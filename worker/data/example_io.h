@@ -80,10 +80,10 @@ struct FileReadStats {
   ReadStats stats;
 };
 
+// Thread safety: one thread uses a source.
+//
 // Where training reads examples from: example files (ExampleReader) or a
 // live event stream (worker/stream/stream_source.h).
-//
-// Thread safety: one thread uses a source.
 class ExampleSource {
  public:
   enum class Outcome {

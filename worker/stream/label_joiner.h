@@ -80,6 +80,7 @@ struct JoinCounters {
   void Add(const JoinCounters& o);
 };
 
+// Thread safety: not thread-safe; one thread adds events and reads counters.
 class LabelJoiner {
  public:
   // InvalidArgument for window_ms < 0, max_pending == 0, no label kinds or

@@ -33,6 +33,7 @@ enum class LineResult {
   kEnd,   // the stream ended (every line was delivered)
 };
 
+// Thread safety: one thread uses a LineStream (implementations say more).
 class LineStream {
  public:
   virtual ~LineStream() = default;

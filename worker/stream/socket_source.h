@@ -32,6 +32,7 @@ struct SocketOptions {
   int max_connections = 256;
 };
 
+// Thread safety: not thread-safe; one thread calls Next().
 class SocketSource : public LineStream {
  public:
   // InvalidArgument without a port or path; Unavailable when the address

@@ -46,6 +46,8 @@ struct StreamSourceOptions {
   std::chrono::milliseconds idle_partition{1000};
 };
 
+// Thread safety: not thread-safe; the training thread polls it and reads
+// its counters (status lines run on that thread too).
 class StreamExampleSource : public ExampleSource {
  public:
   // InvalidArgument for bad join options or no columns.

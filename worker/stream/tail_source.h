@@ -83,6 +83,7 @@ struct TailPosition {
 // when the name is not an event file (no "part-<digits>.events" prefix).
 int StreamFilePartition(const std::string& name);
 
+// Thread safety: not thread-safe; one thread calls Next() and Position().
 class TailSource : public LineStream {
  public:
   // NotFound if `dir` does not exist (it must exist; it may be empty);
