@@ -17,8 +17,10 @@
 
 #include "common/collective.h"
 #include "common/config.h"
+#include "common/device.h"
 #include "common/mpi_transport.h"
 #include "common/mpi_util.h"
+#include "common/worker_collective.h"
 #include "exporter/exporter_node.h"
 #include "server/local_sparse_store.h"
 #include "server/parameter_shard.h"
@@ -42,6 +44,7 @@ DEFINE_string(model, "", "override the model kind: lr or deepfm");
 DEFINE_int64(max_steps, 0, "stop training after this many steps (0: run the epochs)");
 DEFINE_string(work_dir, "", "override the job's work_dir (task data)");
 DEFINE_string(model_dir, "", "override where the model is saved");
+DEFINE_string(device, "", "override the job's device: cpu, gpu, gpu:tf32 or gpu:bf16 (empty: keep)");
 DEFINE_bool(save, true, "save the trained model (dense.bin, job.pbtxt, shard-*.rows)");
 
 namespace freshet {
@@ -68,12 +71,14 @@ StatusOr<proto::JobConfig> LoadJob() {
     job.set_work_dir(FLAGS_work_dir);
   }
   if (!FLAGS_model_dir.empty()) job.set_model_dir(FLAGS_model_dir);
+  if (!FLAGS_device.empty()) job.set_device(FLAGS_device);
   if (FLAGS_model == "lr") job.mutable_model()->set_kind(proto::ModelConfig::LR);
   if (FLAGS_model == "deepfm") job.mutable_model()->set_kind(proto::ModelConfig::DEEPFM);
   if (!FLAGS_model.empty() && FLAGS_model != "lr" && FLAGS_model != "deepfm") {
     return InvalidArgument("--model must be lr or deepfm, got '" + FLAGS_model + "'");
   }
   FRESHET_RETURN_IF_ERROR(ValidateJobConfig(&job, path));
+  FRESHET_RETURN_IF_ERROR(ParseDevice(job.device()).status().WithContext(path));
   return job;
 }
 
@@ -86,6 +91,12 @@ RunOptions Options() {
 }
 
 int RunLocal(const proto::JobConfig& job) {
+  // A GPU job fails here, before any data is prepared, when there is none.
+  auto device = ParseDevice(job.device());
+  if (device.ok() && device->kind == DeviceKind::kGpu) {
+    auto gpus = CudaDeviceCount();
+    if (!gpus.ok()) return Fail(gpus.status(), "device " + device->ToString());
+  }
   auto shard = ParameterShard::Create(job.tables(), 64);
   if (!shard.ok()) return Fail(shard.status(), "tables");
   LocalSparseStore store(shard->get());
@@ -150,7 +161,9 @@ int RunMpi(int argc, char** argv, const proto::JobConfig& job) {
     popt.staleness = JobStaleness(job);
     auto client = PsClient::Create(transport.get(), layout, dims, popt);
     if (!client.ok()) return Fail(client.status(), layout.Describe(rank));
-    auto collective = MpiCollective::Create(role_comm);
+    auto device = ParseDevice(job.device());
+    if (!device.ok()) return Fail(device.status(), layout.Describe(rank));
+    auto collective = CreateCollective(role_comm, *device);
     if (!collective.ok()) return Fail(collective.status(), layout.Describe(rank));
     RunOptions opt = Options();
     PsClient* c = client->get();
