@@ -163,8 +163,17 @@ int RunMpi(int argc, char** argv, const proto::JobConfig& job) {
     if (!client.ok()) return Fail(client.status(), layout.Describe(rank));
     auto device = ParseDevice(job.device());
     if (!device.ok()) return Fail(device.status(), layout.Describe(rank));
-    auto collective = CreateCollective(role_comm, *device);
-    if (!collective.ok()) return Fail(collective.status(), layout.Describe(rank));
+    std::string reduce_via;
+    auto collective = CreateCollective(role_comm, *device, &reduce_via);
+    if (!collective.ok()) {
+      Fail(collective.status(), layout.Describe(rank));
+      MpiSession::Abort(3);  // the servers would wait for this worker forever
+    }
+    if (layout.IndexInRole(rank) == 0) {
+      std::printf("freshet_train: workers run on device %s, all-reduce through %s\n",
+                  device->ToString().c_str(), reduce_via.c_str());
+      std::fflush(stdout);
+    }
     RunOptions opt = Options();
     PsClient* c = client->get();
     opt.save_tables = [c](const std::string& dir) { return c->SaveTables(dir); };
