@@ -111,5 +111,24 @@ TEST(DeviceTest, LocalRankFromEnvironment) {
   }
 }
 
+TEST(DeviceTest, BadLocalRankIsAnError) {
+  // Saved and restored: the other tests read the launcher's real value.
+  const char* name = "OMPI_COMM_WORLD_LOCAL_RANK";
+  const char* old = std::getenv(name);
+  const std::string saved = old != nullptr ? old : "";
+  ASSERT_EQ(setenv(name, "two", 1), 0);
+  auto bad = LocalRankFromEnv();
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(bad.status().message().find("OMPI_COMM_WORLD_LOCAL_RANK='two'"), std::string::npos);
+  ASSERT_EQ(setenv(name, "3", 1), 0);
+  EXPECT_EQ(*LocalRankFromEnv(), 3);
+  if (old != nullptr) {
+    setenv(name, saved.c_str(), 1);
+  } else {
+    unsetenv(name);
+  }
+}
+
 }  // namespace
 }  // namespace freshet
