@@ -40,9 +40,8 @@ int WorldSize() {
   return n;
 }
 
-TEST(NcclCollectiveTest, SumsHostAndDeviceBuffers) {
-  SKIP_WITHOUT_GPU();
-  if (WorldSize() > *CudaDeviceCount()) GTEST_SKIP() << "fewer GPUs than ranks (see RefusesSharedGpu)";
+// Sums through NCCL on this rank's GPU (one GPU per rank).
+void ExpectNcclSums() {
   auto gpu = SelectLocalGpu();
   ASSERT_TRUE(gpu.ok()) << gpu.status();
   auto c = NcclCollective::Create(MPI_COMM_WORLD, *gpu);
@@ -91,10 +90,23 @@ TEST(NcclCollectiveTest, SumsHostAndDeviceBuffers) {
   EXPECT_TRUE(nc.Barrier().ok());
 }
 
-TEST(NcclCollectiveTest, RefusesSharedGpu) {
+// Run with one rank (nccl_collective_mpi_1r).
+TEST(NcclCollectiveTest, OneRank) {
   SKIP_WITHOUT_GPU();
-  if (WorldSize() < 2) GTEST_SKIP() << "needs 2 ranks";
-  // Every rank drives GPU 0: NCCL would refuse; we must refuse first, alike.
+  ASSERT_EQ(WorldSize(), 1) << "run under mpirun -np 1";
+  ExpectNcclSums();
+}
+
+// Run with two ranks (nccl_collective_mpi_2r): with two GPUs, real sums;
+// with one, both ranks drive GPU 0 and must be refused alike, before NCCL
+// (which would refuse or hang) is touched.
+TEST(NcclCollectiveTest, TwoRanks) {
+  SKIP_WITHOUT_GPU();
+  ASSERT_EQ(WorldSize(), 2) << "run under mpirun -np 2";
+  if (*CudaDeviceCount() >= 2) {
+    ExpectNcclSums();
+    return;
+  }
   auto c = NcclCollective::Create(MPI_COMM_WORLD, 0);
   ASSERT_FALSE(c.ok());
   EXPECT_EQ(c.status().code(), StatusCode::kFailedPrecondition) << c.status();
