@@ -10,7 +10,8 @@ function(freshet_cc_library)
   if(ARG_SRCS)
     add_library(${ARG_NAME} STATIC ${ARG_SRCS} ${ARG_HDRS})
     target_compile_options(${ARG_NAME} PRIVATE
-        $<$<COMPILE_LANGUAGE:CXX>:${FRESHET_WARNING_FLAGS}>)
+        $<$<COMPILE_LANGUAGE:CXX>:${FRESHET_WARNING_FLAGS}>
+        $<$<COMPILE_LANGUAGE:CUDA>:${FRESHET_CUDA_WARNING_FLAGS}>)
     target_include_directories(${ARG_NAME} PUBLIC ${CMAKE_SOURCE_DIR} ${CMAKE_BINARY_DIR})
     target_link_libraries(${ARG_NAME} PUBLIC ${ARG_DEPS})
   else()

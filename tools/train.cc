@@ -25,8 +25,10 @@
 #include "common/config.h"
 #include "common/metrics_registry.h"
 #include "common/metrics_service.h"
+#include "common/device.h"
 #include "common/mpi_transport.h"
 #include "common/mpi_util.h"
+#include "common/worker_collective.h"
 #include "exporter/exporter_node.h"
 #include "server/local_sparse_store.h"
 #include "server/parameter_shard.h"
@@ -54,6 +56,7 @@ DEFINE_string(stream_dir, "",
               "override the job's stream.dir: train from the live event stream in this "
               "directory (docs/EVENT_FORMAT.md), e.g. with --job_config="
               "cluster-configs/jobs/realtime-shop.pbtxt");
+DEFINE_string(device, "", "override the job's device: cpu, gpu, gpu:tf32 or gpu:bf16 (empty: keep)");
 DEFINE_bool(save, true, "save the trained model (dense.bin, job.pbtxt, shard-*.rows)");
 DEFINE_int32(metrics_port, -1,
              "override the cluster config's metrics.port: rank r serves /metrics on this + r "
@@ -87,12 +90,14 @@ StatusOr<proto::JobConfig> LoadJob() {
   }
   if (!FLAGS_model_dir.empty()) job.set_model_dir(FLAGS_model_dir);
   if (!FLAGS_stream_dir.empty()) job.mutable_stream()->set_dir(FLAGS_stream_dir);
+  if (!FLAGS_device.empty()) job.set_device(FLAGS_device);
   if (FLAGS_model == "lr") job.mutable_model()->set_kind(proto::ModelConfig::LR);
   if (FLAGS_model == "deepfm") job.mutable_model()->set_kind(proto::ModelConfig::DEEPFM);
   if (!FLAGS_model.empty() && FLAGS_model != "lr" && FLAGS_model != "deepfm") {
     return InvalidArgument("--model must be lr or deepfm, got '" + FLAGS_model + "'");
   }
   FRESHET_RETURN_IF_ERROR(ValidateJobConfig(&job, path));
+  FRESHET_RETURN_IF_ERROR(ParseDevice(job.device()).status().WithContext(path));
   return job;
 }
 
@@ -142,6 +147,12 @@ RunOptions Options() {
 }
 
 int RunLocal(const proto::JobConfig& job) {
+  // A GPU job fails here, before any data is prepared, when there is none.
+  auto device = ParseDevice(job.device());
+  if (device.ok() && device->kind == DeviceKind::kGpu) {
+    auto gpus = CudaDeviceCount();
+    if (!gpus.ok()) return Fail(gpus.status(), "device " + device->ToString());
+  }
   auto shard = ParameterShard::Create(job.tables(), 64);
   if (!shard.ok()) return Fail(shard.status(), "tables");
   LocalSparseStore store(shard->get());
@@ -235,8 +246,19 @@ int RunMpi(int argc, char** argv, const proto::JobConfig& job) {
     auto client = PsClient::Create(transport.get(), layout, dims, popt);
     if (!client.ok()) return Fail(client.status(), layout.Describe(rank));
     StopMetricsOnExit stop_metrics{service.get()};
-    auto collective = MpiCollective::Create(role_comm);
-    if (!collective.ok()) return Fail(collective.status(), layout.Describe(rank));
+    auto device = ParseDevice(job.device());
+    if (!device.ok()) return Fail(device.status(), layout.Describe(rank));
+    std::string reduce_via;
+    auto collective = CreateCollective(role_comm, *device, &reduce_via);
+    if (!collective.ok()) {
+      Fail(collective.status(), layout.Describe(rank));
+      MpiSession::Abort(3);  // the servers would wait for this worker forever
+    }
+    if (layout.IndexInRole(rank) == 0) {
+      std::printf("freshet_train: workers run on device %s, all-reduce through %s\n",
+                  device->ToString().c_str(), reduce_via.c_str());
+      std::fflush(stdout);
+    }
     RunOptions opt = Options();
     opt.metrics = &metrics;
     PsClient* c = client->get();

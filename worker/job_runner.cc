@@ -20,6 +20,7 @@
 #include "worker/data/task.h"
 #include "worker/features.h"
 #include "worker/job.h"
+#include "worker/model/model_factory.h"
 #include "worker/stream/socket_source.h"
 #include "worker/stream/stream_source.h"
 #include "worker/stream/tail_source.h"
@@ -268,7 +269,8 @@ StatusOr<std::unique_ptr<Model>> CreateJobModel(const proto::JobConfig& job, int
       if (t.name() == job.features().slots(0).table()) shape.emb_dim = static_cast<int>(t.dim());
     }
   }
-  return Model::Create(job.model(), shape);
+  FRESHET_ASSIGN_OR_RETURN(DeviceSpec device, ParseDevice(job.device()));
+  return CreateModel(job.model(), shape, device);
 }
 
 StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Collective* workers,

@@ -98,7 +98,8 @@ Status LoadDense(const std::string& path, Model* model);
 
 // Builds the model for a job and an example-file header (the slot count and
 // dense count come from the encoder, the embedding dim from the slots'
-// tables).
+// tables) on the job's device (CreateModel: a GPU that is not there is an
+// error).
 StatusOr<std::unique_ptr<Model>> CreateJobModel(const proto::JobConfig& job, int num_slots,
                                                 int num_dense);
 

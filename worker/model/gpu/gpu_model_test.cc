@@ -1,0 +1,176 @@
+// GpuDeepFmModel against the CPU DeepFmModel on the same batches: logits,
+// dense gradients and sparse gradients (summed per key, as a push applies
+// them) within 1e-4 relative in fp32; TF32/bf16 within their looser bounds.
+// Every test is skipped, with the reason, where no GPU exists.
+#include "worker/model/gpu/gpu_deepfm_model.h"
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "worker/model/gpu/internal/test_batches.h"
+
+namespace freshet {
+namespace {
+
+using gpu_internal::PulledBatch;
+using gpu_internal::RandomPulledBatch;
+using gpu_internal::SumPerKey;
+using gpu_internal::TestShape;
+
+#define SKIP_WITHOUT_GPU()                                                     \
+  do {                                                                         \
+    auto _count = CudaDeviceCount();                                           \
+    if (!_count.ok()) GTEST_SKIP() << "no GPU: " << _count.status().message(); \
+  } while (0)
+
+proto::ModelConfig Config(float l2) {
+  proto::ModelConfig c;
+  c.set_kind(proto::ModelConfig::DEEPFM);
+  c.add_hidden(32);
+  c.add_hidden(16);
+  c.set_seed(17);
+  c.set_dense_l2(l2);
+  c.set_dense_learning_rate(0.01f);
+  return c;
+}
+
+// Max relative error of got vs want, relative to each element's magnitude
+// but never to less than 1% of the vector's largest magnitude (sums that
+// cancel to ~0 differ by rounding alone).
+double MaxRelError(const std::vector<float>& got, const std::vector<float>& want) {
+  EXPECT_EQ(got.size(), want.size());
+  double scale = 0;
+  for (float w : want) scale = std::max(scale, std::fabs(static_cast<double>(w)));
+  double worst = 0;
+  for (size_t i = 0; i < std::min(got.size(), want.size()); ++i) {
+    const double floor = std::max(1e-2 * scale, 1e-12);
+    const double den = std::max(std::fabs(static_cast<double>(want[i])), floor);
+    worst = std::max(worst, std::fabs(static_cast<double>(got[i]) - want[i]) / den);
+  }
+  return worst;
+}
+
+struct Pass {
+  std::vector<float> logits, dense_grad;
+  std::vector<std::vector<float>> emb_sums, wide_sums;  // per slot, per key
+};
+
+Pass RunPass(Model* m, const PulledBatch& f) {
+  Pass p;
+  const ModelInput in = f.Input();
+  const int n = f.batch.size;
+  p.logits.resize(n);
+  m->Forward(in, p.logits.data());
+  std::vector<float> dl(n);
+  LogLoss(p.logits.data(), f.batch.labels.data(), n, dl.data());
+  SparseGrads g;
+  p.dense_grad.assign(m->NumDenseParams(), 0.f);
+  m->Backward(in, dl.data(), &g, p.dense_grad.data());
+  for (int s = 0; s < f.batch.num_slots(); ++s) {
+    p.emb_sums.push_back(SumPerKey(f.batch.keys[s], g.emb[s], m->shape().emb_dim));
+    p.wide_sums.push_back(SumPerKey(f.batch.keys[s], g.wide[s], 1));
+  }
+  return p;
+}
+
+void ExpectParity(const Pass& gpu, const Pass& cpu, double tol, const std::string& what) {
+  EXPECT_LE(MaxRelError(gpu.logits, cpu.logits), tol) << what << ": logits";
+  EXPECT_LE(MaxRelError(gpu.dense_grad, cpu.dense_grad), tol) << what << ": dense gradient";
+  for (size_t s = 0; s < cpu.emb_sums.size(); ++s) {
+    EXPECT_LE(MaxRelError(gpu.emb_sums[s], cpu.emb_sums[s]), tol) << what << ": emb slot " << s;
+    EXPECT_LE(MaxRelError(gpu.wide_sums[s], cpu.wide_sums[s]), tol) << what << ": wide slot " << s;
+  }
+}
+
+std::unique_ptr<GpuDeepFmModel> MakeGpu(const proto::ModelConfig& c, const ModelShape& shape,
+                                        GemmPrecision precision) {
+  GpuModelOptions o;
+  o.precision = precision;
+  auto m = GpuDeepFmModel::Create(c, shape, o);
+  EXPECT_TRUE(m.ok()) << m.status();
+  return m.ok() ? std::move(m).value() : nullptr;
+}
+
+TEST(GpuDeepFmModelTest, Fp32ParityWithCpuOverTrainingSteps) {
+  SKIP_WITHOUT_GPU();
+  const ModelShape shape = TestShape(5, 8, {proto::SUM, proto::MEAN, proto::SUM, proto::MEAN});
+  const proto::ModelConfig config = Config(1e-3f);
+  auto cpu_or = Model::Create(config, shape);
+  ASSERT_TRUE(cpu_or.ok()) << cpu_or.status();
+  auto gpu = MakeGpu(config, shape, GemmPrecision::kFp32);
+  ASSERT_NE(gpu, nullptr);
+  Model& cpu = **cpu_or;
+  ASSERT_EQ(gpu->NumDenseParams(), cpu.NumDenseParams());
+  ASSERT_TRUE(std::equal(cpu.dense_params(), cpu.dense_params() + cpu.NumDenseParams(),
+                         gpu->dense_params()))
+      << "same initialization";
+  // Growing and shrinking batches (buffer reuse), each followed by an Adam
+  // step with the CPU's gradient on both, so parameters stay identical.
+  int step = 0;
+  for (int n : {50, 700, 3, 1200, 700}) {
+    const PulledBatch f = RandomPulledBatch(shape, n, 4, 40, 100 + step);
+    const Pass c = RunPass(&cpu, f);
+    const Pass g = RunPass(gpu.get(), f);
+    ExpectParity(g, c, 1e-4, "batch " + std::to_string(step) + " (n " + std::to_string(n) + ")");
+    cpu.ApplyDenseGradient(c.dense_grad.data());
+    gpu->ApplyDenseGradient(c.dense_grad.data());
+    ++step;
+  }
+  EXPECT_EQ(gpu->times().batches, 5);
+  EXPECT_GT(gpu->times().compute_s, 0);
+}
+
+TEST(GpuDeepFmModelTest, ReducedPrecisionStaysClose) {
+  SKIP_WITHOUT_GPU();
+  const ModelShape shape = TestShape(4, 16, {proto::SUM, proto::MEAN, proto::SUM});
+  const proto::ModelConfig config = Config(0);
+  auto cpu_or = Model::Create(config, shape);
+  ASSERT_TRUE(cpu_or.ok());
+  const PulledBatch f = RandomPulledBatch(shape, 512, 3, 100, 7);
+  const Pass c = RunPass(cpu_or->get(), f);
+  // TF32 keeps 10 mantissa bits, bf16 7: errors of ~1e-3 and ~1e-2 relative
+  // through two hidden layers.
+  for (auto [precision, tol] : {std::pair{GemmPrecision::kTf32, 1e-2},
+                                std::pair{GemmPrecision::kBf16, 5e-2}}) {
+    auto gpu = MakeGpu(config, shape, precision);
+    ASSERT_NE(gpu, nullptr);
+    const Pass g = RunPass(gpu.get(), f);
+    EXPECT_LE(MaxRelError(g.logits, c.logits), tol);
+    EXPECT_LE(MaxRelError(g.dense_grad, c.dense_grad), tol);
+    std::printf("precision %d: logits max rel error %.2e, dense grad %.2e\n",
+                static_cast<int>(precision), MaxRelError(g.logits, c.logits),
+                MaxRelError(g.dense_grad, c.dense_grad));
+  }
+}
+
+TEST(GpuDeepFmModelTest, CheckedCallsAndErrors) {
+  SKIP_WITHOUT_GPU();
+  const ModelShape shape = TestShape(2, 4, {proto::SUM, proto::SUM});
+  GpuModelOptions o;
+  o.device = *CudaDeviceCount();  // one past the last
+  auto missing = GpuDeepFmModel::Create(Config(0), shape, o);
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.status().code(), StatusCode::kUnavailable) << missing.status();
+  proto::ModelConfig lr;
+  lr.set_kind(proto::ModelConfig::LR);
+  auto not_deep = GpuDeepFmModel::Create(lr, shape, GpuModelOptions());
+  ASSERT_FALSE(not_deep.ok());
+  EXPECT_EQ(not_deep.status().code(), StatusCode::kInvalidArgument);
+  // The checked entry points return OK on a good batch; an empty batch is
+  // a no-op with zero gradients.
+  auto gpu = MakeGpu(Config(0), shape, GemmPrecision::kFp32);
+  ASSERT_NE(gpu, nullptr);
+  PulledBatch empty = RandomPulledBatch(shape, 0, 2, 5, 1);
+  std::vector<float> dense(gpu->NumDenseParams(), 1.f);
+  SparseGrads g;
+  ASSERT_TRUE(gpu->ForwardChecked(empty.Input(), nullptr).ok());
+  ASSERT_TRUE(gpu->BackwardChecked(empty.Input(), nullptr, &g, dense.data()).ok());
+  EXPECT_EQ(*std::max_element(dense.begin(), dense.end()), 0.f);
+}
+
+}  // namespace
+}  // namespace freshet

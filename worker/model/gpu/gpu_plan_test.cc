@@ -1,0 +1,196 @@
+// The GPU model's host-side plan and its element math, run on the CPU and
+// compared with the CPU DeepFmModel (no GPU needed).
+#include <cmath>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "worker/model/gpu/internal/batch_plan.h"
+#include "worker/model/gpu/internal/device_math.h"
+#include "worker/model/gpu/internal/test_batches.h"
+#include "worker/model/model.h"
+
+namespace freshet {
+namespace gpu_internal {
+namespace {
+
+// Host pointers of a plan, as the kernels get device pointers.
+PlanView HostView(const BatchPlan& p, const ModelShape& shape, const std::vector<uint8_t>& mean) {
+  PlanView v;
+  v.n = p.n;
+  v.num_slots = shape.num_slots;
+  v.emb_dim = shape.emb_dim;
+  v.num_dense = shape.num_dense;
+  v.in0 = shape.num_slots * shape.emb_dim + shape.num_dense;
+  v.offsets = p.offsets.data();
+  v.occ_row = p.occ_row.data();
+  v.row_slot = p.row_slot.data();
+  v.row_occ_off = p.row_occ_off.data();
+  v.occ_example = p.occ_example.data();
+  v.occ_count = p.occ_count.data();
+  v.mean = mean.data();
+  return v;
+}
+
+std::vector<uint8_t> MeanFlags(const ModelShape& shape) {
+  std::vector<uint8_t> m;
+  for (auto p : shape.pooling) m.push_back(p == proto::MEAN ? 1 : 0);
+  return m;
+}
+
+TEST(BatchPlanTest, HandBuiltBatch) {
+  // Slot 0 (SUM): ex0 {7, 9, 7}, ex1 {}, ex2 {9}.  Slot 1 (MEAN): ex0 {5},
+  // ex1 {5, 6}, ex2 {}.
+  EncodedBatch b;
+  b.Reset(2, 0);
+  b.size = 3;
+  b.keys[0] = {7, 9, 7, 9};
+  b.offsets[0] = {0, 3, 3, 4};
+  b.keys[1] = {5, 5, 6};
+  b.offsets[1] = {0, 1, 3, 3};
+  BatchPlan p;
+  BuildBatchPlan(b, {proto::SUM, proto::MEAN}, &p);
+  EXPECT_EQ(p.num_occ, 7u);
+  EXPECT_EQ(p.num_rows, 4u);  // {7, 9} and {5, 6}
+  EXPECT_EQ(p.key_base, (std::vector<uint32_t>{0, 4, 7}));
+  EXPECT_EQ(p.row_base, (std::vector<uint32_t>{0, 2, 4}));
+  EXPECT_EQ(p.offsets, (std::vector<uint32_t>{0, 3, 3, 4, 4, 5, 7, 7}));
+  EXPECT_EQ(p.occ_row, (std::vector<uint32_t>{0, 1, 0, 1, 2, 2, 3}));
+  EXPECT_EQ(p.row_slot, (std::vector<uint32_t>{0, 0, 1, 1}));
+  EXPECT_EQ(p.row_first, (std::vector<uint32_t>{0, 1, 0, 2}));
+  EXPECT_EQ(p.row_occ_off, (std::vector<uint32_t>{0, 2, 4, 6, 7}));
+  // Row 0 (key 7): ex0 twice; row 1 (key 9): ex0, ex2; row 2 (key 5): ex0,
+  // ex1; row 3 (key 6): ex1.
+  EXPECT_EQ(p.occ_example, (std::vector<uint32_t>{0, 0, 0, 2, 0, 1, 1}));
+  // SUM slot divides by 1; MEAN by the (example, slot) key count.
+  EXPECT_EQ(p.occ_count, (std::vector<float>{1, 1, 1, 1, 1, 2, 2}));
+}
+
+TEST(BatchPlanTest, GatherAndScatterKeepPushSums) {
+  const ModelShape shape = TestShape(0, 3, {proto::SUM, proto::MEAN, proto::SUM});
+  const PulledBatch f = RandomPulledBatch(shape, 40, 4, 6, 11);
+  BatchPlan p;
+  BuildBatchPlan(f.batch, shape.pooling, &p);
+  ASSERT_LT(p.num_rows, p.num_occ) << "the batch should repeat keys";
+  const ModelInput in = f.Input();
+  std::vector<float> rows(p.num_rows * 3);
+  GatherRows(p, in.emb, 3, rows.data());
+  // Every occurrence's pulled row equals its plan row.
+  for (int s = 0; s < shape.num_slots; ++s) {
+    for (size_t o = 0; o < f.batch.keys[s].size(); ++o) {
+      const uint32_t u = p.occ_row[p.key_base[s] + o];
+      for (int j = 0; j < 3; ++j) EXPECT_EQ(rows[u * 3 + j], f.emb[s][o * 3 + j]);
+    }
+  }
+  // Scatter: per-key sums (what a push applies) equal the row gradients.
+  std::vector<float> row_grads(p.num_rows * 3);
+  for (size_t i = 0; i < row_grads.size(); ++i) row_grads[i] = 0.25f * static_cast<float>(i) - 3;
+  std::vector<std::vector<float>> out;
+  ScatterRowGrads(p, row_grads.data(), 3, &out);
+  ASSERT_EQ(out.size(), 3u);
+  for (int s = 0; s < shape.num_slots; ++s) {
+    ASSERT_EQ(out[s].size(), f.batch.keys[s].size() * 3);
+    const std::vector<float> sums = SumPerKey(f.batch.keys[s], out[s], 3);
+    ASSERT_EQ(sums.size(), (p.row_base[s + 1] - p.row_base[s]) * 3);
+    for (size_t j = 0; j < sums.size(); ++j) EXPECT_EQ(sums[j], row_grads[p.row_base[s] * 3 + j]);
+  }
+}
+
+// Runs the device math on the host over a whole batch and compares with the
+// CPU model whose MLP weights are zero (so the MLP adds exactly 0 and its
+// input gradient is 0): first order, pooling, FM and the sparse gradients
+// summed per key must match bit for bit (same operations, same order).
+TEST(DeviceMathTest, MatchesCpuDeepFmWithoutMlp) {
+  const ModelShape shape = TestShape(3, 4, {proto::SUM, proto::MEAN, proto::MEAN, proto::SUM});
+  proto::ModelConfig config;
+  config.set_kind(proto::ModelConfig::DEEPFM);
+  config.add_hidden(5);
+  config.set_seed(3);
+  auto model_or = Model::Create(config, shape);
+  ASSERT_TRUE(model_or.ok()) << model_or.status();
+  Model& cpu = **model_or;
+  // bias and w_dense nonzero, every MLP weight and bias zero.
+  const int nd = shape.num_dense;
+  float* params = cpu.dense_params();
+  params[0] = 0.3f;
+  for (int d = 0; d < nd; ++d) params[1 + d] = 0.1f * (d + 1);
+  for (size_t j = 1 + nd; j < cpu.NumDenseParams(); ++j) params[j] = 0;
+
+  const PulledBatch f = RandomPulledBatch(shape, 64, 5, 8, 5);
+  const ModelInput in = f.Input();
+  const int n = f.batch.size, k = shape.emb_dim;
+  std::vector<float> cpu_logits(n);
+  cpu.Forward(in, cpu_logits.data());
+  std::vector<float> dlogits(n);
+  LogLoss(cpu_logits.data(), f.batch.labels.data(), n, dlogits.data());
+  SparseGrads cpu_grads;
+  std::vector<float> dense_grad(cpu.NumDenseParams());
+  cpu.Backward(in, dlogits.data(), &cpu_grads, dense_grad.data());
+
+  BatchPlan p;
+  BuildBatchPlan(f.batch, shape.pooling, &p);
+  const std::vector<uint8_t> mean = MeanFlags(shape);
+  const PlanView v = HostView(p, shape, mean);
+  std::vector<float> rows_emb(p.num_rows * k), rows_wide(p.num_rows);
+  GatherRows(p, in.emb, k, rows_emb.data());
+  GatherRows(p, in.wide, 1, rows_wide.data());
+  std::vector<float> x(static_cast<size_t>(n) * v.in0), fm(static_cast<size_t>(n) * k);
+  for (int i = 0; i < n; ++i) {
+    for (int c = 0; c < v.in0; ++c) {
+      x[static_cast<size_t>(i) * v.in0 + c] = InputElement(v, rows_emb.data(), f.batch.dense.data(), i, c);
+    }
+  }
+  // Dense features land after the pooled embeddings.
+  EXPECT_EQ(x[static_cast<size_t>(5) * v.in0 + shape.num_slots * k + 2], f.batch.dense[5 * nd + 2]);
+  for (int i = 0; i < n; ++i) {
+    const float logit = FirstOrder(v, rows_wide.data(), params, f.batch.dense.data(), i) +
+                        FmTerm(v, x.data(), fm.data(), i);
+    EXPECT_FLOAT_EQ(logit, cpu_logits[i]) << "example " << i;
+  }
+
+  // Backward with dx = 0 (the zero MLP's input gradient).
+  std::vector<float> pooled(x.size(), 0.f);
+  for (int i = 0; i < n; ++i) {
+    for (int s = 0; s < shape.num_slots; ++s) {
+      for (int j = 0; j < k; ++j) {
+        const size_t at = static_cast<size_t>(i) * v.in0 + s * k + j;
+        pooled[at] = PooledGrad(v, x.data(), pooled.data(), fm.data(), dlogits.data(), i, s, j);
+      }
+    }
+  }
+  std::vector<float> row_emb(p.num_rows * k), row_wide(p.num_rows);
+  for (uint32_t u = 0; u < p.num_rows; ++u) {
+    for (int j = 0; j < k; ++j) row_emb[u * k + j] = EmbRowGrad(v, pooled.data(), u, j);
+    row_wide[u] = WideRowGrad(v, dlogits.data(), u);
+  }
+  for (int s = 0; s < shape.num_slots; ++s) {
+    const std::vector<float> want_emb = SumPerKey(f.batch.keys[s], cpu_grads.emb[s], k);
+    const std::vector<float> want_wide = SumPerKey(f.batch.keys[s], cpu_grads.wide[s], 1);
+    for (size_t j = 0; j < want_emb.size(); ++j) {
+      EXPECT_FLOAT_EQ(row_emb[p.row_base[s] * k + j], want_emb[j]) << "slot " << s << " at " << j;
+    }
+    for (size_t j = 0; j < want_wide.size(); ++j) {
+      EXPECT_FLOAT_EQ(row_wide[p.row_base[s] + j], want_wide[j]) << "slot " << s << " row " << j;
+    }
+  }
+}
+
+// PooledGrad adds the MLP's input gradient to the FM term's.
+TEST(DeviceMathTest, PooledGradAddsMlpInputGradient) {
+  PlanView v;
+  v.n = 1;
+  v.num_slots = 2;
+  v.emb_dim = 2;
+  v.in0 = 4;
+  const std::vector<float> x = {1, 2, 3, 5};     // e_0 = (1, 2), e_1 = (3, 5)
+  const std::vector<float> dx = {0.5f, 0, 0, -1};
+  const std::vector<float> fm = {4, 7};          // e_0 + e_1
+  const std::vector<float> dl = {2};
+  // d/de_0 of 0.5 * (|e_0 + e_1|^2 - |e_0|^2 - |e_1|^2) = e_1.
+  EXPECT_FLOAT_EQ(PooledGrad(v, x.data(), dx.data(), fm.data(), dl.data(), 0, 0, 0), 0.5f + 2 * 3);
+  EXPECT_FLOAT_EQ(PooledGrad(v, x.data(), dx.data(), fm.data(), dl.data(), 0, 1, 1), -1 + 2 * 2);
+}
+
+}  // namespace
+}  // namespace gpu_internal
+}  // namespace freshet

@@ -1,0 +1,27 @@
+// CreateModel: the one place that picks where the model math runs.
+//
+//   device cpu -> Model::Create (LrModel, DeepFmModel)
+//   device gpu -> GpuDeepFmModel on this rank's GPU (SelectLocalGpu:
+//                 local rank modulo visible devices) with the device's GEMM
+//                 precision
+//
+// Asking for a GPU is never silently served by the CPU: FailedPrecondition
+// when the binary was built without CUDA, Unavailable when CUDA finds no
+// device, InvalidArgument for a model kind without a GPU implementation (LR).
+//
+// Thread safety: reentrant.
+#pragma once
+
+#include <memory>
+
+#include "common/device.h"
+#include "common/proto/job.pb.h"
+#include "common/status.h"
+#include "worker/model/model.h"
+
+namespace freshet {
+
+StatusOr<std::unique_ptr<Model>> CreateModel(const proto::ModelConfig& config,
+                                             const ModelShape& shape, const DeviceSpec& device);
+
+}  // namespace freshet
