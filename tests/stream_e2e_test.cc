@@ -58,7 +58,20 @@ constexpr int kPartitions = 3;
 
 // Writes the shop's events into `dir`, partition = request % 3; partition 1
 // gets no requests after the first 80%.
-void Produce(const std::string& dir, Written* w) {
+// Waits (up to 120 s) until the training job has started: on a loaded
+// machine mpirun can take longer to start the ranks than the producer takes
+// to write everything, and then nothing would be live-followed.
+void WaitForJobStart(const std::string& log) {
+  for (int i = 0; i < 1200; ++i) {
+    std::ifstream in(log);
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (text.find("all-reduce through") != std::string::npos) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+}
+
+void Produce(const std::string& dir, const std::string& log, Written* w) {
+  WaitForJobStart(log);
   ShopConfig cfg;
   cfg.seed = 5;
   cfg.num_requests = 4000;
@@ -174,8 +187,8 @@ TEST(StreamE2eTest, TrainsFromALiveRotatedStreamAndCountsAddUp) {
   ASSERT_EQ(Sh("rm -rf " + kOut + " && mkdir -p " + kOut + "/events"), 0);
   const std::string dir = kOut + "/events";
   Written w;
-  std::thread producer(Produce, dir, &w);
   const std::string log = kOut + "/train.log";
+  std::thread producer(Produce, dir, log, &w);
   const int rc = Sh("cd " + kSrc + " && timeout 400 " + kSrc + "/launch/mpirun.sh -np 5 " + kBin +
                     "/freshet_train --job_config=cluster-configs/jobs/realtime-shop.pbtxt"
                     " --stream_dir=" + dir + " --work_dir=" + kOut + "/work --save=false > " +
