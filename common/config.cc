@@ -228,8 +228,9 @@ Status ValidateTableConfig(proto::TableConfig* t, const std::string& where) {
   if (!std::regex_match(t->name(), kName)) {
     return FieldError(where, "name", "must match [a-z0-9_]+, got '" + t->name() + "'");
   }
-  if (t->dim() < 1 || t->dim() > 4096) {
-    return FieldError(where, "dim", "must be in [1, 4096], got " + std::to_string(t->dim()));
+  if (t->dim() < 1 || t->dim() > kMaxTableDim) {
+    return FieldError(where, "dim", "must be in [1, " + std::to_string(kMaxTableDim) + "], got " +
+                                        std::to_string(t->dim()));
   }
   const auto& init = t->initializer();
   if (init.kind() != proto::Initializer::ZEROS && init.kind() != proto::Initializer::CONSTANT &&

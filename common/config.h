@@ -35,6 +35,9 @@ Status ValidateClusterConfig(proto::ClusterConfig* cfg, const std::string& sourc
 StatusOr<proto::TablesConfig> LoadTablesConfig(const std::string& path);
 StatusOr<proto::TablesConfig> ParseTablesConfig(const std::string& text,
                                                 const std::string& source);
+// Embedding dims a table may have: 1..kMaxTableDim.
+inline constexpr uint32_t kMaxTableDim = 4096;
+
 // Checks one table and fills optimizer defaults. `where` prefixes errors,
 // e.g. "tables.pbtxt: tables[2]".
 Status ValidateTableConfig(proto::TableConfig* t, const std::string& where);

@@ -23,8 +23,16 @@ bool ExporterNode::Handle(Message* msg, Message* final_request) {
   switch (msg->meta.type) {
     case MsgType::kDenseUpdate:
     case MsgType::kExportFinal:
+      if (msg->body.size() % sizeof(float) != 0) {
+        LOG(WARNING) << "exporter: ignoring " << MsgTypeName(msg->meta.type) << " from "
+                     << layout_.Describe(msg->peer) << ": body of " << msg->body.size()
+                     << " bytes is not a whole number of floats";
+        return false;
+      }
       dense_.resize(msg->body.size() / sizeof(float));
-      std::memcpy(dense_.data(), msg->body.data(), dense_.size() * sizeof(float));
+      if (!dense_.empty()) {
+        std::memcpy(dense_.data(), msg->body.data(), dense_.size() * sizeof(float));
+      }
       have_dense_ = true;
       watermark_ = msg->meta.watermark;
       ingest_wall_ms_ = msg->meta.wall_ms;
