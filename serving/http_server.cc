@@ -1,5 +1,7 @@
 #include "serving/http_server.h"
 
+#include "serving/internal/requests.h"
+
 #include <algorithm>
 #include <array>
 #include <charconv>
@@ -280,6 +282,117 @@ Status CheckBatch(const json& body, const char* field, int max_batch) {
 
 }  // namespace
 
+namespace serving_internal {
+namespace {
+
+JsonReply Reply(int status, const json& body) { return JsonReply{status, Dump(body)}; }
+JsonReply Error(int status, const std::string& message) {
+  return Reply(status, json{{"error", message}});
+}
+
+// Parses `text` as a JSON object, or sets a 400 in *res and returns false.
+bool ParseBody(const std::string& text, JsonReply* res, json* body) {
+  try {
+    *body = json::parse(text);
+  } catch (const json::exception& e) {
+    *res = Error(400, std::string("malformed JSON: ") + e.what());
+    return false;
+  }
+  if (!body->is_object()) {
+    *res = Error(400, std::string("the request body must be a JSON object, got ") +
+                          body->type_name());
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+JsonReply ScoreRequest(const ServingModel& model, const HttpServer::Options& options,
+                       const std::string& text) {
+  JsonReply res;
+  json body;
+  if (!ParseBody(text, &res, &body)) return res;
+  Status st = CheckFields(body, {"examples"});
+  if (st.ok()) st = CheckBatch(body, "examples", options.max_batch);
+  if (!st.ok()) return Error(400, st.message());
+  const Scorer& scorer = *model.scorer;
+  const json& list = body["examples"];
+  std::vector<Example> examples(list.size());
+  for (size_t i = 0; i < list.size(); ++i) {
+    st = ToExample(scorer, list[i], "examples[" + std::to_string(i) + "]", options.item_column,
+                   nullptr, &examples[i]);
+    if (!st.ok()) return Error(400, st.message());
+  }
+  std::vector<float> probs;
+  st = scorer.Score(examples, &probs, "examples");
+  if (!st.ok()) return Error(HttpCode(st), st.message());
+  json scores = json::array();
+  for (float p : probs) scores.push_back(Tidy(p));
+  return Reply(200, json{{"model_version", model.version()}, {"scores", std::move(scores)}});
+}
+
+JsonReply RankRequest(const ServingModel& model, const HttpServer::Options& options,
+                      const std::string& text) {
+  JsonReply res;
+  json body;
+  if (!ParseBody(text, &res, &body)) return res;
+  Status st = CheckFields(body, {"context", "candidates", "k"});
+  if (st.ok()) st = CheckBatch(body, "candidates", options.max_batch);
+  if (!st.ok()) return Error(400, st.message());
+  size_t k = 10;
+  if (const auto it = body.find("k"); it != body.end()) {
+    // nlohmann parses non-negative integers as unsigned, negative ones as
+    // signed, anything with a fraction or exponent as a float.
+    if (!it->is_number_unsigned() || it->get<uint64_t>() < 1) {
+      return Error(400, "'k' must be an integer >= 1, got " + Dump(*it));
+    }
+    k = static_cast<size_t>(std::min<uint64_t>(it->get<uint64_t>(), SIZE_MAX));
+  }
+  const Scorer& scorer = *model.scorer;
+  Example context;
+  if (const auto it = body.find("context"); it != body.end()) {
+    st = ToExample(scorer, *it, "context", options.item_column, nullptr, &context);
+    if (!st.ok()) return Error(400, st.message());
+  } else {
+    context.values.assign(scorer.columns().size(), std::string());
+  }
+  const json& list = body["candidates"];
+  std::vector<Example> candidates(list.size());
+  for (size_t i = 0; i < list.size(); ++i) {
+    st = ToExample(scorer, list[i], "candidates[" + std::to_string(i) + "]", options.item_column,
+                   &context, &candidates[i]);
+    if (!st.ok()) return Error(400, st.message());
+  }
+  std::vector<float> probs;
+  st = scorer.Score(candidates, &probs, "candidates");
+  if (!st.ok()) return Error(HttpCode(st), st.message());
+
+  // Sort keys: a NaN score (a broken model) ranks last, keeping the order
+  // strict and weak.
+  std::vector<float> key(probs.size());
+  for (size_t i = 0; i < probs.size(); ++i) {
+    key[i] = std::isnan(probs[i]) ? -std::numeric_limits<float>::infinity() : probs[i];
+  }
+  std::vector<size_t> order(probs.size());
+  std::iota(order.begin(), order.end(), size_t{0});
+  k = std::min(k, order.size());
+  std::partial_sort(
+      order.begin(), order.begin() + static_cast<std::ptrdiff_t>(k), order.end(),
+      [&](size_t a, size_t b) { return key[a] != key[b] ? key[a] > key[b] : a < b; });
+  json items = json::array();
+  for (size_t r = 0; r < k; ++r) {
+    const size_t i = order[r];
+    json item = {{"index", i}, {"score", Tidy(probs[i])}};
+    const auto v = list[i].find(options.item_column);
+    if (v != list[i].end() && !v->is_null()) item["item"] = *v;
+    items.push_back(std::move(item));
+  }
+  return Reply(200, json{{"model_version", model.version()}, {"items", std::move(items)}});
+}
+
+}  // namespace serving_internal
+
 // ---- Server -----------------------------------------------------------------------
 
 class HttpServer::Impl {
@@ -296,14 +409,12 @@ class HttpServer::Impl {
   // returns false.
   bool ReadBody(const httplib::Request& req, httplib::Response& res,
                 const httplib::ContentReader& reader, std::string* text) const;
-  // Parses `text` as a JSON object, or writes a 400 and returns false.
-  static bool ParseBody(const std::string& text, httplib::Response& res, json* body);
-  // The common start of a POST: read and parse the body and take the
-  // current model; on failure the response is written and nullptr returned.
+  // The common start of a POST: read the body and take the current model;
+  // on failure the response is written and nullptr returned.
   std::shared_ptr<const ServingModel> BeginPost(const httplib::Request& req,
                                                 httplib::Response& res,
                                                 const httplib::ContentReader& reader,
-                                                json* body) const;
+                                                std::string* text) const;
 
   void Score(const httplib::Request& req, httplib::Response& res,
              const httplib::ContentReader& reader) const;
@@ -353,113 +464,31 @@ bool HttpServer::Impl::ReadBody(const httplib::Request& req, httplib::Response& 
   return true;
 }
 
-bool HttpServer::Impl::ParseBody(const std::string& text, httplib::Response& res, json* body) {
-  try {
-    *body = json::parse(text);
-  } catch (const json::exception& e) {
-    SetError(res, 400, std::string("malformed JSON: ") + e.what());
-    return false;
-  }
-  if (!body->is_object()) {
-    SetError(res, 400,
-             std::string("the request body must be a JSON object, got ") + body->type_name());
-    return false;
-  }
-  return true;
-}
-
 std::shared_ptr<const ServingModel> HttpServer::Impl::BeginPost(
     const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& reader,
-    json* body) const {
-  std::string text;
-  if (!ReadBody(req, res, reader, &text)) return nullptr;
-  auto model = ModelOr503(res);
-  if (model == nullptr) return nullptr;
-  if (!ParseBody(text, res, body)) return nullptr;
-  return model;
+    std::string* text) const {
+  if (!ReadBody(req, res, reader, text)) return nullptr;
+  return ModelOr503(res);
 }
 
 void HttpServer::Impl::Score(const httplib::Request& req, httplib::Response& res,
                              const httplib::ContentReader& reader) const {
-  json body;
-  const auto model = BeginPost(req, res, reader, &body);
+  std::string text;
+  const auto model = BeginPost(req, res, reader, &text);
   if (model == nullptr) return;
-  Status st = CheckFields(body, {"examples"});
-  if (st.ok()) st = CheckBatch(body, "examples", options_.max_batch);
-  if (!st.ok()) return SetError(res, 400, st.message());
-  const Scorer& scorer = *model->scorer;
-  const json& list = body["examples"];
-  std::vector<Example> examples(list.size());
-  for (size_t i = 0; i < list.size(); ++i) {
-    st = ToExample(scorer, list[i], "examples[" + std::to_string(i) + "]", options_.item_column,
-                   nullptr, &examples[i]);
-    if (!st.ok()) return SetError(res, 400, st.message());
-  }
-  std::vector<float> probs;
-  st = scorer.Score(examples, &probs, "examples");
-  if (!st.ok()) return SetError(res, HttpCode(st), st.message());
-  json scores = json::array();
-  for (float p : probs) scores.push_back(Tidy(p));
-  SetJson(res, 200, json{{"model_version", model->version()}, {"scores", std::move(scores)}});
+  const serving_internal::JsonReply r = serving_internal::ScoreRequest(*model, options_, text);
+  res.status = r.status;
+  res.set_content(r.body, kJsonType);
 }
 
 void HttpServer::Impl::Rank(const httplib::Request& req, httplib::Response& res,
                             const httplib::ContentReader& reader) const {
-  json body;
-  const auto model = BeginPost(req, res, reader, &body);
+  std::string text;
+  const auto model = BeginPost(req, res, reader, &text);
   if (model == nullptr) return;
-  Status st = CheckFields(body, {"context", "candidates", "k"});
-  if (st.ok()) st = CheckBatch(body, "candidates", options_.max_batch);
-  if (!st.ok()) return SetError(res, 400, st.message());
-  size_t k = 10;
-  if (const auto it = body.find("k"); it != body.end()) {
-    // nlohmann parses non-negative integers as unsigned, negative ones as
-    // signed, anything with a fraction or exponent as a float.
-    if (!it->is_number_unsigned() || it->get<uint64_t>() < 1) {
-      return SetError(res, 400, "'k' must be an integer >= 1, got " + Dump(*it));
-    }
-    k = static_cast<size_t>(std::min<uint64_t>(it->get<uint64_t>(), SIZE_MAX));
-  }
-  const Scorer& scorer = *model->scorer;
-  Example context;
-  if (const auto it = body.find("context"); it != body.end()) {
-    st = ToExample(scorer, *it, "context", options_.item_column, nullptr, &context);
-    if (!st.ok()) return SetError(res, 400, st.message());
-  } else {
-    context.values.assign(scorer.columns().size(), std::string());
-  }
-  const json& list = body["candidates"];
-  std::vector<Example> candidates(list.size());
-  for (size_t i = 0; i < list.size(); ++i) {
-    st = ToExample(scorer, list[i], "candidates[" + std::to_string(i) + "]", options_.item_column,
-                   &context, &candidates[i]);
-    if (!st.ok()) return SetError(res, 400, st.message());
-  }
-  std::vector<float> probs;
-  st = scorer.Score(candidates, &probs, "candidates");
-  if (!st.ok()) return SetError(res, HttpCode(st), st.message());
-
-  // Sort keys: a NaN score (a broken model) ranks last, keeping the order
-  // strict and weak.
-  std::vector<float> key(probs.size());
-  for (size_t i = 0; i < probs.size(); ++i) {
-    key[i] = std::isnan(probs[i]) ? -std::numeric_limits<float>::infinity() : probs[i];
-  }
-  std::vector<size_t> order(probs.size());
-  std::iota(order.begin(), order.end(), size_t{0});
-  k = std::min(k, order.size());
-  std::partial_sort(
-      order.begin(), order.begin() + static_cast<std::ptrdiff_t>(k), order.end(),
-      [&](size_t a, size_t b) { return key[a] != key[b] ? key[a] > key[b] : a < b; });
-  json items = json::array();
-  for (size_t r = 0; r < k; ++r) {
-    const size_t i = order[r];
-    json item = {{"index", i}, {"score", Tidy(probs[i])}};
-    const auto v = list[i].find(options_.item_column);
-    if (v != list[i].end() && !v->is_null()) item["item"] = *v;
-    items.push_back(std::move(item));
-  }
-  SetJson(res, 200, json{{"model_version", model->version()}, {"items", std::move(items)}});
+  const serving_internal::JsonReply r = serving_internal::RankRequest(*model, options_, text);
+  res.status = r.status;
+  res.set_content(r.body, kJsonType);
 }
 
 void HttpServer::Impl::Model(httplib::Response& res) const {
