@@ -506,11 +506,18 @@ StatusOr<std::vector<std::string>> ExpandNodeList(const std::string& list) {
         if (hi < lo) return error("range '" + range + "' runs backwards");
         if (hi - lo > 100000) return error("range '" + range + "' too large");
         const int width = static_cast<int>(lo_s.size());
+        if (parts.size() + static_cast<size_t>(hi - lo) >= kMaxNodeListHosts) {
+          return error("expands to more than " + std::to_string(kMaxNodeListHosts) + " names");
+        }
         for (long v = lo; v <= hi; ++v) {
           std::string num = std::to_string(v);
           if (static_cast<int>(num.size()) < width) num.insert(0, width - num.size(), '0');
           parts.push_back(num);
         }
+      }
+      if (parts.size() > kMaxNodeListHosts ||
+          names.size() * parts.size() + hosts.size() > kMaxNodeListHosts) {
+        return error("expands to more than " + std::to_string(kMaxNodeListHosts) + " names");
       }
       std::vector<std::string> next;
       for (const auto& n : names) {

@@ -57,7 +57,8 @@ TEST(ParameterShardTest, BadRequestsAreInvalidArgument) {
   EXPECT_EQ(shard->Stats().rows, 0);
 }
 
-// Regression (wire_fuzz): a PULL header claiming a huge dim made the server
+// Regression (found reviewing the decoders for wire_fuzz): a PULL header
+// claiming a huge dim made the server
 // allocate num_keys * dim floats before checking the dim against the table
 // (16 GiB for one key and dim 2^32 - 1). Now the table and dim are checked
 // first and nothing is allocated.
