@@ -487,6 +487,12 @@ StatusOr<std::vector<std::string>> ExpandNodeList(const std::string& list) {
     while (i < entry.size()) {
       const size_t open = entry.find('[', i);
       const std::string prefix = entry.substr(i, open == std::string::npos ? std::string::npos : open - i);
+      // Host names are at most 255 characters; checked before growing every
+      // name (a long prefix times many names would otherwise use gigabytes).
+      const size_t digits = open == std::string::npos ? 0 : 9;  // a range adds at most 9
+      if (names.front().size() + prefix.size() + digits > 255) {
+        return error("a name is longer than 255 characters");
+      }
       for (auto& n : names) n += prefix;
       if (open == std::string::npos) break;
       const size_t close = entry.find(']', open);

@@ -50,7 +50,8 @@ Status ValidateTablesConfig(proto::TablesConfig* cfg, const std::string& source)
 // groups in one name expand as a product ("r[1-2]n[1-2]" -> r1n1 r1n2 r2n1
 // r2n2). Entries are separated by commas outside brackets; empty entries are
 // skipped. Errors name the list and the problem (unbalanced bracket, bad
-// range, more than kMaxNodeListHosts names: a mistyped or hostile list such
+// range, more than kMaxNodeListHosts names or a name over 255 characters: a
+// mistyped or hostile list such
 // as "r[1-99999]n[1-99999]" must not allocate billions of names).
 inline constexpr size_t kMaxNodeListHosts = 100000;
 StatusOr<std::vector<std::string>> ExpandNodeList(const std::string& list);
