@@ -9,6 +9,7 @@
 # other system libraries we do not build; each entry says why).
 #
 #   tools/sanitize.sh            # build + ctest -L unit -LE e2e, + ps_mpi_parity
+#   tools/sanitize.sh --quick    # the CI subset (what tools/test.sh runs, see below)
 #   tools/sanitize.sh -R serving # extra arguments go to ctest instead of the default selection
 #
 # Not run under the sanitizers: the end-to-end tests (train_e2e_test,
@@ -23,6 +24,17 @@ cd "$(dirname "$0")/.."
 jobs=$(nproc 2>/dev/null || echo 2)
 targets="common_test data_test export_test model_test server_test serving_test trainer_test
          worker_test ps_conformance_test freshet_ps_mpi_driver"
+unit_regex=""
+if [ "${1:-}" = "--quick" ]; then
+  # The CI subset (tools/test.sh): the wire, transport, server, snapshot
+  # and PS client/conformance tests and the MPI parity runs. It skips the
+  # data, model, trainer and serving libraries, about half the ASan build
+  # and 5 minutes of instrumented test time.
+  shift
+  targets="common_test export_test server_test worker_test ps_conformance_test
+           freshet_ps_mpi_driver"
+  unit_regex="^(common_test|export_test|server_test|worker_test|ps_conformance_test)$"
+fi
 launcher=()
 if command -v ccache >/dev/null; then launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache); fi
 echo "sanitize: building the tests with ASan + UBSan into build-asan/ (log: build-asan.log)"
@@ -45,7 +57,7 @@ cd build-asan
 if [ $# -gt 0 ]; then
   ctest --output-on-failure --timeout 900 "$@"
 else
-  ctest --output-on-failure --timeout 900 -j "$jobs" -L unit -LE e2e
+  ctest --output-on-failure --timeout 900 -j "$jobs" -L unit -LE e2e ${unit_regex:+-R "$unit_regex"}
   # Open MPI's leaks are in MCA plugins it dlclose()s at MPI_Finalize, so
   # their stacks read "<unknown module>" and no suppression can name them:
   # leak checking is off for the mpirun tests only (ASan and UBSan stay on).
