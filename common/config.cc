@@ -244,8 +244,9 @@ Status ValidateTableConfig(proto::TableConfig* t, const std::string& where) {
   if (!std::regex_match(t->name(), kName)) {
     return FieldError(where, "name", "must match [a-z0-9_]+, got '" + t->name() + "'");
   }
-  if (t->dim() < 1 || t->dim() > 4096) {
-    return FieldError(where, "dim", "must be in [1, 4096], got " + std::to_string(t->dim()));
+  if (t->dim() < 1 || t->dim() > kMaxTableDim) {
+    return FieldError(where, "dim", "must be in [1, " + std::to_string(kMaxTableDim) + "], got " +
+                                        std::to_string(t->dim()));
   }
   const auto& init = t->initializer();
   if (init.kind() != proto::Initializer::ZEROS && init.kind() != proto::Initializer::CONSTANT &&
@@ -502,6 +503,12 @@ StatusOr<std::vector<std::string>> ExpandNodeList(const std::string& list) {
     while (i < entry.size()) {
       const size_t open = entry.find('[', i);
       const std::string prefix = entry.substr(i, open == std::string::npos ? std::string::npos : open - i);
+      // Host names are at most 255 characters; checked before growing every
+      // name (a long prefix times many names would otherwise use gigabytes).
+      const size_t digits = open == std::string::npos ? 0 : 9;  // a range adds at most 9
+      if (names.front().size() + prefix.size() + digits > 255) {
+        return error("a name is longer than 255 characters");
+      }
       for (auto& n : names) n += prefix;
       if (open == std::string::npos) break;
       const size_t close = entry.find(']', open);
@@ -521,11 +528,18 @@ StatusOr<std::vector<std::string>> ExpandNodeList(const std::string& list) {
         if (hi < lo) return error("range '" + range + "' runs backwards");
         if (hi - lo > 100000) return error("range '" + range + "' too large");
         const int width = static_cast<int>(lo_s.size());
+        if (parts.size() + static_cast<size_t>(hi - lo) >= kMaxNodeListHosts) {
+          return error("expands to more than " + std::to_string(kMaxNodeListHosts) + " names");
+        }
         for (long v = lo; v <= hi; ++v) {
           std::string num = std::to_string(v);
           if (static_cast<int>(num.size()) < width) num.insert(0, width - num.size(), '0');
           parts.push_back(num);
         }
+      }
+      if (parts.size() > kMaxNodeListHosts ||
+          names.size() * parts.size() + hosts.size() > kMaxNodeListHosts) {
+        return error("expands to more than " + std::to_string(kMaxNodeListHosts) + " names");
       }
       std::vector<std::string> next;
       for (const auto& n : names) {

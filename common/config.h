@@ -35,6 +35,9 @@ Status ValidateClusterConfig(proto::ClusterConfig* cfg, const std::string& sourc
 StatusOr<proto::TablesConfig> LoadTablesConfig(const std::string& path);
 StatusOr<proto::TablesConfig> ParseTablesConfig(const std::string& text,
                                                 const std::string& source);
+// Embedding dims a table may have: 1..kMaxTableDim.
+inline constexpr uint32_t kMaxTableDim = 4096;
+
 // Checks one table and fills optimizer defaults. `where` prefixes errors,
 // e.g. "tables.pbtxt: tables[2]".
 Status ValidateTableConfig(proto::TableConfig* t, const std::string& where);
@@ -47,7 +50,10 @@ Status ValidateTablesConfig(proto::TablesConfig* cfg, const std::string& source)
 // groups in one name expand as a product ("r[1-2]n[1-2]" -> r1n1 r1n2 r2n1
 // r2n2). Entries are separated by commas outside brackets; empty entries are
 // skipped. Errors name the list and the problem (unbalanced bracket, bad
-// range).
+// range, more than kMaxNodeListHosts names or a name over 255 characters: a
+// mistyped or hostile list such
+// as "r[1-99999]n[1-99999]" must not allocate billions of names).
+inline constexpr size_t kMaxNodeListHosts = 100000;
 StatusOr<std::vector<std::string>> ExpandNodeList(const std::string& list);
 
 // Where one rank runs, as the cluster config's node groups place it.

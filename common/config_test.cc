@@ -309,6 +309,27 @@ TEST(PlacementTest, ExpandsCompressedNodeLists) {
   }
 }
 
+// Regression (config_fuzz timeout): products and repeated ranges expanded
+// without a bound ("re[01-01015]ngigln[01-01015]" made a million names,
+// "[0-99999]" x3 ten^15).
+TEST(PlacementTest, NodeListsExpandToAtMostTheLimit) {
+  EXPECT_EQ(ExpandNodeList("n[1-100000]")->size(), 100000u);
+  // Regression (config_fuzz timeout): 3,840 names each growing by a 64 KB
+  // prefix. Host names are at most 255 characters.
+  auto r = ExpandNodeList("node[01-16]n[2-2]" + std::string(300, 'x'));
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("longer than 255 characters"), std::string::npos)
+      << r.status();
+  EXPECT_EQ(ExpandNodeList(std::string(240, 'h') + "[1-2]")->size(), 2u);
+  for (const char* bad : {"re[01-01015]ngigln[01-01015]", "r[1-99999]n[1-99999]n[1-99999]",
+                          "a[1-60000],b[1-60000]", "n[1-60000,1-60000]", "n[1-100001]"}) {
+    auto r = ExpandNodeList(bad);
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_NE(r.status().message().find("more than 100000 names"), std::string::npos)
+        << r.status();
+  }
+}
+
 TEST(PlacementTest, ChecksTheLauncherEnvironment) {
   auto cfg = ParseClusterConfig(kTwoGroups, "p.pbtxt");
   ASSERT_TRUE(cfg.ok());

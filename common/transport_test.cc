@@ -50,6 +50,22 @@ TEST(FrameTest, CorruptFramesAreDataLoss) {
   EXPECT_EQ(DecodeFrame(f, &out).code(), StatusCode::kDataLoss);
 }
 
+// Regression (wire_fuzz): error and text were proto3 `string` fields, so a
+// server error quoting a path or input that is not UTF-8 (or a SAVE to such
+// a directory) produced a frame the receiver could not parse: the request
+// then timed out instead of failing with the server's error.
+TEST(FrameTest, ErrorAndTextNeedNotBeUtf8) {
+  MessageMeta meta = Make(MsgType::kSaveResponse, 9, {}).meta;
+  meta.status_code = StatusCode::kInternal;
+  meta.error = "/data/caf\xe9/shard-0-of-2.rows: cannot create";
+  meta.text = std::string("/data/caf\xe9\0\xff", 9);
+  Message out;
+  ASSERT_TRUE(DecodeFrame(EncodeFrame(meta, {}), &out).ok());
+  EXPECT_EQ(out.meta.error, meta.error);
+  EXPECT_EQ(out.meta.text, meta.text);
+  EXPECT_EQ(out.meta.status_code, StatusCode::kInternal);
+}
+
 TEST(InProcessTest, DeliversToTheRightPeerWithSender) {
   InProcessHub hub(3);
   ASSERT_TRUE(hub.endpoint(0)->Send(2, Make(MsgType::kPullRequest, 5, {'a', 'b'})).ok());

@@ -71,8 +71,16 @@ bool ExporterNode::Handle(Message* msg, Message* final_request) {
       return false;
     case MsgType::kDenseUpdate:
     case MsgType::kExportFinal:
+      if (msg->body.size() % sizeof(float) != 0) {
+        LOG(WARNING) << "exporter: ignoring " << MsgTypeName(msg->meta.type) << " from "
+                     << layout_.Describe(msg->peer) << ": body of " << msg->body.size()
+                     << " bytes is not a whole number of floats";
+        return false;
+      }
       dense_.resize(msg->body.size() / sizeof(float));
-      std::memcpy(dense_.data(), msg->body.data(), dense_.size() * sizeof(float));
+      if (!dense_.empty()) {
+        std::memcpy(dense_.data(), msg->body.data(), dense_.size() * sizeof(float));
+      }
       have_dense_ = true;
       step_ = msg->meta.clock;
       if (msg->meta.type == MsgType::kDenseUpdate) {

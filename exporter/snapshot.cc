@@ -248,7 +248,7 @@ Status ReadSmallFile(const std::string& path, std::string* out) {
 // body (every byte before the 8-byte trailer) as chunks arrive.
 class SnapReader {
  public:
-  explicit SnapReader(std::string path) : path_(std::move(path)) { buf_.resize(kIoChunk); }
+  explicit SnapReader(std::string path) : path_(std::move(path)) {}
 
   Status Open() {
     fd_ = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
@@ -260,6 +260,9 @@ class SnapReader {
     FRESHET_SYSCALL(::fstat(fd_, &st), path_);
     size_ = static_cast<uint64_t>(st.st_size);
     body_end_ = size_ >= kTrailerBytes ? size_ - kTrailerBytes : 0;
+    // Small files (most deltas) need no 4 MiB buffer; +1 so that a file that
+    // grew after fstat is still noticed.
+    buf_.resize(static_cast<size_t>(std::min<uint64_t>(kIoChunk, size_ + 1)));
     return Status::OK();
   }
   ~SnapReader() {

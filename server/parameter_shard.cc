@@ -1,6 +1,9 @@
 #include "server/parameter_shard.h"
 
+#include <cstdint>
 #include <cstring>
+
+#include "common/config.h"
 
 namespace freshet {
 
@@ -42,6 +45,37 @@ Status ParameterShard::HandlePush(int table, uint32_t dim, const uint64_t* keys,
   const uint32_t version = version_.fetch_add(1, std::memory_order_relaxed) + 1;
   tables_[table]->Push(keys, n, grads, version);
   return Status::OK();
+}
+
+Status ParameterShard::PullFromBody(const MessageMeta& meta, const std::vector<char>& body,
+                                    size_t reserve, std::vector<char>* out) {
+  FRESHET_RETURN_IF_ERROR(CheckTable(meta.table, meta.dim));
+  const size_t n = meta.num_keys;
+  if (body.size() != n * sizeof(uint64_t)) {
+    return InvalidArgument("PULL body has " + std::to_string(body.size()) + " bytes, expected " +
+                           std::to_string(n * sizeof(uint64_t)) + " for " + std::to_string(n) +
+                           " keys");
+  }
+  const size_t out_bytes = n * meta.dim * sizeof(float);
+  out->reserve(out_bytes + reserve);
+  out->resize(out_bytes);
+  return HandlePull(meta.table, meta.dim, reinterpret_cast<const uint64_t*>(body.data()), n,
+                    reinterpret_cast<float*>(out->data()));
+}
+
+Status ParameterShard::PushFromBody(const MessageMeta& meta, const std::vector<char>& body) {
+  FRESHET_RETURN_IF_ERROR(CheckTable(meta.table, meta.dim));
+  const size_t n = meta.num_keys;
+  const size_t dim = meta.dim;  // a configured table's: small, so no overflow below
+  const size_t want = n * sizeof(uint64_t) + n * dim * sizeof(float);
+  if (body.size() != want) {
+    return InvalidArgument("PUSH body has " + std::to_string(body.size()) + " bytes, expected " +
+                           std::to_string(want) + " for " + std::to_string(n) + " keys of dim " +
+                           std::to_string(dim));
+  }
+  const auto* keys = reinterpret_cast<const uint64_t*>(body.data());
+  const auto* grads = reinterpret_cast<const float*>(body.data() + n * sizeof(uint64_t));
+  return HandlePush(meta.table, meta.dim, keys, n, grads);
 }
 
 ServerStats ParameterShard::Stats() const {
@@ -94,8 +128,8 @@ Status ForEachExportedTable(
     const std::function<void(int, int, const uint64_t*, const float*, size_t)>& fn) {
   size_t pos = 0;
   auto take = [&](void* out, size_t n) {
-    if (pos + n > body.size()) return false;
-    std::memcpy(out, body.data() + pos, n);
+    if (n > body.size() - pos) return false;
+    if (n > 0) std::memcpy(out, body.data() + pos, n);  // out may be null when n == 0
     pos += n;
     return true;
   };
@@ -106,8 +140,17 @@ Status ForEachExportedTable(
   for (uint32_t i = 0; i < num_tables; ++i) {
     uint32_t table = 0, dim = 0;
     uint64_t n = 0;
-    if (!take(&table, 4) || !take(&dim, 4) || !take(&n, 8) || dim == 0 ||
-        n > (body.size() - pos) / (sizeof(uint64_t) + dim * sizeof(float))) {
+    if (!take(&table, 4) || !take(&dim, 4) || !take(&n, 8)) {
+      return DataLoss("export rows: truncated table " + std::to_string(i));
+    }
+    // Table dims are 1..kMaxTableDim (ValidateTableConfig); a bigger one
+    // would also turn negative as an int.
+    if (dim == 0 || dim > kMaxTableDim || table > static_cast<uint32_t>(INT32_MAX)) {
+      return DataLoss("export rows: table " + std::to_string(i) + " has id " +
+                      std::to_string(table) + " and dim " + std::to_string(dim) +
+                      " (dims are 1.." + std::to_string(kMaxTableDim) + ")");
+    }
+    if (n > (body.size() - pos) / (sizeof(uint64_t) + dim * sizeof(float))) {
       return DataLoss("export rows: truncated table " + std::to_string(i));
     }
     keys.resize(n);

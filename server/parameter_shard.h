@@ -35,6 +35,19 @@ class ParameterShard {
   // Applies grads[n*dim] with the table's optimizer.
   Status HandlePush(int table, uint32_t dim, const uint64_t* keys, size_t n, const float* grads);
 
+  // The same on a message from a peer (untrusted bytes; what ServerNode
+  // does with PULL and PUSH requests). PULL body: meta.num_keys x u64 key;
+  // *out is resized to num_keys * dim f32 (and `reserve` extra bytes of
+  // capacity, for the frame header). PUSH body: num_keys x u64 key, then
+  // num_keys * dim f32 gradients. InvalidArgument naming the problem for an
+  // unknown table, a dim that is not the table's or a body whose size
+  // disagrees with num_keys and dim; the table and dim are checked before
+  // anything is allocated, so a hostile header cannot make the server
+  // allocate more than the body's size times the row size.
+  Status PullFromBody(const MessageMeta& meta, const std::vector<char>& body, size_t reserve,
+                      std::vector<char>* out);
+  Status PushFromBody(const MessageMeta& meta, const std::vector<char>& body);
+
   ServerStats Stats() const;
 
   // The shard's push counter: every push gets the next version, recorded in

@@ -92,40 +92,16 @@ void ServerNode::Reply(const Message& req, MsgType type, std::vector<char> body,
 
 void ServerNode::HandlePull(Message msg) {
   const auto start = std::chrono::steady_clock::now();
-  const size_t n = msg.meta.num_keys;
-  const size_t dim = msg.meta.dim;
-  if (msg.body.size() != n * sizeof(uint64_t)) {
-    Reply(msg, MsgType::kPullResponse, {},
-          InvalidArgument("PULL body has " + std::to_string(msg.body.size()) + " bytes, expected " +
-                          std::to_string(n * sizeof(uint64_t)) + " for " + std::to_string(n) +
-                          " keys"));
-    return;
-  }
+  // Room for the frame header in the reply: no realloc when it is appended.
   std::vector<char> out;
-  out.reserve(n * dim * sizeof(float) + 128);  // room for the frame header: no realloc
-  out.resize(n * dim * sizeof(float));
-  Status st = shard_->HandlePull(msg.meta.table, msg.meta.dim,
-                                 reinterpret_cast<const uint64_t*>(msg.body.data()), n,
-                                 reinterpret_cast<float*>(out.data()));
+  Status st = shard_->PullFromBody(msg.meta, msg.body, 128, &out);
   Reply(msg, MsgType::kPullResponse, std::move(out), st);
   if (metrics_.pull_latency != nullptr) metrics_.pull_latency->RecordSince(start);
 }
 
 void ServerNode::HandlePush(Message msg) {
   const auto start = std::chrono::steady_clock::now();
-  const size_t n = msg.meta.num_keys;
-  const size_t dim = msg.meta.dim;
-  const size_t want = n * sizeof(uint64_t) + n * dim * sizeof(float);
-  Status st;
-  if (msg.body.size() != want) {
-    st = InvalidArgument("PUSH body has " + std::to_string(msg.body.size()) + " bytes, expected " +
-                         std::to_string(want) + " for " + std::to_string(n) + " keys of dim " +
-                         std::to_string(dim));
-  } else {
-    const auto* keys = reinterpret_cast<const uint64_t*>(msg.body.data());
-    const auto* grads = reinterpret_cast<const float*>(msg.body.data() + n * sizeof(uint64_t));
-    st = shard_->HandlePush(msg.meta.table, msg.meta.dim, keys, n, grads);
-  }
+  Status st = shard_->PushFromBody(msg.meta, msg.body);
   const int w = msg.meta.worker;
   if (w >= 0 && w < layout_.num_workers()) {
     std::lock_guard<std::mutex> l(mu_);

@@ -142,39 +142,52 @@ Status LoadShardRows(const std::string& path, ParameterShard* shard) {
   if (!take(&num_tables, 4)) return corrupt("truncated");
   std::map<std::string, EmbeddingTable*> by_name;
   for (int t = 0; t < shard->num_tables(); ++t) by_name[shard->table(t)->config().name()] = shard->table(t);
-  for (uint32_t t = 0; t < num_tables; ++t) {
-    uint32_t name_len = 0, dim = 0, state_dim = 0;
-    uint64_t rows = 0;
-    if (!take(&name_len, 4) || name_len > 256) return corrupt("bad table name length");
-    std::string name(name_len, '\0');
-    if (!take(name.data(), name_len) || !take(&dim, 4) || !take(&state_dim, 4) ||
-        !take(&rows, 8)) {
-      return corrupt("truncated table header");
+  // Two passes: the first checks every table header and size, the second
+  // applies the rows, so a bad file changes nothing.
+  const size_t tables_begin = pos;
+  for (const bool apply : {false, true}) {
+    pos = tables_begin;
+    for (uint32_t t = 0; t < num_tables; ++t) {
+      uint32_t name_len = 0, dim = 0, state_dim = 0;
+      uint64_t rows = 0;
+      if (!take(&name_len, 4) || name_len > 256) return corrupt("bad table name length");
+      std::string name(name_len, '\0');
+      if (!take(name.data(), name_len) || !take(&dim, 4) || !take(&state_dim, 4) ||
+          !take(&rows, 8)) {
+        return corrupt("truncated table header");
+      }
+      auto it = by_name.find(name);
+      if (it == by_name.end()) {
+        return InvalidArgument(path + ": table '" + name + "' is not configured");
+      }
+      EmbeddingTable* table = it->second;
+      if (static_cast<int>(dim) != table->dim() ||
+          static_cast<int>(state_dim) != table->state_dim()) {
+        return InvalidArgument(path + ": table '" + name + "' has dim " + std::to_string(dim) +
+                               " and state " + std::to_string(state_dim) + ", configured " +
+                               std::to_string(table->dim()) + " and " +
+                               std::to_string(table->state_dim()));
+      }
+      const size_t row_bytes = 16 + (static_cast<size_t>(dim) + state_dim) * sizeof(float);
+      if (rows > (end - pos) / row_bytes) return corrupt("table '" + name + "' rows truncated");
+      if (!apply) {
+        pos += rows * row_bytes;
+        continue;
+      }
+      std::vector<float> w(dim), s(state_dim);
+      for (uint64_t r = 0; r < rows; ++r) {
+        uint64_t key = 0;
+        RowMeta meta;
+        take(&key, 8);
+        take(&meta.update_count, 4);
+        take(&meta.version, 4);
+        take(w.data(), dim * sizeof(float));
+        if (state_dim) take(s.data(), state_dim * sizeof(float));
+        table->Upsert(key, w.data(), state_dim ? s.data() : nullptr, meta);
+      }
     }
-    auto it = by_name.find(name);
-    if (it == by_name.end()) return InvalidArgument(path + ": table '" + name + "' is not configured");
-    EmbeddingTable* table = it->second;
-    if (static_cast<int>(dim) != table->dim() || static_cast<int>(state_dim) != table->state_dim()) {
-      return InvalidArgument(path + ": table '" + name + "' has dim " + std::to_string(dim) +
-                             " and state " + std::to_string(state_dim) + ", configured " +
-                             std::to_string(table->dim()) + " and " +
-                             std::to_string(table->state_dim()));
-    }
-    const size_t row_bytes = 16 + (static_cast<size_t>(dim) + state_dim) * sizeof(float);
-    if (rows > (end - pos) / row_bytes) return corrupt("table '" + name + "' rows truncated");
-    std::vector<float> w(dim), s(state_dim);
-    for (uint64_t r = 0; r < rows; ++r) {
-      uint64_t key = 0;
-      RowMeta meta;
-      take(&key, 8);
-      take(&meta.update_count, 4);
-      take(&meta.version, 4);
-      take(w.data(), dim * sizeof(float));
-      if (state_dim) take(s.data(), state_dim * sizeof(float));
-      table->Upsert(key, w.data(), state_dim ? s.data() : nullptr, meta);
-    }
+    if (pos != end) return corrupt("trailing bytes after the last table");
   }
-  if (pos != end) return corrupt("trailing bytes after the last table");
   return Status::OK();
 }
 

@@ -1,7 +1,6 @@
 #include "serving/http_server.h"
 
-#include <glog/logging.h>
-#include <httplib.h>
+#include "serving/internal/requests.h"
 
 #include <algorithm>
 #include <array>
@@ -14,11 +13,14 @@
 #include <limits>
 #include <map>
 #include <mutex>
-#include <nlohmann/json.hpp>
 #include <numeric>
 #include <sstream>
 #include <utility>
 #include <vector>
+
+#include <glog/logging.h>
+#include <httplib.h>
+#include <nlohmann/json.hpp>
 
 namespace freshet {
 namespace {
@@ -351,6 +353,125 @@ std::vector<size_t> RankSlots(const std::vector<float>& scores, size_t k, double
   return slate;
 }
 
+namespace serving_internal {
+namespace {
+
+JsonReply Reply(int status, const json& body) { return JsonReply{status, Dump(body)}; }
+JsonReply Error(int status, const std::string& message) {
+  return Reply(status, json{{"error", message}});
+}
+
+// Parses `text` as a JSON object, or sets a 400 in *res and returns false.
+bool ParseBody(const std::string& text, JsonReply* res, json* body) {
+  try {
+    *body = json::parse(text);
+  } catch (const json::exception& e) {
+    *res = Error(400, std::string("malformed JSON: ") + e.what());
+    return false;
+  }
+  if (!body->is_object()) {
+    *res = Error(400, std::string("the request body must be a JSON object, got ") +
+                          body->type_name());
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+JsonReply ScoreRequest(const ServingModel& model, const HttpServer::Options& options,
+                       const std::string& text) {
+  JsonReply res;
+  json body;
+  if (!ParseBody(text, &res, &body)) return res;
+  Status st = CheckFields(body, {"examples"});
+  if (st.ok()) st = CheckBatch(body, "examples", options.max_batch);
+  if (!st.ok()) return Error(400, st.message());
+  const Scorer& scorer = *model.scorer;
+  const json& list = body["examples"];
+  std::vector<Example> examples(list.size());
+  for (size_t i = 0; i < list.size(); ++i) {
+    st = ToExample(scorer, list[i], "examples[" + std::to_string(i) + "]", options.item_column,
+                   nullptr, &examples[i]);
+    if (!st.ok()) return Error(400, st.message());
+  }
+  std::vector<float> probs;
+  st = scorer.Score(examples, &probs, "examples");
+  if (!st.ok()) return Error(HttpCode(st), st.message());
+  json scores = json::array();
+  for (float p : probs) scores.push_back(Tidy(p));
+  return Reply(200, json{{"model_version", model.version()}, {"scores", std::move(scores)}});
+}
+
+JsonReply RankRequest(const ServingModel& model, const HttpServer::Options& options,
+                      const std::string& text) {
+  JsonReply res;
+  json body;
+  if (!ParseBody(text, &res, &body)) return res;
+  Status st = CheckFields(body, {"context", "candidates", "k", "explore", "seed"});
+  if (st.ok()) st = CheckBatch(body, "candidates", options.max_batch);
+  if (!st.ok()) return Error(400, st.message());
+  size_t k = 10;
+  if (const auto it = body.find("k"); it != body.end()) {
+    // nlohmann parses non-negative integers as unsigned, negative ones as
+    // signed, anything with a fraction or exponent as a float.
+    if (!it->is_number_unsigned() || it->get<uint64_t>() < 1) {
+      return Error(400, "'k' must be an integer >= 1, got " + Dump(*it));
+    }
+    k = static_cast<size_t>(std::min<uint64_t>(it->get<uint64_t>(), SIZE_MAX));
+  }
+  double explore = options.explore;
+  if (const auto it = body.find("explore"); it != body.end()) {
+    if (!it->is_number() || !(it->get<double>() >= 0.0 && it->get<double>() <= 1.0)) {
+      return Error(400, "'explore' must be a number in [0, 1], got " + Dump(*it));
+    }
+    explore = it->get<double>();
+  }
+  uint64_t seed = 0;
+  bool have_seed = false;
+  if (const auto it = body.find("seed"); it != body.end()) {
+    if (!it->is_number_unsigned()) {
+      return Error(400, "'seed' must be an integer >= 0, got " + Dump(*it));
+    }
+    seed = it->get<uint64_t>();
+    have_seed = true;
+  }
+  const Scorer& scorer = *model.scorer;
+  Example context;
+  if (const auto it = body.find("context"); it != body.end()) {
+    st = ToExample(scorer, *it, "context", options.item_column, nullptr, &context);
+    if (!st.ok()) return Error(400, st.message());
+  } else {
+    context.values.assign(scorer.columns().size(), std::string());
+  }
+  const json& list = body["candidates"];
+  std::vector<Example> candidates(list.size());
+  for (size_t i = 0; i < list.size(); ++i) {
+    st = ToExample(scorer, list[i], "candidates[" + std::to_string(i) + "]", options.item_column,
+                   &context, &candidates[i]);
+    if (!st.ok()) return Error(400, st.message());
+  }
+  std::vector<float> probs;
+  st = scorer.Score(candidates, &probs, "candidates");
+  if (!st.ok()) return Error(HttpCode(st), st.message());
+
+  if (!have_seed && explore > 0) seed = NextRequestSeed();
+  std::vector<bool> explored;
+  const std::vector<size_t> order = RankSlots(probs, k, explore, seed, &explored);
+  json items = json::array();
+  for (size_t r = 0; r < order.size(); ++r) {
+    const size_t i = order[r];
+    json item = {{"index", i}, {"score", Tidy(probs[i])}};
+    const auto v = list[i].find(options.item_column);
+    if (v != list[i].end() && !v->is_null()) item["item"] = *v;
+    if (explored[r]) item["explored"] = true;
+    items.push_back(std::move(item));
+  }
+  return Reply(200, json{{"model_version", model.version()}, {"items", std::move(items)}});
+}
+
+}  // namespace serving_internal
+
 // ---- Server -----------------------------------------------------------------------
 
 class HttpServer::Impl {
@@ -367,13 +488,12 @@ class HttpServer::Impl {
   // returns false.
   bool ReadBody(const httplib::Request& req, httplib::Response& res,
                 const httplib::ContentReader& reader, std::string* text) const;
-  // Parses `text` as a JSON object, or writes a 400 and returns false.
-  static bool ParseBody(const std::string& text, httplib::Response& res, json* body);
-  // The common start of a POST: read and parse the body and take the
-  // current model; on failure the response is written and nullptr returned.
-  std::shared_ptr<const ServingModel> BeginPost(const httplib::Request& req, httplib::Response& res,
+  // The common start of a POST: read the body and take the current model;
+  // on failure the response is written and nullptr returned.
+  std::shared_ptr<const ServingModel> BeginPost(const httplib::Request& req,
+                                                httplib::Response& res,
                                                 const httplib::ContentReader& reader,
-                                                json* body) const;
+                                                std::string* text) const;
 
   void Score(const httplib::Request& req, httplib::Response& res,
              const httplib::ContentReader& reader) const;
@@ -423,121 +543,31 @@ bool HttpServer::Impl::ReadBody(const httplib::Request& req, httplib::Response& 
   return true;
 }
 
-bool HttpServer::Impl::ParseBody(const std::string& text, httplib::Response& res, json* body) {
-  try {
-    *body = json::parse(text);
-  } catch (const json::exception& e) {
-    SetError(res, 400, std::string("malformed JSON: ") + e.what());
-    return false;
-  }
-  if (!body->is_object()) {
-    SetError(res, 400,
-             std::string("the request body must be a JSON object, got ") + body->type_name());
-    return false;
-  }
-  return true;
-}
-
 std::shared_ptr<const ServingModel> HttpServer::Impl::BeginPost(
     const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& reader,
-    json* body) const {
-  std::string text;
-  if (!ReadBody(req, res, reader, &text)) return nullptr;
-  auto model = ModelOr503(res);
-  if (model == nullptr) return nullptr;
-  if (!ParseBody(text, res, body)) return nullptr;
-  return model;
+    std::string* text) const {
+  if (!ReadBody(req, res, reader, text)) return nullptr;
+  return ModelOr503(res);
 }
 
 void HttpServer::Impl::Score(const httplib::Request& req, httplib::Response& res,
                              const httplib::ContentReader& reader) const {
-  json body;
-  const auto model = BeginPost(req, res, reader, &body);
+  std::string text;
+  const auto model = BeginPost(req, res, reader, &text);
   if (model == nullptr) return;
-  Status st = CheckFields(body, {"examples"});
-  if (st.ok()) st = CheckBatch(body, "examples", options_.max_batch);
-  if (!st.ok()) return SetError(res, 400, st.message());
-  const Scorer& scorer = *model->scorer;
-  const json& list = body["examples"];
-  std::vector<Example> examples(list.size());
-  for (size_t i = 0; i < list.size(); ++i) {
-    st = ToExample(scorer, list[i], "examples[" + std::to_string(i) + "]", options_.item_column,
-                   nullptr, &examples[i]);
-    if (!st.ok()) return SetError(res, 400, st.message());
-  }
-  std::vector<float> probs;
-  st = scorer.Score(examples, &probs, "examples");
-  if (!st.ok()) return SetError(res, HttpCode(st), st.message());
-  json scores = json::array();
-  for (float p : probs) scores.push_back(Tidy(p));
-  SetJson(res, 200, json{{"model_version", model->version()}, {"scores", std::move(scores)}});
+  const serving_internal::JsonReply r = serving_internal::ScoreRequest(*model, options_, text);
+  res.status = r.status;
+  res.set_content(r.body, kJsonType);
 }
 
 void HttpServer::Impl::Rank(const httplib::Request& req, httplib::Response& res,
                             const httplib::ContentReader& reader) const {
-  json body;
-  const auto model = BeginPost(req, res, reader, &body);
+  std::string text;
+  const auto model = BeginPost(req, res, reader, &text);
   if (model == nullptr) return;
-  Status st = CheckFields(body, {"context", "candidates", "k", "explore", "seed"});
-  if (st.ok()) st = CheckBatch(body, "candidates", options_.max_batch);
-  if (!st.ok()) return SetError(res, 400, st.message());
-  size_t k = 10;
-  if (const auto it = body.find("k"); it != body.end()) {
-    // nlohmann parses non-negative integers as unsigned, negative ones as
-    // signed, anything with a fraction or exponent as a float.
-    if (!it->is_number_unsigned() || it->get<uint64_t>() < 1) {
-      return SetError(res, 400, "'k' must be an integer >= 1, got " + Dump(*it));
-    }
-    k = static_cast<size_t>(std::min<uint64_t>(it->get<uint64_t>(), SIZE_MAX));
-  }
-  double explore = options_.explore;
-  if (const auto it = body.find("explore"); it != body.end()) {
-    if (!it->is_number() || !(it->get<double>() >= 0.0 && it->get<double>() <= 1.0)) {
-      return SetError(res, 400, "'explore' must be a number in [0, 1], got " + Dump(*it));
-    }
-    explore = it->get<double>();
-  }
-  uint64_t seed = 0;
-  bool have_seed = false;
-  if (const auto it = body.find("seed"); it != body.end()) {
-    if (!it->is_number_unsigned()) {
-      return SetError(res, 400, "'seed' must be an integer >= 0, got " + Dump(*it));
-    }
-    seed = it->get<uint64_t>();
-    have_seed = true;
-  }
-  const Scorer& scorer = *model->scorer;
-  Example context;
-  if (const auto it = body.find("context"); it != body.end()) {
-    st = ToExample(scorer, *it, "context", options_.item_column, nullptr, &context);
-    if (!st.ok()) return SetError(res, 400, st.message());
-  } else {
-    context.values.assign(scorer.columns().size(), std::string());
-  }
-  const json& list = body["candidates"];
-  std::vector<Example> candidates(list.size());
-  for (size_t i = 0; i < list.size(); ++i) {
-    st = ToExample(scorer, list[i], "candidates[" + std::to_string(i) + "]", options_.item_column,
-                   &context, &candidates[i]);
-    if (!st.ok()) return SetError(res, 400, st.message());
-  }
-  std::vector<float> probs;
-  st = scorer.Score(candidates, &probs, "candidates");
-  if (!st.ok()) return SetError(res, HttpCode(st), st.message());
-
-  if (!have_seed && explore > 0) seed = NextRequestSeed();
-  std::vector<bool> explored;
-  const std::vector<size_t> order = RankSlots(probs, k, explore, seed, &explored);
-  json items = json::array();
-  for (size_t r = 0; r < order.size(); ++r) {
-    const size_t i = order[r];
-    json item = {{"index", i}, {"score", Tidy(probs[i])}};
-    const auto v = list[i].find(options_.item_column);
-    if (v != list[i].end() && !v->is_null()) item["item"] = *v;
-    if (explored[r]) item["explored"] = true;
-    items.push_back(std::move(item));
-  }
-  SetJson(res, 200, json{{"model_version", model->version()}, {"items", std::move(items)}});
+  const serving_internal::JsonReply r = serving_internal::RankRequest(*model, options_, text);
+  res.status = r.status;
+  res.set_content(r.body, kJsonType);
 }
 
 void HttpServer::Impl::Model(httplib::Response& res) const {

@@ -15,6 +15,8 @@ PACKAGES=(
   wrk curl                            # serving load benchmark, main job demo
   bc procps                           # test scripts
   gnuplot-nox                         # PNG plots (tools/plot, launch/realtime_demo.sh)
+  clang libclang-rt-dev               # fuzz targets: clang + libFuzzer/ASan/UBSan runtimes (tools/fuzz.sh)
+  ccache                              # sanitizer and fuzz builds reuse objects (tools/sanitize.sh, fuzz.sh)
 )
 
 missing=()

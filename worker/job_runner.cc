@@ -254,7 +254,7 @@ Status LoadDense(const std::string& path, Model* model) {
   std::memcpy(&stored, data.data() + data.size() - 8, 8);
   if (n != want) return DataLoss(path + ": has " + std::to_string(n) + " parameters");
   if (Fnv(data.data(), data.size() - 8) != stored) return DataLoss(path + ": checksum mismatch");
-  std::memcpy(model->dense_params(), data.data() + 16, n * sizeof(float));
+  if (n > 0) std::memcpy(model->dense_params(), data.data() + 16, n * sizeof(float));
   return Status::OK();
 }
 

@@ -1,0 +1,137 @@
+#include "server/table_io.h"
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <string>
+
+#include "common/checksum.h"
+#include "common/config.h"
+
+namespace freshet {
+namespace {
+
+proto::TablesConfig Tables() {
+  auto t = ParseTablesConfig(R"(
+    tables { name: "a" dim: 4 initializer { kind: UNIFORM scale: 0.1 seed: 7 }
+             optimizer { sgd { learning_rate: 0.5 } } }
+    tables { name: "b" dim: 2 optimizer { adagrad { learning_rate: 0.1 } } }
+  )", "t");
+  EXPECT_TRUE(t.ok()) << t.status();
+  return *t;
+}
+
+std::string ReadBytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+void WriteBytes(const std::string& path, const std::string& bytes) {
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
+}
+
+// Replaces the checksum trailer with the right one for the bytes before it.
+std::string Reseal(std::string bytes) {
+  const uint64_t h = Fnv1a64(bytes.data(), bytes.size() - 8);
+  std::memcpy(bytes.data() + bytes.size() - 8, &h, 8);
+  return bytes;
+}
+
+// Corrupt .rows files (checkpoint: a saved model's tables) are refused with
+// DataLoss naming the file, and leave the shard untouched.
+class RowsCorruptionTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/freshet-table-io-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    path_ = dir_ + "/" + ShardFileName(0, 1);
+    auto shard = std::move(ParameterShard::Create(Tables(), 2)).value();
+    const uint64_t keys[] = {1, 2, 3};
+    const float grads[12] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
+    ASSERT_TRUE(shard->HandlePush(0, 4, keys, 3, grads).ok());
+    ASSERT_TRUE(shard->HandlePush(1, 2, keys, 2, grads).ok());
+    ASSERT_TRUE(SaveShardRows(*shard, path_).ok());
+    good_ = ReadBytes(path_);
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  // Loads `bytes` as the file; expects `code` with the path (and `needle`)
+  // in the message, and no row loaded.
+  void ExpectRefused(const std::string& bytes, const std::string& what,
+                     StatusCode code = StatusCode::kDataLoss, const std::string& needle = "") {
+    WriteBytes(path_, bytes);
+    auto shard = std::move(ParameterShard::Create(Tables(), 2)).value();
+    Status st = LoadShardRows(path_, shard.get());
+    ASSERT_FALSE(st.ok()) << what;
+    EXPECT_EQ(st.code(), code) << what << ": " << st;
+    EXPECT_NE(st.message().find(path_), std::string::npos) << what << ": " << st;
+    if (!needle.empty()) {
+      EXPECT_NE(st.message().find(needle), std::string::npos) << what << ": " << st;
+    }
+    EXPECT_EQ(shard->Stats().rows, 0) << what;
+  }
+
+  std::string dir_, path_, good_;
+};
+
+TEST_F(RowsCorruptionTest, GoodFileLoads) {
+  auto shard = std::move(ParameterShard::Create(Tables(), 2)).value();
+  ASSERT_TRUE(LoadShardRows(path_, shard.get()).ok());
+  EXPECT_EQ(shard->table(0)->stats().rows, 3);
+  EXPECT_EQ(shard->table(1)->stats().rows, 2);
+}
+
+TEST_F(RowsCorruptionTest, EveryFlippedByteIsRefused) {
+  for (size_t i = 0; i < good_.size(); ++i) {
+    for (unsigned char mask : {0x01, 0x80}) {
+      std::string bad = good_;
+      bad[i] = static_cast<char>(bad[i] ^ mask);
+      ExpectRefused(bad, "byte " + std::to_string(i) + " ^ " + std::to_string(mask));
+    }
+  }
+}
+
+TEST_F(RowsCorruptionTest, TruncationIsRefused) {
+  const size_t n = good_.size();
+  for (size_t len : {size_t{0}, size_t{7}, size_t{8}, size_t{23}, n / 2, n - 9, n - 8, n - 1}) {
+    ExpectRefused(good_.substr(0, len), "truncated to " + std::to_string(len));
+  }
+  ExpectRefused(good_ + "x", "one byte appended");
+}
+
+TEST_F(RowsCorruptionTest, StructuralErrorsBehindAValidChecksum) {
+  std::string bad = good_;
+  bad[8] = 2;  // format version
+  ExpectRefused(Reseal(bad), "version", StatusCode::kDataLoss, "unsupported version 2");
+  bad = good_;
+  bad[0] = 'X';
+  ExpectRefused(Reseal(bad), "magic", StatusCode::kDataLoss, "bad magic");
+  bad = good_;
+  std::memset(bad.data() + 16, 0xff, 4);  // first table's name length
+  ExpectRefused(Reseal(bad), "name length", StatusCode::kDataLoss, "bad table name length");
+  // Table "a" (name at 20) claims 2^60 rows: refused on the length check.
+  bad = good_;
+  const uint64_t huge = uint64_t{1} << 60;
+  std::memcpy(bad.data() + 20 + 1 + 8, &huge, 8);
+  ExpectRefused(Reseal(bad), "row count", StatusCode::kDataLoss, "rows truncated");
+  // A table the shard does not have, or of another dim: InvalidArgument.
+  bad = good_;
+  bad[20] = 'z';
+  ExpectRefused(Reseal(bad), "unknown table", StatusCode::kInvalidArgument, "not configured");
+  // Table "b" (after a's 3 rows of 32 bytes) is of another dim: nothing of
+  // table "a" may have been applied either.
+  bad = good_;
+  const size_t b_header = 20 + 1 + 16 + 3 * 32;
+  ASSERT_EQ(bad[b_header + 4], 'b');
+  bad[b_header + 5] = 3;  // dim 2 -> 3
+  ExpectRefused(Reseal(bad), "dim", StatusCode::kInvalidArgument, "has dim 3");
+}
+
+}  // namespace
+}  // namespace freshet

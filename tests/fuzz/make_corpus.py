@@ -1,0 +1,206 @@
+#!/usr/bin/env python3
+"""Writes the seed corpora of tests/fuzz/corpus/<target>/ (committed; rerun
+after a format change). Seeds are small valid inputs of each format, plus a
+few real lines from ../shared/data (a handful per format, fuzz seeds only).
+Binary formats are encoded here from their documented layouts
+(exporter/snapshot.h, server/table_io.h, worker/job_runner.h,
+common/transport.h), so a seed that stops parsing flags a format change.
+
+    python3 tests/fuzz/make_corpus.py
+"""
+import os
+import struct
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+DATA = os.path.join(ROOT, "..", "..", "..", "shared", "data")
+OUT = os.path.join(ROOT, "corpus")
+
+
+def fnv1a64(b):
+    h = 0xcbf29ce484222325
+    for x in b:
+        h = ((h ^ x) * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
+    return h
+
+
+def put(target, name, data):
+    d = os.path.join(OUT, target)
+    os.makedirs(d, exist_ok=True)
+    if isinstance(data, str):
+        data = data.encode()
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data)
+
+
+def head(path, n, skip=0):
+    with open(os.path.join(DATA, path), "rb") as f:
+        lines = f.read(1 << 16).split(b"\n")
+    return b"\n".join(lines[skip:skip + n]) + b"\n"
+
+
+# ---- protobuf wire encoding (just what the seeds need) ----------------------
+def varint(v):
+    v &= 0xFFFFFFFFFFFFFFFF
+    out = bytearray()
+    while True:
+        b = v & 0x7F
+        v >>= 7
+        if v:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def f_varint(num, v):
+    return varint(num << 3) + varint(v)
+
+
+def f_bytes(num, b):
+    if isinstance(b, str):
+        b = b.encode()
+    return varint(num << 3 | 2) + varint(len(b)) + b
+
+
+def f_fixed64(num, v):
+    return varint(num << 3 | 1) + struct.pack("<Q", v)
+
+
+# ---- example_fuzz: mode byte (even: line with (b/2)%8 columns; odd: file) ---
+HEADER = "#freshet-examples v1\tuser\tquery\tprice\tclicks\n"
+put("example_fuzz", "line4", b"\x08" + b"1\t1511658000\tu17\t0.25\tu17\tred shoe\t12.5\t3")
+put("example_fuzz", "line4_empty", b"\x08" + b"0\t-5\t\t\t\t\t\t")
+put("example_fuzz", "line1", b"\x02" + b"1\t1511658000\tu1\t\titem9")
+put("example_fuzz", "file", b"\x01" + (HEADER +
+    "1\t1511658000\tu1\t0.5\tu1\ta b\t3.5\t1\n"
+    "0\t1511658001\tu2\t\tu2\t\t\t\n"
+    "2\tbad\tu3\t\tu3\tq\t1\t1\n"
+    "0\t1511658002\tu4\t\tu4\tq\tnot-a-number\t7\r\n").encode())
+
+# ---- raw_readers_fuzz: bits 0-1 format, bit 2 file mode -----------------------
+for fmt, path, n in ((0, "taobao/UserBehavior_time_slice.csv", 5),
+                     (1, "online_retail/online_retail_to_2011-11-25.csv", 6),
+                     (2, "talkingdata/train_sample.csv", 5),
+                     (3, "criteo/criteo_train_head_999.txt", 3)):
+    body = head(path, n)
+    put("raw_readers_fuzz", "fmt%d_lines" % fmt, bytes([fmt]) + body)
+    put("raw_readers_fuzz", "fmt%d_file" % fmt, bytes([fmt | 4]) + body)
+put("raw_readers_fuzz", "fmt3_kaggle_csv", b"\x07" + head("criteo/criteo_kaggle_train_1599rows_with_id.csv", 3))
+put("raw_readers_fuzz", "fmt3_hillview", b"\x03" + head("criteo/criteo_hillview_1000.tsv", 3))
+put("raw_readers_fuzz", "fmt1_quoted", b"\x01" + (
+    "\ufeffInvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\n"
+    "536365,85123A,\"WHITE HANGING HEART, T-LIGHT \"\"HOLDER\"\"\",6,12/1/2010 8:26,2.55,17850.0,United Kingdom\n"
+    "C536379,D,Discount,-1,2010-12-01 09:41:00,27.50,,United Kingdom\n").encode())
+with open(os.path.join(DATA, "criteo/criteo_hillview.schema"), "rb") as f:
+    put("raw_readers_fuzz", "criteo_schema", b"\x08" + f.read())
+put("raw_readers_fuzz", "datetime", b"\x00" + b"2011-02-28 23:59:59")
+
+
+# ---- wire_fuzz: one frame [body][WireHeader][u32 len] -------------------------
+def frame(body, **h):
+    nums = dict(type=1, request_id=2, table=3, num_keys=4, dim=5, worker=6, clock=7, count=8,
+                status_code=9, watermark=12, wall_ms=13)
+    hdr = b""
+    for k, v in h.items():
+        if k in ("error", "text"):
+            hdr += f_bytes(10 if k == "error" else 11, v)
+        else:
+            hdr += f_varint(nums[k], v)
+    return body + hdr + struct.pack("<I", len(hdr))
+
+
+keys = struct.pack("<3Q", 1, 2, 0xFFFFFFFFFFFFFFFF)
+put("wire_fuzz", "pull", frame(keys, type=1, request_id=7, table=1, num_keys=3, dim=4, worker=0,
+                               clock=5, count=2))
+put("wire_fuzz", "push", frame(keys + struct.pack("<12f", *([0.5] * 12)), type=3, request_id=8,
+                               table=1, num_keys=3, dim=4, worker=1, clock=5))
+put("wire_fuzz", "push_wide", frame(keys + struct.pack("<3f", 1, -1, 2), type=3, table=0,
+                                    num_keys=3, dim=1))
+export_rows = (struct.pack("<I", 2) + struct.pack("<IIQ", 0, 1, 2) + struct.pack("<2Q", 5, 6) +
+               struct.pack("<2f", 0.1, 0.2) + struct.pack("<IIQ", 1, 4, 0))
+put("wire_fuzz", "export_response", frame(export_rows, type=12, request_id=3, count=9))
+put("wire_fuzz", "error_response", frame(b"", type=2, request_id=1, status_code=3,
+                                         error="server 1 (rank 1): deadline"))
+put("wire_fuzz", "clock", frame(b"", type=5, worker=1, clock=10, count=4))
+
+
+# ---- snapshot_fuzz: .snap files, manifests, export directories ----------------
+def snap(kind, version, dense, tables, watermark=1511658000):
+    b = b"FRSHSNAP" + struct.pack("<IIQqB", 1, kind, version, watermark, 1 if dense is not None else 0)
+    if dense is not None:
+        b += struct.pack("<Q", len(dense)) + struct.pack("<%df" % len(dense), *dense)
+    b += struct.pack("<I", len(tables))
+    for name, dim, rows, deleted in tables:
+        b += struct.pack("<I", len(name)) + name.encode() + struct.pack("<I", dim)
+        b += struct.pack("<Q", len(rows))
+        for key, vals in rows:
+            b += struct.pack("<Q", key) + struct.pack("<%df" % dim, *vals)
+        b += struct.pack("<Q", len(deleted)) + b"".join(struct.pack("<Q", k) for k in deleted)
+    return b + struct.pack("<Q", fnv1a64(b))
+
+
+full = snap(0, 1, [0.5, -0.25, 1.0], [("wide", 1, [(1, [0.1]), (2, [0.2])], []),
+                                       ("emb", 4, [(1, [1, 2, 3, 4])], [])])
+delta = snap(1, 2, None, [("wide", 1, [(3, [0.3])], [1]), ("emb", 4, [], [1])])
+put("snapshot_fuzz", "full", b"\x00" + full)
+put("snapshot_fuzz", "delta_repair", b"\x01" + delta)
+
+
+def export_file(name, content, version):
+    return (f_bytes(1, name) + f_varint(2, len(content)) + f_fixed64(3, fnv1a64(content)) +
+            f_varint(4, version) + f_varint(5, 1511658000))
+
+
+job = (f_bytes(1, "fuzz") +
+       f_bytes(6, f_bytes(1, f_bytes(1, "wide") + f_varint(2, 1)) +
+               f_bytes(1, f_bytes(1, "emb") + f_varint(2, 4))))
+manifest = (f_varint(1, 2) + f_varint(2, 1511658000) + f_varint(3, 1700000000000) +
+            f_bytes(4, job) + f_bytes(5, export_file("full-000000000001.snap", full, 1)) +
+            f_bytes(6, export_file("delta-000000000002.snap", delta, 2)))
+put("snapshot_fuzz", "manifest", b"\x02" + manifest)
+put("snapshot_fuzz", "export_dir", b"\x03\x00" + manifest + b"FRSHSPLT" + full + b"FRSHSPLT" + delta)
+put("snapshot_fuzz", "export_dir_repair", b"\x03\x01" + manifest + b"FRSHSPLT" + full[:-3] +
+    b"FRSHSPLT" + delta)
+
+
+# ---- model_files_fuzz: .rows (modes 0/1) and dense.bin (modes 2/3) ------------
+def rows_file(tables):
+    b = b"FRSHROWS" + struct.pack("<II", 1, len(tables))
+    for name, dim, state_dim, rows in tables:
+        b += struct.pack("<I", len(name)) + name.encode() + struct.pack("<IIQ", dim, state_dim, len(rows))
+        for key, count, version, w, s in rows:
+            b += struct.pack("<QII", key, count, version) + struct.pack("<%df" % dim, *w)
+            b += struct.pack("<%df" % state_dim, *s)
+    return b + struct.pack("<Q", fnv1a64(b))
+
+
+rows = rows_file([("wide", 1, 0, [(7, 1, 1, [0.5], [])]),
+                  ("emb", 4, 4, [(7, 2, 3, [1, 2, 3, 4], [0.1, 0.1, 0.1, 0.1])])])
+put("model_files_fuzz", "rows", b"\x00" + rows)
+put("model_files_fuzz", "rows_wrong_dim", b"\x01" + rows_file([("emb", 8, 8, [])]))
+# DeepFM of model_files_fuzz.cc's job; the count is what the model reports
+# (a wrong one is a seed too: the loader must refuse it).
+dense = struct.pack("<Q", 3) + struct.pack("<3f", 1, 2, 3)
+put("model_files_fuzz", "dense", b"\x02" + b"FRSHDENS" + dense + struct.pack("<Q", fnv1a64(b"FRSHDENS" + dense)))
+
+# ---- config_fuzz: cluster (0), tables (1), job (2), host list (3) ------------
+def text(path):
+    with open(os.path.join(ROOT, "..", "..", path), "rb") as f:
+        return f.read()
+
+
+put("config_fuzz", "cluster_local", b"\x00" + text("cluster-configs/local.pbtxt"))
+put("config_fuzz", "cluster_slurm4", b"\x00" + text("cluster-configs/slurm-4node.pbtxt"))
+put("config_fuzz", "tables", b"\x01" + b'tables { name: "emb" dim: 8 initializer { kind: NORMAL scale: 0.01 } '
+    b'optimizer { ftrl { alpha: 0.05 beta: 1 l1: 0.1 } } clip_norm: 5 }')
+put("config_fuzz", "job_synthetic", b"\x02" + text("cluster-configs/jobs/synthetic.pbtxt"))
+put("config_fuzz", "job_retail", b"\x02" + text("cluster-configs/jobs/retail-purchase.pbtxt"))
+put("config_fuzz", "hosts", b"\x03" + b"node[01-03,07],gpu-a[1-2]x,r[1-2]n[1-2],login")
+
+# ---- serving_request_fuzz: even /score, odd /rank ----------------------------
+put("serving_request_fuzz", "score", b"\x00" + b'{"examples": [{"user": "u1", "item": 42, "query": ["red", "shoe"], '
+    b'"tags": "a b", "price": "12.5", "age": 31}, {"user": null}]}')
+put("serving_request_fuzz", "rank", b"\x01" + b'{"context": {"user": "u1", "age": 20}, "candidates": '
+    b'[{"item": "i1", "price": 3}, {"item": "i2", "price": 300, "tags": ["x", 1]}], "k": 1}')
+put("serving_request_fuzz", "bad", b"\x00" + b'{"examples": [{"age": "abc"}], "extra": true}')
+print("wrote", OUT)
