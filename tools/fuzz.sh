@@ -29,7 +29,11 @@ if [ ${#targets[@]} -eq 0 ]; then
 fi
 
 launcher=()
-if command -v ccache >/dev/null; then launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache); fi
+if command -v ccache >/dev/null; then
+  # Paths relative to the checkout, so every clone (CI) shares the cache.
+  export CCACHE_BASEDIR="$PWD" CCACHE_NOHASHDIR=1
+  launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+fi
 echo "fuzz: building ${targets[*]} into build-fuzz/ (log: build-fuzz.log)"
 if ! cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++ \
        -DFRESHET_FUZZ=ON -DFRESHET_WITH_CUDA=OFF "${launcher[@]}" >build-fuzz.log 2>&1 ||

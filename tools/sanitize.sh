@@ -36,7 +36,11 @@ if [ "${1:-}" = "--quick" ]; then
   unit_regex="^(common_test|export_test|server_test|worker_test|ps_conformance_test)$"
 fi
 launcher=()
-if command -v ccache >/dev/null; then launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache); fi
+if command -v ccache >/dev/null; then
+  # Paths relative to the checkout, so every clone (CI) shares the cache.
+  export CCACHE_BASEDIR="$PWD" CCACHE_NOHASHDIR=1
+  launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+fi
 echo "sanitize: building the tests with ASan + UBSan into build-asan/ (log: build-asan.log)"
 if ! cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo \
        -DFRESHET_SANITIZE=address,undefined -DFRESHET_WITH_CUDA=OFF "${launcher[@]}" \
