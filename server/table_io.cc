@@ -108,7 +108,16 @@ Status SaveShardRows(const ParameterShard& shard, const std::string& path) {
   return Status::OK();
 }
 
-Status LoadShardRows(const std::string& path, ParameterShard* shard) {
+RowFilter RowFilter::ForShard(int shard, int num_shards) {
+  const auto [first, last] = SlotRange(shard, num_shards);
+  RowFilter f;
+  f.first_slot = first;
+  f.last_slot = last;
+  return f;
+}
+
+Status LoadShardRows(const std::string& path, ParameterShard* shard, const RowFilter& filter,
+                     LoadRowsStats* stats) {
   std::FILE* f = std::fopen(path.c_str(), "rb");
   if (!f) return NotFound(path + ": cannot open: " + std::strerror(errno));
   std::vector<char> data;
@@ -142,6 +151,7 @@ Status LoadShardRows(const std::string& path, ParameterShard* shard) {
   if (!take(&num_tables, 4)) return corrupt("truncated");
   std::map<std::string, EmbeddingTable*> by_name;
   for (int t = 0; t < shard->num_tables(); ++t) by_name[shard->table(t)->config().name()] = shard->table(t);
+  int64_t read = 0, kept = 0;
   for (uint32_t t = 0; t < num_tables; ++t) {
     uint32_t name_len = 0, dim = 0, state_dim = 0;
     uint64_t rows = 0;
@@ -171,14 +181,23 @@ Status LoadShardRows(const std::string& path, ParameterShard* shard) {
       take(&meta.version, 4);
       take(w.data(), dim * sizeof(float));
       if (state_dim) take(s.data(), state_dim * sizeof(float));
+      ++read;
+      if (!filter.Keeps(key)) continue;
+      ++kept;
       table->Upsert(key, w.data(), state_dim ? s.data() : nullptr, meta);
     }
   }
   if (pos != end) return corrupt("trailing bytes after the last table");
+  if (stats != nullptr) {
+    ++stats->files;
+    stats->rows_read += read;
+    stats->rows_kept += kept;
+  }
   return Status::OK();
 }
 
-Status LoadModelRows(const std::string& dir, ParameterShard* shard) {
+Status LoadModelRows(const std::string& dir, ParameterShard* shard, const RowFilter& filter,
+                     LoadRowsStats* stats) {
   DIR* d = opendir(dir.c_str());
   if (!d) return NotFound(dir + ": cannot open model directory");
   std::vector<std::string> files;
@@ -189,7 +208,9 @@ Status LoadModelRows(const std::string& dir, ParameterShard* shard) {
   closedir(d);
   if (files.empty()) return NotFound(dir + ": no *.rows files (not a saved model?)");
   std::sort(files.begin(), files.end());
-  for (const auto& f : files) FRESHET_RETURN_IF_ERROR(LoadShardRows(dir + "/" + f, shard));
+  for (const auto& f : files) {
+    FRESHET_RETURN_IF_ERROR(LoadShardRows(dir + "/" + f, shard, filter, stats));
+  }
   return Status::OK();
 }
 

@@ -16,10 +16,13 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <functional>
 #include <memory>
 
 #include <gflags/gflags.h>
 #include <glog/logging.h>
+#include <google/protobuf/text_format.h>
 
 #include "common/collective.h"
 #include "common/config.h"
@@ -58,6 +61,13 @@ DEFINE_string(stream_dir, "",
               "cluster-configs/jobs/realtime-shop.pbtxt");
 DEFINE_string(device, "", "override the job's device: cpu, gpu, gpu:tf32 or gpu:bf16 (empty: keep)");
 DEFINE_bool(save, true, "save the trained model (dense.bin, job.pbtxt, shard-*.rows)");
+DEFINE_string(restore_from, "",
+              "restore a saved model or checkpoint directory (dense.bin, shard-*-of-*.rows) "
+              "before training: each server loads the rows of its slot range from every "
+              ".rows file (any number of source servers), every worker the dense parameters");
+DEFINE_bool(restore_only, false,
+            "with --restore_from: load, then save the model to --model_dir without training "
+            "(resharding a model onto this cluster's number of servers)");
 DEFINE_int32(metrics_port, -1,
              "override the cluster config's metrics.port: rank r serves /metrics on this + r "
              "(0: no endpoints; -1: keep)");
@@ -138,11 +148,32 @@ StatusOr<std::unique_ptr<MetricsService>> StartMetrics(const proto::MetricsConfi
   return s;
 }
 
+// --restore_only: writes the restored model to job.model_dir(): the dense
+// parameters of --restore_from as they are, the job, and the tables through
+// `save_tables` (every server writes the rows it loaded).
+Status SaveRestoredModel(const proto::JobConfig& job,
+                         const std::function<Status(const std::string& dir)>& save_tables) {
+  const std::string& dir = job.model_dir();
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return Internal(dir + ": cannot create: " + ec.message());
+  std::filesystem::copy_file(FLAGS_restore_from + "/dense.bin", dir + "/dense.bin",
+                             std::filesystem::copy_options::overwrite_existing, ec);
+  if (ec) return Internal(FLAGS_restore_from + "/dense.bin: cannot copy: " + ec.message());
+  std::string text;
+  google::protobuf::TextFormat::PrintToString(job, &text);
+  std::ofstream out(dir + "/job.pbtxt", std::ios::trunc);
+  out << text;
+  if (!out.flush()) return Internal(dir + "/job.pbtxt: cannot write");
+  return save_tables(dir);
+}
+
 RunOptions Options() {
   RunOptions o;
   o.data_dir = FLAGS_data_dir;
   o.max_steps = FLAGS_max_steps;
   o.save_model = FLAGS_save;
+  o.restore_dir = FLAGS_restore_from;
   return o;
 }
 
@@ -155,9 +186,19 @@ int RunLocal(const proto::JobConfig& job) {
   }
   auto shard = ParameterShard::Create(job.tables(), 64);
   if (!shard.ok()) return Fail(shard.status(), "tables");
+  if (!FLAGS_restore_from.empty()) {
+    Status st = LoadModelRows(FLAGS_restore_from, shard->get());
+    if (!st.ok()) return Fail(st, "restore");
+  }
   LocalSparseStore store(shard->get());
   LocalCollective collective;
   RunOptions opt = Options();
+  if (FLAGS_restore_only) {
+    Status st = SaveRestoredModel(job, [&](const std::string& dir) {
+      return SaveShardRows(**shard, dir + "/" + ShardFileName(0, 1));
+    });
+    return st.ok() ? 0 : Fail(st, "restore_only");
+  }
   opt.save_tables = [&](const std::string& dir) {
     return SaveShardRows(**shard, dir + "/" + ShardFileName(0, 1));
   };
@@ -182,6 +223,13 @@ int RunMpi(int argc, char** argv, const proto::JobConfig& job) {
       std::fprintf(stderr, "freshet_train: %s defines %d ranks, mpirun started %d (use -np %d)\n",
                    FLAGS_cluster_config.c_str(), layout.world_size(), session->size(),
                    layout.world_size());
+    }
+    return 1;
+  }
+  if (FLAGS_restore_only && layout.num_exporters() > 0) {
+    if (rank == 0) {
+      std::fprintf(stderr, "freshet_train: --restore_only: %s has exporter ranks; use a cluster "
+                   "config of servers and workers only\n", FLAGS_cluster_config.c_str());
     }
     return 1;
   }
@@ -227,6 +275,27 @@ int RunMpi(int argc, char** argv, const proto::JobConfig& job) {
   if (role == proto::SERVER) {
     auto shard = ParameterShard::Create(job.tables(), cfg->server().partitions());
     if (!shard.ok()) return Fail(shard.status(), layout.Describe(rank));
+    if (!FLAGS_restore_from.empty()) {
+      // Resharding: this server keeps the rows of its slot range, whatever
+      // number of servers wrote the files.
+      const int me = layout.IndexInRole(rank), n = layout.num_servers();
+      LoadRowsStats stats;
+      const auto t0 = std::chrono::steady_clock::now();
+      Status st = LoadModelRows(FLAGS_restore_from, shard->get(), RowFilter::ForShard(me, n),
+                                &stats);
+      if (!st.ok()) {
+        Fail(st, layout.Describe(rank) + " restore");
+        MpiSession::Abort(2);  // the workers would wait for this server forever
+      }
+      std::printf("freshet_train: server %d/%d restored %lld of %lld rows from %lld files of %s "
+                  "in %.0f ms\n",
+                  me, n, static_cast<long long>(stats.rows_kept),
+                  static_cast<long long>(stats.rows_read), static_cast<long long>(stats.files),
+                  FLAGS_restore_from.c_str(),
+                  std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
+                      .count());
+      std::fflush(stdout);
+    }
     ServerNode node(transport.get(), layout, shard->get(), cfg->server().handler_threads(),
                     timeout, &metrics);
     StopMetricsOnExit stop_metrics{service.get()};
@@ -330,6 +399,27 @@ int RunMpi(int argc, char** argv, const proto::JobConfig& job) {
             .status();
       };
     }
+    if (FLAGS_restore_only) {
+      // Worker 0 has every server write what it restored; the others only
+      // end their sessions.
+      Status st = layout.IndexInRole(rank) == 0
+                      ? SaveRestoredModel(job, opt.save_tables)
+                      : Status::OK();
+      if (!st.ok()) {
+        Fail(st, layout.Describe(rank) + " restore_only");
+        MpiSession::Abort(3);
+      }
+      if (layout.IndexInRole(rank) == 0) {
+        std::printf("freshet_train: restored %s onto %d servers, saved to %s\n",
+                    FLAGS_restore_from.c_str(), layout.num_servers(), job.model_dir().c_str());
+        std::fflush(stdout);
+      }
+      st = (*client)->Shutdown();
+      if (!st.ok()) rc = Fail(st, layout.Describe(rank));
+      transport->Shutdown();
+      MPI_Comm_free(&role_comm);
+      return rc;
+    }
     auto r = RunWorkerJob(job, c, collective->get(), opt);
     if (!r.ok()) {
       Fail(r.status(), layout.Describe(rank));
@@ -375,6 +465,10 @@ int main(int argc, char** argv) {
   auto job = freshet::LoadJob();
   if (!job.ok()) {
     std::fprintf(stderr, "freshet_train: %s\n", job.status().ToString().c_str());
+    return 1;
+  }
+  if (FLAGS_restore_only && FLAGS_restore_from.empty()) {
+    std::fprintf(stderr, "freshet_train: --restore_only needs --restore_from\n");
     return 1;
   }
   if (FLAGS_local) return freshet::RunLocal(*job);

@@ -302,6 +302,10 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
                            FeatureEncoder::Create(job.features(), columns));
   FRESHET_ASSIGN_OR_RETURN(std::unique_ptr<Model> model,
                            CreateJobModel(job, encoder->num_slots(), encoder->num_dense()));
+  if (!options.restore_dir.empty()) {
+    FRESHET_RETURN_IF_ERROR(LoadDense(options.restore_dir + "/dense.bin", model.get())
+                                .WithContext("restoring"));
+  }
   Trainer::Options topt;
   topt.batch_size = job.batch_size();
   topt.epochs = job.epochs();

@@ -49,6 +49,10 @@ struct RunOptions {
   std::string data_dir = "../shared/data";
   int64_t max_steps = 0;      // > 0: stop training early (tests)
   bool save_model = true;
+  // Not empty: every worker loads the dense parameters from
+  // <restore_dir>/dense.bin before training (a saved model or checkpoint;
+  // the servers load the rows themselves).
+  std::string restore_dir;
   bool print_status = true;   // worker 0 only
   // Called by worker 0 to save the sparse tables into the model directory
   // (PsClient::SaveTables, or a local save). Unset: no table save.
