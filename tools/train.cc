@@ -37,6 +37,7 @@
 #include "server/parameter_shard.h"
 #include "server/server_node.h"
 #include "server/table_io.h"
+#include "worker/checkpoint.h"
 #include "worker/job.h"
 #include "worker/job_runner.h"
 #include "worker/ps_client.h"
@@ -68,6 +69,11 @@ DEFINE_string(restore_from, "",
 DEFINE_bool(restore_only, false,
             "with --restore_from: load, then save the model to --model_dir without training "
             "(resharding a model onto this cluster's number of servers)");
+DEFINE_string(checkpoint_dir, "",
+              "write consistent checkpoints (docs/CHECKPOINTS.md) under this directory: "
+              "ckpt-<id>/ and CHECKPOINT_LATEST; --restore_from=DIR restores the latest");
+DEFINE_int64(checkpoint_interval_steps, 0, "take a checkpoint every this many steps (0: none)");
+DEFINE_int32(checkpoint_keep, 2, "keep the newest this many checkpoints (0: all)");
 DEFINE_int32(metrics_port, -1,
              "override the cluster config's metrics.port: rank r serves /metrics on this + r "
              "(0: no endpoints; -1: keep)");
@@ -174,6 +180,9 @@ RunOptions Options() {
   o.max_steps = FLAGS_max_steps;
   o.save_model = FLAGS_save;
   o.restore_dir = FLAGS_restore_from;
+  o.checkpoint.dir = FLAGS_checkpoint_dir;
+  o.checkpoint.interval_steps = FLAGS_checkpoint_interval_steps;
+  o.checkpoint.keep = FLAGS_checkpoint_keep;
   return o;
 }
 
@@ -329,6 +338,7 @@ int RunMpi(int argc, char** argv, const proto::JobConfig& job) {
       std::fflush(stdout);
     }
     RunOptions opt = Options();
+    opt.checkpoint.num_servers = layout.num_servers();
     opt.metrics = &metrics;
     PsClient* c = client->get();
     opt.save_tables = [c](const std::string& dir) { return c->SaveTables(dir); };
@@ -470,6 +480,16 @@ int main(int argc, char** argv) {
   if (FLAGS_restore_only && FLAGS_restore_from.empty()) {
     std::fprintf(stderr, "freshet_train: --restore_only needs --restore_from\n");
     return 1;
+  }
+  if (!FLAGS_restore_from.empty()) {
+    // A checkpoint root restores its latest complete checkpoint; a
+    // checkpoint's manifest is verified first.
+    auto dir = freshet::ResolveRestoreDir(FLAGS_restore_from);
+    if (!dir.ok()) {
+      std::fprintf(stderr, "freshet_train: --restore_from: %s\n", dir.status().ToString().c_str());
+      return 1;
+    }
+    FLAGS_restore_from = *dir;
   }
   if (FLAGS_local) return freshet::RunLocal(*job);
   return freshet::RunMpi(argc, argv, *job);

@@ -38,6 +38,12 @@ struct JobResult {
   int64_t final_watermark = 0, final_ingest_wall_ms = 0;
   JoinCounters join;
   int64_t stream_bad = 0;
+  // Worker 0: periodic checkpoints written (RunOptions::checkpoint), the
+  // training pause each cost (ms, from the cut to resuming) and the size of
+  // the last one.
+  int64_t checkpoints = 0;
+  double checkpoint_max_pause_ms = 0, checkpoint_total_pause_ms = 0;
+  uint64_t checkpoint_last_bytes = 0;
   // Human-readable summary lines (holdout metrics beside the oracle and the
   // baseline).
   std::string Summary() const;
@@ -53,6 +59,15 @@ struct RunOptions {
   // <restore_dir>/dense.bin before training (a saved model or checkpoint;
   // the servers load the rows themselves).
   std::string restore_dir;
+  // Periodic consistent checkpoints (worker/checkpoint.h, docs/CHECKPOINTS.md)
+  // into `dir` every `interval_steps` steps, keeping the newest `keep`
+  // (0: all). Needs save_tables. num_servers goes into the manifest.
+  struct Checkpointing {
+    std::string dir;
+    int64_t interval_steps = 0;
+    int keep = 2;
+    int num_servers = 1;
+  } checkpoint;
   bool print_status = true;   // worker 0 only
   // Called by worker 0 to save the sparse tables into the model directory
   // (PsClient::SaveTables, or a local save). Unset: no table save.
