@@ -159,6 +159,7 @@ TEST(CheckpointE2eTest, RestoreOntoThreeAndOneServersGivesIdenticalTables) {
     EXPECT_EQ(out_files, servers);
     EXPECT_EQ(FirstDifference(original, restored), "");
     EXPECT_EQ(ReadFile(out + "/dense.bin"), ReadFile(saved + "/dense.bin"));
+    EXPECT_EQ(ReadFile(out + "/dense_opt.bin"), ReadFile(saved + "/dense_opt.bin"));
   }
 
   // Training continues on 3 servers from the restored model: every saved row
@@ -234,6 +235,9 @@ TEST(CheckpointE2eTest, PeriodicCheckpointEqualsLiveTablesAtTheCut) {
   }
   EXPECT_EQ(FirstDifference(at_cut, live_subset), "");
   EXPECT_EQ(ReadFile(root + "/ckpt-2/dense.bin"), ReadFile(stopped + "/dense.bin"));
+  // The dense Adam state too (step count and moments).
+  EXPECT_GT(ReadFile(root + "/ckpt-2/dense_opt.bin").size(), 24u);
+  EXPECT_EQ(ReadFile(root + "/ckpt-2/dense_opt.bin"), ReadFile(stopped + "/dense_opt.bin"));
 
   // The root restores its latest checkpoint, resharded onto 3 servers.
   CommandResult r = RunCommand(Train(3, "--restore_from=" + root +

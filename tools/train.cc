@@ -166,6 +166,11 @@ Status SaveRestoredModel(const proto::JobConfig& job,
   std::filesystem::copy_file(FLAGS_restore_from + "/dense.bin", dir + "/dense.bin",
                              std::filesystem::copy_options::overwrite_existing, ec);
   if (ec) return Internal(FLAGS_restore_from + "/dense.bin: cannot copy: " + ec.message());
+  if (std::filesystem::exists(FLAGS_restore_from + "/dense_opt.bin")) {
+    std::filesystem::copy_file(FLAGS_restore_from + "/dense_opt.bin", dir + "/dense_opt.bin",
+                               std::filesystem::copy_options::overwrite_existing, ec);
+    if (ec) return Internal(FLAGS_restore_from + "/dense_opt.bin: cannot copy: " + ec.message());
+  }
   std::string text;
   google::protobuf::TextFormat::PrintToString(job, &text);
   std::ofstream out(dir + "/job.pbtxt", std::ios::trunc);

@@ -265,6 +265,46 @@ Status LoadDense(const std::string& path, Model* model) {
   return Status::OK();
 }
 
+Status SaveDenseOptimizer(const Model& model, const std::string& path) {
+  const std::vector<float> state = model.DenseOptimizerState();
+  const std::string tmp = path + ".tmp";
+  std::FILE* f = std::fopen(tmp.c_str(), "wb");
+  if (!f) return Internal(tmp + ": cannot create: " + std::strerror(errno));
+  const uint64_t n = state.size();
+  uint64_t h = Fnv("FRSHDOPT", 8);
+  h = Fnv(&n, sizeof(n), h);
+  h = Fnv(state.data(), n * sizeof(float), h);
+  bool ok = std::fwrite("FRSHDOPT", 1, 8, f) == 8 && std::fwrite(&n, sizeof(n), 1, f) == 1 &&
+            std::fwrite(state.data(), sizeof(float), n, f) == n &&
+            std::fwrite(&h, sizeof(h), 1, f) == 1;
+  ok = std::fclose(f) == 0 && ok;
+  if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
+    std::remove(tmp.c_str());
+    return Internal(path + ": write failed");
+  }
+  return Status::OK();
+}
+
+Status LoadDenseOptimizer(const std::string& path, Model* model) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return NotFound(path + ": cannot open the dense optimizer state");
+  std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (data.size() < 24 || data.compare(0, 8, "FRSHDOPT") != 0) {
+    return DataLoss(path + ": not a dense optimizer state file");
+  }
+  uint64_t n, stored;
+  std::memcpy(&n, data.data() + 8, 8);
+  std::memcpy(&stored, data.data() + data.size() - 8, 8);
+  if (data.size() != 24 + n * sizeof(float)) {
+    return DataLoss(path + ": " + std::to_string(data.size()) + " bytes for " + std::to_string(n) +
+                    " floats");
+  }
+  if (Fnv(data.data(), data.size() - 8) != stored) return DataLoss(path + ": checksum mismatch");
+  std::vector<float> state(n);
+  std::memcpy(state.data(), data.data() + 16, n * sizeof(float));
+  return model->SetDenseOptimizerState(state).WithContext(path);
+}
+
 StatusOr<std::unique_ptr<Model>> CreateJobModel(const proto::JobConfig& job, int num_slots,
                                                 int num_dense) {
   ModelShape shape;
@@ -312,6 +352,13 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
   if (!options.restore_dir.empty()) {
     FRESHET_RETURN_IF_ERROR(LoadDense(options.restore_dir + "/dense.bin", model.get())
                                 .WithContext("restoring"));
+    // Models saved before the optimizer state was: fresh Adam moments.
+    Status st = LoadDenseOptimizer(options.restore_dir + "/dense_opt.bin", model.get());
+    if (st.code() == StatusCode::kNotFound) {
+      LOG(WARNING) << st << "; the dense optimizer starts afresh";
+    } else {
+      FRESHET_RETURN_IF_ERROR(st.WithContext("restoring"));
+    }
   }
   Trainer::Options topt;
   topt.batch_size = job.batch_size();
@@ -425,6 +472,7 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
       if (st.ok() && leader) {
         st = options.save_tables(dir);
         if (st.ok()) st = SaveDense(*model_ptr, dir + "/dense.bin");
+        if (st.ok()) st = SaveDenseOptimizer(*model_ptr, dir + "/dense_opt.bin");
         if (st.ok()) {
           std::string text;
           google::protobuf::TextFormat::PrintToString(job, &text);
@@ -572,6 +620,7 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
     if (options.save_model) {
       FRESHET_RETURN_IF_ERROR(MakeDirs(job.model_dir()));
       FRESHET_RETURN_IF_ERROR(SaveDense(*model, job.model_dir() + "/dense.bin"));
+      FRESHET_RETURN_IF_ERROR(SaveDenseOptimizer(*model, job.model_dir() + "/dense_opt.bin"));
       std::string text;
       google::protobuf::TextFormat::PrintToString(job, &text);
       std::ofstream(job.model_dir() + "/job.pbtxt") << text;

@@ -114,6 +114,12 @@ std::vector<std::string> StreamColumns(const proto::FeatureConfig& features);
 // Dense parameter files: "FRSHDENS", u64 count, floats, u64 FNV-1a checksum.
 Status SaveDense(const Model& model, const std::string& path);
 Status LoadDense(const std::string& path, Model* model);
+// The dense optimizer state (Model::DenseOptimizerState): "FRSHDOPT", u64
+// count, floats, u64 FNV-1a checksum; written beside dense.bin as
+// dense_opt.bin. Load: NotFound without the file, DataLoss if corrupt,
+// InvalidArgument if its size does not fit the model.
+Status SaveDenseOptimizer(const Model& model, const std::string& path);
+Status LoadDenseOptimizer(const std::string& path, Model* model);
 
 // Builds the model for a job and an example-file header (the slot count and
 // dense count come from the encoder, the embedding dim from the slots'
