@@ -59,7 +59,7 @@ std::string ShardFileName(int shard, int num_shards) {
   return "shard-" + std::to_string(shard) + "-of-" + std::to_string(num_shards) + ".rows";
 }
 
-Status SaveShardRows(const ParameterShard& shard, const std::string& path) {
+Status SaveShardRows(const ParameterShard& shard, const std::string& path, uint32_t changed_since) {
   const std::string tmp = path + ".tmp";
   std::FILE* f = std::fopen(tmp.c_str(), "wb");
   if (!f) return Internal(tmp + ": cannot create: " + std::strerror(errno));
@@ -77,13 +77,15 @@ Status SaveShardRows(const ParameterShard& shard, const std::string& path) {
     // Count first: ForEach holds partition locks, rows may be added between
     // calls only if training runs concurrently, which saving excludes.
     uint64_t rows = 0;
-    table->ForEach([&](uint64_t, const float*, const float*, const RowMeta&) { ++rows; });
+    table->ForEach([&](uint64_t, const float*, const float*, const RowMeta& m) {
+      rows += m.version > changed_since || changed_since == 0;
+    });
     w.PutValue<uint64_t>(rows);
     const size_t wbytes = table->dim() * sizeof(float);
     const size_t sbytes = table->state_dim() * sizeof(float);
     uint64_t written = 0;
     table->ForEach([&](uint64_t key, const float* weights, const float* state, const RowMeta& m) {
-      if (written == rows) return;
+      if (written == rows || (changed_since > 0 && m.version <= changed_since)) return;
       w.PutValue<uint64_t>(key);
       w.PutValue<uint32_t>(m.update_count);
       w.PutValue<uint32_t>(m.version);

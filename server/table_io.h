@@ -25,8 +25,12 @@ namespace freshet {
 
 std::string ShardFileName(int shard, int num_shards);
 
-// Writes every row of every table of `shard` to `path`.
-Status SaveShardRows(const ParameterShard& shard, const std::string& path);
+// Writes every row of every table of `shard` to `path`; with
+// changed_since > 0 only the rows whose RowMeta::version is greater (the
+// rows pushed since the shard's version was changed_since: an incremental
+// checkpoint, applied by upserting over its predecessor).
+Status SaveShardRows(const ParameterShard& shard, const std::string& path,
+                     uint32_t changed_since = 0);
 
 // Which rows a load keeps: those whose key's slot (common/sharding.h SlotOf)
 // lies in [first_slot, last_slot). The default keeps every row.

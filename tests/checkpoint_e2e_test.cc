@@ -70,16 +70,19 @@ struct Row {
 };
 using Rows = std::map<std::pair<int, uint64_t>, Row>;
 
-// Every row of every table of a saved model, and its number of .rows files.
-Rows LoadRows(const std::string& dir, int64_t* files) {
+// Every row of every table of a saved model (or of a checkpoint chain,
+// loaded in order), and the number of .rows files read.
+Rows LoadChain(const std::vector<std::string>& dirs, int64_t* files) {
   Rows out;
-  auto job = LoadJobConfig(dir + "/job.pbtxt");
+  auto job = LoadJobConfig(dirs.back() + "/job.pbtxt");
   EXPECT_TRUE(job.ok()) << job.status();
   if (!job.ok()) return out;
   auto shard = std::move(ParameterShard::Create(job->tables(), 8)).value();
   LoadRowsStats stats;
-  Status st = LoadModelRows(dir, shard.get(), RowFilter(), &stats);
-  EXPECT_TRUE(st.ok()) << st;
+  for (const auto& dir : dirs) {
+    Status st = LoadModelRows(dir, shard.get(), RowFilter(), &stats);
+    EXPECT_TRUE(st.ok()) << st;
+  }
   *files = stats.files;
   for (int t = 0; t < shard->num_tables(); ++t) {
     const EmbeddingTable* table = shard->table(t);
@@ -94,6 +97,8 @@ Rows LoadRows(const std::string& dir, int64_t* files) {
   }
   return out;
 }
+
+Rows LoadRows(const std::string& dir, int64_t* files) { return LoadChain({dir}, files); }
 
 std::string ReadFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -186,10 +191,11 @@ TEST(CheckpointE2eTest, RestoreOntoThreeAndOneServersGivesIdenticalTables) {
 }
 
 // A periodic checkpoint equals the live tables at its cut: a 1-worker,
-// staleness-0 job on 2 servers checkpoints every 40 steps and runs 100; its
-// step-80 checkpoint must equal (row for row, dense byte for byte) the model
-// of the same job stopped after 80 steps. The checkpoint root then restores
-// onto 3 servers.
+// staleness-0 job on 2 servers checkpoints every 40 steps (full, then
+// incremental) and runs 100; its step-80 checkpoint (the full step-40 one
+// plus the step-80 increment) must equal (row for row, dense byte for byte)
+// the model of the same job stopped after 80 steps. The checkpoint root
+// then restores onto 3 servers.
 TEST(CheckpointE2eTest, PeriodicCheckpointEqualsLiveTablesAtTheCut) {
   ASSERT_EQ(RunCommand("mkdir -p " + kOut + "/work").rc, 0);
   const std::string root = kOut + "/periodic";
@@ -199,21 +205,37 @@ TEST(CheckpointE2eTest, PeriodicCheckpointEqualsLiveTablesAtTheCut) {
   CommandResult a = RunCommand(Train(2, "--staleness=0 --epochs=1 --max_steps=100 "
                                         "--checkpoint_dir=" + root +
                                         " --checkpoint_interval_steps=40 --checkpoint_keep=1 "
+                                        "--checkpoint_full_every=2 "
                                         "--model_dir=" + kOut + "/periodic-model"));
   ASSERT_EQ(a.rc, 0) << a.output;
   EXPECT_NE(a.output.find("\"checkpoints\":2,"), std::string::npos) << a.output;
-  EXPECT_NE(a.output.find("checkpoint 2 at step 80:"), std::string::npos) << a.output;
-  // keep=1: the first checkpoint is gone, the pointer names the second.
+  EXPECT_NE(a.output.find("checkpoint 1 (full) at step 40:"), std::string::npos) << a.output;
+  EXPECT_NE(a.output.find("checkpoint 2 (incremental) at step 80:"), std::string::npos)
+      << a.output;
+  // keep=1 keeps the second and, as its parent, the first.
   EXPECT_EQ(ReadFile(root + "/CHECKPOINT_LATEST"), "2\n");
-  EXPECT_EQ(ReadFile(root + "/ckpt-1/MANIFEST"), "");
-  EXPECT_NE(ReadFile(root + "/ckpt-2/MANIFEST").find("step 80\n"), std::string::npos);
+  EXPECT_NE(ReadFile(root + "/ckpt-1/MANIFEST").find("parent 0\n"), std::string::npos);
+  EXPECT_NE(ReadFile(root + "/ckpt-2/MANIFEST").find("step 80\nparent 1\n"), std::string::npos);
 
   CommandResult b =
       RunCommand(Train(2, "--staleness=0 --epochs=1 --max_steps=80 --model_dir=" + stopped));
   ASSERT_EQ(b.rc, 0) << b.output;
   int64_t files = 0;
-  const Rows at_cut = LoadRows(root + "/ckpt-2", &files);
-  EXPECT_EQ(files, 2);
+  const Rows at_cut = LoadChain({root + "/ckpt-1", root + "/ckpt-2"}, &files);
+  EXPECT_EQ(files, 4);
+  // The increment holds only rows changed after step 40.
+  const Rows at_40 = LoadRows(root + "/ckpt-1", &files);
+  const Rows increment = LoadRows(root + "/ckpt-2", &files);
+  ASSERT_FALSE(increment.empty());
+  EXPECT_LT(increment.size(), at_cut.size());
+  for (const auto& [k, r] : increment) {
+    auto it = at_40.find(k);
+    if (it != at_40.end()) {
+      EXPECT_GT(r.update_count, it->second.update_count) << "unchanged row " << k.second;
+    }
+  }
+  std::printf("checkpoint rows: full at step 40 %zu, increment at step 80 %zu, state at 80 %zu\n",
+              at_40.size(), increment.size(), at_cut.size());
   const Rows live = LoadRows(stopped, &files);
   ASSERT_GT(at_cut.size(), 1000u);
   // The stopped job's holdout scoring pulled (created, never updated) more

@@ -74,6 +74,9 @@ DEFINE_string(checkpoint_dir, "",
               "ckpt-<id>/ and CHECKPOINT_LATEST; --restore_from=DIR restores the latest");
 DEFINE_int64(checkpoint_interval_steps, 0, "take a checkpoint every this many steps (0: none)");
 DEFINE_int32(checkpoint_keep, 2, "keep the newest this many checkpoints (0: all)");
+DEFINE_int32(checkpoint_full_every, 1,
+             "every this many checkpoints one is full, the others incremental (only the rows "
+             "changed since the previous checkpoint); 1: all full");
 DEFINE_int32(metrics_port, -1,
              "override the cluster config's metrics.port: rank r serves /metrics on this + r "
              "(0: no endpoints; -1: keep)");
@@ -83,6 +86,19 @@ DEFINE_string(metrics_dir, "",
 
 namespace freshet {
 namespace {
+
+// What --restore_from resolved to: the directories to load rows from, oldest
+// first (a full checkpoint and its incremental successors, or one saved
+// model). FLAGS_restore_from is set to the last (the dense state).
+std::vector<std::string> g_restore_chain;
+
+// Loads the rows `filter` keeps from every directory of the restore chain.
+Status LoadRestoreChain(ParameterShard* shard, const RowFilter& filter, LoadRowsStats* stats) {
+  for (const auto& dir : g_restore_chain) {
+    FRESHET_RETURN_IF_ERROR(LoadModelRows(dir, shard, filter, stats));
+  }
+  return Status::OK();
+}
 
 int Fail(const Status& st, const std::string& who) {
   std::fprintf(stderr, "freshet_train: %s: %s\n", who.c_str(), st.ToString().c_str());
@@ -188,6 +204,7 @@ RunOptions Options() {
   o.checkpoint.dir = FLAGS_checkpoint_dir;
   o.checkpoint.interval_steps = FLAGS_checkpoint_interval_steps;
   o.checkpoint.keep = FLAGS_checkpoint_keep;
+  o.checkpoint.full_every = FLAGS_checkpoint_full_every;
   return o;
 }
 
@@ -201,12 +218,19 @@ int RunLocal(const proto::JobConfig& job) {
   auto shard = ParameterShard::Create(job.tables(), 64);
   if (!shard.ok()) return Fail(shard.status(), "tables");
   if (!FLAGS_restore_from.empty()) {
-    Status st = LoadModelRows(FLAGS_restore_from, shard->get());
+    Status st = LoadRestoreChain(shard->get(), RowFilter(), nullptr);
     if (!st.ok()) return Fail(st, "restore");
   }
   LocalSparseStore store(shard->get());
   LocalCollective collective;
   RunOptions opt = Options();
+  uint32_t saved_version = 0;
+  opt.save_changed_tables = [&](const std::string& dir) {
+    const uint32_t now = (*shard)->version();
+    Status st = SaveShardRows(**shard, dir + "/" + ShardFileName(0, 1), saved_version);
+    if (st.ok()) saved_version = now;
+    return st;
+  };
   if (FLAGS_restore_only) {
     Status st = SaveRestoredModel(job, [&](const std::string& dir) {
       return SaveShardRows(**shard, dir + "/" + ShardFileName(0, 1));
@@ -214,7 +238,9 @@ int RunLocal(const proto::JobConfig& job) {
     return st.ok() ? 0 : Fail(st, "restore_only");
   }
   opt.save_tables = [&](const std::string& dir) {
-    return SaveShardRows(**shard, dir + "/" + ShardFileName(0, 1));
+    Status st = SaveShardRows(**shard, dir + "/" + ShardFileName(0, 1));
+    if (st.ok()) saved_version = (*shard)->version();
+    return st;
   };
   auto r = RunWorkerJob(job, &store, &collective, opt);
   if (!r.ok()) return Fail(r.status(), "local trainer");
@@ -295,8 +321,7 @@ int RunMpi(int argc, char** argv, const proto::JobConfig& job) {
       const int me = layout.IndexInRole(rank), n = layout.num_servers();
       LoadRowsStats stats;
       const auto t0 = std::chrono::steady_clock::now();
-      Status st = LoadModelRows(FLAGS_restore_from, shard->get(), RowFilter::ForShard(me, n),
-                                &stats);
+      Status st = LoadRestoreChain(shard->get(), RowFilter::ForShard(me, n), &stats);
       if (!st.ok()) {
         Fail(st, layout.Describe(rank) + " restore");
         MpiSession::Abort(2);  // the workers would wait for this server forever
@@ -347,6 +372,7 @@ int RunMpi(int argc, char** argv, const proto::JobConfig& job) {
     opt.metrics = &metrics;
     PsClient* c = client->get();
     opt.save_tables = [c](const std::string& dir) { return c->SaveTables(dir); };
+    opt.save_changed_tables = [c](const std::string& dir) { return c->SaveTables(dir, true); };
     if (layout.num_exporters() > 0) {
       // Every worker reports its watermark; the exporter exports the minimum.
       const int exporter = layout.ExporterRank(0);
@@ -489,12 +515,14 @@ int main(int argc, char** argv) {
   if (!FLAGS_restore_from.empty()) {
     // A checkpoint root restores its latest complete checkpoint; a
     // checkpoint's manifest is verified first.
-    auto dir = freshet::ResolveRestoreDir(FLAGS_restore_from);
-    if (!dir.ok()) {
-      std::fprintf(stderr, "freshet_train: --restore_from: %s\n", dir.status().ToString().c_str());
+    auto chain = freshet::ResolveRestoreChain(FLAGS_restore_from);
+    if (!chain.ok()) {
+      std::fprintf(stderr, "freshet_train: --restore_from: %s\n",
+                   chain.status().ToString().c_str());
       return 1;
     }
-    FLAGS_restore_from = *dir;
+    freshet::g_restore_chain = *chain;
+    FLAGS_restore_from = chain->back();
   }
   if (FLAGS_local) return freshet::RunLocal(*job);
   return freshet::RunMpi(argc, argv, *job);

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 namespace freshet {
@@ -110,7 +111,7 @@ Status WriteManifest(const std::string& dir, CheckpointManifest* m) {
             [](const CheckpointFile& a, const CheckpointFile& b) { return a.name < b.name; });
   std::ostringstream out;
   out << "freshet-checkpoint 1\n"
-      << "id " << m->id << "\nstep " << m->step << "\nservers " << m->num_servers << "\nworkers "
+      << "id " << m->id << "\nstep " << m->step << "\nparent " << m->parent << "\nservers " << m->num_servers << "\nworkers "
       << m->num_workers << "\nunix_ms " << m->unix_ms << "\n";
   for (const auto& f : m->files) {
     out << "file " << f.name << " " << f.bytes << " " << std::hex << f.checksum << std::dec
@@ -154,6 +155,7 @@ StatusOr<CheckpointManifest> VerifyCheckpoint(const std::string& dir) {
     if (!(ls >> v)) return bad("bad value for '" + key + "'");
     if (key == "id") m.id = v;
     else if (key == "step") m.step = v;
+    else if (key == "parent") m.parent = v;
     else if (key == "servers") m.num_servers = static_cast<int>(v);
     else if (key == "workers") m.num_workers = static_cast<int>(v);
     else if (key == "unix_ms") m.unix_ms = v;
@@ -179,13 +181,21 @@ StatusOr<CheckpointManifest> VerifyCheckpoint(const std::string& dir) {
 Status PublishCheckpoint(const std::string& root, int64_t id, int keep) {
   FRESHET_RETURN_IF_ERROR(WriteAtomically(root + "/CHECKPOINT_LATEST", std::to_string(id) + "\n"));
   if (keep <= 0) return Status::OK();
+  // The kept checkpoints' ancestors stay.
+  std::set<int64_t> needed;
+  for (int64_t k = std::max<int64_t>(1, id - keep + 1); k <= id; ++k) {
+    for (int64_t a = k; a > 0 && needed.insert(a).second;) {
+      auto m = VerifyCheckpoint(CheckpointDir(root, a));
+      a = m.ok() ? m->parent : 0;
+    }
+  }
   std::error_code ec;
   for (const auto& e : fs::directory_iterator(root, ec)) {
     const std::string name = e.path().filename().string();
     if (!e.is_directory() || name.rfind("ckpt-", 0) != 0) continue;
     char* end = nullptr;
     const long long old = std::strtoll(name.c_str() + 5, &end, 10);
-    if (*end != '\0' || old <= 0 || old > id - keep) continue;
+    if (*end != '\0' || old <= 0 || old > id - keep || needed.count(old) > 0) continue;
     fs::remove_all(e.path(), ec);
     if (ec) return Internal(e.path().string() + ": cannot delete: " + ec.message());
   }
@@ -207,6 +217,31 @@ StatusOr<std::string> ResolveRestoreDir(const std::string& path) {
   if (stat((path + "/dense.bin").c_str(), &st) == 0) return path;
   return NotFound(path + ": neither a checkpoint (MANIFEST, CHECKPOINT_LATEST) nor a saved model "
                   "(dense.bin)");
+}
+
+StatusOr<std::vector<std::string>> ResolveRestoreChain(const std::string& path) {
+  FRESHET_ASSIGN_OR_RETURN(std::string dir, ResolveRestoreDir(path));
+  std::vector<std::string> chain = {dir};
+  struct stat st;
+  if (stat((dir + "/MANIFEST").c_str(), &st) != 0) return chain;  // a plain model
+  FRESHET_ASSIGN_OR_RETURN(CheckpointManifest m, VerifyCheckpoint(dir));
+  const std::string root = fs::path(dir).parent_path().string();
+  while (m.parent > 0) {
+    if (m.parent >= m.id) {
+      return DataLoss(chain.back() + "/MANIFEST: parent " + std::to_string(m.parent) +
+                      " is not older than id " + std::to_string(m.id));
+    }
+    const std::string parent = CheckpointDir(root, m.parent);
+    auto pm = VerifyCheckpoint(parent);
+    if (!pm.ok()) {
+      return DataLoss(chain.back() + " is incremental over " + parent + ": " +
+                      pm.status().ToString());
+    }
+    chain.push_back(parent);
+    m = *pm;
+  }
+  std::reverse(chain.begin(), chain.end());
+  return chain;
 }
 
 }  // namespace freshet

@@ -40,6 +40,10 @@ struct CheckpointFile {
 struct CheckpointManifest {
   int64_t id = 0;
   int64_t step = 0;        // training steps done at the cut
+  // 0: a full checkpoint. Otherwise incremental: its .rows files hold only
+  // the rows changed since checkpoint `parent`, restored by loading the
+  // chain full -> ... -> this one in order (later rows overwrite).
+  int64_t parent = 0;
   int num_servers = 0;
   int num_workers = 0;
   int64_t unix_ms = 0;     // when the cut was taken
@@ -65,12 +69,18 @@ Status WriteManifest(const std::string& dir, CheckpointManifest* m);
 StatusOr<CheckpointManifest> VerifyCheckpoint(const std::string& dir);
 
 // Points <root>/CHECKPOINT_LATEST at `id` atomically, then deletes the
-// checkpoints with ids <= id - keep (keep >= 1; 0: delete none).
+// checkpoints with ids <= id - keep (keep >= 1; 0: delete none), except
+// those the kept ones need (their parent chains).
 Status PublishCheckpoint(const std::string& root, int64_t id, int keep);
 
 // What --restore_from names: a checkpoint root (restores its latest), a
 // checkpoint directory (verified), or a plain saved model directory
 // (dense.bin; no manifest). Returns the directory to load from.
 StatusOr<std::string> ResolveRestoreDir(const std::string& path);
+
+// Like ResolveRestoreDir, but returns the whole chain to load, oldest (a
+// full checkpoint or plain model) first; the last holds the dense state.
+// Every checkpoint of the chain is verified; DataLoss if a parent is gone.
+StatusOr<std::vector<std::string>> ResolveRestoreChain(const std::string& path);
 
 }  // namespace freshet

@@ -124,5 +124,38 @@ TEST(CheckpointTest, PublishKeepsTheNewest) {
   EXPECT_FALSE(fs::exists(root + "/CHECKPOINT_LATEST.tmp"));
 }
 
+// Incremental checkpoints: the chain is full first, and pruning keeps the
+// parents of the checkpoints it keeps.
+TEST(CheckpointTest, IncrementalChainAndPruning) {
+  const std::string root = Root("chain");
+  for (int id = 1; id <= 5; ++id) {
+    const std::string dir = MakeCheckpoint(root, id, false);
+    CheckpointManifest m;
+    m.id = id;
+    m.parent = (id == 1 || id == 4) ? 0 : id - 1;  // 1 <- 2 <- 3, 4 <- 5
+    ASSERT_TRUE(WriteManifest(dir, &m).ok());
+    ASSERT_TRUE(PublishCheckpoint(root, id, 1).ok());
+    if (id == 3) {
+      auto chain = ResolveRestoreChain(root);
+      ASSERT_TRUE(chain.ok()) << chain.status();
+      EXPECT_EQ(*chain, (std::vector<std::string>{CheckpointDir(root, 1), CheckpointDir(root, 2),
+                                                  CheckpointDir(root, 3)}));
+      EXPECT_EQ(VerifyCheckpoint(CheckpointDir(root, 3))->parent, 2);
+    }
+  }
+  // keep=1 at id 5: 5 and its parent 4 stay; 1-3 are gone.
+  for (int id = 1; id <= 3; ++id) EXPECT_FALSE(fs::exists(CheckpointDir(root, id))) << id;
+  auto chain = ResolveRestoreChain(root);
+  ASSERT_TRUE(chain.ok()) << chain.status();
+  EXPECT_EQ(*chain,
+            (std::vector<std::string>{CheckpointDir(root, 4), CheckpointDir(root, 5)}));
+  // A lost parent is an error naming it, not a silent partial restore.
+  fs::remove(CheckpointDir(root, 4) + "/MANIFEST");
+  Status st = ResolveRestoreChain(root).status();
+  EXPECT_EQ(st.code(), StatusCode::kDataLoss);
+  EXPECT_NE(st.message().find("incremental over " + CheckpointDir(root, 4)), std::string::npos)
+      << st;
+}
+
 }  // namespace
 }  // namespace freshet

@@ -433,7 +433,7 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
   };
   model_ptr = model.get();
   const auto& ck = options.checkpoint;
-  int64_t next_checkpoint = 1;
+  int64_t next_checkpoint = 1, checkpoints_taken = 0;
   if (!ck.dir.empty() && ck.interval_steps > 0) {
     if (!options.save_tables) return InvalidArgument("checkpoints need a table save");
     // Ids continue after the root's latest; worker 0 reads it, all agree.
@@ -469,8 +469,13 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
         out << tail->Position().Serialize();
         if (!out.flush()) st = Internal(path + ": cannot write the read position");
       }
+      // Incremental: the rows changed since the previous checkpoint of this
+      // run, applied over it on restore (its MANIFEST names it as parent).
+      const bool incremental = checkpoints_taken > 0 && ck.full_every > 1 &&
+                               checkpoints_taken % ck.full_every != 0 &&
+                               static_cast<bool>(options.save_changed_tables);
       if (st.ok() && leader) {
-        st = options.save_tables(dir);
+        st = incremental ? options.save_changed_tables(dir) : options.save_tables(dir);
         if (st.ok()) st = SaveDense(*model_ptr, dir + "/dense.bin");
         if (st.ok()) st = SaveDenseOptimizer(*model_ptr, dir + "/dense_opt.bin");
         if (st.ok()) {
@@ -489,6 +494,7 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
         CheckpointManifest m;
         m.id = next_checkpoint;
         m.step = step;
+        m.parent = incremental ? next_checkpoint - 1 : 0;
         m.num_servers = ck.num_servers;
         m.num_workers = workers->size();
         m.unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -504,14 +510,16 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
         result.checkpoint_max_pause_ms = std::max(result.checkpoint_max_pause_ms, ms);
         result.checkpoint_last_bytes = m.TotalBytes();
         if (options.print_status) {
-          std::printf("checkpoint %lld at step %lld: %zu files, %.2f MB, training paused %.0f ms "
-                      "-> %s\n",
-                      static_cast<long long>(m.id), static_cast<long long>(step), m.files.size(),
+          std::printf("checkpoint %lld (%s) at step %lld: %zu files, %.2f MB, training paused "
+                      "%.0f ms -> %s\n",
+                      static_cast<long long>(m.id), incremental ? "incremental" : "full",
+                      static_cast<long long>(step), m.files.size(),
                       m.TotalBytes() / 1e6, ms, dir.c_str());
           std::fflush(stdout);
         }
       }
       ++next_checkpoint;
+      ++checkpoints_taken;
       return Status::OK();
     };
   }

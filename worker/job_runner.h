@@ -66,12 +66,18 @@ struct RunOptions {
     std::string dir;
     int64_t interval_steps = 0;
     int keep = 2;
+    // Every full_every-th checkpoint of a run (the first always) is full,
+    // the others incremental (1: all full).
+    int full_every = 1;
     int num_servers = 1;
   } checkpoint;
   bool print_status = true;   // worker 0 only
   // Called by worker 0 to save the sparse tables into the model directory
   // (PsClient::SaveTables, or a local save). Unset: no table save.
   std::function<Status(const std::string& dir)> save_tables;
+  // Like save_tables, but each server writes only the rows pushed since its
+  // previous save (incremental checkpoints). Unset: checkpoints are full.
+  std::function<Status(const std::string& dir)> save_changed_tables;
   // Worker 0 only: called after every training step with the model (dense
   // parameters), step, watermark and ingestion wall time (see
   // Trainer::Options::after_step); the exporter feed.
