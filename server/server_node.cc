@@ -226,7 +226,13 @@ Status ServerNode::Run() {
         const int me = layout_.IndexInRole(transport_->rank());
         const std::string path =
             msg.meta.text + "/" + ShardFileName(me, layout_.num_servers());
-        Status st = SaveShardRows(*shard_, path);
+        // meta.count 1: an incremental checkpoint, the rows pushed since
+        // this server's previous save. Nothing is pushed while the receive
+        // loop saves (the queue is idle), so `now` covers every saved row.
+        const uint32_t now = shard_->version();
+        const bool incremental = msg.meta.count == 1 && saved_version_ > 0;
+        Status st = SaveShardRows(*shard_, path, incremental ? saved_version_ : 0);
+        if (st.ok()) saved_version_ = now;
         if (st.ok()) LOG(INFO) << layout_.Describe(transport_->rank()) << " saved " << path;
         Reply(msg, MsgType::kSaveResponse, {}, st);
         break;

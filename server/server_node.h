@@ -79,6 +79,9 @@ class ServerNode {
   const ClusterLayout& layout_;
   ParameterShard* const shard_;
   const Millis request_timeout_;
+  // The shard version at the last successful SAVE (receive thread only);
+  // 0 before any: an incremental SAVE then writes every row.
+  uint32_t saved_version_ = 0;
   ThreadPool pool_;
   std::atomic<bool> stop_{false};
   Metrics metrics_;  // all null without a registry

@@ -59,7 +59,7 @@ std::string ShardFileName(int shard, int num_shards) {
   return "shard-" + std::to_string(shard) + "-of-" + std::to_string(num_shards) + ".rows";
 }
 
-Status SaveShardRows(const ParameterShard& shard, const std::string& path) {
+Status SaveShardRows(const ParameterShard& shard, const std::string& path, uint32_t changed_since) {
   const std::string tmp = path + ".tmp";
   std::FILE* f = std::fopen(tmp.c_str(), "wb");
   if (!f) return Internal(tmp + ": cannot create: " + std::strerror(errno));
@@ -77,13 +77,15 @@ Status SaveShardRows(const ParameterShard& shard, const std::string& path) {
     // Count first: ForEach holds partition locks, rows may be added between
     // calls only if training runs concurrently, which saving excludes.
     uint64_t rows = 0;
-    table->ForEach([&](uint64_t, const float*, const float*, const RowMeta&) { ++rows; });
+    table->ForEach([&](uint64_t, const float*, const float*, const RowMeta& m) {
+      rows += m.version > changed_since || changed_since == 0;
+    });
     w.PutValue<uint64_t>(rows);
     const size_t wbytes = table->dim() * sizeof(float);
     const size_t sbytes = table->state_dim() * sizeof(float);
     uint64_t written = 0;
     table->ForEach([&](uint64_t key, const float* weights, const float* state, const RowMeta& m) {
-      if (written == rows) return;
+      if (written == rows || (changed_since > 0 && m.version <= changed_since)) return;
       w.PutValue<uint64_t>(key);
       w.PutValue<uint32_t>(m.update_count);
       w.PutValue<uint32_t>(m.version);
@@ -108,7 +110,16 @@ Status SaveShardRows(const ParameterShard& shard, const std::string& path) {
   return Status::OK();
 }
 
-Status LoadShardRows(const std::string& path, ParameterShard* shard) {
+RowFilter RowFilter::ForShard(int shard, int num_shards) {
+  const auto [first, last] = SlotRange(shard, num_shards);
+  RowFilter f;
+  f.first_slot = first;
+  f.last_slot = last;
+  return f;
+}
+
+Status LoadShardRows(const std::string& path, ParameterShard* shard, const RowFilter& filter,
+                     LoadRowsStats* stats) {
   std::FILE* f = std::fopen(path.c_str(), "rb");
   if (!f) return NotFound(path + ": cannot open: " + std::strerror(errno));
   std::vector<char> data;
@@ -145,8 +156,10 @@ Status LoadShardRows(const std::string& path, ParameterShard* shard) {
   // Two passes: the first checks every table header and size, the second
   // applies the rows, so a bad file changes nothing.
   const size_t tables_begin = pos;
+  int64_t read = 0, kept = 0;
   for (const bool apply : {false, true}) {
     pos = tables_begin;
+    read = kept = 0;
     for (uint32_t t = 0; t < num_tables; ++t) {
       uint32_t name_len = 0, dim = 0, state_dim = 0;
       uint64_t rows = 0;
@@ -183,15 +196,24 @@ Status LoadShardRows(const std::string& path, ParameterShard* shard) {
         take(&meta.version, 4);
         take(w.data(), dim * sizeof(float));
         if (state_dim) take(s.data(), state_dim * sizeof(float));
+        ++read;
+        if (!filter.Keeps(key)) continue;
+        ++kept;
         table->Upsert(key, w.data(), state_dim ? s.data() : nullptr, meta);
       }
     }
     if (pos != end) return corrupt("trailing bytes after the last table");
   }
+  if (stats != nullptr) {
+    ++stats->files;
+    stats->rows_read += read;
+    stats->rows_kept += kept;
+  }
   return Status::OK();
 }
 
-Status LoadModelRows(const std::string& dir, ParameterShard* shard) {
+Status LoadModelRows(const std::string& dir, ParameterShard* shard, const RowFilter& filter,
+                     LoadRowsStats* stats) {
   DIR* d = opendir(dir.c_str());
   if (!d) return NotFound(dir + ": cannot open model directory");
   std::vector<std::string> files;
@@ -202,7 +224,9 @@ Status LoadModelRows(const std::string& dir, ParameterShard* shard) {
   closedir(d);
   if (files.empty()) return NotFound(dir + ": no *.rows files (not a saved model?)");
   std::sort(files.begin(), files.end());
-  for (const auto& f : files) FRESHET_RETURN_IF_ERROR(LoadShardRows(dir + "/" + f, shard));
+  for (const auto& f : files) {
+    FRESHET_RETURN_IF_ERROR(LoadShardRows(dir + "/" + f, shard, filter, stats));
+  }
   return Status::OK();
 }
 

@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "common/sharding.h"
 #include "common/status.h"
 #include "server/parameter_shard.h"
 
@@ -24,15 +25,46 @@ namespace freshet {
 
 std::string ShardFileName(int shard, int num_shards);
 
-// Writes every row of every table of `shard` to `path`.
-Status SaveShardRows(const ParameterShard& shard, const std::string& path);
+// Writes every row of every table of `shard` to `path`; with
+// changed_since > 0 only the rows whose RowMeta::version is greater (the
+// rows pushed since the shard's version was changed_since: an incremental
+// checkpoint, applied by upserting over its predecessor).
+Status SaveShardRows(const ParameterShard& shard, const std::string& path,
+                     uint32_t changed_since = 0);
 
-// Upserts the rows in `path` into the tables of `shard` with the same
-// names. InvalidArgument if a table is missing or its dim or state size
-// differs; DataLoss for a corrupt file.
-Status LoadShardRows(const std::string& path, ParameterShard* shard);
+// Which rows a load keeps: those whose key's slot (common/sharding.h SlotOf)
+// lies in [first_slot, last_slot). The default keeps every row.
+struct RowFilter {
+  uint32_t first_slot = 0;
+  uint32_t last_slot = kNumSlots;
+  // The rows server `shard` of `num_shards` owns (SlotRange).
+  // REQUIRES: 0 <= shard < num_shards.
+  static RowFilter ForShard(int shard, int num_shards);
+  bool Keeps(uint64_t key) const {
+    const uint32_t s = SlotOf(key);
+    return s >= first_slot && s < last_slot;
+  }
+};
 
-// Loads every `*.rows` file of `dir` (a saved model of any number of shards).
-Status LoadModelRows(const std::string& dir, ParameterShard* shard);
+// Counts of a load: rows read from the files, rows kept by the filter.
+struct LoadRowsStats {
+  int64_t files = 0;
+  int64_t rows_read = 0;
+  int64_t rows_kept = 0;
+};
+
+// Upserts the rows in `path` that `filter` keeps into the tables of `shard`
+// with the same names. The whole file is verified (checksum) before any row
+// is upserted. InvalidArgument if a table is missing or its dim or state size
+// differs; DataLoss for a corrupt file. `stats` (may be null) is added to.
+Status LoadShardRows(const std::string& path, ParameterShard* shard,
+                     const RowFilter& filter = RowFilter(), LoadRowsStats* stats = nullptr);
+
+// Loads the rows `filter` keeps from every `*.rows` file of `dir` (a saved
+// model or checkpoint of any number of shards): restoring onto a different
+// number of servers gives each server RowFilter::ForShard(s, S'). NotFound
+// if `dir` has no `.rows` file.
+Status LoadModelRows(const std::string& dir, ParameterShard* shard,
+                     const RowFilter& filter = RowFilter(), LoadRowsStats* stats = nullptr);
 
 }  // namespace freshet

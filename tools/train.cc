@@ -16,10 +16,13 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <functional>
 #include <memory>
 
 #include <gflags/gflags.h>
 #include <glog/logging.h>
+#include <google/protobuf/text_format.h>
 
 #include "common/collective.h"
 #include "common/config.h"
@@ -34,6 +37,7 @@
 #include "server/parameter_shard.h"
 #include "server/server_node.h"
 #include "server/table_io.h"
+#include "worker/checkpoint.h"
 #include "worker/job.h"
 #include "worker/job_runner.h"
 #include "worker/ps_client.h"
@@ -58,6 +62,21 @@ DEFINE_string(stream_dir, "",
               "cluster-configs/jobs/realtime-shop.pbtxt");
 DEFINE_string(device, "", "override the job's device: cpu, gpu, gpu:tf32 or gpu:bf16 (empty: keep)");
 DEFINE_bool(save, true, "save the trained model (dense.bin, job.pbtxt, shard-*.rows)");
+DEFINE_string(restore_from, "",
+              "restore a saved model or checkpoint directory (dense.bin, shard-*-of-*.rows) "
+              "before training: each server loads the rows of its slot range from every "
+              ".rows file (any number of source servers), every worker the dense parameters");
+DEFINE_bool(restore_only, false,
+            "with --restore_from: load, then save the model to --model_dir without training "
+            "(resharding a model onto this cluster's number of servers)");
+DEFINE_string(checkpoint_dir, "",
+              "write consistent checkpoints (docs/CHECKPOINTS.md) under this directory: "
+              "ckpt-<id>/ and CHECKPOINT_LATEST; --restore_from=DIR restores the latest");
+DEFINE_int64(checkpoint_interval_steps, 0, "take a checkpoint every this many steps (0: none)");
+DEFINE_int32(checkpoint_keep, 2, "keep the newest this many checkpoints (0: all)");
+DEFINE_int32(checkpoint_full_every, 1,
+             "every this many checkpoints one is full, the others incremental (only the rows "
+             "changed since the previous checkpoint); 1: all full");
 DEFINE_int32(metrics_port, -1,
              "override the cluster config's metrics.port: rank r serves /metrics on this + r "
              "(0: no endpoints; -1: keep)");
@@ -67,6 +86,19 @@ DEFINE_string(metrics_dir, "",
 
 namespace freshet {
 namespace {
+
+// What --restore_from resolved to: the directories to load rows from, oldest
+// first (a full checkpoint and its incremental successors, or one saved
+// model). FLAGS_restore_from is set to the last (the dense state).
+std::vector<std::string> g_restore_chain;
+
+// Loads the rows `filter` keeps from every directory of the restore chain.
+Status LoadRestoreChain(ParameterShard* shard, const RowFilter& filter, LoadRowsStats* stats) {
+  for (const auto& dir : g_restore_chain) {
+    FRESHET_RETURN_IF_ERROR(LoadModelRows(dir, shard, filter, stats));
+  }
+  return Status::OK();
+}
 
 int Fail(const Status& st, const std::string& who) {
   std::fprintf(stderr, "freshet_train: %s: %s\n", who.c_str(), st.ToString().c_str());
@@ -138,11 +170,41 @@ StatusOr<std::unique_ptr<MetricsService>> StartMetrics(const proto::MetricsConfi
   return s;
 }
 
+// --restore_only: writes the restored model to job.model_dir(): the dense
+// parameters of --restore_from as they are, the job, and the tables through
+// `save_tables` (every server writes the rows it loaded).
+Status SaveRestoredModel(const proto::JobConfig& job,
+                         const std::function<Status(const std::string& dir)>& save_tables) {
+  const std::string& dir = job.model_dir();
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return Internal(dir + ": cannot create: " + ec.message());
+  std::filesystem::copy_file(FLAGS_restore_from + "/dense.bin", dir + "/dense.bin",
+                             std::filesystem::copy_options::overwrite_existing, ec);
+  if (ec) return Internal(FLAGS_restore_from + "/dense.bin: cannot copy: " + ec.message());
+  if (std::filesystem::exists(FLAGS_restore_from + "/dense_opt.bin")) {
+    std::filesystem::copy_file(FLAGS_restore_from + "/dense_opt.bin", dir + "/dense_opt.bin",
+                               std::filesystem::copy_options::overwrite_existing, ec);
+    if (ec) return Internal(FLAGS_restore_from + "/dense_opt.bin: cannot copy: " + ec.message());
+  }
+  std::string text;
+  google::protobuf::TextFormat::PrintToString(job, &text);
+  std::ofstream out(dir + "/job.pbtxt", std::ios::trunc);
+  out << text;
+  if (!out.flush()) return Internal(dir + "/job.pbtxt: cannot write");
+  return save_tables(dir);
+}
+
 RunOptions Options() {
   RunOptions o;
   o.data_dir = FLAGS_data_dir;
   o.max_steps = FLAGS_max_steps;
   o.save_model = FLAGS_save;
+  o.restore_dir = FLAGS_restore_from;
+  o.checkpoint.dir = FLAGS_checkpoint_dir;
+  o.checkpoint.interval_steps = FLAGS_checkpoint_interval_steps;
+  o.checkpoint.keep = FLAGS_checkpoint_keep;
+  o.checkpoint.full_every = FLAGS_checkpoint_full_every;
   return o;
 }
 
@@ -155,11 +217,30 @@ int RunLocal(const proto::JobConfig& job) {
   }
   auto shard = ParameterShard::Create(job.tables(), 64);
   if (!shard.ok()) return Fail(shard.status(), "tables");
+  if (!FLAGS_restore_from.empty()) {
+    Status st = LoadRestoreChain(shard->get(), RowFilter(), nullptr);
+    if (!st.ok()) return Fail(st, "restore");
+  }
   LocalSparseStore store(shard->get());
   LocalCollective collective;
   RunOptions opt = Options();
+  uint32_t saved_version = 0;
+  opt.save_changed_tables = [&](const std::string& dir) {
+    const uint32_t now = (*shard)->version();
+    Status st = SaveShardRows(**shard, dir + "/" + ShardFileName(0, 1), saved_version);
+    if (st.ok()) saved_version = now;
+    return st;
+  };
+  if (FLAGS_restore_only) {
+    Status st = SaveRestoredModel(job, [&](const std::string& dir) {
+      return SaveShardRows(**shard, dir + "/" + ShardFileName(0, 1));
+    });
+    return st.ok() ? 0 : Fail(st, "restore_only");
+  }
   opt.save_tables = [&](const std::string& dir) {
-    return SaveShardRows(**shard, dir + "/" + ShardFileName(0, 1));
+    Status st = SaveShardRows(**shard, dir + "/" + ShardFileName(0, 1));
+    if (st.ok()) saved_version = (*shard)->version();
+    return st;
   };
   auto r = RunWorkerJob(job, &store, &collective, opt);
   if (!r.ok()) return Fail(r.status(), "local trainer");
@@ -182,6 +263,13 @@ int RunMpi(int argc, char** argv, const proto::JobConfig& job) {
       std::fprintf(stderr, "freshet_train: %s defines %d ranks, mpirun started %d (use -np %d)\n",
                    FLAGS_cluster_config.c_str(), layout.world_size(), session->size(),
                    layout.world_size());
+    }
+    return 1;
+  }
+  if (FLAGS_restore_only && layout.num_exporters() > 0) {
+    if (rank == 0) {
+      std::fprintf(stderr, "freshet_train: --restore_only: %s has exporter ranks; use a cluster "
+                   "config of servers and workers only\n", FLAGS_cluster_config.c_str());
     }
     return 1;
   }
@@ -227,6 +315,26 @@ int RunMpi(int argc, char** argv, const proto::JobConfig& job) {
   if (role == proto::SERVER) {
     auto shard = ParameterShard::Create(job.tables(), cfg->server().partitions());
     if (!shard.ok()) return Fail(shard.status(), layout.Describe(rank));
+    if (!FLAGS_restore_from.empty()) {
+      // Resharding: this server keeps the rows of its slot range, whatever
+      // number of servers wrote the files.
+      const int me = layout.IndexInRole(rank), n = layout.num_servers();
+      LoadRowsStats stats;
+      const auto t0 = std::chrono::steady_clock::now();
+      Status st = LoadRestoreChain(shard->get(), RowFilter::ForShard(me, n), &stats);
+      if (!st.ok()) {
+        Fail(st, layout.Describe(rank) + " restore");
+        MpiSession::Abort(2);  // the workers would wait for this server forever
+      }
+      std::printf("freshet_train: server %d/%d restored %lld of %lld rows from %lld files of %s "
+                  "in %.0f ms\n",
+                  me, n, static_cast<long long>(stats.rows_kept),
+                  static_cast<long long>(stats.rows_read), static_cast<long long>(stats.files),
+                  FLAGS_restore_from.c_str(),
+                  std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
+                      .count());
+      std::fflush(stdout);
+    }
     ServerNode node(transport.get(), layout, shard->get(), cfg->server().handler_threads(),
                     timeout, &metrics);
     StopMetricsOnExit stop_metrics{service.get()};
@@ -260,9 +368,11 @@ int RunMpi(int argc, char** argv, const proto::JobConfig& job) {
       std::fflush(stdout);
     }
     RunOptions opt = Options();
+    opt.checkpoint.num_servers = layout.num_servers();
     opt.metrics = &metrics;
     PsClient* c = client->get();
     opt.save_tables = [c](const std::string& dir) { return c->SaveTables(dir); };
+    opt.save_changed_tables = [c](const std::string& dir) { return c->SaveTables(dir, true); };
     if (layout.num_exporters() > 0) {
       // Every worker reports its watermark; the exporter exports the minimum.
       const int exporter = layout.ExporterRank(0);
@@ -330,6 +440,27 @@ int RunMpi(int argc, char** argv, const proto::JobConfig& job) {
             .status();
       };
     }
+    if (FLAGS_restore_only) {
+      // Worker 0 has every server write what it restored; the others only
+      // end their sessions.
+      Status st = layout.IndexInRole(rank) == 0
+                      ? SaveRestoredModel(job, opt.save_tables)
+                      : Status::OK();
+      if (!st.ok()) {
+        Fail(st, layout.Describe(rank) + " restore_only");
+        MpiSession::Abort(3);
+      }
+      if (layout.IndexInRole(rank) == 0) {
+        std::printf("freshet_train: restored %s onto %d servers, saved to %s\n",
+                    FLAGS_restore_from.c_str(), layout.num_servers(), job.model_dir().c_str());
+        std::fflush(stdout);
+      }
+      st = (*client)->Shutdown();
+      if (!st.ok()) rc = Fail(st, layout.Describe(rank));
+      transport->Shutdown();
+      MPI_Comm_free(&role_comm);
+      return rc;
+    }
     auto r = RunWorkerJob(job, c, collective->get(), opt);
     if (!r.ok()) {
       Fail(r.status(), layout.Describe(rank));
@@ -376,6 +507,22 @@ int main(int argc, char** argv) {
   if (!job.ok()) {
     std::fprintf(stderr, "freshet_train: %s\n", job.status().ToString().c_str());
     return 1;
+  }
+  if (FLAGS_restore_only && FLAGS_restore_from.empty()) {
+    std::fprintf(stderr, "freshet_train: --restore_only needs --restore_from\n");
+    return 1;
+  }
+  if (!FLAGS_restore_from.empty()) {
+    // A checkpoint root restores its latest complete checkpoint; a
+    // checkpoint's manifest is verified first.
+    auto chain = freshet::ResolveRestoreChain(FLAGS_restore_from);
+    if (!chain.ok()) {
+      std::fprintf(stderr, "freshet_train: --restore_from: %s\n",
+                   chain.status().ToString().c_str());
+      return 1;
+    }
+    freshet::g_restore_chain = *chain;
+    FLAGS_restore_from = chain->back();
   }
   if (FLAGS_local) return freshet::RunLocal(*job);
   return freshet::RunMpi(argc, argv, *job);

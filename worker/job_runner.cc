@@ -16,6 +16,7 @@
 #include <glog/logging.h>
 #include <google/protobuf/text_format.h>
 
+#include "worker/checkpoint.h"
 #include "worker/data/example_io.h"
 #include "worker/data/task.h"
 #include "worker/features.h"
@@ -176,6 +177,12 @@ std::string JobResult::Json(const proto::JobConfig& job, int num_workers, int nu
   }
   s += ",\"final_watermark\":" + std::to_string(final_watermark) +
        ",\"final_ingest_wall_ms\":" + std::to_string(final_ingest_wall_ms);
+  if (checkpoints > 0) {
+    s += ",\"checkpoints\":" + std::to_string(checkpoints) +
+         ",\"checkpoint_max_pause_ms\":" + Num(checkpoint_max_pause_ms) +
+         ",\"checkpoint_mean_pause_ms\":" + Num(checkpoint_total_pause_ms / checkpoints) +
+         ",\"checkpoint_last_bytes\":" + std::to_string(checkpoint_last_bytes);
+  }
   if (streaming) {
     s += ",\"stream\":{" + join.ToJsonFields() + ",\"bad_lines\":" + std::to_string(stream_bad) +
          "}";
@@ -258,6 +265,46 @@ Status LoadDense(const std::string& path, Model* model) {
   return Status::OK();
 }
 
+Status SaveDenseOptimizer(const Model& model, const std::string& path) {
+  const std::vector<float> state = model.DenseOptimizerState();
+  const std::string tmp = path + ".tmp";
+  std::FILE* f = std::fopen(tmp.c_str(), "wb");
+  if (!f) return Internal(tmp + ": cannot create: " + std::strerror(errno));
+  const uint64_t n = state.size();
+  uint64_t h = Fnv("FRSHDOPT", 8);
+  h = Fnv(&n, sizeof(n), h);
+  h = Fnv(state.data(), n * sizeof(float), h);
+  bool ok = std::fwrite("FRSHDOPT", 1, 8, f) == 8 && std::fwrite(&n, sizeof(n), 1, f) == 1 &&
+            std::fwrite(state.data(), sizeof(float), n, f) == n &&
+            std::fwrite(&h, sizeof(h), 1, f) == 1;
+  ok = std::fclose(f) == 0 && ok;
+  if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
+    std::remove(tmp.c_str());
+    return Internal(path + ": write failed");
+  }
+  return Status::OK();
+}
+
+Status LoadDenseOptimizer(const std::string& path, Model* model) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return NotFound(path + ": cannot open the dense optimizer state");
+  std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (data.size() < 24 || data.compare(0, 8, "FRSHDOPT") != 0) {
+    return DataLoss(path + ": not a dense optimizer state file");
+  }
+  uint64_t n, stored;
+  std::memcpy(&n, data.data() + 8, 8);
+  std::memcpy(&stored, data.data() + data.size() - 8, 8);
+  if (data.size() != 24 + n * sizeof(float)) {
+    return DataLoss(path + ": " + std::to_string(data.size()) + " bytes for " + std::to_string(n) +
+                    " floats");
+  }
+  if (Fnv(data.data(), data.size() - 8) != stored) return DataLoss(path + ": checksum mismatch");
+  std::vector<float> state(n);
+  std::memcpy(state.data(), data.data() + 16, n * sizeof(float));
+  return model->SetDenseOptimizerState(state).WithContext(path);
+}
+
 StatusOr<std::unique_ptr<Model>> CreateJobModel(const proto::JobConfig& job, int num_slots,
                                                 int num_dense) {
   ModelShape shape;
@@ -302,6 +349,17 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
                            FeatureEncoder::Create(job.features(), columns));
   FRESHET_ASSIGN_OR_RETURN(std::unique_ptr<Model> model,
                            CreateJobModel(job, encoder->num_slots(), encoder->num_dense()));
+  if (!options.restore_dir.empty()) {
+    FRESHET_RETURN_IF_ERROR(LoadDense(options.restore_dir + "/dense.bin", model.get())
+                                .WithContext("restoring"));
+    // Models saved before the optimizer state was: fresh Adam moments.
+    Status st = LoadDenseOptimizer(options.restore_dir + "/dense_opt.bin", model.get());
+    if (st.code() == StatusCode::kNotFound) {
+      LOG(WARNING) << st << "; the dense optimizer starts afresh";
+    } else {
+      FRESHET_RETURN_IF_ERROR(st.WithContext("restoring"));
+    }
+  }
   Trainer::Options topt;
   topt.batch_size = job.batch_size();
   topt.epochs = job.epochs();
@@ -374,6 +432,97 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
     if (leader && options.after_step) options.after_step(*model_ptr, step, watermark, wall_ms);
   };
   model_ptr = model.get();
+  const auto& ck = options.checkpoint;
+  int64_t next_checkpoint = 1, checkpoints_taken = 0;
+  if (!ck.dir.empty() && ck.interval_steps > 0) {
+    if (!options.save_tables) return InvalidArgument("checkpoints need a table save");
+    // Ids continue after the root's latest; worker 0 reads it, all agree.
+    float id = 0;
+    if (leader) {
+      FRESHET_RETURN_IF_ERROR(MakeDirs(ck.dir));
+      auto latest = LatestCheckpointId(ck.dir);
+      if (latest.ok()) {
+        id = static_cast<float>(*latest + 1);
+      } else if (latest.status().code() == StatusCode::kNotFound) {
+        id = 1;
+      } else {
+        return latest.status();
+      }
+    }
+    FRESHET_RETURN_IF_ERROR(workers->AllReduceSum(&id, 1));
+    next_checkpoint = static_cast<int64_t>(id);
+    topt.checkpoint_every_steps = ck.interval_steps;
+    // The protocol (docs/CHECKPOINTS.md): the trainer has drained this
+    // worker's pushes; the barrier makes that true of every worker (the
+    // cut); worker 0 has every server write its rows and writes the dense
+    // parameters, each streaming worker its read position; an all-reduce
+    // agrees on success; worker 0 writes MANIFEST last and publishes.
+    topt.checkpoint = [&](int64_t step) -> Status {
+      const auto t0 = std::chrono::steady_clock::now();
+      const std::string dir = CheckpointDir(ck.dir, next_checkpoint);
+      Status st = leader ? MakeDirs(dir) : Status::OK();
+      FRESHET_RETURN_IF_ERROR(workers->Barrier());
+      const auto* tail = stream == nullptr ? nullptr : dynamic_cast<TailSource*>(stream->lines());
+      if (st.ok() && tail != nullptr) {
+        const std::string path = dir + "/worker-" + std::to_string(workers->rank()) + ".position";
+        std::ofstream out(path, std::ios::trunc);
+        out << tail->Position().Serialize();
+        if (!out.flush()) st = Internal(path + ": cannot write the read position");
+      }
+      // Incremental: the rows changed since the previous checkpoint of this
+      // run, applied over it on restore (its MANIFEST names it as parent).
+      const bool incremental = checkpoints_taken > 0 && ck.full_every > 1 &&
+                               checkpoints_taken % ck.full_every != 0 &&
+                               static_cast<bool>(options.save_changed_tables);
+      if (st.ok() && leader) {
+        st = incremental ? options.save_changed_tables(dir) : options.save_tables(dir);
+        if (st.ok()) st = SaveDense(*model_ptr, dir + "/dense.bin");
+        if (st.ok()) st = SaveDenseOptimizer(*model_ptr, dir + "/dense_opt.bin");
+        if (st.ok()) {
+          std::string text;
+          google::protobuf::TextFormat::PrintToString(job, &text);
+          std::ofstream out(dir + "/job.pbtxt", std::ios::trunc);
+          out << text;
+          if (!out.flush()) st = Internal(dir + "/job.pbtxt: cannot write");
+        }
+      }
+      float failed = st.ok() ? 0.0f : 1.0f;
+      FRESHET_RETURN_IF_ERROR(workers->AllReduceSum(&failed, 1));
+      if (!st.ok()) return st.WithContext(dir);
+      if (failed > 0) return Status(StatusCode::kAborted, dir + ": another worker failed");
+      if (leader) {
+        CheckpointManifest m;
+        m.id = next_checkpoint;
+        m.step = step;
+        m.parent = incremental ? next_checkpoint - 1 : 0;
+        m.num_servers = ck.num_servers;
+        m.num_workers = workers->size();
+        m.unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                        std::chrono::system_clock::now().time_since_epoch())
+                        .count();
+        FRESHET_RETURN_IF_ERROR(WriteManifest(dir, &m));
+        FRESHET_RETURN_IF_ERROR(PublishCheckpoint(ck.dir, m.id, ck.keep));
+        const double ms = std::chrono::duration<double, std::milli>(
+                              std::chrono::steady_clock::now() - t0)
+                              .count();
+        ++result.checkpoints;
+        result.checkpoint_total_pause_ms += ms;
+        result.checkpoint_max_pause_ms = std::max(result.checkpoint_max_pause_ms, ms);
+        result.checkpoint_last_bytes = m.TotalBytes();
+        if (options.print_status) {
+          std::printf("checkpoint %lld (%s) at step %lld: %zu files, %.2f MB, training paused "
+                      "%.0f ms -> %s\n",
+                      static_cast<long long>(m.id), incremental ? "incremental" : "full",
+                      static_cast<long long>(step), m.files.size(),
+                      m.TotalBytes() / 1e6, ms, dir.c_str());
+          std::fflush(stdout);
+        }
+      }
+      ++next_checkpoint;
+      ++checkpoints_taken;
+      return Status::OK();
+    };
+  }
   FRESHET_ASSIGN_OR_RETURN(std::unique_ptr<Trainer> trainer,
                            Trainer::Create(job, encoder.get(), model.get(), store, workers, topt));
   BadRecordPolicy policy;
@@ -479,6 +628,7 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
     if (options.save_model) {
       FRESHET_RETURN_IF_ERROR(MakeDirs(job.model_dir()));
       FRESHET_RETURN_IF_ERROR(SaveDense(*model, job.model_dir() + "/dense.bin"));
+      FRESHET_RETURN_IF_ERROR(SaveDenseOptimizer(*model, job.model_dir() + "/dense_opt.bin"));
       std::string text;
       google::protobuf::TextFormat::PrintToString(job, &text);
       std::ofstream(job.model_dir() + "/job.pbtxt") << text;

@@ -38,6 +38,12 @@ struct JobResult {
   int64_t final_watermark = 0, final_ingest_wall_ms = 0;
   JoinCounters join;
   int64_t stream_bad = 0;
+  // Worker 0: periodic checkpoints written (RunOptions::checkpoint), the
+  // training pause each cost (ms, from the cut to resuming) and the size of
+  // the last one.
+  int64_t checkpoints = 0;
+  double checkpoint_max_pause_ms = 0, checkpoint_total_pause_ms = 0;
+  uint64_t checkpoint_last_bytes = 0;
   // Human-readable summary lines (holdout metrics beside the oracle and the
   // baseline).
   std::string Summary() const;
@@ -49,10 +55,29 @@ struct RunOptions {
   std::string data_dir = "../shared/data";
   int64_t max_steps = 0;      // > 0: stop training early (tests)
   bool save_model = true;
+  // Not empty: every worker loads the dense parameters from
+  // <restore_dir>/dense.bin before training (a saved model or checkpoint;
+  // the servers load the rows themselves).
+  std::string restore_dir;
+  // Periodic consistent checkpoints (worker/checkpoint.h, docs/CHECKPOINTS.md)
+  // into `dir` every `interval_steps` steps, keeping the newest `keep`
+  // (0: all). Needs save_tables. num_servers goes into the manifest.
+  struct Checkpointing {
+    std::string dir;
+    int64_t interval_steps = 0;
+    int keep = 2;
+    // Every full_every-th checkpoint of a run (the first always) is full,
+    // the others incremental (1: all full).
+    int full_every = 1;
+    int num_servers = 1;
+  } checkpoint;
   bool print_status = true;   // worker 0 only
   // Called by worker 0 to save the sparse tables into the model directory
   // (PsClient::SaveTables, or a local save). Unset: no table save.
   std::function<Status(const std::string& dir)> save_tables;
+  // Like save_tables, but each server writes only the rows pushed since its
+  // previous save (incremental checkpoints). Unset: checkpoints are full.
+  std::function<Status(const std::string& dir)> save_changed_tables;
   // Worker 0 only: called after every training step with the model (dense
   // parameters), step, watermark and ingestion wall time (see
   // Trainer::Options::after_step); the exporter feed.
@@ -95,6 +120,12 @@ std::vector<std::string> StreamColumns(const proto::FeatureConfig& features);
 // Dense parameter files: "FRSHDENS", u64 count, floats, u64 FNV-1a checksum.
 Status SaveDense(const Model& model, const std::string& path);
 Status LoadDense(const std::string& path, Model* model);
+// The dense optimizer state (Model::DenseOptimizerState): "FRSHDOPT", u64
+// count, floats, u64 FNV-1a checksum; written beside dense.bin as
+// dense_opt.bin. Load: NotFound without the file, DataLoss if corrupt,
+// InvalidArgument if its size does not fit the model.
+Status SaveDenseOptimizer(const Model& model, const std::string& path);
+Status LoadDenseOptimizer(const std::string& path, Model* model);
 
 // Builds the model for a job and an example-file header (the slot count and
 // dense count come from the encoder, the embedding dim from the slots'

@@ -386,12 +386,14 @@ Status PsClient::Clock() {
   return Status::OK();
 }
 
-StatusOr<std::vector<Message>> PsClient::CallAllServers(MsgType type, const std::string& text) {
+StatusOr<std::vector<Message>> PsClient::CallAllServers(MsgType type, const std::string& text,
+                                                        int64_t count) {
   std::vector<int> ranks;
   for (int s = 0; s < layout_.num_servers(); ++s) ranks.push_back(layout_.ServerRank(s));
   Message request;
   request.meta.type = type;
   request.meta.text = text;
+  request.meta.count = count;
   return CallRanks(ranks, request);
 }
 
@@ -456,8 +458,8 @@ StatusOr<std::vector<ServerStats>> PsClient::ServerStatsAll() {
   return out;
 }
 
-Status PsClient::SaveTables(const std::string& dir) {
-  return CallAllServers(MsgType::kSave, dir).status();
+Status PsClient::SaveTables(const std::string& dir, bool incremental) {
+  return CallAllServers(MsgType::kSave, dir, incremental ? 1 : 0).status();
 }
 
 Status PsClient::Shutdown() {

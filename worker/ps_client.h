@@ -83,7 +83,9 @@ class PsClient : public SparseStore {
   // Asks every server to write all its rows under `dir` (created by the
   // caller), as dir/shard-<i>-of-<n>.rows (server/table_io.h). Waits for
   // every server's answer, with the deadline.
-  Status SaveTables(const std::string& dir);
+  // `incremental`: only the rows pushed since each server's previous save
+  // (SaveShardRows changed_since); a server's first save is always full.
+  Status SaveTables(const std::string& dir, bool incremental = false);
 
   // Sends `request` to each rank in `ranks` (any role that answers) and
   // waits for every answer, with the deadline. Answers are matched by
@@ -135,7 +137,8 @@ class PsClient : public SparseStore {
   void ExpireOverdue();
   void FailAll(const Status& st);
   // Sends `type` (with `text`) to every server and waits for each answer.
-  StatusOr<std::vector<Message>> CallAllServers(MsgType type, const std::string& text);
+  StatusOr<std::vector<Message>> CallAllServers(MsgType type, const std::string& text,
+                                                int64_t count = 0);
 
   Transport* const transport_;
   const ClusterLayout& layout_;

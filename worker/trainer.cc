@@ -350,6 +350,16 @@ StatusOr<TrainStats> Trainer::Train(const ReaderFactory& open_shard) {
       ++stats.steps;
       watermark_ = std::max(watermark_, cur->max_time);
       if (options_.after_step) options_.after_step(stats.steps, watermark_, cur->ingest_wall_ms);
+      if (options_.checkpoint_every_steps > 0 && options_.checkpoint &&
+          stats.steps % options_.checkpoint_every_steps == 0) {
+        // The cut: every push of this worker up to this step is applied.
+        while (!pending_pushes.empty()) {
+          Status st = pending_pushes.front().get();
+          pending_pushes.pop_front();
+          if (!st.ok()) return st.WithContext("push");
+        }
+        FRESHET_RETURN_IF_ERROR(options_.checkpoint(stats.steps).WithContext("checkpoint"));
+      }
       stats.examples += n;
       stats.global_examples += static_cast<int64_t>(total);
       status_examples += static_cast<int64_t>(total);

@@ -93,6 +93,13 @@ class Trainer {
     size_t max_progressive = 0;
     // Appended to every status line (e.g. join counters, watermark, lag).
     std::function<std::string()> status_extra;
+    // > 0 with `checkpoint` set: every this many steps, after the step's
+    // dense update and clock, the trainer waits until every push it sent
+    // is acknowledged (applied by its server) and calls checkpoint(step).
+    // Workers step in lockstep, so every worker calls it at the same step:
+    // the consistent cut (worker/checkpoint.h). An error ends training.
+    int64_t checkpoint_every_steps = 0;
+    std::function<Status(int64_t step)> checkpoint;
   };
 
   // Not owned; all must outlive the trainer. `tables` gives table ids by

@@ -42,6 +42,7 @@
 #pragma once
 
 #include <cstddef>
+#include <string>
 #include <vector>
 
 #include "worker/model/internal/dense_ops.h"
@@ -62,6 +63,12 @@ class DeepFmModel final : public Model {
   size_t NumDenseParams() const override { return params_.size(); }
   float* dense_params() override { return params_.data(); }
   void ApplyDenseGradient(const float* grad) override { adam_.Step(params_.data(), grad); }
+  std::vector<float> DenseOptimizerState() const override { return adam_.State(); }
+  Status SetDenseOptimizerState(const std::vector<float>& state) override {
+    return adam_.SetState(state) ? Status::OK()
+                                 : InvalidArgument("dense optimizer state has " +
+                                                   std::to_string(state.size()) + " floats");
+  }
 
   // Number of dense parameters DeepFmModel would have; for validation.
   static size_t CountDenseParams(const ModelShape& shape, const std::vector<int>& hidden);

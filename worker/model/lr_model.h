@@ -20,6 +20,7 @@
 // Thread safety: not thread-safe (see Model).
 #pragma once
 
+#include <string>
 #include <vector>
 
 #include "worker/model/internal/dense_ops.h"
@@ -39,6 +40,12 @@ class LrModel final : public Model {
   size_t NumDenseParams() const override { return params_.size(); }
   float* dense_params() override { return params_.data(); }
   void ApplyDenseGradient(const float* grad) override { adam_.Step(params_.data(), grad); }
+  std::vector<float> DenseOptimizerState() const override { return adam_.State(); }
+  Status SetDenseOptimizerState(const std::vector<float>& state) override {
+    return adam_.SetState(state) ? Status::OK()
+                                 : InvalidArgument("dense optimizer state has " +
+                                                   std::to_string(state.size()) + " floats");
+  }
 
  private:
   float l2_;

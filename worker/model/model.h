@@ -71,6 +71,15 @@ class Model {
   const float* dense_params() const { return const_cast<Model*>(this)->dense_params(); }
   // One Adam step on the dense parameters with an (averaged) gradient.
   virtual void ApplyDenseGradient(const float* grad) = 0;
+  // The dense optimizer's state (Adam: step count, first and second
+  // moments) as floats, for checkpoints; empty for a model that keeps none.
+  virtual std::vector<float> DenseOptimizerState() const { return {}; }
+  // Restores what DenseOptimizerState returned. InvalidArgument if the size
+  // does not match this model's.
+  virtual Status SetDenseOptimizerState(const std::vector<float>& state) {
+    return state.empty() ? Status::OK()
+                         : InvalidArgument("this model keeps no dense optimizer state");
+  }
 
  protected:
   explicit Model(ModelShape shape) : shape_(std::move(shape)) {}

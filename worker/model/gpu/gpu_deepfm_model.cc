@@ -456,6 +456,13 @@ float* GpuDeepFmModel::dense_params() { return impl_->h_params.f(); }
 void GpuDeepFmModel::ApplyDenseGradient(const float* grad) {
   impl_->adam->Step(impl_->h_params.f(), grad);
 }
+std::vector<float> GpuDeepFmModel::DenseOptimizerState() const { return impl_->adam->State(); }
+Status GpuDeepFmModel::SetDenseOptimizerState(const std::vector<float>& state) {
+  return impl_->adam->SetState(state)
+             ? Status::OK()
+             : InvalidArgument("dense optimizer state has " + std::to_string(state.size()) +
+                               " floats");
+}
 const GpuPhaseTimes& GpuDeepFmModel::times() const { return impl_->times; }
 const GpuModelOptions& GpuDeepFmModel::options() const { return impl_->options; }
 

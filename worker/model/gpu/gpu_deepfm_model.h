@@ -84,6 +84,8 @@ class GpuDeepFmModel final : public Model {
   size_t NumDenseParams() const override;
   float* dense_params() override;
   void ApplyDenseGradient(const float* grad) override;
+  std::vector<float> DenseOptimizerState() const override;
+  Status SetDenseOptimizerState(const std::vector<float>& state) override;
 
   const GpuPhaseTimes& times() const;
   const GpuModelOptions& options() const;

@@ -1,6 +1,9 @@
 #include "worker/model/internal/dense_ops.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstddef>
+#include <cstring>
 
 #include <glog/logging.h>
 
@@ -90,6 +93,22 @@ void FirstOrderBackward(const ModelShape& shape, const ModelInput& in, const flo
 }
 
 DenseAdam::DenseAdam(size_t n, float lr) : lr_(lr > 0 ? lr : 0.001f), m_(n, 0.f), v_(n, 0.f) {}
+
+std::vector<float> DenseAdam::State() const {
+  std::vector<float> s(2 + m_.size() + v_.size());
+  std::memcpy(s.data(), &t_, sizeof(t_));
+  std::copy(m_.begin(), m_.end(), s.begin() + 2);
+  std::copy(v_.begin(), v_.end(), s.begin() + 2 + static_cast<std::ptrdiff_t>(m_.size()));
+  return s;
+}
+
+bool DenseAdam::SetState(const std::vector<float>& s) {
+  if (s.size() != 2 + m_.size() + v_.size()) return false;
+  std::memcpy(&t_, s.data(), sizeof(t_));
+  std::copy(s.begin() + 2, s.begin() + 2 + static_cast<std::ptrdiff_t>(m_.size()), m_.begin());
+  std::copy(s.begin() + 2 + static_cast<std::ptrdiff_t>(m_.size()), s.end(), v_.begin());
+  return true;
+}
 
 void DenseAdam::Step(float* params, const float* grad) {
   ++t_;

@@ -43,6 +43,11 @@ class DenseAdam {
   // REQUIRES: params and grad hold the n floats given at construction.
   void Step(float* params, const float* grad);
   int64_t steps() const { return t_; }
+  // The state as 2 + 2n floats: the step count's 8 bytes, then m, then v
+  // (checkpoints). SetState takes what State returned; false (and no
+  // change) on a size mismatch.
+  std::vector<float> State() const;
+  bool SetState(const std::vector<float>& state);
 
   static constexpr double kBeta1 = 0.9;
   static constexpr double kBeta2 = 0.999;

@@ -1,0 +1,247 @@
+#include "worker/checkpoint.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+namespace freshet {
+namespace {
+
+namespace fs = std::filesystem;
+
+bool HasTrailer(const std::string& name) {
+  auto ends = [&](const char* suffix) {
+    const size_t n = std::strlen(suffix);
+    return name.size() > n && name.compare(name.size() - n, n, suffix) == 0;
+  };
+  return ends(".rows") || ends(".bin");
+}
+
+// The last 8 bytes of `path` (the FNV-1a trailer of .rows and .bin files).
+StatusOr<uint64_t> Trailer(const std::string& path, uint64_t bytes) {
+  if (bytes < 8) return DataLoss(path + ": " + std::to_string(bytes) + " bytes, no checksum trailer");
+  const int fd = open(path.c_str(), O_RDONLY);
+  if (fd < 0) return NotFound(path + ": cannot open: " + std::strerror(errno));
+  uint64_t v = 0;
+  const ssize_t n = pread(fd, &v, sizeof(v), static_cast<off_t>(bytes - 8));
+  close(fd);
+  if (n != static_cast<ssize_t>(sizeof(v))) return DataLoss(path + ": cannot read the trailer");
+  return v;
+}
+
+Status SyncPath(const std::string& path) {
+  const int fd = open(path.c_str(), O_RDONLY);
+  if (fd < 0) return Internal(path + ": cannot open to sync: " + std::strerror(errno));
+  const int rc = fsync(fd);
+  close(fd);
+  if (rc != 0) return Internal(path + ": fsync failed: " + std::strerror(errno));
+  return Status::OK();
+}
+
+// Writes `text` to `path` via a fsynced temporary and rename, then syncs the
+// directory so the rename itself is durable.
+Status WriteAtomically(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".tmp";
+  std::FILE* f = std::fopen(tmp.c_str(), "wb");
+  if (!f) return Internal(tmp + ": cannot create: " + std::strerror(errno));
+  bool ok = std::fwrite(text.data(), 1, text.size(), f) == text.size() && std::fflush(f) == 0 &&
+            fsync(fileno(f)) == 0;
+  ok = std::fclose(f) == 0 && ok;
+  if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
+    std::remove(tmp.c_str());
+    return Internal(path + ": write failed: " + std::strerror(errno));
+  }
+  return SyncPath(fs::path(path).parent_path().string());
+}
+
+}  // namespace
+
+uint64_t CheckpointManifest::TotalBytes() const {
+  uint64_t b = 0;
+  for (const auto& f : files) b += f.bytes;
+  return b;
+}
+
+std::string CheckpointDir(const std::string& root, int64_t id) {
+  return root + "/ckpt-" + std::to_string(id);
+}
+
+StatusOr<int64_t> LatestCheckpointId(const std::string& root) {
+  const std::string path = root + "/CHECKPOINT_LATEST";
+  std::ifstream in(path);
+  if (!in) return NotFound(path + ": no checkpoint published");
+  std::string text;
+  std::getline(in, text);
+  char* end = nullptr;
+  const long long id = std::strtoll(text.c_str(), &end, 10);
+  if (text.empty() || *end != '\0' || id <= 0) {
+    return DataLoss(path + ": line 1: expected a positive checkpoint id, got '" + text + "'");
+  }
+  return static_cast<int64_t>(id);
+}
+
+Status WriteManifest(const std::string& dir, CheckpointManifest* m) {
+  m->files.clear();
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    if (!e.is_regular_file()) continue;
+    const std::string name = e.path().filename().string();
+    if (name == "MANIFEST" || (name.size() > 4 && name.compare(name.size() - 4, 4, ".tmp") == 0)) {
+      continue;
+    }
+    CheckpointFile f;
+    f.name = name;
+    f.bytes = e.file_size();
+    if (HasTrailer(name)) {
+      FRESHET_ASSIGN_OR_RETURN(f.checksum, Trailer(dir + "/" + name, f.bytes));
+    }
+    m->files.push_back(f);
+  }
+  if (ec) return Internal(dir + ": cannot list: " + ec.message());
+  std::sort(m->files.begin(), m->files.end(),
+            [](const CheckpointFile& a, const CheckpointFile& b) { return a.name < b.name; });
+  std::ostringstream out;
+  out << "freshet-checkpoint 1\n"
+      << "id " << m->id << "\nstep " << m->step << "\nparent " << m->parent << "\nservers " << m->num_servers << "\nworkers "
+      << m->num_workers << "\nunix_ms " << m->unix_ms << "\n";
+  for (const auto& f : m->files) {
+    out << "file " << f.name << " " << f.bytes << " " << std::hex << f.checksum << std::dec
+        << "\n";
+  }
+  out << "end\n";
+  return WriteAtomically(dir + "/MANIFEST", out.str());
+}
+
+StatusOr<CheckpointManifest> VerifyCheckpoint(const std::string& dir) {
+  const std::string path = dir + "/MANIFEST";
+  std::ifstream in(path);
+  if (!in) return NotFound(path + ": no manifest (an incomplete checkpoint)");
+  CheckpointManifest m;
+  std::string line;
+  int n = 0;
+  bool ended = false;
+  auto bad = [&](const std::string& what) {
+    return DataLoss(path + ": line " + std::to_string(n) + ": " + what);
+  };
+  while (std::getline(in, line)) {
+    ++n;
+    std::istringstream ls(line);
+    std::string key;
+    ls >> key;
+    if (n == 1) {
+      if (line != "freshet-checkpoint 1") return bad("not a freshet checkpoint manifest");
+      continue;
+    }
+    if (key == "end") {
+      ended = true;
+      break;
+    }
+    if (key == "file") {
+      CheckpointFile f;
+      if (!(ls >> f.name >> f.bytes >> std::hex >> f.checksum)) return bad("bad file entry");
+      m.files.push_back(f);
+      continue;
+    }
+    int64_t v = 0;
+    if (!(ls >> v)) return bad("bad value for '" + key + "'");
+    if (key == "id") m.id = v;
+    else if (key == "step") m.step = v;
+    else if (key == "parent") m.parent = v;
+    else if (key == "servers") m.num_servers = static_cast<int>(v);
+    else if (key == "workers") m.num_workers = static_cast<int>(v);
+    else if (key == "unix_ms") m.unix_ms = v;
+    else return bad("unknown field '" + key + "'");
+  }
+  if (!ended) return bad("truncated (no 'end' line)");
+  for (const auto& f : m.files) {
+    const std::string p = dir + "/" + f.name;
+    struct stat st;
+    if (stat(p.c_str(), &st) != 0) return DataLoss(p + ": listed in " + path + " but missing");
+    if (static_cast<uint64_t>(st.st_size) != f.bytes) {
+      return DataLoss(p + ": " + std::to_string(st.st_size) + " bytes, " + path + " says " +
+                      std::to_string(f.bytes));
+    }
+    if (HasTrailer(f.name)) {
+      FRESHET_ASSIGN_OR_RETURN(uint64_t sum, Trailer(p, f.bytes));
+      if (sum != f.checksum) return DataLoss(p + ": checksum differs from " + path);
+    }
+  }
+  return m;
+}
+
+Status PublishCheckpoint(const std::string& root, int64_t id, int keep) {
+  FRESHET_RETURN_IF_ERROR(WriteAtomically(root + "/CHECKPOINT_LATEST", std::to_string(id) + "\n"));
+  if (keep <= 0) return Status::OK();
+  // The kept checkpoints' ancestors stay.
+  std::set<int64_t> needed;
+  for (int64_t k = std::max<int64_t>(1, id - keep + 1); k <= id; ++k) {
+    for (int64_t a = k; a > 0 && needed.insert(a).second;) {
+      auto m = VerifyCheckpoint(CheckpointDir(root, a));
+      a = m.ok() ? m->parent : 0;
+    }
+  }
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(root, ec)) {
+    const std::string name = e.path().filename().string();
+    if (!e.is_directory() || name.rfind("ckpt-", 0) != 0) continue;
+    char* end = nullptr;
+    const long long old = std::strtoll(name.c_str() + 5, &end, 10);
+    if (*end != '\0' || old <= 0 || old > id - keep || needed.count(old) > 0) continue;
+    fs::remove_all(e.path(), ec);
+    if (ec) return Internal(e.path().string() + ": cannot delete: " + ec.message());
+  }
+  return Status::OK();
+}
+
+StatusOr<std::string> ResolveRestoreDir(const std::string& path) {
+  struct stat st;
+  if (stat((path + "/CHECKPOINT_LATEST").c_str(), &st) == 0) {
+    FRESHET_ASSIGN_OR_RETURN(int64_t id, LatestCheckpointId(path));
+    const std::string dir = CheckpointDir(path, id);
+    FRESHET_RETURN_IF_ERROR(VerifyCheckpoint(dir).status());
+    return dir;
+  }
+  if (stat((path + "/MANIFEST").c_str(), &st) == 0) {
+    FRESHET_RETURN_IF_ERROR(VerifyCheckpoint(path).status());
+    return path;
+  }
+  if (stat((path + "/dense.bin").c_str(), &st) == 0) return path;
+  return NotFound(path + ": neither a checkpoint (MANIFEST, CHECKPOINT_LATEST) nor a saved model "
+                  "(dense.bin)");
+}
+
+StatusOr<std::vector<std::string>> ResolveRestoreChain(const std::string& path) {
+  FRESHET_ASSIGN_OR_RETURN(std::string dir, ResolveRestoreDir(path));
+  std::vector<std::string> chain = {dir};
+  struct stat st;
+  if (stat((dir + "/MANIFEST").c_str(), &st) != 0) return chain;  // a plain model
+  FRESHET_ASSIGN_OR_RETURN(CheckpointManifest m, VerifyCheckpoint(dir));
+  const std::string root = fs::path(dir).parent_path().string();
+  while (m.parent > 0) {
+    if (m.parent >= m.id) {
+      return DataLoss(chain.back() + "/MANIFEST: parent " + std::to_string(m.parent) +
+                      " is not older than id " + std::to_string(m.id));
+    }
+    const std::string parent = CheckpointDir(root, m.parent);
+    auto pm = VerifyCheckpoint(parent);
+    if (!pm.ok()) {
+      return DataLoss(chain.back() + " is incremental over " + parent + ": " +
+                      pm.status().ToString());
+    }
+    chain.push_back(parent);
+    m = *pm;
+  }
+  std::reverse(chain.begin(), chain.end());
+  return chain;
+}
+
+}  // namespace freshet

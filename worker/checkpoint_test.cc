@@ -1,0 +1,161 @@
+#include "worker/checkpoint.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include <gtest/gtest.h>
+
+namespace freshet {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string Root(const std::string& name) {
+  const std::string d =
+      ::testing::TempDir() + "/checkpoint_" + name + "_" + std::to_string(getpid());
+  fs::remove_all(d);
+  fs::create_directories(d);
+  return d;
+}
+
+// A checkpoint directory with a .rows-like file (8-byte trailer) and a text
+// file; returns its path.
+std::string MakeCheckpoint(const std::string& root, int64_t id, bool with_manifest) {
+  const std::string dir = CheckpointDir(root, id);
+  fs::create_directories(dir);
+  std::ofstream(dir + "/shard-0-of-1.rows", std::ios::binary)
+      << "rowsdata" << std::string("\x01\x02\x03\x04\x05\x06\x07\x08", 8);
+  std::ofstream(dir + "/job.pbtxt") << "name: \"x\"\n";
+  std::ofstream(dir + "/dense.bin", std::ios::binary) << "dense-" << id << "ABCDEFGH";
+  if (with_manifest) {
+    CheckpointManifest m;
+    m.id = id;
+    m.step = 10 * id;
+    m.num_servers = 2;
+    m.num_workers = 3;
+    m.unix_ms = 1234;
+    EXPECT_TRUE(WriteManifest(dir, &m).ok());
+    EXPECT_EQ(m.files.size(), 3u);
+    EXPECT_EQ(m.files[0].name, "dense.bin");
+    EXPECT_EQ(m.files[2].checksum, 0x0807060504030201ull);
+  }
+  return dir;
+}
+
+TEST(CheckpointTest, ManifestRoundTripsAndVerifies) {
+  const std::string root = Root("roundtrip");
+  const std::string dir = MakeCheckpoint(root, 4, true);
+  auto m = VerifyCheckpoint(dir);
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_EQ(m->id, 4);
+  EXPECT_EQ(m->step, 40);
+  EXPECT_EQ(m->num_servers, 2);
+  EXPECT_EQ(m->num_workers, 3);
+  EXPECT_EQ(m->unix_ms, 1234);
+  ASSERT_EQ(m->files.size(), 3u);
+  EXPECT_EQ(m->files[2].name, "shard-0-of-1.rows");
+  EXPECT_EQ(m->files[2].bytes, 16u);
+  EXPECT_EQ(m->TotalBytes(), fs::file_size(dir + "/dense.bin") + fs::file_size(dir + "/job.pbtxt") + 16);
+}
+
+TEST(CheckpointTest, DamagedCheckpointsAreDataLossNamingTheFile) {
+  const std::string root = Root("damaged");
+  const std::string dir = MakeCheckpoint(root, 1, true);
+  // Same size, different trailer: a file rewritten after the manifest.
+  std::ofstream(dir + "/shard-0-of-1.rows", std::ios::binary)
+      << "rowsdata" << std::string("\x01\x02\x03\x04\x05\x06\x07\x09", 8);
+  Status st = VerifyCheckpoint(dir).status();
+  EXPECT_EQ(st.code(), StatusCode::kDataLoss);
+  EXPECT_NE(st.message().find("shard-0-of-1.rows: checksum differs"), std::string::npos) << st;
+  // A truncated file.
+  MakeCheckpoint(root, 2, true);
+  fs::resize_file(CheckpointDir(root, 2) + "/dense.bin", 3);
+  st = VerifyCheckpoint(CheckpointDir(root, 2)).status();
+  EXPECT_EQ(st.code(), StatusCode::kDataLoss);
+  EXPECT_NE(st.message().find("dense.bin: 3 bytes"), std::string::npos) << st;
+  // A truncated manifest (no end line).
+  MakeCheckpoint(root, 3, true);
+  const std::string man = CheckpointDir(root, 3) + "/MANIFEST";
+  fs::resize_file(man, fs::file_size(man) - 4);
+  st = VerifyCheckpoint(CheckpointDir(root, 3)).status();
+  EXPECT_EQ(st.code(), StatusCode::kDataLoss);
+  EXPECT_NE(st.message().find("truncated"), std::string::npos) << st;
+}
+
+// A crash after the data files but before MANIFEST / CHECKPOINT_LATEST:
+// the incomplete checkpoint is never what a restore picks.
+TEST(CheckpointTest, IncompleteCheckpointIsNeverRestored) {
+  const std::string root = Root("incomplete");
+  MakeCheckpoint(root, 1, true);
+  ASSERT_TRUE(PublishCheckpoint(root, 1, 0).ok());
+  const std::string partial = MakeCheckpoint(root, 2, false);  // crashed before MANIFEST
+  EXPECT_EQ(VerifyCheckpoint(partial).status().code(), StatusCode::kNotFound);
+  auto dir = ResolveRestoreDir(root);
+  ASSERT_TRUE(dir.ok()) << dir.status();
+  EXPECT_EQ(*dir, CheckpointDir(root, 1));
+  // A plain model directory resolves to itself; an empty one is NotFound.
+  EXPECT_EQ(*ResolveRestoreDir(partial), partial);
+  EXPECT_EQ(ResolveRestoreDir(Root("empty")).status().code(), StatusCode::kNotFound);
+  // The pointer names a checkpoint whose manifest is missing: an error, not
+  // a silent fallback.
+  ASSERT_TRUE(PublishCheckpoint(root, 2, 0).ok());
+  EXPECT_EQ(ResolveRestoreDir(root).status().code(), StatusCode::kNotFound);
+  std::ofstream(root + "/CHECKPOINT_LATEST") << "two\n";
+  EXPECT_EQ(LatestCheckpointId(root).status().code(), StatusCode::kDataLoss);
+}
+
+TEST(CheckpointTest, PublishKeepsTheNewest) {
+  const std::string root = Root("keep");
+  for (int id = 1; id <= 4; ++id) {
+    MakeCheckpoint(root, id, true);
+    ASSERT_TRUE(PublishCheckpoint(root, id, 2).ok());
+    auto latest = LatestCheckpointId(root);
+    ASSERT_TRUE(latest.ok());
+    EXPECT_EQ(*latest, id);
+  }
+  EXPECT_FALSE(fs::exists(CheckpointDir(root, 1)));
+  EXPECT_FALSE(fs::exists(CheckpointDir(root, 2)));
+  EXPECT_TRUE(fs::exists(CheckpointDir(root, 3)));
+  EXPECT_TRUE(fs::exists(CheckpointDir(root, 4)));
+  EXPECT_FALSE(fs::exists(root + "/CHECKPOINT_LATEST.tmp"));
+}
+
+// Incremental checkpoints: the chain is full first, and pruning keeps the
+// parents of the checkpoints it keeps.
+TEST(CheckpointTest, IncrementalChainAndPruning) {
+  const std::string root = Root("chain");
+  for (int id = 1; id <= 5; ++id) {
+    const std::string dir = MakeCheckpoint(root, id, false);
+    CheckpointManifest m;
+    m.id = id;
+    m.parent = (id == 1 || id == 4) ? 0 : id - 1;  // 1 <- 2 <- 3, 4 <- 5
+    ASSERT_TRUE(WriteManifest(dir, &m).ok());
+    ASSERT_TRUE(PublishCheckpoint(root, id, 1).ok());
+    if (id == 3) {
+      auto chain = ResolveRestoreChain(root);
+      ASSERT_TRUE(chain.ok()) << chain.status();
+      EXPECT_EQ(*chain, (std::vector<std::string>{CheckpointDir(root, 1), CheckpointDir(root, 2),
+                                                  CheckpointDir(root, 3)}));
+      EXPECT_EQ(VerifyCheckpoint(CheckpointDir(root, 3))->parent, 2);
+    }
+  }
+  // keep=1 at id 5: 5 and its parent 4 stay; 1-3 are gone.
+  for (int id = 1; id <= 3; ++id) EXPECT_FALSE(fs::exists(CheckpointDir(root, id))) << id;
+  auto chain = ResolveRestoreChain(root);
+  ASSERT_TRUE(chain.ok()) << chain.status();
+  EXPECT_EQ(*chain,
+            (std::vector<std::string>{CheckpointDir(root, 4), CheckpointDir(root, 5)}));
+  // A lost parent is an error naming it, not a silent partial restore.
+  fs::remove(CheckpointDir(root, 4) + "/MANIFEST");
+  Status st = ResolveRestoreChain(root).status();
+  EXPECT_EQ(st.code(), StatusCode::kDataLoss);
+  EXPECT_NE(st.message().find("incremental over " + CheckpointDir(root, 4)), std::string::npos)
+      << st;
+}
+
+}  // namespace
+}  // namespace freshet
