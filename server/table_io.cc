@@ -77,13 +77,16 @@ Status SaveShardRows(const ParameterShard& shard, const std::string& path) {
     // Count first: ForEach holds partition locks, rows may be added between
     // calls only if training runs concurrently, which saving excludes.
     uint64_t rows = 0;
-    table->ForEach([&](uint64_t, const float*, const float*, const RowMeta&) { ++rows; });
+    // Rows past their TTL are left out even before the sweep evicts them.
+    table->ForEach([&](uint64_t, const float*, const float*, const RowMeta& m) {
+      if (!table->Expired(m)) ++rows;
+    });
     w.PutValue<uint64_t>(rows);
     const size_t wbytes = table->dim() * sizeof(float);
     const size_t sbytes = table->state_dim() * sizeof(float);
     uint64_t written = 0;
     table->ForEach([&](uint64_t key, const float* weights, const float* state, const RowMeta& m) {
-      if (written == rows) return;
+      if (written == rows || table->Expired(m)) return;
       w.PutValue<uint64_t>(key);
       w.PutValue<uint32_t>(m.update_count);
       w.PutValue<uint32_t>(m.version);
