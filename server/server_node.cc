@@ -39,6 +39,24 @@ ServerNode::ServerNode(Transport* transport, const ClusterLayout& layout, Parame
                        stat(&ServerStats::rows));
   metrics->AddCallback("table_bytes", "Bytes of this server's shard of every table.", false,
                        stat(&ServerStats::bytes));
+  auto tstat = [sh](int64_t TableStats::*field) {
+    return [sh, field] { return static_cast<double>(sh->TotalTableStats().*field); };
+  };
+  metrics->AddCallback("table_held_back_pushes",
+                       "Pushed keys dropped because the key is not admitted yet.", true,
+                       tstat(&TableStats::held_back_pushes));
+  metrics->AddCallback("table_held_back_pulls",
+                       "Pulled keys answered with the held-back value (no row).", true,
+                       tstat(&TableStats::held_back_pulls));
+  metrics->AddCallback("table_admitted", "Rows created by feature admission.", true,
+                       tstat(&TableStats::admitted));
+  metrics->AddCallback("table_evicted_ttl", "Rows evicted by the TTL (event time).", true,
+                       tstat(&TableStats::evicted_ttl));
+  metrics->AddCallback("table_evicted_capacity", "Rows evicted to stay within max_rows.", true,
+                       tstat(&TableStats::evicted_capacity));
+  metrics->AddCallback("table_deletions_dropped",
+                       "Eviction deletions dropped by the bounded log before export.", true,
+                       tstat(&TableStats::deletions_dropped));
   metrics_.pull_latency = metrics->AddHistogram(
       "server_pull", "Time to apply a pull and queue its reply (handler thread).");
   metrics_.push_latency = metrics->AddHistogram(
@@ -124,7 +142,11 @@ void ServerNode::HandlePush(Message msg) {
   } else {
     const auto* keys = reinterpret_cast<const uint64_t*>(msg.body.data());
     const auto* grads = reinterpret_cast<const float*>(msg.body.data() + n * sizeof(uint64_t));
-    st = shard_->HandlePush(msg.meta.table, msg.meta.dim, keys, n, grads);
+    // PUSH carries the batch's event time (unix s) in `watermark`.
+    const int64_t et = msg.meta.watermark;
+    const uint32_t event_s =
+        et <= 0 ? 0u : static_cast<uint32_t>(std::min<int64_t>(et, std::numeric_limits<uint32_t>::max()));
+    st = shard_->HandlePush(msg.meta.table, msg.meta.dim, keys, n, grads, event_s);
   }
   const int w = msg.meta.worker;
   if (w >= 0 && w < layout_.num_workers()) {

@@ -229,6 +229,7 @@ std::future<Status> PsClient::Push(int table, const uint64_t* keys, size_t n,
     msg.meta.dim = static_cast<uint32_t>(dim);
     msg.meta.worker = worker_index_;
     msg.meta.clock = step_.load();
+    msg.meta.watermark = event_time_.load();  // the batch's event time, for TTLs
     msg.body.reserve(ns * (sizeof(uint64_t) + row_bytes) + 64);
     msg.body.resize(ns * (sizeof(uint64_t) + row_bytes));
     auto* kp = reinterpret_cast<uint64_t*>(msg.body.data());
