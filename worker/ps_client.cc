@@ -452,7 +452,7 @@ StatusOr<std::vector<ServerStats>> PsClient::ServerStatsAll() {
     }
     int64_t f[ServerStats::kNumFields];
     std::memcpy(f, m.body.data(), sizeof(f));
-    out.push_back(ServerStats{f[0], f[1], f[2], f[3], f[4], f[5]});
+    out.push_back(ServerStats{f[0], f[1], f[2], f[3], f[4], f[5], f[6]});
   }
   return out;
 }
