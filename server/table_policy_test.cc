@@ -338,3 +338,27 @@ TEST(StorageTest, AdagradStateStaysFp32) {
 
 }  // namespace
 }  // namespace freshet
+
+namespace freshet {
+namespace {
+
+// The table may convert with F16C; it must round exactly like server/half.h.
+TEST(StorageTest, TableRoundingMatchesScalarConversion) {
+  proto::TableConfig cfg = Sgd(19);  // 2 full 8-lane blocks and a tail
+  cfg.set_storage(proto::TableConfig::FP16);
+  auto t = Make(cfg, 1);
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<float> e(-20.0f, 17.0f);
+  std::vector<float> w(19), got(19);
+  for (uint64_t key = 1; key <= 500; ++key) {
+    for (float& x : w) x = std::exp2(e(rng)) * ((rng() & 1) ? 1 : -1);
+    t->Upsert(key, w.data(), nullptr, RowMeta());
+    ASSERT_TRUE(t->Lookup(key, got.data()));
+    for (int d = 0; d < 19; ++d) {
+      ASSERT_EQ(got[d], HalfToFloat(FloatToHalf(w[d]))) << w[d];
+    }
+  }
+}
+
+}  // namespace
+}  // namespace freshet
