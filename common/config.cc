@@ -253,6 +253,37 @@ Status ValidateTableConfig(proto::TableConfig* t, const std::string& where) {
       !(init.scale() > 0)) {
     return FieldError(where, "initializer.scale", "must be > 0 for UNIFORM and NORMAL");
   }
+  auto* adm = t->mutable_admission();
+  if (adm->min_count() > 255) {
+    return FieldError(where, "admission.min_count",
+                      "must be in [0, 255], got " + std::to_string(adm->min_count()));
+  }
+  if (!(adm->probability() >= 0 && adm->probability() <= 1)) {
+    return FieldError(where, "admission.probability",
+                      "must be in [0, 1], got " + std::to_string(adm->probability()));
+  }
+  if (adm->sketch_width() == 0) adm->set_sketch_width(1u << 20);
+  if (adm->sketch_depth() == 0) adm->set_sketch_depth(4);
+  if (adm->sketch_width() < 64 || adm->sketch_width() > (1u << 30)) {
+    return FieldError(where, "admission.sketch_width",
+                      "must be in [64, 2^30], got " + std::to_string(adm->sketch_width()));
+  }
+  if (adm->sketch_depth() > 8) {
+    return FieldError(where, "admission.sketch_depth",
+                      "must be in [1, 8], got " + std::to_string(adm->sketch_depth()));
+  }
+  if (!proto::AdmissionConfig::HeldBackValue_IsValid(adm->held_back_value())) {
+    return FieldError(where, "admission.held_back_value", "unknown value");
+  }
+  if (!proto::EvictionConfig::Policy_IsValid(t->eviction().policy())) {
+    return FieldError(where, "eviction.policy", "unknown value");
+  }
+  if (t->eviction().max_rows() > (uint64_t{1} << 40)) {
+    return FieldError(where, "eviction.max_rows", "must be <= 2^40");
+  }
+  if (!proto::TableConfig::Storage_IsValid(t->storage())) {
+    return FieldError(where, "storage", "unknown value");
+  }
   auto* o = t->mutable_optimizer();
   if (o->clip_norm() < 0) return FieldError(where, "optimizer.clip_norm", "must be >= 0");
   auto positive = [&](float v, const char* field) -> Status {

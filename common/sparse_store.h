@@ -27,6 +27,9 @@ class SparseStore {
                                    const float* grads) = 0;
   // Ends a training step (bounded staleness bookkeeping).
   virtual Status Clock() = 0;
+  // Event time (unix s) of the batch whose gradients the next Push calls
+  // carry; servers measure row TTLs in it (docs/TABLES.md). Default: ignored.
+  virtual void SetEventTime(int64_t /*unix_s*/) {}
 };
 
 }  // namespace freshet

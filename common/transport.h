@@ -90,7 +90,8 @@ struct ServerStats {
   int64_t push_requests = 0;
   int64_t keys_pulled = 0;
   int64_t keys_pushed = 0;
-  static constexpr int kNumFields = 6;
+  int64_t resident_bytes = 0;  // the server process's resident set (0: unknown)
+  static constexpr int kNumFields = 7;
 };
 
 struct TransportStats {

@@ -101,6 +101,19 @@ bool ExporterNode::Handle(Message* msg, Message* final_request) {
   }
 }
 
+Status AddExportRows(const std::vector<char>& body, Snapshot* snap) {
+  const bool full = snap->kind == Snapshot::Kind::kFull;
+  return ForEachExportedTable(body, [&](int table, int dim, const uint64_t* keys, const float* w,
+                                        size_t n, const uint64_t* deleted, size_t num_deleted) {
+    if (table < 0 || table >= static_cast<int>(snap->tables.size())) return;
+    SnapshotTable& st = snap->tables[table];
+    if (dim != st.dim) return;
+    st.keys.insert(st.keys.end(), keys, keys + n);
+    st.values.insert(st.values.end(), w, w + n * dim);
+    if (!full) st.deleted.insert(st.deleted.end(), deleted, deleted + num_deleted);
+  });
+}
+
 Status ExporterNode::Export(bool full) {
   const auto t0 = SteadyClock::now();
   std::map<uint64_t, int> pending;  // request id -> server index
@@ -145,14 +158,7 @@ Status ExporterNode::Export(bool full) {
     const int s = it->second;
     pending.erase(it);
     new_since[s] = static_cast<uint32_t>(r->meta.count);
-    Status st = ForEachExportedTable(
-        r->body, [&](int table, int dim, const uint64_t* keys, const float* w, size_t n) {
-          if (table < 0 || table >= static_cast<int>(snap.tables.size())) return;
-          SnapshotTable& st = snap.tables[table];
-          if (dim != st.dim) return;
-          st.keys.insert(st.keys.end(), keys, keys + n);
-          st.values.insert(st.values.end(), w, w + n * dim);
-        });
+    Status st = AddExportRows(r->body, &snap);
     if (!st.ok()) return st.WithContext("EXPORT response from " + layout_.Describe(r->peer));
   }
   since_ = new_since;

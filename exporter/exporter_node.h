@@ -46,6 +46,14 @@
 
 namespace freshet {
 
+// Adds the rows of one server's ExportRows body (server/parameter_shard.h)
+// to `snap`, whose tables are the job's in order (name and dim set). Rows
+// go to SnapshotTable::keys/values; deleted keys (evicted rows) to
+// SnapshotTable::deleted, except in a full snapshot (it lists every live
+// row, so deletions are implied). Tables the job lacks or with another dim
+// are skipped. DataLoss if the body is malformed.
+Status AddExportRows(const std::vector<char>& body, Snapshot* snap);
+
 struct ExporterStats {
   int64_t fulls = 0;
   int64_t deltas = 0;

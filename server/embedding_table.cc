@@ -2,12 +2,18 @@
 
 #include <glog/logging.h>
 
+#include <algorithm>
 #include <cstring>
 #include <limits>
 #include <string>
 #include <utility>
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
 #include "common/sharding.h"
+#include "server/half.h"
 #include "server/initializer.h"
 
 namespace freshet {
@@ -43,13 +49,65 @@ inline uint64_t KeyOfRow(const char* row) {
   return key;
 }
 
+// Bytes of a row's weights in storage format, padded to 4 so the fp32
+// state after them is aligned.
+size_t WeightBytesFor(int dim, proto::TableConfig::Storage storage) {
+  if (storage == proto::TableConfig::FP32) return sizeof(float) * static_cast<size_t>(dim);
+  return (sizeof(uint16_t) * static_cast<size_t>(dim) + 3) & ~size_t{3};
+}
+
 // Stride of a row record: header, weights, state, rounded up to 8 bytes so
 // every record's key is aligned.
-size_t RowStrideFor(int dim, int state_dim) {
+size_t RowStrideFor(size_t weight_bytes, int state_dim) {
   const size_t bytes =
-      sizeof(uint64_t) + sizeof(RowMeta) + sizeof(float) * (static_cast<size_t>(dim) + state_dim);
+      sizeof(uint64_t) + sizeof(RowMeta) + weight_bytes + sizeof(float) * state_dim;
   return (bytes + 7) & ~size_t{7};
 }
+
+inline uint64_t Mix64(uint64_t x) {  // splitmix64 finalizer
+  x ^= x >> 30;
+  x *= 0xbf58476d1ce4e5b9ull;
+  x ^= x >> 27;
+  x *= 0x94d049bb133111ebull;
+  x ^= x >> 31;
+  return x;
+}
+
+// fp16 <-> fp32 for a row: F16C (8 lanes per instruction, round to nearest
+// even like FloatToHalf) when the CPU has it, else the scalar code.
+#if defined(__x86_64__)
+__attribute__((target("avx,f16c"))) void HalfToFloatF16c(const uint16_t* in, float* out, int n) {
+  int d = 0;
+  for (; d + 8 <= n; d += 8) {
+    _mm256_storeu_ps(out + d,
+                     _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(in + d))));
+  }
+  for (; d < n; ++d) out[d] = HalfToFloat(in[d]);
+}
+__attribute__((target("avx,f16c"))) void FloatToHalfF16c(const float* in, uint16_t* out, int n) {
+  int d = 0;
+  for (; d + 8 <= n; d += 8) {
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + d),
+                     _mm256_cvtps_ph(_mm256_loadu_ps(in + d), _MM_FROUND_TO_NEAREST_INT));
+  }
+  for (; d < n; ++d) out[d] = FloatToHalf(in[d]);
+}
+const bool kHasF16c = __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx");
+#else
+constexpr bool kHasF16c = false;
+void HalfToFloatF16c(const uint16_t*, float*, int) {}
+void FloatToHalfF16c(const float*, uint16_t*, int) {}
+#endif
+
+// Victims are the worst of this many sampled rows.
+constexpr int kEvictionSamples = 8;
+// Deletions a table's log holds (split over its partitions).
+constexpr size_t kMaxDeletionLog = size_t{1} << 22;
+
+struct Deletion {
+  uint64_t key;
+  uint32_t version;
+};
 
 }  // namespace
 
@@ -87,31 +145,18 @@ struct EmbeddingTable::Partition {
     }
   }
 
-  // Returns the row record of `key`, appending a new record if there is none.
-  // A new record has its key set and zero meta; weights and state are left
-  // for the caller (*created = true).
-  char* FindOrAdd(uint64_t key, uint64_t h, bool* created) {
+  // Appends a record for `key` (REQUIRES: absent), with zero meta; weights
+  // and state are left for the caller.
+  char* Insert(uint64_t key, uint64_t h) {
     const uint32_t tag = TagOfHash(h);
-    size_t i = tag & mask;
-    for (;; i = (i + 1) & mask) {
-      const Slot s = slots[i];
-      if (s.row == kEmptyRow) break;
-      if (s.tag == tag) {
-        char* row = Row(s.row);
-        if (KeyOfRow(row) == key) {
-          *created = false;
-          return row;
-        }
-      }
-    }
     if ((static_cast<uint64_t>(num_rows) + 1) * 4 > (static_cast<uint64_t>(mask) + 1) * 3) {
       Grow();  // keep load <= 0.75
-      i = tag & mask;
-      while (slots[i].row != kEmptyRow) i = (i + 1) & mask;
     }
-    CHECK_LT(num_rows, kEmptyRow) << "embedding table partition is full";
+    size_t i = tag & mask;
+    while (slots[i].row != kEmptyRow) i = (i + 1) & mask;
+    CHECK_LT(num_rows, kEmptyRow - 1) << "embedding table partition is full";
     const uint32_t id = num_rows;
-    if (id % kRowsPerChunk == 0) {
+    if (id / kRowsPerChunk >= chunks.size()) {
       // Uninitialized on purpose: rows are written when they are created.
       chunks.push_back(std::unique_ptr<char[]>(new char[chunk_bytes]));
     }
@@ -120,8 +165,39 @@ struct EmbeddingTable::Partition {
     char* row = Row(id);
     std::memcpy(row, &key, sizeof(key));
     *Meta(row) = RowMeta();
-    *created = true;
     return row;
+  }
+
+  // Index slot of row `id`, whose key hashes to h.
+  size_t SlotOfRow(uint32_t id, uint64_t h) const {
+    for (size_t i = TagOfHash(h) & mask;; i = (i + 1) & mask) {
+      if (slots[i].row == id) return i;
+      CHECK_NE(slots[i].row, kEmptyRow) << "row " << id << " missing from the index";
+    }
+  }
+
+  // Empties slot i, shifting later slots of the probe run back so every key
+  // stays reachable from its home slot (no tombstones).
+  void EraseSlot(size_t i) {
+    size_t j = i;
+    while (true) {
+      j = (j + 1) & mask;
+      if (slots[j].row == kEmptyRow) break;
+      const size_t home = slots[j].tag & mask;
+      // Slot j may move to i unless its home lies cyclically in (i, j].
+      const bool stays = i <= j ? (i < home && home <= j) : (i < home || home <= j);
+      if (!stays) {
+        slots[i] = slots[j];
+        i = j;
+      }
+    }
+    std::memset(&slots[i], 0xff, sizeof(Slot));
+  }
+
+  uint32_t NextTick() { return ++tick; }
+  uint64_t NextRandom() {
+    rng += 0x9e3779b97f4a7c15ull;
+    return Mix64(rng);
   }
 
   // Doubles the index. Slots carry their tag, so rows are never touched.
@@ -143,7 +219,8 @@ struct EmbeddingTable::Partition {
   int64_t Bytes() const {
     return static_cast<int64_t>(sizeof(*this) + (mask + 1) * sizeof(Slot) +
                                 chunks.capacity() * sizeof(chunks[0]) +
-                                chunks.size() * chunk_bytes);
+                                chunks.size() * chunk_bytes + sketch.capacity() +
+                                deleted.capacity() * sizeof(Deletion));
   }
 
   mutable std::mutex mu;
@@ -153,6 +230,15 @@ struct EmbeddingTable::Partition {
   size_t mask;
   uint32_t num_rows = 0;                        // row ids [0, num_rows) are live
   std::vector<std::unique_ptr<char[]>> chunks;  // kRowsPerChunk rows each
+  uint64_t capacity = 0;                        // max rows; 0 = unbounded
+  std::vector<uint8_t> sketch;                  // depth x sketch_width counters
+  uint32_t sketch_width = 0;
+  uint32_t sketch_depth = 0;
+  uint32_t tick = 0;     // access clock (LRU), wraps
+  uint64_t rng = 0;      // admission coins and eviction samples
+  uint32_t cursor = 0;   // TTL sweep position
+  std::vector<Deletion> deleted;
+  size_t max_deleted = 0;
 };
 
 StatusOr<std::unique_ptr<EmbeddingTable>> EmbeddingTable::Create(int table_id,
@@ -166,6 +252,12 @@ StatusOr<std::unique_ptr<EmbeddingTable>> EmbeddingTable::Create(int table_id,
     return InvalidArgument("table '" + cfg.name() + "': dim must be in [1, 4096], got " +
                            std::to_string(cfg.dim()));
   }
+  const uint64_t max_rows = cfg.eviction().max_rows();
+  if (max_rows != 0 && max_rows < static_cast<uint64_t>(num_partitions)) {
+    return InvalidArgument("table '" + cfg.name() + "': eviction.max_rows " +
+                           std::to_string(max_rows) + " is below the partition count " +
+                           std::to_string(num_partitions));
+  }
   auto opt = Optimizer::Create(cfg.optimizer());
   if (!opt.ok()) return opt.status().WithContext("table '" + cfg.name() + "'");
   return std::unique_ptr<EmbeddingTable>(
@@ -178,11 +270,37 @@ EmbeddingTable::EmbeddingTable(int table_id, const proto::TableConfig& cfg, int 
       cfg_(cfg),
       dim_(static_cast<int>(cfg.dim())),
       state_dim_(opt->StateDim(static_cast<int>(cfg.dim()))),
-      stride_(RowStrideFor(dim_, state_dim_)),
+      storage_(cfg.storage()),
+      weight_bytes_(WeightBytesFor(dim_, storage_)),
+      stride_(RowStrideFor(weight_bytes_, state_dim_)),
+      admit_all_(cfg.admission().min_count() <= 1 && !(cfg.admission().probability() > 0)),
+      min_count_(cfg.admission().min_count()),
+      admit_threshold_(cfg.admission().probability() >= 1
+                           ? std::numeric_limits<uint64_t>::max()
+                           : static_cast<uint64_t>(static_cast<double>(
+                                                       std::max(0.0f, cfg.admission().probability())) *
+                                                   18446744073709551616.0)),
+      ttl_s_(cfg.eviction().ttl_s()),
       opt_(std::move(opt)) {
+  const uint64_t max_rows = cfg.eviction().max_rows();
+  const uint32_t width =
+      cfg.admission().sketch_width() == 0 ? (1u << 20) : cfg.admission().sketch_width();
+  const uint32_t depth = cfg.admission().sketch_depth() == 0 ? 4 : cfg.admission().sketch_depth();
   partitions_.reserve(num_partitions);
   for (int p = 0; p < num_partitions; ++p) {
-    partitions_.push_back(std::make_unique<Partition>(stride_));
+    auto part = std::make_unique<Partition>(stride_);
+    if (max_rows != 0) {
+      part->capacity = max_rows / num_partitions + (static_cast<uint64_t>(p) < max_rows % num_partitions);
+    }
+    if (!admit_all_ && min_count_ > 1) {
+      part->sketch_width = std::max<uint32_t>(64, width / static_cast<uint32_t>(num_partitions));
+      part->sketch_depth = depth;
+      part->sketch.assign(static_cast<size_t>(part->sketch_width) * depth, 0);
+    }
+    part->rng = Mix64(cfg.initializer().seed() ^ (static_cast<uint64_t>(table_id) << 32) ^
+                      static_cast<uint64_t>(p));
+    part->max_deleted = std::max<size_t>(1024, kMaxDeletionLog / num_partitions);
+    partitions_.push_back(std::move(part));
   }
 }
 
@@ -214,17 +332,199 @@ void EmbeddingTable::GroupByPartition(const uint64_t* keys, size_t n, Batch* bat
   starts[0] = 0;
 }
 
-void EmbeddingTable::InitRow(char* row, uint64_t key) const {
-  InitializeRow(cfg_.initializer(), table_id_, key, Weights(row), dim_);
+void EmbeddingTable::ReadWeights(const char* row, float* out) const {
+  const char* w = row + kHeaderBytes;
+  switch (storage_) {
+    case proto::TableConfig::FP16: {
+      const uint16_t* h = reinterpret_cast<const uint16_t*>(w);
+      if (kHasF16c) {
+        HalfToFloatF16c(h, out, dim_);
+        return;
+      }
+      for (int d = 0; d < dim_; ++d) out[d] = HalfToFloat(h[d]);
+      return;
+    }
+    case proto::TableConfig::BF16: {
+      const uint16_t* h = reinterpret_cast<const uint16_t*>(w);
+      for (int d = 0; d < dim_; ++d) out[d] = Bf16ToFloat(h[d]);
+      return;
+    }
+    default:
+      std::memcpy(out, w, sizeof(float) * dim_);
+  }
+}
+
+void EmbeddingTable::WriteWeights(char* row, const float* in) const {
+  char* w = WeightBytes(row);
+  switch (storage_) {
+    case proto::TableConfig::FP16: {
+      uint16_t* h = reinterpret_cast<uint16_t*>(w);
+      if (kHasF16c) {
+        FloatToHalfF16c(in, h, dim_);
+        return;
+      }
+      for (int d = 0; d < dim_; ++d) h[d] = FloatToHalf(in[d]);
+      return;
+    }
+    case proto::TableConfig::BF16: {
+      uint16_t* h = reinterpret_cast<uint16_t*>(w);
+      for (int d = 0; d < dim_; ++d) h[d] = FloatToBf16(in[d]);
+      return;
+    }
+    default:
+      std::memcpy(w, in, sizeof(float) * dim_);
+  }
+}
+
+void EmbeddingTable::InitRow(char* row, uint64_t key, float* tmp) const {
+  if (storage_ == proto::TableConfig::FP32) {
+    InitializeRow(cfg_.initializer(), table_id_, key, reinterpret_cast<float*>(WeightBytes(row)),
+                  dim_);
+  } else {
+    InitializeRow(cfg_.initializer(), table_id_, key, tmp, dim_);
+    WriteWeights(row, tmp);
+  }
   opt_->InitState(State(row), dim_);
 }
 
-void EmbeddingTable::Pull(const uint64_t* keys, size_t n, float* out) {
+bool EmbeddingTable::Admit(Partition& part, uint64_t h) {
+  if (admit_all_) return true;
+  if (admit_threshold_ != 0 && part.NextRandom() < admit_threshold_) return true;
+  if (min_count_ <= 1) return false;
+  // Count-min sketch with conservative update: raise only the counters that
+  // equal the minimum, so the estimate over-counts less.
+  size_t idx[8];
+  uint32_t est = 255;
+  const uint32_t width = part.sketch_width;
+  for (uint32_t d = 0; d < part.sketch_depth; ++d) {
+    const uint64_t g = Mix64(h + (d + 1) * 0x9e3779b97f4a7c15ull);
+    idx[d] = d * static_cast<size_t>(width) + static_cast<size_t>(((g >> 32) * width) >> 32);
+    est = std::min<uint32_t>(est, part.sketch[idx[d]]);
+  }
+  const uint32_t next = std::min<uint32_t>(255, est + 1);
+  for (uint32_t d = 0; d < part.sketch_depth; ++d) {
+    if (part.sketch[idx[d]] < next) part.sketch[idx[d]] = static_cast<uint8_t>(next);
+  }
+  return next >= min_count_;
+}
+
+char* EmbeddingTable::AddRow(Partition& part, uint64_t key, uint64_t h, uint32_t version) {
+  if (part.capacity != 0 && part.num_rows >= part.capacity) {
+    // Evict the worst of a few sampled rows (LRU: oldest access; LFU:
+    // fewest pushes, then oldest access).
+    const uint32_t now = part.tick;
+    const bool lfu = cfg_.eviction().policy() == proto::EvictionConfig::LFU;
+    uint32_t victim = 0;
+    bool have = false;
+    uint32_t best_age = 0, best_count = 0;
+    for (int k = 0; k < kEvictionSamples; ++k) {
+      const uint32_t id = static_cast<uint32_t>(part.NextRandom() % part.num_rows);
+      const RowMeta* m = Meta(part.Row(id));
+      const uint32_t age = now - m->last_access;  // wraps correctly
+      const bool worse = !have || (lfu ? (m->update_count < best_count ||
+                                          (m->update_count == best_count && age > best_age))
+                                       : age > best_age);
+      if (worse) {
+        victim = id;
+        best_age = age;
+        best_count = m->update_count;
+        have = true;
+      }
+    }
+    RemoveRow(part, victim, version);
+    evicted_capacity_.fetch_add(1, std::memory_order_relaxed);
+  }
+  char* row = part.Insert(key, h);
+  RowMeta* m = Meta(row);
+  m->last_update_s = clock_.load(std::memory_order_relaxed);
+  m->last_access = part.NextTick();
+  return row;
+}
+
+void EmbeddingTable::RemoveRow(Partition& part, uint32_t id, uint32_t version) {
+  char* row = part.Row(id);
+  const uint64_t key = KeyOfRow(row);
+  if (Meta(row)->version != 0) {  // ever pushed, so maybe exported: log it
+    if (part.deleted.size() >= part.max_deleted) {
+      const size_t drop = part.deleted.size() / 2;
+      part.deleted.erase(part.deleted.begin(), part.deleted.begin() + drop);
+      deletions_dropped_.fetch_add(static_cast<int64_t>(drop), std::memory_order_relaxed);
+    }
+    part.deleted.push_back(Deletion{key, version});
+  }
+  part.EraseSlot(part.SlotOfRow(id, MixKey(key)));
+  const uint32_t last = part.num_rows - 1;
+  if (id != last) {
+    char* src = part.Row(last);
+    const size_t moved = part.SlotOfRow(last, MixKey(KeyOfRow(src)));
+    std::memcpy(row, src, stride_);
+    part.slots[moved].row = id;
+  }
+  --part.num_rows;
+  // Keep at most one empty chunk, so memory follows the row count down.
+  const size_t needed = (static_cast<size_t>(part.num_rows) + kRowsPerChunk - 1) / kRowsPerChunk;
+  while (part.chunks.size() > needed + 1) part.chunks.pop_back();
+}
+
+bool EmbeddingTable::ExpiredAt(const RowMeta& meta, uint32_t clock) const {
+  return ttl_s_ != 0 && meta.last_update_s != 0 && clock > meta.last_update_s &&
+         clock - meta.last_update_s > ttl_s_;
+}
+
+bool EmbeddingTable::Expired(const RowMeta& meta) const {
+  return ExpiredAt(meta, clock_.load(std::memory_order_relaxed));
+}
+
+int64_t EmbeddingTable::Sweep(Partition& part, uint32_t budget, uint32_t version) {
+  const uint32_t clock = clock_.load(std::memory_order_relaxed);
+  int64_t evicted = 0;
+  for (uint32_t b = 0; b < budget && part.num_rows > 0; ++b) {
+    if (part.cursor >= part.num_rows) part.cursor = 0;
+    RowMeta* m = Meta(part.Row(part.cursor));
+    if (m->last_update_s == 0) m->last_update_s = clock;  // restored rows start now
+    if (ExpiredAt(*m, clock)) {
+      RemoveRow(part, part.cursor, version);  // the last row moves here: check it next
+      ++evicted;
+    } else {
+      ++part.cursor;
+    }
+  }
+  if (evicted > 0) evicted_ttl_.fetch_add(evicted, std::memory_order_relaxed);
+  return evicted;
+}
+
+int64_t EmbeddingTable::EvictExpired(uint32_t version) {
+  if (ttl_s_ == 0) return 0;
+  int64_t evicted = 0;
+  for (auto& p : partitions_) {
+    std::lock_guard<std::mutex> lock(p->mu);
+    p->cursor = 0;
+    evicted += Sweep(*p, p->num_rows, version);
+  }
+  return evicted;
+}
+
+void EmbeddingTable::TakeDeletions(uint32_t since, std::vector<uint64_t>* keys) {
+  for (auto& p : partitions_) {
+    std::lock_guard<std::mutex> lock(p->mu);
+    size_t kept = 0;
+    for (const Deletion& d : p->deleted) {
+      if (d.version <= since) continue;
+      keys->push_back(d.key);
+      p->deleted[kept++] = d;
+    }
+    p->deleted.resize(kept);
+  }
+}
+
+void EmbeddingTable::Pull(const uint64_t* keys, size_t n, float* out, uint32_t version) {
   if (n == 0) return;
   Batch batch;
   GroupByPartition(keys, n, &batch);
   const bool identity = batch.order.empty();
   const size_t row_bytes = sizeof(float) * dim_;
+  std::vector<float> tmp(dim_);
+  int64_t held_back = 0;
   for (size_t p = 0; p < partitions_.size(); ++p) {
     const uint32_t begin = batch.starts[p];
     const uint32_t end = batch.starts[p + 1];
@@ -242,20 +542,49 @@ void EmbeddingTable::Pull(const uint64_t* keys, size_t n, float* out) {
       }
       const uint32_t i = identity ? j : batch.order[j];
       const uint64_t key = keys[i];
-      bool created;
-      char* row = part.FindOrAdd(key, MixKey(key), &created);
-      if (created) InitRow(row, key);
-      std::memcpy(out + static_cast<size_t>(i) * dim_, Weights(row), row_bytes);
+      const uint64_t h = MixKey(key);
+      float* dst = out + static_cast<size_t>(i) * dim_;
+      char* row = part.Find(key, h);
+      if (row == nullptr) {
+        if (!admit_all_) {
+          if (cfg_.admission().held_back_value() == proto::AdmissionConfig::INITIALIZER) {
+            InitializeRow(cfg_.initializer(), table_id_, key, dst, dim_);
+          } else {
+            std::memset(dst, 0, row_bytes);
+          }
+          ++held_back;
+          continue;
+        }
+        row = AddRow(part, key, h, version);
+        InitRow(row, key, tmp.data());
+      }
+      Meta(row)->last_access = part.NextTick();
+      if (storage_ == proto::TableConfig::FP32) {
+        std::memcpy(dst, WeightBytes(row), row_bytes);
+      } else {
+        ReadWeights(row, dst);
+      }
     }
   }
   keys_pulled_.fetch_add(static_cast<int64_t>(n), std::memory_order_relaxed);
+  if (held_back > 0) held_back_pulls_.fetch_add(held_back, std::memory_order_relaxed);
 }
 
-void EmbeddingTable::Push(const uint64_t* keys, size_t n, const float* grads, uint32_t version) {
+void EmbeddingTable::Push(const uint64_t* keys, size_t n, const float* grads, uint32_t version,
+                          uint32_t event_time_s) {
   if (n == 0) return;
+  // Advance the event clock (a max) before stamping rows.
+  uint32_t clock = clock_.load(std::memory_order_relaxed);
+  while (event_time_s > clock &&
+         !clock_.compare_exchange_weak(clock, event_time_s, std::memory_order_relaxed)) {
+  }
+  const uint32_t stamp = event_time_s != 0 ? event_time_s : clock_.load(std::memory_order_relaxed);
   Batch batch;
   GroupByPartition(keys, n, &batch);
   const bool identity = batch.order.empty();
+  const bool fp32 = storage_ == proto::TableConfig::FP32;
+  std::vector<float> tmp(dim_);
+  int64_t held_back = 0, admitted = 0;
   for (size_t p = 0; p < partitions_.size(); ++p) {
     const uint32_t begin = batch.starts[p];
     const uint32_t end = batch.starts[p + 1];
@@ -274,17 +603,39 @@ void EmbeddingTable::Push(const uint64_t* keys, size_t n, const float* grads, ui
       // The sort is stable, so duplicates of a key apply in call order.
       const uint32_t i = identity ? j : batch.order[j];
       const uint64_t key = keys[i];
-      bool created;
-      char* row = part.FindOrAdd(key, MixKey(key), &created);
-      if (created) InitRow(row, key);
+      const uint64_t h = MixKey(key);
+      char* row = part.Find(key, h);
+      if (row == nullptr) {
+        if (!Admit(part, h)) {
+          ++held_back;
+          continue;
+        }
+        if (!admit_all_) ++admitted;
+        row = AddRow(part, key, h, version);
+        InitRow(row, key, tmp.data());
+      }
       RowMeta* meta = Meta(row);
-      opt_->Apply(Weights(row), State(row), grads + static_cast<size_t>(i) * dim_, dim_,
-                  meta->update_count);
+      const float* g = grads + static_cast<size_t>(i) * dim_;
+      if (fp32) {
+        opt_->Apply(reinterpret_cast<float*>(WeightBytes(row)), State(row), g, dim_,
+                    meta->update_count);
+      } else {
+        ReadWeights(row, tmp.data());
+        opt_->Apply(tmp.data(), State(row), g, dim_, meta->update_count);
+        WriteWeights(row, tmp.data());
+      }
       if (meta->update_count != std::numeric_limits<uint32_t>::max()) ++meta->update_count;
       meta->version = version;
+      meta->last_update_s = stamp;
+      meta->last_access = part.NextTick();
     }
+    // Amortized TTL sweep: a couple of rows per key pushed keeps expired
+    // rows from piling up without a background thread.
+    if (ttl_s_ != 0) Sweep(part, 2 * (end - begin) + 2, version);
   }
   keys_pushed_.fetch_add(static_cast<int64_t>(n), std::memory_order_relaxed);
+  if (held_back > 0) held_back_pushes_.fetch_add(held_back, std::memory_order_relaxed);
+  if (admitted > 0) admitted_.fetch_add(admitted, std::memory_order_relaxed);
 }
 
 bool EmbeddingTable::Lookup(uint64_t key, float* weights, float* state, RowMeta* meta) const {
@@ -293,7 +644,7 @@ bool EmbeddingTable::Lookup(uint64_t key, float* weights, float* state, RowMeta*
   std::lock_guard<std::mutex> lock(part.mu);
   char* row = part.Find(key, h);
   if (row == nullptr) return false;
-  std::memcpy(weights, Weights(row), sizeof(float) * dim_);
+  ReadWeights(row, weights);
   if (state != nullptr) std::memcpy(state, State(row), sizeof(float) * state_dim_);
   if (meta != nullptr) *meta = *Meta(row);
   return true;
@@ -303,23 +654,31 @@ void EmbeddingTable::Upsert(uint64_t key, const float* weights, const float* sta
   const uint64_t h = MixKey(key);
   Partition& part = *partitions_[PartitionOfHash(h, static_cast<int>(partitions_.size()))];
   std::lock_guard<std::mutex> lock(part.mu);
-  bool created;
-  char* row = part.FindOrAdd(key, h, &created);
-  std::memcpy(Weights(row), weights, sizeof(float) * dim_);
+  char* row = part.Find(key, h);
+  if (row == nullptr) row = AddRow(part, key, h, meta.version);
+  WriteWeights(row, weights);
   if (state != nullptr) {
     std::memcpy(State(row), state, sizeof(float) * state_dim_);
   } else {
     opt_->InitState(State(row), dim_);
   }
+  if (meta.last_update_s == 0) meta.last_update_s = clock_.load(std::memory_order_relaxed);
+  meta.last_access = part.NextTick();
   *Meta(row) = meta;
 }
 
 void EmbeddingTable::ForEach(const RowVisitor& fn) const {
+  std::vector<float> tmp(storage_ == proto::TableConfig::FP32 ? 0 : dim_);
   for (const auto& p : partitions_) {
     std::lock_guard<std::mutex> lock(p->mu);
     for (uint32_t id = 0; id < p->num_rows; ++id) {
       char* row = p->Row(id);
-      fn(KeyOfRow(row), Weights(row), State(row), *Meta(row));
+      const float* w = reinterpret_cast<const float*>(WeightBytes(row));
+      if (!tmp.empty()) {
+        ReadWeights(row, tmp.data());
+        w = tmp.data();
+      }
+      fn(KeyOfRow(row), w, State(row), *Meta(row));
     }
   }
 }
@@ -343,6 +702,12 @@ TableStats EmbeddingTable::stats() const {
   }
   s.keys_pulled = keys_pulled_.load(std::memory_order_relaxed);
   s.keys_pushed = keys_pushed_.load(std::memory_order_relaxed);
+  s.held_back_pushes = held_back_pushes_.load(std::memory_order_relaxed);
+  s.held_back_pulls = held_back_pulls_.load(std::memory_order_relaxed);
+  s.admitted = admitted_.load(std::memory_order_relaxed);
+  s.evicted_ttl = evicted_ttl_.load(std::memory_order_relaxed);
+  s.evicted_capacity = evicted_capacity_.load(std::memory_order_relaxed);
+  s.deletions_dropped = deletions_dropped_.load(std::memory_order_relaxed);
   return s;
 }
 

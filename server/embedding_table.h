@@ -4,12 +4,26 @@
 // creation; see sharding.h for which partition a key lands in). A partition
 // has
 //   - an open-addressing index (linear probing, power-of-two capacity, max
-//     load 0.75) of 8-byte slots {uint32 row id, uint32 hash tag}, and
+//     load 0.75, backward-shift deletion) of 8-byte slots {uint32 row id,
+//     uint32 hash tag}, and
 //   - a row arena: rows live in fixed-size chunks of kRowsPerChunk rows that
-//     never move (growing the index never copies rows).
+//     never move when the index grows. Row ids are dense: removing a row
+//     moves the partition's last row into its place (swap-remove).
 // A row is one contiguous record, stride RowStride() bytes:
-//   [uint64 key][RowMeta (8 bytes)][dim float weights][StateDim float state]
-// There is no per-row heap allocation.
+//   [uint64 key][RowMeta (16 bytes)][dim weights][StateDim float state]
+// Weights are fp32, or fp16 / bf16 with storage FP16 / BF16 (server/half.h;
+// padded to 4 bytes); optimizer state is always fp32. There is no per-row
+// heap allocation.
+//
+// Admission, eviction (docs/TABLES.md). With `admission` set, a key gets a
+// row only once admitted (count-min sketch per partition, or a coin per
+// push); until then pulls return the held-back value and pushes to it are
+// dropped. With `eviction.max_rows` each partition holds at most its share
+// of max_rows rows (a new row first evicts a sampled LRU/LFU victim); with
+// `eviction.ttl_s` rows whose last push is older than ttl_s seconds of event
+// time are evicted by an incremental sweep during pushes (and by
+// EvictExpired()). Evicted rows that were ever pushed are logged as
+// deletions for the exporter (TakeDeletions()).
 //
 // Concurrency. Each partition has its own mutex. A Pull/Push call groups its
 // keys by partition and takes each partition's lock once, so requests from
@@ -31,18 +45,26 @@
 
 namespace freshet {
 
-// Per-row metadata, 8 bytes: what delta export and eviction need.
+// Per-row metadata, 16 bytes: what delta export and eviction need.
 struct RowMeta {
-  uint32_t update_count = 0;  // pushes applied to this row
-  uint32_t version = 0;       // table version of the last push (see Push())
+  uint32_t update_count = 0;   // pushes applied to this row (LFU frequency)
+  uint32_t version = 0;        // table version of the last push (see Push())
+  uint32_t last_update_s = 0;  // event time (unix s) of the last push; 0 = unknown
+  uint32_t last_access = 0;    // partition access tick of the last pull/push (LRU)
 };
-static_assert(sizeof(RowMeta) == 8, "RowMeta must stay 8 bytes");
+static_assert(sizeof(RowMeta) == 16, "RowMeta must stay 16 bytes");
 
 struct TableStats {
   int64_t rows = 0;
-  int64_t bytes = 0;  // allocated: index + arenas + fixed overhead
+  int64_t bytes = 0;  // allocated: index + arenas + sketches + deletion log
   int64_t keys_pulled = 0;
   int64_t keys_pushed = 0;
+  int64_t held_back_pushes = 0;  // pushed keys dropped: not admitted yet
+  int64_t held_back_pulls = 0;   // pulled keys answered with the held-back value
+  int64_t admitted = 0;          // rows created by admission (admission on only)
+  int64_t evicted_ttl = 0;       // rows evicted by the TTL
+  int64_t evicted_capacity = 0;  // rows evicted to stay within max_rows
+  int64_t deletions_dropped = 0; // deletions lost to the log's bound (see TakeDeletions)
 };
 
 class EmbeddingTable {
@@ -65,25 +87,50 @@ class EmbeddingTable {
   size_t RowStride() const { return stride_; }
 
   // Writes n*dim floats to `out`, row i for keys[i]. Missing rows are created
-  // with the table's initializer.
-  void Pull(const uint64_t* keys, size_t n, float* out);
+  // with the table's initializer, except with admission on: then a missing
+  // key gets the held-back value (zeros or the initializer's row) and no
+  // row. `version` is only used to log rows a new row evicts.
+  void Pull(const uint64_t* keys, size_t n, float* out, uint32_t version = 0);
 
   // Applies grads[i*dim .. (i+1)*dim) to keys[i] with the optimizer, creating
-  // missing rows first. Duplicate keys are applied one after another in
-  // order. `version` is recorded in each touched row's RowMeta.
-  void Push(const uint64_t* keys, size_t n, const float* grads, uint32_t version);
+  // missing rows first (if admitted; else the key's gradient is dropped).
+  // Duplicate keys are applied one after another in order. `version` is
+  // recorded in each touched row's RowMeta. `event_time_s` (unix s; 0 =
+  // unknown: the table's event clock is used) stamps the rows' last update
+  // and advances the table's event clock (the max ever pushed), which the
+  // TTL is measured against.
+  void Push(const uint64_t* keys, size_t n, const float* grads, uint32_t version,
+            uint32_t event_time_s = 0);
 
-  // Copies the row's weights (dim floats) and, if not null, its state
-  // (state_dim floats) and metadata. Returns false (and creates nothing) if
-  // the key has no row.
+  // Evicts every row the TTL has expired (no-op without a TTL), logging
+  // deletions with `version`. Returns the number of rows evicted.
+  int64_t EvictExpired(uint32_t version);
+  // Whether a row with this metadata is past the TTL (checkpoints skip
+  // such rows even before the sweep reaches them).
+  bool Expired(const RowMeta& meta) const;
+  // Newest event time (unix s) any push carried; 0 before the first.
+  uint32_t event_clock() const { return clock_.load(std::memory_order_relaxed); }
+
+  // Appends to *keys the keys of rows evicted with a version > `since`, and
+  // forgets those with a version <= `since` (the exporter has them). The log
+  // holds at most ~4M keys per table; beyond that the oldest half is dropped
+  // (counted in TableStats::deletions_dropped; the serving tier then keeps
+  // those rows until the next full snapshot).
+  void TakeDeletions(uint32_t since, std::vector<uint64_t>* keys);
+
+  // Copies the row's weights (dim floats, widened from fp16/bf16 storage)
+  // and, if not null, its state (state_dim floats) and metadata. Returns
+  // false (and creates nothing) if the key has no row.
   bool Lookup(uint64_t key, float* weights, float* state = nullptr, RowMeta* meta = nullptr) const;
 
-  // Inserts or overwrites a row (checkpoint restore). `state` may be null
-  // (optimizer initial state).
+  // Inserts or overwrites a row (checkpoint restore); may evict another to
+  // stay within max_rows. `state` may be null (optimizer initial state). A
+  // meta.last_update_s of 0 is stamped with the table's event clock.
   void Upsert(uint64_t key, const float* weights, const float* state, RowMeta meta);
 
   // Calls fn for every row, partition by partition, holding that partition's
-  // lock: do not call back into the table from fn.
+  // lock: do not call back into the table from fn. Weights are fp32 (a
+  // per-call buffer for 16-bit storage: valid only during the call).
   using RowVisitor = std::function<void(uint64_t key, const float* weights, const float* state,
                                         const RowMeta& meta)>;
   void ForEach(const RowVisitor& fn) const;
@@ -106,11 +153,29 @@ class EmbeddingTable {
     std::vector<uint32_t> starts;
   };
   void GroupByPartition(const uint64_t* keys, size_t n, Batch* batch) const;
-  // Writes the initial weights and optimizer state of a new row record.
-  void InitRow(char* row, uint64_t key) const;
 
-  float* Weights(char* row) const { return reinterpret_cast<float*>(row + kHeaderBytes); }
-  float* State(char* row) const { return Weights(row) + dim_; }
+  // The helpers below REQUIRE part.mu held.
+  // Writes the initial weights and optimizer state of a new row record;
+  // `tmp` holds dim floats.
+  void InitRow(char* row, uint64_t key, float* tmp) const;
+  // Whether a push of a key with no row admits it (updates the sketch).
+  bool Admit(Partition& part, uint64_t h);
+  // Appends a row for `key` (known absent), evicting a victim first if the
+  // partition is at capacity. Key and meta set; weights/state are not.
+  char* AddRow(Partition& part, uint64_t key, uint64_t h, uint32_t version);
+  // Removes row `id`, logging a deletion if it was ever pushed.
+  void RemoveRow(Partition& part, uint32_t id, uint32_t version);
+  // Checks up to `budget` rows at the sweep cursor against the TTL.
+  int64_t Sweep(Partition& part, uint32_t budget, uint32_t version);
+  bool ExpiredAt(const RowMeta& meta, uint32_t clock) const;
+
+  // Weights of a row record, in storage format.
+  char* WeightBytes(char* row) const { return row + kHeaderBytes; }
+  float* State(char* row) const {
+    return reinterpret_cast<float*>(row + kHeaderBytes + weight_bytes_);
+  }
+  void ReadWeights(const char* row, float* out) const;
+  void WriteWeights(char* row, const float* in) const;
   static RowMeta* Meta(char* row) { return reinterpret_cast<RowMeta*>(row + sizeof(uint64_t)); }
 
   static constexpr size_t kHeaderBytes = sizeof(uint64_t) + sizeof(RowMeta);
@@ -119,12 +184,22 @@ class EmbeddingTable {
   const proto::TableConfig cfg_;
   const int dim_;
   const int state_dim_;
+  const proto::TableConfig::Storage storage_;
+  const size_t weight_bytes_;
   const size_t stride_;
+  // Admission: off when min_count <= 1 and probability == 0.
+  const bool admit_all_;
+  const uint32_t min_count_;
+  const uint64_t admit_threshold_;  // probability * 2^64 (saturated)
+  const uint32_t ttl_s_;
   std::unique_ptr<Optimizer> opt_;
   // Each Partition holds its own mutex, which guards all of its fields.
   std::vector<std::unique_ptr<Partition>> partitions_;
+  std::atomic<uint32_t> clock_{0};  // max event time pushed (unix s)
   std::atomic<int64_t> keys_pulled_{0};
   std::atomic<int64_t> keys_pushed_{0};
+  std::atomic<int64_t> held_back_pushes_{0}, held_back_pulls_{0}, admitted_{0};
+  std::atomic<int64_t> evicted_ttl_{0}, evicted_capacity_{0}, deletions_dropped_{0};
 };
 
 }  // namespace freshet

@@ -86,10 +86,10 @@ TEST(EmbeddingTableTest, Shape) {
   EXPECT_EQ(t->table_id(), 3);
   EXPECT_EQ(t->dim(), 10);
   EXPECT_EQ(t->state_dim(), 20);
-  EXPECT_EQ(t->RowStride(), 8u + 8u + 30u * 4u);
+  EXPECT_EQ(t->RowStride(), 8u + 16u + 30u * 4u);
   EXPECT_EQ(t->config().name(), "adam");
   // Odd float counts are padded so every record stays 8-byte aligned.
-  EXPECT_EQ(MakeTable(0, SgdConfig(3, 1, proto::Initializer::ZEROS, 0), 1)->RowStride(), 32u);
+  EXPECT_EQ(MakeTable(0, SgdConfig(3, 1, proto::Initializer::ZEROS, 0), 1)->RowStride(), 40u);
   EXPECT_EQ(t->size(), 0);
   const TableStats s = t->stats();
   EXPECT_EQ(s.rows, 0);

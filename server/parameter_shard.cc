@@ -1,7 +1,9 @@
 #include "server/parameter_shard.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 
 #include "common/config.h"
 
@@ -39,11 +41,11 @@ Status ParameterShard::HandlePull(int table, uint32_t dim, const uint64_t* keys,
 }
 
 Status ParameterShard::HandlePush(int table, uint32_t dim, const uint64_t* keys, size_t n,
-                                  const float* grads) {
+                                  const float* grads, uint32_t event_time_s) {
   FRESHET_RETURN_IF_ERROR(CheckTable(table, dim));
   push_requests_.fetch_add(1, std::memory_order_relaxed);
   const uint32_t version = version_.fetch_add(1, std::memory_order_relaxed) + 1;
-  tables_[table]->Push(keys, n, grads, version);
+  tables_[table]->Push(keys, n, grads, version, event_time_s);
   return Status::OK();
 }
 
@@ -75,7 +77,37 @@ Status ParameterShard::PushFromBody(const MessageMeta& meta, const std::vector<c
   }
   const auto* keys = reinterpret_cast<const uint64_t*>(body.data());
   const auto* grads = reinterpret_cast<const float*>(body.data() + n * sizeof(uint64_t));
-  return HandlePush(meta.table, meta.dim, keys, n, grads);
+  // PUSH carries the batch's event time (unix s) in `watermark` (TTL).
+  const int64_t et = meta.watermark;
+  const uint32_t event_s =
+      et <= 0 ? 0u
+              : static_cast<uint32_t>(std::min<int64_t>(et, std::numeric_limits<uint32_t>::max()));
+  return HandlePush(meta.table, meta.dim, keys, n, grads, event_s);
+}
+
+int64_t ParameterShard::EvictExpired() {
+  const uint32_t version = version_.fetch_add(1, std::memory_order_relaxed) + 1;
+  int64_t evicted = 0;
+  for (auto& t : tables_) evicted += t->EvictExpired(version);
+  return evicted;
+}
+
+TableStats ParameterShard::TotalTableStats() const {
+  TableStats s;
+  for (const auto& t : tables_) {
+    const TableStats ts = t->stats();
+    s.rows += ts.rows;
+    s.bytes += ts.bytes;
+    s.keys_pulled += ts.keys_pulled;
+    s.keys_pushed += ts.keys_pushed;
+    s.held_back_pushes += ts.held_back_pushes;
+    s.held_back_pulls += ts.held_back_pulls;
+    s.admitted += ts.admitted;
+    s.evicted_ttl += ts.evicted_ttl;
+    s.evicted_capacity += ts.evicted_capacity;
+    s.deletions_dropped += ts.deletions_dropped;
+  }
+  return s;
 }
 
 ServerStats ParameterShard::Stats() const {
@@ -92,7 +124,7 @@ ServerStats ParameterShard::Stats() const {
   return s;
 }
 
-std::vector<char> ParameterShard::ExportChanged(uint32_t since, uint32_t* version_now) const {
+std::vector<char> ParameterShard::ExportChanged(uint32_t since, uint32_t* version_now) {
   *version_now = version_.load();
   std::vector<char> out;
   auto put = [&out](const void* p, size_t n) {
@@ -101,10 +133,10 @@ std::vector<char> ParameterShard::ExportChanged(uint32_t since, uint32_t* versio
   };
   const uint32_t num_tables = static_cast<uint32_t>(tables_.size());
   put(&num_tables, 4);
-  std::vector<uint64_t> keys;
+  std::vector<uint64_t> keys, deleted;
   std::vector<float> values;
   for (uint32_t t = 0; t < num_tables; ++t) {
-    const EmbeddingTable& table = *tables_[t];
+    EmbeddingTable& table = *tables_[t];
     const uint32_t dim = static_cast<uint32_t>(table.dim());
     keys.clear();
     values.clear();
@@ -119,13 +151,19 @@ std::vector<char> ParameterShard::ExportChanged(uint32_t since, uint32_t* versio
     put(&n, 8);
     put(keys.data(), n * sizeof(uint64_t));
     put(values.data(), values.size() * sizeof(float));
+    deleted.clear();
+    table.TakeDeletions(since, &deleted);
+    const uint64_t d = deleted.size();
+    put(&d, 8);
+    put(deleted.data(), d * sizeof(uint64_t));
   }
   return out;
 }
 
 Status ForEachExportedTable(
     const std::vector<char>& body,
-    const std::function<void(int, int, const uint64_t*, const float*, size_t)>& fn) {
+    const std::function<void(int, int, const uint64_t*, const float*, size_t, const uint64_t*,
+                             size_t)>& fn) {
   size_t pos = 0;
   auto take = [&](void* out, size_t n) {
     if (n > body.size() - pos) return false;
@@ -135,7 +173,7 @@ Status ForEachExportedTable(
   };
   uint32_t num_tables = 0;
   if (!take(&num_tables, 4)) return DataLoss("export rows: truncated header");
-  std::vector<uint64_t> keys;
+  std::vector<uint64_t> keys, deleted;
   std::vector<float> values;
   for (uint32_t i = 0; i < num_tables; ++i) {
     uint32_t table = 0, dim = 0;
@@ -157,7 +195,14 @@ Status ForEachExportedTable(
     values.resize(n * dim);
     take(keys.data(), n * sizeof(uint64_t));
     take(values.data(), n * dim * sizeof(float));
-    fn(static_cast<int>(table), static_cast<int>(dim), keys.data(), values.data(), n);
+    uint64_t d = 0;
+    if (!take(&d, 8) || d > (body.size() - pos) / sizeof(uint64_t)) {
+      return DataLoss("export rows: truncated deletions of table " + std::to_string(i));
+    }
+    deleted.resize(d);
+    take(deleted.data(), d * sizeof(uint64_t));
+    fn(static_cast<int>(table), static_cast<int>(dim), keys.data(), values.data(), n,
+       deleted.data(), d);
   }
   if (pos != body.size()) return DataLoss("export rows: trailing bytes");
   return Status::OK();

@@ -32,8 +32,19 @@ class ParameterShard {
   // Fills out[n*dim]. InvalidArgument for an unknown table or a dim that
   // does not match the table's.
   Status HandlePull(int table, uint32_t dim, const uint64_t* keys, size_t n, float* out);
-  // Applies grads[n*dim] with the table's optimizer.
-  Status HandlePush(int table, uint32_t dim, const uint64_t* keys, size_t n, const float* grads);
+  // Applies grads[n*dim] with the table's optimizer. `event_time_s`: the
+  // newest event time (unix s) of the batch the gradients came from (0 =
+  // unknown); the TTL is measured in it (EmbeddingTable::Push).
+  Status HandlePush(int table, uint32_t dim, const uint64_t* keys, size_t n, const float* grads,
+                    uint32_t event_time_s = 0);
+
+  // Sweeps every table's TTL now (EmbeddingTable::EvictExpired) under a new
+  // version, so the deletions reach the next export. Returns rows evicted.
+  int64_t EvictExpired();
+
+  // Every table's TableStats summed (rows, bytes, admission and eviction
+  // counters).
+  TableStats TotalTableStats() const;
 
   // The same on a message from a peer (untrusted bytes; what ServerNode
   // does with PULL and PUSH requests). PULL body: meta.num_keys x u64 key;
@@ -56,11 +67,16 @@ class ParameterShard {
 
   // Rows pushed after version `since`, for the exporter, as an ExportRows
   // body:  u32 num_tables, per table { u32 table id, u32 dim, u64 n,
-  // n x u64 key, n*dim x f32 weights }. *version_now is the version when the
-  // scan began: every push up to it is included (later ones may be too, and
-  // come again next time: at-least-once). Rows that were only pulled
-  // (version 0) are never exported: readers initialize them as training does.
-  std::vector<char> ExportChanged(uint32_t since, uint32_t* version_now) const;
+  // n x u64 key, n*dim x f32 weights, u64 d, d x u64 deleted key }.
+  // *version_now is the version when the scan began: every push up to it is
+  // included (later ones may be too, and come again next time:
+  // at-least-once). Rows that were only pulled (version 0) are never
+  // exported: readers initialize them as training does. Deleted keys are
+  // rows evicted after `since` (EmbeddingTable::TakeDeletions: deletions at
+  // or before `since` are forgotten, the exporter has them); a key can be
+  // both deleted and upserted (evicted, then created again): readers apply
+  // deletions first.
+  std::vector<char> ExportChanged(uint32_t since, uint32_t* version_now);
 
  private:
   Status CheckTable(int table, uint32_t dim) const;
@@ -69,11 +85,11 @@ class ParameterShard {
   std::atomic<int64_t> pull_requests_{0}, push_requests_{0};
 };
 
-// Calls fn(table, dim, keys, weights, n) for each table of an ExportRows body.
-// DataLoss if the body is malformed.
+// Calls fn(table, dim, keys, weights, n, deleted, num_deleted) for each
+// table of an ExportRows body. DataLoss if the body is malformed.
 Status ForEachExportedTable(
     const std::vector<char>& body,
     const std::function<void(int table, int dim, const uint64_t* keys, const float* weights,
-                             size_t n)>& fn);
+                             size_t n, const uint64_t* deleted, size_t num_deleted)>& fn);
 
 }  // namespace freshet

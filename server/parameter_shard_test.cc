@@ -113,24 +113,27 @@ TEST(ParameterShardTest, ExportRowsDecoderHandlesEmptyAndHostileBodies) {
   put(&body, &one, 4);
   put(&body, &table, 4);
   put(&body, &dim, 4);
-  put(&body, &zero, 8);
+  put(&body, &zero, 8);  // rows
+  put(&body, &zero, 8);  // deleted keys
   int calls = 0;
-  ASSERT_TRUE(ForEachExportedTable(body, [&](int, int d, const uint64_t*, const float*, size_t n) {
+  ASSERT_TRUE(ForEachExportedTable(body, [&](int, int d, const uint64_t*, const float*, size_t n,
+                                             const uint64_t*, size_t deleted) {
                 ++calls;
                 EXPECT_EQ(d, 4);
                 EXPECT_EQ(n, 0u);
+                EXPECT_EQ(deleted, 0u);
               }).ok());
   EXPECT_EQ(calls, 1);
   // A row count that would overrun the body, and a dim of 0.
   std::vector<char> bad = body;
   const uint64_t huge = ~uint64_t{0};
   std::memcpy(bad.data() + 12, &huge, 8);
-  EXPECT_EQ(ForEachExportedTable(bad, [](int, int, const uint64_t*, const float*, size_t) {})
+  EXPECT_EQ(ForEachExportedTable(bad, [](int, int, const uint64_t*, const float*, size_t, const uint64_t*, size_t) {})
                 .code(),
             StatusCode::kDataLoss);
   bad = body;
   std::memset(bad.data() + 8, 0, 4);
-  EXPECT_EQ(ForEachExportedTable(bad, [](int, int, const uint64_t*, const float*, size_t) {})
+  EXPECT_EQ(ForEachExportedTable(bad, [](int, int, const uint64_t*, const float*, size_t, const uint64_t*, size_t) {})
                 .code(),
             StatusCode::kDataLoss);
   // Regression (wire_fuzz): a dim above INT32_MAX reached the callback as a
@@ -138,11 +141,88 @@ TEST(ParameterShardTest, ExportRowsDecoderHandlesEmptyAndHostileBodies) {
   bad = body;
   const uint32_t huge_dim = 0xc1000000u;
   std::memcpy(bad.data() + 8, &huge_dim, 4);
-  Status st = ForEachExportedTable(bad, [](int, int, const uint64_t*, const float*, size_t) {
+  Status st = ForEachExportedTable(bad, [](int, int, const uint64_t*, const float*, size_t, const uint64_t*, size_t) {
     ADD_FAILURE() << "callback called";
   });
   EXPECT_EQ(st.code(), StatusCode::kDataLoss);
   EXPECT_NE(st.message().find("dims are 1..4096"), std::string::npos) << st;
+}
+
+}  // namespace
+}  // namespace freshet
+
+namespace freshet {
+namespace {
+
+TEST(ParameterShardTest, ExportCarriesEvictionsAsDeletionsOnce) {
+  auto tables = ParseTablesConfig(R"(
+    tables { name: "a" dim: 2 optimizer { sgd { learning_rate: 0.5 } }
+             eviction { ttl_s: 100 } }
+  )", "t");
+  ASSERT_TRUE(tables.ok()) << tables.status();
+  auto shard = std::move(ParameterShard::Create(*tables, 2)).value();
+  const uint64_t k1 = 1, k2 = 2;
+  const float g[2] = {1, 1};
+  ASSERT_TRUE(shard->HandlePush(0, 2, &k1, 1, g, 1000).ok());
+  uint32_t v1 = 0;
+  shard->ExportChanged(0, &v1);  // the exporter now has key 1
+  ASSERT_TRUE(shard->HandlePush(0, 2, &k2, 1, g, 1200).ok());
+  EXPECT_EQ(shard->EvictExpired(), 1);  // key 1 is 200 s old
+  auto collect = [&](uint32_t since, std::vector<uint64_t>* rows, std::vector<uint64_t>* del) {
+    uint32_t now = 0;
+    std::vector<char> body = shard->ExportChanged(since, &now);
+    Status st = ForEachExportedTable(
+        body, [&](int table, int dim, const uint64_t* keys, const float*, size_t n,
+                  const uint64_t* deleted, size_t nd) {
+          EXPECT_EQ(table, 0);
+          EXPECT_EQ(dim, 2);
+          rows->assign(keys, keys + n);
+          del->assign(deleted, deleted + nd);
+        });
+    EXPECT_TRUE(st.ok()) << st;
+    return now;
+  };
+  std::vector<uint64_t> rows, del;
+  const uint32_t v2 = collect(v1, &rows, &del);
+  EXPECT_EQ(rows, std::vector<uint64_t>{2});
+  EXPECT_EQ(del, std::vector<uint64_t>{1});
+  // Asked again from the same point (a retried export): still there.
+  collect(v1, &rows, &del);
+  EXPECT_EQ(del, std::vector<uint64_t>{1});
+  // Acknowledged (since >= its version): forgotten.
+  collect(v2, &rows, &del);
+  EXPECT_TRUE(rows.empty());
+  EXPECT_TRUE(del.empty());
+  // A malformed body is DataLoss, not a crash.
+  uint32_t now = 0;
+  std::vector<char> body = shard->ExportChanged(0, &now);
+  body.resize(body.size() - 3);
+  EXPECT_EQ(ForEachExportedTable(body, [](int, int, const uint64_t*, const float*, size_t,
+                                          const uint64_t*, size_t) {})
+                .code(),
+            StatusCode::kDataLoss);
+}
+
+TEST(ParameterShardTest, TableConfigFieldErrors) {
+  auto bad = [](const std::string& text, const std::string& field) {
+    auto t = ParseTablesConfig(text, "cfg.pbtxt");
+    ASSERT_FALSE(t.ok()) << text;
+    EXPECT_NE(t.status().message().find(field), std::string::npos) << t.status();
+  };
+  bad(R"(tables { name: "a" dim: 2 optimizer { sgd { learning_rate: 1 } }
+                  admission { min_count: 300 } })", "admission.min_count");
+  bad(R"(tables { name: "a" dim: 2 optimizer { sgd { learning_rate: 1 } }
+                  admission { probability: 1.5 } })", "admission.probability");
+  bad(R"(tables { name: "a" dim: 2 optimizer { sgd { learning_rate: 1 } }
+                  admission { min_count: 2 sketch_depth: 9 } })", "admission.sketch_depth");
+  bad(R"(tables { name: "a" dim: 2 optimizer { sgd { learning_rate: 1 } }
+                  admission { min_count: 2 sketch_width: 10 } })", "admission.sketch_width");
+  auto ok = ParseTablesConfig(R"(tables { name: "a" dim: 2 optimizer { sgd { learning_rate: 1 } }
+      admission { min_count: 2 } eviction { ttl_s: 3600 max_rows: 1000 policy: LFU }
+      storage: FP16 })", "cfg.pbtxt");
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ(ok->tables(0).admission().sketch_width(), 1u << 20);  // default filled
+  EXPECT_EQ(ok->tables(0).admission().sketch_depth(), 4u);
 }
 
 }  // namespace

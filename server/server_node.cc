@@ -1,14 +1,29 @@
 #include "server/server_node.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <limits>
 
 #include <glog/logging.h>
+#include <unistd.h>
 
 #include "server/table_io.h"
 
 namespace freshet {
+namespace {
+
+// This process's resident set size from /proc/self/statm; 0 if unreadable.
+int64_t ResidentSetBytes() {
+  std::FILE* f = std::fopen("/proc/self/statm", "r");
+  if (f == nullptr) return 0;
+  long long size = 0, resident = 0;
+  const int got = std::fscanf(f, "%lld %lld", &size, &resident);
+  std::fclose(f);
+  return got == 2 ? resident * static_cast<int64_t>(sysconf(_SC_PAGESIZE)) : 0;
+}
+
+}  // namespace
 
 ServerNode::ServerNode(Transport* transport, const ClusterLayout& layout, ParameterShard* shard,
                        int handler_threads, Millis request_timeout, MetricsRegistry* metrics)
@@ -39,6 +54,24 @@ ServerNode::ServerNode(Transport* transport, const ClusterLayout& layout, Parame
                        stat(&ServerStats::rows));
   metrics->AddCallback("table_bytes", "Bytes of this server's shard of every table.", false,
                        stat(&ServerStats::bytes));
+  auto tstat = [sh](int64_t TableStats::*field) {
+    return [sh, field] { return static_cast<double>(sh->TotalTableStats().*field); };
+  };
+  metrics->AddCallback("table_held_back_pushes",
+                       "Pushed keys dropped because the key is not admitted yet.", true,
+                       tstat(&TableStats::held_back_pushes));
+  metrics->AddCallback("table_held_back_pulls",
+                       "Pulled keys answered with the held-back value (no row).", true,
+                       tstat(&TableStats::held_back_pulls));
+  metrics->AddCallback("table_admitted", "Rows created by feature admission.", true,
+                       tstat(&TableStats::admitted));
+  metrics->AddCallback("table_evicted_ttl", "Rows evicted by the TTL (event time).", true,
+                       tstat(&TableStats::evicted_ttl));
+  metrics->AddCallback("table_evicted_capacity", "Rows evicted to stay within max_rows.", true,
+                       tstat(&TableStats::evicted_capacity));
+  metrics->AddCallback("table_deletions_dropped",
+                       "Eviction deletions dropped by the bounded log before export.", true,
+                       tstat(&TableStats::deletions_dropped));
   metrics_.pull_latency = metrics->AddHistogram(
       "server_pull", "Time to apply a pull and queue its reply (handler thread).");
   metrics_.push_latency = metrics->AddHistogram(
@@ -212,9 +245,9 @@ Status ServerNode::Run() {
       }
       case MsgType::kStatsRequest: {
         const ServerStats s = shard_->Stats();
-        const int64_t fields[ServerStats::kNumFields] = {s.rows,          s.bytes,
-                                                         s.pull_requests, s.push_requests,
-                                                         s.keys_pulled,   s.keys_pushed};
+        const int64_t fields[ServerStats::kNumFields] = {
+            s.rows,        s.bytes,       s.pull_requests, s.push_requests,
+            s.keys_pulled, s.keys_pushed, ResidentSetBytes()};
         std::vector<char> body(sizeof(fields));
         std::memcpy(body.data(), fields, sizeof(fields));
         Reply(msg, MsgType::kStatsResponse, std::move(body), Status::OK());

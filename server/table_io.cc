@@ -77,15 +77,19 @@ Status SaveShardRows(const ParameterShard& shard, const std::string& path, uint3
     // Count first: ForEach holds partition locks, rows may be added between
     // calls only if training runs concurrently, which saving excludes.
     uint64_t rows = 0;
+    // Rows past their TTL are left out even before the sweep evicts them;
+    // an incremental save (changed_since > 0) writes only rows pushed since.
     table->ForEach([&](uint64_t, const float*, const float*, const RowMeta& m) {
-      rows += m.version > changed_since || changed_since == 0;
+      if (!table->Expired(m) && (changed_since == 0 || m.version > changed_since)) ++rows;
     });
     w.PutValue<uint64_t>(rows);
     const size_t wbytes = table->dim() * sizeof(float);
     const size_t sbytes = table->state_dim() * sizeof(float);
     uint64_t written = 0;
     table->ForEach([&](uint64_t key, const float* weights, const float* state, const RowMeta& m) {
-      if (written == rows || (changed_since > 0 && m.version <= changed_since)) return;
+      if (written == rows || table->Expired(m) || (changed_since > 0 && m.version <= changed_since)) {
+        return;
+      }
       w.PutValue<uint64_t>(key);
       w.PutValue<uint32_t>(m.update_count);
       w.PutValue<uint32_t>(m.version);

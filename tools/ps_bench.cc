@@ -50,6 +50,8 @@ DEFINE_int32(pipeline, 4, "requests each worker keeps in flight");
 DEFINE_double(zipf, 0, "key popularity: 0 uniform, s > 0 Zipf with exponent s (hot keys)");
 DEFINE_string(memory_rows, "1000000,10000000", "row counts for the bytes-per-row figure (dim 16, "
               "Adagrad); empty to skip");
+DEFINE_string(storage, "FP32", "embedding value storage of the bench tables: FP32, FP16 or BF16 "
+              "(optimizer state stays fp32)");
 
 namespace freshet {
 namespace {
@@ -73,6 +75,10 @@ proto::TablesConfig BenchTables(const std::vector<int64_t>& dims) {
     t->mutable_initializer()->set_kind(proto::Initializer::UNIFORM);
     t->mutable_initializer()->set_scale(0.01f);
     t->mutable_optimizer()->mutable_adagrad()->set_learning_rate(0.05f);
+    proto::TableConfig::Storage storage;
+    CHECK(proto::TableConfig::Storage_Parse(FLAGS_storage, &storage))
+        << "--storage must be FP32, FP16 or BF16, got " << FLAGS_storage;
+    t->set_storage(storage);
   }
   Status st = ValidateTablesConfig(&cfg, "<bench>");
   CHECK(st.ok()) << st;
@@ -200,7 +206,8 @@ MemoryResult MeasureMemory(int64_t rows) {
   m.rows = s.rows;
   m.bytes_per_row = static_cast<double>(s.bytes) / s.rows;
   m.resident_per_row = static_cast<double>(rss1 - rss0) / s.rows;
-  m.payload_per_row = 8 + 16 * 4 + 16 * 4;  // key + weights + Adagrad accumulators
+  // key + weights (4 or 2 bytes) + Adagrad accumulators
+  m.payload_per_row = 8 + 16 * (FLAGS_storage == "FP32" ? 4 : 2) + 16 * 4;
   return m;
 }
 
@@ -208,22 +215,31 @@ int RunWorker(PsClient* client, const ClusterLayout& layout, MPI_Comm workers,
               const std::vector<int64_t>& dims) {
   const bool leader = client->worker_index() == 0;
   const int nworkers = layout.num_workers();
-  // Fill every table: each worker inserts its stripe of the keyspace.
+  // Fill every table: each worker inserts its stripe of the keyspace, 1M
+  // keys per pull (bounded buffers even at 100M rows).
+  const auto fill_start = std::chrono::steady_clock::now();
   for (size_t t = 0; t < dims.size(); ++t) {
     std::vector<uint64_t> keys;
-    for (int64_t k = client->worker_index(); k < FLAGS_keyspace; k += nworkers) keys.push_back(k);
-    std::vector<float> out(keys.size() * dims[t]);
-    Status st = client->Pull(static_cast<int>(t), keys.data(), keys.size(), out.data()).get();
-    CHECK(st.ok()) << st;
+    std::vector<float> out;
+    int64_t k = client->worker_index();
+    while (k < FLAGS_keyspace) {
+      keys.clear();
+      for (; k < FLAGS_keyspace && keys.size() < (1u << 20); k += nworkers) keys.push_back(k);
+      out.resize(keys.size() * dims[t]);
+      Status st = client->Pull(static_cast<int>(t), keys.data(), keys.size(), out.data()).get();
+      CHECK(st.ok()) << st;
+    }
   }
+  const double fill_s =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - fill_start).count();
   MPI_Barrier(workers);
   std::vector<CaseResult> results;
   const KeySampler sample;
   if (leader) {
-    std::printf("freshet_ps_bench: %d server(s), %d worker(s), %lld rows per table, pipeline %d, "
-                "%.1f s per case, keys %s\n",
+    std::printf("freshet_ps_bench: %d server(s), %d worker(s), %lld rows per table (%s, filled "
+                "in %.1f s), pipeline %d, %.1f s per case, keys %s\n",
                 layout.num_servers(), nworkers, static_cast<long long>(FLAGS_keyspace),
-                FLAGS_pipeline, FLAGS_seconds,
+                FLAGS_storage.c_str(), fill_s, FLAGS_pipeline, FLAGS_seconds,
                 FLAGS_zipf > 0 ? ("Zipf(" + std::to_string(FLAGS_zipf) + ")").c_str() : "uniform");
     std::printf("%-5s %4s %8s %14s %9s %10s %7s %10s\n", "op", "dim", "keys/req", "keys/s", "GB/s",
                 "ms/req", "unique", "max shard");
@@ -247,14 +263,18 @@ int RunWorker(PsClient* client, const ClusterLayout& layout, MPI_Comm workers,
   CHECK(stats.ok()) << stats.status();
   MPI_Barrier(workers);
   if (!leader) return 0;
-  int64_t server_rows = 0, server_bytes = 0;
+  int64_t server_rows = 0, server_bytes = 0, server_resident = 0;
   for (const auto& s : *stats) {
     server_rows += s.rows;
     server_bytes += s.bytes;
+    server_resident += s.resident_bytes;
   }
-  std::printf("servers hold %lld rows in %.1f MB (%.1f bytes/row over all dims)\n",
+  std::printf("servers hold %lld rows in %.1f MB (%.1f bytes/row over all dims); server processes "
+              "resident %.1f MB (%.1f bytes/row, process overhead included)\n",
               static_cast<long long>(server_rows), server_bytes / 1e6,
-              static_cast<double>(server_bytes) / std::max<int64_t>(1, server_rows));
+              static_cast<double>(server_bytes) / std::max<int64_t>(1, server_rows),
+              server_resident / 1e6,
+              static_cast<double>(server_resident) / std::max<int64_t>(1, server_rows));
   std::vector<MemoryResult> mem;
   for (int64_t rows : ParseList(FLAGS_memory_rows)) {
     mem.push_back(MeasureMemory(rows));
@@ -266,7 +286,10 @@ int RunWorker(PsClient* client, const ClusterLayout& layout, MPI_Comm workers,
   }
   std::ostringstream js;
   js << "{\"bench\":\"ps\",\"servers\":" << layout.num_servers() << ",\"workers\":" << nworkers
-     << ",\"keyspace\":" << FLAGS_keyspace << ",\"zipf\":" << FLAGS_zipf << ",\"cases\":[";
+     << ",\"keyspace\":" << FLAGS_keyspace << ",\"storage\":\"" << FLAGS_storage
+     << "\",\"fill_s\":" << fill_s << ",\"server_rows\":" << server_rows
+     << ",\"server_bytes\":" << server_bytes << ",\"server_resident_bytes\":" << server_resident
+     << ",\"zipf\":" << FLAGS_zipf << ",\"cases\":[";
   for (size_t i = 0; i < results.size(); ++i) {
     const auto& r = results[i];
     char buf[256];

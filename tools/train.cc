@@ -244,6 +244,13 @@ int RunLocal(const proto::JobConfig& job) {
   };
   auto r = RunWorkerJob(job, &store, &collective, opt);
   if (!r.ok()) return Fail(r.status(), "local trainer");
+  // Table size after training (docs/TABLES.md; tools/table_size_bench.sh).
+  const TableStats ts = (*shard)->TotalTableStats();
+  std::printf("tables: {\"table_rows\":%lld,\"table_bytes\":%lld,\"held_back_pushes\":%lld,"
+              "\"admitted\":%lld,\"evicted_ttl\":%lld,\"evicted_capacity\":%lld}\n",
+              static_cast<long long>(ts.rows), static_cast<long long>(ts.bytes),
+              static_cast<long long>(ts.held_back_pushes), static_cast<long long>(ts.admitted),
+              static_cast<long long>(ts.evicted_ttl), static_cast<long long>(ts.evicted_capacity));
   std::printf("%s%s\n", r->Summary().c_str(), r->Json(job, 1, 0).c_str());
   return 0;
 }

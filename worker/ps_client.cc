@@ -229,6 +229,7 @@ std::future<Status> PsClient::Push(int table, const uint64_t* keys, size_t n,
     msg.meta.dim = static_cast<uint32_t>(dim);
     msg.meta.worker = worker_index_;
     msg.meta.clock = step_.load();
+    msg.meta.watermark = event_time_.load();  // the batch's event time, for TTLs
     msg.body.reserve(ns * (sizeof(uint64_t) + row_bytes) + 64);
     msg.body.resize(ns * (sizeof(uint64_t) + row_bytes));
     auto* kp = reinterpret_cast<uint64_t*>(msg.body.data());
@@ -453,7 +454,7 @@ StatusOr<std::vector<ServerStats>> PsClient::ServerStatsAll() {
     }
     int64_t f[ServerStats::kNumFields];
     std::memcpy(f, m.body.data(), sizeof(f));
-    out.push_back(ServerStats{f[0], f[1], f[2], f[3], f[4], f[5]});
+    out.push_back(ServerStats{f[0], f[1], f[2], f[3], f[4], f[5], f[6]});
   }
   return out;
 }

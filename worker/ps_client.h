@@ -76,6 +76,8 @@ class PsClient : public SparseStore {
   // sent it, so servers can answer bounded-staleness pulls.
   Status Clock() override;
   int64_t step() const { return step_.load(); }
+  // Sent with later PUSH requests (MessageMeta::watermark) for the TTL.
+  void SetEventTime(int64_t unix_s) override { event_time_.store(unix_s); }
 
   // Asks every server for its stats (synchronous, with the deadline).
   StatusOr<std::vector<ServerStats>> ServerStatsAll();
@@ -149,6 +151,7 @@ class PsClient : public SparseStore {
 
   std::atomic<uint64_t> next_id_{1};
   std::atomic<int64_t> step_{0};
+  std::atomic<int64_t> event_time_{0};
   std::atomic<bool> stop_{false};
 
   std::mutex mu_;

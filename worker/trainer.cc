@@ -312,6 +312,7 @@ StatusOr<TrainStats> Trainer::Train(const ReaderFactory& open_shard) {
                         eg.data(), eg.size() * sizeof(float));
           }
         }
+        store_->SetEventTime(cur->max_time);  // row TTLs are in event time
         for (size_t p = 0; p < tables_used_.size(); ++p) {
           if (cur->keys[p].empty()) continue;
           pending_pushes.push_back(store_->Push(tables_used_[p], cur->keys[p].data(),

@@ -75,11 +75,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       // Any body as an EXPORT_RESPONSE: every row handed out must be readable.
       size_t rows = 0;
       Status st = ForEachExportedTable(
-          msg.body, [&](int table, int dim, const uint64_t* keys, const float* w, size_t n) {
+          msg.body, [&](int table, int dim, const uint64_t* keys, const float* w, size_t n,
+                        const uint64_t* deleted, size_t num_deleted) {
             FUZZ_CHECK(dim > 0);
             volatile float sink = 0;
             for (size_t i = 0; i < n; ++i) sink = sink + static_cast<float>(keys[i] & 1) + w[i * dim + dim - 1];
-            rows += n;
+            for (size_t i = 0; i < num_deleted; ++i) sink = sink + static_cast<float>(deleted[i] & 1);
+            rows += n + num_deleted;
           });
       if (st.ok()) FUZZ_CHECK(rows * sizeof(uint64_t) <= msg.body.size());
     }
