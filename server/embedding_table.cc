@@ -9,6 +9,7 @@
 #include <utility>
 
 #if defined(__x86_64__)
+#include <cpuid.h>
 #include <immintrin.h>
 #endif
 
@@ -92,7 +93,17 @@ __attribute__((target("avx,f16c"))) void FloatToHalfF16c(const float* in, uint16
   }
   for (; d < n; ++d) out[d] = FloatToHalf(in[d]);
 }
-const bool kHasF16c = __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx");
+// CPUID leaf 1: ECX bit 29 F16C, bit 28 AVX, bit 27 OSXSAVE; XGETBV: the OS
+// saves XMM and YMM state. (clang 14's __builtin_cpu_supports has no "f16c".)
+bool DetectF16c() {
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (__get_cpuid(1, &a, &b, &c, &d) == 0) return false;
+  if ((c & (1u << 29)) == 0 || (c & (1u << 28)) == 0 || (c & (1u << 27)) == 0) return false;
+  unsigned lo = 0, hi = 0;
+  __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+  return (lo & 6u) == 6u;
+}
+const bool kHasF16c = DetectF16c();
 #else
 constexpr bool kHasF16c = false;
 void HalfToFloatF16c(const uint16_t*, float*, int) {}
