@@ -245,6 +245,9 @@ struct EmbeddingTable::Partition {
   std::vector<uint8_t> sketch;                  // depth x sketch_width counters
   uint32_t sketch_width = 0;
   uint32_t sketch_depth = 0;
+  uint64_t sketch_counted = 0;      // counted pushes since the last halving
+  uint64_t sketch_halve_after = 0;  // 0: never halve
+  uint64_t sketch_halvings = 0;
   uint32_t tick = 0;     // access clock (LRU), wraps
   uint64_t rng = 0;      // admission coins and eviction samples
   uint32_t cursor = 0;   // TTL sweep position
@@ -307,6 +310,11 @@ EmbeddingTable::EmbeddingTable(int table_id, const proto::TableConfig& cfg, int 
       part->sketch_width = std::max<uint32_t>(64, width / static_cast<uint32_t>(num_partitions));
       part->sketch_depth = depth;
       part->sketch.assign(static_cast<size_t>(part->sketch_width) * depth, 0);
+      const uint64_t halve = cfg.admission().halve_every();
+      if (halve != 0) {
+        part->sketch_halve_after =
+            std::max<uint64_t>(1, halve / static_cast<uint64_t>(num_partitions));
+      }
     }
     part->rng = Mix64(cfg.initializer().seed() ^ (static_cast<uint64_t>(table_id) << 32) ^
                       static_cast<uint64_t>(p));
@@ -415,6 +423,13 @@ bool EmbeddingTable::Admit(Partition& part, uint64_t h) {
   const uint32_t next = std::min<uint32_t>(255, est + 1);
   for (uint32_t d = 0; d < part.sketch_depth; ++d) {
     if (part.sketch[idx[d]] < next) part.sketch[idx[d]] = static_cast<uint8_t>(next);
+  }
+  if (part.sketch_halve_after != 0 && ++part.sketch_counted >= part.sketch_halve_after) {
+    // Age every count (the sketch is a few MiB at most; amortised over
+    // sketch_halve_after pushes this is a fraction of a byte per push).
+    for (uint8_t& c : part.sketch) c = static_cast<uint8_t>(c >> 1);
+    part.sketch_counted = 0;
+    ++part.sketch_halvings;
   }
   return next >= min_count_;
 }
@@ -710,6 +725,7 @@ TableStats EmbeddingTable::stats() const {
     std::lock_guard<std::mutex> lock(p->mu);
     s.rows += p->num_rows;
     s.bytes += p->Bytes();
+    s.sketch_halvings += static_cast<int64_t>(p->sketch_halvings);
   }
   s.keys_pulled = keys_pulled_.load(std::memory_order_relaxed);
   s.keys_pushed = keys_pushed_.load(std::memory_order_relaxed);

@@ -96,6 +96,41 @@ TEST(AdmissionTest, ThresholdOverManyKeysAndSketchMemoryIsBounded) {
   EXPECT_GE(t->stats().held_back_pushes, 40000 - 20);
 }
 
+// Counts age: with halve_every set, sightings spread over a long window are
+// halved away and the key is never admitted; the same sightings without
+// ageing admit it, and sightings close together still admit it.
+TEST(AdmissionTest, HalvingAgesCountsSoRareKeysAreNotAdmitted) {
+  auto run = [](uint64_t halve_every, int filler_between) {
+    proto::TableConfig cfg = Sgd(2);
+    cfg.mutable_admission()->set_min_count(3);
+    cfg.mutable_admission()->set_sketch_width(1 << 16);
+    cfg.mutable_admission()->set_sketch_depth(4);
+    cfg.mutable_admission()->set_halve_every(halve_every);
+    auto t = Make(cfg, 1);
+    const uint64_t key = 4242;
+    uint64_t filler = uint64_t{1} << 40;
+    for (int sighting = 0; sighting < 3; ++sighting) {
+      PushOne(t.get(), key, 0.1f, 1);
+      // Other never-admitted keys, each seen once: they count towards ageing.
+      for (int i = 0; i < filler_between; ++i) PushOne(t.get(), filler++, 0.1f, 1);
+    }
+    return std::make_pair(Has(*t, key), t->stats().sketch_halvings);
+  };
+  // 3 sightings, 1000 other pushes between each: without ageing admitted.
+  auto never = run(0, 1000);
+  EXPECT_TRUE(never.first);
+  EXPECT_EQ(never.second, 0);
+  // Halving every 500 counted pushes: counts 1 -> 0 (halved twice) before
+  // the next sighting, so the key never reaches 3.
+  auto aged = run(500, 1000);
+  EXPECT_FALSE(aged.first);
+  EXPECT_GE(aged.second, 4);
+  // Sightings close together (no filler) are admitted despite ageing.
+  auto close = run(500, 0);
+  EXPECT_TRUE(close.first);
+  EXPECT_EQ(close.second, 0);
+}
+
 TEST(AdmissionTest, InitializerHeldBackValue) {
   proto::TableConfig cfg = Sgd(8);
   cfg.mutable_admission()->set_min_count(2);
