@@ -12,6 +12,8 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/e2e_util.h"
+
 #include "common/device.h"
 
 namespace freshet {
@@ -22,36 +24,10 @@ const std::string kBin = FRESHET_BIN_DIR;
 const std::string kData = FRESHET_SHARED_DATA_DIR;
 const std::string kOut = FRESHET_TEST_OUT_DIR;
 
-struct CommandResult {
-  int rc = -1;
-  std::string output;
-  std::string json;  // the last line starting with '{'
-};
-
-CommandResult RunCommand(const std::string& cmd) {
-  CommandResult r;
-  std::FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  if (!p) return r;
-  char buf[4096];
-  while (std::fgets(buf, sizeof(buf), p)) {
-    r.output += buf;
-    if (buf[0] == '{') r.json = buf;
-  }
-  const int status = pclose(p);
-  r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
-
-double Field(const std::string& json, const std::string& key) {
-  std::smatch m;
-  if (!std::regex_search(json, m, std::regex("\"" + key + "\":(-?[0-9.eE+-]+)"))) return NAN;
-  return std::stod(m[1]);
-}
-
-std::string Mpirun(int np) {
-  return "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 timeout 600 mpirun "
-         "--oversubscribe --bind-to none -np " + std::to_string(np) + " ";
-}
+using e2e::CommandResult;
+using e2e::Field;
+using e2e::Mpirun;
+using e2e::RunCommand;
 
 std::string Train(const std::string& cluster, const std::string& extra) {
   return kBin + "/freshet_train --task=synthetic --job_config=" + kSrc +
