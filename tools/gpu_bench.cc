@@ -35,6 +35,7 @@
 #include <glog/logging.h>
 
 #include "common/config.h"
+#include "tools/bench_cluster.h"
 #include "common/device.h"
 #include "common/mpi_transport.h"
 #include "common/mpi_util.h"
@@ -65,16 +66,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 double Since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
-
-std::vector<int64_t> ParseList(const std::string& s) {
-  std::vector<int64_t> out;
-  std::stringstream ss(s);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    if (!item.empty()) out.push_back(std::stoll(item));
-  }
-  return out;
-}
 
 proto::TablesConfig Tables() {
   proto::TablesConfig cfg;
@@ -345,56 +336,11 @@ int Main(int argc, char** argv) {
       return 77;
     }
   }
-  auto session_or = MpiSession::Init(&argc, &argv);
-  if (!session_or.ok()) {
-    std::fprintf(stderr, "%s\n", session_or.status().ToString().c_str());
-    return 1;
-  }
-  std::unique_ptr<MpiSession> session(*session_or);
-  google::InitGoogleLogging(argv[0]);
-  auto cfg = LoadClusterConfig(FLAGS_cluster_config);
-  if (!cfg.ok()) {
-    if (session->rank() == 0) std::fprintf(stderr, "%s\n", cfg.status().ToString().c_str());
-    return 1;
-  }
-  ClusterLayout layout(*cfg);
-  if (layout.world_size() != session->size()) {
-    if (session->rank() == 0) {
-      std::fprintf(stderr, "%s defines %d ranks but mpirun started %d (use mpirun -np %d)\n",
-                   FLAGS_cluster_config.c_str(), layout.world_size(), session->size(),
-                   layout.world_size());
-    }
-    return 1;
-  }
-  const proto::TablesConfig tables = Tables();
-  const int rank = session->rank();
-  const proto::Role role = layout.RoleOf(rank);
-  MPI_Comm workers;
-  MPI_Comm_split(MPI_COMM_WORLD, role == proto::WORKER ? 1 : 0, rank, &workers);
-  auto transport = std::move(MpiTransport::Create(MPI_COMM_WORLD)).value();
-  const Millis timeout(cfg->transport().request_timeout_ms());
-  int rc = 0;
-  if (role == proto::SERVER) {
-    auto shard = std::move(ParameterShard::Create(tables, cfg->server().partitions())).value();
-    ServerNode node(transport.get(), layout, shard.get(), cfg->server().handler_threads(), timeout);
-    Status st = node.Run();
-    if (!st.ok()) {
-      LOG(ERROR) << st;
-      rc = 2;
-    }
-  } else if (role == proto::WORKER) {
-    PsClientOptions opt;
-    opt.request_timeout = timeout;
-    opt.max_inflight = cfg->transport().max_inflight_requests();
-    auto client =
-        std::move(PsClient::Create(transport.get(), layout, {1, FLAGS_emb_dim}, opt)).value();
-    rc = RunWorker(client.get(), workers, *device);
-    Status st = client->Shutdown();
-    if (!st.ok()) rc = 2;
-  }
-  transport->Shutdown();
-  MPI_Comm_free(&workers);
-  return rc;
+  const DeviceSpec spec = *device;
+  return RunBenchCluster(&argc, &argv, FLAGS_cluster_config, Tables(), {1, FLAGS_emb_dim},
+                         [&spec](PsClient* client, const ClusterLayout&, MPI_Comm workers) {
+                           return RunWorker(client, workers, spec);
+                         });
 }
 
 }  // namespace

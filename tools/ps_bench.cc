@@ -32,6 +32,7 @@
 #include <glog/logging.h>
 
 #include "common/config.h"
+#include "tools/bench_cluster.h"
 #include "common/mpi_transport.h"
 #include "common/mpi_util.h"
 #include "common/key_dedup.h"
@@ -55,16 +56,6 @@ DEFINE_string(storage, "FP32", "embedding value storage of the bench tables: FP3
 
 namespace freshet {
 namespace {
-
-std::vector<int64_t> ParseList(const std::string& s) {
-  std::vector<int64_t> out;
-  std::stringstream ss(s);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    if (!item.empty()) out.push_back(std::stoll(item));
-  }
-  return out;
-}
 
 proto::TablesConfig BenchTables(const std::vector<int64_t>& dims) {
   proto::TablesConfig cfg;
@@ -322,57 +313,12 @@ int Main(int argc, char** argv) {
       "parameter-server pull/push throughput and table memory; run under mpirun, e.g.\n"
       "  mpirun -np 2 build/bin/freshet_ps_bench --cluster_config=cluster-configs/bench-1s1w.pbtxt");
   gflags::ParseCommandLineFlags(&argc, &argv, true);  // before MPI: --help needs no mpirun
-  auto session_or = MpiSession::Init(&argc, &argv);
-  if (!session_or.ok()) {
-    std::fprintf(stderr, "%s\n", session_or.status().ToString().c_str());
-    return 1;
-  }
-  std::unique_ptr<MpiSession> session(*session_or);
-  google::InitGoogleLogging(argv[0]);
-  auto cfg = LoadClusterConfig(FLAGS_cluster_config);
-  if (!cfg.ok()) {
-    if (session->rank() == 0) std::fprintf(stderr, "%s\n", cfg.status().ToString().c_str());
-    return 1;
-  }
-  ClusterLayout layout(*cfg);
-  if (layout.world_size() != session->size()) {
-    if (session->rank() == 0) {
-      std::fprintf(stderr, "%s defines %d ranks but mpirun started %d (use mpirun -np %d)\n",
-                   FLAGS_cluster_config.c_str(), layout.world_size(), session->size(),
-                   layout.world_size());
-    }
-    return 1;
-  }
   const std::vector<int64_t> dims = ParseList(FLAGS_dims);
-  const proto::TablesConfig tables = BenchTables(dims);
-  const int rank = session->rank();
-  const proto::Role role = layout.RoleOf(rank);
-  MPI_Comm workers;
-  MPI_Comm_split(MPI_COMM_WORLD, role == proto::WORKER ? 1 : 0, rank, &workers);
-  auto transport = std::move(MpiTransport::Create(MPI_COMM_WORLD)).value();
-  const Millis timeout(cfg->transport().request_timeout_ms());
-  int rc = 0;
-  if (role == proto::SERVER) {
-    auto shard = std::move(ParameterShard::Create(tables, cfg->server().partitions())).value();
-    ServerNode node(transport.get(), layout, shard.get(), cfg->server().handler_threads(), timeout);
-    Status st = node.Run();
-    if (!st.ok()) {
-      LOG(ERROR) << st;
-      rc = 2;
-    }
-  } else if (role == proto::WORKER) {
-    std::vector<int> table_dims(dims.begin(), dims.end());
-    PsClientOptions opt;
-    opt.request_timeout = timeout;
-    opt.max_inflight = cfg->transport().max_inflight_requests();
-    auto client = std::move(PsClient::Create(transport.get(), layout, table_dims, opt)).value();
-    rc = RunWorker(client.get(), layout, workers, dims);
-    Status st = client->Shutdown();
-    if (!st.ok()) rc = 2;
-  }
-  transport->Shutdown();
-  MPI_Comm_free(&workers);
-  return rc;
+  const std::vector<int> table_dims(dims.begin(), dims.end());
+  return RunBenchCluster(&argc, &argv, FLAGS_cluster_config, BenchTables(dims), table_dims,
+                         [&dims](PsClient* client, const ClusterLayout& layout, MPI_Comm workers) {
+                           return RunWorker(client, layout, workers, dims);
+                         });
 }
 
 }  // namespace
