@@ -115,7 +115,7 @@ TEST(ServeE2eTest, ServesFreshModelsWhileTrainingAndMatchesTheTrainer) {
   const int rc = Sh("OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 mpirun "
                     "--oversubscribe --bind-to none -np 5 " + kBin + "/freshet_train "
                     "--task=synthetic --job_config=" + kSrc + "/cluster-configs/jobs/synthetic.pbtxt"
-                    " --cluster_config=" + kSrc + "/cluster-configs/local.pbtxt --work_dir=" + kOut +
+                    " --cluster_config=" + kSrc + "/cluster-configs/local.pbtxt --metrics_port=0 --work_dir=" + kOut +
                     " > " + kOut + "/train.log 2>&1");
   // Let the server pick up the final full snapshot.
   std::this_thread::sleep_for(std::chrono::milliseconds(500));

@@ -63,7 +63,7 @@ TEST(TrainE2eTest, TwoAsyncWorkersReachReferenceAndOracle) {
   CommandResult ref = RunCommand(Train("synthetic", "async", "--local --save=false"));
   ASSERT_EQ(ref.rc, 0) << ref.output;
   CommandResult dist = RunCommand(Mpirun(5) + Train("synthetic", "async", "--cluster_config=" + kSrc +
-                                                                    "/cluster-configs/local.pbtxt"));
+                                                                    "/cluster-configs/local.pbtxt --metrics_port=0"));
   ASSERT_EQ(dist.rc, 0) << dist.output;
   const double ref_auc = Field(ref.json, "holdout_auc");
   const double auc = Field(dist.json, "holdout_auc");
@@ -96,7 +96,7 @@ double PopularityAuc(const std::string& dir) {
 
 void ExpectBeatsPopularity(const std::string& task) {
   CommandResult dist = RunCommand(Mpirun(5) + Train(task, task, "--save=false --cluster_config=" + kSrc +
-                                                          "/cluster-configs/local.pbtxt"));
+                                                          "/cluster-configs/local.pbtxt --metrics_port=0"));
   ASSERT_EQ(dist.rc, 0) << dist.output;
   const double baseline = PopularityAuc(kOut + "/" + task);
   const double auc = Field(dist.json, "holdout_auc");
