@@ -36,6 +36,9 @@ ExporterNode::ExporterNode(Transport* transport, const ClusterLayout& layout,
   m->deltas = metrics->AddCounter("export_delta_snapshots", "Delta snapshots published.");
   m->rows = metrics->AddCounter("export_rows", "Rows written into snapshots.");
   m->bytes = metrics->AddCounter("export_bytes", "Bytes of snapshot files written.");
+  m->failed = metrics->AddCounter(
+      "export_failed_publishes",
+      "Exports whose files could not be written (disk full, I/O errors); retried next time.");
   m->duration = metrics->AddHistogram("export", "Time to collect and publish one snapshot.");
   m->freshness_s = metrics->AddGauge(
       "export_freshness_seconds",
@@ -161,7 +164,6 @@ Status ExporterNode::Export(bool full) {
     Status st = AddExportRows(r->body, &snap);
     if (!st.ok()) return st.WithContext("EXPORT response from " + layout_.Describe(r->peer));
   }
-  since_ = new_since;
   snap.version = ++version_;
   snap.watermark = watermark_;
   snap.ingest_wall_ms = ingest_wall_ms_;
@@ -169,7 +171,26 @@ Status ExporterNode::Export(bool full) {
   snap.dense = dense_;
   int64_t rows = 0;
   for (const auto& t : snap.tables) rows += static_cast<int64_t>(t.keys.size());
-  FRESHET_RETURN_IF_ERROR(writer_->Publish(snap));
+  if (got_final) {
+    // Answer after this export; the caller's loop sees it next.
+    pending_final_ = std::move(final_request);
+    has_pending_final_ = true;
+  }
+  Status published = writer_->Publish(snap);
+  if (!published.ok()) {
+    // Nothing is lost: since_ stays, so the servers send these rows (and
+    // their deletions, which they keep until acknowledged this way) again
+    // for the next version. A failed full is retried as a full.
+    ++stats_.failed_publishes;
+    if (full) force_full_ = true;
+    if (metrics_ != nullptr) metrics_->failed->Add();
+    LOG(ERROR) << "exporter: publishing " << (full ? "full" : "delta") << " version "
+               << snap.version << " failed; serving keeps version "
+               << writer_->manifest().version() << "; the next export retries: " << published;
+    return Status(StatusCode::kAborted, published.message());
+  }
+  since_ = new_since;
+  if (full) force_full_ = false;
   (full ? stats_.fulls : stats_.deltas) += 1;
   stats_.rows_exported += rows;
   stats_.bytes_written = writer_->bytes_written();
@@ -187,11 +208,6 @@ Status ExporterNode::Export(bool full) {
   }
   VLOG(1) << "exported " << (full ? "full" : "delta") << " v" << snap.version << ": " << rows
           << " rows in " << ms << " ms";
-  if (got_final) {
-    // Answer after this export; the caller's loop sees it next.
-    pending_final_ = std::move(final_request);
-    has_pending_final_ = true;
-  }
   return Status::OK();
 }
 
@@ -224,7 +240,12 @@ Status ExporterNode::Run() {
       }
     }
     if (final) {
+      // The last model matters most: a failed publish is tried again (each
+      // attempt after file_io's own retries), then reported to worker 0.
       Status st = Export(/*full=*/true);
+      for (int attempt = 2; attempt <= 3 && st.code() == StatusCode::kAborted; ++attempt) {
+        st = Export(/*full=*/true);
+      }
       Message resp;
       resp.meta.type = MsgType::kExportFinalResponse;
       resp.meta.request_id = final_request.meta.request_id;
@@ -241,9 +262,12 @@ Status ExporterNode::Run() {
     if (now >= next_tick) {
       next_tick = now + interval;
       if (have_dense_) {
-        const bool full = now >= next_full;
+        const bool full = now >= next_full || force_full_;
         if (full) next_full = now + full_interval;
-        FRESHET_RETURN_IF_ERROR(Export(full));
+        Status st = Export(full);
+        // A failed publish (disk full, I/O error: logged, counted) is
+        // retried by the next export; anything else ends the exporter.
+        if (!st.ok() && st.code() != StatusCode::kAborted) return st;
       }
     }
   }

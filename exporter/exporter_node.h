@@ -60,6 +60,7 @@ struct ExporterStats {
   int64_t rows_exported = 0;
   int64_t bytes_written = 0;
   double max_export_ms = 0;
+  int64_t failed_publishes = 0;  // exports whose files could not be written
 };
 
 class ExporterNode {
@@ -70,11 +71,19 @@ class ExporterNode {
                std::chrono::milliseconds request_timeout, MetricsRegistry* metrics = nullptr);
 
   // Exports until worker 0 sends EXPORT_FINAL (OK), or an error (a server
-  // not answering within the deadline, a write failure).
+  // not answering within the deadline, a failed final export). A periodic
+  // export whose files cannot be written (after common/file_io.h's retries)
+  // is a LOG(ERROR) and counted (stats().failed_publishes, metric
+  // export_failed_publishes); the exporter goes on: the published model
+  // stays the last good version, the servers' changes are asked for again
+  // and go into the next version (a failed full snapshot is retried as a
+  // full).
   Status Run();
   const ExporterStats& stats() const { return stats_; }
 
  private:
+  // Collects and publishes one snapshot. Aborted if only the publish (file
+  // writing) failed, which the next export retries.
   Status Export(bool full);
   // Handles a message that is not an export response; returns true if it
   // was EXPORT_FINAL (stored in *final_request).
@@ -88,6 +97,7 @@ class ExporterNode {
   std::unique_ptr<ExportWriter> writer_;
   std::vector<uint32_t> since_;  // per server: version already exported
   uint64_t version_ = 0;
+  bool force_full_ = false;  // a full snapshot failed to publish: the next is full
   uint64_t next_request_id_ = 1;
   // Newest dense parameters from worker 0.
   bool have_dense_ = false;
@@ -107,6 +117,7 @@ class ExporterNode {
     Counter* deltas = nullptr;
     Counter* rows = nullptr;
     Counter* bytes = nullptr;
+    Counter* failed = nullptr;
     LatencyHistogram* duration = nullptr;
     Gauge* freshness_s = nullptr;
     Gauge* watermark = nullptr;

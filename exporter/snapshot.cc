@@ -22,6 +22,7 @@
 
 #include <glog/logging.h>
 
+#include "common/file_io.h"
 #include "exporter/internal/huge_pages.h"
 
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
@@ -39,7 +40,11 @@ constexpr size_t kHeaderBytes = 8 + 4 + 4 + 8 + 8 + 1;
 constexpr size_t kTrailerBytes = 8;
 constexpr char kLatest[] = "LATEST";
 constexpr char kTmpSuffix[] = ".tmp";
-constexpr int kLoadAttempts = 5;  // restarts of a load racing a writer's retention
+constexpr int kLoadAttempts = 5;
+// A manifest file ends with "FRSHMSUM" and the FNV-1a 64 of every byte
+// before the hash (docs/SNAPSHOT_FORMAT.md section 4).
+constexpr char kManifestTrailerMagic[8] = {'F', 'R', 'S', 'H', 'M', 'S', 'U', 'M'};
+constexpr size_t kManifestTrailerBytes = 16;  // restarts of a load racing a writer's retention
 
 constexpr uint64_t kFnvOffset = kFnv1aOffset;
 inline uint64_t FnvUpdate(uint64_t h, const void* p, size_t n) { return Fnv1aUpdate(h, p, n); }
@@ -88,13 +93,6 @@ class ScopedFd {
   int fd_;
 };
 
-std::string DirName(const std::string& path) {
-  const size_t slash = path.rfind('/');
-  if (slash == std::string::npos) return ".";
-  if (slash == 0) return "/";
-  return path.substr(0, slash);
-}
-
 std::string BaseName(const std::string& path) {
   const size_t slash = path.rfind('/');
   return slash == std::string::npos ? path : path.substr(slash + 1);
@@ -111,115 +109,23 @@ bool IsPlainFileName(const std::string& name) {
          name.find('/') == std::string::npos && name.find('\0') == std::string::npos;
 }
 
-Status FsyncDir(const std::string& dir) {
-  ScopedFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  FRESHET_SYSCALL(fd.get(), dir);
-  FRESHET_SYSCALL(::fsync(fd.get()), dir);
-  return Status::OK();
-}
-
-Status WriteAll(int fd, const char* p, size_t n, const std::string& path) {
-  while (n > 0) {
-    const ssize_t w = ::write(fd, p, std::min(n, kIoChunk));
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      return SysError(path, "write", __LINE__, errno);
-    }
-    p += w;
-    n -= static_cast<size_t>(w);
-  }
-  return Status::OK();
-}
-
-// Buffers writes into kIoChunk-sized write(2) calls and keeps the FNV-1a 64
-// of every byte put so far. Errors are sticky and reported by Finish().
-class BufferedWriter {
- public:
-  BufferedWriter(int fd, std::string path) : fd_(fd), path_(std::move(path)) {
-    buf_.resize(kIoChunk);
-  }
-  void Put(const void* p, size_t n) {
-    if (n == 0) return;  // p may be null (an empty vector's data())
-    if (n > buf_.size() - pos_) {
-      Flush();
-      if (n > buf_.size()) {  // larger than the buffer: straight through
-        hash_ = FnvUpdate(hash_, p, n);
-        if (status_.ok()) status_ = WriteAll(fd_, static_cast<const char*>(p), n, path_);
-        bytes_ += n;
-        return;
-      }
-    }
-    std::memcpy(buf_.data() + pos_, p, n);
-    pos_ += n;
-  }
-  template <typename T>
-  void PutValue(T v) {
-    Put(&v, sizeof(v));
-  }
-  // The hash of every byte put so far.
-  uint64_t Hash() {
-    HashPending();
-    return hash_;
-  }
-  uint64_t bytes() const { return bytes_ + pos_; }
-  Status Finish() {
-    Flush();
-    return status_;
-  }
-
- private:
-  void HashPending() {
-    hash_ = FnvUpdate(hash_, buf_.data() + hashed_, pos_ - hashed_);
-    hashed_ = pos_;
-  }
-  void Flush() {
-    HashPending();
-    if (status_.ok()) status_ = WriteAll(fd_, buf_.data(), pos_, path_);
-    bytes_ += pos_;
-    pos_ = 0;
-    hashed_ = 0;
-  }
-
-  int fd_;
-  std::string path_;
-  std::vector<char> buf_;
-  size_t pos_ = 0;
-  size_t hashed_ = 0;  // buf_[0, hashed_) is already in hash_
-  uint64_t hash_ = kFnvOffset;
-  uint64_t bytes_ = 0;  // flushed
-  Status status_;
-};
-
-// Writes `path` atomically: `fill` writes the content to "<path>.tmp", which
-// is fsynced, renamed over `path`, and the directory fsynced. On failure the
-// temporary file is removed and `path` is untouched.
-Status AtomicWriteFile(const std::string& path, const std::function<void(BufferedWriter*)>& fill,
+// Writes `path` atomically with retries (common/file_io.h): `fill` writes
+// the content; on failure the temporary file is removed and `path` is
+// untouched.
+Status AtomicWriteFile(const std::string& path, const std::function<void(AtomicFileWriter*)>& fill,
                        uint64_t* size, uint64_t* hash) {
-  const std::string tmp = path + kTmpSuffix;
-  ScopedFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-  FRESHET_SYSCALL(fd.get(), tmp);
-  Status st = [&]() -> Status {
-    BufferedWriter w(fd.get(), tmp);
-    fill(&w);
-    FRESHET_RETURN_IF_ERROR(w.Finish());
-    *size = w.bytes();
-    *hash = w.Hash();
-    FRESHET_SYSCALL(::fsync(fd.get()), tmp);
-    FRESHET_SYSCALL(fd.Close(), tmp);
-    FRESHET_SYSCALL(::rename(tmp.c_str(), path.c_str()), path);
-    return Status::OK();
-  }();
-  if (!st.ok()) {
-    ::unlink(tmp.c_str());
-    return st;
-  }
-  return FsyncDir(DirName(path));
+  return WriteFileAtomicWith(
+      path,
+      [&](AtomicFileWriter* w) {
+        fill(w);
+        return Status::OK();
+      },
+      size, hash);
 }
 
 Status AtomicWriteString(const std::string& path, const std::string& data, uint64_t* size) {
   uint64_t hash = 0;
-  return AtomicWriteFile(path, [&](BufferedWriter* w) { w->Put(data.data(), data.size()); }, size,
-                         &hash);
+  return AtomicWriteFile(path, [&](AtomicFileWriter* w) { w->Append(data); }, size, &hash);
 }
 
 // Reads a whole small file (manifests, LATEST).
@@ -824,32 +730,32 @@ Status WriteSnapshotFile(const Snapshot& snap, const std::string& path, proto::E
   uint64_t size = 0, hash = 0;
   FRESHET_RETURN_IF_ERROR(AtomicWriteFile(
       path,
-      [&](BufferedWriter* w) {
-        w->Put(kMagic, sizeof(kMagic));
-        w->PutValue<uint32_t>(kFormatVersion);
-        w->PutValue<uint32_t>(static_cast<uint32_t>(snap.kind));
-        w->PutValue<uint64_t>(snap.version);
-        w->PutValue<int64_t>(snap.watermark);
-        w->PutValue<uint8_t>(snap.has_dense ? 1 : 0);
+      [&](AtomicFileWriter* w) {
+        w->Append(kMagic, sizeof(kMagic));
+        w->AppendValue<uint32_t>(kFormatVersion);
+        w->AppendValue<uint32_t>(static_cast<uint32_t>(snap.kind));
+        w->AppendValue<uint64_t>(snap.version);
+        w->AppendValue<int64_t>(snap.watermark);
+        w->AppendValue<uint8_t>(snap.has_dense ? 1 : 0);
         if (snap.has_dense) {
-          w->PutValue<uint64_t>(snap.dense.size());
-          w->Put(snap.dense.data(), snap.dense.size() * sizeof(float));
+          w->AppendValue<uint64_t>(snap.dense.size());
+          w->Append(snap.dense.data(), snap.dense.size() * sizeof(float));
         }
-        w->PutValue<uint32_t>(static_cast<uint32_t>(snap.tables.size()));
+        w->AppendValue<uint32_t>(static_cast<uint32_t>(snap.tables.size()));
         for (const SnapshotTable& t : snap.tables) {
-          w->PutValue<uint32_t>(static_cast<uint32_t>(t.name.size()));
-          w->Put(t.name.data(), t.name.size());
-          w->PutValue<uint32_t>(static_cast<uint32_t>(t.dim));
-          w->PutValue<uint64_t>(t.keys.size());
+          w->AppendValue<uint32_t>(static_cast<uint32_t>(t.name.size()));
+          w->Append(t.name.data(), t.name.size());
+          w->AppendValue<uint32_t>(static_cast<uint32_t>(t.dim));
+          w->AppendValue<uint64_t>(t.keys.size());
           const size_t row_bytes = static_cast<size_t>(t.dim) * sizeof(float);
           for (size_t i = 0; i < t.keys.size(); ++i) {
-            w->PutValue<uint64_t>(t.keys[i]);
-            w->Put(t.values.data() + i * t.dim, row_bytes);
+            w->AppendValue<uint64_t>(t.keys[i]);
+            w->Append(t.values.data() + i * t.dim, row_bytes);
           }
-          w->PutValue<uint64_t>(t.deleted.size());
-          w->Put(t.deleted.data(), t.deleted.size() * sizeof(uint64_t));
+          w->AppendValue<uint64_t>(t.deleted.size());
+          w->Append(t.deleted.data(), t.deleted.size() * sizeof(uint64_t));
         }
-        w->PutValue<uint64_t>(w->Hash());
+        w->AppendValue<uint64_t>(w->hash());
       },
       &size, &hash));
   entry->Clear();
@@ -871,11 +777,53 @@ StatusOr<Snapshot> ReadExportFile(const std::string& dir, const proto::ExportFil
   return ReadSnapshot(JoinPath(dir, entry.name()), &entry);
 }
 
+std::string EncodeManifestFile(const proto::ExportManifest& m) {
+  std::string data;
+  CHECK(m.SerializeToString(&data)) << "cannot serialize an ExportManifest";
+  data.append(kManifestTrailerMagic, sizeof(kManifestTrailerMagic));
+  const uint64_t h = Fnv1a64(data.data(), data.size());
+  data.append(reinterpret_cast<const char*>(&h), sizeof(h));
+  return data;
+}
+
+StatusOr<proto::ExportManifest> DecodeManifestFile(const std::string& path,
+                                                   const std::string& bytes) {
+  auto bad = [&](const std::string& what) { return DataLoss(path + ": " + what); };
+  size_t proto_bytes = bytes.size();
+  if (bytes.size() >= kManifestTrailerBytes) {
+    // A trailer is recognised by its magic; one that is merely damaged (at
+    // least half of the magic's bytes in place) is corruption, not a
+    // manifest from before the trailer existed.
+    const char* t = bytes.data() + bytes.size() - kManifestTrailerBytes;
+    int same = 0;
+    for (size_t i = 0; i < sizeof(kManifestTrailerMagic); ++i) {
+      same += t[i] == kManifestTrailerMagic[i];
+    }
+    if (same == static_cast<int>(sizeof(kManifestTrailerMagic))) {
+      uint64_t stored = 0;
+      std::memcpy(&stored, t + sizeof(kManifestTrailerMagic), sizeof(stored));
+      const uint64_t h = Fnv1a64(bytes.data(), bytes.size() - sizeof(stored));
+      if (h != stored) {
+        return bad("manifest checksum mismatch: trailer says " + Hex64(stored) +
+                   ", content hashes to " + Hex64(h) + " (corrupt manifest)");
+      }
+      proto_bytes = bytes.size() - kManifestTrailerBytes;
+    } else if (same * 2 >= static_cast<int>(sizeof(kManifestTrailerMagic))) {
+      return bad("damaged manifest checksum trailer (corrupt manifest)");
+    }
+    // Else: a manifest written before the trailer (format 1), unchecked.
+  }
+  proto::ExportManifest m;
+  if (!m.ParseFromArray(bytes.data(), static_cast<int>(proto_bytes))) {
+    return bad("cannot parse as an ExportManifest");
+  }
+  return m;
+}
+
 StatusOr<proto::ExportManifest> ReadManifestFile(const std::string& path) {
   std::string data;
   FRESHET_RETURN_IF_ERROR(ReadSmallFile(path, &data));
-  proto::ExportManifest m;
-  if (!m.ParseFromString(data)) return DataLoss(path + ": cannot parse as an ExportManifest");
+  FRESHET_ASSIGN_OR_RETURN(proto::ExportManifest m, DecodeManifestFile(path, data));
   auto bad = [&](const std::string& what) { return DataLoss(path + ": " + what); };
   uint64_t name_version = 0;
   bool tmp = false;
@@ -1049,8 +997,7 @@ Status ExportWriter::Publish(const Snapshot& snap) {
   next.set_created_unix_ms(NowUnixMs());
   *next.mutable_job() = job_;
   const std::string manifest_name = ManifestFileName(snap.version);
-  std::string data;
-  if (!next.SerializeToString(&data)) return Internal(dir_ + ": cannot serialize the manifest");
+  const std::string data = EncodeManifestFile(next);
   uint64_t size = 0;
   FRESHET_RETURN_IF_ERROR(AtomicWriteString(JoinPath(dir_, manifest_name), data, &size));
   bytes_written_ += static_cast<int64_t>(size);

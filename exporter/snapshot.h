@@ -7,9 +7,11 @@
 //   delta-<version>.snap       rows changed (and deleted) since the previous file
 // A model is the newest full snapshot with its deltas applied in order
 // (manifest.full, then manifest.deltas). Every file is written to a temporary
-// name, fsynced, renamed, and the directory fsynced; the manifest is published
-// the same way and LATEST last, so a reader that follows LATEST never sees a
-// half-written file, even if the exporter is killed at any instant.
+// name, fsynced, renamed, and the directory fsynced (common/file_io.h, with
+// bounded retries on write errors); the manifest is published the same way
+// and LATEST last, so a reader that follows LATEST never sees a
+// half-written file, even if the exporter is killed at any instant or the
+// disk fills up (a failed write leaves LATEST naming the previous manifest).
 //
 // .snap file layout (little-endian):
 //   "FRSHSNAP" u32 format_version(1) u32 kind(0 full, 1 delta)
@@ -80,9 +82,20 @@ StatusOr<Snapshot> ReadSnapshotFile(const std::string& path);
 // must match (DataLoss naming the file otherwise), besides every check of
 // ReadSnapshotFile. NotFound if the file is missing.
 StatusOr<Snapshot> ReadExportFile(const std::string& dir, const proto::ExportFile& entry);
+// The bytes of a manifest file: the binary proto::ExportManifest, then a
+// 16-byte trailer, "FRSHMSUM" and the u64 FNV-1a 64 of every byte before
+// the hash (little-endian).
+std::string EncodeManifestFile(const proto::ExportManifest& m);
+// Parses manifest file bytes, verifying the trailer: DataLoss naming `path`
+// for a checksum mismatch, a damaged trailer or bytes that do not parse.
+// Bytes without a trailer (manifests written before it existed) are parsed
+// unchecked.
+StatusOr<proto::ExportManifest> DecodeManifestFile(const std::string& path,
+                                                   const std::string& bytes);
 // Reads and sanity-checks one manifest file (DataLoss / NotFound naming it):
-// its file names must be plain names, its versions must increase along the
-// chain and end at the manifest's version.
+// its checksum trailer (DecodeManifestFile), its file names must be plain
+// names, its versions must increase along the chain and end at the
+// manifest's version.
 StatusOr<proto::ExportManifest> ReadManifestFile(const std::string& path);
 
 // The exporter's side: publishes files into an export directory.

@@ -231,7 +231,8 @@ struct EmbeddingTable::Partition {
     return static_cast<int64_t>(sizeof(*this) + (mask + 1) * sizeof(Slot) +
                                 chunks.capacity() * sizeof(chunks[0]) +
                                 chunks.size() * chunk_bytes + sketch.capacity() +
-                                deleted.capacity() * sizeof(Deletion));
+                                deleted.capacity() * sizeof(Deletion) +
+                                tombstones.capacity() * sizeof(Deletion));
   }
 
   mutable std::mutex mu;
@@ -253,6 +254,11 @@ struct EmbeddingTable::Partition {
   uint32_t cursor = 0;   // TTL sweep position
   std::vector<Deletion> deleted;
   size_t max_deleted = 0;
+  // Checkpoint tombstones (TombstonesSince); on overflow emptied, and
+  // tombstones_lost raised to the newest version it held.
+  std::vector<Deletion> tombstones;
+  size_t max_tombstones = 0;
+  uint32_t tombstones_lost = 0;
 };
 
 StatusOr<std::unique_ptr<EmbeddingTable>> EmbeddingTable::Create(int table_id,
@@ -319,6 +325,7 @@ EmbeddingTable::EmbeddingTable(int table_id, const proto::TableConfig& cfg, int 
     part->rng = Mix64(cfg.initializer().seed() ^ (static_cast<uint64_t>(table_id) << 32) ^
                       static_cast<uint64_t>(p));
     part->max_deleted = std::max<size_t>(1024, kMaxDeletionLog / num_partitions);
+    part->max_tombstones = std::max<size_t>(64, kMaxTombstones / num_partitions);
     partitions_.push_back(std::move(part));
   }
 }
@@ -467,16 +474,31 @@ char* EmbeddingTable::AddRow(Partition& part, uint64_t key, uint64_t h, uint32_t
   return row;
 }
 
-void EmbeddingTable::RemoveRow(Partition& part, uint32_t id, uint32_t version) {
+void EmbeddingTable::RemoveRow(Partition& part, uint32_t id, uint32_t version, bool log) {
   char* row = part.Row(id);
   const uint64_t key = KeyOfRow(row);
-  if (Meta(row)->version != 0) {  // ever pushed, so maybe exported: log it
+  if (log && Meta(row)->version != 0) {  // ever pushed, so maybe exported: log it
     if (part.deleted.size() >= part.max_deleted) {
       const size_t drop = part.deleted.size() / 2;
       part.deleted.erase(part.deleted.begin(), part.deleted.begin() + drop);
       deletions_dropped_.fetch_add(static_cast<int64_t>(drop), std::memory_order_relaxed);
     }
     part.deleted.push_back(Deletion{key, version});
+  }
+  // Every evicted row may be in a full checkpoint (pulled-only rows too:
+  // resurrected, they would take max_rows room from trained rows).
+  if (log) {
+    if (part.tombstones.size() >= part.max_tombstones) {
+      // Only a full save can stand in for the lost keys: remember the
+      // newest version they cover and start over.
+      uint32_t newest = part.tombstones_lost;
+      for (const Deletion& d : part.tombstones) newest = std::max(newest, d.version);
+      part.tombstones_lost = newest;
+      tombstones_dropped_.fetch_add(static_cast<int64_t>(part.tombstones.size()),
+                                    std::memory_order_relaxed);
+      part.tombstones.clear();
+    }
+    part.tombstones.push_back(Deletion{key, version});
   }
   part.EraseSlot(part.SlotOfRow(id, MixKey(key)));
   const uint32_t last = part.num_rows - 1;
@@ -541,6 +563,66 @@ void EmbeddingTable::TakeDeletions(uint32_t since, std::vector<uint64_t>* keys) 
     }
     p->deleted.resize(kept);
   }
+}
+
+bool EmbeddingTable::TombstonesSince(uint32_t since, std::vector<uint64_t>* keys) const {
+  bool complete = true;
+  for (const auto& p : partitions_) {
+    std::lock_guard<std::mutex> lock(p->mu);
+    if (p->tombstones_lost > since) complete = false;
+    size_t kept = 0;
+    for (const Deletion& d : p->tombstones) {
+      if (d.version <= since) continue;
+      keys->push_back(d.key);
+      p->tombstones[kept++] = d;
+    }
+    p->tombstones.resize(kept);
+  }
+  return complete;
+}
+
+void EmbeddingTable::ForgetTombstones(uint32_t version) const {
+  for (auto& p : partitions_) {
+    std::lock_guard<std::mutex> lock(p->mu);
+    size_t kept = 0;
+    for (const Deletion& d : p->tombstones) {
+      if (d.version > version) p->tombstones[kept++] = d;
+    }
+    p->tombstones.resize(kept);
+  }
+}
+
+bool EmbeddingTable::Erase(uint64_t key) {
+  const uint64_t h = MixKey(key);
+  Partition& part = *partitions_[PartitionOfHash(h, static_cast<int>(partitions_.size()))];
+  std::lock_guard<std::mutex> lock(part.mu);
+  const uint32_t tag = TagOfHash(h);
+  for (size_t i = tag & part.mask;; i = (i + 1) & part.mask) {
+    const Slot s = part.slots[i];
+    if (s.row == kEmptyRow) return false;
+    if (s.tag == tag && KeyOfRow(part.Row(s.row)) == key) {
+      if (part.cursor > s.row) part.cursor = s.row;  // the moved last row is still checked
+      RemoveRow(part, s.row, 0, /*log=*/false);
+      return true;
+    }
+  }
+}
+
+int64_t EmbeddingTable::EraseIf(const std::function<bool(uint64_t key)>& pred) {
+  int64_t removed = 0;
+  for (auto& p : partitions_) {
+    std::lock_guard<std::mutex> lock(p->mu);
+    for (uint32_t id = 0; id < p->num_rows;) {
+      if (pred(KeyOfRow(p->Row(id)))) {
+        RemoveRow(*p, id, 0, /*log=*/false);  // the last row moves here: check it next
+        ++removed;
+      } else {
+        ++id;
+      }
+    }
+    p->cursor = 0;
+  }
+  return removed;
 }
 
 void EmbeddingTable::Pull(const uint64_t* keys, size_t n, float* out, uint32_t version) {
@@ -735,6 +817,7 @@ TableStats EmbeddingTable::stats() const {
   s.evicted_ttl = evicted_ttl_.load(std::memory_order_relaxed);
   s.evicted_capacity = evicted_capacity_.load(std::memory_order_relaxed);
   s.deletions_dropped = deletions_dropped_.load(std::memory_order_relaxed);
+  s.tombstones_dropped = tombstones_dropped_.load(std::memory_order_relaxed);
   return s;
 }
 

@@ -66,6 +66,7 @@ struct TableStats {
   int64_t evicted_ttl = 0;       // rows evicted by the TTL
   int64_t evicted_capacity = 0;  // rows evicted to stay within max_rows
   int64_t deletions_dropped = 0; // deletions lost to the log's bound (see TakeDeletions)
+  int64_t tombstones_dropped = 0; // checkpoint tombstones lost to their bound (TombstonesSince)
 };
 
 class EmbeddingTable {
@@ -119,6 +120,34 @@ class EmbeddingTable {
   // those rows until the next full snapshot).
   void TakeDeletions(uint32_t since, std::vector<uint64_t>* keys);
 
+  // Checkpoint tombstones: a second eviction log, independent of the
+  // exporter's, so an incremental checkpoint can delete rows evicted since
+  // the previous save (server/table_io.h). Appends to *keys the keys of
+  // rows evicted with a version > `since` (every evicted row, pulled-only
+  // ones too, since full saves hold those; a key may appear more than
+  // once; pull-time evictions carry the shard's next push version) and
+  // forgets those with
+  // a version <= `since` (the save at `since` succeeded, so no later
+  // incremental save needs them). The log holds at most kMaxTombstones keys
+  // per table (16 bytes each: 16 MiB); when it overflows it is emptied and
+  // the newest version it held is remembered: TombstonesSince then returns
+  // false for any `since` below it (the keys are incomplete: only a full
+  // save is correct) until a save at or above that version.
+  static constexpr size_t kMaxTombstones = size_t{1} << 20;
+  bool TombstonesSince(uint32_t since, std::vector<uint64_t>* keys) const;
+  // Forgets tombstones with a version <= `version` (after a full save).
+  // Both are const: the log is save bookkeeping, not table contents.
+  void ForgetTombstones(uint32_t version) const;
+
+  // Removes the row of `key`, if any, without logging a deletion or
+  // tombstone (checkpoint restore applying a tombstone). Returns whether a
+  // row was removed.
+  bool Erase(uint64_t key);
+  // Removes every row whose key `pred` selects, without logging (restore of
+  // a full file in an incremental chain). Returns the rows removed. `pred`
+  // runs under a partition lock: it must not call back into the table.
+  int64_t EraseIf(const std::function<bool(uint64_t key)>& pred);
+
   // Copies the row's weights (dim floats, widened from fp16/bf16 storage)
   // and, if not null, its state (state_dim floats) and metadata. Returns
   // false (and creates nothing) if the key has no row.
@@ -164,8 +193,9 @@ class EmbeddingTable {
   // Appends a row for `key` (known absent), evicting a victim first if the
   // partition is at capacity. Key and meta set; weights/state are not.
   char* AddRow(Partition& part, uint64_t key, uint64_t h, uint32_t version);
-  // Removes row `id`, logging a deletion if it was ever pushed.
-  void RemoveRow(Partition& part, uint32_t id, uint32_t version);
+  // Removes row `id`; with `log`, logs a tombstone, and a deletion if the
+  // row was ever pushed.
+  void RemoveRow(Partition& part, uint32_t id, uint32_t version, bool log = true);
   // Checks up to `budget` rows at the sweep cursor against the TTL.
   int64_t Sweep(Partition& part, uint32_t budget, uint32_t version);
   bool ExpiredAt(const RowMeta& meta, uint32_t clock) const;
@@ -201,6 +231,7 @@ class EmbeddingTable {
   std::atomic<int64_t> keys_pushed_{0};
   std::atomic<int64_t> held_back_pushes_{0}, held_back_pulls_{0}, admitted_{0};
   std::atomic<int64_t> evicted_ttl_{0}, evicted_capacity_{0}, deletions_dropped_{0};
+  std::atomic<int64_t> tombstones_dropped_{0};
 };
 
 }  // namespace freshet

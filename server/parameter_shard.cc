@@ -36,7 +36,11 @@ Status ParameterShard::HandlePull(int table, uint32_t dim, const uint64_t* keys,
                                   float* out) {
   FRESHET_RETURN_IF_ERROR(CheckTable(table, dim));
   pull_requests_.fetch_add(1, std::memory_order_relaxed);
-  tables_[table]->Pull(keys, n, out);
+  // Rows a new row evicts are logged with the version the next push will
+  // get, so the deletion and the checkpoint tombstone are newer than every
+  // save or export that has already happened (version 0 would be forgotten
+  // at once and the evicted row come back on restore).
+  tables_[table]->Pull(keys, n, out, version_.load(std::memory_order_relaxed) + 1);
   return Status::OK();
 }
 
@@ -106,6 +110,7 @@ TableStats ParameterShard::TotalTableStats() const {
     s.evicted_ttl += ts.evicted_ttl;
     s.evicted_capacity += ts.evicted_capacity;
     s.deletions_dropped += ts.deletions_dropped;
+    s.tombstones_dropped += ts.tombstones_dropped;
   }
   return s;
 }

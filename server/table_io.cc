@@ -1,6 +1,7 @@
 #include "server/table_io.h"
 
 #include "common/checksum.h"
+#include "common/file_io.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -10,12 +11,15 @@
 #include <cstdio>
 #include <cstring>
 #include <map>
+#include <tuple>
+
+#include <glog/logging.h>
 
 namespace freshet {
 namespace {
 
 constexpr char kMagic[8] = {'F', 'R', 'S', 'H', 'R', 'O', 'W', 'S'};
-constexpr uint32_t kVersion = 1;
+constexpr uint32_t kVersion = 2;  // 1: no kind, slot range or tombstones (still read)
 
 class Fnv64 {
  public:
@@ -26,32 +30,63 @@ class Fnv64 {
   uint64_t h_ = kFnv1aOffset;
 };
 
-// Buffered writer that checksums what it writes.
-class Writer {
- public:
-  explicit Writer(std::FILE* f) : f_(f) { buf_.reserve(1 << 20); }
-  void Put(const void* p, size_t n) {
-    hash_.Update(p, n);
-    const char* c = static_cast<const char*>(p);
-    buf_.insert(buf_.end(), c, c + n);
-    if (buf_.size() >= (1 << 20)) Flush();
-  }
-  template <typename T>
-  void PutValue(T v) { Put(&v, sizeof(v)); }
-  bool Flush() {
-    if (!buf_.empty() && std::fwrite(buf_.data(), 1, buf_.size(), f_) != buf_.size()) ok_ = false;
-    buf_.clear();
-    return ok_;
-  }
-  uint64_t hash() const { return hash_.value(); }
-  bool ok() const { return ok_; }
+// The keys a file's tables delete: per table, sorted and unique.
+using Tombstones = std::vector<std::vector<uint64_t>>;
 
- private:
-  std::FILE* f_;
-  std::vector<char> buf_;
-  Fnv64 hash_;
-  bool ok_ = true;
-};
+Status WriteRows(const ParameterShard& shard, uint32_t kind, uint32_t changed_since,
+                 const Tombstones& tombstones, const std::string& path, AtomicFileWriter* w) {
+  w->Append(kMagic, sizeof(kMagic));
+  w->AppendValue<uint32_t>(kVersion);
+  w->AppendValue<uint32_t>(kind);
+  // The slot range the file covers: the shard's (file name), else all.
+  uint32_t first = 0, last = kNumSlots;
+  int i = 0, n = 0;
+  const std::string base = path.substr(path.rfind('/') + 1);
+  if (std::sscanf(base.c_str(), "shard-%d-of-%d.rows", &i, &n) == 2 && n > 0 && i >= 0 && i < n) {
+    std::tie(first, last) = SlotRange(i, n);
+  }
+  w->AppendValue<uint32_t>(first);
+  w->AppendValue<uint32_t>(last);
+  w->AppendValue<uint32_t>(static_cast<uint32_t>(shard.num_tables()));
+  for (int t = 0; t < shard.num_tables(); ++t) {
+    const EmbeddingTable* table = shard.table(t);
+    const std::string& name = table->config().name();
+    w->AppendValue<uint32_t>(static_cast<uint32_t>(name.size()));
+    w->Append(name.data(), name.size());
+    w->AppendValue<uint32_t>(static_cast<uint32_t>(table->dim()));
+    w->AppendValue<uint32_t>(static_cast<uint32_t>(table->state_dim()));
+    // Count first: ForEach holds partition locks, rows may be added between
+    // calls only if training runs concurrently, which saving excludes.
+    // Rows past their TTL are left out even before the sweep evicts them;
+    // an incremental save writes only rows pushed since changed_since.
+    auto keep = [&](const RowMeta& m) {
+      return !table->Expired(m) && (changed_since == 0 || m.version > changed_since);
+    };
+    uint64_t rows = 0;
+    table->ForEach([&](uint64_t, const float*, const float*, const RowMeta& m) {
+      if (keep(m)) ++rows;
+    });
+    w->AppendValue<uint64_t>(rows);
+    const size_t wbytes = table->dim() * sizeof(float);
+    const size_t sbytes = table->state_dim() * sizeof(float);
+    uint64_t written = 0;
+    table->ForEach([&](uint64_t key, const float* weights, const float* state, const RowMeta& m) {
+      if (written == rows || !keep(m)) return;
+      w->AppendValue<uint64_t>(key);
+      w->AppendValue<uint32_t>(m.update_count);
+      w->AppendValue<uint32_t>(m.version);
+      w->Append(weights, wbytes);
+      if (sbytes) w->Append(state, sbytes);
+      ++written;
+    });
+    if (written != rows) return Internal(path + ": table '" + name + "' changed while saving");
+    const std::vector<uint64_t>& dead = tombstones[t];
+    w->AppendValue<uint64_t>(dead.size());
+    w->Append(dead.data(), dead.size() * sizeof(uint64_t));
+  }
+  w->AppendValue<uint64_t>(w->hash());
+  return Status::OK();
+}
 
 }  // namespace
 
@@ -60,57 +95,41 @@ std::string ShardFileName(int shard, int num_shards) {
 }
 
 Status SaveShardRows(const ParameterShard& shard, const std::string& path, uint32_t changed_since) {
-  const std::string tmp = path + ".tmp";
-  std::FILE* f = std::fopen(tmp.c_str(), "wb");
-  if (!f) return Internal(tmp + ": cannot create: " + std::strerror(errno));
-  Writer w(f);
-  w.Put(kMagic, sizeof(kMagic));
-  w.PutValue<uint32_t>(kVersion);
-  w.PutValue<uint32_t>(static_cast<uint32_t>(shard.num_tables()));
-  for (int t = 0; t < shard.num_tables(); ++t) {
-    const EmbeddingTable* table = shard.table(t);
-    const std::string& name = table->config().name();
-    w.PutValue<uint32_t>(static_cast<uint32_t>(name.size()));
-    w.Put(name.data(), name.size());
-    w.PutValue<uint32_t>(static_cast<uint32_t>(table->dim()));
-    w.PutValue<uint32_t>(static_cast<uint32_t>(table->state_dim()));
-    // Count first: ForEach holds partition locks, rows may be added between
-    // calls only if training runs concurrently, which saving excludes.
-    uint64_t rows = 0;
-    // Rows past their TTL are left out even before the sweep evicts them;
-    // an incremental save (changed_since > 0) writes only rows pushed since.
-    table->ForEach([&](uint64_t, const float*, const float*, const RowMeta& m) {
-      if (!table->Expired(m) && (changed_since == 0 || m.version > changed_since)) ++rows;
-    });
-    w.PutValue<uint64_t>(rows);
-    const size_t wbytes = table->dim() * sizeof(float);
-    const size_t sbytes = table->state_dim() * sizeof(float);
-    uint64_t written = 0;
-    table->ForEach([&](uint64_t key, const float* weights, const float* state, const RowMeta& m) {
-      if (written == rows || table->Expired(m) || (changed_since > 0 && m.version <= changed_since)) {
-        return;
+  // Nothing is pushed while saving, so `now` covers every row written.
+  const uint32_t now = shard.version();
+  uint32_t kind = kRowsFull;
+  Tombstones tombstones(shard.num_tables());
+  if (changed_since > 0) {
+    kind = kRowsIncremental;
+    for (int t = 0; t < shard.num_tables(); ++t) {
+      const EmbeddingTable* table = shard.table(t);
+      std::vector<uint64_t>& dead = tombstones[t];
+      if (!table->TombstonesSince(changed_since, &dead)) {
+        LOG(WARNING) << path << ": table '" << table->config().name()
+                     << "' evicted more rows since the previous save than its tombstone log "
+                        "holds; writing every row instead (a rebase)";
+        kind = kRowsRebase;
       }
-      w.PutValue<uint64_t>(key);
-      w.PutValue<uint32_t>(m.update_count);
-      w.PutValue<uint32_t>(m.version);
-      w.Put(weights, wbytes);
-      if (sbytes) w.Put(state, sbytes);
-      ++written;
-    });
-    if (written != rows) {
-      std::fclose(f);
-      std::remove(tmp.c_str());
-      return Internal(path + ": table '" + name + "' changed while saving");
+      // Rows past the TTL that the sweep has not reached yet are left out
+      // of the file: delete them from the chain too.
+      if (table->config().eviction().ttl_s() != 0) {
+        table->ForEach([&](uint64_t key, const float*, const float*, const RowMeta& m) {
+          if (table->Expired(m)) dead.push_back(key);
+        });
+      }
+      std::sort(dead.begin(), dead.end());
+      dead.erase(std::unique(dead.begin(), dead.end()), dead.end());
+    }
+    if (kind == kRowsRebase) {
+      for (auto& dead : tombstones) dead.clear();
     }
   }
-  const uint64_t sum = w.hash();
-  w.Put(&sum, sizeof(sum));
-  bool ok = w.Flush() && std::fflush(f) == 0 && fsync(fileno(f)) == 0;
-  ok = (std::fclose(f) == 0) && ok;
-  if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    return Internal(path + ": write failed: " + std::strerror(errno));
-  }
+  const uint32_t since = kind == kRowsIncremental ? changed_since : 0;
+  FRESHET_RETURN_IF_ERROR(WriteFileAtomicWith(path, [&](AtomicFileWriter* w) {
+    return WriteRows(shard, kind, since, tombstones, path, w);
+  }));
+  // The next incremental save starts from `now`: older tombstones are done.
+  for (int t = 0; t < shard.num_tables(); ++t) shard.table(t)->ForgetTombstones(now);
   return Status::OK();
 }
 
@@ -149,10 +168,22 @@ Status LoadShardRows(const std::string& path, ParameterShard* shard, const RowFi
     return true;
   };
   char magic[8];
-  uint32_t version = 0, num_tables = 0;
+  uint32_t version = 0, num_tables = 0, kind = kRowsFull;
+  uint32_t first_slot = 0, last_slot = kNumSlots;
   if (!take(magic, 8) || std::memcmp(magic, kMagic, 8) != 0) return corrupt("bad magic");
-  if (!take(&version, 4) || version != kVersion) {
-    return corrupt("unsupported version " + std::to_string(version));
+  if (!take(&version, 4) || version < 1 || version > kVersion) {
+    return corrupt("unsupported version " + std::to_string(version) + " (1.." +
+                   std::to_string(kVersion) + " are known)");
+  }
+  if (version >= 2) {
+    if (!take(&kind, 4) || !take(&first_slot, 4) || !take(&last_slot, 4)) {
+      return corrupt("truncated header");
+    }
+    if (kind > kRowsRebase) return corrupt("bad kind " + std::to_string(kind));
+    if (first_slot > last_slot || last_slot > kNumSlots) {
+      return corrupt("bad slot range [" + std::to_string(first_slot) + ", " +
+                     std::to_string(last_slot) + ")");
+    }
   }
   if (!take(&num_tables, 4)) return corrupt("truncated");
   std::map<std::string, EmbeddingTable*> by_name;
@@ -160,10 +191,21 @@ Status LoadShardRows(const std::string& path, ParameterShard* shard, const RowFi
   // Two passes: the first checks every table header and size, the second
   // applies the rows, so a bad file changes nothing.
   const size_t tables_begin = pos;
-  int64_t read = 0, kept = 0;
+  int64_t read = 0, kept = 0, deleted = 0;
   for (const bool apply : {false, true}) {
     pos = tables_begin;
-    read = kept = 0;
+    read = kept = deleted = 0;
+    if (apply && kind == kRowsRebase) {
+      // The file holds every row of its slot range: what the chain loaded
+      // there before is replaced.
+      for (auto& [name, table] : by_name) {
+        (void)name;
+        table->EraseIf([&](uint64_t key) {
+          const uint32_t s = SlotOf(key);
+          return s >= first_slot && s < last_slot;
+        });
+      }
+    }
     for (uint32_t t = 0; t < num_tables; ++t) {
       uint32_t name_len = 0, dim = 0, state_dim = 0;
       uint64_t rows = 0;
@@ -187,10 +229,30 @@ Status LoadShardRows(const std::string& path, ParameterShard* shard, const RowFi
       }
       const size_t row_bytes = 16 + (static_cast<size_t>(dim) + state_dim) * sizeof(float);
       if (rows > (end - pos) / row_bytes) return corrupt("table '" + name + "' rows truncated");
-      if (!apply) {
-        pos += rows * row_bytes;
-        continue;
+      const size_t rows_pos = pos;
+      pos += rows * row_bytes;
+      uint64_t dead = 0;
+      if (version >= 2) {
+        if (!take(&dead, 8) || dead > (end - pos) / sizeof(uint64_t)) {
+          return corrupt("table '" + name + "' tombstones truncated");
+        }
+        if (kind != kRowsIncremental && dead != 0) {
+          return corrupt("table '" + name + "': a full file lists " + std::to_string(dead) +
+                         " tombstones");
+        }
       }
+      const size_t dead_pos = pos;
+      pos += dead * sizeof(uint64_t);
+      if (!apply) continue;
+      // Tombstones first: a key evicted and created again since the
+      // previous save is in both, and must end up present.
+      for (uint64_t d = 0; d < dead; ++d) {
+        uint64_t key = 0;
+        std::memcpy(&key, data.data() + dead_pos + d * sizeof(uint64_t), sizeof(key));
+        if (filter.Keeps(key) && table->Erase(key)) ++deleted;
+      }
+      const size_t saved_pos = pos;
+      pos = rows_pos;
       std::vector<float> w(dim), s(state_dim);
       for (uint64_t r = 0; r < rows; ++r) {
         uint64_t key = 0;
@@ -205,6 +267,7 @@ Status LoadShardRows(const std::string& path, ParameterShard* shard, const RowFi
         ++kept;
         table->Upsert(key, w.data(), state_dim ? s.data() : nullptr, meta);
       }
+      pos = saved_pos;
     }
     if (pos != end) return corrupt("trailing bytes after the last table");
   }
@@ -212,6 +275,7 @@ Status LoadShardRows(const std::string& path, ParameterShard* shard, const RowFi
     ++stats->files;
     stats->rows_read += read;
     stats->rows_kept += kept;
+    stats->rows_deleted += deleted;
   }
   return Status::OK();
 }

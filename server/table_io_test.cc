@@ -106,28 +106,46 @@ TEST_F(RowsCorruptionTest, TruncationIsRefused) {
 }
 
 TEST_F(RowsCorruptionTest, StructuralErrorsBehindAValidChecksum) {
+  // Version 2 layout: magic 8, version 4, kind 4, slot range 8, tables 4;
+  // the first table's name length at 28, its name at 32.
   std::string bad = good_;
-  bad[8] = 2;  // format version
-  ExpectRefused(Reseal(bad), "version", StatusCode::kDataLoss, "unsupported version 2");
+  bad[8] = 3;  // format version
+  ExpectRefused(Reseal(bad), "version", StatusCode::kDataLoss, "unsupported version 3");
   bad = good_;
   bad[0] = 'X';
   ExpectRefused(Reseal(bad), "magic", StatusCode::kDataLoss, "bad magic");
   bad = good_;
-  std::memset(bad.data() + 16, 0xff, 4);  // first table's name length
+  bad[12] = 7;  // kind
+  ExpectRefused(Reseal(bad), "kind", StatusCode::kDataLoss, "bad kind 7");
+  bad = good_;
+  std::memset(bad.data() + 16, 0xff, 4);  // first slot above the last
+  ExpectRefused(Reseal(bad), "slot range", StatusCode::kDataLoss, "bad slot range");
+  bad = good_;
+  std::memset(bad.data() + 28, 0xff, 4);  // first table's name length
   ExpectRefused(Reseal(bad), "name length", StatusCode::kDataLoss, "bad table name length");
-  // Table "a" (name at 20) claims 2^60 rows: refused on the length check.
+  // Table "a" (name at 32) claims 2^60 rows: refused on the length check.
   bad = good_;
   const uint64_t huge = uint64_t{1} << 60;
-  std::memcpy(bad.data() + 20 + 1 + 8, &huge, 8);
+  std::memcpy(bad.data() + 32 + 1 + 8, &huge, 8);
   ExpectRefused(Reseal(bad), "row count", StatusCode::kDataLoss, "rows truncated");
+  // A full file lists no tombstones; a tombstone count past the end is
+  // refused before anything is read.
+  const size_t a_tombstones = 32 + 1 + 16 + 3 * 32;
+  bad = good_;
+  bad[a_tombstones] = 1;
+  ExpectRefused(Reseal(bad), "tombstones in a full file", StatusCode::kDataLoss,
+                "a full file lists 1 tombstones");
+  bad = good_;
+  std::memcpy(bad.data() + a_tombstones, &huge, 8);
+  ExpectRefused(Reseal(bad), "tombstone count", StatusCode::kDataLoss, "tombstones truncated");
   // A table the shard does not have, or of another dim: InvalidArgument.
   bad = good_;
-  bad[20] = 'z';
+  bad[32] = 'z';
   ExpectRefused(Reseal(bad), "unknown table", StatusCode::kInvalidArgument, "not configured");
-  // Table "b" (after a's 3 rows of 32 bytes) is of another dim: nothing of
-  // table "a" may have been applied either.
+  // Table "b" (after a's 3 rows of 32 bytes and its tombstone count) is of
+  // another dim: nothing of table "a" may have been applied either.
   bad = good_;
-  const size_t b_header = 20 + 1 + 16 + 3 * 32;
+  const size_t b_header = a_tombstones + 8;
   ASSERT_EQ(bad[b_header + 4], 'b');
   bad[b_header + 5] = 3;  // dim 2 -> 3
   ExpectRefused(Reseal(bad), "dim", StatusCode::kInvalidArgument, "has dim 3");

@@ -270,5 +270,32 @@ TEST(CheckpointE2eTest, PeriodicCheckpointEqualsLiveTablesAtTheCut) {
   EXPECT_EQ(FirstDifference(at_cut, restored), "");
 }
 
+// A full disk during the second checkpoint (FRESHET_INJECT_WRITE_FAULT,
+// common/file_io.h): the job fails loudly with the file and errno, the
+// first checkpoint stays published, and the root still restores it.
+TEST(CheckpointE2eTest, DiskFullDuringACheckpointKeepsTheLastGoodOne) {
+  ASSERT_EQ(RunCommand("mkdir -p " + kOut + "/work").rc, 0);
+  const std::string root = kOut + "/diskfull";
+  const std::string restored = kOut + "/diskfull-restored";
+  RunCommand("rm -rf " + root + " " + restored);
+  CommandResult a = RunCommand(
+      "FRESHET_INJECT_WRITE_FAULT=ckpt-2/:ENOSPC:-1 " +
+      Train(2, "--staleness=0 --epochs=1 --max_steps=100 "
+               "--checkpoint_dir=" + root +
+               " --checkpoint_interval_steps=40 --checkpoint_full_every=2 --model_dir=" + kOut +
+               "/diskfull-model"));
+  EXPECT_NE(a.rc, 0) << a.output;
+  EXPECT_NE(a.output.find("ckpt-2/"), std::string::npos) << a.output;
+  EXPECT_NE(a.output.find("No space left on device (ENOSPC)"), std::string::npos) << a.output;
+  EXPECT_NE(a.output.find("giving up writing"), std::string::npos) << a.output;  // LOG(ERROR)
+  EXPECT_EQ(ReadFile(root + "/CHECKPOINT_LATEST"), "1\n");
+  EXPECT_FALSE(std::ifstream(root + "/ckpt-2/MANIFEST").good());
+  CommandResult r = RunCommand(Train(2, "--restore_from=" + root +
+                                            " --restore_only --model_dir=" + restored));
+  ASSERT_EQ(r.rc, 0) << r.output;
+  int64_t files = 0;
+  EXPECT_EQ(FirstDifference(LoadRows(root + "/ckpt-1", &files), LoadRows(restored, &files)), "");
+}
+
 }  // namespace
 }  // namespace freshet

@@ -29,6 +29,7 @@
 #include "common/metrics_registry.h"
 #include "common/metrics_service.h"
 #include "common/device.h"
+#include "common/file_io.h"
 #include "common/mpi_transport.h"
 #include "common/mpi_util.h"
 #include "common/worker_collective.h"
@@ -304,6 +305,7 @@ int RunMpi(int argc, char** argv, const proto::JobConfig& job) {
   std::unique_ptr<MpiTransport> transport = std::move(transport_or).value();
   const Millis timeout(cfg->transport().request_timeout_ms());
   MetricsRegistry metrics({{"rank", std::to_string(rank)}, {"role", RoleName(role)}});
+  RegisterFileWriteMetrics(&metrics);  // checkpoint/model/export write retries and failures
   {
     Transport* t = transport.get();
     metrics.AddCallback("transport_bytes_sent", "Bytes this rank sent (frames).", true,

@@ -10,8 +10,12 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <set>
 #include <sstream>
+
+#include "common/checksum.h"
+#include "common/file_io.h"
 
 namespace freshet {
 namespace {
@@ -38,29 +42,16 @@ StatusOr<uint64_t> Trailer(const std::string& path, uint64_t bytes) {
   return v;
 }
 
-Status SyncPath(const std::string& path) {
-  const int fd = open(path.c_str(), O_RDONLY);
-  if (fd < 0) return Internal(path + ": cannot open to sync: " + std::strerror(errno));
-  const int rc = fsync(fd);
-  close(fd);
-  if (rc != 0) return Internal(path + ": fsync failed: " + std::strerror(errno));
-  return Status::OK();
-}
+// MANIFEST format version 2 ends with "checksum <16 hex digits>\n", the
+// FNV-1a 64 of every byte before that line; version 1 (no checksum line) is
+// still read.
+constexpr int kManifestVersion = 2;
+constexpr char kChecksumKey[] = "checksum ";
 
-// Writes `text` to `path` via a fsynced temporary and rename, then syncs the
-// directory so the rename itself is durable.
-Status WriteAtomically(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp";
-  std::FILE* f = std::fopen(tmp.c_str(), "wb");
-  if (!f) return Internal(tmp + ": cannot create: " + std::strerror(errno));
-  bool ok = std::fwrite(text.data(), 1, text.size(), f) == text.size() && std::fflush(f) == 0 &&
-            fsync(fileno(f)) == 0;
-  ok = std::fclose(f) == 0 && ok;
-  if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    return Internal(path + ": write failed: " + std::strerror(errno));
-  }
-  return SyncPath(fs::path(path).parent_path().string());
+std::string Hex64(uint64_t v) {
+  char buf[24];
+  std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(v));
+  return buf;
 }
 
 }  // namespace
@@ -110,7 +101,7 @@ Status WriteManifest(const std::string& dir, CheckpointManifest* m) {
   std::sort(m->files.begin(), m->files.end(),
             [](const CheckpointFile& a, const CheckpointFile& b) { return a.name < b.name; });
   std::ostringstream out;
-  out << "freshet-checkpoint 1\n"
+  out << "freshet-checkpoint " << kManifestVersion << "\n"
       << "id " << m->id << "\nstep " << m->step << "\nparent " << m->parent << "\nservers " << m->num_servers << "\nworkers "
       << m->num_workers << "\nunix_ms " << m->unix_ms << "\n";
   for (const auto& f : m->files) {
@@ -118,32 +109,66 @@ Status WriteManifest(const std::string& dir, CheckpointManifest* m) {
         << "\n";
   }
   out << "end\n";
-  return WriteAtomically(dir + "/MANIFEST", out.str());
+  std::string text = out.str();
+  text += kChecksumKey + Hex64(Fnv1a64(text.data(), text.size())) + "\n";
+  return WriteFileAtomic(dir + "/MANIFEST", text);
 }
 
 StatusOr<CheckpointManifest> VerifyCheckpoint(const std::string& dir) {
   const std::string path = dir + "/MANIFEST";
-  std::ifstream in(path);
-  if (!in) return NotFound(path + ": no manifest (an incomplete checkpoint)");
+  std::ifstream file(path, std::ios::binary);
+  if (!file) return NotFound(path + ": no manifest (an incomplete checkpoint)");
+  const std::string text((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+  if (file.bad()) return DataLoss(path + ": read error");
   CheckpointManifest m;
-  std::string line;
   int n = 0;
-  bool ended = false;
   auto bad = [&](const std::string& what) {
     return DataLoss(path + ": line " + std::to_string(n) + ": " + what);
   };
+  // Version 2: the last line is the checksum of everything before it.
+  const size_t first_nl = text.find('\n');
+  const std::string first = text.substr(0, first_nl);
+  int version = 0;
+  if (first == "freshet-checkpoint 1") {
+    version = 1;
+  } else if (first == "freshet-checkpoint 2") {
+    version = 2;
+  } else {
+    n = 1;
+    return bad("not a freshet checkpoint manifest (versions 1 and 2 are known)");
+  }
+  size_t body_end = text.size();
+  if (version >= 2) {
+    const size_t last = text.size() >= 2 ? text.rfind('\n', text.size() - 2) : std::string::npos;
+    const std::string tail =
+        last == std::string::npos ? std::string() : text.substr(last + 1);
+    n = static_cast<int>(std::count(text.begin(), text.end(), '\n'));
+    const std::string want_prefix = kChecksumKey;
+    if (tail.size() != want_prefix.size() + 17 || tail.compare(0, want_prefix.size(), want_prefix) != 0 ||
+        tail.back() != '\n') {
+      return bad("no 'checksum <16 hex digits>' trailer line (truncated or corrupt)");
+    }
+    body_end = last + 1;
+    const std::string want = Hex64(Fnv1a64(text.data(), body_end));
+    if (tail.compare(want_prefix.size(), 16, want) != 0) {
+      return bad("checksum mismatch: the file says " + tail.substr(want_prefix.size(), 16) +
+                 ", its content hashes to " + want + " (MANIFEST corrupt)");
+    }
+  }
+  std::istringstream in(text.substr(0, body_end));
+  std::string line;
+  n = 0;
+  bool ended = false;
   while (std::getline(in, line)) {
     ++n;
+    if (ended) return bad("unexpected line after 'end'");
     std::istringstream ls(line);
     std::string key;
     ls >> key;
-    if (n == 1) {
-      if (line != "freshet-checkpoint 1") return bad("not a freshet checkpoint manifest");
-      continue;
-    }
+    if (n == 1) continue;  // the version line, checked above
     if (key == "end") {
       ended = true;
-      break;
+      continue;
     }
     if (key == "file") {
       CheckpointFile f;
@@ -179,7 +204,7 @@ StatusOr<CheckpointManifest> VerifyCheckpoint(const std::string& dir) {
 }
 
 Status PublishCheckpoint(const std::string& root, int64_t id, int keep) {
-  FRESHET_RETURN_IF_ERROR(WriteAtomically(root + "/CHECKPOINT_LATEST", std::to_string(id) + "\n"));
+  FRESHET_RETURN_IF_ERROR(WriteFileAtomic(root + "/CHECKPOINT_LATEST", std::to_string(id) + "\n"));
   if (keep <= 0) return Status::OK();
   // The kept checkpoints' ancestors stay.
   std::set<int64_t> needed;

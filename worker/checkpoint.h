@@ -60,12 +60,17 @@ StatusOr<int64_t> LatestCheckpointId(const std::string& root);
 
 // Lists every regular file of `dir` except MANIFEST (sizes; the last 8 bytes
 // of .rows and .bin files as checksums) into m->files, then writes
-// <dir>/MANIFEST atomically. Internal on I/O errors.
+// <dir>/MANIFEST atomically (common/file_io.h: retried, then Internal naming
+// the path and errno; a failed write leaves no MANIFEST, so the checkpoint
+// stays incomplete and is never restored from). The manifest (format 2) ends
+// with "checksum <hex>", the FNV-1a 64 of every byte before that line.
 Status WriteManifest(const std::string& dir, CheckpointManifest* m);
 
 // Parses <dir>/MANIFEST and checks that every listed file exists with its
 // size and checksum trailer. NotFound without a MANIFEST (an incomplete
-// checkpoint); DataLoss naming the file and field on any mismatch.
+// checkpoint); DataLoss naming the file and field on any mismatch, a
+// manifest whose own checksum line is missing or wrong included (format 1
+// manifests, which have none, are still read).
 StatusOr<CheckpointManifest> VerifyCheckpoint(const std::string& dir);
 
 // Points <root>/CHECKPOINT_LATEST at `id` atomically, then deletes the

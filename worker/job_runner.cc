@@ -1,6 +1,7 @@
 #include "worker/job_runner.h"
 
 #include "common/checksum.h"
+#include "common/file_io.h"
 
 #include <sys/stat.h>
 
@@ -228,22 +229,14 @@ std::string JobResult::Summary() const {
 }
 
 Status SaveDense(const Model& model, const std::string& path) {
-  const std::string tmp = path + ".tmp";
-  std::FILE* f = std::fopen(tmp.c_str(), "wb");
-  if (!f) return Internal(tmp + ": cannot create: " + std::strerror(errno));
   const uint64_t n = model.NumDenseParams();
-  uint64_t h = Fnv("FRSHDENS", 8);
-  h = Fnv(&n, sizeof(n), h);
-  h = Fnv(model.dense_params(), n * sizeof(float), h);
-  bool ok = std::fwrite("FRSHDENS", 1, 8, f) == 8 && std::fwrite(&n, sizeof(n), 1, f) == 1 &&
-            std::fwrite(model.dense_params(), sizeof(float), n, f) == n &&
-            std::fwrite(&h, sizeof(h), 1, f) == 1;
-  ok = std::fclose(f) == 0 && ok;
-  if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    return Internal(path + ": write failed");
-  }
-  return Status::OK();
+  return WriteFileAtomicWith(path, [&](AtomicFileWriter* w) {
+    w->Append("FRSHDENS", 8);
+    w->AppendValue<uint64_t>(n);
+    w->Append(model.dense_params(), n * sizeof(float));
+    w->AppendValue<uint64_t>(w->hash());  // FNV-1a 64 of every byte before it
+    return Status::OK();
+  });
 }
 
 Status LoadDense(const std::string& path, Model* model) {
@@ -267,22 +260,13 @@ Status LoadDense(const std::string& path, Model* model) {
 
 Status SaveDenseOptimizer(const Model& model, const std::string& path) {
   const std::vector<float> state = model.DenseOptimizerState();
-  const std::string tmp = path + ".tmp";
-  std::FILE* f = std::fopen(tmp.c_str(), "wb");
-  if (!f) return Internal(tmp + ": cannot create: " + std::strerror(errno));
-  const uint64_t n = state.size();
-  uint64_t h = Fnv("FRSHDOPT", 8);
-  h = Fnv(&n, sizeof(n), h);
-  h = Fnv(state.data(), n * sizeof(float), h);
-  bool ok = std::fwrite("FRSHDOPT", 1, 8, f) == 8 && std::fwrite(&n, sizeof(n), 1, f) == 1 &&
-            std::fwrite(state.data(), sizeof(float), n, f) == n &&
-            std::fwrite(&h, sizeof(h), 1, f) == 1;
-  ok = std::fclose(f) == 0 && ok;
-  if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    return Internal(path + ": write failed");
-  }
-  return Status::OK();
+  return WriteFileAtomicWith(path, [&](AtomicFileWriter* w) {
+    w->Append("FRSHDOPT", 8);
+    w->AppendValue<uint64_t>(state.size());
+    w->Append(state.data(), state.size() * sizeof(float));
+    w->AppendValue<uint64_t>(w->hash());  // FNV-1a 64 of every byte before it
+    return Status::OK();
+  });
 }
 
 Status LoadDenseOptimizer(const std::string& path, Model* model) {

@@ -157,26 +157,48 @@ job = (f_bytes(1, "fuzz") +
 manifest = (f_varint(1, 2) + f_varint(2, 1511658000) + f_varint(3, 1700000000000) +
             f_bytes(4, job) + f_bytes(5, export_file("full-000000000001.snap", full, 1)) +
             f_bytes(6, export_file("delta-000000000002.snap", delta, 2)))
-put("snapshot_fuzz", "manifest", b"\x02" + manifest)
-put("snapshot_fuzz", "export_dir", b"\x03\x00" + manifest + b"FRSHSPLT" + full + b"FRSHSPLT" + delta)
-put("snapshot_fuzz", "export_dir_repair", b"\x03\x01" + manifest + b"FRSHSPLT" + full[:-3] +
-    b"FRSHSPLT" + delta)
 
 
-# ---- model_files_fuzz: .rows (modes 0/1) and dense.bin (modes 2/3) ------------
-def rows_file(tables):
-    b = b"FRSHROWS" + struct.pack("<II", 1, len(tables))
-    for name, dim, state_dim, rows in tables:
-        b += struct.pack("<I", len(name)) + name.encode() + struct.pack("<IIQ", dim, state_dim, len(rows))
-        for key, count, version, w, s in rows:
-            b += struct.pack("<QII", key, count, version) + struct.pack("<%df" % dim, *w)
-            b += struct.pack("<%df" % state_dim, *s)
+def manifest_file(m):
+    """A manifest file: the proto, then "FRSHMSUM" and the FNV-1a 64 of every byte before it."""
+    b = m + b"FRSHMSUM"
     return b + struct.pack("<Q", fnv1a64(b))
 
 
-rows = rows_file([("wide", 1, 0, [(7, 1, 1, [0.5], [])]),
-                  ("emb", 4, 4, [(7, 2, 3, [1, 2, 3, 4], [0.1, 0.1, 0.1, 0.1])])])
-put("model_files_fuzz", "rows", b"\x00" + rows)
+put("snapshot_fuzz", "manifest", b"\x02" + manifest_file(manifest))
+put("snapshot_fuzz", "manifest_no_trailer", b"\x02" + manifest)  # written before the trailer
+put("snapshot_fuzz", "export_dir", b"\x03\x00" + manifest_file(manifest) + b"FRSHSPLT" + full +
+    b"FRSHSPLT" + delta)
+put("snapshot_fuzz", "export_dir_repair", b"\x03\x01" + manifest_file(manifest) + b"FRSHSPLT" +
+    full[:-3] + b"FRSHSPLT" + delta)
+
+
+# ---- model_files_fuzz: .rows (modes 0/1) and dense.bin (modes 2/3) ------------
+def rows_file(tables, kind=0, version=2, slots=(0, 65536)):
+    """server/table_io.h: version 2 (kind, slot range, tombstones) or 1."""
+    b = b"FRSHROWS" + struct.pack("<I", version)
+    if version >= 2:
+        b += struct.pack("<III", kind, *slots)
+    b += struct.pack("<I", len(tables))
+    for name, dim, state_dim, rows, *dead in tables:
+        b += struct.pack("<I", len(name)) + name.encode() + struct.pack("<IIQ", dim, state_dim, len(rows))
+        for key, count, version_, w, s in rows:
+            b += struct.pack("<QII", key, count, version_) + struct.pack("<%df" % dim, *w)
+            b += struct.pack("<%df" % state_dim, *s)
+        if version >= 2:
+            dead = dead[0] if dead else []
+            b += struct.pack("<Q", len(dead)) + b"".join(struct.pack("<Q", k) for k in dead)
+    return b + struct.pack("<Q", fnv1a64(b))
+
+
+row_tables = [("wide", 1, 0, [(7, 1, 1, [0.5], [])]),
+              ("emb", 4, 4, [(7, 2, 3, [1, 2, 3, 4], [0.1, 0.1, 0.1, 0.1])])]
+put("model_files_fuzz", "rows", b"\x00" + rows_file(row_tables))
+put("model_files_fuzz", "rows_v1", b"\x00" + rows_file(row_tables, version=1))
+put("model_files_fuzz", "rows_incremental", b"\x00" + rows_file(
+    [("wide", 1, 0, [(9, 1, 5, [0.5], [])], [7, 8]), ("emb", 4, 4, [], [7])], kind=1,
+    slots=(0, 32768)))
+put("model_files_fuzz", "rows_rebase", b"\x01" + rows_file(row_tables, kind=2, slots=(32768, 65536)))
 put("model_files_fuzz", "rows_wrong_dim", b"\x01" + rows_file([("emb", 8, 8, [])]))
 # DeepFM of model_files_fuzz.cc's job; the count is what the model reports
 # (a wrong one is a seed too: the loader must refuse it).

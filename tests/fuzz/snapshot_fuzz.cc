@@ -8,10 +8,12 @@
 //      (WriteSnapshotFile) and read again to the same snapshot;
 //   2: the rest is a manifest for ReadManifestFile;
 //   3: an export directory: the rest is split at "FRSHSPLT" into a manifest
-//      (binary proto::ExportManifest), the full snapshot and its deltas; the
-//      files are written under the names the manifest gives (plain names
-//      only), with their manifest entries' size and checksum repaired when
-//      byte 1 is odd, LATEST names the manifest, and LoadLatestExport loads it.
+//      file (binary proto::ExportManifest with or without its checksum
+//      trailer), the full snapshot and its deltas; the files are written
+//      under the names the manifest gives (plain names only), with their
+//      manifest entries' size and checksum and the manifest's own trailer
+//      repaired when byte 1 is odd, LATEST names the manifest, and
+//      LoadLatestExport loads it.
 #include <dirent.h>
 
 #include <cstdio>
@@ -87,8 +89,10 @@ void LoadDir(fuzz::Input* in) {
   mkdir(dir.c_str(), 0700);
   ClearDir(dir);
   const std::string_view manifest_bytes = in->Until("FRSHSPLT");
-  proto::ExportManifest m;
-  if (!m.ParseFromArray(manifest_bytes.data(), static_cast<int>(manifest_bytes.size()))) return;
+  StatusOr<proto::ExportManifest> decoded =
+      DecodeManifestFile("fuzz manifest", std::string(manifest_bytes));
+  if (!decoded.ok()) return;
+  proto::ExportManifest m = std::move(decoded).value();
   std::vector<proto::ExportFile*> entries = {m.mutable_full()};
   for (auto& d : *m.mutable_deltas()) entries.push_back(&d);
   for (proto::ExportFile* e : entries) {
@@ -102,7 +106,7 @@ void LoadDir(fuzz::Input* in) {
     }
   }
   const std::string manifest_name = ManifestFileName(m.version());
-  const std::string bytes = repair ? m.SerializeAsString() : std::string(manifest_bytes);
+  const std::string bytes = repair ? EncodeManifestFile(m) : std::string(manifest_bytes);
   fuzz::WriteFile("export/" + manifest_name, bytes.data(), bytes.size());
   const std::string latest = manifest_name + "\n";
   fuzz::WriteFile("export/LATEST", latest.data(), latest.size());

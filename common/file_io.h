@@ -1,0 +1,182 @@
+// Durable, atomic file writes: the one seam every checkpoint, model and
+// export file goes through, with bounded retries and fault injection.
+//
+// A file is written to "<path>.tmp" (same directory, so the rename is
+// atomic), fsynced, closed, renamed over <path>, and the directory fsynced
+// so the rename itself is durable. On any failure the temporary file is
+// removed and <path> is left exactly as it was: a reader sees the previous
+// complete file or the new complete file, never a mix.
+//
+// Errors (open, write, fsync, close, rename; ENOSPC, EDQUOT, EACCES, EROFS,
+// EIO, ...) are Internal statuses naming the path, the failed call and the
+// errno text, e.g.
+//   "ckpt-3/shard-0-of-2.rows.tmp: write failed: No space left on device
+//    (ENOSPC) [attempt 4 of 4]".
+// Short writes are continued (write(2) may write fewer bytes than asked).
+//
+// WriteFileAtomic* retry a failed attempt from the start (a new temporary
+// file) with exponential back-off, FileWriteRetryPolicy::attempts times in
+// all; each retry is a LOG(WARNING) and counted, a final failure is a
+// LOG(ERROR) and counted (FileWriteCounters, exported as metrics by
+// RegisterFileWriteMetrics).
+//
+// Fault injection (tests). FileFaultInjector::Global() fails chosen system
+// calls on paths containing a substring with a chosen errno, a given number
+// of times. It is also set from the environment variable
+//   FRESHET_INJECT_WRITE_FAULT=<path-substring>:<errno-name>:<count>[:<op>]
+// read once, on first use (multi-process tests set it for one rank's
+// command line). <count> -1 fails every time; <op> is open, write, fsync,
+// rename or short (write(2) writes half of what it is asked, which the
+// writer must continue); without it ENOSPC, EDQUOT, EIO and EFBIG fail
+// write(2), every other errno fails open(2).
+//
+// Thread safety: AtomicFileWriter is used by one thread at a time; the free
+// functions, the injector, the counters and the retry policy are
+// thread-safe.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/status.h"
+
+namespace freshet {
+
+class MetricsRegistry;
+
+// The system calls a fault can be injected into.
+enum class FileOp { kOpen, kWrite, kFsync, kRename, kShortWrite };
+
+// Process-global fault injector for the writers in this file.
+// Thread safety: every method is thread-safe.
+class FileFaultInjector {
+ public:
+  // The process-wide instance (on first use it parses
+  // FRESHET_INJECT_WRITE_FAULT; a malformed value is a LOG(ERROR) and
+  // ignored).
+  static FileFaultInjector& Global();
+
+  // Fails the next `count` calls of `op` on paths containing
+  // `path_substring` with `err` (count -1: every call). Replaces any fault
+  // set before.
+  void Set(std::string path_substring, int err, int count, FileOp op);
+  // Parses "<path-substring>:<errno-name>:<count>[:<op>]" and Set()s it.
+  // InvalidArgument naming the field on a malformed spec.
+  Status SetFromSpec(const std::string& spec);
+  void Clear();
+
+  // Called by the writers before `op` on `path`: the errno to fail with, or
+  // 0 to go ahead. kWrite calls also match a kShortWrite fault, for which
+  // *short_write is set to true and 0 returned (the caller writes half).
+  int Check(const std::string& path, FileOp op, bool* short_write = nullptr);
+  // Faults injected so far.
+  int64_t injected() const;
+
+ private:
+  FileFaultInjector() = default;
+  mutable std::mutex mu_;
+  std::string substring_;  // GUARDED_BY(mu_); empty: no fault
+  int err_ = 0;            // GUARDED_BY(mu_)
+  int remaining_ = 0;      // GUARDED_BY(mu_); -1: forever
+  FileOp op_ = FileOp::kWrite;  // GUARDED_BY(mu_)
+  int64_t injected_ = 0;   // GUARDED_BY(mu_)
+};
+
+// errno <-> "ENOSPC". ErrnoFromName: 0 for an unknown name.
+int ErrnoFromName(const std::string& name);
+std::string ErrnoName(int err);
+
+// How WriteFileAtomic* retry a failed write.
+struct FileWriteRetryPolicy {
+  int attempts = 4;  // in all, >= 1
+  std::chrono::milliseconds first_backoff{100};  // doubled after every retry
+  std::chrono::milliseconds max_backoff{2000};
+};
+// The process-wide policy (tests shorten the back-off).
+FileWriteRetryPolicy GetFileWriteRetryPolicy();
+void SetFileWriteRetryPolicy(const FileWriteRetryPolicy& policy);
+
+// Process-wide counts since start.
+struct FileWriteCounters {
+  int64_t files_written = 0;  // committed files
+  int64_t retries = 0;        // failed attempts that were retried
+  int64_t failures = 0;       // writes that failed after every attempt
+  int64_t bytes_written = 0;  // bytes of committed files
+};
+FileWriteCounters GetFileWriteCounters();
+// Adds the counters to `registry` as file_writes, file_write_retries,
+// file_write_failures and file_write_bytes (callback counters).
+void RegisterFileWriteMetrics(MetricsRegistry* registry);
+
+// One atomic file write (no retries). Append buffers (4 MiB) and keeps the
+// FNV-1a 64 (common/checksum.h) of everything appended; errors are sticky
+// and reported by Commit(). Destroying an uncommitted writer removes the
+// temporary file.
+// Thread safety: one thread at a time.
+class AtomicFileWriter {
+ public:
+  // Creates "<path>.tmp" (truncating a leftover one). Internal naming the
+  // path and errno if it cannot.
+  static StatusOr<std::unique_ptr<AtomicFileWriter>> Create(const std::string& path);
+  ~AtomicFileWriter();
+  AtomicFileWriter(const AtomicFileWriter&) = delete;
+  AtomicFileWriter& operator=(const AtomicFileWriter&) = delete;
+
+  void Append(const void* p, size_t n);
+  void Append(std::string_view s) { Append(s.data(), s.size()); }
+  template <typename T>
+  void AppendValue(T v) {
+    Append(&v, sizeof(v));
+  }
+  // FNV-1a 64 and count of every byte appended so far.
+  uint64_t hash() const { return hash_; }
+  uint64_t bytes() const { return bytes_; }
+  // The first error so far (OK if none).
+  const Status& status() const { return status_; }
+
+  // Flushes, fsyncs, closes, renames over the final path and fsyncs the
+  // directory. On failure the temporary file is removed and the final path
+  // is untouched (unless only the directory fsync failed: then the new file
+  // is in place but its rename may not survive a crash). Call once.
+  Status Commit();
+  const std::string& path() const { return path_; }
+
+ private:
+  AtomicFileWriter(std::string path, int fd);
+  void Flush();
+  void WriteOut(const char* p, size_t n);
+  void Fail(const std::string& file, const char* call, int err);
+
+  const std::string path_;
+  const std::string tmp_;
+  int fd_;
+  bool committed_ = false;
+  std::vector<char> buf_;
+  size_t pos_ = 0;
+  uint64_t hash_;
+  uint64_t bytes_ = 0;
+  Status status_;
+};
+
+// Writes `path` atomically with retries: `fill` writes the content into a
+// fresh AtomicFileWriter on every attempt (it must write the same bytes
+// each time) and may return an error of its own, which is not retried.
+// *bytes and *hash (may be null) receive the committed file's size and
+// FNV-1a 64.
+Status WriteFileAtomicWith(const std::string& path,
+                           const std::function<Status(AtomicFileWriter*)>& fill,
+                           uint64_t* bytes = nullptr, uint64_t* hash = nullptr);
+// The same for content already in memory.
+Status WriteFileAtomic(const std::string& path, std::string_view data);
+
+// fsyncs a directory (after a rename or unlink in it). Internal naming it.
+Status SyncDirectory(const std::string& dir);
+
+}  // namespace freshet

@@ -1,0 +1,219 @@
+#include "common/file_io.h"
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "common/checksum.h"
+#include "common/metrics_registry.h"
+
+namespace freshet {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+class FileIoTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string tmpl = ::testing::TempDir() + "/file_io_XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl.data()), nullptr);
+    dir_ = tmpl;
+    FileWriteRetryPolicy p;
+    p.attempts = 3;
+    p.first_backoff = std::chrono::milliseconds(1);
+    p.max_backoff = std::chrono::milliseconds(4);
+    SetFileWriteRetryPolicy(p);
+    FileFaultInjector::Global().Clear();
+  }
+  void TearDown() override {
+    FileFaultInjector::Global().Clear();
+    fs::remove_all(dir_);
+  }
+  bool TmpLeft() const {
+    for (const auto& e : fs::directory_iterator(dir_)) {
+      if (e.path().extension() == ".tmp") return true;
+    }
+    return false;
+  }
+  std::string dir_;
+};
+
+TEST_F(FileIoTest, WritesAtomicallyAndReportsSizeAndHash) {
+  const std::string path = dir_ + "/a.bin";
+  const std::string content(10 << 20, 'x');  // larger than the 4 MiB buffer
+  uint64_t bytes = 0, hash = 0;
+  ASSERT_TRUE(WriteFileAtomicWith(
+                  path,
+                  [&](AtomicFileWriter* w) {
+                    w->Append("head", 4);
+                    w->Append(content);
+                    return Status::OK();
+                  },
+                  &bytes, &hash)
+                  .ok());
+  EXPECT_EQ(bytes, content.size() + 4);
+  const std::string got = ReadAll(path);
+  EXPECT_EQ(got, "head" + content);
+  EXPECT_EQ(hash, Fnv1a64(got.data(), got.size()));
+  EXPECT_FALSE(TmpLeft());
+}
+
+TEST_F(FileIoTest, PersistentDiskFullNamesPathAndErrnoAndKeepsOldFile) {
+  const std::string path = dir_ + "/model.rows";
+  ASSERT_TRUE(WriteFileAtomic(path, "good old content").ok());
+  const FileWriteCounters before = GetFileWriteCounters();
+  FileFaultInjector::Global().Set("model.rows", ENOSPC, -1, FileOp::kWrite);
+  Status st = WriteFileAtomic(path, "new content that never lands");
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(st.code(), StatusCode::kInternal);
+  EXPECT_NE(st.message().find(path + ".tmp: write failed"), std::string::npos) << st;
+  EXPECT_NE(st.message().find("No space left on device"), std::string::npos) << st;
+  EXPECT_NE(st.message().find("ENOSPC"), std::string::npos) << st;
+  EXPECT_NE(st.message().find("attempt 3 of 3"), std::string::npos) << st;
+  EXPECT_EQ(ReadAll(path), "good old content");
+  EXPECT_FALSE(TmpLeft());
+  const FileWriteCounters after = GetFileWriteCounters();
+  EXPECT_EQ(after.failures - before.failures, 1);
+  EXPECT_EQ(after.retries - before.retries, 2);
+}
+
+TEST_F(FileIoTest, TransientFaultsAreRetriedAndCounted) {
+  const std::string path = dir_ + "/MANIFEST";
+  const FileWriteCounters before = GetFileWriteCounters();
+  const int64_t injected = FileFaultInjector::Global().injected();
+  FileFaultInjector::Global().Set("MANIFEST", EIO, 2, FileOp::kFsync);
+  ASSERT_TRUE(WriteFileAtomic(path, "v2").ok());
+  EXPECT_EQ(ReadAll(path), "v2");
+  EXPECT_EQ(FileFaultInjector::Global().injected() - injected, 2);
+  const FileWriteCounters after = GetFileWriteCounters();
+  EXPECT_EQ(after.retries - before.retries, 2);
+  EXPECT_EQ(after.failures - before.failures, 0);
+  EXPECT_EQ(after.files_written - before.files_written, 1);
+  EXPECT_FALSE(TmpLeft());
+}
+
+TEST_F(FileIoTest, EveryFailingCallLeavesTheOldFile) {
+  const std::string path = dir_ + "/LATEST";
+  for (FileOp op : {FileOp::kOpen, FileOp::kWrite, FileOp::kFsync, FileOp::kRename}) {
+    ASSERT_TRUE(WriteFileAtomic(path, "old\n").ok());
+    FileFaultInjector::Global().Set("LATEST", EACCES, -1, op);
+    Status st = WriteFileAtomic(path, "new\n");
+    FileFaultInjector::Global().Clear();
+    ASSERT_FALSE(st.ok()) << static_cast<int>(op);
+    EXPECT_NE(st.message().find("Permission denied (EACCES)"), std::string::npos) << st;
+    EXPECT_NE(st.message().find(path), std::string::npos) << st;
+    EXPECT_EQ(ReadAll(path), "old\n") << static_cast<int>(op);
+    EXPECT_FALSE(TmpLeft()) << static_cast<int>(op);
+  }
+}
+
+TEST_F(FileIoTest, ShortWritesAreContinued) {
+  const std::string path = dir_ + "/short.bin";
+  std::string content;
+  for (int i = 0; i < 100000; ++i) content += static_cast<char>(i * 7);
+  FileFaultInjector::Global().Set("short.bin", EIO, 5, FileOp::kShortWrite);
+  const FileWriteCounters before = GetFileWriteCounters();
+  ASSERT_TRUE(WriteFileAtomic(path, content).ok());
+  EXPECT_EQ(ReadAll(path), content);
+  EXPECT_EQ(GetFileWriteCounters().retries, before.retries);  // not an error
+}
+
+TEST_F(FileIoTest, FillErrorsAreNotRetried) {
+  int calls = 0;
+  Status st = WriteFileAtomicWith(dir_ + "/x", [&](AtomicFileWriter*) {
+    ++calls;
+    return InvalidArgument("bad table");
+  });
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(calls, 1);
+  EXPECT_FALSE(fs::exists(dir_ + "/x"));
+  EXPECT_FALSE(TmpLeft());
+}
+
+TEST_F(FileIoTest, AbandonedWriterRemovesItsTemporary) {
+  {
+    auto w = AtomicFileWriter::Create(dir_ + "/abandoned");
+    ASSERT_TRUE(w.ok());
+    (*w)->Append("partial", 7);
+    EXPECT_TRUE(TmpLeft());
+  }
+  EXPECT_FALSE(TmpLeft());
+  EXPECT_FALSE(fs::exists(dir_ + "/abandoned"));
+}
+
+TEST_F(FileIoTest, ParsesFaultSpecs) {
+  FileFaultInjector& f = FileFaultInjector::Global();
+  EXPECT_TRUE(f.SetFromSpec("ckpt-2:ENOSPC:3").ok());
+  EXPECT_TRUE(f.SetFromSpec("delta-:EROFS:-1:rename").ok());
+  EXPECT_TRUE(f.SetFromSpec("x:EDQUOT:1:short").ok());
+  for (const char* bad : {"", "x", "x:ENOSPC", ":ENOSPC:1", "x:ENOPE:1", "x:ENOSPC:0",
+                          "x:ENOSPC:two", "x:ENOSPC:1:seek", "x:ENOSPC:1:write:9"}) {
+    Status st = f.SetFromSpec(bad);
+    EXPECT_EQ(st.code(), StatusCode::kInvalidArgument) << bad;
+    EXPECT_NE(st.message().find("write fault spec"), std::string::npos) << st;
+  }
+  // The default op follows the errno: ENOSPC fails write(2), EACCES open(2).
+  ASSERT_TRUE(f.SetFromSpec("spec.bin:ENOSPC:1").ok());
+  EXPECT_EQ(f.Check(dir_ + "/spec.bin.tmp", FileOp::kOpen), 0);
+  EXPECT_EQ(f.Check(dir_ + "/other.tmp", FileOp::kWrite), 0);
+  EXPECT_EQ(f.Check(dir_ + "/spec.bin.tmp", FileOp::kWrite), ENOSPC);
+  EXPECT_EQ(f.Check(dir_ + "/spec.bin.tmp", FileOp::kWrite), 0);  // count used up
+  ASSERT_TRUE(f.SetFromSpec("spec.bin:EACCES:2").ok());
+  EXPECT_EQ(f.Check(dir_ + "/spec.bin.tmp", FileOp::kOpen), EACCES);
+  EXPECT_EQ(ErrnoFromName("EROFS"), EROFS);
+  EXPECT_EQ(ErrnoName(EDQUOT), "EDQUOT");
+}
+
+TEST_F(FileIoTest, MetricsExposeTheCounters) {
+  MetricsRegistry reg;
+  RegisterFileWriteMetrics(&reg);
+  FileFaultInjector::Global().Set("m.bin", ENOSPC, -1, FileOp::kWrite);
+  ASSERT_FALSE(WriteFileAtomic(dir_ + "/m.bin", "x").ok());
+  const std::string text = reg.RenderPrometheus();
+  const std::string want =
+      "freshet_file_write_failures_total " + std::to_string(GetFileWriteCounters().failures);
+  EXPECT_NE(text.find(want), std::string::npos) << text;
+  EXPECT_NE(text.find("freshet_file_write_retries_total"), std::string::npos);
+}
+
+// A real full disk: a 1 MiB tmpfs. Needs mount(2) (root, not in every
+// container): skipped where it is not allowed.
+TEST_F(FileIoTest, RealTinyTmpfsFillsUp) {
+  const std::string mnt = dir_ + "/tiny";
+  ASSERT_TRUE(fs::create_directory(mnt));
+  if (::mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=1m") != 0) {
+    GTEST_SKIP() << "cannot mount a tmpfs here: " << std::strerror(errno);
+  }
+  const std::string path = mnt + "/big.rows";
+  Status ok = WriteFileAtomic(path, std::string(256 << 10, 'a'));
+  Status full = WriteFileAtomic(path, std::string(2 << 20, 'b'));  // more than the device
+  const std::string kept = ReadAll(path);
+  bool tmp_left = false;
+  for (const auto& e : fs::directory_iterator(mnt)) tmp_left |= e.path().extension() == ".tmp";
+  ::umount(mnt.c_str());
+  ASSERT_TRUE(ok.ok()) << ok;
+  ASSERT_FALSE(full.ok());
+  EXPECT_NE(full.message().find("ENOSPC"), std::string::npos) << full;
+  EXPECT_NE(full.message().find(path), std::string::npos) << full;
+  EXPECT_EQ(kept, std::string(256 << 10, 'a'));
+  EXPECT_FALSE(tmp_left);
+}
+
+}  // namespace
+}  // namespace freshet
