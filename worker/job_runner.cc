@@ -532,7 +532,9 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
       // one's background write (the others wait at the barrier: pause).
       Status st = leader ? FinishCheckpoint(&publisher, &result) : Status::OK();
       if (st.ok() && leader) st = MakeDirs(dir);
+      const auto t_waited = std::chrono::steady_clock::now();
       FRESHET_RETURN_IF_ERROR(workers->Barrier());
+      const auto t_cut = std::chrono::steady_clock::now();
       const auto* tail = stream == nullptr ? nullptr : dynamic_cast<TailSource*>(stream->lines());
       if (st.ok() && tail != nullptr) {
         const std::string path = dir + "/worker-" + std::to_string(workers->rank()) + ".position";
@@ -546,6 +548,7 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
                                checkpoints_taken % ck.full_every != 0 &&
                                static_cast<bool>(options.save_changed_tables);
       int64_t copied = 0;
+      auto t_copied = t_cut;
       if (st.ok() && leader) {
         if (background) {
           // Servers copy their rows and answer; they write in the background.
@@ -555,6 +558,7 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
         } else {
           st = incremental ? options.save_changed_tables(dir) : options.save_tables(dir);
         }
+        t_copied = std::chrono::steady_clock::now();
         if (st.ok()) st = SaveDense(*model_ptr, dir + "/dense.bin");
         if (st.ok()) st = SaveDenseOptimizer(*model_ptr, dir + "/dense_opt.bin");
         if (st.ok()) {
@@ -587,9 +591,15 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
         if (background) {
           p.wait_written = [&options, dir, copied] { return options.wait_tables_saved(dir, copied); };
         }
-        p.pause_ms = std::chrono::duration<double, std::milli>(
-                         std::chrono::steady_clock::now() - t0)
-                         .count();
+        const auto t_agreed = std::chrono::steady_clock::now();
+        p.pause_ms = std::chrono::duration<double, std::milli>(t_agreed - t0).count();
+        auto ms = [](auto a, auto b) {
+          return std::chrono::duration<double, std::milli>(b - a).count();
+        };
+        // Where the pause went (docs/CHECKPOINTS.md "Figures").
+        LOG(INFO) << dir << " pause " << p.pause_ms << " ms: previous write " << ms(t0, t_waited)
+                  << ", barrier " << ms(t_waited, t_cut) << ", tables " << ms(t_cut, t_copied)
+                  << ", dense files + agree " << ms(t_copied, t_agreed);
         publisher.Start(std::move(p));
         // Without background writes the manifest is part of the pause.
         if (!background) {
