@@ -27,6 +27,8 @@ const char* MsgTypeName(MsgType t) {
     case MsgType::kExportFinal: return "EXPORT_FINAL";
     case MsgType::kExportFinalResponse: return "EXPORT_FINAL_RESPONSE";
     case MsgType::kWatermark: return "WATERMARK";
+    case MsgType::kSaveStatus: return "SAVE_STATUS";
+    case MsgType::kSaveStatusResponse: return "SAVE_STATUS_RESPONSE";
   }
   return "UNKNOWN";
 }

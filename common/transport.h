@@ -47,14 +47,18 @@ enum class MsgType : uint32_t {
   kStatsRequest = 6,
   kStatsResponse = 7,  // body: ServerStats as raw int64s
   kShutdown = 8,       // a worker is done; servers exit when all are
-  kSave = 9,           // write every row to directory `text` (see table_io.h)
-  kSaveResponse = 10,
+  kSave = 9,           // copy every row, then write them to directory `text` in the
+                       // background (table_io.h); count 1: incremental
+  kSaveResponse = 10,  // after the copy: count = bytes copied, clock = copy time (us)
   kExportRequest = 11,   // exporter -> server: rows pushed after version `clock`
   kExportResponse = 12,  // body: ExportRows (server/parameter_shard.h); count = version
   kDenseUpdate = 13,     // worker 0 -> exporter: dense params, watermark, wall_ms
   kExportFinal = 14,     // worker 0 -> exporter: training ended; export and answer
   kExportFinalResponse = 15,
   kWatermark = 16,       // any worker -> exporter: its watermark and wall_ms (no body)
+  kSaveStatus = 17,      // has the SAVE to directory `text` been written?
+  kSaveStatusResponse = 18,  // count 1: written (clock = write time, us); 0: still
+                             // writing; an error status: the write failed
 };
 const char* MsgTypeName(MsgType t);
 

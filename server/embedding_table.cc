@@ -821,4 +821,51 @@ TableStats EmbeddingTable::stats() const {
   return s;
 }
 
+std::unique_ptr<EmbeddingTable> EmbeddingTable::Snapshot(int64_t* copied_bytes) const {
+  auto opt = Optimizer::Create(cfg_.optimizer());
+  CHECK(opt.ok()) << "table '" << cfg_.name() << "': " << opt.status();  // validated at Create
+  std::unique_ptr<EmbeddingTable> copy(new EmbeddingTable(
+      table_id_, cfg_, static_cast<int>(partitions_.size()), std::move(opt).value()));
+  int64_t bytes = 0;
+  for (size_t i = 0; i < partitions_.size(); ++i) {
+    const Partition& src = *partitions_[i];
+    Partition& dst = *copy->partitions_[i];
+    std::vector<uint8_t>().swap(dst.sketch);  // the copy never admits
+    std::lock_guard<std::mutex> lock(src.mu);
+    const size_t num_slots = src.mask + 1;
+    dst.slots.reset(new Slot[num_slots]);
+    std::memcpy(dst.slots.get(), src.slots.get(), num_slots * sizeof(Slot));
+    dst.mask = src.mask;
+    dst.num_rows = src.num_rows;
+    const size_t used_chunks = (static_cast<size_t>(src.num_rows) + kRowsPerChunk - 1) / kRowsPerChunk;
+    dst.chunks.reserve(used_chunks);
+    for (size_t c = 0; c < used_chunks; ++c) {
+      const size_t rows = std::min<size_t>(kRowsPerChunk, src.num_rows - c * kRowsPerChunk);
+      // Rows past num_rows are never read, so the last chunk stops at its
+      // last row.
+      dst.chunks.push_back(std::unique_ptr<char[]>(new char[rows * src.stride]));
+      std::memcpy(dst.chunks.back().get(), src.chunks[c].get(), rows * src.stride);
+      bytes += static_cast<int64_t>(rows * src.stride);
+    }
+    dst.capacity = src.capacity;
+    dst.tick = src.tick;
+    dst.rng = src.rng;
+    dst.cursor = src.cursor;
+    dst.deleted = src.deleted;
+    dst.max_deleted = src.max_deleted;
+    bytes += static_cast<int64_t>(num_slots * sizeof(Slot) + dst.deleted.size() * sizeof(Deletion));
+  }
+  copy->clock_.store(clock_.load());
+  copy->keys_pulled_.store(keys_pulled_.load());
+  copy->keys_pushed_.store(keys_pushed_.load());
+  copy->held_back_pushes_.store(held_back_pushes_.load());
+  copy->held_back_pulls_.store(held_back_pulls_.load());
+  copy->admitted_.store(admitted_.load());
+  copy->evicted_ttl_.store(evicted_ttl_.load());
+  copy->evicted_capacity_.store(evicted_capacity_.load());
+  copy->deletions_dropped_.store(deletions_dropped_.load());
+  if (copied_bytes != nullptr) *copied_bytes = bytes;
+  return copy;
+}
+
 }  // namespace freshet

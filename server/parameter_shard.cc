@@ -165,6 +165,21 @@ std::vector<char> ParameterShard::ExportChanged(uint32_t since, uint32_t* versio
   return out;
 }
 
+std::unique_ptr<ParameterShard> ParameterShard::Snapshot(int64_t* copied_bytes) const {
+  auto copy = std::unique_ptr<ParameterShard>(new ParameterShard());
+  int64_t total = 0;
+  for (const auto& t : tables_) {
+    int64_t bytes = 0;
+    copy->tables_.push_back(t->Snapshot(&bytes));
+    total += bytes;
+  }
+  copy->version_.store(version_.load());
+  copy->pull_requests_.store(pull_requests_.load(std::memory_order_relaxed));
+  copy->push_requests_.store(push_requests_.load(std::memory_order_relaxed));
+  if (copied_bytes != nullptr) *copied_bytes = total;
+  return copy;
+}
+
 Status ForEachExportedTable(
     const std::vector<char>& body,
     const std::function<void(int, int, const uint64_t*, const float*, size_t, const uint64_t*,

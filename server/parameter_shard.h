@@ -78,6 +78,15 @@ class ParameterShard {
   // deletions first.
   std::vector<char> ExportChanged(uint32_t since, uint32_t* version_now);
 
+  // A copy of every table (EmbeddingTable::Snapshot: chunk memcpys under
+  // each partition's lock) and of the version, to write a checkpoint from
+  // (SaveShardRows) while this shard keeps serving. It is a consistent cut
+  // only if no push runs while it is taken (ServerNode waits for its
+  // handlers first). Only read from the copy. *copied_bytes (may be null):
+  // the bytes the copy allocated, i.e. the extra memory while it lives
+  // (about the tables' row bytes; see docs/CHECKPOINTS.md "Memory").
+  std::unique_ptr<ParameterShard> Snapshot(int64_t* copied_bytes = nullptr) const;
+
  private:
   Status CheckTable(int table, uint32_t dim) const;
   std::vector<std::unique_ptr<EmbeddingTable>> tables_;

@@ -2,11 +2,17 @@
 
 #include <gtest/gtest.h>
 
+#include <stdlib.h>
+
 #include <cstring>
+#include <filesystem>
+#include <string>
+#include <thread>
 #include <vector>
 
 #include "common/config.h"
 #include "server/initializer.h"
+#include "server/table_io.h"
 
 namespace freshet {
 namespace {
@@ -223,6 +229,114 @@ TEST(ParameterShardTest, TableConfigFieldErrors) {
   ASSERT_TRUE(ok.ok()) << ok.status();
   EXPECT_EQ(ok->tables(0).admission().sketch_width(), 1u << 20);  // default filled
   EXPECT_EQ(ok->tables(0).admission().sketch_depth(), 4u);
+}
+
+// Background checkpoint writes (docs/CHECKPOINTS.md): Snapshot() is the
+// shard at the cut. Pushes after it (also while the copy is being written)
+// change the shard, not the copy, and the file written from the copy equals
+// the cut row for row, bit for bit, including fp16 rows and optimizer state.
+TEST(ParameterShardTest, SnapshotWrittenWhilePushesGoOnEqualsTheCut) {
+  auto cfg = ParseTablesConfig(R"(
+    tables { name: "a" dim: 4 initializer { kind: UNIFORM scale: 0.1 seed: 7 }
+             optimizer { adagrad { learning_rate: 0.1 } } }
+    tables { name: "h" dim: 3 storage: FP16 initializer { kind: UNIFORM scale: 0.1 seed: 3 }
+             optimizer { sgd { learning_rate: 0.5 } } }
+  )", "t");
+  ASSERT_TRUE(cfg.ok()) << cfg.status();
+  auto shard = std::move(ParameterShard::Create(*cfg, 4)).value();
+  const int dims[2] = {4, 3};
+  // 20000 keys: about 5000 rows per partition, so two chunks each, the
+  // second partly used.
+  constexpr int kKeys = 20000;
+  std::vector<uint64_t> keys(kKeys);
+  for (int i = 0; i < kKeys; ++i) keys[i] = 1000003ull * static_cast<uint64_t>(i) + 17;
+  auto push_all = [&](ParameterShard* s, int round, int first, int count) {
+    for (int t = 0; t < 2; ++t) {
+      std::vector<float> g(static_cast<size_t>(count) * dims[t]);
+      for (size_t j = 0; j < g.size(); ++j) g[j] = static_cast<float>((j + round) % 7) / 8 - 0.4f;
+      ASSERT_TRUE(s->HandlePush(t, dims[t], keys.data() + first, count, g.data()).ok());
+    }
+  };
+  push_all(shard.get(), 0, 0, kKeys);
+  const uint32_t half_version = shard->version();
+  push_all(shard.get(), 1, 0, kKeys / 2);  // only these change after half_version
+
+  // The cut, row by row, from the live shard.
+  struct Row {
+    std::vector<float> w, state;
+    RowMeta meta;
+  };
+  auto read_rows = [&](const ParameterShard& s) {
+    std::vector<std::vector<Row>> rows(2);
+    for (int t = 0; t < 2; ++t) {
+      const EmbeddingTable* table = s.table(t);
+      for (uint64_t k : keys) {
+        Row r;
+        r.w.resize(table->dim());
+        r.state.resize(table->state_dim());
+        if (!table->Lookup(k, r.w.data(), r.state.data(), &r.meta)) r.w.clear();
+        rows[t].push_back(std::move(r));
+      }
+    }
+    return rows;
+  };
+  const auto cut = read_rows(*shard);
+  const uint32_t cut_version = shard->version();
+
+  int64_t copied = 0;
+  std::unique_ptr<ParameterShard> copy = shard->Snapshot(&copied);
+  EXPECT_EQ(copy->version(), cut_version);
+  // At least every row record (stride >= 8 + 16 + weights + state bytes).
+  EXPECT_GE(copied, int64_t{kKeys} * (24 + 4 * 4 + 4 * 4) + int64_t{kKeys} * (24 + 3 * 2));
+
+  char tmpl[] = "/tmp/freshet-snapshot-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const std::string dir = tmpl;
+  // Pushes go on (and add 5000 new rows) while the copy is written.
+  std::thread pusher([&] {
+    for (int round = 2; round < 6; ++round) push_all(shard.get(), round, 0, kKeys);
+  });
+  std::vector<uint64_t> fresh_keys(5000);
+  for (size_t i = 0; i < fresh_keys.size(); ++i) fresh_keys[i] = 7777777ull * (i + 1) + 3;
+  std::vector<float> g(fresh_keys.size() * 4, 0.25f);
+  ASSERT_TRUE(shard->HandlePush(0, 4, fresh_keys.data(), fresh_keys.size(), g.data()).ok());
+  ASSERT_TRUE(SaveShardRows(*copy, dir + "/full.rows").ok());
+  ASSERT_TRUE(SaveShardRows(*copy, dir + "/incr.rows", half_version).ok());
+  pusher.join();
+  copy.reset();
+
+  // The live shard moved on...
+  const auto live = read_rows(*shard);
+  EXPECT_NE(std::memcmp(live[0][0].w.data(), cut[0][0].w.data(), 4 * sizeof(float)), 0);
+  EXPECT_GT(shard->version(), cut_version);
+  // ...the files did not.
+  auto expect_cut = [&](const std::string& file, int first, int count) {
+    auto loaded = std::move(ParameterShard::Create(*cfg, 4)).value();
+    ASSERT_TRUE(LoadShardRows(file, loaded.get()).ok()) << file;
+    EXPECT_EQ(loaded->Stats().rows, 2 * count) << file;  // not the 5000 fresh rows
+    const auto got = read_rows(*loaded);
+    for (int t = 0; t < 2; ++t) {
+      for (int i = 0; i < kKeys; ++i) {
+        const Row& want = cut[t][i];
+        const Row& have = got[t][i];
+        if (i < first || i >= first + count) {
+          EXPECT_TRUE(have.w.empty()) << file << " has unchanged key " << i;
+          continue;
+        }
+        ASSERT_FALSE(have.w.empty()) << file << " table " << t << " key " << i;
+        ASSERT_EQ(0, std::memcmp(have.w.data(), want.w.data(), want.w.size() * sizeof(float)))
+            << file << " table " << t << " key " << i;
+        ASSERT_EQ(0, std::memcmp(have.state.data(), want.state.data(),
+                                 want.state.size() * sizeof(float)))
+            << file << " table " << t << " key " << i;
+        ASSERT_EQ(have.meta.update_count, want.meta.update_count);
+        ASSERT_EQ(have.meta.version, want.meta.version);
+      }
+    }
+  };
+  expect_cut(dir + "/full.rows", 0, kKeys);
+  expect_cut(dir + "/incr.rows", 0, kKeys / 2);  // the rows pushed after half_version
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

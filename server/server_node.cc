@@ -103,7 +103,10 @@ ServerNode::ServerNode(Transport* transport, const ClusterLayout& layout, Parame
       metrics->AddCounter("server_export_bytes", "Bytes of changed rows sent to the exporter.");
 }
 
-ServerNode::~ServerNode() { pool_.WaitIdle(); }
+ServerNode::~ServerNode() {
+  pool_.WaitIdle();
+  JoinWriter();
+}
 
 void ServerNode::Reply(const Message& req, MsgType type, std::vector<char> body,
                        const Status& st) {
@@ -253,23 +256,12 @@ Status ServerNode::Run() {
         Reply(msg, MsgType::kStatsResponse, std::move(body), Status::OK());
         break;
       }
-      case MsgType::kSave: {
-        // Every acknowledged push is applied; finish queued ones first.
-        pool_.WaitIdle();
-        const int me = layout_.IndexInRole(transport_->rank());
-        const std::string path =
-            msg.meta.text + "/" + ShardFileName(me, layout_.num_servers());
-        // meta.count 1: an incremental checkpoint, the rows pushed since
-        // this server's previous save. Nothing is pushed while the receive
-        // loop saves (the queue is idle), so `now` covers every saved row.
-        const uint32_t now = shard_->version();
-        const bool incremental = msg.meta.count == 1 && saved_version_ > 0;
-        Status st = SaveShardRows(*shard_, path, incremental ? saved_version_ : 0);
-        if (st.ok()) saved_version_ = now;
-        if (st.ok()) LOG(INFO) << layout_.Describe(transport_->rank()) << " saved " << path;
-        Reply(msg, MsgType::kSaveResponse, {}, st);
+      case MsgType::kSave:
+        HandleSave(msg);
         break;
-      }
+      case MsgType::kSaveStatus:
+        HandleSaveStatus(msg);
+        break;
       case MsgType::kExportRequest: {
         // Scanning tables takes their partition locks briefly; pushes go on.
         pool_.Schedule([this, m = std::move(msg)]() mutable {
@@ -308,7 +300,96 @@ Status ServerNode::Run() {
     }
   }
   pool_.WaitIdle();
+  JoinWriter();  // an in-flight checkpoint completes before the server exits
   return Status::OK();
+}
+
+void ServerNode::JoinWriter() {
+  if (writer_.joinable()) writer_.join();
+}
+
+void ServerNode::HandleSave(const Message& msg) {
+  // Every acknowledged push is applied; finish queued ones first. Workers
+  // send nothing else until this SAVE is answered (the cut), so the copy
+  // below is the tables at the cut.
+  pool_.WaitIdle();
+  // One write in flight: wait for the previous one (the worker counts this
+  // as pause).
+  JoinWriter();
+  const auto t0 = std::chrono::steady_clock::now();
+  int64_t bytes = 0;
+  std::shared_ptr<ParameterShard> copy(shard_->Snapshot(&bytes));
+  const int64_t copy_us = std::chrono::duration_cast<std::chrono::microseconds>(
+                              std::chrono::steady_clock::now() - t0)
+                              .count();
+  const int me = layout_.IndexInRole(transport_->rank());
+  const std::string path = msg.meta.text + "/" + ShardFileName(me, layout_.num_servers());
+  // meta.count 1: an incremental checkpoint, the rows pushed since this
+  // server's previous successful save. The copy's version covers every
+  // copied row.
+  const uint32_t now = copy->version();
+  uint32_t since = 0;
+  {
+    std::lock_guard<std::mutex> l(save_mu_);
+    if (msg.meta.count == 1) since = saved_version_;
+    save_ = SaveState();
+    save_.dir = msg.meta.text;
+    save_.done = false;
+  }
+  const std::string who = layout_.Describe(transport_->rank());
+  LOG(INFO) << who << " copied " << bytes << " bytes of rows in " << copy_us << " us for "
+            << path;
+  writer_ = std::thread([this, copy = std::move(copy), path, since, now, who]() mutable {
+    const auto w0 = std::chrono::steady_clock::now();
+    Status st = SaveShardRows(*copy, path, since);
+    copy.reset();  // the extra memory goes as soon as the file is written
+    const int64_t us = std::chrono::duration_cast<std::chrono::microseconds>(
+                           std::chrono::steady_clock::now() - w0)
+                           .count();
+    if (st.ok()) {
+      LOG(INFO) << who << " wrote " << path << " in " << us / 1000 << " ms (background)";
+    } else {
+      LOG(ERROR) << who << " failed to write " << path << ": " << st;
+    }
+    std::lock_guard<std::mutex> l(save_mu_);
+    if (st.ok()) saved_version_ = now;
+    save_.done = true;
+    save_.status = std::move(st);
+    save_.write_us = us;
+  });
+  Message resp;
+  resp.meta.type = MsgType::kSaveResponse;
+  resp.meta.request_id = msg.meta.request_id;
+  resp.meta.count = bytes;
+  resp.meta.clock = copy_us;
+  Status s = transport_->Send(msg.peer, std::move(resp));
+  if (!s.ok()) LOG(WARNING) << "SAVE reply to " << layout_.Describe(msg.peer) << " failed: " << s;
+}
+
+void ServerNode::HandleSaveStatus(const Message& msg) {
+  Message resp;
+  resp.meta.type = MsgType::kSaveStatusResponse;
+  resp.meta.request_id = msg.meta.request_id;
+  Status st;
+  {
+    std::lock_guard<std::mutex> l(save_mu_);
+    if (save_.dir.empty() || save_.dir != msg.meta.text) {
+      st = FailedPrecondition("no SAVE to '" + msg.meta.text + "' was started here (last: '" +
+                              save_.dir + "')");
+    } else if (save_.done) {
+      st = save_.status;
+      resp.meta.count = 1;
+      resp.meta.clock = save_.write_us;
+    }
+  }
+  if (!st.ok()) {
+    resp.meta.status_code = st.code();
+    resp.meta.error = layout_.Describe(transport_->rank()) + ": " + st.message();
+  }
+  Status s = transport_->Send(msg.peer, std::move(resp));
+  if (!s.ok()) {
+    LOG(WARNING) << "SAVE_STATUS reply to " << layout_.Describe(msg.peer) << " failed: " << s;
+  }
 }
 
 }  // namespace freshet

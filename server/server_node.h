@@ -21,13 +21,27 @@
 // time pulls waited for the staleness bound, pulls waiting now, staleness
 // timeouts, export requests and bytes.
 //
+// Checkpoints (docs/CHECKPOINTS.md). SAVE(dir) waits for queued requests,
+// copies the shard (ParameterShard::Snapshot: memcpy of row chunks) and
+// answers at once with the bytes copied; a writer thread then writes the
+// copy to dir/shard-<i>-of-<n>.rows (SaveShardRows: temporary file, fsync,
+// rename) and frees it, while pulls and pushes go on. SAVE_STATUS(dir)
+// answers whether that write is done (or its error). At most one write is
+// in flight: a SAVE that arrives while the previous one is still writing
+// waits for it first (peak extra memory: one copy of the shard), and
+// SAVE_STATUS answers only about the last SAVE. Run() returns only after the
+// in-flight write finished.
+//
 // Thread safety: Run() once, from one thread. Stop() from any thread.
 #pragma once
 
 #include <atomic>
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <mutex>
+#include <string>
+#include <thread>
 #include <vector>
 
 #include "common/config.h"
@@ -67,6 +81,17 @@ class ServerNode {
     Counter* export_requests = nullptr;
     Counter* export_bytes = nullptr;
   };
+  // The last SAVE and its background write (save_mu_).
+  struct SaveState {
+    std::string dir;       // empty: no SAVE yet
+    bool done = true;
+    Status status;         // the write's result once done
+    int64_t write_us = 0;  // how long the write took
+  };
+  void HandleSave(const Message& msg);        // receive thread
+  void HandleSaveStatus(const Message& msg);  // receive thread
+  // Joins the background writer, if any (receive thread or destructor).
+  void JoinWriter();
   void HandlePull(Message msg);
   void HandlePush(Message msg);
   void Reply(const Message& req, MsgType type, std::vector<char> body, const Status& st);
@@ -79,9 +104,13 @@ class ServerNode {
   const ClusterLayout& layout_;
   ParameterShard* const shard_;
   const Millis request_timeout_;
-  // The shard version at the last successful SAVE (receive thread only);
-  // 0 before any: an incremental SAVE then writes every row.
-  uint32_t saved_version_ = 0;
+  std::mutex save_mu_;
+  // The shard version at the last successful SAVE (set by the writer once
+  // the file is written); 0 before any: an incremental SAVE then writes
+  // every row.
+  uint32_t saved_version_ = 0;  // GUARDED_BY(save_mu_)
+  SaveState save_;              // GUARDED_BY(save_mu_)
+  std::thread writer_;          // receive thread (and destructor) only
   ThreadPool pool_;
   std::atomic<bool> stop_{false};
   Metrics metrics_;  // all null without a registry

@@ -382,6 +382,13 @@ int RunMpi(int argc, char** argv, const proto::JobConfig& job) {
     PsClient* c = client->get();
     opt.save_tables = [c](const std::string& dir) { return c->SaveTables(dir); };
     opt.save_changed_tables = [c](const std::string& dir) { return c->SaveTables(dir, true); };
+    // Checkpoints: servers copy at the cut and write in the background.
+    opt.start_save_tables = [c](const std::string& dir, bool incremental) {
+      return c->StartSaveTables(dir, incremental);
+    };
+    opt.wait_tables_saved = [c](const std::string& dir, int64_t bytes) {
+      return c->WaitTablesSaved(dir, bytes);
+    };
     if (layout.num_exporters() > 0) {
       // Every worker reports its watermark; the exporter exports the minimum.
       const int exporter = layout.ExporterRank(0);

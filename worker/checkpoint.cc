@@ -4,7 +4,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <glog/logging.h>
+
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <algorithm>
@@ -267,6 +270,44 @@ StatusOr<std::vector<std::string>> ResolveRestoreChain(const std::string& path) 
   }
   std::reverse(chain.begin(), chain.end());
   return chain;
+}
+
+CheckpointPublisher::~CheckpointPublisher() {
+  if (thread_.joinable()) thread_.join();
+}
+
+void CheckpointPublisher::Start(PendingCheckpoint p) {
+  CHECK(!in_flight()) << "one checkpoint in flight at a time: call Finish() first";
+  result_ = PublishedCheckpoint();
+  thread_ = std::thread([this, p = std::move(p)]() mutable {
+    const auto t0 = std::chrono::steady_clock::now();
+    PublishedCheckpoint& r = result_;
+    r.pause_ms = p.pause_ms;
+    r.copied_bytes = p.copied_bytes;
+    r.manifest = p.manifest;
+    Status st = p.wait_written ? p.wait_written() : Status::OK();
+    if (st.ok()) st = WriteManifest(p.dir, &r.manifest);
+    if (st.ok()) st = PublishCheckpoint(p.root, r.manifest.id, p.keep);
+    r.write_ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    r.status = st.WithContext(p.dir);
+    if (st.ok() && p.print) {
+      std::printf("checkpoint %lld (%s) at step %lld: %zu files, %.2f MB, training paused %.0f ms"
+                  " (servers copied %.2f MB), written in the background in %.0f ms -> %s\n",
+                  static_cast<long long>(r.manifest.id),
+                  r.manifest.parent > 0 ? "incremental" : "full",
+                  static_cast<long long>(r.manifest.step), r.manifest.files.size(),
+                  r.manifest.TotalBytes() / 1e6, r.pause_ms, r.copied_bytes / 1e6, r.write_ms,
+                  p.dir.c_str());
+      std::fflush(stdout);
+    }
+  });
+}
+
+std::optional<PublishedCheckpoint> CheckpointPublisher::Finish() {
+  if (!thread_.joinable()) return std::nullopt;
+  thread_.join();
+  return std::move(result_);
 }
 
 }  // namespace freshet

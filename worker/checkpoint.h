@@ -23,8 +23,12 @@
 // root are not supported (only worker 0 writes the manifest and pointer).
 #pragma once
 
+#include <chrono>
 #include <cstdint>
+#include <functional>
+#include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "common/status.h"
@@ -87,5 +91,54 @@ StatusOr<std::string> ResolveRestoreDir(const std::string& path);
 // full checkpoint or plain model) first; the last holds the dense state.
 // Every checkpoint of the chain is verified; DataLoss if a parent is gone.
 StatusOr<std::vector<std::string>> ResolveRestoreChain(const std::string& path);
+
+// Publishing a checkpoint whose table files are still being written by the
+// servers in the background (docs/CHECKPOINTS.md "Pause").
+struct PendingCheckpoint {
+  std::string root;             // the checkpoint root (CHECKPOINT_LATEST)
+  std::string dir;              // CheckpointDir(root, manifest.id)
+  int keep = 0;                 // PublishCheckpoint's keep
+  CheckpointManifest manifest;  // id, step, parent, servers, workers, unix_ms
+  double pause_ms = 0;          // the training pause of its cut
+  int64_t copied_bytes = 0;     // rows the servers copied at the cut
+  // Blocks until every server's file is written (with its own deadline);
+  // null: nothing to wait for.
+  std::function<Status()> wait_written;
+  bool print = false;           // print one line once published
+};
+
+struct PublishedCheckpoint {
+  Status status;                // OK: MANIFEST and CHECKPOINT_LATEST written
+  CheckpointManifest manifest;  // with its files, when OK
+  double pause_ms = 0;
+  double write_ms = 0;          // from Start() to published
+  int64_t copied_bytes = 0;
+};
+
+// Publishes one checkpoint at a time on a background thread: waits for its
+// files (wait_written), then writes MANIFEST (listing the files) and
+// CHECKPOINT_LATEST and prunes (PublishCheckpoint). A failure leaves the
+// checkpoint without MANIFEST (never restored) and is returned by Finish().
+//
+// Thread safety: not thread-safe; Start/Finish/in_flight from one thread
+// (worker 0's training thread). The destructor waits for the one in flight.
+class CheckpointPublisher {
+ public:
+  CheckpointPublisher() = default;
+  CheckpointPublisher(const CheckpointPublisher&) = delete;
+  CheckpointPublisher& operator=(const CheckpointPublisher&) = delete;
+  ~CheckpointPublisher();
+
+  // REQUIRES: !in_flight() (call Finish first).
+  void Start(PendingCheckpoint p);
+  bool in_flight() const { return thread_.joinable(); }
+  // Waits for the checkpoint in flight and returns how it went; nullopt if
+  // none is in flight.
+  std::optional<PublishedCheckpoint> Finish();
+
+ private:
+  std::thread thread_;
+  PublishedCheckpoint result_;  // written by thread_, read after join
+};
 
 }  // namespace freshet

@@ -157,5 +157,65 @@ TEST(CheckpointTest, IncrementalChainAndPruning) {
       << st;
 }
 
+// Background publication: the MANIFEST is written only after wait_written
+// returns OK (so it lists the servers' files written meanwhile), then
+// CHECKPOINT_LATEST; a failed wait leaves no MANIFEST, keeps the previous
+// pointer and is returned by Finish naming the directory.
+TEST(CheckpointTest, PublisherWritesManifestOnlyAfterTheFilesAreWritten) {
+  const std::string root = Root("publisher");
+  MakeCheckpoint(root, 1, true);
+  ASSERT_TRUE(PublishCheckpoint(root, 1, 0).ok());
+  CheckpointPublisher publisher;
+  EXPECT_FALSE(publisher.Finish().has_value());  // none in flight
+
+  const std::string dir = CheckpointDir(root, 2);
+  fs::create_directories(dir);
+  std::ofstream(dir + "/dense.bin", std::ios::binary) << "dense-2-ABCDEFGH";
+  PendingCheckpoint p;
+  p.root = root;
+  p.dir = dir;
+  p.manifest.id = 2;
+  p.manifest.step = 20;
+  p.manifest.parent = 1;
+  p.pause_ms = 3;
+  p.copied_bytes = 99;
+  p.wait_written = [dir] {
+    // A "server" finishing its file while the publisher waits.
+    std::ofstream(dir + "/shard-0-of-1.rows", std::ios::binary) << "rows" << "12345678";
+    return Status::OK();
+  };
+  publisher.Start(std::move(p));
+  EXPECT_TRUE(publisher.in_flight());
+  auto done = publisher.Finish();
+  ASSERT_TRUE(done.has_value());
+  ASSERT_TRUE(done->status.ok()) << done->status;
+  EXPECT_FALSE(publisher.in_flight());
+  EXPECT_EQ(done->pause_ms, 3);
+  EXPECT_EQ(done->copied_bytes, 99);
+  EXPECT_GE(done->write_ms, 0);
+  ASSERT_EQ(done->manifest.files.size(), 2u);
+  EXPECT_EQ(done->manifest.files[1].name, "shard-0-of-1.rows");
+  auto verified = VerifyCheckpoint(dir);
+  ASSERT_TRUE(verified.ok()) << verified.status();
+  EXPECT_EQ(verified->parent, 1);
+  EXPECT_EQ(*LatestCheckpointId(root), 2);
+
+  const std::string dir3 = CheckpointDir(root, 3);
+  fs::create_directories(dir3);
+  PendingCheckpoint q;
+  q.root = root;
+  q.dir = dir3;
+  q.manifest.id = 3;
+  q.wait_written = [] { return DeadlineExceeded("server 1 (rank 1) did not finish writing"); };
+  publisher.Start(std::move(q));
+  done = publisher.Finish();
+  ASSERT_TRUE(done.has_value());
+  EXPECT_EQ(done->status.code(), StatusCode::kDeadlineExceeded);
+  EXPECT_NE(done->status.message().find(dir3), std::string::npos) << done->status;
+  EXPECT_NE(done->status.message().find("server 1 (rank 1)"), std::string::npos);
+  EXPECT_FALSE(fs::exists(dir3 + "/MANIFEST"));
+  EXPECT_EQ(*LatestCheckpointId(root), 2);
+}
+
 }  // namespace
 }  // namespace freshet

@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <optional>
 
 #include <glog/logging.h>
 #include <google/protobuf/text_format.h>
@@ -183,6 +184,11 @@ std::string JobResult::Json(const proto::JobConfig& job, int num_workers, int nu
          ",\"checkpoint_max_pause_ms\":" + Num(checkpoint_max_pause_ms) +
          ",\"checkpoint_mean_pause_ms\":" + Num(checkpoint_total_pause_ms / checkpoints) +
          ",\"checkpoint_last_bytes\":" + std::to_string(checkpoint_last_bytes);
+    if (checkpoint_max_copy_bytes > 0) {
+      s += ",\"checkpoint_max_write_ms\":" + Num(checkpoint_max_write_ms) +
+           ",\"checkpoint_mean_write_ms\":" + Num(checkpoint_total_write_ms / checkpoints) +
+           ",\"checkpoint_max_copy_bytes\":" + std::to_string(checkpoint_max_copy_bytes);
+    }
   }
   if (streaming) {
     s += ",\"stream\":{" + join.ToJsonFields() + ",\"bad_lines\":" + std::to_string(stream_bad) +
@@ -304,6 +310,58 @@ StatusOr<std::unique_ptr<Model>> CreateJobModel(const proto::JobConfig& job, int
   return CreateModel(job.model(), shape, device);
 }
 
+namespace {
+
+// Worker 0: waits for the checkpoint `publisher` has in flight (if any) and
+// adds it to `result`. With `sync_start` (no background writes) the pause
+// is measured from it to now, publication included.
+// `print`: print the checkpoint line (the background publisher prints its
+// own).
+Status FinishCheckpoint(CheckpointPublisher* publisher, JobResult* result,
+                        std::optional<std::chrono::steady_clock::time_point> sync_start = {},
+                        bool print = false) {
+  std::optional<PublishedCheckpoint> done = publisher->Finish();
+  if (!done) return Status::OK();
+  FRESHET_RETURN_IF_ERROR(done->status);
+  if (sync_start) {
+    done->pause_ms = std::chrono::duration<double, std::milli>(
+                         std::chrono::steady_clock::now() - *sync_start)
+                         .count();
+    done->write_ms = 0;
+  }
+  if (print) {
+    const CheckpointManifest& m = done->manifest;
+    std::printf("checkpoint %lld (%s) at step %lld: %zu files, %.2f MB, training paused "
+                "%.0f ms\n",
+                static_cast<long long>(m.id), m.parent > 0 ? "incremental" : "full",
+                static_cast<long long>(m.step), m.files.size(), m.TotalBytes() / 1e6,
+                done->pause_ms);
+    std::fflush(stdout);
+  }
+  ++result->checkpoints;
+  result->checkpoint_total_pause_ms += done->pause_ms;
+  result->checkpoint_max_pause_ms = std::max(result->checkpoint_max_pause_ms, done->pause_ms);
+  result->checkpoint_total_write_ms += done->write_ms;
+  result->checkpoint_max_write_ms = std::max(result->checkpoint_max_write_ms, done->write_ms);
+  result->checkpoint_max_copy_bytes = std::max(result->checkpoint_max_copy_bytes, done->copied_bytes);
+  result->checkpoint_last_bytes = done->manifest.TotalBytes();
+  return Status::OK();
+}
+
+// At the end of training: worker 0 waits for the last checkpoint's
+// background write and publication; every worker learns whether it failed.
+Status FinishLastCheckpoint(bool leader, CheckpointPublisher* publisher, Collective* workers,
+                            JobResult* result) {
+  Status st = leader ? FinishCheckpoint(publisher, result) : Status::OK();
+  float failed = st.ok() ? 0.0f : 1.0f;
+  FRESHET_RETURN_IF_ERROR(workers->AllReduceSum(&failed, 1));
+  if (!st.ok()) return st.WithContext("the last checkpoint");
+  if (failed > 0) return Status(StatusCode::kAborted, "worker 0 failed to publish the last checkpoint");
+  return Status::OK();
+}
+
+}  // namespace
+
 StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Collective* workers,
                                  const RunOptions& options) {
   const bool leader = workers->rank() == 0;
@@ -418,6 +476,13 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
   model_ptr = model.get();
   const auto& ck = options.checkpoint;
   int64_t next_checkpoint = 1, checkpoints_taken = 0;
+  bool checkpointing = false;
+  // Worker 0: publishes checkpoints whose tables the servers write in the
+  // background (RunOptions::start_save_tables); destroyed (joined) before
+  // `result` and `options` go away.
+  CheckpointPublisher publisher;
+  const bool background =
+      static_cast<bool>(options.start_save_tables) && static_cast<bool>(options.wait_tables_saved);
   if (!ck.dir.empty() && ck.interval_steps > 0) {
     if (!options.save_tables) return InvalidArgument("checkpoints need a table save");
     // Ids continue after the root's latest; worker 0 reads it, all agree.
@@ -436,16 +501,24 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
     FRESHET_RETURN_IF_ERROR(workers->AllReduceSum(&id, 1));
     next_checkpoint = static_cast<int64_t>(id);
     topt.checkpoint_every_steps = ck.interval_steps;
+    checkpointing = true;
     // The protocol (docs/CHECKPOINTS.md): the trainer has drained this
     // worker's pushes; the barrier makes that true of every worker (the
-    // cut); worker 0 has every server write its rows and writes the dense
-    // parameters, each streaming worker its read position; an all-reduce
-    // agrees on success; worker 0 writes MANIFEST last and publishes.
+    // cut); worker 0 has every server copy its rows (written in the
+    // background) and writes the dense parameters, each streaming worker
+    // its read position; an all-reduce agrees on success and training
+    // resumes; worker 0's publisher thread waits for the servers' files,
+    // writes MANIFEST last and publishes.
     topt.checkpoint = [&](int64_t step) -> Status {
       const auto t0 = std::chrono::steady_clock::now();
       const std::string dir = CheckpointDir(ck.dir, next_checkpoint);
-      Status st = leader ? MakeDirs(dir) : Status::OK();
+      // One checkpoint in flight: worker 0 first waits for the previous
+      // one's background write (the others wait at the barrier: pause).
+      Status st = leader ? FinishCheckpoint(&publisher, &result) : Status::OK();
+      if (st.ok() && leader) st = MakeDirs(dir);
+      const auto t_waited = std::chrono::steady_clock::now();
       FRESHET_RETURN_IF_ERROR(workers->Barrier());
+      const auto t_cut = std::chrono::steady_clock::now();
       const auto* tail = stream == nullptr ? nullptr : dynamic_cast<TailSource*>(stream->lines());
       if (st.ok() && tail != nullptr) {
         const std::string path = dir + "/worker-" + std::to_string(workers->rank()) + ".position";
@@ -458,8 +531,18 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
       const bool incremental = checkpoints_taken > 0 && ck.full_every > 1 &&
                                checkpoints_taken % ck.full_every != 0 &&
                                static_cast<bool>(options.save_changed_tables);
+      int64_t copied = 0;
+      auto t_copied = t_cut;
       if (st.ok() && leader) {
-        st = incremental ? options.save_changed_tables(dir) : options.save_tables(dir);
+        if (background) {
+          // Servers copy their rows and answer; they write in the background.
+          StatusOr<int64_t> c = options.start_save_tables(dir, incremental);
+          st = c.status();
+          if (c.ok()) copied = *c;
+        } else {
+          st = incremental ? options.save_changed_tables(dir) : options.save_tables(dir);
+        }
+        t_copied = std::chrono::steady_clock::now();
         if (st.ok()) st = SaveDense(*model_ptr, dir + "/dense.bin");
         if (st.ok()) st = SaveDenseOptimizer(*model_ptr, dir + "/dense_opt.bin");
         if (st.ok()) {
@@ -475,31 +558,37 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
       if (!st.ok()) return st.WithContext(dir);
       if (failed > 0) return Status(StatusCode::kAborted, dir + ": another worker failed");
       if (leader) {
-        CheckpointManifest m;
-        m.id = next_checkpoint;
-        m.step = step;
-        m.parent = incremental ? next_checkpoint - 1 : 0;
-        m.num_servers = ck.num_servers;
-        m.num_workers = workers->size();
-        m.unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                        std::chrono::system_clock::now().time_since_epoch())
-                        .count();
-        FRESHET_RETURN_IF_ERROR(WriteManifest(dir, &m));
-        FRESHET_RETURN_IF_ERROR(PublishCheckpoint(ck.dir, m.id, ck.keep));
-        const double ms = std::chrono::duration<double, std::milli>(
-                              std::chrono::steady_clock::now() - t0)
-                              .count();
-        ++result.checkpoints;
-        result.checkpoint_total_pause_ms += ms;
-        result.checkpoint_max_pause_ms = std::max(result.checkpoint_max_pause_ms, ms);
-        result.checkpoint_last_bytes = m.TotalBytes();
-        if (options.print_status) {
-          std::printf("checkpoint %lld (%s) at step %lld: %zu files, %.2f MB, training paused "
-                      "%.0f ms -> %s\n",
-                      static_cast<long long>(m.id), incremental ? "incremental" : "full",
-                      static_cast<long long>(step), m.files.size(),
-                      m.TotalBytes() / 1e6, ms, dir.c_str());
-          std::fflush(stdout);
+        PendingCheckpoint p;
+        p.root = ck.dir;
+        p.dir = dir;
+        p.keep = ck.keep;
+        p.manifest.id = next_checkpoint;
+        p.manifest.step = step;
+        p.manifest.parent = incremental ? next_checkpoint - 1 : 0;
+        p.manifest.num_servers = ck.num_servers;
+        p.manifest.num_workers = workers->size();
+        p.manifest.unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                 std::chrono::system_clock::now().time_since_epoch())
+                                 .count();
+        p.copied_bytes = copied;
+        p.print = background && options.print_status;
+        if (background) {
+          p.wait_written = [&options, dir, copied] { return options.wait_tables_saved(dir, copied); };
+        }
+        const auto t_agreed = std::chrono::steady_clock::now();
+        p.pause_ms = std::chrono::duration<double, std::milli>(t_agreed - t0).count();
+        auto ms = [](auto a, auto b) {
+          return std::chrono::duration<double, std::milli>(b - a).count();
+        };
+        // Where the pause went (docs/CHECKPOINTS.md "Figures").
+        LOG(INFO) << dir << " pause " << p.pause_ms << " ms: previous write " << ms(t0, t_waited)
+                  << ", barrier " << ms(t_waited, t_cut) << ", tables " << ms(t_cut, t_copied)
+                  << ", dense files + agree " << ms(t_copied, t_agreed);
+        publisher.Start(std::move(p));
+        // Without background writes the manifest is part of the pause.
+        if (!background) {
+          FRESHET_RETURN_IF_ERROR(
+              FinishCheckpoint(&publisher, &result, t0, options.print_status));
         }
       }
       ++next_checkpoint;
@@ -538,6 +627,9 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
     return std::unique_ptr<ExampleSource>(std::move(reader));
   };
   FRESHET_ASSIGN_OR_RETURN(result.train, trainer->Train(open_shard));
+  if (checkpointing) {
+    FRESHET_RETURN_IF_ERROR(FinishLastCheckpoint(leader, &publisher, workers, &result));
+  }
   save_position();
   if (streaming) {
     // Every worker's join counters, summed on worker 0.

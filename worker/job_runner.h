@@ -44,6 +44,11 @@ struct JobResult {
   int64_t checkpoints = 0;
   double checkpoint_max_pause_ms = 0, checkpoint_total_pause_ms = 0;
   uint64_t checkpoint_last_bytes = 0;
+  // With background table writes (RunOptions::start_save_tables): the time
+  // from resuming training to the checkpoint's publication (servers writing,
+  // manifest), and the most bytes the servers held copied at once.
+  double checkpoint_max_write_ms = 0, checkpoint_total_write_ms = 0;
+  int64_t checkpoint_max_copy_bytes = 0;
   // Human-readable summary lines (holdout metrics beside the oracle and the
   // baseline).
   std::string Summary() const;
@@ -78,6 +83,17 @@ struct RunOptions {
   // Like save_tables, but each server writes only the rows pushed since its
   // previous save (incremental checkpoints). Unset: checkpoints are full.
   std::function<Status(const std::string& dir)> save_changed_tables;
+  // Background checkpoint writes (docs/CHECKPOINTS.md "Pause"); both set or
+  // neither. start_save_tables(dir, incremental) has every server copy its
+  // rows and returns the bytes copied once all did (PsClient::
+  // StartSaveTables); wait_tables_saved(dir, bytes) blocks until every
+  // server wrote its file, with a deadline by volume (PsClient::
+  // WaitTablesSaved). Worker 0 then waits on a background thread and writes
+  // MANIFEST after it, so training resumes right after the copy. Unset:
+  // checkpoints save through save_tables / save_changed_tables inside the
+  // pause.
+  std::function<StatusOr<int64_t>(const std::string& dir, bool incremental)> start_save_tables;
+  std::function<Status(const std::string& dir, int64_t bytes)> wait_tables_saved;
   // Worker 0 only: called after every training step with the model (dense
   // parameters), step, watermark and ingestion wall time (see
   // Trainer::Options::after_step); the exporter feed.

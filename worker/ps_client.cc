@@ -1,6 +1,9 @@
 #include "worker/ps_client.h"
 
+#include <algorithm>
+#include <chrono>
 #include <cstring>
+#include <thread>
 
 #include <glog/logging.h>
 
@@ -341,6 +344,7 @@ void PsClient::ReceiveLoop() {
           break;
         case MsgType::kStatsResponse:
         case MsgType::kSaveResponse:
+        case MsgType::kSaveStatusResponse:
         case MsgType::kExportFinalResponse: {
           std::promise<StatusOr<Message>> p;
           {
@@ -460,7 +464,50 @@ StatusOr<std::vector<ServerStats>> PsClient::ServerStatsAll() {
 }
 
 Status PsClient::SaveTables(const std::string& dir, bool incremental) {
-  return CallAllServers(MsgType::kSave, dir, incremental ? 1 : 0).status();
+  FRESHET_ASSIGN_OR_RETURN(const int64_t bytes, StartSaveTables(dir, incremental));
+  return WaitTablesSaved(dir, bytes);
+}
+
+StatusOr<int64_t> PsClient::StartSaveTables(const std::string& dir, bool incremental) {
+  FRESHET_ASSIGN_OR_RETURN(std::vector<Message> resp,
+                           CallAllServers(MsgType::kSave, dir, incremental ? 1 : 0));
+  int64_t bytes = 0;
+  for (const Message& m : resp) bytes += std::max<int64_t>(0, m.meta.count);
+  return bytes;
+}
+
+Millis PsClient::SaveDeadline(int64_t bytes) const {
+  return options_.request_timeout + Millis(std::max<int64_t>(0, bytes) / (4 * 1024));
+}
+
+Status PsClient::WaitTablesSaved(const std::string& dir, int64_t bytes) {
+  const Millis limit = SaveDeadline(bytes);
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  std::vector<int> writing;
+  for (int s = 0; s < layout_.num_servers(); ++s) writing.push_back(layout_.ServerRank(s));
+  Millis pause(5);
+  while (true) {
+    Message request;
+    request.meta.type = MsgType::kSaveStatus;
+    request.meta.text = dir;
+    std::vector<int> still;
+    for (int rank : writing) {
+      // One at a time: each answer says which server it is about.
+      FRESHET_ASSIGN_OR_RETURN(std::vector<Message> resp, CallRanks({rank}, request));
+      if (resp.at(0).meta.count != 1) still.push_back(rank);
+    }
+    writing = std::move(still);
+    if (writing.empty()) return Status::OK();
+    if (std::chrono::steady_clock::now() + pause > deadline) {
+      std::string who;
+      for (int rank : writing) who += (who.empty() ? "" : ", ") + layout_.Describe(rank);
+      return DeadlineExceeded(who + " did not finish writing " + dir + " within " +
+                              std::to_string(limit.count()) + " ms (" +
+                              std::to_string(bytes) + " bytes copied by all servers)");
+    }
+    std::this_thread::sleep_for(pause);
+    pause = std::min(Millis(100), pause * 2);
+  }
 }
 
 Status PsClient::Shutdown() {

@@ -83,11 +83,29 @@ class PsClient : public SparseStore {
   StatusOr<std::vector<ServerStats>> ServerStatsAll();
 
   // Asks every server to write all its rows under `dir` (created by the
-  // caller), as dir/shard-<i>-of-<n>.rows (server/table_io.h). Waits for
-  // every server's answer, with the deadline.
+  // caller), as dir/shard-<i>-of-<n>.rows (server/table_io.h), and waits
+  // until every file is written: StartSaveTables, then WaitTablesSaved.
   // `incremental`: only the rows pushed since each server's previous save
   // (SaveShardRows changed_since); a server's first save is always full.
   Status SaveTables(const std::string& dir, bool incremental = false);
+
+  // The two halves of SaveTables, for background checkpoint writes
+  // (docs/CHECKPOINTS.md). StartSaveTables returns once every server has
+  // copied its rows in memory (the cut; each server then writes its file on
+  // a background thread while it keeps serving), with the bytes copied,
+  // summed over the servers (the extra server memory while they write).
+  // Each answer is awaited with the request deadline.
+  StatusOr<int64_t> StartSaveTables(const std::string& dir, bool incremental = false);
+  // Polls every server (SAVE_STATUS, backing off from 5 to 100 ms) until its
+  // file under `dir` is written. The whole wait has a deadline that grows
+  // with the volume: SaveDeadline(bytes) (bytes: what StartSaveTables
+  // returned). DeadlineExceeded naming the servers still writing; a failed
+  // write is that server's error (naming it). Thread-safe: may run on a
+  // background thread while training pulls and pushes.
+  Status WaitTablesSaved(const std::string& dir, int64_t bytes);
+  // request_timeout + 1 s per 4 MB (a disk slower than 4 MB/s fails the
+  // wait).
+  Millis SaveDeadline(int64_t bytes) const;
 
   // Sends `request` to each rank in `ranks` (any role that answers) and
   // waits for every answer, with the deadline. Answers are matched by
