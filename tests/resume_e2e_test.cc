@@ -9,6 +9,7 @@
 // checkpoint; the only duplicates are the records the first run trained
 // after that cut; every ledger interval is whole lines and its record count
 // is the number of good lines in it.
+#include <gtest/gtest.h>
 #include <sys/wait.h>
 
 #include <algorithm>
@@ -19,8 +20,6 @@
 #include <sstream>
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 namespace freshet {
 namespace {
@@ -97,9 +96,9 @@ std::string Cluster(int workers) {
 
 std::string Train(int workers, const std::string& extra) {
   return "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 mpirun --oversubscribe "
-         "--bind-to none -np " + std::to_string(workers + 1) + " " + kBin +
-         "/freshet_train --job_config=" + kOut + "/job.pbtxt --cluster_config=" +
-         Cluster(workers) + " --save=false " + extra;
+         "--bind-to none -np " +
+         std::to_string(workers + 1) + " " + kBin + "/freshet_train --job_config=" + kOut +
+         "/job.pbtxt --cluster_config=" + Cluster(workers) + " --save=false " + extra;
 }
 
 struct Batch {
@@ -171,24 +170,26 @@ class ResumeE2eTest : public ::testing::Test {
         << "model { kind: DEEPFM wide_table: \"wide\" hidden: [8] seed: 1 }\n";
     // The first run: 2 workers, checkpoints every 50 steps, stopped at 290
     // (an epoch is about 190 steps).
-    first_ = RunCommand(Train(2, "--resume --checkpoint_dir=" + kOut + "/ckpt "
-                                 "--checkpoint_interval_steps=50 --checkpoint_keep=0 "
-                                 "--max_steps=290 --input_ledger_dir=" + kOut + "/ledger"));
+    first_ = RunCommand(Train(2, "--resume --checkpoint_dir=" + kOut +
+                                     "/ckpt "
+                                     "--checkpoint_interval_steps=50 --checkpoint_keep=0 "
+                                     "--max_steps=290 --input_ledger_dir=" +
+                                     kOut + "/ledger"));
   }
 
   // Copies the first run's checkpoints and ledgers, resumes on `workers`
   // workers and checks the ledgers.
   void ResumeAndCheck(int workers) {
     ASSERT_EQ(first_.rc, 0) << first_.output;
-    ASSERT_NE(first_.output.find("--resume: no complete checkpoint in " + kOut +
-                                 "/ckpt, starting fresh"),
-              std::string::npos)
+    ASSERT_NE(
+        first_.output.find("--resume: no complete checkpoint in " + kOut + "/ckpt, starting fresh"),
+        std::string::npos)
         << first_.output;
     ASSERT_EQ(ReadFile(kOut + "/ckpt/CHECKPOINT_LATEST"), "5\n");
     const std::string tag = std::to_string(workers) + "w";
     const std::string ckpt = kOut + "/ckpt-" + tag, ledger = kOut + "/ledger-" + tag;
-    ASSERT_EQ(RunCommand("rm -rf " + ckpt + " " + ledger + " && cp -r " + kOut + "/ckpt " +
-                         ckpt + " && cp -r " + kOut + "/ledger " + ledger)
+    ASSERT_EQ(RunCommand("rm -rf " + ckpt + " " + ledger + " && cp -r " + kOut + "/ckpt " + ckpt +
+                         " && cp -r " + kOut + "/ledger " + ledger)
                   .rc,
               0);
     CommandResult r = RunCommand(Train(workers, "--resume --checkpoint_dir=" + ckpt +
@@ -203,8 +204,7 @@ class ResumeE2eTest : public ::testing::Test {
         << r.output;
     // Steps and checkpoint ids continue: checkpoint 6 is at step 300.
     EXPECT_NE(ReadFile(ckpt + "/ckpt-6/MANIFEST").find("id 6\nstep 300\n"), std::string::npos);
-    EXPECT_NE(ReadFile(ckpt + "/ckpt-6/MANIFEST").find("file worker-0.input "),
-              std::string::npos);
+    EXPECT_NE(ReadFile(ckpt + "/ckpt-6/MANIFEST").find("file worker-0.input "), std::string::npos);
 
     std::vector<FileLines> lines = {Lines(ReadFile(files_[0])), Lines(ReadFile(files_[1]))};
     // trained[epoch][file][line]: times trained up to the cut plus after the
@@ -227,8 +227,7 @@ class ResumeE2eTest : public ::testing::Test {
       auto first = std::lower_bound(f.starts.begin(), f.starts.end(), b.begin);
       ASSERT_TRUE(first != f.starts.end() && *first == b.begin)
           << "interval begins inside a line: file " << b.file << " byte " << b.begin;
-      ASSERT_TRUE(b.end == f.size ||
-                  std::binary_search(f.starts.begin(), f.starts.end(), b.end))
+      ASSERT_TRUE(b.end == f.size || std::binary_search(f.starts.begin(), f.starts.end(), b.end))
           << "interval ends inside a line: file " << b.file << " byte " << b.end;
       int64_t good = 0;
       for (size_t i = first - f.starts.begin(); i < f.starts.size() && f.starts[i] < b.end; ++i) {
@@ -237,8 +236,8 @@ class ResumeE2eTest : public ::testing::Test {
         ++all[b.epoch][b.file][i];
         if (counted) ++trained[b.epoch][b.file][i];
       }
-      EXPECT_EQ(good, b.records) << "records of file " << b.file << " [" << b.begin << ", "
-                                 << b.end << ")";
+      EXPECT_EQ(good, b.records) << "records of file " << b.file << " [" << b.begin << ", " << b.end
+                                 << ")";
     };
     for (int w = 0; w < std::max(2, workers); ++w) {
       const std::vector<Attempt> attempts =
@@ -306,8 +305,8 @@ TEST_F(ResumeE2eTest, ChangedInputIsRefused) {
   ASSERT_EQ(RunCommand("rm -rf " + ckpt + " && cp -r " + kOut + "/ckpt " + ckpt).rc, 0);
   const std::string saved = ReadFile(files_[1]);
   std::ofstream(files_[1], std::ios::app) << "0\t1500000000\tu1\t\ti1\tc1\n";
-  CommandResult r = RunCommand(Train(2, "--resume --checkpoint_dir=" + ckpt +
-                                            " --checkpoint_interval_steps=50"));
+  CommandResult r =
+      RunCommand(Train(2, "--resume --checkpoint_dir=" + ckpt + " --checkpoint_interval_steps=50"));
   std::ofstream(files_[1], std::ios::trunc) << saved;
   EXPECT_NE(r.rc, 0) << r.output;
   EXPECT_NE(r.output.find("input file " + files_[1] + " had "), std::string::npos) << r.output;

@@ -24,8 +24,7 @@ namespace freshet {
 namespace {
 
 double Now() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
 int Main() {
@@ -69,10 +68,11 @@ int Main() {
               static_cast<long long>(FLAGS_batches), static_cast<double>(bytes) / FLAGS_batches);
   std::printf("consumed-set merge: %.1f ns per batch (%zu intervals after merging)\n", merge_ns,
               consumed[0].intervals().size());
-  std::printf("{\"ledger_us_per_batch\":%.3f,\"ledger_bytes_per_batch\":%.1f,"
-              "\"merge_ns_per_batch\":%.1f,\"batches\":%lld}\n",
-              ledger_us, static_cast<double>(bytes) / FLAGS_batches, merge_ns,
-              static_cast<long long>(FLAGS_batches));
+  std::printf(
+      "{\"ledger_us_per_batch\":%.3f,\"ledger_bytes_per_batch\":%.1f,"
+      "\"merge_ns_per_batch\":%.1f,\"batches\":%lld}\n",
+      ledger_us, static_cast<double>(bytes) / FLAGS_batches, merge_ns,
+      static_cast<long long>(FLAGS_batches));
   std::filesystem::remove_all(FLAGS_dir, ec);
   return 0;
 }

@@ -542,11 +542,11 @@ int main(int argc, char** argv) {
     auto id = freshet::NewestCompleteCheckpoint(FLAGS_checkpoint_dir);
     if (id.ok()) {
       FLAGS_restore_from = freshet::CheckpointDir(FLAGS_checkpoint_dir, *id);
-      freshet::g_resume_note = "freshet_train: --resume: restoring checkpoint " + std::to_string(*id) +
-                      " (" + FLAGS_restore_from + ")";
+      freshet::g_resume_note = "freshet_train: --resume: restoring checkpoint " +
+                               std::to_string(*id) + " (" + FLAGS_restore_from + ")";
     } else {
       freshet::g_resume_note = "freshet_train: --resume: no complete checkpoint in " +
-                      FLAGS_checkpoint_dir + ", starting fresh";
+                               FLAGS_checkpoint_dir + ", starting fresh";
     }
   }
   if (!FLAGS_restore_from.empty()) {
@@ -561,7 +561,9 @@ int main(int argc, char** argv) {
     freshet::g_restore_chain = *chain;
     FLAGS_restore_from = chain->back();
   }
-  if (FLAGS_local && !freshet::g_resume_note.empty()) std::printf("%s\n", freshet::g_resume_note.c_str());
+  if (FLAGS_local && !freshet::g_resume_note.empty()) {
+    std::printf("%s\n", freshet::g_resume_note.c_str());
+  }
   if (FLAGS_local) return freshet::RunLocal(*job);
   return freshet::RunMpi(argc, argv, *job);
 }

@@ -335,7 +335,9 @@ StatusOr<InputCut> ReadInputCut(const std::string& path) {
   std::stringstream ss;
   ss << in.rdbuf();
   std::string data = ss.str();
-  if (data.size() < 8) return DataLoss(path + ": " + std::to_string(data.size()) + " bytes, no checksum trailer");
+  if (data.size() < 8) {
+    return DataLoss(path + ": " + std::to_string(data.size()) + " bytes, no checksum trailer");
+  }
   uint64_t stored;
   std::memcpy(&stored, data.data() + data.size() - 8, 8);
   data.resize(data.size() - 8);

@@ -28,8 +28,7 @@ void AppendUint(uint64_t v, std::string* out) {
 }  // namespace
 
 StatusOr<std::unique_ptr<InputLedger>> InputLedger::Open(const std::string& dir, int worker,
-                                                         int num_workers,
-                                                         int64_t restored_from) {
+                                                         int num_workers, int64_t restored_from) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) return Internal(dir + ": cannot create the ledger directory: " + ec.message());

@@ -358,7 +358,8 @@ StatusOr<TrainStats> Trainer::Train(const ReaderFactory& open_shard) {
       ++stats.steps;
       watermark_ = std::max(watermark_, cur->max_time);
       if (options_.after_batch) {
-        FRESHET_RETURN_IF_ERROR(options_.after_batch(epoch, cur->consumed).WithContext("after batch"));
+        FRESHET_RETURN_IF_ERROR(
+            options_.after_batch(epoch, cur->consumed).WithContext("after batch"));
       }
       if (options_.after_step) options_.after_step(stats.steps, watermark_, cur->ingest_wall_ms);
       if (options_.checkpoint_every_steps > 0 && options_.checkpoint &&

@@ -116,7 +116,8 @@ TEST(TrainerResumeTest, CheckpointSeesTheLastTrainedBatchNotThePrefetchedOne) {
   EXPECT_EQ(stats->steps, 10);
   EXPECT_EQ(checkpoints, 3);
   ASSERT_EQ(positions.size(), 10u);
-  for (size_t i = 0; i < positions.size(); ++i) EXPECT_EQ(positions[i], std::to_string(4 * (i + 1)));
+  for (size_t i = 0; i < positions.size(); ++i)
+    EXPECT_EQ(positions[i], std::to_string(4 * (i + 1)));
 }
 
 // Example files: the intervals reported per trained batch are whole lines
@@ -185,9 +186,8 @@ TEST(TrainerResumeTest, FileIntervalsCoverExactlyTheTrainedLines) {
   auto open_rest = [&]() -> StatusOr<std::unique_ptr<ExampleSource>> {
     auto ranges = SplitFiles({path}, 0, 1);
     FRESHET_RETURN_IF_ERROR(ranges.status());
-    FRESHET_ASSIGN_OR_RETURN(auto reader,
-                             ExampleReader::Open(SubtractConsumed(*ranges, before),
-                                                 BadRecordPolicy()));
+    FRESHET_ASSIGN_OR_RETURN(
+        auto reader, ExampleReader::Open(SubtractConsumed(*ranges, before), BadRecordPolicy()));
     return std::unique_ptr<ExampleSource>(std::move(reader));
   };
   auto rest = f.Make(r)->Train(open_rest);

@@ -71,8 +71,8 @@ TEST(SubtractConsumedTest, CutsRangesAroundConsumedIntervals) {
   c[0].Add(10, 20);
   c[0].Add(30, 40);
   c[1].Add(0, 100);
-  std::vector<FileRange> ranges = {{"a", 0, 15, 0}, {"a", 25, 50, 0}, {"b", 5, 50, 1},
-                                   {"c", 0, 9, 2}};
+  std::vector<FileRange> ranges = {
+      {"a", 0, 15, 0}, {"a", 25, 50, 0}, {"b", 5, 50, 1}, {"c", 0, 9, 2}};
   auto out = SubtractConsumed(ranges, c);
   ASSERT_EQ(out.size(), 4u);
   EXPECT_EQ(out[0].begin, 0u);
@@ -177,7 +177,8 @@ TEST(SubtractConsumedTest, SplitAfterSubtractionReadsEveryLineOnce) {
             for (const FileRange& r : left) {
               // Pieces start where SplitFiles did or at a line start.
               bool split_start = false;
-              for (const FileRange& o : *ranges) split_start |= o.path == r.path && o.begin == r.begin;
+              for (const FileRange& o : *ranges)
+                split_start |= o.path == r.path && o.begin == r.begin;
               if (!split_start && r.begin > 0) {
                 const std::string bytes = testing_util::ReadFile(r.path);
                 EXPECT_EQ(bytes[r.begin - 1], '\n') << r.path << " at " << r.begin;
