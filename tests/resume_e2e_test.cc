@@ -2,13 +2,14 @@
 // "Trained-input ledger"): freshet_train under mpirun trains two example
 // files for 2 epochs on 2 workers with a checkpoint every 50 steps and
 // stops at step 290 (40 steps after its last checkpoint, at step 250, in
-// the second epoch). The
-// checkpoint root is then resumed (`--resume`, unchanged otherwise) on 2, 1
-// and 3 workers. From the workers' ledgers: every good record of every
-// epoch is trained exactly once when the first run is cut at its last
-// checkpoint; the only duplicates are the records the first run trained
-// after that cut; every ledger interval is whole lines and its record count
-// is the number of good lines in it.
+// the second epoch). The checkpoint root is then resumed (`--resume`,
+// unchanged otherwise) on 2, 1 and 3 workers, and in a chain (3 workers
+// stopped again 40 steps after their checkpoint, then 1 worker). From the
+// workers' ledgers: every good record of every epoch is trained exactly once
+// when each interrupted run is cut at the checkpoint the next one restored;
+// the only duplicates are the records trained after those cuts; every
+// ledger interval is whole lines and its record count is the number of
+// good lines in it. A changed input file is refused.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
@@ -177,38 +178,61 @@ class ResumeE2eTest : public ::testing::Test {
                                      kOut + "/ledger"));
   }
 
-  // Copies the first run's checkpoints and ledgers, resumes on `workers`
-  // workers and checks the ledgers.
-  void ResumeAndCheck(int workers) {
+  // Copies the first run's checkpoints and ledgers to <kOut>/{ckpt,ledger}-<tag>.
+  void CopyFirstRun(const std::string& tag) {
     ASSERT_EQ(first_.rc, 0) << first_.output;
     ASSERT_NE(
         first_.output.find("--resume: no complete checkpoint in " + kOut + "/ckpt, starting fresh"),
         std::string::npos)
         << first_.output;
     ASSERT_EQ(ReadFile(kOut + "/ckpt/CHECKPOINT_LATEST"), "5\n");
-    const std::string tag = std::to_string(workers) + "w";
-    const std::string ckpt = kOut + "/ckpt-" + tag, ledger = kOut + "/ledger-" + tag;
-    ASSERT_EQ(RunCommand("rm -rf " + ckpt + " " + ledger + " && cp -r " + kOut + "/ckpt " + ckpt +
-                         " && cp -r " + kOut + "/ledger " + ledger)
+    ASSERT_EQ(RunCommand("rm -rf " + kOut + "/ckpt-" + tag + " " + kOut + "/ledger-" + tag +
+                         " && cp -r " + kOut + "/ckpt " + kOut + "/ckpt-" + tag + " && cp -r " +
+                         kOut + "/ledger " + kOut + "/ledger-" + tag)
                   .rc,
               0);
+  }
+
+  // `--resume` on `workers` workers from <kOut>/ckpt-<tag>, appending to
+  // <kOut>/ledger-<tag>; expects to restore checkpoint `id` at `step` and,
+  // with expect_next, to write checkpoint id + 1 at step + 50.
+  void Resume(const std::string& tag, int workers, int64_t id, int64_t step,
+              const std::string& extra = "", bool expect_next = true) {
+    const std::string ckpt = kOut + "/ckpt-" + tag;
     CommandResult r = RunCommand(Train(workers, "--resume --checkpoint_dir=" + ckpt +
                                                     " --checkpoint_interval_steps=50 "
                                                     "--checkpoint_keep=0 --input_ledger_dir=" +
-                                                    ledger));
+                                                    kOut + "/ledger-" + tag + " " + extra));
     ASSERT_EQ(r.rc, 0) << r.output;
-    EXPECT_NE(r.output.find("--resume: restoring checkpoint 5 (" + ckpt + "/ckpt-5)"),
+    const std::string sid = std::to_string(id);
+    EXPECT_NE(
+        r.output.find("--resume: restoring checkpoint " + sid + " (" + ckpt + "/ckpt-" + sid + ")"),
+        std::string::npos)
+        << r.output;
+    EXPECT_NE(r.output.find("restored checkpoint " + sid + ": step " + std::to_string(step) +
+                            ", epoch 2,"),
               std::string::npos)
         << r.output;
-    EXPECT_NE(r.output.find("restored checkpoint 5: step 250, epoch 2,"), std::string::npos)
-        << r.output;
-    // Steps and checkpoint ids continue: checkpoint 6 is at step 300.
-    EXPECT_NE(ReadFile(ckpt + "/ckpt-6/MANIFEST").find("id 6\nstep 300\n"), std::string::npos);
-    EXPECT_NE(ReadFile(ckpt + "/ckpt-6/MANIFEST").find("file worker-0.input "), std::string::npos);
+    // Steps and checkpoint ids continue: the next checkpoint is 50 steps on.
+    if (!expect_next) return;
+    const std::string next = std::to_string(id + 1);
+    EXPECT_NE(ReadFile(ckpt + "/ckpt-" + next + "/MANIFEST")
+                  .find("id " + next + "\nstep " + std::to_string(step + 50) + "\n"),
+              std::string::npos);
+    EXPECT_NE(ReadFile(ckpt + "/ckpt-" + next + "/MANIFEST").find("file worker-0.input "),
+              std::string::npos);
+  }
 
+  // Merges the ledgers of <kOut>/ledger-<tag> (workers 0..max_workers-1) for
+  // a chain of attempts restored from chain[0] = 0, chain[1], ...: in every
+  // attempt but the last, the batches before the `c` line of the checkpoint
+  // the next attempt restored count, the ones after it are the crash's
+  // duplicates. Every good record of every epoch must count exactly once.
+  void CheckLedgers(const std::string& tag, int max_workers, const std::vector<int64_t>& chain,
+                    const std::vector<int>& chain_workers) {
     std::vector<FileLines> lines = {Lines(ReadFile(files_[0])), Lines(ReadFile(files_[1]))};
-    // trained[epoch][file][line]: times trained up to the cut plus after the
-    // restore; all: also the first run's batches after the cut.
+    // trained[epoch][file][line]: times trained up to each cut plus in the
+    // last attempt; all: also the batches after the cuts.
     using Counts = std::vector<std::vector<std::vector<int>>>;
     Counts trained(kEpochs), all(kEpochs);
     for (int e = 0; e < kEpochs; ++e) {
@@ -217,7 +241,8 @@ class ResumeE2eTest : public ::testing::Test {
         all[e].emplace_back(f.starts.size(), 0);
       }
     }
-    int64_t after_cut_records = 0, resumed_records = 0;
+    int64_t after_cut_records = 0;
+    std::vector<int64_t> attempt_records(chain.size(), 0);
     auto apply = [&](const Batch& b, bool counted) {
       ASSERT_GE(b.file, 0);
       ASSERT_LT(b.file, 2);
@@ -239,39 +264,33 @@ class ResumeE2eTest : public ::testing::Test {
       EXPECT_EQ(good, b.records) << "records of file " << b.file << " [" << b.begin << ", " << b.end
                                  << ")";
     };
-    for (int w = 0; w < std::max(2, workers); ++w) {
+    for (int w = 0; w < max_workers; ++w) {
       const std::vector<Attempt> attempts =
-          ParseLedger(ledger + "/worker-" + std::to_string(w) + ".ledger");
-      // Workers 0, 1 ran both attempts; a third worker only the resumed one.
-      const size_t expected = w < 2 ? (w < workers ? 2u : 1u) : 1u;
+          ParseLedger(kOut + "/ledger-" + tag + "/worker-" + std::to_string(w) + ".ledger");
+      size_t expected = 0;
+      for (int n : chain_workers) expected += w < n;
       ASSERT_EQ(attempts.size(), expected) << "worker " << w;
-      size_t a = 0;
-      if (w < 2) {
-        const Attempt& first = attempts[0];
-        EXPECT_EQ(first.restored_from, 0);
-        EXPECT_EQ(first.workers, 2);
-        ASSERT_EQ(first.cuts.count(5), 1u) << "worker " << w << ": no 'c 5' line";
-        const size_t cut = first.cuts.at(5);
-        for (size_t i = 0; i < first.lines.size(); ++i) {
-          apply(first.lines[i], i < cut);
-          if (i >= cut) after_cut_records += first.lines[i].records;
+      for (const Attempt& a : attempts) {
+        const size_t k = std::find(chain.begin(), chain.end(), a.restored_from) - chain.begin();
+        ASSERT_LT(k, chain.size()) << "worker " << w << ": restored_from " << a.restored_from;
+        EXPECT_EQ(a.workers, chain_workers[k]);
+        size_t cut = a.lines.size();
+        if (k + 1 < chain.size()) {
+          ASSERT_EQ(a.cuts.count(chain[k + 1]), 1u)
+              << "worker " << w << ": no 'c " << chain[k + 1] << "' line";
+          cut = a.cuts.at(chain[k + 1]);
         }
-        a = 1;
-      }
-      if (a < attempts.size()) {
-        const Attempt& resumed = attempts[a];
-        EXPECT_EQ(resumed.restored_from, 5);
-        EXPECT_EQ(resumed.workers, workers);
-        for (const Batch& b : resumed.lines) {
-          apply(b, true);
-          resumed_records += b.records;
+        for (size_t i = 0; i < a.lines.size(); ++i) {
+          apply(a.lines[i], i < cut);
+          if (i >= cut) after_cut_records += a.lines[i].records;
+          attempt_records[k] += a.lines[i].records;
         }
       }
     }
-    // The first run trained 40 steps after its cut; those are the only
-    // duplicates, and nothing is missing.
+    // Every attempt trained something; each interrupted one trained 40
+    // steps after its cut: those are the only duplicates, nothing is missing.
+    for (int64_t r : attempt_records) EXPECT_GT(r, 0);
     EXPECT_GT(after_cut_records, 0);
-    EXPECT_GT(resumed_records, 0);
     int64_t duplicates = 0;
     for (int e = 0; e < kEpochs; ++e) {
       for (size_t f = 0; f < lines.size(); ++f) {
@@ -279,12 +298,19 @@ class ResumeE2eTest : public ::testing::Test {
           const int want = lines[f].good[i] ? 1 : 0;
           ASSERT_EQ(trained[e][f][i], want)
               << "epoch " << e << " file " << f << " line " << i + 2 << " trained "
-              << trained[e][f][i] << " times up to the cut and after the restore";
+              << trained[e][f][i] << " times up to the cuts and in the last attempt";
           duplicates += all[e][f][i] - want;
         }
       }
     }
     EXPECT_EQ(duplicates, after_cut_records);
+  }
+
+  void ResumeAndCheck(int workers) {
+    const std::string tag = std::to_string(workers) + "w";
+    CopyFirstRun(tag);
+    Resume(tag, workers, 5, 250);
+    CheckLedgers(tag, std::max(2, workers), {0, 5}, {2, workers});
   }
 
   static std::vector<std::string> files_;
@@ -297,6 +323,16 @@ CommandResult ResumeE2eTest::first_;
 TEST_F(ResumeE2eTest, ResumeOnTwoWorkersTrainsEveryRecordOnce) { ResumeAndCheck(2); }
 TEST_F(ResumeE2eTest, ResumeOnOneWorkerTrainsEveryRecordOnce) { ResumeAndCheck(1); }
 TEST_F(ResumeE2eTest, ResumeOnThreeWorkersTrainsEveryRecordOnce) { ResumeAndCheck(3); }
+
+// Two interruptions: 2 workers stopped at step 290, resumed on 3 workers
+// stopped at step 340 (40 steps after its checkpoint 6), resumed on 1
+// worker to the end. The second cut inherits the first's trained input.
+TEST_F(ResumeE2eTest, ChainedResumesTrainEveryRecordOnce) {
+  CopyFirstRun("chain");
+  Resume("chain", 3, 5, 250, "--max_steps=340");
+  Resume("chain", 1, 6, 300, "", /*expect_next=*/false);  // ends before step 350
+  CheckLedgers("chain", 3, {0, 5, 6}, {2, 3, 1});
+}
 
 // A changed input file set is refused with a clear error naming it.
 TEST_F(ResumeE2eTest, ChangedInputIsRefused) {
