@@ -65,6 +65,21 @@ Status WriteAtomically(const std::string& path, const std::string& text) {
   return SyncPath(fs::path(path).parent_path().string());
 }
 
+// The ids of the ckpt-<id>/ directories under root, ascending.
+std::vector<int64_t> CheckpointIds(const std::string& root) {
+  std::vector<int64_t> ids;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(root, ec)) {
+    const std::string name = e.path().filename().string();
+    if (!e.is_directory() || name.rfind("ckpt-", 0) != 0) continue;
+    char* end = nullptr;
+    const long long id = std::strtoll(name.c_str() + 5, &end, 10);
+    if (*end == '\0' && id > 0) ids.push_back(id);
+  }
+  std::sort(ids.begin(), ids.end());
+  return ids;
+}
+
 }  // namespace
 
 uint64_t CheckpointManifest::TotalBytes() const {
@@ -191,37 +206,14 @@ Status PublishCheckpoint(const std::string& root, int64_t id, int keep) {
       a = m.ok() ? m->parent : 0;
     }
   }
-  std::error_code ec;
-  for (const auto& e : fs::directory_iterator(root, ec)) {
-    const std::string name = e.path().filename().string();
-    if (!e.is_directory() || name.rfind("ckpt-", 0) != 0) continue;
-    char* end = nullptr;
-    const long long old = std::strtoll(name.c_str() + 5, &end, 10);
-    if (*end != '\0' || old <= 0 || old > id - keep || needed.count(old) > 0) continue;
-    fs::remove_all(e.path(), ec);
-    if (ec) return Internal(e.path().string() + ": cannot delete: " + ec.message());
+  for (int64_t old : CheckpointIds(root)) {
+    if (old > id - keep || needed.count(old) > 0) continue;
+    std::error_code ec;
+    fs::remove_all(CheckpointDir(root, old), ec);
+    if (ec) return Internal(CheckpointDir(root, old) + ": cannot delete: " + ec.message());
   }
   return Status::OK();
 }
-
-namespace {
-
-// The ids of the ckpt-<id>/ directories under root, ascending.
-std::vector<int64_t> CheckpointIds(const std::string& root) {
-  std::vector<int64_t> ids;
-  std::error_code ec;
-  for (const auto& e : fs::directory_iterator(root, ec)) {
-    const std::string name = e.path().filename().string();
-    if (!e.is_directory() || name.rfind("ckpt-", 0) != 0) continue;
-    char* end = nullptr;
-    const long long id = std::strtoll(name.c_str() + 5, &end, 10);
-    if (*end == '\0' && id > 0) ids.push_back(id);
-  }
-  std::sort(ids.begin(), ids.end());
-  return ids;
-}
-
-}  // namespace
 
 StatusOr<int64_t> NewestCompleteCheckpoint(const std::string& root) {
   const std::vector<int64_t> ids = CheckpointIds(root);
@@ -320,13 +312,7 @@ Status WriteInputCut(const std::string& path, const InputCut& cut) {
   std::string text = out.str();
   const uint64_t sum = Fnv1a64(text.data(), text.size());
   text.append(reinterpret_cast<const char*>(&sum), sizeof(sum));
-  std::FILE* f = std::fopen(path.c_str(), "wb");
-  if (!f) return Internal(path + ": cannot create: " + std::strerror(errno));
-  bool ok = std::fwrite(text.data(), 1, text.size(), f) == text.size() && std::fflush(f) == 0 &&
-            fsync(fileno(f)) == 0;
-  ok = std::fclose(f) == 0 && ok;
-  if (!ok) return Internal(path + ": write failed: " + std::strerror(errno));
-  return Status::OK();
+  return WriteAtomically(path, text);
 }
 
 StatusOr<InputCut> ReadInputCut(const std::string& path) {

@@ -129,7 +129,7 @@ struct InputCut {
 std::string InputCutFileName(int worker);
 
 // Writes `cut` to `path` (text, then the FNV-1a checksum of the text as an
-// 8-byte trailer, fsynced). Internal on I/O errors.
+// 8-byte trailer; temporary file, fsync, rename). Internal on I/O errors.
 Status WriteInputCut(const std::string& path, const InputCut& cut);
 
 // Reads a file WriteInputCut wrote. DataLoss naming the file (and line and
