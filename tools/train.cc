@@ -73,6 +73,13 @@ DEFINE_bool(restore_only, false,
 DEFINE_string(checkpoint_dir, "",
               "write consistent checkpoints (docs/CHECKPOINTS.md) under this directory: "
               "ckpt-<id>/ and CHECKPOINT_LATEST; --restore_from=DIR restores the latest");
+DEFINE_bool(resume, false,
+            "with --checkpoint_dir=D: restore from D's newest complete checkpoint if there is "
+            "one (as --restore_from=D: tables, dense state, step count, input position), else "
+            "start fresh; what a supervisor or a requeued batch job reruns unchanged");
+DEFINE_string(input_ledger_dir, "",
+              "append what every trained batch consumed to <dir>/worker-<w>.ledger "
+              "(docs/CHECKPOINTS.md, \"Trained-input ledger\"; empty: off)");
 DEFINE_int64(checkpoint_interval_steps, 0, "take a checkpoint every this many steps (0: none)");
 DEFINE_int32(checkpoint_keep, 2, "keep the newest this many checkpoints (0: all)");
 DEFINE_int32(checkpoint_full_every, 1,
@@ -92,6 +99,8 @@ namespace {
 // first (a full checkpoint and its incremental successors, or one saved
 // model). FLAGS_restore_from is set to the last (the dense state).
 std::vector<std::string> g_restore_chain;
+// --resume: the line saying what it found; printed once (rank 0).
+std::string g_resume_note;
 
 // Loads the rows `filter` keeps from every directory of the restore chain.
 Status LoadRestoreChain(ParameterShard* shard, const RowFilter& filter, LoadRowsStats* stats) {
@@ -202,6 +211,7 @@ RunOptions Options() {
   o.max_steps = FLAGS_max_steps;
   o.save_model = FLAGS_save;
   o.restore_dir = FLAGS_restore_from;
+  o.input_ledger_dir = FLAGS_input_ledger_dir;
   o.checkpoint.dir = FLAGS_checkpoint_dir;
   o.checkpoint.interval_steps = FLAGS_checkpoint_interval_steps;
   o.checkpoint.keep = FLAGS_checkpoint_keep;
@@ -282,6 +292,10 @@ int RunMpi(int argc, char** argv, const proto::JobConfig& job) {
     return 1;
   }
   const proto::Role role = layout.RoleOf(rank);
+  if (rank == 0 && !freshet::g_resume_note.empty()) {
+    std::printf("%s\n", freshet::g_resume_note.c_str());
+    std::fflush(stdout);
+  }
   if (rank == 0) {
     std::printf("freshet_train: job '%s' (task %s, model %s) on cluster '%s'\n%s",
                 job.name().c_str(), job.task().c_str(),
@@ -528,6 +542,22 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "freshet_train: --restore_only needs --restore_from\n");
     return 1;
   }
+  if (FLAGS_resume) {
+    if (FLAGS_checkpoint_dir.empty() || !FLAGS_restore_from.empty() || FLAGS_restore_only) {
+      std::fprintf(stderr, "freshet_train: --resume needs --checkpoint_dir and neither "
+                           "--restore_from nor --restore_only\n");
+      return 1;
+    }
+    auto id = freshet::NewestCompleteCheckpoint(FLAGS_checkpoint_dir);
+    if (id.ok()) {
+      FLAGS_restore_from = freshet::CheckpointDir(FLAGS_checkpoint_dir, *id);
+      freshet::g_resume_note = "freshet_train: --resume: restoring checkpoint " +
+                               std::to_string(*id) + " (" + FLAGS_restore_from + ")";
+    } else {
+      freshet::g_resume_note = "freshet_train: --resume: no complete checkpoint in " +
+                               FLAGS_checkpoint_dir + ", starting fresh";
+    }
+  }
   if (!FLAGS_restore_from.empty()) {
     // A checkpoint root restores its latest complete checkpoint; a
     // checkpoint's manifest is verified first.
@@ -539,6 +569,9 @@ int main(int argc, char** argv) {
     }
     freshet::g_restore_chain = *chain;
     FLAGS_restore_from = chain->back();
+  }
+  if (FLAGS_local && !freshet::g_resume_note.empty()) {
+    std::printf("%s\n", freshet::g_resume_note.c_str());
   }
   if (FLAGS_local) return freshet::RunLocal(*job);
   return freshet::RunMpi(argc, argv, *job);

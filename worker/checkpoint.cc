@@ -30,7 +30,7 @@ bool HasTrailer(const std::string& name) {
     const size_t n = std::strlen(suffix);
     return name.size() > n && name.compare(name.size() - n, n, suffix) == 0;
   };
-  return ends(".rows") || ends(".bin");
+  return ends(".rows") || ends(".bin") || ends(".input");
 }
 
 // The last 8 bytes of `path` (the FNV-1a trailer of .rows and .bin files).
@@ -55,6 +55,21 @@ std::string Hex64(uint64_t v) {
   char buf[24];
   std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(v));
   return buf;
+}
+
+// The ids of the ckpt-<id>/ directories under root, ascending.
+std::vector<int64_t> CheckpointIds(const std::string& root) {
+  std::vector<int64_t> ids;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(root, ec)) {
+    const std::string name = e.path().filename().string();
+    if (!e.is_directory() || name.rfind("ckpt-", 0) != 0) continue;
+    char* end = nullptr;
+    const long long id = std::strtoll(name.c_str() + 5, &end, 10);
+    if (*end == '\0' && id > 0) ids.push_back(id);
+  }
+  std::sort(ids.begin(), ids.end());
+  return ids;
 }
 
 }  // namespace
@@ -217,17 +232,35 @@ Status PublishCheckpoint(const std::string& root, int64_t id, int keep) {
       a = m.ok() ? m->parent : 0;
     }
   }
-  std::error_code ec;
-  for (const auto& e : fs::directory_iterator(root, ec)) {
-    const std::string name = e.path().filename().string();
-    if (!e.is_directory() || name.rfind("ckpt-", 0) != 0) continue;
-    char* end = nullptr;
-    const long long old = std::strtoll(name.c_str() + 5, &end, 10);
-    if (*end != '\0' || old <= 0 || old > id - keep || needed.count(old) > 0) continue;
-    fs::remove_all(e.path(), ec);
-    if (ec) return Internal(e.path().string() + ": cannot delete: " + ec.message());
+  for (int64_t old : CheckpointIds(root)) {
+    if (old > id - keep || needed.count(old) > 0) continue;
+    std::error_code ec;
+    fs::remove_all(CheckpointDir(root, old), ec);
+    if (ec) return Internal(CheckpointDir(root, old) + ": cannot delete: " + ec.message());
   }
   return Status::OK();
+}
+
+StatusOr<int64_t> NewestCompleteCheckpoint(const std::string& root) {
+  const std::vector<int64_t> ids = CheckpointIds(root);
+  for (auto it = ids.rbegin(); it != ids.rend(); ++it) {
+    const std::string dir = CheckpointDir(root, *it);
+    if (VerifyCheckpoint(dir).ok() && ResolveRestoreChain(dir).ok()) return *it;
+  }
+  return NotFound(root + ": no complete checkpoint");
+}
+
+StatusOr<int64_t> NextCheckpointId(const std::string& root) {
+  int64_t next = 1;
+  auto latest = LatestCheckpointId(root);
+  if (latest.ok()) {
+    next = *latest + 1;
+  } else if (latest.status().code() != StatusCode::kNotFound) {
+    return latest.status();
+  }
+  const std::vector<int64_t> ids = CheckpointIds(root);
+  if (!ids.empty()) next = std::max(next, ids.back() + 1);
+  return next;
 }
 
 StatusOr<std::string> ResolveRestoreDir(const std::string& path) {
@@ -308,6 +341,162 @@ std::optional<PublishedCheckpoint> CheckpointPublisher::Finish() {
   if (!thread_.joinable()) return std::nullopt;
   thread_.join();
   return std::move(result_);
+StatusOr<std::vector<InputFileId>> DescribeInputFiles(const std::vector<std::string>& files) {
+  std::vector<InputFileId> out;
+  for (const std::string& f : files) {
+    struct stat st;
+    if (stat(f.c_str(), &st) != 0) {
+      return NotFound("input file " + f + ": cannot stat: " + std::strerror(errno));
+    }
+    out.push_back({f, static_cast<uint64_t>(st.st_size)});
+  }
+  std::stable_sort(out.begin(), out.end(),
+                   [](const InputFileId& a, const InputFileId& b) { return a.path < b.path; });
+  return out;
+}
+
+std::string InputCutFileName(int worker) { return "worker-" + std::to_string(worker) + ".input"; }
+
+Status WriteInputCut(const std::string& path, const InputCut& cut) {
+  std::ostringstream out;
+  out << "freshet-input 1\nworker " << cut.worker << "\nworkers " << cut.num_workers << "\nstep "
+      << cut.step << "\nepoch " << cut.epoch << "\nfiles " << cut.files.size() << "\n";
+  // The path last: it may hold spaces.
+  for (size_t i = 0; i < cut.files.size(); ++i) {
+    out << "file " << i << " " << cut.files[i].bytes << " " << cut.files[i].path << "\n";
+  }
+  for (const auto& [file, set] : cut.consumed) {
+    for (const ByteInterval& b : set.intervals()) {
+      out << "consumed " << file << " " << b.begin << " " << b.end << "\n";
+    }
+  }
+  out << "end\n";
+  std::string text = out.str();
+  const uint64_t sum = Fnv1a64(text.data(), text.size());
+  text.append(reinterpret_cast<const char*>(&sum), sizeof(sum));
+  return WriteFileAtomic(path, text);
+}
+
+StatusOr<InputCut> ReadInputCut(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return NotFound(path + ": cannot open: " + std::strerror(errno));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  std::string data = ss.str();
+  if (data.size() < 8) {
+    return DataLoss(path + ": " + std::to_string(data.size()) + " bytes, no checksum trailer");
+  }
+  uint64_t stored;
+  std::memcpy(&stored, data.data() + data.size() - 8, 8);
+  data.resize(data.size() - 8);
+  if (Fnv1a64(data.data(), data.size()) != stored) return DataLoss(path + ": checksum mismatch");
+  InputCut cut;
+  std::istringstream text(data);
+  std::string line;
+  int n = 0;
+  bool ended = false;
+  size_t num_files = 0;
+  auto bad = [&](const std::string& what) {
+    return DataLoss(path + ": line " + std::to_string(n) + ": " + what);
+  };
+  while (std::getline(text, line)) {
+    ++n;
+    if (n == 1) {
+      if (line != "freshet-input 1") return bad("not a freshet input cut");
+      continue;
+    }
+    std::istringstream ls(line);
+    std::string key;
+    ls >> key;
+    if (key == "end") {
+      ended = true;
+      break;
+    }
+    if (key == "file") {
+      size_t i;
+      InputFileId f;
+      if (!(ls >> i >> f.bytes) || i != cut.files.size()) return bad("bad file entry");
+      ls.get();  // the space before the path
+      std::getline(ls, f.path);
+      if (f.path.empty()) return bad("file entry without a path");
+      cut.files.push_back(f);
+      continue;
+    }
+    if (key == "consumed") {
+      int64_t file;
+      uint64_t b, e;
+      if (!(ls >> file >> b >> e) || b >= e) return bad("bad consumed interval");
+      if (file < 0 || static_cast<size_t>(file) >= num_files) {
+        return bad("consumed interval of file " + std::to_string(file) + ", the cut has " +
+                   std::to_string(num_files) + " files");
+      }
+      if (e > (static_cast<size_t>(file) < cut.files.size() ? cut.files[file].bytes : 0)) {
+        return bad("consumed interval ends past its file's size");
+      }
+      cut.consumed[static_cast<int>(file)].Add(b, e);
+      continue;
+    }
+    int64_t v;
+    if (!(ls >> v)) return bad("bad value for '" + key + "'");
+    if (key == "worker") cut.worker = static_cast<int>(v);
+    else if (key == "workers") cut.num_workers = static_cast<int>(v);
+    else if (key == "step") cut.step = v;
+    else if (key == "epoch") cut.epoch = static_cast<int>(v);
+    else if (key == "files") num_files = static_cast<size_t>(v);
+    else return bad("unknown field '" + key + "'");
+  }
+  if (!ended) return bad("truncated (no 'end' line)");
+  if (cut.files.size() != num_files) {
+    return DataLoss(path + ": lists " + std::to_string(cut.files.size()) + " files, says " +
+                    std::to_string(num_files));
+  }
+  return cut;
+}
+
+StatusOr<InputCut> LoadInputCut(const std::string& dir, int num_workers,
+                                const std::vector<InputFileId>& files) {
+  InputCut all;
+  all.worker = -1;
+  all.num_workers = num_workers;
+  all.files = files;
+  for (int w = 0; w < num_workers; ++w) {
+    const std::string path = dir + "/" + InputCutFileName(w);
+    auto cut = ReadInputCut(path);
+    if (!cut.ok() && cut.status().code() == StatusCode::kNotFound && w == 0) {
+      return NotFound(dir + ": no input cut (" + InputCutFileName(0) +
+                      "): a streaming job or an older checkpoint");
+    }
+    FRESHET_RETURN_IF_ERROR(cut.status());
+    if (cut->files.size() != files.size()) {
+      return FailedPrecondition(path + ": the checkpoint was taken over " +
+                                std::to_string(cut->files.size()) + " input files, the job has " +
+                                std::to_string(files.size()) +
+                                "; restoring input positions needs the same input files");
+    }
+    for (size_t i = 0; i < files.size(); ++i) {
+      if (cut->files[i].path != files[i].path) {
+        return FailedPrecondition(path + ": input file " + std::to_string(i) + " was " +
+                                  cut->files[i].path + ", the job has " + files[i].path +
+                                  "; restoring input positions needs the same input files");
+      }
+      if (cut->files[i].bytes != files[i].bytes) {
+        return FailedPrecondition(path + ": input file " + files[i].path + " had " +
+                                  std::to_string(cut->files[i].bytes) + " bytes, now " +
+                                  std::to_string(files[i].bytes) +
+                                  "; restoring input positions needs unchanged input files");
+      }
+    }
+    if (w == 0) {
+      all.step = cut->step;
+      all.epoch = cut->epoch;
+    } else if (cut->step != all.step || cut->epoch != all.epoch) {
+      return DataLoss(path + ": step " + std::to_string(cut->step) + " epoch " +
+                      std::to_string(cut->epoch) + ", worker 0's cut says step " +
+                      std::to_string(all.step) + " epoch " + std::to_string(all.epoch));
+    }
+    for (const auto& [file, set] : cut->consumed) all.consumed[file].AddAll(set);
+  }
+  return all;
 }
 
 }  // namespace freshet

@@ -6,6 +6,8 @@
 //                              RowMeta (server/table_io.h; FNV-1a trailer)
 //     dense.bin                the dense parameters (worker 0; FNV trailer)
 //     job.pbtxt                the job
+//     worker-<w>.input         file jobs: the input each worker had trained
+//                              at the cut (InputCut; FNV-1a trailer)
 //     worker-<w>.position      streaming workers' read positions (if any)
 //     MANIFEST                 written last: what the checkpoint is
 //   CHECKPOINT_LATEST          the id of the newest complete checkpoint
@@ -32,6 +34,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "worker/data/input_intervals.h"
 
 namespace freshet {
 
@@ -81,6 +84,19 @@ StatusOr<CheckpointManifest> VerifyCheckpoint(const std::string& dir);
 // checkpoints with ids <= id - keep (keep >= 1; 0: delete none), except
 // those the kept ones need (their parent chains).
 Status PublishCheckpoint(const std::string& root, int64_t id, int keep);
+
+// The id of the newest complete checkpoint under `root`: the highest
+// ckpt-<id>/ whose manifest and parent chain verify (a checkpoint whose
+// MANIFEST was written but whose CHECKPOINT_LATEST update was lost by a
+// crash counts; directories without MANIFEST are skipped). NotFound if
+// there is none (or no root).
+StatusOr<int64_t> NewestCompleteCheckpoint(const std::string& root);
+
+// The id a new run's first checkpoint under `root` takes: one past both
+// CHECKPOINT_LATEST and every ckpt-<id>/ present (complete or debris), so
+// a new checkpoint never writes into an old directory. 1 for a new root.
+// DataLoss if CHECKPOINT_LATEST is damaged.
+StatusOr<int64_t> NextCheckpointId(const std::string& root);
 
 // What --restore_from names: a checkpoint root (restores its latest), a
 // checkpoint directory (verified), or a plain saved model directory
@@ -140,5 +156,51 @@ class CheckpointPublisher {
   std::thread thread_;
   PublishedCheckpoint result_;  // written by thread_, read after join
 };
+// One input file of a job as an input cut names it.
+struct InputFileId {
+  std::string path;    // as the job names it
+  uint64_t bytes = 0;  // its size when the job started
+  bool operator==(const InputFileId& o) const { return path == o.path && bytes == o.bytes; }
+};
+
+// The job's training files sorted by path, with their sizes: the numbering
+// of InputInterval::file, InputCut and the trained-input ledger. NotFound
+// naming a missing file.
+StatusOr<std::vector<InputFileId>> DescribeInputFiles(const std::vector<std::string>& files);
+
+// The input a file job had trained at a checkpoint's cut: for the cut's
+// epoch, the consumed byte intervals per input file (whole lines, merged;
+// worker/data/input_intervals.h). Each worker writes its own
+// (worker-<w>.input); worker 0's also holds what a restore it continues
+// from had inherited, so the union over a checkpoint's workers is the
+// epoch's whole trained input.
+struct InputCut {
+  int worker = 0, num_workers = 0;
+  int64_t step = 0;
+  int epoch = 0;                    // 0-based
+  std::vector<InputFileId> files;   // sorted by path; file indexes point here
+  ConsumedSet consumed;             // of `epoch`
+};
+
+// "worker-<w>.input".
+std::string InputCutFileName(int worker);
+
+// Writes `cut` to `path` (text, then the FNV-1a checksum of the text as an
+// 8-byte trailer; temporary file, fsync, rename). Internal on I/O errors.
+Status WriteInputCut(const std::string& path, const InputCut& cut);
+
+// Reads a file WriteInputCut wrote. DataLoss naming the file (and line and
+// field) if it is truncated, corrupt or malformed; NotFound without it.
+StatusOr<InputCut> ReadInputCut(const std::string& path);
+
+// Reads worker-0..num_workers-1.input of checkpoint `dir` and returns their
+// union (worker -1). FailedPrecondition naming the checkpoint, file and
+// what differs when the job's input `files` are not the ones the checkpoint
+// was taken over (another file list, or a file whose size changed: byte
+// offsets would be meaningless); DataLoss if the workers' cuts disagree on
+// step or epoch or one is damaged; NotFound if the checkpoint has no input
+// cuts at all (a streaming job, or one written before they existed).
+StatusOr<InputCut> LoadInputCut(const std::string& dir, int num_workers,
+                                const std::vector<InputFileId>& files);
 
 }  // namespace freshet

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 
 #include <gtest/gtest.h>
 
@@ -215,6 +216,102 @@ TEST(CheckpointTest, PublisherWritesManifestOnlyAfterTheFilesAreWritten) {
   EXPECT_NE(done->status.message().find("server 1 (rank 1)"), std::string::npos);
   EXPECT_FALSE(fs::exists(dir3 + "/MANIFEST"));
   EXPECT_EQ(*LatestCheckpointId(root), 2);
+// Input cuts round trip through a checkpoint (listed in the MANIFEST with
+// their trailer); damaged ones are DataLoss naming the file; the union of
+// the workers' cuts is checked against the job's files.
+TEST(CheckpointTest, InputCutRoundTripUnionAndChecks) {
+  const std::string root = Root("inputcut");
+  const std::string dir = CheckpointDir(root, 1);
+  fs::create_directories(dir);
+  std::ofstream(root + "/a b.examples") << std::string(1000, 'x');
+  std::ofstream(root + "/c.examples") << std::string(500, 'y');
+  auto files = DescribeInputFiles({root + "/c.examples", root + "/a b.examples"});
+  ASSERT_TRUE(files.ok()) << files.status();
+  ASSERT_EQ(files->size(), 2u);
+  EXPECT_EQ((*files)[0].path, root + "/a b.examples");  // sorted; spaces survive
+  EXPECT_EQ((*files)[0].bytes, 1000u);
+  for (int w = 0; w < 2; ++w) {
+    InputCut cut;
+    cut.worker = w;
+    cut.num_workers = 2;
+    cut.step = 60;
+    cut.epoch = 1;
+    cut.files = *files;
+    cut.consumed[0].Add(100 * w, 100 * w + 50);
+    cut.consumed[1].Add(10, 20 + w);
+    ASSERT_TRUE(WriteInputCut(dir + "/" + InputCutFileName(w), cut).ok());
+  }
+  CheckpointManifest m;
+  m.id = 1;
+  m.num_workers = 2;
+  ASSERT_TRUE(WriteManifest(dir, &m).ok());
+  ASSERT_EQ(m.files.size(), 2u);
+  EXPECT_EQ(m.files[0].name, "worker-0.input");
+  EXPECT_NE(m.files[0].checksum, 0u);
+  ASSERT_TRUE(VerifyCheckpoint(dir).ok());
+
+  auto one = ReadInputCut(dir + "/worker-1.input");
+  ASSERT_TRUE(one.ok()) << one.status();
+  EXPECT_EQ(one->worker, 1);
+  EXPECT_EQ(one->step, 60);
+  EXPECT_EQ(one->epoch, 1);
+  EXPECT_EQ(one->files, *files);
+  EXPECT_EQ(one->consumed[0].intervals(), (std::vector<ByteInterval>{{100, 150}}));
+
+  auto all = LoadInputCut(dir, 2, *files);
+  ASSERT_TRUE(all.ok()) << all.status();
+  EXPECT_EQ(all->epoch, 1);
+  EXPECT_EQ(all->step, 60);
+  EXPECT_EQ(all->consumed[0].intervals(), (std::vector<ByteInterval>{{0, 50}, {100, 150}}));
+  EXPECT_EQ(all->consumed[1].intervals(), (std::vector<ByteInterval>{{10, 21}}));
+
+  // Another file set, or a changed size: FailedPrecondition naming it.
+  std::vector<InputFileId> other = *files;
+  other[1].bytes = 501;
+  Status st = LoadInputCut(dir, 2, other).status();
+  EXPECT_EQ(st.code(), StatusCode::kFailedPrecondition) << st;
+  EXPECT_NE(st.message().find("input file " + root + "/c.examples had 500 bytes, now 501"),
+            std::string::npos)
+      << st;
+  st = LoadInputCut(dir, 2, {(*files)[0]}).status();
+  EXPECT_EQ(st.code(), StatusCode::kFailedPrecondition) << st;
+  EXPECT_NE(st.message().find("taken over 2 input files, the job has 1"), std::string::npos) << st;
+
+  // A flipped byte anywhere is DataLoss naming the file.
+  const std::string path = dir + "/worker-1.input";
+  std::ifstream in(path, std::ios::binary);
+  const std::string good((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  for (size_t i = 0; i < good.size(); i += 7) {
+    std::string bad = good;
+    bad[i] = static_cast<char>(bad[i] ^ 0x20);
+    std::ofstream(path, std::ios::binary | std::ios::trunc) << bad;
+    Status s = LoadInputCut(dir, 2, *files).status();
+    EXPECT_EQ(s.code(), StatusCode::kDataLoss) << "byte " << i << ": " << s;
+    EXPECT_NE(s.message().find(path), std::string::npos) << s;
+  }
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << good.substr(0, good.size() / 2);
+  EXPECT_EQ(LoadInputCut(dir, 2, *files).status().code(), StatusCode::kDataLoss);
+  // No input cuts at all: NotFound (a streaming job's checkpoint).
+  fs::remove(dir + "/worker-0.input");
+  EXPECT_EQ(LoadInputCut(dir, 2, *files).status().code(), StatusCode::kNotFound);
+}
+
+// --resume picks the newest checkpoint that verifies, even unpublished;
+// new ids never reuse a directory.
+TEST(CheckpointTest, NewestCompleteCheckpointAndNextId) {
+  const std::string root = Root("newest");
+  EXPECT_EQ(NewestCompleteCheckpoint(root).status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(NewestCompleteCheckpoint(root + "/missing").status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(*NextCheckpointId(root), 1);
+  MakeCheckpoint(root, 1, true);
+  ASSERT_TRUE(PublishCheckpoint(root, 1, 0).ok());
+  MakeCheckpoint(root, 2, true);   // complete, CHECKPOINT_LATEST not updated (crash)
+  MakeCheckpoint(root, 3, false);  // debris: no MANIFEST
+  EXPECT_EQ(*NewestCompleteCheckpoint(root), 2);
+  EXPECT_EQ(*NextCheckpointId(root), 4);
+  // A damaged newest falls back to the one before.
+  std::ofstream(CheckpointDir(root, 2) + "/dense.bin", std::ios::app) << "x";
+  EXPECT_EQ(*NewestCompleteCheckpoint(root), 1);
 }
 
 }  // namespace

@@ -21,7 +21,9 @@
 #include "worker/checkpoint.h"
 #include "worker/data/example_io.h"
 #include "worker/data/task.h"
+#include "worker/data/input_intervals.h"
 #include "worker/features.h"
+#include "worker/input_ledger.h"
 #include "worker/job.h"
 #include "worker/model/model_factory.h"
 #include "worker/stream/socket_source.h"
@@ -51,16 +53,23 @@ std::string Num(double v) { return JsonNumber(v); }
 // Thread safety: as the source it forwards to.
 // Forwards to a source the job keeps (to read a stream's counters after
 // training).
+// TakeConsumed gives the tail's read position (TailPosition text) when the
+// stream is a TailSource: the position after the examples of the batch.
 class BorrowedSource : public ExampleSource {
  public:
-  explicit BorrowedSource(ExampleSource* s) : s_(s) {}
+  explicit BorrowedSource(StreamExampleSource* s)
+      : s_(s), tail_(dynamic_cast<TailSource*>(s->lines())) {}
   StatusOr<Outcome> Poll(Example* ex, std::chrono::steady_clock::time_point deadline) override {
     return s_->Poll(ex, deadline);
   }
   const ReadStats& stats() const override { return s_->stats(); }
+  void TakeConsumed(ConsumedInput* out) override {
+    if (tail_ != nullptr) out->position = tail_->Position().Serialize();
+  }
 
  private:
-  ExampleSource* s_;
+  StreamExampleSource* s_;
+  const TailSource* tail_;
 };
 
 constexpr int kCounterFields = 13;
@@ -402,6 +411,72 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
       FRESHET_RETURN_IF_ERROR(st.WithContext("restoring"));
     }
   }
+  // Input positions of file jobs: the training files sorted by path number
+  // them (InputInterval::file, the checkpoints' input cuts, the ledger).
+  const std::vector<std::string> train_files(data.train_files().begin(), data.train_files().end());
+  std::vector<InputFileId> input_files;
+  std::vector<int> sorted_index(train_files.size());  // job order -> sorted order
+  if (!streaming) {
+    FRESHET_ASSIGN_OR_RETURN(input_files, DescribeInputFiles(train_files));
+    std::vector<int> order(train_files.size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int>(i);
+    std::stable_sort(order.begin(), order.end(),
+                     [&](int a, int b) { return train_files[a] < train_files[b]; });
+    for (size_t k = 0; k < order.size(); ++k) sorted_index[order[k]] = static_cast<int>(k);
+  }
+  // A checkpoint restore continues its step count, epoch and input.
+  int64_t restored_id = 0, start_step = 0;
+  int start_epoch = 0;
+  bool restored_input = false;
+  ConsumedSet restored_consumed;  // every old worker's trained input of start_epoch
+  if (!options.restore_dir.empty()) {
+    auto manifest = VerifyCheckpoint(options.restore_dir);
+    if (manifest.ok()) {
+      restored_id = manifest->id;
+      start_step = manifest->step;
+      if (!streaming) {
+        auto cut = LoadInputCut(options.restore_dir, manifest->num_workers, input_files);
+        if (cut.ok()) {
+          restored_input = true;
+          start_epoch = cut->epoch;
+          restored_consumed = std::move(cut->consumed);
+        } else if (cut.status().code() == StatusCode::kNotFound) {
+          LOG(WARNING) << cut.status() << "; the input is read from the start";
+        } else {
+          return cut.status().WithContext("restoring the input position");
+        }
+      }
+      if (leader && options.print_status) {
+        uint64_t done = 0, total = 0;
+        for (const auto& [f, set] : restored_consumed) done += set.bytes();
+        for (const auto& f : input_files) total += f.bytes;
+        std::printf("restored checkpoint %lld: step %lld, epoch %d, %s\n",
+                    static_cast<long long>(restored_id), static_cast<long long>(start_step),
+                    start_epoch + 1,
+                    streaming ? "streaming (positions not restored)"
+                    : restored_input
+                        ? (std::to_string(done) + " of " + std::to_string(total) +
+                           " input bytes of the epoch already trained")
+                              .c_str()
+                        : "input from the start (no input cut)");
+        std::fflush(stdout);
+      }
+    } else if (manifest.status().code() != StatusCode::kNotFound) {
+      return manifest.status().WithContext("restoring");
+    }
+  }
+  std::unique_ptr<InputLedger> ledger;
+  if (!options.input_ledger_dir.empty()) {
+    FRESHET_ASSIGN_OR_RETURN(ledger, InputLedger::Open(options.input_ledger_dir, workers->rank(),
+                                                       workers->size(), restored_id));
+  }
+  // What this worker trained in the current epoch (worker 0: plus what the
+  // restored checkpoint's workers had), and the stream position as of its
+  // last trained batch.
+  int consumed_epoch = start_epoch;
+  ConsumedSet epoch_consumed;
+  if (leader) epoch_consumed = restored_consumed;
+  std::string trained_position;
   Trainer::Options topt;
   topt.batch_size = job.batch_size();
   topt.epochs = job.epochs();
@@ -410,6 +485,18 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
   topt.print_status = leader && options.print_status;
   topt.max_steps = options.max_steps;
   topt.metrics = options.metrics;
+  topt.start_step = start_step;
+  topt.start_epoch = start_epoch;
+  topt.after_batch = [&](int epoch, const ConsumedInput& input) -> Status {
+    if (epoch != consumed_epoch) {
+      epoch_consumed.clear();
+      consumed_epoch = epoch;
+    }
+    AddConsumed(input.intervals, &epoch_consumed);
+    if (!input.position.empty()) trained_position = input.position;
+    if (ledger != nullptr) return ledger->AppendBatch(epoch, input.intervals);
+    return Status::OK();
+  };
   StreamExampleSource* stream = nullptr;  // owned by the trainer while it trains
   if (streaming) {
     topt.epochs = 1;
@@ -446,14 +533,15 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
     FRESHET_RETURN_IF_ERROR(MakeDirs(job.work_dir() + "/stream-positions"));
   }
   auto last_position = std::chrono::steady_clock::now();
-  auto save_position = [&stream, &position_file, &last_position]() {
+  // `text`: a TailPosition; empty: the reader's current one.
+  auto save_position = [&stream, &position_file, &last_position](const std::string& text) {
     last_position = std::chrono::steady_clock::now();
     const auto* tail = stream == nullptr ? nullptr : dynamic_cast<TailSource*>(stream->lines());
     if (tail == nullptr || position_file.empty()) return;
     const std::string tmp = position_file + ".tmp";
     {
       std::ofstream out(tmp, std::ios::trunc);
-      out << tail->Position().Serialize();
+      out << (text.empty() ? tail->Position().Serialize() : text);
       if (!out.flush()) {
         LOG(WARNING) << tmp << ": cannot write the stream position";
         return;
@@ -464,11 +552,15 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
     }
   };
   topt.after_step = [&options, &model_ptr, leader, &last_watermark, &last_wall_ms, &save_position,
-                     &last_position](int64_t step, int64_t watermark, int64_t wall_ms) {
+                     &last_position, &trained_position](int64_t step, int64_t watermark,
+                                                        int64_t wall_ms) {
     last_watermark = watermark;
     last_wall_ms = wall_ms;
-    if (std::chrono::steady_clock::now() - last_position >= std::chrono::seconds(1)) {
-      save_position();
+    // As of this step's batch (after_batch ran first), never ahead of
+    // what is trained.
+    if (std::chrono::steady_clock::now() - last_position >= std::chrono::seconds(1) &&
+        !trained_position.empty()) {
+      save_position(trained_position);
     }
     if (options.report_watermark) options.report_watermark(step, watermark, wall_ms);
     if (leader && options.after_step) options.after_step(*model_ptr, step, watermark, wall_ms);
@@ -485,18 +577,13 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
       static_cast<bool>(options.start_save_tables) && static_cast<bool>(options.wait_tables_saved);
   if (!ck.dir.empty() && ck.interval_steps > 0) {
     if (!options.save_tables) return InvalidArgument("checkpoints need a table save");
-    // Ids continue after the root's latest; worker 0 reads it, all agree.
+    // Ids continue after the root's latest (and after any directory a
+    // crashed run left); worker 0 reads it, all agree.
     float id = 0;
     if (leader) {
       FRESHET_RETURN_IF_ERROR(MakeDirs(ck.dir));
-      auto latest = LatestCheckpointId(ck.dir);
-      if (latest.ok()) {
-        id = static_cast<float>(*latest + 1);
-      } else if (latest.status().code() == StatusCode::kNotFound) {
-        id = 1;
-      } else {
-        return latest.status();
-      }
+      FRESHET_ASSIGN_OR_RETURN(int64_t next, NextCheckpointId(ck.dir));
+      id = static_cast<float>(next);
     }
     FRESHET_RETURN_IF_ERROR(workers->AllReduceSum(&id, 1));
     next_checkpoint = static_cast<int64_t>(id);
@@ -519,12 +606,24 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
       const auto t_waited = std::chrono::steady_clock::now();
       FRESHET_RETURN_IF_ERROR(workers->Barrier());
       const auto t_cut = std::chrono::steady_clock::now();
+      // The position as of the last trained batch: the prefetched batch
+      // (read, not trained) is not in the tables, so it is not in the cut.
       const auto* tail = stream == nullptr ? nullptr : dynamic_cast<TailSource*>(stream->lines());
       if (st.ok() && tail != nullptr) {
         const std::string path = dir + "/worker-" + std::to_string(workers->rank()) + ".position";
         std::ofstream out(path, std::ios::trunc);
-        out << tail->Position().Serialize();
+        out << (trained_position.empty() ? TailPosition().Serialize() : trained_position);
         if (!out.flush()) st = Internal(path + ": cannot write the read position");
+      }
+      if (st.ok() && !streaming) {
+        InputCut cut;
+        cut.worker = workers->rank();
+        cut.num_workers = workers->size();
+        cut.step = step;
+        cut.epoch = consumed_epoch;
+        cut.files = input_files;
+        cut.consumed = epoch_consumed;
+        st = WriteInputCut(dir + "/" + InputCutFileName(workers->rank()), cut);
       }
       // Incremental: the rows changed since the previous checkpoint of this
       // run, applied over it on restore (its MANIFEST names it as parent).
@@ -557,6 +656,11 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
       FRESHET_RETURN_IF_ERROR(workers->AllReduceSum(&failed, 1));
       if (!st.ok()) return st.WithContext(dir);
       if (failed > 0) return Status(StatusCode::kAborted, dir + ": another worker failed");
+      // Before the MANIFEST: every checkpoint a restore may name has its
+      // `c` line in every worker's ledger.
+      if (ledger != nullptr) {
+        FRESHET_RETURN_IF_ERROR(ledger->AppendCheckpoint(next_checkpoint, step));
+      }
       if (leader) {
         PendingCheckpoint p;
         p.root = ck.dir;
@@ -601,11 +705,11 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
   BadRecordPolicy policy;
   policy.max_bad_ratio = data.max_bad_ratio();
   policy.max_bad_records = data.max_bad_records();
-  const std::vector<std::string> train_files(data.train_files().begin(), data.train_files().end());
   const std::vector<std::string> holdout_files(data.holdout_files().begin(),
                                                data.holdout_files().end());
   const int me = workers->rank(), n = workers->size();
   std::unique_ptr<StreamExampleSource> stream_owner;  // kept for its counters
+  int epochs_opened = 0;
   auto open_shard = [&]() -> StatusOr<std::unique_ptr<ExampleSource>> {
     if (streaming) {
       FRESHET_ASSIGN_OR_RETURN(stream_owner, OpenStream(job, columns, policy, me, n));
@@ -622,6 +726,12 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
     FRESHET_ASSIGN_OR_RETURN(
         std::vector<FileRange> ranges,
         SplitFiles(train_files, me, n, TrainingBlockBytes(train_files, n)));
+    for (FileRange& r : ranges) r.file_index = sorted_index[r.file_index];
+    // The restored epoch: this worker's share as a fresh job's, minus what
+    // every worker of the checkpoint had trained (line-aligned, so the
+    // Hadoop rule reads each remaining line once). Later epochs: whole.
+    if (restored_input && epochs_opened == 0) ranges = SubtractConsumed(ranges, restored_consumed);
+    ++epochs_opened;
     FRESHET_ASSIGN_OR_RETURN(std::unique_ptr<ExampleReader> reader,
                              ExampleReader::Open(std::move(ranges), policy));
     return std::unique_ptr<ExampleSource>(std::move(reader));
@@ -630,7 +740,7 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
   if (checkpointing) {
     FRESHET_RETURN_IF_ERROR(FinishLastCheckpoint(leader, &publisher, workers, &result));
   }
-  save_position();
+  save_position("");  // the end: everything read was trained or dropped
   if (streaming) {
     // Every worker's join counters, summed on worker 0.
     CHECK(stream != nullptr);

@@ -58,12 +58,23 @@ struct JobResult {
 
 struct RunOptions {
   std::string data_dir = "../shared/data";
-  int64_t max_steps = 0;      // > 0: stop training early (tests)
+  // > 0: stop training once the step counter reaches this (a restored job
+  // continues the checkpoint's step count, so this is a job-wide limit).
+  int64_t max_steps = 0;
   bool save_model = true;
   // Not empty: every worker loads the dense parameters from
   // <restore_dir>/dense.bin before training (a saved model or checkpoint;
-  // the servers load the rows themselves).
+  // the servers load the rows themselves). A checkpoint directory (one with
+  // a MANIFEST) also restores the step count and, for file jobs, the input
+  // position: every worker takes its SplitFiles share for the current
+  // worker count, minus the input all the checkpoint's workers had trained
+  // in the cut's epoch (its worker-<w>.input files), finishes that epoch
+  // and runs the remaining ones. A changed input file set is
+  // FailedPrecondition.
   std::string restore_dir;
+  // Not empty: every worker appends what each trained batch consumed to
+  // <input_ledger_dir>/worker-<w>.ledger (worker/input_ledger.h).
+  std::string input_ledger_dir;
   // Periodic consistent checkpoints (worker/checkpoint.h, docs/CHECKPOINTS.md)
   // into `dir` every `interval_steps` steps, keeping the newest `keep`
   // (0: all). Needs save_tables. num_servers goes into the manifest.
@@ -124,8 +135,10 @@ struct RunOptions {
 // its partitions of stream.dir (worker/stream/), joins labels and trains
 // until the stream ends (every worker saw `_END` and emitted every example);
 // holdout scoring only when holdout files are given. Each worker
-// checkpoints its read position (TailPosition) about every second to
-// <work_dir>/stream-positions/worker-<i>.position.
+// checkpoints the read position (TailPosition) as of its last trained batch
+// about every second, and its final read position at the end, to
+// <work_dir>/stream-positions/worker-<i>.position. Periodic checkpoints hold
+// the position as of the last batch trained before the cut.
 StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Collective* workers,
                                  const RunOptions& options);
 

@@ -85,6 +85,7 @@ struct Trainer::Step {
   bool pulled = false;
   int64_t ingest_wall_ms = 0;  // when the batch was read
   int64_t max_time = 0;        // newest event time in the batch
+  ConsumedInput consumed;      // what reading the batch consumed
 };
 
 Trainer::Trainer(const FeatureEncoder* encoder, Model* model, SparseStore* store,
@@ -129,6 +130,7 @@ StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const proto::JobConfig& job,
 
 Status Trainer::ReadBatch(ExampleSource* reader, Step* step, bool* eof) {
   step->batch.Reset(encoder_->num_slots(), encoder_->num_dense());
+  step->consumed.Clear();
   Example ex;
   *eof = false;
   const auto deadline = options_.max_batch_delay_ms > 0
@@ -143,6 +145,7 @@ Status Trainer::ReadBatch(ExampleSource* reader, Step* step, bool* eof) {
     }
     Status st = encoder_->Append(ex, &step->batch);
     if (!st.ok()) {
+      reader->UncountLast();
       ++encode_bad_;
       if (encode_bad_ <= 20) LOG(WARNING) << "skipping example: " << st;
       const int64_t lines = reader->stats().lines;
@@ -154,6 +157,7 @@ Status Trainer::ReadBatch(ExampleSource* reader, Step* step, bool* eof) {
       }
     }
   }
+  reader->TakeConsumed(&step->consumed);
   step->ingest_wall_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                              std::chrono::system_clock::now().time_since_epoch())
                              .count();
@@ -220,6 +224,7 @@ void Trainer::BuildInput(Step* step) {
 
 StatusOr<TrainStats> Trainer::Train(const ReaderFactory& open_shard) {
   TrainStats stats;
+  stats.steps = options_.start_step;
   const auto start = Clock::now();
   const size_t num_dense = model_->NumDenseParams();
   // [weighted dense grad..., examples, loss sum, workers whose source is open]
@@ -237,7 +242,8 @@ StatusOr<TrainStats> Trainer::Train(const ReaderFactory& open_shard) {
   double loss_sum_since = 0, pull_wait_since = 0;
   int64_t loss_n_since = 0, steps_since = 0;
 
-  for (int epoch = 0; epoch < std::max(1, options_.epochs); ++epoch) {
+  for (int epoch = options_.start_epoch; epoch < std::max(1, options_.epochs); ++epoch) {
+    if (options_.max_steps > 0 && stats.steps >= options_.max_steps) break;  // restored at the end
     FRESHET_ASSIGN_OR_RETURN(std::unique_ptr<ExampleSource> reader, open_shard());
     bool eof = false;
     auto t0 = Clock::now();
@@ -255,6 +261,7 @@ StatusOr<TrainStats> Trainer::Train(const ReaderFactory& open_shard) {
         if (prefetch) IssuePulls(next);
       } else {
         next->batch.Reset(encoder_->num_slots(), encoder_->num_dense());
+        next->consumed.Clear();
         next->pulled = true;  // nothing to pull
         for (auto& k : next->keys) k.clear();
         for (auto& f : next->pulls) f = std::future<Status>();
@@ -350,6 +357,10 @@ StatusOr<TrainStats> Trainer::Train(const ReaderFactory& open_shard) {
       FRESHET_RETURN_IF_ERROR(store_->Clock());
       ++stats.steps;
       watermark_ = std::max(watermark_, cur->max_time);
+      if (options_.after_batch) {
+        FRESHET_RETURN_IF_ERROR(
+            options_.after_batch(epoch, cur->consumed).WithContext("after batch"));
+      }
       if (options_.after_step) options_.after_step(stats.steps, watermark_, cur->ingest_wall_ms);
       if (options_.checkpoint_every_steps > 0 && options_.checkpoint &&
           stats.steps % options_.checkpoint_every_steps == 0) {

@@ -71,7 +71,9 @@ class Trainer {
     int staleness = -1;
     double status_interval_s = 2.0;
     bool print_status = false;  // the leader prints status lines
-    int64_t max_steps = 0;      // > 0: stop after this many steps (tests)
+    // > 0: stop once the step counter (which starts at start_step) reaches
+    // this; a restored job given the same value stops at the same step.
+    int64_t max_steps = 0;
     int max_pending_pushes = 4;
     // Called after every step (on the training thread) with the step count,
     // the newest event time trained so far (unix s) and the wall time (unix
@@ -100,6 +102,19 @@ class Trainer {
     // the consistent cut (worker/checkpoint.h). An error ends training.
     int64_t checkpoint_every_steps = 0;
     std::function<Status(int64_t step)> checkpoint;
+    // Restored jobs: the step counter starts at start_step (steps, and so
+    // checkpoint steps, continue the restored job's) and training starts
+    // at epoch start_epoch (0-based; open_shard is then first called for
+    // that epoch, and the caller opens what is left of it).
+    int64_t start_step = 0;
+    int start_epoch = 0;
+    // Called after every step (after Clock(), before after_step and the
+    // checkpoint callback, on the training thread) with the 0-based epoch and the
+    // input the step's own batch consumed (ExampleSource::TakeConsumed of
+    // the reads that filled it; never the prefetched next batch's). So at
+    // a checkpoint at step k the calls so far describe exactly the input of
+    // steps 1..k. An error ends training. May be empty.
+    std::function<Status(int epoch, const ConsumedInput& input)> after_batch;
   };
 
   // Not owned; all must outlive the trainer. `tables` gives table ids by

@@ -170,7 +170,7 @@ StatusOr<std::vector<FileRange>> SplitFiles(const std::vector<std::string>& file
     uint64_t off = 0;
     for (size_t i = 0; i < files.size(); ++i) {
       const uint64_t b = std::max(olo, off), e = std::min(ohi, off + sizes[i]);
-      if (b < e) ranges.push_back({files[i], b - off, e - off});
+      if (b < e) ranges.push_back({files[i], b - off, e - off, static_cast<int>(i)});
       off += sizes[i];
     }
   }
@@ -181,7 +181,7 @@ StatusOr<std::vector<FileRange>> SplitFiles(const std::vector<std::string>& file
     size_t i = 0;
     while (i + 1 < files.size() && off + sizes[i] <= lo) off += sizes[i++];
     const uint64_t at = std::min(lo - std::min(lo, off), sizes[i]);
-    ranges.push_back({files[i], at, at});
+    ranges.push_back({files[i], at, at, static_cast<int>(i)});
   }
   return ranges;
 }
@@ -255,9 +255,30 @@ StatusOr<bool> ExampleReader::Next(Example* ex) {
     FRESHET_ASSIGN_OR_RETURN(bool got, source_->Next(&line));
     if (!got) return false;
     Status st = internal::ParseExampleFields(line, columns_.size(), ex);
+    NoteLine(st.ok());
     if (st.ok()) return true;
     FRESHET_RETURN_IF_ERROR(source_->MarkBad(st.message()));
   }
+}
+
+void ExampleReader::NoteLine(bool good) {
+  const int file = source_->file_index();
+  const uint64_t b = source_->line_begin(), e = source_->line_end();
+  if (consumed_.empty() || consumed_.back().file != file || consumed_.back().end != b) {
+    consumed_.push_back({file, b, e, 0});
+  } else {
+    consumed_.back().end = e;
+  }
+  if (good) ++consumed_.back().records;
+}
+
+void ExampleReader::TakeConsumed(ConsumedInput* out) {
+  out->intervals.insert(out->intervals.end(), consumed_.begin(), consumed_.end());
+  consumed_.clear();
+}
+
+void ExampleReader::UncountLast() {
+  if (!consumed_.empty() && consumed_.back().records > 0) --consumed_.back().records;
 }
 
 Status ParseExampleLine(const std::string& line, size_t num_columns, Example* ex) {

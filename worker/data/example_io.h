@@ -43,6 +43,33 @@ struct FileRange {
   std::string path;
   uint64_t begin = 0;  // byte offsets
   uint64_t end = 0;
+  // Which input file this is, as the job numbers them (SplitFiles: the index
+  // in its `files`); carried into InputInterval::file. -1: unnumbered.
+  int file_index = -1;
+};
+
+// A stretch of one input file that a reader consumed: whole lines, from the
+// first byte of the first line to the first byte after the last one's line
+// end. Bad lines inside it are consumed too; `records` counts only the
+// examples returned (and not given back with UncountLast).
+struct InputInterval {
+  int file = -1;  // FileRange::file_index
+  uint64_t begin = 0, end = 0;
+  int64_t records = 0;
+};
+
+// What a stretch of examples (a batch) consumed from its source.
+struct ConsumedInput {
+  // File sources: contiguous intervals in read order (a batch crossing a
+  // range or file boundary has several).
+  std::vector<InputInterval> intervals;
+  // Live sources: the source's serialized read position after these
+  // examples (e.g. TailPosition text); empty for file sources.
+  std::string position;
+  void Clear() {
+    intervals.clear();
+    position.clear();
+  }
 };
 
 // The ranges shard `shard` of `num_shards` reads. A shard that gets no bytes
@@ -56,6 +83,7 @@ struct FileRange {
 // this on time-ordered files so that all workers move through time together
 // instead of worker 0 training on the oldest half while worker 1 trains on
 // the newest. The line rule is the same, so every line is still read once.
+// Each range's file_index is the index of its file in `files`.
 StatusOr<std::vector<FileRange>> SplitFiles(const std::vector<std::string>& files, int shard,
                                             int num_shards, uint64_t block_bytes = 0);
 
@@ -101,6 +129,13 @@ class ExampleSource {
   // Fraction of a finite input read so far, in [0, 1]; < 0 when unknown
   // (live sources). For progress displays.
   virtual double FractionRead() const { return -1; }
+  // Moves what the examples returned since the previous call consumed into
+  // *out (appended to out->intervals; out->position replaced when the
+  // source has one). Sources without positions add nothing.
+  virtual void TakeConsumed(ConsumedInput* out) { (void)out; }
+  // The example last returned is not trained (it failed feature encoding):
+  // its line stays consumed but no longer counts as a record.
+  virtual void UncountLast() {}
 };
 
 class ExampleReader : public ExampleSource {
@@ -128,9 +163,17 @@ class ExampleReader : public ExampleSource {
   double FractionRead() const override {
     return total_bytes_ > 0 ? std::min(1.0, static_cast<double>(stats().bytes) / total_bytes_) : 0.0;
   }
+  // The lines read since the previous call (good and bad), as intervals
+  // with their ranges' file_index. Cheap: one interval per contiguous
+  // stretch.
+  void TakeConsumed(ConsumedInput* out) override;
+  void UncountLast() override;
 
  private:
   ExampleReader() = default;
+  // Records the line last read by source_ as consumed.
+  void NoteLine(bool good);
+  std::vector<InputInterval> consumed_;  // since the last TakeConsumed
   std::vector<std::string> columns_;
   bool header_read_ = false;
   uint64_t total_bytes_ = 0;

@@ -189,11 +189,14 @@ StatusOr<bool> LineSource::Next(std::string_view* line) {
       CloseRange();
       continue;
     }
+    const uint64_t begin = line_start_;
     FRESHET_ASSIGN_OR_RETURN(bool got, RawLine(line));
     if (!got) {
       CloseRange();
       continue;
     }
+    last_begin_ = begin;
+    last_end_ = line_start_;
     ++lines_in_range_;
     ++stats_.lines;
     ++stats_.examples;

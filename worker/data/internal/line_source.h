@@ -70,6 +70,12 @@ class LineSource {
   // number (may read the file to count lines; 0 if it cannot).
   const std::string& path() const;
   int64_t line_number();
+  // The byte extent of the line last returned by Next() in its file: its
+  // first byte and the first byte after its line end (the next line's
+  // start, or the file's end). And its range's FileRange::file_index.
+  uint64_t line_begin() const { return last_begin_; }
+  uint64_t line_end() const { return last_end_; }
+  int file_index() const { return next_range_ == 0 ? -1 : ranges_[next_range_ - 1].file_index; }
 
   // Totals over all ranges, and per distinct file in order of appearance.
   const ReadStats& stats() const { return stats_; }
@@ -111,6 +117,7 @@ class LineSource {
   int64_t lines_in_range_ = 0;
 
   bool can_mark_ = false;  // a line was returned and not yet marked bad
+  uint64_t last_begin_ = 0, last_end_ = 0;  // extent of the line last returned
 
   ReadStats stats_;
   std::vector<FileReadStats> file_stats_;

@@ -1,0 +1,207 @@
+// What the trainer reports as consumed input: exactly the trained batches'
+// (never the prefetched one's) at every checkpoint, for a live source's
+// positions and for example files' byte intervals; and restored step
+// counters continue.
+#include <gtest/gtest.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "common/collective.h"
+#include "server/local_sparse_store.h"
+#include "server/parameter_shard.h"
+#include "worker/data/input_intervals.h"
+#include "worker/job.h"
+#include "worker/job_runner.h"
+#include "worker/trainer.h"
+
+namespace freshet {
+namespace {
+
+constexpr char kJob[] = R"(
+  name: "j" batch_size: 4 epochs: 1 staleness: -1 data { train_files: "unused" }
+  tables { tables { name: "wide" dim: 1 optimizer { sgd { learning_rate: 0.1 } } }
+           tables { name: "emb" dim: 4 optimizer { sgd { learning_rate: 0.1 } } } }
+  features { slots { name: "item" table: "emb" } slots { name: "cat" table: "emb" } }
+  model { kind: DEEPFM wide_table: "wide" hidden: [8] })";
+
+// A live source of `n` examples whose position is the number returned.
+// Thread safety: one thread.
+class CountingSource : public ExampleSource {
+ public:
+  explicit CountingSource(int n) : n_(n) {}
+  StatusOr<Outcome> Poll(Example* ex, std::chrono::steady_clock::time_point) override {
+    if (returned_ >= n_) return Outcome::kEnd;
+    ex->label = static_cast<float>(returned_ % 2);
+    ex->time = 1000 + returned_;
+    ex->user = "u";
+    ex->oracle = -1;
+    ex->values = {"i" + std::to_string(returned_), "c" + std::to_string(returned_ % 5)};
+    ++returned_;
+    ++stats_.lines;
+    ++stats_.examples;
+    return Outcome::kExample;
+  }
+  const ReadStats& stats() const override { return stats_; }
+  void TakeConsumed(ConsumedInput* out) override { out->position = std::to_string(returned_); }
+  int returned() const { return returned_; }
+
+ private:
+  const int n_;
+  int returned_ = 0;
+  ReadStats stats_;
+};
+
+struct Fixture {
+  proto::JobConfig job;
+  std::unique_ptr<FeatureEncoder> encoder;
+  std::unique_ptr<Model> model;
+  std::unique_ptr<ParameterShard> shard;
+  std::unique_ptr<LocalSparseStore> store;
+  LocalCollective collective;
+
+  Fixture() {
+    auto j = ParseJobConfig(kJob, "job.pbtxt");
+    EXPECT_TRUE(j.ok()) << j.status();
+    job = *j;
+    encoder = std::move(FeatureEncoder::Create(job.features(), {"item", "cat"})).value();
+    model = std::move(CreateJobModel(job, encoder->num_slots(), encoder->num_dense())).value();
+    shard = std::move(ParameterShard::Create(job.tables(), 4)).value();
+    store = std::make_unique<LocalSparseStore>(shard.get());
+  }
+  std::unique_ptr<Trainer> Make(Trainer::Options o) {
+    return std::move(Trainer::Create(job, encoder.get(), model.get(), store.get(), &collective, o))
+        .value();
+  }
+};
+
+// With prefetching (staleness != 0) the source is one batch ahead of the
+// tables at every checkpoint; the position the trainer reports is the end
+// of the last trained batch.
+TEST(TrainerResumeTest, CheckpointSeesTheLastTrainedBatchNotThePrefetchedOne) {
+  Fixture f;
+  CountingSource* source = nullptr;
+  std::string last_position;
+  std::vector<std::string> positions;
+  int checkpoints = 0;
+  Trainer::Options o;
+  o.batch_size = 4;
+  o.staleness = -1;
+  o.checkpoint_every_steps = 3;
+  o.after_batch = [&](int epoch, const ConsumedInput& in) {
+    EXPECT_EQ(epoch, 0);
+    EXPECT_TRUE(in.intervals.empty());
+    last_position = in.position;
+    positions.push_back(in.position);
+    return Status::OK();
+  };
+  o.checkpoint = [&](int64_t step) {
+    ++checkpoints;
+    EXPECT_EQ(last_position, std::to_string(4 * step)) << "checkpoint at step " << step;
+    // The reader is ahead: the next batch is already read (prefetch).
+    EXPECT_EQ(source->returned(), 4 * (step + 1)) << "checkpoint at step " << step;
+    return Status::OK();
+  };
+  auto trainer = f.Make(o);
+  auto stats = trainer->Train([&]() -> StatusOr<std::unique_ptr<ExampleSource>> {
+    auto s = std::make_unique<CountingSource>(40);
+    source = s.get();
+    return std::unique_ptr<ExampleSource>(std::move(s));
+  });
+  ASSERT_TRUE(stats.ok()) << stats.status();
+  EXPECT_EQ(stats->steps, 10);
+  EXPECT_EQ(checkpoints, 3);
+  ASSERT_EQ(positions.size(), 10u);
+  for (size_t i = 0; i < positions.size(); ++i)
+    EXPECT_EQ(positions[i], std::to_string(4 * (i + 1)));
+}
+
+// Example files: the intervals reported per trained batch are whole lines
+// whose record counts add up to the batch; at a checkpoint they cover
+// exactly the examples trained. A restored trainer continues the step
+// count and stops at the same max_steps.
+TEST(TrainerResumeTest, FileIntervalsCoverExactlyTheTrainedLines) {
+  Fixture f;
+  char tmpl[] = "/tmp/freshet-resume-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const std::string path = std::string(tmpl) + "/train.examples";
+  {
+    std::ofstream out(path);
+    out << "#freshet-examples v1\titem\tcat\n";
+    for (int k = 0; k < 50; ++k) {
+      out << (k % 2) << "\t" << 1000 + k << "\tu\t\ti" << k << "\tc" << k % 3 << "\n";
+    }
+  }
+  ConsumedSet consumed;
+  int64_t records = 0;
+  Trainer::Options o;
+  o.batch_size = 4;
+  o.staleness = -1;
+  o.checkpoint_every_steps = 5;
+  o.after_batch = [&](int, const ConsumedInput& in) {
+    int64_t batch = 0;
+    for (const auto& i : in.intervals) {
+      EXPECT_EQ(i.file, 0);
+      batch += i.records;
+    }
+    EXPECT_TRUE(batch == 4 || batch == 2) << batch;  // 50 = 12 * 4 + 2
+    records += batch;
+    AddConsumed(in.intervals, &consumed);
+    return Status::OK();
+  };
+  o.checkpoint = [&](int64_t step) {
+    EXPECT_EQ(records, 4 * step);
+    // One contiguous interval from the first example line.
+    EXPECT_EQ(consumed[0].intervals().size(), 1u);
+    return Status::OK();
+  };
+  auto open = [&]() -> StatusOr<std::unique_ptr<ExampleSource>> {
+    auto ranges = SplitFiles({path}, 0, 1);
+    FRESHET_RETURN_IF_ERROR(ranges.status());
+    FRESHET_ASSIGN_OR_RETURN(auto reader, ExampleReader::Open(*ranges, BadRecordPolicy()));
+    return std::unique_ptr<ExampleSource>(std::move(reader));
+  };
+  o.max_steps = 10;
+  auto stats = f.Make(o)->Train(open);
+  ASSERT_TRUE(stats.ok()) << stats.status();
+  EXPECT_EQ(stats->steps, 10);
+  ASSERT_EQ(consumed[0].intervals().size(), 1u);
+  const uint64_t header = std::string("#freshet-examples v1\titem\tcat\n").size();
+  EXPECT_EQ(consumed[0].intervals()[0].begin, header);
+
+  // Restored at step 10 with what was consumed subtracted: the remaining
+  // 10 examples train in steps 11..13 and nothing twice.
+  std::vector<int64_t> steps;
+  Trainer::Options r = o;
+  r.max_steps = 0;
+  r.start_step = 10;
+  r.checkpoint = nullptr;
+  r.checkpoint_every_steps = 0;
+  r.after_step = [&](int64_t step, int64_t, int64_t) { steps.push_back(step); };
+  const ConsumedSet before = consumed;
+  auto open_rest = [&]() -> StatusOr<std::unique_ptr<ExampleSource>> {
+    auto ranges = SplitFiles({path}, 0, 1);
+    FRESHET_RETURN_IF_ERROR(ranges.status());
+    FRESHET_ASSIGN_OR_RETURN(
+        auto reader, ExampleReader::Open(SubtractConsumed(*ranges, before), BadRecordPolicy()));
+    return std::unique_ptr<ExampleSource>(std::move(reader));
+  };
+  auto rest = f.Make(r)->Train(open_rest);
+  ASSERT_TRUE(rest.ok()) << rest.status();
+  EXPECT_EQ(rest->steps, 13);
+  EXPECT_EQ(rest->examples, 10);
+  EXPECT_EQ(steps, (std::vector<int64_t>{11, 12, 13}));
+  EXPECT_EQ(records, 50);
+  ASSERT_EQ(consumed[0].intervals().size(), 1u);  // the whole file, once
+  std::ifstream in(path, std::ios::ate | std::ios::binary);
+  EXPECT_EQ(consumed[0].intervals()[0].end, static_cast<uint64_t>(in.tellg()));
+  std::remove(path.c_str());
+  ::rmdir(tmpl);
+}
+
+}  // namespace
+}  // namespace freshet
