@@ -26,8 +26,8 @@
 # usage: tests/fault_injection_test.sh BIN_DIR SOURCE_DIR
 # env: FRESHET_FAULT_TRIALS (default 10), FRESHET_FAULT_SEED (default: from
 #      the clock; printed, so a failing trial can be replayed),
-#      FRESHET_FAULT_REQUESTS (data size, default 40000 requests = 320k train
-#      impressions, 625 steps: 2-3 s of training, about 10 s a run),
+#      FRESHET_FAULT_REQUESTS (data size, default 30000 requests = 240k train
+#      impressions, 469 steps: about 2 s of training, 10 s a run),
 #      FRESHET_FAULT_BASELINES (uninterrupted runs, default 1; 2 also measures
 #      the run-to-run noise, and fails if it exceeds the tolerance), FRESHET_FAULT_OUT (default BIN_DIR/../test-out/fault_injection).
 # Prints a table of the trials and, last, one JSON line.
@@ -38,7 +38,7 @@ cd "$src"  # freshet_train finds cluster-configs/jobs/<task>.pbtxt from here
 out=${FRESHET_FAULT_OUT:-$bin/../test-out/fault_injection}
 trials=${FRESHET_FAULT_TRIALS:-10}
 seed=${FRESHET_FAULT_SEED:-$(( $(date +%s) % 1000000 ))}
-requests=${FRESHET_FAULT_REQUESTS:-40000}
+requests=${FRESHET_FAULT_REQUESTS:-30000}
 baselines=${FRESHET_FAULT_BASELINES:-1}
 tolerance=0.003
 epochs=1
