@@ -3,6 +3,7 @@
 // under mpirun) and are skipped otherwise.
 #include "common/collective.h"
 
+#include <gtest/gtest.h>
 #include <mpi.h>
 #include <signal.h>
 #include <unistd.h>
@@ -15,8 +16,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 namespace freshet {
 namespace {
@@ -47,7 +46,8 @@ int WorldSize() {
 
 // A fresh directory private to this rank.
 std::string TempDir(const std::string& what) {
-  std::string t = (std::filesystem::temp_directory_path() / ("freshet_" + what + "_XXXXXX")).string();
+  std::string t =
+      (std::filesystem::temp_directory_path() / ("freshet_" + what + "_XXXXXX")).string();
   char* d = mkdtemp(t.data());
   EXPECT_NE(d, nullptr);
   return t;
@@ -110,10 +110,10 @@ TEST(HeartbeatTest, MissingAndCorruptFiles) {
 TEST(HeartbeatTest, ReportNamesSilentBehindAndUnknown) {
   const std::string dir = TempDir("hb_report");
   const int64_t now = 1700000100000;
-  WriteFile(HeartbeatPath(dir, 10), std::to_string(now - 500) + " 100 9 1 a\n");     // self
-  WriteFile(HeartbeatPath(dir, 11), std::to_string(now - 20000) + " 101 8 1 b\n");   // silent
-  WriteFile(HeartbeatPath(dir, 12), std::to_string(now - 700) + " 102 8 0 c\n");     // behind
-  WriteFile(HeartbeatPath(dir, 13), std::to_string(now - 300) + " 103 9 1 d\n");     // waiting
+  WriteFile(HeartbeatPath(dir, 10), std::to_string(now - 500) + " 100 9 1 a\n");    // self
+  WriteFile(HeartbeatPath(dir, 11), std::to_string(now - 20000) + " 101 8 1 b\n");  // silent
+  WriteFile(HeartbeatPath(dir, 12), std::to_string(now - 700) + " 102 8 0 c\n");    // behind
+  WriteFile(HeartbeatPath(dir, 13), std::to_string(now - 300) + " 103 9 1 d\n");    // waiting
   // rank 14: no file
   std::vector<CollectiveMember> members = {{0, 10}, {1, 11}, {2, 12}, {3, 13}, {4, 14}};
   MemberReport r = ReportMembers(members, 0, dir, now, milliseconds(10000), 9, "worker");
@@ -210,7 +210,7 @@ TEST(MpiCollectiveTest, DeadlineNamesTheLateMember) {
     EXPECT_EQ(again.message(), st.message());
   } else {
     std::this_thread::sleep_for(milliseconds(2000));  // live, beating, but late
-    EXPECT_TRUE((*c)->Barrier().ok());  // completes against rank 0's posted barrier
+    EXPECT_TRUE((*c)->Barrier().ok());                // completes against rank 0's posted barrier
   }
   MPI_Barrier(MPI_COMM_WORLD);
   if ((*c)->rank() == 0) std::filesystem::remove_all(dir);
@@ -230,8 +230,8 @@ TEST(MpiCollectiveTest, SilentMemberIsNamedDeadOrHung) {
     Status st = (*c)->AllReduceSum(value, 1);
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     ASSERT_EQ(st.code(), StatusCode::kUnavailable) << st;
-    EXPECT_NE(st.message().find("all-reduce #1 (1 floats) by worker 0 (rank 0)"),
-              std::string::npos) << st;
+    EXPECT_NE(st.message().find("all-reduce #1 (1 floats) by worker 0 (rank 0)"), std::string::npos)
+        << st;
     EXPECT_NE(st.message().find("dead or hung"), std::string::npos) << st;
     EXPECT_NE(st.message().find("worker 1 (rank 1, pid "), std::string::npos) << st;
     EXPECT_GE(s, 1.2);  // about the silence limit (1.5 s after the last beat)
