@@ -113,8 +113,8 @@ void HeartbeatPublisher::SetOperation(int64_t operation, bool waiting) {
 
 Status HeartbeatPublisher::Write() {
   char line[512];
-  std::snprintf(line, sizeof(line), "%lld %lld %lld %d %s\n",
-                static_cast<long long>(NowUnixMs()), static_cast<long long>(getpid()),
+  std::snprintf(line, sizeof(line), "%lld %lld %lld %d %s\n", static_cast<long long>(NowUnixMs()),
+                static_cast<long long>(getpid()),
                 static_cast<long long>(operation_.load(std::memory_order_relaxed)),
                 waiting_.load(std::memory_order_relaxed) ? 1 : 0, host_.c_str());
   const std::string tmp = path_ + ".tmp";
@@ -191,8 +191,9 @@ std::string NameMember(const std::string& noun, const CollectiveMember& m) {
   return noun + " " + std::to_string(m.index) + " (rank " + std::to_string(m.world_rank) + ")";
 }
 
-Status WaitRequest(MPI_Request* request, const WaitContext& c, const std::string& what,
-                   const std::string& detail) {
+// `count` `unit` describe the operation's size in errors ("7813 floats").
+Status WaitRequest(MPI_Request* request, const WaitContext& c, const char* what, int64_t count,
+                   const char* unit) {
   using Clock = std::chrono::steady_clock;
   const CollectiveOptions& o = *c.options;
   const auto t0 = Clock::now();
@@ -201,8 +202,8 @@ Status WaitRequest(MPI_Request* request, const WaitContext& c, const std::string
   if (c.heartbeat != nullptr) c.heartbeat->SetOperation(c.operation, true);
   // Built only for an error (this runs every training step).
   auto describe = [&] {
-    return what + " #" + std::to_string(c.operation) + " (" + detail + ") by " +
-           NameMember(o.member_noun, (*c.members)[c.self]);
+    return std::string(what) + " #" + std::to_string(c.operation) + " (" + std::to_string(count) +
+           " " + unit + ") by " + NameMember(o.member_noun, (*c.members)[c.self]);
   };
   auto waited = [&] { return std::chrono::duration<double>(Clock::now() - t0).count(); };
   std::chrono::microseconds sleep(20);
@@ -234,8 +235,8 @@ Status WaitRequest(MPI_Request* request, const WaitContext& c, const std::string
     if (now - t0 >= o.deadline) {
       std::string who;
       if (!o.heartbeat_dir.empty()) {
-        MemberReport r = ReportMembers(*c.members, c.self, o.heartbeat_dir, NowUnixMs(),
-                                       o.silence, c.operation, o.member_noun);
+        MemberReport r = ReportMembers(*c.members, c.self, o.heartbeat_dir, NowUnixMs(), o.silence,
+                                       c.operation, o.member_noun);
         who = r.behind.empty() ? "" : "; not at this operation: " + r.behind;
         if (!r.unknown.empty()) who += "; no heartbeat from: " + r.unknown;
       } else {
@@ -248,7 +249,7 @@ Status WaitRequest(MPI_Request* request, const WaitContext& c, const std::string
     // Back off: MPI_Test drives progress; sleeping keeps the core free.
     std::this_thread::sleep_for(sleep);
     const auto cap = now - t0 < std::chrono::seconds(1) ? std::chrono::microseconds(1000)
-                                                         : std::chrono::microseconds(10000);
+                                                        : std::chrono::microseconds(10000);
     sleep = std::min(cap, sleep * 2);
   }
 }
@@ -283,9 +284,9 @@ StatusOr<std::unique_ptr<MpiCollective>> MpiCollective::Create(MPI_Comm comm,
   for (int i = 0; i < size; ++i) members[i] = {i, world[i] == MPI_UNDEFINED ? -1 : world[i]};
   std::unique_ptr<HeartbeatPublisher> heartbeat;
   if (!options.heartbeat_dir.empty()) {
-    FRESHET_ASSIGN_OR_RETURN(heartbeat, HeartbeatPublisher::Start(options.heartbeat_dir,
-                                                                  world[rank],
-                                                                  options.heartbeat_interval));
+    FRESHET_ASSIGN_OR_RETURN(
+        heartbeat,
+        HeartbeatPublisher::Start(options.heartbeat_dir, world[rank], options.heartbeat_interval));
   }
   std::unique_ptr<MpiCollective> c(
       new MpiCollective(options, std::move(members), rank, std::move(heartbeat)));
@@ -294,8 +295,7 @@ StatusOr<std::unique_ptr<MpiCollective>> MpiCollective::Create(MPI_Comm comm,
   MPI_Request request;
   FRESHET_MPI_RETURN(MPI_Comm_idup(comm, &c->comm_, &request));
   const WaitContext ctx{&c->options_, &c->members_, rank, 0, c->heartbeat_.get()};
-  FRESHET_RETURN_IF_ERROR(WaitRequest(&request, ctx, "communicator duplication",
-                                      std::to_string(size) + " members"));
+  FRESHET_RETURN_IF_ERROR(WaitRequest(&request, ctx, "communicator duplication", size, "members"));
   FRESHET_MPI_RETURN(MPI_Comm_set_errhandler(c->comm_, MPI_ERRORS_RETURN));
   return StatusOr<std::unique_ptr<MpiCollective>>(std::move(c));
 }
@@ -306,16 +306,16 @@ MpiCollective::~MpiCollective() {
   if (failed_.ok() && comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);
 }
 
-Status MpiCollective::Wait(MPI_Request* request, const std::string& what,
-                           const std::string& detail) {
+Status MpiCollective::Wait(MPI_Request* request, const char* what, int64_t count,
+                           const char* unit) {
   const WaitContext ctx{&options_, &members_, rank_, operation_, heartbeat_.get()};
-  Status st = WaitRequest(request, ctx, what, detail);
+  Status st = WaitRequest(request, ctx, what, count, unit);
   if (!st.ok()) failed_ = st;
   return st;
 }
 
 template <typename T>
-Status MpiCollective::AllReduce(T* data, size_t n, MPI_Datatype type, const char* type_name) {
+Status MpiCollective::AllReduce(T* data, size_t n, MPI_Datatype type, const char* unit) {
   if (!failed_.ok()) return failed_;
   // MPI counts are ints: reduce in chunks.
   constexpr size_t kChunk = 1u << 28;
@@ -325,18 +325,17 @@ Status MpiCollective::AllReduce(T* data, size_t n, MPI_Datatype type, const char
     MPI_Request request;
     FRESHET_MPI_RETURN(
         MPI_Iallreduce(MPI_IN_PLACE, data + off, count, type, MPI_SUM, comm_, &request));
-    FRESHET_RETURN_IF_ERROR(
-        Wait(&request, "all-reduce", std::to_string(count) + " " + type_name + "s"));
+    FRESHET_RETURN_IF_ERROR(Wait(&request, "all-reduce", count, unit));
   }
   return Status::OK();
 }
 
 Status MpiCollective::AllReduceSum(float* data, size_t n) {
-  return AllReduce(data, n, MPI_FLOAT, "float");
+  return AllReduce(data, n, MPI_FLOAT, "floats");
 }
 
 Status MpiCollective::AllReduceSum(double* data, size_t n) {
-  return AllReduce(data, n, MPI_DOUBLE, "double");
+  return AllReduce(data, n, MPI_DOUBLE, "doubles");
 }
 
 Status MpiCollective::GatherBytes(const char* data, size_t n, std::string* out) {
@@ -346,9 +345,8 @@ Status MpiCollective::GatherBytes(const char* data, size_t n, std::string* out) 
   std::vector<int> counts(size_), displs(size_);
   ++operation_;
   MPI_Request request;
-  FRESHET_MPI_RETURN(
-      MPI_Igather(&mine, 1, MPI_INT, counts.data(), 1, MPI_INT, 0, comm_, &request));
-  FRESHET_RETURN_IF_ERROR(Wait(&request, "gather (sizes)", "1 int each"));
+  FRESHET_MPI_RETURN(MPI_Igather(&mine, 1, MPI_INT, counts.data(), 1, MPI_INT, 0, comm_, &request));
+  FRESHET_RETURN_IF_ERROR(Wait(&request, "gather (sizes)", 1, "int each"));
   int64_t total = 0;
   if (rank_ == 0) {
     for (int r = 0; r < size_; ++r) {
@@ -361,7 +359,7 @@ Status MpiCollective::GatherBytes(const char* data, size_t n, std::string* out) 
   ++operation_;
   FRESHET_MPI_RETURN(MPI_Igatherv(data, mine, MPI_BYTE, rank_ == 0 ? out->data() : nullptr,
                                   counts.data(), displs.data(), MPI_BYTE, 0, comm_, &request));
-  return Wait(&request, "gather", std::to_string(n) + " bytes from this member");
+  return Wait(&request, "gather", static_cast<int64_t>(n), "bytes from this member");
 }
 
 Status MpiCollective::Barrier() {
@@ -369,7 +367,7 @@ Status MpiCollective::Barrier() {
   ++operation_;
   MPI_Request request;
   FRESHET_MPI_RETURN(MPI_Ibarrier(comm_, &request));
-  return Wait(&request, "barrier", std::to_string(size_) + " members");
+  return Wait(&request, "barrier", size_, "members");
 }
 
 }  // namespace freshet

@@ -15,6 +15,8 @@
 // the collective stays failed: every later call returns the same error.
 #pragma once
 
+#include <mpi.h>
+
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -25,8 +27,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <mpi.h>
 
 #include "common/status.h"
 
@@ -86,8 +86,7 @@ class HeartbeatPublisher {
  public:
   // Creates `dir` if missing. Fails (INTERNAL, naming the path) if the first
   // heartbeat cannot be written.
-  static StatusOr<std::unique_ptr<HeartbeatPublisher>> Start(const std::string& dir,
-                                                             int world_rank,
+  static StatusOr<std::unique_ptr<HeartbeatPublisher>> Start(const std::string& dir, int world_rank,
                                                              std::chrono::milliseconds interval);
   ~HeartbeatPublisher();
   // The operation this process is in (published with the next beat).
@@ -178,10 +177,10 @@ class MpiCollective : public Collective {
   MpiCollective(const CollectiveOptions& options, std::vector<CollectiveMember> members, int rank,
                 std::unique_ptr<HeartbeatPublisher> heartbeat);
   template <typename T>
-  Status AllReduce(T* data, size_t n, MPI_Datatype type, const char* type_name);
-  // Completes `*request` (operation `what`, described by `detail`) under the
-  // rules above; on failure the collective fails for good.
-  Status Wait(MPI_Request* request, const std::string& what, const std::string& detail);
+  Status AllReduce(T* data, size_t n, MPI_Datatype type, const char* unit);
+  // Completes `*request` (operation `what` of `count` `unit`, for errors)
+  // under the rules above; on failure the collective fails for good.
+  Status Wait(MPI_Request* request, const char* what, int64_t count, const char* unit);
 
   const CollectiveOptions options_;
   const std::vector<CollectiveMember> members_;
