@@ -11,10 +11,12 @@
 namespace freshet {
 
 StatusOr<std::unique_ptr<Collective>> CreateCollective(MPI_Comm comm, const DeviceSpec& device,
-                                                       std::string* chosen) {
+                                                       std::string* chosen,
+                                                       const CollectiveOptions& options) {
   if (chosen != nullptr) *chosen = "mpi";
   if (device.kind == DeviceKind::kCpu) {
-    FRESHET_ASSIGN_OR_RETURN(std::unique_ptr<MpiCollective> mpi, MpiCollective::Create(comm));
+    FRESHET_ASSIGN_OR_RETURN(std::unique_ptr<MpiCollective> mpi,
+                             MpiCollective::Create(comm, options));
     return std::unique_ptr<Collective>(std::move(mpi));
   }
   // Every member finds its GPU, then all agree before anything else.
@@ -40,7 +42,8 @@ StatusOr<std::unique_ptr<Collective>> CreateCollective(MPI_Comm comm, const Devi
   LOG(WARNING) << "device " << device.ToString()
                << ": this binary was built without NCCL; all-reducing through MPI";
 #endif
-  FRESHET_ASSIGN_OR_RETURN(std::unique_ptr<MpiCollective> mpi, MpiCollective::Create(comm));
+  FRESHET_ASSIGN_OR_RETURN(std::unique_ptr<MpiCollective> mpi,
+                           MpiCollective::Create(comm, options));
   return std::unique_ptr<Collective>(std::move(mpi));
 }
 

@@ -26,7 +26,9 @@
 namespace freshet {
 
 // REQUIRES: MPI initialized. `*chosen` (optional) receives "mpi" or "nccl".
+// `options` (deadlines, heartbeats) apply to the MPI collective.
 StatusOr<std::unique_ptr<Collective>> CreateCollective(MPI_Comm comm, const DeviceSpec& device,
-                                                       std::string* chosen = nullptr);
+                                                       std::string* chosen = nullptr,
+                                                       const CollectiveOptions& options = {});
 
 }  // namespace freshet

@@ -91,6 +91,15 @@ DEFINE_int32(metrics_port, -1,
 DEFINE_string(metrics_dir, "",
               "override the cluster config's metrics.dir: each rank appends JSON lines to "
               "<dir>/metrics-rank<r>.jsonl");
+DEFINE_double(collective_deadline_s, 1800,
+              "longest wait of a worker in one all-reduce/barrier/gather, whatever the "
+              "heartbeats say (docs/RELIABILITY.md, Recovery)");
+DEFINE_double(heartbeat_silence_s, 10,
+              "a worker whose heartbeat is older than this is dead or hung: the others' "
+              "all-reduce fails, naming it");
+DEFINE_string(heartbeat_dir, "",
+              "where workers publish heartbeats (default <work_dir>/heartbeats; 'none': no "
+              "heartbeats, only --collective_deadline_s)");
 
 namespace freshet {
 namespace {
@@ -380,7 +389,13 @@ int RunMpi(int argc, char** argv, const proto::JobConfig& job) {
     auto device = ParseDevice(job.device());
     if (!device.ok()) return Fail(device.status(), layout.Describe(rank));
     std::string reduce_via;
-    auto collective = CreateCollective(role_comm, *device, &reduce_via);
+    CollectiveOptions copt;
+    copt.deadline = Millis(static_cast<int64_t>(FLAGS_collective_deadline_s * 1000));
+    copt.silence = Millis(static_cast<int64_t>(FLAGS_heartbeat_silence_s * 1000));
+    copt.heartbeat_dir = FLAGS_heartbeat_dir.empty() ? job.work_dir() + "/heartbeats"
+                         : FLAGS_heartbeat_dir == "none" ? "" : FLAGS_heartbeat_dir;
+    copt.member_noun = "worker";
+    auto collective = CreateCollective(role_comm, *device, &reduce_via, copt);
     if (!collective.ok()) {
       Fail(collective.status(), layout.Describe(rank));
       MpiSession::Abort(3);  // the servers would wait for this worker forever

@@ -11,6 +11,13 @@
 #   --time=T                time limit (sbatch --time, e.g. 30, 4:00:00, 1-00:00:00)
 #   --partition=P           partition
 #   --requeue               let SLURM requeue the job after a node failure or preemption
+#                           (#SBATCH --requeue, --open-mode=append: one output file for
+#                           every run); a requeued run (SLURM_RESTART_COUNT > 0) restores
+#                           from the newest checkpoint of --checkpoint_dir
+#   --supervise[=N]         run freshet_train under launch/supervise.sh inside the
+#                           allocation: a failed run (a rank died or hung) is restarted
+#                           from the newest checkpoint up to N times (default 3) without
+#                           giving the allocation back
 #   --output=PATH           job output (stdout+stderr); default out/slurm/freshet-%j.out
 #   --error=PATH            separate stderr (default: into --output)
 #   --job_name=NAME         default freshet-<config name>
@@ -38,6 +45,7 @@ config=
 time_limit=
 partition=
 requeue=0
+supervise=-1
 output=$repo/out/slurm/freshet-%j.out
 error=
 job_name=
@@ -54,6 +62,9 @@ for a in "$@"; do
     --time=*) time_limit=${a#*=} ;;
     --partition=*) partition=${a#*=} ;;
     --requeue) requeue=1 ;;
+    --supervise) supervise=3 ;;
+    --supervise=*) supervise=${a#*=}
+      [[ "$supervise" =~ ^[0-9]+$ ]] || die "--supervise=N needs a whole number of restarts, got '$supervise'" ;;
     --output=*) output=${a#*=} ;;
     --error=*) error=${a#*=} ;;
     --job_name=*) job_name=${a#*=} ;;
@@ -91,7 +102,10 @@ trap 'rm -f "$script"' EXIT
   [ -z "$error" ] || echo "#SBATCH --error=$(q "$error")"
   [ -z "$time_limit" ] || echo "#SBATCH --time=$(q "$time_limit")"
   [ -z "$partition" ] || echo "#SBATCH --partition=$(q "$partition")"
-  [ "$requeue" = 0 ] || echo "#SBATCH --requeue"
+  if [ "$requeue" = 1 ]; then
+    echo "#SBATCH --requeue"
+    echo "#SBATCH --open-mode=append"
+  fi
   echo "#SBATCH --chdir=$(q "$repo")"
   for e in "${extra[@]}"; do echo "#SBATCH $e"; done
   for ((i = 0; i < FRESHET_GROUPS; i++)); do
@@ -108,6 +122,8 @@ set -euo pipefail
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 config=$(q "$config")
 bin_dir=$(q "$bin_dir")
+supervise=$supervise
+supervise_sh=$(q "$repo/launch/supervise.sh")
 SCRIPT
   if [ "$FRESHET_GROUPS" -gt 1 ]; then
     echo 'hosts='
@@ -134,8 +150,33 @@ mpirun --oversubscribe --bind-to none -np "$np" --rankfile "$rankfile" \
 SCRIPT
   fi
   cat <<'SCRIPT'
-mpirun --oversubscribe --bind-to none -np "$np" --rankfile "$rankfile" \
-  "$bin_dir/freshet_train" --cluster_config="$config" "${train_args[@]}"
+# One run of the job. A restart (requeued by SLURM, or by supervise.sh)
+# restores the newest checkpoint, unless freshet_train's --resume does.
+train() {
+  local a ckpt= resume=0 restore=()
+  for a in "${train_args[@]}"; do
+    case "$a" in
+      --checkpoint_dir=*) ckpt=${a#*=} ;;
+      --resume|--resume=true|--restore_from=*) resume=1 ;;
+    esac
+  done
+  if [ "$resume" = 0 ] && [ -n "$ckpt" ] && [ -f "$ckpt/CHECKPOINT_LATEST" ] &&
+     { [ "${SLURM_RESTART_COUNT:-0}" -gt 0 ] || [ "${FRESHET_ATTEMPT:-0}" -gt 0 ]; }; then
+    echo "freshet: restart (SLURM restart ${SLURM_RESTART_COUNT:-0}, attempt ${FRESHET_ATTEMPT:-0}): restoring checkpoint $(cat "$ckpt/CHECKPOINT_LATEST") of $ckpt"
+    restore=(--restore_from="$ckpt")
+  fi
+  mpirun --oversubscribe --bind-to none -np "$np" --rankfile "$rankfile" \
+    "$bin_dir/freshet_train" --cluster_config="$config" "${train_args[@]}" "${restore[@]}"
+}
+if [ "$supervise" -lt 0 ]; then
+  train
+else
+  attempt=${TMPDIR:-/tmp}/freshet-attempt.$SLURM_JOB_ID
+  trap 'rm -f "$rankfile" "$attempt"' EXIT
+  { echo '#!/bin/bash'; declare -p config bin_dir np rankfile train_args; declare -f train
+    echo train; } > "$attempt"
+  "$supervise_sh" --max_restarts="$supervise" --cluster_config="$config" -- bash "$attempt"
+fi
 SCRIPT
 } > "$script"
 [ -z "$script_out" ] || cp "$script" "$script_out"

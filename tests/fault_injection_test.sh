@@ -1,0 +1,271 @@
+#!/usr/bin/env bash
+# Random-rank-kill fault injection (docs/RELIABILITY.md, "Recovery").
+#
+# A small freshet_train job (synthetic shop from freshet_gen, DeepFM, the
+# cluster-configs/local.pbtxt layout: 2 servers, 2 workers, exporter;
+# checkpoints every few steps) runs under launch/supervise.sh. Each trial
+# SIGKILLs one random rank (server, worker or exporter; found by its
+# OMPI_COMM_WORLD_RANK in /proc/<pid>/environ) at a random time, and checks:
+#   - the job recovers by itself: supervise.sh exits 0 within its restart
+#     limit, and its report of the failed attempt names the killed rank;
+#   - the final holdout AUC is within 0.003 of an uninterrupted baseline run
+#     (FRESHET_FAULT_BASELINES=2: two, and their difference, the noise, is
+#     reported and must be below 0.003);
+#   - a freshet_serve following the export dir through every attempt never
+#     refused a snapshot (no "rejected export" in its log), still loaded new
+#     versions after the kill, ends on the exporter's final version, and
+#     `freshet_snapshot verify --all` passes on the export dir;
+#   - record counting, when freshet_train has --input_ledger_dir: the
+#     ledgers of all attempts (tests/ledger_check.py against the baseline's)
+#     show 0 records skipped and no record twice in the final model; the
+#     duplicates are only records trained after the restored cut.
+# Restarts use `--resume` when freshet_train has it; until then the attempt
+# emulates it (restore the newest checkpoint, train on the examples after
+# its estimated cut: see attempt.sh below).
+#
+# usage: tests/fault_injection_test.sh BIN_DIR SOURCE_DIR
+# env: FRESHET_FAULT_TRIALS (default 10), FRESHET_FAULT_SEED (default: from
+#      the clock; printed, so a failing trial can be replayed),
+#      FRESHET_FAULT_REQUESTS (data size, default 30000 requests = 240k train
+#      impressions, 469 steps: about 2 s of training, 10 s a run),
+#      FRESHET_FAULT_BASELINES (uninterrupted runs, default 1; 2 also measures
+#      the run-to-run noise, and fails if it exceeds the tolerance), FRESHET_FAULT_OUT (default BIN_DIR/../test-out/fault_injection).
+# Prints a table of the trials and, last, one JSON line.
+set -uo pipefail
+bin=$(cd "$1" && pwd)
+src=$(cd "$2" && pwd)
+cd "$src"  # freshet_train finds cluster-configs/jobs/<task>.pbtxt from here
+out=${FRESHET_FAULT_OUT:-$bin/../test-out/fault_injection}
+trials=${FRESHET_FAULT_TRIALS:-10}
+seed=${FRESHET_FAULT_SEED:-$(( $(date +%s) % 1000000 ))}
+requests=${FRESHET_FAULT_REQUESTS:-30000}
+baselines=${FRESHET_FAULT_BASELINES:-1}
+tolerance=0.003
+epochs=1
+ckpt_every=50   # steps
+batch=256       # examples per worker and step
+max_restarts=3
+RANDOM=$seed
+# shellcheck source=tests/fault_lib.sh
+source "$src/tests/fault_lib.sh"
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+
+rm -rf "$out"
+mkdir -p "$out"
+fail_total=0
+current_tag=
+serve_pid=
+cleanup() {
+  [ -z "$current_tag" ] || fault_kill_job "$current_tag"
+  [ -z "$serve_pid" ] || kill "$serve_pid" 2>/dev/null
+}
+trap cleanup EXIT
+die() { echo "fault_injection: FAIL: $*" >&2; exit 1; }
+
+echo "fault_injection: $trials trials, seed $seed (FRESHET_FAULT_SEED=$seed replays), out $out"
+"$bin/freshet_gen" --out_dir="$out/data" --requests="$requests" > "$out/gen.log" 2>&1 ||
+  { cat "$out/gen.log"; die "freshet_gen failed"; }
+tail -1 "$out/gen.log"
+cfg=$out/cluster.pbtxt
+fault_cluster_config "$src" "$cfg" 10000
+
+help=$("$bin/freshet_train" --help 2>&1)
+has_resume=0; has_ledger=0
+grep -qE -- '-resume \(' <<< "$help" && has_resume=1
+grep -qE -- '-input_ledger_dir \(' <<< "$help" && has_ledger=1
+echo "fault_injection: freshet_train --resume: $([ $has_resume = 1 ] && echo yes ||
+  echo 'no (emulated: --restore_from=<ckpt dir> and only the examples after its cut)'); --input_ledger_dir: $([ $has_ledger = 1 ] && echo 'yes (records are counted)' || echo 'no (records not counted)')"
+
+# One attempt of the job in work dir $1 (run by supervise.sh; the tag in
+# FRESHET_FAULT_TAG marks its ranks). Without --resume it is emulated: the
+# newest checkpoint is restored (--restore_from) and the attempt trains on
+# the examples after its cut only. The cut is estimated from the
+# checkpoint's step: a step is $batch examples on each of the 2 workers,
+# whose interleaved byte blocks (1/128 of the file each) advance together,
+# so the first step * 2 * $batch examples of the file are in the checkpoint
+# (give or take a block per worker). <work>/emulated_cuts keeps, per
+# attempt, "<first checkpoint id it writes> <examples before its start>".
+cat > "$out/attempt.sh" <<SCRIPT
+#!/usr/bin/env bash
+work=\$1
+restore=()
+ledger=()
+[ $has_ledger = 0 ] || ledger=(--input_ledger_dir="\$work/ledger")
+if [ $has_resume = 1 ]; then
+  restore=(--resume)
+else
+  consumed=0 next_id=1
+  if [ -f "\$work/ckpt/CHECKPOINT_LATEST" ]; then
+    id=\$(cat "\$work/ckpt/CHECKPOINT_LATEST")
+    step=\$(awk '\$1 == "step" {print \$2}' "\$work/ckpt/ckpt-\$id/MANIFEST")
+    base=\$(awk -v id="\$id" '\$1 <= id {b = \$2} END {print b + 0}' "\$work/emulated_cuts")
+    consumed=\$((base + step * 2 * $batch))
+    next_id=\$((id + 1))
+    restore=(--restore_from="\$work/ckpt")
+    echo "attempt.sh: emulating --resume: checkpoint \$id (step \$step of this chain's attempt), training on the examples after the first \$consumed"
+  fi
+  echo "\$next_id \$consumed" >> "\$work/emulated_cuts"
+  rm -f "\$work/train.examples"
+  if [ "\$consumed" = 0 ]; then
+    ln -s "$out/data/train.examples" "\$work/train.examples"
+  else
+    { head -1 "$out/data/train.examples"; tail -n +\$((consumed + 2)) "$out/data/train.examples"; } > "\$work/train.examples"
+  fi
+fi
+exec "$src/launch/mpirun.sh" -np 5 -x FRESHET_FAULT_TAG "$bin/freshet_train" \\
+  --task=synthetic --cluster_config="$cfg" --work_dir="\$work" --epochs=$epochs \\
+  --batch_size=$batch --save=false \\
+  --checkpoint_dir="\$work/ckpt" --checkpoint_interval_steps=$ckpt_every \\
+  --heartbeat_silence_s=5 --metrics_port=0 "\${restore[@]}" "\${ledger[@]}"
+SCRIPT
+chmod +x "$out/attempt.sh"
+
+# A fresh work dir $1 with the generated data (the task finds it there).
+new_work() {
+  mkdir -p "$1"
+  [ "$has_resume" = 0 ] || ln -s "$out/data/train.examples" "$1/train.examples"
+  ln -s "$out/data/holdout.examples" "$1/holdout.examples"
+}
+
+# Runs the supervised job in $1; kills rank $2 (none: -1) $3 seconds after
+# the start. Sets: job_rc, job_s, kill_done (1/0), kill_s, loads_before_kill.
+run_job() {
+  local work=$1 victim=$2 at=$3 t0 pid now
+  new_work "$work"
+  current_tag="fault-$$-$(basename "$work")"
+  "$bin/freshet_serve" --export_dir="$work/export" --port=0 --poll_ms=50 > "$work/serve.log" 2>&1 &
+  serve_pid=$!
+  t0=$(date +%s.%N)
+  FRESHET_FAULT_TAG=$current_tag "$src/launch/supervise.sh" --max_restarts=$max_restarts \
+    --backoff_s=0.5 --cluster_config="$cfg" -- "$out/attempt.sh" "$work" \
+    > "$work/supervise.log" 2>&1 &
+  local sup=$!
+  kill_done=0; kill_s=0; loads_before_kill=0
+  while kill -0 "$sup" 2>/dev/null; do
+    now=$(date +%s.%N)
+    if [ "$victim" -ge 0 ] && [ "$kill_done" = 0 ] && [ "$(echo "$now - $t0 >= $at" | bc)" = 1 ]; then
+      pid=$(fault_rank_pid "$current_tag" "$victim")
+      if [ -n "$pid" ]; then
+        loads_before_kill=$(grep -c 'serving model version' "$work/serve.log")
+        kill -9 "$pid"
+        kill_done=1
+        kill_s=$(printf '%.1f' "$(echo "$(date +%s.%N) - $t0" | bc)")
+        echo "  killed rank $victim (pid $pid) at $kill_s s" >> "$work/events.log"
+      elif [ "$(echo "$now - $t0 >= $at + 20" | bc)" = 1 ]; then
+        victim=-1  # never found (the job ended first)
+      fi
+    fi
+    if [ "$(echo "$now - $t0 > 300" | bc)" = 1 ]; then
+      echo "  supervised job still running after 300 s: killed" >> "$work/events.log"
+      kill "$sup" 2>/dev/null; fault_kill_job "$current_tag"
+    fi
+    sleep 0.1
+  done
+  wait "$sup"
+  job_rc=$?
+  job_s=$(printf '%.1f' "$(echo "$(date +%s.%N) - $t0" | bc)")
+  sleep 0.3  # serve picks up the last version (it polls every 50 ms)
+  kill "$serve_pid" 2>/dev/null; wait "$serve_pid" 2>/dev/null
+  serve_pid=
+  current_tag=
+  [ -L "$work/train.examples" ] || rm -f "$work/train.examples"  # an emulated attempt's copy
+}
+
+role_of() {  # rank -> "server 0" etc. (local.pbtxt: 0-1 servers, 2-3 workers, 4 exporter)
+  case $1 in 0|1) echo "server $1" ;; 2|3) echo "worker $(($1 - 2))" ;; 4) echo "exporter 0" ;; *) echo "-" ;; esac
+}
+
+# ---- Baseline: uninterrupted runs (two: their difference is the noise) ----
+base_auc=(); base_s=()
+for ((b = 1; b <= baselines; b++)); do
+  run_job "$out/baseline-$b" -1 0
+  [ "$job_rc" = 0 ] || { tail -30 "$out/baseline-$b/supervise.log"; die "baseline run $b failed"; }
+  grep -q '"restarts":0' "$out/baseline-$b/supervise.log" || die "baseline run $b needed a restart"
+  base_auc+=("$(fault_json_field "$out/baseline-$b/supervise.log" holdout_auc)")
+  base_s+=("$job_s")
+  echo "baseline run $b: holdout AUC ${base_auc[-1]}, $job_s s"
+done
+baseline=${base_auc[0]}
+noise=null
+if [ "$baselines" -ge 2 ]; then
+  noise=$(printf '%.5f' "$(echo "d = ${base_auc[0]} - ${base_auc[1]}; if (d < 0) d = -d; d" | bc -l)")
+  echo "baseline: run-to-run noise |AUC1 - AUC2| = $noise (tolerance $tolerance)"
+  if [ "$(echo "$noise > $tolerance" | bc -l)" = 1 ]; then
+    die "the noise of uninterrupted runs ($noise) exceeds the tolerance $tolerance: the AUC check would be meaningless"
+  fi
+fi
+# Kill somewhere in the run: from 1.5 s (ranks up) to 90% of its length.
+kill_max_ds=$(printf '%.0f' "$(echo "${base_s[0]} * 9" | bc -l)")
+[ "$kill_max_ds" -ge 20 ] || kill_max_ds=20
+
+# ---- Trials -----------------------------------------------------------------
+rows=()
+deltas=(); recoveries=()
+passed=0
+for ((t = 1; t <= trials; t++)); do
+  work=$out/trial-$t
+  victim=$((RANDOM % 5))
+  r=$RANDOM  # here: $RANDOM inside $(...) would not advance this shell's sequence
+  at=$(echo "scale=1; (15 + $r % ($kill_max_ds - 15 + 1)) / 10" | bc)
+  run_job "$work" "$victim" "$at"
+  problems=()
+  restarts=$(grep -o '"restarts":[0-9]*' "$work/supervise.log" | tail -1 | cut -d: -f2)
+  auc=$(fault_json_field "$work/supervise.log" holdout_auc)
+  [ "$job_rc" = 0 ] || problems+=("supervised job exited $job_rc")
+  if [ "$kill_done" = 1 ]; then
+    # The supervisor names the killed rank in its report of attempt 1.
+    grep -q "attempt 1/.* failed .*rank $victim[ )]" "$work/supervise.log" ||
+      problems+=("supervise.sh did not name rank $victim")
+    [ "${restarts:-0}" -ge 1 ] || problems+=("no restart after the kill")
+  fi
+  # AUC against the baseline.
+  if [ -n "$auc" ]; then
+    d=$(echo "d = $auc - $baseline; if (d < 0) d = -d; d" | bc -l)
+    deltas+=("$d")
+    [ "$(echo "$d <= $tolerance" | bc -l)" = 1 ] || problems+=("AUC $auc is $d from the baseline")
+  else
+    d=nan; problems+=("no final AUC")
+  fi
+  # Serving: no refusal, new versions after the kill, ends on the final one.
+  rejected=$(grep -c 'rejected export' "$work/serve.log")
+  loads=$(grep -c 'serving model version' "$work/serve.log")
+  [ "$rejected" = 0 ] || problems+=("freshet_serve refused $rejected snapshot(s)")
+  if [ "$kill_done" = 1 ] && [ "$loads" -le "$loads_before_kill" ]; then
+    problems+=("freshet_serve loaded no version after the kill")
+  fi
+  final_v=$("$bin/freshet_snapshot" info "$work/export" 2>/dev/null | grep -E '^version +[0-9]+' | grep -oE '[0-9]+')
+  last_loaded=$(grep -oE 'serving model version [0-9]+' "$work/serve.log" | tail -1 | grep -oE '[0-9]+$')
+  [ -n "$final_v" ] && [ "$final_v" = "$last_loaded" ] ||
+    problems+=("freshet_serve ends on version ${last_loaded:-none}, the export's latest is ${final_v:-none}")
+  "$bin/freshet_snapshot" verify --all "$work/export" > "$work/verify.log" 2>&1 ||
+    problems+=("freshet_snapshot verify --all failed (see $work/verify.log)")
+  # Records, when the ledgers exist.
+  dup=-; skipped=-
+  if [ "$has_ledger" = 1 ]; then
+    python3 "$src/tests/ledger_check.py" "$work/ledger" --baseline="$out/baseline-1/ledger" \
+      > "$work/ledger_check.log" 2>&1 || problems+=("ledger check failed (see $work/ledger_check.log)")
+    dup=$(fault_json_field "$work/ledger_check.log" duplicated)
+    skipped=$(fault_json_field "$work/ledger_check.log" skipped)
+  fi
+  if [ "$kill_done" = 1 ]; then recoveries+=("$job_s"); fi
+  if [ ${#problems[@]} -eq 0 ]; then result=ok; passed=$((passed + 1)); else result=FAIL; fail_total=1; fi
+  when=$([ "$kill_done" = 1 ] && echo "$kill_s" || echo "none")
+  rows+=("$(printf '%5d  %-16s %7s %8s %10s %8s %8s %8s %7s %6s  %s' "$t" \
+    "$([ "$kill_done" = 1 ] && echo "rank $victim $(role_of "$victim" | tr ' ' '_')" || echo "none(ended)")" \
+    "$when" "${restarts:--}" "$dup" "$skipped" "${auc:--}" "$(printf '%.4f' "$d" 2>/dev/null || echo nan)" \
+    "$job_s" "$loads" "$result")")
+  echo "${rows[-1]}"
+  for p in "${problems[@]}"; do echo "         - $p"; done
+  if [ ${#problems[@]} -gt 0 ]; then
+    echo "         (log: $work/supervise.log; last lines:)"; tail -8 "$work/supervise.log" | sed 's/^/           /'
+  fi
+done
+
+echo
+echo "fault injection: $trials trials, seed $seed, baseline AUC $baseline (noise $noise), baseline run ${base_s[0]} s"
+printf '%5s  %-16s %7s %8s %10s %8s %8s %8s %7s %6s  %s\n' trial killed at_s restarts duplicated skipped auc "|dAUC|" total_s loads result
+for r in "${rows[@]}"; do echo "$r"; done
+max_delta=$(printf '%s\n' "${deltas[@]:-0}" | sort -g | tail -1)
+mean_total=$(printf '%s\n' "${recoveries[@]:-0}" | awk '{s += $1; n++} END {printf "%.1f", n ? s / n : 0}')
+echo "{\"trials\":$trials,\"passed\":$passed,\"seed\":$seed,\"baseline_auc\":$baseline,\"baseline_noise\":$noise,\"max_auc_delta\":$(printf '%.5f' "${max_delta:-0}"),\"baseline_s\":${base_s[0]},\"mean_killed_trial_s\":$mean_total,\"records_counted\":$([ $has_ledger = 1 ] && echo true || echo false),\"resume\":$([ $has_resume = 1 ] && echo true || echo false)}"
+exit $fail_total
