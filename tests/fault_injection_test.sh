@@ -3,9 +3,14 @@
 #
 # A small freshet_train job (synthetic shop from freshet_gen, DeepFM, the
 # cluster-configs/local.pbtxt layout: 2 servers, 2 workers, exporter;
-# checkpoints every few steps) runs under launch/supervise.sh. Each trial
-# SIGKILLs one random rank (server, worker or exporter; found by its
-# OMPI_COMM_WORLD_RANK in /proc/<pid>/environ) at a random time, and checks:
+# checkpoints every 50 steps) runs under launch/supervise.sh, restarting with
+# `--resume` (newest complete checkpoint, exact input cut) and writing the
+# trained-input ledger (--input_ledger_dir). Each trial SIGKILLs one random
+# rank (server, worker or exporter; found by its OMPI_COMM_WORLD_RANK in
+# /proc/<pid>/environ) at a random time: one trial in five during start-up
+# (before the first trained batch), the others at a uniformly random point of
+# the training phase (from the first trained batch to 90% of the baseline's
+# remaining run time). Each trial checks:
 #   - the job recovers by itself: supervise.sh exits 0 within its restart
 #     limit, and its report of the failed attempt names the killed rank;
 #   - the final holdout AUC is within 0.003 of an uninterrupted baseline run
@@ -15,13 +20,10 @@
 #     refused a snapshot (no "rejected export" in its log), still loaded new
 #     versions after the kill, ends on the exporter's final version, and
 #     `freshet_snapshot verify --all` passes on the export dir;
-#   - record counting, when freshet_train has --input_ledger_dir: the
-#     ledgers of all attempts (tests/ledger_check.py against the baseline's)
-#     show 0 records skipped and no record twice in the final model; the
-#     duplicates are only records trained after the restored cut.
-# Restarts use `--resume` when freshet_train has it; until then the attempt
-# emulates it (restore the newest checkpoint, train on the examples after
-# its estimated cut: see attempt.sh below).
+#   - records: the ledgers of all attempts (tests/ledger_check.py against the
+#     baseline's) show 0 records skipped and every record exactly once in the
+#     final model; the duplicates (records trained by a killed attempt after
+#     the checkpoint the next attempt restored) are counted and reported.
 #
 # usage: tests/fault_injection_test.sh BIN_DIR SOURCE_DIR
 # env: FRESHET_FAULT_TRIALS (default 10), FRESHET_FAULT_SEED (default: from
@@ -70,67 +72,38 @@ cfg=$out/cluster.pbtxt
 fault_cluster_config "$src" "$cfg" 10000
 
 help=$("$bin/freshet_train" --help 2>&1)
-has_resume=0; has_ledger=0
-grep -qE -- '-resume \(' <<< "$help" && has_resume=1
-grep -qE -- '-input_ledger_dir \(' <<< "$help" && has_ledger=1
-echo "fault_injection: freshet_train --resume: $([ $has_resume = 1 ] && echo yes ||
-  echo 'no (emulated: --restore_from=<ckpt dir> and only the examples after its cut)'); --input_ledger_dir: $([ $has_ledger = 1 ] && echo 'yes (records are counted)' || echo 'no (records not counted)')"
+for flag in resume input_ledger_dir; do
+  grep -qE -- "-$flag \(" <<< "$help" || die "freshet_train has no --$flag"
+done
 
 # One attempt of the job in work dir $1 (run by supervise.sh; the tag in
-# FRESHET_FAULT_TAG marks its ranks). Without --resume it is emulated: the
-# newest checkpoint is restored (--restore_from) and the attempt trains on
-# the examples after its cut only. The cut is estimated from the
-# checkpoint's step: a step is $batch examples on each of the 2 workers,
-# whose interleaved byte blocks (1/128 of the file each) advance together,
-# so the first step * 2 * $batch examples of the file are in the checkpoint
-# (give or take a block per worker). <work>/emulated_cuts keeps, per
-# attempt, "<first checkpoint id it writes> <examples before its start>".
+# FRESHET_FAULT_TAG marks its ranks): --resume restores the newest complete
+# checkpoint (exact input cut) or starts fresh; every worker appends what it
+# trains to <work>/ledger (--input_ledger_dir) for ledger_check.py.
 cat > "$out/attempt.sh" <<SCRIPT
 #!/usr/bin/env bash
 work=\$1
-restore=()
-ledger=()
-[ $has_ledger = 0 ] || ledger=(--input_ledger_dir="\$work/ledger")
-if [ $has_resume = 1 ]; then
-  restore=(--resume)
-else
-  consumed=0 next_id=1
-  if [ -f "\$work/ckpt/CHECKPOINT_LATEST" ]; then
-    id=\$(cat "\$work/ckpt/CHECKPOINT_LATEST")
-    step=\$(awk '\$1 == "step" {print \$2}' "\$work/ckpt/ckpt-\$id/MANIFEST")
-    base=\$(awk -v id="\$id" '\$1 <= id {b = \$2} END {print b + 0}' "\$work/emulated_cuts")
-    consumed=\$((base + step * 2 * $batch))
-    next_id=\$((id + 1))
-    restore=(--restore_from="\$work/ckpt")
-    echo "attempt.sh: emulating --resume: checkpoint \$id (step \$step of this chain's attempt), training on the examples after the first \$consumed"
-  fi
-  echo "\$next_id \$consumed" >> "\$work/emulated_cuts"
-  rm -f "\$work/train.examples"
-  if [ "\$consumed" = 0 ]; then
-    ln -s "$out/data/train.examples" "\$work/train.examples"
-  else
-    { head -1 "$out/data/train.examples"; tail -n +\$((consumed + 2)) "$out/data/train.examples"; } > "\$work/train.examples"
-  fi
-fi
 exec "$src/launch/mpirun.sh" -np 5 -x FRESHET_FAULT_TAG "$bin/freshet_train" \\
   --task=synthetic --cluster_config="$cfg" --work_dir="\$work" --epochs=$epochs \\
   --batch_size=$batch --save=false \\
   --checkpoint_dir="\$work/ckpt" --checkpoint_interval_steps=$ckpt_every \\
-  --heartbeat_silence_s=5 --metrics_port=0 "\${restore[@]}" "\${ledger[@]}"
+  --heartbeat_silence_s=5 --metrics_port=0 --resume --input_ledger_dir="\$work/ledger"
 SCRIPT
 chmod +x "$out/attempt.sh"
 
 # A fresh work dir $1 with the generated data (the task finds it there).
 new_work() {
   mkdir -p "$1"
-  [ "$has_resume" = 0 ] || ln -s "$out/data/train.examples" "$1/train.examples"
+  ln -s "$out/data/train.examples" "$1/train.examples"
   ln -s "$out/data/holdout.examples" "$1/holdout.examples"
 }
 
 # Runs the supervised job in $1; kills rank $2 (none: -1) $3 seconds after
-# the start. Sets: job_rc, job_s, kill_done (1/0), kill_s, loads_before_kill.
+# the start ($4 = start) or after the first trained batch ($4 = train).
+# Sets: job_rc, job_s, train_s (first trained batch, s after the start),
+# kill_done (1/0), kill_s, loads_before_kill.
 run_job() {
-  local work=$1 victim=$2 at=$3 t0 pid now
+  local work=$1 victim=$2 at=$3 phase=${4:-start} t0 pid now ref
   new_work "$work"
   current_tag="fault-$$-$(basename "$work")"
   "$bin/freshet_serve" --export_dir="$work/export" --port=0 --poll_ms=50 > "$work/serve.log" 2>&1 &
@@ -140,10 +113,16 @@ run_job() {
     --backoff_s=0.5 --cluster_config="$cfg" -- "$out/attempt.sh" "$work" \
     > "$work/supervise.log" 2>&1 &
   local sup=$!
-  kill_done=0; kill_s=0; loads_before_kill=0
+  kill_done=0; kill_s=0; loads_before_kill=0; train_s=
   while kill -0 "$sup" 2>/dev/null; do
     now=$(date +%s.%N)
-    if [ "$victim" -ge 0 ] && [ "$kill_done" = 0 ] && [ "$(echo "$now - $t0 >= $at" | bc)" = 1 ]; then
+    if [ -z "$train_s" ] && grep -qs '^b ' "$work"/ledger/worker-*.ledger; then
+      train_s=$(printf '%.1f' "$(echo "$now - $t0" | bc)")
+    fi
+    ref=$t0
+    if [ "$phase" = train ]; then ref=${train_s:+$(echo "$t0 + $train_s" | bc)}; fi
+    if [ "$victim" -ge 0 ] && [ "$kill_done" = 0 ] && [ -n "$ref" ] &&
+       [ "$(echo "$now - $ref >= $at" | bc)" = 1 ]; then
       pid=$(fault_rank_pid "$current_tag" "$victim")
       if [ -n "$pid" ]; then
         loads_before_kill=$(grep -c 'serving model version' "$work/serve.log")
@@ -151,7 +130,7 @@ run_job() {
         kill_done=1
         kill_s=$(printf '%.1f' "$(echo "$(date +%s.%N) - $t0" | bc)")
         echo "  killed rank $victim (pid $pid) at $kill_s s" >> "$work/events.log"
-      elif [ "$(echo "$now - $t0 >= $at + 20" | bc)" = 1 ]; then
+      elif [ "$(echo "$now - $ref >= $at + 20" | bc)" = 1 ]; then
         victim=-1  # never found (the job ended first)
       fi
     fi
@@ -168,7 +147,6 @@ run_job() {
   kill "$serve_pid" 2>/dev/null; wait "$serve_pid" 2>/dev/null
   serve_pid=
   current_tag=
-  [ -L "$work/train.examples" ] || rm -f "$work/train.examples"  # an emulated attempt's copy
 }
 
 role_of() {  # rank -> "server 0" etc. (local.pbtxt: 0-1 servers, 2-3 workers, 4 exporter)
@@ -176,14 +154,16 @@ role_of() {  # rank -> "server 0" etc. (local.pbtxt: 0-1 servers, 2-3 workers, 4
 }
 
 # ---- Baseline: uninterrupted runs (two: their difference is the noise) ----
-base_auc=(); base_s=()
+base_auc=(); base_s=(); base_train_s=()
 for ((b = 1; b <= baselines; b++)); do
   run_job "$out/baseline-$b" -1 0
   [ "$job_rc" = 0 ] || { tail -30 "$out/baseline-$b/supervise.log"; die "baseline run $b failed"; }
   grep -q '"restarts":0' "$out/baseline-$b/supervise.log" || die "baseline run $b needed a restart"
   base_auc+=("$(fault_json_field "$out/baseline-$b/supervise.log" holdout_auc)")
   base_s+=("$job_s")
-  echo "baseline run $b: holdout AUC ${base_auc[-1]}, $job_s s"
+  [ -n "$train_s" ] || die "baseline run $b: no trained batch in its ledger"
+  base_train_s+=("$train_s")
+  echo "baseline run $b: holdout AUC ${base_auc[-1]}, $job_s s (first trained batch at $train_s s)"
 done
 baseline=${base_auc[0]}
 noise=null
@@ -194,20 +174,30 @@ if [ "$baselines" -ge 2 ]; then
     die "the noise of uninterrupted runs ($noise) exceeds the tolerance $tolerance: the AUC check would be meaningless"
   fi
 fi
-# Kill somewhere in the run: from 1.5 s (ranks up) to 90% of its length.
-kill_max_ds=$(printf '%.0f' "$(echo "${base_s[0]} * 9" | bc -l)")
-[ "$kill_max_ds" -ge 20 ] || kill_max_ds=20
+# Kill times (tenths of a second): start-up kills in [0.3 s, first trained
+# batch); training kills from the first trained batch to 90% of the rest.
+start_max_ds=$(printf '%.0f' "$(echo "${base_train_s[0]} * 10" | bc -l)")
+[ "$start_max_ds" -ge 4 ] || start_max_ds=4
+train_max_ds=$(printf '%.0f' "$(echo "(${base_s[0]} - ${base_train_s[0]}) * 9" | bc -l)")
+[ "$train_max_ds" -ge 5 ] || train_max_ds=5
 
 # ---- Trials -----------------------------------------------------------------
 rows=()
 deltas=(); recoveries=()
+dup_total=0; skip_total=0; kills_training=0
 passed=0
 for ((t = 1; t <= trials; t++)); do
   work=$out/trial-$t
   victim=$((RANDOM % 5))
   r=$RANDOM  # here: $RANDOM inside $(...) would not advance this shell's sequence
-  at=$(echo "scale=1; (15 + $r % ($kill_max_ds - 15 + 1)) / 10" | bc)
-  run_job "$work" "$victim" "$at"
+  # (bc's % is not an integer remainder at scale 1: shell arithmetic here)
+  if [ $((RANDOM % 5)) = 0 ]; then
+    phase=start; at_ds=$((3 + r % (start_max_ds - 3)))
+  else
+    phase=train; at_ds=$((r % train_max_ds))
+  fi
+  at=$(echo "scale=1; $at_ds / 10" | bc)
+  run_job "$work" "$victim" "$at" "$phase"
   problems=()
   restarts=$(grep -o '"restarts":[0-9]*' "$work/supervise.log" | tail -1 | cut -d: -f2)
   auc=$(fault_json_field "$work/supervise.log" holdout_auc)
@@ -241,7 +231,7 @@ for ((t = 1; t <= trials; t++)); do
     problems+=("freshet_snapshot verify --all failed (see $work/verify.log)")
   # Records, when the ledgers exist.
   dup=-; skipped=-
-  if [ "$has_ledger" = 1 ]; then
+  if true; then
     python3 "$src/tests/ledger_check.py" "$work/ledger" --baseline="$out/baseline-1/ledger" \
       > "$work/ledger_check.log" 2>&1 || problems+=("ledger check failed (see $work/ledger_check.log)")
     dup=$(fault_json_field "$work/ledger_check.log" duplicated)
@@ -249,8 +239,14 @@ for ((t = 1; t <= trials; t++)); do
   fi
   if [ "$kill_done" = 1 ]; then recoveries+=("$job_s"); fi
   if [ ${#problems[@]} -eq 0 ]; then result=ok; passed=$((passed + 1)); else result=FAIL; fail_total=1; fi
-  when=$([ "$kill_done" = 1 ] && echo "$kill_s" || echo "none")
-  rows+=("$(printf '%5d  %-16s %7s %8s %10s %8s %8s %8s %7s %6s  %s' "$t" \
+  when=none
+  if [ "$kill_done" = 1 ]; then
+    # kill_s is from the launch; a training kill also shows its offset.
+    when="$kill_s"; [ "$phase" = train ] && when="$kill_s(t+$at)"
+    [ "$phase" = train ] && kills_training=$((kills_training + 1))
+  fi
+  dup_total=$((dup_total + ${dup:-0})); skip_total=$((skip_total + ${skipped:-0}))
+  rows+=("$(printf '%5d  %-16s %12s %8s %10s %8s %8s %8s %7s %6s  %s' "$t" \
     "$([ "$kill_done" = 1 ] && echo "rank $victim $(role_of "$victim" | tr ' ' '_')" || echo "none(ended)")" \
     "$when" "${restarts:--}" "$dup" "$skipped" "${auc:--}" "$(printf '%.4f' "$d" 2>/dev/null || echo nan)" \
     "$job_s" "$loads" "$result")")
@@ -263,9 +259,9 @@ done
 
 echo
 echo "fault injection: $trials trials, seed $seed, baseline AUC $baseline (noise $noise), baseline run ${base_s[0]} s"
-printf '%5s  %-16s %7s %8s %10s %8s %8s %8s %7s %6s  %s\n' trial killed at_s restarts duplicated skipped auc "|dAUC|" total_s loads result
+printf '%5s  %-16s %12s %8s %10s %8s %8s %8s %7s %6s  %s\n' trial killed at_s restarts duplicated skipped auc "|dAUC|" total_s loads result
 for r in "${rows[@]}"; do echo "$r"; done
 max_delta=$(printf '%s\n' "${deltas[@]:-0}" | sort -g | tail -1)
 mean_total=$(printf '%s\n' "${recoveries[@]:-0}" | awk '{s += $1; n++} END {printf "%.1f", n ? s / n : 0}')
-echo "{\"trials\":$trials,\"passed\":$passed,\"seed\":$seed,\"baseline_auc\":$baseline,\"baseline_noise\":$noise,\"max_auc_delta\":$(printf '%.5f' "${max_delta:-0}"),\"baseline_s\":${base_s[0]},\"mean_killed_trial_s\":$mean_total,\"records_counted\":$([ $has_ledger = 1 ] && echo true || echo false),\"resume\":$([ $has_resume = 1 ] && echo true || echo false)}"
+echo "{\"trials\":$trials,\"passed\":$passed,\"seed\":$seed,\"baseline_auc\":$baseline,\"baseline_noise\":$noise,\"max_auc_delta\":$(printf '%.5f' "${max_delta:-0}"),\"baseline_s\":${base_s[0]},\"mean_killed_trial_s\":$mean_total,\"records_duplicated_total\":$dup_total,\"records_skipped_total\":$skip_total,\"kills_during_training\":$kills_training}"
 exit $fail_total

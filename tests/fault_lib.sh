@@ -30,7 +30,7 @@ fault_kill_job() {
 
 # A JSON number field $2 of the last line of $1 that has it.
 fault_json_field() {
-  grep -o "\"$2\":[-0-9.e+]*" "$1" | tail -1 | cut -d: -f2
+  grep -oE "\"$2\": ?[-0-9.e+]+" "$1" | tail -1 | cut -d: -f2 | tr -d ' '
 }
 
 # A copy of cluster-configs/local.pbtxt ($1: source dir) into $2 with the
