@@ -154,14 +154,14 @@ grep -qx "#SBATCH --ntasks-per-node=2" <<< "$script" || fail "script does not as
 if grep -q -- '--gpus-per-node' <<< "$script"; then fail "CPU-only config asks for GPUs"; fi
 # Restarts (docs/RELIABILITY.md, "Recovery"): requeue appends to one output
 # file; --supervise runs the job under launch/supervise.sh, and a restart
-# restores the newest checkpoint of --checkpoint_dir.
+# restores the newest checkpoint of --checkpoint_dir (--resume).
 grep -qx '#SBATCH --requeue' <<< "$script" || fail "--requeue: no #SBATCH --requeue"
 grep -qx '#SBATCH --open-mode=append' <<< "$script" || fail "--requeue: no --open-mode=append"
 grep -qx 'supervise=-1' <<< "$script" || fail "not --supervise, yet the script supervises"
 sup_script=$("${submit[@]}" --supervise=2 --checkpoint_dir="$tmp/ckpt" --dry-run)
 grep -qx 'supervise=2' <<< "$sup_script" || fail "--supervise=2 not in the script"
 grep -q -- '--max_restarts="$supervise"' <<< "$sup_script" || fail "--supervise: supervise.sh not called"
-grep -q 'restore=(--restore_from="$ckpt")' <<< "$sup_script" || fail "no checkpoint restore on restart"
+grep -q 'restore=(--resume)' <<< "$sup_script" || fail "a restart does not add --resume"
 job=$("${submit[@]}")
 [[ "$job" =~ ^[0-9]+$ ]] || fail "submit.sh printed '$job', not a job id"
 log "submitted job $job"

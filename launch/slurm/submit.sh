@@ -151,7 +151,9 @@ SCRIPT
   fi
   cat <<'SCRIPT'
 # One run of the job. A restart (requeued by SLURM, or by supervise.sh)
-# restores the newest checkpoint, unless freshet_train's --resume does.
+# adds --resume: freshet_train restores the newest complete checkpoint of
+# --checkpoint_dir with its exact input cut (nothing trained twice or
+# skipped beyond the cut), or starts fresh when there is none.
 train() {
   local a ckpt= resume=0 restore=()
   for a in "${train_args[@]}"; do
@@ -160,10 +162,10 @@ train() {
       --resume|--resume=true|--restore_from=*) resume=1 ;;
     esac
   done
-  if [ "$resume" = 0 ] && [ -n "$ckpt" ] && [ -f "$ckpt/CHECKPOINT_LATEST" ] &&
+  if [ "$resume" = 0 ] && [ -n "$ckpt" ] &&
      { [ "${SLURM_RESTART_COUNT:-0}" -gt 0 ] || [ "${FRESHET_ATTEMPT:-0}" -gt 0 ]; }; then
-    echo "freshet: restart (SLURM restart ${SLURM_RESTART_COUNT:-0}, attempt ${FRESHET_ATTEMPT:-0}): restoring checkpoint $(cat "$ckpt/CHECKPOINT_LATEST") of $ckpt"
-    restore=(--restore_from="$ckpt")
+    echo "freshet: restart (SLURM restart ${SLURM_RESTART_COUNT:-0}, attempt ${FRESHET_ATTEMPT:-0}): --resume from $ckpt"
+    restore=(--resume)
   fi
   mpirun --oversubscribe --bind-to none -np "$np" --rankfile "$rankfile" \
     "$bin_dir/freshet_train" --cluster_config="$config" "${train_args[@]}" "${restore[@]}"
