@@ -341,6 +341,8 @@ std::optional<PublishedCheckpoint> CheckpointPublisher::Finish() {
   if (!thread_.joinable()) return std::nullopt;
   thread_.join();
   return std::move(result_);
+}
+
 StatusOr<std::vector<InputFileId>> DescribeInputFiles(const std::vector<std::string>& files) {
   std::vector<InputFileId> out;
   for (const std::string& f : files) {

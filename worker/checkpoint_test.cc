@@ -216,6 +216,8 @@ TEST(CheckpointTest, PublisherWritesManifestOnlyAfterTheFilesAreWritten) {
   EXPECT_NE(done->status.message().find("server 1 (rank 1)"), std::string::npos);
   EXPECT_FALSE(fs::exists(dir3 + "/MANIFEST"));
   EXPECT_EQ(*LatestCheckpointId(root), 2);
+}
+
 // Input cuts round trip through a checkpoint (listed in the MANIFEST with
 // their trailer); damaged ones are DataLoss naming the file; the union of
 // the workers' cuts is checked against the job's files.

@@ -652,15 +652,16 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
           if (!out.flush()) st = Internal(dir + "/job.pbtxt: cannot write");
         }
       }
+      // The ledger's `c` line goes in before the workers agree: a worker
+      // that dies after the agreement (worker 0 may still publish) has it
+      // already, so every checkpoint a restore may name has its `c` line in
+      // every worker's ledger. (A `c` line of a checkpoint that then fails
+      // is never named by a restore.)
+      if (st.ok() && ledger != nullptr) st = ledger->AppendCheckpoint(next_checkpoint, step);
       float failed = st.ok() ? 0.0f : 1.0f;
       FRESHET_RETURN_IF_ERROR(workers->AllReduceSum(&failed, 1));
       if (!st.ok()) return st.WithContext(dir);
       if (failed > 0) return Status(StatusCode::kAborted, dir + ": another worker failed");
-      // Before the MANIFEST: every checkpoint a restore may name has its
-      // `c` line in every worker's ledger.
-      if (ledger != nullptr) {
-        FRESHET_RETURN_IF_ERROR(ledger->AppendCheckpoint(next_checkpoint, step));
-      }
       if (leader) {
         PendingCheckpoint p;
         p.root = ck.dir;
