@@ -16,6 +16,8 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/e2e_util.h"
+
 #include "server/parameter_shard.h"
 #include "server/table_io.h"
 #include "worker/job.h"
@@ -28,21 +30,8 @@ const std::string kBin = FRESHET_BIN_DIR;
 const std::string kData = FRESHET_SHARED_DATA_DIR;
 const std::string kOut = std::string(FRESHET_TEST_OUT_DIR) + "/checkpoint";
 
-struct CommandResult {
-  int rc = -1;
-  std::string output;
-};
-
-CommandResult RunCommand(const std::string& cmd) {
-  CommandResult r;
-  std::FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  if (!p) return r;
-  char buf[4096];
-  while (std::fgets(buf, sizeof(buf), p)) r.output += buf;
-  const int status = pclose(p);
-  r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
+using e2e::CommandResult;
+using e2e::RunCommand;
 
 // A cluster of `servers` servers and one worker; returns the config path.
 std::string Cluster(int servers) {

@@ -11,6 +11,8 @@
 // ledger interval is whole lines and its record count is the number of
 // good lines in it. A changed input file is refused.
 #include <gtest/gtest.h>
+
+#include "tests/e2e_util.h"
 #include <sys/wait.h>
 
 #include <algorithm>
@@ -29,21 +31,8 @@ const std::string kBin = FRESHET_BIN_DIR;
 const std::string kOut = std::string(FRESHET_TEST_OUT_DIR) + "/resume";
 constexpr int kEpochs = 2;
 
-struct CommandResult {
-  int rc = -1;
-  std::string output;
-};
-
-CommandResult RunCommand(const std::string& cmd) {
-  CommandResult r;
-  std::FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  if (!p) return r;
-  char buf[4096];
-  while (std::fgets(buf, sizeof(buf), p)) r.output += buf;
-  const int status = pclose(p);
-  r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
+using e2e::CommandResult;
+using e2e::RunCommand;
 
 std::string ReadFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

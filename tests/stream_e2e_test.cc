@@ -18,6 +18,8 @@
 
 #include <cstdio>
 #include <fstream>
+#include <regex>
+#include <filesystem>
 #include <map>
 #include <queue>
 #include <random>
@@ -253,6 +255,75 @@ TEST(StreamE2eTest, TrainsFromALiveRotatedStreamAndCountsAddUp) {
     }
   }
   EXPECT_EQ(offsets.size(), static_cast<size_t>(kPartitions + w.rotations));
+}
+
+// Restoring a streaming job reopens the stream where the checkpoint's cut
+// left it. On the finished stream of the test above: job A checkpoints every
+// 20 steps and stops at step 60; job B (`--resume`) restores A's newest
+// checkpoint and reads exactly the event lines after the workers'
+// checkpointed positions (every file's remaining lines; files A never
+// opened, whole), not the stream from its start.
+TEST(StreamE2eTest, ResumeReopensTheStreamAtTheCheckpointedPositions) {
+  const std::string dir = kOut + "/events";
+  struct stat st;
+  ASSERT_EQ(stat((dir + "/_END").c_str(), &st), 0)
+      << "needs the finished stream of TrainsFromALiveRotatedStreamAndCountsAddUp";
+  const std::string ckpt = kOut + "/resume-ckpt";
+  ASSERT_EQ(Sh("rm -rf " + ckpt + " " + kOut + "/resume-work"), 0);
+  const std::string train = "cd " + kSrc + " && timeout 300 " + kSrc + "/launch/mpirun.sh -np 5 " +
+                            kBin + "/freshet_train --job_config=cluster-configs/jobs/realtime-shop.pbtxt"
+                            " --stream_dir=" + dir + " --work_dir=" + kOut +
+                            "/resume-work --save=false --metrics_port=0 --checkpoint_dir=" + ckpt +
+                            " --checkpoint_interval_steps=20 --checkpoint_keep=100 ";
+  const std::string log_a = kOut + "/resume-a.log", log_b = kOut + "/resume-b.log";
+  ASSERT_EQ(Sh(train + "--max_steps=60 > " + log_a + " 2>&1"), 0) << "see " << log_a;
+  ASSERT_EQ(Sh(train + "--resume > " + log_b + " 2>&1"), 0) << "see " << log_b;
+  std::ifstream in(log_b);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(text, m, std::regex("restored checkpoint ([0-9]+): step ([0-9]+)")))
+      << text;
+  const std::string restored = ckpt + "/ckpt-" + m[1].str();
+  EXPECT_GE(std::stoi(m[2].str()), 20);
+  EXPECT_NE(text.find("stream positions of"), std::string::npos) << text;
+  // Lines per file name now, and where the checkpoint left each file.
+  std::map<std::string, int64_t> lines_now;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    const std::string name = e.path().filename().string();
+    if (StreamFilePartition(name) < 0) continue;
+    std::ifstream f(e.path());
+    int64_t n = 0;
+    for (std::string l; std::getline(f, l);) ++n;
+    lines_now[name] = n;
+  }
+  std::map<std::string, int64_t> lines_at_cut;
+  for (int worker = 0; worker < 2; ++worker) {
+    std::ifstream pin(restored + "/worker-" + std::to_string(worker) + ".position");
+    std::string ptext((std::istreambuf_iterator<char>(pin)), std::istreambuf_iterator<char>());
+    auto pos = TailPosition::Parse(ptext);
+    ASSERT_TRUE(pos.ok()) << pos.status();
+    for (const auto& f : pos->files) lines_at_cut[f.name] = f.lines;
+  }
+  ASSERT_FALSE(lines_at_cut.empty());
+  int64_t expected = 0, all_events = 0;
+  for (const auto& [name, n] : lines_now) {
+    all_events += n - 1;  // minus the header
+    auto it = lines_at_cut.find(name);
+    expected += it == lines_at_cut.end() ? n - 1 : n - std::max<int64_t>(it->second, 1);
+  }
+  std::string json_line;
+  std::istringstream lines(text);
+  for (std::string l; std::getline(lines, l);) {
+    if (l.rfind("{\"job\"", 0) == 0) json_line = l;
+  }
+  ASSERT_FALSE(json_line.empty()) << text;
+  const auto j = nlohmann::json::parse(json_line);
+  const auto& s = j.at("stream");
+  const int64_t read = s.at("impressions").get<int64_t>() + s.at("reactions").get<int64_t>() +
+                       s.at("ignored").get<int64_t>() + s.at("bad_lines").get<int64_t>();
+  EXPECT_EQ(read, expected) << "B read " << read << " event lines; after the cut there are "
+                            << expected << " (of " << all_events << ")";
+  EXPECT_LT(read, all_events);
 }
 
 }  // namespace

@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <sstream>
 #include <optional>
 
 #include <glog/logging.h>
@@ -123,7 +124,7 @@ JoinOptions JobJoinOptions(const proto::StreamConfig& s) {
 StatusOr<std::unique_ptr<StreamExampleSource>> OpenStream(const proto::JobConfig& job,
                                                           const std::vector<std::string>& columns,
                                                           const BadRecordPolicy& policy, int me,
-                                                          int n) {
+                                                          int n, const TailPosition* restore) {
   const auto& s = job.stream();
   std::unique_ptr<LineStream> lines;
   if (!s.dir().empty()) {
@@ -134,7 +135,7 @@ StatusOr<std::unique_ptr<StreamExampleSource>> OpenStream(const proto::JobConfig
     t.dir = s.dir();
     t.worker = me;
     t.num_workers = n;
-    FRESHET_ASSIGN_OR_RETURN(lines, TailSource::Open(t));
+    FRESHET_ASSIGN_OR_RETURN(lines, TailSource::Open(t, restore));
   } else {
     // Worker i listens on its own port / socket path.
     SocketOptions so;
@@ -429,11 +430,30 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
   int start_epoch = 0;
   bool restored_input = false;
   ConsumedSet restored_consumed;  // every old worker's trained input of start_epoch
+  // Streaming: every old worker's position as of its last trained batch,
+  // merged (positions are per file, keyed by file identity; each new worker
+  // applies the entries of the partitions it owns, for any worker count).
+  std::optional<TailPosition> restored_position;
   if (!options.restore_dir.empty()) {
     auto manifest = VerifyCheckpoint(options.restore_dir);
     if (manifest.ok()) {
       restored_id = manifest->id;
       start_step = manifest->step;
+      if (streaming && !job.stream().dir().empty()) {
+        TailPosition merged;
+        for (int w = 0; w < manifest->num_workers; ++w) {
+          const std::string path =
+              options.restore_dir + "/worker-" + std::to_string(w) + ".position";
+          std::ifstream in(path);
+          if (!in) continue;  // an older checkpoint, or a socket-fed worker
+          std::stringstream text;
+          text << in.rdbuf();
+          auto pos = TailPosition::Parse(text.str());
+          if (!pos.ok()) return pos.status().WithContext(path);
+          for (auto& f : pos->files) merged.files.push_back(std::move(f));
+        }
+        if (!merged.files.empty()) restored_position = std::move(merged);
+      }
       if (!streaming) {
         auto cut = LoadInputCut(options.restore_dir, manifest->num_workers, input_files);
         if (cut.ok()) {
@@ -453,7 +473,12 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
         std::printf("restored checkpoint %lld: step %lld, epoch %d, %s\n",
                     static_cast<long long>(restored_id), static_cast<long long>(start_step),
                     start_epoch + 1,
-                    streaming ? "streaming (positions not restored)"
+                    streaming ? (restored_position
+                                     ? "stream positions of " +
+                                           std::to_string(restored_position->files.size()) +
+                                           " files restored"
+                                     : std::string("stream read from the start (no positions)"))
+                                    .c_str()
                     : restored_input
                         ? (std::to_string(done) + " of " + std::to_string(total) +
                            " input bytes of the epoch already trained")
@@ -713,7 +738,9 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
   int epochs_opened = 0;
   auto open_shard = [&]() -> StatusOr<std::unique_ptr<ExampleSource>> {
     if (streaming) {
-      FRESHET_ASSIGN_OR_RETURN(stream_owner, OpenStream(job, columns, policy, me, n));
+      FRESHET_ASSIGN_OR_RETURN(stream_owner, OpenStream(job, columns, policy, me, n,
+                                                         restored_position ? &*restored_position
+                                                                           : nullptr));
       stream = stream_owner.get();
       if (leader && options.print_status) {
         std::printf("streaming: worker 0 reads %s; window %.1f s, labels",
