@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <set>
 #include <thread>
 #include <vector>
 
@@ -141,13 +142,23 @@ TEST_F(ExporterFaultTest, DiskFullSkipsVersionsAndServingKeepsTheLastGoodOne) {
   ASSERT_TRUE(wait_for([](const LoadedExport& m) { return m.tables.at("items").size() == 20; }));
   EXPECT_GE(last_seen, good + 3);  // two versions were skipped
   EXPECT_EQ(FileFaultInjector::Global().injected() - injected, 5);
-  const std::vector<std::string> tmp_files = [&] {
-    std::vector<std::string> v;
+  // No temporary file of a failed write is left behind. The exporter keeps
+  // publishing meanwhile, so a listing can catch a write in progress: a
+  // leftover is a .tmp that is still there 300 ms later (every later write
+  // has a new version, so a new name).
+  auto list_tmp = [&] {
+    std::set<std::string> v;
     for (const auto& e : std::filesystem::directory_iterator(dir_ + "/export")) {
-      if (e.path().extension() == ".tmp") v.push_back(e.path().string());
+      if (e.path().extension() == ".tmp") v.insert(e.path().string());
     }
     return v;
-  }();
+  };
+  const std::set<std::string> tmp_before = list_tmp();
+  std::this_thread::sleep_for(milliseconds(300));
+  std::vector<std::string> tmp_files;
+  for (const std::string& f : list_tmp()) {
+    if (tmp_before.count(f) != 0) tmp_files.push_back(f);
+  }
   EXPECT_TRUE(tmp_files.empty()) << tmp_files.front();
 
   // Training ends: a final full snapshot.
