@@ -9,8 +9,9 @@
 # rank (server, worker or exporter; found by its OMPI_COMM_WORLD_RANK in
 # /proc/<pid>/environ) at a random time: one trial in five during start-up
 # (before the first trained batch), the others at a uniformly random point of
-# the training phase (from the first trained batch to 80% of the baseline's
-# remaining run time). Each trial checks:
+# the training phase (from the first trained batch to 80% of the way to the
+# baseline's last trained batch; a trial whose kill had no effect is rerun
+# with the kill at half the time). Each trial checks:
 #   - the job recovers by itself: supervise.sh exits 0 within its restart
 #     limit, and its report of the failed attempt names the killed rank;
 #   - the final holdout AUC is within 0.003 of an uninterrupted baseline run
@@ -93,6 +94,7 @@ chmod +x "$out/attempt.sh"
 
 # A fresh work dir $1 with the generated data (the task finds it there).
 new_work() {
+  rm -rf "$1"  # a rerun trial starts from nothing (no checkpoints, no ledgers)
   mkdir -p "$1"
   ln -s "$out/data/train.examples" "$1/train.examples"
   ln -s "$out/data/holdout.examples" "$1/holdout.examples"
@@ -143,6 +145,14 @@ run_job() {
   wait "$sup"
   job_rc=$?
   job_s=$(printf '%.1f' "$(echo "$(date +%s.%N) - $t0" | bc)")
+  # When the last batch was trained (the ledgers' last write), s after the start.
+  local last=0 f m
+  for f in "$work"/ledger/worker-*.ledger; do
+    [ -f "$f" ] || continue
+    m=$(date -r "$f" +%s.%N)
+    [ "$(echo "$m > $last" | bc)" = 1 ] && last=$m
+  done
+  train_end_s=$(printf '%.1f' "$(echo "$last - $t0" | bc)")
   sleep 0.3  # serve picks up the last version (it polls every 50 ms)
   kill "$serve_pid" 2>/dev/null; wait "$serve_pid" 2>/dev/null
   serve_pid=
@@ -154,7 +164,7 @@ role_of() {  # rank -> "server 0" etc. (local.pbtxt: 0-1 servers, 2-3 workers, 4
 }
 
 # ---- Baseline: uninterrupted runs (two: their difference is the noise) ----
-base_auc=(); base_s=(); base_train_s=()
+base_auc=(); base_s=(); base_train_s=(); base_train_end_s=()
 for ((b = 1; b <= baselines; b++)); do
   run_job "$out/baseline-$b" -1 0
   [ "$job_rc" = 0 ] || { tail -30 "$out/baseline-$b/supervise.log"; die "baseline run $b failed"; }
@@ -163,7 +173,8 @@ for ((b = 1; b <= baselines; b++)); do
   base_s+=("$job_s")
   [ -n "$train_s" ] || die "baseline run $b: no trained batch in its ledger"
   base_train_s+=("$train_s")
-  echo "baseline run $b: holdout AUC ${base_auc[-1]}, $job_s s (first trained batch at $train_s s)"
+  base_train_end_s+=("$train_end_s")
+  echo "baseline run $b: holdout AUC ${base_auc[-1]}, $job_s s (training from $train_s s to $train_end_s s)"
 done
 baseline=${base_auc[0]}
 noise=null
@@ -175,10 +186,12 @@ if [ "$baselines" -ge 2 ]; then
   fi
 fi
 # Kill times (tenths of a second): start-up kills in [0.3 s, first trained
-# batch); training kills from the first trained batch to 80% of the rest; a job that ends before its kill is rerun with the kill at half the time.
+# batch); training kills from the first to 80% of the way to the last
+# trained batch (the baseline's ledgers); a trial whose kill had no effect
+# (the job or the rank had finished) is rerun with the kill at half the time.
 start_max_ds=$(printf '%.0f' "$(echo "${base_train_s[0]} * 10" | bc -l)")
 [ "$start_max_ds" -ge 4 ] || start_max_ds=4
-train_max_ds=$(printf '%.0f' "$(echo "(${base_s[0]} - ${base_train_s[0]}) * 8" | bc -l)")
+train_max_ds=$(printf '%.0f' "$(echo "(${base_train_end_s[0]} - ${base_train_s[0]}) * 8" | bc -l)")
 [ "$train_max_ds" -ge 5 ] || train_max_ds=5
 
 # ---- Trials -----------------------------------------------------------------
@@ -198,11 +211,13 @@ for ((t = 1; t <= trials; t++)); do
   fi
   at=$(echo "scale=1; $at_ds / 10" | bc)
   run_job "$work" "$victim" "$at" "$phase"
-  if [ "$kill_done" = 0 ]; then
-    # The job ended before the kill time (runs vary): a trial without a kill
+  restarts=$(grep -o '"restarts":[0-9]*' "$work/supervise.log" | tail -1 | cut -d: -f2)
+  if [ "$kill_done" = 0 ] || { [ "$job_rc" = 0 ] && [ "${restarts:-0}" = 0 ]; }; then
+    # The job ended before the kill time, or the killed rank had already
+    # finished its work (runs vary): a trial without an effective kill
     # proves nothing, so run it again with the kill at half the time.
     at=$(echo "scale=1; $at_ds / 20" | bc)
-    echo "  trial $t: the job ended before the kill; again with the kill at $at s" >&2
+    echo "  trial $t: the kill had no effect (the job or the rank had finished); again with the kill at $at s" >&2
     run_job "$work" "$victim" "$at" "$phase"
   fi
   problems=()

@@ -185,6 +185,16 @@ void Produce(const std::string& dir, const std::string& log, Written* w) {
   std::fclose(std::fopen((dir + "/_END").c_str(), "w"));
 }
 
+// freshet_train's final JSON line ({"job": ...}) in its output; empty if none.
+std::string JobJsonLine(const std::string& text) {
+  std::string json_line;
+  std::istringstream lines(text);
+  for (std::string l; std::getline(lines, l);) {
+    if (l.rfind("{\"job\"", 0) == 0) json_line = l;
+  }
+  return json_line;
+}
+
 TEST(StreamE2eTest, TrainsFromALiveRotatedStreamAndCountsAddUp) {
   ASSERT_EQ(Sh("rm -rf " + kOut + " && mkdir -p " + kOut + "/events"), 0);
   const std::string dir = kOut + "/events";
@@ -202,11 +212,7 @@ TEST(StreamE2eTest, TrainsFromALiveRotatedStreamAndCountsAddUp) {
   // Status lines showed the join and the watermark while training.
   EXPECT_NE(text.find("join (worker 0) imp"), std::string::npos) << text;
   EXPECT_NE(text.find("watermark 1"), std::string::npos) << text;
-  std::string json_line;
-  std::istringstream lines(text);
-  for (std::string l; std::getline(lines, l);) {
-    if (l.rfind("{\"job\"", 0) == 0) json_line = l;
-  }
+  const std::string json_line = JobJsonLine(text);
   ASSERT_FALSE(json_line.empty()) << text;
   const auto j = nlohmann::json::parse(json_line);
   const auto& s = j.at("stream");
@@ -311,11 +317,7 @@ TEST(StreamE2eTest, ResumeReopensTheStreamAtTheCheckpointedPositions) {
     auto it = lines_at_cut.find(name);
     expected += it == lines_at_cut.end() ? n - 1 : n - std::max<int64_t>(it->second, 1);
   }
-  std::string json_line;
-  std::istringstream lines(text);
-  for (std::string l; std::getline(lines, l);) {
-    if (l.rfind("{\"job\"", 0) == 0) json_line = l;
-  }
+  const std::string json_line = JobJsonLine(text);
   ASSERT_FALSE(json_line.empty()) << text;
   const auto j = nlohmann::json::parse(json_line);
   const auto& s = j.at("stream");
