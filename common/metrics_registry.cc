@@ -1,5 +1,7 @@
 #include "common/metrics_registry.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -271,6 +273,15 @@ std::string MetricsRegistry::JsonLine(const std::string& extra) {
   }
   s += "}";
   return s;
+}
+
+int64_t ProcessResidentBytes() {
+  std::FILE* f = std::fopen("/proc/self/statm", "r");
+  if (f == nullptr) return 0;
+  long long size = 0, resident = 0;
+  const int got = std::fscanf(f, "%lld %lld", &size, &resident);
+  std::fclose(f);
+  return got == 2 ? resident * static_cast<int64_t>(sysconf(_SC_PAGESIZE)) : 0;
 }
 
 }  // namespace freshet

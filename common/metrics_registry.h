@@ -154,4 +154,8 @@ class MetricsRegistry {
 // as 0 (JSON has no NaN; callers should not produce them).
 std::string MetricNumber(double v);
 
+// This process's resident set size in bytes (/proc/self/statm); 0 if it
+// cannot be read.
+int64_t ProcessResidentBytes();
+
 }  // namespace freshet

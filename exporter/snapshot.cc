@@ -290,13 +290,9 @@ class SnapReader {
   Status io_status_;
 };
 
-// Extra rows to reserve per table name when reading a full snapshot (the
-// upserts of the deltas that follow), so arrays are allocated once.
-using RowHints = std::unordered_map<std::string, size_t>;
-
 // Parses the body of a snapshot from `r`. Returns the structural problem (a
 // plain message, without the path) or "".
-std::string ParseBody(SnapReader* r, const RowHints* hints, Snapshot* snap) {
+std::string ParseBody(SnapReader* r, Snapshot* snap) {
   char magic[8];
   if (!r->Read(magic, sizeof(magic))) return "truncated header";
   if (std::memcmp(magic, kMagic, sizeof(kMagic)) != 0) return "bad magic (not a freshet .snap file)";
@@ -357,13 +353,8 @@ std::string ParseBody(SnapReader* r, const RowHints* hints, Snapshot* snap) {
       return tw + ": " + std::to_string(upserts) + " upserts of " + std::to_string(row_bytes) +
              " bytes exceed the remaining " + std::to_string(r->remaining()) + " bytes";
     }
-    size_t extra = 0;
-    if (hints != nullptr) {
-      auto h = hints->find(table.name);
-      if (h != hints->end()) extra = h->second;
-    }
-    internal::AssignHuge(&table.keys, upserts, uint64_t{0}, upserts + extra);
-    internal::AssignHuge(&table.values, upserts * dim, 0.0f, (upserts + extra) * dim);
+    internal::AssignHuge(&table.keys, upserts, uint64_t{0});
+    internal::AssignHuge(&table.values, upserts * dim, 0.0f);
     if (!r->ReadRows(upserts, dim, table.keys.data(), table.values.data())) {
       return tw + ": truncated rows";
     }
@@ -389,8 +380,7 @@ std::string ParseBody(SnapReader* r, const RowHints* hints, Snapshot* snap) {
 
 // Reads `path`; with `entry`, also checks size, whole-file hash and version
 // against the manifest entry.
-StatusOr<Snapshot> ReadSnapshot(const std::string& path, const proto::ExportFile* entry,
-                                const RowHints* hints = nullptr) {
+StatusOr<Snapshot> ReadSnapshot(const std::string& path, const proto::ExportFile* entry) {
   SnapReader r(path);
   FRESHET_RETURN_IF_ERROR(r.Open());
   auto corrupt = [&](const std::string& what) { return DataLoss(path + ": " + what); };
@@ -402,7 +392,7 @@ StatusOr<Snapshot> ReadSnapshot(const std::string& path, const proto::ExportFile
     return corrupt("truncated: " + std::to_string(r.size()) + " bytes is too short for a snapshot");
   }
   Snapshot snap;
-  const std::string problem = ParseBody(&r, hints, &snap);
+  const std::string problem = ParseBody(&r, &snap);
   if (!r.io_status().ok()) return r.io_status();
   // Hash the rest of the body either way: a checksum mismatch says "corrupt"
   // more precisely than the structural symptom of it.
@@ -516,65 +506,12 @@ bool SameTables(const proto::JobConfig& a, const proto::JobConfig& b) {
   return true;
 }
 
-// A LoadedTable from a full snapshot's table (moves its vectors). Duplicate
-// keys keep the last row.
-LoadedTable BuildTable(SnapshotTable* st) {
-  LoadedTable t;
-  t.dim = st->dim;
-  const size_t dim = static_cast<size_t>(st->dim);
-  t.keys = std::move(st->keys);
-  t.values = std::move(st->values);
-  t.index.Reserve(t.keys.size());
-  uint32_t out = 0;
-  for (size_t i = 0; i < t.keys.size(); ++i) {
-    const uint64_t key = t.keys[i];
-    const uint32_t existing = t.index.Insert(key, out);
-    float* src = t.values.data() + i * dim;
-    if (existing == KeyIndex::kNone) {
-      if (out != i) {
-        t.keys[out] = key;
-        std::memmove(t.values.data() + size_t{out} * dim, src, dim * sizeof(float));
-      }
-      ++out;
-    } else {
-      std::memmove(t.values.data() + size_t{existing} * dim, src, dim * sizeof(float));
-    }
+// The serving storage of job table `name` (16-bit tables stay 16-bit).
+ServedTable::Storage StorageFor(const proto::JobConfig& job, const std::string& name) {
+  for (const auto& t : job.tables().tables()) {
+    if (t.name() == name) return ServedTable::StorageOf(t.storage());
   }
-  t.keys.resize(out);
-  t.values.resize(size_t{out} * dim);
-  return t;
-}
-
-// Applies a delta's table: deletions (swap-remove), then upserts.
-void ApplyDeltaTable(const SnapshotTable& st, LoadedTable* t) {
-  const size_t dim = static_cast<size_t>(t->dim);
-  for (uint64_t key : st.deleted) {
-    const uint32_t row = t->index.Erase(key);
-    if (row == KeyIndex::kNone) continue;
-    const uint32_t last = static_cast<uint32_t>(t->keys.size() - 1);
-    if (row != last) {
-      const uint64_t moved = t->keys[last];
-      t->keys[row] = moved;
-      std::memcpy(t->values.data() + size_t{row} * dim, t->values.data() + size_t{last} * dim,
-                  dim * sizeof(float));
-      t->index.Set(moved, row);
-    }
-    t->keys.pop_back();
-    t->values.resize(size_t{last} * dim);
-  }
-  t->index.Reserve(t->index.size() + st.keys.size());
-  internal::ReserveHuge(&t->keys, t->keys.size() + st.keys.size());
-  internal::ReserveHuge(&t->values, t->values.size() + st.values.size());
-  for (size_t i = 0; i < st.keys.size(); ++i) {
-    const float* src = st.values.data() + i * dim;
-    const uint32_t existing = t->index.Insert(st.keys[i], static_cast<uint32_t>(t->keys.size()));
-    if (existing == KeyIndex::kNone) {
-      t->keys.push_back(st.keys[i]);
-      t->values.insert(t->values.end(), src, src + dim);
-    } else {
-      std::memcpy(t->values.data() + size_t{existing} * dim, src, dim * sizeof(float));
-    }
-  }
+  return ServedTable::Storage::kFp32;
 }
 
 // Applies one verified file of the chain to `out`.
@@ -588,9 +525,6 @@ Status ApplySnapshot(const std::string& path, Snapshot* snap, LoadedExport* out)
     return -1;
   };
   for (SnapshotTable& st : snap->tables) {
-    if (st.keys.size() >= KeyIndex::kNone) {
-      return DataLoss(path + ": table '" + st.name + "' has 2^32 - 1 rows or more");
-    }
     const int jd = job_dim(st.name);
     if (jd >= 0 && jd != st.dim) {
       return DataLoss(path + ": table '" + st.name + "' has dim " + std::to_string(st.dim) +
@@ -598,20 +532,21 @@ Status ApplySnapshot(const std::string& path, Snapshot* snap, LoadedExport* out)
     }
     auto it = out->tables.find(st.name);
     if (full) {
-      out->tables[st.name] = BuildTable(&st);
+      ServedTable t(st.dim, StorageFor(out->manifest.job(), st.name));
+      t.Build(st.keys.data(), st.values.data(), st.keys.size());
+      out->tables[st.name] = std::move(t);
+      st = SnapshotTable();  // free as we go
       continue;
     }
     if (it == out->tables.end()) {
-      it = out->tables.emplace(st.name, LoadedTable{}).first;
-      it->second.dim = st.dim;
-    } else if (it->second.dim != st.dim) {
+      it = out->tables.emplace(st.name, ServedTable(st.dim, StorageFor(out->manifest.job(), st.name)))
+               .first;
+    } else if (it->second.dim() != st.dim) {
       return DataLoss(path + ": table '" + st.name + "' has dim " + std::to_string(st.dim) +
-                      ", the model so far has " + std::to_string(it->second.dim));
+                      ", the model so far has " + std::to_string(it->second.dim()));
     }
-    if (it->second.keys.size() + st.keys.size() >= KeyIndex::kNone) {
-      return DataLoss(path + ": table '" + st.name + "' would reach 2^32 - 1 rows");
-    }
-    ApplyDeltaTable(st, &it->second);
+    it->second.Apply(st.deleted.data(), st.deleted.size(), st.keys.data(), st.values.data(),
+                     st.keys.size());
   }
   if (full) {
     out->dense = std::move(snap->dense);
@@ -636,10 +571,9 @@ Status BuildModel(const std::string& dir, const LoadedExport* base, LoadedExport
     std::string path;
     Snapshot snap;
   };
-  auto read = [&](const proto::ExportFile& entry, Snapshot::Kind want,
-                  const RowHints* hints) -> StatusOr<File> {
+  auto read = [&](const proto::ExportFile& entry, Snapshot::Kind want) -> StatusOr<File> {
     File f{JoinPath(dir, entry.name()), Snapshot()};
-    FRESHET_ASSIGN_OR_RETURN(f.snap, ReadSnapshot(f.path, &entry, hints));
+    FRESHET_ASSIGN_OR_RETURN(f.snap, ReadSnapshot(f.path, &entry));
     if (f.snap.kind != want) {
       return DataLoss(f.path + ": the manifest lists it as a " +
                       (want == Snapshot::Kind::kFull ? "full snapshot" : "delta") +
@@ -648,30 +582,20 @@ Status BuildModel(const std::string& dir, const LoadedExport* base, LoadedExport
     return f;
   };
   std::vector<File> deltas;
-  RowHints extra;  // table -> rows the deltas may add
   for (int i = base != nullptr ? base->manifest.deltas_size() : 0; i < m.deltas_size(); ++i) {
-    FRESHET_ASSIGN_OR_RETURN(File f, read(m.deltas(i), Snapshot::Kind::kDelta, nullptr));
-    for (const SnapshotTable& t : f.snap.tables) extra[t.name] += t.keys.size();
+    FRESHET_ASSIGN_OR_RETURN(File f, read(m.deltas(i), Snapshot::Kind::kDelta));
     deltas.push_back(std::move(f));
   }
   if (base != nullptr) {
+    // Versions share every part a delta does not touch (ServedTable).
     out->dense = base->dense;
-    for (const auto& [name, t] : base->tables) {
-      LoadedTable& copy = out->tables[name];
-      copy.dim = t.dim;
-      copy.index = t.index;
-      auto e = extra.find(name);
-      const size_t add = e == extra.end() ? 0 : e->second;
-      internal::CopyHuge(&copy.keys, t.keys, t.keys.size() + add);
-      internal::CopyHuge(&copy.values, t.values, t.values.size() + add * t.dim);
-    }
+    out->tables = base->tables;
   } else {
-    FRESHET_ASSIGN_OR_RETURN(File full, read(m.full(), Snapshot::Kind::kFull, &extra));
+    FRESHET_ASSIGN_OR_RETURN(File full, read(m.full(), Snapshot::Kind::kFull));
     out->tables.clear();
     for (const auto& t : m.job().tables().tables()) {
-      LoadedTable lt;
-      lt.dim = static_cast<int>(t.dim());
-      out->tables.emplace(t.name(), std::move(lt));
+      out->tables.emplace(t.name(),
+                          ServedTable(static_cast<int>(t.dim()), ServedTable::StorageOf(t.storage())));
     }
     FRESHET_RETURN_IF_ERROR(ApplySnapshot(full.path, &full.snap, out));
   }
@@ -893,12 +817,6 @@ StatusOr<std::shared_ptr<const LoadedExport>> LoadLatestExportIncremental(
     if (attempt + 1 < kLoadAttempts && now.ok() && *now != manifest_name) continue;
     return DataLoss(st.message() + " (listed in " + JoinPath(dir, manifest_name) + ")");
   }
-}
-
-const float* LoadedTable::Find(uint64_t key) const {
-  const uint32_t row = index.Find(key);
-  if (row == KeyIndex::kNone) return nullptr;
-  return values.data() + static_cast<size_t>(row) * static_cast<size_t>(dim);
 }
 
 // ---- ExportWriter --------------------------------------------------------------

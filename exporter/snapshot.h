@@ -37,7 +37,7 @@
 #include "common/proto/export.pb.h"
 #include "common/proto/job.pb.h"
 #include "common/status.h"
-#include "exporter/key_index.h"
+#include "exporter/served_table.h"
 
 namespace freshet {
 
@@ -138,29 +138,24 @@ class ExportWriter {
   int64_t bytes_written_ = 0;
 };
 
-// A model state loaded from an export directory: tables as key -> row maps
-// and dense params, at one version. The loaders hand it out as
-// shared_ptr<const LoadedExport> and never change it afterwards, so any
-// number of threads may read it (Find) without locking.
-//
-// Rows are dense: keys.size() == index.size() == values.size() / dim, and
-// index.Find(keys[r]) == r. A deletion swap-removes: the last row moves into
-// the freed slot (its index entry is updated) and the vectors shrink, so
-// there are no holes and `keys`/`values` can be scanned directly. Row order
-// is therefore not stable across deltas.
-struct LoadedTable {
-  int dim = 0;
-  KeyIndex index;              // key -> row (exporter/key_index.h)
-  std::vector<float> values;   // row * dim
-  std::vector<uint64_t> keys;  // row -> key
-  size_t size() const { return keys.size(); }
-  // Returns the row's weights (dim floats) or nullptr.
-  const float* Find(uint64_t key) const;
-};
+// A model state loaded from an export directory: tables (ServedTable: key ->
+// row, persistent) and dense params, at one version. The loaders hand it out
+// as shared_ptr<const LoadedExport> and never change it afterwards, so any
+// number of threads may read it without locking. Consecutive versions of a
+// chain share every table part a delta did not touch (ServedTable), so
+// holding an older version costs only what changed since.
+using LoadedTable = ServedTable;
 struct LoadedExport {
   proto::ExportManifest manifest;
   std::vector<float> dense;
   std::unordered_map<std::string, LoadedTable> tables;
+  // Bytes of what scoring needs: every table's keys and rows (16-bit rows
+  // for fp16/bf16 tables) and the dense params.
+  int64_t served_bytes() const {
+    int64_t bytes = static_cast<int64_t>(dense.size() * sizeof(float));
+    for (const auto& [name, t] : tables) bytes += t.payload_bytes();
+    return bytes;
+  }
 };
 
 // Reads LATEST and its manifest (DataLoss / NotFound naming the file):
@@ -183,10 +178,13 @@ StatusOr<proto::ExportManifest> ReadLatestManifest(const std::string& dir);
 // times.
 StatusOr<std::shared_ptr<const LoadedExport>> LoadLatestExport(const std::string& dir);
 // Like LoadLatestExport, but when `previous` is the same chain (same full
-// snapshot, its deltas a prefix of the new manifest's), copies it and applies
-// only the new deltas. Falls back to a full load otherwise. Returns
-// `previous` itself when LATEST still names its manifest. Never modifies
-// *previous (copy-on-write), so readers of it may keep using it.
+// snapshot, its deltas a prefix of the new manifest's), starts from it and
+// applies only the new deltas: the result shares every table part the
+// deltas do not touch with *previous (copy-on-write per leaf, ServedTable),
+// so a load costs O(rows in the new deltas), never a copy of the model.
+// Falls back to a full load otherwise. Returns `previous` itself when LATEST
+// still names its manifest. Never modifies *previous, so readers of it may
+// keep using it.
 StatusOr<std::shared_ptr<const LoadedExport>> LoadLatestExportIncremental(
     const std::string& dir, const std::shared_ptr<const LoadedExport>& previous);
 

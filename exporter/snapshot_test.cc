@@ -149,12 +149,12 @@ void ExpectSameSnapshot(const Snapshot& a, const Snapshot& b) {
 // Every row of `t` as key -> values (order-independent comparison).
 std::map<uint64_t, std::vector<float>> Rows(const LoadedTable& t) {
   std::map<uint64_t, std::vector<float>> rows;
-  EXPECT_EQ(t.keys.size(), t.index.size());
-  EXPECT_EQ(t.values.size(), t.keys.size() * t.dim);
-  for (size_t r = 0; r < t.keys.size(); ++r) {
-    EXPECT_EQ(t.index.Find(t.keys[r]), r) << "index broken at row " << r;
-    rows[t.keys[r]].assign(t.values.begin() + r * t.dim, t.values.begin() + (r + 1) * t.dim);
-  }
+  t.ForEach([&](uint64_t key, const float* w) {
+    EXPECT_EQ(rows.count(key), 0u) << "key " << key << " listed twice";
+    rows[key].assign(w, w + t.dim());
+    EXPECT_TRUE(t.contains(key)) << "lookup broken for key " << key;
+  });
+  EXPECT_EQ(rows.size(), t.size());
   return rows;
 }
 
@@ -165,7 +165,7 @@ void ExpectSameModel(const LoadedExport& a, const LoadedExport& b) {
   for (const auto& [name, t] : a.tables) {
     auto it = b.tables.find(name);
     ASSERT_TRUE(it != b.tables.end()) << name;
-    EXPECT_EQ(t.dim, it->second.dim) << name;
+    EXPECT_EQ(t.dim(), it->second.dim()) << name;
     EXPECT_EQ(Rows(t), Rows(it->second)) << name;
   }
 }
@@ -513,7 +513,7 @@ TEST(LoadTest, AppliesDeltasInOrder) {
   EXPECT_EQ(m3.status().code(), StatusCode::kNotFound);  // retired: not the newest of its chain
   ASSERT_EQ(e.tables.size(), 3u);
   const LoadedTable& user = e.tables.at("user");
-  EXPECT_EQ(user.dim, 4);
+  EXPECT_EQ(user.dim(), 4);
   auto rows = Rows(user);
   EXPECT_EQ(rows.size(), 3u);  // 2, 3, 100
   EXPECT_EQ(user.Find(1), nullptr);
@@ -526,7 +526,7 @@ TEST(LoadTest, AppliesDeltasInOrder) {
   EXPECT_EQ(wide.size(), 2u);
   EXPECT_EQ(wide.Find(8)[0], 1 + 8 * 0.25f);
   // A job table with no rows in any file is present and empty.
-  EXPECT_EQ(e.tables.at("empty").dim, 8);
+  EXPECT_EQ(e.tables.at("empty").dim(), 8);
   EXPECT_EQ(e.tables.at("empty").size(), 0u);
 }
 

@@ -190,7 +190,7 @@ int Info(const std::string& dir) {
   std::printf("tables        %zu\n", sorted.size());
   uint64_t rows = 0;
   for (const auto& [name, t] : sorted) {
-    std::printf("  %-28s rows %-12zu dim %d\n", name.c_str(), t->size(), t->dim);
+    std::printf("  %-28s rows %-12zu dim %d\n", name.c_str(), t->size(), t->dim());
     rows += t->size();
   }
   std::printf("rows          %" PRIu64 "\n", rows);
@@ -317,19 +317,9 @@ StatusOr<Model> LoadModel(const std::string& path) {
   m.label += std::string(" (") + KindName(s.kind) + ", version " + std::to_string(s.version) + ")";
   m.dense = std::move(s.dense);
   for (SnapshotTable& st : s.tables) {
-    LoadedTable& t = m.tables[st.name];
-    t.dim = st.dim;
-    const size_t dim = static_cast<size_t>(st.dim);
-    for (size_t i = 0; i < st.keys.size(); ++i) {
-      const float* src = st.values.data() + i * dim;
-      const uint32_t existing = t.index.Insert(st.keys[i], static_cast<uint32_t>(t.keys.size()));
-      if (existing == KeyIndex::kNone) {
-        t.keys.push_back(st.keys[i]);
-        t.values.insert(t.values.end(), src, src + dim);
-      } else {
-        std::copy(src, src + dim, t.values.begin() + size_t{existing} * dim);
-      }
-    }
+    LoadedTable t(st.dim);
+    t.Build(st.keys.data(), st.values.data(), st.keys.size());  // a repeated key: last row
+    m.tables[st.name] = std::move(t);
     m.deleted[st.name].insert(st.deleted.begin(), st.deleted.end());
   }
   return m;
@@ -398,8 +388,8 @@ int Diff(const std::string& a_path, const std::string& b_path) {
     }
     const LoadedTable& ta = ia->second;
     const LoadedTable& tb = ib->second;
-    if (ta.dim != tb.dim) {
-      std::printf("table %s: dim %d vs %d (%zu vs %zu rows)\n", name.c_str(), ta.dim, tb.dim,
+    if (ta.dim() != tb.dim()) {
+      std::printf("table %s: dim %d vs %d (%zu vs %zu rows)\n", name.c_str(), ta.dim(), tb.dim(),
                   ta.size(), tb.size());
       same = false;
       continue;
@@ -408,28 +398,27 @@ int Diff(const std::string& a_path, const std::string& b_path) {
     double worst = 0;
     uint64_t worst_key = 0;
     size_t differing = 0;
-    for (size_t r = 0; r < ta.keys.size(); ++r) {
-      const float* wb = tb.Find(ta.keys[r]);
-      if (wb == nullptr) {
-        only_a.push_back(ta.keys[r]);
-        continue;
+    std::vector<float> wb(static_cast<size_t>(ta.dim()));
+    ta.ForEach([&](uint64_t key, const float* wa) {
+      if (!tb.Lookup(key, wb.data())) {
+        only_a.push_back(key);
+        return;
       }
-      const float* wa = ta.values.data() + r * ta.dim;
       double row = 0;
-      for (int j = 0; j < ta.dim; ++j) row = std::max(row, AbsDiff(wa[j], wb[j]));
+      for (int j = 0; j < ta.dim(); ++j) row = std::max(row, AbsDiff(wa[j], wb[j]));
       if (row > tol) ++differing;
       if (row > worst) {
         worst = row;
-        worst_key = ta.keys[r];
+        worst_key = key;
       }
-    }
-    for (uint64_t k : tb.keys) {
-      if (ta.Find(k) == nullptr) only_b.push_back(k);
-    }
+    });
+    tb.ForEach([&](uint64_t key, const float*) {
+      if (!ta.contains(key)) only_b.push_back(key);
+    });
     std::sort(only_a.begin(), only_a.end());
     std::sort(only_b.begin(), only_b.end());
     std::printf("table %s: dim %d, rows %zu vs %zu, only in A %zu, only in B %zu, max |diff| %.6g",
-                name.c_str(), ta.dim, ta.size(), tb.size(), only_a.size(), only_b.size(), worst);
+                name.c_str(), ta.dim(), ta.size(), tb.size(), only_a.size(), only_b.size(), worst);
     if (worst > 0) std::printf(" (key %" PRIu64 ", %zu rows above tolerance)", worst_key, differing);
     std::printf("\n");
     PrintKeys("only in A", only_a);

@@ -14,7 +14,7 @@
 #endif
 
 #include "common/sharding.h"
-#include "server/half.h"
+#include "common/half.h"
 #include "server/initializer.h"
 
 namespace freshet {

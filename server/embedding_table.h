@@ -11,7 +11,7 @@
 //     moves the partition's last row into its place (swap-remove).
 // A row is one contiguous record, stride RowStride() bytes:
 //   [uint64 key][RowMeta (16 bytes)][dim weights][StateDim float state]
-// Weights are fp32, or fp16 / bf16 with storage FP16 / BF16 (server/half.h;
+// Weights are fp32, or fp16 / bf16 with storage FP16 / BF16 (common/half.h;
 // padded to 4 bytes); optimizer state is always fp32. There is no per-row
 // heap allocation.
 //

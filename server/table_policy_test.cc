@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "server/embedding_table.h"
-#include "server/half.h"
+#include "common/half.h"
 #include "server/initializer.h"
 
 namespace freshet {
@@ -377,7 +377,7 @@ TEST(StorageTest, AdagradStateStaysFp32) {
 namespace freshet {
 namespace {
 
-// The table may convert with F16C; it must round exactly like server/half.h.
+// The table may convert with F16C; it must round exactly like common/half.h.
 TEST(StorageTest, TableRoundingMatchesScalarConversion) {
   proto::TableConfig cfg = Sgd(19);  // 2 full 8-lane blocks and a tail
   cfg.set_storage(proto::TableConfig::FP16);

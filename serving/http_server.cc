@@ -2,6 +2,8 @@
 
 #include "serving/internal/requests.h"
 
+#include "common/metrics_registry.h"
+
 #include <algorithm>
 #include <array>
 #include <atomic>
@@ -578,7 +580,7 @@ void HttpServer::Impl::Model(httplib::Response& res) const {
   json tables = json::object();
   for (const auto& t : m.job().tables().tables()) {
     const auto it = model->data().tables.find(t.name());
-    tables[t.name()] = it == model->data().tables.end() ? 0 : it->second.index.size();
+    tables[t.name()] = it == model->data().tables.end() ? 0 : it->second.size();
   }
   json out = {{"version", m.version()},
               {"watermark", m.watermark()},
@@ -590,8 +592,12 @@ void HttpServer::Impl::Model(httplib::Response& res) const {
               {"full", m.full().name()},
               {"deltas", m.deltas_size()},
               {"tables", std::move(tables)},
+              {"incremental", model->incremental},
+              {"served_bytes", model->data().served_bytes()},
+              {"rss_bytes", ProcessResidentBytes()},
               {"loads", stats.loads},
               {"load_failures", stats.load_failures},
+              {"notified_polls", stats.notified_polls},
               {"frozen", stats.frozen}};
   if (m.ingest_wall_ms() > 0) {
     out["ingest_wall_ms"] = m.ingest_wall_ms();

@@ -1,9 +1,15 @@
 #include "serving/model_watcher.h"
 
 #include <glog/logging.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <sstream>
 
 #include "exporter/snapshot.h"
@@ -56,6 +62,14 @@ StatusOr<std::unique_ptr<ModelWatcher>> ModelWatcher::Start(Options options) {
     return InvalidArgument("model watcher: freeze_after_s is NaN");
   }
   std::unique_ptr<ModelWatcher> w(new ModelWatcher(std::move(options)));
+  if (w->options_.notify) {
+    w->wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    w->inotify_fd_ = ::inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+    if (w->wake_fd_ < 0 || w->inotify_fd_ < 0) {
+      PLOG(WARNING) << "model watcher: no inotify, polling " << w->options_.export_dir
+                    << " every " << w->options_.poll_ms << " ms";
+    }
+  }
   w->thread_ = std::thread([p = w.get()] { p->Loop(); });
   return w;
 }
@@ -66,7 +80,54 @@ ModelWatcher::~ModelWatcher() {
     stop_ = true;
   }
   cv_.notify_all();
+  if (wake_fd_ >= 0) {
+    const uint64_t one = 1;
+    (void)!::write(wake_fd_, &one, sizeof(one));
+  }
   if (thread_.joinable()) thread_.join();
+  if (inotify_fd_ >= 0) ::close(inotify_fd_);
+  if (wake_fd_ >= 0) ::close(wake_fd_);
+}
+
+bool ModelWatcher::WaitForChange(std::chrono::steady_clock::time_point until) {
+  if (inotify_fd_ < 0 || wake_fd_ < 0) return false;
+  if (watch_ < 0) {
+    // The directory may not exist yet (the exporter creates it): try again
+    // at every poll until it does.
+    watch_ = ::inotify_add_watch(inotify_fd_, options_.export_dir.c_str(),
+                                 IN_MOVED_TO | IN_CLOSE_WRITE | IN_DELETE_SELF | IN_MOVE_SELF);
+    if (watch_ < 0) return false;
+  }
+  alignas(struct inotify_event) char buf[16384];
+  while (true) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        until - SteadyClock::now());
+    if (left.count() <= 0) return true;
+    struct pollfd fds[2] = {{inotify_fd_, POLLIN, 0}, {wake_fd_, POLLIN, 0}};
+    const int r = ::poll(fds, 2, static_cast<int>(std::min<int64_t>(left.count() + 1, 1 << 30)));
+    if (r < 0 && errno != EINTR) return false;
+    if (fds[1].revents != 0) return true;  // stopping
+    if (r <= 0 || fds[0].revents == 0) continue;
+    bool latest = false;
+    ssize_t n;
+    while ((n = ::read(inotify_fd_, buf, sizeof(buf))) > 0) {
+      for (char* p = buf; p < buf + n;) {
+        auto* ev = reinterpret_cast<struct inotify_event*>(p);
+        if (ev->mask & (IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED)) {
+          watch_ = -1;  // the directory went away: watch it again when it is back
+          latest = true;
+        } else if (ev->len > 0 && std::strcmp(ev->name, "LATEST") == 0) {
+          latest = true;
+        }
+        p += sizeof(struct inotify_event) + ev->len;
+      }
+    }
+    if (latest) {
+      std::lock_guard<std::mutex> lock(mu_);
+      ++stats_.notified_polls;
+      return true;
+    }
+  }
 }
 
 std::shared_ptr<const ServingModel> ModelWatcher::Current() const {
@@ -102,7 +163,13 @@ void ModelWatcher::Loop() {
     lock.lock();
     ++stats_.polls;
     cv_.notify_all();
-    cv_.wait_until(lock, next, [&] { return stop_; });
+    if (stop_) break;
+    lock.unlock();
+    // Wake at once when LATEST is renamed into place (inotify), else at
+    // the next poll.
+    const bool waited = WaitForChange(next);
+    lock.lock();
+    if (!waited) cv_.wait_until(lock, next, [&] { return stop_; });
   }
 }
 
@@ -188,7 +255,7 @@ void ModelWatcher::PollOnce() {
   for (const auto& t : m.job().tables().tables()) {
     const auto it = model->data().tables.find(t.name());
     rows << (rows.tellp() > 0 ? ", " : "") << t.name() << " "
-         << (it == model->data().tables.end() ? 0 : it->second.index.size());
+         << (it == model->data().tables.end() ? 0 : it->second.size());
   }
   LOG(INFO) << "serving model version " << m.version() << " (watermark " << m.watermark() << ", "
             << m.full().name() << " + " << m.deltas_size() << " deltas"

@@ -1,8 +1,11 @@
 // ModelWatcher: keeps the newest export of a directory loaded and swaps it in
 // without blocking readers.
 //
-// A background thread polls the export directory (exporter/snapshot.h) every
-// poll_ms: it reads LATEST and its manifest, and when the manifest differs
+// A background thread watches the export directory (exporter/snapshot.h):
+// with inotify (Options::notify) it wakes as soon as the exporter renames a
+// new LATEST into place, and it also polls every poll_ms (the fallback when
+// inotify is missing, e.g. some network file systems, or the directory does
+// not exist yet). Each time it reads LATEST and its manifest, and when the manifest differs
 // from the serving model's (version, full snapshot, number of deltas,
 // creation time), loads it with LoadLatestExportIncremental (only the new
 // deltas when the chain continues the serving one; a full load otherwise),
@@ -24,9 +27,11 @@
 // moves back to an older version is loaded like any other (a rollback),
 // with a warning.
 //
-// Cost: an incremental load copies the serving tables (copy-on-write, see
-// LoadLatestExportIncremental), so memory peaks at about twice the model
-// while a load runs, and a load takes time linear in the rows.
+// Cost: an incremental load applies only the new deltas, sharing every
+// other part of the tables with the serving version (ServedTable,
+// LoadLatestExportIncremental): its time and extra memory are linear in
+// the rows the deltas change, not in the model. Readers never wait for it.
+// A new chain (a full snapshot) is loaded whole beside the serving model.
 //
 // Reload policy (for experiments that compare serving cadences, e.g.
 // launch/realtime_demo.sh): freeze_after_s >= 0 stops loading new models
@@ -71,6 +76,7 @@ class ModelWatcher {
   struct Options {
     std::string export_dir;
     int poll_ms = 100;           // > 0
+    bool notify = true;          // also wake on inotify events for LATEST
     int retry_failed_ms = 5000;  // >= 0
     Scorer::Options scorer;
     double freeze_after_s = -1;        // < 0: never freeze
@@ -87,6 +93,7 @@ class ModelWatcher {
     std::string last_error;         // of the latest rejected load; empty if none
     int64_t skipped_by_policy = 0;  // polls that did not look because of the policy
     bool frozen = false;            // freeze_after_s has passed: no more loads
+    int64_t notified_polls = 0;     // polls woken by an inotify event (not the timer)
   };
 
   // Starts the polling thread (first poll at once) and returns without
@@ -116,6 +123,9 @@ class ModelWatcher {
   void Loop();
   void PollOnce();
   void Fail(const std::string& key, const Status& st);
+  // Waits until `until` or an inotify event for LATEST (or stop). Returns
+  // false without waiting if inotify is not available for the directory.
+  bool WaitForChange(std::chrono::steady_clock::time_point until);
 
   const Options options_;
   std::thread thread_;
@@ -126,7 +136,11 @@ class ModelWatcher {
   std::shared_ptr<const ServingModel> current_;  // GUARDED_BY(mu_)
   Stats stats_;                                  // GUARDED_BY(mu_)
 
+  // Set in Start(); -1: none.
+  int inotify_fd_ = -1;
+  int wake_fd_ = -1;  // eventfd: the destructor wakes the polling thread
   // Polling thread only.
+  int watch_ = -1;  // inotify watch of export_dir
   std::string current_key_;  // identity of the serving manifest
   std::string failed_key_;   // identity of the last rejected manifest
   std::chrono::steady_clock::time_point retry_at_;

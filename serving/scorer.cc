@@ -51,15 +51,9 @@ StatusOr<std::unique_ptr<Scorer>> Scorer::Create(std::shared_ptr<const LoadedExp
     }
     const auto it = ex.tables.find(t.name());
     if (it == ex.tables.end()) continue;  // empty: every key gets its initial row
-    if (it->second.dim != s->dims_[i]) {
+    if (it->second.dim() != s->dims_[i]) {
       return DataLoss(where + ": table '" + t.name() + "' has dim " +
-                      std::to_string(it->second.dim) + " in the snapshot, the job says " +
-                      std::to_string(t.dim()));
-    }
-    if (it->second.values.size() != it->second.index.size() * static_cast<size_t>(t.dim())) {
-      return DataLoss(where + ": table '" + t.name() +
-                      "': " + std::to_string(it->second.values.size()) + " values for " +
-                      std::to_string(it->second.index.size()) + " rows of dim " +
+                      std::to_string(it->second.dim()) + " in the snapshot, the job says " +
                       std::to_string(t.dim()));
     }
     s->tables_[i] = &it->second;
@@ -173,13 +167,9 @@ void Scorer::Release(std::unique_ptr<Worker> w) const {
 }
 
 void Scorer::FetchRow(int table_id, uint64_t key, float* out) const {
-  const int dim = dims_[table_id];
   const LoadedTable* table = tables_[table_id];
-  const float* row = table != nullptr ? table->Find(key) : nullptr;
-  if (row != nullptr) {
-    std::memcpy(out, row, sizeof(float) * dim);
-  } else {
-    InitializeRow(initializers_[table_id], table_id, key, out, dim);
+  if (table == nullptr || !table->Lookup(key, out)) {
+    InitializeRow(initializers_[table_id], table_id, key, out, dims_[table_id]);
   }
 }
 

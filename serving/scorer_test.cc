@@ -177,7 +177,7 @@ TEST(ScorerTest, RejectsExportsThatDoNotFitTheirJob) {
   good->manifest.set_version(7);
   *good->manifest.mutable_job() = TinyJob();
   for (const auto& t : good->manifest.job().tables().tables()) {
-    good->tables[t.name()].dim = static_cast<int>(t.dim());
+    good->tables[t.name()] = LoadedTable(static_cast<int>(t.dim()));
   }
   {
     // The right dense length, taken from a scorer's failure message would be
@@ -191,7 +191,7 @@ TEST(ScorerTest, RejectsExportsThatDoNotFitTheirJob) {
   }
   {
     auto bad = std::make_shared<LoadedExport>(*good);
-    bad->tables["emb"].dim = 8;
+    bad->tables["emb"] = LoadedTable(8);
     auto s = Scorer::Create(bad);
     ASSERT_FALSE(s.ok());
     EXPECT_EQ(s.status().code(), StatusCode::kDataLoss) << s.status();

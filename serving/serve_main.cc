@@ -25,7 +25,11 @@
 DEFINE_string(export_dir, "", "Export directory to serve from (required)");
 DEFINE_string(host, "127.0.0.1", "Address to listen on (0.0.0.0: every interface)");
 DEFINE_int32(port, 8080, "Port to listen on; 0 picks a free port and prints it");
-DEFINE_int32(poll_ms, 100, "How often to check the export directory for a new model (ms)");
+DEFINE_int32(poll_ms, 100,
+             "How often to check the export directory for a new model (ms); with --notify "
+             "a new LATEST is also seen at once");
+DEFINE_bool(notify, true, "Watch the export directory with inotify (load a new model as soon as "
+                          "LATEST changes), besides polling");
 DEFINE_int64(max_body_bytes, 1 << 20, "Largest request body accepted; larger ones get 413");
 DEFINE_int32(max_batch, 1000, "Most examples per /score and candidates per /rank request");
 DEFINE_int32(threads, 8, "Connection-handling threads (one per open connection)");
@@ -71,6 +75,7 @@ int main(int argc, char** argv) {
   freshet::ModelWatcher::Options wopt;
   wopt.export_dir = FLAGS_export_dir;
   wopt.poll_ms = FLAGS_poll_ms;
+  wopt.notify = FLAGS_notify;
   wopt.freeze_after_s = FLAGS_freeze_after_s;
   wopt.min_reload_interval_s = FLAGS_min_reload_interval_s;
   wopt.reload_interval_after_s = FLAGS_reload_interval_after_s;

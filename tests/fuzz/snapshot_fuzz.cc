@@ -114,12 +114,14 @@ void LoadDir(fuzz::Input* in) {
   auto loaded = LoadLatestExport(dir);
   if (!loaded.ok()) return;
   for (const auto& [name, table] : (*loaded)->tables) {
-    FUZZ_CHECK(table.dim > 0);
-    FUZZ_CHECK(table.keys.size() == table.index.size());
-    FUZZ_CHECK(table.values.size() == table.keys.size() * static_cast<size_t>(table.dim));
-    for (size_t r = 0; r < table.keys.size(); ++r) {
-      FUZZ_CHECK(table.Find(table.keys[r]) == table.values.data() + r * table.dim);
-    }
+    FUZZ_CHECK(table.dim() > 0);
+    size_t rows = 0;
+    std::vector<float> row(static_cast<size_t>(table.dim()));
+    table.ForEach([&](uint64_t key, const float*) {
+      ++rows;
+      FUZZ_CHECK(table.Lookup(key, row.data()));
+    });
+    FUZZ_CHECK(rows == table.size());
   }
 }
 

@@ -1,4 +1,4 @@
-#include "server/half.h"
+#include "common/half.h"
 
 #include <gtest/gtest.h>
 
