@@ -104,6 +104,14 @@ bool ExporterNode::Handle(Message* msg, Message* final_request) {
   }
 }
 
+double ExporterStats::DeltaMsQuantile(double q) const {
+  if (delta_ms.empty()) return 0;
+  std::vector<double> v = delta_ms;
+  const size_t i = std::min(v.size() - 1, static_cast<size_t>(q * static_cast<double>(v.size())));
+  std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(i), v.end());
+  return v[i];
+}
+
 Status AddExportRows(const std::vector<char>& body, Snapshot* snap) {
   const bool full = snap->kind == Snapshot::Kind::kFull;
   return ForEachExportedTable(body, [&](int table, int dim, const uint64_t* keys, const float* w,
@@ -169,8 +177,11 @@ Status ExporterNode::Export(bool full) {
   snap.ingest_wall_ms = ingest_wall_ms_;
   snap.has_dense = have_dense_;
   snap.dense = dense_;
-  int64_t rows = 0;
-  for (const auto& t : snap.tables) rows += static_cast<int64_t>(t.keys.size());
+  int64_t rows = 0, deletions = 0;
+  for (const auto& t : snap.tables) {
+    rows += static_cast<int64_t>(t.keys.size());
+    deletions += static_cast<int64_t>(t.deleted.size());
+  }
   if (got_final) {
     // Answer after this export; the caller's loop sees it next.
     pending_final_ = std::move(final_request);
@@ -196,6 +207,10 @@ Status ExporterNode::Export(bool full) {
   stats_.bytes_written = writer_->bytes_written();
   const double ms = std::chrono::duration<double, std::milli>(SteadyClock::now() - t0).count();
   stats_.max_export_ms = std::max(stats_.max_export_ms, ms);
+  if (!full) {
+    stats_.delta_ms.push_back(ms);
+    stats_.delta_rows.push_back(rows + deletions);
+  }
   if (metrics_ != nullptr) {
     const int64_t now_ms = UnixMs();
     (full ? metrics_->fulls : metrics_->deltas)->Add();

@@ -61,6 +61,12 @@ struct ExporterStats {
   int64_t bytes_written = 0;
   double max_export_ms = 0;
   int64_t failed_publishes = 0;  // exports whose files could not be written
+  // Per published delta: time to collect and publish it (ms) and its rows
+  // (upserts + deletions), in order; for benchmarks (freshness_bench.sh).
+  std::vector<double> delta_ms;
+  std::vector<int64_t> delta_rows;
+  // The q-quantile (0..1) of delta_ms; 0 without deltas.
+  double DeltaMsQuantile(double q) const;
 };
 
 class ExporterNode {

@@ -1,6 +1,7 @@
 #include "serving/model_watcher.h"
 
 #include <glog/logging.h>
+#include <malloc.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
@@ -273,6 +274,7 @@ void ModelWatcher::PollOnce() {
   last_load_at_ = SteadyClock::now();
   if (!loaded_once_) first_load_at_ = last_load_at_;
   loaded_once_ = true;
+  const bool model_incremental = model->incremental;
   {
     std::lock_guard<std::mutex> lock(mu_);
     current_ = std::move(model);
@@ -280,7 +282,13 @@ void ModelWatcher::PollOnce() {
   }
   cv_.notify_all();
   // `previous` may be the last holder of the old model: it is freed here, on
-  // the polling thread, unless a request still holds it.
+  // the polling thread, unless a request still holds it. After a full load
+  // (a new chain: the old model and the file buffers are gone), hand the
+  // freed heap back to the system, so the resident size follows the model.
+  const bool full_load = !model_incremental;
+  previous.reset();
+  prev_data.reset();
+  if (full_load) malloc_trim(0);
 }
 
 }  // namespace freshet

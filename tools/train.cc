@@ -32,13 +32,16 @@
 #include "common/file_io.h"
 #include "common/mpi_transport.h"
 #include "common/mpi_util.h"
+#include "common/sharding.h"
 #include "common/worker_collective.h"
 #include "exporter/exporter_node.h"
+#include "server/initializer.h"
 #include "server/local_sparse_store.h"
 #include "server/parameter_shard.h"
 #include "server/server_node.h"
 #include "server/table_io.h"
 #include "worker/checkpoint.h"
+#include "worker/features.h"
 #include "worker/job.h"
 #include "worker/job_runner.h"
 #include "worker/ps_client.h"
@@ -51,6 +54,12 @@ DEFINE_string(task, "synthetic",
 DEFINE_string(data_dir, "../shared/data", "directory of the raw public datasets");
 DEFINE_bool(local, false, "single-process reference trainer: no MPI, no parameter servers");
 DEFINE_int32(epochs, 0, "override the job's epochs (0: keep)");
+DEFINE_double(export_interval_s, 0, "override export.interval_s (>= 0.1; 0: keep)");
+DEFINE_double(export_full_interval_s, 0, "override export.full_interval_s (0: keep)");
+DEFINE_int64(prefill_rows, 0,
+             "benchmarks (tools/freshness_bench.sh): before training, the servers fill the job's "
+             "widest table with this many generated rows (over all servers; initializer values, "
+             "marked pushed so that they are exported and served like trained rows)");
 DEFINE_int32(batch_size, 0, "override the job's batch size (0: keep)");
 DEFINE_int32(staleness, -2, "override the job's staleness bound (-1 async, 0 sync; -2: keep)");
 DEFINE_string(model, "", "override the model kind: lr or deepfm");
@@ -125,11 +134,47 @@ int Fail(const Status& st, const std::string& who) {
   return 1;
 }
 
+// --prefill_rows: fills the widest table of `shard` (server `me` of `n`)
+// with its share of `total` generated rows: keys from a counter hash, kept if
+// they fall in this server's slot range (common/sharding.h), weights from
+// the table's initializer. The rows get version 1 and the shard moves past
+// it (one empty push), so they are exported like pushed rows. Returns the
+// rows added.
+int64_t PrefillRows(ParameterShard* shard, int me, int n, int64_t total) {
+  int widest = 0;
+  for (int t = 1; t < shard->num_tables(); ++t) {
+    if (shard->table(t)->dim() > shard->table(widest)->dim()) widest = t;
+  }
+  EmbeddingTable* table = shard->table(widest);
+  const int dim = table->dim();
+  std::vector<float> w(static_cast<size_t>(dim));
+  RowMeta meta;
+  meta.version = 1;
+  int64_t added = 0;
+  const int64_t share = total / n + (me < total % n ? 1 : 0);
+  for (uint64_t i = 0; added < share; ++i) {
+    const uint64_t key = HashToken(0x9f11ed, std::to_string(i));
+    if (ShardOf(key, n) != me) continue;
+    InitializeRow(table->config().initializer(), widest, key, w.data(), dim);
+    table->Upsert(key, w.data(), nullptr, meta);
+    ++added;
+  }
+  Status st = shard->HandlePush(widest, static_cast<uint32_t>(dim), nullptr, 0, nullptr);
+  CHECK(st.ok()) << st;
+  return added;
+}
+
 StatusOr<proto::JobConfig> LoadJob() {
   const std::string path =
       FLAGS_job_config.empty() ? "cluster-configs/jobs/" + FLAGS_task + ".pbtxt" : FLAGS_job_config;
   FRESHET_ASSIGN_OR_RETURN(proto::JobConfig job, LoadJobConfig(path));
   if (FLAGS_epochs > 0) job.set_epochs(FLAGS_epochs);
+  if (FLAGS_export_interval_s > 0) {
+    job.mutable_export_()->set_interval_s(static_cast<float>(FLAGS_export_interval_s));
+  }
+  if (FLAGS_export_full_interval_s > 0) {
+    job.mutable_export_()->set_full_interval_s(static_cast<float>(FLAGS_export_full_interval_s));
+  }
   if (FLAGS_batch_size > 0) job.set_batch_size(FLAGS_batch_size);
   if (FLAGS_staleness >= -1) job.set_staleness(FLAGS_staleness);
   if (!FLAGS_work_dir.empty()) {
@@ -367,6 +412,16 @@ int RunMpi(int argc, char** argv, const proto::JobConfig& job) {
                       .count());
       std::fflush(stdout);
     }
+    if (FLAGS_prefill_rows > 0) {
+      const auto t0 = std::chrono::steady_clock::now();
+      const int64_t rows = PrefillRows(shard->get(), layout.IndexInRole(rank), layout.num_servers(),
+                                       FLAGS_prefill_rows);
+      std::printf("freshet_train: server %d prefilled %lld rows in %.0f ms\n",
+                  layout.IndexInRole(rank), static_cast<long long>(rows),
+                  std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
+                      .count());
+      std::fflush(stdout);
+    }
     ServerNode node(transport.get(), layout, shard->get(), cfg->server().handler_threads(),
                     timeout, &metrics);
     StopMetricsOnExit stop_metrics{service.get()};
@@ -528,11 +583,16 @@ int RunMpi(int argc, char** argv, const proto::JobConfig& job) {
       MpiSession::Abort(4);
     }
     const ExporterStats& s = exporter.stats();
+    double delta_rows = 0;
+    for (int64_t r : s.delta_rows) delta_rows += static_cast<double>(r);
+    if (!s.delta_rows.empty()) delta_rows /= static_cast<double>(s.delta_rows.size());
     std::printf("exporter: %lld full + %lld delta snapshots, %lld rows, %.1f MB to %s "
-                "(slowest export %.0f ms)\n",
+                "(slowest export %.0f ms; deltas: p50 %.1f ms, p99 %.1f ms, %.0f rows on "
+                "average)\n",
                 static_cast<long long>(s.fulls), static_cast<long long>(s.deltas),
                 static_cast<long long>(s.rows_exported), s.bytes_written / 1e6,
-                job.export_().dir().c_str(), s.max_export_ms);
+                job.export_().dir().c_str(), s.max_export_ms, s.DeltaMsQuantile(0.5),
+                s.DeltaMsQuantile(0.99), delta_rows);
     std::fflush(stdout);
   }
   transport->Shutdown();

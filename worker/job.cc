@@ -64,7 +64,11 @@ Status ValidateJobConfig(proto::JobConfig* job, const std::string& source) {
   if (job->model_dir().empty()) job->set_model_dir(job->work_dir() + "/model");
   auto* ex = job->mutable_export_();
   if (ex->dir().empty()) ex->set_dir(job->work_dir() + "/export");
-  if (ex->interval_s() < 0) return Field(source, "export.interval_s", "must be >= 0");
+  if (!(ex->interval_s() == 0 || ex->interval_s() >= 0.1f)) {
+    return Field(source, "export.interval_s",
+                 "must be 0 (default: 1 s) or at least 0.1 s, got " +
+                     std::to_string(ex->interval_s()));
+  }
   if (ex->interval_s() == 0) ex->set_interval_s(1);
   if (ex->full_interval_s() < 0) return Field(source, "export.full_interval_s", "must be >= 0");
   if (ex->full_interval_s() == 0) ex->set_full_interval_s(60);

@@ -50,6 +50,17 @@ TEST(JobConfigTest, ErrorsNameTheField) {
   auto stale = Parse(R"(task: "t" staleness: -3 features { slots { name: "a" } }
                         model { wide_table: "wide" })");
   EXPECT_EQ(stale.status().message(), "job.pbtxt: staleness: must be >= -1, got -3");
+  // Sub-second exports are fine down to 0.1 s.
+  auto fast = Parse(R"(task: "t" features { slots { name: "a" } } model { wide_table: "wide" }
+                       export { interval_s: 0.25 })");
+  ASSERT_TRUE(fast.ok()) << fast.status();
+  EXPECT_FLOAT_EQ(fast->export_().interval_s(), 0.25f);
+  auto too_fast = Parse(R"(task: "t" features { slots { name: "a" } } model { wide_table: "wide" }
+                           export { interval_s: 0.05 })");
+  EXPECT_NE(too_fast.status().message().find("export.interval_s: must be 0 (default: 1 s) or at "
+                                             "least 0.1 s"),
+            std::string::npos)
+      << too_fast.status();
   auto syntax = ParseJobConfig("name: \"x\"\nbatch_size: lots\n", "s.pbtxt");
   EXPECT_NE(syntax.status().message().find("s.pbtxt:2:"), std::string::npos) << syntax.status();
 }
