@@ -8,7 +8,6 @@
 #include <glog/logging.h>
 
 #include "server/initializer.h"
-#include "worker/job_runner.h"
 #include "worker/model/batch.h"
 #include "worker/model/model.h"
 
@@ -129,7 +128,11 @@ int64_t Scorer::models_created() const {
 
 StatusOr<std::unique_ptr<Scorer::Worker>> Scorer::NewWorker() const {
   const std::string where = "export version " + std::to_string(version());
-  auto model = CreateJobModel(model_->manifest.job(), encoder_->num_slots(), encoder_->num_dense());
+  // Serving scores on the CPU whatever device the job trained on (the same
+  // math: the GPU model is checked against the CPU one).
+  const proto::JobConfig& job = model_->manifest.job();
+  auto model =
+      Model::Create(job.model(), JobModelShape(job, encoder_->num_slots(), encoder_->num_dense()));
   if (!model.ok()) return model.status().WithContext(where);
   auto w = std::make_unique<Worker>();
   w->model = std::move(model).value();

@@ -10,7 +10,8 @@
 //     initializer, table id, key) (server/initializer.h): the value a
 //     training pull would have created. Nothing is ever inserted: the export
 //     stays read-only and shared;
-//   - the same model code (CreateJobModel, worker/job_runner.h) with the
+//   - the same model code (Model::Create over JobModelShape, as
+//     CreateJobModel in worker/job_runner.h, on the CPU) with the
 //     export's dense parameters.
 // Scores are sigmoid(logit) (Sigmoid, worker/model/model.h).
 //
@@ -24,7 +25,7 @@
 // Thread safety: immutable after Create() except for an internal,
 // mutex-guarded pool of Model instances (models are not thread-safe), so
 // Score() may run on any number of threads at once. A call takes an idle
-// model from the pool or builds a new one (CreateJobModel + the export's
+// model from the pool or builds a new one (Model::Create + the export's
 // dense params) and returns it afterwards; at most Options::max_idle_models
 // idle models are kept.
 #pragma once

@@ -11,18 +11,46 @@
 #      consecutive watermarks (constant ingestion rate), so each reload
 #      contributes latencies L - t over its interval, weighted by length;
 #   4. serving throughput and latency from wrk, export bytes/s and delta sizes.
+#   5. at scale: --table_rows=N makes the servers pre-fill the embedding
+#      table with N generated rows (freshet_train --prefill_rows) before
+#      training, so exports, serving loads and serving memory are measured
+#      against an N-row model while training updates a small part of it;
+#   6. serving memory (resident bytes against the bytes of keys + weights it
+#      serves, both from GET /model), the time each new version took to
+#      apply, the exporter's per-delta times, and /score latency while
+#      deltas are applied (during training) and idle (after it).
 # Prints a summary; the last line is one JSON object.
 #
-# usage: tools/freshness_bench.sh [extra freshet_train flags]   (after tools/build.sh)
+# usage: tools/freshness_bench.sh [--table_rows=N] [--interval_s=1] [--storage=FP32|FP16]
+#                                 [--epochs=3] [extra freshet_train flags]   (after tools/build.sh)
 #        FRESHET_BENCH_LOAD=0 tools/freshness_bench.sh   measures freshness without the
 #        wrk load (on 2 cores the load generator competes with training)
+# On 2 cores the /score latency during training includes the CPU the 5
+# training ranks take; the idle figure has the box to itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+table_rows=0
+interval=1
+storage=FP32
+epochs=3
+extra=()
+for a in "$@"; do
+  case "$a" in
+    --table_rows=*) table_rows=${a#*=} ;;
+    --interval_s=*) interval=${a#*=} ;;
+    --storage=*) storage=${a#*=} ;;
+    --epochs=*) epochs=${a#*=} ;;
+    *) extra+=("$a") ;;
+  esac
+done
 work=out/freshness
 rm -rf "$work/export" "$work/model" "$work/loads.tsv"
 mkdir -p "$work"
 [ -f "$work/train.examples" ] || build/bin/freshet_gen --out_dir="$work" >/dev/null
+# The synthetic job, with the embedding table's storage as asked.
+job="$work/job.pbtxt"
+sed "s/^    dim: 8$/    dim: 8\n    storage: $storage/" cluster-configs/jobs/synthetic.pbtxt >"$job"
 
 build/bin/freshet_serve --export_dir="$work/export" --port=0 >"$work/serve.log" 2>&1 &
 serve=$!
@@ -44,18 +72,21 @@ wrk.body = '$body'
 wrk.headers["Content-Type"] = "application/json"
 LUA
 
-# Poll /model: one line per newly served version (load_ms version ingest_ms created_ms).
+# Poll /model: one line per newly served version (loaded_ms version ingest_ms
+# created_ms apply_ms incremental rss_bytes served_bytes).
+field() { echo "$1" | grep -oE "\"$2\":[0-9.a-z]+" | head -1 | cut -d: -f2; }
 (
   set +e +o pipefail
   last=""
   while true; do
     m=$(curl -s "http://127.0.0.1:$port/model" || true)
-    v=$(echo "$m" | grep -oE '"version":[0-9]+' | cut -d: -f2)
+    v=$(field "$m" version)
     if [ -n "$v" ] && [ "$v" != "$last" ]; then
       last=$v
-      printf '%s\t%s\t%s\t%s\n' "$(echo "$m" | grep -oE '"loaded_unix_ms":[0-9]+' | cut -d: -f2)" "$v" \
-        "$(echo "$m" | grep -oE '"ingest_wall_ms":[0-9]+' | cut -d: -f2)" \
-        "$(echo "$m" | grep -oE '"created_unix_ms":[0-9]+' | cut -d: -f2)" >>"$work/loads.tsv"
+      printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$(field "$m" loaded_unix_ms)" "$v" \
+        "$(field "$m" ingest_wall_ms)" "$(field "$m" created_unix_ms)" "$(field "$m" load_ms)" \
+        "$(field "$m" incremental)" "$(field "$m" rss_bytes)" "$(field "$m" served_bytes)" \
+        >>"$work/loads.tsv"
     fi
     sleep 0.02
   done
@@ -63,23 +94,32 @@ LUA
 poller=$!
 
 start=$(date +%s.%N)
-launch/mpirun.sh -np 5 build/bin/freshet_train --task=synthetic --work_dir="$work" \
-  --save=false "$@" >"$work/train.log" 2>&1 &
+launch/mpirun.sh -np 5 build/bin/freshet_train --task=synthetic --job_config="$job" \
+  --work_dir="$work" --epochs="$epochs" --export_interval_s="$interval" \
+  --prefill_rows="$table_rows" --save=false "${extra[@]}" >"$work/train.log" 2>&1 &
 train=$!
 # Load starts once the first model is served (before that /score is 503).
 for _ in $(seq 1 600); do
   [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/model")" = 200 ] && break
   sleep 0.05
 done
-[ "${FRESHET_BENCH_LOAD:-1}" = 1 ] && wrk -t1 -c2 -d600s --latency -s "$work/score.lua" "http://127.0.0.1:$port/score" >"$work/wrk.txt" 2>&1 &
-wrk=$!
+# (wrk itself in the background, not a subshell: SIGINT must reach it.)
+if [ "${FRESHET_BENCH_LOAD:-1}" = 1 ]; then
+  wrk -t1 -c2 -d3600s --latency -s "$work/score.lua" "http://127.0.0.1:$port/score" >"$work/wrk.txt" 2>&1 &
+  wrk=$!
+fi
 wait $train
 train_s=$(echo "$(date +%s.%N) - $start" | bc)
 sleep 1
-kill -INT $wrk 2>/dev/null || true
-wait $wrk 2>/dev/null || true
+[ -z "$wrk" ] || kill -INT $wrk 2>/dev/null || true
+[ -z "$wrk" ] || wait $wrk 2>/dev/null || true
 kill $poller 2>/dev/null || true
-grep -E '^exporter:|holdout AUC' "$work/train.log" || true
+grep -E '^exporter:|holdout AUC|prefilled' "$work/train.log" || true
+# Idle: the same load with no training and no new versions.
+: >"$work/wrk_idle.txt"
+[ "${FRESHET_BENCH_LOAD:-1}" = 1 ] &&
+  wrk -t1 -c2 -d5s --latency -s "$work/score.lua" "http://127.0.0.1:$port/score" >"$work/wrk_idle.txt" 2>&1
+final_model=$(curl -s "http://127.0.0.1:$port/model" || true)
 
 # Freshness from the load log: load_ms version ingest_ms created_ms watermark
 awk -F'\t' '
@@ -115,9 +155,31 @@ non2xx=$(grep -oE 'Non-2xx or 3xx responses: [0-9]+' "$work/wrk.txt" | grep -oE 
 export_bytes=$(du -sb "$work/export" | cut -f1)
 deltas=$(ls "$work/export" | grep -c '^delta-' || true)
 delta_avg=$(ls -l "$work/export" | awk '/delta-/{s+=$5; n++} END{printf "%.0f", n ? s/n : 0}')
+# wrk latency "1.23ms" / "850.00us" / "1.02s" -> ms
+to_ms() { echo "$1" | awk '/us$/{sub("us","");printf "%.3f",$1/1000;next} /ms$/{sub("ms","");printf "%.3f",$1;next} /s$/{sub("s","");printf "%.3f",$1*1000;next} {print 0}'; }
+score99=$(to_ms "$(grep -E '^ +99%' "$work/wrk.txt" | awk '{print $2}' || true)")
+score99_idle=$(to_ms "$(grep -E '^ +99%' "$work/wrk_idle.txt" | awk '{print $2}' || true)")
+# Exporter: "deltas: p50 X ms, p99 Y ms, Z rows on average"
+exp_line=$(grep -E '^exporter:' "$work/train.log" | tail -1)
+export50=$(echo "$exp_line" | grep -oE 'p50 [0-9.]+' | cut -d' ' -f2)
+export99=$(echo "$exp_line" | grep -oE 'p99 [0-9.]+' | cut -d' ' -f2)
+delta_rows=$(echo "$exp_line" | grep -oE '[0-9.]+ rows on average' | cut -d' ' -f1)
+# Serving: apply time of incremental versions (p99), resident bytes (max over
+# versions after the first full load, and at the end) and served bytes.
+apply99=$(awk -F'\t' '$6=="true"{print $5}' "$work/loads.tsv" | sort -g |
+  awk '{a[NR]=$1} END{if(NR==0){print 0}else{i=int(0.99*NR);if(i<1)i=1;print a[i]}}')
+rss_max=$(awk -F'\t' 'NR>1 && $7>m{m=$7} END{print m+0}' "$work/loads.tsv")
+served_at_max=$(awk -F'\t' 'NR>1 && $7>m{m=$7;s=$8} END{print s+0}' "$work/loads.tsv")
+rss_end=$(field "$final_model" rss_bytes); rss_end=${rss_end:-0}
+served_end=$(field "$final_model" served_bytes); served_end=${served_end:-0}
 echo "training ${train_s}s; freshet_serve loaded $loads versions"
 echo "event-to-servable latency: p50 ${p50} ms, p99 ${p99} ms (1 s export interval)"
 echo "serving /score (10 examples/request, 2 connections): ${rps} req/s, latency p50 ${lat50}, p99 ${lat99}, non-2xx ${non2xx}"
 echo "export directory (retained files): ${export_bytes} bytes, ${deltas} deltas kept, ${delta_avg} bytes per delta"
-printf '{"bench":"freshness","train_s":%.1f,"versions_loaded":%d,"freshness_p50_ms":%s,"freshness_p99_ms":%s,"serve_rps":%s,"serve_latency_p50":"%s","serve_latency_p99":"%s","serve_non_2xx":%s,"export_bytes_retained":%s,"delta_bytes_avg":%s}\n' \
-  "$train_s" "$loads" "$p50" "$p99" "$rps" "$lat50" "$lat99" "$non2xx" "$export_bytes" "$delta_avg"
+echo "exporter deltas: p50 ${export50} ms, p99 ${export99} ms, ${delta_rows} rows on average ($interval s interval)"
+echo "serving: incremental apply p99 ${apply99} ms; resident ${rss_max} bytes at most (serving ${served_at_max} bytes of keys + weights then), ${rss_end} at the end (${served_end} served); /score p99 ${score99} ms during training, ${score99_idle} ms idle"
+printf '{"bench":"freshness","commit":"%s","table_rows":%s,"storage":"%s","interval_s":%s,"train_s":%.1f,"versions_loaded":%d,"freshness_p50_ms":%s,"freshness_p99_ms":%s,"export_ms_p50":%s,"export_ms_p99":%s,"delta_rows_avg":%s,"serve_apply_ms_p99":%s,"serve_rss_bytes":%s,"served_model_bytes":%s,"serve_rss_bytes_end":%s,"served_model_bytes_end":%s,"score_p99_ms":%s,"score_p99_ms_idle":%s,"serve_rps":%s,"serve_non_2xx":%s,"export_bytes_retained":%s,"delta_bytes_avg":%s}\n' \
+  "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" "$table_rows" "$storage" "$interval" \
+  "$train_s" "$loads" "$p50" "$p99" "${export50:-0}" "${export99:-0}" "${delta_rows:-0}" \
+  "${apply99:-0}" "$rss_max" "$served_at_max" "$rss_end" "$served_end" "${score99:-0}" \
+  "${score99_idle:-0}" "$rps" "$non2xx" "$export_bytes" "$delta_avg"

@@ -307,17 +307,8 @@ Status LoadDenseOptimizer(const std::string& path, Model* model) {
 
 StatusOr<std::unique_ptr<Model>> CreateJobModel(const proto::JobConfig& job, int num_slots,
                                                 int num_dense) {
-  ModelShape shape;
-  shape.num_slots = num_slots;
-  shape.num_dense = num_dense;
-  for (const auto& s : job.features().slots()) shape.pooling.push_back(s.pooling());
-  if (job.model().kind() == proto::ModelConfig::DEEPFM) {
-    for (const auto& t : job.tables().tables()) {
-      if (t.name() == job.features().slots(0).table()) shape.emb_dim = static_cast<int>(t.dim());
-    }
-  }
   FRESHET_ASSIGN_OR_RETURN(DeviceSpec device, ParseDevice(job.device()));
-  return CreateModel(job.model(), shape, device);
+  return CreateModel(job.model(), JobModelShape(job, num_slots, num_dense), device);
 }
 
 namespace {

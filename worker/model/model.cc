@@ -111,4 +111,17 @@ double LogLoss(const float* logits, const float* labels, int n, float* dlogits) 
   return total / n;
 }
 
+ModelShape JobModelShape(const proto::JobConfig& job, int num_slots, int num_dense) {
+  ModelShape shape;
+  shape.num_slots = num_slots;
+  shape.num_dense = num_dense;
+  for (const auto& s : job.features().slots()) shape.pooling.push_back(s.pooling());
+  if (job.model().kind() == proto::ModelConfig::DEEPFM && job.features().slots_size() > 0) {
+    for (const auto& t : job.tables().tables()) {
+      if (t.name() == job.features().slots(0).table()) shape.emb_dim = static_cast<int>(t.dim());
+    }
+  }
+  return shape;
+}
+
 }  // namespace freshet

@@ -47,6 +47,13 @@ struct ModelShape {
   std::vector<proto::Pooling> pooling;  // per slot
 };
 
+// The shape of `job`'s model over an encoder with `num_slots` slots and
+// `num_dense` dense features: the slots' pooling, and for DEEPFM the
+// embedding dim of the first slot's table. Training (CreateJobModel,
+// worker/job_runner.h) and serving (serving/scorer.h) both build their
+// models from it.
+ModelShape JobModelShape(const proto::JobConfig& job, int num_slots, int num_dense);
+
 class Model {
  public:
   // Validates config against shape (e.g. DEEPFM needs emb_dim > 0).
