@@ -182,6 +182,7 @@ std::vector<char> ParameterShard::ExportChanged(uint32_t since, uint32_t* versio
     values.clear();
     table.ChangedSince(since, *version_now, &keys, &values);
     const uint64_t n = keys.size();
+    out.reserve(out.size() + 24 + n * sizeof(uint64_t) + values.size() * sizeof(float));
     put(&t, 4);
     put(&dim, 4);
     put(&n, 8);
