@@ -114,6 +114,8 @@ void FloatToHalfF16c(const float*, uint16_t*, int) {}
 constexpr int kEvictionSamples = 8;
 // Deletions a table's log holds (split over its partitions).
 constexpr size_t kMaxDeletionLog = size_t{1} << 22;
+// A partition's change log holds at most max(2 x rows, this) keys.
+constexpr size_t kMinChangeLogBound = 4096;
 
 struct Deletion {
   uint64_t key;
@@ -228,11 +230,19 @@ struct EmbeddingTable::Partition {
   }
 
   int64_t Bytes() const {
-    return static_cast<int64_t>(sizeof(*this) + (mask + 1) * sizeof(Slot) +
-                                chunks.capacity() * sizeof(chunks[0]) +
-                                chunks.size() * chunk_bytes + sketch.capacity() +
-                                deleted.capacity() * sizeof(Deletion) +
-                                tombstones.capacity() * sizeof(Deletion));
+    return static_cast<int64_t>(
+        sizeof(*this) + (mask + 1) * sizeof(Slot) + chunks.capacity() * sizeof(chunks[0]) +
+        chunks.size() * chunk_bytes + sketch.capacity() + deleted.capacity() * sizeof(Deletion) +
+        tombstones.capacity() * sizeof(Deletion) + log.capacity() * sizeof(uint64_t));
+  }
+
+  size_t LogBound() const {
+    return std::max<size_t>(2 * static_cast<size_t>(num_rows), kMinChangeLogBound);
+  }
+  // Forgets the change log (the next export scans the rows).
+  void DropLog() {
+    std::vector<uint64_t>().swap(log);
+    log_valid = false;
   }
 
   mutable std::mutex mu;
@@ -259,6 +269,19 @@ struct EmbeddingTable::Partition {
   std::vector<Deletion> tombstones;
   size_t max_tombstones = 0;
   uint32_t tombstones_lost = 0;
+  // Change log (header comment, ChangedSince). Invariant while log_valid:
+  // every row with version > log_floor has its key in `log`.
+  std::vector<uint64_t> log;
+  uint32_t log_floor = 0;
+  bool log_valid = false;       // false: not started yet, or dropped at its bound
+  bool log_overflowed = false;  // dropped at its bound since the last export
+  bool log_walking = false;     // an export is walking it: keys ahead may be unvisited
+  // No key is in `log` twice. Cleared by an append that may repeat a key:
+  // one during a walk (the key may be ahead), one after a row was removed
+  // (its stale key may be there), or a version drop to <= floor of a
+  // logged row (a later push appends it again).
+  bool log_unique = true;
+  bool log_removed = false;  // a row was removed since the last walk began
 };
 
 StatusOr<std::unique_ptr<EmbeddingTable>> EmbeddingTable::Create(int table_id,
@@ -474,9 +497,28 @@ char* EmbeddingTable::AddRow(Partition& part, uint64_t key, uint64_t h, uint32_t
   return row;
 }
 
+void EmbeddingTable::LogChange(Partition& part, uint64_t key, uint32_t prev, uint32_t now) {
+  if (!part.log_valid) return;
+  if (prev > part.log_floor) {
+    // Logged already. If it drops to <= floor, a later push logs it again.
+    if (now <= part.log_floor) part.log_unique = false;
+    return;
+  }
+  if (now <= part.log_floor) return;
+  if (!part.log_walking && part.log.size() >= part.LogBound()) {
+    part.DropLog();
+    part.log_overflowed = true;
+    export_log_overflows_.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  if (part.log_walking || part.log_removed) part.log_unique = false;
+  part.log.push_back(key);
+}
+
 void EmbeddingTable::RemoveRow(Partition& part, uint32_t id, uint32_t version, bool log) {
   char* row = part.Row(id);
   const uint64_t key = KeyOfRow(row);
+  part.log_removed = true;               // its key may stay in the change log
   if (log && Meta(row)->version != 0) {  // ever pushed, so maybe exported: log it
     if (part.deleted.size() >= part.max_deleted) {
       const size_t drop = part.deleted.size() / 2;
@@ -733,6 +775,7 @@ void EmbeddingTable::Push(const uint64_t* keys, size_t n, const float* grads, ui
         WriteWeights(row, tmp.data());
       }
       if (meta->update_count != std::numeric_limits<uint32_t>::max()) ++meta->update_count;
+      LogChange(part, key, meta->version, version);
       meta->version = version;
       meta->last_update_s = stamp;
       meta->last_access = part.NextTick();
@@ -772,6 +815,7 @@ void EmbeddingTable::Upsert(uint64_t key, const float* weights, const float* sta
   }
   if (meta.last_update_s == 0) meta.last_update_s = clock_.load(std::memory_order_relaxed);
   meta.last_access = part.NextTick();
+  LogChange(part, key, Meta(row)->version, meta.version);
   *Meta(row) = meta;
 }
 
@@ -788,6 +832,131 @@ void EmbeddingTable::ForEach(const RowVisitor& fn) const {
       }
       fn(KeyOfRow(row), w, State(row), *Meta(row));
     }
+  }
+}
+
+void EmbeddingTable::ChangedSince(uint32_t since, uint32_t version_now, std::vector<uint64_t>* keys,
+                                  std::vector<float>* values) {
+  std::lock_guard<std::mutex> export_lock(export_mu_);
+  const bool fp32 = storage_ == proto::TableConfig::FP32;
+  const size_t dim = static_cast<size_t>(dim_);
+  auto emit = [&](const char* row) {
+    keys->push_back(KeyOfRow(row));
+    const size_t at = values->size();
+    values->resize(at + dim);
+    if (fp32) {
+      std::memcpy(values->data() + at, row + kHeaderBytes, sizeof(float) * dim);
+    } else {
+      ReadWeights(row, values->data() + at);
+    }
+  };
+  int scanned = 0, overflowed = 0;
+  std::vector<uint32_t> perm;
+  for (auto& pp : partitions_) {
+    Partition& part = *pp;
+    const size_t first = keys->size();
+    {
+      std::lock_guard<std::mutex> lock(part.mu);
+      if (!part.log_valid || since < part.log_floor) {
+        // Scan the rows (the whole partition under its lock: rows move when
+        // one is removed, so a scan in pieces could miss one). A partition
+        // without a log starts one here.
+        const bool start = !part.log_valid;
+        const uint32_t floor = since == 0 ? version_now : since;
+        if (since > 0) ++scanned;
+        if (part.log_overflowed) ++overflowed;
+        for (uint32_t id = 0; id < part.num_rows; ++id) {
+          char* row = part.Row(id);
+          const uint32_t v = Meta(row)->version;
+          if (v > since) emit(row);
+          if (start && v > floor) part.log.push_back(KeyOfRow(row));
+        }
+        if (start) {
+          part.log_valid = true;
+          part.log_overflowed = false;
+          part.log_floor = floor;
+          part.log_unique = true;
+          part.log_removed = false;
+        }
+        continue;
+      }
+      // Pushes from now on log against the new floor, so a row pushed
+      // during the walk is appended (and walked) if its key was dropped.
+      part.log_floor = since;
+      part.log_walking = true;
+      part.log_removed = false;
+    }
+    size_t r = 0, w = 0;  // read and write positions: the log is compacted in place
+    bool may_repeat = false;
+    while (true) {
+      std::lock_guard<std::mutex> lock(part.mu);
+      std::vector<uint64_t>& log = part.log;
+      const size_t end = std::min(log.size(), r + kLogChunk);
+      for (; r < end; ++r) {
+        if (r + kSlotPrefetchDistance < end)
+          part.PrefetchSlot(MixKey(log[r + kSlotPrefetchDistance]));
+        if (r + kRowPrefetchDistance < end) part.PrefetchRow(MixKey(log[r + kRowPrefetchDistance]));
+        const uint64_t key = log[r];
+        char* row = part.Find(key, MixKey(key));
+        if (row == nullptr || Meta(row)->version <= since) continue;
+        emit(row);
+        log[w++] = key;
+      }
+      if (r < log.size()) continue;  // next chunk (pushes may have appended more)
+      log.resize(w);
+      part.log_walking = false;
+      may_repeat = !part.log_unique;
+      if (may_repeat) {
+        std::sort(log.begin(), log.end());
+        log.erase(std::unique(log.begin(), log.end()), log.end());
+        part.log_unique = true;
+      }
+      // Give back memory after a burst (the bound follows the rows).
+      if (log.capacity() > 4 * std::max(log.size(), kMinChangeLogBound)) log.shrink_to_fit();
+      break;
+    }
+    if (!may_repeat) continue;
+    // A key logged twice was emitted twice: keep its last copy (read last,
+    // so the newest value). Keys of one partition only.
+    const size_t n = keys->size() - first;
+    perm.resize(n);
+    for (size_t i = 0; i < n; ++i) perm[i] = static_cast<uint32_t>(i);
+    const uint64_t* k = keys->data() + first;
+    std::sort(perm.begin(), perm.end(),
+              [k](uint32_t a, uint32_t b) { return k[a] != k[b] ? k[a] < k[b] : a < b; });
+    std::vector<bool> keep(n, true);
+    bool any = false;
+    for (size_t i = 0; i + 1 < n; ++i) {
+      if (k[perm[i]] == k[perm[i + 1]]) {
+        keep[perm[i]] = false;
+        any = true;
+      }
+    }
+    if (!any) continue;
+    size_t out = first;
+    for (size_t i = 0; i < n; ++i) {
+      if (!keep[i]) continue;
+      const size_t src = first + i;
+      if (out != src) {
+        (*keys)[out] = (*keys)[src];
+        std::memmove(values->data() + out * dim, values->data() + src * dim, sizeof(float) * dim);
+      }
+      ++out;
+    }
+    keys->resize(out);
+    values->resize(out * dim);
+  }
+  if (scanned > 0) {
+    export_full_scans_.fetch_add(scanned, std::memory_order_relaxed);
+    LOG(INFO) << "table '" << cfg_.name() << "': delta export since version " << since
+              << " scanned " << scanned << " of " << partitions_.size()
+              << " partitions row by row: " << overflowed
+              << " had dropped their change log at its bound of max(2 x rows, "
+              << kMinChangeLogBound
+              << ") keys, the rest had no log yet or one that starts after the cursor";
+  } else if (overflowed > 0) {
+    LOG(INFO) << "table '" << cfg_.name() << "': " << overflowed
+              << " partitions' change logs had outgrown their bound; rebuilt by a full export";
   }
 }
 
@@ -818,6 +987,8 @@ TableStats EmbeddingTable::stats() const {
   s.evicted_capacity = evicted_capacity_.load(std::memory_order_relaxed);
   s.deletions_dropped = deletions_dropped_.load(std::memory_order_relaxed);
   s.tombstones_dropped = tombstones_dropped_.load(std::memory_order_relaxed);
+  s.export_full_scans = export_full_scans_.load(std::memory_order_relaxed);
+  s.export_log_overflows = export_log_overflows_.load(std::memory_order_relaxed);
   return s;
 }
 
@@ -864,6 +1035,9 @@ std::unique_ptr<EmbeddingTable> EmbeddingTable::Snapshot(int64_t* copied_bytes) 
   copy->evicted_ttl_.store(evicted_ttl_.load());
   copy->evicted_capacity_.store(evicted_capacity_.load());
   copy->deletions_dropped_.store(deletions_dropped_.load());
+  copy->tombstones_dropped_.store(tombstones_dropped_.load());
+  copy->export_full_scans_.store(export_full_scans_.load());
+  copy->export_log_overflows_.store(export_log_overflows_.load());
   if (copied_bytes != nullptr) *copied_bytes = bytes;
   return copy;
 }

@@ -15,6 +15,26 @@
 // padded to 4 bytes); optimizer state is always fp32. There is no per-row
 // heap allocation.
 //
+// Change log (for delta export, ChangedSince()). Each partition also keeps
+// a vector of keys, `log`, and a version `floor`, with the invariant: every
+// row of the partition whose RowMeta::version > floor has its key in the
+// log. The log may also hold stale keys (rows removed since, rows whose
+// version is <= floor) and, for a while, a key twice. A push or Upsert that
+// raises a row's version above floor from <= floor (or creates the row)
+// appends the key, so a row is appended at most once per export interval
+// (more often only if it is removed and created again). An export at
+// `since` >= floor walks the log instead of the partition's rows, keeps
+// only the keys whose row version is > since and sets floor = since
+// (not the new version: a failed publish asks again with the same since).
+// Memory: 8 bytes per key, at most max(2 x rows, 4096) keys per partition
+// (below ~5% of a dim-16 row). The log starts only with the first export
+// (a table no exporter reads keeps none) and, when a partition's log
+// outgrows its bound, is dropped: the next export of that partition scans
+// its rows, as every export did before the log, and starts a new one.
+// Dropping rather than compacting in place keeps pushes from stalling on an
+// O(log) cleanup under the partition lock; a scan costs about what walking
+// the oversized log would have. Both cases are counted in TableStats.
+//
 // Admission, eviction (docs/TABLES.md). With `admission` set, a key gets a
 // row only once admitted (count-min sketch per partition, or a coin per
 // push); until then pulls return the held-back value and pushes to it are
@@ -56,7 +76,7 @@ static_assert(sizeof(RowMeta) == 16, "RowMeta must stay 16 bytes");
 
 struct TableStats {
   int64_t rows = 0;
-  int64_t bytes = 0;  // allocated: index + arenas + sketches + deletion log
+  int64_t bytes = 0;  // allocated: index + arenas + sketches + deletion and change logs
   int64_t keys_pulled = 0;
   int64_t keys_pushed = 0;
   int64_t held_back_pushes = 0;  // pushed keys dropped: not admitted yet
@@ -67,6 +87,12 @@ struct TableStats {
   int64_t evicted_capacity = 0;  // rows evicted to stay within max_rows
   int64_t deletions_dropped = 0; // deletions lost to the log's bound (see TakeDeletions)
   int64_t tombstones_dropped = 0; // checkpoint tombstones lost to their bound (TombstonesSince)
+  // Partitions that a delta export (since > 0) had to scan row by row
+  // because their change log could not answer it (dropped at its bound, or
+  // a cursor older than the log's floor). Full exports (since 0) are not
+  // counted: they list every row anyway.
+  int64_t export_full_scans = 0;
+  int64_t export_log_overflows = 0;  // partition change logs dropped at their bound
 };
 
 class EmbeddingTable {
@@ -139,6 +165,24 @@ class EmbeddingTable {
   // Both are const: the log is save bookkeeping, not table contents.
   void ForgetTombstones(uint32_t version) const;
 
+  // Delta export: appends to *keys and *values (dim fp32 floats per key,
+  // widened from 16-bit storage) every row whose RowMeta::version > since,
+  // each key once (pull-created rows, version 0, never). Each partition is
+  // answered from its change log (see the header comment) when since >=
+  // its floor: the cost is O(keys logged since the floor), and the log is
+  // walked in chunks of kLogChunk keys, each under the partition lock, so
+  // pushes wait at most one chunk. Otherwise (log not started or dropped at
+  // its bound, or since below the floor) the partition's rows are scanned
+  // under its lock, as ForEach does; a partition without a log starts one
+  // then, with floor = since (or `version_now` when since is 0: the
+  // exporter's next request after a full export is at that version).
+  // `version_now`: the caller's version at the start of the export; every
+  // push up to it has been applied. Rows pushed during the call may be
+  // included too. Calls are serialized (an export mutex).
+  static constexpr size_t kLogChunk = 4096;
+  void ChangedSince(uint32_t since, uint32_t version_now, std::vector<uint64_t>* keys,
+                    std::vector<float>* values);
+
   // Removes the row of `key`, if any, without logging a deletion or
   // tombstone (checkpoint restore applying a tombstone). Returns whether a
   // row was removed.
@@ -178,7 +222,8 @@ class EmbeddingTable {
   // another). The copy has no admission sketch: only read from it
   // (ForEach, Lookup, Expired, size, TakeDeletions), never Pull or Push.
   // *copied_bytes (may be null) is set to the bytes the copy allocated
-  // (rows + index + deletion log): the extra memory while it lives.
+  // (rows + index + deletion log): the extra memory while it lives. The
+  // copy has no change log (its first ChangedSince scans its rows).
   std::unique_ptr<EmbeddingTable> Snapshot(int64_t* copied_bytes = nullptr) const;
 
  private:
@@ -209,6 +254,9 @@ class EmbeddingTable {
   // Removes row `id`; with `log`, logs a tombstone, and a deletion if the
   // row was ever pushed.
   void RemoveRow(Partition& part, uint32_t id, uint32_t version, bool log = true);
+  // Records in the partition's change log that a row's version went from
+  // `prev` (0 for a new row) to `now`.
+  void LogChange(Partition& part, uint64_t key, uint32_t prev, uint32_t now);
   // Checks up to `budget` rows at the sweep cursor against the TTL.
   int64_t Sweep(Partition& part, uint32_t budget, uint32_t version);
   bool ExpiredAt(const RowMeta& meta, uint32_t clock) const;
@@ -245,6 +293,9 @@ class EmbeddingTable {
   std::atomic<int64_t> held_back_pushes_{0}, held_back_pulls_{0}, admitted_{0};
   std::atomic<int64_t> evicted_ttl_{0}, evicted_capacity_{0}, deletions_dropped_{0};
   std::atomic<int64_t> tombstones_dropped_{0};
+  std::atomic<int64_t> export_full_scans_{0}, export_log_overflows_{0};
+  // Serializes ChangedSince calls (one walker per change log).
+  std::mutex export_mu_;
 };
 
 }  // namespace freshet

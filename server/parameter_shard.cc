@@ -40,7 +40,14 @@ Status ParameterShard::HandlePull(int table, uint32_t dim, const uint64_t* keys,
   // get, so the deletion and the checkpoint tombstone are newer than every
   // save or export that has already happened (version 0 would be forgotten
   // at once and the evicted row come back on restore).
-  tables_[table]->Pull(keys, n, out, version_.load(std::memory_order_relaxed) + 1);
+  EmbeddingTable& t = *tables_[table];
+  if (t.config().eviction().max_rows() == 0) {  // a pull evicts nothing: no version needed
+    t.Pull(keys, n, out);
+    return Status::OK();
+  }
+  const uint32_t version = BeginVersion(/*advance=*/false);
+  t.Pull(keys, n, out, version);
+  EndVersion(version);
   return Status::OK();
 }
 
@@ -48,8 +55,9 @@ Status ParameterShard::HandlePush(int table, uint32_t dim, const uint64_t* keys,
                                   const float* grads, uint32_t event_time_s) {
   FRESHET_RETURN_IF_ERROR(CheckTable(table, dim));
   push_requests_.fetch_add(1, std::memory_order_relaxed);
-  const uint32_t version = version_.fetch_add(1, std::memory_order_relaxed) + 1;
+  const uint32_t version = BeginVersion(/*advance=*/true);
   tables_[table]->Push(keys, n, grads, version, event_time_s);
+  EndVersion(version);
   return Status::OK();
 }
 
@@ -90,10 +98,33 @@ Status ParameterShard::PushFromBody(const MessageMeta& meta, const std::vector<c
 }
 
 int64_t ParameterShard::EvictExpired() {
-  const uint32_t version = version_.fetch_add(1, std::memory_order_relaxed) + 1;
+  const uint32_t version = BeginVersion(/*advance=*/true);
   int64_t evicted = 0;
   for (auto& t : tables_) evicted += t->EvictExpired(version);
+  EndVersion(version);
   return evicted;
+}
+
+uint32_t ParameterShard::BeginVersion(bool advance) {
+  std::lock_guard<std::mutex> lock(versions_mu_);
+  const uint32_t v = version_.load(std::memory_order_relaxed) + 1;
+  if (advance) version_.store(v, std::memory_order_relaxed);
+  in_flight_.push_back(v);
+  return v;
+}
+
+void ParameterShard::EndVersion(uint32_t version) {
+  std::lock_guard<std::mutex> lock(versions_mu_);
+  auto it = std::find(in_flight_.begin(), in_flight_.end(), version);
+  *it = in_flight_.back();
+  in_flight_.pop_back();
+}
+
+uint32_t ParameterShard::SettledVersion() const {
+  std::lock_guard<std::mutex> lock(versions_mu_);
+  uint32_t v = version_.load(std::memory_order_relaxed);
+  for (uint32_t f : in_flight_) v = std::min(v, f - 1);
+  return v;
 }
 
 TableStats ParameterShard::TotalTableStats() const {
@@ -111,6 +142,8 @@ TableStats ParameterShard::TotalTableStats() const {
     s.evicted_capacity += ts.evicted_capacity;
     s.deletions_dropped += ts.deletions_dropped;
     s.tombstones_dropped += ts.tombstones_dropped;
+    s.export_full_scans += ts.export_full_scans;
+    s.export_log_overflows += ts.export_log_overflows;
   }
   return s;
 }
@@ -130,7 +163,9 @@ ServerStats ParameterShard::Stats() const {
 }
 
 std::vector<char> ParameterShard::ExportChanged(uint32_t since, uint32_t* version_now) {
-  *version_now = version_.load();
+  // Pushes still being applied hold the version back (their rows may not
+  // carry their version yet when the tables are read).
+  *version_now = SettledVersion();
   std::vector<char> out;
   auto put = [&out](const void* p, size_t n) {
     const char* c = static_cast<const char*>(p);
@@ -145,12 +180,9 @@ std::vector<char> ParameterShard::ExportChanged(uint32_t since, uint32_t* versio
     const uint32_t dim = static_cast<uint32_t>(table.dim());
     keys.clear();
     values.clear();
-    table.ForEach([&](uint64_t key, const float* w, const float*, const RowMeta& meta) {
-      if (meta.version <= since) return;
-      keys.push_back(key);
-      values.insert(values.end(), w, w + dim);
-    });
+    table.ChangedSince(since, *version_now, &keys, &values);
     const uint64_t n = keys.size();
+    out.reserve(out.size() + 24 + n * sizeof(uint64_t) + values.size() * sizeof(float));
     put(&t, 4);
     put(&dim, 4);
     put(&n, 8);

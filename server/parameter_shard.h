@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <vector>
 
 #include "common/proto/table.pb.h"
@@ -67,10 +68,19 @@ class ParameterShard {
 
   // Rows pushed after version `since`, for the exporter, as an ExportRows
   // body:  u32 num_tables, per table { u32 table id, u32 dim, u64 n,
-  // n x u64 key, n*dim x f32 weights, u64 d, d x u64 deleted key }.
-  // *version_now is the version when the scan began: every push up to it is
-  // included (later ones may be too, and come again next time:
-  // at-least-once). Rows that were only pulled (version 0) are never
+  // n x u64 key, n*dim x f32 weights, u64 d, d x u64 deleted key }; no key
+  // is listed twice in a table's rows. *version_now is the newest version
+  // all of whose pushes (and the ones before it) had been applied when the
+  // export began (a push still being applied holds it back): every push up
+  // to it is included (later ones may be too, and come again next time:
+  // at-least-once). The exporter asks again with *version_now next, or
+  // with the same `since` after a failed publish, or with 0 for a full
+  // snapshot. Cost: each table answers from its per-partition change logs
+  // (EmbeddingTable::ChangedSince), O(rows changed since the previous
+  // cursor + deletions), not O(table); since 0, a cursor older than the
+  // previous one, or a log dropped at its bound scans the rows instead
+  // (TableStats::export_full_scans counts such delta exports' partitions).
+  // Rows that were only pulled (version 0) are never
   // exported: readers initialize them as training does. Deleted keys are
   // rows evicted after `since` (EmbeddingTable::TakeDeletions: deletions at
   // or before `since` are forgotten, the exporter has them); a key can be
@@ -89,7 +99,19 @@ class ParameterShard {
 
  private:
   Status CheckTable(int table, uint32_t dim) const;
+  // Versions in use by requests still being applied (pushes and
+  // EvictExpired with their own version; pulls that may evict with
+  // version() + 1), so ExportChanged never reports a version whose
+  // changes are not all in the rows yet. BeginVersion advances version_
+  // (advance) or takes version_ + 1; EndVersion forgets it.
+  uint32_t BeginVersion(bool advance);
+  void EndVersion(uint32_t version);
+  // The newest version v such that no request with a version <= v is
+  // still being applied.
+  uint32_t SettledVersion() const;
   std::vector<std::unique_ptr<EmbeddingTable>> tables_;
+  mutable std::mutex versions_mu_;   // guards in_flight_ and writes of version_
+  std::vector<uint32_t> in_flight_;  // one entry per request being applied
   std::atomic<uint32_t> version_{0};
   std::atomic<int64_t> pull_requests_{0}, push_requests_{0};
 };

@@ -72,6 +72,12 @@ ServerNode::ServerNode(Transport* transport, const ClusterLayout& layout, Parame
   metrics->AddCallback("table_deletions_dropped",
                        "Eviction deletions dropped by the bounded log before export.", true,
                        tstat(&TableStats::deletions_dropped));
+  metrics->AddCallback("table_export_full_scans",
+                       "Partitions a delta export scanned row by row (no usable change log).", true,
+                       tstat(&TableStats::export_full_scans));
+  metrics->AddCallback("table_export_log_overflows",
+                       "Partition change logs dropped at their bound (next export scans rows).",
+                       true, tstat(&TableStats::export_log_overflows));
   metrics_.pull_latency = metrics->AddHistogram(
       "server_pull", "Time to apply a pull and queue its reply (handler thread).");
   metrics_.push_latency = metrics->AddHistogram(
