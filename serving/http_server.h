@@ -69,8 +69,8 @@
 //   GET /v2/health/live   -> 200 {"live": true} while the process runs
 //   GET /v2/health/ready  -> 200 {"ready": true} once a model is loaded,
 //                            503 {"error"} before
-//   GET /v2               -> 200 {"name": "freshet", "version": "<project
-//                            version>", "extensions": []}
+//   GET /v2               -> 200 {"name": "freshet", "version": <the CMake
+//                            project version, "0.1.0">, "extensions": []}
 //   GET /v2/models/{name}
 //     -> 200 {"name", "versions": ["<V>"], "platform": "freshet",
 //             "inputs": [{"name": <column>, "datatype": "BYTES",
