@@ -32,6 +32,10 @@ using SteadyClock = std::chrono::steady_clock;
 
 constexpr char kJsonType[] = "application/json";
 constexpr size_t kMaxColumnsInMessage = 20;
+// KServe v2 names (see the header).
+constexpr char kDefaultModelName[] = "freshet";
+constexpr char kOutputName[] = "probability";
+constexpr char kInputDatatype[] = "BYTES";
 
 int64_t NowUnixMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -84,15 +88,25 @@ int HttpCode(const Status& st) {
 
 // ---- Metrics ------------------------------------------------------------------
 
-enum Endpoint { kScore = 0, kRank, kModel, kMetrics, kOther, kNumEndpoints };
-constexpr const char* kEndpointNames[kNumEndpoints] = {"score", "rank", "model", "metrics",
-                                                       "other"};
+enum Endpoint { kScore = 0, kRank, kModel, kMetrics, kInfer, kV2, kOther, kNumEndpoints };
+constexpr const char* kEndpointNames[kNumEndpoints] = {"score",    "rank", "model", "metrics",
+                                                       "v2_infer", "v2",   "other"};
+
+bool StartsWith(const std::string& s, const std::string& prefix) {
+  return s.compare(0, prefix.size(), prefix) == 0;
+}
+bool EndsWith(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
 
 Endpoint EndpointOf(const std::string& path) {
   if (path == "/score") return kScore;
   if (path == "/rank") return kRank;
   if (path == "/model") return kModel;
   if (path == "/metrics") return kMetrics;
+  if (StartsWith(path, "/v2/models/") && EndsWith(path, "/infer")) return kInfer;
+  if (path == "/v2" || StartsWith(path, "/v2/")) return kV2;
   return kOther;
 }
 
@@ -207,6 +221,42 @@ bool ScalarText(const json& v, std::string* out) {
   return true;
 }
 
+// Joins the tokens arr[begin, begin + count) of a multi-valued column with
+// spaces into *out. `where` names the array (errors name the element).
+Status JoinTokens(const json& arr, size_t begin, size_t count, const std::string& where,
+                  std::string* out) {
+  out->clear();
+  std::string token;
+  for (size_t j = begin; j < begin + count; ++j) {
+    if (arr[j].is_null() || !ScalarText(arr[j], &token)) {
+      return InvalidArgument(where + "[" + std::to_string(j) +
+                             "]: expected a string or a number, got " +
+                             std::string(arr[j].type_name()));
+    }
+    if (!out->empty()) *out += ' ';
+    *out += token;
+  }
+  return Status::OK();
+}
+
+// Converts one example's value of column `c` (a string, number or null; an
+// array of tokens for a multi-valued column) to the raw column text.
+// `where` names the value in errors.
+Status ColumnValue(const Scorer& scorer, int c, const json& v, const std::string& where,
+                   std::string* out) {
+  if (ScalarText(v, out)) return Status::OK();
+  if (!v.is_array()) {
+    return InvalidArgument(where + ": expected a string, a number or null, got " +
+                           std::string(v.type_name()));
+  }
+  if (!scorer.IsMultiValued(c)) {
+    return InvalidArgument(where + ": column '" + scorer.columns()[c] +
+                           "' is single-valued; expected a string, a number or null, got "
+                           "array");
+  }
+  return JoinTokens(v, 0, v.size(), where, out);
+}
+
 // Reads a JSON object of column values into *out (values aligned with
 // scorer.columns()); columns the object lacks keep base's values (or stay
 // empty without a base). `where` names the object in errors.
@@ -228,28 +278,8 @@ Status ToExample(const Scorer& scorer, const json& obj, const std::string& where
       return InvalidArgument(where + ": unknown column '" + name +
                              "' (columns: " + ColumnList(scorer) + ")");
     }
-    std::string& value = out->values[c];
-    if (ScalarText(v, &value)) continue;
-    if (!v.is_array()) {
-      return InvalidArgument(where + "." + name + ": expected a string, a number or null, got " +
-                             std::string(v.type_name()));
-    }
-    if (!scorer.IsMultiValued(c)) {
-      return InvalidArgument(where + "." + name + ": column '" + name +
-                             "' is single-valued; expected a string, a number or null, got "
-                             "array");
-    }
-    value.clear();
-    std::string token;
-    for (size_t j = 0; j < v.size(); ++j) {
-      if (v[j].is_null() || !ScalarText(v[j], &token)) {
-        return InvalidArgument(where + "." + name + "[" + std::to_string(j) +
-                               "]: expected a string or a number, got " +
-                               std::string(v[j].type_name()));
-      }
-      if (!value.empty()) value += ' ';
-      value += token;
-    }
+    Status st = ColumnValue(scorer, c, v, where + "." + name, &out->values[c]);
+    if (!st.ok()) return st;
   }
   return Status::OK();
 }
@@ -267,6 +297,16 @@ Status CheckFields(const json& body, std::initializer_list<const char*> allowed)
   return Status::OK();
 }
 
+// Checks a batch size: 1..max_batch. `what` names the batch in errors.
+Status CheckBatchSize(size_t n, const std::string& what, int max_batch) {
+  if (n == 0) return InvalidArgument(what + " is empty");
+  if (n > static_cast<size_t>(max_batch)) {
+    return InvalidArgument(what + " has " + std::to_string(n) + " entries, the limit is " +
+                           std::to_string(max_batch));
+  }
+  return Status::OK();
+}
+
 // Checks a batch array: present, an array, 1..max_batch entries.
 Status CheckBatch(const json& body, const char* field, int max_batch) {
   const auto it = body.find(field);
@@ -275,12 +315,7 @@ Status CheckBatch(const json& body, const char* field, int max_batch) {
     return InvalidArgument(std::string("'") + field + "' must be an array of objects, got " +
                            it->type_name());
   }
-  if (it->empty()) return InvalidArgument(std::string("'") + field + "' is empty");
-  if (it->size() > static_cast<size_t>(max_batch)) {
-    return InvalidArgument(std::string("'") + field + "' has " + std::to_string(it->size()) +
-                           " entries, the limit is " + std::to_string(max_batch));
-  }
-  return Status::OK();
+  return CheckBatchSize(it->size(), std::string("'") + field + "'", max_batch);
 }
 
 // splitmix64: the per-request exploration generator (deterministic for a
@@ -372,8 +407,8 @@ bool ParseBody(const std::string& text, JsonReply* res, json* body) {
     return false;
   }
   if (!body->is_object()) {
-    *res = Error(400, std::string("the request body must be a JSON object, got ") +
-                          body->type_name());
+    *res =
+        Error(400, std::string("the request body must be a JSON object, got ") + body->type_name());
     return false;
   }
   return true;
@@ -472,6 +507,204 @@ JsonReply RankRequest(const ServingModel& model, const HttpServer::Options& opti
   return Reply(200, json{{"model_version", model.version()}, {"items", std::move(items)}});
 }
 
+std::string ModelName(const HttpServer::Options& options, const ServingModel& model) {
+  if (!options.model_name.empty()) return options.model_name;
+  const std::string& job = model.manifest().job().name();
+  if (!job.empty() && job.find('/') == std::string::npos) return job;
+  return kDefaultModelName;
+}
+
+namespace {
+
+// Reads the values of one infer input tensor (already checked: an object
+// with known fields naming column c, datatype BYTES) into column c of
+// *examples (one per batch row; the first input sized them). `where` names
+// the input in errors, e.g. "inputs[1] ('query')".
+Status ReadInferInput(const Scorer& scorer, int c, const json& input, const std::string& where,
+                      int max_batch, std::vector<Example>* examples) {
+  const auto shape = input.find("shape");
+  if (shape == input.end()) return InvalidArgument(where + ": missing field 'shape'");
+  bool shape_ok = shape->is_array() && (shape->size() == 1 || shape->size() == 2);
+  for (size_t d = 0; shape_ok && d < shape->size(); ++d)
+    shape_ok = (*shape)[d].is_number_unsigned();
+  if (!shape_ok) {
+    return InvalidArgument(
+        where + ".shape: expected [batch] or [batch, tokens] (integers >= 0), got " + Dump(*shape));
+  }
+  const uint64_t rows = (*shape)[0].get<uint64_t>();
+  if (examples->empty()) {
+    Status st = CheckBatchSize(rows, "the batch (" + where + ".shape[0])", max_batch);
+    if (!st.ok()) return st;
+    examples->resize(rows);
+    for (Example& ex : *examples) ex.values.assign(scorer.columns().size(), std::string());
+  } else if (rows != examples->size()) {
+    return InvalidArgument(where + ".shape[0]: batch size " + std::to_string(rows) +
+                           " differs from inputs[0]'s " + std::to_string(examples->size()));
+  }
+  const size_t n = examples->size();
+  const bool multi = scorer.IsMultiValued(c);
+  const auto data = input.find("data");
+  if (data == input.end()) return InvalidArgument(where + ": missing field 'data'");
+  if (!data->is_array()) {
+    return InvalidArgument(where + ".data: expected an array, got " +
+                           std::string(data->type_name()));
+  }
+  if (shape->size() == 1) {
+    if (data->size() != n) {
+      return InvalidArgument(where + ".data: has " + std::to_string(data->size()) +
+                             " entries, shape " + Dump(*shape) + " needs " + std::to_string(n));
+    }
+    for (size_t i = 0; i < n; ++i) {
+      Status st = ColumnValue(scorer, c, (*data)[i], where + ".data[" + std::to_string(i) + "]",
+                              &(*examples)[i].values[c]);
+      if (!st.ok()) return st;
+    }
+    return Status::OK();
+  }
+  // [batch, tokens]: nested (one array of m per row) or flattened (n * m).
+  const uint64_t m = (*shape)[1].get<uint64_t>();
+  if (!multi && m != 1) {
+    return InvalidArgument(where + ".shape: column '" + scorer.columns()[c] +
+                           "' is single-valued; expected [batch] or [batch, 1], got " +
+                           Dump(*shape));
+  }
+  const bool nested = data->size() == n && (*data)[0].is_array();
+  if (nested) {
+    for (size_t i = 0; i < n; ++i) {
+      const std::string at = where + ".data[" + std::to_string(i) + "]";
+      const json& row = (*data)[i];
+      if (!row.is_array() || row.size() != m) {
+        return InvalidArgument(at + ": expected an array of " + std::to_string(m) +
+                               " values (shape " + Dump(*shape) + "), got " +
+                               (row.is_array() ? std::to_string(row.size()) + " values"
+                                               : std::string(row.type_name())));
+      }
+      std::string& value = (*examples)[i].values[c];
+      Status st = multi ? JoinTokens(row, 0, m, at, &value)
+                        : ColumnValue(scorer, c, row[0], at + "[0]", &value);
+      if (!st.ok()) return st;
+    }
+    return Status::OK();
+  }
+  // n <= max_batch and m <= data->size(), so n * m cannot overflow.
+  if (m > data->size() || data->size() != n * m) {
+    return InvalidArgument(where + ".data: has " + std::to_string(data->size()) +
+                           " entries, shape " + Dump(*shape) + " needs " +
+                           (m > data->size() ? "more" : std::to_string(n * m)));
+  }
+  for (size_t i = 0; i < n; ++i) {
+    std::string& value = (*examples)[i].values[c];
+    Status st = multi ? JoinTokens(*data, i * m, m, where + ".data", &value)
+                      : ColumnValue(scorer, c, (*data)[i],
+                                    where + ".data[" + std::to_string(i) + "]", &value);
+    if (!st.ok()) return st;
+  }
+  return Status::OK();
+}
+
+}  // namespace
+
+JsonReply InferRequest(const ServingModel& model, const HttpServer::Options& options,
+                       const std::string& model_name, const std::string& text) {
+  JsonReply res;
+  json body;
+  if (!ParseBody(text, &res, &body)) return res;
+  Status st = CheckFields(body, {"id", "inputs", "outputs", "parameters"});
+  if (!st.ok()) return Error(400, st.message());
+  const auto id = body.find("id");
+  if (id != body.end() && !id->is_string()) {
+    return Error(400, "'id' must be a string, got " + std::string(id->type_name()));
+  }
+  if (const auto it = body.find("parameters"); it != body.end() && !it->is_object()) {
+    return Error(400, "'parameters' must be an object, got " + std::string(it->type_name()));
+  }
+  if (const auto outputs = body.find("outputs"); outputs != body.end()) {
+    if (!outputs->is_array()) {
+      return Error(
+          400, "'outputs' must be an array of objects, got " + std::string(outputs->type_name()));
+    }
+    for (size_t k = 0; k < outputs->size(); ++k) {
+      const std::string where = "outputs[" + std::to_string(k) + "]";
+      const json& o = (*outputs)[k];
+      if (!o.is_object()) {
+        return Error(400, where + ": expected an object, got " + std::string(o.type_name()));
+      }
+      st = CheckFields(o, {"name", "parameters"});
+      if (!st.ok()) return Error(400, where + ": " + st.message());
+      const auto name = o.find("name");
+      if (name == o.end() || !name->is_string()) {
+        return Error(400, where + ".name: expected a string");
+      }
+      if (*name != kOutputName) {
+        return Error(400, where + ".name: unknown output " + Dump(*name) +
+                              " (outputs: " + kOutputName + ")");
+      }
+    }
+  }
+  const auto inputs = body.find("inputs");
+  if (inputs == body.end()) return Error(400, "missing field 'inputs'");
+  if (!inputs->is_array()) {
+    return Error(400,
+                 "'inputs' must be an array of objects, got " + std::string(inputs->type_name()));
+  }
+  if (inputs->empty()) return Error(400, "'inputs' is empty");
+
+  const Scorer& scorer = *model.scorer;
+  std::vector<Example> examples;  // sized by the first input
+  std::vector<int> input_of(scorer.columns().size(), -1);
+  for (size_t k = 0; k < inputs->size(); ++k) {
+    std::string where = "inputs[" + std::to_string(k) + "]";
+    const json& input = (*inputs)[k];
+    if (!input.is_object()) {
+      return Error(400, where + ": expected an object with name, datatype, shape and data, got " +
+                            std::string(input.type_name()));
+    }
+    st = CheckFields(input, {"name", "datatype", "shape", "data", "parameters"});
+    if (!st.ok()) return Error(400, where + ": " + st.message());
+    const auto name = input.find("name");
+    if (name == input.end() || !name->is_string()) {
+      return Error(400, where + ".name: expected a string");
+    }
+    const std::string& col = name->get_ref<const std::string&>();
+    const int c = scorer.ColumnIndex(col);
+    if (c < 0) {
+      return Error(400,
+                   where + ": unknown input '" + col + "' (inputs: " + ColumnList(scorer) + ")");
+    }
+    if (input_of[c] >= 0) {
+      return Error(
+          400, where + ": input '" + col + "' is also inputs[" + std::to_string(input_of[c]) + "]");
+    }
+    input_of[c] = static_cast<int>(k);
+    where += " ('" + col + "')";
+    if (const auto it = input.find("parameters"); it != input.end() && !it->is_object()) {
+      return Error(400,
+                   where + ".parameters: must be an object, got " + std::string(it->type_name()));
+    }
+    const auto datatype = input.find("datatype");
+    if (datatype == input.end()) return Error(400, where + ": missing field 'datatype'");
+    if (*datatype != kInputDatatype) {
+      return Error(400, where + ".datatype: expected \"" + std::string(kInputDatatype) +
+                            "\" (every column is text; numbers go as BYTES too), got " +
+                            Dump(*datatype));
+    }
+    st = ReadInferInput(scorer, c, input, where, options.max_batch, &examples);
+    if (!st.ok()) return Error(400, st.message());
+  }
+  std::vector<float> probs;
+  st = scorer.Score(examples, &probs, "example");
+  if (!st.ok()) return Error(HttpCode(st), st.message());
+  json data = json::array();
+  for (float p : probs) data.push_back(Tidy(p));
+  json out = {{"model_name", model_name}, {"model_version", std::to_string(model.version())}};
+  if (id != body.end()) out["id"] = *id;
+  out["outputs"] = json::array({json{{"name", kOutputName},
+                                     {"datatype", "FP32"},
+                                     {"shape", json::array({probs.size()})},
+                                     {"data", std::move(data)}}});
+  return Reply(200, out);
+}
+
 }  // namespace serving_internal
 
 // ---- Server -----------------------------------------------------------------------
@@ -492,8 +725,7 @@ class HttpServer::Impl {
                 const httplib::ContentReader& reader, std::string* text) const;
   // The common start of a POST: read the body and take the current model;
   // on failure the response is written and nullptr returned.
-  std::shared_ptr<const ServingModel> BeginPost(const httplib::Request& req,
-                                                httplib::Response& res,
+  std::shared_ptr<const ServingModel> BeginPost(const httplib::Request& req, httplib::Response& res,
                                                 const httplib::ContentReader& reader,
                                                 std::string* text) const;
 
@@ -502,6 +734,17 @@ class HttpServer::Impl {
   void Rank(const httplib::Request& req, httplib::Response& res,
             const httplib::ContentReader& reader) const;
   void Model(httplib::Response& res) const;
+
+  // KServe v2. The model a /v2/models/{name}[/versions/{v}] path (matched
+  // by a route: req.matches[1] the name, [2] the version) names, with its
+  // name in *name; or nullptr after writing a 404 (another name or version)
+  // or a 503 (no model yet).
+  std::shared_ptr<const ServingModel> V2Model(const httplib::Request& req, httplib::Response& res,
+                                              std::string* name) const;
+  void V2ModelMetadata(const httplib::Request& req, httplib::Response& res) const;
+  void V2ModelReady(const httplib::Request& req, httplib::Response& res) const;
+  void V2Infer(const httplib::Request& req, httplib::Response& res,
+               const httplib::ContentReader& reader) const;
 
   const Options options_;
   const ModelWatcher* const models_;
@@ -607,6 +850,73 @@ void HttpServer::Impl::Model(httplib::Response& res) const {
   SetJson(res, 200, out);
 }
 
+std::shared_ptr<const ServingModel> HttpServer::Impl::V2Model(const httplib::Request& req,
+                                                              httplib::Response& res,
+                                                              std::string* name) const {
+  const std::string asked = req.matches[1].str();
+  if (!options_.model_name.empty() && asked != options_.model_name) {
+    SetError(res, 404,
+             "unknown model '" + asked + "' (this server serves '" + options_.model_name + "')");
+    return nullptr;
+  }
+  auto model = ModelOr503(res);
+  if (model == nullptr) return nullptr;
+  *name = serving_internal::ModelName(options_, *model);
+  if (asked != *name) {
+    SetError(res, 404, "unknown model '" + asked + "' (this server serves '" + *name + "')");
+    return nullptr;
+  }
+  const std::string served = std::to_string(model->version());
+  if (req.matches.size() > 2 && req.matches[2].matched && req.matches[2].str() != served) {
+    SetError(res, 404,
+             "model '" + *name + "' has no version '" + req.matches[2].str() +
+                 "' (serving version " + served + ")");
+    return nullptr;
+  }
+  return model;
+}
+
+void HttpServer::Impl::V2ModelMetadata(const httplib::Request& req, httplib::Response& res) const {
+  std::string name;
+  const auto model = V2Model(req, res, &name);
+  if (model == nullptr) return;
+  const Scorer& scorer = *model->scorer;
+  json inputs = json::array();
+  for (size_t c = 0; c < scorer.columns().size(); ++c) {
+    const bool multi = scorer.IsMultiValued(static_cast<int>(c));
+    inputs.push_back({{"name", scorer.columns()[c]},
+                      {"datatype", kInputDatatype},
+                      {"shape", multi ? json::array({-1, -1}) : json::array({-1})}});
+  }
+  SetJson(res, 200,
+          json{{"name", name},
+               {"versions", json::array({std::to_string(model->version())})},
+               {"platform", "freshet"},
+               {"inputs", std::move(inputs)},
+               {"outputs",
+                json::array({json{
+                    {"name", kOutputName}, {"datatype", "FP32"}, {"shape", json::array({-1})}}})}});
+}
+
+void HttpServer::Impl::V2ModelReady(const httplib::Request& req, httplib::Response& res) const {
+  std::string name;
+  if (V2Model(req, res, &name) == nullptr) return;
+  SetJson(res, 200, json{{"name", name}, {"ready", true}});
+}
+
+void HttpServer::Impl::V2Infer(const httplib::Request& req, httplib::Response& res,
+                               const httplib::ContentReader& reader) const {
+  std::string text;
+  if (!ReadBody(req, res, reader, &text)) return;
+  std::string name;
+  const auto model = V2Model(req, res, &name);
+  if (model == nullptr) return;
+  const serving_internal::JsonReply r =
+      serving_internal::InferRequest(*model, options_, name, text);
+  res.status = r.status;
+  res.set_content(r.body, kJsonType);
+}
+
 void HttpServer::Impl::Install() {
   const auto not_allowed = [](const char* allow) {
     return [allow](const httplib::Request& req, httplib::Response& res) {
@@ -628,7 +938,33 @@ void HttpServer::Impl::Install() {
     res.status = 200;
     res.set_content(text, "text/plain; version=0.0.4; charset=utf-8");
   });
-  for (const char* path : {"/score", "/rank"}) {
+  // KServe v2 (Open Inference Protocol).
+  server_.Get("/v2/health/live", [](const httplib::Request&, httplib::Response& res) {
+    SetJson(res, 200, json{{"live", true}});
+  });
+  server_.Get("/v2/health/ready", [this](const httplib::Request&, httplib::Response& res) {
+    if (ModelOr503(res) != nullptr) SetJson(res, 200, json{{"ready", true}});
+  });
+  server_.Get("/v2", [](const httplib::Request&, httplib::Response& res) {
+    SetJson(res, 200,
+            json{{"name", "freshet"}, {"version", FRESHET_VERSION}, {"extensions", json::array()}});
+  });
+  // httplib matches routes as whole-path regexes, in the order added.
+  constexpr char kV2ModelPath[] = "/v2/models/([^/]+)(?:/versions/([^/]+))?";
+  const std::string metadata_path = kV2ModelPath;
+  const std::string ready_path = std::string(kV2ModelPath) + "/ready";
+  const std::string infer_path = std::string(kV2ModelPath) + "/infer";
+  server_.Get(metadata_path, [this](const httplib::Request& req, httplib::Response& res) {
+    V2ModelMetadata(req, res);
+  });
+  server_.Get(ready_path, [this](const httplib::Request& req, httplib::Response& res) {
+    V2ModelReady(req, res);
+  });
+  server_.Post(infer_path,
+               [this](const httplib::Request& req, httplib::Response& res,
+                      const httplib::ContentReader& reader) { V2Infer(req, res, reader); });
+
+  for (const std::string& path : {std::string("/score"), std::string("/rank"), infer_path}) {
     const auto h = not_allowed("POST");
     server_.Get(path, h);  // also answers HEAD
     server_.Put(path, h);
@@ -636,7 +972,9 @@ void HttpServer::Impl::Install() {
     server_.Delete(path, h);
     server_.Options(path, h);
   }
-  for (const char* path : {"/model", "/metrics"}) {
+  for (const std::string& path :
+       {std::string("/model"), std::string("/metrics"), std::string("/v2/health/live"),
+        std::string("/v2/health/ready"), std::string("/v2"), metadata_path, ready_path}) {
     const auto h = not_allowed("GET, HEAD");
     server_.Post(path, h);
     server_.Put(path, h);
@@ -654,7 +992,9 @@ void HttpServer::Impl::Install() {
         switch (res.status) {
           case 404:
             msg = "no such endpoint: " + req.method + " " + req.path +
-                  " (endpoints: POST /score, POST /rank, GET /model, GET /metrics)";
+                  " (endpoints: POST /score, POST /rank, GET /model, GET /metrics; KServe v2: "
+                  "GET /v2, /v2/health/{live,ready}, /v2/models/{name}[/ready], POST "
+                  "/v2/models/{name}/infer)";
             break;
           case 413:
             msg = "request body larger than " + std::to_string(options_.max_body_bytes) + " bytes";
@@ -725,6 +1065,10 @@ StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const Options& options,
     return InvalidArgument("http server: max_body_bytes must be >= 1");
   if (options.keep_alive_timeout_s < 1) {
     return InvalidArgument("http server: keep_alive_timeout_s must be >= 1");
+  }
+  if (options.model_name.find('/') != std::string::npos) {
+    return InvalidArgument("http server: model_name must not contain '/', got '" +
+                           options.model_name + "'");
   }
   std::unique_ptr<HttpServer> s(new HttpServer(std::make_unique<Impl>(options, models)));
   s->impl_->Install();

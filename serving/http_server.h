@@ -53,10 +53,58 @@
 //   GET /metrics  (Prometheus text format 0.0.4)
 //     freshet_serve_requests_total{endpoint="score",code="200"} counter
 //     freshet_serve_request_seconds{endpoint="..."} histogram (_bucket{le},
-//       _sum, _count), endpoints score, rank, model, metrics, other
+//       _sum, _count), endpoints score, rank, model, metrics, v2_infer
+//       (POST /v2/models/.../infer), v2 (the other /v2 paths), other
 //     freshet_serve_model_version, freshet_serve_model_age_seconds gauges
 //       (0 and absent age while no model is loaded)
 //     freshet_serve_model_loads_total, freshet_serve_model_load_failures_total
+//
+// KServe v2 / Open Inference Protocol (REST; JSON bodies only, no binary
+// tensor extension). The model's name is Options::model_name, or the served
+// job's name (manifest job.name), or "freshet" (see Options::model_name);
+// its one version is the export version as a decimal string. {name} below
+// may also be written {name}/versions/{v}, which answers only when v is the
+// served version (404 otherwise).
+//
+//   GET /v2/health/live   -> 200 {"live": true} while the process runs
+//   GET /v2/health/ready  -> 200 {"ready": true} once a model is loaded,
+//                            503 {"error"} before
+//   GET /v2               -> 200 {"name": "freshet", "version": <the CMake
+//                            project version, "0.1.0">, "extensions": []}
+//   GET /v2/models/{name}
+//     -> 200 {"name", "versions": ["<V>"], "platform": "freshet",
+//             "inputs": [{"name": <column>, "datatype": "BYTES",
+//                         "shape": [-1] | [-1, -1]}, ...],
+//             "outputs": [{"name": "probability", "datatype": "FP32",
+//                          "shape": [-1]}]}
+//     One input per feature column (Scorer::columns(), in that order);
+//     shape [-1, -1] (batch, tokens) for a multi-valued column, [-1] for the
+//     others. The item column is not an input unless it is a feature column.
+//   GET /v2/models/{name}/ready -> 200 {"name", "ready": true}
+//   POST /v2/models/{name}/infer
+//     {"id"?: "<string>", "parameters"?: {...},
+//      "inputs": [{"name": <column>, "datatype": "BYTES", "shape": [n],
+//                  "data": [v_0, ..., v_{n-1}], "parameters"?: {...}}, ...],
+//      "outputs"?: [{"name": "probability", "parameters"?: {...}}]}
+//     -> 200 {"model_name", "model_version": "<V>", "id" (when sent),
+//             "outputs": [{"name": "probability", "datatype": "FP32",
+//                          "shape": [n], "data": [p_0, ..., p_{n-1}]}]}
+//     Column-major: each input is one column, v_i its value for example i
+//     (the values /score takes: a string, a number or null; for a
+//     multi-valued column also an array of tokens, and a string is split on
+//     spaces). Every input has the same n (1..Options::max_batch). A
+//     multi-valued column may instead come as shape [n, m]: m tokens per
+//     example, "data" flattened (n * m values, row-major) or nested (n arrays
+//     of m); "" tokens are padding and ignored. A single-valued column also
+//     takes [n, 1]. Columns not given are missing values (as in /score).
+//     p_i equals /score's score for the same example (same Scorer call).
+//     "parameters" are accepted and ignored. Errors as below: 400 names the
+//     field, e.g. "inputs[1] ('query').data: has 3 entries, shape [2] needs
+//     2" (malformed JSON, unknown or duplicate inputs, a datatype other than
+//     BYTES, a bad shape, data of another length than the shape, inputs of
+//     different batch sizes, a batch over max_batch, an output other than
+//     "probability", a non-string "id"); 404 another model name or version;
+//     413 a body over max_body_bytes; 503 no model loaded yet.
 //
 // Column values: a string, a number or null. A number is converted to its
 // JSON text (nlohmann's shortest round-trip form: 3, 0.25, 1e+20), which is
@@ -77,9 +125,11 @@
 //       an array for a single-valued column), an empty batch or one larger
 //       than Options::max_batch, a value the encoder rejects (a numeric
 //       feature that is not a number);
-//   404 unknown path; 405 known path, wrong method (with an Allow header);
+//   404 unknown path, or (KServe v2) another model name or version;
+//   405 known path, wrong method (with an Allow header);
 //   413 body larger than Options::max_body_bytes;
-//   503 /score, /rank and /model while no model is loaded yet;
+//   503 /score, /rank, /model and the v2 model endpoints and
+//       /v2/health/ready while no model is loaded yet;
 //   500 an unexpected internal error.
 // The server keeps serving after any bad request.
 //
@@ -120,7 +170,7 @@ class HttpServer {
     std::string host = "127.0.0.1";
     int port = 0;                      // 0: pick a free port (see port())
     size_t max_body_bytes = 1 << 20;   // larger bodies get 413
-    int max_batch = 1000;              // examples per /score, candidates per /rank
+    int max_batch = 1000;              // examples per /score and v2 infer, candidates per /rank
     int threads = 8;                   // connection-handling threads
     std::string item_column = "item";  // echoed by /rank
     // An idle keep-alive connection is closed after this long. It holds a
@@ -129,6 +179,10 @@ class HttpServer {
     // Default exploration share of /rank (in [0, 1]; a request's "explore"
     // overrides it).
     double explore = 0;
+    // The model name of the KServe v2 endpoints (/v2/models/{name}/...);
+    // must not contain '/'. Empty: the served job's name (the manifest's
+    // job.name) when it is non-empty and has no '/', else "freshet".
+    std::string model_name;
   };
 
   // Binds host:port and starts serving on background threads. `models` is

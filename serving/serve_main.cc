@@ -2,12 +2,14 @@
 //
 //   freshet_serve --export_dir=out/synthetic/export [--port=8080]
 //                 [--explore=0] [--freeze_after_s=-1] [--min_reload_interval_s=0]
-//                 [--reload_interval_after_s=0]
+//                 [--reload_interval_after_s=0] [--model_name=NAME]
 //
 // Watches --export_dir (written by the exporter, exporter/snapshot.h), loads
 // the newest model (full snapshot + deltas, incrementally when possible),
 // swaps it in without blocking requests, and answers POST /score, POST
-// /rank, GET /model and GET /metrics (formats in serving/http_server.h).
+// /rank, GET /model, GET /metrics and the KServe v2 / Open Inference
+// Protocol endpoints under /v2 (formats in serving/http_server.h; the v2
+// model name is --model_name, by default the job's name from the manifest).
 // Prints "freshet_serve listening on http://HOST:PORT" on stdout once bound
 // (with --port=0, the port it picked). Logs every model swap (version, rows,
 // load time) and every rejected export. Stops on SIGINT or SIGTERM.
@@ -31,7 +33,8 @@ DEFINE_int32(poll_ms, 100,
 DEFINE_bool(notify, true, "Watch the export directory with inotify (load a new model as soon as "
                           "LATEST changes), besides polling");
 DEFINE_int64(max_body_bytes, 1 << 20, "Largest request body accepted; larger ones get 413");
-DEFINE_int32(max_batch, 1000, "Most examples per /score and candidates per /rank request");
+DEFINE_int32(max_batch, 1000,
+             "Most examples per /score, candidates per /rank and rows per v2 infer request");
 DEFINE_int32(threads, 8, "Connection-handling threads (one per open connection)");
 DEFINE_string(item_column, "item", "Candidate field echoed as \"item\" by /rank");
 DEFINE_double(explore, 0,
@@ -44,12 +47,17 @@ DEFINE_double(min_reload_interval_s, 0,
 DEFINE_double(reload_interval_after_s, 0,
               "--min_reload_interval_s applies from this many seconds after the first load "
               "(before: every new export is loaded)");
+DEFINE_string(model_name, "",
+              "Model name of the KServe v2 endpoints (/v2/models/NAME/infer); empty: the "
+              "served job's name from the export manifest, or \"freshet\" if it has none");
 
 int main(int argc, char** argv) {
   gflags::SetUsageMessage(
       "serves the newest model of an export directory over HTTP/JSON\n"
       "usage: freshet_serve --export_dir=DIR [--host=127.0.0.1] [--port=8080]\n"
-      "endpoints: POST /score, POST /rank, GET /model, GET /metrics");
+      "endpoints: POST /score, POST /rank, GET /model, GET /metrics,\n"
+      "KServe v2: GET /v2, /v2/health/{live,ready}, /v2/models/NAME[/ready], "
+      "POST /v2/models/NAME/infer");
   gflags::ParseCommandLineFlags(&argc, &argv, true);
   google::InitGoogleLogging(argv[0]);
   FLAGS_logtostderr = true;
@@ -93,6 +101,7 @@ int main(int argc, char** argv) {
   hopt.threads = FLAGS_threads;
   hopt.item_column = FLAGS_item_column;
   hopt.explore = FLAGS_explore;
+  hopt.model_name = FLAGS_model_name;
   auto server = freshet::HttpServer::Start(hopt, watcher->get());
   if (!server.ok()) {
     std::fprintf(stderr, "freshet_serve: %s\n", server.status().ToString().c_str());

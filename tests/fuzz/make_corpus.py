@@ -219,10 +219,16 @@ put("config_fuzz", "job_synthetic", b"\x02" + text("cluster-configs/jobs/synthet
 put("config_fuzz", "job_retail", b"\x02" + text("cluster-configs/jobs/retail-purchase.pbtxt"))
 put("config_fuzz", "hosts", b"\x03" + b"node[01-03,07],gpu-a[1-2]x,r[1-2]n[1-2],login")
 
-# ---- serving_request_fuzz: even /score, odd /rank ----------------------------
+# ---- serving_request_fuzz: byte 0 % 3: 0 /score, 1 /rank, 2 KServe v2 infer --
 put("serving_request_fuzz", "score", b"\x00" + b'{"examples": [{"user": "u1", "item": 42, "query": ["red", "shoe"], '
     b'"tags": "a b", "price": "12.5", "age": 31}, {"user": null}]}')
 put("serving_request_fuzz", "rank", b"\x01" + b'{"context": {"user": "u1", "age": 20}, "candidates": '
     b'[{"item": "i1", "price": 3}, {"item": "i2", "price": 300, "tags": ["x", 1]}], "k": 1}')
 put("serving_request_fuzz", "bad", b"\x00" + b'{"examples": [{"age": "abc"}], "extra": true}')
+put("serving_request_fuzz", "infer", b"\x02" + b'{"id": "r1", "inputs": ['
+    b'{"name": "user", "datatype": "BYTES", "shape": [2], "data": ["u1", null]}, '
+    b'{"name": "query", "datatype": "BYTES", "shape": [2, 2], "data": ["red", "shoe", "", ""]}, '
+    b'{"name": "tags", "datatype": "BYTES", "shape": [2], "data": [["a", 1], "b c"]}, '
+    b'{"name": "age", "datatype": "BYTES", "shape": [2, 1], "data": [[31], ["7"]]}], '
+    b'"outputs": [{"name": "probability"}], "parameters": {}}')
 print("wrote", OUT)

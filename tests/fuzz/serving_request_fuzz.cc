@@ -1,11 +1,14 @@
-// Fuzz target: the serving tier's request bodies (POST /score and /rank,
-// serving/http_server.h) against a real model: TinyJob
+// Fuzz target: the serving tier's request bodies (POST /score, /rank and the
+// KServe v2 /v2/models/{name}/infer, serving/http_server.h) against a real
+// model: TinyJob
 // (serving/internal/testing.h) published with ExportWriter and loaded as
 // freshet_serve loads it.
 //
-// Input byte 0: even -> /score, odd -> /rank; the rest is the body. Every
-// answer must be JSON with status 200 (scores in [0, 1], one per example;
-// at most k ranked items) or a 4xx with an "error" string; never a 5xx.
+// Input byte 0 % 3: 0 -> /score, 1 -> /rank, 2 -> infer; the rest is the
+// body. Every answer must be JSON with status 200 (scores in [0, 1], one per
+// example; at most k ranked items; infer: one FP32 "probability" output
+// whose data has shape[0] entries) or a 4xx with an "error" string; never a
+// 5xx.
 #include <cstdlib>
 #include <memory>
 #include <random>
@@ -51,15 +54,29 @@ const ServingModel& Model() {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace freshet;
   fuzz::Input in(data, size);
-  const bool rank = in.Byte() % 2 == 1;
+  const int kind = in.Byte() % 3;
+  const bool rank = kind == 1;
   const std::string body(in.Rest());
   HttpServer::Options options;
   options.max_batch = 64;
+  const std::string name = serving_internal::ModelName(options, Model());
   const serving_internal::JsonReply r =
-      rank ? serving_internal::RankRequest(Model(), options, body)
-           : serving_internal::ScoreRequest(Model(), options, body);
+      kind == 0   ? serving_internal::ScoreRequest(Model(), options, body)
+      : kind == 1 ? serving_internal::RankRequest(Model(), options, body)
+                  : serving_internal::InferRequest(Model(), options, name, body);
   const json answer = json::parse(r.body);  // throws (a crash) if not JSON
-  if (r.status == 200) {
+  if (r.status == 200 && kind == 2) {
+    FUZZ_CHECK(answer.at("model_name") == name);
+    const json& outputs = answer.at("outputs");
+    FUZZ_CHECK(outputs.is_array() && outputs.size() == 1);
+    const json& data = outputs[0].at("data");
+    FUZZ_CHECK(data.is_array() && !data.empty() && data.size() <= 64);
+    FUZZ_CHECK(outputs[0].at("shape") == json::array({data.size()}));
+    for (const json& x : data) {
+      const double p = x.get<double>();
+      FUZZ_CHECK(p >= 0 && p <= 1);
+    }
+  } else if (r.status == 200) {
     const json& list = answer.at(rank ? "items" : "scores");
     FUZZ_CHECK(list.is_array() && !list.empty());
     for (const json& x : list) {
