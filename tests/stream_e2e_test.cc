@@ -12,27 +12,28 @@
 // and the final manifest's watermark is the minimum over the workers (the
 // producer stops partition 1, worker 1's only partition, early, so worker 1
 // lags worker 0 by minutes of event time).
+#include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdio>
-#include <fstream>
-#include <regex>
 #include <filesystem>
+#include <fstream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <queue>
 #include <random>
+#include <regex>
 #include <sstream>
 #include <string>
 #include <thread>
 
-#include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
-
 #include "exporter/snapshot.h"
+#include "worker/checkpoint.h"
 #include "worker/data/synthetic_shop.h"
 #include "worker/stream/event.h"
+#include "worker/stream/join_state.h"
 #include "worker/stream/tail_source.h"
 
 namespace freshet {
@@ -87,8 +88,8 @@ void Produce(const std::string& dir, const std::string& log, Written* w) {
     std::FILE* f = nullptr;
     int lines = 0, rotated = 0;
     // Clicks not yet due: (ms, line).
-    std::priority_queue<std::pair<int64_t, std::string>, std::vector<std::pair<int64_t, std::string>>,
-                        std::greater<>>
+    std::priority_queue<std::pair<int64_t, std::string>,
+                        std::vector<std::pair<int64_t, std::string>>, std::greater<>>
         clicks;
   };
   std::vector<Part> parts(kPartitions);
@@ -203,8 +204,8 @@ TEST(StreamE2eTest, TrainsFromALiveRotatedStreamAndCountsAddUp) {
   std::thread producer(Produce, dir, log, &w);
   const int rc = Sh("cd " + kSrc + " && timeout 400 " + kSrc + "/launch/mpirun.sh -np 5 " + kBin +
                     "/freshet_train --job_config=cluster-configs/jobs/realtime-shop.pbtxt"
-                    " --stream_dir=" + dir + " --work_dir=" + kOut + "/work --save=false > " +
-                    log + " 2>&1");
+                    " --stream_dir=" +
+                    dir + " --work_dir=" + kOut + "/work --save=false > " + log + " 2>&1");
   producer.join();
   ASSERT_EQ(rc, 0) << "freshet_train failed; see " << log;
   std::ifstream in(log);
@@ -264,34 +265,101 @@ TEST(StreamE2eTest, TrainsFromALiveRotatedStreamAndCountsAddUp) {
 }
 
 // Restoring a streaming job reopens the stream where the checkpoint's cut
-// left it. On the finished stream of the test above: job A checkpoints every
-// 20 steps and stops at step 60; job B (`--resume`) restores A's newest
-// checkpoint and reads exactly the event lines after the workers'
+// left it and restores the label joiner's state. On the finished stream of
+// the test above: job A checkpoints every 20 steps and stops at step 60,
+// while impressions wait for their label window (the checkpoint's join
+// state holds them); job B (`--resume`, 2 workers) and job C
+// (`--restore_from` the same checkpoint onto 3 workers: partitions move
+// between workers) each read exactly the event lines after the workers'
 // checkpointed positions (every file's remaining lines; files A never
-// opened, whole), not the stream from its start.
-TEST(StreamE2eTest, ResumeReopensTheStreamAtTheCheckpointedPositions) {
+// opened, whole), not the stream from its start, and A up to the cut plus
+// B (or C) trains every example exactly once: the join counters, the
+// examples trained and the positives trained match the uninterrupted run
+// of the test above.
+TEST(StreamE2eTest, ResumeRestoresPositionsAndJoinStateAndTrainsEveryExampleOnce) {
   const std::string dir = kOut + "/events";
   struct stat st;
   ASSERT_EQ(stat((dir + "/_END").c_str(), &st), 0)
       << "needs the finished stream of TrainsFromALiveRotatedStreamAndCountsAddUp";
+  // The uninterrupted run's figures.
+  std::ifstream whole_in(kOut + "/train.log");
+  const std::string whole_text((std::istreambuf_iterator<char>(whole_in)),
+                               std::istreambuf_iterator<char>());
+  const std::string whole_line = JobJsonLine(whole_text);
+  ASSERT_FALSE(whole_line.empty()) << "needs the log of TrainsFromALiveRotatedStreamAndCountsAddUp";
+  const auto whole = nlohmann::json::parse(whole_line);
+
   const std::string ckpt = kOut + "/resume-ckpt";
-  ASSERT_EQ(Sh("rm -rf " + ckpt + " " + kOut + "/resume-work"), 0);
+  ASSERT_EQ(Sh("rm -rf " + ckpt + " " + kOut + "/resume-work " + kOut + "/resume3-work"), 0);
+  const std::string job =
+      " --job_config=cluster-configs/jobs/realtime-shop.pbtxt --stream_dir=" + dir +
+      " --save=false --metrics_port=0 ";
   const std::string train = "cd " + kSrc + " && timeout 300 " + kSrc + "/launch/mpirun.sh -np 5 " +
-                            kBin + "/freshet_train --job_config=cluster-configs/jobs/realtime-shop.pbtxt"
-                            " --stream_dir=" + dir + " --work_dir=" + kOut +
-                            "/resume-work --save=false --metrics_port=0 --checkpoint_dir=" + ckpt +
+                            kBin + "/freshet_train" + job + "--work_dir=" + kOut +
+                            "/resume-work --checkpoint_dir=" + ckpt +
                             " --checkpoint_interval_steps=20 --checkpoint_keep=100 ";
-  const std::string log_a = kOut + "/resume-a.log", log_b = kOut + "/resume-b.log";
+  const std::string log_a = kOut + "/resume-a.log", log_b = kOut + "/resume-b.log",
+                    log_c = kOut + "/resume-c.log";
   ASSERT_EQ(Sh(train + "--max_steps=60 > " + log_a + " 2>&1"), 0) << "see " << log_a;
   ASSERT_EQ(Sh(train + "--resume > " + log_b + " 2>&1"), 0) << "see " << log_b;
-  std::ifstream in(log_b);
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  // C: 2 servers, 3 workers (partition P moves to worker P mod 3).
+  const std::string cluster3 = kOut + "/cluster-2s3w.pbtxt";
+  std::ofstream(cluster3) << "name: \"stream-2s3w\"\n"
+                          << "roles { role: SERVER count: 2 }\n"
+                          << "roles { role: WORKER count: 3 }\n"
+                          << "transport { request_timeout_ms: 60000 max_inflight_requests: 64 }\n"
+                          << "server { handler_threads: 1 partitions: 16 }\n"
+                          << "metrics { port: 0 }\n";
+  auto read_log = [](const std::string& path) {
+    std::ifstream in(path);
+    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  };
+  const std::string text_a = read_log(log_a), text_b = read_log(log_b);
   std::smatch m;
-  ASSERT_TRUE(std::regex_search(text, m, std::regex("restored checkpoint ([0-9]+): step ([0-9]+)")))
-      << text;
+  ASSERT_TRUE(
+      std::regex_search(text_b, m, std::regex("restored checkpoint ([0-9]+): step ([0-9]+)")))
+      << text_b;
   const std::string restored = ckpt + "/ckpt-" + m[1].str();
-  EXPECT_GE(std::stoi(m[2].str()), 20);
-  EXPECT_NE(text.find("stream positions of"), std::string::npos) << text;
+  ASSERT_EQ(Sh("cd " + kSrc + " && timeout 300 " + kSrc + "/launch/mpirun.sh -np 5 " + kBin +
+               "/freshet_train" + job + "--cluster_config=" + cluster3 + " --work_dir=" + kOut +
+               "/resume3-work --restore_from=" + restored + " > " + log_c + " 2>&1"),
+            0)
+      << "see " << log_c;
+  const std::string text_c = read_log(log_c);
+  // A stopped at step 60 with a checkpoint there: the cut is A's end.
+  const auto a = nlohmann::json::parse(JobJsonLine(text_a));
+  ASSERT_EQ(a.at("steps").get<int64_t>(), 60);
+  EXPECT_EQ(std::stoi(m[2].str()), 60);
+  EXPECT_NE(text_b.find("stream positions of"), std::string::npos) << text_b;
+
+  // The checkpoint lists and checksums every worker's join state, and
+  // impressions were waiting for their window at the cut.
+  auto manifest = VerifyCheckpoint(restored);
+  ASSERT_TRUE(manifest.ok()) << manifest.status();
+  std::map<std::string, uint64_t> listed;
+  for (const auto& f : manifest->files) listed[f.name] = f.checksum;
+  int64_t waiting = 0, untrained = 0;
+  for (int worker = 0; worker < 2; ++worker) {
+    const std::string name = JoinStateFileName(worker);
+    ASSERT_TRUE(listed.count(name)) << name << " not in " << restored << "/MANIFEST";
+    EXPECT_NE(listed[name], 0u) << name;
+    auto join = ReadJoinStateFile(restored + "/" + name);
+    ASSERT_TRUE(join.ok()) << join.status();
+    EXPECT_EQ(join->worker, worker);
+    EXPECT_EQ(join->step, 60);
+    for (const auto& e : join->joiner.entries) {
+      EXPECT_EQ(e.partition % 2, worker) << e.key;
+    }
+    waiting += static_cast<int64_t>(join->joiner.waiting());
+    untrained += static_cast<int64_t>(join->examples.size());
+  }
+  EXPECT_GT(waiting, 0) << "no impression waited for its window at the cut";
+  std::printf("cut at step 60: %lld impressions waiting, %lld examples read but not trained\n",
+              static_cast<long long>(waiting), static_cast<long long>(untrained));
+  EXPECT_NE(text_b.find("join state of " + std::to_string(waiting) + " pending impressions"),
+            std::string::npos)
+      << text_b;
+
   // Lines per file name now, and where the checkpoint left each file.
   std::map<std::string, int64_t> lines_now;
   for (const auto& e : std::filesystem::directory_iterator(dir)) {
@@ -317,15 +385,33 @@ TEST(StreamE2eTest, ResumeReopensTheStreamAtTheCheckpointedPositions) {
     auto it = lines_at_cut.find(name);
     expected += it == lines_at_cut.end() ? n - 1 : n - std::max<int64_t>(it->second, 1);
   }
-  const std::string json_line = JobJsonLine(text);
-  ASSERT_FALSE(json_line.empty()) << text;
-  const auto j = nlohmann::json::parse(json_line);
-  const auto& s = j.at("stream");
-  const int64_t read = s.at("impressions").get<int64_t>() + s.at("reactions").get<int64_t>() +
-                       s.at("ignored").get<int64_t>() + s.at("bad_lines").get<int64_t>();
-  EXPECT_EQ(read, expected) << "B read " << read << " event lines; after the cut there are "
-                            << expected << " (of " << all_events << ")";
-  EXPECT_LT(read, all_events);
+  const auto& ws = whole.at("stream");
+  for (const auto& [name, text] :
+       {std::pair<std::string, std::string>{"B (2 workers)", text_b}, {"C (3 workers)", text_c}}) {
+    SCOPED_TRACE(name);
+    const std::string json_line = JobJsonLine(text);
+    ASSERT_FALSE(json_line.empty()) << text;
+    const auto j = nlohmann::json::parse(json_line);
+    const auto& s = j.at("stream");
+    const int64_t read = s.at("lines").get<int64_t>();
+    EXPECT_EQ(read, expected) << name << " read " << read
+                              << " event lines; after the cut there are " << expected << " (of "
+                              << all_events << ")";
+    EXPECT_LT(read, all_events);
+    // The counters cover the whole stream (the checkpoint's plus the
+    // restored run's) and equal the uninterrupted run's.
+    for (const char* k :
+         {"impressions", "reactions", "joined", "expired", "evicted", "duplicate", "dup_labels",
+          "late", "orphan", "mismatched", "ignored", "early_joined"}) {
+      EXPECT_EQ(s.at(k).get<int64_t>(), ws.at(k).get<int64_t>()) << k;
+    }
+    // Every example trained exactly once: A's up to the cut plus this run's.
+    EXPECT_EQ(a.at("train_examples").get<int64_t>() + j.at("train_examples").get<int64_t>(),
+              whole.at("train_examples").get<int64_t>());
+    EXPECT_EQ(
+        a.at("progressive_positives").get<int64_t>() + j.at("progressive_positives").get<int64_t>(),
+        whole.at("progressive_positives").get<int64_t>());
+  }
 }
 
 }  // namespace

@@ -30,7 +30,7 @@ bool HasTrailer(const std::string& name) {
     const size_t n = std::strlen(suffix);
     return name.size() > n && name.compare(name.size() - n, n, suffix) == 0;
   };
-  return ends(".rows") || ends(".bin") || ends(".input");
+  return ends(".rows") || ends(".bin") || ends(".input") || ends(".join");
 }
 
 // The last 8 bytes of `path` (the FNV-1a trailer of .rows and .bin files).

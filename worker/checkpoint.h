@@ -8,7 +8,9 @@
 //     job.pbtxt                the job
 //     worker-<w>.input         file jobs: the input each worker had trained
 //                              at the cut (InputCut; FNV-1a trailer)
-//     worker-<w>.position      streaming workers' read positions (if any)
+//     worker-<w>.position      streaming workers' read positions at the cut
+//     worker-<w>.join          streaming workers' label-join state at the cut
+//                              (worker/stream/join_state.h; FNV-1a trailer)
 //     MANIFEST                 written last: what the checkpoint is
 //   CHECKPOINT_LATEST          the id of the newest complete checkpoint
 // A checkpoint is complete iff its MANIFEST exists and every file it lists
@@ -66,7 +68,7 @@ std::string CheckpointDir(const std::string& root, int64_t id);
 StatusOr<int64_t> LatestCheckpointId(const std::string& root);
 
 // Lists every regular file of `dir` except MANIFEST (sizes; the last 8 bytes
-// of .rows and .bin files as checksums) into m->files, then writes
+// of .rows, .bin, .input and .join files as checksums) into m->files, then writes
 // <dir>/MANIFEST atomically (common/file_io.h: retried, then Internal naming
 // the path and errno; a failed write leaves no MANIFEST, so the checkpoint
 // stays incomplete and is never restored from). The manifest (format 2) ends

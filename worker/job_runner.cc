@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <deque>
 #include <fstream>
 #include <sstream>
 #include <optional>
@@ -56,37 +57,71 @@ std::string Num(double v) { return JsonNumber(v); }
 // training).
 // TakeConsumed gives the tail's read position (TailPosition text) when the
 // stream is a TailSource: the position after the examples of the batch.
+// With `keep_untrained` (streaming checkpoints) it also keeps a copy of the
+// examples of every batch read until Trained() says the trainer trained it:
+// at a checkpoint those are the read-ahead batch, which the join state
+// saves (the reader's position is past them).
 class BorrowedSource : public ExampleSource {
  public:
-  explicit BorrowedSource(StreamExampleSource* s)
-      : s_(s), tail_(dynamic_cast<TailSource*>(s->lines())) {}
+  BorrowedSource(StreamExampleSource* s, bool keep_untrained)
+      : s_(s),
+        tail_(dynamic_cast<TailSource*>(s->lines())),
+        keep_(keep_untrained && tail_ != nullptr) {}
   StatusOr<Outcome> Poll(Example* ex, std::chrono::steady_clock::time_point deadline) override {
-    return s_->Poll(ex, deadline);
+    StatusOr<Outcome> got = s_->Poll(ex, deadline);
+    if (keep_ && got.ok() && *got == Outcome::kExample) reading_.push_back(*ex);
+    return got;
   }
   const ReadStats& stats() const override { return s_->stats(); }
   void TakeConsumed(ConsumedInput* out) override {
     if (tail_ != nullptr) out->position = tail_->Position().Serialize();
+    if (keep_) {
+      read_.push_back(std::move(reading_));
+      reading_.clear();
+    }
+  }
+  // Failed feature encoding: never trained, so not kept either.
+  void UncountLast() override {
+    if (keep_ && !reading_.empty()) reading_.pop_back();
+  }
+  // The trainer trained the batch whose reads gave `input` (after_batch).
+  // Batches are trained in the order read; a batch with no position was
+  // never read (the trainer's empty batches after the end).
+  void Trained(const ConsumedInput& input) {
+    if (keep_ && !input.position.empty() && !read_.empty()) read_.pop_front();
+  }
+  // The examples returned but not trained yet, in order.
+  std::vector<Example> Untrained() const {
+    std::vector<Example> out;
+    for (const auto& batch : read_) out.insert(out.end(), batch.begin(), batch.end());
+    out.insert(out.end(), reading_.begin(), reading_.end());
+    return out;
   }
 
  private:
   StreamExampleSource* s_;
   const TailSource* tail_;
+  const bool keep_;
+  std::vector<Example> reading_;           // since the last TakeConsumed
+  std::deque<std::vector<Example>> read_;  // batches read, not yet trained
 };
 
-constexpr int kCounterFields = 13;
+constexpr int kCounterFields = 14;
 
-std::string SerializeCounters(const JoinCounters& c, int64_t bad) {
-  const int64_t v[kCounterFields] = {c.impressions, c.reactions, c.joined,     c.expired,
-                                     c.evicted,     c.duplicate, c.late,       c.orphan,
-                                     c.mismatched,  c.ignored,   c.early_joined, c.dup_labels, bad};
+std::string SerializeCounters(const JoinCounters& c, int64_t bad, int64_t lines) {
+  const int64_t v[kCounterFields] = {c.impressions, c.reactions, c.joined,       c.expired,
+                                     c.evicted,     c.duplicate, c.late,         c.orphan,
+                                     c.mismatched,  c.ignored,   c.early_joined, c.dup_labels,
+                                     bad,           lines};
   return std::string(reinterpret_cast<const char*>(v), sizeof(v));
 }
 
-Status SumCounters(const std::string& all, JoinCounters* sum, int64_t* bad) {
+Status SumCounters(const std::string& all, JoinCounters* sum, int64_t* bad, int64_t* lines) {
   constexpr size_t kBytes = kCounterFields * sizeof(int64_t);
   if (all.size() % kBytes != 0) return DataLoss("join counters: gathered a partial record");
   *sum = JoinCounters();
   *bad = 0;
+  *lines = 0;
   for (size_t off = 0; off < all.size(); off += kBytes) {
     int64_t v[kCounterFields];
     std::memcpy(v, all.data() + off, kBytes);
@@ -105,6 +140,7 @@ Status SumCounters(const std::string& all, JoinCounters* sum, int64_t* bad) {
     c.dup_labels = v[11];
     sum->Add(c);
     *bad += v[12];
+    *lines += v[13];
   }
   return Status::OK();
 }
@@ -202,7 +238,7 @@ std::string JobResult::Json(const proto::JobConfig& job, int num_workers, int nu
   }
   if (streaming) {
     s += ",\"stream\":{" + join.ToJsonFields() + ",\"bad_lines\":" + std::to_string(stream_bad) +
-         "}";
+         ",\"lines\":" + std::to_string(stream_lines) + "}";
   }
   char split[200];
   std::snprintf(split, sizeof(split),
@@ -425,6 +461,10 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
   // merged (positions are per file, keyed by file identity; each new worker
   // applies the entries of the partitions it owns, for any worker count).
   std::optional<TailPosition> restored_position;
+  // And the join state at the cut: every old worker's, this worker's share
+  // merged (JoinStateMerger: by partition, as the positions).
+  std::optional<StreamJoinState> restored_join;
+  int64_t restored_waiting = 0, restored_examples = 0;  // over all old workers
   if (!options.restore_dir.empty()) {
     auto manifest = VerifyCheckpoint(options.restore_dir);
     if (manifest.ok()) {
@@ -432,6 +472,8 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
       start_step = manifest->step;
       if (streaming && !job.stream().dir().empty()) {
         TailPosition merged;
+        JoinStateMerger join_merger(workers->rank(), workers->size());
+        int join_files = 0;
         for (int w = 0; w < manifest->num_workers; ++w) {
           const std::string path =
               options.restore_dir + "/worker-" + std::to_string(w) + ".position";
@@ -442,8 +484,33 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
           auto pos = TailPosition::Parse(text.str());
           if (!pos.ok()) return pos.status().WithContext(path);
           for (auto& f : pos->files) merged.files.push_back(std::move(f));
+          // The position and the join state are one cut: a worker that
+          // saved a position saved its join state beside it (checkpoints
+          // from before join states have none at all).
+          const std::string join_path = options.restore_dir + "/" + JoinStateFileName(w);
+          auto join = ReadJoinStateFile(join_path);
+          if (join.status().code() == StatusCode::kNotFound && join_files == 0 && w == 0) {
+            continue;
+          }
+          if (!join.ok()) return join.status().WithContext("restoring the join state");
+          if (join->worker != w || join->step != manifest->step) {
+            return DataLoss(join_path + ": worker " + std::to_string(join->worker) + " step " +
+                            std::to_string(join->step) + ", the checkpoint's is worker " +
+                            std::to_string(w) + " step " + std::to_string(manifest->step));
+          }
+          ++join_files;
+          restored_waiting += static_cast<int64_t>(join->joiner.waiting());
+          restored_examples += static_cast<int64_t>(join->examples.size());
+          join_merger.Add(std::move(*join));
         }
         if (!merged.files.empty()) restored_position = std::move(merged);
+        if (join_files > 0) {
+          restored_join = join_merger.Take();
+        } else if (restored_position) {
+          LOG(WARNING) << options.restore_dir
+                       << ": no join state (an older checkpoint): impressions that waited for "
+                          "their label window at the cut are lost";
+        }
       }
       if (!streaming) {
         auto cut = LoadInputCut(options.restore_dir, manifest->num_workers, input_files);
@@ -467,7 +534,14 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
                     streaming ? (restored_position
                                      ? "stream positions of " +
                                            std::to_string(restored_position->files.size()) +
-                                           " files restored"
+                                           " files restored" +
+                                           (restored_join
+                                                ? ", join state of " +
+                                                      std::to_string(restored_waiting) +
+                                                      " pending impressions and " +
+                                                      std::to_string(restored_examples) +
+                                                      " untrained examples"
+                                                : std::string(", no join state"))
                                      : std::string("stream read from the start (no positions)"))
                                     .c_str()
                     : restored_input
@@ -503,6 +577,8 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
   topt.metrics = options.metrics;
   topt.start_step = start_step;
   topt.start_epoch = start_epoch;
+  StreamExampleSource* stream = nullptr;  // owned by the job (stream_owner below)
+  BorrowedSource* borrowed = nullptr;      // owned by the trainer while it trains
   topt.after_batch = [&](int epoch, const ConsumedInput& input) -> Status {
     if (epoch != consumed_epoch) {
       epoch_consumed.clear();
@@ -510,10 +586,10 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
     }
     AddConsumed(input.intervals, &epoch_consumed);
     if (!input.position.empty()) trained_position = input.position;
+    if (borrowed != nullptr) borrowed->Trained(input);
     if (ledger != nullptr) return ledger->AppendBatch(epoch, input.intervals);
     return Status::OK();
   };
-  StreamExampleSource* stream = nullptr;  // owned by the trainer while it trains
   if (streaming) {
     topt.epochs = 1;
     topt.max_batch_delay_ms = job.stream().max_batch_delay_ms();
@@ -622,14 +698,30 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
       const auto t_waited = std::chrono::steady_clock::now();
       FRESHET_RETURN_IF_ERROR(workers->Barrier());
       const auto t_cut = std::chrono::steady_clock::now();
-      // The position as of the last trained batch: the prefetched batch
-      // (read, not trained) is not in the tables, so it is not in the cut.
+      // Streams: the reader's position now and the join state now, one
+      // cut. The reader is a batch ahead of training (the prefetched batch
+      // is read, not trained, so not in the tables): its examples go into
+      // the join state with the examples the source has emitted but not
+      // returned, so every event line before the position is trained, in
+      // the join state, or counted (docs/CHECKPOINTS.md "Streaming
+      // restore").
       const auto* tail = stream == nullptr ? nullptr : dynamic_cast<TailSource*>(stream->lines());
       if (st.ok() && tail != nullptr) {
-        const std::string path = dir + "/worker-" + std::to_string(workers->rank()) + ".position";
-        std::ofstream out(path, std::ios::trunc);
-        out << (trained_position.empty() ? TailPosition().Serialize() : trained_position);
-        if (!out.flush()) st = Internal(path + ": cannot write the read position");
+        StreamJoinState join = stream->SaveJoinState();
+        join.worker = workers->rank();
+        join.num_workers = workers->size();
+        join.step = step;
+        if (borrowed != nullptr) {
+          std::vector<Example> untrained = borrowed->Untrained();
+          untrained.insert(untrained.end(), std::make_move_iterator(join.examples.begin()),
+                           std::make_move_iterator(join.examples.end()));
+          join.examples = std::move(untrained);
+        }
+        st = WriteJoinStateFile(dir + "/" + JoinStateFileName(workers->rank()), join);
+        if (st.ok()) {
+          st = WriteFileAtomic(dir + "/worker-" + std::to_string(workers->rank()) + ".position",
+                               tail->Position().Serialize());
+        }
       }
       if (st.ok() && !streaming) {
         InputCut cut;
@@ -733,6 +825,11 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
                                                          restored_position ? &*restored_position
                                                                            : nullptr));
       stream = stream_owner.get();
+      if (restored_join) {
+        FRESHET_RETURN_IF_ERROR(stream->RestoreJoinState(std::move(*restored_join))
+                                    .WithContext("restoring the join state"));
+        restored_join.reset();
+      }
       if (leader && options.print_status) {
         std::printf("streaming: worker 0 reads %s; window %.1f s, labels",
                     stream->lines()->Describe().c_str(), job.stream().window_s());
@@ -740,7 +837,9 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
         std::printf("\n");
         std::fflush(stdout);
       }
-      return std::unique_ptr<ExampleSource>(new BorrowedSource(stream));
+      auto source = std::make_unique<BorrowedSource>(stream, checkpointing);
+      borrowed = source.get();
+      return std::unique_ptr<ExampleSource>(std::move(source));
     }
     FRESHET_ASSIGN_OR_RETURN(
         std::vector<FileRange> ranges,
@@ -764,9 +863,13 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
     // Every worker's join counters, summed on worker 0.
     CHECK(stream != nullptr);
     std::string all;
-    const std::string mine = SerializeCounters(stream->join_counters(), stream->stats().bad);
+    const std::string mine =
+        SerializeCounters(stream->join_counters(), stream->stats().bad, stream->stats().lines);
     FRESHET_RETURN_IF_ERROR(workers->GatherBytes(mine.data(), mine.size(), &all));
-    if (leader) FRESHET_RETURN_IF_ERROR(SumCounters(all, &result.join, &result.stream_bad));
+    if (leader) {
+      FRESHET_RETURN_IF_ERROR(
+          SumCounters(all, &result.join, &result.stream_bad, &result.stream_lines));
+    }
   }
   {
     // The final watermark: the minimum over the workers that trained

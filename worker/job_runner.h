@@ -31,13 +31,16 @@ struct JobResult {
   double popularity_auc = -1;     // worker 0: item-popularity baseline on the holdout
   int64_t ranking_groups = 0;
   // Streaming jobs: the join counters and bad event lines summed over all
-  // workers (worker 0).
+  // workers (worker 0). The counters of a restored job include the
+  // checkpoint's (they count the whole stream, as an uninterrupted job's
+  // do); stream_lines counts the event lines this run read.
   bool streaming = false;
   // Worker 0: the minimum over workers of the final watermarks (see
   // RunOptions::final_watermark).
   int64_t final_watermark = 0, final_ingest_wall_ms = 0;
   JoinCounters join;
   int64_t stream_bad = 0;
+  int64_t stream_lines = 0;
   // Worker 0: periodic checkpoints written (RunOptions::checkpoint), the
   // training pause each cost (ms, from the cut to resuming) and the size of
   // the last one.
@@ -138,7 +141,10 @@ struct RunOptions {
 // checkpoints the read position (TailPosition) as of its last trained batch
 // about every second, and its final read position at the end, to
 // <work_dir>/stream-positions/worker-<i>.position. Periodic checkpoints hold
-// the position as of the last batch trained before the cut.
+// each worker's read position at the cut and its join state
+// (worker/stream/join_state.h: waiting impressions, markers, early
+// reactions, and the examples read but not trained yet), so a streaming
+// restore trains every example of the stream exactly once.
 StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Collective* workers,
                                  const RunOptions& options);
 

@@ -30,6 +30,10 @@ struct Event {
   std::string item;
   float oracle = -1;      // impressions: true P(click), -1 unknown
   std::vector<std::string> values;  // impressions: one per header column
+  // Not part of the line: the stream partition it was read from (set by
+  // the reader; the label joiner keeps it with waiting entries so that a
+  // checkpoint can hand them to the worker that reads that partition).
+  int32_t partition = 0;
 };
 
 // The first line of every file and socket connection, without the newline:

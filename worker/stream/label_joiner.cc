@@ -2,6 +2,10 @@
 
 #include <glog/logging.h>
 
+#include <unordered_set>
+
+#include "worker/stream/join_state.h"
+
 namespace freshet {
 
 std::string JoinCounters::ToString() const {
@@ -61,8 +65,24 @@ StatusOr<std::unique_ptr<LabelJoiner>> LabelJoiner::Create(const JoinOptions& op
 
 bool LabelJoiner::Live(const Due& d, bool waiting) const {
   const Entry& e = slots_[d.slot];
-  if (e.state == kFree || e.gen != d.gen || e.due != d.due) return false;
+  if (e.state == kFree || e.gen != d.gen || DueOf(e) != d.due) return false;
   return waiting == (e.state == kWaiting);
+}
+
+uint32_t LabelJoiner::AddWaiting(int64_t imp_ms, int32_t partition, float oracle,
+                                 std::string data, uint32_t key_len) {
+  const uint32_t slot = NewSlot();
+  Entry& e = slots_[slot];
+  e.imp_ms = imp_ms;
+  e.partition = partition;
+  e.oracle = oracle;
+  e.key_len = key_len;
+  e.data = std::move(data);
+  e.state = kWaiting;
+  ++waiting_;
+  index_.emplace(Key(e), slot);
+  waiting_heap_.push({DueOf(e), slot, e.gen});
+  return slot;
 }
 
 uint32_t LabelJoiner::NewSlot() {
@@ -115,8 +135,7 @@ void LabelJoiner::ToMarker(uint32_t slot, State state) {
   e.data.shrink_to_fit();
   index_.emplace(Key(e), slot);
   e.state = state;
-  e.due = e.imp_ms + options_.window_ms + hold_ms_;
-  marker_heap_.push({e.due, slot, e.gen});
+  marker_heap_.push({DueOf(e), slot, e.gen});
 }
 
 void LabelJoiner::MakeRoom(std::vector<Example>* out) {
@@ -139,6 +158,7 @@ void LabelJoiner::MakeRoom(std::vector<Example>* out) {
 }
 
 void LabelJoiner::Add(const Event& ev, std::vector<Example>* out) {
+  used_ = true;
   key_.assign(ev.request);
   key_ += '\t';
   key_ += ev.item;
@@ -150,6 +170,7 @@ void LabelJoiner::Add(const Event& ev, std::vector<Example>* out) {
     }
     const int64_t end = ev.ms + options_.window_ms;
     // A label event that came first?
+    bool joins_early = false;
     auto early = early_.find(key_);
     if (early != early_.end()) {
       const Early r = early->second;
@@ -159,50 +180,30 @@ void LabelJoiner::Add(const Event& ev, std::vector<Example>* out) {
       } else if (r.ms < ev.ms || r.ms > end) {
         ++counters_.late;
       } else {
-        MakeRoom(out);
-        const uint32_t slot = NewSlot();
-        Entry& e = slots_[slot];
-        e.imp_ms = ev.ms;
-        e.oracle = ev.oracle;
-        e.key_len = static_cast<uint32_t>(key_.size());
-        e.data = key_;
-        e.data += '\t';
-        e.data += ev.user;
-        for (const auto& v : ev.values) {
-          e.data += '\t';
-          e.data += v;
-        }
-        e.state = kWaiting;
-        ++waiting_;
-        index_.emplace(Key(e), slot);
-        Emit(&e, 1, out);
-        ++counters_.joined;
-        ++counters_.early_joined;
-        ToMarker(slot, kPositive);
-        return;
+        joins_early = true;
       }
     }
     MakeRoom(out);
-    const uint32_t slot = NewSlot();
-    Entry& e = slots_[slot];
-    e.imp_ms = ev.ms;
-    e.oracle = ev.oracle;
-    e.key_len = static_cast<uint32_t>(key_.size());
+    std::string data;
     size_t bytes = key_.size() + 1 + ev.user.size();
     for (const auto& v : ev.values) bytes += 1 + v.size();
-    e.data.reserve(bytes);
-    e.data = key_;
-    e.data += '\t';
-    e.data += ev.user;
+    data.reserve(bytes);
+    data = key_;
+    data += '\t';
+    data += ev.user;
     for (const auto& v : ev.values) {
-      e.data += '\t';
-      e.data += v;
+      data += '\t';
+      data += v;
     }
-    e.state = kWaiting;
-    e.due = end;
-    ++waiting_;
-    index_.emplace(Key(e), slot);
-    waiting_heap_.push({e.due, slot, e.gen});
+    const uint32_t slot = AddWaiting(ev.ms, ev.partition, ev.oracle, std::move(data),
+                                     static_cast<uint32_t>(key_.size()));
+    if (joins_early) {
+      Emit(&slots_[slot], 1, out);
+      ++counters_.joined;
+      ++counters_.early_joined;
+      ToMarker(slot, kPositive);
+      return;
+    }
     if (watermark_ > end) AdvanceWatermark(watermark_, out);  // already closed
     return;
   }
@@ -217,7 +218,7 @@ void LabelJoiner::Add(const Event& ev, std::vector<Example>* out) {
       ++counters_.orphan;  // its impression would have come by now
       return;
     }
-    auto [er, inserted] = early_.try_emplace(key_, Early{ev.ms, ev.user});
+    auto [er, inserted] = early_.try_emplace(key_, Early{ev.ms, ev.partition, ev.user});
     if (!inserted) {
       ++counters_.dup_labels;
       return;
@@ -307,6 +308,89 @@ void LabelJoiner::Flush(std::vector<Example>* out) {
     marker_heap_.pop();
   }
   CHECK_EQ(waiting_, 0u);
+}
+
+JoinerState LabelJoiner::SaveState() const {
+  JoinerState st;
+  st.watermark = watermark_;
+  st.counters = counters_;
+  st.entries.reserve(index_.size());
+  for (const Entry& e : slots_) {
+    if (e.state == kFree) continue;
+    JoinerState::Entry out;
+    out.partition = e.partition;
+    out.imp_ms = e.imp_ms;
+    out.key.assign(Key(e));
+    if (e.state == kWaiting) {
+      out.kind = JoinerState::Kind::kWaiting;
+      out.oracle = e.oracle;
+      // data: "request\titem\tuser\tv_1\t...\tv_n"
+      std::string_view rest(e.data);
+      rest.remove_prefix(std::min(rest.size(), static_cast<size_t>(e.key_len) + 1));
+      size_t tab = rest.find('\t');
+      out.user.assign(rest.substr(0, tab));
+      while (tab != std::string_view::npos) {
+        rest.remove_prefix(tab + 1);
+        tab = rest.find('\t');
+        out.values.emplace_back(rest.substr(0, tab));
+      }
+    } else {
+      out.kind = e.state == kPositive ? JoinerState::Kind::kPositive : JoinerState::Kind::kNegative;
+    }
+    st.entries.push_back(std::move(out));
+  }
+  // Early reactions in arrival order: the live items of early_order_ (an
+  // item is stale when its reaction joined or its key came again later).
+  std::unordered_set<std::string_view> saved;
+  for (const auto& [expiry, key] : early_order_) {
+    auto it = early_.find(key);
+    if (it == early_.end() || it->second.ms + hold_ms_ != expiry) continue;
+    if (!saved.insert(key).second) continue;
+    st.early.push_back({it->second.partition, it->second.ms, key, it->second.user});
+  }
+  return st;
+}
+
+Status LabelJoiner::RestoreState(const JoinerState& state) {
+  if (used_ || watermark_ != INT64_MIN) {
+    return FailedPrecondition("join: a state can only be restored into a new joiner");
+  }
+  used_ = true;
+  counters_ = state.counters;
+  watermark_ = state.watermark;
+  for (const auto& e : state.entries) {
+    if (index_.count(e.key)) {
+      // Two old workers' partitions held the same (request, item).
+      if (e.kind == JoinerState::Kind::kWaiting) ++counters_.duplicate;
+      continue;
+    }
+    if (e.kind == JoinerState::Kind::kWaiting) {
+      std::string data = e.key;
+      data += '\t';
+      data += e.user;
+      for (const auto& v : e.values) {
+        data += '\t';
+        data += v;
+      }
+      AddWaiting(e.imp_ms, e.partition, e.oracle, std::move(data),
+                 static_cast<uint32_t>(e.key.size()));
+      continue;
+    }
+    const uint32_t slot = NewSlot();
+    Entry& m = slots_[slot];
+    m.imp_ms = e.imp_ms;
+    m.partition = e.partition;
+    m.key_len = static_cast<uint32_t>(e.key.size());
+    m.data = e.key;
+    m.state = e.kind == JoinerState::Kind::kPositive ? kPositive : kNegative;
+    index_.emplace(Key(m), slot);
+    marker_heap_.push({DueOf(m), slot, m.gen});
+  }
+  for (const auto& r : state.early) {
+    if (!early_.try_emplace(r.key, Early{r.ms, r.partition, r.user}).second) continue;
+    early_order_.emplace_back(r.ms + hold_ms_, r.key);
+  }
+  return Status::OK();
 }
 
 }  // namespace freshet

@@ -30,6 +30,13 @@
 // (evicted). Early reactions are bounded by `max_early` the same way (the
 // oldest becomes an orphan).
 //
+// Checkpoints. SaveState() copies the whole state (waiting impressions with
+// their values, markers, early reactions, watermark, counters; each entry
+// with the stream partition its event came from, Event::partition) into a
+// JoinerState (worker/stream/join_state.h: the file format); RestoreState()
+// loads one into a new joiner. Joining the rest of a stream after a
+// restore gives the examples and counters the uninterrupted joiner gives.
+//
 // Thread safety: one thread uses a LabelJoiner.
 #pragma once
 
@@ -48,6 +55,8 @@
 #include "worker/stream/event.h"
 
 namespace freshet {
+
+struct JoinerState;  // worker/stream/join_state.h
 
 struct JoinOptions {
   std::vector<EventKind> label_kinds = {EventKind::kClick};
@@ -105,11 +114,24 @@ class LabelJoiner {
   int64_t watermark() const { return watermark_; }
   const JoinCounters& counters() const { return counters_; }
 
+  // A copy of the whole state (see the file comment). O(entries); the
+  // joiner is unchanged.
+  JoinerState SaveState() const;
+  // Loads `state` (saved by SaveState, possibly merged from several
+  // joiners: JoinStateMerger) into this joiner. Keys are unique within one
+  // saved state; when merging brought one (request, item) twice, the first
+  // entry wins and a later waiting impression is counted `duplicate` (it
+  // was counted as an impression where it was read), a later marker or
+  // early reaction is dropped. Entries beyond max_pending stay until the
+  // next impression makes room (evicting as usual). FailedPrecondition
+  // unless the joiner is new (no event added, no watermark, no restore).
+  Status RestoreState(const JoinerState& state);
+
  private:
   enum State : uint8_t { kFree, kWaiting, kPositive, kNegative };
   struct Entry {
     int64_t imp_ms = 0;
-    int64_t due = 0;        // the heap time of its next action
+    int32_t partition = 0;  // of the impression (Event::partition)
     float oracle = -1;
     uint32_t gen = 0;
     uint32_t key_len = 0;   // data[0, key_len) is "request\titem"
@@ -124,11 +146,20 @@ class LabelJoiner {
   using DueHeap = std::priority_queue<Due, std::vector<Due>, std::greater<Due>>;
   struct Early {
     int64_t ms;
+    int32_t partition;
     std::string user;
   };
 
   explicit LabelJoiner(const JoinOptions& options);
   std::string_view Key(const Entry& e) const { return std::string_view(e.data.data(), e.key_len); }
+  // The heap time of an entry's next action: its window's end while
+  // waiting, the marker's expiry after.
+  int64_t DueOf(const Entry& e) const {
+    return e.imp_ms + options_.window_ms + (e.state == kWaiting ? 0 : hold_ms_);
+  }
+  // Adds a waiting impression (state kWaiting, indexed, on the window heap).
+  uint32_t AddWaiting(int64_t imp_ms, int32_t partition, float oracle, std::string data,
+                      uint32_t key_len);
   // Whether a heap item is current (a waiting-heap or marker-heap item).
   bool Live(const Due& d, bool waiting) const;
   void Emit(Entry* e, float label, std::vector<Example>* out);
@@ -150,6 +181,7 @@ class LabelJoiner {
   std::deque<std::pair<int64_t, std::string>> early_order_;  // (expiry ms, key), arrival order
   int64_t watermark_ = INT64_MIN;
   JoinCounters counters_;
+  bool used_ = false;  // an event was added or a state restored
   std::string key_;  // scratch
 };
 

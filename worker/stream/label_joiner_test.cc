@@ -1,8 +1,12 @@
 #include "worker/stream/label_joiner.h"
 
+#include <algorithm>
+#include <random>
 #include <set>
 
 #include <gtest/gtest.h>
+
+#include "worker/stream/join_state.h"
 
 namespace freshet {
 namespace {
@@ -247,6 +251,162 @@ TEST(LabelJoinerTest, CountersAddUpOnAShuffledStream) {
   EXPECT_EQ(c.reactions, c.joined);
   EXPECT_EQ(c.early_joined, 223);  // i % 9 == 0 for i < 2000
   EXPECT_EQ(c.impressions, c.emitted() + c.duplicate);
+}
+
+// A stream with every case: impressions on 4 partitions (by request),
+// clicks in and past the window, clicks before their impression, duplicate
+// impressions and clicks, non-label reactions, user mismatches, clicks
+// without impression. `watermark_after[k]`: the watermark to advance to
+// after event k (a lagging one, as a source's).
+struct Stream {
+  std::vector<Event> events;
+  std::vector<int64_t> watermark_after;
+};
+
+Stream MakeStream(int requests, int64_t window_ms, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<double> u(0, 1);
+  std::vector<std::pair<int64_t, Event>> timed;  // (when written, event)
+  for (int r = 0; r < requests; ++r) {
+    const int64_t t = 1000000 + r * 40 + static_cast<int64_t>(u(rng) * 30);
+    const std::string req = "r" + std::to_string(r);
+    const std::string user = "u" + std::to_string(r % 17);
+    for (int i = 0; i < 3; ++i) {
+      const std::string item = "i" + std::to_string((r * 7 + i) % 50);
+      Event imp = Imp(t, req, item, user);
+      imp.partition = r % 4;
+      timed.push_back({t, imp});
+      if (u(rng) < 0.03) timed.push_back({t + 5, imp});  // duplicate
+      const double x = u(rng);
+      if (x < 0.35) {
+        Event c = Click(t + static_cast<int64_t>(u(rng) * window_ms * 1.3), req, item,
+                        u(rng) < 0.03 ? "other" : user);
+        c.partition = imp.partition;
+        const bool early = u(rng) < 0.1;
+        timed.push_back({early ? t - 1 : c.ms, c});
+        if (u(rng) < 0.05) timed.push_back({c.ms + 3, c});  // a second click
+      } else if (x < 0.4) {
+        Event cart = React(EventKind::kCart, t + 10, req, item, user);
+        cart.partition = imp.partition;
+        timed.push_back({t + 10, cart});
+      }
+    }
+    if (u(rng) < 0.02) {  // a click whose impression never comes
+      Event c = Click(t + 3, req, "nope", user);
+      c.partition = r % 4;
+      timed.push_back({t + 3, c});
+    }
+  }
+  std::stable_sort(timed.begin(), timed.end(),
+                   [](const auto& a, const auto& b) { return a.first < b.first; });
+  Stream s;
+  int64_t newest = 0;
+  for (auto& [when, ev] : timed) {
+    newest = std::max(newest, ev.ms);
+    s.events.push_back(std::move(ev));
+    s.watermark_after.push_back(s.events.size() % 7 == 0 ? newest - 200 : INT64_MIN);
+  }
+  return s;
+}
+
+// One example as a comparable string.
+std::string Describe(const Example& e) {
+  std::string s = std::to_string(e.label) + "|" + std::to_string(e.time) + "|" + e.user + "|" +
+                  std::to_string(e.oracle);
+  for (const auto& v : e.values) s += "|" + v;
+  return s;
+}
+
+std::vector<std::string> Sorted(const std::vector<Example>& out) {
+  std::vector<std::string> s;
+  for (const auto& e : out) s.push_back(Describe(e));
+  std::sort(s.begin(), s.end());
+  return s;
+}
+
+// Feeds events [from, to) to the joiners: event k to joiners[partition %
+// joiners.size()], every watermark to all.
+void Feed(const Stream& s, size_t from, size_t to, const std::vector<LabelJoiner*>& joiners,
+          std::vector<Example>* out) {
+  for (size_t k = from; k < to; ++k) {
+    joiners[s.events[k].partition % joiners.size()]->Add(s.events[k], out);
+    if (s.watermark_after[k] != INT64_MIN) {
+      for (LabelJoiner* j : joiners) j->AdvanceWatermark(s.watermark_after[k], out);
+    }
+  }
+}
+
+TEST(LabelJoinerTest, JoiningAfterARestoreGivesWhatAnUninterruptedJoinerGives) {
+  constexpr int64_t kWindow = 2000;
+  const Stream s = MakeStream(1500, kWindow, 3);
+  auto make = [&] {
+    JoinOptions o;
+    o.window_ms = kWindow;
+    o.max_pending = 1 << 20;
+    return std::move(LabelJoiner::Create(o)).value();
+  };
+  auto whole = make();
+  std::vector<Example> want;
+  Feed(s, 0, s.events.size(), {whole.get()}, &want);
+  whole->Flush(&want);
+  const JoinCounters& wc = whole->counters();
+  // The stream has every case.
+  EXPECT_GT(wc.joined, 0);
+  EXPECT_GT(wc.expired, 0);
+  EXPECT_GT(wc.early_joined, 0);
+  EXPECT_GT(wc.duplicate, 0);
+  EXPECT_GT(wc.dup_labels, 0);
+  EXPECT_GT(wc.late, 0);
+  EXPECT_GT(wc.orphan, 0);
+  EXPECT_GT(wc.mismatched, 0);
+  EXPECT_GT(wc.ignored, 0);
+
+  size_t max_waiting = 0, max_markers = 0, max_early = 0;
+  for (size_t cut : {size_t{0}, size_t{1}, s.events.size() / 3, s.events.size() / 2 + 1,
+                     s.events.size() - 5, s.events.size()}) {
+    SCOPED_TRACE("cut after event " + std::to_string(cut));
+    auto before = make();
+    std::vector<Example> got;
+    Feed(s, 0, cut, {before.get()}, &got);
+    StreamJoinState saved;
+    saved.num_workers = 1;
+    saved.joiner = before->SaveState();
+    EXPECT_EQ(saved.joiner.waiting(), before->waiting());
+    EXPECT_EQ(saved.joiner.entries.size(), before->entries());
+    EXPECT_EQ(saved.joiner.early.size(), before->early());
+    max_waiting = std::max(max_waiting, before->waiting());
+    max_markers = std::max(max_markers, before->entries() - before->waiting());
+    max_early = std::max(max_early, before->early());
+    // Through the file format, then onto 1 worker (the same) and 2.
+    auto decoded = DecodeJoinState(EncodeJoinState(saved), "mem");
+    ASSERT_TRUE(decoded.ok()) << decoded.status();
+    for (int n : {1, 2}) {
+      SCOPED_TRACE(std::to_string(n) + " joiners after the restore");
+      std::vector<std::unique_ptr<LabelJoiner>> after;
+      std::vector<LabelJoiner*> ptrs;
+      for (int me = 0; me < n; ++me) {
+        JoinStateMerger m(me, n);
+        m.Add(*decoded);
+        after.push_back(make());
+        ASSERT_TRUE(after.back()->RestoreState(m.Take().joiner).ok());
+        ptrs.push_back(after.back().get());
+      }
+      // A restored joiner takes no second state.
+      EXPECT_EQ(after[0]->RestoreState(saved.joiner).code(), StatusCode::kFailedPrecondition);
+      std::vector<Example> all = got;
+      Feed(s, cut, s.events.size(), ptrs, &all);
+      JoinCounters sum;
+      for (auto& j : after) {
+        j->Flush(&all);
+        sum.Add(j->counters());
+      }
+      EXPECT_EQ(Sorted(all), Sorted(want));
+      EXPECT_TRUE(sum == wc) << sum.ToString() << " vs " << wc.ToString();
+    }
+  }
+  EXPECT_GT(max_waiting, 10u);
+  EXPECT_GT(max_markers, 10u);
+  EXPECT_GT(max_early, 0u);
 }
 
 }  // namespace

@@ -77,6 +77,7 @@ Status StreamExampleSource::HandleLine(const SourceLine& line) {
   auto& p = partitions_[line.partition];
   p.newest = std::max(p.newest, event_.ms);
   newest_ = std::max(newest_, event_.ms);
+  event_.partition = line.partition;
   joiner_->Add(event_, &ready_);
   if (++since_watermark_ >= 64) UpdateWatermark();
   return Status::OK();
@@ -133,6 +134,32 @@ StatusOr<ExampleSource::Outcome> StreamExampleSource::Poll(
         break;
     }
   }
+}
+
+StreamJoinState StreamExampleSource::SaveJoinState() const {
+  StreamJoinState s;
+  s.watermark_ms = watermark_;
+  for (const auto& [id, p] : partitions_) {
+    if (p.newest >= 0) s.partition_newest[id] = p.newest;
+  }
+  s.joiner = joiner_->SaveState();
+  s.examples.assign(ready_.begin() + static_cast<ptrdiff_t>(ready_pos_), ready_.end());
+  return s;
+}
+
+Status StreamExampleSource::RestoreJoinState(StreamJoinState state) {
+  if (stats_.lines > 0 || stats_.examples > 0 || !ready_.empty() || ended_) {
+    return FailedPrecondition("stream source: the join state must be restored before reading");
+  }
+  FRESHET_RETURN_IF_ERROR(joiner_->RestoreState(state.joiner));
+  for (const auto& [id, ms] : state.partition_newest) {
+    partitions_[id].newest = ms;
+    newest_ = std::max(newest_, ms);
+  }
+  watermark_ = state.watermark_ms;
+  ready_ = std::move(state.examples);
+  ready_pos_ = 0;
+  return Status::OK();
 }
 
 }  // namespace freshet

@@ -22,6 +22,12 @@
 // `freshet-events v1` header, or lacks a column the job uses, stops the
 // stream (DataLoss naming it).
 //
+// Checkpoints. SaveJoinState() is the join state as of the lines read so
+// far (the LineStream's position): the joiner, the per-partition and
+// worker watermarks, and the examples emitted but not yet returned by
+// Poll. RestoreJoinState() loads one (saved with a position the LineStream
+// was opened at) before the first Poll; the restored examples come first.
+//
 // Thread safety: one thread uses a StreamExampleSource.
 #pragma once
 
@@ -33,6 +39,7 @@
 #include <vector>
 
 #include "worker/data/example_io.h"
+#include "worker/stream/join_state.h"
 #include "worker/stream/label_joiner.h"
 #include "worker/stream/line_stream.h"
 
@@ -68,6 +75,12 @@ class StreamExampleSource : public ExampleSource {
   // The newest event time read from any partition; -1 before the first.
   int64_t newest_ms() const { return newest_; }
   LineStream* lines() { return lines_.get(); }
+
+  // See the file comment. SaveJoinState leaves worker, num_workers and step
+  // 0 (the caller's) and puts the examples not yet returned in `examples`.
+  StreamJoinState SaveJoinState() const;
+  // FailedPrecondition after the first Poll.
+  Status RestoreJoinState(StreamJoinState state);
 
  private:
   struct Header;
