@@ -21,6 +21,7 @@
 #include <glog/logging.h>
 
 #include "common/config.h"
+#include "common/logging.h"
 #include "common/mpi_transport.h"
 #include "common/mpi_util.h"
 #include "server/parameter_shard.h"
@@ -73,7 +74,7 @@ int Main(int argc, char** argv) {
   }
   std::unique_ptr<MpiSession> session(*session_or);
   gflags::ParseCommandLineFlags(&argc, &argv, true);
-  google::InitGoogleLogging(argv[0]);
+  freshet::InitLogging(argv[0]);
   const int rank = session->rank();
   if (!FLAGS_pid_dir.empty()) {
     std::ofstream(FLAGS_pid_dir + "/rank" + std::to_string(rank) + ".pid") << getpid() << "\n";

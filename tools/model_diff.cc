@@ -11,6 +11,7 @@
 #include <gflags/gflags.h>
 #include <glog/logging.h>
 
+#include "common/logging.h"
 #include "server/parameter_shard.h"
 #include "server/table_io.h"
 #include "tools/internal/param_diff.h"
@@ -99,7 +100,7 @@ int Run(const std::string& a_dir, const std::string& b_dir) {
 int main(int argc, char** argv) {
   gflags::SetUsageMessage("usage: freshet_model_diff MODEL_DIR_A MODEL_DIR_B [--tolerance=1e-5]");
   gflags::ParseCommandLineFlags(&argc, &argv, true);
-  google::InitGoogleLogging(argv[0]);
+  freshet::InitLogging(argv[0]);
   if (argc != 3) {
     gflags::ShowUsageWithFlags(argv[0]);
     return 2;
