@@ -2,7 +2,7 @@
 #
 #   freshet_cc_library(NAME n HDRS ... SRCS ... DEPS ...)
 #   freshet_cc_binary(NAME n SRCS ... DEPS ...)      -> build/bin/n
-#   freshet_cc_test(NAME n SRCS ... DEPS ... [LABELS ...])  also calls add_test
+#   freshet_cc_test(NAME n SRCS ... DEPS ... [LABELS ...] [ARGS ...])  also calls add_test
 include(CMakeParseArguments)
 
 function(freshet_cc_library)
@@ -29,20 +29,32 @@ function(freshet_cc_binary)
   target_link_libraries(${ARG_NAME} PRIVATE ${ARG_DEPS})
 endfunction()
 
+# freshet_cc_test(NAME n SRCS ... DEPS ... [LABELS ...] [ARGS ...] [TIMEOUT s])
+#   LABELS: the ctest labels; default "unit" (an in-process test of one
+#   binary). Tests that start mpirun or real jobs say so instead ("mpi e2e"),
+#   so `ctest -L unit` stays fast and honest.
+#   ARGS: arguments of the ctest entry (e.g. a --gtest_filter).
+# Every test binary gets common/internal/gtest_main.cc: GTEST_SKIP() makes
+# it exit 77 (SKIP_RETURN_CODE), so ctest shows "Skipped", not "Passed"; it
+# runs in its own scratch TMPDIR, removed afterwards; glog goes to stderr.
 function(freshet_cc_test)
   if(NOT FRESHET_BUILD_TESTS)
     return()
   endif()
-  cmake_parse_arguments(ARG "" "NAME;TIMEOUT" "SRCS;DEPS;LABELS" ${ARGN})
+  cmake_parse_arguments(ARG "" "NAME;TIMEOUT" "SRCS;DEPS;LABELS;ARGS" ${ARGN})
   add_executable(${ARG_NAME} ${ARG_SRCS})
   target_compile_options(${ARG_NAME} PRIVATE
       $<$<COMPILE_LANGUAGE:CXX>:${FRESHET_WARNING_FLAGS}>)
-  target_link_libraries(${ARG_NAME} PRIVATE ${ARG_DEPS} GTest::gtest GTest::gtest_main)
-  add_test(NAME ${ARG_NAME} COMMAND ${ARG_NAME})
+  target_link_libraries(${ARG_NAME} PRIVATE ${ARG_DEPS} freshet_gtest_main)
+  add_test(NAME ${ARG_NAME} COMMAND ${ARG_NAME} ${ARG_ARGS})
   if(NOT ARG_TIMEOUT)
     set(ARG_TIMEOUT 300)
   endif()
-  set_tests_properties(${ARG_NAME} PROPERTIES TIMEOUT ${ARG_TIMEOUT} LABELS "unit;${ARG_LABELS}")
+  if(NOT ARG_LABELS)
+    set(ARG_LABELS unit)
+  endif()
+  set_tests_properties(${ARG_NAME} PROPERTIES TIMEOUT ${ARG_TIMEOUT} LABELS "${ARG_LABELS}"
+                       SKIP_RETURN_CODE 77)
 endfunction()
 
 # Sanitizer flags for every target (called once from the top-level

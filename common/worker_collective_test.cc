@@ -43,6 +43,18 @@ void ExpectSums(Collective* c) {
   EXPECT_TRUE(c->Barrier().ok());
 }
 
+// ctest launches this binary with a fixed number of ranks and says how many
+// in FRESHET_TEST_WORLD_SIZE (1: worker_collective_test, 2:
+// worker_collective_mpi_2r); a launch with another size fails rather than
+// quietly testing less.
+TEST(CreateCollectiveTest, RunsOnTheLaunchedWorldSize) {
+  const char* want = std::getenv("FRESHET_TEST_WORLD_SIZE");
+  ASSERT_NE(want, nullptr) << "FRESHET_TEST_WORLD_SIZE is not set (ctest sets it)";
+  int world = 0;
+  MPI_Comm_size(MPI_COMM_WORLD, &world);
+  EXPECT_EQ(world, std::atoi(want));
+}
+
 TEST(CreateCollectiveTest, CpuUsesMpi) {
   std::string chosen;
   auto c = CreateCollective(MPI_COMM_WORLD, DeviceSpec(), &chosen);

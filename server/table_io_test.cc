@@ -47,8 +47,10 @@ std::string Reseal(std::string bytes) {
 class RowsCorruptionTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/freshet-table-io-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    // Under the test binary's scratch TMPDIR (removed when the tests end).
+    std::string tmpl_path = ::testing::TempDir() + "freshet-table-io-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl_path.data()), nullptr);
+    const char* tmpl = tmpl_path.c_str();
     dir_ = tmpl;
     path_ = dir_ + "/" + ShardFileName(0, 1);
     auto shard = std::move(ParameterShard::Create(Tables(), 2)).value();

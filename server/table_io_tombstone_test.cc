@@ -46,8 +46,10 @@ std::map<uint64_t, Row> PushedRows(const EmbeddingTable& t) {
 class TombstoneTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/freshet-tombstone-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    // Under the test binary's scratch TMPDIR (removed when the tests end).
+    std::string tmpl_path = ::testing::TempDir() + "freshet-tombstone-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl_path.data()), nullptr);
+    const char* tmpl = tmpl_path.c_str();
     dir_ = tmpl;
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }

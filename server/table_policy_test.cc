@@ -281,6 +281,57 @@ TEST_P(CapacityTest, NeverExceedsMaxRowsAndKeepsHotKeys) {
 INSTANTIATE_TEST_SUITE_P(Policies, CapacityTest,
                          ::testing::Values(proto::EvictionConfig::LRU, proto::EvictionConfig::LFU));
 
+// A workload on which LRU and LFU evict different rows. One partition of 64
+// rows: 32 "old but frequent" keys pushed 20 times each, then 32 "recent
+// but rare" keys pushed once. 16 new keys then each evict one row. LRU
+// picks the least recently used of its 8 samples: an old-frequent row
+// whenever one is sampled (all of them are older than every rare row), so
+// about 16 old-frequent rows go. LFU picks the fewest pushes: a rare (or new)
+// row whenever one is sampled, so the old-frequent rows stay. A table that
+// ignored the policy (or swapped the two) fails one of the two cases.
+std::set<uint64_t> SurvivorsOfPolicyWorkload(proto::EvictionConfig::Policy policy,
+                                             int* frequent_left, int* rare_left) {
+  proto::TableConfig cfg = Sgd(2);
+  cfg.mutable_eviction()->set_max_rows(64);
+  cfg.mutable_eviction()->set_policy(policy);
+  auto t = Make(cfg, 1);
+  uint32_t version = 1;
+  for (int round = 0; round < 20; ++round) {
+    for (uint64_t k = 1000; k < 1032; ++k) PushOne(t.get(), k, 0.01f, version++);
+  }
+  for (uint64_t k = 2000; k < 2032; ++k) PushOne(t.get(), k, 0.01f, version++);
+  EXPECT_EQ(t->size(), 64);
+  EXPECT_EQ(t->stats().evicted_capacity, 0);
+  for (uint64_t k = 3000; k < 3016; ++k) PushOne(t.get(), k, 0.01f, version++);
+  EXPECT_EQ(t->size(), 64);
+  EXPECT_EQ(t->stats().evicted_capacity, 16);
+  *frequent_left = *rare_left = 0;
+  std::set<uint64_t> left;
+  t->ForEach([&](uint64_t key, const float*, const float*, const RowMeta&) {
+    left.insert(key);
+    if (key >= 1000 && key < 1032) ++*frequent_left;
+    if (key >= 2000 && key < 2032) ++*rare_left;
+  });
+  return left;
+}
+
+TEST(EvictionTest, LruAndLfuEvictDifferentRows) {
+  int lru_frequent = 0, lru_rare = 0, lfu_frequent = 0, lfu_rare = 0;
+  const std::set<uint64_t> lru =
+      SurvivorsOfPolicyWorkload(proto::EvictionConfig::LRU, &lru_frequent, &lru_rare);
+  const std::set<uint64_t> lfu =
+      SurvivorsOfPolicyWorkload(proto::EvictionConfig::LFU, &lfu_frequent, &lfu_rare);
+  // LRU: the old rows go, however often they were pushed (16 evictions; an
+  // old row is missed only when all 8 samples are recent: p = 2^-8 each).
+  EXPECT_LE(lru_frequent, 32 - 14) << "LRU kept old rows";
+  EXPECT_GE(lru_rare, 30) << "LRU evicted recent rows";
+  // LFU: the frequent rows stay (missed only when all 8 samples are
+  // frequent rows), the rare ones go.
+  EXPECT_GE(lfu_frequent, 31) << "LFU evicted frequently pushed rows";
+  EXPECT_LE(lfu_rare, 32 - 14) << "LFU kept rarely pushed rows";
+  EXPECT_NE(lru, lfu);
+}
+
 TEST(EvictionTest, MaxRowsBelowPartitionsIsRejected) {
   proto::TableConfig cfg = Sgd(4);
   cfg.mutable_eviction()->set_max_rows(3);

@@ -12,6 +12,8 @@
 # the training phase (from the first trained batch to 80% of the way to the
 # baseline's last trained batch; a trial whose kill had no effect is rerun
 # with the kill at half the time). Each trial checks:
+#   - the kill landed (in the first run or the rerun): a trial without one
+#     fails, and the summary prints how many of the trials' kills landed;
 #   - the job recovers by itself: supervise.sh exits 0 within its restart
 #     limit, and its report of the failed attempt names the killed rank;
 #   - the final holdout AUC is within 0.003 of an uninterrupted baseline run
@@ -197,7 +199,7 @@ train_max_ds=$(printf '%.0f' "$(echo "(${base_train_end_s[0]} - ${base_train_s[0
 # ---- Trials -----------------------------------------------------------------
 rows=()
 deltas=(); recoveries=()
-dup_total=0; skip_total=0; kills_training=0
+dup_total=0; skip_total=0; kills_training=0; kills_landed=0
 passed=0
 for ((t = 1; t <= trials; t++)); do
   work=$out/trial-$t
@@ -224,6 +226,9 @@ for ((t = 1; t <= trials; t++)); do
   restarts=$(grep -o '"restarts":[0-9]*' "$work/supervise.log" | tail -1 | cut -d: -f2)
   auc=$(fault_json_field "$work/supervise.log" holdout_auc)
   [ "$job_rc" = 0 ] || problems+=("supervised job exited $job_rc")
+  # A trial whose kill never landed (not even in the rerun) tested nothing:
+  # it fails rather than counting as a survived kill.
+  [ "$kill_done" = 1 ] || problems+=("the kill never landed (rank $victim was not found alive, even in the rerun at $at s)")
   if [ "$kill_done" = 1 ]; then
     # The supervisor names the killed rank in its report of attempt 1.
     grep -q "attempt 1/.* failed .*rank $victim[ )]" "$work/supervise.log" ||
@@ -259,7 +264,7 @@ for ((t = 1; t <= trials; t++)); do
     dup=$(fault_json_field "$work/ledger_check.log" duplicated)
     skipped=$(fault_json_field "$work/ledger_check.log" skipped)
   fi
-  if [ "$kill_done" = 1 ]; then recoveries+=("$job_s"); fi
+  if [ "$kill_done" = 1 ]; then recoveries+=("$job_s"); kills_landed=$((kills_landed + 1)); fi
   if [ ${#problems[@]} -eq 0 ]; then result=ok; passed=$((passed + 1)); else result=FAIL; fail_total=1; fi
   when=none
   if [ "$kill_done" = 1 ]; then
@@ -280,10 +285,11 @@ for ((t = 1; t <= trials; t++)); do
 done
 
 echo
+echo "fault injection: $kills_landed of $trials kills landed"
 echo "fault injection: $trials trials, seed $seed, baseline AUC $baseline (noise $noise), baseline run ${base_s[0]} s"
 printf '%5s  %-16s %12s %8s %10s %8s %8s %8s %7s %6s  %s\n' trial killed at_s restarts duplicated skipped auc "|dAUC|" total_s loads result
 for r in "${rows[@]}"; do echo "$r"; done
 max_delta=$(printf '%s\n' "${deltas[@]:-0}" | sort -g | tail -1)
 mean_total=$(printf '%s\n' "${recoveries[@]:-0}" | awk '{s += $1; n++} END {printf "%.1f", n ? s / n : 0}')
-echo "{\"trials\":$trials,\"passed\":$passed,\"seed\":$seed,\"baseline_auc\":$baseline,\"baseline_noise\":$noise,\"max_auc_delta\":$(printf '%.5f' "${max_delta:-0}"),\"baseline_s\":${base_s[0]},\"mean_killed_trial_s\":$mean_total,\"records_duplicated_total\":$dup_total,\"records_skipped_total\":$skip_total,\"kills_during_training\":$kills_training}"
+echo "{\"trials\":$trials,\"passed\":$passed,\"seed\":$seed,\"baseline_auc\":$baseline,\"baseline_noise\":$noise,\"max_auc_delta\":$(printf '%.5f' "${max_delta:-0}"),\"baseline_s\":${base_s[0]},\"mean_killed_trial_s\":$mean_total,\"records_duplicated_total\":$dup_total,\"records_skipped_total\":$skip_total,\"kills_landed\":$kills_landed,\"kills_during_training\":$kills_training}"
 exit $fail_total

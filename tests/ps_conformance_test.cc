@@ -422,8 +422,10 @@ TEST(ConformanceTest, BackgroundSaveIsTheCutWhilePushesContinue) {
     ASSERT_TRUE(c.reference()->HandlePush(0, 4, keys.data(), keys.size(), g.data()).ok());
   }
   const std::vector<float> at_cut = Expected(c.reference(), 0, keys);
-  char tmpl[] = "/tmp/freshet-bgsave-XXXXXX";
-  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  // Under the test binary's scratch TMPDIR (removed when the tests end).
+  std::string tmpl_path = ::testing::TempDir() + "freshet-bgsave-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl_path.data()), nullptr);
+  const char* tmpl = tmpl_path.c_str();
   const std::string root = tmpl;
   const std::string dir1 = root + "/full", dir2 = root + "/incr", dir3 = root + "/again";
   for (const auto& d : {dir1, dir2, dir3}) std::filesystem::create_directories(d);
@@ -520,8 +522,10 @@ TEST(FaultTest, ServerCutOffFromTheExporterFailsTheExportNamingIt) {
   const std::vector<float> g = Grads(keys.size(), 4, 0);
   ASSERT_TRUE(client->Push(0, keys.data(), keys.size(), g.data()).get().ok());
 
-  char tmpl[] = "/tmp/freshet-export-fault-XXXXXX";
-  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  // Under the test binary's scratch TMPDIR (removed when the tests end).
+  std::string tmpl_path = ::testing::TempDir() + "freshet-export-fault-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl_path.data()), nullptr);
+  const char* tmpl = tmpl_path.c_str();
   proto::JobConfig job;
   job.set_name("export-fault");
   *job.mutable_tables() = testing::ScenarioTables();

@@ -55,11 +55,22 @@ fail=0
 if [ "$mode" = stop ] && [ "$rc" -eq 0 ]; then
   echo "FAIL: job exited 0 after losing a server"; fail=1
 fi
-n=$(grep -c 'request failed after .*DEADLINE_EXCEEDED.*server 0 (rank 0)' "$tmp/out")
-[ "$n" -ge 1 ] || { echo "FAIL: no worker reported server 0 (rank 0) by name"; fail=1; }
+# Every worker (each printed "worker <i>: serving traffic") must name the
+# dead server; one worker naming it while another hangs or fails otherwise
+# is a failure.
+workers=$(grep -oE '^worker [0-9]+: serving traffic' "$tmp/out" | awk '{print $2}' | tr -d : | sort -u)
+named=$(grep -oE '^worker [0-9]+: request failed after .*DEADLINE_EXCEEDED.*server 0 \(rank 0\)' "$tmp/out" |
+  awk '{print $2}' | tr -d : | sort -u)
+n_workers=$(echo "$workers" | grep -c .)
+n_named=$(echo "$named" | grep -c .)
+echo "workers: $n_workers; naming server 0 (rank 0): $n_named"
+[ "$n_workers" -ge 2 ] || { echo "FAIL: expected 2 workers, saw $n_workers"; fail=1; }
+for w in $workers; do
+  grep -qx "$w" <<< "$named" || { echo "FAIL: worker $w did not report server 0 (rank 0) by name"; fail=1; }
+done
 # Each report says how long the request waited: within 1.5x the deadline.
 grep -o 'request failed after [0-9.]* s' "$tmp/out" | awk -v lim=$timeout_ms '
   { secs = $4; if (secs * 1000 > lim * 1.5) { print "FAIL: waited " secs " s"; bad = 1 } }
   END { exit bad }' || fail=1
-[ $fail -eq 0 ] && echo "PASS: workers named the dead server within the deadline"
+[ $fail -eq 0 ] && echo "PASS: all $n_workers workers named the dead server within the deadline"
 exit $fail

@@ -21,6 +21,7 @@
 #include <glog/logging.h>
 
 #include "common/config.h"
+#include "common/logging.h"
 #include "common/mpi_transport.h"
 #include "common/mpi_util.h"
 #include "server/parameter_shard.h"
@@ -37,7 +38,7 @@ DEFINE_string(pid_dir, "", "if set, each rank writes its pid to <pid_dir>/rank<N
 namespace freshet {
 namespace {
 
-int RunLoad(PsClient* client) {
+int RunLoad(PsClient* client, Millis timeout) {
   std::mt19937_64 rng(client->worker_index() + 1);
   const auto dims = testing::ScenarioDims();
   std::vector<uint64_t> keys(512);
@@ -55,6 +56,11 @@ int RunLoad(PsClient* client) {
       std::fprintf(stderr, "worker %d: request failed after %.2f s: %s\n", client->worker_index(),
                    waited, st.ToString().c_str());
       std::fflush(stderr);
+      // The abort that follows kills every rank; first give the other
+      // workers one request deadline (plus slack) to hit their own deadline
+      // and report, so the kill test can check that every worker names the
+      // dead server on its own.
+      std::this_thread::sleep_for(timeout * 3 / 2);
       return 3;
     }
     if (++requests == 1) {
@@ -73,7 +79,7 @@ int Main(int argc, char** argv) {
   }
   std::unique_ptr<MpiSession> session(*session_or);
   gflags::ParseCommandLineFlags(&argc, &argv, true);
-  google::InitGoogleLogging(argv[0]);
+  freshet::InitLogging(argv[0]);
   const int rank = session->rank();
   if (!FLAGS_pid_dir.empty()) {
     std::ofstream(FLAGS_pid_dir + "/rank" + std::to_string(rank) + ".pid") << getpid() << "\n";
@@ -144,7 +150,7 @@ int Main(int argc, char** argv) {
                     client->worker_index(), spec.steps);
       }
     } else {
-      rc = RunLoad(client.get());
+      rc = RunLoad(client.get(), timeout);
     }
     if (rc != 0) {
       // A peer may be dead or blocked: end the whole job loudly instead of

@@ -13,6 +13,7 @@
 #include <gtest/gtest.h>
 
 #include "tests/e2e_util.h"
+#include "worker/input_ledger.h"
 #include <sys/wait.h>
 
 #include <algorithm>
@@ -105,34 +106,35 @@ struct Attempt {
   std::map<int64_t, size_t> cuts;  // checkpoint id -> number of batch lines before its `c`
 };
 
+// Decodes with the ledger's own reader (worker/input_ledger.h).
 std::vector<Attempt> ParseLedger(const std::string& path) {
   std::vector<Attempt> out;
   std::istringstream in(ReadFile(path));
-  std::string line;
-  while (std::getline(in, line)) {
-    std::istringstream ls(line);
-    std::string kind;
-    ls >> kind;
-    if (kind == "attempt") {
+  std::string text;
+  int n = 0;
+  while (std::getline(in, text)) {
+    ++n;
+    LedgerLine l;
+    Status st = ParseLedgerLine(text, &l);
+    if (!st.ok()) {
+      ADD_FAILURE() << path << ":" << n << ": " << st;
+      continue;
+    }
+    if (l.kind == LedgerLine::Kind::kAttempt) {
       Attempt a;
-      std::string w1, w2;
-      int64_t ms;
-      EXPECT_TRUE(static_cast<bool>(ls >> ms >> w1 >> a.restored_from >> w2 >> a.workers)) << line;
-      EXPECT_EQ(w1, "restored_from");
-      EXPECT_EQ(w2, "workers");
+      a.restored_from = l.restored_from;
+      a.workers = l.workers;
       out.push_back(a);
-    } else if (kind == "b") {
-      Batch b;
-      EXPECT_TRUE(static_cast<bool>(ls >> b.epoch >> b.file >> b.begin >> b.end >> b.records))
-          << line;
-      EXPECT_FALSE(out.empty()) << "batch line before any attempt line";
-      if (!out.empty()) out.back().lines.push_back(b);
-    } else if (kind == "c") {
-      int64_t id, step;
-      EXPECT_TRUE(static_cast<bool>(ls >> id >> step)) << line;
-      if (!out.empty()) out.back().cuts[id] = out.back().lines.size();
+      continue;
+    }
+    if (out.empty()) {
+      ADD_FAILURE() << path << ":" << n << ": a line before any attempt line";
+      continue;
+    }
+    if (l.kind == LedgerLine::Kind::kBatch) {
+      out.back().lines.push_back(Batch{l.epoch, l.file, l.begin, l.end, l.records});
     } else {
-      ADD_FAILURE() << path << ": unexpected line '" << line << "'";
+      out.back().cuts[l.checkpoint_id] = out.back().lines.size();
     }
   }
   return out;

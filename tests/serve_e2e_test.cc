@@ -141,14 +141,23 @@ TEST(ServeE2eTest, ServesFreshModelsWhileTrainingAndMatchesTheTrainer) {
   auto scored = cli.Post("/score", body.dump(), "application/json");
   ASSERT_TRUE(scored && scored->status == 200);
   const auto served = nlohmann::json::parse(scored->body)["scores"];
+  // One score per example sent: an empty or short reply must not pass the
+  // comparison below by comparing nothing.
+  const size_t sent = body["examples"].size();
+  ASSERT_GT(sent, 0u);
+  ASSERT_TRUE(served.is_array()) << scored->body;
+  ASSERT_EQ(served.size(), sent) << scored->body;
   ASSERT_EQ(Sh(kBin + "/freshet_eval --model_dir=" + kOut + "/model --scores_out=" + kOut +
                "/eval_scores.txt > /dev/null"), 0);
   std::ifstream eval(kOut + "/eval_scores.txt");
+  size_t compared = 0;
   for (size_t i = 0; i < served.size(); ++i) {
     double want = 0;
-    ASSERT_TRUE(eval >> want);
+    ASSERT_TRUE(eval >> want) << "freshet_eval wrote fewer than " << sent << " scores";
     EXPECT_NEAR(served[i].get<double>(), want, 1e-5) << "example " << i;
+    ++compared;
   }
+  EXPECT_EQ(compared, sent);
   kill(serve, SIGTERM);
   int st = 0;
   waitpid(serve, &st, 0);

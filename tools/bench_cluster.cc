@@ -6,6 +6,7 @@
 
 #include <glog/logging.h>
 
+#include "common/logging.h"
 #include "common/mpi_transport.h"
 #include "common/mpi_util.h"
 #include "server/parameter_shard.h"
@@ -22,7 +23,7 @@ int RunBenchCluster(int* argc, char*** argv, const std::string& cluster_config,
     return 1;
   }
   std::unique_ptr<MpiSession> session(*session_or);
-  google::InitGoogleLogging((*argv)[0]);
+  InitLogging((*argv)[0]);
   auto cfg = LoadClusterConfig(cluster_config);
   if (!cfg.ok()) {
     if (session->rank() == 0) std::fprintf(stderr, "%s\n", cfg.status().ToString().c_str());

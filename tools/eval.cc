@@ -9,6 +9,7 @@
 #include <glog/logging.h>
 
 #include "common/collective.h"
+#include "common/logging.h"
 #include "server/local_sparse_store.h"
 #include "server/parameter_shard.h"
 #include "server/table_io.h"
@@ -81,7 +82,7 @@ Status Run() {
 int main(int argc, char** argv) {
   gflags::SetUsageMessage("evaluates a saved freshet model on example files");
   gflags::ParseCommandLineFlags(&argc, &argv, true);
-  google::InitGoogleLogging(argv[0]);
+  freshet::InitLogging(argv[0]);
   freshet::Status st = freshet::Run();
   if (!st.ok()) {
     std::fprintf(stderr, "freshet_eval: %s\n", st.ToString().c_str());

@@ -1,7 +1,8 @@
 // freshet_model_diff: compares two saved models (freshet_train model dirs)
 // parameter by parameter: dense parameters, and every row of every table
 // (weights; the same keys must exist in both). Prints the largest absolute
-// differences; exits 1 if any exceeds --tolerance, 2 on errors.
+// differences; exits 1 if any exceeds --tolerance (a NaN or infinite
+// weight on either side is an infinite difference), 2 on errors.
 #include <cmath>
 #include <cstdio>
 #include <map>
@@ -10,8 +11,10 @@
 #include <gflags/gflags.h>
 #include <glog/logging.h>
 
+#include "common/logging.h"
 #include "server/parameter_shard.h"
 #include "server/table_io.h"
+#include "tools/internal/param_diff.h"
 #include "worker/features.h"
 #include "worker/job.h"
 #include "worker/job_runner.h"
@@ -60,10 +63,8 @@ int Run(const std::string& a_dir, const std::string& b_dir) {
     return 1;
   }
   double worst = 0;
-  double dense_max = 0;
-  for (size_t i = 0; i < a->dense.size(); ++i) {
-    dense_max = std::max(dense_max, static_cast<double>(std::fabs(a->dense[i] - b->dense[i])));
-  }
+  // Non-finite differences (NaN or infinite weights) count as infinite.
+  const double dense_max = internal::MaxParamDiff(a->dense.data(), b->dense.data(), a->dense.size());
   std::printf("dense: %zu parameters, max |diff| %.3g\n", a->dense.size(), dense_max);
   worst = std::max(worst, dense_max);
   for (int t = 0; t < a->shard->num_tables(); ++t) {
@@ -79,9 +80,7 @@ int Run(const std::string& a_dir, const std::string& b_dir) {
         ++missing;
         return;
       }
-      for (int j = 0; j < dim; ++j) {
-        table_max = std::max(table_max, static_cast<double>(std::fabs(w[j] - wb[j])));
-      }
+      table_max = std::max(table_max, internal::MaxParamDiff(w, wb.data(), dim));
     });
     std::printf("table %s: %lld rows vs %lld, %lld missing in the second, max |diff| %.3g\n",
                 ta->config().name().c_str(), static_cast<long long>(rows),
@@ -101,7 +100,7 @@ int Run(const std::string& a_dir, const std::string& b_dir) {
 int main(int argc, char** argv) {
   gflags::SetUsageMessage("usage: freshet_model_diff MODEL_DIR_A MODEL_DIR_B [--tolerance=1e-5]");
   gflags::ParseCommandLineFlags(&argc, &argv, true);
-  google::InitGoogleLogging(argv[0]);
+  freshet::InitLogging(argv[0]);
   if (argc != 3) {
     gflags::ShowUsageWithFlags(argv[0]);
     return 2;

@@ -59,6 +59,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/logging.h"
 #include "common/status.h"
 #include "worker/data/synthetic_shop.h"
 #include "worker/job.h"
@@ -673,8 +674,7 @@ int main(int argc, char** argv) {
       "usage: freshet_shop_sim --serve_url=http://127.0.0.1:PORT --stream_dir=DIR "
       "[--job_config=FILE] [--seconds=60] [--speed=10] [--rate=20]");
   gflags::ParseCommandLineFlags(&argc, &argv, true);
-  google::InitGoogleLogging(argv[0]);
-  FLAGS_logtostderr = true;
+  freshet::InitLogging(argv[0]);
   signal(SIGPIPE, SIG_IGN);
   return freshet::Run();
 }

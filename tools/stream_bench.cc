@@ -28,6 +28,7 @@
 #include <gflags/gflags.h>
 #include <glog/logging.h>
 
+#include "common/logging.h"
 #include "worker/data/synthetic_shop.h"
 #include "worker/stream/event.h"
 #include "worker/stream/label_joiner.h"
@@ -245,6 +246,6 @@ int Main() {
 int main(int argc, char** argv) {
   gflags::SetUsageMessage("streaming ingestion benchmark: tail + parse + join rate, join memory");
   gflags::ParseCommandLineFlags(&argc, &argv, true);
-  google::InitGoogleLogging(argv[0]);
+  freshet::InitLogging(argv[0]);
   return freshet::Main();
 }

@@ -26,10 +26,11 @@
 
 #include "common/collective.h"
 #include "common/config.h"
-#include "common/metrics_registry.h"
-#include "common/metrics_service.h"
 #include "common/device.h"
 #include "common/file_io.h"
+#include "common/logging.h"
+#include "common/metrics_registry.h"
+#include "common/metrics_service.h"
 #include "common/mpi_transport.h"
 #include "common/mpi_util.h"
 #include "common/sharding.h"
@@ -607,7 +608,7 @@ int main(int argc, char** argv) {
   gflags::SetUsageMessage(
       "trains a model: under mpirun with --cluster_config roles, or --local in one process");
   gflags::ParseCommandLineFlags(&argc, &argv, true);
-  google::InitGoogleLogging(argv[0]);
+  freshet::InitLogging(argv[0]);
   auto job = freshet::LoadJob();
   if (!job.ok()) {
     std::fprintf(stderr, "freshet_train: %s\n", job.status().ToString().c_str());

@@ -24,12 +24,46 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/status.h"
 #include "worker/data/example_io.h"
 
 namespace freshet {
+
+// One decoded ledger line.
+struct LedgerLine {
+  enum class Kind { kAttempt, kBatch, kCheckpoint };
+  Kind kind = Kind::kAttempt;
+  // kAttempt.
+  int64_t unix_ms = 0;
+  int64_t restored_from = 0;  // checkpoint id, 0: started fresh
+  int workers = 0;            // >= 1
+  // kBatch: [begin, end) of file `file` in epoch `epoch`, `records` trained.
+  int epoch = 0;
+  int file = 0;
+  uint64_t begin = 0;
+  uint64_t end = 0;
+  int64_t records = 0;
+  // kCheckpoint.
+  int64_t checkpoint_id = 0;  // >= 1
+  int64_t step = 0;
+};
+
+// Appends the text of `line` and '\n' to *out: the exact bytes InputLedger
+// writes for it.
+void AppendLedgerLine(const LedgerLine& line, std::string* out);
+
+// Parses one ledger line (without its '\n') into *out. InvalidArgument
+// naming the field on anything that is not exactly one of the three forms:
+// single spaces between fields, decimal integers without signs or leading
+// zeros (ids, counts and offsets >= 0; workers and checkpoint ids >= 1;
+// epoch, file and workers fit an int; begin <= end, as
+// tests/ledger_check.py accepts). Every accepted line is
+// exactly AppendLedgerLine's text for the decoded value. Readers drop a last
+// line without its '\n' (cut short by a kill).
+Status ParseLedgerLine(std::string_view text, LedgerLine* out);
 
 class InputLedger {
  public:

@@ -126,8 +126,10 @@ TEST(TrainerResumeTest, CheckpointSeesTheLastTrainedBatchNotThePrefetchedOne) {
 // count and stops at the same max_steps.
 TEST(TrainerResumeTest, FileIntervalsCoverExactlyTheTrainedLines) {
   Fixture f;
-  char tmpl[] = "/tmp/freshet-resume-XXXXXX";
-  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  // Under the test binary's scratch TMPDIR (removed when the tests end).
+  std::string tmpl_path = ::testing::TempDir() + "freshet-resume-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl_path.data()), nullptr);
+  const char* tmpl = tmpl_path.c_str();
   const std::string path = std::string(tmpl) + "/train.examples";
   {
     std::ofstream out(path);

@@ -231,4 +231,31 @@ put("serving_request_fuzz", "infer", b"\x02" + b'{"id": "r1", "inputs": ['
     b'{"name": "tags", "datatype": "BYTES", "shape": [2], "data": [["a", 1], "b c"]}, '
     b'{"name": "age", "datatype": "BYTES", "shape": [2, 1], "data": [[31], ["7"]]}], '
     b'"outputs": [{"name": "probability"}], "parameters": {}}')
+# ---- event_fuzz: 0 reaction line, 1 impression line (5 columns), 2 header ---
+put("event_fuzz", "click", b"\x00" + b"click\t1511658000123\tr17\tu3\ti42\r")
+put("event_fuzz", "imp", b"\x01" + b"imp\t1511658000000\tr17\t\ti42\t0.125\tu3\ti42\tred shoe\t12.5\t")
+put("event_fuzz", "header", b"\x02" + b"#freshet-events v1\tuser\titem\tquery\tprice\tcategory")
+# issue 18: parsed by the old parser, changed by a format/parse round trip
+put("event_fuzz", "issue18_cr_item", b"\x00" + b"click\t1\t1\t\t\x89" + b"\r" * 85)
+
+# ---- stream_position_fuzz: TailPosition text --------------------------------
+put("stream_position_fuzz", "two_files", b"freshet-tail-position v1\n"
+    b"part-0.events\t2049\t131077\t4096\t37\npart-0.events.1\t2049\t131070\t88123\t900\n")
+
+# ---- checkpoint_files_fuzz: even MANIFEST (bit 1: add the checksum line), --
+# ---- odd input cut (bit 1: fix the FNV trailer) ------------------------------
+put("checkpoint_files_fuzz", "manifest", b"\x02" + b"freshet-checkpoint 2\nid 1\nstep 100\nparent 0\n"
+    b"servers 2\nworkers 2\nunix_ms 1700000000000\nfile dense.bin 24 %x\nfile job.pbtxt 18 0\nend\n"
+    % fnv1a64(b"0123456789abcdef"))  # the target's dense.bin
+put("checkpoint_files_fuzz", "manifest_v1", b"\x00" + b"freshet-checkpoint 1\nid 3\nstep 7\n"
+    b"servers 1\nworkers 1\nunix_ms 5\nend\n")
+cut = (b"freshet-input 1\nworker 0\nworkers 2\nstep 40\nepoch 1\nfiles 2\n"
+       b"file 0 1000 out/a/train.examples\nfile 1 50 out/a/more examples\n"
+       b"consumed 0 0 120\nconsumed 0 300 1000\nconsumed 1 10 50\nend\n")
+put("checkpoint_files_fuzz", "input_cut", b"\x03" + cut + struct.pack("<Q", fnv1a64(cut)))
+
+# ---- ledger_fuzz: ledger lines ----------------------------------------------
+put("ledger_fuzz", "two_attempts", b"attempt 1700000000000 restored_from 0 workers 2\n"
+    b"b 0 0 0 4096 31\nb 0 1 8192 9000 7\nc 1 50\nattempt 1700000005000 restored_from 1 workers 3\n"
+    b"b 1 0 4096 5000 2\nb 0 0 0 1")
 print("wrote", OUT)

@@ -393,7 +393,7 @@ TEST(CriteoSchemaTest, ChecksTheLayout) {
 // ---- The real files in ../shared/data ---------------------------------------------------
 
 TEST(RealDataTest, TaobaoTimeSlice) {
-  FRESHET_REQUIRE_SHARED_DATA();
+  FRESHET_REQUIRE_SHARED_DATA("taobao/UserBehavior_time_slice.csv");
   const std::string path = SharedDataDir() + "/taobao/UserBehavior_time_slice.csv";
   ReadStats stats;
   auto events = ReadFiles<TaobaoReader>({path}, &stats);
@@ -426,7 +426,7 @@ TEST(RealDataTest, TaobaoTimeSlice) {
 }
 
 TEST(RealDataTest, Taobao815Users) {
-  FRESHET_REQUIRE_SHARED_DATA();
+  FRESHET_REQUIRE_SHARED_DATA("taobao/UserBehavior_815_users.csv");
   const std::string path = SharedDataDir() + "/taobao/UserBehavior_815_users.csv";
   ReadStats stats;
   auto events = ReadFiles<TaobaoReader>({path}, &stats);
@@ -446,7 +446,7 @@ TEST(RealDataTest, Taobao815Users) {
 }
 
 TEST(RealDataTest, TaobaoSplitAcrossShards) {
-  FRESHET_REQUIRE_SHARED_DATA();
+  FRESHET_REQUIRE_SHARED_DATA("taobao/UserBehavior_time_slice.csv", "taobao/UserBehavior_815_users.csv");
   const std::vector<std::string> files = {SharedDataDir() + "/taobao/UserBehavior_time_slice.csv",
                                           SharedDataDir() + "/taobao/UserBehavior_815_users.csv"};
   for (int shards : {3, 16}) {
@@ -464,7 +464,7 @@ TEST(RealDataTest, TaobaoSplitAcrossShards) {
 }
 
 TEST(RealDataTest, OnlineRetail) {
-  FRESHET_REQUIRE_SHARED_DATA();
+  FRESHET_REQUIRE_SHARED_DATA("online_retail/online_retail_to_2011-11-25.csv");
   ReadStats stats;
   auto rows = ReadFiles<RetailReader>(
       {SharedDataDir() + "/online_retail/online_retail_to_2011-11-25.csv"}, &stats);
@@ -495,7 +495,7 @@ TEST(RealDataTest, OnlineRetail) {
 }
 
 TEST(RealDataTest, TalkingData) {
-  FRESHET_REQUIRE_SHARED_DATA();
+  FRESHET_REQUIRE_SHARED_DATA("talkingdata/train_sample.csv");
   ReadStats stats;
   auto clicks =
       ReadFiles<TalkingDataReader>({SharedDataDir() + "/talkingdata/train_sample.csv"}, &stats);
@@ -511,7 +511,8 @@ TEST(RealDataTest, TalkingData) {
 }
 
 TEST(RealDataTest, CriteoSamples) {
-  FRESHET_REQUIRE_SHARED_DATA();
+  FRESHET_REQUIRE_SHARED_DATA("criteo/criteo_train_head_999.txt", "criteo/criteo_hillview_1000.tsv",
+                              "criteo/criteo_kaggle_train_1599rows_with_id.csv");
   const std::string dir = SharedDataDir() + "/criteo/";
   struct Case {
     const char* file;

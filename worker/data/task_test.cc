@@ -469,7 +469,7 @@ double SecondsSince(std::chrono::steady_clock::time_point start) {
 }
 
 TEST(RealTaskTest, TaobaoConversion) {
-  FRESHET_REQUIRE_SHARED_DATA();
+  FRESHET_REQUIRE_SHARED_DATA("taobao/UserBehavior_time_slice.csv", "taobao/UserBehavior_815_users.csv");
   TempDir dir;
   const auto start = std::chrono::steady_clock::now();
   auto out = BuildTask("taobao-conversion", SharedDataDir(), dir.path(), BadRecordPolicy());
@@ -490,7 +490,7 @@ TEST(RealTaskTest, TaobaoConversion) {
 }
 
 TEST(RealTaskTest, RetailPurchase) {
-  FRESHET_REQUIRE_SHARED_DATA();
+  FRESHET_REQUIRE_SHARED_DATA("online_retail/online_retail_to_2011-11-25.csv");
   TempDir dir;
   const auto start = std::chrono::steady_clock::now();
   auto out = BuildTask("retail-purchase", SharedDataDir(), dir.path(), BadRecordPolicy());
@@ -509,7 +509,7 @@ TEST(RealTaskTest, RetailPurchase) {
 }
 
 TEST(RealTaskTest, TalkingDataCtr) {
-  FRESHET_REQUIRE_SHARED_DATA();
+  FRESHET_REQUIRE_SHARED_DATA("talkingdata/train_sample.csv");
   TempDir dir;
   auto out = BuildTask("talkingdata-ctr", SharedDataDir(), dir.path(), BadRecordPolicy());
   ASSERT_TRUE(out.ok()) << out.status();

@@ -1,5 +1,7 @@
 #include "worker/stream/event.h"
 
+#include <cstdio>
+
 #include "worker/data/internal/parse_util.h"
 
 namespace freshet {
@@ -13,6 +15,24 @@ std::string Quote(std::string_view s) {
   q.append(s.substr(0, 40));
   if (s.size() > 40) q += "...";
   return q + "'";
+}
+
+// The first ASCII control character (0x00-0x1f, 0x7f) of `s`, or npos.
+size_t FindControl(std::string_view s) {
+  for (size_t i = 0; i < s.size(); ++i) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c < 0x20 || c == 0x7f) return i;
+  }
+  return std::string_view::npos;
+}
+
+// InvalidArgument "<what>: control character 0x0d at byte 3 (...)" for the
+// control character at token[at].
+Status ControlError(std::string_view token, size_t at, const std::string& what) {
+  char hex[8];
+  std::snprintf(hex, sizeof(hex), "0x%02x", static_cast<unsigned char>(token[at]));
+  return InvalidArgument(what + ": control character " + hex + " at byte " +
+                         std::to_string(at + 1) + " (tokens hold no control characters)");
 }
 
 }  // namespace
@@ -50,6 +70,9 @@ StatusOr<std::vector<std::string>> ParseEventHeader(std::string_view line) {
   std::vector<std::string> cols;
   for (size_t i = 1; i < f.size(); ++i) {
     if (f[i].empty()) return InvalidArgument("header column " + std::to_string(i) + " is empty");
+    if (const size_t at = FindControl(f[i]); at != std::string_view::npos) {
+      return ControlError(f[i], at, "header column " + std::to_string(i));
+    }
     for (const auto& c : cols) {
       if (c == f[i]) return InvalidArgument("header: duplicate column " + Quote(f[i]));
     }
@@ -119,6 +142,16 @@ Status ParseEventLine(std::string_view line, size_t num_columns, Event* ev) {
   ev->ms = t;
   if (request.empty()) return InvalidArgument("field 3 (request) is empty");
   if (item.empty()) return InvalidArgument("field 5 (item) is empty");
+  // No allocation unless the line is bad: this runs per event.
+  if (size_t at = FindControl(request); at != std::string_view::npos) {
+    return ControlError(request, at, "field 3 (request)");
+  }
+  if (size_t at = FindControl(user); at != std::string_view::npos) {
+    return ControlError(user, at, "field 4 (user)");
+  }
+  if (size_t at = FindControl(item); at != std::string_view::npos) {
+    return ControlError(item, at, "field 5 (item)");
+  }
   ev->request.assign(request);
   ev->user.assign(user);
   ev->item.assign(item);
@@ -147,6 +180,10 @@ Status ParseEventLine(std::string_view line, size_t num_columns, Event* ev) {
       return InvalidArgument("an imp event has " + std::to_string(field) + " fields, expected " +
                              std::to_string(6 + num_columns) + " (6 + " +
                              std::to_string(num_columns) + " columns)");
+    }
+    if (size_t at = FindControl(v); at != std::string_view::npos) {
+      return ControlError(
+          v, at, "field " + std::to_string(7 + c) + " (column " + std::to_string(c + 1) + ")");
     }
     ev->values[c].assign(v);
   }

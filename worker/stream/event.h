@@ -24,11 +24,11 @@ StatusOr<EventKind> ParseEventKind(std::string_view name);
 
 struct Event {
   EventKind kind = EventKind::kImpression;
-  int64_t ms = 0;         // event time, unix milliseconds
-  std::string request;    // (request, item) identifies an impression
-  std::string user;       // may be empty
+  int64_t ms = 0;       // event time, unix milliseconds
+  std::string request;  // (request, item) identifies an impression
+  std::string user;     // may be empty
   std::string item;
-  float oracle = -1;      // impressions: true P(click), -1 unknown
+  float oracle = -1;                // impressions: true P(click), -1 unknown
   std::vector<std::string> values;  // impressions: one per header column
   // Not part of the line: the stream partition it was read from (set by
   // the reader; the label joiner keeps it with waiting entries so that a
@@ -40,7 +40,8 @@ struct Event {
 // "#freshet-events v1\tcol_1\t...". REQUIRES: no tabs/newlines in columns.
 std::string FormatEventHeader(const std::vector<std::string>& columns);
 // Parses a header line (trailing '\r' allowed); InvalidArgument naming what
-// is wrong (not a header, unknown version, empty or duplicate column).
+// is wrong (not a header, unknown version, empty or duplicate column, a
+// column with a control character).
 StatusOr<std::vector<std::string>> ParseEventHeader(std::string_view line);
 
 // One event line without the newline. Reactions have 5 fields; impressions
@@ -52,7 +53,15 @@ void AppendEventLine(const Event& ev, std::string* out);
 // Parses one event line of a stream with `num_columns` impression columns
 // into *ev (its buffers are reused). InvalidArgument naming the field
 // ("field 2 (ms): 'x' is not an integer >= 0") on failure; callers prefix
-// file:line.
+// file:line and count the line as a bad record.
+//
+// Valid tokens (docs/EVENT_FORMAT.md): request and item are non-empty, user
+// may be empty; request, user, item and every column value hold no ASCII
+// control character (bytes 0x00-0x1f and 0x7f; a tab ends the field). One
+// trailing '\r' (a CRLF line end) is stripped first; any other CR is a
+// control character, so the line is rejected. Bytes >= 0x80 are taken as
+// they are (UTF-8 is not validated). Every line this accepts survives
+// FormatEventLine -> ParseEventLine unchanged (tests/fuzz/event_fuzz.cc).
 Status ParseEventLine(std::string_view line, size_t num_columns, Event* ev);
 
 }  // namespace freshet

@@ -88,7 +88,7 @@ void CheckLines(const std::map<std::string, std::vector<std::string>>& got,
 
 TEST(SocketSourceTest, UnixSocketProducersEveryLineOnceUntilEnd) {
   SocketOptions o;
-  o.unix_socket = "/tmp/freshet_sock_test_" + std::to_string(getpid());
+  o.unix_socket = ::testing::TempDir() + "freshet_sock_test_" + std::to_string(getpid());
   o.read_chunk = 512;
   auto s = SocketSource::Listen(o);
   ASSERT_TRUE(s.ok()) << s.status();

@@ -19,7 +19,9 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 std::string TempDir(const std::string& name) {
-  std::string dir = "/tmp/freshet_tail_test_" + name + "_" + std::to_string(getpid());
+  // Under the test binary's scratch TMPDIR (common/internal/gtest_main.cc),
+  // removed when the tests end.
+  std::string dir = ::testing::TempDir() + "freshet_tail_test_" + name + "_" + std::to_string(getpid());
   std::system(("rm -rf " + dir).c_str());
   mkdir(dir.c_str(), 0755);
   return dir;
