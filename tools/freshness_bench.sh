@@ -168,8 +168,12 @@ delta_rows=$(echo "$exp_line" | grep -oE '[0-9.]+ rows on average' | cut -d' ' -
 # versions after the first full load, and at the end) and served bytes.
 apply99=$(awk -F'\t' '$6=="true"{print $5}' "$work/loads.tsv" | sort -g |
   awk '{a[NR]=$1} END{if(NR==0){print 0}else{i=int(0.99*NR);if(i<1)i=1;print a[i]}}')
-rss_max=$(awk -F'\t' 'NR>1 && $7>m{m=$7} END{print m+0}' "$work/loads.tsv")
-served_at_max=$(awk -F'\t' 'NR>1 && $7>m{m=$7;s=$8} END{print s+0}' "$work/loads.tsv")
+# While deltas are applied: the largest resident size seen after an
+# incremental load. A full load (a new chain) builds the new model beside the
+# serving one and reads the file whole: its peak is reported apart.
+rss_max=$(awk -F'\t' '$6=="true" && $7>m{m=$7} END{print m+0}' "$work/loads.tsv")
+served_at_max=$(awk -F'\t' '$6=="true" && $7>m{m=$7;s=$8} END{print s+0}' "$work/loads.tsv")
+rss_full=$(awk -F'\t' '$6!="true" && $7>m{m=$7} END{print m+0}' "$work/loads.tsv")
 rss_end=$(field "$final_model" rss_bytes); rss_end=${rss_end:-0}
 served_end=$(field "$final_model" served_bytes); served_end=${served_end:-0}
 echo "training ${train_s}s; freshet_serve loaded $loads versions"
@@ -177,9 +181,9 @@ echo "event-to-servable latency: p50 ${p50} ms, p99 ${p99} ms (1 s export interv
 echo "serving /score (10 examples/request, 2 connections): ${rps} req/s, latency p50 ${lat50}, p99 ${lat99}, non-2xx ${non2xx}"
 echo "export directory (retained files): ${export_bytes} bytes, ${deltas} deltas kept, ${delta_avg} bytes per delta"
 echo "exporter deltas: p50 ${export50} ms, p99 ${export99} ms, ${delta_rows} rows on average ($interval s interval)"
-echo "serving: incremental apply p99 ${apply99} ms; resident ${rss_max} bytes at most (serving ${served_at_max} bytes of keys + weights then), ${rss_end} at the end (${served_end} served); /score p99 ${score99} ms during training, ${score99_idle} ms idle"
-printf '{"bench":"freshness","commit":"%s","table_rows":%s,"storage":"%s","interval_s":%s,"train_s":%.1f,"versions_loaded":%d,"freshness_p50_ms":%s,"freshness_p99_ms":%s,"export_ms_p50":%s,"export_ms_p99":%s,"delta_rows_avg":%s,"serve_apply_ms_p99":%s,"serve_rss_bytes":%s,"served_model_bytes":%s,"serve_rss_bytes_end":%s,"served_model_bytes_end":%s,"score_p99_ms":%s,"score_p99_ms_idle":%s,"serve_rps":%s,"serve_non_2xx":%s,"export_bytes_retained":%s,"delta_bytes_avg":%s}\n' \
+echo "serving: incremental apply p99 ${apply99} ms; resident ${rss_max} bytes at most while applying deltas (serving ${served_at_max} bytes of keys + weights then), ${rss_full} after a full load, ${rss_end} at the end (${served_end} served); /score p99 ${score99} ms during training, ${score99_idle} ms idle"
+printf '{"bench":"freshness","commit":"%s","table_rows":%s,"storage":"%s","interval_s":%s,"train_s":%.1f,"versions_loaded":%d,"freshness_p50_ms":%s,"freshness_p99_ms":%s,"export_ms_p50":%s,"export_ms_p99":%s,"delta_rows_avg":%s,"serve_apply_ms_p99":%s,"serve_rss_bytes":%s,"served_model_bytes":%s,"serve_rss_bytes_full_load":%s,"serve_rss_bytes_end":%s,"served_model_bytes_end":%s,"score_p99_ms":%s,"score_p99_ms_idle":%s,"serve_rps":%s,"serve_non_2xx":%s,"export_bytes_retained":%s,"delta_bytes_avg":%s}\n' \
   "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" "$table_rows" "$storage" "$interval" \
   "$train_s" "$loads" "$p50" "$p99" "${export50:-0}" "${export99:-0}" "${delta_rows:-0}" \
-  "${apply99:-0}" "$rss_max" "$served_at_max" "$rss_end" "$served_end" "${score99:-0}" \
+  "${apply99:-0}" "$rss_max" "$served_at_max" "$rss_full" "$rss_end" "$served_end" "${score99:-0}" \
   "${score99_idle:-0}" "$rps" "$non2xx" "$export_bytes" "$delta_avg"
