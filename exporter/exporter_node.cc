@@ -143,7 +143,15 @@ Status ExporterNode::Export(bool full) {
     snap.tables[t].name = job_.tables().tables(t).name();
     snap.tables[t].dim = static_cast<int>(job_.tables().tables(t).dim());
   }
-  const auto deadline = t0 + request_timeout_;
+  // A full snapshot copies every row: it gets export.full_timeout_s (600 s
+  // when unset), but never less than the transport deadline.
+  const double full_s =
+      job_.export_().full_timeout_s() > 0 ? job_.export_().full_timeout_s() : 600.0;
+  const auto timeout =
+      full ? std::max(request_timeout_, std::chrono::duration_cast<std::chrono::milliseconds>(
+                                            std::chrono::duration<double>(full_s)))
+           : request_timeout_;
+  const auto deadline = t0 + timeout;
   std::vector<uint32_t> new_since = since_;
   Message final_request;
   bool got_final = false;
@@ -152,8 +160,8 @@ Status ExporterNode::Export(bool full) {
     if (left.count() <= 0) {
       const int s = pending.begin()->second;
       return DeadlineExceeded("EXPORT request to " + layout_.Describe(layout_.ServerRank(s)) +
-                              " got no response within " +
-                              std::to_string(request_timeout_.count()) + " ms");
+                              " got no response within " + std::to_string(timeout.count()) +
+                              " ms" + (full ? " (export.full_timeout_s)" : ""));
     }
     StatusOr<Message> r = transport_->Recv(left);
     if (!r.ok()) {
@@ -255,6 +263,14 @@ Status ExporterNode::Run() {
       }
     }
     if (final) {
+      // First a delta, so the last trained rows are servable at delta speed
+      // (a full snapshot copies every row: seconds at millions of rows),
+      // then the full snapshot that a restart or a new reader starts from.
+      // A delta that cannot be published is left to the full.
+      if (writer_->manifest().version() > 0 && !force_full_) {
+        Status d = Export(/*full=*/false);
+        if (!d.ok() && d.code() != StatusCode::kAborted) return d;
+      }
       // The last model matters most: a failed publish is tried again (each
       // attempt after file_io's own retries), then reported to worker 0.
       Status st = Export(/*full=*/true);

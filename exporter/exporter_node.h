@@ -7,8 +7,9 @@
 //                             (DENSE_UPDATE), and publish a delta;
 //   every export.full_interval_s (and first): the same with every row, as a
 //                             full snapshot that starts a new chain;
-//   on EXPORT_FINAL from worker 0 (training ended): a last full snapshot,
-//                             then answer and return.
+//   on EXPORT_FINAL from worker 0 (training ended): a last delta (so the
+//                             last rows are servable quickly), then a last
+//                             full snapshot, then answer and return.
 // Publishing goes through ExportWriter (exporter/snapshot.h): atomic files,
 // manifest, LATEST, retention. The manifest carries the event-time watermark
 // and the wall time by which the included events were ingested, from which

@@ -17,9 +17,9 @@
 #       (--heartbeat_silence_s=3) and fails naming it ("worker 1 (rank 3 ...
 #       dead or hung"); bound 30 s;
 #   stop exporter: training goes on (nothing waits on the exporter) until
-#       worker 0's end-of-job EXPORT_FINAL request meets its deadline (10 s
-#       here) naming "exporter 0 (rank 4)"; bound: the rest of the training
-#       + 60 s.
+#       worker 0's end-of-job EXPORT_FINAL request meets its deadline (the
+#       10 s transport deadline + export.full_timeout_s, 5 s here) naming
+#       "exporter 0 (rank 4)"; bound: the rest of the training + 60 s.
 #
 # usage: tests/rank_death_test.sh BIN_DIR SOURCE_DIR kill|killrec|stop worker|exporter
 set -uo pipefail
@@ -52,7 +52,7 @@ fail() { echo "FAIL: $*" >&2; tail -30 "$out/train.log" >&2; exit 1; }
 fault_cluster_config "$src" "$out/cluster.pbtxt" 10000
 "$src/launch/mpirun.sh" "${recovery[@]}" -np 5 -x FRESHET_FAULT_TAG "$bin/freshet_train" --task=synthetic \
   --cluster_config="$out/cluster.pbtxt" --work_dir="$out/work" --epochs=4 --save=false \
-  --heartbeat_silence_s=3 --metrics_port=0 > "$out/train.log" 2>&1 &
+  --heartbeat_silence_s=3 --export_full_timeout_s=5 --metrics_port=0 > "$out/train.log" 2>&1 &
 job=$!
 
 # Training has begun once both workers publish heartbeats; then 2 s more.

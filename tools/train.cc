@@ -57,6 +57,7 @@ DEFINE_bool(local, false, "single-process reference trainer: no MPI, no paramete
 DEFINE_int32(epochs, 0, "override the job's epochs (0: keep)");
 DEFINE_double(export_interval_s, 0, "override export.interval_s (>= 0.1; 0: keep)");
 DEFINE_double(export_full_interval_s, 0, "override export.full_interval_s (0: keep)");
+DEFINE_double(export_full_timeout_s, 0, "override export.full_timeout_s (0: keep)");
 DEFINE_int64(prefill_rows, 0,
              "benchmarks (tools/freshness_bench.sh): before training, the servers fill the job's "
              "widest table with this many generated rows (over all servers; initializer values, "
@@ -172,6 +173,9 @@ StatusOr<proto::JobConfig> LoadJob() {
   if (FLAGS_epochs > 0) job.set_epochs(FLAGS_epochs);
   if (FLAGS_export_interval_s > 0) {
     job.mutable_export_()->set_interval_s(static_cast<float>(FLAGS_export_interval_s));
+  }
+  if (FLAGS_export_full_timeout_s > 0) {
+    job.mutable_export_()->set_full_timeout_s(static_cast<float>(FLAGS_export_full_timeout_s));
   }
   if (FLAGS_export_full_interval_s > 0) {
     job.mutable_export_()->set_full_interval_s(static_cast<float>(FLAGS_export_full_interval_s));
@@ -536,8 +540,14 @@ int RunMpi(int argc, char** argv, const proto::JobConfig& job) {
         feed->watermark = watermark;
         feed->wall_ms = wall_ms;
       };
-      opt.after_training = [c, exporter, feed, dense_message](const Model& model) {
-        return c->CallRanks({exporter}, dense_message(MsgType::kExportFinal, model, *feed))
+      // The final export is a full snapshot: it may take the exporter up to
+      // export.full_timeout_s (3 tries of it, each within that, worst case)
+      // beyond the transport deadline.
+      const Millis final_timeout =
+          timeout + Millis(static_cast<int64_t>(job.export_().full_timeout_s() * 1000));
+      opt.after_training = [c, exporter, feed, dense_message, final_timeout](const Model& model) {
+        return c->CallRanks({exporter}, dense_message(MsgType::kExportFinal, model, *feed),
+                            final_timeout)
             .status();
       };
     }

@@ -72,6 +72,10 @@ Status ValidateJobConfig(proto::JobConfig* job, const std::string& source) {
   if (ex->interval_s() == 0) ex->set_interval_s(1);
   if (ex->full_interval_s() < 0) return Field(source, "export.full_interval_s", "must be >= 0");
   if (ex->full_interval_s() == 0) ex->set_full_interval_s(60);
+  if (!(ex->full_timeout_s() >= 0)) {
+    return Field(source, "export.full_timeout_s", "must be >= 0");
+  }
+  if (ex->full_timeout_s() == 0) ex->set_full_timeout_s(600);
   if (ex->retain_full() < 0) return Field(source, "export.retain_full", "must be >= 0");
   if (ex->retain_full() == 0) ex->set_retain_full(3);
   auto* data = job->mutable_data();

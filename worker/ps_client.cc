@@ -403,7 +403,7 @@ StatusOr<std::vector<Message>> PsClient::CallAllServers(MsgType type, const std:
 }
 
 StatusOr<std::vector<Message>> PsClient::CallRanks(const std::vector<int>& ranks,
-                                                   const Message& request) {
+                                                   const Message& request, Millis timeout) {
   std::vector<uint64_t> ids;
   std::vector<std::future<StatusOr<Message>>> futs;
   for (int rank : ranks) {
@@ -421,7 +421,8 @@ StatusOr<std::vector<Message>> PsClient::CallRanks(const std::vector<int>& ranks
     FRESHET_RETURN_IF_ERROR(transport_->Send(rank, std::move(msg)));
   }
   std::vector<Message> out;
-  const auto deadline = std::chrono::steady_clock::now() + options_.request_timeout;
+  const auto deadline = std::chrono::steady_clock::now() +
+                        (timeout.count() > 0 ? timeout : options_.request_timeout);
   Status failed;
   for (size_t i = 0; i < ranks.size(); ++i) {
     if (futs[i].wait_until(deadline) != std::future_status::ready) {
@@ -430,7 +431,10 @@ StatusOr<std::vector<Message>> PsClient::CallRanks(const std::vector<int>& ranks
       if (failed.ok()) {
         failed = DeadlineExceeded(std::string(MsgTypeName(request.meta.type)) + " request to " +
                                   layout_.Describe(ranks[i]) + " got no response within " +
-                                  std::to_string(options_.request_timeout.count()) + " ms");
+                                  std::to_string((timeout.count() > 0 ? timeout
+                                                                      : options_.request_timeout)
+                                                     .count()) +
+                                  " ms");
       }
       continue;
     }

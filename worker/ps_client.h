@@ -108,9 +108,11 @@ class PsClient : public SparseStore {
   Millis SaveDeadline(int64_t bytes) const;
 
   // Sends `request` to each rank in `ranks` (any role that answers) and
-  // waits for every answer, with the deadline. Answers are matched by
-  // request id; their types must be one of the *Response types.
-  StatusOr<std::vector<Message>> CallRanks(const std::vector<int>& ranks, const Message& request);
+  // waits for every answer, with the deadline (`timeout`, or the client's
+  // request_timeout when it is zero). Answers are matched by request id;
+  // their types must be one of the *Response types.
+  StatusOr<std::vector<Message>> CallRanks(const std::vector<int>& ranks, const Message& request,
+                                           Millis timeout = Millis(0));
 
   // Tells every server this worker is done. Call once, after the last push
   // completed.
