@@ -234,7 +234,9 @@ TEST_F(FileIoTest, SequentialReaderReadsInPiecesAndReportsEnd) {
     ASSERT_TRUE(n.ok()) << n.status();
     if (*n == 0) break;
     // Fewer than asked only at the end of the file.
-    if (*n < sizeof(buf)) EXPECT_EQ(got.size() + *n, content.size());
+    if (*n < sizeof(buf)) {
+      EXPECT_EQ(got.size() + *n, content.size());
+    }
     got.append(buf, *n);
   }
   EXPECT_EQ(got, content);
