@@ -116,7 +116,9 @@ void LoadDir(fuzz::Input* in) {
 
   auto loaded = LoadLatestExport(dir);
   if (!loaded.ok()) return;
-  for (const auto& [name, table] : (*loaded)->tables) {
+  for (const auto& named : (*loaded)->tables) {
+    // Not a structured binding: C++17 lambdas cannot capture one (clang).
+    const LoadedTable& table = named.second;
     FUZZ_CHECK(table.dim() > 0);
     size_t rows = 0;
     std::vector<float> row(static_cast<size_t>(table.dim()));
