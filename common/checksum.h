@@ -9,6 +9,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
+#include <string>
 
 namespace freshet {
 
@@ -23,5 +25,13 @@ inline uint64_t Fnv1aUpdate(uint64_t h, const void* p, size_t n) {
 }
 
 inline uint64_t Fnv1a64(const void* p, size_t n) { return Fnv1aUpdate(kFnv1aOffset, p, n); }
+
+// A 64-bit checksum as error messages and text files show it: 16 lowercase
+// hex digits, zero-padded ("00000000deadbeef").
+inline std::string Hex64(uint64_t v) {
+  char buf[24];
+  std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(v));
+  return buf;
+}
 
 }  // namespace freshet

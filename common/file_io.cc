@@ -1,5 +1,6 @@
 #include "common/file_io.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -10,6 +11,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <thread>
+#include <utility>
 
 #include <glog/logging.h>
 
@@ -345,6 +347,73 @@ Status WriteFileAtomic(const std::string& path, std::string_view data) {
     w->Append(data);
     return Status::OK();
   });
+}
+
+// ---- reading ------------------------------------------------------------------
+
+SequentialFileReader::SequentialFileReader(std::string path, int fd, uint64_t size)
+    : path_(std::move(path)), fd_(fd), size_(size) {}
+
+SequentialFileReader::~SequentialFileReader() { ::close(fd_); }
+
+StatusOr<std::unique_ptr<SequentialFileReader>> SequentialFileReader::Open(
+    const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) return NotFound(path + ": not found");
+    return SysError(path, "open", errno);
+  }
+  struct stat st;
+  if (::fstat(fd, &st) != 0) {
+    const int err = errno;
+    ::close(fd);
+    return SysError(path, "fstat", err);
+  }
+  return std::unique_ptr<SequentialFileReader>(
+      new SequentialFileReader(path, fd, static_cast<uint64_t>(st.st_size)));
+}
+
+StatusOr<size_t> SequentialFileReader::Read(void* dst, size_t n) {
+  auto* p = static_cast<char*>(dst);
+  size_t got = 0;
+  while (got < n) {
+    const ssize_t k = ::read(fd_, p + got, n - got);
+    if (k < 0) {
+      if (errno == EINTR) continue;
+      return SysError(path_, "read", errno);
+    }
+    if (k == 0) break;
+    got += static_cast<size_t>(k);
+  }
+  return got;
+}
+
+StatusOr<std::string> ReadFileToString(const std::string& path, size_t max_bytes) {
+  FRESHET_ASSIGN_OR_RETURN(std::unique_ptr<SequentialFileReader> r,
+                           SequentialFileReader::Open(path));
+  std::string out;
+  char buf[1 << 16];
+  for (;;) {
+    FRESHET_ASSIGN_OR_RETURN(const size_t n, r->Read(buf, sizeof(buf)));
+    if (n == 0) break;
+    out.append(buf, n);
+    if (out.size() > max_bytes) {
+      return FailedPrecondition(path + ": larger than " + std::to_string(max_bytes) + " bytes");
+    }
+  }
+  return out;
+}
+
+StatusOr<std::vector<std::string>> ListDirectory(const std::string& dir) {
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) return SysError(dir, "opendir", errno);
+  std::vector<std::string> names;
+  while (struct dirent* e = ::readdir(d)) {
+    const std::string n = e->d_name;
+    if (n != "." && n != "..") names.push_back(n);
+  }
+  ::closedir(d);
+  return names;
 }
 
 }  // namespace freshet

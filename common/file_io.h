@@ -1,5 +1,7 @@
 // Durable, atomic file writes: the one seam every checkpoint, model and
-// export file goes through, with bounded retries and fault injection.
+// export file goes through, with bounded retries and fault injection; and
+// the matching reads (a sequential reader, a bounded whole-file read, a
+// directory listing) with errors in the same form.
 //
 // A file is written to "<path>.tmp" (same directory, so the rename is
 // atomic), fsynced, closed, renamed over <path>, and the directory fsynced
@@ -178,5 +180,42 @@ Status WriteFileAtomic(const std::string& path, std::string_view data);
 
 // fsyncs a directory (after a rename or unlink in it). Internal naming it.
 Status SyncDirectory(const std::string& dir);
+
+// ---- reading ------------------------------------------------------------------
+
+// Reads one file front to back into caller buffers (no buffering of its
+// own, so a caller sizes its own chunks). Errors name the file like the
+// writers': NotFound "<path>: not found" if it does not exist, Internal
+// "<path>: <call> failed: <strerror> (<ENAME>)" for any other failed call.
+// Thread safety: one thread at a time.
+class SequentialFileReader {
+ public:
+  static StatusOr<std::unique_ptr<SequentialFileReader>> Open(const std::string& path);
+  ~SequentialFileReader();
+  SequentialFileReader(const SequentialFileReader&) = delete;
+  SequentialFileReader& operator=(const SequentialFileReader&) = delete;
+
+  // The file's size when it was opened (fstat); the file may change after.
+  uint64_t size() const { return size_; }
+  // Reads up to `n` bytes into `dst`, continuing short reads and EINTR:
+  // fewer than `n` only at the end of the file (0 there).
+  StatusOr<size_t> Read(void* dst, size_t n);
+  const std::string& path() const { return path_; }
+
+ private:
+  SequentialFileReader(std::string path, int fd, uint64_t size);
+  const std::string path_;
+  int fd_;
+  uint64_t size_;
+};
+
+// Reads the whole file at `path`, which must hold at most `max_bytes`:
+// FailedPrecondition "<path>: larger than <max_bytes> bytes" otherwise;
+// NotFound / Internal as SequentialFileReader.
+StatusOr<std::string> ReadFileToString(const std::string& path, size_t max_bytes);
+
+// The names in `dir` (without "." and ".."), in no particular order.
+// Internal naming the directory and errno if it cannot be listed.
+StatusOr<std::vector<std::string>> ListDirectory(const std::string& dir);
 
 }  // namespace freshet

@@ -6,12 +6,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "common/checksum.h"
 #include "common/metrics_registry.h"
@@ -213,6 +215,76 @@ TEST_F(FileIoTest, RealTinyTmpfsFillsUp) {
   EXPECT_NE(full.message().find(path), std::string::npos) << full;
   EXPECT_EQ(kept, std::string(256 << 10, 'a'));
   EXPECT_FALSE(tmp_left);
+}
+
+// ---- reading ------------------------------------------------------------------
+
+TEST_F(FileIoTest, SequentialReaderReadsInPiecesAndReportsEnd) {
+  const std::string path = dir_ + "/data";
+  std::string content;
+  for (int i = 0; i < 100000; ++i) content += static_cast<char>('a' + i % 26);
+  ASSERT_TRUE(WriteFileAtomic(path, content).ok());
+  auto r = SequentialFileReader::Open(path);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ((*r)->size(), content.size());
+  std::string got;
+  char buf[7000];
+  for (;;) {
+    auto n = (*r)->Read(buf, sizeof(buf));
+    ASSERT_TRUE(n.ok()) << n.status();
+    if (*n == 0) break;
+    // Fewer than asked only at the end of the file.
+    if (*n < sizeof(buf)) {
+      EXPECT_EQ(got.size() + *n, content.size());
+    }
+    got.append(buf, *n);
+  }
+  EXPECT_EQ(got, content);
+}
+
+TEST_F(FileIoTest, ReadErrorsNameTheFileAndErrno) {
+  auto missing = SequentialFileReader::Open(dir_ + "/missing");
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(missing.status().message(), dir_ + "/missing: not found");
+  // A directory opens but cannot be read(2): EISDIR, named like the writers.
+  auto d = SequentialFileReader::Open(dir_);
+  ASSERT_TRUE(d.ok()) << d.status();
+  char c;
+  auto n = (*d)->Read(&c, 1);
+  ASSERT_FALSE(n.ok());
+  EXPECT_EQ(n.status().code(), StatusCode::kInternal);
+  EXPECT_NE(n.status().message().find(dir_ + ": read failed: "), std::string::npos) << n.status();
+  EXPECT_NE(n.status().message().find("(EISDIR)"), std::string::npos) << n.status();
+}
+
+TEST_F(FileIoTest, ReadFileToStringIsBounded) {
+  const std::string path = dir_ + "/small";
+  ASSERT_TRUE(WriteFileAtomic(path, std::string(100, 'x')).ok());
+  auto ok = ReadFileToString(path, 100);
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ(*ok, std::string(100, 'x'));
+  auto big = ReadFileToString(path, 99);
+  ASSERT_FALSE(big.ok());
+  EXPECT_EQ(big.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(big.status().message(), path + ": larger than 99 bytes");
+  EXPECT_EQ(ReadFileToString(dir_ + "/none", 10).status().code(), StatusCode::kNotFound);
+}
+
+TEST_F(FileIoTest, ListDirectoryNamesEveryEntry) {
+  ASSERT_TRUE(WriteFileAtomic(dir_ + "/a", "1").ok());
+  ASSERT_TRUE(WriteFileAtomic(dir_ + "/b", "2").ok());
+  fs::create_directory(dir_ + "/sub");
+  auto names = ListDirectory(dir_);
+  ASSERT_TRUE(names.ok()) << names.status();
+  std::sort(names->begin(), names->end());
+  EXPECT_EQ(*names, (std::vector<std::string>{"a", "b", "sub"}));
+  auto missing = ListDirectory(dir_ + "/none");
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.status().code(), StatusCode::kInternal);
+  EXPECT_NE(missing.status().message().find(dir_ + "/none: opendir failed"), std::string::npos)
+      << missing.status();
+  EXPECT_NE(missing.status().message().find("(ENOENT)"), std::string::npos) << missing.status();
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 #include <nccl.h>
 
 #include "common/cuda_util.h"
+#include "common/mpi_collective.h"
 #include "common/mpi_util.h"
 
 namespace freshet {

@@ -19,7 +19,7 @@
 
 #include <mpi.h>
 
-#include "common/collective.h"
+#include "common/mpi_collective.h"
 #include "common/device.h"
 #include "common/status.h"
 

@@ -12,7 +12,9 @@
 
 #include "common/config.h"
 #include "exporter/exporter_node.h"
-#include "exporter/snapshot.h"
+#include "exporter/export_dir.h"
+#include "exporter/model_loader.h"
+#include "exporter/snapshot_format.h"
 #include "server/parameter_shard.h"
 
 namespace freshet {

@@ -19,7 +19,7 @@
 #include "common/file_io.h"
 #include "common/transport.h"
 #include "exporter/exporter_node.h"
-#include "exporter/snapshot.h"
+#include "exporter/model_loader.h"
 #include "server/parameter_shard.h"
 #include "server/server_node.h"
 

@@ -10,7 +10,7 @@
 //   on EXPORT_FINAL from worker 0 (training ended): a last delta (so the
 //                             last rows are servable quickly), then a last
 //                             full snapshot, then answer and return.
-// Publishing goes through ExportWriter (exporter/snapshot.h): atomic files,
+// Publishing goes through ExportWriter (exporter/export_dir.h): atomic files,
 // manifest, LATEST, retention. The manifest carries the event-time watermark
 // and the wall time by which the included events were ingested, from which
 // the serving tier computes freshness.
@@ -43,7 +43,7 @@
 #include "common/metrics_registry.h"
 #include "common/proto/job.pb.h"
 #include "common/transport.h"
-#include "exporter/snapshot.h"
+#include "exporter/export_dir.h"
 
 namespace freshet {
 

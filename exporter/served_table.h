@@ -1,7 +1,7 @@
 // ServedTable: one embedding table as the serving tier holds it: key ->
 // weights, persistent (every version immutable, versions share structure).
 //
-// Why. The serving tier follows a stream of deltas (exporter/snapshot.h)
+// Why. The serving tier follows a stream of deltas (exporter/export_dir.h)
 // while requests score. A delta must cost what it changes, not the model:
 // applying it may neither copy the table nor make readers wait. Readers
 // take a version (a ServedTable value, which LoadedExport holds) and read it

@@ -1,5 +1,5 @@
 // freshet_snapshot: inspects export directories and .snap files (see
-// exporter/snapshot.h and docs/SNAPSHOT_FORMAT.md).
+// exporter/snapshot_format.h and docs/SNAPSHOT_FORMAT.md).
 //
 //   freshet_snapshot info DIR          what LATEST names: version, watermark,
 //                                      tables (rows, dims), chain files
@@ -27,7 +27,9 @@
 #include <gflags/gflags.h>
 #include <glog/logging.h>
 
-#include "exporter/snapshot.h"
+#include "exporter/export_dir.h"
+#include "exporter/model_loader.h"
+#include "exporter/snapshot_format.h"
 
 DECLARE_bool(help);
 DEFINE_double(tolerance, 0.0,

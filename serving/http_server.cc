@@ -3,6 +3,7 @@
 #include "serving/internal/requests.h"
 
 #include "common/metrics_registry.h"
+#include "common/time_util.h"
 
 #include <algorithm>
 #include <array>
@@ -36,12 +37,6 @@ constexpr size_t kMaxColumnsInMessage = 20;
 constexpr char kDefaultModelName[] = "freshet";
 constexpr char kOutputName[] = "probability";
 constexpr char kInputDatatype[] = "BYTES";
-
-int64_t NowUnixMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 // Dumps without throwing on invalid UTF-8 (error messages may quote cut
 // values).

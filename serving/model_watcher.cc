@@ -13,18 +13,14 @@
 #include <cstring>
 #include <sstream>
 
-#include "exporter/snapshot.h"
+#include "common/time_util.h"
+#include "exporter/export_dir.h"
+#include "exporter/model_loader.h"
 
 namespace freshet {
 namespace {
 
 using SteadyClock = std::chrono::steady_clock;
-
-int64_t NowUnixMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 // What makes two manifests the same model.
 std::string ManifestKey(const proto::ExportManifest& m) {

@@ -1,7 +1,7 @@
 // ModelWatcher: keeps the newest export of a directory loaded and swaps it in
 // without blocking readers.
 //
-// A background thread watches the export directory (exporter/snapshot.h):
+// A background thread watches the export directory (exporter/export_dir.h):
 // with inotify (Options::notify) it wakes as soon as the exporter renames a
 // new LATEST into place, and it also polls every poll_ms (the fallback when
 // inotify is missing, e.g. some network file systems, or the directory does

@@ -40,7 +40,7 @@
 
 #include "common/proto/job.pb.h"
 #include "common/status.h"
-#include "exporter/snapshot.h"
+#include "exporter/model_loader.h"
 #include "worker/data/example.h"
 #include "worker/features.h"
 

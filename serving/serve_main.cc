@@ -4,7 +4,7 @@
 //                 [--explore=0] [--freeze_after_s=-1] [--min_reload_interval_s=0]
 //                 [--reload_interval_after_s=0] [--model_name=NAME]
 //
-// Watches --export_dir (written by the exporter, exporter/snapshot.h), loads
+// Watches --export_dir (written by the exporter, exporter/export_dir.h), loads
 // the newest model (full snapshot + deltas, incrementally when possible),
 // swaps it in without blocking requests, and answers POST /score, POST
 // /rank, GET /model, GET /metrics and the KServe v2 / Open Inference

@@ -29,7 +29,7 @@
 #include <string>
 #include <thread>
 
-#include "exporter/snapshot.h"
+#include "exporter/export_dir.h"
 #include "worker/checkpoint.h"
 #include "worker/data/synthetic_shop.h"
 #include "worker/stream/event.h"

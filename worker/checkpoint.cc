@@ -51,12 +51,6 @@ StatusOr<uint64_t> Trailer(const std::string& path, uint64_t bytes) {
 constexpr int kManifestVersion = 2;
 constexpr char kChecksumKey[] = "checksum ";
 
-std::string Hex64(uint64_t v) {
-  char buf[24];
-  std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(v));
-  return buf;
-}
-
 // The ids of the ckpt-<id>/ directories under root, ascending.
 std::vector<int64_t> CheckpointIds(const std::string& root) {
   std::vector<int64_t> ids;

@@ -280,64 +280,86 @@ std::string JobResult::Summary() const {
   return s + "\n";
 }
 
-Status SaveDense(const Model& model, const std::string& path) {
-  const uint64_t n = model.NumDenseParams();
+namespace {
+
+// One checksummed float file, for the dense parameters and the dense
+// optimizer state alike: <8-byte magic>, u64 count, count f32, u64 FNV-1a 64
+// of every byte before it.
+Status WriteDenseFile(const std::string& path, const char* magic, const float* data, uint64_t n) {
   return WriteFileAtomicWith(path, [&](AtomicFileWriter* w) {
-    w->Append("FRSHDENS", 8);
+    w->Append(magic, 8);
     w->AppendValue<uint64_t>(n);
-    w->Append(model.dense_params(), n * sizeof(float));
+    w->Append(data, n * sizeof(float));
     w->AppendValue<uint64_t>(w->hash());  // FNV-1a 64 of every byte before it
     return Status::OK();
   });
 }
 
-Status LoadDense(const std::string& path, Model* model) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return NotFound(path + ": cannot open dense parameters");
-  std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  const uint64_t want = model->NumDenseParams();
-  if (data.size() != 8 + 8 + want * sizeof(float) + 8 || data.compare(0, 8, "FRSHDENS") != 0) {
-    return DataLoss(path + ": not a dense parameter file for this model (" +
-                    std::to_string(data.size()) + " bytes, model has " + std::to_string(want) +
-                    " parameters)");
+// Reads a file WriteDenseFile wrote with `magic`, of at most `max_floats`
+// floats. NotFound if it is missing; DataLoss naming the file ("not a
+// <what> file" for a wrong magic or size, or a checksum mismatch).
+StatusOr<std::vector<float>> ReadDenseFile(const std::string& path, const char* magic,
+                                           const std::string& what, uint64_t max_floats) {
+  const uint64_t max_bytes = 24 + max_floats * sizeof(float);
+  StatusOr<std::string> read = ReadFileToString(path, static_cast<size_t>(max_bytes));
+  if (read.status().code() == StatusCode::kNotFound) {
+    return NotFound(path + ": cannot open the " + what + " file");
+  }
+  const auto not_this = [&](const std::string& why) {
+    return DataLoss(path + ": not a " + what + " file (" + why + ")");
+  };
+  if (read.status().code() == StatusCode::kFailedPrecondition) {
+    return not_this("larger than " + std::to_string(max_floats) + " floats");
+  }
+  FRESHET_RETURN_IF_ERROR(read.status());
+  const std::string& data = *read;
+  if (data.size() < 24 || data.compare(0, 8, magic, 8) != 0) {
+    return not_this(std::to_string(data.size()) + " bytes, " +
+                    (data.size() < 24 ? "too short" : "another magic"));
   }
   uint64_t n, stored;
   std::memcpy(&n, data.data() + 8, 8);
   std::memcpy(&stored, data.data() + data.size() - 8, 8);
-  if (n != want) return DataLoss(path + ": has " + std::to_string(n) + " parameters");
+  if (n > max_floats || data.size() != 24 + n * sizeof(float)) {
+    return not_this(std::to_string(data.size()) + " bytes for " + std::to_string(n) + " floats");
+  }
   if (Fnv(data.data(), data.size() - 8) != stored) return DataLoss(path + ": checksum mismatch");
-  if (n > 0) std::memcpy(model->dense_params(), data.data() + 16, n * sizeof(float));
+  std::vector<float> values(n);
+  if (n > 0) std::memcpy(values.data(), data.data() + 16, n * sizeof(float));
+  return values;
+}
+
+// The largest dense optimizer state a file may hold (16 GiB of floats).
+constexpr uint64_t kMaxDenseOptimizerFloats = uint64_t{1} << 32;
+
+}  // namespace
+
+Status SaveDense(const Model& model, const std::string& path) {
+  return WriteDenseFile(path, "FRSHDENS", model.dense_params(), model.NumDenseParams());
+}
+
+Status LoadDense(const std::string& path, Model* model) {
+  const uint64_t want = model->NumDenseParams();
+  FRESHET_ASSIGN_OR_RETURN(const std::vector<float> values,
+                           ReadDenseFile(path, "FRSHDENS", "dense parameter", want));
+  if (values.size() != want) {
+    return DataLoss(path + ": not a dense parameter file for this model (it has " +
+                    std::to_string(values.size()) + " parameters, the model " +
+                    std::to_string(want) + ")");
+  }
+  if (want > 0) std::memcpy(model->dense_params(), values.data(), want * sizeof(float));
   return Status::OK();
 }
 
 Status SaveDenseOptimizer(const Model& model, const std::string& path) {
   const std::vector<float> state = model.DenseOptimizerState();
-  return WriteFileAtomicWith(path, [&](AtomicFileWriter* w) {
-    w->Append("FRSHDOPT", 8);
-    w->AppendValue<uint64_t>(state.size());
-    w->Append(state.data(), state.size() * sizeof(float));
-    w->AppendValue<uint64_t>(w->hash());  // FNV-1a 64 of every byte before it
-    return Status::OK();
-  });
+  return WriteDenseFile(path, "FRSHDOPT", state.data(), state.size());
 }
 
 Status LoadDenseOptimizer(const std::string& path, Model* model) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return NotFound(path + ": cannot open the dense optimizer state");
-  std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (data.size() < 24 || data.compare(0, 8, "FRSHDOPT") != 0) {
-    return DataLoss(path + ": not a dense optimizer state file");
-  }
-  uint64_t n, stored;
-  std::memcpy(&n, data.data() + 8, 8);
-  std::memcpy(&stored, data.data() + data.size() - 8, 8);
-  if (data.size() != 24 + n * sizeof(float)) {
-    return DataLoss(path + ": " + std::to_string(data.size()) + " bytes for " + std::to_string(n) +
-                    " floats");
-  }
-  if (Fnv(data.data(), data.size() - 8) != stored) return DataLoss(path + ": checksum mismatch");
-  std::vector<float> state(n);
-  std::memcpy(state.data(), data.data() + 16, n * sizeof(float));
+  FRESHET_ASSIGN_OR_RETURN(
+      const std::vector<float> state,
+      ReadDenseFile(path, "FRSHDOPT", "dense optimizer state", kMaxDenseOptimizerFloats));
   return model->SetDenseOptimizerState(state).WithContext(path);
 }
 

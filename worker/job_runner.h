@@ -153,10 +153,12 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
 std::vector<std::string> StreamColumns(const proto::FeatureConfig& features);
 
 // Dense parameter files: "FRSHDENS", u64 count, floats, u64 FNV-1a checksum.
+// Load: NotFound without the file, DataLoss naming it if it is corrupt or
+// holds another count than the model's; the model is unchanged on error.
 Status SaveDense(const Model& model, const std::string& path);
 Status LoadDense(const std::string& path, Model* model);
-// The dense optimizer state (Model::DenseOptimizerState): "FRSHDOPT", u64
-// count, floats, u64 FNV-1a checksum; written beside dense.bin as
+// The dense optimizer state (Model::DenseOptimizerState), in the same
+// checksummed layout with magic "FRSHDOPT"; written beside dense.bin as
 // dense_opt.bin. Load: NotFound without the file, DataLoss if corrupt,
 // InvalidArgument if its size does not fit the model.
 Status SaveDenseOptimizer(const Model& model, const std::string& path);

@@ -13,7 +13,7 @@
 
 #include "common/proto/job.pb.h"
 #include "common/status.h"
-#include "exporter/snapshot.h"
+#include "exporter/export_dir.h"
 #include "worker/data/example.h"
 
 namespace freshet {

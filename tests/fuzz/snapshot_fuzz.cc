@@ -1,5 +1,6 @@
 // Fuzz target: what the serving tier reads from an export directory
-// (exporter/snapshot.h): .snap files, manifests, LATEST and whole models.
+// (exporter/snapshot_format.h, export_dir.h, model_loader.h): .snap files,
+// manifests, LATEST and whole models.
 //
 // Input byte 0 picks the mode (mod 4):
 //   0: the rest is a .snap file for ReadSnapshotFile, as is;
@@ -20,7 +21,9 @@
 #include <string>
 #include <vector>
 
-#include "exporter/snapshot.h"
+#include "exporter/export_dir.h"
+#include "exporter/model_loader.h"
+#include "exporter/snapshot_format.h"
 #include "tests/fuzz/fuzz_util.h"
 
 namespace freshet {
@@ -113,7 +116,9 @@ void LoadDir(fuzz::Input* in) {
 
   auto loaded = LoadLatestExport(dir);
   if (!loaded.ok()) return;
-  for (const auto& [name, table] : (*loaded)->tables) {
+  for (const auto& named : (*loaded)->tables) {
+    // Not a structured binding: C++17 lambdas cannot capture one (clang).
+    const LoadedTable& table = named.second;
     FUZZ_CHECK(table.dim() > 0);
     size_t rows = 0;
     std::vector<float> row(static_cast<size_t>(table.dim()));

@@ -1,7 +1,7 @@
 // MpiCollective's deadlines and heartbeats. The heartbeat tests run in any
 // process; the MpiCollective tests need 2 ranks (ctest collective_mpi_2r,
 // under mpirun) and are skipped otherwise.
-#include "common/collective.h"
+#include "common/mpi_collective.h"
 
 #include <gtest/gtest.h>
 #include <mpi.h>

@@ -1,6 +1,7 @@
-#include "exporter/snapshot.h"
+#include "exporter/model_loader.h"
 
 #include <dirent.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -19,467 +20,23 @@
 #include <string>
 #include <vector>
 
-#include <gtest/gtest.h>
+#include "exporter/export_dir.h"
+#include "exporter/internal/export_testing.h"
+#include "exporter/snapshot_format.h"
 
 namespace freshet {
 namespace {
 
-// ---- helpers --------------------------------------------------------------------
-
-class TempDir {
- public:
-  TempDir() {
-    const char* base = std::getenv("TEST_TMPDIR");
-    std::string tmpl = std::string(base ? base : "/tmp") + "/freshet_export_test.XXXXXX";
-    char* p = ::mkdtemp(tmpl.data());
-    EXPECT_NE(p, nullptr);
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-  std::string file(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
-
-std::string ReadBytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
-
-void WriteBytes(const std::string& path, const std::string& data) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(data.data(), static_cast<std::streamsize>(data.size()));
-  ASSERT_TRUE(out.good()) << path;
-}
-
-uint64_t Fnv(const std::string& s) {
-  uint64_t h = 0xcbf29ce484222325ULL;
-  for (unsigned char c : s) h = (h ^ c) * 0x100000001b3ULL;
-  return h;
-}
-
-// Replaces the trailer with the FNV-1a 64 of the rest (a "valid" file whose
-// content was edited).
-std::string Reseal(std::string bytes) {
-  const uint64_t h = Fnv(bytes.substr(0, bytes.size() - 8));
-  std::memcpy(bytes.data() + bytes.size() - 8, &h, 8);
-  return bytes;
-}
-
-std::set<std::string> ListDir(const std::string& dir) {
-  std::set<std::string> names;
-  for (const auto& e : std::filesystem::directory_iterator(dir)) {
-    names.insert(e.path().filename().string());
-  }
-  return names;
-}
-
-SnapshotTable MakeTable(const std::string& name, int dim, const std::vector<uint64_t>& keys,
-                        float base) {
-  SnapshotTable t;
-  t.name = name;
-  t.dim = dim;
-  t.keys = keys;
-  for (size_t i = 0; i < keys.size(); ++i) {
-    for (int j = 0; j < dim; ++j) t.values.push_back(base + keys[i] * 0.25f + j);
-  }
-  return t;
-}
-
-Snapshot MakeFull(uint64_t version) {
-  Snapshot s;
-  s.kind = Snapshot::Kind::kFull;
-  s.version = version;
-  s.watermark = 1700000000 + static_cast<int64_t>(version);
-  s.has_dense = true;
-  s.dense = {1.5f, -2.0f, static_cast<float>(version)};
-  s.tables.push_back(MakeTable("user", 4, {1, 2, 3, 100}, static_cast<float>(version)));
-  s.tables.push_back(MakeTable("wide", 1, {7, 8}, static_cast<float>(version)));
-  return s;
-}
-
-Snapshot MakeDelta(uint64_t version, const std::vector<uint64_t>& upserts,
-                   const std::vector<uint64_t>& deleted) {
-  Snapshot s;
-  s.kind = Snapshot::Kind::kDelta;
-  s.version = version;
-  s.watermark = 1700000000 + static_cast<int64_t>(version);
-  SnapshotTable t = MakeTable("user", 4, upserts, static_cast<float>(version) * 100);
-  t.deleted = deleted;
-  s.tables.push_back(std::move(t));
-  return s;
-}
-
-proto::JobConfig MakeJob() {
-  proto::JobConfig job;
-  job.set_name("export-test");
-  auto* t = job.mutable_tables()->add_tables();
-  t->set_name("user");
-  t->set_dim(4);
-  t = job.mutable_tables()->add_tables();
-  t->set_name("wide");
-  t->set_dim(1);
-  t = job.mutable_tables()->add_tables();
-  t->set_name("empty");
-  t->set_dim(8);
-  return job;
-}
-
-void ExpectSameSnapshot(const Snapshot& a, const Snapshot& b) {
-  EXPECT_EQ(a.kind, b.kind);
-  EXPECT_EQ(a.version, b.version);
-  EXPECT_EQ(a.watermark, b.watermark);
-  EXPECT_EQ(a.has_dense, b.has_dense);
-  EXPECT_EQ(a.dense, b.dense);
-  ASSERT_EQ(a.tables.size(), b.tables.size());
-  for (size_t i = 0; i < a.tables.size(); ++i) {
-    EXPECT_EQ(a.tables[i].name, b.tables[i].name);
-    EXPECT_EQ(a.tables[i].dim, b.tables[i].dim);
-    EXPECT_EQ(a.tables[i].keys, b.tables[i].keys);
-    EXPECT_EQ(a.tables[i].values, b.tables[i].values);
-    EXPECT_EQ(a.tables[i].deleted, b.tables[i].deleted);
-  }
-}
-
-// Every row of `t` as key -> values (order-independent comparison).
-std::map<uint64_t, std::vector<float>> Rows(const LoadedTable& t) {
-  std::map<uint64_t, std::vector<float>> rows;
-  t.ForEach([&](uint64_t key, const float* w) {
-    EXPECT_EQ(rows.count(key), 0u) << "key " << key << " listed twice";
-    rows[key].assign(w, w + t.dim());
-    EXPECT_TRUE(t.contains(key)) << "lookup broken for key " << key;
-  });
-  EXPECT_EQ(rows.size(), t.size());
-  return rows;
-}
-
-void ExpectSameModel(const LoadedExport& a, const LoadedExport& b) {
-  EXPECT_EQ(a.manifest.SerializeAsString(), b.manifest.SerializeAsString());
-  EXPECT_EQ(a.dense, b.dense);
-  ASSERT_EQ(a.tables.size(), b.tables.size());
-  for (const auto& [name, t] : a.tables) {
-    auto it = b.tables.find(name);
-    ASSERT_TRUE(it != b.tables.end()) << name;
-    EXPECT_EQ(t.dim(), it->second.dim()) << name;
-    EXPECT_EQ(Rows(t), Rows(it->second)) << name;
-  }
-}
-
-// ---- single files -----------------------------------------------------------------
-
-TEST(SnapshotFileTest, FileNamesAreZeroPadded) {
-  EXPECT_EQ(SnapshotFileName(Snapshot::Kind::kFull, 42), "full-000000000042.snap");
-  EXPECT_EQ(SnapshotFileName(Snapshot::Kind::kDelta, 7), "delta-000000000007.snap");
-  EXPECT_EQ(ManifestFileName(123456789012ull), "manifest-123456789012.pb");
-}
-
-TEST(SnapshotFileTest, RoundTripFull) {
-  TempDir dir;
-  const Snapshot s = MakeFull(5);
-  proto::ExportFile entry;
-  ASSERT_TRUE(WriteSnapshotFile(s, dir.file("full-5.snap"), &entry).ok());
-  const std::string bytes = ReadBytes(dir.file("full-5.snap"));
-  EXPECT_EQ(entry.name(), "full-5.snap");
-  EXPECT_EQ(entry.size(), bytes.size());
-  EXPECT_EQ(entry.fnv1a64(), Fnv(bytes));
-  EXPECT_EQ(entry.version(), 5u);
-  EXPECT_EQ(entry.watermark(), s.watermark);
-  EXPECT_GT(entry.created_unix_ms(), 1600000000000);
-  EXPECT_EQ(bytes.substr(0, 8), "FRSHSNAP");
-  EXPECT_FALSE(std::filesystem::exists(dir.file("full-5.snap.tmp")));
-  auto back = ReadSnapshotFile(dir.file("full-5.snap"));
-  ASSERT_TRUE(back.ok()) << back.status();
-  ExpectSameSnapshot(s, *back);
-}
-
-TEST(SnapshotFileTest, RoundTripDeltaWithDeletions) {
-  TempDir dir;
-  Snapshot s = MakeDelta(9, {3, 4}, {1, 100, 55});
-  s.has_dense = true;
-  s.dense = {0.5f};
-  proto::ExportFile entry;
-  ASSERT_TRUE(WriteSnapshotFile(s, dir.file("d.snap"), &entry).ok());
-  auto back = ReadSnapshotFile(dir.file("d.snap"));
-  ASSERT_TRUE(back.ok()) << back.status();
-  ExpectSameSnapshot(s, *back);
-}
-
-TEST(SnapshotFileTest, RoundTripEmpty) {
-  TempDir dir;
-  Snapshot s;
-  proto::ExportFile entry;
-  ASSERT_TRUE(WriteSnapshotFile(s, dir.file("e.snap"), &entry).ok());
-  // header + table count + trailer
-  EXPECT_EQ(entry.size(), 8u + 4 + 4 + 8 + 8 + 1 + 4 + 8);
-  auto back = ReadSnapshotFile(dir.file("e.snap"));
-  ASSERT_TRUE(back.ok()) << back.status();
-  ExpectSameSnapshot(s, *back);
-}
-
-TEST(SnapshotFileTest, WriteRejectsInconsistentSnapshots) {
-  TempDir dir;
-  proto::ExportFile entry;
-  Snapshot s = MakeFull(1);
-  s.tables[0].values.pop_back();
-  EXPECT_EQ(WriteSnapshotFile(s, dir.file("a.snap"), &entry).code(), StatusCode::kInvalidArgument);
-  s = MakeFull(1);
-  s.tables[0].deleted = {1};
-  EXPECT_EQ(WriteSnapshotFile(s, dir.file("a.snap"), &entry).code(), StatusCode::kInvalidArgument);
-  s = MakeFull(1);
-  s.tables[1].name = "user";
-  EXPECT_EQ(WriteSnapshotFile(s, dir.file("a.snap"), &entry).code(), StatusCode::kInvalidArgument);
-  s = MakeFull(1);
-  s.tables[1].dim = 0;
-  s.tables[1].values.clear();
-  EXPECT_EQ(WriteSnapshotFile(s, dir.file("a.snap"), &entry).code(), StatusCode::kInvalidArgument);
-  EXPECT_FALSE(std::filesystem::exists(dir.file("a.snap")));
-  // A missing directory is an I/O error naming the path.
-  Status st = WriteSnapshotFile(MakeFull(1), dir.file("no/such/x.snap"), &entry);
-  EXPECT_FALSE(st.ok());
-  EXPECT_NE(st.message().find("no/such/x.snap"), std::string::npos) << st;
-}
-
-TEST(SnapshotFileTest, MissingFileIsNotFound) {
-  TempDir dir;
-  auto r = ReadSnapshotFile(dir.file("nope.snap"));
-  EXPECT_EQ(r.status().code(), StatusCode::kNotFound);
-}
-
-// ---- corruption -----------------------------------------------------------------
-
-class CorruptionTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    Snapshot s = MakeDelta(3, {1, 2, 3}, {9, 10});
-    s.has_dense = true;
-    s.dense = {1, 2};
-    proto::ExportFile entry;
-    ASSERT_TRUE(WriteSnapshotFile(s, path_, &entry).ok());
-    good_ = ReadBytes(path_);
-  }
-  void ExpectDataLoss(const std::string& bytes, const std::string& what,
-                      const std::string& needle = "") {
-    WriteBytes(path_, bytes);
-    auto r = ReadSnapshotFile(path_);
-    ASSERT_FALSE(r.ok()) << what;
-    EXPECT_EQ(r.status().code(), StatusCode::kDataLoss) << what << ": " << r.status();
-    EXPECT_NE(r.status().message().find(path_), std::string::npos)
-        << what << ": message does not name the file: " << r.status();
-    if (!needle.empty()) {
-      EXPECT_NE(r.status().message().find(needle), std::string::npos)
-          << what << ": " << r.status();
-    }
-  }
-
-  TempDir dir_;
-  std::string path_ = dir_.file("delta-3.snap");
-  std::string good_;
-};
-
-TEST_F(CorruptionTest, EveryFlippedByteIsDataLoss) {
-  for (size_t i = 0; i < good_.size(); ++i) {
-    for (unsigned char mask : {0x01, 0x80, 0xff}) {
-      std::string bad = good_;
-      bad[i] = static_cast<char>(bad[i] ^ mask);
-      ExpectDataLoss(bad, "byte " + std::to_string(i) + " ^ " + std::to_string(mask));
-    }
-  }
-}
-
-TEST_F(CorruptionTest, TruncationIsDataLoss) {
-  const size_t n = good_.size();
-  for (size_t len : {size_t{0}, size_t{1}, size_t{7}, size_t{8}, size_t{20}, size_t{37}, n / 2,
-                     n - 9, n - 8, n - 1}) {
-    ExpectDataLoss(good_.substr(0, len), "truncated to " + std::to_string(len));
-  }
-  ExpectDataLoss(good_ + "x", "one byte appended");
-  ExpectDataLoss(good_ + good_, "doubled");
-}
-
-TEST_F(CorruptionTest, StructuralErrorsWithValidChecksum) {
-  std::string bad = good_;
-  bad[0] = 'X';
-  ExpectDataLoss(Reseal(bad), "bad magic", "bad magic");
-  bad = good_;
-  bad[8] = 2;  // format version
-  ExpectDataLoss(Reseal(bad), "format version", "format version 2");
-  bad = good_;
-  bad[12] = 7;  // kind
-  ExpectDataLoss(Reseal(bad), "kind", "bad kind");
-  // A huge dense count must fail on the length check, not allocate.
-  bad = good_;
-  const uint64_t huge = ~uint64_t{0} >> 4;
-  std::memcpy(bad.data() + 33, &huge, 8);
-  ExpectDataLoss(Reseal(bad), "dense count", "exceeds the remaining");
-  // A full snapshot with deletions.
-  bad = good_;
-  bad[12] = 0;
-  ExpectDataLoss(Reseal(bad), "full with deletions", "deletions");
-  // Trailing garbage inside the checksummed body.
-  ExpectDataLoss(Reseal(good_.substr(0, good_.size() - 8) + "junk" + good_.substr(0, 8)),
-                 "trailing bytes", "unexpected bytes");
-}
-
-TEST_F(CorruptionTest, ChecksumMismatchIsNamed) {
-  std::string bad = good_;
-  bad[40] ^= 0x10;
-  ExpectDataLoss(bad, "flip", "checksum mismatch");
-}
-
-// ---- the export directory ---------------------------------------------------------
-
-TEST(ExportWriterTest, PublishChainLatestAndRetention) {
-  TempDir dir;
-  auto w = ExportWriter::Open(dir.path(), MakeJob(), /*retain_full=*/2);
-  ASSERT_TRUE(w.ok()) << w.status();
-  ExportWriter& writer = **w;
-  auto names = [](std::initializer_list<uint64_t> fulls, std::initializer_list<uint64_t> deltas,
-                  std::initializer_list<uint64_t> manifests) {
-    std::set<std::string> s = {"LATEST"};
-    for (uint64_t v : fulls) s.insert(SnapshotFileName(Snapshot::Kind::kFull, v));
-    for (uint64_t v : deltas) s.insert(SnapshotFileName(Snapshot::Kind::kDelta, v));
-    for (uint64_t v : manifests) s.insert(ManifestFileName(v));
-    return s;
-  };
-  ASSERT_TRUE(writer.Publish(MakeFull(1)).ok());
-  EXPECT_EQ(ListDir(dir.path()), names({1}, {}, {1}));
-  EXPECT_EQ(ReadBytes(dir.file("LATEST")), "manifest-000000000001.pb\n");
-  ASSERT_TRUE(writer.Publish(MakeDelta(2, {1}, {})).ok());
-  ASSERT_TRUE(writer.Publish(MakeDelta(3, {2}, {3})).ok());
-  EXPECT_EQ(ListDir(dir.path()), names({1}, {2, 3}, {3}));
-  EXPECT_EQ(writer.manifest().version(), 3u);
-  EXPECT_EQ(writer.manifest().deltas_size(), 2);
-  ASSERT_TRUE(writer.Publish(MakeFull(4)).ok());
-  EXPECT_EQ(ListDir(dir.path()), names({1, 4}, {2, 3}, {3, 4}));
-  ASSERT_TRUE(writer.Publish(MakeDelta(5, {1}, {})).ok());
-  EXPECT_EQ(ListDir(dir.path()), names({1, 4}, {2, 3, 5}, {3, 5}));
-  // A third full retires the first chain: its full, deltas and manifest.
-  ASSERT_TRUE(writer.Publish(MakeFull(6)).ok());
-  EXPECT_EQ(ListDir(dir.path()), names({4, 6}, {5}, {5, 6}));
-  ASSERT_TRUE(writer.Publish(MakeDelta(7, {1}, {})).ok());
-  ASSERT_TRUE(writer.Publish(MakeDelta(8, {2}, {})).ok());
-  EXPECT_EQ(ListDir(dir.path()), names({4, 6}, {5, 7, 8}, {5, 8}));
-  EXPECT_EQ(ReadBytes(dir.file("LATEST")), "manifest-000000000008.pb\n");
-
-  auto m = ReadLatestManifest(dir.path());
-  ASSERT_TRUE(m.ok()) << m.status();
-  EXPECT_EQ(m->version(), 8u);
-  EXPECT_EQ(m->watermark(), 1700000008);
-  EXPECT_EQ(m->job().name(), "export-test");
-  EXPECT_EQ(m->full().name(), "full-000000000006.snap");
-  ASSERT_EQ(m->deltas_size(), 2);
-  EXPECT_EQ(m->deltas(0).name(), "delta-000000000007.snap");
-  EXPECT_EQ(m->deltas(1).version(), 8u);
-  EXPECT_GT(writer.bytes_written(), 0);
-  // The older retained chain is still loadable from its manifest.
-  auto old = ReadManifestFile(dir.file(ManifestFileName(5)));
-  ASSERT_TRUE(old.ok()) << old.status();
-  EXPECT_EQ(old->full().version(), 4u);
-}
-
-TEST(ExportWriterTest, RetainOneKeepsOnlyTheCurrentChain) {
-  TempDir dir;
-  auto w = ExportWriter::Open(dir.path(), MakeJob(), 1);
-  ASSERT_TRUE(w.ok());
-  ASSERT_TRUE((*w)->Publish(MakeFull(10)).ok());
-  ASSERT_TRUE((*w)->Publish(MakeDelta(11, {1}, {})).ok());
-  ASSERT_TRUE((*w)->Publish(MakeFull(12)).ok());
-  EXPECT_EQ(ListDir(dir.path()),
-            (std::set<std::string>{"LATEST", "full-000000000012.snap", "manifest-000000000012.pb"}));
-}
-
-TEST(ExportWriterTest, RejectsBadPublishes) {
-  TempDir dir;
-  EXPECT_EQ(ExportWriter::Open(dir.path(), MakeJob(), 0).status().code(),
-            StatusCode::kInvalidArgument);
-  auto w = ExportWriter::Open(dir.path(), MakeJob(), 2);
-  ASSERT_TRUE(w.ok());
-  EXPECT_EQ((*w)->Publish(MakeDelta(1, {1}, {})).code(), StatusCode::kFailedPrecondition);
-  EXPECT_FALSE(std::filesystem::exists(dir.file("LATEST")));
-  ASSERT_TRUE((*w)->Publish(MakeFull(5)).ok());
-  EXPECT_EQ((*w)->Publish(MakeDelta(5, {1}, {})).code(), StatusCode::kFailedPrecondition);
-  EXPECT_EQ((*w)->Publish(MakeFull(4)).code(), StatusCode::kFailedPrecondition);
-  Snapshot bad_dim = MakeDelta(6, {1}, {});
-  bad_dim.tables[0] = MakeTable("user", 3, {1}, 0);
-  EXPECT_EQ((*w)->Publish(bad_dim).code(), StatusCode::kInvalidArgument);
-  EXPECT_EQ((*w)->manifest().version(), 5u);
-  auto m = ReadLatestManifest(dir.path());
-  ASSERT_TRUE(m.ok());
-  EXPECT_EQ(m->version(), 5u);
-}
-
-TEST(ExportWriterTest, ReopenContinuesTheChain) {
-  TempDir dir;
-  {
-    auto w = ExportWriter::Open(dir.path(), MakeJob(), 2);
-    ASSERT_TRUE(w.ok());
-    ASSERT_TRUE((*w)->Publish(MakeFull(1)).ok());
-    ASSERT_TRUE((*w)->Publish(MakeDelta(2, {1}, {})).ok());
-    ASSERT_TRUE((*w)->Publish(MakeFull(3)).ok());
-    ASSERT_TRUE((*w)->Publish(MakeDelta(4, {2}, {})).ok());
-  }
-  // What a killed writer leaves behind: a temporary file and an unpublished
-  // snapshot + manifest.
-  WriteBytes(dir.file("delta-000000000005.snap.tmp"), "partial");
-  WriteBytes(dir.file("LATEST.tmp"), "manif");
-  {
-    auto w = ExportWriter::Open(dir.path(), MakeJob(), 2);
-    ASSERT_TRUE(w.ok());
-    ASSERT_TRUE((*w)->Publish(MakeDelta(5, {3}, {})).ok());
-    WriteBytes(dir.file("full-000000000007.snap"), "orphan");
-  }
-  EXPECT_FALSE(std::filesystem::exists(dir.file("delta-000000000005.snap.tmp")));
-  EXPECT_FALSE(std::filesystem::exists(dir.file("LATEST.tmp")));
-  auto w = ExportWriter::Open(dir.path(), MakeJob(), 2);
-  ASSERT_TRUE(w.ok()) << w.status();
-  EXPECT_EQ((*w)->manifest().version(), 5u);
-  EXPECT_EQ((*w)->manifest().full().version(), 3u);
-  EXPECT_EQ((*w)->manifest().deltas_size(), 2);
-  // Versions keep increasing across the restart.
-  EXPECT_EQ((*w)->Publish(MakeDelta(5, {1}, {})).code(), StatusCode::kFailedPrecondition);
-  ASSERT_TRUE((*w)->Publish(MakeDelta(6, {1}, {2})).ok());
-  EXPECT_EQ((*w)->manifest().deltas_size(), 3);
-  // Retention knows the older chain it did not write itself.
-  ASSERT_TRUE((*w)->Publish(MakeFull(8)).ok());
-  EXPECT_EQ(ListDir(dir.path()),
-            (std::set<std::string>{"LATEST", "full-000000000003.snap", "delta-000000000004.snap",
-                                   "delta-000000000005.snap", "delta-000000000006.snap",
-                                   "manifest-000000000006.pb", "full-000000000008.snap",
-                                   "manifest-000000000008.pb"}));
-
-  auto loaded = LoadLatestExport(dir.path());
-  ASSERT_TRUE(loaded.ok()) << loaded.status();
-  EXPECT_EQ((*loaded)->manifest.version(), 8u);
-}
-
-TEST(ExportWriterTest, ReopenWithChangedTablesNeedsAFull) {
-  TempDir dir;
-  {
-    auto w = ExportWriter::Open(dir.path(), MakeJob(), 2);
-    ASSERT_TRUE(w.ok());
-    ASSERT_TRUE((*w)->Publish(MakeFull(1)).ok());
-  }
-  proto::JobConfig job = MakeJob();
-  job.mutable_tables()->mutable_tables(2)->set_dim(16);
-  auto w = ExportWriter::Open(dir.path(), job, 2);
-  ASSERT_TRUE(w.ok());
-  EXPECT_EQ((*w)->Publish(MakeDelta(2, {1}, {})).code(), StatusCode::kFailedPrecondition);
-  ASSERT_TRUE((*w)->Publish(MakeFull(3)).ok());
-  ASSERT_TRUE((*w)->Publish(MakeDelta(4, {1}, {})).ok());
-}
-
-TEST(ExportWriterTest, OpenRefusesACorruptLatest) {
-  TempDir dir;
-  WriteBytes(dir.file("LATEST"), "manifest-000000000009.pb\n");
-  auto w = ExportWriter::Open(dir.path(), MakeJob(), 2);
-  EXPECT_EQ(w.status().code(), StatusCode::kDataLoss) << w.status();
-  EXPECT_NE(w.status().message().find("manifest-000000000009.pb"), std::string::npos);
-}
+using testing_internal::ExpectSameModel;
+using testing_internal::ListDir;
+using testing_internal::MakeDelta;
+using testing_internal::MakeFull;
+using testing_internal::MakeJob;
+using testing_internal::MakeTable;
+using testing_internal::ReadBytes;
+using testing_internal::Rows;
+using testing_internal::TempDir;
+using testing_internal::WriteBytes;
 
 // ---- loading --------------------------------------------------------------------
 
@@ -799,9 +356,10 @@ TEST(SnapshotSpeedTest, MillionRowsDim16) {
   const double publish_s = std::chrono::duration<double>(t1 - t0).count();
   const double load_s = std::chrono::duration<double>(t2 - t1).count();
   const double read_s = std::chrono::duration<double>(t3 - t2).count();
-  std::printf("1M rows x dim 16 (%.1f MB): publish %.3f s (%.0f MB/s), LoadLatestExport %.3f s, "
-              "ReadSnapshotFile %.3f s\n",
-              mb, publish_s, mb / publish_s, load_s, read_s);
+  std::printf(
+      "1M rows x dim 16 (%.1f MB): publish %.3f s (%.0f MB/s), LoadLatestExport %.3f s, "
+      "ReadSnapshotFile %.3f s\n",
+      mb, publish_s, mb / publish_s, load_s, read_s);
   EXPECT_LT(load_s, 5.0);  // a sanity bound; expect well under a second
 }
 
@@ -923,7 +481,8 @@ TEST(CrashSafetyTest, ModelHelpersAreConsistent) {
   for (uint64_t v = 1; v < 200; ++v) {
     for (int k = 0; k < kCrashKeys; ++k) {
       if (Alive(k, v - 1) && !Alive(k, v)) state.erase(k);
-      const bool touched = Alive(k, v) && (v % 3 == static_cast<uint64_t>(k % 3) || !Alive(k, v - 1));
+      const bool touched =
+          Alive(k, v) && (v % 3 == static_cast<uint64_t>(k % 3) || !Alive(k, v - 1));
       if (touched) state[k] = v;
     }
     for (int k = 0; k < kCrashKeys; ++k) {

@@ -1,4 +1,4 @@
-#include "common/collective.h"
+#include "common/mpi_collective.h"
 
 #include <unistd.h>
 
@@ -14,21 +14,11 @@
 #include <vector>
 
 #include "common/mpi_util.h"
+#include "common/time_util.h"
 
 namespace freshet {
 
-Status LocalCollective::GatherBytes(const char* data, size_t n, std::string* out) {
-  out->assign(data, n);
-  return Status::OK();
-}
-
 namespace {
-
-int64_t NowUnixMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 std::string Seconds(double s) {
   char buf[32];

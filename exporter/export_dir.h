@@ -1,0 +1,106 @@
+// The export directory: what the exporter publishes and the serving tier
+// follows. It holds
+//   LATEST                     one line: the current manifest's file name
+//   manifest-<version>.pb      proto::ExportManifest (manifest file format)
+//   full-<version>.snap        a full snapshot: every row and the dense params
+//   delta-<version>.snap       rows changed (and deleted) since the previous file
+// (both file formats: exporter/snapshot_format.h). A model is the newest
+// full snapshot with its deltas applied in order (manifest.full, then
+// manifest.deltas; exporter/model_loader.h loads it). Every file is written
+// to a temporary name, fsynced, renamed, and the directory fsynced
+// (common/file_io.h, with bounded retries on write errors); the manifest is
+// published the same way and LATEST last, so a reader that follows LATEST
+// never sees a half-written file, even if the exporter is killed at any
+// instant or the disk fills up (a failed write leaves LATEST naming the
+// previous manifest).
+//
+// Thread safety: the free functions are thread-safe; an ExportWriter is
+// used by one thread.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/proto/export.pb.h"
+#include "common/proto/job.pb.h"
+#include "common/status.h"
+#include "exporter/snapshot_format.h"
+
+namespace freshet {
+
+// File names inside an export directory, versions zero-padded to 12 digits:
+// "full-000000000042.snap", "delta-000000000043.snap",
+// "manifest-000000000043.pb".
+std::string SnapshotFileName(Snapshot::Kind kind, uint64_t version);
+std::string ManifestFileName(uint64_t version);
+// "<dir>/<name>" (just `name` if `dir` is empty).
+std::string ExportPath(const std::string& dir, const std::string& name);
+
+// True if both jobs list the same tables (names and dims, in order): a
+// chain continues only under the same tables.
+bool SameJobTables(const proto::JobConfig& a, const proto::JobConfig& b);
+
+// How many times a reader starts over when the writer moved LATEST on and
+// retired a file it was about to read.
+inline constexpr int kExportReadAttempts = 5;
+
+// Reads `dir`/`entry.name()` and checks it against its manifest entry
+// (ReadSnapshotFileForEntry): DataLoss naming the file on any mismatch or
+// a name that is not a plain file name; NotFound if the file is missing.
+StatusOr<Snapshot> ReadExportFile(const std::string& dir, const proto::ExportFile& entry);
+// Reads and sanity-checks one manifest file (DataLoss / NotFound naming it):
+// its checksum trailer (DecodeManifestFile), its file names must be plain
+// names, its versions must increase along the chain and end at the
+// manifest's version (and match the version in its own file name).
+StatusOr<proto::ExportManifest> ReadManifestFile(const std::string& path);
+// The manifest file name LATEST holds (trimmed): NotFound if there is no
+// LATEST, DataLoss if it does not hold a manifest file name.
+StatusOr<std::string> ReadLatestManifestName(const std::string& dir);
+// Reads LATEST and its manifest (DataLoss / NotFound naming the file):
+// NotFound if there is no LATEST, DataLoss if it names a missing or corrupt
+// manifest. If the manifest vanished because a writer moved LATEST on and
+// retired it meanwhile, LATEST is read again (a few times).
+StatusOr<proto::ExportManifest> ReadLatestManifest(const std::string& dir);
+
+// The exporter's side: publishes files into an export directory.
+class ExportWriter {
+ public:
+  // Creates `dir` if missing. `retain_full` >= 1: how many full snapshots
+  // (with their deltas) to keep; older files are deleted after a publish.
+  // If `dir` has a LATEST, the writer continues from the manifest it names
+  // (a restarted exporter appends to the same chain; the next version must
+  // be larger); a LATEST that names a missing or corrupt manifest is an
+  // error (DataLoss / NotFound), never silently overwritten. If the job's
+  // tables differ from the published manifest's, the next publish must be a
+  // full snapshot. Leftover temporary files of a killed writer are removed.
+  // At most one writer may use a directory at a time.
+  static StatusOr<std::unique_ptr<ExportWriter>> Open(const std::string& dir,
+                                                      const proto::JobConfig& job, int retain_full);
+  // Writes the file, then a manifest naming it (a full starts a new chain; a
+  // delta is appended to the current chain), then LATEST. REQUIRES: a delta
+  // only after at least one full; versions increase (FailedPrecondition
+  // otherwise); every table the job lists has the job's dim
+  // (InvalidArgument). After LATEST is durable, Retain() deletes the files
+  // of chains older than the newest `retain_full` and every manifest except
+  // the newest of each retained chain; a failed deletion is only logged.
+  // On an error the published model is unchanged (LATEST still names the
+  // previous manifest).
+  Status Publish(const Snapshot& snap);
+  const proto::ExportManifest& manifest() const { return manifest_; }
+  int64_t bytes_written() const { return bytes_written_; }
+
+ private:
+  ExportWriter() = default;
+  Status Retain();
+  std::string dir_;
+  proto::JobConfig job_;
+  int retain_full_ = 2;
+  proto::ExportManifest manifest_;
+  std::vector<proto::ExportManifest> chains_;  // one per retained full, oldest first
+  bool needs_full_ = false;                    // the job's tables changed since the last manifest
+  int64_t bytes_written_ = 0;
+};
+
+}  // namespace freshet

@@ -1,0 +1,413 @@
+#include "exporter/snapshot_format.h"
+
+#include <glog/logging.h>
+
+#include <algorithm>
+#include <cstring>
+#include <memory>
+#include <unordered_set>
+#include <utility>
+
+#include "common/checksum.h"
+#include "common/file_io.h"
+#include "common/time_util.h"
+#include "exporter/internal/huge_pages.h"
+
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
+              "the .snap format is little-endian; add byte swapping for this host");
+
+namespace freshet {
+namespace {
+
+constexpr char kMagic[8] = {'F', 'R', 'S', 'H', 'S', 'N', 'A', 'P'};
+constexpr uint32_t kFormatVersion = 1;
+constexpr uint32_t kMaxDim = 4096;           // TableConfig.dim's range
+constexpr uint32_t kMaxTableNameLen = 1024;  // far above [a-z0-9_]+ names in practice
+constexpr size_t kIoChunk = 4 << 20;         // bytes per read(2)
+constexpr size_t kHeaderBytes = 8 + 4 + 4 + 8 + 8 + 1;
+constexpr size_t kTrailerBytes = 8;
+// A manifest file ends with "FRSHMSUM" and the FNV-1a 64 of every byte
+// before the hash (docs/SNAPSHOT_FORMAT.md section 4).
+constexpr char kManifestTrailerMagic[8] = {'F', 'R', 'S', 'H', 'M', 'S', 'U', 'M'};
+constexpr size_t kManifestTrailerBytes = 16;
+
+std::string BaseName(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
+// Reads a .snap file in kIoChunk-sized reads (common/file_io.h). Tracks the
+// hash of the body (every byte before the 8-byte trailer) as chunks arrive.
+class SnapReader {
+ public:
+  explicit SnapReader(std::string path) : path_(std::move(path)) {}
+
+  Status Open() {
+    FRESHET_ASSIGN_OR_RETURN(file_, SequentialFileReader::Open(path_));
+    size_ = file_->size();
+    body_end_ = size_ >= kTrailerBytes ? size_ - kTrailerBytes : 0;
+    // Small files (most deltas) need no 4 MiB buffer; +1 so that a file that
+    // grew after fstat is still noticed.
+    buf_.resize(static_cast<size_t>(std::min<uint64_t>(kIoChunk, size_ + 1)));
+    return Status::OK();
+  }
+
+  uint64_t size() const { return size_; }
+  // Bytes of the body not consumed yet.
+  uint64_t remaining() const { return body_end_ - offset_; }
+
+  // Copies the next n body bytes to `out`; false past the body's end or on a
+  // short file (status() says which).
+  bool Read(void* out, size_t n) {
+    if (n > remaining()) return false;
+    auto* dst = static_cast<char*>(out);
+    while (n > 0) {
+      if (pos_ == len_ && !Refill()) return false;
+      const size_t k = std::min(n, len_ - pos_);
+      std::memcpy(dst, buf_.data() + pos_, k);
+      pos_ += k;
+      offset_ += k;
+      dst += k;
+      n -= k;
+    }
+    return true;
+  }
+  template <typename T>
+  bool ReadValue(T* v) {
+    return Read(v, sizeof(T));
+  }
+
+  // Reads n rows of {u64 key, dim f32} into keys[0, n) and values[0, n*dim),
+  // copying straight out of the buffer for every row that does not straddle
+  // a chunk boundary.
+  bool ReadRows(uint64_t n, size_t dim, uint64_t* keys, float* values) {
+    const size_t row_bytes = sizeof(uint64_t) + dim * sizeof(float);
+    if (n > remaining() / row_bytes) return false;
+    uint64_t i = 0;
+    while (i < n) {
+      if (pos_ == len_ && !Refill()) return false;
+      const uint64_t whole = std::min<uint64_t>((len_ - pos_) / row_bytes, n - i);
+      if (whole == 0) {  // the row straddles two chunks
+        if (!Read(keys + i, sizeof(uint64_t)) || !Read(values + i * dim, dim * sizeof(float))) {
+          return false;
+        }
+        ++i;
+        continue;
+      }
+      const char* p = buf_.data() + pos_;
+      for (uint64_t k = 0; k < whole; ++k, ++i, p += row_bytes) {
+        std::memcpy(keys + i, p, sizeof(uint64_t));
+        std::memcpy(values + i * dim, p + sizeof(uint64_t), dim * sizeof(float));
+      }
+      pos_ += whole * row_bytes;
+      offset_ += whole * row_bytes;
+    }
+    return true;
+  }
+
+  // Consumes the rest of the body (hashing it) and reads the trailer. Sets
+  // *body_hash (hash of the body) and *stored (the trailer).
+  bool Finish(uint64_t* body_hash, uint64_t* stored) {
+    while (offset_ < body_end_) {
+      if (pos_ == len_ && !Refill()) return false;
+      const size_t k = static_cast<size_t>(std::min<uint64_t>(len_ - pos_, body_end_ - offset_));
+      pos_ += k;
+      offset_ += k;
+    }
+    *body_hash = body_hash_;
+    char trailer[kTrailerBytes];
+    for (size_t i = 0; i < kTrailerBytes; ++i) {
+      if (pos_ == len_ && !Refill()) return false;
+      trailer[i] = buf_[pos_++];
+      ++offset_;
+    }
+    std::memcpy(stored, trailer, sizeof(*stored));
+    return true;
+  }
+
+  // Non-OK if a read(2) failed or the file was shorter than fstat said.
+  const Status& io_status() const { return io_status_; }
+
+ private:
+  bool Refill() {
+    pos_ = 0;
+    len_ = 0;
+    StatusOr<size_t> n = file_->Read(buf_.data(), buf_.size());
+    if (!n.ok()) {
+      io_status_ = n.status();
+      return false;
+    }
+    len_ = *n;
+    if (len_ == 0) {
+      io_status_ = DataLoss(path_ + ": file ended early (changed while reading?)");
+      return false;
+    }
+    // Hash the part of the chunk that belongs to the body.
+    if (file_pos_ < body_end_) {
+      const uint64_t body_part = std::min<uint64_t>(len_, body_end_ - file_pos_);
+      body_hash_ = Fnv1aUpdate(body_hash_, buf_.data(), static_cast<size_t>(body_part));
+    }
+    file_pos_ += len_;
+    return true;
+  }
+
+  std::string path_;
+  std::unique_ptr<SequentialFileReader> file_;
+  uint64_t size_ = 0;
+  uint64_t body_end_ = 0;
+  uint64_t offset_ = 0;    // bytes consumed
+  uint64_t file_pos_ = 0;  // bytes read from the file
+  std::vector<char> buf_;
+  size_t pos_ = 0, len_ = 0;
+  uint64_t body_hash_ = kFnv1aOffset;
+  Status io_status_;
+};
+
+// Parses the body of a snapshot from `r`. Returns the structural problem (a
+// plain message, without the path) or "".
+std::string ParseBody(SnapReader* r, Snapshot* snap) {
+  char magic[8];
+  if (!r->Read(magic, sizeof(magic))) return "truncated header";
+  if (std::memcmp(magic, kMagic, sizeof(kMagic)) != 0)
+    return "bad magic (not a freshet .snap file)";
+  uint32_t format = 0, kind = 0;
+  uint8_t has_dense = 0;
+  if (!r->ReadValue(&format) || !r->ReadValue(&kind) || !r->ReadValue(&snap->version) ||
+      !r->ReadValue(&snap->watermark) || !r->ReadValue(&has_dense)) {
+    return "truncated header";
+  }
+  if (format != kFormatVersion) {
+    return "unsupported format version " + std::to_string(format) + " (this reader knows " +
+           std::to_string(kFormatVersion) + ")";
+  }
+  if (kind > 1) return "bad kind " + std::to_string(kind);
+  snap->kind = static_cast<Snapshot::Kind>(kind);
+  if (has_dense > 1) return "bad has_dense byte " + std::to_string(has_dense);
+  snap->has_dense = has_dense == 1;
+  if (snap->has_dense) {
+    uint64_t n = 0;
+    if (!r->ReadValue(&n)) return "truncated dense count";
+    if (n > r->remaining() / sizeof(float)) {
+      return "dense count " + std::to_string(n) + " exceeds the remaining " +
+             std::to_string(r->remaining()) + " bytes";
+    }
+    snap->dense.resize(n);
+    if (!r->Read(snap->dense.data(), n * sizeof(float))) return "truncated dense params";
+  }
+  uint32_t num_tables = 0;
+  if (!r->ReadValue(&num_tables)) return "truncated table count";
+  // Each table takes at least 4 + 4 + 8 + 8 bytes.
+  if (num_tables > r->remaining() / 24) {
+    return "table count " + std::to_string(num_tables) + " exceeds the remaining " +
+           std::to_string(r->remaining()) + " bytes";
+  }
+  snap->tables.resize(num_tables);
+  std::unordered_set<std::string> names;
+  for (uint32_t t = 0; t < num_tables; ++t) {
+    SnapshotTable& table = snap->tables[t];
+    const std::string where = "table #" + std::to_string(t);
+    uint32_t name_len = 0;
+    if (!r->ReadValue(&name_len)) return where + ": truncated name length";
+    if (name_len == 0 || name_len > kMaxTableNameLen || name_len > r->remaining()) {
+      return where + ": bad name length " + std::to_string(name_len) + " (" +
+             std::to_string(r->remaining()) + " bytes remain)";
+    }
+    table.name.resize(name_len);
+    if (!r->Read(table.name.data(), name_len)) return where + ": truncated name";
+    const std::string tw = "table '" + table.name + "'";
+    if (!names.insert(table.name).second) return "duplicate " + tw;
+    uint32_t dim = 0;
+    if (!r->ReadValue(&dim)) return tw + ": truncated dim";
+    if (dim == 0 || dim > kMaxDim) return tw + ": dim " + std::to_string(dim) + " out of range";
+    table.dim = static_cast<int>(dim);
+    uint64_t upserts = 0;
+    if (!r->ReadValue(&upserts)) return tw + ": truncated upsert count";
+    const uint64_t row_bytes = sizeof(uint64_t) + uint64_t{dim} * sizeof(float);
+    if (upserts > r->remaining() / row_bytes) {
+      return tw + ": " + std::to_string(upserts) + " upserts of " + std::to_string(row_bytes) +
+             " bytes exceed the remaining " + std::to_string(r->remaining()) + " bytes";
+    }
+    internal::AssignHuge(&table.keys, upserts, uint64_t{0});
+    internal::AssignHuge(&table.values, upserts * dim, 0.0f);
+    if (!r->ReadRows(upserts, dim, table.keys.data(), table.values.data())) {
+      return tw + ": truncated rows";
+    }
+    uint64_t deletions = 0;
+    if (!r->ReadValue(&deletions)) return tw + ": truncated deletion count";
+    if (deletions > r->remaining() / sizeof(uint64_t)) {
+      return tw + ": " + std::to_string(deletions) + " deletions exceed the remaining " +
+             std::to_string(r->remaining()) + " bytes";
+    }
+    if (deletions > 0 && snap->kind == Snapshot::Kind::kFull) {
+      return tw + ": a full snapshot lists " + std::to_string(deletions) + " deletions";
+    }
+    table.deleted.resize(deletions);
+    if (!r->Read(table.deleted.data(), deletions * sizeof(uint64_t))) {
+      return tw + ": truncated deletions";
+    }
+  }
+  if (r->remaining() != 0) {
+    return std::to_string(r->remaining()) + " unexpected bytes after the last table";
+  }
+  return "";
+}
+
+// Reads `path`; with `entry`, also checks size, whole-file hash and version
+// against the manifest entry.
+StatusOr<Snapshot> ReadSnapshot(const std::string& path, const proto::ExportFile* entry) {
+  SnapReader r(path);
+  FRESHET_RETURN_IF_ERROR(r.Open());
+  auto corrupt = [&](const std::string& what) { return DataLoss(path + ": " + what); };
+  if (entry != nullptr && r.size() != entry->size()) {
+    return corrupt("size " + std::to_string(r.size()) + " bytes, the manifest says " +
+                   std::to_string(entry->size()));
+  }
+  if (r.size() < kHeaderBytes + 4 + kTrailerBytes) {
+    return corrupt("truncated: " + std::to_string(r.size()) + " bytes is too short for a snapshot");
+  }
+  Snapshot snap;
+  const std::string problem = ParseBody(&r, &snap);
+  if (!r.io_status().ok()) return r.io_status();
+  // Hash the rest of the body either way: a checksum mismatch says "corrupt"
+  // more precisely than the structural symptom of it.
+  uint64_t body_hash = 0, stored = 0;
+  if (!r.Finish(&body_hash, &stored)) {
+    if (!r.io_status().ok()) return r.io_status();
+    return corrupt("truncated");
+  }
+  if (body_hash != stored) {
+    return corrupt("checksum mismatch: trailer says " + Hex64(stored) + ", content hashes to " +
+                   Hex64(body_hash) + (problem.empty() ? "" : " (then also: " + problem + ")"));
+  }
+  if (!problem.empty()) return corrupt(problem);
+  if (entry != nullptr) {
+    const uint64_t whole = Fnv1aUpdate(body_hash, &stored, sizeof(stored));
+    if (whole != entry->fnv1a64()) {
+      return corrupt("checksum " + Hex64(whole) + " differs from the manifest's " +
+                     Hex64(entry->fnv1a64()) + " (file replaced or manifest stale)");
+    }
+    if (snap.version != entry->version()) {
+      return corrupt("holds version " + std::to_string(snap.version) + ", the manifest says " +
+                     std::to_string(entry->version()));
+    }
+  }
+  return snap;
+}
+
+}  // namespace
+
+Status WriteSnapshotFile(const Snapshot& snap, const std::string& path, proto::ExportFile* entry) {
+  if (snap.kind != Snapshot::Kind::kFull && snap.kind != Snapshot::Kind::kDelta) {
+    return InvalidArgument(path + ": bad snapshot kind");
+  }
+  std::unordered_set<std::string> names;
+  for (const SnapshotTable& t : snap.tables) {
+    const std::string tw = path + ": table '" + t.name + "'";
+    if (t.name.empty() || t.name.size() > kMaxTableNameLen)
+      return InvalidArgument(tw + ": bad name");
+    if (!names.insert(t.name).second) return InvalidArgument(tw + ": listed twice");
+    if (t.dim < 1 || t.dim > static_cast<int>(kMaxDim)) {
+      return InvalidArgument(tw + ": dim " + std::to_string(t.dim) + " out of range 1..4096");
+    }
+    if (t.values.size() != t.keys.size() * static_cast<size_t>(t.dim)) {
+      return InvalidArgument(tw + ": " + std::to_string(t.values.size()) + " values for " +
+                             std::to_string(t.keys.size()) + " keys of dim " +
+                             std::to_string(t.dim));
+    }
+    if (snap.kind == Snapshot::Kind::kFull && !t.deleted.empty()) {
+      return InvalidArgument(tw + ": a full snapshot cannot list deletions");
+    }
+  }
+  uint64_t size = 0, hash = 0;
+  FRESHET_RETURN_IF_ERROR(WriteFileAtomicWith(
+      path,
+      [&](AtomicFileWriter* w) {
+        w->Append(kMagic, sizeof(kMagic));
+        w->AppendValue<uint32_t>(kFormatVersion);
+        w->AppendValue<uint32_t>(static_cast<uint32_t>(snap.kind));
+        w->AppendValue<uint64_t>(snap.version);
+        w->AppendValue<int64_t>(snap.watermark);
+        w->AppendValue<uint8_t>(snap.has_dense ? 1 : 0);
+        if (snap.has_dense) {
+          w->AppendValue<uint64_t>(snap.dense.size());
+          w->Append(snap.dense.data(), snap.dense.size() * sizeof(float));
+        }
+        w->AppendValue<uint32_t>(static_cast<uint32_t>(snap.tables.size()));
+        for (const SnapshotTable& t : snap.tables) {
+          w->AppendValue<uint32_t>(static_cast<uint32_t>(t.name.size()));
+          w->Append(t.name.data(), t.name.size());
+          w->AppendValue<uint32_t>(static_cast<uint32_t>(t.dim));
+          w->AppendValue<uint64_t>(t.keys.size());
+          const size_t row_bytes = static_cast<size_t>(t.dim) * sizeof(float);
+          for (size_t i = 0; i < t.keys.size(); ++i) {
+            w->AppendValue<uint64_t>(t.keys[i]);
+            w->Append(t.values.data() + i * t.dim, row_bytes);
+          }
+          w->AppendValue<uint64_t>(t.deleted.size());
+          w->Append(t.deleted.data(), t.deleted.size() * sizeof(uint64_t));
+        }
+        w->AppendValue<uint64_t>(w->hash());
+        return Status::OK();
+      },
+      &size, &hash));
+  entry->Clear();
+  entry->set_name(BaseName(path));
+  entry->set_size(size);
+  entry->set_fnv1a64(hash);
+  entry->set_version(snap.version);
+  entry->set_watermark(snap.watermark);
+  entry->set_created_unix_ms(NowUnixMs());
+  return Status::OK();
+}
+
+StatusOr<Snapshot> ReadSnapshotFile(const std::string& path) { return ReadSnapshot(path, nullptr); }
+
+StatusOr<Snapshot> ReadSnapshotFileForEntry(const std::string& path,
+                                            const proto::ExportFile& entry) {
+  return ReadSnapshot(path, &entry);
+}
+
+std::string EncodeManifestFile(const proto::ExportManifest& m) {
+  std::string data;
+  CHECK(m.SerializeToString(&data)) << "cannot serialize an ExportManifest";
+  data.append(kManifestTrailerMagic, sizeof(kManifestTrailerMagic));
+  const uint64_t h = Fnv1a64(data.data(), data.size());
+  data.append(reinterpret_cast<const char*>(&h), sizeof(h));
+  return data;
+}
+
+StatusOr<proto::ExportManifest> DecodeManifestFile(const std::string& path,
+                                                   const std::string& bytes) {
+  auto bad = [&](const std::string& what) { return DataLoss(path + ": " + what); };
+  size_t proto_bytes = bytes.size();
+  if (bytes.size() >= kManifestTrailerBytes) {
+    // A trailer is recognised by its magic; one that is merely damaged (at
+    // least half of the magic's bytes in place) is corruption, not a
+    // manifest from before the trailer existed.
+    const char* t = bytes.data() + bytes.size() - kManifestTrailerBytes;
+    int same = 0;
+    for (size_t i = 0; i < sizeof(kManifestTrailerMagic); ++i) {
+      same += t[i] == kManifestTrailerMagic[i];
+    }
+    if (same == static_cast<int>(sizeof(kManifestTrailerMagic))) {
+      uint64_t stored = 0;
+      std::memcpy(&stored, t + sizeof(kManifestTrailerMagic), sizeof(stored));
+      const uint64_t h = Fnv1a64(bytes.data(), bytes.size() - sizeof(stored));
+      if (h != stored) {
+        return bad("manifest checksum mismatch: trailer says " + Hex64(stored) +
+                   ", content hashes to " + Hex64(h) + " (corrupt manifest)");
+      }
+      proto_bytes = bytes.size() - kManifestTrailerBytes;
+    } else if (same * 2 >= static_cast<int>(sizeof(kManifestTrailerMagic))) {
+      return bad("damaged manifest checksum trailer (corrupt manifest)");
+    }
+    // Else: a manifest written before the trailer (format 1), unchecked.
+  }
+  proto::ExportManifest m;
+  if (!m.ParseFromArray(bytes.data(), static_cast<int>(proto_bytes))) {
+    return bad("cannot parse as an ExportManifest");
+  }
+  return m;
+}
+
+}  // namespace freshet

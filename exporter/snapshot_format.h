@@ -1,0 +1,86 @@
+// The two file formats of an export directory, each encoder beside its
+// decoder: .snap files (full and delta snapshots) and manifest files. The
+// directory around them (LATEST, file names, retention) is
+// exporter/export_dir.h; loading a chain into a model is
+// exporter/model_loader.h.
+//
+// .snap file layout (little-endian):
+//   "FRSHSNAP" u32 format_version(1) u32 kind(0 full, 1 delta)
+//   u64 model_version  i64 watermark  u8 has_dense
+//   [u64 n, n f32]                                      dense, if has_dense
+//   u32 num_tables, per table:
+//     u32 name_len, name, u32 dim,
+//     u64 upserts, upserts x { u64 key, dim f32 },
+//     u64 deletions, deletions x u64 key
+//   u64 FNV-1a 64 of every preceding byte
+// A manifest file is the binary proto::ExportManifest, then "FRSHMSUM" and
+// the u64 FNV-1a 64 of every byte before the hash.
+// Both layouts are specified in docs/SNAPSHOT_FORMAT.md for other readers.
+//
+// Thread safety: every function is thread-safe (no shared state).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/proto/export.pb.h"
+#include "common/status.h"
+
+namespace freshet {
+
+struct SnapshotTable {
+  std::string name;
+  int dim = 0;
+  std::vector<uint64_t> keys;     // upserted rows
+  std::vector<float> values;      // keys.size() * dim
+  std::vector<uint64_t> deleted;  // keys removed since the previous file
+};
+
+struct Snapshot {
+  enum class Kind : uint32_t { kFull = 0, kDelta = 1 };
+  Kind kind = Kind::kFull;
+  uint64_t version = 0;
+  int64_t watermark = 0;
+  // Wall time (unix ms) by which the events this version includes were
+  // ingested; copied into the manifest (not stored in the .snap file).
+  int64_t ingest_wall_ms = 0;
+  bool has_dense = false;
+  std::vector<float> dense;
+  std::vector<SnapshotTable> tables;
+};
+
+// ---- .snap files --------------------------------------------------------------
+
+// Writes `snap` to `path` atomically (tmp, fsync, rename, fsync dir:
+// common/file_io.h, with bounded retries). Returns the file's size and
+// checksum in *entry (name = basename of path).
+// InvalidArgument if a table's values are not keys * dim, its dim is not in
+// 1..4096, two tables share a name, or a full snapshot lists deletions;
+// Internal (naming the path) if a system call fails.
+Status WriteSnapshotFile(const Snapshot& snap, const std::string& path, proto::ExportFile* entry);
+// Reads and verifies a snapshot file in one streaming pass, every length
+// bounded by the bytes that remain: DataLoss naming the file and the
+// problem for a bad magic, truncation or checksum mismatch; NotFound if it
+// is missing; Internal (naming the file and errno) if a read fails.
+StatusOr<Snapshot> ReadSnapshotFile(const std::string& path);
+// ReadSnapshotFile, also checking the file against its manifest entry: the
+// file size (before parsing), the FNV-1a 64 of the whole file and the
+// version it declares must match (DataLoss naming the file otherwise).
+StatusOr<Snapshot> ReadSnapshotFileForEntry(const std::string& path,
+                                            const proto::ExportFile& entry);
+
+// ---- manifest files -----------------------------------------------------------
+
+// The bytes of a manifest file: the binary proto::ExportManifest, then a
+// 16-byte trailer, "FRSHMSUM" and the u64 FNV-1a 64 of every byte before
+// the hash (little-endian).
+std::string EncodeManifestFile(const proto::ExportManifest& m);
+// Parses manifest file bytes, verifying the trailer: DataLoss naming `path`
+// for a checksum mismatch, a damaged trailer or bytes that do not parse.
+// Bytes without a trailer (manifests written before it existed) are parsed
+// unchecked.
+StatusOr<proto::ExportManifest> DecodeManifestFile(const std::string& path,
+                                                   const std::string& bytes);
+
+}  // namespace freshet
