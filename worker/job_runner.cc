@@ -264,8 +264,10 @@ std::string JobResult::Summary() const {
                 progressive.auc, holdout.auc, holdout.logloss, holdout.gauc);
   s += buf;
   if (holdout.oracle_auc > 0) {
-    std::snprintf(buf, sizeof(buf), "   oracle AUC %.4f (%.1f%% of the oracle)", holdout.oracle_auc,
-                  100.0 * holdout.auc / holdout.oracle_auc);
+    // Chance-adjusted: how much of the oracle's lift over a coin the model
+    // gets, (AUC - 0.5) / (oracle AUC - 0.5); the plain ratio flatters.
+    std::snprintf(buf, sizeof(buf), "   oracle AUC %.4f (%.3f of its lift over chance)",
+                  holdout.oracle_auc, (holdout.auc - 0.5) / (holdout.oracle_auc - 0.5));
     s += buf;
   }
   if (popularity_auc >= 0) {
