@@ -48,6 +48,7 @@ std::vector<char> EncodeFrame(MessageMeta meta, std::vector<char> body) {
   if (!meta.text.empty()) h.set_text(std::move(meta.text));
   h.set_watermark(meta.watermark);
   h.set_wall_ms(meta.wall_ms);
+  h.set_label_wall_ms(meta.label_wall_ms);
   const size_t header_len = h.ByteSizeLong();
   const size_t body_len = body.size();
   body.resize(body_len + header_len + sizeof(uint32_t));
@@ -87,6 +88,7 @@ Status DecodeFrame(std::vector<char> frame, Message* out) {
   m.text = h.text();
   m.watermark = h.watermark();
   m.wall_ms = h.wall_ms();
+  m.label_wall_ms = h.label_wall_ms();
   frame.resize(body_len);  // keeps capacity: no copy
   out->body = std::move(frame);
   return Status::OK();

@@ -52,10 +52,10 @@ enum class MsgType : uint32_t {
   kSaveResponse = 10,  // after the copy: count = bytes copied, clock = copy time (us)
   kExportRequest = 11,   // exporter -> server: rows pushed after version `clock`
   kExportResponse = 12,  // body: ExportRows (server/parameter_shard.h); count = version
-  kDenseUpdate = 13,     // worker 0 -> exporter: dense params, watermark, wall_ms
+  kDenseUpdate = 13,     // worker 0 -> exporter: dense params, watermark, wall_ms, label_wall_ms
   kExportFinal = 14,     // worker 0 -> exporter: training ended; export and answer
   kExportFinalResponse = 15,
-  kWatermark = 16,       // any worker -> exporter: its watermark and wall_ms (no body)
+  kWatermark = 16,       // any worker -> exporter: watermark, wall_ms, label_wall_ms (no body)
   kSaveStatus = 17,      // has the SAVE to directory `text` been written?
   kSaveStatusResponse = 18,  // count 1: written (clock = write time, us); 0: still
                              // writing; an error status: the write failed
@@ -76,7 +76,10 @@ struct MessageMeta {
   std::string error;
   std::string text;
   int64_t watermark = 0;
+  // Freshness clocks (unix ms; Trainer::Options::after_step): newest read
+  // time and newest label-known time of the examples trained.
   int64_t wall_ms = 0;
+  int64_t label_wall_ms = 0;
 };
 
 struct Message {

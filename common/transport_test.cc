@@ -27,6 +27,9 @@ TEST(FrameTest, RoundTripKeepsHeaderAndBody) {
   Message in = Make(MsgType::kPushRequest, 42, body);
   in.meta.status_code = StatusCode::kInvalidArgument;
   in.meta.error = "bad";
+  in.meta.watermark = 1700000000;
+  in.meta.wall_ms = 1700000000123;
+  in.meta.label_wall_ms = 1700000004567;
   Message out;
   ASSERT_TRUE(DecodeFrame(EncodeFrame(in.meta, in.body), &out).ok());
   EXPECT_EQ(out.meta.type, MsgType::kPushRequest);
@@ -39,6 +42,9 @@ TEST(FrameTest, RoundTripKeepsHeaderAndBody) {
   EXPECT_EQ(out.meta.count, 99);
   EXPECT_EQ(out.meta.status_code, StatusCode::kInvalidArgument);
   EXPECT_EQ(out.meta.error, "bad");
+  EXPECT_EQ(out.meta.watermark, 1700000000);
+  EXPECT_EQ(out.meta.wall_ms, 1700000000123);
+  EXPECT_EQ(out.meta.label_wall_ms, 1700000004567);
   EXPECT_EQ(out.body, body);
 }
 

@@ -275,6 +275,7 @@ Status ExportWriter::Publish(const Snapshot& snap) {
   next.set_version(snap.version);
   next.set_watermark(snap.watermark);
   next.set_ingest_wall_ms(snap.ingest_wall_ms);
+  next.set_label_wall_ms(snap.label_wall_ms);
   next.set_created_unix_ms(NowUnixMs());
   *next.mutable_job() = job_;
   const std::string manifest_name = ManifestFileName(snap.version);

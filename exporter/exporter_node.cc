@@ -42,7 +42,12 @@ ExporterNode::ExporterNode(Transport* transport, const ClusterLayout& layout,
   m->duration = metrics->AddHistogram("export", "Time to collect and publish one snapshot.");
   m->freshness_s = metrics->AddGauge(
       "export_freshness_seconds",
-      "At the last publish: publish time minus when training ingested its newest events.");
+      "At the last publish: publish time minus when training read the newest events it "
+      "included (read -> published).");
+  m->label_freshness_s = metrics->AddGauge(
+      "export_label_freshness_seconds",
+      "At the last publish: publish time minus when the newest label it included became known "
+      "(label known -> published).");
   m->watermark = metrics->AddGauge("export_watermark", "Event-time watermark of the last "
                                                        "snapshot, unix seconds.");
   metrics->AddCallback("export_lag_seconds",
@@ -53,24 +58,26 @@ ExporterNode::ExporterNode(Transport* transport, const ClusterLayout& layout,
                        });
 }
 
-void ExporterNode::Report(int peer, int64_t watermark, int64_t wall_ms) {
+void ExporterNode::Report(int peer, const MessageMeta& meta) {
   if (final_watermark_) return;
-  reports_[peer] = {watermark, wall_ms};
-  int64_t w = INT64_MAX, wall = INT64_MAX;
+  reports_[peer] = {meta.watermark, meta.wall_ms, meta.label_wall_ms};
+  int64_t w = INT64_MAX, wall = INT64_MAX, label = INT64_MAX;
   for (const auto& [rank, r] : reports_) {
-    if (r.first <= 0) continue;  // nothing trained yet
-    w = std::min(w, r.first);
-    wall = std::min(wall, r.second);
+    if (r.watermark <= 0) continue;  // nothing trained yet
+    w = std::min(w, r.watermark);
+    if (r.wall_ms > 0) wall = std::min(wall, r.wall_ms);  // 0: unknown
+    if (r.label_wall_ms > 0) label = std::min(label, r.label_wall_ms);
   }
   if (w == INT64_MAX) return;
   watermark_ = w;
-  ingest_wall_ms_ = wall;
+  ingest_wall_ms_ = wall == INT64_MAX ? 0 : wall;
+  label_wall_ms_ = label == INT64_MAX ? 0 : label;
 }
 
 bool ExporterNode::Handle(Message* msg, Message* final_request) {
   switch (msg->meta.type) {
     case MsgType::kWatermark:
-      Report(msg->peer, msg->meta.watermark, msg->meta.wall_ms);
+      Report(msg->peer, msg->meta);
       return false;
     case MsgType::kDenseUpdate:
     case MsgType::kExportFinal:
@@ -87,12 +94,13 @@ bool ExporterNode::Handle(Message* msg, Message* final_request) {
       have_dense_ = true;
       step_ = msg->meta.clock;
       if (msg->meta.type == MsgType::kDenseUpdate) {
-        Report(msg->peer, msg->meta.watermark, msg->meta.wall_ms);
+        Report(msg->peer, msg->meta);
         return false;
       }
       // Final: worker 0 gathered every worker's final watermark.
       watermark_ = msg->meta.watermark;
       ingest_wall_ms_ = msg->meta.wall_ms;
+      label_wall_ms_ = msg->meta.label_wall_ms;
       final_watermark_ = true;
       msg->body.clear();
       *final_request = std::move(*msg);
@@ -183,6 +191,7 @@ Status ExporterNode::Export(bool full) {
   snap.version = ++version_;
   snap.watermark = watermark_;
   snap.ingest_wall_ms = ingest_wall_ms_;
+  snap.label_wall_ms = label_wall_ms_;
   snap.has_dense = have_dense_;
   snap.dense = dense_;
   int64_t rows = 0, deletions = 0;
@@ -226,6 +235,9 @@ Status ExporterNode::Export(bool full) {
     metrics_->bytes->Add(stats_.bytes_written - metrics_->bytes->value());
     metrics_->duration->Record(ms / 1e3);
     if (ingest_wall_ms_ > 0) metrics_->freshness_s->Set((now_ms - ingest_wall_ms_) / 1e3);
+    if (label_wall_ms_ > 0) {
+      metrics_->label_freshness_s->Set((now_ms - label_wall_ms_) / 1e3);
+    }
     metrics_->watermark->Set(static_cast<double>(watermark_));
     metrics_->last_publish_ms = now_ms;
   }

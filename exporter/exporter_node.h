@@ -12,20 +12,22 @@
 //                             full snapshot, then answer and return.
 // Publishing goes through ExportWriter (exporter/export_dir.h): atomic files,
 // manifest, LATEST, retention. The manifest carries the event-time watermark
-// and the wall time by which the included events were ingested, from which
-// the serving tier computes freshness.
+// and the two freshness clocks (ingest_wall_ms: newest read time included;
+// label_wall_ms: newest label-known time included), from which the serving
+// tier computes freshness.
 //
 // Metrics (when a registry is given): snapshots published (full, delta),
 // rows and bytes exported, export duration, freshness at publish (publish
-// time minus the wall time at which training ingested the newest included
-// events), export lag (age of the newest published snapshot, read at
-// scrape time) and the event-time watermark.
+// time minus ingest_wall_ms, and minus label_wall_ms), export lag (age of
+// the newest published snapshot, read at scrape time) and the event-time
+// watermark.
 // Watermark: every worker reports its own (newest event time trained, and
-// the wall time its latest batch was read) in WATERMARK messages (worker 0
-// also in DENSE_UPDATE). The exported watermark and ingest wall time are the
+// its freshness clocks: Trainer::Options::after_step) in WATERMARK messages
+// (worker 0 also in DENSE_UPDATE). The exported watermark and clocks are the
 // minimum over the workers that have trained something (watermark > 0; a
 // worker without data, e.g. more workers than stream partitions, does not
-// hold them at 0), so freshness is never better than the slowest worker's.
+// hold them at 0; a clock a worker does not know, 0, is skipped), so
+// freshness is never better than the slowest worker's.
 // EXPORT_FINAL carries the minimum over all workers' final values, gathered
 // by worker 0 (docs/STREAMING.md).
 //
@@ -95,7 +97,8 @@ class ExporterNode {
   // Handles a message that is not an export response; returns true if it
   // was EXPORT_FINAL (stored in *final_request).
   bool Handle(Message* msg, Message* final_request);
-  void Report(int peer, int64_t watermark, int64_t wall_ms);
+  // A worker's watermark and freshness clocks (MessageMeta).
+  void Report(int peer, const MessageMeta& meta);
 
   Transport* const transport_;
   const ClusterLayout& layout_;
@@ -110,9 +113,13 @@ class ExporterNode {
   bool have_dense_ = false;
   std::vector<float> dense_;
   int64_t watermark_ = 0;       // min over reporting workers
-  int64_t ingest_wall_ms_ = 0;  // min over reporting workers
-  // Latest (watermark, wall_ms) per worker rank.
-  std::map<int, std::pair<int64_t, int64_t>> reports_;
+  int64_t ingest_wall_ms_ = 0;  // min over reporting workers (known, > 0)
+  int64_t label_wall_ms_ = 0;   // min over reporting workers (known, > 0)
+  // Latest report per worker rank.
+  struct WorkerReport {
+    int64_t watermark = 0, wall_ms = 0, label_wall_ms = 0;
+  };
+  std::map<int, WorkerReport> reports_;
   bool final_watermark_ = false;  // EXPORT_FINAL set the values
   int64_t step_ = 0;
   // EXPORT_FINAL that arrived during an export, answered next.
@@ -127,6 +134,7 @@ class ExporterNode {
     Counter* failed = nullptr;
     LatencyHistogram* duration = nullptr;
     Gauge* freshness_s = nullptr;
+    Gauge* label_freshness_s = nullptr;
     Gauge* watermark = nullptr;
     std::atomic<int64_t> last_publish_ms{0};  // read by the export lag callback
   };

@@ -54,10 +54,19 @@ TEST(LoadTest, AppliesDeltasInOrder) {
   ASSERT_TRUE((*w)->Publish(MakeDelta(2, {2, 50}, {3})).ok());
   Snapshot d3 = MakeDelta(3, {2, 3}, {1, 999});  // 3 comes back; 999 never existed
   d3.ingest_wall_ms = 1700000000123;
+  d3.label_wall_ms = 1700000004567;
   d3.has_dense = true;
   d3.dense = {9, 9, 9};
   ASSERT_TRUE((*w)->Publish(d3).ok());
   EXPECT_EQ((*w)->manifest().ingest_wall_ms(), 1700000000123);
+  EXPECT_EQ((*w)->manifest().label_wall_ms(), 1700000004567);
+  {
+    // ... and so does the manifest file serving reads.
+    auto m = ReadLatestManifest(dir.path());
+    ASSERT_TRUE(m.ok()) << m.status();
+    EXPECT_EQ(m->ingest_wall_ms(), 1700000000123);
+    EXPECT_EQ(m->label_wall_ms(), 1700000004567);
+  }
   ASSERT_TRUE((*w)->Publish(MakeDelta(4, {}, {50})).ok());
 
   auto loaded = LoadLatestExport(dir.path());
@@ -65,6 +74,7 @@ TEST(LoadTest, AppliesDeltasInOrder) {
   const LoadedExport& e = **loaded;
   EXPECT_EQ(e.manifest.version(), 4u);
   EXPECT_EQ(e.manifest.ingest_wall_ms(), 0);  // each manifest carries its own version's
+  EXPECT_EQ(e.manifest.label_wall_ms(), 0);
   EXPECT_EQ(e.dense, (std::vector<float>{9, 9, 9}));
   auto m3 = ReadManifestFile(dir.file(ManifestFileName(3)));
   EXPECT_EQ(m3.status().code(), StatusCode::kNotFound);  // retired: not the newest of its chain

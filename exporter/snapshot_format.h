@@ -42,9 +42,11 @@ struct Snapshot {
   Kind kind = Kind::kFull;
   uint64_t version = 0;
   int64_t watermark = 0;
-  // Wall time (unix ms) by which the events this version includes were
-  // ingested; copied into the manifest (not stored in the .snap file).
+  // Freshness clocks (unix ms; proto::ExportManifest): the newest read time
+  // and the newest label-known time of the examples this version includes;
+  // copied into the manifest (not stored in the .snap file).
   int64_t ingest_wall_ms = 0;
+  int64_t label_wall_ms = 0;
   bool has_dense = false;
   std::vector<float> dense;
   std::vector<SnapshotTable> tables;

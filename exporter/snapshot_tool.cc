@@ -142,8 +142,12 @@ int Info(const std::string& dir) {
   std::printf("created       %s (%s)\n", UtcTimeMs(m->created_unix_ms()).c_str(),
               Age(m->created_unix_ms()).c_str());
   if (m->ingest_wall_ms() != 0) {
-    std::printf("ingested by   %s (%s)\n", UtcTimeMs(m->ingest_wall_ms()).c_str(),
+    std::printf("read by       %s (%s)\n", UtcTimeMs(m->ingest_wall_ms()).c_str(),
                 Age(m->ingest_wall_ms()).c_str());
+  }
+  if (m->label_wall_ms() != 0) {
+    std::printf("labels by     %s (%s)\n", UtcTimeMs(m->label_wall_ms()).c_str(),
+                Age(m->label_wall_ms()).c_str());
   }
   std::printf("job           %s%s%s\n", m->job().name().empty() ? "(unnamed)" : m->job().name().c_str(),
               m->job().task().empty() ? "" : ", task ", m->job().task().c_str());

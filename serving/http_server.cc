@@ -841,6 +841,10 @@ void HttpServer::Impl::Model(httplib::Response& res) const {
     out["ingest_wall_ms"] = m.ingest_wall_ms();
     out["freshness_at_load_seconds"] = (model->loaded_unix_ms - m.ingest_wall_ms()) / 1e3;
   }
+  if (m.label_wall_ms() > 0) {
+    out["label_wall_ms"] = m.label_wall_ms();
+    out["label_freshness_at_load_seconds"] = (model->loaded_unix_ms - m.label_wall_ms()) / 1e3;
+  }
   if (!stats.last_error.empty()) out["last_error"] = stats.last_error;
   SetJson(res, 200, out);
 }

@@ -44,9 +44,16 @@
 //             "frozen": the reload policy stopped loading (ModelWatcher::
 //               Options::freeze_after_s),
 //             "last_error": the latest rejected load's error (if any),
-//             "ingest_wall_ms": when training had ingested this version's
-//               events, and "freshness_at_load_seconds": loaded_unix_ms -
-//               ingest_wall_ms, both only when the manifest has it}
+//             "ingest_wall_ms": the newest time a training worker read an
+//               event this version includes, and
+//               "freshness_at_load_seconds": loaded_unix_ms -
+//               ingest_wall_ms (read -> servable), both only when the
+//               manifest has it;
+//             "label_wall_ms": the newest time a label this version
+//               includes became known, and
+//               "label_freshness_at_load_seconds": loaded_unix_ms -
+//               label_wall_ms (label known -> servable), both only when
+//               the manifest has it (docs/METRICS.md "Freshness")}
 //
 //   /model answers 503 with {"error", ...} while no model is loaded.
 //

@@ -557,6 +557,38 @@ TEST_F(HttpServerTest, MetricsCountRequestsAndDescribeTheModel) {
   EXPECT_GE(model["loaded_unix_ms"].get<int64_t>(), model["created_unix_ms"].get<int64_t>());
   EXPECT_EQ(model["loads"], 1);
   EXPECT_EQ(model["load_failures"], 0);
+  // This manifest has no freshness clocks: /model reports none.
+  EXPECT_FALSE(model.contains("ingest_wall_ms")) << model;
+  EXPECT_FALSE(model.contains("freshness_at_load_seconds")) << model;
+  EXPECT_FALSE(model.contains("label_wall_ms")) << model;
+  EXPECT_FALSE(model.contains("label_freshness_at_load_seconds")) << model;
+}
+
+// /model reports both freshness clocks of the manifest: read -> servable
+// and label known -> servable, each measured at the version's load time.
+TEST_F(HttpServerTest, ModelReportsReadAndLabelFreshnessAtLoad) {
+  std::mt19937 rng(28);
+  const auto examples = RandomExamples(kColumns, 20, &rng);
+  const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                             std::chrono::system_clock::now().time_since_epoch())
+                             .count();
+  Snapshot snap = FullSnapshot(job_, RandomState(job_, kColumns, examples, 0.5, &rng), 1);
+  snap.ingest_wall_ms = now_ms - 9000;  // read 9 s ago
+  snap.label_wall_ms = now_ms - 2000;   // its label known 2 s ago
+  ASSERT_TRUE(writer_->Publish(snap).ok());
+  StartServing();
+  WaitForVersion(1);
+  auto [code, model] = Call("GET", "/model");
+  ASSERT_EQ(code, 200);
+  EXPECT_EQ(model["ingest_wall_ms"].get<int64_t>(), now_ms - 9000) << model;
+  EXPECT_EQ(model["label_wall_ms"].get<int64_t>(), now_ms - 2000) << model;
+  const int64_t loaded = model["loaded_unix_ms"].get<int64_t>();
+  EXPECT_DOUBLE_EQ(model["freshness_at_load_seconds"].get<double>(),
+                   (loaded - (now_ms - 9000)) / 1e3);
+  EXPECT_DOUBLE_EQ(model["label_freshness_at_load_seconds"].get<double>(),
+                   (loaded - (now_ms - 2000)) / 1e3);
+  EXPECT_GE(model["label_freshness_at_load_seconds"].get<double>(), 2.0);
+  EXPECT_LT(model["label_freshness_at_load_seconds"].get<double>(), 60.0);
 }
 
 // A quick latency/throughput figure: /score requests of 10 examples,

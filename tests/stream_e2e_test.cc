@@ -243,6 +243,14 @@ TEST(StreamE2eTest, TrainsFromALiveRotatedStreamAndCountsAddUp) {
   ASSERT_TRUE(manifest.ok()) << manifest.status();
   EXPECT_EQ(manifest->watermark(), w1);
   EXPECT_GT(manifest->ingest_wall_ms(), 0);
+  // The freshness clocks: the final manifest has worker 0's gathered
+  // minimum of each (EXPORT_FINAL); every example's label became known no
+  // earlier than its impression was read, so per worker, and so in the
+  // minimum, label >= read.
+  EXPECT_EQ(manifest->ingest_wall_ms(), j.at("final_ingest_wall_ms").get<int64_t>());
+  EXPECT_EQ(manifest->label_wall_ms(), j.at("final_label_wall_ms").get<int64_t>());
+  EXPECT_GE(manifest->label_wall_ms(), manifest->ingest_wall_ms());
+  EXPECT_LE(manifest->label_wall_ms(), manifest->created_unix_ms());
 
   // The workers' checkpointed read positions cover every byte of every
   // file exactly once: each file is in one worker's position, at its end.

@@ -2,17 +2,20 @@
 # Freshness and serving benchmark on the local cluster:
 #   1. starts freshet_serve on the job's export directory and polls its GET
 #      /model every 20 ms, logging each newly loaded version: its load time,
-#      and the ingestion time of the newest event it includes;
+#      and its two freshness clocks: ingest_wall_ms (when a worker read the
+#      newest event it includes) and label_wall_ms (when the newest label it
+#      includes became known; docs/METRICS.md "Freshness");
 #   2. runs the training job (synthetic shop, default 1 s export interval)
 #      while a wrk load generator sends /score requests on loopback;
-#   3. reports event-to-servable latency p50/p99: an event ingested at t is
-#      servable at the load time L of the first version whose ingestion
-#      watermark covers t. Events are taken as uniformly spread between
-#      consecutive watermarks (constant ingestion rate), so each reload
-#      contributes latencies L - t over its interval, weighted by length.
-#      The headline figures are the steady state (intervals between two
-#      deltas); the p99 over every interval, full snapshots included, is
-#      printed beside them;
+#   3. reports read-to-servable latency p50/p99 (freshness_p50_ms/_p99_ms):
+#      an event read at t is servable at the load time L of the first
+#      version whose ingest_wall_ms covers t. Events are taken as uniformly
+#      spread between consecutive clock values (constant read rate), so each
+#      reload contributes latencies L - t over its interval, weighted by
+#      length; and label-known-to-servable (label_freshness_p50_ms/_p99_ms),
+#      the same computation over label_wall_ms. The headline figures are the
+#      steady state (intervals between two deltas); the read-to-servable p99
+#      over every interval, full snapshots included, is printed beside them;
 #   4. serving throughput and latency from wrk, export bytes/s and delta sizes.
 #   5. at scale: --table_rows=N makes the servers pre-fill the embedding
 #      table with N generated rows (freshet_train --prefill_rows) before
@@ -76,7 +79,7 @@ wrk.headers["Content-Type"] = "application/json"
 LUA
 
 # Poll /model: one line per newly served version (loaded_ms version ingest_ms
-# created_ms apply_ms incremental rss_bytes served_bytes).
+# created_ms apply_ms incremental rss_bytes served_bytes label_ms).
 field() { echo "$1" | grep -oE "\"$2\":[0-9.a-z]+" | head -1 | cut -d: -f2; }
 (
   set +e +o pipefail
@@ -86,10 +89,10 @@ field() { echo "$1" | grep -oE "\"$2\":[0-9.a-z]+" | head -1 | cut -d: -f2; }
     v=$(field "$m" version)
     if [ -n "$v" ] && [ "$v" != "$last" ]; then
       last=$v
-      printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$(field "$m" loaded_unix_ms)" "$v" \
+      printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$(field "$m" loaded_unix_ms)" "$v" \
         "$(field "$m" ingest_wall_ms)" "$(field "$m" created_unix_ms)" "$(field "$m" load_ms)" \
         "$(field "$m" incremental)" "$(field "$m" rss_bytes)" "$(field "$m" served_bytes)" \
-        >>"$work/loads.tsv"
+        "$(field "$m" label_wall_ms)" >>"$work/loads.tsv"
     fi
     sleep 0.02
   done
@@ -124,15 +127,15 @@ grep -E '^exporter:|holdout AUC|prefilled' "$work/train.log" || true
   wrk -t1 -c2 -d5s --latency -s "$work/score.lua" "http://127.0.0.1:$port/score" >"$work/wrk_idle.txt" 2>&1
 final_model=$(curl -s "http://127.0.0.1:$port/model" || true)
 
-# Freshness from the load log (loaded_ms version ingest_ms created_ms
-# apply_ms incremental ...). Steady state: the intervals between two
-# consecutive incremental versions; the intervals that end at or start from a
-# full snapshot (the chain's start, the periodic fulls every
-# export.full_interval_s, and the one after training) are reported apart
-# ("with fulls": every interval).
-fresh() {
-  awk -F'\t' -v steady="$1" '
-  { L[NR] = $1; W[NR] = $3; I[NR] = ($6 == "true") }
+# Freshness from the load log (loaded_ms, and the clock in column `col`:
+# 3 ingest_ms, read -> servable; 9 label_ms, label known -> servable; column
+# 6 says whether the version was an incremental load). Steady state
+# (steady=1): the intervals between two consecutive incremental versions;
+# the intervals that end at or start from a full snapshot (the chain's start,
+# the periodic fulls every export.full_interval_s, and the one after
+# training) are left out; steady=0 takes every interval ("with fulls").
+latency_awk='
+  { L[NR] = $1; W[NR] = $col; I[NR] = ($6 == "true") }
   END {
     m = 0
     for (k = 2; k <= NR; k++) {
@@ -154,11 +157,12 @@ fresh() {
       if (!p50 && acc >= 0.5 * total) p50 = lat[i]
       if (!p99 && acc >= 0.99 * total) p99 = lat[i] }
     printf "%d\t%.0f\t%.0f\n", NR, p50, p99
-  }' "$work/loads.tsv"
-}
-fresh 1 >"$work/fresh.tsv"
-read -r _ p50_all p99_all < <(fresh 0)
+  }'
+awk -F'\t' -v col=3 -v steady=1 "$latency_awk" "$work/loads.tsv" >"$work/fresh.tsv"
+read -r _ p50_all p99_all < <(awk -F'\t' -v col=3 -v steady=0 "$latency_awk" "$work/loads.tsv")
 read -r loads p50 p99 _ <"$work/fresh.tsv"
+awk -F'\t' -v col=9 -v steady=1 "$latency_awk" "$work/loads.tsv" >"$work/label_fresh.tsv"
+read -r _ label50 label99 _ <"$work/label_fresh.tsv"
 touch "$work/wrk.txt"
 rps=$(grep -oE 'Requests/sec: +[0-9.]+' "$work/wrk.txt" | grep -oE '[0-9.]+$' || echo 0)
 lat50=$(grep -E '^ +50%' "$work/wrk.txt" | awk '{print $2}' || true)
@@ -189,13 +193,14 @@ rss_full=$(awk -F'\t' '$6!="true" && $7>m{m=$7} END{print m+0}' "$work/loads.tsv
 rss_end=$(field "$final_model" rss_bytes); rss_end=${rss_end:-0}
 served_end=$(field "$final_model" served_bytes); served_end=${served_end:-0}
 echo "training ${train_s}s; freshet_serve loaded $loads versions"
-echo "event-to-servable latency (between deltas): p50 ${p50} ms, p99 ${p99} ms ($interval s export interval); every interval, fulls included: p50 ${p50_all} ms, p99 ${p99_all} ms"
+echo "read-to-servable latency (between deltas): p50 ${p50} ms, p99 ${p99} ms ($interval s export interval); every interval, fulls included: p50 ${p50_all} ms, p99 ${p99_all} ms"
+echo "label-known-to-servable latency (between deltas): p50 ${label50} ms, p99 ${label99} ms"
 echo "serving /score (10 examples/request, 2 connections): ${rps} req/s, latency p50 ${lat50}, p99 ${lat99}, non-2xx ${non2xx}"
 echo "export directory (retained files): ${export_bytes} bytes, ${deltas} deltas kept, ${delta_avg} bytes per delta"
 echo "exporter deltas: p50 ${export50} ms, p99 ${export99} ms, ${delta_rows} rows on average ($interval s interval)"
 echo "serving: incremental apply p99 ${apply99} ms; resident ${rss_max} bytes at most while applying deltas (serving ${served_at_max} bytes of keys + weights then), ${rss_full} after a full load, ${rss_end} at the end (${served_end} served); /score p99 ${score99} ms during training, ${score99_idle} ms idle"
-printf '{"bench":"freshness","commit":"%s","table_rows":%s,"storage":"%s","interval_s":%s,"train_s":%.1f,"versions_loaded":%d,"freshness_p50_ms":%s,"freshness_p99_ms":%s,"freshness_p99_ms_with_fulls":%s,"export_ms_p50":%s,"export_ms_p99":%s,"delta_rows_avg":%s,"serve_apply_ms_p99":%s,"serve_rss_bytes":%s,"served_model_bytes":%s,"serve_rss_bytes_full_load":%s,"serve_rss_bytes_end":%s,"served_model_bytes_end":%s,"score_p99_ms":%s,"score_p99_ms_idle":%s,"serve_rps":%s,"serve_non_2xx":%s,"export_bytes_retained":%s,"delta_bytes_avg":%s}\n' \
+printf '{"bench":"freshness","commit":"%s","table_rows":%s,"storage":"%s","interval_s":%s,"train_s":%.1f,"versions_loaded":%d,"freshness_p50_ms":%s,"freshness_p99_ms":%s,"freshness_p99_ms_with_fulls":%s,"label_freshness_p50_ms":%s,"label_freshness_p99_ms":%s,"export_ms_p50":%s,"export_ms_p99":%s,"delta_rows_avg":%s,"serve_apply_ms_p99":%s,"serve_rss_bytes":%s,"served_model_bytes":%s,"serve_rss_bytes_full_load":%s,"serve_rss_bytes_end":%s,"served_model_bytes_end":%s,"score_p99_ms":%s,"score_p99_ms_idle":%s,"serve_rps":%s,"serve_non_2xx":%s,"export_bytes_retained":%s,"delta_bytes_avg":%s}\n' \
   "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" "$table_rows" "$storage" "$interval" \
-  "$train_s" "$loads" "$p50" "$p99" "$p99_all" "${export50:-0}" "${export99:-0}" "${delta_rows:-0}" \
+  "$train_s" "$loads" "$p50" "$p99" "$p99_all" "$label50" "$label99" "${export50:-0}" "${export99:-0}" "${delta_rows:-0}" \
   "${apply99:-0}" "$rss_max" "$served_at_max" "$rss_full" "$rss_end" "$served_end" "${score99:-0}" \
   "${score99_idle:-0}" "$rps" "$non2xx" "$export_bytes" "$delta_avg"

@@ -486,7 +486,7 @@ int RunMpi(int argc, char** argv, const proto::JobConfig& job) {
           std::chrono::steady_clock::now() - std::chrono::hours(1));
       Transport* t = transport.get();
       opt.report_watermark = [t, exporter, every, last](int64_t step, int64_t watermark,
-                                                        int64_t wall_ms) {
+                                                        int64_t wall_ms, int64_t label_wall_ms) {
         const auto now = std::chrono::steady_clock::now();
         if (now - *last < every) return;
         *last = now;
@@ -495,6 +495,7 @@ int RunMpi(int argc, char** argv, const proto::JobConfig& job) {
         m.meta.clock = step;
         m.meta.watermark = watermark;
         m.meta.wall_ms = wall_ms;
+        m.meta.label_wall_ms = label_wall_ms;
         Status st = t->Send(exporter, std::move(m));
         if (!st.ok()) LOG(WARNING) << "watermark to the exporter: " << st;
       };
@@ -506,7 +507,7 @@ int RunMpi(int argc, char** argv, const proto::JobConfig& job) {
       const auto every = std::chrono::duration<double>(job.export_().interval_s()) / 2;
       struct Feed {
         std::chrono::steady_clock::time_point last;
-        int64_t step = 0, watermark = 0, wall_ms = 0;
+        int64_t step = 0, watermark = 0, wall_ms = 0, label_wall_ms = 0;
       };
       auto feed = std::make_shared<Feed>();
       feed->last = std::chrono::steady_clock::now() - std::chrono::hours(1);
@@ -517,17 +518,20 @@ int RunMpi(int argc, char** argv, const proto::JobConfig& job) {
         m.meta.clock = f.step;
         m.meta.watermark = f.watermark;
         m.meta.wall_ms = f.wall_ms;
+        m.meta.label_wall_ms = f.label_wall_ms;
         const size_t bytes = model.NumDenseParams() * sizeof(float);
         m.body.reserve(bytes + 128);
         m.body.resize(bytes);
         std::memcpy(m.body.data(), model.dense_params(), bytes);
         return m;
       };
-      opt.after_step = [t, exporter, every, feed, dense_message](
-                           const Model& model, int64_t step, int64_t watermark, int64_t wall_ms) {
+      opt.after_step = [t, exporter, every, feed, dense_message](const Model& model, int64_t step,
+                                                                 int64_t watermark, int64_t wall_ms,
+                                                                 int64_t label_wall_ms) {
         feed->step = step;
         feed->watermark = watermark;
         feed->wall_ms = wall_ms;
+        feed->label_wall_ms = label_wall_ms;
         const auto now = std::chrono::steady_clock::now();
         if (now - feed->last < every) return;
         feed->last = now;
@@ -536,9 +540,10 @@ int RunMpi(int argc, char** argv, const proto::JobConfig& job) {
       };
       // The final export carries the minimum of every worker's final
       // watermark, and the final dense parameters.
-      opt.final_watermark = [feed](int64_t watermark, int64_t wall_ms) {
+      opt.final_watermark = [feed](int64_t watermark, int64_t wall_ms, int64_t label_wall_ms) {
         feed->watermark = watermark;
         feed->wall_ms = wall_ms;
+        feed->label_wall_ms = label_wall_ms;
       };
       // The final export is a full snapshot: it may take the exporter up to
       // export.full_timeout_s (3 tries of it, each within that, worst case)

@@ -224,7 +224,8 @@ std::string JobResult::Json(const proto::JobConfig& job, int num_workers, int nu
          ",\"ranking_groups\":" + std::to_string(ranking_groups);
   }
   s += ",\"final_watermark\":" + std::to_string(final_watermark) +
-       ",\"final_ingest_wall_ms\":" + std::to_string(final_ingest_wall_ms);
+       ",\"final_ingest_wall_ms\":" + std::to_string(final_ingest_wall_ms) +
+       ",\"final_label_wall_ms\":" + std::to_string(final_label_wall_ms);
   if (checkpoints > 0) {
     s += ",\"checkpoints\":" + std::to_string(checkpoints) +
          ",\"checkpoint_max_pause_ms\":" + Num(checkpoint_max_pause_ms) +
@@ -637,7 +638,8 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
     };
   }
   Model* model_ptr = nullptr;
-  int64_t last_watermark = 0, last_wall_ms = 0;  // this worker's, after its last step
+  // This worker's, after its last step.
+  int64_t last_watermark = 0, last_wall_ms = 0, last_label_wall_ms = 0;
   // Streaming from a directory: this worker's read position, checkpointed
   // about every second (and at the end) to
   // <work_dir>/stream-positions/worker-<i>.position (TailPosition text,
@@ -667,19 +669,24 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
       LOG(WARNING) << position_file << ": cannot replace: " << std::strerror(errno);
     }
   };
-  topt.after_step = [&options, &model_ptr, leader, &last_watermark, &last_wall_ms, &save_position,
-                     &last_position, &trained_position](int64_t step, int64_t watermark,
-                                                        int64_t wall_ms) {
+  topt.after_step = [&options, &model_ptr, leader, &last_watermark, &last_wall_ms,
+                     &last_label_wall_ms, &save_position, &last_position, &trained_position](
+                        int64_t step, int64_t watermark, int64_t wall_ms, int64_t label_wall_ms) {
     last_watermark = watermark;
     last_wall_ms = wall_ms;
+    last_label_wall_ms = label_wall_ms;
     // As of this step's batch (after_batch ran first), never ahead of
     // what is trained.
     if (std::chrono::steady_clock::now() - last_position >= std::chrono::seconds(1) &&
         !trained_position.empty()) {
       save_position(trained_position);
     }
-    if (options.report_watermark) options.report_watermark(step, watermark, wall_ms);
-    if (leader && options.after_step) options.after_step(*model_ptr, step, watermark, wall_ms);
+    if (options.report_watermark) {
+      options.report_watermark(step, watermark, wall_ms, label_wall_ms);
+    }
+    if (leader && options.after_step) {
+      options.after_step(*model_ptr, step, watermark, wall_ms, label_wall_ms);
+    }
   };
   model_ptr = model.get();
   const auto& ck = options.checkpoint;
@@ -898,23 +905,27 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
   {
     // The final watermark: the minimum over the workers that trained
     // anything (the exporter's EXPORT_FINAL carries it).
-    const int64_t mine[2] = {last_watermark, last_wall_ms};
+    const int64_t mine[3] = {last_watermark, last_wall_ms, last_label_wall_ms};
     std::string all;
     FRESHET_RETURN_IF_ERROR(
         workers->GatherBytes(reinterpret_cast<const char*>(mine), sizeof(mine), &all));
     if (leader) {
-      int64_t w = INT64_MAX, wall = INT64_MAX;
+      int64_t w = INT64_MAX, wall = INT64_MAX, label = INT64_MAX;
       for (size_t off = 0; off + sizeof(mine) <= all.size(); off += sizeof(mine)) {
-        int64_t v[2];
+        int64_t v[3];
         std::memcpy(v, all.data() + off, sizeof(v));
         if (v[0] <= 0) continue;
         w = std::min(w, v[0]);
-        wall = std::min(wall, v[1]);
+        if (v[1] > 0) wall = std::min(wall, v[1]);  // 0: unknown
+        if (v[2] > 0) label = std::min(label, v[2]);
       }
-      if (w == INT64_MAX) w = wall = 0;
+      if (w == INT64_MAX) w = 0;
+      if (wall == INT64_MAX) wall = 0;
+      if (label == INT64_MAX) label = 0;
       result.final_watermark = w;
       result.final_ingest_wall_ms = wall;
-      if (options.final_watermark) options.final_watermark(w, wall);
+      result.final_label_wall_ms = label;
+      if (options.final_watermark) options.final_watermark(w, wall, label);
     }
   }
   if (leader && options.after_training) {

@@ -37,7 +37,7 @@ struct JobResult {
   bool streaming = false;
   // Worker 0: the minimum over workers of the final watermarks (see
   // RunOptions::final_watermark).
-  int64_t final_watermark = 0, final_ingest_wall_ms = 0;
+  int64_t final_watermark = 0, final_ingest_wall_ms = 0, final_label_wall_ms = 0;
   JoinCounters join;
   int64_t stream_bad = 0;
   int64_t stream_lines = 0;
@@ -109,19 +109,24 @@ struct RunOptions {
   std::function<StatusOr<int64_t>(const std::string& dir, bool incremental)> start_save_tables;
   std::function<Status(const std::string& dir, int64_t bytes)> wait_tables_saved;
   // Worker 0 only: called after every training step with the model (dense
-  // parameters), step, watermark and ingestion wall time (see
-  // Trainer::Options::after_step); the exporter feed.
-  std::function<void(const Model& model, int64_t step, int64_t watermark,
-                     int64_t ingest_wall_ms)>
+  // parameters), step, watermark and the freshness clocks ingest_wall_ms
+  // (newest read time trained) and label_wall_ms (newest label-known time
+  // trained) (see Trainer::Options::after_step); the exporter feed.
+  std::function<void(const Model& model, int64_t step, int64_t watermark, int64_t ingest_wall_ms,
+                     int64_t label_wall_ms)>
       after_step;
   // Every worker: called after each of its training steps with the step,
-  // its watermark (newest event time trained, unix s) and the wall time its
-  // batch was read; the exporter's WATERMARK feed. May be empty.
-  std::function<void(int64_t step, int64_t watermark, int64_t ingest_wall_ms)> report_watermark;
+  // its watermark (newest event time trained, unix s) and its freshness
+  // clocks (as for after_step); the exporter's WATERMARK feed. May be empty.
+  std::function<void(int64_t step, int64_t watermark, int64_t ingest_wall_ms,
+                     int64_t label_wall_ms)>
+      report_watermark;
   // Worker 0 only: called once training ended, before after_training, with
   // the minimum over the workers that trained anything (watermark > 0) of
-  // their final watermarks and ingest wall times (0, 0 if none did).
-  std::function<void(int64_t watermark, int64_t ingest_wall_ms)> final_watermark;
+  // their final watermarks, and of their final freshness clocks that are
+  // known (> 0) (0 where none is).
+  std::function<void(int64_t watermark, int64_t ingest_wall_ms, int64_t label_wall_ms)>
+      final_watermark;
   // Worker 0 only: called once training ended, with the final model, before
   // the holdout scoring (e.g. to have the exporter publish the final model).
   std::function<Status(const Model& model)> after_training;

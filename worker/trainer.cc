@@ -17,6 +17,12 @@ double Since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
+int64_t UnixMsNow() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
 template <typename T>
 void AppendRaw(std::string* out, const std::vector<T>& v) {
   const uint64_t n = v.size();
@@ -83,7 +89,9 @@ struct Trainer::Step {
   SparseGrads sparse;
   std::vector<float> logits, dlogits;
   bool pulled = false;
-  int64_t ingest_wall_ms = 0;  // when the batch was read
+  int64_t cut_wall_ms = 0;      // when the batch was cut (unix ms)
+  int64_t newest_read_ms = 0;   // newest Example::read_unix_ms in the batch (0: none known)
+  int64_t newest_label_ms = 0;  // newest Example::label_unix_ms in the batch
   int64_t max_time = 0;        // newest event time in the batch
   ConsumedInput consumed;      // what reading the batch consumed
 };
@@ -131,6 +139,7 @@ StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const proto::JobConfig& job,
 Status Trainer::ReadBatch(ExampleSource* reader, Step* step, bool* eof) {
   step->batch.Reset(encoder_->num_slots(), encoder_->num_dense());
   step->consumed.Clear();
+  step->newest_read_ms = step->newest_label_ms = 0;
   Example ex;
   *eof = false;
   const auto deadline = options_.max_batch_delay_ms > 0
@@ -144,7 +153,10 @@ Status Trainer::ReadBatch(ExampleSource* reader, Step* step, bool* eof) {
       break;
     }
     Status st = encoder_->Append(ex, &step->batch);
-    if (!st.ok()) {
+    if (st.ok()) {
+      step->newest_read_ms = std::max(step->newest_read_ms, ex.read_unix_ms);
+      step->newest_label_ms = std::max(step->newest_label_ms, ex.label_unix_ms);
+    } else {
       reader->UncountLast();
       ++encode_bad_;
       if (encode_bad_ <= 20) LOG(WARNING) << "skipping example: " << st;
@@ -158,9 +170,7 @@ Status Trainer::ReadBatch(ExampleSource* reader, Step* step, bool* eof) {
     }
   }
   reader->TakeConsumed(&step->consumed);
-  step->ingest_wall_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                             std::chrono::system_clock::now().time_since_epoch())
-                             .count();
+  step->cut_wall_ms = UnixMsNow();
   step->max_time = 0;
   for (int64_t t : step->batch.times) step->max_time = std::max(step->max_time, t);
   // Concatenate each slot's keys into its tables' pull lists.
@@ -262,6 +272,8 @@ StatusOr<TrainStats> Trainer::Train(const ReaderFactory& open_shard) {
       } else {
         next->batch.Reset(encoder_->num_slots(), encoder_->num_dense());
         next->consumed.Clear();
+        next->cut_wall_ms = UnixMsNow();
+        next->newest_read_ms = next->newest_label_ms = 0;
         next->pulled = true;  // nothing to pull
         for (auto& k : next->keys) k.clear();
         for (auto& f : next->pulls) f = std::future<Status>();
@@ -361,7 +373,17 @@ StatusOr<TrainStats> Trainer::Train(const ReaderFactory& open_shard) {
         FRESHET_RETURN_IF_ERROR(
             options_.after_batch(epoch, cur->consumed).WithContext("after batch"));
       }
-      if (options_.after_step) options_.after_step(stats.steps, watermark_, cur->ingest_wall_ms);
+      if (n > 0) {
+        read_wall_ms_ = std::max(read_wall_ms_, cur->newest_read_ms);
+        label_wall_ms_ = std::max(label_wall_ms_, cur->newest_label_ms);
+      } else {
+        // Nothing to train: everything this worker read is in the model.
+        read_wall_ms_ = std::max(read_wall_ms_, cur->cut_wall_ms);
+        label_wall_ms_ = std::max(label_wall_ms_, cur->cut_wall_ms);
+      }
+      if (options_.after_step) {
+        options_.after_step(stats.steps, watermark_, read_wall_ms_, label_wall_ms_);
+      }
       if (options_.checkpoint_every_steps > 0 && options_.checkpoint &&
           stats.steps % options_.checkpoint_every_steps == 0) {
         // The cut: every push of this worker up to this step is applied.

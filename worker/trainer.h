@@ -76,10 +76,21 @@ class Trainer {
     int64_t max_steps = 0;
     int max_pending_pushes = 4;
     // Called after every step (on the training thread) with the step count,
-    // the newest event time trained so far (unix s) and the wall time (unix
-    // ms) at which that step's batch was read: what the exporter needs to
-    // report freshness. May be empty.
-    std::function<void(int64_t step, int64_t watermark, int64_t ingest_wall_ms)> after_step;
+    // the newest event time trained so far (unix s) and this worker's two
+    // freshness clocks (wall time, unix ms; docs/METRICS.md "Freshness"):
+    //   ingest_wall_ms: the newest Example::read_unix_ms of the examples it
+    //     trained so far: the model includes what this worker read up to
+    //     then;
+    //   label_wall_ms: the newest Example::label_unix_ms trained so far.
+    // Both never go back. A step in which this worker trained no example
+    // (its source had nothing: a quiet stream, or its shard is done) sets
+    // both to at least the time that empty batch was cut: everything the
+    // worker had read by then is in the model. Examples with unknown times
+    // (0) do not move them. What the exporter needs to report freshness.
+    // May be empty.
+    std::function<void(int64_t step, int64_t watermark, int64_t ingest_wall_ms,
+                       int64_t label_wall_ms)>
+        after_step;
     // Where to count steps, examples, loss, AUC and the time split
     // (worker/train_monitor.h); not owned, outlives the trainer. May be null.
     MetricsRegistry* metrics = nullptr;
@@ -157,6 +168,8 @@ class Trainer {
   BadRecordPolicy policy_;
   int64_t encode_bad_ = 0;
   int64_t watermark_ = 0;  // newest event time trained
+  // Freshness clocks (Options::after_step), unix ms.
+  int64_t read_wall_ms_ = 0, label_wall_ms_ = 0;
   std::unique_ptr<TrainMetrics> metrics_;  // when options.metrics is set
 };
 

@@ -1,11 +1,13 @@
 // What the trainer reports as consumed input: exactly the trained batches'
 // (never the prefetched one's) at every checkpoint, for a live source's
-// positions and for example files' byte intervals; and restored step
-// counters continue.
+// positions and for example files' byte intervals; restored step counters
+// continue; and the freshness clocks it reports after each step are the
+// trained examples' read and label times, not the batches' cut times.
 #include <gtest/gtest.h>
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <string>
@@ -183,7 +185,7 @@ TEST(TrainerResumeTest, FileIntervalsCoverExactlyTheTrainedLines) {
   r.start_step = 10;
   r.checkpoint = nullptr;
   r.checkpoint_every_steps = 0;
-  r.after_step = [&](int64_t step, int64_t, int64_t) { steps.push_back(step); };
+  r.after_step = [&](int64_t step, int64_t, int64_t, int64_t) { steps.push_back(step); };
   const ConsumedSet before = consumed;
   auto open_rest = [&]() -> StatusOr<std::unique_ptr<ExampleSource>> {
     auto ranges = SplitFiles({path}, 0, 1);
@@ -203,6 +205,102 @@ TEST(TrainerResumeTest, FileIntervalsCoverExactlyTheTrainedLines) {
   EXPECT_EQ(consumed[0].intervals()[0].end, static_cast<uint64_t>(in.tellg()));
   std::remove(path.c_str());
   ::rmdir(tmpl);
+}
+
+// A live source that plays a script: examples with given read and label
+// times, and kNotNow where the script has a gap (no example this batch).
+class ScriptedSource : public ExampleSource {
+ public:
+  struct Item {
+    bool gap = false;
+    int64_t read_ms = 0, label_ms = 0;
+  };
+  explicit ScriptedSource(std::vector<Item> items) : items_(std::move(items)) {}
+  StatusOr<Outcome> Poll(Example* ex, std::chrono::steady_clock::time_point) override {
+    if (next_ >= items_.size()) return Outcome::kEnd;
+    const Item& it = items_[next_++];
+    if (it.gap) return Outcome::kNotNow;
+    ex->label = static_cast<float>(next_ % 2);
+    ex->time = 1000 + static_cast<int64_t>(next_);
+    ex->user = "u";
+    ex->oracle = -1;
+    ex->values = {"i" + std::to_string(next_), "c" + std::to_string(next_ % 5)};
+    ex->read_unix_ms = it.read_ms;
+    ex->label_unix_ms = it.label_ms;
+    ++stats_.lines;
+    ++stats_.examples;
+    return Outcome::kExample;
+  }
+  const ReadStats& stats() const override { return stats_; }
+
+ private:
+  const std::vector<Item> items_;
+  size_t next_ = 0;
+  ReadStats stats_;
+};
+
+int64_t WallMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// Each step reports the newest read and label times among the examples it
+// trained (the newest is not the batch's last example here), not when the
+// batch was cut (these times are long past); a step without examples moves
+// both to that empty batch's cut time (everything read is in the model);
+// they never go back.
+TEST(TrainerResumeTest, ReportsNewestReadAndLabelTimesNotTheCutTime) {
+  Fixture f;
+  constexpr int64_t kBase = 1700000000000;  // 2023: long before the test runs
+  std::vector<ScriptedSource::Item> script = {
+      // batch 1: newest read is the first example, newest label the third
+      {false, kBase + 40, kBase + 50},
+      {false, kBase + 10, kBase + 20},
+      {false, kBase + 30, kBase + 900},
+      {false, kBase + 20, kBase + 30},
+      // batch 2: newer reads, but an older label than batch 1's newest
+      {false, kBase + 70, kBase + 80},
+      {false, kBase + 90, kBase + 95},
+      {false, kBase + 60, kBase + 65},
+      {false, kBase + 80, kBase + 85},
+      // batch 3: nothing came (a quiet stream)
+      {true},
+      // batch 4: old examples again (and one with unknown times)
+      {false, kBase + 100, kBase + 110},
+      {false, 0, 0},
+      {false, kBase + 120, kBase + 130},
+      {false, kBase + 110, kBase + 115}};
+  struct Report {
+    int64_t step, read_ms, label_ms;
+  };
+  std::vector<Report> reports;
+  Trainer::Options o;
+  o.batch_size = 4;
+  o.staleness = -1;  // prefetch: the next batch is cut before a step reports
+  o.max_batch_delay_ms = 1;
+  o.after_step = [&](int64_t step, int64_t, int64_t read_ms, int64_t label_ms) {
+    reports.push_back({step, read_ms, label_ms});
+  };
+  const int64_t started = WallMs();
+  auto stats = f.Make(o)->Train([&]() -> StatusOr<std::unique_ptr<ExampleSource>> {
+    return std::unique_ptr<ExampleSource>(std::make_unique<ScriptedSource>(script));
+  });
+  const int64_t ended = WallMs();
+  ASSERT_TRUE(stats.ok()) << stats.status();
+  ASSERT_EQ(reports.size(), 4u);
+  EXPECT_EQ(reports[0].read_ms, kBase + 40);
+  EXPECT_EQ(reports[0].label_ms, kBase + 900);
+  EXPECT_EQ(reports[1].read_ms, kBase + 90);
+  EXPECT_EQ(reports[1].label_ms, kBase + 900);  // never goes back
+  // The empty batch: cut during Train().
+  EXPECT_GE(reports[2].read_ms, started);
+  EXPECT_LE(reports[2].read_ms, ended);
+  EXPECT_GE(reports[2].label_ms, started);
+  EXPECT_LE(reports[2].label_ms, ended);
+  // Older examples after it do not move the clocks back.
+  EXPECT_EQ(reports[3].read_ms, reports[2].read_ms);
+  EXPECT_EQ(reports[3].label_ms, reports[2].label_ms);
 }
 
 }  // namespace

@@ -41,10 +41,10 @@ ParameterShard* Shard() {
 
 bool SameMeta(const MessageMeta& a, const MessageMeta& b) {
   return a.type == b.type && a.request_id == b.request_id && a.table == b.table &&
-         a.num_keys == b.num_keys && a.dim == b.dim && a.worker == b.worker &&
-         a.clock == b.clock && a.count == b.count && a.status_code == b.status_code &&
-         a.error == b.error && a.text == b.text && a.watermark == b.watermark &&
-         a.wall_ms == b.wall_ms;
+         a.num_keys == b.num_keys && a.dim == b.dim && a.worker == b.worker && a.clock == b.clock &&
+         a.count == b.count && a.status_code == b.status_code && a.error == b.error &&
+         a.text == b.text && a.watermark == b.watermark && a.wall_ms == b.wall_ms &&
+         a.label_wall_ms == b.label_wall_ms;
 }
 
 }  // namespace

@@ -11,6 +11,16 @@
 // multi-valued columns space-separated tokens (possibly none). Values never
 // contain tabs or newlines. Lines are ordered by time within a file.
 //
+// Freshness clocks (not part of the line; set by the source that produced
+// the example, docs/METRICS.md "Freshness"): read_unix_ms is the wall time
+// at which the worker read the line or event the example came from (for a
+// stream: its impression), label_unix_ms the wall time at which its label
+// became known (files: the read time; streams: when the label event was
+// read for a positive, when the label window closed and the example was
+// emitted for a negative). Both 0 when unknown (e.g. examples restored
+// from a checkpoint's join state, which does not store them); when both are
+// known, read_unix_ms <= label_unix_ms.
+//
 // Thread safety: plain values.
 #pragma once
 
@@ -26,6 +36,8 @@ struct Example {
   std::string user;
   float oracle = -1;                // -1: unknown
   std::vector<std::string> values;  // one per column of the file header
+  int64_t read_unix_ms = 0;         // wall time the source read it (0: unknown)
+  int64_t label_unix_ms = 0;        // wall time its label became known (0: unknown)
 };
 
 }  // namespace freshet

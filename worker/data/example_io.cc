@@ -256,7 +256,11 @@ StatusOr<bool> ExampleReader::Next(Example* ex) {
     if (!got) return false;
     Status st = internal::ParseExampleFields(line, columns_.size(), ex);
     NoteLine(st.ok());
-    if (st.ok()) return true;
+    if (st.ok()) {
+      // A file example's label is known when its line is read.
+      ex->read_unix_ms = ex->label_unix_ms = source_->read_unix_ms();
+      return true;
+    }
     FRESHET_RETURN_IF_ERROR(source_->MarkBad(st.message()));
   }
 }

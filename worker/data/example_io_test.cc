@@ -3,9 +3,11 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <chrono>
 #include <fstream>
 #include <map>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "worker/data/internal/test_util.h"
@@ -190,6 +192,44 @@ TEST(ExampleIoTest, HeaderIsNeverAnExample) {
   WriteFile(dir.File("crlf"),
             "#freshet-examples v1\ta\tb\r\n1\t5\tu\t\tx\ty\r\n0\t6\tu\t\tx\t\r\n");
   EXPECT_EQ(ReadTimes({{dir.File("crlf"), 0, 1000}}), (std::vector<int64_t>{5, 6}));
+}
+
+// An example's read and label times are the wall time of the file read
+// that brought its line in: one clock read per buffer fill (1 MiB), so
+// lines of one fill share it, and lines of a later fill get a later one.
+TEST(ExampleIoTest, StampsTheReadTimeOfItsBufferFill) {
+  auto wall_ms = [] {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+  };
+  TempDir dir;
+  const int n = 100000;  // about 2 MiB of lines: at least two fills
+  WriteFile(dir.File("big"), ExampleFile(0, n));
+  auto reader = ExampleReader::OpenFiles({dir.File("big")}, BadRecordPolicy());
+  ASSERT_TRUE(reader.ok()) << reader.status();
+  const int64_t before = wall_ms();
+  Example ex;
+  ASSERT_TRUE(*(*reader)->Next(&ex));
+  const int64_t first_fill = ex.read_unix_ms;
+  EXPECT_GE(first_fill, before);
+  EXPECT_LE(first_fill, wall_ms());
+  EXPECT_EQ(ex.label_unix_ms, ex.read_unix_ms);  // a file's label is known when read
+  std::this_thread::sleep_for(std::chrono::milliseconds(30));
+  const int64_t after_sleep = wall_ms();
+  int in_first = 1;
+  while (true) {
+    auto more = (*reader)->Next(&ex);
+    ASSERT_TRUE(more.ok() && *more) << "ended after " << in_first << " lines";
+    if (ex.read_unix_ms != first_fill) break;
+    ++in_first;
+  }
+  // Lines of the first fill kept its time although read after the sleep;
+  // the first line of the next fill was read after it.
+  EXPECT_GT(in_first, 1000);
+  EXPECT_LT(in_first, n);
+  EXPECT_GE(ex.read_unix_ms, after_sleep);
+  EXPECT_EQ(ex.label_unix_ms, ex.read_unix_ms);
 }
 
 // Every line is read by exactly one shard, for many shard counts, several

@@ -34,6 +34,10 @@ struct Event {
   // the reader; the label joiner keeps it with waiting entries so that a
   // checkpoint can hand them to the worker that reads that partition).
   int32_t partition = 0;
+  // Not part of the line either: the wall time (unix ms) the reader read it
+  // (SourceLine::read_unix_ms); 0 unknown. The label joiner stamps examples
+  // with it (Example::read_unix_ms / label_unix_ms).
+  int64_t read_unix_ms = 0;
 };
 
 // The first line of every file and socket connection, without the newline:

@@ -2,6 +2,8 @@
 
 #include <glog/logging.h>
 
+#include <algorithm>
+#include <chrono>
 #include <unordered_set>
 
 #include "worker/stream/join_state.h"
@@ -69,11 +71,12 @@ bool LabelJoiner::Live(const Due& d, bool waiting) const {
   return waiting == (e.state == kWaiting);
 }
 
-uint32_t LabelJoiner::AddWaiting(int64_t imp_ms, int32_t partition, float oracle,
-                                 std::string data, uint32_t key_len) {
+uint32_t LabelJoiner::AddWaiting(int64_t imp_ms, int64_t read_unix_ms, int32_t partition,
+                                 float oracle, std::string data, uint32_t key_len) {
   const uint32_t slot = NewSlot();
   Entry& e = slots_[slot];
   e.imp_ms = imp_ms;
+  e.read_unix_ms = read_unix_ms;
   e.partition = partition;
   e.oracle = oracle;
   e.key_len = key_len;
@@ -107,12 +110,21 @@ void LabelJoiner::Free(uint32_t slot) {
   free_.push_back(slot);
 }
 
-void LabelJoiner::Emit(Entry* e, float label, std::vector<Example>* out) {
+int64_t LabelJoiner::NowUnixMs() const {
+  if (options_.now_unix_ms) return options_.now_unix_ms();
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+void LabelJoiner::Emit(Entry* e, float label, int64_t label_unix_ms, std::vector<Example>* out) {
   out->emplace_back();
   Example& ex = out->back();
   ex.label = label;
   ex.time = e->imp_ms / 1000;
   ex.oracle = e->oracle;
+  ex.read_unix_ms = e->read_unix_ms;
+  ex.label_unix_ms = std::max(label_unix_ms, e->read_unix_ms);
   // data: "request\titem\tuser\tv_1\t...\tv_n"
   std::string_view rest(e->data);
   rest.remove_prefix(std::min(rest.size(), static_cast<size_t>(e->key_len) + 1));
@@ -139,6 +151,7 @@ void LabelJoiner::ToMarker(uint32_t slot, State state) {
 }
 
 void LabelJoiner::MakeRoom(std::vector<Example>* out) {
+  int64_t now = -1;  // read once, at the first eviction
   while (index_.size() >= options_.max_pending) {
     while (!marker_heap_.empty() && !Live(marker_heap_.top(), false)) marker_heap_.pop();
     if (!marker_heap_.empty()) {
@@ -151,7 +164,8 @@ void LabelJoiner::MakeRoom(std::vector<Example>* out) {
     CHECK(!waiting_heap_.empty()) << "join buffer full without entries";
     const uint32_t slot = waiting_heap_.top().slot;
     waiting_heap_.pop();
-    Emit(&slots_[slot], 0, out);
+    if (now < 0) now = NowUnixMs();
+    Emit(&slots_[slot], 0, now, out);
     ++counters_.evicted;
     Free(slot);
   }
@@ -195,10 +209,11 @@ void LabelJoiner::Add(const Event& ev, std::vector<Example>* out) {
       data += '\t';
       data += v;
     }
-    const uint32_t slot = AddWaiting(ev.ms, ev.partition, ev.oracle, std::move(data),
-                                     static_cast<uint32_t>(key_.size()));
+    const uint32_t slot = AddWaiting(ev.ms, ev.read_unix_ms, ev.partition, ev.oracle,
+                                     std::move(data), static_cast<uint32_t>(key_.size()));
     if (joins_early) {
-      Emit(&slots_[slot], 1, out);
+      // The label is known now that its impression came.
+      Emit(&slots_[slot], 1, ev.read_unix_ms, out);
       ++counters_.joined;
       ++counters_.early_joined;
       ToMarker(slot, kPositive);
@@ -246,7 +261,7 @@ void LabelJoiner::Add(const Event& ev, std::vector<Example>* out) {
       } else if (!in_window) {
         ++counters_.late;
       } else {
-        Emit(&e, 1, out);
+        Emit(&e, 1, ev.read_unix_ms, out);
         ++counters_.joined;
         ToMarker(it->second, kPositive);
       }
@@ -276,11 +291,13 @@ void LabelJoiner::ExpireEarly(bool all) {
 void LabelJoiner::AdvanceWatermark(int64_t watermark_ms, std::vector<Example>* out) {
   if (watermark_ms < watermark_) return;
   watermark_ = watermark_ms;
+  int64_t now = -1;  // read once, at the first window that closed
   while (!waiting_heap_.empty() && waiting_heap_.top().due < watermark_) {
     const Due d = waiting_heap_.top();
     waiting_heap_.pop();
     if (!Live(d, true)) continue;
-    Emit(&slots_[d.slot], 0, out);
+    if (now < 0) now = NowUnixMs();
+    Emit(&slots_[d.slot], 0, now, out);
     ++counters_.expired;
     ToMarker(d.slot, kNegative);
   }
@@ -293,11 +310,13 @@ void LabelJoiner::AdvanceWatermark(int64_t watermark_ms, std::vector<Example>* o
 }
 
 void LabelJoiner::Flush(std::vector<Example>* out) {
+  int64_t now = -1;
   while (!waiting_heap_.empty()) {
     const Due d = waiting_heap_.top();
     waiting_heap_.pop();
     if (!Live(d, true)) continue;
-    Emit(&slots_[d.slot], 0, out);
+    if (now < 0) now = NowUnixMs();
+    Emit(&slots_[d.slot], 0, now, out);
     ++counters_.expired;
     Free(d.slot);
   }
@@ -372,7 +391,8 @@ Status LabelJoiner::RestoreState(const JoinerState& state) {
         data += '\t';
         data += v;
       }
-      AddWaiting(e.imp_ms, e.partition, e.oracle, std::move(data),
+      // The impression's read time is not in the saved state: unknown.
+      AddWaiting(e.imp_ms, /*read_unix_ms=*/0, e.partition, e.oracle, std::move(data),
                  static_cast<uint32_t>(e.key.size()));
       continue;
     }

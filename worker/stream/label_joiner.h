@@ -30,12 +30,22 @@
 // (evicted). Early reactions are bounded by `max_early` the same way (the
 // oldest becomes an orphan).
 //
+// Freshness clocks (Example::read_unix_ms / label_unix_ms). An emitted
+// example's read time is its impression event's Event::read_unix_ms. Its
+// label time is: for a positive, the read time of the label event (or of
+// the impression, when the label event came first: the label is known once
+// both are); for a negative (expired, evicted or flushed), the wall time at
+// which it was emitted (JoinOptions::now_unix_ms, read once per call that
+// emits negatives). A label time is never below its read time.
+//
 // Checkpoints. SaveState() copies the whole state (waiting impressions with
 // their values, markers, early reactions, watermark, counters; each entry
 // with the stream partition its event came from, Event::partition) into a
 // JoinerState (worker/stream/join_state.h: the file format); RestoreState()
 // loads one into a new joiner. Joining the rest of a stream after a
 // restore gives the examples and counters the uninterrupted joiner gives.
+// The impressions' read times are not saved: examples of restored waiting
+// impressions have read_unix_ms 0 (unknown).
 //
 // Thread safety: one thread uses a LabelJoiner.
 #pragma once
@@ -64,6 +74,9 @@ struct JoinOptions {
   size_t max_pending = 1 << 20;  // entries (waiting impressions + markers)
   int64_t early_hold_ms = -1;   // < 0: window_ms
   size_t max_early = 1 << 16;   // reactions waiting for their impression
+  // Wall clock (unix ms) stamped as the label time of negatives; empty: the
+  // system clock. Tests inject one.
+  std::function<int64_t()> now_unix_ms;
 };
 
 struct JoinCounters {
@@ -131,6 +144,7 @@ class LabelJoiner {
   enum State : uint8_t { kFree, kWaiting, kPositive, kNegative };
   struct Entry {
     int64_t imp_ms = 0;
+    int64_t read_unix_ms = 0;  // of the impression (Event::read_unix_ms); 0 unknown
     int32_t partition = 0;  // of the impression (Event::partition)
     float oracle = -1;
     uint32_t gen = 0;
@@ -158,11 +172,14 @@ class LabelJoiner {
     return e.imp_ms + options_.window_ms + (e.state == kWaiting ? 0 : hold_ms_);
   }
   // Adds a waiting impression (state kWaiting, indexed, on the window heap).
-  uint32_t AddWaiting(int64_t imp_ms, int32_t partition, float oracle, std::string data,
-                      uint32_t key_len);
+  uint32_t AddWaiting(int64_t imp_ms, int64_t read_unix_ms, int32_t partition, float oracle,
+                      std::string data, uint32_t key_len);
   // Whether a heap item is current (a waiting-heap or marker-heap item).
   bool Live(const Due& d, bool waiting) const;
-  void Emit(Entry* e, float label, std::vector<Example>* out);
+  // Appends e's example with `label`, known at wall time label_unix_ms.
+  void Emit(Entry* e, float label, int64_t label_unix_ms, std::vector<Example>* out);
+  // The wall clock (options_.now_unix_ms or the system clock).
+  int64_t NowUnixMs() const;
   void ToMarker(uint32_t slot, State state);
   void Free(uint32_t slot);
   void MakeRoom(std::vector<Example>* out);

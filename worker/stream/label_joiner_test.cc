@@ -409,5 +409,83 @@ TEST(LabelJoinerTest, JoiningAfterARestoreGivesWhatAnUninterruptedJoinerGives) {
   EXPECT_GT(max_early, 0u);
 }
 
+// The freshness clocks (docs/METRICS.md "Freshness") with an injected wall
+// clock: an example's read time is when its impression was read; its label
+// time is when its label event was read (positive), when the impression
+// came after its label event (early join), or when the window closed or
+// the buffer evicted it (negatives: the clock at emission).
+TEST(LabelJoinerTest, StampsReadAndLabelTimes) {
+  int64_t wall = 0;
+  JoinOptions o;
+  o.window_ms = 1000;
+  o.max_pending = 8;
+  o.now_unix_ms = [&wall] { return wall; };
+  auto j = std::move(LabelJoiner::Create(o)).value();
+  auto read_at = [](Event e, int64_t read_ms) {
+    e.read_unix_ms = read_ms;
+    return e;
+  };
+  std::vector<Example> out;
+  wall = 100;
+  j->Add(read_at(Imp(10000, "r1", "a"), 100), &out);
+  j->Add(read_at(Imp(10000, "r1", "b"), 110), &out);
+  j->Add(read_at(Click(10200, "r1", "c"), 115), &out);  // before its impression
+  j->Add(read_at(Imp(10100, "r1", "c"), 120), &out);
+  ASSERT_EQ(Labels(out), (std::vector<std::string>{"c:1"}));
+  EXPECT_EQ(out[0].read_unix_ms, 120);
+  EXPECT_EQ(out[0].label_unix_ms, 120);  // known once both were read
+  wall = 300;
+  j->Add(read_at(Click(10500, "r1", "a"), 300), &out);
+  ASSERT_EQ(Labels(out), (std::vector<std::string>{"c:1", "a:1"}));
+  EXPECT_EQ(out[1].read_unix_ms, 100);
+  EXPECT_EQ(out[1].label_unix_ms, 300);
+  // b's window (ends at 11000) closes when the watermark passes it, 5 s of
+  // wall time after b was read.
+  wall = 5110;
+  j->AdvanceWatermark(11001, &out);
+  ASSERT_EQ(Labels(out), (std::vector<std::string>{"c:1", "a:1", "b:0"}));
+  EXPECT_EQ(out[2].read_unix_ms, 110);
+  EXPECT_EQ(out[2].label_unix_ms, 5110);
+  EXPECT_GE(out[2].label_unix_ms - out[2].read_unix_ms, 5000);
+  // Eviction: a full buffer emits the earliest window early, at the clock.
+  out.clear();
+  auto small = [&] {
+    JoinOptions s = o;
+    s.max_pending = 1;
+    return std::move(LabelJoiner::Create(s)).value();
+  }();
+  small->Add(read_at(Imp(20000, "r2", "x"), 6000), &out);
+  wall = 6050;
+  small->Add(read_at(Imp(20001, "r2", "y"), 6040), &out);
+  ASSERT_EQ(Labels(out), (std::vector<std::string>{"x:0"}));
+  EXPECT_EQ(out[0].read_unix_ms, 6000);
+  EXPECT_EQ(out[0].label_unix_ms, 6050);
+  // Flush at the end of the stream: the clock at the flush.
+  wall = 7000;
+  small->Flush(&out);
+  ASSERT_EQ(Labels(out), (std::vector<std::string>{"x:0", "y:0"}));
+  EXPECT_EQ(out[1].read_unix_ms, 6040);
+  EXPECT_EQ(out[1].label_unix_ms, 7000);
+  // A label time is never below the read time, even if the clock was set
+  // back (e.g. an NTP step) between the two.
+  out.clear();
+  wall = 1;
+  j->Add(read_at(Imp(30000, "r3", "z"), 9000), &out);
+  j->AdvanceWatermark(40000, &out);
+  ASSERT_EQ(Labels(out), (std::vector<std::string>{"z:0"}));
+  EXPECT_EQ(out[0].label_unix_ms, 9000);
+  // Restored waiting impressions have no read time (the state does not
+  // keep it): 0, unknown; the label time is still stamped.
+  auto fresh = std::move(LabelJoiner::Create(o)).value();
+  fresh->Add(read_at(Imp(50000, "r4", "w"), 9500), &out);
+  auto restored = std::move(LabelJoiner::Create(o)).value();
+  ASSERT_TRUE(restored->RestoreState(fresh->SaveState()).ok());
+  out.clear();
+  restored->Add(read_at(Click(50100, "r4", "w"), 9900), &out);
+  ASSERT_EQ(Labels(out), (std::vector<std::string>{"w:1"}));
+  EXPECT_EQ(out[0].read_unix_ms, 0);
+  EXPECT_EQ(out[0].label_unix_ms, 9900);
+}
+
 }  // namespace
 }  // namespace freshet

@@ -18,6 +18,13 @@ namespace freshet {
 
 using SteadyTime = std::chrono::steady_clock::time_point;
 
+// The wall clock in unix milliseconds (what SourceLine::read_unix_ms holds).
+inline int64_t WallUnixMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
 // One line; the views and pointers stay valid until the next Next() call.
 struct SourceLine {
   std::string_view text;               // without the '\n'
@@ -25,6 +32,11 @@ struct SourceLine {
   const std::string* origin = nullptr;  // file path or connection name, for messages
   int64_t line_no = 0;                 // 1-based in its file or connection (header: 1)
   int partition = 0;                   // file partition or connection id
+  // Wall time (unix ms) of the read (file pread / socket read) that brought
+  // the end of this line in: when the worker read it, the start of its
+  // freshness clock (docs/METRICS.md "Freshness"). One clock read per read
+  // call, not per line. 0: unknown.
+  int64_t read_unix_ms = 0;
 };
 
 enum class LineResult {

@@ -27,6 +27,7 @@ struct SocketSource::Conn {
   bool eof = false;
   int64_t lines = 0;
   SteadyTime data{}, empty{};  // last read with bytes / without
+  int64_t read_unix_ms = 0;    // wall time of the last read with bytes
   ~Conn() {
     if (fd >= 0) close(fd);
   }
@@ -115,6 +116,7 @@ Status SocketSource::ReadConn(Conn* c) {
     c->buf.resize(old + std::max<ssize_t>(n, 0));
     if (n > 0) {
       c->data = std::chrono::steady_clock::now();
+      c->read_unix_ms = WallUnixMs();
       if (static_cast<size_t>(n) < options_.read_chunk) break;
       continue;
     }
@@ -180,6 +182,7 @@ bool SocketSource::TakeLine(Conn* c, SourceLine* out) {
     out->origin = &c->origin;
     out->line_no = c->lines;
     out->partition = c->id;
+    out->read_unix_ms = c->read_unix_ms;  // connections are read only when no line is buffered
     return true;
   }
   return false;

@@ -78,6 +78,7 @@ Status StreamExampleSource::HandleLine(const SourceLine& line) {
   p.newest = std::max(p.newest, event_.ms);
   newest_ = std::max(newest_, event_.ms);
   event_.partition = line.partition;
+  event_.read_unix_ms = line.read_unix_ms;
   joiner_->Add(event_, &ready_);
   if (++since_watermark_ >= 64) UpdateWatermark();
   return Status::OK();

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <thread>
 
 #include <gtest/gtest.h>
 
@@ -113,6 +114,62 @@ TEST(StreamExampleSourceTest, MissingColumnAndTooManyBadLinesStopLoudly) {
   EXPECT_NE(got.status().message().find("part-0.events:5: an imp event has 6 fields"),
             std::string::npos)
       << got.status();
+}
+
+// The freshness clocks end to end through a tailed file: an example's read
+// time is when its impression's line was read; a positive's label time is
+// when its click's line was read; a negative's label time is when its
+// window closed, which here is after the line that moved the watermark was
+// written, at least kGapMs after the impression was read.
+TEST(StreamExampleSourceTest, StampsReadAndLabelTimesFromTheLines) {
+  constexpr int64_t kGapMs = 60;
+  const std::string dir = TempDir("clocks");
+  const std::string path = dir + "/part-0.events";
+  std::ofstream(path) << "#freshet-events v1\titem\tuser\n"
+                      << "imp\t1000\tr1\tu1\ti1\t\ti1\tu1\n"
+                      << "imp\t1000\tr1\tu1\ti2\t\ti2\tu1\n";
+  auto s = Open(dir);
+  const int64_t before_read = WallUnixMs();
+  Example ex;
+  auto r = s->Poll(&ex, Clock::now() + std::chrono::milliseconds(20));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(*r, ExampleSource::Outcome::kNotNow);  // both wait for a label
+  const int64_t after_read = WallUnixMs();
+  std::this_thread::sleep_for(std::chrono::milliseconds(kGapMs));
+  const int64_t before_append = WallUnixMs();
+  // i2's click, then an impression whose time moves the watermark past
+  // i1's window (1000 + 1000).
+  std::ofstream(path, std::ios::app) << "click\t1500\tr1\tu1\ti2\n"
+                                     << "imp\t5000\tr2\tu2\ti3\t\ti3\tu2\n";
+  std::ofstream(dir + "/_END");
+  auto got = Drain(s.get());
+  const int64_t after_end = WallUnixMs();
+  ASSERT_TRUE(got.ok()) << got.status();
+  ASSERT_EQ(got->size(), 3u);
+  const Example& i2 = (*got)[0];
+  const Example& i1 = (*got)[1];
+  const Example& i3 = (*got)[2];
+  ASSERT_EQ(i2.values[0], "i2");
+  ASSERT_EQ(i1.values[0], "i1");
+  ASSERT_EQ(i3.values[0], "i3");
+  EXPECT_EQ(i2.label, 1);
+  EXPECT_EQ(i1.label, 0);
+  // The impressions of i1 and i2 were read by the first Poll.
+  for (const Example* e : {&i1, &i2}) {
+    EXPECT_GE(e->read_unix_ms, before_read);
+    EXPECT_LE(e->read_unix_ms, after_read);
+  }
+  // The click and i3 were read after they were appended.
+  EXPECT_GE(i2.label_unix_ms, before_append);
+  EXPECT_LE(i2.label_unix_ms, after_end);
+  EXPECT_GE(i3.read_unix_ms, before_append);
+  // i1's window closed after i3's line was read: its label waited.
+  EXPECT_GE(i1.label_unix_ms, before_append);
+  EXPECT_GE(i1.label_unix_ms - i1.read_unix_ms, kGapMs);
+  for (const Example& e : *got) {
+    EXPECT_LE(e.read_unix_ms, e.label_unix_ms) << e.values[0];
+    EXPECT_LE(e.label_unix_ms, after_end) << e.values[0];
+  }
 }
 
 }  // namespace

@@ -69,6 +69,7 @@ struct TailSource::File {
   bool present = true;  // in the directory (see Scan)
   int absent_scans = 0;  // consecutive listings without it
   uint64_t read_off = 0;   // file offset of buf's end
+  int64_t read_unix_ms = 0;  // wall time of the last read that got bytes
   std::string buf;         // bytes read, not yet delivered: buf[pos..]
   size_t pos = 0;
   uint64_t delivered = 0;  // offset after the delivered lines
@@ -304,6 +305,7 @@ StatusOr<bool> TailSource::Fill(std::deque<std::unique_ptr<File>>* q) {
     }
     if (n > 0) {
       f->read_off += n;
+      f->read_unix_ms = WallUnixMs();
       activity_[f->partition].data = Clock::now();
       if (!f->has_header) {
         const void* nl = std::memchr(f->buf.data(), '\n', f->buf.size());
@@ -362,6 +364,9 @@ bool TailSource::TakeLine(File* f, SourceLine* out) {
   out->header = &f->header;
   out->origin = &f->path;
   out->partition = f->partition;
+  // Lines are taken only once no complete line is buffered before a read,
+  // so this line's end came with the latest read.
+  out->read_unix_ms = f->read_unix_ms;
   f->pos += len + 1;
   f->delivered += len + 1;
   if (f->artificial_newline && f->pos == f->buf.size()) {

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <sstream>
 #include <utility>
@@ -145,6 +146,9 @@ Status LineSource::Fill() {
   if (n == 0) eof_ = true;
   tail_ += n;
   read_off_ += n;
+  fill_unix_ms_ = std::chrono::duration_cast<std::chrono::milliseconds>(
+                      std::chrono::system_clock::now().time_since_epoch())
+                      .count();
   return Status::OK();
 }
 

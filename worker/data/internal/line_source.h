@@ -76,6 +76,11 @@ class LineSource {
   uint64_t line_begin() const { return last_begin_; }
   uint64_t line_end() const { return last_end_; }
   int file_index() const { return next_range_ == 0 ? -1 : ranges_[next_range_ - 1].file_index; }
+  // Wall time (unix ms) of the read that completed the line last returned
+  // by Next(): one clock read per buffer fill, not per line (a line is
+  // returned only once the fill that brought its end is done, and lines
+  // already buffered are returned before the next fill). 0 before any read.
+  int64_t read_unix_ms() const { return fill_unix_ms_; }
 
   // Totals over all ranges, and per distinct file in order of appearance.
   const ReadStats& stats() const { return stats_; }
@@ -118,6 +123,7 @@ class LineSource {
 
   bool can_mark_ = false;  // a line was returned and not yet marked bad
   uint64_t last_begin_ = 0, last_end_ = 0;  // extent of the line last returned
+  int64_t fill_unix_ms_ = 0;                // wall time of the last Fill()
 
   ReadStats stats_;
   std::vector<FileReadStats> file_stats_;
