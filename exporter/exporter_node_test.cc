@@ -15,7 +15,8 @@
 
 #include "common/config.h"
 #include "common/transport.h"
-#include "exporter/snapshot.h"
+#include "exporter/export_dir.h"
+#include "exporter/model_loader.h"
 #include "server/parameter_shard.h"
 #include "server/server_node.h"
 
