@@ -37,8 +37,8 @@ constexpr ErrnoEntry kErrnoNames[] = {
 
 std::atomic<int64_t> g_files_written{0}, g_retries{0}, g_failures{0}, g_bytes_written{0};
 
-std::mutex g_policy_mu;
-FileWriteRetryPolicy g_policy;  // GUARDED_BY(g_policy_mu)
+Mutex g_policy_mu;
+FileWriteRetryPolicy g_policy GUARDED_BY(g_policy_mu);
 
 std::string DirOf(const std::string& path) {
   const size_t slash = path.rfind('/');
@@ -74,7 +74,7 @@ FileFaultInjector& FileFaultInjector::Global() {
 }
 
 void FileFaultInjector::Set(std::string path_substring, int err, int count, FileOp op) {
-  std::lock_guard<std::mutex> l(mu_);
+  MutexLock l(&mu_);
   substring_ = std::move(path_substring);
   err_ = err;
   remaining_ = count;
@@ -122,13 +122,13 @@ Status FileFaultInjector::SetFromSpec(const std::string& spec) {
 }
 
 void FileFaultInjector::Clear() {
-  std::lock_guard<std::mutex> l(mu_);
+  MutexLock l(&mu_);
   substring_.clear();
   remaining_ = 0;
 }
 
 int FileFaultInjector::Check(const std::string& path, FileOp op, bool* short_write) {
-  std::lock_guard<std::mutex> l(mu_);
+  MutexLock l(&mu_);
   if (substring_.empty() || remaining_ == 0) return 0;
   const bool match_op = op_ == op || (op == FileOp::kWrite && op_ == FileOp::kShortWrite);
   if (!match_op || path.find(substring_) == std::string::npos) return 0;
@@ -142,7 +142,7 @@ int FileFaultInjector::Check(const std::string& path, FileOp op, bool* short_wri
 }
 
 int64_t FileFaultInjector::injected() const {
-  std::lock_guard<std::mutex> l(mu_);
+  MutexLock l(&mu_);
   return injected_;
 }
 
@@ -163,13 +163,13 @@ std::string ErrnoName(int err) {
 // ---- policy and counters -----------------------------------------------------
 
 FileWriteRetryPolicy GetFileWriteRetryPolicy() {
-  std::lock_guard<std::mutex> l(g_policy_mu);
+  MutexLock l(&g_policy_mu);
   return g_policy;
 }
 
 void SetFileWriteRetryPolicy(const FileWriteRetryPolicy& policy) {
   CHECK_GE(policy.attempts, 1) << "FileWriteRetryPolicy::attempts";
-  std::lock_guard<std::mutex> l(g_policy_mu);
+  MutexLock l(&g_policy_mu);
   g_policy = policy;
 }
 

@@ -42,11 +42,11 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "common/mutex.h"
 #include "common/status.h"
 
 namespace freshet {
@@ -68,27 +68,27 @@ class FileFaultInjector {
   // Fails the next `count` calls of `op` on paths containing
   // `path_substring` with `err` (count -1: every call). Replaces any fault
   // set before.
-  void Set(std::string path_substring, int err, int count, FileOp op);
+  void Set(std::string path_substring, int err, int count, FileOp op) EXCLUDES(mu_);
   // Parses "<path-substring>:<errno-name>:<count>[:<op>]" and Set()s it.
   // InvalidArgument naming the field on a malformed spec.
-  Status SetFromSpec(const std::string& spec);
-  void Clear();
+  Status SetFromSpec(const std::string& spec) EXCLUDES(mu_);
+  void Clear() EXCLUDES(mu_);
 
   // Called by the writers before `op` on `path`: the errno to fail with, or
   // 0 to go ahead. kWrite calls also match a kShortWrite fault, for which
   // *short_write is set to true and 0 returned (the caller writes half).
-  int Check(const std::string& path, FileOp op, bool* short_write = nullptr);
+  int Check(const std::string& path, FileOp op, bool* short_write = nullptr) EXCLUDES(mu_);
   // Faults injected so far.
-  int64_t injected() const;
+  int64_t injected() const EXCLUDES(mu_);
 
  private:
   FileFaultInjector() = default;
-  mutable std::mutex mu_;
-  std::string substring_;  // GUARDED_BY(mu_); empty: no fault
-  int err_ = 0;            // GUARDED_BY(mu_)
-  int remaining_ = 0;      // GUARDED_BY(mu_); -1: forever
-  FileOp op_ = FileOp::kWrite;  // GUARDED_BY(mu_)
-  int64_t injected_ = 0;   // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  std::string substring_ GUARDED_BY(mu_);  // empty: no fault
+  int err_ GUARDED_BY(mu_) = 0;
+  int remaining_ GUARDED_BY(mu_) = 0;  // -1: forever
+  FileOp op_ GUARDED_BY(mu_) = FileOp::kWrite;
+  int64_t injected_ GUARDED_BY(mu_) = 0;
 };
 
 // errno <-> "ENOSPC". ErrnoFromName: 0 for an unknown name.

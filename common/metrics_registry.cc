@@ -126,7 +126,7 @@ MetricsRegistry::MetricsRegistry(std::vector<std::pair<std::string, std::string>
 MetricsRegistry::Entry* MetricsRegistry::AddEntry(const std::string& name,
                                                   const std::string& help, Kind kind) {
   CHECK(ValidName(name)) << "metric name '" << name << "' must match [a-z_][a-z0-9_]*";
-  std::lock_guard<std::mutex> l(mu_);
+  MutexLock l(&mu_);
   for (const auto& e : entries_) CHECK(e->name != name) << "metric '" << name << "' registered twice";
   auto e = std::make_unique<Entry>();
   e->name = name;
@@ -179,7 +179,7 @@ std::string MetricsRegistry::LabelText(const std::string& extra) const {
 std::string MetricsRegistry::RenderPrometheus() const {
   std::ostringstream o;
   const std::string labels = LabelText("");
-  std::lock_guard<std::mutex> l(mu_);
+  MutexLock l(&mu_);
   for (const auto& e : entries_) {
     const std::string base = "freshet_" + e->name;
     const std::string help = Escape(e->help, false);
@@ -230,7 +230,7 @@ std::string MetricsRegistry::RenderPrometheus() const {
 }
 
 std::string MetricsRegistry::JsonLine(const std::string& extra) {
-  std::lock_guard<std::mutex> jl(json_mu_);
+  MutexLock jl(&json_mu_);
   const auto now = std::chrono::steady_clock::now();
   const double interval = std::max(1e-9, Seconds(now - last_json_));
   last_json_ = now;
@@ -243,7 +243,7 @@ std::string MetricsRegistry::JsonLine(const std::string& extra) {
   auto field = [&s](const std::string& k, double v) {
     s += ",\"" + k + "\":" + MetricNumber(v);
   };
-  std::lock_guard<std::mutex> l(mu_);
+  MutexLock l(&mu_);
   for (const auto& e : entries_) {
     switch (e->kind) {
       case Kind::kCounter:

@@ -25,9 +25,10 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
+
+#include "common/mutex.h"
 
 namespace freshet {
 
@@ -116,14 +117,14 @@ class MetricsRegistry {
                    std::function<double()> fn);
 
   // Every metric in Prometheus text exposition format 0.0.4.
-  std::string RenderPrometheus() const;
+  std::string RenderPrometheus() const EXCLUDES(mu_);
 
   // One flat JSON object (no newline): {"unix_ms":..,"uptime_s":..,
   // <extra fields>, <every metric>}. Rates and interval quantiles are over
   // the time since the previous JsonLine() call (the first call: since
   // construction). `extra` is inserted verbatim after uptime_s, e.g.
   // "\"rank\":0,\"role\":\"server\"" (no leading or trailing comma).
-  std::string JsonLine(const std::string& extra);
+  std::string JsonLine(const std::string& extra) EXCLUDES(json_mu_, mu_);
 
  private:
   enum class Kind { kCounter, kGauge, kHistogram, kCallbackCounter, kCallbackGauge };
@@ -138,15 +139,17 @@ class MetricsRegistry {
     double last_value = 0;
     LatencyHistogram::Snapshot last_snapshot;
   };
-  Entry* AddEntry(const std::string& name, const std::string& help, Kind kind);
+  Entry* AddEntry(const std::string& name, const std::string& help, Kind kind) EXCLUDES(mu_);
   std::string LabelText(const std::string& extra) const;  // {rank="0",...}
 
   const std::vector<std::pair<std::string, std::string>> labels_;
   const std::chrono::steady_clock::time_point start_;
-  mutable std::mutex mu_;  // guards entries_ (the vector, not the metrics)
-  std::vector<std::unique_ptr<Entry>> entries_;  // GUARDED_BY(mu_), in registration order
-  std::mutex json_mu_;  // serializes JsonLine(); guards last_* and last_json_
-  std::chrono::steady_clock::time_point last_json_;  // GUARDED_BY(json_mu_)
+  mutable Mutex mu_;  // guards entries_ (the vector, not the metrics)
+  std::vector<std::unique_ptr<Entry>> entries_ GUARDED_BY(mu_);  // in registration order
+  // Serializes JsonLine(); guards last_json_ and every Entry's last_* (those
+  // are not annotated: a nested struct's field cannot name json_mu_).
+  Mutex json_mu_ ACQUIRED_BEFORE(mu_);
+  std::chrono::steady_clock::time_point last_json_ GUARDED_BY(json_mu_);
 };
 
 // Formats v for JSON and Prometheus: integral values (below 2^53) exactly

@@ -82,24 +82,28 @@ void MetricsService::WriteLine() {
 }
 
 void MetricsService::LogLoop() {
-  std::unique_lock<std::mutex> l(mu_);
+  MutexLock l(&mu_);
   auto next = std::chrono::steady_clock::now() + options_.interval;
   while (!stop_) {
-    if (cv_.wait_until(l, next, [this] { return stop_; })) break;
+    // Sleep until `next` or Stop().
+    while (!stop_) {
+      if (cv_.WaitWithDeadline(&mu_, next)) break;  // deadline passed
+    }
+    if (stop_) break;
     next += options_.interval;
-    l.unlock();
+    l.Unlock();
     WriteLine();
-    l.lock();
+    l.Lock();
   }
 }
 
 void MetricsService::Stop() {
   {
-    std::lock_guard<std::mutex> l(mu_);
+    MutexLock l(&mu_);
     if (stop_) return;
     stop_ = true;
   }
-  cv_.notify_all();
+  cv_.SignalAll();
   if (log_thread_.joinable()) log_thread_.join();
   if (log_ != nullptr) {
     WriteLine();  // the final state

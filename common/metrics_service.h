@@ -17,14 +17,13 @@
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
 #include <cstdio>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 
 #include "common/metrics_registry.h"
+#include "common/mutex.h"
 #include "common/status.h"
 
 namespace freshet {
@@ -56,13 +55,13 @@ class MetricsService {
   int port() const { return port_; }
   // Writes the last log line, stops the endpoint and the log thread.
   // Idempotent.
-  void Stop();
+  void Stop() EXCLUDES(mu_);
 
  private:
   struct Http;  // the httplib server, kept out of this header
   MetricsService(const MetricsServiceOptions& options, MetricsRegistry* registry);
-  void LogLoop();
-  void WriteLine();
+  void LogLoop() EXCLUDES(mu_);
+  void WriteLine() EXCLUDES(mu_);
 
   const MetricsServiceOptions options_;
   MetricsRegistry* const registry_;
@@ -70,9 +69,9 @@ class MetricsService {
   int port_ = 0;
   std::FILE* log_ = nullptr;  // only the log thread writes (and Stop() after joining it)
   std::thread log_thread_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stop_ = false;  // GUARDED_BY(mu_)
+  Mutex mu_;
+  CondVar cv_;
+  bool stop_ GUARDED_BY(mu_) = false;
 };
 
 }  // namespace freshet

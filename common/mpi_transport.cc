@@ -36,7 +36,7 @@ Status MpiTransport::SendFrame(int dest, std::vector<char> frame) {
     return InvalidArgument("message of " + std::to_string(frame.size()) +
                            " bytes exceeds the 2 GiB MPI message limit");
   }
-  std::lock_guard<std::mutex> l(send_mu_);
+  MutexLock l(&send_mu_);
   if (!error_.ok()) return error_;
   MPI_Request req;
   FRESHET_MPI_RETURN(MPI_Isend(frame.data(), static_cast<int>(frame.size()), MPI_BYTE, dest, kTag,
@@ -111,7 +111,7 @@ void MpiTransport::ProgressLoop() {
     }
     bool sending = false;
     {
-      std::lock_guard<std::mutex> l(send_mu_);
+      MutexLock l(&send_mu_);
       if (CompleteSendsLocked() > 0) did = true;
       sending = !send_reqs_.empty();
     }
@@ -141,7 +141,7 @@ Status MpiTransport::Flush(Millis timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   while (true) {
     {
-      std::lock_guard<std::mutex> l(send_mu_);
+      MutexLock l(&send_mu_);
       if (stop_.load()) CompleteSendsLocked();  // no progress thread to do it
       if (send_reqs_.empty()) return Status::OK();
       if (std::chrono::steady_clock::now() >= deadline) {
@@ -164,7 +164,7 @@ void MpiTransport::Shutdown() {
   stop_.store(true, std::memory_order_release);
   if (progress_.joinable()) progress_.join();
   inbox_.Close();
-  std::lock_guard<std::mutex> l(send_mu_);
+  MutexLock l(&send_mu_);
   if (!send_reqs_.empty()) {
     // Abandon: MPI may still read these buffers, so never free them.
     for (auto& b : send_bufs_) new std::vector<char>(std::move(b));

@@ -17,7 +17,6 @@
 #include <atomic>
 #include <chrono>
 #include <memory>
-#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -36,21 +35,21 @@ class MpiTransport : public Transport {
 
   // Waits up to `timeout` for every queued send to complete. On timeout,
   // DeadlineExceeded naming the ranks that have not taken their messages.
-  Status Flush(Millis timeout);
+  Status Flush(Millis timeout) EXCLUDES(send_mu_);
   // Stops the progress thread and closes Recv(). Sends still pending after
   // a short flush are abandoned (their buffers are leaked on purpose: MPI may
   // still read them). Idempotent.
-  void Shutdown() override;
+  void Shutdown() override EXCLUDES(send_mu_);
 
  protected:
-  Status SendFrame(int dest, std::vector<char> frame) override;
+  Status SendFrame(int dest, std::vector<char> frame) override EXCLUDES(send_mu_);
   StatusOr<Frame> RecvFrame(Millis timeout) override;
 
  private:
   MpiTransport(MPI_Comm comm, int rank, int size);
-  void ProgressLoop();
-  // Tests pending sends; returns how many completed. REQUIRES: send_mu_ held.
-  int CompleteSendsLocked();
+  void ProgressLoop() EXCLUDES(send_mu_);
+  // Tests pending sends; returns how many completed.
+  int CompleteSendsLocked() REQUIRES(send_mu_);
 
   static constexpr int kTag = 7;
   MPI_Comm comm_;
@@ -63,11 +62,11 @@ class MpiTransport : public Transport {
   std::chrono::steady_clock::time_point last_activity_;  // progress thread only
   std::atomic<int64_t> last_post_ns_{0};
 
-  std::mutex send_mu_;
-  std::vector<MPI_Request> send_reqs_;             // GUARDED_BY(send_mu_)
-  std::vector<std::vector<char>> send_bufs_;       // GUARDED_BY(send_mu_), parallel to send_reqs_
-  std::vector<int> send_dests_;                    // GUARDED_BY(send_mu_), parallel to send_reqs_
-  Status error_;                                   // GUARDED_BY(send_mu_); sticky
+  Mutex send_mu_;
+  std::vector<MPI_Request> send_reqs_ GUARDED_BY(send_mu_);
+  std::vector<std::vector<char>> send_bufs_ GUARDED_BY(send_mu_);  // parallel to send_reqs_
+  std::vector<int> send_dests_ GUARDED_BY(send_mu_);               // parallel to send_reqs_
+  Status error_ GUARDED_BY(send_mu_);                              // sticky
 };
 
 }  // namespace freshet

@@ -11,39 +11,39 @@ ThreadPool::ThreadPool(int num_threads) {
 
 ThreadPool::~ThreadPool() {
   {
-    std::lock_guard<std::mutex> l(mu_);
+    MutexLock l(&mu_);
     stop_ = true;
   }
-  cv_.notify_all();
+  cv_.SignalAll();
   for (auto& t : threads_) t.join();
 }
 
 void ThreadPool::Schedule(std::function<void()> task) {
   {
-    std::lock_guard<std::mutex> l(mu_);
+    MutexLock l(&mu_);
     tasks_.push_back(std::move(task));
   }
-  cv_.notify_one();
+  cv_.Signal();
 }
 
 void ThreadPool::WaitIdle() {
-  std::unique_lock<std::mutex> l(mu_);
-  idle_cv_.wait(l, [&] { return tasks_.empty() && running_ == 0; });
+  MutexLock l(&mu_);
+  while (!(tasks_.empty() && running_ == 0)) idle_cv_.Wait(&mu_);
 }
 
 void ThreadPool::Loop() {
-  std::unique_lock<std::mutex> l(mu_);
+  MutexLock l(&mu_);
   while (true) {
-    cv_.wait(l, [&] { return stop_ || !tasks_.empty(); });
+    while (!(stop_ || !tasks_.empty())) cv_.Wait(&mu_);
     if (tasks_.empty()) return;  // stop_ and drained
     std::function<void()> task = std::move(tasks_.front());
     tasks_.pop_front();
     ++running_;
-    l.unlock();
+    l.Unlock();
     task();
-    l.lock();
+    l.Lock();
     --running_;
-    if (tasks_.empty() && running_ == 0) idle_cv_.notify_all();
+    if (tasks_.empty() && running_ == 0) idle_cv_.SignalAll();
   }
 }
 

@@ -4,12 +4,12 @@
 // threads. The destructor runs every task already scheduled, then joins.
 #pragma once
 
-#include <condition_variable>
 #include <deque>
 #include <functional>
-#include <mutex>
 #include <thread>
 #include <vector>
+
+#include "common/mutex.h"
 
 namespace freshet {
 
@@ -21,18 +21,18 @@ class ThreadPool {
   ThreadPool(const ThreadPool&) = delete;
   ThreadPool& operator=(const ThreadPool&) = delete;
 
-  void Schedule(std::function<void()> task);
+  void Schedule(std::function<void()> task) EXCLUDES(mu_);
   // Blocks until the queue is empty and no task is running.
-  void WaitIdle();
+  void WaitIdle() EXCLUDES(mu_);
   int num_threads() const { return static_cast<int>(threads_.size()); }
 
  private:
-  void Loop();
-  std::mutex mu_;
-  std::condition_variable cv_, idle_cv_;
-  std::deque<std::function<void()>> tasks_;  // GUARDED_BY(mu_)
-  int running_ = 0;                          // GUARDED_BY(mu_)
-  bool stop_ = false;                        // GUARDED_BY(mu_)
+  void Loop() EXCLUDES(mu_);
+  Mutex mu_;
+  CondVar cv_, idle_cv_;
+  std::deque<std::function<void()>> tasks_ GUARDED_BY(mu_);
+  int running_ GUARDED_BY(mu_) = 0;
+  bool stop_ GUARDED_BY(mu_) = false;
   std::vector<std::thread> threads_;
 };
 

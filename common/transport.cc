@@ -133,16 +133,21 @@ TransportStats Transport::stats() const {
 
 void FrameQueue::Push(int peer, std::vector<char> bytes) {
   {
-    std::lock_guard<std::mutex> l(mu_);
+    MutexLock l(&mu_);
     if (closed_) return;
     items_.push_back(Item{peer, std::move(bytes)});
   }
-  cv_.notify_one();
+  cv_.Signal();
 }
 
 StatusOr<FrameQueue::Item> FrameQueue::Pop(Millis timeout) {
-  std::unique_lock<std::mutex> l(mu_);
-  if (!cv_.wait_for(l, timeout, [&] { return closed_ || !items_.empty(); })) {
+  MutexLock l(&mu_);
+  // cv.wait_for(l, timeout, pred), written as a loop for the analysis.
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!closed_ && items_.empty()) {
+    if (cv_.WaitWithDeadline(&mu_, deadline)) break;
+  }
+  if (!closed_ && items_.empty()) {
     return DeadlineExceeded("no message within " + std::to_string(timeout.count()) + " ms");
   }
   if (closed_) return Unavailable("transport is shut down");
@@ -153,11 +158,11 @@ StatusOr<FrameQueue::Item> FrameQueue::Pop(Millis timeout) {
 
 void FrameQueue::Close() {
   {
-    std::lock_guard<std::mutex> l(mu_);
+    MutexLock l(&mu_);
     closed_ = true;
     items_.clear();
   }
-  cv_.notify_all();
+  cv_.SignalAll();
 }
 
 // ---- InProcessHub -------------------------------------------------------------
@@ -216,17 +221,17 @@ FaultyTransport::FaultyTransport(Transport* base)
     : Transport(base->rank(), base->size()), base_(base), cut_(base->size(), false) {}
 
 void FaultyTransport::CutOff(int peer) {
-  std::lock_guard<std::mutex> l(mu_);
+  MutexLock l(&mu_);
   cut_.at(peer) = true;
 }
 
 void FaultyTransport::Restore(int peer) {
-  std::lock_guard<std::mutex> l(mu_);
+  MutexLock l(&mu_);
   cut_.at(peer) = false;
 }
 
 bool FaultyTransport::IsCut(int peer) const {
-  std::lock_guard<std::mutex> l(mu_);
+  MutexLock l(&mu_);
   return cut_.at(peer);
 }
 

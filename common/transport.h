@@ -24,14 +24,13 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
+#include "common/mutex.h"
 #include "common/status.h"
 
 namespace freshet {
@@ -164,16 +163,16 @@ class FrameQueue {
     int peer;
     std::vector<char> bytes;
   };
-  void Push(int peer, std::vector<char> bytes);
+  void Push(int peer, std::vector<char> bytes) EXCLUDES(mu_);
   // DeadlineExceeded on timeout, Unavailable after Close().
-  StatusOr<Item> Pop(Millis timeout);
-  void Close();
+  StatusOr<Item> Pop(Millis timeout) EXCLUDES(mu_);
+  void Close() EXCLUDES(mu_);
 
  private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<Item> items_;  // GUARDED_BY(mu_)
-  bool closed_ = false;     // GUARDED_BY(mu_)
+  Mutex mu_;
+  CondVar cv_;
+  std::deque<Item> items_ GUARDED_BY(mu_);
+  bool closed_ GUARDED_BY(mu_) = false;
 };
 
 // N connected endpoints inside one process. Thread-safe. The hub must outlive
@@ -204,8 +203,8 @@ class FaultyTransport : public Transport {
   // Drop every n-th outgoing message (0: never).
   void set_drop_every(int n) { drop_every_ = n; }
   // Messages to and from `peer` vanish silently, as if it had died.
-  void CutOff(int peer);
-  void Restore(int peer);
+  void CutOff(int peer) EXCLUDES(mu_);
+  void Restore(int peer) EXCLUDES(mu_);
   int64_t dropped() const { return dropped_; }
   void Shutdown() override { base_->Shutdown(); }
 
@@ -214,13 +213,13 @@ class FaultyTransport : public Transport {
   StatusOr<Frame> RecvFrame(Millis timeout) override;
 
  private:
-  bool IsCut(int peer) const;
+  bool IsCut(int peer) const EXCLUDES(mu_);
   Transport* const base_;
   std::atomic<int64_t> send_delay_ms_{0};
   std::atomic<int> drop_every_{0};
   std::atomic<int64_t> sent_{0}, dropped_{0};
-  mutable std::mutex mu_;
-  std::vector<bool> cut_;  // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  std::vector<bool> cut_ GUARDED_BY(mu_);
 };
 
 }  // namespace freshet

@@ -86,13 +86,13 @@ ServerNode::ServerNode(Transport* transport, const ClusterLayout& layout, Parame
       "staleness_wait", "Time a pull waited for the staleness bound before it was applied.");
   metrics->AddCallback("staleness_waiting_pulls", "Pulls waiting for the staleness bound now.",
                        false, [this] {
-                         std::lock_guard<std::mutex> l(mu_);
+                         MutexLock l(&mu_);
                          return static_cast<double>(deferred_.size());
                        });
   metrics->AddCallback("worker_clock_spread",
                        "Steps between the fastest and the slowest active worker here.", false,
                        [this] {
-                         std::lock_guard<std::mutex> l(mu_);
+                         MutexLock l(&mu_);
                          int64_t lo = -1, hi = -1;
                          for (size_t w = 0; w < clock_.size(); ++w) {
                            if (finished_[w]) continue;
@@ -146,7 +146,7 @@ void ServerNode::HandlePush(Message msg) {
   Status st = shard_->PushFromBody(msg.meta, msg.body);
   const int w = msg.meta.worker;
   if (w >= 0 && w < layout_.num_workers()) {
-    std::lock_guard<std::mutex> l(mu_);
+    MutexLock l(&mu_);
     ++pushes_applied_[w];  // counted even if rejected: the worker sent it
     if (AdvanceClocksLocked()) ReleaseDeferredLocked(false);
   }
@@ -215,7 +215,7 @@ Status ServerNode::Run() {
     StatusOr<Message> r = transport_->Recv(Millis(50));
     if (!r.ok()) {
       if (r.status().code() == StatusCode::kDeadlineExceeded) {
-        std::lock_guard<std::mutex> l(mu_);
+        MutexLock l(&mu_);
         ReleaseDeferredLocked(true);
         continue;
       }
@@ -227,7 +227,7 @@ Status ServerNode::Run() {
         const int64_t staleness = msg.meta.count;
         if (staleness >= 0) {
           const int64_t required = msg.meta.clock - staleness;
-          std::lock_guard<std::mutex> l(mu_);
+          MutexLock l(&mu_);
           int slowest;
           if (MinClockLocked(&slowest) < required) {
             const auto now = std::chrono::steady_clock::now();
@@ -247,7 +247,7 @@ Status ServerNode::Run() {
           LOG(WARNING) << "CLOCK from " << layout_.Describe(msg.peer) << " with bad worker " << w;
           break;
         }
-        std::lock_guard<std::mutex> l(mu_);
+        MutexLock l(&mu_);
         pending_clock_[w].emplace_back(msg.meta.clock, msg.meta.count);
         if (AdvanceClocksLocked()) ReleaseDeferredLocked(false);
         break;
@@ -291,7 +291,7 @@ Status ServerNode::Run() {
       case MsgType::kShutdown: {
         const int w = msg.meta.worker;
         if (w >= 0 && w < workers) {
-          std::lock_guard<std::mutex> l(mu_);
+          MutexLock l(&mu_);
           if (!finished_[w]) {
             finished_[w] = true;
             ++finished;
@@ -336,7 +336,7 @@ void ServerNode::HandleSave(const Message& msg) {
   const uint32_t now = copy->version();
   uint32_t since = 0;
   {
-    std::lock_guard<std::mutex> l(save_mu_);
+    MutexLock l(&save_mu_);
     if (msg.meta.count == 1) since = saved_version_;
     save_ = SaveState();
     save_.dir = msg.meta.text;
@@ -357,7 +357,7 @@ void ServerNode::HandleSave(const Message& msg) {
     } else {
       LOG(ERROR) << who << " failed to write " << path << ": " << st;
     }
-    std::lock_guard<std::mutex> l(save_mu_);
+    MutexLock l(&save_mu_);
     if (st.ok()) saved_version_ = now;
     save_.done = true;
     save_.status = std::move(st);
@@ -378,7 +378,7 @@ void ServerNode::HandleSaveStatus(const Message& msg) {
   resp.meta.request_id = msg.meta.request_id;
   Status st;
   {
-    std::lock_guard<std::mutex> l(save_mu_);
+    MutexLock l(&save_mu_);
     if (save_.dir.empty() || save_.dir != msg.meta.text) {
       st = FailedPrecondition("no SAVE to '" + msg.meta.text + "' was started here (last: '" +
                               save_.dir + "')");

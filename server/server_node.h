@@ -39,13 +39,13 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "common/config.h"
 #include "common/metrics_registry.h"
+#include "common/mutex.h"
 #include "common/thread_pool.h"
 #include "common/transport.h"
 #include "server/parameter_shard.h"
@@ -88,40 +88,40 @@ class ServerNode {
     Status status;         // the write's result once done
     int64_t write_us = 0;  // how long the write took
   };
-  void HandleSave(const Message& msg);        // receive thread
-  void HandleSaveStatus(const Message& msg);  // receive thread
+  void HandleSave(const Message& msg) EXCLUDES(save_mu_);        // receive thread
+  void HandleSaveStatus(const Message& msg) EXCLUDES(save_mu_);  // receive thread
   // Joins the background writer, if any (receive thread or destructor).
   void JoinWriter();
   void HandlePull(Message msg);
-  void HandlePush(Message msg);
+  void HandlePush(Message msg) EXCLUDES(mu_);
   void Reply(const Message& req, MsgType type, std::vector<char> body, const Status& st);
   // Recomputes finished steps; returns true if the minimum advanced.
-  bool AdvanceClocksLocked();                     // REQUIRES: mu_
-  int64_t MinClockLocked(int* slowest) const;     // REQUIRES: mu_
-  void ReleaseDeferredLocked(bool check_deadlines);  // REQUIRES: mu_
+  bool AdvanceClocksLocked() REQUIRES(mu_);
+  int64_t MinClockLocked(int* slowest) const REQUIRES(mu_);
+  void ReleaseDeferredLocked(bool check_deadlines) REQUIRES(mu_);
 
   Transport* const transport_;
   const ClusterLayout& layout_;
   ParameterShard* const shard_;
   const Millis request_timeout_;
-  std::mutex save_mu_;
+  Mutex save_mu_;
   // The shard version at the last successful SAVE (set by the writer once
   // the file is written); 0 before any: an incremental SAVE then writes
   // every row.
-  uint32_t saved_version_ = 0;  // GUARDED_BY(save_mu_)
-  SaveState save_;              // GUARDED_BY(save_mu_)
+  uint32_t saved_version_ GUARDED_BY(save_mu_) = 0;
+  SaveState save_ GUARDED_BY(save_mu_);
   std::thread writer_;          // receive thread (and destructor) only
   ThreadPool pool_;
   std::atomic<bool> stop_{false};
   Metrics metrics_;  // all null without a registry
 
-  std::mutex mu_;
+  Mutex mu_;
   // Per worker index:
-  std::vector<int64_t> clock_;                                   // GUARDED_BY(mu_)
-  std::vector<int64_t> pushes_applied_;                          // GUARDED_BY(mu_)
-  std::vector<std::deque<std::pair<int64_t, int64_t>>> pending_clock_;  // GUARDED_BY(mu_)
-  std::vector<bool> finished_;                                   // GUARDED_BY(mu_)
-  std::vector<Deferred> deferred_;                               // GUARDED_BY(mu_)
+  std::vector<int64_t> clock_ GUARDED_BY(mu_);
+  std::vector<int64_t> pushes_applied_ GUARDED_BY(mu_);
+  std::vector<std::deque<std::pair<int64_t, int64_t>>> pending_clock_ GUARDED_BY(mu_);
+  std::vector<bool> finished_ GUARDED_BY(mu_);
+  std::vector<Deferred> deferred_ GUARDED_BY(mu_);
 };
 
 }  // namespace freshet

@@ -3,6 +3,7 @@
 #include "serving/internal/requests.h"
 
 #include "common/metrics_registry.h"
+#include "common/mutex.h"
 #include "common/time_util.h"
 
 #include <algorithm>
@@ -112,7 +113,7 @@ class Metrics {
       0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5};
 
   void Observe(Endpoint e, int code, double seconds, bool timed) {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     ++requests_[{e, code}];
     if (!timed) return;
     Histogram& h = hist_[e];
@@ -126,7 +127,7 @@ class Metrics {
     std::ostringstream o;
     o.precision(9);
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       o << "# HELP freshet_serve_requests_total HTTP requests answered, by endpoint and status "
            "code.\n# TYPE freshet_serve_requests_total counter\n";
       for (const auto& [key, n] : requests_) {
@@ -176,9 +177,9 @@ class Metrics {
     double sum = 0;
     int64_t count = 0;
   };
-  mutable std::mutex mu_;
-  std::map<std::pair<int, int>, int64_t> requests_;  // GUARDED_BY(mu_)
-  Histogram hist_[kNumEndpoints];                    // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  std::map<std::pair<int, int>, int64_t> requests_ GUARDED_BY(mu_);
+  Histogram hist_[kNumEndpoints] GUARDED_BY(mu_);
 };
 
 // When the request being handled on this thread was routed (httplib handles

@@ -73,10 +73,10 @@ StatusOr<std::unique_ptr<ModelWatcher>> ModelWatcher::Start(Options options) {
 
 ModelWatcher::~ModelWatcher() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     stop_ = true;
   }
-  cv_.notify_all();
+  cv_.SignalAll();
   if (wake_fd_ >= 0) {
     const uint64_t one = 1;
     (void)!::write(wake_fd_, &one, sizeof(one));
@@ -120,7 +120,7 @@ bool ModelWatcher::WaitForChange(std::chrono::steady_clock::time_point until) {
       }
     }
     if (latest) {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       ++stats_.notified_polls;
       return true;
     }
@@ -128,45 +128,58 @@ bool ModelWatcher::WaitForChange(std::chrono::steady_clock::time_point until) {
 }
 
 std::shared_ptr<const ServingModel> ModelWatcher::Current() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return current_;
 }
 
 ModelWatcher::Stats ModelWatcher::stats() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return stats_;
 }
 
 bool ModelWatcher::WaitForVersion(uint64_t version, std::chrono::milliseconds timeout) const {
-  std::unique_lock<std::mutex> lock(mu_);
-  return cv_.wait_for(lock, timeout,
-                      [&] { return current_ != nullptr && current_->version() >= version; });
+  MutexLock lock(&mu_);
+  auto ready = [&]() REQUIRES(mu_) {
+    return current_ != nullptr && current_->version() >= version;
+  };
+  const auto deadline = SteadyClock::now() + timeout;
+  while (!ready()) {
+    if (cv_.WaitWithDeadline(&mu_, deadline)) break;
+  }
+  return ready();
 }
 
 bool ModelWatcher::WaitForPolls(int64_t n, std::chrono::milliseconds timeout) const {
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   const int64_t target = stats_.polls + n;
-  return cv_.wait_for(lock, timeout, [&] { return stats_.polls >= target || stop_; }) &&
-         stats_.polls >= target;
+  const auto deadline = SteadyClock::now() + timeout;
+  while (!(stats_.polls >= target || stop_)) {
+    if (cv_.WaitWithDeadline(&mu_, deadline)) break;
+  }
+  return stats_.polls >= target;
 }
 
 void ModelWatcher::Loop() {
   const auto period = std::chrono::milliseconds(options_.poll_ms);
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   while (!stop_) {
-    lock.unlock();
+    lock.Unlock();
     const auto next = SteadyClock::now() + period;
     PollOnce();
-    lock.lock();
+    lock.Lock();
     ++stats_.polls;
-    cv_.notify_all();
+    cv_.SignalAll();
     if (stop_) break;
-    lock.unlock();
+    lock.Unlock();
     // Wake at once when LATEST is renamed into place (inotify), else at
     // the next poll.
     const bool waited = WaitForChange(next);
-    lock.lock();
-    if (!waited) cv_.wait_until(lock, next, [&] { return stop_; });
+    lock.Lock();
+    if (!waited) {
+      while (!stop_) {
+        if (cv_.WaitWithDeadline(&mu_, next)) break;  // the next poll is due
+      }
+    }
   }
 }
 
@@ -176,7 +189,7 @@ void ModelWatcher::Fail(const std::string& key, const Status& st) {
   LOG(WARNING) << "rejected export in " << options_.export_dir << " (still serving "
                << (current_key_.empty() ? std::string("no model") : "the previous model")
                << "): " << st;
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   ++stats_.load_failures;
   stats_.last_error = st.ToString();
 }
@@ -191,7 +204,7 @@ void ModelWatcher::PollOnce() {
     const bool spaced = since_first >= options_.reload_interval_after_s &&
                         since_last < options_.min_reload_interval_s;
     if (frozen || spaced) {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       ++stats_.skipped_by_policy;
       if (frozen && !stats_.frozen) {
         stats_.frozen = true;
@@ -272,11 +285,11 @@ void ModelWatcher::PollOnce() {
   loaded_once_ = true;
   const bool model_incremental = model->incremental;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     current_ = std::move(model);
     ++stats_.loads;
   }
-  cv_.notify_all();
+  cv_.SignalAll();
   // `previous` may be the last holder of the old model: it is freed here, on
   // the polling thread, unless a request still holds it. After a full load
   // (a new chain: the old model and the file buffers are gone), hand the

@@ -47,13 +47,12 @@
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 
+#include "common/mutex.h"
 #include "common/status.h"
 #include "serving/scorer.h"
 
@@ -107,34 +106,34 @@ class ModelWatcher {
   ModelWatcher& operator=(const ModelWatcher&) = delete;
 
   // The serving model, or nullptr before the first successful load.
-  std::shared_ptr<const ServingModel> Current() const;
-  Stats stats() const;
+  std::shared_ptr<const ServingModel> Current() const EXCLUDES(mu_);
+  Stats stats() const EXCLUDES(mu_);
   const std::string& export_dir() const { return options_.export_dir; }
 
   // Blocks until a model of version >= `version` is serving (true) or
   // `timeout` passes (false).
-  bool WaitForVersion(uint64_t version, std::chrono::milliseconds timeout) const;
+  bool WaitForVersion(uint64_t version, std::chrono::milliseconds timeout) const EXCLUDES(mu_);
   // Blocks until `n` more polls have completed after the call (true) or
   // `timeout` passes (false). For tests.
-  bool WaitForPolls(int64_t n, std::chrono::milliseconds timeout) const;
+  bool WaitForPolls(int64_t n, std::chrono::milliseconds timeout) const EXCLUDES(mu_);
 
  private:
   explicit ModelWatcher(Options options) : options_(std::move(options)) {}
-  void Loop();
-  void PollOnce();
-  void Fail(const std::string& key, const Status& st);
+  void Loop() EXCLUDES(mu_);
+  void PollOnce() EXCLUDES(mu_);
+  void Fail(const std::string& key, const Status& st) EXCLUDES(mu_);
   // Waits until `until` or an inotify event for LATEST (or stop). Returns
   // false without waiting if inotify is not available for the directory.
-  bool WaitForChange(std::chrono::steady_clock::time_point until);
+  bool WaitForChange(std::chrono::steady_clock::time_point until) EXCLUDES(mu_);
 
   const Options options_;
   std::thread thread_;
 
-  mutable std::mutex mu_;
-  mutable std::condition_variable cv_;           // signalled on swap, poll and stop
-  bool stop_ = false;                            // GUARDED_BY(mu_)
-  std::shared_ptr<const ServingModel> current_;  // GUARDED_BY(mu_)
-  Stats stats_;                                  // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  mutable CondVar cv_;  // signalled on swap, poll and stop
+  bool stop_ GUARDED_BY(mu_) = false;
+  std::shared_ptr<const ServingModel> current_ GUARDED_BY(mu_);
+  Stats stats_ GUARDED_BY(mu_);
 
   // Set in Start(); -1: none.
   int inotify_fd_ = -1;

@@ -122,7 +122,7 @@ int Scorer::ColumnIndex(const std::string& name) const {
 }
 
 int64_t Scorer::models_created() const {
-  std::lock_guard<std::mutex> lock(pool_mu_);
+  MutexLock lock(&pool_mu_);
   return models_created_;
 }
 
@@ -142,14 +142,14 @@ StatusOr<std::unique_ptr<Scorer::Worker>> Scorer::NewWorker() const {
                     " dense params, the job's model needs " + std::to_string(n));
   }
   if (n > 0) std::memcpy(w->model->dense_params(), model_->dense.data(), n * sizeof(float));
-  std::lock_guard<std::mutex> lock(pool_mu_);
+  MutexLock lock(&pool_mu_);
   ++models_created_;
   return w;
 }
 
 std::unique_ptr<Scorer::Worker> Scorer::Acquire(Status* st) const {
   {
-    std::lock_guard<std::mutex> lock(pool_mu_);
+    MutexLock lock(&pool_mu_);
     if (!idle_.empty()) {
       std::unique_ptr<Worker> w = std::move(idle_.back());
       idle_.pop_back();
@@ -165,7 +165,7 @@ std::unique_ptr<Scorer::Worker> Scorer::Acquire(Status* st) const {
 }
 
 void Scorer::Release(std::unique_ptr<Worker> w) const {
-  std::lock_guard<std::mutex> lock(pool_mu_);
+  MutexLock lock(&pool_mu_);
   if (idle_.size() < max_idle_) idle_.push_back(std::move(w));
 }
 

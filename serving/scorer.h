@@ -33,12 +33,12 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
 #include "common/proto/job.pb.h"
+#include "common/mutex.h"
 #include "common/status.h"
 #include "exporter/model_loader.h"
 #include "worker/data/example.h"
@@ -93,14 +93,14 @@ class Scorer {
   uint64_t version() const { return model_->manifest.version(); }
 
   // Models built so far (pool misses), for tests and benchmarks.
-  int64_t models_created() const;
+  int64_t models_created() const EXCLUDES(pool_mu_);
 
  private:
   struct Worker;  // a model and its per-call buffers
   Scorer() = default;
-  StatusOr<std::unique_ptr<Worker>> NewWorker() const;
-  std::unique_ptr<Worker> Acquire(Status* st) const;
-  void Release(std::unique_ptr<Worker> w) const;
+  StatusOr<std::unique_ptr<Worker>> NewWorker() const EXCLUDES(pool_mu_);
+  std::unique_ptr<Worker> Acquire(Status* st) const EXCLUDES(pool_mu_);
+  void Release(std::unique_ptr<Worker> w) const EXCLUDES(pool_mu_);
   // Copies `key`'s row of table `table_id` (or its initial value) to out.
   void FetchRow(int table_id, uint64_t key, float* out) const;
 
@@ -119,9 +119,9 @@ class Scorer {
   std::vector<proto::Initializer> initializers_;  // per table id
   size_t max_idle_ = 1;
 
-  mutable std::mutex pool_mu_;
-  mutable std::vector<std::unique_ptr<Worker>> idle_;  // GUARDED_BY(pool_mu_)
-  mutable int64_t models_created_ = 0;                 // GUARDED_BY(pool_mu_)
+  mutable Mutex pool_mu_;
+  mutable std::vector<std::unique_ptr<Worker>> idle_ GUARDED_BY(pool_mu_);
+  mutable int64_t models_created_ GUARDED_BY(pool_mu_) = 0;
 };
 
 }  // namespace freshet

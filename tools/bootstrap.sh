@@ -16,6 +16,7 @@ PACKAGES=(
   bc procps                           # test scripts
   gnuplot-nox                         # PNG plots (tools/plot, launch/realtime_demo.sh)
   clang libclang-rt-dev               # fuzz targets: clang + libFuzzer/ASan/UBSan runtimes (tools/fuzz.sh)
+  clang-format clang-tools            # static checks: formatting, thread-safety analysis (tools/check_static.sh)
   ccache                              # sanitizer and fuzz builds reuse objects (tools/sanitize.sh, fuzz.sh)
 )
 

@@ -15,8 +15,8 @@ namespace freshet {
 struct PsClient::Op {
   std::promise<Status> promise;
   std::atomic<int> remaining{0};
-  std::mutex mu;
-  Status error;  // GUARDED_BY(mu): first failure
+  Mutex mu;
+  Status error GUARDED_BY(mu);  // first failure
   // Pull only:
   float* out = nullptr;
   int dim = 0;
@@ -24,15 +24,15 @@ struct PsClient::Op {
   std::vector<uint32_t> inverse;   // when keys had duplicates
 
   // Records one shard's outcome; resolves the future after the last one.
-  void FinishShard(const Status& st) {
+  void FinishShard(const Status& st) EXCLUDES(mu) {
     if (!st.ok()) {
-      std::lock_guard<std::mutex> l(mu);
+      MutexLock l(&mu);
       if (error.ok()) error = st;
     }
     if (remaining.fetch_sub(1) != 1) return;
     Status final_status;
     {
-      std::lock_guard<std::mutex> l(mu);
+      MutexLock l(&mu);
       final_status = error;
     }
     if (final_status.ok() && !inverse.empty()) {
@@ -86,7 +86,7 @@ PsClient::PsClient(Transport* transport, const ClusterLayout& layout, std::vecto
         "failed_requests", "Pull and push requests that failed (error, deadline, shutdown).");
     m->AddCallback("requests_in_flight", "Pull and push requests awaiting an answer.", false,
                    [this] {
-                     std::lock_guard<std::mutex> l(mu_);
+                     MutexLock l(&mu_);
                      return static_cast<double>(inflight_);
                    });
   }
@@ -115,9 +115,13 @@ Status PsClient::CheckTable(int table) const {
 }
 
 Status PsClient::AcquireSlot() {
-  std::unique_lock<std::mutex> l(mu_);
-  if (!slot_cv_.wait_for(l, options_.request_timeout,
-                         [&] { return inflight_ < options_.max_inflight; })) {
+  MutexLock l(&mu_);
+  // slot_cv_.wait_for(l, timeout, pred), written as a loop for the analysis.
+  const auto deadline = std::chrono::steady_clock::now() + options_.request_timeout;
+  while (inflight_ >= options_.max_inflight) {
+    if (slot_cv_.WaitWithDeadline(&mu_, deadline)) break;
+  }
+  if (inflight_ >= options_.max_inflight) {
     return DeadlineExceeded("no request slot freed within " +
                             std::to_string(options_.request_timeout.count()) + " ms (" +
                             std::to_string(inflight_) + " requests in flight)");
@@ -128,16 +132,16 @@ Status PsClient::AcquireSlot() {
 
 void PsClient::ReleaseSlot() {
   {
-    std::lock_guard<std::mutex> l(mu_);
+    MutexLock l(&mu_);
     --inflight_;
   }
-  slot_cv_.notify_one();
+  slot_cv_.Signal();
 }
 
 uint64_t PsClient::Register(Request req) {
   const uint64_t id = next_id_.fetch_add(1);
   req.sent = std::chrono::steady_clock::now();
-  std::lock_guard<std::mutex> l(mu_);
+  MutexLock l(&mu_);
   if (req.type == MsgType::kPushRequest) ++pushes_sent_[req.server];
   requests_.emplace(id, std::move(req));
   return id;
@@ -262,7 +266,7 @@ std::future<Status> PsClient::Push(int table, const uint64_t* keys, size_t n,
 void PsClient::Complete(uint64_t id, Message* resp, const Status& st_in) {
   Request req;
   {
-    std::lock_guard<std::mutex> l(mu_);
+    MutexLock l(&mu_);
     auto it = requests_.find(id);
     if (it == requests_.end()) return;  // already expired or failed
     req = std::move(it->second);
@@ -306,7 +310,7 @@ void PsClient::ExpireOverdue() {
   const auto now = std::chrono::steady_clock::now();
   std::vector<std::pair<uint64_t, std::string>> overdue;
   {
-    std::lock_guard<std::mutex> l(mu_);
+    MutexLock l(&mu_);
     for (const auto& [id, req] : requests_) {
       if (now < req.deadline) continue;
       overdue.emplace_back(
@@ -323,7 +327,7 @@ void PsClient::ExpireOverdue() {
 void PsClient::FailAll(const Status& st) {
   std::vector<uint64_t> ids;
   {
-    std::lock_guard<std::mutex> l(mu_);
+    MutexLock l(&mu_);
     for (const auto& kv : requests_) ids.push_back(kv.first);
     for (auto& kv : sync_waiters_) kv.second.set_value(st);
     sync_waiters_.clear();
@@ -348,7 +352,7 @@ void PsClient::ReceiveLoop() {
         case MsgType::kExportFinalResponse: {
           std::promise<StatusOr<Message>> p;
           {
-            std::lock_guard<std::mutex> l(mu_);
+            MutexLock l(&mu_);
             auto it = sync_waiters_.find(m.meta.request_id);
             if (it == sync_waiters_.end()) break;  // timed out earlier
             p = std::move(it->second);
@@ -377,7 +381,7 @@ Status PsClient::Clock() {
   const int64_t step = step_.fetch_add(1) + 1;
   std::vector<int64_t> counts;
   {
-    std::lock_guard<std::mutex> l(mu_);
+    MutexLock l(&mu_);
     counts = pushes_sent_;
   }
   for (int s = 0; s < layout_.num_servers(); ++s) {
@@ -409,7 +413,7 @@ StatusOr<std::vector<Message>> PsClient::CallRanks(const std::vector<int>& ranks
   for (int rank : ranks) {
     const uint64_t id = next_id_.fetch_add(1);
     {
-      std::lock_guard<std::mutex> l(mu_);
+      MutexLock l(&mu_);
       futs.push_back(sync_waiters_[id].get_future());
     }
     ids.push_back(id);
@@ -426,7 +430,7 @@ StatusOr<std::vector<Message>> PsClient::CallRanks(const std::vector<int>& ranks
   Status failed;
   for (size_t i = 0; i < ranks.size(); ++i) {
     if (futs[i].wait_until(deadline) != std::future_status::ready) {
-      std::lock_guard<std::mutex> l(mu_);
+      MutexLock l(&mu_);
       sync_waiters_.erase(ids[i]);
       if (failed.ok()) {
         failed = DeadlineExceeded(std::string(MsgTypeName(request.meta.type)) + " request to " +

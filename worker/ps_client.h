@@ -24,11 +24,9 @@
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
 #include <cstdint>
 #include <future>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -36,6 +34,7 @@
 
 #include "common/config.h"
 #include "common/metrics_registry.h"
+#include "common/mutex.h"
 #include "common/status.h"
 #include "common/transport.h"
 #include "common/sparse_store.h"
@@ -151,13 +150,13 @@ class PsClient : public SparseStore {
            PsClientOptions options);
   Status CheckTable(int table) const;
   // Blocks for a free in-flight slot; DeadlineExceeded after the timeout.
-  Status AcquireSlot();
-  void ReleaseSlot();
-  uint64_t Register(Request req);
-  void ReceiveLoop();
-  void Complete(uint64_t id, Message* resp, const Status& st);
-  void ExpireOverdue();
-  void FailAll(const Status& st);
+  Status AcquireSlot() EXCLUDES(mu_);
+  void ReleaseSlot() EXCLUDES(mu_);
+  uint64_t Register(Request req) EXCLUDES(mu_);
+  void ReceiveLoop() EXCLUDES(mu_);
+  void Complete(uint64_t id, Message* resp, const Status& st) EXCLUDES(mu_);
+  void ExpireOverdue() EXCLUDES(mu_);
+  void FailAll(const Status& st) EXCLUDES(mu_);
   // Sends `type` (with `text`) to every server and waits for each answer.
   StatusOr<std::vector<Message>> CallAllServers(MsgType type, const std::string& text,
                                                 int64_t count = 0);
@@ -174,13 +173,13 @@ class PsClient : public SparseStore {
   std::atomic<int64_t> event_time_{0};
   std::atomic<bool> stop_{false};
 
-  std::mutex mu_;
-  std::condition_variable slot_cv_;
-  int inflight_ = 0;                                  // GUARDED_BY(mu_)
-  std::unordered_map<uint64_t, Request> requests_;    // GUARDED_BY(mu_)
-  std::vector<int64_t> pushes_sent_;                  // GUARDED_BY(mu_), per server
+  Mutex mu_;
+  CondVar slot_cv_;
+  int inflight_ GUARDED_BY(mu_) = 0;
+  std::unordered_map<uint64_t, Request> requests_ GUARDED_BY(mu_);
+  std::vector<int64_t> pushes_sent_ GUARDED_BY(mu_);  // per server
   // Synchronous calls to every server (stats, save): id -> response slot.
-  std::unordered_map<uint64_t, std::promise<StatusOr<Message>>> sync_waiters_;  // GUARDED_BY(mu_)
+  std::unordered_map<uint64_t, std::promise<StatusOr<Message>>> sync_waiters_ GUARDED_BY(mu_);
   std::thread receiver_;
 };
 

@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# Static checks, a CI step (tools/test.sh runs it after the build, before
+# ctest):
+#   format  every tracked C++ file (*.h *.cc *.cu) is formatted as .clang-format
+#           says (clang-format --dry-run --Werror); fix with
+#           clang-format -i FILE.
+#   tsa     every translation unit of build/compile_commands.json except the
+#           .cu files and the generated protobuf code passes clang's
+#           thread-safety analysis (common/thread_annotations.h): clang-check
+#           runs clang -fsyntax-only with each file's own compile flags plus
+#           -Wthread-safety -Werror=thread-safety (other warnings stay
+#           warnings). Units whose build dependency file shows they do not
+#           include common/thread_annotations.h are skipped (nothing there to
+#           analyse; FRESHET_STATIC_ALL_UNITS=1 checks them too). Needs a
+#           configured build/ (tools/build.sh) with its generated headers;
+#           run it after the build, so the dependency files are fresh.
+# Both run in parallel over $(nproc) jobs. Exits non-zero, naming each failing
+# file, if either fails.
+#
+# Usage: tools/check_static.sh [format|tsa]   (default: both)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+jobs=$(nproc 2>/dev/null || echo 2)
+what=${1:-all}
+case "$what" in
+  all | format | tsa) ;;
+  *)
+    echo "usage: $0 [format|tsa]" >&2
+    exit 2
+    ;;
+esac
+
+need() {
+  if ! command -v "$1" >/dev/null; then
+    echo "check_static: $1 not found (tools/bootstrap.sh installs it)" >&2
+    exit 1
+  fi
+}
+
+failed=0
+
+if [ "$what" != tsa ]; then
+  need clang-format
+  if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+    mapfile -t files < <(git ls-files -- '*.h' '*.cc' '*.cu')
+  else
+    mapfile -t files < <(find . -path './build*' -prune -o \
+                           \( -name '*.h' -o -name '*.cc' -o -name '*.cu' \) -type f -print |
+                         sed 's|^\./||' | sort)
+  fi
+  log=$(mktemp)
+  # --dry-run --Werror prints "FILE:LINE:COL: error: code should be
+  # clang-formatted" for every unformatted spot and exits non-zero.
+  if printf '%s\n' "${files[@]}" |
+       xargs -d '\n' -P "$jobs" -n 16 clang-format --dry-run --Werror >"$log" 2>&1; then
+    echo "check_static: clang-format: ${#files[@]} files formatted"
+  else
+    # (sed, not head: no SIGPIPE under pipefail)
+    grep -E ': (error|warning):' "$log" | sed -n '1,40p' || sed -n '1,40p' "$log"
+    echo "check_static: clang-format: FAILED, unformatted files:" \
+         "$(grep -oE '^[^: ]+:[0-9]+:[0-9]+: (error|warning)' "$log" | cut -d: -f1 | sort -u |
+            tr '\n' ' ')(fix: clang-format -i FILE)"
+    failed=1
+  fi
+  rm -f "$log"
+fi
+
+if [ "$what" != format ]; then
+  need clang-check
+  db=build/compile_commands.json
+  if [ ! -f "$db" ]; then
+    echo "check_static: $db not found: configure and build first (tools/build.sh)" >&2
+    exit 1
+  fi
+  # CMake writes each entry as "directory", "command" (with "-o OBJECT"),
+  # "file" lines: print "FILE<TAB>DEPFILE" (the compiler's OBJECT.d).
+  all=0
+  mapfile -t entries < <(awk '
+    /^  "directory": / { d = $0; sub(/^  "directory": "/, "", d); sub(/",?$/, "", d) }
+    /^  "command": / { o = ""; n = split($0, a, " "); for (i = 1; i < n; i++) if (a[i] == "-o") o = a[i + 1] }
+    /^  "file": / { f = $0; sub(/^  "file": "/, "", f); sub(/",?$/, "", f)
+                    print f "\t" (o == "" ? "" : d "/" o ".d") }' "$db" | sort -u)
+  units=()
+  for e in "${entries[@]}"; do
+    src=${e%%$'\t'*}
+    dep=${e#*$'\t'}
+    all=$((all + 1))
+    # Skip CUDA (.cu: nvcc flags) and code generated into build/.
+    [[ $src == *.cu || $src == "$PWD/build/"* ]] && continue
+    # A unit whose headers (the compiler's dependency file, fresh from the
+    # build) do not include common/thread_annotations.h has no annotated
+    # code, so the analysis cannot report anything there: skip it, unless
+    # FRESHET_STATIC_ALL_UNITS=1. Units not built yet, or edited since, are
+    # checked.
+    if [ "${FRESHET_STATIC_ALL_UNITS:-0}" != 1 ] && [ -n "$dep" ] && [ -f "$dep" ] &&
+       [ ! "$src" -nt "$dep" ] && ! grep -q 'common/thread_annotations\.h' "$dep"; then
+      continue
+    fi
+    units+=("$src")
+  done
+  if [ ${#units[@]} -eq 0 ]; then
+    echo "check_static: no translation units to check in $db ($all entries)" >&2
+    exit 1
+  fi
+  log=$(mktemp)
+  # clang-check prints "Error while processing FILE." for every file with an
+  # error and exits non-zero.
+  if printf '%s\n' "${units[@]}" |
+       xargs -d '\n' -P "$jobs" -n 1 clang-check -p build --extra-arg=-Wno-error \
+         --extra-arg=-Wthread-safety --extra-arg=-Werror=thread-safety >"$log" 2>&1; then
+    echo "check_static: thread-safety analysis: ${#units[@]} translation units clean" \
+         "(of $all in $db; the rest do not include common/thread_annotations.h, or are .cu/generated)"
+  else
+    grep -E 'error:|Error while processing' "$log" | sed -n '1,60p' || sed -n '1,60p' "$log"
+    echo "check_static: thread-safety analysis: FAILED in" \
+         "$(grep -oE 'Error while processing [^ ]+\.' "$log" | sed -E 's/^Error while processing (.*)\.$/\1/' |
+            sed "s|^$PWD/||" | sort -u | tr '\n' ' ')"
+    failed=1
+  fi
+  rm -f "$log"
+fi
+
+exit "$failed"
