@@ -1,5 +1,7 @@
 #include "common/config.h"
 
+#include <google/protobuf/io/tokenizer.h>
+#include <google/protobuf/text_format.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -8,9 +10,6 @@
 #include <regex>
 #include <set>
 #include <sstream>
-
-#include <google/protobuf/io/tokenizer.h>
-#include <google/protobuf/text_format.h>
 
 namespace freshet {
 namespace {
@@ -69,10 +68,14 @@ Status ParseTextConfig(const std::string& text, const std::string& source,
 
 const char* RoleName(proto::Role role) {
   switch (role) {
-    case proto::SERVER: return "server";
-    case proto::WORKER: return "worker";
-    case proto::EXPORTER: return "exporter";
-    default: return "unspecified";
+    case proto::SERVER:
+      return "server";
+    case proto::WORKER:
+      return "worker";
+    case proto::EXPORTER:
+      return "exporter";
+    default:
+      return "unspecified";
   }
 }
 
@@ -157,21 +160,21 @@ Status ValidateClusterConfig(proto::ClusterConfig* cfg, const std::string& sourc
       gi = it->second;
     }
     ranks_in_group[gi] += g.count();
-    role_groups_in[gi] += std::string(role_groups_in[gi].empty() ? "" : ", ") + "roles[" +
-                          std::to_string(i) + "]";
+    role_groups_in[gi] +=
+        std::string(role_groups_in[gi].empty() ? "" : ", ") + "roles[" + std::to_string(i) + "]";
   }
   for (int i = 0; i < cfg->nodes_size(); ++i) {
     const auto& n = cfg->nodes(i);
     const std::string f = "nodes[" + std::to_string(i) + "]";
     const int r = ranks_in_group[i];
     const int capacity = n.count() * n.ranks_per_node();
-    const std::string what = "node group '" + n.name() + "' gets " + std::to_string(r) +
-                             " ranks" + (r > 0 ? " (" + role_groups_in[i] + ")" : "");
+    const std::string what = "node group '" + n.name() + "' gets " + std::to_string(r) + " ranks" +
+                             (r > 0 ? " (" + role_groups_in[i] + ")" : "");
     if (r > capacity) {
       return FieldError(source, f + ".ranks_per_node",
-                        what + ", more than count * ranks_per_node = " +
-                            std::to_string(n.count()) + " * " +
-                            std::to_string(n.ranks_per_node()) + " = " + std::to_string(capacity));
+                        what + ", more than count * ranks_per_node = " + std::to_string(n.count()) +
+                            " * " + std::to_string(n.ranks_per_node()) + " = " +
+                            std::to_string(capacity));
     }
     // Every node of the group must get a rank: an empty node is allocated
     // (and paid for) but never used.
@@ -215,8 +218,7 @@ Status ValidateClusterConfig(proto::ClusterConfig* cfg, const std::string& sourc
   if (m->port() < 0 || m->port() + ranks - 1 > 65535) {
     return FieldError(source, "metrics.port",
                       "must be 0 (off) or a port with room for " + std::to_string(ranks) +
-                          " ranks (port + ranks - 1 <= 65535), got " +
-                          std::to_string(m->port()));
+                          " ranks (port + ranks - 1 <= 65535), got " + std::to_string(m->port()));
   }
   if (m->host().empty()) m->set_host("127.0.0.1");
   if (!(m->interval_s() >= 0 && m->interval_s() <= 3600)) {
@@ -245,8 +247,9 @@ Status ValidateTableConfig(proto::TableConfig* t, const std::string& where) {
     return FieldError(where, "name", "must match [a-z0-9_]+, got '" + t->name() + "'");
   }
   if (t->dim() < 1 || t->dim() > kMaxTableDim) {
-    return FieldError(where, "dim", "must be in [1, " + std::to_string(kMaxTableDim) + "], got " +
-                                        std::to_string(t->dim()));
+    return FieldError(
+        where, "dim",
+        "must be in [1, " + std::to_string(kMaxTableDim) + "], got " + std::to_string(t->dim()));
   }
   const auto& init = t->initializer();
   if (init.kind() != proto::Initializer::ZEROS && init.kind() != proto::Initializer::CONSTANT &&
@@ -332,7 +335,8 @@ Status ValidateTableConfig(proto::TableConfig* t, const std::string& where) {
 }
 
 Status ValidateTablesConfig(proto::TablesConfig* cfg, const std::string& source) {
-  if (cfg->tables_size() == 0) return FieldError(source, "tables", "at least one table is required");
+  if (cfg->tables_size() == 0)
+    return FieldError(source, "tables", "at least one table is required");
   std::set<std::string> names;
   for (int i = 0; i < cfg->tables_size(); ++i) {
     const std::string where = source + ": tables[" + std::to_string(i) + "]";
@@ -386,8 +390,8 @@ ClusterLayout::ClusterLayout(const proto::ClusterConfig& cfg) {
     const int k = g.ranks++;
     RankPlacement& p = placement_[rank];
     p.node_group = group_of_rank[rank];
-    const bool spread = !cfg.nodes().empty() &&
-                        cfg.nodes(p.node_group).placement() == proto::SPREAD;
+    const bool spread =
+        !cfg.nodes().empty() && cfg.nodes(p.node_group).placement() == proto::SPREAD;
     p.node_in_group = spread ? k % g.count : k / g.ranks_per_node;
     p.node = g.first_node + p.node_in_group;
     p.local_rank = on_node[p.node]++;
@@ -491,13 +495,14 @@ Status ClusterLayout::CheckLaunch(const LaunchEnv& env) const {
   if (env.local_rank >= 0 && env.local_rank != p.local_rank) {
     return InvalidArgument(who + ": " + env.source + " gave local rank " +
                            std::to_string(env.local_rank) + ", the cluster config places it as " +
-                           std::to_string(p.local_rank) + " (launch with the rankfile of freshet_ranks)");
+                           std::to_string(p.local_rank) +
+                           " (launch with the rankfile of freshet_ranks)");
   }
   if (static_cast<int>(env.nodelist.size()) >= num_nodes_ && !env.host.empty() &&
       env.nodelist[p.node] != env.host) {
-    return InvalidArgument(who + ": runs on host '" + env.host + "', the cluster config puts it on '" +
-                           env.nodelist[p.node] + "' (node " + std::to_string(p.node) +
-                           " of SLURM_JOB_NODELIST)");
+    return InvalidArgument(who + ": runs on host '" + env.host +
+                           "', the cluster config puts it on '" + env.nodelist[p.node] +
+                           "' (node " + std::to_string(p.node) + " of SLURM_JOB_NODELIST)");
   }
   return Status::OK();
 }
@@ -533,7 +538,8 @@ StatusOr<std::vector<std::string>> ExpandNodeList(const std::string& list) {
     size_t i = 0;
     while (i < entry.size()) {
       const size_t open = entry.find('[', i);
-      const std::string prefix = entry.substr(i, open == std::string::npos ? std::string::npos : open - i);
+      const std::string prefix =
+          entry.substr(i, open == std::string::npos ? std::string::npos : open - i);
       // Host names are at most 255 characters; checked before growing every
       // name (a long prefix times many names would otherwise use gigabytes).
       const size_t digits = open == std::string::npos ? 0 : 9;  // a range adds at most 9

@@ -33,8 +33,7 @@ StatusOr<proto::ClusterConfig> ParseClusterConfig(const std::string& text,
 Status ValidateClusterConfig(proto::ClusterConfig* cfg, const std::string& source);
 
 StatusOr<proto::TablesConfig> LoadTablesConfig(const std::string& path);
-StatusOr<proto::TablesConfig> ParseTablesConfig(const std::string& text,
-                                                const std::string& source);
+StatusOr<proto::TablesConfig> ParseTablesConfig(const std::string& text, const std::string& source);
 // Embedding dims a table may have: 1..kMaxTableDim.
 inline constexpr uint32_t kMaxTableDim = 4096;
 
@@ -77,11 +76,11 @@ struct NodeGroupInfo {
 
 // What the launcher (mpirun or srun) says about the calling process.
 struct LaunchEnv {
-  int rank = -1;        // OMPI_COMM_WORLD_RANK or SLURM_PROCID; -1: unknown
-  int local_rank = -1;  // OMPI_COMM_WORLD_LOCAL_RANK or SLURM_LOCALID
-  std::string host;     // short host name
+  int rank = -1;                      // OMPI_COMM_WORLD_RANK or SLURM_PROCID; -1: unknown
+  int local_rank = -1;                // OMPI_COMM_WORLD_LOCAL_RANK or SLURM_LOCALID
+  std::string host;                   // short host name
   std::vector<std::string> nodelist;  // expanded SLURM_JOB_NODELIST, if set
-  std::string source;   // "mpirun", "slurm" or "none"
+  std::string source;                 // "mpirun", "slurm" or "none"
 };
 // Reads the launcher's environment variables (Open MPI first, then SLURM)
 // and the host name. Errors name the variable that does not parse.
@@ -112,7 +111,9 @@ class ClusterLayout {
   int ExporterRank(int i) const { return exporters_.at(i); }
   const RankPlacement& PlacementOf(int rank) const { return placement_.at(rank); }
   const std::vector<NodeGroupInfo>& node_groups() const { return groups_; }
-  const NodeGroupInfo& NodeGroupOf(int rank) const { return groups_.at(placement_.at(rank).node_group); }
+  const NodeGroupInfo& NodeGroupOf(int rank) const {
+    return groups_.at(placement_.at(rank).node_group);
+  }
   // Ranks on global node `node`, ascending.
   std::vector<int> RanksOnNode(int node) const;
   // "server 1 (rank 1)"; for error messages about peers.

@@ -1,10 +1,10 @@
 #include "common/config.h"
 
+#include <gtest/gtest.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
-
-#include <gtest/gtest.h>
 
 namespace freshet {
 namespace {
@@ -15,7 +15,8 @@ TEST(ConfigTest, ParsesAndFillsDefaults) {
     roles { role: SERVER count: 2 }
     roles { role: WORKER count: 3 }
     roles { role: EXPORTER count: 1 }
-  )", "t.pbtxt");
+  )",
+                                "t.pbtxt");
   ASSERT_TRUE(cfg.ok()) << cfg.status();
   EXPECT_EQ(cfg->transport().request_timeout_ms(), 30000);
   EXPECT_EQ(cfg->transport().max_inflight_requests(), 64);
@@ -58,8 +59,8 @@ TEST(ConfigTest, ValidationNamesTheField) {
 }
 
 TEST(ConfigTest, MetricsDefaultsAndPortRange) {
-  auto cfg = ParseClusterConfig(
-      "roles { role: SERVER count: 1 } roles { role: WORKER count: 2 }", "m.pbtxt");
+  auto cfg = ParseClusterConfig("roles { role: SERVER count: 1 } roles { role: WORKER count: 2 }",
+                                "m.pbtxt");
   ASSERT_TRUE(cfg.ok()) << cfg.status();
   EXPECT_EQ(cfg->metrics().port(), 0);  // off by default
   EXPECT_EQ(cfg->metrics().host(), "127.0.0.1");
@@ -94,7 +95,8 @@ TEST(ConfigTest, MissingFileIsNotFound) {
 
 TEST(ConfigTest, ShippedClusterConfigsLoad) {
   for (const char* name : {"local", "bench-1s1w", "bench-2s1w"}) {
-    const std::string path = std::string(FRESHET_SOURCE_DIR) + "/cluster-configs/" + name + ".pbtxt";
+    const std::string path =
+        std::string(FRESHET_SOURCE_DIR) + "/cluster-configs/" + name + ".pbtxt";
     auto cfg = LoadClusterConfig(path);
     EXPECT_TRUE(cfg.ok()) << path << ": " << cfg.status();
   }
@@ -111,17 +113,19 @@ TEST(ConfigTest, TablesValidateAndFillOptimizerDefaults) {
     tables { name: "user" dim: 16 initializer { kind: NORMAL scale: 0.01 }
              optimizer { adagrad { learning_rate: 0.05 } } }
     tables { name: "item" dim: 8 optimizer { adam { learning_rate: 0.001 } } }
-  )", "tables.pbtxt");
+  )",
+                             "tables.pbtxt");
   ASSERT_TRUE(t.ok()) << t.status();
   EXPECT_FLOAT_EQ(t->tables(0).optimizer().adagrad().initial_accumulator(), 0.1f);
   EXPECT_FLOAT_EQ(t->tables(1).optimizer().adam().beta2(), 0.999f);
 
   auto dup = ParseTablesConfig(
       "tables { name: \"a\" dim: 4 optimizer { sgd { learning_rate: 1 } } }"
-      "tables { name: \"a\" dim: 4 optimizer { sgd { learning_rate: 1 } } }", "d.pbtxt");
+      "tables { name: \"a\" dim: 4 optimizer { sgd { learning_rate: 1 } } }",
+      "d.pbtxt");
   EXPECT_EQ(dup.status().message(), "d.pbtxt: tables[1]: name: duplicate table name 'a'");
-  auto nodim = ParseTablesConfig("tables { name: \"a\" optimizer { sgd { learning_rate: 1 } } }",
-                                 "n.pbtxt");
+  auto nodim =
+      ParseTablesConfig("tables { name: \"a\" optimizer { sgd { learning_rate: 1 } } }", "n.pbtxt");
   EXPECT_EQ(nodim.status().message(), "n.pbtxt: tables[0]: dim: must be in [1, 4096], got 0");
   auto noopt = ParseTablesConfig("tables { name: \"a\" dim: 2 }", "o.pbtxt");
   EXPECT_EQ(noopt.status().message(),
@@ -163,8 +167,9 @@ TEST(PlacementTest, ConfigsWithoutNodesRunOnOneImplicitNode) {
   }
   auto rf = layout.Rankfile({"h"});
   ASSERT_TRUE(rf.ok());
-  EXPECT_EQ(*rf, "rank 0=h slot=0\nrank 1=h slot=1\nrank 2=h slot=2\nrank 3=h slot=3\n"
-                 "rank 4=h slot=4\n");
+  EXPECT_EQ(*rf,
+            "rank 0=h slot=0\nrank 1=h slot=1\nrank 2=h slot=2\nrank 3=h slot=3\n"
+            "rank 4=h slot=4\n");
 }
 
 TEST(PlacementTest, PacksRoleGroupsOntoTheirNodeGroups) {
@@ -216,7 +221,8 @@ TEST(PlacementTest, SpreadAndCoreSlots) {
     nodes { name: "n" count: 2 ranks_per_node: 4 cpus_per_node: 8 placement: SPREAD }
     roles { role: SERVER count: 2 }
     roles { role: WORKER count: 3 }
-  )", "s.pbtxt");
+  )",
+                                "s.pbtxt");
   ASSERT_TRUE(cfg.ok()) << cfg.status();
   ClusterLayout layout(*cfg);
   // Round robin: ranks 0,2,4 on node 0, ranks 1,3 on node 1.
@@ -233,12 +239,14 @@ TEST(PlacementTest, SpreadAndCoreSlots) {
   auto one = ParseClusterConfig(R"(
     nodes { name: "m" count: 1 ranks_per_node: 5 cpus_per_node: 2 }
     roles { role: SERVER count: 2 } roles { role: WORKER count: 2 } roles { role: EXPORTER count: 1 }
-  )", "one.pbtxt");
+  )",
+                                "one.pbtxt");
   ASSERT_TRUE(one.ok()) << one.status();
   auto rf1 = ClusterLayout(*one).Rankfile({"vm"});
   ASSERT_TRUE(rf1.ok());
-  EXPECT_EQ(*rf1, "rank 0=vm slot=0\nrank 1=vm slot=1\nrank 2=vm slot=0\nrank 3=vm slot=1\n"
-                  "rank 4=vm slot=0\n");
+  EXPECT_EQ(*rf1,
+            "rank 0=vm slot=0\nrank 1=vm slot=1\nrank 2=vm slot=0\nrank 3=vm slot=1\n"
+            "rank 4=vm slot=0\n");
 }
 
 TEST(PlacementTest, ValidationNamesFileAndField) {
@@ -301,8 +309,8 @@ TEST(PlacementTest, ExpandsCompressedNodeLists) {
   EXPECT_EQ(expand("r[1-2]n[1-2]"), (V{"r1n1", "r1n2", "r2n1", "r2n2"}));
   EXPECT_EQ(expand("a,,b,"), (V{"a", "b"}));
   EXPECT_EQ(expand("tux[1-64]").size(), 64u);
-  for (const char* bad : {"node[1-", "node1]", "node[]", "node[a-b]", "node[3-1]", "n[[1]]",
-                          "node[1-2-3]"}) {
+  for (const char* bad :
+       {"node[1-", "node1]", "node[]", "node[a-b]", "node[3-1]", "n[[1]]", "node[1-2-3]"}) {
     auto r = ExpandNodeList(bad);
     EXPECT_FALSE(r.ok()) << bad;
     EXPECT_NE(r.status().message().find(bad), std::string::npos) << r.status();
@@ -325,8 +333,7 @@ TEST(PlacementTest, NodeListsExpandToAtMostTheLimit) {
                           "a[1-60000],b[1-60000]", "n[1-60000,1-60000]", "n[1-100001]"}) {
     auto r = ExpandNodeList(bad);
     ASSERT_FALSE(r.ok()) << bad;
-    EXPECT_NE(r.status().message().find("more than 100000 names"), std::string::npos)
-        << r.status();
+    EXPECT_NE(r.status().message().find("more than 100000 names"), std::string::npos) << r.status();
   }
 }
 
@@ -381,11 +388,13 @@ TEST(PlacementTest, ChecksTheLauncherEnvironment) {
 
 TEST(PlacementTest, ShippedPlacementConfigsLoad) {
   for (const char* name : {"slurm-1node", "slurm-4node", "slurm-64node"}) {
-    const std::string path = std::string(FRESHET_SOURCE_DIR) + "/cluster-configs/" + name + ".pbtxt";
+    const std::string path =
+        std::string(FRESHET_SOURCE_DIR) + "/cluster-configs/" + name + ".pbtxt";
     auto cfg = LoadClusterConfig(path);
     EXPECT_TRUE(cfg.ok()) << path << ": " << cfg.status();
   }
-  auto one = LoadClusterConfig(std::string(FRESHET_SOURCE_DIR) + "/cluster-configs/slurm-1node.pbtxt");
+  auto one =
+      LoadClusterConfig(std::string(FRESHET_SOURCE_DIR) + "/cluster-configs/slurm-1node.pbtxt");
   ASSERT_TRUE(one.ok());
   ClusterLayout layout(*one);
   EXPECT_EQ(layout.world_size(), 5);

@@ -34,25 +34,25 @@ Status NcclError(ncclResult_t rc, const char* expr, const char* file, int line);
 
 }  // namespace freshet
 
-#define FRESHET_CUDA_RETURN(expr)                                                  \
-  do {                                                                             \
-    const cudaError_t _freshet_cuda_rc = (expr);                                   \
-    if (_freshet_cuda_rc != cudaSuccess)                                           \
-      return ::freshet::CudaError(_freshet_cuda_rc, #expr, __FILE__, __LINE__);    \
+#define FRESHET_CUDA_RETURN(expr)                                               \
+  do {                                                                          \
+    const cudaError_t _freshet_cuda_rc = (expr);                                \
+    if (_freshet_cuda_rc != cudaSuccess)                                        \
+      return ::freshet::CudaError(_freshet_cuda_rc, #expr, __FILE__, __LINE__); \
   } while (0)
 
-#define FRESHET_CUBLAS_RETURN(expr)                                                \
-  do {                                                                             \
-    const cublasStatus_t _freshet_cublas_rc = (expr);                              \
-    if (_freshet_cublas_rc != CUBLAS_STATUS_SUCCESS)                               \
+#define FRESHET_CUBLAS_RETURN(expr)                                                 \
+  do {                                                                              \
+    const cublasStatus_t _freshet_cublas_rc = (expr);                               \
+    if (_freshet_cublas_rc != CUBLAS_STATUS_SUCCESS)                                \
       return ::freshet::CublasError(_freshet_cublas_rc, #expr, __FILE__, __LINE__); \
   } while (0)
 
 #ifdef FRESHET_HAVE_NCCL
-#define FRESHET_NCCL_RETURN(expr)                                                  \
-  do {                                                                             \
-    const ncclResult_t _freshet_nccl_rc = (expr);                                  \
-    if (_freshet_nccl_rc != ncclSuccess)                                           \
-      return ::freshet::NcclError(_freshet_nccl_rc, #expr, __FILE__, __LINE__);    \
+#define FRESHET_NCCL_RETURN(expr)                                               \
+  do {                                                                          \
+    const ncclResult_t _freshet_nccl_rc = (expr);                               \
+    if (_freshet_nccl_rc != ncclSuccess)                                        \
+      return ::freshet::NcclError(_freshet_nccl_rc, #expr, __FILE__, __LINE__); \
   } while (0)
 #endif

@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <glog/logging.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -12,8 +13,6 @@
 #include <cstring>
 #include <thread>
 #include <utility>
-
-#include <glog/logging.h>
 
 #include "common/checksum.h"
 #include "common/metrics_registry.h"
@@ -29,10 +28,10 @@ struct ErrnoEntry {
   const char* name;
 };
 constexpr ErrnoEntry kErrnoNames[] = {
-    {ENOSPC, "ENOSPC"}, {EDQUOT, "EDQUOT"}, {EACCES, "EACCES"}, {EROFS, "EROFS"},
-    {EIO, "EIO"},       {EFBIG, "EFBIG"},   {EPERM, "EPERM"},   {ENOENT, "ENOENT"},
-    {EMFILE, "EMFILE"}, {EINTR, "EINTR"},   {EAGAIN, "EAGAIN"}, {EEXIST, "EEXIST"},
-    {EISDIR, "EISDIR"}, {ENOTDIR, "ENOTDIR"}, {EXDEV, "EXDEV"}, {ENAMETOOLONG, "ENAMETOOLONG"},
+    {ENOSPC, "ENOSPC"}, {EDQUOT, "EDQUOT"},   {EACCES, "EACCES"}, {EROFS, "EROFS"},
+    {EIO, "EIO"},       {EFBIG, "EFBIG"},     {EPERM, "EPERM"},   {ENOENT, "ENOENT"},
+    {EMFILE, "EMFILE"}, {EINTR, "EINTR"},     {EAGAIN, "EAGAIN"}, {EEXIST, "EEXIST"},
+    {EISDIR, "EISDIR"}, {ENOTDIR, "ENOTDIR"}, {EXDEV, "EXDEV"},   {ENAMETOOLONG, "ENAMETOOLONG"},
 };
 
 std::atomic<int64_t> g_files_written{0}, g_retries{0}, g_failures{0}, g_bytes_written{0};
@@ -86,8 +85,8 @@ Status FileFaultInjector::SetFromSpec(const std::string& spec) {
   size_t start = 0;
   while (true) {
     const size_t colon = spec.find(':', start);
-    parts.push_back(spec.substr(start, colon == std::string::npos ? std::string::npos
-                                                                   : colon - start));
+    parts.push_back(
+        spec.substr(start, colon == std::string::npos ? std::string::npos : colon - start));
     if (colon == std::string::npos) break;
     start = colon + 1;
   }
@@ -107,15 +106,22 @@ Status FileFaultInjector::SetFromSpec(const std::string& spec) {
   FileOp op;
   if (parts.size() == 4) {
     const std::string& o = parts[3];
-    if (o == "open") op = FileOp::kOpen;
-    else if (o == "write") op = FileOp::kWrite;
-    else if (o == "fsync") op = FileOp::kFsync;
-    else if (o == "rename") op = FileOp::kRename;
-    else if (o == "short") op = FileOp::kShortWrite;
-    else return InvalidArgument(what + ": op must be open, write, fsync, rename or short, got '" + o + "'");
+    if (o == "open")
+      op = FileOp::kOpen;
+    else if (o == "write")
+      op = FileOp::kWrite;
+    else if (o == "fsync")
+      op = FileOp::kFsync;
+    else if (o == "rename")
+      op = FileOp::kRename;
+    else if (o == "short")
+      op = FileOp::kShortWrite;
+    else
+      return InvalidArgument(what + ": op must be open, write, fsync, rename or short, got '" + o +
+                             "'");
   } else {
     op = (err == ENOSPC || err == EDQUOT || err == EIO || err == EFBIG) ? FileOp::kWrite
-                                                                       : FileOp::kOpen;
+                                                                        : FileOp::kOpen;
   }
   Set(parts[0], err, static_cast<int>(count), op);
   return Status::OK();
@@ -184,7 +190,8 @@ FileWriteCounters GetFileWriteCounters() {
 
 void RegisterFileWriteMetrics(MetricsRegistry* registry) {
   registry->AddCallback("file_writes", "Files written atomically (checkpoints, models, exports).",
-                        true, [] { return static_cast<double>(GetFileWriteCounters().files_written); });
+                        true,
+                        [] { return static_cast<double>(GetFileWriteCounters().files_written); });
   registry->AddCallback("file_write_retries",
                         "Failed file write attempts that were retried (disk full, I/O errors).",
                         true, [] { return static_cast<double>(GetFileWriteCounters().retries); });

@@ -97,7 +97,7 @@ std::string ErrnoName(int err);
 
 // How WriteFileAtomic* retry a failed write.
 struct FileWriteRetryPolicy {
-  int attempts = 4;  // in all, >= 1
+  int attempts = 4;                              // in all, >= 1
   std::chrono::milliseconds first_backoff{100};  // doubled after every retry
   std::chrono::milliseconds max_backoff{2000};
 };

@@ -35,7 +35,7 @@ inline uint16_t FloatToHalf(float f) {
   } else {
     const uint32_t mant_odd = (u >> 13) & 1;
     u += (static_cast<uint32_t>(15 - 127) << 23) + 0xfff + mant_odd;  // rebias, round
-    out = static_cast<uint16_t>(u >> 13);  // 65520..65535 carry into inf
+    out = static_cast<uint16_t>(u >> 13);                             // 65520..65535 carry into inf
   }
   return static_cast<uint16_t>(out | (sign >> 16));
 }

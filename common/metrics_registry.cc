@@ -1,5 +1,6 @@
 #include "common/metrics_registry.h"
 
+#include <glog/logging.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -7,8 +8,6 @@
 #include <cstdio>
 #include <limits>
 #include <sstream>
-
-#include <glog/logging.h>
 
 namespace freshet {
 namespace {
@@ -119,15 +118,14 @@ double LatencyHistogram::Snapshot::Quantile(double q) const {
 }
 
 MetricsRegistry::MetricsRegistry(std::vector<std::pair<std::string, std::string>> labels)
-    : labels_(std::move(labels)),
-      start_(std::chrono::steady_clock::now()),
-      last_json_(start_) {}
+    : labels_(std::move(labels)), start_(std::chrono::steady_clock::now()), last_json_(start_) {}
 
-MetricsRegistry::Entry* MetricsRegistry::AddEntry(const std::string& name,
-                                                  const std::string& help, Kind kind) {
+MetricsRegistry::Entry* MetricsRegistry::AddEntry(const std::string& name, const std::string& help,
+                                                  Kind kind) {
   CHECK(ValidName(name)) << "metric name '" << name << "' must match [a-z_][a-z0-9_]*";
   MutexLock l(&mu_);
-  for (const auto& e : entries_) CHECK(e->name != name) << "metric '" << name << "' registered twice";
+  for (const auto& e : entries_)
+    CHECK(e->name != name) << "metric '" << name << "' registered twice";
   auto e = std::make_unique<Entry>();
   e->name = name;
   e->help = help;
@@ -148,15 +146,14 @@ Gauge* MetricsRegistry::AddGauge(const std::string& name, const std::string& hel
   return e->gauge.get();
 }
 
-LatencyHistogram* MetricsRegistry::AddHistogram(const std::string& name,
-                                                const std::string& help) {
+LatencyHistogram* MetricsRegistry::AddHistogram(const std::string& name, const std::string& help) {
   Entry* e = AddEntry(name, help, Kind::kHistogram);
   e->histogram = std::make_unique<LatencyHistogram>();
   return e->histogram.get();
 }
 
-void MetricsRegistry::AddCallback(const std::string& name, const std::string& help,
-                                  bool is_counter, std::function<double()> fn) {
+void MetricsRegistry::AddCallback(const std::string& name, const std::string& help, bool is_counter,
+                                  std::function<double()> fn) {
   CHECK(fn) << "metric '" << name << "': empty callback";
   Entry* e = AddEntry(name, help, is_counter ? Kind::kCallbackCounter : Kind::kCallbackGauge);
   e->fn = std::move(fn);
@@ -208,8 +205,7 @@ std::string MetricsRegistry::RenderPrometheus() const {
           if (i % 4 != 0) continue;  // power-of-two bounds only
           char le[32];
           std::snprintf(le, sizeof(le), "%.6g", LatencyHistogram::UpperBound(i));
-          o << h << "_bucket" << LabelText(std::string("le=\"") + le + "\"") << " " << cum
-            << "\n";
+          o << h << "_bucket" << LabelText(std::string("le=\"") + le + "\"") << " " << cum << "\n";
         }
         cum += s.counts[LatencyHistogram::kBuckets - 1];
         o << h << "_bucket" << LabelText("le=\"+Inf\"") << " " << cum << "\n";
@@ -219,8 +215,7 @@ std::string MetricsRegistry::RenderPrometheus() const {
           const std::string g = base + "_" + q + "_seconds";
           o << "# HELP " << g << " " << q << " of " << e->name << " since start (within 19%)\n"
             << "# TYPE " << g << " gauge\n"
-            << g << labels << " " << MetricNumber(s.Quantile(q[1] == '5' ? 0.5 : 0.99))
-            << "\n";
+            << g << labels << " " << MetricNumber(s.Quantile(q[1] == '5' ? 0.5 : 0.99)) << "\n";
         }
         break;
       }
@@ -240,9 +235,7 @@ std::string MetricsRegistry::JsonLine(const std::string& extra) {
   std::string s = "{\"unix_ms\":" + std::to_string(unix_ms) +
                   ",\"uptime_s\":" + MetricNumber(std::round(Seconds(now - start_) * 1e3) / 1e3);
   if (!extra.empty()) s += "," + extra;
-  auto field = [&s](const std::string& k, double v) {
-    s += ",\"" + k + "\":" + MetricNumber(v);
-  };
+  auto field = [&s](const std::string& k, double v) { s += ",\"" + k + "\":" + MetricNumber(v); };
   MutexLock l(&mu_);
   for (const auto& e : entries_) {
     switch (e->kind) {

@@ -1,13 +1,13 @@
 #include "common/metrics_registry.h"
 
+#include <gtest/gtest.h>
+
 #include <cmath>
 #include <random>
 #include <regex>
 #include <sstream>
 #include <thread>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 namespace freshet {
 namespace {
@@ -68,7 +68,8 @@ TEST(LatencyHistogramTest, QuantilesWithinBucketError) {
   for (double q : {0.5, 0.9, 0.99}) {
     const double exact = xs[static_cast<size_t>(q * xs.size())];
     const double est = s.Quantile(q);
-    EXPECT_LT(std::fabs(est / exact - 1), 0.19) << "q=" << q << " exact " << exact << " est " << est;
+    EXPECT_LT(std::fabs(est / exact - 1), 0.19)
+        << "q=" << q << " exact " << exact << " est " << est;
   }
   double sum = 0;
   for (double x : xs) sum += x;

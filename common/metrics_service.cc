@@ -1,11 +1,11 @@
 #include "common/metrics_service.h"
 
+#include <glog/logging.h>
+#include <httplib.h>
+
 #include <atomic>
 #include <cerrno>
 #include <cstring>
-
-#include <glog/logging.h>
-#include <httplib.h>
 
 namespace freshet {
 
@@ -22,8 +22,7 @@ StatusOr<std::unique_ptr<MetricsService>> MetricsService::Start(
     const MetricsServiceOptions& options, MetricsRegistry* registry) {
   CHECK(registry != nullptr);
   if (options.port > 65535) {
-    return InvalidArgument("metrics: port must be <= 65535, got " +
-                           std::to_string(options.port));
+    return InvalidArgument("metrics: port must be <= 65535, got " + std::to_string(options.port));
   }
   if (options.interval.count() <= 0) {
     return InvalidArgument("metrics: interval must be > 0 ms, got " +
@@ -76,8 +75,8 @@ StatusOr<std::unique_ptr<MetricsService>> MetricsService::Start(
 void MetricsService::WriteLine() {
   const std::string line = registry_->JsonLine(options_.log_fields) + "\n";
   if (std::fwrite(line.data(), 1, line.size(), log_) != line.size() || std::fflush(log_) != 0) {
-    LOG_EVERY_N(WARNING, 100) << "metrics log " << options_.log_path << ": write failed: "
-                              << std::strerror(errno);
+    LOG_EVERY_N(WARNING, 100) << "metrics log " << options_.log_path
+                              << ": write failed: " << std::strerror(errno);
   }
 }
 

@@ -1,12 +1,12 @@
 #include "common/metrics_service.h"
 
-#include <fstream>
-#include <string>
-#include <vector>
-
 #include <gtest/gtest.h>
 #include <httplib.h>
 #include <unistd.h>
+
+#include <fstream>
+#include <string>
+#include <vector>
 
 namespace freshet {
 namespace {
@@ -21,8 +21,8 @@ std::vector<std::string> ReadLines(const std::string& path) {
 TEST(MetricsServiceTest, ServesPrometheusTextAndWritesTheLog) {
   MetricsRegistry reg({{"rank", "0"}, {"role", "server"}});
   Counter* pulls = reg.AddCounter("pull_requests", "Pulls handled.");
-  const std::string log = ::testing::TempDir() + "/metrics-test-" + std::to_string(getpid()) +
-                          ".jsonl";
+  const std::string log =
+      ::testing::TempDir() + "/metrics-test-" + std::to_string(getpid()) + ".jsonl";
   std::remove(log.c_str());
   MetricsServiceOptions o;
   o.port = 0;

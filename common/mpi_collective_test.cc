@@ -157,7 +157,8 @@ CollectiveOptions TestOptions(const std::string& dir) {
 TEST(MpiCollectiveTest, SumsGathersAndBarriers) {
   // Launched by ctest collective_mpi_2r with -np 2 (the plain collective_test
   // entry filters these out): any other size is a broken launch, not a skip.
-  ASSERT_EQ(WorldSize(), 2) << "MpiCollectiveTest.* runs under mpirun -np 2 (ctest collective_mpi_2r)";
+  ASSERT_EQ(WorldSize(), 2)
+      << "MpiCollectiveTest.* runs under mpirun -np 2 (ctest collective_mpi_2r)";
   const std::string dir = SharedDir("coll_ok");
   auto c = MpiCollective::Create(MPI_COMM_WORLD, TestOptions(dir));
   ASSERT_TRUE(c.ok()) << c.status();
@@ -190,7 +191,8 @@ TEST(MpiCollectiveTest, SumsGathersAndBarriers) {
 // A live member that is late past the deadline: DEADLINE_EXCEEDED naming it
 // as not at the operation; the collective stays failed.
 TEST(MpiCollectiveTest, DeadlineNamesTheLateMember) {
-  ASSERT_EQ(WorldSize(), 2) << "MpiCollectiveTest.* runs under mpirun -np 2 (ctest collective_mpi_2r)";
+  ASSERT_EQ(WorldSize(), 2)
+      << "MpiCollectiveTest.* runs under mpirun -np 2 (ctest collective_mpi_2r)";
   const std::string dir = SharedDir("coll_late");
   CollectiveOptions o = TestOptions(dir);
   o.deadline = milliseconds(600);
@@ -221,7 +223,8 @@ TEST(MpiCollectiveTest, DeadlineNamesTheLateMember) {
 // A member that stops (SIGSTOP: hung) while the other waits in an
 // all-reduce: UNAVAILABLE within about the silence limit, naming it.
 TEST(MpiCollectiveTest, SilentMemberIsNamedDeadOrHung) {
-  ASSERT_EQ(WorldSize(), 2) << "MpiCollectiveTest.* runs under mpirun -np 2 (ctest collective_mpi_2r)";
+  ASSERT_EQ(WorldSize(), 2)
+      << "MpiCollectiveTest.* runs under mpirun -np 2 (ctest collective_mpi_2r)";
   const std::string dir = SharedDir("coll_stop");
   auto c = MpiCollective::Create(MPI_COMM_WORLD, TestOptions(dir));
   ASSERT_TRUE(c.ok()) << c.status();

@@ -1,10 +1,10 @@
 #include "common/mpi_transport.h"
 
+#include <glog/logging.h>
+
 #include <algorithm>
 #include <climits>
 #include <set>
-
-#include <glog/logging.h>
 
 #include "common/mpi_util.h"
 
@@ -23,8 +23,7 @@ StatusOr<std::unique_ptr<MpiTransport>> MpiTransport::Create(MPI_Comm comm) {
   return std::unique_ptr<MpiTransport>(new MpiTransport(dup, rank, size));
 }
 
-MpiTransport::MpiTransport(MPI_Comm comm, int rank, int size)
-    : Transport(rank, size), comm_(comm) {
+MpiTransport::MpiTransport(MPI_Comm comm, int rank, int size) : Transport(rank, size), comm_(comm) {
   progress_ = std::thread([this] { ProgressLoop(); });
 }
 
@@ -39,8 +38,8 @@ Status MpiTransport::SendFrame(int dest, std::vector<char> frame) {
   MutexLock l(&send_mu_);
   if (!error_.ok()) return error_;
   MPI_Request req;
-  FRESHET_MPI_RETURN(MPI_Isend(frame.data(), static_cast<int>(frame.size()), MPI_BYTE, dest, kTag,
-                               comm_, &req));
+  FRESHET_MPI_RETURN(
+      MPI_Isend(frame.data(), static_cast<int>(frame.size()), MPI_BYTE, dest, kTag, comm_, &req));
   send_reqs_.push_back(req);
   send_bufs_.push_back(std::move(frame));  // moving keeps data() stable
   send_dests_.push_back(dest);
@@ -148,9 +147,8 @@ Status MpiTransport::Flush(Millis timeout) {
         std::set<int> dests(send_dests_.begin(), send_dests_.end());
         std::string list;
         for (int d : dests) list += (list.empty() ? "" : ", ") + std::to_string(d);
-        return DeadlineExceeded(std::to_string(send_reqs_.size()) +
-                                " sends not completed within " + std::to_string(timeout.count()) +
-                                " ms, to ranks " + list);
+        return DeadlineExceeded(std::to_string(send_reqs_.size()) + " sends not completed within " +
+                                std::to_string(timeout.count()) + " ms, to ranks " + list);
       }
     }
     std::this_thread::sleep_for(std::chrono::microseconds(200));

@@ -14,13 +14,13 @@
 // Thread safety: as Transport.
 #pragma once
 
+#include <mpi.h>
+
 #include <atomic>
 #include <chrono>
 #include <memory>
 #include <thread>
 #include <vector>
-
-#include <mpi.h>
 
 #include "common/transport.h"
 

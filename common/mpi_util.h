@@ -7,9 +7,9 @@
 // Thread safety: MpiSession is created once per process, on the main thread.
 #pragma once
 
-#include <string>
-
 #include <mpi.h>
+
+#include <string>
 
 #include "common/status.h"
 
@@ -17,11 +17,11 @@ namespace freshet {
 
 Status MpiError(int rc, const char* expr, const char* file, int line);
 
-#define FRESHET_MPI_RETURN(expr)                                                  \
-  do {                                                                            \
-    int _freshet_rc = (expr);                                                     \
-    if (_freshet_rc != MPI_SUCCESS)                                               \
-      return ::freshet::MpiError(_freshet_rc, #expr, __FILE__, __LINE__);        \
+#define FRESHET_MPI_RETURN(expr)                                          \
+  do {                                                                    \
+    int _freshet_rc = (expr);                                             \
+    if (_freshet_rc != MPI_SUCCESS)                                       \
+      return ::freshet::MpiError(_freshet_rc, #expr, __FILE__, __LINE__); \
   } while (0)
 
 // A private duplicate of `comm` (so its traffic never matches anyone else's)

@@ -1,11 +1,11 @@
 #include "common/mutex.h"
 
+#include <gtest/gtest.h>
+
 #include <atomic>
 #include <chrono>
 #include <thread>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 namespace freshet {
 namespace {

@@ -1,14 +1,13 @@
 #include "common/nccl_collective.h"
 
+#include <glog/logging.h>
+#include <nccl.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
 #include <thread>
 #include <vector>
-
-#include <glog/logging.h>
-#include <nccl.h>
 
 #include "common/cuda_util.h"
 #include "common/mpi_collective.h"
@@ -59,7 +58,8 @@ struct NcclCollective::Impl {
     while (true) {
       const cudaError_t q = cudaStreamQuery(s);
       if (q == cudaSuccess) return Status::OK();
-      if (q != cudaErrorNotReady) return CudaError(q, "cudaStreamQuery(stream)", __FILE__, __LINE__);
+      if (q != cudaErrorNotReady)
+        return CudaError(q, "cudaStreamQuery(stream)", __FILE__, __LINE__);
       ncclResult_t async = ncclSuccess;
       FRESHET_NCCL_RETURN(ncclCommGetAsyncError(comm, &async));
       if (async != ncclSuccess) {
@@ -109,8 +109,8 @@ struct NcclCollective::Impl {
 NcclCollective::NcclCollective(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 NcclCollective::~NcclCollective() = default;
 
-StatusOr<std::unique_ptr<NcclCollective>> NcclCollective::Create(MPI_Comm comm, int device,
-                                                                  std::chrono::milliseconds timeout) {
+StatusOr<std::unique_ptr<NcclCollective>> NcclCollective::Create(
+    MPI_Comm comm, int device, std::chrono::milliseconds timeout) {
   auto impl = std::make_unique<Impl>();
   FRESHET_ASSIGN_OR_RETURN(impl->mpi, MpiCollective::Create(comm));
   impl->device = device;
@@ -157,8 +157,8 @@ StatusOr<std::unique_ptr<NcclCollective>> NcclCollective::Create(MPI_Comm comm, 
   FRESHET_NCCL_RETURN(ncclCommInitRank(&impl->comm, size, id, rank));
   int nccl_version = 0;
   FRESHET_NCCL_RETURN(ncclGetVersion(&nccl_version));
-  LOG(INFO) << "NCCL " << nccl_version << ": worker " << rank << "/" << size << " on GPU "
-            << device << " (" << mine << ")";
+  LOG(INFO) << "NCCL " << nccl_version << ": worker " << rank << "/" << size << " on GPU " << device
+            << " (" << mine << ")";
   return std::unique_ptr<NcclCollective>(new NcclCollective(std::move(impl)));
 }
 

@@ -25,13 +25,13 @@
 // `device`.
 #pragma once
 
+#include <cuda_runtime_api.h>
+#include <mpi.h>
+
 #include <chrono>
 #include <cstddef>
 #include <memory>
 #include <string>
-
-#include <cuda_runtime_api.h>
-#include <mpi.h>
 
 #include "common/collective.h"
 #include "common/status.h"

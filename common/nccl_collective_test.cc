@@ -4,14 +4,12 @@
 // Skipped, with the reason, where no GPU exists.
 #include "common/nccl_collective.h"
 
-#include <mpi.h>
-
 #include <cuda_runtime_api.h>
+#include <gtest/gtest.h>
+#include <mpi.h>
 
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "common/device.h"
 
@@ -28,10 +26,10 @@ class MpiEnvironment : public ::testing::Environment {
 };
 const auto* const kEnv = ::testing::AddGlobalTestEnvironment(new MpiEnvironment);
 
-#define SKIP_WITHOUT_GPU()                                                           \
-  do {                                                                               \
-    auto _count = CudaDeviceCount();                                                 \
-    if (!_count.ok()) GTEST_SKIP() << "no GPU: " << _count.status().message();       \
+#define SKIP_WITHOUT_GPU()                                                     \
+  do {                                                                         \
+    auto _count = CudaDeviceCount();                                           \
+    if (!_count.ok()) GTEST_SKIP() << "no GPU: " << _count.status().message(); \
   } while (0)
 
 int WorldSize() {

@@ -1,9 +1,9 @@
 #include "common/sharding.h"
 
+#include <gtest/gtest.h>
+
 #include <map>
 #include <set>
-
-#include <gtest/gtest.h>
 
 namespace freshet {
 namespace {

@@ -1,7 +1,8 @@
 // SparseStore: where a trainer's embedding rows live. The seam between the
 // training loop and the parameter servers:
 //   - PsClient (worker/ps_client.h) talks to remote servers;
-//   - LocalSparseStore (server/local_sparse_store.h) keeps the tables in this process, applying pulls and
+//   - LocalSparseStore (server/local_sparse_store.h) keeps the tables in this process, applying
+//   pulls and
 //     pushes at once (the single-process reference trainer, freshet_eval).
 // Both deduplicate keys and sum duplicate gradients the same way
 // (common/key_dedup.h), so a 1-worker staleness-0 run matches the local one.

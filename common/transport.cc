@@ -1,9 +1,9 @@
 #include "common/transport.h"
 
+#include <glog/logging.h>
+
 #include <cstring>
 #include <thread>
-
-#include <glog/logging.h>
 
 #include "common/proto/wire.pb.h"
 
@@ -11,24 +11,42 @@ namespace freshet {
 
 const char* MsgTypeName(MsgType t) {
   switch (t) {
-    case MsgType::kPullRequest: return "PULL";
-    case MsgType::kPullResponse: return "PULL_RESPONSE";
-    case MsgType::kPushRequest: return "PUSH";
-    case MsgType::kPushResponse: return "PUSH_RESPONSE";
-    case MsgType::kClock: return "CLOCK";
-    case MsgType::kStatsRequest: return "STATS";
-    case MsgType::kStatsResponse: return "STATS_RESPONSE";
-    case MsgType::kShutdown: return "SHUTDOWN";
-    case MsgType::kSave: return "SAVE";
-    case MsgType::kSaveResponse: return "SAVE_RESPONSE";
-    case MsgType::kExportRequest: return "EXPORT";
-    case MsgType::kExportResponse: return "EXPORT_RESPONSE";
-    case MsgType::kDenseUpdate: return "DENSE_UPDATE";
-    case MsgType::kExportFinal: return "EXPORT_FINAL";
-    case MsgType::kExportFinalResponse: return "EXPORT_FINAL_RESPONSE";
-    case MsgType::kWatermark: return "WATERMARK";
-    case MsgType::kSaveStatus: return "SAVE_STATUS";
-    case MsgType::kSaveStatusResponse: return "SAVE_STATUS_RESPONSE";
+    case MsgType::kPullRequest:
+      return "PULL";
+    case MsgType::kPullResponse:
+      return "PULL_RESPONSE";
+    case MsgType::kPushRequest:
+      return "PUSH";
+    case MsgType::kPushResponse:
+      return "PUSH_RESPONSE";
+    case MsgType::kClock:
+      return "CLOCK";
+    case MsgType::kStatsRequest:
+      return "STATS";
+    case MsgType::kStatsResponse:
+      return "STATS_RESPONSE";
+    case MsgType::kShutdown:
+      return "SHUTDOWN";
+    case MsgType::kSave:
+      return "SAVE";
+    case MsgType::kSaveResponse:
+      return "SAVE_RESPONSE";
+    case MsgType::kExportRequest:
+      return "EXPORT";
+    case MsgType::kExportResponse:
+      return "EXPORT_RESPONSE";
+    case MsgType::kDenseUpdate:
+      return "DENSE_UPDATE";
+    case MsgType::kExportFinal:
+      return "EXPORT_FINAL";
+    case MsgType::kExportFinalResponse:
+      return "EXPORT_FINAL_RESPONSE";
+    case MsgType::kWatermark:
+      return "WATERMARK";
+    case MsgType::kSaveStatus:
+      return "SAVE_STATUS";
+    case MsgType::kSaveStatusResponse:
+      return "SAVE_STATUS_RESPONSE";
   }
   return "UNKNOWN";
 }
@@ -96,8 +114,7 @@ Status DecodeFrame(std::vector<char> frame, Message* out) {
 
 Status Transport::Send(int dest, Message msg) {
   if (dest < 0 || dest >= size_) {
-    return InvalidArgument("send to rank " + std::to_string(dest) + " of " +
-                           std::to_string(size_));
+    return InvalidArgument("send to rank " + std::to_string(dest) + " of " + std::to_string(size_));
   }
   std::vector<char> frame = EncodeFrame(std::move(msg.meta), std::move(msg.body));
   const int64_t n = static_cast<int64_t>(frame.size());
@@ -179,7 +196,8 @@ class InProcessHub::Endpoint : public Transport {
 
  protected:
   Status SendFrame(int dest, std::vector<char> frame) override {
-    if (closed_) return Unavailable("in-process endpoint " + std::to_string(rank()) + " is shut down");
+    if (closed_)
+      return Unavailable("in-process endpoint " + std::to_string(rank()) + " is shut down");
     auto* peer = hub_->endpoints_[dest].get();
     if (peer->closed()) {
       return Unavailable("in-process peer rank " + std::to_string(dest) + " is shut down");

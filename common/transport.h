@@ -44,18 +44,18 @@ enum class MsgType : uint32_t {
   kPushResponse = 4,  // empty body (ack)
   kClock = 5,         // a worker finished step `clock`; `count` pushes sent
   kStatsRequest = 6,
-  kStatsResponse = 7,  // body: ServerStats as raw int64s
-  kShutdown = 8,       // a worker is done; servers exit when all are
-  kSave = 9,           // copy every row, then write them to directory `text` in the
-                       // background (table_io.h); count 1: incremental
-  kSaveResponse = 10,  // after the copy: count = bytes copied, clock = copy time (us)
+  kStatsResponse = 7,    // body: ServerStats as raw int64s
+  kShutdown = 8,         // a worker is done; servers exit when all are
+  kSave = 9,             // copy every row, then write them to directory `text` in the
+                         // background (table_io.h); count 1: incremental
+  kSaveResponse = 10,    // after the copy: count = bytes copied, clock = copy time (us)
   kExportRequest = 11,   // exporter -> server: rows pushed after version `clock`
   kExportResponse = 12,  // body: ExportRows (server/parameter_shard.h); count = version
   kDenseUpdate = 13,     // worker 0 -> exporter: dense params, watermark, wall_ms, label_wall_ms
   kExportFinal = 14,     // worker 0 -> exporter: training ended; export and answer
   kExportFinalResponse = 15,
-  kWatermark = 16,       // any worker -> exporter: watermark, wall_ms, label_wall_ms (no body)
-  kSaveStatus = 17,      // has the SAVE to directory `text` been written?
+  kWatermark = 16,           // any worker -> exporter: watermark, wall_ms, label_wall_ms (no body)
+  kSaveStatus = 17,          // has the SAVE to directory `text` been written?
   kSaveStatusResponse = 18,  // count 1: written (clock = write time, us); 0: still
                              // writing; an error status: the write failed
 };

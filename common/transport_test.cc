@@ -1,8 +1,8 @@
 #include "common/transport.h"
 
-#include <thread>
-
 #include <gtest/gtest.h>
+
+#include <thread>
 
 namespace freshet {
 namespace {

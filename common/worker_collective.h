@@ -14,13 +14,13 @@
 // device spec.
 #pragma once
 
+#include <mpi.h>
+
 #include <memory>
 #include <string>
 
-#include <mpi.h>
-
-#include "common/mpi_collective.h"
 #include "common/device.h"
+#include "common/mpi_collective.h"
 #include "common/status.h"
 
 namespace freshet {

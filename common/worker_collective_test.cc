@@ -3,13 +3,12 @@
 // no CUDA in the binary) or gives a collective that sums correctly.
 #include "common/worker_collective.h"
 
+#include <gtest/gtest.h>
 #include <mpi.h>
 
 #include <cstdlib>
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 namespace freshet {
 namespace {

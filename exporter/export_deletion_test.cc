@@ -11,8 +11,8 @@
 #include <vector>
 
 #include "common/config.h"
-#include "exporter/exporter_node.h"
 #include "exporter/export_dir.h"
+#include "exporter/exporter_node.h"
 #include "exporter/model_loader.h"
 #include "exporter/snapshot_format.h"
 #include "server/parameter_shard.h"

@@ -55,7 +55,8 @@ TEST_F(ExporterFaultTest, DiskFullSkipsVersionsAndServingKeepsTheLastGoodOne) {
     roles { role: SERVER count: 1 }
     roles { role: WORKER count: 1 }
     roles { role: EXPORTER count: 1 }
-  )", "cluster");
+  )",
+                                    "cluster");
   ASSERT_TRUE(cluster.ok()) << cluster.status();
   const ClusterLayout layout(*cluster);
   const int server = layout.ServerRank(0), worker = layout.WorkerRank(0);
@@ -125,7 +126,8 @@ TEST_F(ExporterFaultTest, DiskFullSkipsVersionsAndServingKeepsTheLastGoodOne) {
   // export, so two exports fail whole and the third succeeds on its retry).
   const int64_t injected = FileFaultInjector::Global().injected();
   FileFaultInjector::Global().Set("/export/delta-", ENOSPC, 5, FileOp::kWrite);
-  while (FileFaultInjector::Global().injected() == injected) std::this_thread::sleep_for(milliseconds(1));
+  while (FileFaultInjector::Global().injected() == injected)
+    std::this_thread::sleep_for(milliseconds(1));
   // A delta is failing now, so nothing newer can be published until the
   // injected faults run out.
   ASSERT_NE(served(), nullptr);

@@ -1,11 +1,11 @@
 #include "exporter/exporter_node.h"
 
+#include <glog/logging.h>
+
 #include <algorithm>
 #include <climits>
 #include <cstring>
 #include <map>
-
-#include <glog/logging.h>
 
 #include "server/parameter_shard.h"
 
@@ -48,8 +48,9 @@ ExporterNode::ExporterNode(Transport* transport, const ClusterLayout& layout,
       "export_label_freshness_seconds",
       "At the last publish: publish time minus when the newest label it included became known "
       "(label known -> published).");
-  m->watermark = metrics->AddGauge("export_watermark", "Event-time watermark of the last "
-                                                       "snapshot, unix seconds.");
+  m->watermark = metrics->AddGauge("export_watermark",
+                                   "Event-time watermark of the last "
+                                   "snapshot, unix seconds.");
   metrics->AddCallback("export_lag_seconds",
                        "Seconds since the newest snapshot was published (0 before the first).",
                        false, [m] {
@@ -168,8 +169,8 @@ Status ExporterNode::Export(bool full) {
     if (left.count() <= 0) {
       const int s = pending.begin()->second;
       return DeadlineExceeded("EXPORT request to " + layout_.Describe(layout_.ServerRank(s)) +
-                              " got no response within " + std::to_string(timeout.count()) +
-                              " ms" + (full ? " (export.full_timeout_s)" : ""));
+                              " got no response within " + std::to_string(timeout.count()) + " ms" +
+                              (full ? " (export.full_timeout_s)" : ""));
     }
     StatusOr<Message> r = transport_->Recv(left);
     if (!r.ok()) {
@@ -213,8 +214,8 @@ Status ExporterNode::Export(bool full) {
     if (full) force_full_ = true;
     if (metrics_ != nullptr) metrics_->failed->Add();
     LOG(ERROR) << "exporter: publishing " << (full ? "full" : "delta") << " version "
-               << snap.version << " failed; serving keeps version "
-               << writer_->manifest().version() << "; the next export retries: " << published;
+               << snap.version << " failed; serving keeps version " << writer_->manifest().version()
+               << "; the next export retries: " << published;
     return Status(StatusCode::kAborted, published.message());
   }
   since_ = new_since;

@@ -42,7 +42,8 @@ TEST_F(ExporterNodeTest, ManifestCarriesTheMinimumOfEachFreshnessClock) {
     roles { role: SERVER count: 1 }
     roles { role: WORKER count: 3 }
     roles { role: EXPORTER count: 1 }
-  )", "cluster");
+  )",
+                                    "cluster");
   ASSERT_TRUE(cluster.ok()) << cluster.status();
   const ClusterLayout layout(*cluster);
   const int server = layout.ServerRank(0), exporter = layout.ExporterRank(0);

@@ -221,8 +221,8 @@ namespace {
 struct Op {
   uint64_t idx;  // leaf index
   uint64_t key;
-  int64_t src;   // row in the caller's values; -1: delete
-  size_t seq;    // order: deletions first, then upserts in order
+  int64_t src;  // row in the caller's values; -1: delete
+  size_t seq;   // order: deletions first, then upserts in order
 };
 
 }  // namespace

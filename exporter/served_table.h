@@ -80,8 +80,8 @@ class ServedTable {
   // ignored), then inserts or overwrites the `n` rows (a key listed twice
   // keeps its last row). Parts shared with other values are copied first,
   // so no other value changes.
-  void Apply(const uint64_t* deleted, size_t num_deleted, const uint64_t* keys,
-             const float* values, size_t n);
+  void Apply(const uint64_t* deleted, size_t num_deleted, const uint64_t* keys, const float* values,
+             size_t n);
 
   // Calls fn(key, const float* row) for every row, row widened to fp32 (a
   // buffer valid during the call only), in hash order.
@@ -104,7 +104,6 @@ class ServedTable {
   static constexpr int kMidBits = 8;  // F = 256 leaves per mid
 
  private:
-
   size_t RowBytes() const;
   const Leaf* LeafOf(uint64_t h) const;
   // Index into the leaf's keys, or -1.

@@ -8,6 +8,8 @@
 //   freshet_snapshot diff A B          compares two models (dirs or files)
 //
 // Exit status: 0 ok / identical, 1 corrupt / different, 2 usage or I/O error.
+#include <gflags/gflags.h>
+#include <glog/logging.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -23,9 +25,6 @@
 #include <set>
 #include <string>
 #include <vector>
-
-#include <gflags/gflags.h>
-#include <glog/logging.h>
 
 #include "exporter/export_dir.h"
 #include "exporter/model_loader.h"
@@ -149,7 +148,8 @@ int Info(const std::string& dir) {
     std::printf("labels by     %s (%s)\n", UtcTimeMs(m->label_wall_ms()).c_str(),
                 Age(m->label_wall_ms()).c_str());
   }
-  std::printf("job           %s%s%s\n", m->job().name().empty() ? "(unnamed)" : m->job().name().c_str(),
+  std::printf("job           %s%s%s\n",
+              m->job().name().empty() ? "(unnamed)" : m->job().name().c_str(),
               m->job().task().empty() ? "" : ", task ", m->job().task().c_str());
   uint64_t chain_bytes = m->full().size();
   for (const auto& d : m->deltas()) chain_bytes += d.size();
@@ -235,8 +235,8 @@ int VerifyFile(const std::string& path) {
     rows += t.keys.size();
     deletions += t.deleted.size();
   }
-  std::printf("OK %s: %s snapshot, version %" PRIu64 ", watermark %" PRId64
-              ", %zu tables, %" PRIu64 " rows, %" PRIu64 " deletions, %zu dense params\n",
+  std::printf("OK %s: %s snapshot, version %" PRIu64 ", watermark %" PRId64 ", %zu tables, %" PRIu64
+              " rows, %" PRIu64 " deletions, %zu dense params\n",
               path.c_str(), KindName(snap->kind), snap->version, snap->watermark,
               snap->tables.size(), rows, deletions, snap->has_dense ? snap->dense.size() : 0);
   return 0;
@@ -425,7 +425,8 @@ int Diff(const std::string& a_path, const std::string& b_path) {
     std::sort(only_b.begin(), only_b.end());
     std::printf("table %s: dim %d, rows %zu vs %zu, only in A %zu, only in B %zu, max |diff| %.6g",
                 name.c_str(), ta.dim(), ta.size(), tb.size(), only_a.size(), only_b.size(), worst);
-    if (worst > 0) std::printf(" (key %" PRIu64 ", %zu rows above tolerance)", worst_key, differing);
+    if (worst > 0)
+      std::printf(" (key %" PRIu64 ", %zu rows above tolerance)", worst_key, differing);
     std::printf("\n");
     PrintKeys("only in A", only_a);
     PrintKeys("only in B", only_b);
@@ -455,8 +456,9 @@ int Diff(const std::string& a_path, const std::string& b_path) {
 }
 
 int Usage() {
-  std::fprintf(stderr, "usage: freshet_snapshot info DIR | verify DIR|FILE.snap | diff A B\n"
-                       "       (freshet_snapshot --help for details)\n");
+  std::fprintf(stderr,
+               "usage: freshet_snapshot info DIR | verify DIR|FILE.snap | diff A B\n"
+               "       (freshet_snapshot --help for details)\n");
   return 2;
 }
 
@@ -468,10 +470,12 @@ int main(int argc, char** argv) {
   gflags::ParseCommandLineNonHelpFlags(&argc, &argv, /*remove_flags=*/true);
   if (FLAGS_help || (argc >= 2 && (std::string(argv[1]) == "help"))) {
     std::printf("freshet_snapshot: %s\n\nflags:\n", freshet::kUsage);
-    std::printf("  --tolerance=T  diff: largest absolute difference still counted as equal"
-                " (default 0)\n");
-    std::printf("  --examples=N   diff: how many differing keys to print per table"
-                " (default 5)\n");
+    std::printf(
+        "  --tolerance=T  diff: largest absolute difference still counted as equal"
+        " (default 0)\n");
+    std::printf(
+        "  --examples=N   diff: how many differing keys to print per table"
+        " (default 5)\n");
     std::printf("  --all          verify: also check the older retained chains\n");
     return 0;
   }

@@ -13,8 +13,8 @@
 #include <immintrin.h>
 #endif
 
-#include "common/sharding.h"
 #include "common/half.h"
+#include "common/sharding.h"
 #include "server/initializer.h"
 
 namespace freshet {
@@ -259,9 +259,9 @@ struct EmbeddingTable::Partition {
   uint64_t sketch_counted = 0;      // counted pushes since the last halving
   uint64_t sketch_halve_after = 0;  // 0: never halve
   uint64_t sketch_halvings = 0;
-  uint32_t tick = 0;     // access clock (LRU), wraps
-  uint64_t rng = 0;      // admission coins and eviction samples
-  uint32_t cursor = 0;   // TTL sweep position
+  uint32_t tick = 0;    // access clock (LRU), wraps
+  uint64_t rng = 0;     // admission coins and eviction samples
+  uint32_t cursor = 0;  // TTL sweep position
   std::vector<Deletion> deleted;
   size_t max_deleted = 0;
   // Checkpoint tombstones (TombstonesSince); on overflow emptied, and
@@ -320,8 +320,8 @@ EmbeddingTable::EmbeddingTable(int table_id, const proto::TableConfig& cfg, int 
       min_count_(cfg.admission().min_count()),
       admit_threshold_(cfg.admission().probability() >= 1
                            ? std::numeric_limits<uint64_t>::max()
-                           : static_cast<uint64_t>(static_cast<double>(
-                                                       std::max(0.0f, cfg.admission().probability())) *
+                           : static_cast<uint64_t>(static_cast<double>(std::max(
+                                                       0.0f, cfg.admission().probability())) *
                                                    18446744073709551616.0)),
       ttl_s_(cfg.eviction().ttl_s()),
       opt_(std::move(opt)) {
@@ -333,7 +333,8 @@ EmbeddingTable::EmbeddingTable(int table_id, const proto::TableConfig& cfg, int 
   for (int p = 0; p < num_partitions; ++p) {
     auto part = std::make_unique<Partition>(stride_);
     if (max_rows != 0) {
-      part->capacity = max_rows / num_partitions + (static_cast<uint64_t>(p) < max_rows % num_partitions);
+      part->capacity =
+          max_rows / num_partitions + (static_cast<uint64_t>(p) < max_rows % num_partitions);
     }
     if (!admit_all_ && min_count_ > 1) {
       part->sketch_width = std::max<uint32_t>(64, width / static_cast<uint32_t>(num_partitions));
@@ -477,9 +478,10 @@ char* EmbeddingTable::AddRow(Partition& part, uint64_t key, uint64_t h, uint32_t
       const uint32_t id = static_cast<uint32_t>(part.NextRandom() % part.num_rows);
       const RowMeta* m = Meta(part.Row(id));
       const uint32_t age = now - m->last_access;  // wraps correctly
-      const bool worse = !have || (lfu ? (m->update_count < best_count ||
-                                          (m->update_count == best_count && age > best_age))
-                                       : age > best_age);
+      const bool worse =
+          !have ||
+          (lfu ? (m->update_count < best_count || (m->update_count == best_count && age > best_age))
+               : age > best_age);
       if (worse) {
         victim = id;
         best_age = age;
@@ -1008,7 +1010,8 @@ std::unique_ptr<EmbeddingTable> EmbeddingTable::Snapshot(int64_t* copied_bytes) 
     std::memcpy(dst.slots.get(), src.slots.get(), num_slots * sizeof(Slot));
     dst.mask = src.mask;
     dst.num_rows = src.num_rows;
-    const size_t used_chunks = (static_cast<size_t>(src.num_rows) + kRowsPerChunk - 1) / kRowsPerChunk;
+    const size_t used_chunks =
+        (static_cast<size_t>(src.num_rows) + kRowsPerChunk - 1) / kRowsPerChunk;
     dst.chunks.reserve(used_chunks);
     for (size_t c = 0; c < used_chunks; ++c) {
       const size_t rows = std::min<size_t>(kRowsPerChunk, src.num_rows - c * kRowsPerChunk);

@@ -79,14 +79,14 @@ struct TableStats {
   int64_t bytes = 0;  // allocated: index + arenas + sketches + deletion and change logs
   int64_t keys_pulled = 0;
   int64_t keys_pushed = 0;
-  int64_t held_back_pushes = 0;  // pushed keys dropped: not admitted yet
-  int64_t held_back_pulls = 0;   // pulled keys answered with the held-back value
-  int64_t admitted = 0;          // rows created by admission (admission on only)
-  int64_t sketch_halvings = 0;   // admission counts aged (halved), over partitions
-  int64_t evicted_ttl = 0;       // rows evicted by the TTL
-  int64_t evicted_capacity = 0;  // rows evicted to stay within max_rows
-  int64_t deletions_dropped = 0; // deletions lost to the log's bound (see TakeDeletions)
-  int64_t tombstones_dropped = 0; // checkpoint tombstones lost to their bound (TombstonesSince)
+  int64_t held_back_pushes = 0;    // pushed keys dropped: not admitted yet
+  int64_t held_back_pulls = 0;     // pulled keys answered with the held-back value
+  int64_t admitted = 0;            // rows created by admission (admission on only)
+  int64_t sketch_halvings = 0;     // admission counts aged (halved), over partitions
+  int64_t evicted_ttl = 0;         // rows evicted by the TTL
+  int64_t evicted_capacity = 0;    // rows evicted to stay within max_rows
+  int64_t deletions_dropped = 0;   // deletions lost to the log's bound (see TakeDeletions)
+  int64_t tombstones_dropped = 0;  // checkpoint tombstones lost to their bound (TombstonesSince)
   // Partitions that a delta export (since > 0) had to scan row by row
   // because their change log could not answer it (dropped at its bound, or
   // a cursor older than the log's floor). Full exports (since 0) are not

@@ -30,7 +30,8 @@ std::future<Status> LocalSparseStore::Push(int table, const uint64_t* keys, size
   const int dim = shard_->table(table)->dim();
   const int64_t et = event_time_.load();
   const uint32_t event_s =
-      et <= 0 ? 0u : static_cast<uint32_t>(std::min<int64_t>(et, std::numeric_limits<uint32_t>::max()));
+      et <= 0 ? 0u
+              : static_cast<uint32_t>(std::min<int64_t>(et, std::numeric_limits<uint32_t>::max()));
   // Same aggregation as PsClient: duplicates summed, each key applied once.
   Dedup d = Deduplicate(keys, n);
   if (!d.has_dups) return Ready(shard_->HandlePush(table, dim, keys, n, grads, event_s));

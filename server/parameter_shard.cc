@@ -9,8 +9,8 @@
 
 namespace freshet {
 
-StatusOr<std::unique_ptr<ParameterShard>> ParameterShard::Create(
-    const proto::TablesConfig& tables, int num_partitions) {
+StatusOr<std::unique_ptr<ParameterShard>> ParameterShard::Create(const proto::TablesConfig& tables,
+                                                                 int num_partitions) {
   auto shard = std::unique_ptr<ParameterShard>(new ParameterShard());
   for (int i = 0; i < tables.tables_size(); ++i) {
     FRESHET_ASSIGN_OR_RETURN(auto t, EmbeddingTable::Create(i, tables.tables(i), num_partitions));
@@ -212,10 +212,9 @@ std::unique_ptr<ParameterShard> ParameterShard::Snapshot(int64_t* copied_bytes) 
   return copy;
 }
 
-Status ForEachExportedTable(
-    const std::vector<char>& body,
-    const std::function<void(int, int, const uint64_t*, const float*, size_t, const uint64_t*,
-                             size_t)>& fn) {
+Status ForEachExportedTable(const std::vector<char>& body,
+                            const std::function<void(int, int, const uint64_t*, const float*,
+                                                     size_t, const uint64_t*, size_t)>& fn) {
   size_t pos = 0;
   auto take = [&](void* out, size_t n) {
     if (n > body.size() - pos) return false;
@@ -237,8 +236,8 @@ Status ForEachExportedTable(
     // would also turn negative as an int.
     if (dim == 0 || dim > kMaxTableDim || table > static_cast<uint32_t>(INT32_MAX)) {
       return DataLoss("export rows: table " + std::to_string(i) + " has id " +
-                      std::to_string(table) + " and dim " + std::to_string(dim) +
-                      " (dims are 1.." + std::to_string(kMaxTableDim) + ")");
+                      std::to_string(table) + " and dim " + std::to_string(dim) + " (dims are 1.." +
+                      std::to_string(kMaxTableDim) + ")");
     }
     if (n > (body.size() - pos) / (sizeof(uint64_t) + dim * sizeof(float))) {
       return DataLoss("export rows: truncated table " + std::to_string(i));

@@ -1,7 +1,6 @@
 #include "server/parameter_shard.h"
 
 #include <gtest/gtest.h>
-
 #include <stdlib.h>
 
 #include <cstring>
@@ -23,7 +22,8 @@ proto::TablesConfig Tables() {
              optimizer { sgd { learning_rate: 0.5 } } }
     tables { name: "b" dim: 2 initializer { kind: CONSTANT scale: 1 }
              optimizer { adagrad { learning_rate: 0.1 } } }
-  )", "t");
+  )",
+                             "t");
   EXPECT_TRUE(t.ok()) << t.status();
   return *t;
 }
@@ -134,12 +134,14 @@ TEST(ParameterShardTest, ExportRowsDecoderHandlesEmptyAndHostileBodies) {
   std::vector<char> bad = body;
   const uint64_t huge = ~uint64_t{0};
   std::memcpy(bad.data() + 12, &huge, 8);
-  EXPECT_EQ(ForEachExportedTable(bad, [](int, int, const uint64_t*, const float*, size_t, const uint64_t*, size_t) {})
+  EXPECT_EQ(ForEachExportedTable(bad, [](int, int, const uint64_t*, const float*, size_t,
+                                         const uint64_t*, size_t) {})
                 .code(),
             StatusCode::kDataLoss);
   bad = body;
   std::memset(bad.data() + 8, 0, 4);
-  EXPECT_EQ(ForEachExportedTable(bad, [](int, int, const uint64_t*, const float*, size_t, const uint64_t*, size_t) {})
+  EXPECT_EQ(ForEachExportedTable(bad, [](int, int, const uint64_t*, const float*, size_t,
+                                         const uint64_t*, size_t) {})
                 .code(),
             StatusCode::kDataLoss);
   // Regression (wire_fuzz): a dim above INT32_MAX reached the callback as a
@@ -147,9 +149,9 @@ TEST(ParameterShardTest, ExportRowsDecoderHandlesEmptyAndHostileBodies) {
   bad = body;
   const uint32_t huge_dim = 0xc1000000u;
   std::memcpy(bad.data() + 8, &huge_dim, 4);
-  Status st = ForEachExportedTable(bad, [](int, int, const uint64_t*, const float*, size_t, const uint64_t*, size_t) {
-    ADD_FAILURE() << "callback called";
-  });
+  Status st =
+      ForEachExportedTable(bad, [](int, int, const uint64_t*, const float*, size_t, const uint64_t*,
+                                   size_t) { ADD_FAILURE() << "callback called"; });
   EXPECT_EQ(st.code(), StatusCode::kDataLoss);
   EXPECT_NE(st.message().find("dims are 1..4096"), std::string::npos) << st;
 }
@@ -164,7 +166,8 @@ TEST(ParameterShardTest, ExportCarriesEvictionsAsDeletionsOnce) {
   auto tables = ParseTablesConfig(R"(
     tables { name: "a" dim: 2 optimizer { sgd { learning_rate: 0.5 } }
              eviction { ttl_s: 100 } }
-  )", "t");
+  )",
+                                  "t");
   ASSERT_TRUE(tables.ok()) << tables.status();
   auto shard = std::move(ParameterShard::Create(*tables, 2)).value();
   const uint64_t k1 = 1, k2 = 2;
@@ -177,9 +180,9 @@ TEST(ParameterShardTest, ExportCarriesEvictionsAsDeletionsOnce) {
   auto collect = [&](uint32_t since, std::vector<uint64_t>* rows, std::vector<uint64_t>* del) {
     uint32_t now = 0;
     std::vector<char> body = shard->ExportChanged(since, &now);
-    Status st = ForEachExportedTable(
-        body, [&](int table, int dim, const uint64_t* keys, const float*, size_t n,
-                  const uint64_t* deleted, size_t nd) {
+    Status st =
+        ForEachExportedTable(body, [&](int table, int dim, const uint64_t* keys, const float*,
+                                       size_t n, const uint64_t* deleted, size_t nd) {
           EXPECT_EQ(table, 0);
           EXPECT_EQ(dim, 2);
           rows->assign(keys, keys + n);
@@ -216,16 +219,21 @@ TEST(ParameterShardTest, TableConfigFieldErrors) {
     EXPECT_NE(t.status().message().find(field), std::string::npos) << t.status();
   };
   bad(R"(tables { name: "a" dim: 2 optimizer { sgd { learning_rate: 1 } }
-                  admission { min_count: 300 } })", "admission.min_count");
+                  admission { min_count: 300 } })",
+      "admission.min_count");
   bad(R"(tables { name: "a" dim: 2 optimizer { sgd { learning_rate: 1 } }
-                  admission { probability: 1.5 } })", "admission.probability");
+                  admission { probability: 1.5 } })",
+      "admission.probability");
   bad(R"(tables { name: "a" dim: 2 optimizer { sgd { learning_rate: 1 } }
-                  admission { min_count: 2 sketch_depth: 9 } })", "admission.sketch_depth");
+                  admission { min_count: 2 sketch_depth: 9 } })",
+      "admission.sketch_depth");
   bad(R"(tables { name: "a" dim: 2 optimizer { sgd { learning_rate: 1 } }
-                  admission { min_count: 2 sketch_width: 10 } })", "admission.sketch_width");
+                  admission { min_count: 2 sketch_width: 10 } })",
+      "admission.sketch_width");
   auto ok = ParseTablesConfig(R"(tables { name: "a" dim: 2 optimizer { sgd { learning_rate: 1 } }
       admission { min_count: 2 } eviction { ttl_s: 3600 max_rows: 1000 policy: LFU }
-      storage: FP16 })", "cfg.pbtxt");
+      storage: FP16 })",
+                              "cfg.pbtxt");
   ASSERT_TRUE(ok.ok()) << ok.status();
   EXPECT_EQ(ok->tables(0).admission().sketch_width(), 1u << 20);  // default filled
   EXPECT_EQ(ok->tables(0).admission().sketch_depth(), 4u);
@@ -241,7 +249,8 @@ TEST(ParameterShardTest, SnapshotWrittenWhilePushesGoOnEqualsTheCut) {
              optimizer { adagrad { learning_rate: 0.1 } } }
     tables { name: "h" dim: 3 storage: FP16 initializer { kind: UNIFORM scale: 0.1 seed: 3 }
              optimizer { sgd { learning_rate: 0.5 } } }
-  )", "t");
+  )",
+                               "t");
   ASSERT_TRUE(cfg.ok()) << cfg.status();
   auto shard = std::move(ParameterShard::Create(*cfg, 4)).value();
   const int dims[2] = {4, 3};
@@ -328,9 +337,8 @@ TEST(ParameterShardTest, SnapshotWrittenWhilePushesGoOnEqualsTheCut) {
             << file << " table " << t << " key " << i;
         ASSERT_EQ(have.state.size(), want.state.size()) << file << " table " << t;
         // (SGD keeps no state: memcmp must not see its empty vectors' null data.)
-        ASSERT_TRUE(want.state.empty() ||
-                    std::memcmp(have.state.data(), want.state.data(),
-                                want.state.size() * sizeof(float)) == 0)
+        ASSERT_TRUE(want.state.empty() || std::memcmp(have.state.data(), want.state.data(),
+                                                      want.state.size() * sizeof(float)) == 0)
             << file << " table " << t << " key " << i;
         ASSERT_EQ(have.meta.update_count, want.meta.update_count);
         ASSERT_EQ(have.meta.version, want.meta.version);

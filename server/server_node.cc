@@ -1,12 +1,12 @@
 #include "server/server_node.h"
 
+#include <glog/logging.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <limits>
-
-#include <glog/logging.h>
-#include <unistd.h>
 
 #include "server/table_io.h"
 
@@ -114,8 +114,7 @@ ServerNode::~ServerNode() {
   JoinWriter();
 }
 
-void ServerNode::Reply(const Message& req, MsgType type, std::vector<char> body,
-                       const Status& st) {
+void ServerNode::Reply(const Message& req, MsgType type, std::vector<char> body, const Status& st) {
   Message resp;
   resp.meta.type = type;
   resp.meta.request_id = req.meta.request_id;
@@ -195,8 +194,8 @@ void ServerNode::ReleaseDeferredLocked(bool check_deadlines) {
       const std::string who =
           slowest >= 0 ? layout_.Describe(layout_.WorkerRank(slowest)) : std::string("none");
       Reply(d.msg, MsgType::kPullResponse, {},
-            DeadlineExceeded("pull at step " + std::to_string(d.msg.meta.clock) +
-                             " waited " + std::to_string(request_timeout_.count()) +
+            DeadlineExceeded("pull at step " + std::to_string(d.msg.meta.clock) + " waited " +
+                             std::to_string(request_timeout_.count()) +
                              " ms for the staleness bound; slowest is " + who + " at step " +
                              std::to_string(min_clock)));
     } else {
@@ -255,7 +254,7 @@ Status ServerNode::Run() {
       case MsgType::kStatsRequest: {
         const ServerStats s = shard_->Stats();
         const int64_t fields[ServerStats::kNumFields] = {
-            s.rows,        s.bytes,       s.pull_requests, s.push_requests,
+            s.rows,        s.bytes,       s.pull_requests,   s.push_requests,
             s.keys_pulled, s.keys_pushed, ResidentSetBytes()};
         std::vector<char> body(sizeof(fields));
         std::memcpy(body.data(), fields, sizeof(fields));
@@ -325,9 +324,9 @@ void ServerNode::HandleSave(const Message& msg) {
   const auto t0 = std::chrono::steady_clock::now();
   int64_t bytes = 0;
   std::shared_ptr<ParameterShard> copy(shard_->Snapshot(&bytes));
-  const int64_t copy_us = std::chrono::duration_cast<std::chrono::microseconds>(
-                              std::chrono::steady_clock::now() - t0)
-                              .count();
+  const int64_t copy_us =
+      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0)
+          .count();
   const int me = layout_.IndexInRole(transport_->rank());
   const std::string path = msg.meta.text + "/" + ShardFileName(me, layout_.num_servers());
   // meta.count 1: an incremental checkpoint, the rows pushed since this
@@ -343,15 +342,14 @@ void ServerNode::HandleSave(const Message& msg) {
     save_.done = false;
   }
   const std::string who = layout_.Describe(transport_->rank());
-  LOG(INFO) << who << " copied " << bytes << " bytes of rows in " << copy_us << " us for "
-            << path;
+  LOG(INFO) << who << " copied " << bytes << " bytes of rows in " << copy_us << " us for " << path;
   writer_ = std::thread([this, copy = std::move(copy), path, since, now, who]() mutable {
     const auto w0 = std::chrono::steady_clock::now();
     Status st = SaveShardRows(*copy, path, since);
     copy.reset();  // the extra memory goes as soon as the file is written
-    const int64_t us = std::chrono::duration_cast<std::chrono::microseconds>(
-                           std::chrono::steady_clock::now() - w0)
-                           .count();
+    const int64_t us =
+        std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - w0)
+            .count();
     if (st.ok()) {
       LOG(INFO) << who << " wrote " << path << " in " << us / 1000 << " ms (background)";
     } else {

@@ -83,7 +83,7 @@ class ServerNode {
   };
   // The last SAVE and its background write (save_mu_).
   struct SaveState {
-    std::string dir;       // empty: no SAVE yet
+    std::string dir;  // empty: no SAVE yet
     bool done = true;
     Status status;         // the write's result once done
     int64_t write_us = 0;  // how long the write took
@@ -110,7 +110,7 @@ class ServerNode {
   // every row.
   uint32_t saved_version_ GUARDED_BY(save_mu_) = 0;
   SaveState save_ GUARDED_BY(save_mu_);
-  std::thread writer_;          // receive thread (and destructor) only
+  std::thread writer_;  // receive thread (and destructor) only
   ThreadPool pool_;
   std::atomic<bool> stop_{false};
   Metrics metrics_;  // all null without a registry

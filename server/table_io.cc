@@ -1,10 +1,8 @@
 #include "server/table_io.h"
 
-#include "common/checksum.h"
-#include "common/file_io.h"
-
 #include <dirent.h>
 #include <fcntl.h>
+#include <glog/logging.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -13,7 +11,8 @@
 #include <map>
 #include <tuple>
 
-#include <glog/logging.h>
+#include "common/checksum.h"
+#include "common/file_io.h"
 
 namespace freshet {
 namespace {
@@ -187,7 +186,8 @@ Status LoadShardRows(const std::string& path, ParameterShard* shard, const RowFi
   }
   if (!take(&num_tables, 4)) return corrupt("truncated");
   std::map<std::string, EmbeddingTable*> by_name;
-  for (int t = 0; t < shard->num_tables(); ++t) by_name[shard->table(t)->config().name()] = shard->table(t);
+  for (int t = 0; t < shard->num_tables(); ++t)
+    by_name[shard->table(t)->config().name()] = shard->table(t);
   // Two passes: the first checks every table header and size, the second
   // applies the rows, so a bad file changes nothing.
   const size_t tables_begin = pos;

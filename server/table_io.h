@@ -84,8 +84,9 @@ struct LoadRowsStats {
 // checkpoint chain full -> incremental ... in order therefore gives the
 // live table at the last save (for rows ever pushed; rows only pulled are
 // never in incremental files and are recreated alike by the initializer).
-// The whole file is verified (checksum) before any row is changed. InvalidArgument if a table is missing or its dim or state size
-// differs; DataLoss for a corrupt file. `stats` (may be null) is added to.
+// The whole file is verified (checksum) before any row is changed. InvalidArgument if a table is
+// missing or its dim or state size differs; DataLoss for a corrupt file. `stats` (may be null) is
+// added to.
 Status LoadShardRows(const std::string& path, ParameterShard* shard,
                      const RowFilter& filter = RowFilter(), LoadRowsStats* stats = nullptr);
 

@@ -1,5 +1,4 @@
-#include "server/table_io.h"
-
+#include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -8,10 +7,9 @@
 #include <map>
 #include <vector>
 
-#include <gtest/gtest.h>
-
 #include "common/config.h"
 #include "common/sharding.h"
+#include "server/table_io.h"
 
 namespace freshet {
 namespace {
@@ -22,7 +20,8 @@ proto::TablesConfig Tables() {
              optimizer { adagrad { learning_rate: 0.1 } } }
     tables { name: "b" dim: 2 initializer { kind: CONSTANT scale: 0 }
              optimizer { sgd { learning_rate: 0.5 } } }
-  )", "t");
+  )",
+                             "t");
   EXPECT_TRUE(t.ok()) << t.status();
   return *t;
 }

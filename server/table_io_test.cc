@@ -21,7 +21,8 @@ proto::TablesConfig Tables() {
     tables { name: "a" dim: 4 initializer { kind: UNIFORM scale: 0.1 seed: 7 }
              optimizer { sgd { learning_rate: 0.5 } } }
     tables { name: "b" dim: 2 optimizer { adagrad { learning_rate: 0.1 } } }
-  )", "t");
+  )",
+                             "t");
   EXPECT_TRUE(t.ok()) << t.status();
   return *t;
 }

@@ -88,8 +88,7 @@ class TombstoneTest : public ::testing::Test {
     chain_.push_back(d);
   }
   // Restores the chain into a fresh shard, as --restore_from does.
-  std::unique_ptr<ParameterShard> Restore(const proto::TablesConfig& tables,
-                                          LoadRowsStats* stats) {
+  std::unique_ptr<ParameterShard> Restore(const proto::TablesConfig& tables, LoadRowsStats* stats) {
     auto shard = std::move(ParameterShard::Create(tables, 2)).value();
     for (const auto& d : chain_) {
       Status st = LoadModelRows(d, shard.get(), RowFilter(), stats);
@@ -226,7 +225,8 @@ TEST_F(TombstoneTest, ReshardedChainRestoreMatchesTheLiveTables) {
     std::filesystem::create_directories(d);
     for (int s = 0; s < 2; ++s) {
       const uint32_t now = live[s]->version();
-      ASSERT_TRUE(SaveShardRows(*live[s], d + "/" + ShardFileName(s, 2), n == 1 ? 0 : saved[s]).ok());
+      ASSERT_TRUE(
+          SaveShardRows(*live[s], d + "/" + ShardFileName(s, 2), n == 1 ? 0 : saved[s]).ok());
       saved[s] = now;
     }
     dirs.push_back(d);
@@ -238,7 +238,8 @@ TEST_F(TombstoneTest, ReshardedChainRestoreMatchesTheLiveTables) {
   std::iota(keys.begin(), keys.end(), 500);
   route(keys, [&](int s, std::vector<uint64_t> k) { Push(live[s].get(), 0, k); });
   save(2);
-  route({1, 2, 3, 501, 900, 901}, [&](int s, std::vector<uint64_t> k) { Push(live[s].get(), 0, k); });
+  route({1, 2, 3, 501, 900, 901},
+        [&](int s, std::vector<uint64_t> k) { Push(live[s].get(), 0, k); });
   save(3);
   std::map<uint64_t, Row> want;
   for (const auto& l : live) {
@@ -277,7 +278,7 @@ TEST_F(TombstoneTest, ReadsVersionOneFiles) {
   u64(2);  // rows
   for (uint64_t key : {7, 9}) {
     u64(key);
-    u32(4);  // update count
+    u32(4);   // update count
     u32(11);  // version
     for (int d = 0; d < 3; ++d) {
       const float v = static_cast<float>(key) + d;

@@ -9,8 +9,8 @@
 #include <set>
 #include <vector>
 
-#include "server/embedding_table.h"
 #include "common/half.h"
+#include "server/embedding_table.h"
 #include "server/initializer.h"
 
 namespace freshet {
@@ -263,9 +263,8 @@ TEST_P(CapacityTest, NeverExceedsMaxRowsAndKeepsHotKeys) {
                          32 * s.evicted_capacity);
   // Every row left is consistent (index and arena agree after the churn).
   std::vector<uint64_t> visited;
-  t->ForEach([&](uint64_t key, const float*, const float*, const RowMeta&) {
-    visited.push_back(key);
-  });
+  t->ForEach(
+      [&](uint64_t key, const float*, const float*, const RowMeta&) { visited.push_back(key); });
   EXPECT_EQ(static_cast<int64_t>(visited.size()), t->size());
   EXPECT_EQ(std::set<uint64_t>(visited.begin(), visited.end()).size(), visited.size());
   for (uint64_t key : visited) EXPECT_TRUE(Has(*t, key)) << key;
@@ -386,7 +385,8 @@ TEST_P(StorageTest, SixteenBitWeightsTrackFp32WithinTheRoundingBound) {
   t->Pull(keys.data(), keys.size(), b.data());
   // Each of the 21 writes rounds once: relative error <= ulp/2 each, and
   // the values stay O(1), so the drift stays within ~21 half-ulps.
-  const double unit = storage == proto::TableConfig::FP16 ? std::ldexp(1.0, -11) : std::ldexp(1.0, -8);
+  const double unit =
+      storage == proto::TableConfig::FP16 ? std::ldexp(1.0, -11) : std::ldexp(1.0, -8);
   double max_err = 0;
   for (size_t i = 0; i < a.size(); ++i) {
     max_err = std::max(max_err, std::fabs(a[i] - b[i]) / (std::fabs(a[i]) + 1.0));

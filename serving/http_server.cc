@@ -1,10 +1,7 @@
 #include "serving/http_server.h"
 
-#include "serving/internal/requests.h"
-
-#include "common/metrics_registry.h"
-#include "common/mutex.h"
-#include "common/time_util.h"
+#include <glog/logging.h>
+#include <httplib.h>
 
 #include <algorithm>
 #include <array>
@@ -17,14 +14,16 @@
 #include <limits>
 #include <map>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <numeric>
 #include <sstream>
 #include <utility>
 #include <vector>
 
-#include <glog/logging.h>
-#include <httplib.h>
-#include <nlohmann/json.hpp>
+#include "common/metrics_registry.h"
+#include "common/mutex.h"
+#include "common/time_util.h"
+#include "serving/internal/requests.h"
 
 namespace freshet {
 namespace {

@@ -63,8 +63,8 @@ StatusOr<std::unique_ptr<ModelWatcher>> ModelWatcher::Start(Options options) {
     w->wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     w->inotify_fd_ = ::inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
     if (w->wake_fd_ < 0 || w->inotify_fd_ < 0) {
-      PLOG(WARNING) << "model watcher: no inotify, polling " << w->options_.export_dir
-                    << " every " << w->options_.poll_ms << " ms";
+      PLOG(WARNING) << "model watcher: no inotify, polling " << w->options_.export_dir << " every "
+                    << w->options_.poll_ms << " ms";
     }
   }
   w->thread_ = std::thread([p = w.get()] { p->Loop(); });
@@ -97,8 +97,8 @@ bool ModelWatcher::WaitForChange(std::chrono::steady_clock::time_point until) {
   }
   alignas(struct inotify_event) char buf[16384];
   while (true) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        until - SteadyClock::now());
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(until - SteadyClock::now());
     if (left.count() <= 0) return true;
     struct pollfd fds[2] = {{inotify_fd_, POLLIN, 0}, {wake_fd_, POLLIN, 0}};
     const int r = ::poll(fds, 2, static_cast<int>(std::min<int64_t>(left.count() + 1, 1 << 30)));
@@ -139,9 +139,8 @@ ModelWatcher::Stats ModelWatcher::stats() const {
 
 bool ModelWatcher::WaitForVersion(uint64_t version, std::chrono::milliseconds timeout) const {
   MutexLock lock(&mu_);
-  auto ready = [&]() REQUIRES(mu_) {
-    return current_ != nullptr && current_->version() >= version;
-  };
+  auto ready = [&]()
+                   REQUIRES(mu_) { return current_ != nullptr && current_->version() >= version; };
   const auto deadline = SteadyClock::now() + timeout;
   while (!ready()) {
     if (cv_.WaitWithDeadline(&mu_, deadline)) break;

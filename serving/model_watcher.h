@@ -139,7 +139,7 @@ class ModelWatcher {
   int inotify_fd_ = -1;
   int wake_fd_ = -1;  // eventfd: the destructor wakes the polling thread
   // Polling thread only.
-  int watch_ = -1;  // inotify watch of export_dir
+  int watch_ = -1;           // inotify watch of export_dir
   std::string current_key_;  // identity of the serving manifest
   std::string failed_key_;   // identity of the last rejected manifest
   std::chrono::steady_clock::time_point retry_at_;

@@ -1,11 +1,11 @@
 #include "serving/scorer.h"
 
+#include <glog/logging.h>
+
 #include <algorithm>
 #include <cstring>
 #include <map>
 #include <thread>
-
-#include <glog/logging.h>
 
 #include "server/initializer.h"
 #include "worker/model/batch.h"

@@ -37,8 +37,8 @@
 #include <unordered_map>
 #include <vector>
 
-#include "common/proto/job.pb.h"
 #include "common/mutex.h"
+#include "common/proto/job.pb.h"
 #include "common/status.h"
 #include "exporter/model_loader.h"
 #include "worker/data/example.h"

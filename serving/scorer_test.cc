@@ -1,12 +1,12 @@
 #include "serving/scorer.h"
 
+#include <gtest/gtest.h>
+
 #include <algorithm>
 #include <atomic>
 #include <random>
 #include <set>
 #include <thread>
-
-#include <gtest/gtest.h>
 
 #include "serving/internal/testing.h"
 #include "worker/features.h"

@@ -30,8 +30,9 @@ DEFINE_int32(port, 8080, "Port to listen on; 0 picks a free port and prints it")
 DEFINE_int32(poll_ms, 100,
              "How often to check the export directory for a new model (ms); with --notify "
              "a new LATEST is also seen at once");
-DEFINE_bool(notify, true, "Watch the export directory with inotify (load a new model as soon as "
-                          "LATEST changes), besides polling");
+DEFINE_bool(notify, true,
+            "Watch the export directory with inotify (load a new model as soon as "
+            "LATEST changes), besides polling");
 DEFINE_int64(max_body_bytes, 1 << 20, "Largest request body accepted; larger ones get 413");
 DEFINE_int32(max_batch, 1000,
              "Most examples per /score, candidates per /rank and rows per v2 infer request");

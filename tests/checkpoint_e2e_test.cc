@@ -4,6 +4,7 @@
 // tables must be identical row for row (keys, weights, optimizer state,
 // update counts and versions) and the dense parameters byte for byte. A
 // restored 3-server job then keeps training.
+#include <gtest/gtest.h>
 #include <sys/wait.h>
 
 #include <cstdio>
@@ -14,12 +15,9 @@
 #include <string>
 #include <vector>
 
-#include <gtest/gtest.h>
-
-#include "tests/e2e_util.h"
-
 #include "server/parameter_shard.h"
 #include "server/table_io.h"
+#include "tests/e2e_util.h"
 #include "worker/job.h"
 
 namespace freshet {
@@ -47,7 +45,8 @@ std::string Cluster(int servers) {
 
 std::string Train(int servers, const std::string& extra) {
   return "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 mpirun --oversubscribe "
-         "--bind-to none -np " + std::to_string(servers + 1) + " " + kBin +
+         "--bind-to none -np " +
+         std::to_string(servers + 1) + " " + kBin +
          "/freshet_train --task=synthetic --job_config=" + kSrc +
          "/cluster-configs/jobs/synthetic.pbtxt --data_dir=" + kData + " --work_dir=" + kOut +
          "/work --cluster_config=" + Cluster(servers) + " " + extra;
@@ -104,7 +103,8 @@ std::string FirstDifference(const Rows& a, const Rows& b) {
   }
   for (const auto& [k, ra] : a) {
     auto it = b.find(k);
-    const std::string where = "table " + std::to_string(k.first) + " key " + std::to_string(k.second);
+    const std::string where =
+        "table " + std::to_string(k.first) + " key " + std::to_string(k.second);
     if (it == b.end()) return where + " missing";
     const Row& rb = it->second;
     if (ra.w != rb.w) return where + ": weights differ";
@@ -120,8 +120,7 @@ TEST(CheckpointE2eTest, RestoreOntoThreeAndOneServersGivesIdenticalTables) {
   ASSERT_EQ(RunCommand("mkdir -p " + kOut + "/work").rc, 0);
   const std::string saved = kOut + "/saved-2s";
   RunCommand("rm -rf " + saved + " " + kOut + "/restored-*");
-  CommandResult train =
-      RunCommand(Train(2, "--epochs=1 --max_steps=300 --model_dir=" + saved));
+  CommandResult train = RunCommand(Train(2, "--epochs=1 --max_steps=300 --model_dir=" + saved));
   ASSERT_EQ(train.rc, 0) << train.output;
   int64_t files = 0;
   const Rows original = LoadRows(saved, &files);
@@ -135,8 +134,8 @@ TEST(CheckpointE2eTest, RestoreOntoThreeAndOneServersGivesIdenticalTables) {
   for (int servers : {3, 1}) {
     SCOPED_TRACE("restored onto " + std::to_string(servers) + " servers");
     const std::string out = kOut + "/restored-" + std::to_string(servers) + "s";
-    CommandResult r = RunCommand(Train(servers, "--restore_from=" + saved +
-                                                    " --restore_only --model_dir=" + out));
+    CommandResult r = RunCommand(
+        Train(servers, "--restore_from=" + saved + " --restore_only --model_dir=" + out));
     ASSERT_EQ(r.rc, 0) << r.output;
     // Each server reports what it kept; together exactly the saved rows.
     std::regex re("server (\\d+)/(\\d+) restored (\\d+) of (\\d+) rows from 2 files");
@@ -160,8 +159,8 @@ TEST(CheckpointE2eTest, RestoreOntoThreeAndOneServersGivesIdenticalTables) {
   // is still there, no update count went back (a fresh start would have
   // fewer rows and small counts) and some kept growing.
   const std::string cont = kOut + "/restored-continued";
-  CommandResult c = RunCommand(Train(3, "--restore_from=" + saved +
-                                            " --epochs=1 --max_steps=40 --model_dir=" + cont));
+  CommandResult c = RunCommand(
+      Train(3, "--restore_from=" + saved + " --epochs=1 --max_steps=40 --model_dir=" + cont));
   ASSERT_EQ(c.rc, 0) << c.output;
   int64_t cont_files = 0;
   const Rows continued = LoadRows(cont, &cont_files);
@@ -191,16 +190,18 @@ TEST(CheckpointE2eTest, PeriodicCheckpointEqualsLiveTablesAtTheCut) {
   const std::string stopped = kOut + "/stopped-80";
   const std::string resharded = kOut + "/periodic-restored-3s";
   RunCommand("rm -rf " + root + " " + stopped + " " + resharded);
-  CommandResult a = RunCommand(Train(2, "--staleness=0 --epochs=1 --max_steps=100 "
-                                        "--checkpoint_dir=" + root +
-                                        " --checkpoint_interval_steps=40 --checkpoint_keep=1 "
-                                        "--checkpoint_full_every=2 "
-                                        "--model_dir=" + kOut + "/periodic-model"));
+  CommandResult a = RunCommand(Train(2,
+                                     "--staleness=0 --epochs=1 --max_steps=100 "
+                                     "--checkpoint_dir=" +
+                                         root +
+                                         " --checkpoint_interval_steps=40 --checkpoint_keep=1 "
+                                         "--checkpoint_full_every=2 "
+                                         "--model_dir=" +
+                                         kOut + "/periodic-model"));
   ASSERT_EQ(a.rc, 0) << a.output;
   EXPECT_NE(a.output.find("\"checkpoints\":2,"), std::string::npos) << a.output;
   EXPECT_NE(a.output.find("checkpoint 1 (full) at step 40:"), std::string::npos) << a.output;
-  EXPECT_NE(a.output.find("checkpoint 2 (incremental) at step 80:"), std::string::npos)
-      << a.output;
+  EXPECT_NE(a.output.find("checkpoint 2 (incremental) at step 80:"), std::string::npos) << a.output;
   // keep=1 keeps the second and, as its parent, the first.
   EXPECT_EQ(ReadFile(root + "/CHECKPOINT_LATEST"), "2\n");
   EXPECT_NE(ReadFile(root + "/ckpt-1/MANIFEST").find("parent 0\n"), std::string::npos);
@@ -251,8 +252,8 @@ TEST(CheckpointE2eTest, PeriodicCheckpointEqualsLiveTablesAtTheCut) {
   EXPECT_EQ(ReadFile(root + "/ckpt-2/dense_opt.bin"), ReadFile(stopped + "/dense_opt.bin"));
 
   // The root restores its latest checkpoint, resharded onto 3 servers.
-  CommandResult r = RunCommand(Train(3, "--restore_from=" + root +
-                                            " --restore_only --model_dir=" + resharded));
+  CommandResult r =
+      RunCommand(Train(3, "--restore_from=" + root + " --restore_only --model_dir=" + resharded));
   ASSERT_EQ(r.rc, 0) << r.output;
   const Rows restored = LoadRows(resharded, &files);
   EXPECT_EQ(files, 3);
@@ -269,18 +270,19 @@ TEST(CheckpointE2eTest, DiskFullDuringACheckpointKeepsTheLastGoodOne) {
   RunCommand("rm -rf " + root + " " + restored);
   CommandResult a = RunCommand(
       "FRESHET_INJECT_WRITE_FAULT=ckpt-2/:ENOSPC:-1 " +
-      Train(2, "--staleness=0 --epochs=1 --max_steps=100 "
-               "--checkpoint_dir=" + root +
-               " --checkpoint_interval_steps=40 --checkpoint_full_every=2 --model_dir=" + kOut +
-               "/diskfull-model"));
+      Train(2,
+            "--staleness=0 --epochs=1 --max_steps=100 "
+            "--checkpoint_dir=" +
+                root + " --checkpoint_interval_steps=40 --checkpoint_full_every=2 --model_dir=" +
+                kOut + "/diskfull-model"));
   EXPECT_NE(a.rc, 0) << a.output;
   EXPECT_NE(a.output.find("ckpt-2/"), std::string::npos) << a.output;
   EXPECT_NE(a.output.find("No space left on device (ENOSPC)"), std::string::npos) << a.output;
   EXPECT_NE(a.output.find("giving up writing"), std::string::npos) << a.output;  // LOG(ERROR)
   EXPECT_EQ(ReadFile(root + "/CHECKPOINT_LATEST"), "1\n");
   EXPECT_FALSE(std::ifstream(root + "/ckpt-2/MANIFEST").good());
-  CommandResult r = RunCommand(Train(2, "--restore_from=" + root +
-                                            " --restore_only --model_dir=" + restored));
+  CommandResult r =
+      RunCommand(Train(2, "--restore_from=" + root + " --restore_only --model_dir=" + restored));
   ASSERT_EQ(r.rc, 0) << r.output;
   int64_t files = 0;
   EXPECT_EQ(FirstDifference(LoadRows(root + "/ckpt-1", &files), LoadRows(restored, &files)), "");

@@ -28,7 +28,8 @@ proto::TablesConfig Tables() {
   auto t = ParseTablesConfig(R"(
     tables { name: "items" dim: 3 optimizer { adagrad { learning_rate: 0.1 } }
              eviction { max_rows: 16 } }
-  )", "t");
+  )",
+                             "t");
   EXPECT_TRUE(t.ok()) << t.status();
   return *t;
 }

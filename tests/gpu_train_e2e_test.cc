@@ -3,6 +3,7 @@
 // (within 0.002), and two workers sharing one GPU fall back to the MPI
 // all-reduce. Where no GPU exists, those are skipped with the reason, and
 // asking for a GPU must fail loudly instead (DeviceSelect*).
+#include <gtest/gtest.h>
 #include <sys/wait.h>
 
 #include <cmath>
@@ -10,11 +11,8 @@
 #include <regex>
 #include <string>
 
-#include <gtest/gtest.h>
-
-#include "tests/e2e_util.h"
-
 #include "common/device.h"
+#include "tests/e2e_util.h"
 
 namespace freshet {
 namespace {
@@ -61,8 +59,8 @@ TEST(GpuTrainE2eTest, GpuWorkerReachesCpuWorkerAuc) {
 
 TEST(GpuTrainE2eTest, TwoWorkersOnOneGpuAllReduceThroughMpi) {
   SKIP_WITHOUT_GPU();
-  CommandResult r = RunCommand(
-      Mpirun(3) + Train("bench-1s2w", "--model=deepfm --max_steps=100 --device=gpu"));
+  CommandResult r =
+      RunCommand(Mpirun(3) + Train("bench-1s2w", "--model=deepfm --max_steps=100 --device=gpu"));
   ASSERT_EQ(r.rc, 0) << r.output;
   const std::string via = *CudaDeviceCount() >= 2 ? "nccl" : "mpi";
   EXPECT_NE(r.output.find("all-reduce through " + via), std::string::npos) << r.output;
@@ -81,8 +79,7 @@ TEST(DeviceSelectE2eTest, GpuWithoutGpuFailsLoudly) {
               local.output.find("built without CUDA") != std::string::npos)
       << local.output;
   EXPECT_EQ(local.json, "") << "no training result may be printed";
-  CommandResult dist =
-      RunCommand(Mpirun(2) + Train("bench-1s1w", "--model=deepfm --device=gpu"));
+  CommandResult dist = RunCommand(Mpirun(2) + Train("bench-1s1w", "--model=deepfm --device=gpu"));
   EXPECT_NE(dist.rc, 0) << dist.output;
   EXPECT_NE(dist.output.find("device gpu"), std::string::npos) << dist.output;
   EXPECT_EQ(dist.json, "") << dist.output;

@@ -1,6 +1,7 @@
 // Conformance: the client/server scenario over the in-process transport,
 // plain and wrapped in FaultyTransport. The same scenario runs over MPI in
 // ps_mpi_parity_* (tests/CMakeLists.txt).
+#include <gtest/gtest.h>
 #include <stdlib.h>
 
 #include <atomic>
@@ -10,8 +11,6 @@
 #include <memory>
 #include <string>
 #include <thread>
-
-#include <gtest/gtest.h>
 
 #include "common/config.h"
 #include "common/sharding.h"
@@ -40,8 +39,7 @@ proto::ClusterConfig Cluster(int servers, int workers) {
 
 // Runs servers and workers as threads; `wrap` may wrap each endpoint.
 struct InProcessCluster {
-  InProcessCluster(int servers, int workers,
-                   std::function<Transport*(Transport*)> wrap = nullptr)
+  InProcessCluster(int servers, int workers, std::function<Transport*(Transport*)> wrap = nullptr)
       : cfg(Cluster(servers, workers)), layout(cfg), hub(servers + workers) {
     for (int r = 0; r < hub.size(); ++r) {
       Transport* t = hub.endpoint(r);
@@ -134,14 +132,14 @@ TEST(ConformanceTest, CutOffServerFailsWithinDeadline) {
   std::vector<std::thread> threads;
   for (int s = 0; s < 2; ++s) {
     shards.push_back(std::move(ParameterShard::Create(testing::ScenarioTables(), 4)).value());
-    nodes.push_back(std::make_unique<ServerNode>(c.endpoints[s], c.layout, shards.back().get(), 1,
-                                                 timeout));
+    nodes.push_back(
+        std::make_unique<ServerNode>(c.endpoints[s], c.layout, shards.back().get(), 1, timeout));
     threads.emplace_back([&, s] { EXPECT_TRUE(nodes[s]->Run().ok()); });
   }
   PsClientOptions opt;
   opt.request_timeout = timeout;
-  auto client = std::move(PsClient::Create(c.endpoints[2], c.layout, testing::ScenarioDims(), opt))
-                    .value();
+  auto client =
+      std::move(PsClient::Create(c.endpoints[2], c.layout, testing::ScenarioDims(), opt)).value();
   std::vector<uint64_t> keys;
   for (int i = 0; i < 64; ++i) keys.push_back(testing::ScenarioKey(i));
   std::vector<float> out(keys.size() * 4);
@@ -169,10 +167,11 @@ TEST(ConformanceTest, CutOffServerFailsWithinDeadline) {
 class FaultCluster {
  public:
   FaultCluster(int servers, Millis timeout, int max_inflight = 64)
-      : cluster_(servers, 1, [this](Transport* t) {
-          faulty_.push_back(std::make_unique<FaultyTransport>(t));
-          return faulty_.back().get();
-        }),
+      : cluster_(servers, 1,
+                 [this](Transport* t) {
+                   faulty_.push_back(std::make_unique<FaultyTransport>(t));
+                   return faulty_.back().get();
+                 }),
         timeout_(timeout) {
     for (int s = 0; s < servers; ++s) {
       shards_.push_back(std::move(ParameterShard::Create(testing::ScenarioTables(), 4)).value());
@@ -271,7 +270,8 @@ TEST(FaultTest, DroppedMessagesFailOnlyTheirRequests) {
     EXPECT_LT(std::chrono::steady_clock::now() - t0, c.timeout() * 5);
     if (st.ok()) {
       ++pushes_ok;
-      ASSERT_TRUE(c.reference()->HandlePush(0, 4, push_keys.data(), push_keys.size(), g.data()).ok());
+      ASSERT_TRUE(
+          c.reference()->HandlePush(0, 4, push_keys.data(), push_keys.size(), g.data()).ok());
     } else {
       ++pushes_failed;
       EXPECT_EQ(st.code(), StatusCode::kDeadlineExceeded) << st;

@@ -9,6 +9,8 @@
 //                      expects every worker to fail with a clear error
 //                      within the request deadline.
 // Ranks take roles from --cluster_config (first servers, then workers).
+#include <gflags/gflags.h>
+#include <glog/logging.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -16,9 +18,6 @@
 #include <fstream>
 #include <random>
 #include <thread>
-
-#include <gflags/gflags.h>
-#include <glog/logging.h>
 
 #include "common/config.h"
 #include "common/logging.h"

@@ -42,8 +42,7 @@ std::vector<int> ScenarioDims() { return {kDim[0], kDim[1]}; }
 
 uint64_t ScenarioKey(int i) { return MixKey(static_cast<uint64_t>(i) + 12345) ^ 0x5bd1e995ULL; }
 
-std::vector<float> ReferenceState(const ScenarioSpec& spec, int table, int num_workers,
-                                  int steps) {
+std::vector<float> ReferenceState(const ScenarioSpec& spec, int table, int num_workers, int steps) {
   const int dim = kDim[table];
   std::vector<float> s(static_cast<size_t>(spec.num_keys) * dim, kInit[table]);
   for (int t = 0; t < steps; ++t) {
@@ -86,8 +85,9 @@ Status RunScenarioWorker(PsClient* client, int num_workers, const ScenarioSpec& 
       }
       std::vector<float> out(keys.size() * dim);
       Status st = client->Pull(tb, keys.data(), keys.size(), out.data()).get();
-      if (!st.ok()) return st.WithContext("worker " + std::to_string(w) + " step " +
-                                          std::to_string(t) + " pull");
+      if (!st.ok())
+        return st.WithContext("worker " + std::to_string(w) + " step " + std::to_string(t) +
+                              " pull");
       for (size_t k = 0; k < keys.size(); ++k) {
         for (int j = 0; j < dim; ++j) {
           const float got = out[k * dim + j];
@@ -108,7 +108,8 @@ Status RunScenarioWorker(PsClient* client, int num_workers, const ScenarioSpec& 
       for (int i = 0; i < n; ++i) {
         if (!PushesAt(i, t)) continue;
         std::vector<float> g(dim);
-        for (int j = 0; j < dim; ++j) g[j] = Grad(last[tb][static_cast<size_t>(i) * dim + j], i, j, w, t);
+        for (int j = 0; j < dim; ++j)
+          g[j] = Grad(last[tb][static_cast<size_t>(i) * dim + j], i, j, w, t);
         if (i % 5 == 0) {
           for (int half = 0; half < 2; ++half) {
             pkeys.push_back(ScenarioKey(i));
@@ -123,8 +124,9 @@ Status RunScenarioWorker(PsClient* client, int num_workers, const ScenarioSpec& 
         std::this_thread::sleep_for(std::chrono::milliseconds(spec.skew_ms * w));
       }
       st = client->Push(tb, pkeys.data(), pkeys.size(), grads.data()).get();
-      if (!st.ok()) return st.WithContext("worker " + std::to_string(w) + " step " +
-                                          std::to_string(t) + " push");
+      if (!st.ok())
+        return st.WithContext("worker " + std::to_string(w) + " step " + std::to_string(t) +
+                              " push");
     }
     if (!final_step) FRESHET_RETURN_IF_ERROR(client->Clock());
   }

@@ -11,9 +11,6 @@
 // ledger interval is whole lines and its record count is the number of
 // good lines in it. A changed input file is refused.
 #include <gtest/gtest.h>
-
-#include "tests/e2e_util.h"
-#include "worker/input_ledger.h"
 #include <sys/wait.h>
 
 #include <algorithm>
@@ -24,6 +21,9 @@
 #include <sstream>
 #include <string>
 #include <vector>
+
+#include "tests/e2e_util.h"
+#include "worker/input_ledger.h"
 
 namespace freshet {
 namespace {

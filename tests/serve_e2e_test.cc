@@ -3,6 +3,8 @@
 // scoring while models swap. Checks that versions advance, every request
 // succeeds once a model is loaded, and the final served scores equal the
 // trainer's own forward pass (freshet_eval on the saved model) to 1e-5.
+#include <gtest/gtest.h>
+#include <httplib.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -12,14 +14,11 @@
 #include <csignal>
 #include <cstdio>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
 #include <string>
 #include <thread>
-
-#include <gtest/gtest.h>
-#include <httplib.h>
-#include <nlohmann/json.hpp>
 
 #include "worker/data/example_io.h"
 #include "worker/job.h"
@@ -74,8 +73,9 @@ TEST(ServeE2eTest, ServesFreshModelsWhileTrainingAndMatchesTheTrainer) {
   if (serve == 0) {
     std::freopen(serve_log.c_str(), "w", stdout);
     std::freopen(serve_log.c_str(), "a", stderr);
-    execl((kBin + "/freshet_serve").c_str(), "freshet_serve", ("--export_dir=" + export_dir).c_str(),
-          "--port=0", "--poll_ms=50", static_cast<char*>(nullptr));
+    execl((kBin + "/freshet_serve").c_str(), "freshet_serve",
+          ("--export_dir=" + export_dir).c_str(), "--port=0", "--poll_ms=50",
+          static_cast<char*>(nullptr));
     _exit(127);
   }
   int port = 0;
@@ -112,11 +112,17 @@ TEST(ServeE2eTest, ServesFreshModelsWhileTrainingAndMatchesTheTrainer) {
     }
   });
 
-  const int rc = Sh("OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 mpirun "
-                    "--oversubscribe --bind-to none -np 5 " + kBin + "/freshet_train "
-                    "--task=synthetic --job_config=" + kSrc + "/cluster-configs/jobs/synthetic.pbtxt"
-                    " --cluster_config=" + kSrc + "/cluster-configs/local.pbtxt --metrics_port=0 --work_dir=" + kOut +
-                    " > " + kOut + "/train.log 2>&1");
+  const int rc =
+      Sh("OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 mpirun "
+         "--oversubscribe --bind-to none -np 5 " +
+         kBin +
+         "/freshet_train "
+         "--task=synthetic --job_config=" +
+         kSrc +
+         "/cluster-configs/jobs/synthetic.pbtxt"
+         " --cluster_config=" +
+         kSrc + "/cluster-configs/local.pbtxt --metrics_port=0 --work_dir=" + kOut + " > " + kOut +
+         "/train.log 2>&1");
   // Let the server pick up the final full snapshot.
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   stop = true;
@@ -135,8 +141,10 @@ TEST(ServeE2eTest, ServesFreshModelsWhileTrainingAndMatchesTheTrainer) {
   std::string manifest;
   latest >> manifest;
   const auto info = nlohmann::json::parse(model->body);
-  EXPECT_EQ(manifest, "manifest-" + std::string(12 - std::to_string(info["version"].get<uint64_t>()).size(), '0') +
-                          std::to_string(info["version"].get<uint64_t>()) + ".pb");
+  EXPECT_EQ(manifest,
+            "manifest-" +
+                std::string(12 - std::to_string(info["version"].get<uint64_t>()).size(), '0') +
+                std::to_string(info["version"].get<uint64_t>()) + ".pb");
   // ... and scores exactly as the trainer's forward pass on the saved model.
   auto scored = cli.Post("/score", body.dump(), "application/json");
   ASSERT_TRUE(scored && scored->status == 200);
@@ -148,7 +156,8 @@ TEST(ServeE2eTest, ServesFreshModelsWhileTrainingAndMatchesTheTrainer) {
   ASSERT_TRUE(served.is_array()) << scored->body;
   ASSERT_EQ(served.size(), sent) << scored->body;
   ASSERT_EQ(Sh(kBin + "/freshet_eval --model_dir=" + kOut + "/model --scores_out=" + kOut +
-               "/eval_scores.txt > /dev/null"), 0);
+               "/eval_scores.txt > /dev/null"),
+            0);
   std::ifstream eval(kOut + "/eval_scores.txt");
   size_t compared = 0;
   for (size_t i = 0; i < served.size(); ++i) {

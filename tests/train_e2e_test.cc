@@ -2,6 +2,7 @@
 // the single-process reference), on generated data and on the public
 // datasets in ../shared/data. Each test runs the binaries, reads the JSON
 // line worker 0 prints last, and checks the figures.
+#include <gtest/gtest.h>
 #include <sys/wait.h>
 
 #include <cmath>
@@ -10,10 +11,7 @@
 #include <regex>
 #include <string>
 
-#include <gtest/gtest.h>
-
 #include "tests/e2e_util.h"
-
 #include "worker/data/example_io.h"
 #include "worker/data/internal/test_util.h"
 #include "worker/data/task.h"
@@ -34,24 +32,23 @@ using e2e::RunCommand;
 std::string Train(const std::string& task, const std::string& work_dir, const std::string& extra) {
   return kBin + "/freshet_train --task=" + task + " --job_config=" + kSrc +
          "/cluster-configs/jobs/" + task + ".pbtxt --data_dir=" + testing_util::SharedDataDir() +
-         " --work_dir=" +
-         kOut + "/" + work_dir + " " + extra;
+         " --work_dir=" + kOut + "/" + work_dir + " " + extra;
 }
 
 // With one worker and staleness 0 the distributed job is the single-process
 // reference step for step: every parameter agrees to 1e-5.
 TEST(TrainE2eTest, OneWorkerStalenessZeroMatchesReference) {
   const std::string common = " --staleness=0 --max_steps=80 --epochs=1";
-  CommandResult dist = RunCommand(Mpirun(2) + Train("synthetic", "parity", common) +
-                        " --cluster_config=" + kSrc + "/cluster-configs/bench-1s1w.pbtxt" +
-                        " --model_dir=" + kOut + "/parity/dist");
+  CommandResult dist =
+      RunCommand(Mpirun(2) + Train("synthetic", "parity", common) + " --cluster_config=" + kSrc +
+                 "/cluster-configs/bench-1s1w.pbtxt" + " --model_dir=" + kOut + "/parity/dist");
   ASSERT_EQ(dist.rc, 0) << dist.output;
-  CommandResult ref = RunCommand(Train("synthetic", "parity", common) + " --local --model_dir=" + kOut +
-                       "/parity/ref");
+  CommandResult ref = RunCommand(Train("synthetic", "parity", common) +
+                                 " --local --model_dir=" + kOut + "/parity/ref");
   ASSERT_EQ(ref.rc, 0) << ref.output;
   EXPECT_EQ(Field(dist.json, "steps"), 80);
   CommandResult diff = RunCommand(kBin + "/freshet_model_diff " + kOut + "/parity/dist " + kOut +
-                        "/parity/ref --tolerance=1e-5");
+                                  "/parity/ref --tolerance=1e-5");
   EXPECT_EQ(diff.rc, 0) << diff.output;
   EXPECT_NE(diff.output.find("MATCH"), std::string::npos) << diff.output;
   // The trained model beats the base-rate predictor (every example scored
@@ -90,8 +87,8 @@ TEST(TrainE2eTest, OneWorkerStalenessZeroMatchesReference) {
     dense.write(reinterpret_cast<const char*>(&nan), sizeof(nan));
     ASSERT_TRUE(dense.good());
   }
-  CommandResult nan_diff = RunCommand(kBin + "/freshet_model_diff " + kOut + "/parity/nan " +
-                                      kOut + "/parity/dist --tolerance=1e-5");
+  CommandResult nan_diff = RunCommand(kBin + "/freshet_model_diff " + kOut + "/parity/nan " + kOut +
+                                      "/parity/dist --tolerance=1e-5");
   EXPECT_EQ(nan_diff.rc, 1) << nan_diff.output;
   EXPECT_NE(nan_diff.output.find("DIFFER"), std::string::npos) << nan_diff.output;
 }
@@ -101,8 +98,10 @@ TEST(TrainE2eTest, OneWorkerStalenessZeroMatchesReference) {
 TEST(TrainE2eTest, TwoAsyncWorkersReachReferenceAndOracle) {
   CommandResult ref = RunCommand(Train("synthetic", "async", "--local --save=false"));
   ASSERT_EQ(ref.rc, 0) << ref.output;
-  CommandResult dist = RunCommand(Mpirun(5) + Train("synthetic", "async", "--cluster_config=" + kSrc +
-                                                                    "/cluster-configs/local.pbtxt --metrics_port=0"));
+  CommandResult dist =
+      RunCommand(Mpirun(5) + Train("synthetic", "async",
+                                   "--cluster_config=" + kSrc +
+                                       "/cluster-configs/local.pbtxt --metrics_port=0"));
   ASSERT_EQ(dist.rc, 0) << dist.output;
   const double ref_auc = Field(ref.json, "holdout_auc");
   const double auc = Field(dist.json, "holdout_auc");
@@ -134,8 +133,10 @@ double PopularityAuc(const std::string& dir) {
 }
 
 void ExpectBeatsPopularity(const std::string& task) {
-  CommandResult dist = RunCommand(Mpirun(5) + Train(task, task, "--save=false --cluster_config=" + kSrc +
-                                                          "/cluster-configs/local.pbtxt --metrics_port=0"));
+  CommandResult dist =
+      RunCommand(Mpirun(5) + Train(task, task,
+                                   "--save=false --cluster_config=" + kSrc +
+                                       "/cluster-configs/local.pbtxt --metrics_port=0"));
   ASSERT_EQ(dist.rc, 0) << dist.output;
   const double baseline = PopularityAuc(kOut + "/" + task);
   const double auc = Field(dist.json, "holdout_auc");
@@ -161,11 +162,13 @@ TEST(TrainE2eTest, TooManyBadRecordsStopLoudly) {
   {
     std::ofstream f(dir + "/train.examples");
     f << "#freshet-examples v1\tuser\titem\n";
-    for (int i = 0; i < 50; ++i) f << (i % 2) << "\t" << 1000 + i << "\tu1\t\tu" << i << "\ti" << i << "\n";
+    for (int i = 0; i < 50; ++i)
+      f << (i % 2) << "\t" << 1000 + i << "\tu1\t\tu" << i << "\ti" << i << "\n";
     for (int i = 0; i < 5; ++i) f << "2\tnot-a-time\tu1\t\tu\ti\n";  // lines 52..56
   }
   std::ofstream(dir + "/job.pbtxt") << R"(
-    name: "bad" batch_size: 8 work_dir: ")" << dir << R"("
+    name: "bad" batch_size: 8 work_dir: ")"
+                                    << dir << R"("
     data { train_files: ")" << dir << R"(/train.examples" max_bad_records: 2 }
     features { slots { name: "user" table: "emb" } slots { name: "item" table: "emb" } }
     tables { tables { name: "wide" dim: 1 optimizer { sgd { learning_rate: 0.1 } } }

@@ -1,10 +1,10 @@
 #include "tools/bench_cluster.h"
 
+#include <glog/logging.h>
+
 #include <cstdio>
 #include <memory>
 #include <sstream>
-
-#include <glog/logging.h>
 
 #include "common/logging.h"
 #include "common/mpi_transport.h"

@@ -6,12 +6,12 @@
 // Thread safety: call RunBenchCluster once, from main's thread.
 #pragma once
 
+#include <mpi.h>
+
 #include <cstdint>
 #include <functional>
 #include <string>
 #include <vector>
-
-#include <mpi.h>
 
 #include "common/config.h"
 #include "common/proto/table.pb.h"

@@ -2,11 +2,11 @@
 // freshet_train: job.pbtxt, dense.bin, shard-*.rows) on the job's holdout
 // files, or on example files given with --files. Prints AUC, logloss, GAUC
 // and, on generated data, the oracle AUC; the last line is JSON.
-#include <cstdio>
-#include <sstream>
-
 #include <gflags/gflags.h>
 #include <glog/logging.h>
+
+#include <cstdio>
+#include <sstream>
 
 #include "common/collective.h"
 #include "common/logging.h"
@@ -22,7 +22,8 @@
 
 DEFINE_string(model_dir, "out/synthetic/model", "saved model directory");
 DEFINE_string(files, "", "comma-separated example files (default: the job's holdout files)");
-DEFINE_string(scores_out, "", "if set, write each example's probability to this file, one per line");
+DEFINE_string(scores_out, "",
+              "if set, write each example's probability to this file, one per line");
 
 namespace freshet {
 namespace {
@@ -51,8 +52,8 @@ Status Run() {
   LocalCollective collective;
   Trainer::Options opt;
   opt.batch_size = job.batch_size();
-  FRESHET_ASSIGN_OR_RETURN(auto trainer,
-                           Trainer::Create(job, encoder.get(), model.get(), &store, &collective, opt));
+  FRESHET_ASSIGN_OR_RETURN(
+      auto trainer, Trainer::Create(job, encoder.get(), model.get(), &store, &collective, opt));
   BadRecordPolicy policy;
   policy.max_bad_ratio = job.data().max_bad_ratio();
   policy.max_bad_records = job.data().max_bad_records();

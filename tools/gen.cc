@@ -4,10 +4,10 @@
 // Prints a summary with the oracle AUC (the best any model can reach) and, as
 // its last line, a JSON object with the counts and oracle AUCs. Exits 1 with
 // the error on a bad flag or an I/O failure.
+#include <gflags/gflags.h>
+
 #include <cstdio>
 #include <string>
-
-#include <gflags/gflags.h>
 
 #include "worker/data/synthetic_shop.h"
 

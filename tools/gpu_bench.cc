@@ -20,6 +20,9 @@
 // Without a GPU (or a binary built without CUDA) --device=gpu prints
 // "freshet_gpu_bench: no GPU: <reason>" and exits 77 on every rank, before
 // MPI starts.
+#include <gflags/gflags.h>
+#include <glog/logging.h>
+
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -31,17 +34,14 @@
 #include <string>
 #include <vector>
 
-#include <gflags/gflags.h>
-#include <glog/logging.h>
-
 #include "common/config.h"
-#include "tools/bench_cluster.h"
 #include "common/device.h"
 #include "common/mpi_transport.h"
 #include "common/mpi_util.h"
 #include "common/worker_collective.h"
 #include "server/parameter_shard.h"
 #include "server/server_node.h"
+#include "tools/bench_cluster.h"
 #include "worker/model/model_factory.h"
 #include "worker/ps_client.h"
 #ifdef FRESHET_HAVE_CUDA
@@ -65,7 +65,9 @@ namespace freshet {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-double Since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+double Since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
 
 proto::TablesConfig Tables() {
   proto::TablesConfig cfg;
@@ -87,15 +89,16 @@ ModelShape Shape() {
   s.num_slots = FLAGS_slots + FLAGS_multi_slots;
   s.num_dense = FLAGS_dense;
   s.emb_dim = FLAGS_emb_dim;
-  for (int i = 0; i < s.num_slots; ++i) s.pooling.push_back(i < FLAGS_slots ? proto::SUM : proto::MEAN);
+  for (int i = 0; i < s.num_slots; ++i)
+    s.pooling.push_back(i < FLAGS_slots ? proto::SUM : proto::MEAN);
   return s;
 }
 
 // A synthetic batch; keys of slot s are s * 2^40 + a power-law id.
 struct BenchBatch {
   EncodedBatch batch;
-  std::vector<uint64_t> keys;       // all slots' keys concatenated (pull/push list)
-  std::vector<size_t> slot_base;    // first key of each slot in `keys`
+  std::vector<uint64_t> keys;     // all slots' keys concatenated (pull/push list)
+  std::vector<size_t> slot_base;  // first key of each slot in `keys`
 };
 
 BenchBatch MakeBatch(const ModelShape& shape, int n, uint64_t seed) {
@@ -129,8 +132,8 @@ BenchBatch MakeBatch(const ModelShape& shape, int n, uint64_t seed) {
 }
 
 struct Split {
-  double wall = 0, pull = 0, compute = 0, pack = 0, h2d = 0, gpu = 0, d2h = 0, unpack = 0,
-         push = 0, allreduce = 0;
+  double wall = 0, pull = 0, compute = 0, pack = 0, h2d = 0, gpu = 0, d2h = 0, unpack = 0, push = 0,
+         allreduce = 0;
   int64_t samples = 0;
 };
 
@@ -267,10 +270,11 @@ int RunWorker(PsClient* client, MPI_Comm workers, const DeviceSpec& device) {
   }
   const bool leader = (*coll)->rank() == 0;
   if (leader) {
-    std::printf("freshet_gpu_bench: device %s, %d worker(s), all-reduce through %s; %d+%d slots, "
-                "emb_dim %d, hidden %s, %zu dense parameters\n",
-                device.ToString().c_str(), (*coll)->size(), via.c_str(), FLAGS_slots,
-                FLAGS_multi_slots, FLAGS_emb_dim, FLAGS_hidden.c_str(), (*model)->NumDenseParams());
+    std::printf(
+        "freshet_gpu_bench: device %s, %d worker(s), all-reduce through %s; %d+%d slots, "
+        "emb_dim %d, hidden %s, %zu dense parameters\n",
+        device.ToString().c_str(), (*coll)->size(), via.c_str(), FLAGS_slots, FLAGS_multi_slots,
+        FLAGS_emb_dim, FLAGS_hidden.c_str(), (*model)->NumDenseParams());
     std::printf("%7s %12s %12s | ms/step: %7s %7s %7s %7s %7s %7s %7s %7s %7s | %5s\n", "batch",
                 "samples/s/w", "samples/s", "total", "pull", "pack", "h2d", "compute", "d2h",
                 "unpack", "push", "allred", "busy");
@@ -298,11 +302,12 @@ int RunWorker(PsClient* client, MPI_Comm workers, const DeviceSpec& device) {
     // stream's kernel time (host pack/unpack and copies are their own rows).
     const double compute = on_gpu ? s.gpu : s.compute;
     if (leader) {
-      std::printf("%7lld %12.0f %12.0f | ms/step: %7.2f %7.2f %7.2f %7.2f %7.2f %7.2f %7.2f %7.2f "
-                  "%7.2f | %4.0f%%\n",
-                  static_cast<long long>(n), per_worker, total, s.wall * ms, s.pull * ms,
-                  s.pack * ms, s.h2d * ms, compute * ms, s.d2h * ms, s.unpack * ms, s.push * ms,
-                  s.allreduce * ms, on_gpu ? 100 * busy : 0.0);
+      std::printf(
+          "%7lld %12.0f %12.0f | ms/step: %7.2f %7.2f %7.2f %7.2f %7.2f %7.2f %7.2f %7.2f "
+          "%7.2f | %4.0f%%\n",
+          static_cast<long long>(n), per_worker, total, s.wall * ms, s.pull * ms, s.pack * ms,
+          s.h2d * ms, compute * ms, s.d2h * ms, s.unpack * ms, s.push * ms, s.allreduce * ms,
+          on_gpu ? 100 * busy : 0.0);
       std::fflush(stdout);
       char buf[600];
       std::snprintf(buf, sizeof(buf),
@@ -311,8 +316,8 @@ int RunWorker(PsClient* client, MPI_Comm workers, const DeviceSpec& device) {
                     "\"compute\":%.3f,\"d2h\":%.3f,\"unpack\":%.3f,\"push\":%.3f,"
                     "\"allreduce\":%.3f},\"gpu_busy\":%.3f}",
                     first ? "" : ",", static_cast<long long>(n), per_worker, total, s.wall * ms,
-                    s.pull * ms, s.pack * ms, s.h2d * ms, compute * ms, s.d2h * ms,
-                    s.unpack * ms, s.push * ms, s.allreduce * ms, on_gpu ? busy : 0.0);
+                    s.pull * ms, s.pack * ms, s.h2d * ms, compute * ms, s.d2h * ms, s.unpack * ms,
+                    s.push * ms, s.allreduce * ms, on_gpu ? busy : 0.0);
       json += buf;
       first = false;
     }

@@ -3,13 +3,13 @@
 // (weights; the same keys must exist in both). Prints the largest absolute
 // differences; exits 1 if any exceeds --tolerance (a NaN or infinite
 // weight on either side is an infinite difference), 2 on errors.
+#include <gflags/gflags.h>
+#include <glog/logging.h>
+
 #include <cmath>
 #include <cstdio>
 #include <map>
 #include <vector>
-
-#include <gflags/gflags.h>
-#include <glog/logging.h>
 
 #include "common/logging.h"
 #include "server/parameter_shard.h"
@@ -64,7 +64,8 @@ int Run(const std::string& a_dir, const std::string& b_dir) {
   }
   double worst = 0;
   // Non-finite differences (NaN or infinite weights) count as infinite.
-  const double dense_max = internal::MaxParamDiff(a->dense.data(), b->dense.data(), a->dense.size());
+  const double dense_max =
+      internal::MaxParamDiff(a->dense.data(), b->dense.data(), a->dense.size());
   std::printf("dense: %zu parameters, max |diff| %.3g\n", a->dense.size(), dense_max);
   worst = std::max(worst, dense_max);
   for (int t = 0; t < a->shard->num_tables(); ++t) {

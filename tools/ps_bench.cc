@@ -14,6 +14,8 @@
 // the keys of one request spread over the servers after deduplication (the
 // busiest server's share; 1/S is perfect balance).
 // Prints a table, and as its last line one JSON object with every figure.
+#include <gflags/gflags.h>
+#include <glog/logging.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -28,18 +30,15 @@
 #include <string>
 #include <vector>
 
-#include <gflags/gflags.h>
-#include <glog/logging.h>
-
 #include "common/config.h"
-#include "tools/bench_cluster.h"
+#include "common/key_dedup.h"
 #include "common/mpi_transport.h"
 #include "common/mpi_util.h"
-#include "common/key_dedup.h"
 #include "common/sharding.h"
 #include "server/embedding_table.h"
 #include "server/parameter_shard.h"
 #include "server/server_node.h"
+#include "tools/bench_cluster.h"
 #include "worker/ps_client.h"
 
 DEFINE_string(cluster_config, "cluster-configs/bench-1s1w.pbtxt", "cluster config file");
@@ -49,9 +48,11 @@ DEFINE_int64(keyspace, 1000000, "rows per table (filled before timing)");
 DEFINE_double(seconds, 1.0, "timed seconds per (dim, size, op) case");
 DEFINE_int32(pipeline, 4, "requests each worker keeps in flight");
 DEFINE_double(zipf, 0, "key popularity: 0 uniform, s > 0 Zipf with exponent s (hot keys)");
-DEFINE_string(memory_rows, "1000000,10000000", "row counts for the bytes-per-row figure (dim 16, "
+DEFINE_string(memory_rows, "1000000,10000000",
+              "row counts for the bytes-per-row figure (dim 16, "
               "Adagrad); empty to skip");
-DEFINE_string(storage, "FP32", "embedding value storage of the bench tables: FP32, FP16 or BF16 "
+DEFINE_string(storage, "FP32",
+              "embedding value storage of the bench tables: FP32, FP16 or BF16 "
               "(optimizer state stays fp32)");
 
 namespace freshet {
@@ -90,8 +91,8 @@ struct CaseResult {
   double keys_per_s;
   double gb_per_s;
   double ms_per_request;
-  double unique_fraction;   // unique keys / keys per request (dedup)
-  double max_shard_share;   // busiest server's share of the unique keys
+  double unique_fraction;  // unique keys / keys per request (dedup)
+  double max_shard_share;  // busiest server's share of the unique keys
 };
 
 // Draws keys 0..keyspace-1: uniformly, or Zipf(FLAGS_zipf) by inverse CDF.
@@ -116,8 +117,8 @@ class KeySampler {
 
 // Runs one timed case on this worker; returns keys moved. All workers start
 // together (barrier on the worker communicator).
-CaseResult RunCase(PsClient* client, MPI_Comm workers, const KeySampler& sample, int table,
-                   int dim, int keys_per_req, bool push) {
+CaseResult RunCase(PsClient* client, MPI_Comm workers, const KeySampler& sample, int table, int dim,
+                   int keys_per_req, bool push) {
   std::mt19937_64 rng(1234 + client->worker_index());
   const int kBatches = 16;  // precomputed key batches, reused round-robin
   std::vector<std::vector<uint64_t>> batches(kBatches, std::vector<uint64_t>(keys_per_req));
@@ -132,8 +133,8 @@ CaseResult RunCase(PsClient* client, MPI_Comm workers, const KeySampler& sample,
     unique += static_cast<int64_t>(d.uniq.size());
     for (uint64_t k : d.uniq) ++per_shard[ShardOf(k, servers)];
   }
-  std::vector<std::vector<float>> bufs(FLAGS_pipeline,
-                                       std::vector<float>(static_cast<size_t>(keys_per_req) * dim, 1e-3f));
+  std::vector<std::vector<float>> bufs(
+      FLAGS_pipeline, std::vector<float>(static_cast<size_t>(keys_per_req) * dim, 1e-3f));
   MPI_Barrier(workers);
   const auto t0 = std::chrono::steady_clock::now();
   const auto end = t0 + std::chrono::duration<double>(FLAGS_seconds);
@@ -227,11 +228,12 @@ int RunWorker(PsClient* client, const ClusterLayout& layout, MPI_Comm workers,
   std::vector<CaseResult> results;
   const KeySampler sample;
   if (leader) {
-    std::printf("freshet_ps_bench: %d server(s), %d worker(s), %lld rows per table (%s, filled "
-                "in %.1f s), pipeline %d, %.1f s per case, keys %s\n",
-                layout.num_servers(), nworkers, static_cast<long long>(FLAGS_keyspace),
-                FLAGS_storage.c_str(), fill_s, FLAGS_pipeline, FLAGS_seconds,
-                FLAGS_zipf > 0 ? ("Zipf(" + std::to_string(FLAGS_zipf) + ")").c_str() : "uniform");
+    std::printf(
+        "freshet_ps_bench: %d server(s), %d worker(s), %lld rows per table (%s, filled "
+        "in %.1f s), pipeline %d, %.1f s per case, keys %s\n",
+        layout.num_servers(), nworkers, static_cast<long long>(FLAGS_keyspace),
+        FLAGS_storage.c_str(), fill_s, FLAGS_pipeline, FLAGS_seconds,
+        FLAGS_zipf > 0 ? ("Zipf(" + std::to_string(FLAGS_zipf) + ")").c_str() : "uniform");
     std::printf("%-5s %4s %8s %14s %9s %10s %7s %10s\n", "op", "dim", "keys/req", "keys/s", "GB/s",
                 "ms/req", "unique", "max shard");
   }
@@ -260,20 +262,21 @@ int RunWorker(PsClient* client, const ClusterLayout& layout, MPI_Comm workers,
     server_bytes += s.bytes;
     server_resident += s.resident_bytes;
   }
-  std::printf("servers hold %lld rows in %.1f MB (%.1f bytes/row over all dims); server processes "
-              "resident %.1f MB (%.1f bytes/row, process overhead included)\n",
-              static_cast<long long>(server_rows), server_bytes / 1e6,
-              static_cast<double>(server_bytes) / std::max<int64_t>(1, server_rows),
-              server_resident / 1e6,
-              static_cast<double>(server_resident) / std::max<int64_t>(1, server_rows));
+  std::printf(
+      "servers hold %lld rows in %.1f MB (%.1f bytes/row over all dims); server processes "
+      "resident %.1f MB (%.1f bytes/row, process overhead included)\n",
+      static_cast<long long>(server_rows), server_bytes / 1e6,
+      static_cast<double>(server_bytes) / std::max<int64_t>(1, server_rows), server_resident / 1e6,
+      static_cast<double>(server_resident) / std::max<int64_t>(1, server_rows));
   std::vector<MemoryResult> mem;
   for (int64_t rows : ParseList(FLAGS_memory_rows)) {
     mem.push_back(MeasureMemory(rows));
     const auto& m = mem.back();
-    std::printf("table dim 16 Adagrad, %lld rows: %.1f bytes/row allocated, %.1f resident, "
-                "payload %.0f -> %.2fx (bound 1.5x)\n",
-                static_cast<long long>(m.rows), m.bytes_per_row, m.resident_per_row,
-                m.payload_per_row, m.bytes_per_row / m.payload_per_row);
+    std::printf(
+        "table dim 16 Adagrad, %lld rows: %.1f bytes/row allocated, %.1f resident, "
+        "payload %.0f -> %.2fx (bound 1.5x)\n",
+        static_cast<long long>(m.rows), m.bytes_per_row, m.resident_per_row, m.payload_per_row,
+        m.bytes_per_row / m.payload_per_row);
   }
   std::ostringstream js;
   js << "{\"bench\":\"ps\",\"servers\":" << layout.num_servers() << ",\"workers\":" << nworkers
@@ -311,7 +314,8 @@ int RunWorker(PsClient* client, const ClusterLayout& layout, MPI_Comm workers,
 int Main(int argc, char** argv) {
   gflags::SetUsageMessage(
       "parameter-server pull/push throughput and table memory; run under mpirun, e.g.\n"
-      "  mpirun -np 2 build/bin/freshet_ps_bench --cluster_config=cluster-configs/bench-1s1w.pbtxt");
+      "  mpirun -np 2 build/bin/freshet_ps_bench "
+      "--cluster_config=cluster-configs/bench-1s1w.pbtxt");
   gflags::ParseCommandLineFlags(&argc, &argv, true);  // before MPI: --help needs no mpirun
   const std::vector<int64_t> dims = ParseList(FLAGS_dims);
   const std::vector<int> table_dims(dims.begin(), dims.end());

@@ -14,12 +14,12 @@
 // LIST is a host list in SLURM's compressed syntax ("a,b,node[01-04,07]");
 // without --hosts, SLURM_JOB_NODELIST is used. --expand prints LIST expanded,
 // one host a line. Exits 1 with the error (naming the file and field).
+#include <gflags/gflags.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
-
-#include <gflags/gflags.h>
 
 #include "common/config.h"
 
@@ -44,7 +44,8 @@ int Fail(const std::string& what) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  gflags::SetUsageMessage("prints what a cluster config asks of a launcher (ranks, nodes, rankfile)");
+  gflags::SetUsageMessage(
+      "prints what a cluster config asks of a launcher (ranks, nodes, rankfile)");
   gflags::ParseCommandLineFlags(&argc, &argv, true);
   std::string host_list = FLAGS_hosts;
   if (host_list.empty()) {
@@ -67,8 +68,8 @@ int main(int argc, char** argv) {
     if (host_list.empty()) return Fail("--rankfile/--hostfile need --hosts or SLURM_JOB_NODELIST");
     auto hosts = freshet::ExpandNodeList(host_list);
     if (!hosts.ok()) return Fail(hosts.status().message());
-    auto text = FLAGS_rankfile ? layout.Rankfile(*hosts, FLAGS_cpus_per_node)
-                               : layout.Hostfile(*hosts);
+    auto text =
+        FLAGS_rankfile ? layout.Rankfile(*hosts, FLAGS_cpus_per_node) : layout.Hostfile(*hosts);
     if (!text.ok()) return Fail(FLAGS_cluster_config + ": " + text.status().message());
     std::printf("%s", text->c_str());
   } else if (FLAGS_slurm) {
@@ -79,8 +80,8 @@ int main(int argc, char** argv) {
                 layout.num_nodes(), layout.node_groups().size());
     int i = 0;
     for (const auto& g : layout.node_groups()) {
-      const int tasks = g.cpus_per_node > 0 ? std::min(g.ranks_per_node, g.cpus_per_node)
-                                            : g.ranks_per_node;
+      const int tasks =
+          g.cpus_per_node > 0 ? std::min(g.ranks_per_node, g.cpus_per_node) : g.ranks_per_node;
       std::printf("FRESHET_GROUP_%d='%s %d %d %d %d'\n", i++, g.name.c_str(), g.count, tasks,
                   g.gpus_per_node, g.cpus_per_node);
     }

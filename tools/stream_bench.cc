@@ -12,6 +12,8 @@
 //   build/bin/freshet_stream_bench [--impressions=1000000] [--workers=1,2]
 //
 // Prints a table, then one JSON line.
+#include <gflags/gflags.h>
+#include <glog/logging.h>
 #include <malloc.h>
 #include <sys/stat.h>
 
@@ -24,9 +26,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <gflags/gflags.h>
-#include <glog/logging.h>
 
 #include "common/logging.h"
 #include "worker/data/synthetic_shop.h"
@@ -46,7 +45,9 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-double Since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+double Since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
 
 std::vector<int> ParseList(const std::string& s) {
   std::vector<int> v;
@@ -186,7 +187,8 @@ int Main() {
                 events / wall, mb_per_worker);
     if (n == 1) rate_1 = per_worker;
     if (!json_rates.empty()) json_rates += ",";
-    json_rates += "\"" + std::to_string(n) + "\":" + std::to_string(static_cast<int64_t>(per_worker));
+    json_rates +=
+        "\"" + std::to_string(n) + "\":" + std::to_string(static_cast<int64_t>(per_worker));
   }
 
   // Join buffer memory: `pending` impressions waiting, none closes.
@@ -227,15 +229,17 @@ int Main() {
   const int64_t pending = static_cast<int64_t>((*joiner)->waiting());
   const double per_pending = (after - before) / static_cast<double>(pending);
   const double payload = value_bytes / static_cast<double>(pending);
-  std::printf("\njoin buffer: %lld waiting impressions: %.0f heap bytes each (payload: key, user "
-              "and values %.0f bytes); %.0f adds/s\n",
-              static_cast<long long>(pending), per_pending, payload, pending / add_s);
-  std::printf("{\"bench\":\"stream\",\"impressions\":%lld,\"partitions\":%d,"
-              "\"events_per_s_per_worker\":{%s},\"join_bytes_per_pending\":%.0f,"
-              "\"join_payload_bytes\":%.0f,\"join_adds_per_s\":%.0f,\"pending\":%lld,"
-              "\"events_per_s_1_worker\":%.0f}\n",
-              static_cast<long long>(w.impressions), FLAGS_partitions, json_rates.c_str(),
-              per_pending, payload, pending / add_s, static_cast<long long>(pending), rate_1);
+  std::printf(
+      "\njoin buffer: %lld waiting impressions: %.0f heap bytes each (payload: key, user "
+      "and values %.0f bytes); %.0f adds/s\n",
+      static_cast<long long>(pending), per_pending, payload, pending / add_s);
+  std::printf(
+      "{\"bench\":\"stream\",\"impressions\":%lld,\"partitions\":%d,"
+      "\"events_per_s_per_worker\":{%s},\"join_bytes_per_pending\":%.0f,"
+      "\"join_payload_bytes\":%.0f,\"join_adds_per_s\":%.0f,\"pending\":%lld,"
+      "\"events_per_s_1_worker\":%.0f}\n",
+      static_cast<long long>(w.impressions), FLAGS_partitions, json_rates.c_str(), per_pending,
+      payload, pending / add_s, static_cast<long long>(pending), rate_1);
   std::system(("rm -rf " + FLAGS_dir).c_str());
   return 0;
 }

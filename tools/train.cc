@@ -12,6 +12,10 @@
 // and, as the cluster config's `metrics` message says, serves them on
 // http://<host>:<port + rank>/metrics and appends them to
 // <dir>/metrics-rank<rank>.jsonl every interval_s.
+#include <gflags/gflags.h>
+#include <glog/logging.h>
+#include <google/protobuf/text_format.h>
+
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -19,10 +23,6 @@
 #include <fstream>
 #include <functional>
 #include <memory>
-
-#include <gflags/gflags.h>
-#include <glog/logging.h>
-#include <google/protobuf/text_format.h>
 
 #include "common/collective.h"
 #include "common/config.h"
@@ -72,7 +72,8 @@ DEFINE_string(stream_dir, "",
               "override the job's stream.dir: train from the live event stream in this "
               "directory (docs/EVENT_FORMAT.md), e.g. with --job_config="
               "cluster-configs/jobs/realtime-shop.pbtxt");
-DEFINE_string(device, "", "override the job's device: cpu, gpu, gpu:tf32 or gpu:bf16 (empty: keep)");
+DEFINE_string(device, "",
+              "override the job's device: cpu, gpu, gpu:tf32 or gpu:bf16 (empty: keep)");
 DEFINE_bool(save, true, "save the trained model (dense.bin, job.pbtxt, shard-*.rows)");
 DEFINE_string(restore_from, "",
               "restore a saved model or checkpoint directory (dense.bin, shard-*-of-*.rows) "
@@ -316,11 +317,12 @@ int RunLocal(const proto::JobConfig& job) {
   if (!r.ok()) return Fail(r.status(), "local trainer");
   // Table size after training (docs/TABLES.md; tools/table_size_bench.sh).
   const TableStats ts = (*shard)->TotalTableStats();
-  std::printf("tables: {\"table_rows\":%lld,\"table_bytes\":%lld,\"held_back_pushes\":%lld,"
-              "\"admitted\":%lld,\"evicted_ttl\":%lld,\"evicted_capacity\":%lld}\n",
-              static_cast<long long>(ts.rows), static_cast<long long>(ts.bytes),
-              static_cast<long long>(ts.held_back_pushes), static_cast<long long>(ts.admitted),
-              static_cast<long long>(ts.evicted_ttl), static_cast<long long>(ts.evicted_capacity));
+  std::printf(
+      "tables: {\"table_rows\":%lld,\"table_bytes\":%lld,\"held_back_pushes\":%lld,"
+      "\"admitted\":%lld,\"evicted_ttl\":%lld,\"evicted_capacity\":%lld}\n",
+      static_cast<long long>(ts.rows), static_cast<long long>(ts.bytes),
+      static_cast<long long>(ts.held_back_pushes), static_cast<long long>(ts.admitted),
+      static_cast<long long>(ts.evicted_ttl), static_cast<long long>(ts.evicted_capacity));
   std::printf("%s%s\n", r->Summary().c_str(), r->Json(job, 1, 0).c_str());
   return 0;
 }
@@ -345,8 +347,10 @@ int RunMpi(int argc, char** argv, const proto::JobConfig& job) {
   }
   if (FLAGS_restore_only && layout.num_exporters() > 0) {
     if (rank == 0) {
-      std::fprintf(stderr, "freshet_train: --restore_only: %s has exporter ranks; use a cluster "
-                   "config of servers and workers only\n", FLAGS_cluster_config.c_str());
+      std::fprintf(stderr,
+                   "freshet_train: --restore_only: %s has exporter ranks; use a cluster "
+                   "config of servers and workers only\n",
+                   FLAGS_cluster_config.c_str());
     }
     return 1;
   }
@@ -408,27 +412,26 @@ int RunMpi(int argc, char** argv, const proto::JobConfig& job) {
         Fail(st, layout.Describe(rank) + " restore");
         MpiSession::Abort(2);  // the workers would wait for this server forever
       }
-      std::printf("freshet_train: server %d/%d restored %lld of %lld rows from %lld files of %s "
-                  "in %.0f ms\n",
-                  me, n, static_cast<long long>(stats.rows_kept),
-                  static_cast<long long>(stats.rows_read), static_cast<long long>(stats.files),
-                  FLAGS_restore_from.c_str(),
-                  std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
-                      .count());
+      std::printf(
+          "freshet_train: server %d/%d restored %lld of %lld rows from %lld files of %s "
+          "in %.0f ms\n",
+          me, n, static_cast<long long>(stats.rows_kept), static_cast<long long>(stats.rows_read),
+          static_cast<long long>(stats.files), FLAGS_restore_from.c_str(),
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
       std::fflush(stdout);
     }
     if (FLAGS_prefill_rows > 0) {
       const auto t0 = std::chrono::steady_clock::now();
       const int64_t rows = PrefillRows(shard->get(), layout.IndexInRole(rank), layout.num_servers(),
                                        FLAGS_prefill_rows);
-      std::printf("freshet_train: server %d prefilled %lld rows in %.0f ms\n",
-                  layout.IndexInRole(rank), static_cast<long long>(rows),
-                  std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
-                      .count());
+      std::printf(
+          "freshet_train: server %d prefilled %lld rows in %.0f ms\n", layout.IndexInRole(rank),
+          static_cast<long long>(rows),
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
       std::fflush(stdout);
     }
-    ServerNode node(transport.get(), layout, shard->get(), cfg->server().handler_threads(),
-                    timeout, &metrics);
+    ServerNode node(transport.get(), layout, shard->get(), cfg->server().handler_threads(), timeout,
+                    &metrics);
     StopMetricsOnExit stop_metrics{service.get()};
     Status st = node.Run();
     if (!st.ok()) {
@@ -452,8 +455,9 @@ int RunMpi(int argc, char** argv, const proto::JobConfig& job) {
     CollectiveOptions copt;
     copt.deadline = Millis(static_cast<int64_t>(FLAGS_collective_deadline_s * 1000));
     copt.silence = Millis(static_cast<int64_t>(FLAGS_heartbeat_silence_s * 1000));
-    copt.heartbeat_dir = FLAGS_heartbeat_dir.empty() ? job.work_dir() + "/heartbeats"
-                         : FLAGS_heartbeat_dir == "none" ? "" : FLAGS_heartbeat_dir;
+    copt.heartbeat_dir = FLAGS_heartbeat_dir.empty()     ? job.work_dir() + "/heartbeats"
+                         : FLAGS_heartbeat_dir == "none" ? ""
+                                                         : FLAGS_heartbeat_dir;
     copt.member_noun = "worker";
     auto collective = CreateCollective(role_comm, *device, &reduce_via, copt);
     if (!collective.ok()) {
@@ -551,17 +555,17 @@ int RunMpi(int argc, char** argv, const proto::JobConfig& job) {
       const Millis final_timeout =
           timeout + Millis(static_cast<int64_t>(job.export_().full_timeout_s() * 1000));
       opt.after_training = [c, exporter, feed, dense_message, final_timeout](const Model& model) {
-        return c->CallRanks({exporter}, dense_message(MsgType::kExportFinal, model, *feed),
-                            final_timeout)
+        return c
+            ->CallRanks({exporter}, dense_message(MsgType::kExportFinal, model, *feed),
+                        final_timeout)
             .status();
       };
     }
     if (FLAGS_restore_only) {
       // Worker 0 has every server write what it restored; the others only
       // end their sessions.
-      Status st = layout.IndexInRole(rank) == 0
-                      ? SaveRestoredModel(job, opt.save_tables)
-                      : Status::OK();
+      Status st =
+          layout.IndexInRole(rank) == 0 ? SaveRestoredModel(job, opt.save_tables) : Status::OK();
       if (!st.ok()) {
         Fail(st, layout.Describe(rank) + " restore_only");
         MpiSession::Abort(3);
@@ -602,13 +606,13 @@ int RunMpi(int argc, char** argv, const proto::JobConfig& job) {
     double delta_rows = 0;
     for (int64_t r : s.delta_rows) delta_rows += static_cast<double>(r);
     if (!s.delta_rows.empty()) delta_rows /= static_cast<double>(s.delta_rows.size());
-    std::printf("exporter: %lld full + %lld delta snapshots, %lld rows, %.1f MB to %s "
-                "(slowest export %.0f ms; deltas: p50 %.1f ms, p99 %.1f ms, %.0f rows on "
-                "average)\n",
-                static_cast<long long>(s.fulls), static_cast<long long>(s.deltas),
-                static_cast<long long>(s.rows_exported), s.bytes_written / 1e6,
-                job.export_().dir().c_str(), s.max_export_ms, s.DeltaMsQuantile(0.5),
-                s.DeltaMsQuantile(0.99), delta_rows);
+    std::printf(
+        "exporter: %lld full + %lld delta snapshots, %lld rows, %.1f MB to %s "
+        "(slowest export %.0f ms; deltas: p50 %.1f ms, p99 %.1f ms, %.0f rows on "
+        "average)\n",
+        static_cast<long long>(s.fulls), static_cast<long long>(s.deltas),
+        static_cast<long long>(s.rows_exported), s.bytes_written / 1e6, job.export_().dir().c_str(),
+        s.max_export_ms, s.DeltaMsQuantile(0.5), s.DeltaMsQuantile(0.99), delta_rows);
     std::fflush(stdout);
   }
   transport->Shutdown();
@@ -635,8 +639,9 @@ int main(int argc, char** argv) {
   }
   if (FLAGS_resume) {
     if (FLAGS_checkpoint_dir.empty() || !FLAGS_restore_from.empty() || FLAGS_restore_only) {
-      std::fprintf(stderr, "freshet_train: --resume needs --checkpoint_dir and neither "
-                           "--restore_from nor --restore_only\n");
+      std::fprintf(stderr,
+                   "freshet_train: --resume needs --checkpoint_dir and neither "
+                   "--restore_from nor --restore_only\n");
       return 1;
     }
     auto id = freshet::NewestCompleteCheckpoint(FLAGS_checkpoint_dir);

@@ -1,16 +1,15 @@
 #include "worker/checkpoint.h"
 
 #include <fcntl.h>
+#include <glog/logging.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <glog/logging.h>
-
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
-#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -35,7 +34,8 @@ bool HasTrailer(const std::string& name) {
 
 // The last 8 bytes of `path` (the FNV-1a trailer of .rows and .bin files).
 StatusOr<uint64_t> Trailer(const std::string& path, uint64_t bytes) {
-  if (bytes < 8) return DataLoss(path + ": " + std::to_string(bytes) + " bytes, no checksum trailer");
+  if (bytes < 8)
+    return DataLoss(path + ": " + std::to_string(bytes) + " bytes, no checksum trailer");
   const int fd = open(path.c_str(), O_RDONLY);
   if (fd < 0) return NotFound(path + ": cannot open: " + std::strerror(errno));
   uint64_t v = 0;
@@ -114,11 +114,10 @@ Status WriteManifest(const std::string& dir, CheckpointManifest* m) {
             [](const CheckpointFile& a, const CheckpointFile& b) { return a.name < b.name; });
   std::ostringstream out;
   out << "freshet-checkpoint " << kManifestVersion << "\n"
-      << "id " << m->id << "\nstep " << m->step << "\nparent " << m->parent << "\nservers " << m->num_servers << "\nworkers "
-      << m->num_workers << "\nunix_ms " << m->unix_ms << "\n";
+      << "id " << m->id << "\nstep " << m->step << "\nparent " << m->parent << "\nservers "
+      << m->num_servers << "\nworkers " << m->num_workers << "\nunix_ms " << m->unix_ms << "\n";
   for (const auto& f : m->files) {
-    out << "file " << f.name << " " << f.bytes << " " << std::hex << f.checksum << std::dec
-        << "\n";
+    out << "file " << f.name << " " << f.bytes << " " << std::hex << f.checksum << std::dec << "\n";
   }
   out << "end\n";
   std::string text = out.str();
@@ -152,12 +151,11 @@ StatusOr<CheckpointManifest> VerifyCheckpoint(const std::string& dir) {
   size_t body_end = text.size();
   if (version >= 2) {
     const size_t last = text.size() >= 2 ? text.rfind('\n', text.size() - 2) : std::string::npos;
-    const std::string tail =
-        last == std::string::npos ? std::string() : text.substr(last + 1);
+    const std::string tail = last == std::string::npos ? std::string() : text.substr(last + 1);
     n = static_cast<int>(std::count(text.begin(), text.end(), '\n'));
     const std::string want_prefix = kChecksumKey;
-    if (tail.size() != want_prefix.size() + 17 || tail.compare(0, want_prefix.size(), want_prefix) != 0 ||
-        tail.back() != '\n') {
+    if (tail.size() != want_prefix.size() + 17 ||
+        tail.compare(0, want_prefix.size(), want_prefix) != 0 || tail.back() != '\n') {
       return bad("no 'checksum <16 hex digits>' trailer line (truncated or corrupt)");
     }
     body_end = last + 1;
@@ -190,13 +188,20 @@ StatusOr<CheckpointManifest> VerifyCheckpoint(const std::string& dir) {
     }
     int64_t v = 0;
     if (!(ls >> v)) return bad("bad value for '" + key + "'");
-    if (key == "id") m.id = v;
-    else if (key == "step") m.step = v;
-    else if (key == "parent") m.parent = v;
-    else if (key == "servers") m.num_servers = static_cast<int>(v);
-    else if (key == "workers") m.num_workers = static_cast<int>(v);
-    else if (key == "unix_ms") m.unix_ms = v;
-    else return bad("unknown field '" + key + "'");
+    if (key == "id")
+      m.id = v;
+    else if (key == "step")
+      m.step = v;
+    else if (key == "parent")
+      m.parent = v;
+    else if (key == "servers")
+      m.num_servers = static_cast<int>(v);
+    else if (key == "workers")
+      m.num_workers = static_cast<int>(v);
+    else if (key == "unix_ms")
+      m.unix_ms = v;
+    else
+      return bad("unknown field '" + key + "'");
   }
   if (!ended) return bad("truncated (no 'end' line)");
   for (const auto& f : m.files) {
@@ -270,7 +275,8 @@ StatusOr<std::string> ResolveRestoreDir(const std::string& path) {
     return path;
   }
   if (stat((path + "/dense.bin").c_str(), &st) == 0) return path;
-  return NotFound(path + ": neither a checkpoint (MANIFEST, CHECKPOINT_LATEST) nor a saved model "
+  return NotFound(path +
+                  ": neither a checkpoint (MANIFEST, CHECKPOINT_LATEST) nor a saved model "
                   "(dense.bin)");
 }
 
@@ -319,13 +325,13 @@ void CheckpointPublisher::Start(PendingCheckpoint p) {
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     r.status = st.WithContext(p.dir);
     if (st.ok() && p.print) {
-      std::printf("checkpoint %lld (%s) at step %lld: %zu files, %.2f MB, training paused %.0f ms"
-                  " (servers copied %.2f MB), written in the background in %.0f ms -> %s\n",
-                  static_cast<long long>(r.manifest.id),
-                  r.manifest.parent > 0 ? "incremental" : "full",
-                  static_cast<long long>(r.manifest.step), r.manifest.files.size(),
-                  r.manifest.TotalBytes() / 1e6, r.pause_ms, r.copied_bytes / 1e6, r.write_ms,
-                  p.dir.c_str());
+      std::printf(
+          "checkpoint %lld (%s) at step %lld: %zu files, %.2f MB, training paused %.0f ms"
+          " (servers copied %.2f MB), written in the background in %.0f ms -> %s\n",
+          static_cast<long long>(r.manifest.id), r.manifest.parent > 0 ? "incremental" : "full",
+          static_cast<long long>(r.manifest.step), r.manifest.files.size(),
+          r.manifest.TotalBytes() / 1e6, r.pause_ms, r.copied_bytes / 1e6, r.write_ms,
+          p.dir.c_str());
       std::fflush(stdout);
     }
   });
@@ -434,12 +440,18 @@ StatusOr<InputCut> ReadInputCut(const std::string& path) {
     }
     int64_t v;
     if (!(ls >> v)) return bad("bad value for '" + key + "'");
-    if (key == "worker") cut.worker = static_cast<int>(v);
-    else if (key == "workers") cut.num_workers = static_cast<int>(v);
-    else if (key == "step") cut.step = v;
-    else if (key == "epoch") cut.epoch = static_cast<int>(v);
-    else if (key == "files") num_files = static_cast<size_t>(v);
-    else return bad("unknown field '" + key + "'");
+    if (key == "worker")
+      cut.worker = static_cast<int>(v);
+    else if (key == "workers")
+      cut.num_workers = static_cast<int>(v);
+    else if (key == "step")
+      cut.step = v;
+    else if (key == "epoch")
+      cut.epoch = static_cast<int>(v);
+    else if (key == "files")
+      num_files = static_cast<size_t>(v);
+    else
+      return bad("unknown field '" + key + "'");
   }
   if (!ended) return bad("truncated (no 'end' line)");
   if (cut.files.size() != num_files) {

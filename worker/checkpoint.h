@@ -41,21 +41,21 @@
 namespace freshet {
 
 struct CheckpointFile {
-  std::string name;       // relative to the checkpoint directory
+  std::string name;  // relative to the checkpoint directory
   uint64_t bytes = 0;
   uint64_t checksum = 0;  // the file's last 8 bytes (its FNV-1a trailer); 0 for text files
 };
 
 struct CheckpointManifest {
   int64_t id = 0;
-  int64_t step = 0;        // training steps done at the cut
+  int64_t step = 0;  // training steps done at the cut
   // 0: a full checkpoint. Otherwise incremental: its .rows files hold only
   // the rows changed since checkpoint `parent`, restored by loading the
   // chain full -> ... -> this one in order (later rows overwrite).
   int64_t parent = 0;
   int num_servers = 0;
   int num_workers = 0;
-  int64_t unix_ms = 0;     // when the cut was taken
+  int64_t unix_ms = 0;  // when the cut was taken
   std::vector<CheckpointFile> files;
   uint64_t TotalBytes() const;
 };
@@ -122,14 +122,14 @@ struct PendingCheckpoint {
   // Blocks until every server's file is written (with its own deadline);
   // null: nothing to wait for.
   std::function<Status()> wait_written;
-  bool print = false;           // print one line once published
+  bool print = false;  // print one line once published
 };
 
 struct PublishedCheckpoint {
   Status status;                // OK: MANIFEST and CHECKPOINT_LATEST written
   CheckpointManifest manifest;  // with its files, when OK
   double pause_ms = 0;
-  double write_ms = 0;          // from Start() to published
+  double write_ms = 0;  // from Start() to published
   int64_t copied_bytes = 0;
 };
 
@@ -179,9 +179,9 @@ StatusOr<std::vector<InputFileId>> DescribeInputFiles(const std::vector<std::str
 struct InputCut {
   int worker = 0, num_workers = 0;
   int64_t step = 0;
-  int epoch = 0;                    // 0-based
-  std::vector<InputFileId> files;   // sorted by path; file indexes point here
-  ConsumedSet consumed;             // of `epoch`
+  int epoch = 0;                   // 0-based
+  std::vector<InputFileId> files;  // sorted by path; file indexes point here
+  ConsumedSet consumed;            // of `epoch`
 };
 
 // "worker-<w>.input".

@@ -28,7 +28,8 @@ class ManifestChecksumTest : public ::testing::Test {
     fs::remove_all(root_);
     dir_ = CheckpointDir(root_, 1);
     fs::create_directories(dir_);
-    std::ofstream(dir_ + "/shard-0-of-1.rows", std::ios::binary) << "rows" << "TRAILER8";
+    std::ofstream(dir_ + "/shard-0-of-1.rows", std::ios::binary) << "rows"
+                                                                 << "TRAILER8";
     std::ofstream(dir_ + "/job.pbtxt") << "name: \"x\"\n";
     CheckpointManifest m;
     m.id = 1;

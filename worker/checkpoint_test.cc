@@ -1,5 +1,6 @@
 #include "worker/checkpoint.h"
 
+#include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -7,8 +8,6 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
-
-#include <gtest/gtest.h>
 
 namespace freshet {
 namespace {
@@ -60,7 +59,8 @@ TEST(CheckpointTest, ManifestRoundTripsAndVerifies) {
   ASSERT_EQ(m->files.size(), 3u);
   EXPECT_EQ(m->files[2].name, "shard-0-of-1.rows");
   EXPECT_EQ(m->files[2].bytes, 16u);
-  EXPECT_EQ(m->TotalBytes(), fs::file_size(dir + "/dense.bin") + fs::file_size(dir + "/job.pbtxt") + 16);
+  EXPECT_EQ(m->TotalBytes(),
+            fs::file_size(dir + "/dense.bin") + fs::file_size(dir + "/job.pbtxt") + 16);
 }
 
 TEST(CheckpointTest, DamagedCheckpointsAreDataLossNamingTheFile) {
@@ -148,8 +148,7 @@ TEST(CheckpointTest, IncrementalChainAndPruning) {
   for (int id = 1; id <= 3; ++id) EXPECT_FALSE(fs::exists(CheckpointDir(root, id))) << id;
   auto chain = ResolveRestoreChain(root);
   ASSERT_TRUE(chain.ok()) << chain.status();
-  EXPECT_EQ(*chain,
-            (std::vector<std::string>{CheckpointDir(root, 4), CheckpointDir(root, 5)}));
+  EXPECT_EQ(*chain, (std::vector<std::string>{CheckpointDir(root, 4), CheckpointDir(root, 5)}));
   // A lost parent is an error naming it, not a silent partial restore.
   fs::remove(CheckpointDir(root, 4) + "/MANIFEST");
   Status st = ResolveRestoreChain(root).status();
@@ -182,7 +181,8 @@ TEST(CheckpointTest, PublisherWritesManifestOnlyAfterTheFilesAreWritten) {
   p.copied_bytes = 99;
   p.wait_written = [dir] {
     // A "server" finishing its file while the publisher waits.
-    std::ofstream(dir + "/shard-0-of-1.rows", std::ios::binary) << "rows" << "12345678";
+    std::ofstream(dir + "/shard-0-of-1.rows", std::ios::binary) << "rows"
+                                                                << "12345678";
     return Status::OK();
   };
   publisher.Start(std::move(p));

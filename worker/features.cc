@@ -1,6 +1,6 @@
 #include "worker/features.h"
 
-#include "common/checksum.h"
+#include <glog/logging.h>
 
 #include <algorithm>
 #include <charconv>
@@ -8,8 +8,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
-#include <glog/logging.h>
-
+#include "common/checksum.h"
 #include "common/sharding.h"
 
 namespace freshet {

@@ -1,10 +1,10 @@
 #include "worker/features.h"
 
+#include <gtest/gtest.h>
+
 #include <cmath>
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 namespace freshet {
 namespace {

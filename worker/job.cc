@@ -1,13 +1,12 @@
 #include "worker/job.h"
 
+#include <glog/logging.h>
 #include <sys/stat.h>
 
 #include <fstream>
 #include <map>
 #include <set>
 #include <sstream>
-
-#include <glog/logging.h>
 
 #include "common/config.h"
 #include "worker/data/synthetic_shop.h"
@@ -44,9 +43,7 @@ bool IsStreamingJob(const proto::JobConfig& job) {
   return !s.dir().empty() || s.tcp_port() > 0 || !s.unix_socket().empty();
 }
 
-int JobStaleness(const proto::JobConfig& job) {
-  return job.has_staleness() ? job.staleness() : -1;
-}
+int JobStaleness(const proto::JobConfig& job) { return job.has_staleness() ? job.staleness() : -1; }
 
 Status ValidateJobConfig(proto::JobConfig* job, const std::string& source) {
   if (job->batch_size() < 0) return Field(source, "batch_size", "must be >= 0");
@@ -65,9 +62,9 @@ Status ValidateJobConfig(proto::JobConfig* job, const std::string& source) {
   auto* ex = job->mutable_export_();
   if (ex->dir().empty()) ex->set_dir(job->work_dir() + "/export");
   if (!(ex->interval_s() == 0 || ex->interval_s() >= 0.1f)) {
-    return Field(source, "export.interval_s",
-                 "must be 0 (default: 1 s) or at least 0.1 s, got " +
-                     std::to_string(ex->interval_s()));
+    return Field(
+        source, "export.interval_s",
+        "must be 0 (default: 1 s) or at least 0.1 s, got " + std::to_string(ex->interval_s()));
   }
   if (ex->interval_s() == 0) ex->set_interval_s(1);
   if (ex->full_interval_s() < 0) return Field(source, "export.full_interval_s", "must be >= 0");
@@ -137,14 +134,16 @@ Status ValidateJobConfig(proto::JobConfig* job, const std::string& source) {
                  "table '" + m.wide_table() + "' must have dim 1, has " +
                      std::to_string(dims[m.wide_table()]));
   }
-  if (m.dense_learning_rate() < 0) return Field(source, "model.dense_learning_rate", "must be >= 0");
+  if (m.dense_learning_rate() < 0)
+    return Field(source, "model.dense_learning_rate", "must be >= 0");
   if (m.dense_learning_rate() == 0) model->set_dense_learning_rate(0.001f);
   for (int i = 0; i < m.hidden_size(); ++i) {
     if (m.hidden(i) <= 0) {
       return Field(source, "model.hidden[" + std::to_string(i) + "]", "must be > 0");
     }
   }
-  if (job->features().slots_size() == 0) return Field(source, "features.slots", "at least one slot");
+  if (job->features().slots_size() == 0)
+    return Field(source, "features.slots", "at least one slot");
   std::set<std::string> names;
   int emb_dim = -1;
   for (int i = 0; i < job->features().slots_size(); ++i) {
@@ -188,9 +187,10 @@ Status PrepareTaskData(proto::JobConfig* job, const std::string& data_dir, bool 
     ShopConfig cfg;
     LOG(INFO) << "generating the synthetic shop into " << dir;
     FRESHET_ASSIGN_OR_RETURN(ShopSummary s, WriteSyntheticShop(cfg, dir));
-    std::printf("synthetic shop: %lld train / %lld holdout impressions, oracle AUC (holdout) %.4f\n",
-                static_cast<long long>(s.train_examples), static_cast<long long>(s.holdout_examples),
-                s.oracle_auc_holdout);
+    std::printf(
+        "synthetic shop: %lld train / %lld holdout impressions, oracle AUC (holdout) %.4f\n",
+        static_cast<long long>(s.train_examples), static_cast<long long>(s.holdout_examples),
+        s.oracle_auc_holdout);
     return Status::OK();
   }
   std::printf("building task %s from %s into %s\n", job->task().c_str(), data_dir.c_str(),

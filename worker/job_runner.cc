@@ -1,29 +1,27 @@
 #include "worker/job_runner.h"
 
-#include "common/checksum.h"
-#include "common/file_io.h"
-
+#include <glog/logging.h>
+#include <google/protobuf/text_format.h>
 #include <sys/stat.h>
 
 #include <algorithm>
 #include <cerrno>
-#include <climits>
 #include <chrono>
+#include <climits>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <deque>
 #include <fstream>
-#include <sstream>
 #include <optional>
+#include <sstream>
 
-#include <glog/logging.h>
-#include <google/protobuf/text_format.h>
-
+#include "common/checksum.h"
+#include "common/file_io.h"
 #include "worker/checkpoint.h"
 #include "worker/data/example_io.h"
-#include "worker/data/task.h"
 #include "worker/data/input_intervals.h"
+#include "worker/data/task.h"
 #include "worker/features.h"
 #include "worker/input_ledger.h"
 #include "worker/job.h"
@@ -109,10 +107,9 @@ class BorrowedSource : public ExampleSource {
 constexpr int kCounterFields = 14;
 
 std::string SerializeCounters(const JoinCounters& c, int64_t bad, int64_t lines) {
-  const int64_t v[kCounterFields] = {c.impressions, c.reactions, c.joined,       c.expired,
-                                     c.evicted,     c.duplicate, c.late,         c.orphan,
-                                     c.mismatched,  c.ignored,   c.early_joined, c.dup_labels,
-                                     bad,           lines};
+  const int64_t v[kCounterFields] = {
+      c.impressions, c.reactions,  c.joined,  c.expired,      c.evicted,    c.duplicate, c.late,
+      c.orphan,      c.mismatched, c.ignored, c.early_joined, c.dup_labels, bad,         lines};
   return std::string(reinterpret_cast<const char*>(v), sizeof(v));
 }
 
@@ -203,21 +200,19 @@ std::vector<std::string> StreamColumns(const proto::FeatureConfig& features) {
   return cols;
 }
 
-namespace {
-
-}  // namespace
+namespace {}  // namespace
 
 std::string JobResult::Json(const proto::JobConfig& job, int num_workers, int num_servers) const {
-  std::string s = "{\"job\":\"" + job.name() + "\",\"task\":\"" + job.task() + "\",\"model\":\"" +
-                  proto::ModelConfig::Kind_Name(job.model().kind()) +
-                  "\",\"workers\":" + std::to_string(num_workers) +
-                  ",\"servers\":" + std::to_string(num_servers) +
-                  ",\"steps\":" + std::to_string(train.steps) +
-                  ",\"train_examples\":" + std::to_string(train.global_examples) +
-                  ",\"seconds\":" + Num(train.seconds) +
-                  ",\"examples_per_s\":" + Num(train.global_examples / std::max(1e-9, train.seconds)) +
-                  ",\"bad_records_worker0\":" + std::to_string(train.bad_records) + "," +
-                  progressive.ToJsonFields("progressive_") + "," + holdout.ToJsonFields("holdout_");
+  std::string s =
+      "{\"job\":\"" + job.name() + "\",\"task\":\"" + job.task() + "\",\"model\":\"" +
+      proto::ModelConfig::Kind_Name(job.model().kind()) +
+      "\",\"workers\":" + std::to_string(num_workers) +
+      ",\"servers\":" + std::to_string(num_servers) + ",\"steps\":" + std::to_string(train.steps) +
+      ",\"train_examples\":" + std::to_string(train.global_examples) +
+      ",\"seconds\":" + Num(train.seconds) +
+      ",\"examples_per_s\":" + Num(train.global_examples / std::max(1e-9, train.seconds)) +
+      ",\"bad_records_worker0\":" + std::to_string(train.bad_records) + "," +
+      progressive.ToJsonFields("progressive_") + "," + holdout.ToJsonFields("holdout_");
   if (popularity_auc >= 0) s += ",\"popularity_baseline_auc\":" + Num(popularity_auc);
   if (ranking_groups > 0) {
     s += ",\"hr_at_10\":" + Num(hr10) + ",\"ndcg_at_10\":" + Num(ndcg10) +
@@ -252,8 +247,7 @@ std::string JobResult::Json(const proto::JobConfig& job, int num_workers, int nu
 std::string JobResult::Summary() const {
   char buf[512];
   std::string s;
-  std::snprintf(buf, sizeof(buf),
-                "trained %lld examples in %lld steps, %.1f s (%.0f examples/s)\n",
+  std::snprintf(buf, sizeof(buf), "trained %lld examples in %lld steps, %.1f s (%.0f examples/s)\n",
                 static_cast<long long>(train.global_examples), static_cast<long long>(train.steps),
                 train.seconds, train.global_examples / std::max(1e-9, train.seconds));
   s += buf;
@@ -261,7 +255,8 @@ std::string JobResult::Summary() const {
     s += "stream join (all workers): " + join.ToString() + " bad lines " +
          std::to_string(stream_bad) + "\n";
   }
-  std::snprintf(buf, sizeof(buf), "progressive AUC %.4f (first pass)   holdout AUC %.4f  logloss %.4f  GAUC %.4f",
+  std::snprintf(buf, sizeof(buf),
+                "progressive AUC %.4f (first pass)   holdout AUC %.4f  logloss %.4f  GAUC %.4f",
                 progressive.auc, holdout.auc, holdout.logloss, holdout.gauc);
   s += buf;
   if (holdout.oracle_auc > 0) {
@@ -386,18 +381,18 @@ Status FinishCheckpoint(CheckpointPublisher* publisher, JobResult* result,
   if (!done) return Status::OK();
   FRESHET_RETURN_IF_ERROR(done->status);
   if (sync_start) {
-    done->pause_ms = std::chrono::duration<double, std::milli>(
-                         std::chrono::steady_clock::now() - *sync_start)
-                         .count();
+    done->pause_ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - *sync_start)
+            .count();
     done->write_ms = 0;
   }
   if (print) {
     const CheckpointManifest& m = done->manifest;
-    std::printf("checkpoint %lld (%s) at step %lld: %zu files, %.2f MB, training paused "
-                "%.0f ms\n",
-                static_cast<long long>(m.id), m.parent > 0 ? "incremental" : "full",
-                static_cast<long long>(m.step), m.files.size(), m.TotalBytes() / 1e6,
-                done->pause_ms);
+    std::printf(
+        "checkpoint %lld (%s) at step %lld: %zu files, %.2f MB, training paused "
+        "%.0f ms\n",
+        static_cast<long long>(m.id), m.parent > 0 ? "incremental" : "full",
+        static_cast<long long>(m.step), m.files.size(), m.TotalBytes() / 1e6, done->pause_ms);
     std::fflush(stdout);
   }
   ++result->checkpoints;
@@ -405,7 +400,8 @@ Status FinishCheckpoint(CheckpointPublisher* publisher, JobResult* result,
   result->checkpoint_max_pause_ms = std::max(result->checkpoint_max_pause_ms, done->pause_ms);
   result->checkpoint_total_write_ms += done->write_ms;
   result->checkpoint_max_write_ms = std::max(result->checkpoint_max_write_ms, done->write_ms);
-  result->checkpoint_max_copy_bytes = std::max(result->checkpoint_max_copy_bytes, done->copied_bytes);
+  result->checkpoint_max_copy_bytes =
+      std::max(result->checkpoint_max_copy_bytes, done->copied_bytes);
   result->checkpoint_last_bytes = done->manifest.TotalBytes();
   return Status::OK();
 }
@@ -418,7 +414,8 @@ Status FinishLastCheckpoint(bool leader, CheckpointPublisher* publisher, Collect
   float failed = st.ok() ? 0.0f : 1.0f;
   FRESHET_RETURN_IF_ERROR(workers->AllReduceSum(&failed, 1));
   if (!st.ok()) return st.WithContext("the last checkpoint");
-  if (failed > 0) return Status(StatusCode::kAborted, "worker 0 failed to publish the last checkpoint");
+  if (failed > 0)
+    return Status(StatusCode::kAborted, "worker 0 failed to publish the last checkpoint");
   return Status::OK();
 }
 
@@ -454,8 +451,8 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
   FRESHET_ASSIGN_OR_RETURN(std::unique_ptr<Model> model,
                            CreateJobModel(job, encoder->num_slots(), encoder->num_dense()));
   if (!options.restore_dir.empty()) {
-    FRESHET_RETURN_IF_ERROR(LoadDense(options.restore_dir + "/dense.bin", model.get())
-                                .WithContext("restoring"));
+    FRESHET_RETURN_IF_ERROR(
+        LoadDense(options.restore_dir + "/dense.bin", model.get()).WithContext("restoring"));
     // Models saved before the optimizer state was: fresh Adam moments.
     Status st = LoadDenseOptimizer(options.restore_dir + "/dense_opt.bin", model.get());
     if (st.code() == StatusCode::kNotFound) {
@@ -553,27 +550,25 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
         uint64_t done = 0, total = 0;
         for (const auto& [f, set] : restored_consumed) done += set.bytes();
         for (const auto& f : input_files) total += f.bytes;
-        std::printf("restored checkpoint %lld: step %lld, epoch %d, %s\n",
-                    static_cast<long long>(restored_id), static_cast<long long>(start_step),
-                    start_epoch + 1,
-                    streaming ? (restored_position
-                                     ? "stream positions of " +
-                                           std::to_string(restored_position->files.size()) +
-                                           " files restored" +
-                                           (restored_join
-                                                ? ", join state of " +
-                                                      std::to_string(restored_waiting) +
-                                                      " pending impressions and " +
-                                                      std::to_string(restored_examples) +
-                                                      " untrained examples"
-                                                : std::string(", no join state"))
-                                     : std::string("stream read from the start (no positions)"))
-                                    .c_str()
-                    : restored_input
-                        ? (std::to_string(done) + " of " + std::to_string(total) +
-                           " input bytes of the epoch already trained")
-                              .c_str()
-                        : "input from the start (no input cut)");
+        std::printf(
+            "restored checkpoint %lld: step %lld, epoch %d, %s\n",
+            static_cast<long long>(restored_id), static_cast<long long>(start_step),
+            start_epoch + 1,
+            streaming
+                ? (restored_position
+                       ? "stream positions of " + std::to_string(restored_position->files.size()) +
+                             " files restored" +
+                             (restored_join
+                                  ? ", join state of " + std::to_string(restored_waiting) +
+                                        " pending impressions and " +
+                                        std::to_string(restored_examples) + " untrained examples"
+                                  : std::string(", no join state"))
+                       : std::string("stream read from the start (no positions)"))
+                      .c_str()
+            : restored_input ? (std::to_string(done) + " of " + std::to_string(total) +
+                                " input bytes of the epoch already trained")
+                                   .c_str()
+                             : "input from the start (no input cut)");
         std::fflush(stdout);
       }
     } else if (manifest.status().code() != StatusCode::kNotFound) {
@@ -603,7 +598,7 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
   topt.start_step = start_step;
   topt.start_epoch = start_epoch;
   StreamExampleSource* stream = nullptr;  // owned by the job (stream_owner below)
-  BorrowedSource* borrowed = nullptr;      // owned by the trainer while it trains
+  BorrowedSource* borrowed = nullptr;     // owned by the trainer while it trains
   topt.after_batch = [&](int epoch, const ConsumedInput& input) -> Status {
     if (epoch != consumed_epoch) {
       epoch_consumed.clear();
@@ -628,8 +623,8 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
                                  .count();
       char buf[96];
       if (w >= 0) {
-        std::snprintf(buf, sizeof(buf), "  watermark %lld  lag %.2f s",
-                      static_cast<long long>(w), (now_ms - w) / 1e3);
+        std::snprintf(buf, sizeof(buf), "  watermark %lld  lag %.2f s", static_cast<long long>(w),
+                      (now_ms - w) / 1e3);
       } else {
         std::snprintf(buf, sizeof(buf), "  watermark none yet");
       }
@@ -646,8 +641,8 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
   // replaced atomically), for the reliability work to resume from.
   std::string position_file;
   if (streaming && !job.stream().dir().empty()) {
-    position_file = job.work_dir() + "/stream-positions/worker-" +
-                    std::to_string(workers->rank()) + ".position";
+    position_file = job.work_dir() + "/stream-positions/worker-" + std::to_string(workers->rank()) +
+                    ".position";
     FRESHET_RETURN_IF_ERROR(MakeDirs(job.work_dir() + "/stream-positions"));
   }
   auto last_position = std::chrono::steady_clock::now();
@@ -817,7 +812,9 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
         p.copied_bytes = copied;
         p.print = background && options.print_status;
         if (background) {
-          p.wait_written = [&options, dir, copied] { return options.wait_tables_saved(dir, copied); };
+          p.wait_written = [&options, dir, copied] {
+            return options.wait_tables_saved(dir, copied);
+          };
         }
         const auto t_agreed = std::chrono::steady_clock::now();
         p.pause_ms = std::chrono::duration<double, std::milli>(t_agreed - t0).count();
@@ -831,8 +828,7 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
         publisher.Start(std::move(p));
         // Without background writes the manifest is part of the pause.
         if (!background) {
-          FRESHET_RETURN_IF_ERROR(
-              FinishCheckpoint(&publisher, &result, t0, options.print_status));
+          FRESHET_RETURN_IF_ERROR(FinishCheckpoint(&publisher, &result, t0, options.print_status));
         }
       }
       ++next_checkpoint;
@@ -852,9 +848,9 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
   int epochs_opened = 0;
   auto open_shard = [&]() -> StatusOr<std::unique_ptr<ExampleSource>> {
     if (streaming) {
-      FRESHET_ASSIGN_OR_RETURN(stream_owner, OpenStream(job, columns, policy, me, n,
-                                                         restored_position ? &*restored_position
-                                                                           : nullptr));
+      FRESHET_ASSIGN_OR_RETURN(stream_owner,
+                               OpenStream(job, columns, policy, me, n,
+                                          restored_position ? &*restored_position : nullptr));
       stream = stream_owner.get();
       if (restored_join) {
         FRESHET_RETURN_IF_ERROR(stream->RestoreJoinState(std::move(*restored_join))
@@ -872,9 +868,8 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
       borrowed = source.get();
       return std::unique_ptr<ExampleSource>(std::move(source));
     }
-    FRESHET_ASSIGN_OR_RETURN(
-        std::vector<FileRange> ranges,
-        SplitFiles(train_files, me, n, TrainingBlockBytes(train_files, n)));
+    FRESHET_ASSIGN_OR_RETURN(std::vector<FileRange> ranges,
+                             SplitFiles(train_files, me, n, TrainingBlockBytes(train_files, n)));
     for (FileRange& r : ranges) r.file_index = sorted_index[r.file_index];
     // The restored epoch: this worker's share as a fresh job's, minus what
     // every worker of the checkpoint had trained (line-aligned, so the

@@ -24,9 +24,9 @@
 namespace freshet {
 
 struct JobResult {
-  TrainStats train;           // this worker's
-  EvalResult progressive;     // worker 0: over every worker's training examples
-  EvalResult holdout;         // worker 0
+  TrainStats train;               // this worker's
+  EvalResult progressive;         // worker 0: over every worker's training examples
+  EvalResult holdout;             // worker 0
   double hr10 = -1, ndcg10 = -1;  // worker 0, when the task has a ranking file
   double popularity_auc = -1;     // worker 0: item-popularity baseline on the holdout
   int64_t ranking_groups = 0;
@@ -90,7 +90,7 @@ struct RunOptions {
     int full_every = 1;
     int num_servers = 1;
   } checkpoint;
-  bool print_status = true;   // worker 0 only
+  bool print_status = true;  // worker 0 only
   // Called by worker 0 to save the sparse tables into the model directory
   // (PsClient::SaveTables, or a local save). Unset: no table save.
   std::function<Status(const std::string& dir)> save_tables;

@@ -66,9 +66,9 @@ class DenseFileTest : public ::testing::Test {
     if (!needle.empty()) {
       EXPECT_NE(st.message().find(needle), std::string::npos) << what << ": " << st;
     }
-    EXPECT_EQ(std::vector<float>(fresh->dense_params(),
-                                 fresh->dense_params() + fresh->NumDenseParams()),
-              before)
+    EXPECT_EQ(
+        std::vector<float>(fresh->dense_params(), fresh->dense_params() + fresh->NumDenseParams()),
+        before)
         << what;
   }
 

@@ -32,7 +32,8 @@ TEST(JobConfigTest, DefaultsAreFilled) {
 TEST(JobConfigTest, ErrorsNameTheField) {
   auto wide = Parse(R"(task: "t" features { slots { name: "a" table: "emb" } }
                        model { wide_table: "emb" })");
-  EXPECT_EQ(wide.status().message(), "job.pbtxt: model.wide_table: table 'emb' must have dim 1, has 4");
+  EXPECT_EQ(wide.status().message(),
+            "job.pbtxt: model.wide_table: table 'emb' must have dim 1, has 4");
   auto dims = Parse(R"(task: "t"
     features { slots { name: "a" table: "emb" } slots { name: "b" table: "emb8" } }
     model { kind: DEEPFM wide_table: "wide" })");
@@ -87,8 +88,8 @@ TEST(JobConfigTest, StreamSectionDefaultsAndErrors) {
 
 TEST(JobConfigTest, ShippedJobConfigsLoad) {
   for (const char* name : {"synthetic", "realtime-shop"}) {
-    const std::string path = std::string(FRESHET_SOURCE_DIR) + "/cluster-configs/jobs/" + name +
-                             ".pbtxt";
+    const std::string path =
+        std::string(FRESHET_SOURCE_DIR) + "/cluster-configs/jobs/" + name + ".pbtxt";
     auto job = LoadJobConfig(path);
     EXPECT_TRUE(job.ok()) << path << ": " << job.status();
   }

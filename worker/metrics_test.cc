@@ -1,8 +1,8 @@
 #include "worker/metrics.h"
 
-#include <cmath>
-
 #include <gtest/gtest.h>
+
+#include <cmath>
 
 namespace freshet {
 namespace {

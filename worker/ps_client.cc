@@ -1,14 +1,14 @@
 #include "worker/ps_client.h"
 
+#include <glog/logging.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <thread>
 
-#include <glog/logging.h>
-
-#include "common/sharding.h"
 #include "common/key_dedup.h"
+#include "common/sharding.h"
 
 namespace freshet {
 // One Pull or Push call, spread over one request per shard.
@@ -57,8 +57,7 @@ StatusOr<std::unique_ptr<PsClient>> PsClient::Create(Transport* transport,
     return InvalidArgument(layout.Describe(transport->rank()) + " is not a worker");
   }
   if (options.max_inflight < 1) return InvalidArgument("max_inflight must be >= 1");
-  return std::unique_ptr<PsClient>(
-      new PsClient(transport, layout, std::move(table_dims), options));
+  return std::unique_ptr<PsClient>(new PsClient(transport, layout, std::move(table_dims), options));
 }
 
 PsClient::PsClient(Transport* transport, const ClusterLayout& layout, std::vector<int> table_dims,
@@ -70,10 +69,10 @@ PsClient::PsClient(Transport* transport, const ClusterLayout& layout, std::vecto
       worker_index_(layout.IndexInRole(transport->rank())),
       pushes_sent_(layout.num_servers(), 0) {
   if (MetricsRegistry* m = options.metrics) {
-    metrics_.pull_latency = m->AddHistogram(
-        "pull", "Round trip of one pull request to one server (send to answer).");
-    metrics_.push_latency = m->AddHistogram(
-        "push", "Round trip of one push request to one server (send to ack).");
+    metrics_.pull_latency =
+        m->AddHistogram("pull", "Round trip of one pull request to one server (send to answer).");
+    metrics_.push_latency =
+        m->AddHistogram("push", "Round trip of one push request to one server (send to ack).");
     metrics_.pull_requests = m->AddCounter("pull_requests", "Pull requests sent (one per shard).");
     metrics_.push_requests = m->AddCounter("push_requests", "Push requests sent (one per shard).");
     metrics_.keys_pulled = m->AddCounter("keys_pulled", "Unique keys pulled.");
@@ -190,9 +189,13 @@ std::future<Status> PsClient::Pull(int table, const uint64_t* keys, size_t n, fl
       continue;
     }
     const uint32_t nk = msg.meta.num_keys;
-    const uint64_t id = Register(Request{op, s, std::move(rows[s]),
+    const uint64_t id = Register(Request{op,
+                                         s,
+                                         std::move(rows[s]),
                                          std::chrono::steady_clock::now() + timeout,
-                                         MsgType::kPullRequest, nk, {}});
+                                         MsgType::kPullRequest,
+                                         nk,
+                                         {}});
     msg.meta.request_id = id;
     CountSend(MsgType::kPullRequest, nk, msg.body.size());
     Status sent = transport_->Send(layout_.ServerRank(s), std::move(msg));
@@ -201,8 +204,7 @@ std::future<Status> PsClient::Pull(int table, const uint64_t* keys, size_t n, fl
   return fut;
 }
 
-std::future<Status> PsClient::Push(int table, const uint64_t* keys, size_t n,
-                                   const float* grads) {
+std::future<Status> PsClient::Push(int table, const uint64_t* keys, size_t n, const float* grads) {
   auto op = std::make_shared<Op>();
   std::future<Status> fut = op->promise.get_future();
   Status st = CheckTable(table);
@@ -252,9 +254,14 @@ std::future<Status> PsClient::Push(int table, const uint64_t* keys, size_t n,
       op->FinishShard(slot.WithContext("PUSH to " + layout_.Describe(layout_.ServerRank(s))));
       continue;
     }
-    const uint64_t id = Register(Request{op, s, {}, std::chrono::steady_clock::now() +
-                                                        options_.request_timeout,
-                                         MsgType::kPushRequest, static_cast<uint32_t>(ns), {}});
+    const uint64_t id =
+        Register(Request{op,
+                         s,
+                         {},
+                         std::chrono::steady_clock::now() + options_.request_timeout,
+                         MsgType::kPushRequest,
+                         static_cast<uint32_t>(ns),
+                         {}});
     msg.meta.request_id = id;
     CountSend(MsgType::kPushRequest, ns, msg.body.size());
     Status sent = transport_->Send(layout_.ServerRank(s), std::move(msg));
@@ -313,12 +320,12 @@ void PsClient::ExpireOverdue() {
     MutexLock l(&mu_);
     for (const auto& [id, req] : requests_) {
       if (now < req.deadline) continue;
-      overdue.emplace_back(
-          id, std::string(MsgTypeName(req.type)) + " request #" + std::to_string(id) + " to " +
-                  layout_.Describe(layout_.ServerRank(req.server)) + " (" +
-                  std::to_string(req.num_keys) + " keys) got no response within " +
-                  std::to_string(options_.request_timeout.count()) +
-                  " ms: the server is dead, hung or overloaded");
+      overdue.emplace_back(id, std::string(MsgTypeName(req.type)) + " request #" +
+                                   std::to_string(id) + " to " +
+                                   layout_.Describe(layout_.ServerRank(req.server)) + " (" +
+                                   std::to_string(req.num_keys) + " keys) got no response within " +
+                                   std::to_string(options_.request_timeout.count()) +
+                                   " ms: the server is dead, hung or overloaded");
     }
   }
   for (auto& [id, what] : overdue) Complete(id, nullptr, DeadlineExceeded(what));
@@ -425,20 +432,19 @@ StatusOr<std::vector<Message>> PsClient::CallRanks(const std::vector<int>& ranks
     FRESHET_RETURN_IF_ERROR(transport_->Send(rank, std::move(msg)));
   }
   std::vector<Message> out;
-  const auto deadline = std::chrono::steady_clock::now() +
-                        (timeout.count() > 0 ? timeout : options_.request_timeout);
+  const auto deadline =
+      std::chrono::steady_clock::now() + (timeout.count() > 0 ? timeout : options_.request_timeout);
   Status failed;
   for (size_t i = 0; i < ranks.size(); ++i) {
     if (futs[i].wait_until(deadline) != std::future_status::ready) {
       MutexLock l(&mu_);
       sync_waiters_.erase(ids[i]);
       if (failed.ok()) {
-        failed = DeadlineExceeded(std::string(MsgTypeName(request.meta.type)) + " request to " +
-                                  layout_.Describe(ranks[i]) + " got no response within " +
-                                  std::to_string((timeout.count() > 0 ? timeout
-                                                                      : options_.request_timeout)
-                                                     .count()) +
-                                  " ms");
+        failed = DeadlineExceeded(
+            std::string(MsgTypeName(request.meta.type)) + " request to " +
+            layout_.Describe(ranks[i]) + " got no response within " +
+            std::to_string((timeout.count() > 0 ? timeout : options_.request_timeout).count()) +
+            " ms");
       }
       continue;
     }
@@ -510,8 +516,8 @@ Status PsClient::WaitTablesSaved(const std::string& dir, int64_t bytes) {
       std::string who;
       for (int rank : writing) who += (who.empty() ? "" : ", ") + layout_.Describe(rank);
       return DeadlineExceeded(who + " did not finish writing " + dir + " within " +
-                              std::to_string(limit.count()) + " ms (" +
-                              std::to_string(bytes) + " bytes copied by all servers)");
+                              std::to_string(limit.count()) + " ms (" + std::to_string(bytes) +
+                              " bytes copied by all servers)");
     }
     std::this_thread::sleep_for(pause);
     pause = std::min(Millis(100), pause * 2);

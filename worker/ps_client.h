@@ -35,9 +35,9 @@
 #include "common/config.h"
 #include "common/metrics_registry.h"
 #include "common/mutex.h"
+#include "common/sparse_store.h"
 #include "common/status.h"
 #include "common/transport.h"
-#include "common/sparse_store.h"
 
 namespace freshet {
 
@@ -68,8 +68,7 @@ class PsClient : public SparseStore {
   // Applies grads[n*dim] (row i for keys[i]) on the servers. The future is
   // ready once every server acknowledged. keys and grads are copied before
   // Push returns.
-  std::future<Status> Push(int table, const uint64_t* keys, size_t n,
-                           const float* grads) override;
+  std::future<Status> Push(int table, const uint64_t* keys, size_t n, const float* grads) override;
 
   // Ends the current step: tells every server how many pushes this worker
   // sent it, so servers can answer bounded-staleness pulls.

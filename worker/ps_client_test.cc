@@ -1,9 +1,9 @@
 #include "worker/ps_client.h"
 
+#include <gtest/gtest.h>
+
 #include <sstream>
 #include <thread>
-
-#include <gtest/gtest.h>
 
 #include "common/config.h"
 #include "server/parameter_shard.h"
@@ -30,16 +30,16 @@ class ClientTest : public ::testing::Test {
       tables { name: "e" dim: 3 initializer { kind: CONSTANT scale: 0.5 }
                optimizer { sgd { learning_rate: 1 } } }
       tables { name: "f" dim: 2 optimizer { sgd { learning_rate: 1 } } }
-    )", "t");
+    )",
+                                    "t");
     ASSERT_TRUE(tables.ok());
     for (int r = 0; r < servers + workers; ++r) {
       registries_.push_back(metrics ? std::make_unique<MetricsRegistry>() : nullptr);
     }
     for (int s = 0; s < servers; ++s) {
       shards_.push_back(std::move(ParameterShard::Create(*tables, 4)).value());
-      nodes_.push_back(std::make_unique<ServerNode>(hub_->endpoint(s), *layout_,
-                                                    shards_.back().get(), 2, timeout,
-                                                    registries_[s].get()));
+      nodes_.push_back(std::make_unique<ServerNode>(
+          hub_->endpoint(s), *layout_, shards_.back().get(), 2, timeout, registries_[s].get()));
     }
     for (int s = 0; s < servers; ++s) threads_.emplace_back([this, s] { (void)nodes_[s]->Run(); });
     for (int w = 0; w < workers; ++w) {

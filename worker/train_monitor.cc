@@ -21,8 +21,9 @@ TrainMetrics::TrainMetrics(MetricsRegistry* r)
       step_time_(r->AddHistogram("train_step", "Wall time of one training step.")),
       read_us_(r->AddCounter("train_read_us", "Time reading and encoding batches, us.")),
       pull_wait_us_(r->AddCounter("train_pull_wait_us", "Time waiting for pulled rows, us.")),
-      compute_us_(r->AddCounter("train_compute_us", "Time in forward, backward and dense "
-                                                    "updates, us.")),
+      compute_us_(r->AddCounter("train_compute_us",
+                                "Time in forward, backward and dense "
+                                "updates, us.")),
       push_us_(r->AddCounter("train_push_us", "Time issuing pushes and waiting for acks, us.")),
       allreduce_us_(r->AddCounter("train_allreduce_us", "Time in the dense all-reduce, us.")),
       last_step_(Clock::now()),

@@ -1,9 +1,9 @@
 #include "worker/train_monitor.h"
 
+#include <gtest/gtest.h>
+
 #include <cstdio>
 #include <string>
-
-#include <gtest/gtest.h>
 
 #include "worker/trainer.h"
 

@@ -1,12 +1,12 @@
 #include "worker/trainer.h"
 
+#include <glog/logging.h>
+
 #include <chrono>
 #include <cmath>
 #include <cstring>
 #include <deque>
 #include <map>
-
-#include <glog/logging.h>
 
 namespace freshet {
 namespace {
@@ -84,7 +84,7 @@ struct Trainer::Step {
   std::vector<std::vector<float>> values;   // per used table, pulled rows
   std::vector<std::vector<float>> grads;    // per used table
   std::vector<std::future<Status>> pulls;
-  std::vector<size_t> wide_off, emb_off;    // per slot, key offset in its table's list
+  std::vector<size_t> wide_off, emb_off;  // per slot, key offset in its table's list
   ModelInput input;
   SparseGrads sparse;
   std::vector<float> logits, dlogits;
@@ -92,14 +92,13 @@ struct Trainer::Step {
   int64_t cut_wall_ms = 0;      // when the batch was cut (unix ms)
   int64_t newest_read_ms = 0;   // newest Example::read_unix_ms in the batch (0: none known)
   int64_t newest_label_ms = 0;  // newest Example::label_unix_ms in the batch
-  int64_t max_time = 0;        // newest event time in the batch
-  ConsumedInput consumed;      // what reading the batch consumed
+  int64_t max_time = 0;         // newest event time in the batch
+  ConsumedInput consumed;       // what reading the batch consumed
 };
 
 Trainer::Trainer(const FeatureEncoder* encoder, Model* model, SparseStore* store,
                  Collective* collective, Options options)
-    : encoder_(encoder), model_(model), store_(store), collective_(collective),
-      options_(options) {}
+    : encoder_(encoder), model_(model), store_(store), collective_(collective), options_(options) {}
 
 StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const proto::JobConfig& job,
                                                    const FeatureEncoder* encoder, Model* model,
@@ -202,8 +201,8 @@ void Trainer::IssuePulls(Step* step) {
   for (size_t p = 0; p < tables_used_.size(); ++p) {
     const int id = tables_used_[p];
     step->values[p].resize(step->keys[p].size() * dims_[id]);
-    step->pulls[p] = store_->Pull(id, step->keys[p].data(), step->keys[p].size(),
-                                  step->values[p].data());
+    step->pulls[p] =
+        store_->Pull(id, step->keys[p].data(), step->keys[p].size(), step->values[p].data());
   }
   step->pulled = true;
 }
@@ -293,7 +292,8 @@ StatusOr<TrainStats> Trainer::Train(const ReaderFactory& open_shard) {
         cur->logits.resize(n);
         cur->dlogits.resize(n);
         model_->Forward(cur->input, cur->logits.data());
-        loss_sum = LogLoss(cur->logits.data(), cur->batch.labels.data(), n, cur->dlogits.data()) * n;
+        loss_sum =
+            LogLoss(cur->logits.data(), cur->batch.labels.data(), n, cur->dlogits.data()) * n;
         for (int i = 0; i < n; ++i) {
           const float p = Sigmoid(cur->logits[i]);
           window.Add(p, cur->batch.labels[i]);
@@ -323,7 +323,8 @@ StatusOr<TrainStats> Trainer::Train(const ReaderFactory& open_shard) {
         }
         for (int s = 0; s < cur->batch.num_slots(); ++s) {
           const auto& wg = cur->sparse.wide[s];
-          std::memcpy(cur->grads[0].data() + cur->wide_off[s], wg.data(), wg.size() * sizeof(float));
+          std::memcpy(cur->grads[0].data() + cur->wide_off[s], wg.data(),
+                      wg.size() * sizeof(float));
           if (slot_table_[s] >= 0) {
             const auto& eg = cur->sparse.emb[s];
             std::memcpy(cur->grads[table_pos_.at(slot_table_[s])].data() +

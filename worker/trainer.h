@@ -50,9 +50,9 @@ struct ScoredSet {
 
 struct TrainStats {
   int64_t steps = 0;
-  int64_t examples = 0;      // this worker
+  int64_t examples = 0;  // this worker
   int64_t global_examples = 0;
-  int64_t bad_records = 0;   // this worker: reader + encoder
+  int64_t bad_records = 0;  // this worker: reader + encoder
   double seconds = 0;
   // Time split of this worker's loop, seconds.
   double read_s = 0, pull_s = 0, compute_s = 0, push_s = 0, allreduce_s = 0;

@@ -54,7 +54,8 @@ template <typename T>
 void ReserveHuge(std::vector<T>* v, size_t n) {
   if (n <= v->capacity()) return;
   std::vector<T> bigger;
-  CopyHuge(&bigger, *v, n > v->capacity() + v->capacity() / 2 ? n : v->capacity() + v->capacity() / 2);
+  CopyHuge(&bigger, *v,
+           n > v->capacity() + v->capacity() / 2 ? n : v->capacity() + v->capacity() / 2);
   v->swap(bigger);
 }
 

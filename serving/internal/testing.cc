@@ -1,13 +1,13 @@
 #include "serving/internal/testing.h"
 
+#include <glog/logging.h>
+
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <memory>
 #include <set>
-
-#include <glog/logging.h>
 
 #include "common/collective.h"
 #include "server/local_sparse_store.h"

@@ -68,13 +68,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const uint8_t mode = in.Byte() % 4;
   const std::string text(in.Rest());
   switch (mode) {
-    case 0: Cluster(text); break;
+    case 0:
+      Cluster(text);
+      break;
     case 1: {
       auto t = ParseTablesConfig(text, kSource);
       if (!t.ok()) CheckError(t.status());
       break;
     }
-    case 2: Job(text); break;
+    case 2:
+      Job(text);
+      break;
     case 3: {
       auto hosts = ExpandNodeList(text);
       if (hosts.ok() && hosts->size() < 100000) {

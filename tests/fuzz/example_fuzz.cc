@@ -25,8 +25,13 @@ namespace {
 constexpr char kFeatures[] = R"pb(
   slots { name: "user" table: "emb" }
   slots { name: "query" table: "emb" multi_valued: true pooling: MEAN }
-  slots { name: "price_bucket" column: "price" table: "emb"
-          transform: BOUNDARIES boundaries: [1, 10, 100] }
+  slots {
+    name: "price_bucket"
+    column: "price"
+    table: "emb"
+    transform: BOUNDARIES
+    boundaries: [ 1, 10, 100 ]
+  }
   slots { name: "clicks_log2" column: "clicks" table: "emb" transform: LOG2_BUCKET }
   dense { name: "price_log" column: "price" transform: LOG1P }
   dense { name: "clicks" }

@@ -23,17 +23,30 @@ namespace freshet {
 namespace {
 
 constexpr char kJob[] = R"pb(
-  name: "fuzz" data { train_files: "unused.examples" }
+  name: "fuzz"
+  data { train_files: "unused.examples" }
   features {
     slots { name: "user" table: "emb" }
     slots { name: "item" table: "emb" }
     dense { name: "age" }
   }
   tables {
-    tables { name: "wide" dim: 1 optimizer { sgd { learning_rate: 0.1 } } }
-    tables { name: "emb" dim: 4 optimizer { adagrad { learning_rate: 0.1 } } }
+    tables {
+      name: "wide"
+      dim: 1
+      optimizer { sgd { learning_rate: 0.1 } }
+    }
+    tables {
+      name: "emb"
+      dim: 4
+      optimizer { adagrad { learning_rate: 0.1 } }
+    }
   }
-  model { kind: DEEPFM wide_table: "wide" hidden: [8, 4] }
+  model {
+    kind: DEEPFM
+    wide_table: "wide"
+    hidden: [ 8, 4 ]
+  }
 )pb";
 
 const proto::JobConfig& Job() {

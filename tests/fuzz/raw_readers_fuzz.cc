@@ -92,10 +92,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   const bool file = (mode & 4) != 0;
   switch (mode & 3) {
-    case 0: file ? ReadFile<TaobaoReader>(text) : ParseLines<TaobaoParser>(text); break;
-    case 1: file ? ReadFile<RetailReader>(text) : ParseLines<RetailParser>(text); break;
-    case 2: file ? ReadFile<TalkingDataReader>(text) : ParseLines<TalkingDataParser>(text); break;
-    case 3: file ? ReadFile<CriteoReader>(text) : ParseLines<CriteoParser>(text); break;
+    case 0:
+      file ? ReadFile<TaobaoReader>(text) : ParseLines<TaobaoParser>(text);
+      break;
+    case 1:
+      file ? ReadFile<RetailReader>(text) : ParseLines<RetailParser>(text);
+      break;
+    case 2:
+      file ? ReadFile<TalkingDataReader>(text) : ParseLines<TalkingDataParser>(text);
+      break;
+    case 3:
+      file ? ReadFile<CriteoReader>(text) : ParseLines<CriteoParser>(text);
+      break;
   }
   return 0;
 }

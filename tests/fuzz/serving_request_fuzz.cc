@@ -11,10 +11,9 @@
 // 5xx.
 #include <cstdlib>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <string>
-
-#include <nlohmann/json.hpp>
 
 #include "serving/internal/requests.h"
 #include "serving/internal/testing.h"

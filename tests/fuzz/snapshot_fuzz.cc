@@ -137,15 +137,22 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace freshet;
   fuzz::Input in(data, size);
   switch (in.Byte() % 4) {
-    case 0: ReadSnap(in.Rest(), false); break;
-    case 1: ReadSnap(in.Rest(), true); break;
+    case 0:
+      ReadSnap(in.Rest(), false);
+      break;
+    case 1:
+      ReadSnap(in.Rest(), true);
+      break;
     case 2: {
       const std::string_view rest = in.Rest();
-      const std::string path = fuzz::WriteFile("manifest-000000000001.pb", rest.data(), rest.size());
+      const std::string path =
+          fuzz::WriteFile("manifest-000000000001.pb", rest.data(), rest.size());
       (void)ReadManifestFile(path);
       break;
     }
-    case 3: LoadDir(&in); break;
+    case 3:
+      LoadDir(&in);
+      break;
   }
   return 0;
 }

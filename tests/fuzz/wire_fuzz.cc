@@ -20,8 +20,16 @@ namespace freshet {
 namespace {
 
 constexpr char kTables[] = R"pb(
-  tables { name: "wide" dim: 1 optimizer { sgd { learning_rate: 0.1 } } }
-  tables { name: "emb" dim: 4 optimizer { adagrad { learning_rate: 0.1 } } }
+  tables {
+    name: "wide"
+    dim: 1
+    optimizer { sgd { learning_rate: 0.1 } }
+  }
+  tables {
+    name: "emb"
+    dim: 4
+    optimizer { adagrad { learning_rate: 0.1 } }
+  }
 )pb";
 
 // A fresh shard every so often, so that rows pushed by earlier inputs do not
@@ -79,8 +87,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                         const uint64_t* deleted, size_t num_deleted) {
             FUZZ_CHECK(dim > 0);
             volatile float sink = 0;
-            for (size_t i = 0; i < n; ++i) sink = sink + static_cast<float>(keys[i] & 1) + w[i * dim + dim - 1];
-            for (size_t i = 0; i < num_deleted; ++i) sink = sink + static_cast<float>(deleted[i] & 1);
+            for (size_t i = 0; i < n; ++i)
+              sink = sink + static_cast<float>(keys[i] & 1) + w[i * dim + dim - 1];
+            for (size_t i = 0; i < num_deleted; ++i)
+              sink = sink + static_cast<float>(deleted[i] & 1);
             rows += n + num_deleted;
           });
       if (st.ok()) FUZZ_CHECK(rows * sizeof(uint64_t) <= msg.body.size());

@@ -98,7 +98,7 @@ struct ReadStats {
   int64_t lines = 0;     // example lines read (good + bad)
   int64_t examples = 0;  // good
   int64_t bad = 0;
-  int64_t bytes = 0;     // bytes of the lines read, newlines included (progress)
+  int64_t bytes = 0;  // bytes of the lines read, newlines included (progress)
 };
 
 // ReadStats of one file (the raw readers of worker/data/raw_readers.h report
@@ -164,7 +164,8 @@ class ExampleReader : public ExampleSource {
   // is the fraction read.
   uint64_t total_bytes() const { return total_bytes_; }
   double FractionRead() const override {
-    return total_bytes_ > 0 ? std::min(1.0, static_cast<double>(stats().bytes) / total_bytes_) : 0.0;
+    return total_bytes_ > 0 ? std::min(1.0, static_cast<double>(stats().bytes) / total_bytes_)
+                            : 0.0;
   }
   // The lines read since the previous call (good and bad), as intervals
   // with their ranges' file_index. Cheap: one interval per contiguous

@@ -446,7 +446,8 @@ TEST(RealDataTest, Taobao815Users) {
 }
 
 TEST(RealDataTest, TaobaoSplitAcrossShards) {
-  FRESHET_REQUIRE_SHARED_DATA("taobao/UserBehavior_time_slice.csv", "taobao/UserBehavior_815_users.csv");
+  FRESHET_REQUIRE_SHARED_DATA("taobao/UserBehavior_time_slice.csv",
+                              "taobao/UserBehavior_815_users.csv");
   const std::vector<std::string> files = {SharedDataDir() + "/taobao/UserBehavior_time_slice.csv",
                                           SharedDataDir() + "/taobao/UserBehavior_815_users.csv"};
   for (int shards : {3, 16}) {

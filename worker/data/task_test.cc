@@ -469,7 +469,8 @@ double SecondsSince(std::chrono::steady_clock::time_point start) {
 }
 
 TEST(RealTaskTest, TaobaoConversion) {
-  FRESHET_REQUIRE_SHARED_DATA("taobao/UserBehavior_time_slice.csv", "taobao/UserBehavior_815_users.csv");
+  FRESHET_REQUIRE_SHARED_DATA("taobao/UserBehavior_time_slice.csv",
+                              "taobao/UserBehavior_815_users.csv");
   TempDir dir;
   const auto start = std::chrono::steady_clock::now();
   auto out = BuildTask("taobao-conversion", SharedDataDir(), dir.path(), BadRecordPolicy());

@@ -16,13 +16,13 @@ namespace freshet {
 struct EncodedBatch {
   int size = 0;
   int num_dense = 0;
-  std::vector<float> labels;     // [size], 0 or 1
-  std::vector<float> oracle;     // [size], true P(y=1) when known, else -1
-  std::vector<uint64_t> users;   // [size], hashed user id for GAUC, 0 if none
-  std::vector<int64_t> times;    // [size], event time (unix seconds)
+  std::vector<float> labels;                   // [size], 0 or 1
+  std::vector<float> oracle;                   // [size], true P(y=1) when known, else -1
+  std::vector<uint64_t> users;                 // [size], hashed user id for GAUC, 0 if none
+  std::vector<int64_t> times;                  // [size], event time (unix seconds)
   std::vector<std::vector<uint64_t>> keys;     // [num_slots][total keys of slot]
   std::vector<std::vector<uint32_t>> offsets;  // [num_slots][size + 1]
-  std::vector<float> dense;      // [size * num_dense]
+  std::vector<float> dense;                    // [size * num_dense]
 
   int num_slots() const { return static_cast<int>(keys.size()); }
   // Resets to an empty batch with the given shape, keeping capacity.

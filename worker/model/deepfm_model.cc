@@ -1,13 +1,13 @@
 #include "worker/model/deepfm_model.h"
 
+#include <glog/logging.h>
+
+#include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <mutex>
 #include <random>
-
-#include <glog/logging.h>
-#include <Eigen/Core>
 
 namespace freshet {
 namespace {

@@ -43,7 +43,7 @@ struct SparseGrads {
 struct ModelShape {
   int num_slots = 0;
   int num_dense = 0;
-  int emb_dim = 0;  // 0 for LR
+  int emb_dim = 0;                      // 0 for LR
   std::vector<proto::Pooling> pooling;  // per slot
 };
 

@@ -2,10 +2,10 @@
 // GPU exists, the GPU branch checks the model it gets instead).
 #include "worker/model/model_factory.h"
 
+#include <gtest/gtest.h>
+
 #include <algorithm>
 #include <string>
-
-#include <gtest/gtest.h>
 
 namespace freshet {
 namespace {

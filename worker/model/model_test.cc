@@ -1,12 +1,12 @@
 #include "worker/model/model.h"
 
+#include <gtest/gtest.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <random>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "worker/model/batch.h"
 

@@ -12,25 +12,27 @@ namespace freshet {
 
 std::string JoinCounters::ToString() const {
   char buf[320];
-  std::snprintf(buf, sizeof(buf),
-                "imp %lld joined %lld expired %lld evicted %lld dup %lld/%lld late %lld orphan %lld "
-                "mismatched %lld ignored %lld",
-                static_cast<long long>(impressions), static_cast<long long>(joined),
-                static_cast<long long>(expired), static_cast<long long>(evicted),
-                static_cast<long long>(duplicate), static_cast<long long>(dup_labels),
-                static_cast<long long>(late),
-                static_cast<long long>(orphan), static_cast<long long>(mismatched),
-                static_cast<long long>(ignored));
+  std::snprintf(
+      buf, sizeof(buf),
+      "imp %lld joined %lld expired %lld evicted %lld dup %lld/%lld late %lld orphan %lld "
+      "mismatched %lld ignored %lld",
+      static_cast<long long>(impressions), static_cast<long long>(joined),
+      static_cast<long long>(expired), static_cast<long long>(evicted),
+      static_cast<long long>(duplicate), static_cast<long long>(dup_labels),
+      static_cast<long long>(late), static_cast<long long>(orphan),
+      static_cast<long long>(mismatched), static_cast<long long>(ignored));
   return buf;
 }
 
 std::string JoinCounters::ToJsonFields() const {
-  auto f = [](const char* k, int64_t v) { return "\"" + std::string(k) + "\":" + std::to_string(v); };
+  auto f = [](const char* k, int64_t v) {
+    return "\"" + std::string(k) + "\":" + std::to_string(v);
+  };
   return f("impressions", impressions) + "," + f("reactions", reactions) + "," +
          f("joined", joined) + "," + f("expired", expired) + "," + f("evicted", evicted) + "," +
-         f("duplicate", duplicate) + "," + f("dup_labels", dup_labels) + "," + f("late", late) + "," + f("orphan", orphan) + "," +
-         f("mismatched", mismatched) + "," + f("ignored", ignored) + "," +
-         f("early_joined", early_joined);
+         f("duplicate", duplicate) + "," + f("dup_labels", dup_labels) + "," + f("late", late) +
+         "," + f("orphan", orphan) + "," + f("mismatched", mismatched) + "," +
+         f("ignored", ignored) + "," + f("early_joined", early_joined);
 }
 
 void JoinCounters::Add(const JoinCounters& o) {
@@ -49,7 +51,8 @@ void JoinCounters::Add(const JoinCounters& o) {
 }
 
 LabelJoiner::LabelJoiner(const JoinOptions& options)
-    : options_(options), hold_ms_(options.early_hold_ms < 0 ? options.window_ms : options.early_hold_ms) {
+    : options_(options),
+      hold_ms_(options.early_hold_ms < 0 ? options.window_ms : options.early_hold_ms) {
   for (EventKind k : options.label_kinds) is_label_[static_cast<int>(k)] = true;
 }
 

@@ -70,27 +70,27 @@ struct JoinerState;  // worker/stream/join_state.h
 
 struct JoinOptions {
   std::vector<EventKind> label_kinds = {EventKind::kClick};
-  int64_t window_ms = 30000;    // attribution window, event time
+  int64_t window_ms = 30000;     // attribution window, event time
   size_t max_pending = 1 << 20;  // entries (waiting impressions + markers)
-  int64_t early_hold_ms = -1;   // < 0: window_ms
-  size_t max_early = 1 << 16;   // reactions waiting for their impression
+  int64_t early_hold_ms = -1;    // < 0: window_ms
+  size_t max_early = 1 << 16;    // reactions waiting for their impression
   // Wall clock (unix ms) stamped as the label time of negatives; empty: the
   // system clock. Tests inject one.
   std::function<int64_t()> now_unix_ms;
 };
 
 struct JoinCounters {
-  int64_t impressions = 0;  // impression events (duplicates included)
-  int64_t reactions = 0;    // reaction events of any kind
-  int64_t joined = 0;       // examples emitted positive
-  int64_t expired = 0;      // examples emitted negative when the window closed
-  int64_t evicted = 0;      // examples emitted negative early: buffer full
-  int64_t duplicate = 0;    // impressions seen again (same request, item)
-  int64_t dup_labels = 0;   // label events for an example already positive
-  int64_t late = 0;         // label events outside their window / after the negative
-  int64_t orphan = 0;       // label events whose impression never came
-  int64_t mismatched = 0;   // label events whose user differs from the impression's
-  int64_t ignored = 0;      // reactions that are not label events
+  int64_t impressions = 0;   // impression events (duplicates included)
+  int64_t reactions = 0;     // reaction events of any kind
+  int64_t joined = 0;        // examples emitted positive
+  int64_t expired = 0;       // examples emitted negative when the window closed
+  int64_t evicted = 0;       // examples emitted negative early: buffer full
+  int64_t duplicate = 0;     // impressions seen again (same request, item)
+  int64_t dup_labels = 0;    // label events for an example already positive
+  int64_t late = 0;          // label events outside their window / after the negative
+  int64_t orphan = 0;        // label events whose impression never came
+  int64_t mismatched = 0;    // label events whose user differs from the impression's
+  int64_t ignored = 0;       // reactions that are not label events
   int64_t early_joined = 0;  // of joined: the label event came before the impression
   int64_t emitted() const { return joined + expired + evicted; }
   // After Flush(): impressions == emitted() + duplicate, and reactions ==
@@ -145,12 +145,12 @@ class LabelJoiner {
   struct Entry {
     int64_t imp_ms = 0;
     int64_t read_unix_ms = 0;  // of the impression (Event::read_unix_ms); 0 unknown
-    int32_t partition = 0;  // of the impression (Event::partition)
+    int32_t partition = 0;     // of the impression (Event::partition)
     float oracle = -1;
     uint32_t gen = 0;
-    uint32_t key_len = 0;   // data[0, key_len) is "request\titem"
+    uint32_t key_len = 0;  // data[0, key_len) is "request\titem"
     State state = kFree;
-    std::string data;       // key, then "\tuser\tv_1\t...\tv_n" while waiting
+    std::string data;  // key, then "\tuser\tv_1\t...\tv_n" while waiting
   };
   struct Due {
     int64_t due;
@@ -199,7 +199,7 @@ class LabelJoiner {
   int64_t watermark_ = INT64_MIN;
   JoinCounters counters_;
   bool used_ = false;  // an event was added or a state restored
-  std::string key_;  // scratch
+  std::string key_;    // scratch
 };
 
 }  // namespace freshet

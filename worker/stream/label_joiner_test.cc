@@ -1,10 +1,10 @@
 #include "worker/stream/label_joiner.h"
 
+#include <gtest/gtest.h>
+
 #include <algorithm>
 #include <random>
 #include <set>
-
-#include <gtest/gtest.h>
 
 #include "worker/stream/join_state.h"
 

@@ -27,11 +27,11 @@ inline int64_t WallUnixMs() {
 
 // One line; the views and pointers stay valid until the next Next() call.
 struct SourceLine {
-  std::string_view text;               // without the '\n'
+  std::string_view text;                // without the '\n'
   const std::string* header = nullptr;  // the first line of its file / connection
   const std::string* origin = nullptr;  // file path or connection name, for messages
-  int64_t line_no = 0;                 // 1-based in its file or connection (header: 1)
-  int partition = 0;                   // file partition or connection id
+  int64_t line_no = 0;                  // 1-based in its file or connection (header: 1)
+  int partition = 0;                    // file partition or connection id
   // Wall time (unix ms) of the read (file pread / socket read) that brought
   // the end of this line in: when the worker read it, the start of its
   // freshness clock (docs/METRICS.md "Freshness"). One clock read per read

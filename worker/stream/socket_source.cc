@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <glog/logging.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -11,8 +12,6 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-
-#include <glog/logging.h>
 
 namespace freshet {
 
@@ -213,9 +212,9 @@ StatusOr<LineResult> SocketSource::Next(SourceLine* out, SteadyTime deadline) {
         now >= deadline
             ? 0
             : static_cast<int>(std::min<int64_t>(
-                  1000, std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now)
-                                .count() +
-                            1));
+                  1000,
+                  std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now).count() +
+                      1));
     fds.clear();
     fds.push_back({listen_fd_, POLLIN, 0});
     for (const auto& c : conns_) fds.push_back({c->fd, POLLIN, 0});

@@ -1,6 +1,7 @@
 #include "worker/stream/socket_source.h"
 
 #include <arpa/inet.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -9,8 +10,6 @@
 #include <cstring>
 #include <map>
 #include <thread>
-
-#include <gtest/gtest.h>
 
 namespace freshet {
 namespace {

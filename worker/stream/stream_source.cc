@@ -1,8 +1,8 @@
 #include "worker/stream/stream_source.h"
 
-#include <algorithm>
-
 #include <glog/logging.h>
+
+#include <algorithm>
 
 namespace freshet {
 

@@ -1,12 +1,11 @@
 #include "worker/stream/stream_source.h"
 
+#include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <fstream>
 #include <thread>
-
-#include <gtest/gtest.h>
 
 #include "worker/stream/tail_source.h"
 
@@ -56,16 +55,15 @@ StatusOr<std::vector<Example>> Drain(StreamExampleSource* s) {
 TEST(StreamExampleSourceTest, ProjectsColumnsJoinsAndSkipsBadLines) {
   const std::string dir = TempDir("project");
   // Producer columns in another order, with one the job does not read.
-  std::ofstream(dir + "/part-0.events")
-      << "#freshet-events v1\tuser\textra\titem\n"
-      << "imp\t1000\tr1\tu1\ti1\t0.3\tu1\tzzz\ti1\n"
-      << "imp\t1000\tr1\tu1\ti2\t\tu1\tzzz\ti2\n"
-      << "click\t1500\tr1\tu1\ti2\n"
-      << "imp\tnot-a-time\tr1\tu1\ti3\t\tu1\tzzz\ti3\n"
-      // Issue 18's fuzz finding: an item with control characters is a bad
-      // record (counted, skipped), not an event.
-      << "click\t1500\t1\t\t\x89" << std::string(85, '\r') << "\n"
-      << "imp\t5000\tr2\tu2\ti1\t0.9\tu2\tzzz\ti1\n";
+  std::ofstream(dir + "/part-0.events") << "#freshet-events v1\tuser\textra\titem\n"
+                                        << "imp\t1000\tr1\tu1\ti1\t0.3\tu1\tzzz\ti1\n"
+                                        << "imp\t1000\tr1\tu1\ti2\t\tu1\tzzz\ti2\n"
+                                        << "click\t1500\tr1\tu1\ti2\n"
+                                        << "imp\tnot-a-time\tr1\tu1\ti3\t\tu1\tzzz\ti3\n"
+                                        // Issue 18's fuzz finding: an item with control characters
+                                        // is a bad record (counted, skipped), not an event.
+                                        << "click\t1500\t1\t\t\x89" << std::string(85, '\r') << "\n"
+                                        << "imp\t5000\tr2\tu2\ti1\t0.9\tu2\tzzz\ti1\n";
   std::ofstream(dir + "/_END");
   auto s = Open(dir);
   auto got = Drain(s.get());

@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <glog/logging.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -12,8 +13,6 @@
 #include <set>
 #include <sstream>
 #include <thread>
-
-#include <glog/logging.h>
 
 #include "worker/data/internal/parse_util.h"
 
@@ -65,12 +64,12 @@ struct TailSource::File {
   int64_t mtime_ns = 0;
   int partition = 0;
   int fd = -1;
-  bool live = true;     // named part-<P>.events
-  bool present = true;  // in the directory (see Scan)
-  int absent_scans = 0;  // consecutive listings without it
-  uint64_t read_off = 0;   // file offset of buf's end
+  bool live = true;          // named part-<P>.events
+  bool present = true;       // in the directory (see Scan)
+  int absent_scans = 0;      // consecutive listings without it
+  uint64_t read_off = 0;     // file offset of buf's end
   int64_t read_unix_ms = 0;  // wall time of the last read that got bytes
-  std::string buf;         // bytes read, not yet delivered: buf[pos..]
+  std::string buf;           // bytes read, not yet delivered: buf[pos..]
   size_t pos = 0;
   uint64_t delivered = 0;  // offset after the delivered lines
   int64_t lines = 0;
@@ -108,7 +107,8 @@ StatusOr<TailPosition> TailPosition::Parse(const std::string& text) {
     if (line.empty()) continue;
     internal::SplitView(line, '\t', &f);
     const std::string at = "tail position: line " + std::to_string(n) + ": ";
-    if (f.size() != 5) return InvalidArgument(at + "expected 5 fields, got " + std::to_string(f.size()));
+    if (f.size() != 5)
+      return InvalidArgument(at + "expected 5 fields, got " + std::to_string(f.size()));
     FilePosition fp;
     fp.name.assign(f[0]);
     int64_t v[4];

@@ -63,8 +63,8 @@ struct TailOptions {
 
 // Where one file was left off.
 struct FilePosition {
-  std::string name;     // file name within the directory when saved
-  uint64_t dev = 0;     // identity
+  std::string name;  // file name within the directory when saved
+  uint64_t dev = 0;  // identity
   uint64_t inode = 0;
   uint64_t offset = 0;  // bytes of complete lines delivered (header included)
   int64_t lines = 0;    // lines delivered (header included)

@@ -1,6 +1,7 @@
 #include "worker/stream/tail_source.h"
 
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -11,8 +12,6 @@
 #include <random>
 #include <thread>
 
-#include <gtest/gtest.h>
-
 namespace freshet {
 namespace {
 
@@ -21,7 +20,8 @@ using Clock = std::chrono::steady_clock;
 std::string TempDir(const std::string& name) {
   // Under the test binary's scratch TMPDIR (common/internal/gtest_main.cc),
   // removed when the tests end.
-  std::string dir = ::testing::TempDir() + "freshet_tail_test_" + name + "_" + std::to_string(getpid());
+  std::string dir =
+      ::testing::TempDir() + "freshet_tail_test_" + name + "_" + std::to_string(getpid());
   std::system(("rm -rf " + dir).c_str());
   mkdir(dir.c_str(), 0755);
   return dir;
@@ -47,8 +47,8 @@ std::vector<Got> ReadAll(TailSource* t, size_t max_lines = SIZE_MAX) {
     EXPECT_TRUE(r.ok()) << r.status();
     if (!r.ok() || *r == LineResult::kEnd) break;
     if (*r == LineResult::kLine) {
-      out.push_back({std::string(line.text), *line.header, *line.origin, line.line_no,
-                     line.partition});
+      out.push_back(
+          {std::string(line.text), *line.header, *line.origin, line.line_no, line.partition});
     }
   }
   return out;

@@ -121,7 +121,7 @@ class LineSource {
   int64_t line_base_ = 0;
   int64_t lines_in_range_ = 0;
 
-  bool can_mark_ = false;  // a line was returned and not yet marked bad
+  bool can_mark_ = false;                   // a line was returned and not yet marked bad
   uint64_t last_begin_ = 0, last_end_ = 0;  // extent of the line last returned
   int64_t fill_unix_ms_ = 0;                // wall time of the last Fill()
 

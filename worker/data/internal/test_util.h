@@ -10,8 +10,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
-#include <initializer_list>
 #include <fstream>
+#include <initializer_list>
 #include <sstream>
 #include <string>
 
@@ -98,12 +98,12 @@ inline bool SharedDataRequired() {
 // the named files of ../shared/data is missing, e.g.
 //   FRESHET_REQUIRE_SHARED_DATA("taobao/UserBehavior_time_slice.csv");
 // With FRESHET_REQUIRE_SHARED_DATA=1 in the environment it fails instead.
-#define FRESHET_REQUIRE_SHARED_DATA(...)                                                  \
-  do {                                                                                    \
-    const std::string freshet_missing_ =                                                  \
-        ::freshet::testing_util::MissingSharedData({__VA_ARGS__});                        \
-    if (!freshet_missing_.empty()) {                                                      \
-      if (::freshet::testing_util::SharedDataRequired()) FAIL() << freshet_missing_;      \
-      GTEST_SKIP() << freshet_missing_;                                                   \
-    }                                                                                     \
+#define FRESHET_REQUIRE_SHARED_DATA(...)                                             \
+  do {                                                                               \
+    const std::string freshet_missing_ =                                             \
+        ::freshet::testing_util::MissingSharedData({__VA_ARGS__});                   \
+    if (!freshet_missing_.empty()) {                                                 \
+      if (::freshet::testing_util::SharedDataRequired()) FAIL() << freshet_missing_; \
+      GTEST_SKIP() << freshet_missing_;                                              \
+    }                                                                                \
   } while (0)

@@ -1,14 +1,14 @@
 #include "worker/model/gpu/gpu_deepfm_model.h"
 
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+#include <glog/logging.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <string>
 #include <vector>
-
-#include <cublas_v2.h>
-#include <cuda_runtime_api.h>
-#include <glog/logging.h>
 
 #include "common/cuda_util.h"
 #include "worker/model/gpu/internal/batch_plan.h"
@@ -250,17 +250,18 @@ struct GpuDeepFmModel::Impl {
     FRESHET_RETURN_IF_ERROR(d_logits.Reserve(nn * sizeof(float)));
     FRESHET_RETURN_IF_ERROR(h_logits.Reserve(nn * sizeof(float)));
     for (size_t l = 0; l < layers.size(); ++l) {
-      FRESHET_RETURN_IF_ERROR(d_act[l].Reserve(static_cast<size_t>(layers[l].out) * nn * sizeof(float)));
+      FRESHET_RETURN_IF_ERROR(
+          d_act[l].Reserve(static_cast<size_t>(layers[l].out) * nn * sizeof(float)));
     }
 
     // H2D.
     FRESHET_CUDA_RETURN(cudaEventRecord(ev[0], stream));
     FRESHET_CUDA_RETURN(cudaMemcpyAsync(d_params.p, h_params.p, num_params * sizeof(float),
                                         cudaMemcpyHostToDevice, stream));
-    FRESHET_CUDA_RETURN(cudaMemcpyAsync(d_floats.p, hf, f_total * sizeof(float),
-                                        cudaMemcpyHostToDevice, stream));
-    FRESHET_CUDA_RETURN(cudaMemcpyAsync(d_index.p, hi, i_total * sizeof(uint32_t),
-                                        cudaMemcpyHostToDevice, stream));
+    FRESHET_CUDA_RETURN(
+        cudaMemcpyAsync(d_floats.p, hf, f_total * sizeof(float), cudaMemcpyHostToDevice, stream));
+    FRESHET_CUDA_RETURN(
+        cudaMemcpyAsync(d_index.p, hi, i_total * sizeof(uint32_t), cudaMemcpyHostToDevice, stream));
     FRESHET_CUDA_RETURN(cudaEventRecord(ev[1], stream));
 
     // Compute.
@@ -282,7 +283,8 @@ struct GpuDeepFmModel::Impl {
     d_dense = df;
     d_rows_wide = df + f_wide;
     const float* d_params_f = d_params.f();
-    FRESHET_RETURN_IF_ERROR(gpu_internal::LaunchBuildInput(view, df + f_emb, d_dense, d_x.f(), stream));
+    FRESHET_RETURN_IF_ERROR(
+        gpu_internal::LaunchBuildInput(view, df + f_emb, d_dense, d_x.f(), stream));
     FRESHET_RETURN_IF_ERROR(gpu_internal::LaunchFirstOrderFm(
         view, d_rows_wide, d_params_f, d_dense, d_x.f(), d_fm.f(), d_logits.f(), stream));
     const float* h = d_x.f();
@@ -363,11 +365,11 @@ struct GpuDeepFmModel::Impl {
       if (l2 != 0) FRESHET_RETURN_IF_ERROR(Axpy(L.out * L.in, l2, params + L.w, dgrad + L.w));
       FRESHET_RETURN_IF_ERROR(Gemv(L.out, n, dz, L.out, d_ones.f(), dgrad + L.b));
       float* next = l == 0 ? d_dx.f() : (dz == d_ga.f() ? d_gb.f() : d_ga.f());
-      FRESHET_RETURN_IF_ERROR(
-          Gemm(CUBLAS_OP_T, CUBLAS_OP_N, L.in, n, L.out, params + L.w, L.out, dz, L.out, next, L.in));
+      FRESHET_RETURN_IF_ERROR(Gemm(CUBLAS_OP_T, CUBLAS_OP_N, L.in, n, L.out, params + L.w, L.out,
+                                   dz, L.out, next, L.in));
       if (l > 0) {
-        FRESHET_RETURN_IF_ERROR(gpu_internal::LaunchReluMask(
-            next, h, static_cast<int64_t>(L.in) * n, stream));
+        FRESHET_RETURN_IF_ERROR(
+            gpu_internal::LaunchReluMask(next, h, static_cast<int64_t>(L.in) * n, stream));
       }
       dz = next;
     }
@@ -458,10 +460,9 @@ void GpuDeepFmModel::ApplyDenseGradient(const float* grad) {
 }
 std::vector<float> GpuDeepFmModel::DenseOptimizerState() const { return impl_->adam->State(); }
 Status GpuDeepFmModel::SetDenseOptimizerState(const std::vector<float>& state) {
-  return impl_->adam->SetState(state)
-             ? Status::OK()
-             : InvalidArgument("dense optimizer state has " + std::to_string(state.size()) +
-                               " floats");
+  return impl_->adam->SetState(state) ? Status::OK()
+                                      : InvalidArgument("dense optimizer state has " +
+                                                        std::to_string(state.size()) + " floats");
 }
 const GpuPhaseTimes& GpuDeepFmModel::times() const { return impl_->times; }
 const GpuModelOptions& GpuDeepFmModel::options() const { return impl_->options; }

@@ -2,15 +2,14 @@
 // dense gradients and sparse gradients (summed per key, as a push applies
 // them) within 1e-4 relative in fp32; TF32/bf16 within their looser bounds.
 // Every test is skipped, with the reason, where no GPU exists.
-#include "worker/model/gpu/gpu_deepfm_model.h"
+#include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
 #include <string>
 #include <vector>
 
-#include <gtest/gtest.h>
-
+#include "worker/model/gpu/gpu_deepfm_model.h"
 #include "worker/model/gpu/internal/test_batches.h"
 
 namespace freshet {
@@ -134,8 +133,8 @@ TEST(GpuDeepFmModelTest, ReducedPrecisionStaysClose) {
   const Pass c = RunPass(cpu_or->get(), f);
   // TF32 keeps 10 mantissa bits, bf16 7: errors of ~1e-3 and ~1e-2 relative
   // through two hidden layers.
-  for (auto [precision, tol] : {std::pair{GemmPrecision::kTf32, 1e-2},
-                                std::pair{GemmPrecision::kBf16, 5e-2}}) {
+  for (auto [precision, tol] :
+       {std::pair{GemmPrecision::kTf32, 1e-2}, std::pair{GemmPrecision::kBf16, 5e-2}}) {
     auto gpu = MakeGpu(config, shape, precision);
     ASSERT_NE(gpu, nullptr);
     const Pass g = RunPass(gpu.get(), f);

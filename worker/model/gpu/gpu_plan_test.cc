@@ -1,9 +1,9 @@
 // The GPU model's host-side plan and its element math, run on the CPU and
 // compared with the CPU DeepFmModel (no GPU needed).
+#include <gtest/gtest.h>
+
 #include <cmath>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "worker/model/gpu/internal/batch_plan.h"
 #include "worker/model/gpu/internal/device_math.h"
@@ -137,7 +137,8 @@ TEST(DeviceMathTest, MatchesCpuDeepFmWithoutMlp) {
   std::vector<float> x(static_cast<size_t>(n) * v.in0), fm(static_cast<size_t>(n) * k);
   for (int i = 0; i < n; ++i) {
     for (int c = 0; c < v.in0; ++c) {
-      x[static_cast<size_t>(i) * v.in0 + c] = InputElement(v, rows_emb.data(), f.batch.dense.data(), i, c);
+      x[static_cast<size_t>(i) * v.in0 + c] =
+          InputElement(v, rows_emb.data(), f.batch.dense.data(), i, c);
     }
   }
   // Dense features land after the pooled embeddings.
@@ -182,9 +183,9 @@ TEST(DeviceMathTest, PooledGradAddsMlpInputGradient) {
   v.num_slots = 2;
   v.emb_dim = 2;
   v.in0 = 4;
-  const std::vector<float> x = {1, 2, 3, 5};     // e_0 = (1, 2), e_1 = (3, 5)
+  const std::vector<float> x = {1, 2, 3, 5};  // e_0 = (1, 2), e_1 = (3, 5)
   const std::vector<float> dx = {0.5f, 0, 0, -1};
-  const std::vector<float> fm = {4, 7};          // e_0 + e_1
+  const std::vector<float> fm = {4, 7};  // e_0 + e_1
   const std::vector<float> dl = {2};
   // d/de_0 of 0.5 * (|e_0 + e_1|^2 - |e_0|^2 - |e_1|^2) = e_1.
   EXPECT_FLOAT_EQ(PooledGrad(v, x.data(), dx.data(), fm.data(), dl.data(), 0, 0, 0), 0.5f + 2 * 3);

@@ -1,11 +1,11 @@
 #include "worker/model/internal/dense_ops.h"
 
+#include <glog/logging.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstring>
-
-#include <glog/logging.h>
 
 namespace freshet {
 namespace internal {

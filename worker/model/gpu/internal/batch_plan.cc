@@ -1,9 +1,9 @@
 #include "worker/model/gpu/internal/batch_plan.h"
 
+#include <glog/logging.h>
+
 #include <algorithm>
 #include <cstring>
-
-#include <glog/logging.h>
 
 #include "common/key_dedup.h"
 
@@ -38,7 +38,8 @@ void BuildBatchPlan(const EncodedBatch& b, const std::vector<proto::Pooling>& po
   uint32_t rows = 0;
   for (int s = 0; s < ns; ++s) {
     const uint32_t kb = p->key_base[s];
-    for (int i = 0; i <= n; ++i) p->offsets[static_cast<size_t>(s) * (n + 1) + i] = kb + b.offsets[s][i];
+    for (int i = 0; i <= n; ++i)
+      p->offsets[static_cast<size_t>(s) * (n + 1) + i] = kb + b.offsets[s][i];
     p->row_base[s] = rows;
     const Dedup d = Deduplicate(b.keys[s].data(), b.keys[s].size());
     const uint32_t nu = static_cast<uint32_t>(d.uniq.size());
@@ -46,7 +47,8 @@ void BuildBatchPlan(const EncodedBatch& b, const std::vector<proto::Pooling>& po
     p->row_slot.resize(rows + nu, static_cast<uint32_t>(s));
     row_count.resize(rows + nu, 0);
     // Walk backwards so the first occurrence is written last.
-    for (size_t o = d.inverse.size(); o-- > 0;) p->row_first[rows + d.inverse[o]] = static_cast<uint32_t>(o);
+    for (size_t o = d.inverse.size(); o-- > 0;)
+      p->row_first[rows + d.inverse[o]] = static_cast<uint32_t>(o);
     for (size_t o = 0; o < d.inverse.size(); ++o) {
       p->occ_row[kb + o] = rows + d.inverse[o];
       ++row_count[rows + d.inverse[o]];

@@ -25,18 +25,19 @@ namespace freshet {
 namespace gpu_internal {
 
 struct BatchPlan {
-  int n = 0;          // examples
+  int n = 0;  // examples
   int num_slots = 0;
-  uint32_t num_occ = 0;   // key occurrences, all slots
-  uint32_t num_rows = 0;  // distinct (slot, key) rows
+  uint32_t num_occ = 0;            // key occurrences, all slots
+  uint32_t num_rows = 0;           // distinct (slot, key) rows
   std::vector<uint32_t> key_base;  // [num_slots + 1] first occurrence of each slot
   std::vector<uint32_t> row_base;  // [num_slots + 1] first row of each slot
   // [num_slots * (n + 1)]: occurrences of (example i, slot s) are
   // [offsets[s*(n+1)+i], offsets[s*(n+1)+i+1]) (global occurrence numbers).
   std::vector<uint32_t> offsets;
-  std::vector<uint32_t> occ_row;  // [num_occ] row of each occurrence
-  std::vector<uint32_t> row_slot;   // [num_rows] slot of each row
-  std::vector<uint32_t> row_first;  // [num_rows] first occurrence of the row, index in its slot's keys
+  std::vector<uint32_t> occ_row;   // [num_occ] row of each occurrence
+  std::vector<uint32_t> row_slot;  // [num_rows] slot of each row
+  std::vector<uint32_t>
+      row_first;  // [num_rows] first occurrence of the row, index in its slot's keys
   // Occurrences grouped by row (CSR), in occurrence order within a row:
   // row u's occurrences are c in [row_occ_off[u], row_occ_off[u+1]).
   std::vector<uint32_t> row_occ_off;  // [num_rows + 1]
@@ -56,8 +57,7 @@ void BuildBatchPlan(const EncodedBatch& batch, const std::vector<proto::Pooling>
 // pulled row at its first occurrence (src[s] is ModelInput.wide[s] or
 // .emb[s], aligned with batch.keys[s]; dim 1 for wide). Empty slots may
 // have a null src.
-void GatherRows(const BatchPlan& plan, const std::vector<const float*>& src, int dim,
-                float* rows);
+void GatherRows(const BatchPlan& plan, const std::vector<const float*>& src, int dim, float* rows);
 
 // The inverse for gradients: (*out)[s] gets one entry of `dim` floats per
 // key of slot s: the row's summed gradient at the row's first occurrence

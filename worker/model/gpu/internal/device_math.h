@@ -43,7 +43,8 @@ struct PlanView {
 FRESHET_HD float InputElement(const PlanView& p, const float* rows_emb, const float* dense, int i,
                               int c) {
   const int k = p.emb_dim;
-  if (c >= p.num_slots * k) return dense[static_cast<int64_t>(i) * p.num_dense + (c - p.num_slots * k)];
+  if (c >= p.num_slots * k)
+    return dense[static_cast<int64_t>(i) * p.num_dense + (c - p.num_slots * k)];
   const int s = c / k, j = c % k;
   const uint32_t lo = p.offsets[static_cast<int64_t>(s) * (p.n + 1) + i];
   const uint32_t hi = p.offsets[static_cast<int64_t>(s) * (p.n + 1) + i + 1];
@@ -93,8 +94,8 @@ FRESHET_HD float FmTerm(const PlanView& p, const float* x, float* fm_sum, int i)
 
 // dLoss/d(pooled embedding) of example i, slot s, component j, before the
 // MEAN division: dx (from the MLP) + dlogit * (fm_sum - e).
-FRESHET_HD float PooledGrad(const PlanView& p, const float* x, const float* dx,
-                            const float* fm_sum, const float* dlogits, int i, int s, int j) {
+FRESHET_HD float PooledGrad(const PlanView& p, const float* x, const float* dx, const float* fm_sum,
+                            const float* dlogits, int i, int s, int j) {
   const int64_t at = static_cast<int64_t>(i) * p.in0 + s * p.emb_dim + j;
   return dx[at] + dlogits[i] * (fm_sum[static_cast<int64_t>(i) * p.emb_dim + j] - x[at]);
 }

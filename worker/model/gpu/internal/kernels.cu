@@ -1,6 +1,5 @@
-#include "worker/model/gpu/internal/kernels.h"
-
 #include "common/cuda_util.h"
+#include "worker/model/gpu/internal/kernels.h"
 
 namespace freshet {
 namespace gpu_internal {
@@ -76,7 +75,6 @@ __global__ void RowGradKernel(PlanView p, uint32_t num_rows, const float* pooled
 }
 
 }  // namespace
-
 
 Status LaunchBuildInput(const PlanView& p, const float* rows_emb, const float* dense, float* x,
                         cudaStream_t stream) {

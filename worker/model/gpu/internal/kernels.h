@@ -6,9 +6,9 @@
 // Thread safety: reentrant; ordering is the stream's.
 #pragma once
 
-#include <cstdint>
-
 #include <cuda_runtime_api.h>
+
+#include <cstdint>
 
 #include "common/status.h"
 #include "worker/model/gpu/internal/device_math.h"
