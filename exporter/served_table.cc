@@ -8,22 +8,15 @@
 #include <new>
 
 #include "common/half.h"
+#include "common/sharding.h"
 
 namespace freshet {
 
 namespace {
 
-// Slot hash of a key: murmur3's fmix64 of the key xor a constant (not the
-// sharding hash, so one server's keys still spread over every leaf).
-inline uint64_t KeyHash(uint64_t key) {
-  uint64_t h = key ^ 0x9e3779b97f4a7c15ULL;
-  h ^= h >> 33;
-  h *= 0xff51afd7ed558ccdULL;
-  h ^= h >> 33;
-  h *= 0xc4ceb9fe1a85ec53ULL;
-  h ^= h >> 33;
-  return h;
-}
+// Leaf hash of a key: murmur3's fmix64 of the key xor a constant (not the
+// sharding hash itself, so one server's keys still spread over every leaf).
+inline uint64_t KeyHash(uint64_t key) { return MixKey(key ^ 0x9e3779b97f4a7c15ULL); }
 
 constexpr int kMinLeafBits = 4;
 constexpr int kMaxLeafBits = 40;

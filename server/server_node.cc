@@ -8,22 +8,10 @@
 #include <cstring>
 #include <limits>
 
+#include "common/metrics_registry.h"
 #include "server/table_io.h"
 
 namespace freshet {
-namespace {
-
-// This process's resident set size from /proc/self/statm; 0 if unreadable.
-int64_t ResidentSetBytes() {
-  std::FILE* f = std::fopen("/proc/self/statm", "r");
-  if (f == nullptr) return 0;
-  long long size = 0, resident = 0;
-  const int got = std::fscanf(f, "%lld %lld", &size, &resident);
-  std::fclose(f);
-  return got == 2 ? resident * static_cast<int64_t>(sysconf(_SC_PAGESIZE)) : 0;
-}
-
-}  // namespace
 
 ServerNode::ServerNode(Transport* transport, const ClusterLayout& layout, ParameterShard* shard,
                        int handler_threads, Millis request_timeout, MetricsRegistry* metrics)
@@ -254,8 +242,8 @@ Status ServerNode::Run() {
       case MsgType::kStatsRequest: {
         const ServerStats s = shard_->Stats();
         const int64_t fields[ServerStats::kNumFields] = {
-            s.rows,        s.bytes,       s.pull_requests,   s.push_requests,
-            s.keys_pulled, s.keys_pushed, ResidentSetBytes()};
+            s.rows,        s.bytes,       s.pull_requests,       s.push_requests,
+            s.keys_pulled, s.keys_pushed, ProcessResidentBytes()};
         std::vector<char> body(sizeof(fields));
         std::memcpy(body.data(), fields, sizeof(fields));
         Reply(msg, MsgType::kStatsResponse, std::move(body), Status::OK());

@@ -32,6 +32,7 @@
 
 #include "common/config.h"
 #include "common/key_dedup.h"
+#include "common/metrics_registry.h"
 #include "common/mpi_transport.h"
 #include "common/mpi_util.h"
 #include "common/sharding.h"
@@ -75,13 +76,6 @@ proto::TablesConfig BenchTables(const std::vector<int64_t>& dims) {
   Status st = ValidateTablesConfig(&cfg, "<bench>");
   CHECK(st.ok()) << st;
   return cfg;
-}
-
-int64_t ResidentBytes() {
-  std::ifstream in("/proc/self/statm");
-  int64_t size = 0, resident = 0;
-  in >> size >> resident;
-  return resident * sysconf(_SC_PAGESIZE);
 }
 
 struct CaseResult {
@@ -183,7 +177,7 @@ struct MemoryResult {
 
 MemoryResult MeasureMemory(int64_t rows) {
   proto::TablesConfig cfg = BenchTables({16});
-  const int64_t rss0 = ResidentBytes();
+  const int64_t rss0 = ProcessResidentBytes();
   auto table = std::move(EmbeddingTable::Create(0, cfg.tables(0), 64)).value();
   std::vector<uint64_t> keys(65536);
   std::vector<float> out(keys.size() * 16);
@@ -192,7 +186,7 @@ MemoryResult MeasureMemory(int64_t rows) {
     for (size_t i = 0; i < n; ++i) keys[i] = MixKey(static_cast<uint64_t>(base + i));
     table->Pull(keys.data(), n, out.data());
   }
-  const int64_t rss1 = ResidentBytes();
+  const int64_t rss1 = ProcessResidentBytes();
   const TableStats s = table->stats();
   MemoryResult m;
   m.rows = s.rows;
