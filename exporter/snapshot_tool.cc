@@ -26,6 +26,7 @@
 #include <string>
 #include <vector>
 
+#include "common/logging.h"
 #include "exporter/export_dir.h"
 #include "exporter/model_loader.h"
 #include "exporter/snapshot_format.h"
@@ -480,8 +481,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   gflags::HandleCommandLineHelpFlags();
-  FLAGS_logtostderr = true;
-  google::InitGoogleLogging(argv[0]);
+  freshet::InitLogging(argv[0]);  // stderr unless --log_dir
   if (argc < 2) return freshet::Usage();
   const std::string cmd = argv[1];
   if (cmd == "info" && argc == 3) return freshet::Info(argv[2]);

@@ -157,8 +157,12 @@ run_arm() {
   local deadline=$((SECONDS + 120))
   while kill -0 "$train_pid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.5; done
   if kill -0 "$train_pid" 2>/dev/null; then
+    # An arm whose training never drained measured a model that stopped
+    # learning at some unknown point: its figures mean nothing.
     echo "realtime_demo: training did not finish within 120 s of the stream's end (see $d/train.log)" >&2
     kill "$train_pid" 2>/dev/null || true
+    tail -5 "$d/train.log" >&2
+    exit 1
   elif ! wait "$train_pid"; then
     echo "realtime_demo: training failed (see $d/train.log)" >&2; tail -5 "$d/train.log" >&2; exit 1
   fi

@@ -21,6 +21,7 @@
 #include <cstdlib>
 #include <string>
 
+#include "common/logging.h"
 #include "serving/http_server.h"
 #include "serving/model_watcher.h"
 
@@ -60,8 +61,7 @@ int main(int argc, char** argv) {
       "KServe v2: GET /v2, /v2/health/{live,ready}, /v2/models/NAME[/ready], "
       "POST /v2/models/NAME/infer");
   gflags::ParseCommandLineFlags(&argc, &argv, true);
-  google::InitGoogleLogging(argv[0]);
-  FLAGS_logtostderr = true;
+  freshet::InitLogging(argv[0]);  // stderr unless --log_dir
 
   if (FLAGS_export_dir.empty()) {
     std::fprintf(stderr, "freshet_serve: --export_dir is required (see --help)\n");
