@@ -54,8 +54,15 @@ chmod +x "$tmp/broken.sh"
 rc=$?
 check "broken job: exit 3 (the last attempt's)" [ "$rc" = 3 ]
 check "broken job: FAILED after 2 attempts" grep -q 'FAILED: 2 attempt(s), none succeeded' "$tmp/2.log"
-check "broken job: summary names rank 2 in both attempts" \
-  [ "$(grep -c '^  attempt [12]: exit 3 .*rank 2 exited first with status 3' "$tmp/2.log")" = 2 ]
+# mpirun does not always print which process exited first (seen once in 2
+# attempts under load: only "1 process returned a non-zero exit code"), and
+# the supervisor can only name what mpirun printed. So: every attempt names
+# rank 2 or says plainly that no rank was named, never another rank, and at
+# least one attempt names rank 2.
+named=$(grep -c '^  attempt [12]: exit 3 .*rank 2 exited first with status 3' "$tmp/2.log")
+unnamed=$(grep -c '^  attempt [12]: exit 3 .*(no rank named in its output)' "$tmp/2.log")
+check "broken job: summary names rank 2 (or no rank) in both attempts" \
+  [ "$named" -ge 1 ] && [ $((named + unnamed)) = 2 ]
 
 # 3. freshet_train's error line is the first error.
 cat > "$tmp/err.sh" <<'SCRIPT'

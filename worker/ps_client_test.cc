@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <sstream>
 #include <thread>
 
@@ -108,12 +109,22 @@ TEST_F(ClientTest, MetricsCountRequestsKeysBytesAndLatency) {
   EXPECT_GT(Metric(w, "freshet_pull_p50_seconds"), 0);
   EXPECT_EQ(Metric(w, "freshet_failed_requests_total"), 0);
   EXPECT_EQ(Metric(w, "freshet_requests_in_flight"), 0);
-  double rows = 0, pulled = 0, pushed = 0, handled = 0;
+  // A server records a request's latency after sending its reply, so the
+  // count may trail the reply by a moment: wait for it (bounded).
+  const auto handled_by_servers = [&] {
+    double h = 0;
+    for (int s = 0; s < 2; ++s) h += Metric(s, "freshet_server_pull_seconds_count");
+    return h;
+  };
+  for (int i = 0; i < 2000 && handled_by_servers() < shards; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  const double handled = handled_by_servers();
+  double rows = 0, pulled = 0, pushed = 0;
   for (int s = 0; s < 2; ++s) {
     rows += Metric(s, "freshet_table_rows");
     pulled += Metric(s, "freshet_server_keys_pulled_total");
     pushed += Metric(s, "freshet_server_keys_pushed_total");
-    handled += Metric(s, "freshet_server_pull_seconds_count");
     EXPECT_GT(Metric(s, "freshet_table_bytes"), 0);
     EXPECT_EQ(Metric(s, "freshet_staleness_waiting_pulls"), 0);
   }
