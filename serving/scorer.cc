@@ -7,9 +7,9 @@
 #include <map>
 #include <thread>
 
+#include "model/batch.h"
+#include "model/model.h"
 #include "server/initializer.h"
-#include "worker/model/batch.h"
-#include "worker/model/model.h"
 
 namespace freshet {
 

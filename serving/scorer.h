@@ -13,7 +13,7 @@
 //   - the same model code (Model::Create over JobModelShape, as
 //     CreateJobModel in worker/job_runner.h, on the CPU) with the
 //     export's dense parameters.
-// Scores are sigmoid(logit) (Sigmoid, worker/model/model.h).
+// Scores are sigmoid(logit) (Sigmoid, model/model.h).
 //
 // Columns. Requests name the job's feature columns: every slot's column (the
 // slot's `column`, or its name) and every dense feature's column, in that
@@ -41,8 +41,8 @@
 #include "common/proto/job.pb.h"
 #include "common/status.h"
 #include "exporter/model_loader.h"
-#include "worker/data/example.h"
-#include "worker/features.h"
+#include "model/example.h"
+#include "model/features.h"
 
 namespace freshet {
 

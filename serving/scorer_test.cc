@@ -8,8 +8,8 @@
 #include <set>
 #include <thread>
 
+#include "model/features.h"
 #include "serving/internal/testing.h"
-#include "worker/features.h"
 
 namespace freshet {
 namespace {

@@ -10,11 +10,11 @@
 
 #include "common/collective.h"
 #include "common/logging.h"
+#include "model/features.h"
 #include "server/local_sparse_store.h"
 #include "server/parameter_shard.h"
 #include "server/table_io.h"
 #include "worker/data/example_io.h"
-#include "worker/features.h"
 #include "worker/job.h"
 #include "worker/job_runner.h"
 #include "worker/metrics.h"

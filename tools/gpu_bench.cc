@@ -39,13 +39,13 @@
 #include "common/mpi_transport.h"
 #include "common/mpi_util.h"
 #include "common/worker_collective.h"
+#include "model/model_factory.h"
 #include "server/parameter_shard.h"
 #include "server/server_node.h"
 #include "tools/bench_cluster.h"
-#include "worker/model/model_factory.h"
 #include "worker/ps_client.h"
 #ifdef FRESHET_HAVE_CUDA
-#include "worker/model/gpu/gpu_deepfm_model.h"
+#include "model/gpu/gpu_deepfm_model.h"
 #endif
 
 DEFINE_string(cluster_config, "cluster-configs/bench-1s1w.pbtxt", "cluster config file");

@@ -12,10 +12,10 @@
 #include <vector>
 
 #include "common/logging.h"
+#include "model/features.h"
 #include "server/parameter_shard.h"
 #include "server/table_io.h"
 #include "tools/internal/param_diff.h"
-#include "worker/features.h"
 #include "worker/job.h"
 #include "worker/job_runner.h"
 

@@ -16,8 +16,8 @@
 #include "common/collective.h"
 #include "common/proto/job.pb.h"
 #include "common/sparse_store.h"
+#include "model/model.h"
 #include "worker/metrics.h"
-#include "worker/model/model.h"
 #include "worker/stream/label_joiner.h"
 #include "worker/trainer.h"
 

@@ -30,10 +30,10 @@
 #include "common/collective.h"
 #include "common/proto/job.pb.h"
 #include "common/sparse_store.h"
+#include "model/features.h"
+#include "model/model.h"
 #include "worker/data/example_io.h"
-#include "worker/features.h"
 #include "worker/metrics.h"
-#include "worker/model/model.h"
 #include "worker/train_monitor.h"
 
 namespace freshet {

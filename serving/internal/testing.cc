@@ -10,10 +10,10 @@
 #include <set>
 
 #include "common/collective.h"
+#include "model/features.h"
 #include "server/local_sparse_store.h"
 #include "server/parameter_shard.h"
 #include "worker/data/example_io.h"
-#include "worker/features.h"
 #include "worker/job.h"
 #include "worker/job_runner.h"
 #include "worker/trainer.h"

@@ -14,7 +14,7 @@
 #include "common/proto/job.pb.h"
 #include "common/status.h"
 #include "exporter/export_dir.h"
-#include "worker/data/example.h"
+#include "model/example.h"
 
 namespace freshet {
 namespace serving_testing {

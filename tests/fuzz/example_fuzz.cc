@@ -1,5 +1,5 @@
 // Fuzz target: example files (worker/data/example_io.h) and the feature
-// encoder that reads them (worker/features.h).
+// encoder that reads them (model/features.h).
 //
 // Input byte 0 picks the mode:
 //   even: the rest is one line for ParseExampleLine with (byte 0 / 2) % 8
@@ -15,9 +15,9 @@
 #include <vector>
 
 #include "common/config.h"
+#include "model/features.h"
 #include "tests/fuzz/fuzz_util.h"
 #include "worker/data/example_io.h"
-#include "worker/features.h"
 
 namespace freshet {
 namespace {

@@ -1,4 +1,4 @@
-// Reading and writing example files (format in worker/data/example.h), with
+// Reading and writing example files (format in model/example.h), with
 // input splitting across workers and bad-record accounting.
 //
 // Splitting. A list of files is cut into `num_shards` contiguous byte ranges
@@ -27,7 +27,7 @@
 #include <vector>
 
 #include "common/status.h"
-#include "worker/data/example.h"
+#include "model/example.h"
 
 namespace freshet {
 namespace internal {

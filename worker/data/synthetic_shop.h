@@ -40,7 +40,7 @@
 // constant `preference_tau_s` (stationary, so preferences wander but keep
 // their scale).
 //
-// Example files (format in worker/data/example.h), columns (ShopColumns()):
+// Example files (format in model/example.h), columns (ShopColumns()):
 //   user               "u<id>"
 //   item               "i<id>"
 //   category           "c<id>"
@@ -78,7 +78,7 @@
 #include <vector>
 
 #include "common/status.h"
-#include "worker/data/example.h"
+#include "model/example.h"
 
 namespace freshet {
 

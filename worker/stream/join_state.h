@@ -44,7 +44,7 @@
 #include <vector>
 
 #include "common/status.h"
-#include "worker/data/example.h"
+#include "model/example.h"
 #include "worker/stream/label_joiner.h"
 
 namespace freshet {

@@ -61,7 +61,7 @@
 #include <vector>
 
 #include "common/status.h"
-#include "worker/data/example.h"
+#include "model/example.h"
 #include "worker/stream/event.h"
 
 namespace freshet {

@@ -1,6 +1,6 @@
 // CreateModel's device selection and its error paths (no GPU needed: where a
 // GPU exists, the GPU branch checks the model it gets instead).
-#include "worker/model/model_factory.h"
+#include "model/model_factory.h"
 
 #include <gtest/gtest.h>
 

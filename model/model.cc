@@ -1,11 +1,11 @@
-#include "worker/model/model.h"
+#include "model/model.h"
 
 #include <algorithm>
 #include <cmath>
 #include <string>
 
-#include "worker/model/deepfm_model.h"
-#include "worker/model/lr_model.h"
+#include "model/deepfm_model.h"
+#include "model/lr_model.h"
 
 namespace freshet {
 namespace {

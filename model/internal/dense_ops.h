@@ -8,7 +8,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "worker/model/model.h"
+#include "model/model.h"
 
 namespace freshet {
 namespace internal {

@@ -1,4 +1,4 @@
-#include "worker/model/lr_model.h"
+#include "model/lr_model.h"
 
 #include <glog/logging.h>
 

@@ -45,8 +45,8 @@
 #include <string>
 #include <vector>
 
-#include "worker/model/internal/dense_ops.h"
-#include "worker/model/model.h"
+#include "model/internal/dense_ops.h"
+#include "model/model.h"
 
 namespace freshet {
 

@@ -1,4 +1,4 @@
-#include "worker/model/internal/dense_ops.h"
+#include "model/internal/dense_ops.h"
 
 #include <glog/logging.h>
 

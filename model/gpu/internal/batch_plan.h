@@ -19,7 +19,7 @@
 #include <vector>
 
 #include "common/proto/job.pb.h"
-#include "worker/model/batch.h"
+#include "model/batch.h"
 
 namespace freshet {
 namespace gpu_internal {

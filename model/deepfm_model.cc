@@ -1,4 +1,4 @@
-#include "worker/model/deepfm_model.h"
+#include "model/deepfm_model.h"
 
 #include <glog/logging.h>
 

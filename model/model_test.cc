@@ -1,4 +1,4 @@
-#include "worker/model/model.h"
+#include "model/model.h"
 
 #include <gtest/gtest.h>
 
@@ -8,7 +8,7 @@
 #include <random>
 #include <vector>
 
-#include "worker/model/batch.h"
+#include "model/batch.h"
 
 namespace freshet {
 namespace {

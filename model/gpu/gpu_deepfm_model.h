@@ -44,7 +44,7 @@
 
 #include "common/device.h"
 #include "common/status.h"
-#include "worker/model/model.h"
+#include "model/model.h"
 
 namespace freshet {
 

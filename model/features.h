@@ -29,8 +29,8 @@
 
 #include "common/proto/job.pb.h"
 #include "common/status.h"
-#include "worker/data/example.h"
-#include "worker/model/batch.h"
+#include "model/batch.h"
+#include "model/example.h"
 
 namespace freshet {
 

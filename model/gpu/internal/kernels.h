@@ -11,7 +11,7 @@
 #include <cstdint>
 
 #include "common/status.h"
-#include "worker/model/gpu/internal/device_math.h"
+#include "model/gpu/internal/device_math.h"
 
 namespace freshet {
 namespace gpu_internal {

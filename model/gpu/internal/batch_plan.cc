@@ -1,4 +1,4 @@
-#include "worker/model/gpu/internal/batch_plan.h"
+#include "model/gpu/internal/batch_plan.h"
 
 #include <glog/logging.h>
 

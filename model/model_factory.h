@@ -17,7 +17,7 @@
 #include "common/device.h"
 #include "common/proto/job.pb.h"
 #include "common/status.h"
-#include "worker/model/model.h"
+#include "model/model.h"
 
 namespace freshet {
 

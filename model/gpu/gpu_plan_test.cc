@@ -5,10 +5,10 @@
 #include <cmath>
 #include <vector>
 
-#include "worker/model/gpu/internal/batch_plan.h"
-#include "worker/model/gpu/internal/device_math.h"
-#include "worker/model/gpu/internal/test_batches.h"
-#include "worker/model/model.h"
+#include "model/gpu/internal/batch_plan.h"
+#include "model/gpu/internal/device_math.h"
+#include "model/gpu/internal/test_batches.h"
+#include "model/model.h"
 
 namespace freshet {
 namespace gpu_internal {

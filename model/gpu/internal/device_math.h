@@ -2,7 +2,7 @@
 // over raw arrays: the CUDA kernels (kernels.cu) call them per thread, and
 // gpu_plan_test.cc calls the very same functions on the CPU and compares them
 // with the CPU DeepFmModel. Each function mirrors the CPU model's operation
-// order (worker/model/deepfm_model.cc, internal/dense_ops.cc), so on the CPU
+// order (model/deepfm_model.cc, internal/dense_ops.cc), so on the CPU
 // the results are bit-identical.
 //
 // Layouts (all column-major as in the CPU model):

@@ -1,5 +1,5 @@
 // Example: one training example as read from an example file, before
-// feature encoding (worker/features.h turns examples into EncodedBatch).
+// feature encoding (model/features.h turns examples into EncodedBatch).
 //
 // Example files (freshet's own format, written by tasks and freshet_gen):
 // UTF-8 text, one example per line, fields separated by tabs.

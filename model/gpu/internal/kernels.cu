@@ -1,5 +1,5 @@
 #include "common/cuda_util.h"
-#include "worker/model/gpu/internal/kernels.h"
+#include "model/gpu/internal/kernels.h"
 
 namespace freshet {
 namespace gpu_internal {

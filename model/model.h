@@ -20,7 +20,7 @@
 
 #include "common/proto/job.pb.h"
 #include "common/status.h"
-#include "worker/model/batch.h"
+#include "model/batch.h"
 
 namespace freshet {
 

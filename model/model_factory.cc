@@ -1,7 +1,7 @@
-#include "worker/model/model_factory.h"
+#include "model/model_factory.h"
 
 #ifdef FRESHET_HAVE_CUDA
-#include "worker/model/gpu/gpu_deepfm_model.h"
+#include "model/gpu/gpu_deepfm_model.h"
 #endif
 
 namespace freshet {

@@ -1,4 +1,4 @@
-#include "worker/features.h"
+#include "model/features.h"
 
 #include <glog/logging.h>
 

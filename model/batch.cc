@@ -1,4 +1,4 @@
-#include "worker/model/batch.h"
+#include "model/batch.h"
 
 namespace freshet {
 

@@ -10,8 +10,8 @@
 #include <vector>
 
 #include "common/key_dedup.h"
-#include "worker/model/batch.h"
-#include "worker/model/model.h"
+#include "model/batch.h"
+#include "model/model.h"
 
 namespace freshet {
 namespace gpu_internal {

@@ -1,4 +1,4 @@
-#include "worker/model/gpu/gpu_deepfm_model.h"
+#include "model/gpu/gpu_deepfm_model.h"
 
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
@@ -11,9 +11,9 @@
 #include <vector>
 
 #include "common/cuda_util.h"
-#include "worker/model/gpu/internal/batch_plan.h"
-#include "worker/model/gpu/internal/kernels.h"
-#include "worker/model/internal/dense_ops.h"
+#include "model/gpu/internal/batch_plan.h"
+#include "model/gpu/internal/kernels.h"
+#include "model/internal/dense_ops.h"
 
 namespace freshet {
 

@@ -9,8 +9,8 @@
 #include <string>
 #include <vector>
 
-#include "worker/model/gpu/gpu_deepfm_model.h"
-#include "worker/model/gpu/internal/test_batches.h"
+#include "model/gpu/gpu_deepfm_model.h"
+#include "model/gpu/internal/test_batches.h"
 
 namespace freshet {
 namespace {
