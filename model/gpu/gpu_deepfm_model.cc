@@ -7,17 +7,20 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "common/cuda_util.h"
 #include "model/gpu/internal/batch_plan.h"
+#include "model/gpu/internal/dense_schedule.h"
 #include "model/gpu/internal/kernels.h"
 #include "model/internal/dense_ops.h"
 
 namespace freshet {
 
 using gpu_internal::BatchPlan;
+using gpu_internal::MlpLayer;
 using gpu_internal::PlanView;
 
 namespace {
@@ -86,19 +89,60 @@ cublasComputeType_t ComputeType(GemmPrecision p) {
   return CUBLAS_COMPUTE_32F;
 }
 
+// The dense schedule's steps on the GPU: cuBLAS (GEMMs in the configured
+// precision; GEMVs and AXPYs in fp32) and freshet's element-wise kernels,
+// all on one stream.
+class CudaDenseOps final : public gpu_internal::DenseOps {
+ public:
+  CudaDenseOps(cublasHandle_t blas, cudaStream_t stream, cublasComputeType_t compute)
+      : blas_(blas), stream_(stream), compute_(compute) {}
+
+  Status Gemm(bool trans_a, bool trans_b, int m, int n, int k, const float* a, int lda,
+              const float* b, int ldb, float* c, int ldc) override {
+    const float one = 1.f, zero = 0.f;
+    FRESHET_CUBLAS_RETURN(cublasGemmEx(blas_, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N,
+                                       trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, m, n, k, &one, a,
+                                       CUDA_R_32F, lda, b, CUDA_R_32F, ldb, &zero, c, CUDA_R_32F,
+                                       ldc, compute_, CUBLAS_GEMM_DEFAULT));
+    return Status::OK();
+  }
+  Status Gemv(int rows, int cols, const float* a, int lda, const float* x, float* y) override {
+    const float one = 1.f, zero = 0.f;
+    FRESHET_CUBLAS_RETURN(
+        cublasSgemv(blas_, CUBLAS_OP_N, rows, cols, &one, a, lda, x, 1, &zero, y, 1));
+    return Status::OK();
+  }
+  Status Axpy(int n, float alpha, const float* x, float* y) override {
+    FRESHET_CUBLAS_RETURN(cublasSaxpy(blas_, n, &alpha, x, 1, y, 1));
+    return Status::OK();
+  }
+  Status BiasAct(float* z, const float* bias, int rows, int cols, bool relu) override {
+    return gpu_internal::LaunchBiasAct(z, bias, rows, cols, relu, stream_);
+  }
+  Status Add(float* dst, const float* src, int n) override {
+    return gpu_internal::LaunchAdd(dst, src, n, stream_);
+  }
+  Status ReluMask(float* dh, const float* h, int64_t n) override {
+    return gpu_internal::LaunchReluMask(dh, h, n, stream_);
+  }
+  Status Fill(float* dst, float value, int64_t n) override {
+    return gpu_internal::LaunchFill(dst, value, n, stream_);
+  }
+
+ private:
+  cublasHandle_t blas_;
+  cudaStream_t stream_;
+  cublasComputeType_t compute_;
+};
+
 }  // namespace
 
 struct GpuDeepFmModel::Impl {
-  struct Layer {
-    int in = 0, out = 0;
-    size_t w = 0, b = 0;  // offsets in the dense parameters
-  };
-
   GpuModelOptions options;
   ModelShape shape;
   float l2 = 0;
   int in0 = 0;
-  std::vector<Layer> layers;
+  std::vector<MlpLayer> layers;
   size_t num_params = 0;
   std::unique_ptr<internal::DenseAdam> adam;
   GpuPhaseTimes times;
@@ -107,6 +151,7 @@ struct GpuDeepFmModel::Impl {
   cublasHandle_t blas = nullptr;
   cudaEvent_t ev[4] = {nullptr, nullptr, nullptr, nullptr};
   cublasComputeType_t compute = CUBLAS_COMPUTE_32F;
+  std::unique_ptr<CudaDenseOps> ops;
 
   // Host, pinned.
   PinnedBuffer h_params;  // the dense parameters (dense_params())
@@ -134,29 +179,6 @@ struct GpuDeepFmModel::Impl {
     if (stream != nullptr) (void)cudaStreamDestroy(stream);
   }
 
-  Status Gemm(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, const float* a,
-              int lda, const float* b, int ldb, float* c, int ldc) {
-    const float one = 1.f, zero = 0.f;
-    FRESHET_CUBLAS_RETURN(cublasGemmEx(blas, ta, tb, m, n, k, &one, a, CUDA_R_32F, lda, b,
-                                       CUDA_R_32F, ldb, &zero, c, CUDA_R_32F, ldc, compute,
-                                       CUBLAS_GEMM_DEFAULT));
-    return Status::OK();
-  }
-
-  // y = A x for a column-major rows x cols A (fp32 always: tiny).
-  Status Gemv(int rows, int cols, const float* a, int lda, const float* x, float* y) {
-    const float one = 1.f, zero = 0.f;
-    FRESHET_CUBLAS_RETURN(
-        cublasSgemv(blas, CUBLAS_OP_N, rows, cols, &one, a, lda, x, 1, &zero, y, 1));
-    return Status::OK();
-  }
-
-  // y += alpha x, n floats.
-  Status Axpy(int n, float alpha, const float* x, float* y) {
-    FRESHET_CUBLAS_RETURN(cublasSaxpy(blas, n, &alpha, x, 1, y, 1));
-    return Status::OK();
-  }
-
   Status Setup(const Model& cpu_init, const proto::ModelConfig& config) {
     FRESHET_CUDA_RETURN(cudaSetDevice(options.device));
     FRESHET_CUDA_RETURN(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
@@ -165,6 +187,7 @@ struct GpuDeepFmModel::Impl {
     FRESHET_CUBLAS_RETURN(cublasSetStream(blas, stream));
     FRESHET_CUBLAS_RETURN(cublasSetMathMode(blas, CUBLAS_DEFAULT_MATH));
     compute = ComputeType(options.precision);
+    ops = std::make_unique<CudaDenseOps>(blas, stream, compute);
 
     l2 = config.dense_l2();
     in0 = shape.num_slots * shape.emb_dim + shape.num_dense;
@@ -173,7 +196,7 @@ struct GpuDeepFmModel::Impl {
     widths.push_back(1);
     size_t off = 1 + static_cast<size_t>(shape.num_dense);
     for (size_t l = 0; l + 1 < widths.size(); ++l) {
-      Layer layer;
+      MlpLayer layer;
       layer.in = widths[l];
       layer.out = widths[l + 1];
       layer.w = off;
@@ -287,17 +310,10 @@ struct GpuDeepFmModel::Impl {
         gpu_internal::LaunchBuildInput(view, df + f_emb, d_dense, d_x.f(), stream));
     FRESHET_RETURN_IF_ERROR(gpu_internal::LaunchFirstOrderFm(
         view, d_rows_wide, d_params_f, d_dense, d_x.f(), d_fm.f(), d_logits.f(), stream));
-    const float* h = d_x.f();
-    for (size_t l = 0; l < layers.size(); ++l) {
-      const Layer& L = layers[l];
-      float* z = d_act[l].f();
-      FRESHET_RETURN_IF_ERROR(Gemm(CUBLAS_OP_N, CUBLAS_OP_N, L.out, n, L.in, d_params_f + L.w,
-                                   L.out, h, L.in, z, L.out));
-      FRESHET_RETURN_IF_ERROR(gpu_internal::LaunchBiasAct(z, d_params_f + L.b, L.out, n,
-                                                          /*relu=*/l + 1 < layers.size(), stream));
-      h = z;
-    }
-    FRESHET_RETURN_IF_ERROR(gpu_internal::LaunchAdd(d_logits.f(), h, n, stream));
+    std::vector<float*> act(layers.size());
+    for (size_t l = 0; l < layers.size(); ++l) act[l] = d_act[l].f();
+    FRESHET_RETURN_IF_ERROR(
+        gpu_internal::MlpForward(*ops, layers, d_params_f, d_x.f(), n, act, d_logits.f()));
     FRESHET_CUDA_RETURN(cudaEventRecord(ev[2], stream));
 
     // D2H.
@@ -329,7 +345,7 @@ struct GpuDeepFmModel::Impl {
     const size_t nn = static_cast<size_t>(n);
     const size_t U = plan.num_rows;
     size_t max_width = 1;
-    for (const Layer& L : layers) max_width = std::max(max_width, static_cast<size_t>(L.out));
+    for (const MlpLayer& L : layers) max_width = std::max(max_width, static_cast<size_t>(L.out));
     FRESHET_RETURN_IF_ERROR(d_dlogits.Reserve(nn * sizeof(float)));
     FRESHET_RETURN_IF_ERROR(h_dlogits.Reserve(nn * sizeof(float)));
     FRESHET_RETURN_IF_ERROR(d_ones.Reserve(nn * sizeof(float)));
@@ -348,31 +364,14 @@ struct GpuDeepFmModel::Impl {
     const float* params = d_params.f();
     float* dgrad = d_dgrad.f();
     const float* dl = d_dlogits.f();
-    FRESHET_RETURN_IF_ERROR(gpu_internal::LaunchFill(d_ones.f(), 1.f, n, stream));
-    // First order: dbias = sum dlogits; dw_dense = dense^T dlogits + l2 w.
-    FRESHET_RETURN_IF_ERROR(Gemv(1, n, dl, 1, d_ones.f(), dgrad));
-    if (nd > 0) {
-      FRESHET_RETURN_IF_ERROR(Gemv(nd, n, d_dense, nd, dl, dgrad + 1));
-      if (l2 != 0) FRESHET_RETURN_IF_ERROR(Axpy(nd, l2, params + 1, dgrad + 1));
-    }
-    // MLP, top down.
-    const float* dz = dl;
-    for (size_t l = layers.size(); l-- > 0;) {
-      const Layer& L = layers[l];
-      const float* h = l == 0 ? d_x.f() : d_act[l - 1].f();
-      FRESHET_RETURN_IF_ERROR(
-          Gemm(CUBLAS_OP_N, CUBLAS_OP_T, L.out, L.in, n, dz, L.out, h, L.in, dgrad + L.w, L.out));
-      if (l2 != 0) FRESHET_RETURN_IF_ERROR(Axpy(L.out * L.in, l2, params + L.w, dgrad + L.w));
-      FRESHET_RETURN_IF_ERROR(Gemv(L.out, n, dz, L.out, d_ones.f(), dgrad + L.b));
-      float* next = l == 0 ? d_dx.f() : (dz == d_ga.f() ? d_gb.f() : d_ga.f());
-      FRESHET_RETURN_IF_ERROR(Gemm(CUBLAS_OP_T, CUBLAS_OP_N, L.in, n, L.out, params + L.w, L.out,
-                                   dz, L.out, next, L.in));
-      if (l > 0) {
-        FRESHET_RETURN_IF_ERROR(
-            gpu_internal::LaunchReluMask(next, h, static_cast<int64_t>(L.in) * n, stream));
-      }
-      dz = next;
-    }
+    std::vector<float*> act(layers.size());
+    for (size_t l = 0; l < layers.size(); ++l) act[l] = d_act[l].f();
+    gpu_internal::DenseScratch scratch;
+    scratch.ones = d_ones.f();
+    scratch.ga = d_ga.f();
+    scratch.gb = d_gb.f();
+    FRESHET_RETURN_IF_ERROR(gpu_internal::DenseBackward(
+        *ops, layers, nd, l2, params, d_dense, d_x.f(), act, dl, n, scratch, d_dx.f(), dgrad));
     // Sparse: per-(example, slot) gradients, then per-row sums.
     FRESHET_RETURN_IF_ERROR(
         gpu_internal::LaunchPooledGrad(view, d_x.f(), d_fm.f(), dl, d_dx.f(), stream));

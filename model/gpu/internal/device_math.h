@@ -123,5 +123,19 @@ FRESHET_HD float WideRowGrad(const PlanView& p, const float* dlogits, uint32_t u
   return g;
 }
 
+// Element t of a rows x cols column-major z: z += bias[row], then ReLU if
+// relu (the MLP's bias and activation).
+FRESHET_HD void BiasActElement(float* z, const float* bias, int rows, int64_t t, bool relu) {
+  float v = z[t] + bias[t % rows];
+  if (relu) v = v > 0.f ? v : 0.f;
+  z[t] = v;
+}
+
+// Element t of the ReLU derivative: dh[t] = 0 where the activation h[t] was
+// not positive.
+FRESHET_HD void ReluMaskElement(float* dh, const float* h, int64_t t) {
+  if (!(h[t] > 0.f)) dh[t] = 0.f;
+}
+
 }  // namespace gpu_internal
 }  // namespace freshet

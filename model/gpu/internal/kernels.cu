@@ -28,10 +28,7 @@ __global__ void FirstOrderFmKernel(PlanView p, const float* rows_wide, const flo
 
 __global__ void BiasActKernel(float* z, const float* bias, int rows, int64_t total, bool relu) {
   const int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (t >= total) return;
-  float v = z[t] + bias[t % rows];
-  if (relu) v = fmaxf(v, 0.f);
-  z[t] = v;
+  if (t < total) BiasActElement(z, bias, rows, t, relu);
 }
 
 __global__ void AddKernel(float* dst, const float* src, int n) {
@@ -41,7 +38,7 @@ __global__ void AddKernel(float* dst, const float* src, int n) {
 
 __global__ void ReluMaskKernel(float* dh, const float* h, int64_t n) {
   const int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (t < n && !(h[t] > 0.f)) dh[t] = 0.f;
+  if (t < n) ReluMaskElement(dh, h, t);
 }
 
 __global__ void FillKernel(float* dst, float value, int64_t n) {
