@@ -18,7 +18,8 @@ those are the expected duplicates. This script checks, per worker:
     in the checkpoint): "overlap";
   - the lineage covers the data: with --baseline=DIR (the ledgers of an
     uninterrupted run of the same job), exactly the baseline's bytes per
-    (epoch, file); without, the lineages of all workers together leave no
+    (epoch, file), for every baseline worker (one whose ledger the run lacks
+    skipped all its records); without, the lineages of all workers together leave no
     gap between the first and the last byte trained of each (epoch, file):
     "skipped";
   - every restore names a checkpoint some earlier attempt recorded.
@@ -240,6 +241,19 @@ def check(ledger_dir, baseline_dir=None, max_bad=10):
         totals['skipped'] += skipped
         totals['skipped_bytes'] += skipped_bytes
         totals['attempts'] = max(totals['attempts'], len(atts))
+    if baseline_dir:
+        # A baseline worker with no ledger in the run trained nothing there:
+        # all of its baseline records are missing from the final model.
+        seen = {os.path.basename(p) for p in paths}
+        for name in sorted(set(base) - seen):
+            b = base[name]
+            want = [ev[1:] for ev in b.events if ev[0] == 'b']
+            records = sum(bt[4] for bt in want)
+            nbytes = sum(bt[3] - bt[2] for bt in want)
+            totals['skipped'] += records
+            totals['skipped_bytes'] += nbytes
+            problems.append('%s: the baseline has %s (%d records) but the run left no such '
+                            'ledger' % (ledger_dir, name, records))
     if not baseline_dir:
         # Together the workers' lineages tile each (epoch, file) without gaps.
         for k, iv in union.items():

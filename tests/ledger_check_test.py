@@ -80,6 +80,19 @@ class LedgerCheckTest(unittest.TestCase):
         self.assertEqual(r['skipped_bytes'], 200)
         self.assertTrue(any('[200, 400)' in p for p in r['problems']), r['problems'])
 
+    def test_baseline_worker_missing_from_the_run_is_skipped_data(self):
+        # The run's worker 0 is clean, but worker 1 (in the baseline) never
+        # wrote a ledger: its records are missing from the model.
+        d = self.write(0, ['attempt 1000 restored_from 0 workers 2'] + batches(0, 0, 0, 3))
+        self.write(0, ['attempt 1 restored_from 0 workers 2'] + batches(0, 0, 0, 3), sub='base')
+        base = self.write(1, ['attempt 1 restored_from 0 workers 2'] + batches(0, 1, 0, 4),
+                          sub='base')
+        r = ledger_check.check(d, base)
+        self.assertFalse(r['ok'])
+        self.assertEqual(r['skipped'], 40)
+        self.assertEqual(r['skipped_bytes'], 400)
+        self.assertTrue(any('worker-1.ledger' in p for p in r['problems']), r['problems'])
+
     def test_restore_that_retrains_from_the_start_is_an_overlap(self):
         lines = (['attempt 1000 restored_from 0 workers 1'] + batches(0, 0, 0, 2) + ['c 1 2'] +
                  ['attempt 2000 restored_from 1 workers 1'] + batches(0, 0, 0, 4))
