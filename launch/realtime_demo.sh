@@ -21,12 +21,14 @@
 #          [--out=out/realtime_demo] [--speed=20] [--rate=10] [--warmup=20]
 #          [--drift_period_s=240] [--trending_boost=2.0] [--trending_share=0.25]
 #          [--period_sim_s=600] [--seed=1] [--explore=0.05]
-#          [--check] [--no_build] [--bin_dir=build/bin]
+#          [--check] [--min_lift_pct=0] [--no_build] [--bin_dir=build/bin]
 #   --seconds   wall seconds of traffic per arm (default 90: ~6 min in all)
 #   --warmup    wall seconds after which (b) freezes; the lift is measured
 #               on the traffic after it
 #   --check     exit 1 unless (a)'s CTR after the warm-up beats (b)'s (and
-#               (c)'s when run): the closed-loop test (tests/closed_loop_test.sh)
+#               (c)'s when run) by at least --min_lift_pct percent, and its
+#               expected CTR beats theirs: the closed-loop test
+#               (tests/closed_loop_test.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -43,6 +45,7 @@ explore=0.05
 boost=2.0
 share=0.25
 check=0
+min_lift=0
 build=1
 bin=build/bin
 config=cluster-configs/local.pbtxt
@@ -64,13 +67,14 @@ for a in "$@"; do
     --cluster_config=*) config=${a#*=} ;;
     --job_config=*) job=${a#*=} ;;
     --check) check=1 ;;
+    --min_lift_pct=*) min_lift=${a#*=} ;;
     --no_build) build=0 ;;
     --bin_dir=*) bin=${a#*=} ;;
-    -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
     *) echo "realtime_demo: unknown argument $a (see --help)" >&2; exit 2 ;;
   esac
 done
-for v in seconds speed rate warmup drift period_sim seed explore boost share; do
+for v in seconds speed rate warmup drift period_sim seed explore boost share min_lift; do
   if ! [[ ${!v} =~ ^[0-9]+([.][0-9]+)?$ ]]; then
     echo "realtime_demo: --${v} must be a non-negative number, got '${!v}'" >&2; exit 2
   fi
@@ -245,7 +249,9 @@ if [[ " ${arm_list[*]} " == *" realtime "* ]]; then
     printf "lift of realtime over %-8s: CTR %+.1f%%, expected CTR %+.1f%%, purchase rate %+.1f%%\n" \
       "$other" "$lift" "$lift_exp" "$lift_buy"
     json="$json, \"ctr_lift_pct_over_$other\": $lift, \"expected_ctr_lift_pct_over_$other\": $lift_exp, \"purchase_rate_lift_pct_over_$other\": $lift_buy"
-    if [ "$(echo "$a_ctr > $o_ctr && $a_exp > $o_exp" | bc)" != 1 ]; then lift_fail=1; fi
+    if [ "$(echo "$lift >= $min_lift && $a_ctr > $o_ctr && $a_exp > $o_exp" | bc -l)" != 1 ]; then
+      lift_fail=1
+    fi
   done
   f="$out/realtime/freshness.txt"
   awk '{print $2}' "$f" >"$out/realtime/freshness_values.txt"
@@ -302,6 +308,6 @@ fi
 
 echo "$json}"
 if [ "$check" = 1 ] && [ "$lift_fail" = 1 ]; then
-  echo "realtime_demo: CHECK FAILED: the real-time arm's CTR after the warm-up does not beat the others" >&2
+  echo "realtime_demo: CHECK FAILED: the real-time arm's CTR after the warm-up does not beat the others by ${min_lift}% (or its expected CTR does not beat theirs)" >&2
   exit 1
 fi
