@@ -11,6 +11,13 @@
 // multi-valued columns space-separated tokens (possibly none). Values never
 // contain tabs or newlines. Lines are ordered by time within a file.
 //
+// Label columns. A column whose name starts with "label:" (e.g. "label:buy",
+// taobao-conversion's purchase within the window) holds a further label of
+// the example, 0 or 1, beside the main label in the first field: what
+// multi-task models train their extra heads on. Features never read a label
+// column (job validation refuses a slot or dense feature that does: it would
+// train on the answer).
+//
 // Freshness clocks (not part of the line; set by the source that produced
 // the example, docs/METRICS.md "Freshness"): read_unix_ms is the wall time
 // at which the worker read the line or event the example came from (for a
@@ -26,9 +33,17 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace freshet {
+
+inline constexpr std::string_view kLabelColumnPrefix = "label:";
+
+// Whether `column` names a label column (see above).
+inline bool IsLabelColumn(std::string_view column) {
+  return column.substr(0, kLabelColumnPrefix.size()) == kLabelColumnPrefix;
+}
 
 struct Example {
   float label = 0;

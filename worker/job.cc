@@ -9,6 +9,8 @@
 #include <sstream>
 
 #include "common/config.h"
+#include "model/example.h"
+#include "worker/data/example_io.h"
 #include "worker/data/synthetic_shop.h"
 #include "worker/data/task.h"
 
@@ -144,6 +146,16 @@ Status ValidateJobConfig(proto::JobConfig* job, const std::string& source) {
   }
   if (job->features().slots_size() == 0)
     return Field(source, "features.slots", "at least one slot");
+  for (int i = 0; i < job->features().dense_size(); ++i) {
+    const auto& d = job->features().dense(i);
+    const std::string& column = d.column().empty() ? d.name() : d.column();
+    if (IsLabelColumn(column)) {
+      return Field(
+          source,
+          "features.dense[" + std::to_string(i) + "]" + (d.column().empty() ? ".name" : ".column"),
+          "'" + column + "' is a label column: a feature reading it trains on the label");
+    }
+  }
   std::set<std::string> names;
   int emb_dim = -1;
   for (int i = 0; i < job->features().slots_size(); ++i) {
@@ -152,6 +164,11 @@ Status ValidateJobConfig(proto::JobConfig* job, const std::string& source) {
     if (s.name().empty()) return Field(source, f + ".name", "is required");
     if (!names.insert(s.name()).second) {
       return Field(source, f + ".name", "duplicate slot name '" + s.name() + "'");
+    }
+    const std::string& column = s.column().empty() ? s.name() : s.column();
+    if (IsLabelColumn(column)) {
+      return Field(source, f + (s.column().empty() ? ".name" : ".column"),
+                   "'" + column + "' is a label column: a feature reading it trains on the label");
     }
     if (m.kind() != proto::ModelConfig::DEEPFM) continue;
     if (!dims.count(s.table())) {
@@ -179,7 +196,19 @@ Status PrepareTaskData(proto::JobConfig* job, const std::string& data_dir, bool 
   auto* data = job->mutable_data();
   if (data->train_files_size() == 0) data->add_train_files(train);
   if (data->holdout_files_size() == 0) data->add_holdout_files(holdout);
-  if (!build || (FileExists(train) && FileExists(holdout))) return Status::OK();
+  if (!build) return Status::OK();
+  if (FileExists(train) && FileExists(holdout)) {
+    // Reuse what an earlier run built, unless an older freshet wrote it with
+    // other columns (e.g. before a label column was added): then rebuild.
+    const std::vector<std::string> want =
+        job->task() == "synthetic" ? ShopColumns() : TaskExampleColumns(job->task());
+    auto reader = ExampleReader::OpenFiles({train, holdout}, BadRecordPolicy());
+    if (reader.ok() && (*reader)->columns() == want) return Status::OK();
+    std::printf("task %s: the examples in %s %s; rebuilding them\n", job->task().c_str(),
+                dir.c_str(),
+                reader.ok() ? "have other columns than this freshet writes (an older build)"
+                            : ("cannot be read (" + reader.status().ToString() + ")").c_str());
+  }
   BadRecordPolicy policy;
   policy.max_bad_ratio = data->max_bad_ratio();
   policy.max_bad_records = data->max_bad_records();

@@ -2,6 +2,12 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <sstream>
+
+#include "worker/data/internal/test_util.h"
+#include "worker/data/task.h"
+
 namespace freshet {
 namespace {
 
@@ -62,6 +68,18 @@ TEST(JobConfigTest, ErrorsNameTheField) {
                                              "least 0.1 s"),
             std::string::npos)
       << too_fast.status();
+  // Label columns (model/example.h) are never features.
+  auto leak = Parse(R"(task: "t" features { slots { name: "a" } slots { name: "label:buy" } }
+                       model { wide_table: "wide" })");
+  EXPECT_EQ(leak.status().message(),
+            "job.pbtxt: features.slots[1].name: 'label:buy' is a label column: a feature "
+            "reading it trains on the label");
+  auto leak_col = Parse(R"(task: "t" features { slots { name: "a" }
+                                                dense { name: "d" column: "label:x" } }
+                           model { wide_table: "wide" })");
+  EXPECT_EQ(leak_col.status().message(),
+            "job.pbtxt: features.dense[0].column: 'label:x' is a label column: a feature "
+            "reading it trains on the label");
   auto syntax = ParseJobConfig("name: \"x\"\nbatch_size: lots\n", "s.pbtxt");
   EXPECT_NE(syntax.status().message().find("s.pbtxt:2:"), std::string::npos) << syntax.status();
 }
@@ -93,6 +111,42 @@ TEST(JobConfigTest, ShippedJobConfigsLoad) {
     auto job = LoadJobConfig(path);
     EXPECT_TRUE(job.ok()) << path << ": " << job.status();
   }
+}
+
+// Examples an older freshet built (other columns) are rebuilt, not reused:
+// a job would otherwise miss a column the current task writes.
+TEST(PrepareTaskDataTest, RebuildsExamplesWithOtherColumns) {
+  testing_util::TempDir dir;
+  const std::string data = dir.File("data");
+  testing_util::WriteFile(data + "/taobao/UserBehavior_time_slice.csv",
+                          "1,10,100,pv,1511600000\n1,10,100,buy,1511600100\n"
+                          "2,10,100,pv,1511700000\n");
+  testing_util::WriteFile(data + "/taobao/UserBehavior_815_users.csv", "3,11,100,pv,1511800000\n");
+  const std::string work = dir.File("work");
+  const std::string old_header = "#freshet-examples v1\tuser\titem\n";
+  testing_util::WriteFile(work + "/train.examples", old_header);
+  testing_util::WriteFile(work + "/holdout.examples", old_header);
+  proto::JobConfig job;
+  job.set_task("taobao-conversion");
+  job.set_work_dir(work);
+  ASSERT_TRUE(PrepareTaskData(&job, data, /*build=*/true).ok());
+  auto header = [](const std::string& path) {
+    std::ifstream in(path);
+    std::string line;
+    std::getline(in, line);
+    return line;
+  };
+  std::string want = "#freshet-examples v1";
+  for (const std::string& c : TaskExampleColumns("taobao-conversion")) want += "\t" + c;
+  EXPECT_EQ(header(work + "/train.examples"), want);
+  EXPECT_NE(want.find("\tlabel:buy"), std::string::npos);
+  // Current examples are reused as they are (not rebuilt): a marker line
+  // appended to them survives.
+  std::ofstream(work + "/holdout.examples", std::ios::app) << "# marker\n";
+  ASSERT_TRUE(PrepareTaskData(&job, data, /*build=*/true).ok());
+  std::stringstream text;
+  text << std::ifstream(work + "/holdout.examples").rdbuf();
+  EXPECT_NE(text.str().find("# marker"), std::string::npos);
 }
 
 }  // namespace

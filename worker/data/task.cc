@@ -43,7 +43,8 @@ std::vector<ColumnSpec> TaskColumns(const std::string& task) {
             {"hour", false},
             {"recent_items", true},
             {"recent_categories", true},
-            {"event_count_bucket", false}};
+            {"event_count_bucket", false},
+            {"label:buy", false}};
   }
   if (task == kRetail) {
     return {{"customer", false},
@@ -111,11 +112,16 @@ StatusOr<TaskOutput> BuildTask(const std::string& task, const std::string& data_
   return internal::BuildTalkingDataCtr(inputs, out_dir, policy);
 }
 
+std::vector<std::string> TaskExampleColumns(const std::string& task) {
+  return internal::TaskColumnNames(task);
+}
+
 StatusOr<proto::FeatureConfig> TaskFeatures(const std::string& task) {
   std::vector<ColumnSpec> columns = TaskColumns(task);
   if (columns.empty()) return UnknownTask(task);
   proto::FeatureConfig config;
   for (const ColumnSpec& c : columns) {
+    if (IsLabelColumn(c.name)) continue;
     proto::SlotConfig* slot = config.add_slots();
     slot->set_name(c.name);
     slot->set_column(c.name);

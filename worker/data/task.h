@@ -39,7 +39,10 @@
 //   recent_items and recent_categories (the items and categories of the
 //   user's last 10 events of any behavior strictly before t, repeats kept),
 //   event_count_bucket (floor(log2(1 + number of the user's events strictly
-//   before t))). Split: time split at 80%.
+//   before t))), and the label column label:buy (model/example.h): 1 iff
+//   the user buys the item in [t, t + 86400] (the conversion head of a
+//   multi-task model; a buy is also a positive of the main label). Split:
+//   time split at 80%.
 //
 // retail-purchase. Input: online_retail/online_retail_to_2011-11-25.csv.
 //   Kept rows: a CustomerID, an InvoiceNo not starting with 'C', Quantity >
@@ -107,8 +110,13 @@ StatusOr<TaskOutput> BuildTask(const std::string& task, const std::string& data_
                                const std::string& out_dir, const BadRecordPolicy& policy);
 
 // The default FeatureConfig, TablesConfig and column names for a task's
-// examples (what cluster-configs/jobs/<task>.pbtxt uses).
+// examples (what cluster-configs/jobs/<task>.pbtxt uses): one slot per
+// feature column (label columns are not features).
 StatusOr<proto::FeatureConfig> TaskFeatures(const std::string& task);
+
+// The columns of the example files BuildTask writes for `task` (label
+// columns included); empty for an unknown task.
+std::vector<std::string> TaskExampleColumns(const std::string& task);
 
 // Item-popularity baseline: scores each holdout example by the smoothed
 // positive rate of its item in the training file: (pos_item + a) / (n_item +

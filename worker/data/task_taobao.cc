@@ -137,16 +137,25 @@ StatusOr<TaskOutput> BuildTaobaoConversion(const std::vector<std::string>& input
   info.Add("cross_file_duplicates_dropped", duplicates);
   info.Add("events", static_cast<int64_t>(events.size()));
 
-  // Conversion times per (user, item), ascending; pv times for the split.
-  std::unordered_map<UserItem, std::vector<int64_t>, UserItemHash> conversions;
+  // Conversion (cart, fav or buy) and buy times per (user, item), ascending;
+  // pv times for the split.
+  std::unordered_map<UserItem, std::vector<int64_t>, UserItemHash> conversions, buys;
   std::vector<int64_t> pv_times;
   for (const Event& e : events) {
     if (e.behavior == TaobaoBehavior::kPv) {
       pv_times.push_back(e.time);
     } else {
       conversions[{e.user, e.item}].push_back(e.time);
+      if (e.behavior == TaobaoBehavior::kBuy) buys[{e.user, e.item}].push_back(e.time);
     }
   }
+  // Whether `times` (ascending) has one in [t, t + kWindow].
+  auto within_window = [](const auto& map, const UserItem& key, int64_t t) {
+    auto it = map.find(key);
+    if (it == map.end()) return false;
+    auto at = std::lower_bound(it->second.begin(), it->second.end(), t);
+    return at != it->second.end() && *at <= t + kWindow;
+  };
   const int64_t split = TimeSplitBoundary(pv_times, 0.8);
   info.Add("split", "time split at 80% of pv examples: holdout = time >= " + FormatTime(split));
 
@@ -164,12 +173,8 @@ StatusOr<TaskOutput> BuildTaobaoConversion(const std::vector<std::string>& input
     for (size_t i = a; i < b; ++i) {
       const Event& e = events[i];
       if (e.behavior != TaobaoBehavior::kPv) continue;
-      auto conv = conversions.find({e.user, e.item});
-      bool label = false;
-      if (conv != conversions.end()) {
-        auto it = std::lower_bound(conv->second.begin(), conv->second.end(), e.time);
-        label = it != conv->second.end() && *it <= e.time + kWindow;
-      }
+      const bool label = within_window(conversions, UserItem{e.user, e.item}, e.time);
+      const bool buy = within_window(buys, UserItem{e.user, e.item}, e.time);
       auto u = users.find(e.user);
       const UserState& state = u == users.end() ? empty_state : u->second;
       ex.label = label ? 1.0f : 0.0f;
@@ -182,6 +187,7 @@ StatusOr<TaskOutput> BuildTaobaoConversion(const std::vector<std::string>& input
       state.Recent(state.items, &ex.values[4]);
       state.Recent(state.categories, &ex.values[5]);
       ex.values[6] = std::to_string(Log2Bucket(state.count));
+      ex.values[7] = buy ? "1" : "0";  // label:buy
       FRESHET_RETURN_IF_ERROR(writer->Write(ex, e.time >= split));
     }
     for (size_t i = a; i < b; ++i) users[events[i].user].Add(events[i]);

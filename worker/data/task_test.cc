@@ -108,7 +108,12 @@ TEST(TaskTest, FeaturesMatchColumns) {
     if (task == "taobao-conversion") {
       std::vector<std::string> names;
       for (const auto& slot : features->slots()) names.push_back(slot.name());
-      EXPECT_EQ(names, out->columns);
+      std::vector<std::string> feature_columns;
+      for (const std::string& c : out->columns) {
+        if (!IsLabelColumn(c)) feature_columns.push_back(c);
+      }
+      EXPECT_EQ(names, feature_columns);
+      EXPECT_EQ(feature_columns.size() + 1, out->columns.size()) << "label:buy";
       EXPECT_EQ(multi, (std::set<std::string>{"recent_items", "recent_categories"}));
     } else if (task == "retail-purchase") {
       EXPECT_EQ(features->slots_size(), 9);
@@ -129,7 +134,7 @@ TEST(TaskTest, TaobaoLabelsAndHistory) {
   ASSERT_TRUE(out.ok()) << out.status();
   EXPECT_EQ(out->columns,
             (std::vector<std::string>{"user", "item", "category", "hour", "recent_items",
-                                      "recent_categories", "event_count_bucket"}));
+                                      "recent_categories", "event_count_bucket", "label:buy"}));
   EXPECT_EQ(out->bad_records, 2);
   EXPECT_EQ(out->train_examples, 6);
   EXPECT_EQ(out->holdout_examples, 2);
@@ -142,22 +147,22 @@ TEST(TaskTest, TaobaoLabelsAndHistory) {
     std::vector<std::string> values;
   };
   const std::vector<Want> want = {
-      // a1: carted 100 s later.
-      {1, kT0, {"1", "10", "100", "1", "", "", "0"}},
+      // Last value: label:buy. a1: carted 100 s later (no buy).
+      {1, kT0, {"1", "10", "100", "1", "", "", "0", "0"}},
       // a2: the buy comes 86,401 s later.
-      {0, kT0 + 10, {"1", "11", "101", "1", "10", "100", "1"}},
+      {0, kT0 + 10, {"1", "11", "101", "1", "10", "100", "1", "0"}},
       // a3 and its in-file repeat a7: u2 bought i10 1 s before.
-      {0, kT0 + 10, {"2", "10", "100", "1", "10", "100", "1"}},
-      {0, kT0 + 10, {"2", "10", "100", "1", "10", "100", "1"}},
+      {0, kT0 + 10, {"2", "10", "100", "1", "10", "100", "1", "0"}},
+      {0, kT0 + 10, {"2", "10", "100", "1", "10", "100", "1", "0"}},
       // a6: the fav at the same second counts; a4 and a5 (same second) are
       // not history.
-      {1, kT0 + 100, {"1", "12", "102", "1", "11 10", "101 100", "1"}},
+      {1, kT0 + 100, {"1", "12", "102", "1", "11 10", "101 100", "1", "0"}},
       // b6: the buy exactly 86,400 s later counts.
-      {1, kT0 + 200, {"3", "30", "300", "1", "", "", "0"}},
+      {1, kT0 + 200, {"3", "30", "300", "1", "", "", "0", "1"}},
       // holdout: b4, with the buy at the same second; 5 earlier events.
-      {1, kT0 + 86411, {"1", "11", "101", "1", "12 12 10 11 10", "102 102 100 101 100", "2"}},
+      {1, kT0 + 86411, {"1", "11", "101", "1", "12 12 10 11 10", "102 102 100 101 100", "2", "1"}},
       // b5: u2's 3 earlier events (b8, a3, a7), at 06:00.
-      {0, kT0 + 86400 + 5 * 3600, {"2", "20", "200", "6", "10 10 10", "100 100 100", "2"}},
+      {0, kT0 + 86400 + 5 * 3600, {"2", "20", "200", "6", "10 10 10", "100 100 100", "2", "0"}},
   };
   std::vector<Example> got = ReadExamples(out->train_file, nullptr);
   std::vector<Example> holdout = ReadExamples(out->holdout_file, nullptr);
