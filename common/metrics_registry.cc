@@ -277,4 +277,16 @@ int64_t ProcessResidentBytes() {
   return got == 2 ? resident * static_cast<int64_t>(sysconf(_SC_PAGESIZE)) : 0;
 }
 
+int64_t ProcessAnonResidentBytes() {
+  std::FILE* f = std::fopen("/proc/self/status", "r");
+  if (f == nullptr) return 0;
+  char line[256];
+  long long kb = -1;
+  while (std::fgets(line, sizeof(line), f) != nullptr) {
+    if (std::sscanf(line, "RssAnon: %lld kB", &kb) == 1) break;
+  }
+  std::fclose(f);
+  return kb >= 0 ? kb * 1024 : 0;
+}
+
 }  // namespace freshet

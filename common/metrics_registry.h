@@ -161,4 +161,9 @@ std::string MetricNumber(double v);
 // cannot be read.
 int64_t ProcessResidentBytes();
 
+// The anonymous part of it (RssAnon in /proc/self/status: heap and mmapped
+// data, without the pages of the binary and shared libraries); 0 if it
+// cannot be read.
+int64_t ProcessAnonResidentBytes();
+
 }  // namespace freshet

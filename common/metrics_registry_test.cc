@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <memory>
 #include <random>
 #include <regex>
 #include <sstream>
@@ -207,6 +208,23 @@ TEST(MetricsRegistryTest, NumbersFormat) {
   EXPECT_EQ(MetricNumber(0.125), "0.125");
   EXPECT_EQ(MetricNumber(-2.5), "-2.5");
   EXPECT_EQ(MetricNumber(std::nan("")), "0");
+}
+
+// Touching 64 MB of fresh heap shows in both resident sizes; the anonymous
+// part never exceeds the whole.
+TEST(ProcessMemoryTest, ResidentAndAnonymousBytesFollowTouchedMemory) {
+  const int64_t rss0 = ProcessResidentBytes(), anon0 = ProcessAnonResidentBytes();
+  ASSERT_GT(rss0, 0);
+  ASSERT_GT(anon0, 0);
+  EXPECT_LE(anon0, rss0);
+  constexpr size_t kBytes = size_t{64} << 20;
+  std::unique_ptr<char[]> block(new char[kBytes]);
+  for (size_t i = 0; i < kBytes; i += 4096) block[i] = static_cast<char>(i);
+  const int64_t rss1 = ProcessResidentBytes(), anon1 = ProcessAnonResidentBytes();
+  EXPECT_GE(anon1 - anon0, static_cast<int64_t>(kBytes) * 9 / 10);
+  EXPECT_GE(rss1 - rss0, static_cast<int64_t>(kBytes) * 9 / 10);
+  EXPECT_LE(anon1, rss1);
+  EXPECT_NE(block[4096], 1);  // keeps the writes
 }
 
 TEST(MetricsRegistryDeathTest, DuplicateOrBadNamesAreProgrammerErrors) {

@@ -833,6 +833,7 @@ void HttpServer::Impl::Model(httplib::Response& res) const {
               {"incremental", model->incremental},
               {"served_bytes", model->data().served_bytes()},
               {"rss_bytes", ProcessResidentBytes()},
+              {"rss_anon_bytes", ProcessAnonResidentBytes()},
               {"loads", stats.loads},
               {"load_failures", stats.load_failures},
               {"notified_polls", stats.notified_polls},

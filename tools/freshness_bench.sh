@@ -79,7 +79,8 @@ wrk.headers["Content-Type"] = "application/json"
 LUA
 
 # Poll /model: one line per newly served version (loaded_ms version ingest_ms
-# created_ms apply_ms incremental rss_bytes served_bytes label_ms).
+# created_ms apply_ms incremental rss_bytes served_bytes label_ms
+# rss_anon_bytes).
 field() { echo "$1" | grep -oE "\"$2\":[0-9.a-z]+" | head -1 | cut -d: -f2; }
 (
   set +e +o pipefail
@@ -89,10 +90,10 @@ field() { echo "$1" | grep -oE "\"$2\":[0-9.a-z]+" | head -1 | cut -d: -f2; }
     v=$(field "$m" version)
     if [ -n "$v" ] && [ "$v" != "$last" ]; then
       last=$v
-      printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$(field "$m" loaded_unix_ms)" "$v" \
+      printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$(field "$m" loaded_unix_ms)" "$v" \
         "$(field "$m" ingest_wall_ms)" "$(field "$m" created_unix_ms)" "$(field "$m" load_ms)" \
         "$(field "$m" incremental)" "$(field "$m" rss_bytes)" "$(field "$m" served_bytes)" \
-        "$(field "$m" label_wall_ms)" >>"$work/loads.tsv"
+        "$(field "$m" label_wall_ms)" "$(field "$m" rss_anon_bytes)" >>"$work/loads.tsv"
     fi
     sleep 0.02
   done
@@ -189,6 +190,9 @@ apply99=$(awk -F'\t' '$6=="true"{print $5}' "$work/loads.tsv" | sort -g |
 # serving one and reads the file whole: its peak is reported apart.
 rss_max=$(awk -F'\t' '$6=="true" && $7>m{m=$7} END{print m+0}' "$work/loads.tsv")
 served_at_max=$(awk -F'\t' '$6=="true" && $7>m{m=$7;s=$8} END{print s+0}' "$work/loads.tsv")
+# The anonymous part of it (heap and mapped data, not the binary's and the
+# shared libraries' pages, about 12 MB here whatever the model size).
+rss_anon_max=$(awk -F'\t' '$6=="true" && $10>m{m=$10} END{print m+0}' "$work/loads.tsv")
 rss_full=$(awk -F'\t' '$6!="true" && $7>m{m=$7} END{print m+0}' "$work/loads.tsv")
 rss_end=$(field "$final_model" rss_bytes); rss_end=${rss_end:-0}
 served_end=$(field "$final_model" served_bytes); served_end=${served_end:-0}
@@ -198,9 +202,9 @@ echo "label-known-to-servable latency (between deltas): p50 ${label50} ms, p99 $
 echo "serving /score (10 examples/request, 2 connections): ${rps} req/s, latency p50 ${lat50}, p99 ${lat99}, non-2xx ${non2xx}"
 echo "export directory (retained files): ${export_bytes} bytes, ${deltas} deltas kept, ${delta_avg} bytes per delta"
 echo "exporter deltas: p50 ${export50} ms, p99 ${export99} ms, ${delta_rows} rows on average ($interval s interval)"
-echo "serving: incremental apply p99 ${apply99} ms; resident ${rss_max} bytes at most while applying deltas (serving ${served_at_max} bytes of keys + weights then), ${rss_full} after a full load, ${rss_end} at the end (${served_end} served); /score p99 ${score99} ms during training, ${score99_idle} ms idle"
-printf '{"bench":"freshness","commit":"%s","table_rows":%s,"storage":"%s","interval_s":%s,"train_s":%.1f,"versions_loaded":%d,"freshness_p50_ms":%s,"freshness_p99_ms":%s,"freshness_p99_ms_with_fulls":%s,"label_freshness_p50_ms":%s,"label_freshness_p99_ms":%s,"export_ms_p50":%s,"export_ms_p99":%s,"delta_rows_avg":%s,"serve_apply_ms_p99":%s,"serve_rss_bytes":%s,"served_model_bytes":%s,"serve_rss_bytes_full_load":%s,"serve_rss_bytes_end":%s,"served_model_bytes_end":%s,"score_p99_ms":%s,"score_p99_ms_idle":%s,"serve_rps":%s,"serve_non_2xx":%s,"export_bytes_retained":%s,"delta_bytes_avg":%s}\n' \
+echo "serving: incremental apply p99 ${apply99} ms; resident ${rss_max} bytes at most while applying deltas (${rss_anon_max} of them anonymous; serving ${served_at_max} bytes of keys + weights then), ${rss_full} after a full load, ${rss_end} at the end (${served_end} served); /score p99 ${score99} ms during training, ${score99_idle} ms idle"
+printf '{"bench":"freshness","commit":"%s","table_rows":%s,"storage":"%s","interval_s":%s,"train_s":%.1f,"versions_loaded":%d,"freshness_p50_ms":%s,"freshness_p99_ms":%s,"freshness_p99_ms_with_fulls":%s,"label_freshness_p50_ms":%s,"label_freshness_p99_ms":%s,"export_ms_p50":%s,"export_ms_p99":%s,"delta_rows_avg":%s,"serve_apply_ms_p99":%s,"serve_rss_bytes":%s,"serve_rss_anon_bytes":%s,"served_model_bytes":%s,"serve_rss_bytes_full_load":%s,"serve_rss_bytes_end":%s,"served_model_bytes_end":%s,"score_p99_ms":%s,"score_p99_ms_idle":%s,"serve_rps":%s,"serve_non_2xx":%s,"export_bytes_retained":%s,"delta_bytes_avg":%s}\n' \
   "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" "$table_rows" "$storage" "$interval" \
   "$train_s" "$loads" "$p50" "$p99" "$p99_all" "$label50" "$label99" "${export50:-0}" "${export99:-0}" "${delta_rows:-0}" \
-  "${apply99:-0}" "$rss_max" "$served_at_max" "$rss_full" "$rss_end" "$served_end" "${score99:-0}" \
+  "${apply99:-0}" "$rss_max" "$rss_anon_max" "$served_at_max" "$rss_full" "$rss_end" "$served_end" "${score99:-0}" \
   "${score99_idle:-0}" "$rps" "$non2xx" "$export_bytes" "$delta_avg"
