@@ -391,8 +391,8 @@ Status DecodeStatsRequest(const Message& msg) { return DecodeEmpty(msg, MsgType:
 
 Message EncodeStatsResponse(uint64_t request_id, const ServerStats& s) {
   Writer w(MsgType::kStatsResponse, 56, request_id);
-  for (int64_t v : {s.rows, s.bytes, s.pull_requests, s.push_requests, s.keys_pulled,
-                    s.keys_pushed, s.resident_bytes}) {
+  for (int64_t v : {s.rows, s.bytes, s.pull_requests, s.push_requests, s.keys_pulled, s.keys_pushed,
+                    s.resident_bytes}) {
     w.I64(v);
   }
   return w.Take();
@@ -402,10 +402,9 @@ StatusOr<ServerStats> DecodeStatsResponse(const Message& msg) {
   FRESHET_RETURN_IF_ERROR(CheckEnvelope(msg, MsgType::kStatsResponse));
   Reader r(msg, MsgType::kStatsResponse);
   ServerStats s;
-  r.I64(&s.rows, "rows") && r.I64(&s.bytes, "bytes") &&
-      r.I64(&s.pull_requests, "pull_requests") && r.I64(&s.push_requests, "push_requests") &&
-      r.I64(&s.keys_pulled, "keys_pulled") && r.I64(&s.keys_pushed, "keys_pushed") &&
-      r.I64(&s.resident_bytes, "resident_bytes");
+  r.I64(&s.rows, "rows") && r.I64(&s.bytes, "bytes") && r.I64(&s.pull_requests, "pull_requests") &&
+      r.I64(&s.push_requests, "push_requests") && r.I64(&s.keys_pulled, "keys_pulled") &&
+      r.I64(&s.keys_pushed, "keys_pushed") && r.I64(&s.resident_bytes, "resident_bytes");
   FRESHET_RETURN_IF_ERROR(r.Finish());
   return s;
 }
@@ -566,8 +565,8 @@ StatusOr<ExportResponse> DecodeExportResponse(const Message& msg) {
       break;
     }
     if (t.table > static_cast<uint32_t>(INT32_MAX)) {
-      r.Fail("table", "id " + std::to_string(t.table) + " of table " + std::to_string(i) +
-                          " is not an int");
+      r.Fail("table",
+             "id " + std::to_string(t.table) + " of table " + std::to_string(i) + " is not an int");
       break;
     }
     uint64_t weights = 0;

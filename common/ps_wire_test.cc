@@ -3,7 +3,10 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <functional>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -70,11 +73,9 @@ std::vector<Sample> AllSamples() {
   exp.AddTable(ExportedTable{2, 4, nullptr, nullptr, 0, deleted, 1});
   s.push_back({"EXPORT_RESPONSE", exp.Finish(21)});
   const float dense[3] = {1, 2, 3};
-  s.push_back({"DENSE_UPDATE", EncodeDenseUpdate(DenseUpdate{{8, 1700000001, 1700000002000,
-                                                              1700000003000},
-                                                             dense,
-                                                             3},
-                                                 false)});
+  s.push_back({"DENSE_UPDATE",
+               EncodeDenseUpdate(
+                   DenseUpdate{{8, 1700000001, 1700000002000, 1700000003000}, dense, 3}, false)});
   s.push_back({"EXPORT_FINAL", EncodeDenseUpdate(DenseUpdate{{9, 5, 6, 7}, dense, 3}, true)});
   s.push_back({"EXPORT_FINAL_RESPONSE", EncodeExportFinalResponse(9)});
   s.push_back({"WATERMARK", EncodeWatermark(TrainingClocks{10, 11, 12, 13})});
@@ -131,8 +132,7 @@ TEST(PsWireTest, PushRoundTrip) {
   ASSERT_EQ(req->num_keys, 3u);
   EXPECT_EQ(std::vector<uint64_t>(req->keys, req->keys + 3),
             std::vector<uint64_t>(kKeys, kKeys + 3));
-  EXPECT_EQ(std::vector<float>(req->grads, req->grads + 6),
-            std::vector<float>(kGrads, kGrads + 6));
+  EXPECT_EQ(std::vector<float>(req->grads, req->grads + 6), std::vector<float>(kGrads, kGrads + 6));
   const Message ack = Wire(EncodePushResponse(44));
   EXPECT_EQ(ack.meta.request_id, 44u);
   EXPECT_TRUE(DecodePushResponse(ack).ok());
@@ -230,8 +230,7 @@ TEST(PsWireTest, SmallMessagesRoundTrip) {
     auto u = DecodeDenseUpdate(find(name), &final);
     ASSERT_TRUE(u.ok()) << name << ": " << u.status();
     EXPECT_EQ(final, std::string(name) == "EXPORT_FINAL");
-    EXPECT_EQ(std::vector<float>(u->dense, u->dense + u->num_dense),
-              (std::vector<float>{1, 2, 3}));
+    EXPECT_EQ(std::vector<float>(u->dense, u->dense + u->num_dense), (std::vector<float>{1, 2, 3}));
     EXPECT_EQ(u->clocks.step, final ? 9 : 8);
     EXPECT_EQ(u->clocks.watermark, final ? 5 : 1700000001);
     EXPECT_EQ(u->clocks.wall_ms, final ? 6 : 1700000002000);
@@ -344,8 +343,8 @@ TEST(PsWireTest, WrongTypeIsRefused) {
 TEST(PsWireTest, ErrorResponsesCarryThePeersStatus) {
   for (const Sample& s : AllSamples()) {
     if (!IsResponseType(s.msg.meta.type)) continue;
-    const Message err = Wire(EncodeErrorResponse(s.msg.meta.type, 5,
-                                                 Status(StatusCode::kNotFound, "server 1: gone")));
+    const Message err = Wire(
+        EncodeErrorResponse(s.msg.meta.type, 5, Status(StatusCode::kNotFound, "server 1: gone")));
     EXPECT_EQ(err.meta.request_id, 5u);
     EXPECT_TRUE(err.body.empty());
     Status st = ValidateMessage(err);
@@ -376,10 +375,47 @@ TEST(PsWireTest, EveryRequestHasItsResponseType) {
     EXPECT_FALSE(IsResponseType(p.req));
   }
   MsgType ignored;
-  for (MsgType t : {MsgType::kClock, MsgType::kShutdown, MsgType::kDenseUpdate,
-                    MsgType::kWatermark, MsgType::kPullResponse}) {
+  for (MsgType t : {MsgType::kClock, MsgType::kShutdown, MsgType::kDenseUpdate, MsgType::kWatermark,
+                    MsgType::kPullResponse}) {
     EXPECT_FALSE(ResponseTypeOf(t, &ignored)) << MsgTypeName(t);
   }
+}
+
+// The fuzz seeds are encoded from the layouts documented in ps_wire.h by
+// tests/fuzz/make_corpus.py, independently of this code: each must decode,
+// and re-encode to the same bytes.
+TEST(PsWireTest, IndependentlyEncodedSeedsDecode) {
+  const std::filesystem::path dir =
+      std::filesystem::path(FRESHET_SOURCE_DIR) / "tests/fuzz/corpus/ps_wire_fuzz";
+  int checked = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    const std::string name = entry.path().filename().string();
+    std::ifstream in(entry.path(), std::ios::binary);
+    const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    ASSERT_GE(bytes.size(), 2u) << name;
+    Message m;
+    m.meta.type = static_cast<MsgType>(static_cast<uint8_t>(bytes[0]) % 20);
+    m.meta.version = kPsWireVersion;
+    m.body.assign(bytes.begin() + 2, bytes.end());
+    if (bytes[1] != 0) continue;  // seeds of a bad header
+    Status st = ValidateMessage(m);
+    EXPECT_TRUE(st.ok()) << name << ": " << st;
+    ++checked;
+  }
+  EXPECT_GE(checked, 18);
+  // Two seeds, re-encoded here, byte for byte.
+  std::ifstream in(dir / "pull", std::ios::binary);
+  const std::string pull((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const uint64_t keys[3] = {1, 2, 0xFFFFFFFFFFFFFFFFull};
+  PullRequest req;
+  req.table = 1;
+  req.dim = 4;
+  req.step = 5;
+  req.staleness = 2;
+  req.keys = keys;
+  req.num_keys = 3;
+  const Message mine = EncodePullRequest(req);
+  EXPECT_EQ(std::string(mine.body.begin(), mine.body.end()), pull.substr(2));
 }
 
 // ---- Bad counts, lengths and fields ------------------------------------------

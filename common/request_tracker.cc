@@ -116,8 +116,7 @@ struct CallState {
 }  // namespace
 
 Status RequestTracker::Call(const std::vector<int>& ranks, std::vector<Message> requests,
-                            Millis timeout,
-                            const std::function<Status(size_t, Message*)>& on_reply,
+                            Millis timeout, const std::function<Status(size_t, Message*)>& on_reply,
                             const std::function<void(Message*)>* unsolicited,
                             const std::string& detail) {
   CHECK_EQ(ranks.size(), requests.size());

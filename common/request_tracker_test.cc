@@ -10,8 +10,9 @@
 namespace freshet {
 namespace {
 
-std::string Name(int rank) { return "peer " + std::to_string(rank) + " (rank " +
-                                    std::to_string(rank) + ")"; }
+std::string Name(int rank) {
+  return "peer " + std::to_string(rank) + " (rank " + std::to_string(rank) + ")";
+}
 
 // Receives one message on `t` (the test's stand-in for a server).
 Message Take(Transport* t) {
@@ -26,13 +27,13 @@ TEST(RequestTrackerTest, DeliversTheMatchingReplyOnce) {
   int calls = 0;
   Status got;
   int64_t rows = -1;
-  const uint64_t id = tracker.Send(1, EncodeStatsRequest(), Millis(5000),
-                                   [&](Message* reply, const Status& st) {
-                                     ++calls;
-                                     got = st;
-                                     auto s = DecodeStatsResponse(*reply);
-                                     rows = s.ok() ? s->rows : -2;
-                                   });
+  const uint64_t id =
+      tracker.Send(1, EncodeStatsRequest(), Millis(5000), [&](Message* reply, const Status& st) {
+        ++calls;
+        got = st;
+        auto s = DecodeStatsResponse(*reply);
+        rows = s.ok() ? s->rows : -2;
+      });
   EXPECT_EQ(tracker.outstanding(), 1u);
   Message req = Take(hub.endpoint(1));
   EXPECT_EQ(req.meta.request_id, id);
@@ -73,8 +74,7 @@ TEST(RequestTrackerTest, OverdueRequestsFailNamingTheRank) {
   std::this_thread::sleep_for(Millis(40));
   tracker.ExpireOverdue();
   EXPECT_EQ(got.code(), StatusCode::kDeadlineExceeded);
-  EXPECT_EQ(got.message(),
-            "STATS request to peer 2 (rank 2) got no response within 20 ms: hung?");
+  EXPECT_EQ(got.message(), "STATS request to peer 2 (rank 2) got no response within 20 ms: hung?");
   // A late answer is nobody's.
   Message late = EncodeStatsResponse(id, ServerStats{});
   late.peer = 2;
@@ -122,23 +122,21 @@ TEST(RequestTrackerTest, CallFansOutAndGathersWithAReceiveThread) {
     Message a = Take(hub.endpoint(1));
     Message b = Take(hub.endpoint(2));
     // Rank 2 answers first.
-    ASSERT_TRUE(hub.endpoint(2)
-                    ->Send(0, EncodeSaveResponse(b.meta.request_id, SaveResponse{200, 0}))
-                    .ok());
-    ASSERT_TRUE(hub.endpoint(1)
-                    ->Send(0, EncodeSaveResponse(a.meta.request_id, SaveResponse{100, 0}))
-                    .ok());
+    ASSERT_TRUE(
+        hub.endpoint(2)->Send(0, EncodeSaveResponse(b.meta.request_id, SaveResponse{200, 0})).ok());
+    ASSERT_TRUE(
+        hub.endpoint(1)->Send(0, EncodeSaveResponse(a.meta.request_id, SaveResponse{100, 0})).ok());
   });
   std::vector<int64_t> bytes(2, 0);
   std::vector<size_t> order;
-  Status st = tracker.Call(
-      {1, 2}, {EncodeSaveRequest({"d", false}), EncodeSaveRequest({"d", false})}, Millis(5000),
-      [&](size_t i, Message* reply) {
-        FRESHET_ASSIGN_OR_RETURN(const SaveResponse r, DecodeSaveResponse(*reply));
-        bytes[i] = r.bytes_copied;
-        order.push_back(i);
-        return Status::OK();
-      });
+  Status st =
+      tracker.Call({1, 2}, {EncodeSaveRequest({"d", false}), EncodeSaveRequest({"d", false})},
+                   Millis(5000), [&](size_t i, Message* reply) {
+                     FRESHET_ASSIGN_OR_RETURN(const SaveResponse r, DecodeSaveResponse(*reply));
+                     bytes[i] = r.bytes_copied;
+                     order.push_back(i);
+                     return Status::OK();
+                   });
   servers.join();
   stop = true;
   receiver.join();
@@ -158,9 +156,7 @@ TEST(RequestTrackerTest, CallReceivesHereAndNamesTheSilentRank) {
   ASSERT_TRUE(hub.endpoint(1)->Send(0, EncodeWatermark(TrainingClocks{1, 2, 3, 4})).ok());
   std::thread server([&] {
     Message a = Take(hub.endpoint(1));
-    ASSERT_TRUE(hub.endpoint(1)
-                    ->Send(0, EncodeExportFinalResponse(a.meta.request_id))
-                    .ok());
+    ASSERT_TRUE(hub.endpoint(1)->Send(0, EncodeExportFinalResponse(a.meta.request_id)).ok());
     Take(hub.endpoint(2));  // rank 2 never answers
   });
   int others = 0;

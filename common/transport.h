@@ -2,7 +2,7 @@
 //
 // Every rank owns one Transport endpoint. Messages are a small metadata header
 // (MessageMeta, encoded as the protobuf WireHeader only at the wire) plus a raw
-// body of contiguous keys/values. Framing, byte counters and fault hooks live
+// body; bodies are built and parsed only by common/ps_wire.h. Framing, byte counters and fault hooks live
 // once in this base class (ps-lite's Van shape): the public, non-virtual
 // Send()/Recv() wrap the protected virtual SendFrame()/RecvFrame().
 //

@@ -11,11 +11,11 @@
 #include <vector>
 
 #include "common/config.h"
+#include "common/ps_wire.h"
 #include "exporter/export_dir.h"
 #include "exporter/exporter_node.h"
 #include "exporter/model_loader.h"
 #include "exporter/snapshot_format.h"
-#include "common/ps_wire.h"
 #include "server/parameter_shard.h"
 #include "server/server_node.h"
 

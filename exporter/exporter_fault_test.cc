@@ -16,8 +16,8 @@
 #include <vector>
 
 #include "common/config.h"
-#include "common/ps_wire.h"
 #include "common/file_io.h"
+#include "common/ps_wire.h"
 #include "common/transport.h"
 #include "exporter/exporter_node.h"
 #include "exporter/model_loader.h"

@@ -7,7 +7,6 @@
 #include <cstring>
 #include <map>
 
-
 namespace freshet {
 
 using SteadyClock = std::chrono::steady_clock;
@@ -286,10 +285,11 @@ Status ExporterNode::Run() {
       }
       const uint64_t id = final_request.meta.request_id;
       Message resp =
-          st.ok() ? EncodeExportFinalResponse(id)
-                  : EncodeErrorResponse(MsgType::kExportFinalResponse, id,
-                                        Status(st.code(), layout_.Describe(transport_->rank()) +
-                                                              ": " + st.message()));
+          st.ok()
+              ? EncodeExportFinalResponse(id)
+              : EncodeErrorResponse(
+                    MsgType::kExportFinalResponse, id,
+                    Status(st.code(), layout_.Describe(transport_->rank()) + ": " + st.message()));
       FRESHET_RETURN_IF_ERROR(transport_->Send(final_request.peer, std::move(resp)));
       LOG(INFO) << "exporter done: " << stats_.fulls << " full and " << stats_.deltas
                 << " delta snapshots, " << stats_.bytes_written << " bytes";

@@ -325,7 +325,8 @@ TEST(ExportLogTest, NormalCadenceNeverScansAndOldCursorIsCounted) {
   for (uint64_t i = 0; i < keys.size(); ++i) keys[i] = i * 7919;
   PushKeys(shard.get(), keys);
   uint32_t cursor = 0, previous = 0, now = 0;
-  cursor = shard->ExportChanged(0, [](const ExportedTable&) {});  // the first (full) export starts the logs
+  cursor = shard->ExportChanged(
+      0, [](const ExportedTable&) {});  // the first (full) export starts the logs
   for (int e = 0; e < 30; ++e) {
     std::vector<uint64_t> some(200);
     for (auto& k : some) k = keys[rng() % keys.size()];
@@ -394,7 +395,8 @@ TEST(ExportLogTest, LogMemoryIsCountedAndStartsWithTheFirstExport) {
   PushKeys(shard.get(), keys);
   EXPECT_EQ(shard->TotalTableStats().bytes, before);  // no exporter: no log
   uint32_t now = 0;
-  now = shard->ExportChanged(0, [](const ExportedTable&) {});  // starts the logs, empty (floor = now)
+  now =
+      shard->ExportChanged(0, [](const ExportedTable&) {});  // starts the logs, empty (floor = now)
   const int64_t started = shard->TotalTableStats().bytes;
   PushKeys(shard.get(), keys);
   EXPECT_GE(shard->TotalTableStats().bytes,

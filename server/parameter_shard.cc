@@ -55,11 +55,10 @@ Status ParameterShard::HandlePush(int table, uint32_t dim, const uint64_t* keys,
                                   const float* grads, int64_t event_time_s) {
   FRESHET_RETURN_IF_ERROR(CheckRequest(table, dim));
   push_requests_.fetch_add(1, std::memory_order_relaxed);
-  const uint32_t event_s =
-      event_time_s <= 0
-          ? 0u
-          : static_cast<uint32_t>(
-                std::min<int64_t>(event_time_s, std::numeric_limits<uint32_t>::max()));
+  const uint32_t event_s = event_time_s <= 0
+                               ? 0u
+                               : static_cast<uint32_t>(std::min<int64_t>(
+                                     event_time_s, std::numeric_limits<uint32_t>::max()));
   const uint32_t version = BeginVersion(/*advance=*/true);
   tables_[table]->Push(keys, n, grads, version, event_s);
   EndVersion(version);

@@ -118,9 +118,9 @@ void ServerNode::Reply(const Message& req, Message reply) {
 }
 
 void ServerNode::ReplyError(const Message& req, MsgType type, const Status& st) {
-  Reply(req, EncodeErrorResponse(type, req.meta.request_id,
-                                 Status(st.code(), layout_.Describe(transport_->rank()) + ": " +
-                                                       st.message())));
+  Reply(req, EncodeErrorResponse(
+                 type, req.meta.request_id,
+                 Status(st.code(), layout_.Describe(transport_->rank()) + ": " + st.message())));
 }
 
 void ServerNode::HandlePull(Message msg, const PullRequest& req) {
@@ -194,18 +194,17 @@ void ServerNode::ReleaseDeferredLocked(bool check_deadlines) {
   for (auto& d : deferred_) {
     if (min_clock >= d.required_clock) {
       if (metrics_.staleness_wait != nullptr) metrics_.staleness_wait->RecordSince(d.since);
-      pool_.Schedule([this, m = std::move(d.msg), req = d.req]() mutable {
-        HandlePull(std::move(m), req);
-      });
+      pool_.Schedule(
+          [this, m = std::move(d.msg), req = d.req]() mutable { HandlePull(std::move(m), req); });
     } else if (check_deadlines && now >= d.deadline) {
       if (metrics_.staleness_timeouts != nullptr) metrics_.staleness_timeouts->Add();
       const std::string who =
           slowest >= 0 ? layout_.Describe(layout_.WorkerRank(slowest)) : std::string("none");
       ReplyError(d.msg, MsgType::kPullResponse,
                  DeadlineExceeded("pull at step " + std::to_string(d.req.step) + " waited " +
-                             std::to_string(request_timeout_.count()) +
-                             " ms for the staleness bound; slowest is " + who + " at step " +
-                             std::to_string(min_clock)));
+                                  std::to_string(request_timeout_.count()) +
+                                  " ms for the staleness bound; slowest is " + who + " at step " +
+                                  std::to_string(min_clock)));
     } else {
       keep.push_back(std::move(d));
     }
@@ -248,9 +247,8 @@ Status ServerNode::Run() {
             break;
           }
         }
-        pool_.Schedule([this, m = std::move(msg), req = *req]() mutable {
-          HandlePull(std::move(m), req);
-        });
+        pool_.Schedule(
+            [this, m = std::move(msg), req = *req]() mutable { HandlePull(std::move(m), req); });
         break;
       }
       case MsgType::kPushRequest:
@@ -318,8 +316,7 @@ Status ServerNode::Run() {
       case MsgType::kShutdown: {
         StatusOr<ShutdownMessage> sd = DecodeShutdown(msg);
         if (!sd.ok()) {
-          LOG(WARNING) << "bad SHUTDOWN from " << layout_.Describe(msg.peer) << ": "
-                       << sd.status();
+          LOG(WARNING) << "bad SHUTDOWN from " << layout_.Describe(msg.peer) << ": " << sd.status();
           break;
         }
         const int w = sd->worker;
@@ -403,8 +400,8 @@ void ServerNode::HandleSaveStatus(const Message& msg, const SaveStatusRequest& r
   {
     MutexLock l(&save_mu_);
     if (save_.dir.empty() || save_.dir != req.dir) {
-      st = FailedPrecondition("no SAVE to '" + req.dir + "' was started here (last: '" +
-                              save_.dir + "')");
+      st = FailedPrecondition("no SAVE to '" + req.dir + "' was started here (last: '" + save_.dir +
+                              "')");
     } else if (save_.done) {
       st = save_.status;
       resp.written = true;

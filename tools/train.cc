@@ -495,8 +495,8 @@ int RunMpi(int argc, char** argv, const proto::JobConfig& job) {
         const auto now = std::chrono::steady_clock::now();
         if (now - *last < every) return;
         *last = now;
-        Status st =
-            t->Send(exporter, EncodeWatermark(TrainingClocks{step, watermark, wall_ms, label_wall_ms}));
+        Status st = t->Send(
+            exporter, EncodeWatermark(TrainingClocks{step, watermark, wall_ms, label_wall_ms}));
         if (!st.ok()) LOG(WARNING) << "watermark to the exporter: " << st;
       };
     }
@@ -546,9 +546,7 @@ int RunMpi(int argc, char** argv, const proto::JobConfig& job) {
       const Millis final_timeout =
           timeout + Millis(static_cast<int64_t>(job.export_().full_timeout_s() * 1000));
       opt.after_training = [c, exporter, feed, dense_message, final_timeout](const Model& model) {
-        return c
-            ->CallRanks({exporter}, dense_message(/*final=*/true, model, *feed),
-                        final_timeout)
+        return c->CallRanks({exporter}, dense_message(/*final=*/true, model, *feed), final_timeout)
             .status();
       };
     }

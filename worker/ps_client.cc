@@ -196,10 +196,10 @@ void PsClient::FinishPull(Op* op, const std::vector<uint32_t>& rows, int server,
     if (!resp.ok()) {
       st = resp.status();
     } else if (resp->num_keys != rows.size() || resp->dim != static_cast<uint32_t>(op->dim)) {
-      st = DataLoss("PULL response from " + layout_.Describe(layout_.ServerRank(server)) +
-                    " has " + std::to_string(resp->num_keys) + " rows of dim " +
-                    std::to_string(resp->dim) + ", expected " + std::to_string(rows.size()) +
-                    " of dim " + std::to_string(op->dim));
+      st = DataLoss("PULL response from " + layout_.Describe(layout_.ServerRank(server)) + " has " +
+                    std::to_string(resp->num_keys) + " rows of dim " + std::to_string(resp->dim) +
+                    ", expected " + std::to_string(rows.size()) + " of dim " +
+                    std::to_string(op->dim));
     } else {
       const size_t dim = static_cast<size_t>(op->dim);
       const size_t row_bytes = dim * sizeof(float);
@@ -355,24 +355,24 @@ StatusOr<std::vector<Message>> PsClient::CallRanks(const std::vector<int>& ranks
   }
   std::vector<Message> requests(ranks.size(), request);
   std::vector<Message> out(ranks.size());
-  FRESHET_RETURN_IF_ERROR(tracker_.Call(
-      ranks, std::move(requests), timeout.count() > 0 ? timeout : options_.request_timeout,
-      [&](size_t i, Message* reply) {
-        FRESHET_RETURN_IF_ERROR(CheckEnvelope(*reply, want));
-        out[i] = std::move(*reply);
-        return Status::OK();
-      }));
+  FRESHET_RETURN_IF_ERROR(tracker_.Call(ranks, std::move(requests),
+                                        timeout.count() > 0 ? timeout : options_.request_timeout,
+                                        [&](size_t i, Message* reply) {
+                                          FRESHET_RETURN_IF_ERROR(CheckEnvelope(*reply, want));
+                                          out[i] = std::move(*reply);
+                                          return Status::OK();
+                                        }));
   return out;
 }
 
 StatusOr<std::vector<ServerStats>> PsClient::ServerStatsAll() {
   std::vector<ServerStats> out(layout_.num_servers());
-  FRESHET_RETURN_IF_ERROR(CallAllServers(
-      std::vector<Message>(layout_.num_servers(), EncodeStatsRequest()),
-      [&](size_t i, Message* reply) {
-        FRESHET_ASSIGN_OR_RETURN(out[i], DecodeStatsResponse(*reply));
-        return Status::OK();
-      }));
+  FRESHET_RETURN_IF_ERROR(
+      CallAllServers(std::vector<Message>(layout_.num_servers(), EncodeStatsRequest()),
+                     [&](size_t i, Message* reply) {
+                       FRESHET_ASSIGN_OR_RETURN(out[i], DecodeStatsResponse(*reply));
+                       return Status::OK();
+                     }));
   return out;
 }
 

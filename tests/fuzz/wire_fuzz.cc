@@ -99,7 +99,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         for (size_t i = 0; i < t.n; ++i) {
           sink = sink + static_cast<float>(t.keys[i] & 1) + t.weights[i * t.dim + t.dim - 1];
         }
-        for (size_t i = 0; i < t.num_deleted; ++i) sink = sink + static_cast<float>(t.deleted[i] & 1);
+        for (size_t i = 0; i < t.num_deleted; ++i)
+          sink = sink + static_cast<float>(t.deleted[i] & 1);
         n += t.n + t.num_deleted;
       }
       FUZZ_CHECK(n * sizeof(uint64_t) <= as_export.body.size());
