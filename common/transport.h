@@ -2,9 +2,10 @@
 //
 // Every rank owns one Transport endpoint. Messages are a small metadata header
 // (MessageMeta, encoded as the protobuf WireHeader only at the wire) plus a raw
-// body; bodies are built and parsed only by common/ps_wire.h. Framing, byte counters and fault hooks live
-// once in this base class (ps-lite's Van shape): the public, non-virtual
-// Send()/Recv() wrap the protected virtual SendFrame()/RecvFrame().
+// body; bodies are built and parsed only by common/ps_wire.h. Framing, byte
+// counters and fault hooks live once in this base class (ps-lite's Van
+// shape): the public, non-virtual Send()/Recv() wrap the protected virtual
+// SendFrame()/RecvFrame().
 //
 // Frame layout (what the implementations move):
 //   [body bytes][WireHeader bytes][uint32 header length, little-endian]
