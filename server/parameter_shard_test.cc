@@ -67,7 +67,8 @@ TEST(ParameterShardTest, BadRequestsAreInvalidArgument) {
 // claiming a huge dim made the server allocate num_keys * dim floats before
 // checking the dim against the table (16 GiB for one key and dim 2^32 - 1).
 // The server now asks CheckRequest before it sizes the reply
-// (ServerNode::HandlePull; server_node_test.cc sends such a request).
+// (ServerNode::HandlePull; ClientTest.ServerAnswersBadRequestsWithTheError
+// sends such a request to a server).
 TEST(ParameterShardTest, CheckRequestNamesTheProblem) {
   auto shard = std::move(ParameterShard::Create(Tables(), 4)).value();
   EXPECT_TRUE(shard->CheckRequest(0, 4).ok());
