@@ -2,9 +2,10 @@
 //
 // Every rank owns one Transport endpoint. Messages are a small metadata header
 // (MessageMeta, encoded as the protobuf WireHeader only at the wire) plus a raw
-// body of contiguous keys/values. Framing, byte counters and fault hooks live
-// once in this base class (ps-lite's Van shape): the public, non-virtual
-// Send()/Recv() wrap the protected virtual SendFrame()/RecvFrame().
+// body; bodies are built and parsed only by common/ps_wire.h. Framing, byte
+// counters and fault hooks live once in this base class (ps-lite's Van
+// shape): the public, non-virtual Send()/Recv() wrap the protected virtual
+// SendFrame()/RecvFrame().
 //
 // Frame layout (what the implementations move):
 //   [body bytes][WireHeader bytes][uint32 header length, little-endian]
@@ -37,67 +38,49 @@ namespace freshet {
 
 using Millis = std::chrono::milliseconds;
 
+// Message types of the parameter-server protocol. Each body's layout, its
+// typed struct, encoder and decoder are in common/ps_wire.h (the only place
+// that builds or parses a body).
 enum class MsgType : uint32_t {
-  kPullRequest = 1,   // keys -> values
-  kPullResponse = 2,  // body: num_keys * dim floats, in request key order
-  kPushRequest = 3,   // body: keys then num_keys * dim gradient floats
-  kPushResponse = 4,  // empty body (ack)
-  kClock = 5,         // a worker finished step `clock`; `count` pushes sent
+  kPullRequest = 1,  // worker -> server: rows of some keys
+  kPullResponse = 2,
+  kPushRequest = 3,  // worker -> server: gradients of some rows
+  kPushResponse = 4,
+  kClock = 5,  // worker -> server: a step ended (bounded staleness)
   kStatsRequest = 6,
-  kStatsResponse = 7,    // body: ServerStats as raw int64s
-  kShutdown = 8,         // a worker is done; servers exit when all are
-  kSave = 9,             // copy every row, then write them to directory `text` in the
-                         // background (table_io.h); count 1: incremental
-  kSaveResponse = 10,    // after the copy: count = bytes copied, clock = copy time (us)
-  kExportRequest = 11,   // exporter -> server: rows pushed after version `clock`
-  kExportResponse = 12,  // body: ExportRows (server/parameter_shard.h); count = version
-  kDenseUpdate = 13,     // worker 0 -> exporter: dense params, watermark, wall_ms, label_wall_ms
-  kExportFinal = 14,     // worker 0 -> exporter: training ended; export and answer
+  kStatsResponse = 7,
+  kShutdown = 8,  // a worker is done; servers exit when all are
+  kSave = 9,      // copy every row, then write them (server/table_io.h) in the background
+  kSaveResponse = 10,
+  kExportRequest = 11,  // exporter -> server: rows pushed after a version
+  kExportResponse = 12,
+  kDenseUpdate = 13,  // worker 0 -> exporter: dense params and training clocks
+  kExportFinal = 14,  // worker 0 -> exporter: training ended; export and answer
   kExportFinalResponse = 15,
-  kWatermark = 16,           // any worker -> exporter: watermark, wall_ms, label_wall_ms (no body)
-  kSaveStatus = 17,          // has the SAVE to directory `text` been written?
-  kSaveStatusResponse = 18,  // count 1: written (clock = write time, us); 0: still
-                             // writing; an error status: the write failed
+  kWatermark = 16,   // any worker -> exporter: training clocks
+  kSaveStatus = 17,  // has the SAVE been written?
+  kSaveStatusResponse = 18,
 };
 const char* MsgTypeName(MsgType t);
 
-// Plain C++ header of a message; converted to proto::WireHeader at the wire.
+// Plain C++ header of a message, the same for every type; converted to
+// proto::WireHeader at the wire. Everything type-specific is in the body
+// (common/ps_wire.h).
 struct MessageMeta {
   MsgType type = MsgType::kPullRequest;
-  uint64_t request_id = 0;
-  int32_t table = 0;
-  uint32_t num_keys = 0;
-  uint32_t dim = 0;
-  int32_t worker = -1;
-  int64_t clock = 0;
-  int64_t count = 0;
+  // The body layout version (common/ps_wire.h kPsWireVersion): set by the
+  // codec's encoders, checked by its decoders. 0: not set.
+  uint32_t version = 0;
+  uint64_t request_id = 0;  // a response echoes its request's
+  // Responses: the peer's error (status_code != kOk: error text, no body).
   StatusCode status_code = StatusCode::kOk;
   std::string error;
-  std::string text;
-  int64_t watermark = 0;
-  // Freshness clocks (unix ms; Trainer::Options::after_step): newest read
-  // time and newest label-known time of the examples trained.
-  int64_t wall_ms = 0;
-  int64_t label_wall_ms = 0;
 };
 
 struct Message {
   int peer = -1;  // Recv(): the sender's rank. Ignored by Send().
   MessageMeta meta;
   std::vector<char> body;
-};
-
-// A server's counters; the body of kStatsResponse (kNumFields raw int64s in
-// this order).
-struct ServerStats {
-  int64_t rows = 0;
-  int64_t bytes = 0;
-  int64_t pull_requests = 0;
-  int64_t push_requests = 0;
-  int64_t keys_pulled = 0;
-  int64_t keys_pushed = 0;
-  int64_t resident_bytes = 0;  // the server process's resident set (0: unknown)
-  static constexpr int kNumFields = 7;
 };
 
 struct TransportStats {

@@ -1,5 +1,5 @@
 // Evicted rows reach the serving tier: a server shard with a capacity bound
-// evicts rows, the exporter turns its ExportRows into a delta with
+// evicts rows, the exporter turns its EXPORT_RESPONSE into a delta with
 // deletions, and the serving loader drops those keys (serving then scores
 // them with the initializer's value, as for any missing key).
 #include <gtest/gtest.h>
@@ -11,14 +11,27 @@
 #include <vector>
 
 #include "common/config.h"
+#include "common/ps_wire.h"
 #include "exporter/export_dir.h"
 #include "exporter/exporter_node.h"
 #include "exporter/model_loader.h"
 #include "exporter/snapshot_format.h"
 #include "server/parameter_shard.h"
+#include "server/server_node.h"
 
 namespace freshet {
 namespace {
+
+// The server's EXPORT answer since `since`, decoded as the exporter does and
+// added to `snap`; returns the new cursor.
+uint32_t AddShardExport(ParameterShard* shard, uint32_t since, Snapshot* snap) {
+  const Message reply = ExportReply(shard, 1, ExportRequest{since});
+  StatusOr<ExportResponse> rows = DecodeExportResponse(reply);
+  EXPECT_TRUE(rows.ok()) << rows.status();
+  if (!rows.ok()) return since;
+  AddExportRows(*rows, snap);
+  return rows->version;
+}
 
 Snapshot EmptySnapshot(const proto::JobConfig& job, Snapshot::Kind kind, uint64_t version) {
   Snapshot snap;
@@ -52,7 +65,7 @@ TEST(ExportDeletionTest, EvictedKeysDisappearFromTheServedModel) {
   ASSERT_TRUE(writer.ok()) << writer.status();
   uint32_t since = 0;
   Snapshot full = EmptySnapshot(job, Snapshot::Kind::kFull, 1);
-  ASSERT_TRUE(AddExportRows(shard->ExportChanged(0, &since), &full).ok());
+  since = AddShardExport(shard.get(), 0, &full);
   ASSERT_TRUE((*writer)->Publish(full).ok());
   auto loaded = LoadLatestExport(dir);
   ASSERT_TRUE(loaded.ok()) << loaded.status();
@@ -62,7 +75,7 @@ TEST(ExportDeletionTest, EvictedKeysDisappearFromTheServedModel) {
   for (uint64_t k = 5; k <= 6; ++k) ASSERT_TRUE(shard->HandlePush(0, 2, &k, 1, g, 1001).ok());
   ASSERT_EQ(shard->table(0)->size(), 4);
   Snapshot delta = EmptySnapshot(job, Snapshot::Kind::kDelta, 2);
-  ASSERT_TRUE(AddExportRows(shard->ExportChanged(since, &since), &delta).ok());
+  since = AddShardExport(shard.get(), since, &delta);
   ASSERT_EQ(delta.tables[0].deleted.size(), 2u);
   ASSERT_TRUE((*writer)->Publish(delta).ok());
 
@@ -82,8 +95,7 @@ TEST(ExportDeletionTest, EvictedKeysDisappearFromTheServedModel) {
   // when the server still has unacknowledged ones.
   for (uint64_t k = 7; k <= 8; ++k) ASSERT_TRUE(shard->HandlePush(0, 2, &k, 1, g, 1002).ok());
   Snapshot full2 = EmptySnapshot(job, Snapshot::Kind::kFull, 3);
-  uint32_t ignored = 0;
-  ASSERT_TRUE(AddExportRows(shard->ExportChanged(0, &ignored), &full2).ok());
+  AddShardExport(shard.get(), 0, &full2);
   EXPECT_TRUE(full2.tables[0].deleted.empty());
   EXPECT_TRUE((*writer)->Publish(full2).ok());
   std::filesystem::remove_all(dir);

@@ -17,6 +17,7 @@
 
 #include "common/config.h"
 #include "common/file_io.h"
+#include "common/ps_wire.h"
 #include "common/transport.h"
 #include "exporter/exporter_node.h"
 #include "exporter/model_loader.h"
@@ -87,13 +88,10 @@ TEST_F(ExporterFaultTest, DiskFullSkipsVersionsAndServingKeepsTheLastGoodOne) {
     for (uint64_t k = first; k <= last; ++k) ASSERT_TRUE(shard->HandlePush(0, 2, &k, 1, g).ok());
   };
   auto send_dense = [&](MsgType type) {
-    Message m;
-    m.meta.type = type;
-    m.meta.request_id = 1;
-    m.meta.watermark = 1000;
-    m.meta.wall_ms = 1;
     const float dense[3] = {0.5f, 1.5f, 2.5f};
-    m.body.assign(reinterpret_cast<const char*>(dense), reinterpret_cast<const char*>(dense) + 12);
+    Message m = EncodeDenseUpdate(DenseUpdate{TrainingClocks{0, 1000, 1, 0}, dense, 3},
+                                  type == MsgType::kExportFinal);
+    m.meta.request_id = 1;
     ASSERT_TRUE(me->Send(exporter, std::move(m)).ok());
   };
   // Loads what serving would; returns the version (0: nothing yet).
@@ -167,8 +165,8 @@ TEST_F(ExporterFaultTest, DiskFullSkipsVersionsAndServingKeepsTheLastGoodOne) {
   send_dense(MsgType::kExportFinal);
   StatusOr<Message> resp = me->Recv(milliseconds(10000));
   ASSERT_TRUE(resp.ok()) << resp.status();
-  EXPECT_EQ(resp->meta.type, MsgType::kExportFinalResponse);
-  EXPECT_EQ(resp->meta.status_code, StatusCode::kOk) << resp->meta.error;
+  Status final_status = DecodeExportFinalResponse(*resp);
+  EXPECT_TRUE(final_status.ok()) << final_status;
   exporter_thread.join();
   EXPECT_TRUE(exporter_status.ok()) << exporter_status;
   EXPECT_EQ(exporter_node.stats().failed_publishes, 2);

@@ -7,8 +7,6 @@
 #include <cstring>
 #include <map>
 
-#include "server/parameter_shard.h"
-
 namespace freshet {
 
 using SteadyClock = std::chrono::steady_clock;
@@ -28,7 +26,8 @@ ExporterNode::ExporterNode(Transport* transport, const ClusterLayout& layout,
       layout_(layout),
       job_(job),
       request_timeout_(request_timeout),
-      since_(layout.num_servers(), 0) {
+      since_(layout.num_servers(), 0),
+      tracker_(transport, [&layout](int rank) { return layout.Describe(rank); }) {
   if (metrics == nullptr) return;
   metrics_ = std::make_unique<Metrics>();
   Metrics* m = metrics_.get();
@@ -59,9 +58,9 @@ ExporterNode::ExporterNode(Transport* transport, const ClusterLayout& layout,
                        });
 }
 
-void ExporterNode::Report(int peer, const MessageMeta& meta) {
+void ExporterNode::Report(int peer, const TrainingClocks& clocks) {
   if (final_watermark_) return;
-  reports_[peer] = {meta.watermark, meta.wall_ms, meta.label_wall_ms};
+  reports_[peer] = {clocks.watermark, clocks.wall_ms, clocks.label_wall_ms};
   int64_t w = INT64_MAX, wall = INT64_MAX, label = INT64_MAX;
   for (const auto& [rank, r] : reports_) {
     if (r.watermark <= 0) continue;  // nothing trained yet
@@ -77,35 +76,43 @@ void ExporterNode::Report(int peer, const MessageMeta& meta) {
 
 bool ExporterNode::Handle(Message* msg, Message* final_request) {
   switch (msg->meta.type) {
-    case MsgType::kWatermark:
-      Report(msg->peer, msg->meta);
-      return false;
-    case MsgType::kDenseUpdate:
-    case MsgType::kExportFinal:
-      if (msg->body.size() % sizeof(float) != 0) {
-        LOG(WARNING) << "exporter: ignoring " << MsgTypeName(msg->meta.type) << " from "
-                     << layout_.Describe(msg->peer) << ": body of " << msg->body.size()
-                     << " bytes is not a whole number of floats";
+    case MsgType::kWatermark: {
+      StatusOr<TrainingClocks> c = DecodeWatermark(*msg);
+      if (!c.ok()) {
+        LOG(WARNING) << "exporter: ignoring WATERMARK from " << layout_.Describe(msg->peer) << ": "
+                     << c.status();
         return false;
       }
-      dense_.resize(msg->body.size() / sizeof(float));
-      if (!dense_.empty()) {
-        std::memcpy(dense_.data(), msg->body.data(), dense_.size() * sizeof(float));
+      Report(msg->peer, *c);
+      return false;
+    }
+    case MsgType::kDenseUpdate:
+    case MsgType::kExportFinal: {
+      bool final = false;
+      StatusOr<DenseUpdate> u = DecodeDenseUpdate(*msg, &final);
+      if (!u.ok()) {
+        LOG(WARNING) << "exporter: ignoring " << MsgTypeName(msg->meta.type) << " from "
+                     << layout_.Describe(msg->peer) << ": " << u.status();
+        return false;
       }
+      dense_.assign(u->dense, u->dense + u->num_dense);
       have_dense_ = true;
-      step_ = msg->meta.clock;
-      if (msg->meta.type == MsgType::kDenseUpdate) {
-        Report(msg->peer, msg->meta);
+      step_ = u->clocks.step;
+      if (!final) {
+        Report(msg->peer, u->clocks);
         return false;
       }
       // Final: worker 0 gathered every worker's final watermark.
-      watermark_ = msg->meta.watermark;
-      ingest_wall_ms_ = msg->meta.wall_ms;
-      label_wall_ms_ = msg->meta.label_wall_ms;
+      watermark_ = u->clocks.watermark;
+      ingest_wall_ms_ = u->clocks.wall_ms;
+      label_wall_ms_ = u->clocks.label_wall_ms;
       final_watermark_ = true;
       msg->body.clear();
       *final_request = std::move(*msg);
       return true;
+    }
+    case MsgType::kExportResponse:
+      return false;  // a late answer to an earlier export (it timed out)
     default:
       LOG(WARNING) << "exporter: unexpected " << MsgTypeName(msg->meta.type) << " from "
                    << layout_.Describe(msg->peer);
@@ -121,30 +128,20 @@ double ExporterStats::DeltaMsQuantile(double q) const {
   return v[i];
 }
 
-Status AddExportRows(const std::vector<char>& body, Snapshot* snap) {
+void AddExportRows(const ExportResponse& rows, Snapshot* snap) {
   const bool full = snap->kind == Snapshot::Kind::kFull;
-  return ForEachExportedTable(body, [&](int table, int dim, const uint64_t* keys, const float* w,
-                                        size_t n, const uint64_t* deleted, size_t num_deleted) {
-    if (table < 0 || table >= static_cast<int>(snap->tables.size())) return;
-    SnapshotTable& st = snap->tables[table];
-    if (dim != st.dim) return;
-    st.keys.insert(st.keys.end(), keys, keys + n);
-    st.values.insert(st.values.end(), w, w + n * dim);
-    if (!full) st.deleted.insert(st.deleted.end(), deleted, deleted + num_deleted);
-  });
+  for (const ExportedTable& t : rows.tables) {
+    if (t.table >= snap->tables.size()) continue;
+    SnapshotTable& st = snap->tables[t.table];
+    if (static_cast<int>(t.dim) != st.dim) continue;
+    st.keys.insert(st.keys.end(), t.keys, t.keys + t.n);
+    st.values.insert(st.values.end(), t.weights, t.weights + t.n * t.dim);
+    if (!full) st.deleted.insert(st.deleted.end(), t.deleted, t.deleted + t.num_deleted);
+  }
 }
 
 Status ExporterNode::Export(bool full) {
   const auto t0 = SteadyClock::now();
-  std::map<uint64_t, int> pending;  // request id -> server index
-  for (int s = 0; s < layout_.num_servers(); ++s) {
-    Message req;
-    req.meta.type = MsgType::kExportRequest;
-    req.meta.request_id = next_request_id_++;
-    req.meta.clock = full ? 0 : since_[s];
-    pending[req.meta.request_id] = s;
-    FRESHET_RETURN_IF_ERROR(transport_->Send(layout_.ServerRank(s), std::move(req)));
-  }
   Snapshot snap;
   snap.kind = full ? Snapshot::Kind::kFull : Snapshot::Kind::kDelta;
   snap.tables.resize(job_.tables().tables_size());
@@ -160,35 +157,31 @@ Status ExporterNode::Export(bool full) {
       full ? std::max(request_timeout_, std::chrono::duration_cast<std::chrono::milliseconds>(
                                             std::chrono::duration<double>(full_s)))
            : request_timeout_;
-  const auto deadline = t0 + timeout;
+  std::vector<int> ranks;
+  std::vector<Message> requests;
+  for (int s = 0; s < layout_.num_servers(); ++s) {
+    ranks.push_back(layout_.ServerRank(s));
+    requests.push_back(EncodeExportRequest(ExportRequest{full ? 0 : since_[s]}));
+  }
   std::vector<uint32_t> new_since = since_;
   Message final_request;
   bool got_final = false;
-  while (!pending.empty()) {
-    const auto left = std::chrono::duration_cast<Millis>(deadline - SteadyClock::now());
-    if (left.count() <= 0) {
-      const int s = pending.begin()->second;
-      return DeadlineExceeded("EXPORT request to " + layout_.Describe(layout_.ServerRank(s)) +
-                              " got no response within " + std::to_string(timeout.count()) + " ms" +
-                              (full ? " (export.full_timeout_s)" : ""));
-    }
-    StatusOr<Message> r = transport_->Recv(left);
-    if (!r.ok()) {
-      if (r.status().code() == StatusCode::kDeadlineExceeded) continue;
-      return r.status();
-    }
-    if (r->meta.type != MsgType::kExportResponse) {
-      got_final = Handle(&*r, &final_request) || got_final;
-      continue;
-    }
-    auto it = pending.find(r->meta.request_id);
-    if (it == pending.end()) continue;  // a late answer to an earlier export
-    const int s = it->second;
-    pending.erase(it);
-    new_since[s] = static_cast<uint32_t>(r->meta.count);
-    Status st = AddExportRows(r->body, &snap);
-    if (!st.ok()) return st.WithContext("EXPORT response from " + layout_.Describe(r->peer));
-  }
+  // Workers' messages that arrive meanwhile are handled as they come.
+  const std::function<void(Message*)> other = [&](Message* m) {
+    got_final = Handle(m, &final_request) || got_final;
+  };
+  FRESHET_RETURN_IF_ERROR(tracker_.Call(
+      ranks, std::move(requests), timeout,
+      [&](size_t s, Message* reply) {
+        StatusOr<ExportResponse> rows = DecodeExportResponse(*reply);
+        if (!rows.ok()) {
+          return rows.status().WithContext("EXPORT response from " + layout_.Describe(reply->peer));
+        }
+        new_since[s] = rows->version;
+        AddExportRows(*rows, &snap);
+        return Status::OK();
+      },
+      &other, full ? " (export.full_timeout_s)" : ""));
   snap.version = ++version_;
   snap.watermark = watermark_;
   snap.ingest_wall_ms = ingest_wall_ms_;
@@ -290,13 +283,13 @@ Status ExporterNode::Run() {
       for (int attempt = 2; attempt <= 3 && st.code() == StatusCode::kAborted; ++attempt) {
         st = Export(/*full=*/true);
       }
-      Message resp;
-      resp.meta.type = MsgType::kExportFinalResponse;
-      resp.meta.request_id = final_request.meta.request_id;
-      if (!st.ok()) {
-        resp.meta.status_code = st.code();
-        resp.meta.error = layout_.Describe(transport_->rank()) + ": " + st.message();
-      }
+      const uint64_t id = final_request.meta.request_id;
+      Message resp =
+          st.ok()
+              ? EncodeExportFinalResponse(id)
+              : EncodeErrorResponse(
+                    MsgType::kExportFinalResponse, id,
+                    Status(st.code(), layout_.Describe(transport_->rank()) + ": " + st.message()));
       FRESHET_RETURN_IF_ERROR(transport_->Send(final_request.peer, std::move(resp)));
       LOG(INFO) << "exporter done: " << stats_.fulls << " full and " << stats_.deltas
                 << " delta snapshots, " << stats_.bytes_written << " bytes";

@@ -44,18 +44,20 @@
 #include "common/config.h"
 #include "common/metrics_registry.h"
 #include "common/proto/job.pb.h"
+#include "common/ps_wire.h"
+#include "common/request_tracker.h"
 #include "common/transport.h"
 #include "exporter/export_dir.h"
 
 namespace freshet {
 
-// Adds the rows of one server's ExportRows body (server/parameter_shard.h)
-// to `snap`, whose tables are the job's in order (name and dim set). Rows
-// go to SnapshotTable::keys/values; deleted keys (evicted rows) to
-// SnapshotTable::deleted, except in a full snapshot (it lists every live
-// row, so deletions are implied). Tables the job lacks or with another dim
-// are skipped. DataLoss if the body is malformed.
-Status AddExportRows(const std::vector<char>& body, Snapshot* snap);
+// Adds the rows of one server's EXPORT_RESPONSE (decoded with
+// common/ps_wire.h) to `snap`, whose tables are the job's in order (name and
+// dim set). Rows go to SnapshotTable::keys/values; deleted keys (evicted
+// rows) to SnapshotTable::deleted, except in a full snapshot (it lists every
+// live row, so deletions are implied). Tables the job lacks or with another
+// dim are skipped.
+void AddExportRows(const ExportResponse& rows, Snapshot* snap);
 
 struct ExporterStats {
   int64_t fulls = 0;
@@ -97,8 +99,8 @@ class ExporterNode {
   // Handles a message that is not an export response; returns true if it
   // was EXPORT_FINAL (stored in *final_request).
   bool Handle(Message* msg, Message* final_request);
-  // A worker's watermark and freshness clocks (MessageMeta).
-  void Report(int peer, const MessageMeta& meta);
+  // A worker's watermark and freshness clocks.
+  void Report(int peer, const TrainingClocks& clocks);
 
   Transport* const transport_;
   const ClusterLayout& layout_;
@@ -108,7 +110,8 @@ class ExporterNode {
   std::vector<uint32_t> since_;  // per server: version already exported
   uint64_t version_ = 0;
   bool force_full_ = false;  // a full snapshot failed to publish: the next is full
-  uint64_t next_request_id_ = 1;
+  // EXPORT requests: ids, the deadline, fan-in (received on Run's thread).
+  RequestTracker tracker_;
   // Newest dense parameters from worker 0.
   bool have_dense_ = false;
   std::vector<float> dense_;

@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "common/config.h"
+#include "common/ps_wire.h"
 #include "common/transport.h"
 #include "exporter/export_dir.h"
 #include "exporter/model_loader.h"
@@ -69,17 +70,15 @@ TEST_F(ExporterNodeTest, ManifestCarriesTheMinimumOfEachFreshnessClock) {
 
   auto send = [&](int worker, MsgType type, int64_t watermark, int64_t wall_ms,
                   int64_t label_wall_ms) {
+    const TrainingClocks clocks{0, watermark, wall_ms, label_wall_ms};
     Message m;
-    m.meta.type = type;
-    m.meta.request_id = 1;
-    m.meta.watermark = watermark;
-    m.meta.wall_ms = wall_ms;
-    m.meta.label_wall_ms = label_wall_ms;
-    if (type != MsgType::kWatermark) {
+    if (type == MsgType::kWatermark) {
+      m = EncodeWatermark(clocks);
+    } else {
       const float dense[3] = {0.5f, 1.5f, 2.5f};
-      m.body.assign(reinterpret_cast<const char*>(dense),
-                    reinterpret_cast<const char*>(dense) + sizeof(dense));
+      m = EncodeDenseUpdate(DenseUpdate{clocks, dense, 3}, type == MsgType::kExportFinal);
     }
+    m.meta.request_id = 1;
     ASSERT_TRUE(hub.endpoint(layout.WorkerRank(worker))->Send(exporter, std::move(m)).ok());
   };
   auto wait_for_manifest = [&](const std::function<bool(const proto::ExportManifest&)>& done) {
@@ -120,7 +119,7 @@ TEST_F(ExporterNodeTest, ManifestCarriesTheMinimumOfEachFreshnessClock) {
   send(0, MsgType::kExportFinal, 1200, 1700000010000, 1700000011000);
   StatusOr<Message> resp = hub.endpoint(layout.WorkerRank(0))->Recv(milliseconds(10000));
   ASSERT_TRUE(resp.ok()) << resp.status();
-  EXPECT_EQ(resp->meta.type, MsgType::kExportFinalResponse);
+  EXPECT_TRUE(DecodeExportFinalResponse(*resp).ok());
   exporter_thread.join();
   EXPECT_TRUE(exporter_status.ok()) << exporter_status;
   server_node.Stop();

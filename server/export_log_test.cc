@@ -15,31 +15,40 @@
 #include <vector>
 
 #include "common/config.h"
+#include "common/ps_wire.h"
 #include "server/parameter_shard.h"
+#include "server/server_node.h"
 
 namespace freshet {
 namespace {
 
 using Rows = std::map<uint64_t, std::vector<float>>;
 
-struct ExportedTable {
+struct Exported {
   std::vector<uint64_t> keys;  // in body order
   Rows rows;
   std::vector<uint64_t> deleted;
 };
 
-std::vector<ExportedTable> Parse(const std::vector<char>& body, int num_tables) {
-  std::vector<ExportedTable> out(num_tables);
-  Status st = ForEachExportedTable(body, [&](int t, int dim, const uint64_t* keys, const float* w,
-                                             size_t n, const uint64_t* deleted, size_t d) {
-    ExportedTable& e = out.at(t);
-    for (size_t i = 0; i < n; ++i) {
-      e.keys.push_back(keys[i]);
-      e.rows[keys[i]].assign(w + i * dim, w + (i + 1) * dim);
+// The shard's export as the exporter receives it: encoded by the server
+// (ExportReply), decoded by common/ps_wire.h. *now: the new cursor.
+std::vector<Exported> ExportVia(ParameterShard* shard, uint32_t since, uint32_t* now,
+                                int num_tables) {
+  std::vector<Exported> out(num_tables);
+  const Message msg = ExportReply(shard, 1, ExportRequest{since});
+  StatusOr<ExportResponse> r = DecodeExportResponse(msg);
+  EXPECT_TRUE(r.ok()) << r.status();
+  if (!r.ok()) return out;
+  *now = r->version;
+  EXPECT_EQ(r->tables.size(), static_cast<size_t>(num_tables));
+  for (const ExportedTable& t : r->tables) {
+    Exported& e = out.at(t.table);
+    for (size_t i = 0; i < t.n; ++i) {
+      e.keys.push_back(t.keys[i]);
+      e.rows[t.keys[i]].assign(t.weights + i * t.dim, t.weights + (i + 1) * t.dim);
     }
-    e.deleted.assign(deleted, deleted + d);
-  });
-  EXPECT_TRUE(st.ok()) << st;
+    e.deleted.assign(t.deleted, t.deleted + t.num_deleted);
+  }
   return out;
 }
 
@@ -156,9 +165,8 @@ TEST(ExportLogTest, ExportsEqualFullScanDiffUnderRandomTraffic) {
         std::vector<Rows> want(num_tables);
         for (int i = 0; i < num_tables; ++i) want[i] = ScanSince(*shard->table(i), since);
         uint32_t now = 0;
-        const std::vector<char> body = shard->ExportChanged(since, &now);
+        const std::vector<Exported> got = ExportVia(shard.get(), since, &now, num_tables);
         ++exports;
-        const std::vector<ExportedTable> got = Parse(body, num_tables);
         for (int i = 0; i < num_tables; ++i) {
           SCOPED_TRACE("table " + cfg.tables(i).name() + " export " + std::to_string(exports) +
                        " since " + std::to_string(since));
@@ -248,8 +256,7 @@ TEST(ExportLogTest, ConcurrentPushesAreExportedAtLeastOnce) {
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
     const int g = gen.fetch_add(1) + 1;  // export g begins now
     uint32_t now = 0;
-    const std::vector<char> body = shard->ExportChanged(cursor, &now);
-    const std::vector<ExportedTable> got = Parse(body, 1);
+    const std::vector<Exported> got = ExportVia(shard.get(), cursor, &now, 1);
     ASSERT_EQ(got[0].keys.size(), got[0].rows.size()) << "export " << g << " lists a key twice";
     ASSERT_TRUE(got[0].deleted.empty());
     if (rng() % 5 == 0) {  // a failed publish: asked again with the same cursor
@@ -288,7 +295,7 @@ TEST(ExportLogTest, ConcurrentPushesAreExportedAtLeastOnce) {
   }
   EXPECT_GT(checked, 1000u);
   uint32_t now = 0;
-  const std::vector<ExportedTable> last = Parse(shard->ExportChanged(cursor, &now), 1);
+  const std::vector<Exported> last = ExportVia(shard.get(), cursor, &now, 1);
   for (const auto& [k, w] : last[0].rows) model[k] = w;
   EXPECT_TRUE(SameRows(model, ScanSince(*shard->table(0), 0)));
   EXPECT_EQ(shard->TotalTableStats().export_full_scans, 0);
@@ -318,13 +325,14 @@ TEST(ExportLogTest, NormalCadenceNeverScansAndOldCursorIsCounted) {
   for (uint64_t i = 0; i < keys.size(); ++i) keys[i] = i * 7919;
   PushKeys(shard.get(), keys);
   uint32_t cursor = 0, previous = 0, now = 0;
-  shard->ExportChanged(0, &cursor);  // the first (full) export starts the logs
+  cursor = shard->ExportChanged(
+      0, [](const ExportedTable&) {});  // the first (full) export starts the logs
   for (int e = 0; e < 30; ++e) {
     std::vector<uint64_t> some(200);
     for (auto& k : some) k = keys[rng() % keys.size()];
     PushKeys(shard.get(), some);
     const Rows want = ScanSince(*shard->table(0), cursor);
-    const std::vector<ExportedTable> got = Parse(shard->ExportChanged(cursor, &now), 1);
+    const std::vector<Exported> got = ExportVia(shard.get(), cursor, &now, 1);
     ASSERT_TRUE(SameRows(got[0].rows, want));
     ASSERT_LE(want.size(), 2 * some.size());  // this push, and the last if it was not published
     if (e % 4 == 3) continue;                 // failed publish: the same cursor again
@@ -334,15 +342,15 @@ TEST(ExportLogTest, NormalCadenceNeverScansAndOldCursorIsCounted) {
   EXPECT_EQ(shard->TotalTableStats().export_full_scans, 0);
   // A full export in between (since 0) scans but is not a fallback, and
   // the next delta still walks the logs.
-  shard->ExportChanged(0, &now);
+  now = shard->ExportChanged(0, [](const ExportedTable&) {});
   PushKeys(shard.get(), {keys[1], keys[2]});
-  Parse(shard->ExportChanged(cursor, &now), 1);
+  ExportVia(shard.get(), cursor, &now, 1);
   EXPECT_EQ(shard->TotalTableStats().export_full_scans, 0);
   // A cursor older than the logs' floors (cursor is their floor now) falls
   // back to a scan in every partition that holds rows, and is still exact.
   ASSERT_LT(previous, cursor);
   const Rows want = ScanSince(*shard->table(0), previous);
-  const std::vector<ExportedTable> got = Parse(shard->ExportChanged(previous, &now), 1);
+  const std::vector<Exported> got = ExportVia(shard.get(), previous, &now, 1);
   EXPECT_TRUE(SameRows(got[0].rows, want));
   EXPECT_EQ(shard->TotalTableStats().export_full_scans, 8);
   EXPECT_EQ(shard->TotalTableStats().export_log_overflows, 0);
@@ -354,7 +362,7 @@ TEST(ExportLogTest, OverflowedLogFallsBackToScanAndRestarts) {
   auto shard = std::move(ParameterShard::Create(OneTable("eviction { max_rows: 50 }"), 1)).value();
   uint32_t cursor = 0, now = 0;
   PushKeys(shard.get(), {1, 2, 3});
-  shard->ExportChanged(0, &cursor);
+  cursor = shard->ExportChanged(0, [](const ExportedTable&) {});
   // 6000 new keys into 50 rows: every one is logged (a new row), so the
   // log passes 4096 keys.
   for (uint64_t base = 100; base < 6100; base += 500) {
@@ -364,14 +372,14 @@ TEST(ExportLogTest, OverflowedLogFallsBackToScanAndRestarts) {
   }
   EXPECT_EQ(shard->TotalTableStats().export_log_overflows, 1);
   Rows want = ScanSince(*shard->table(0), cursor);
-  std::vector<ExportedTable> got = Parse(shard->ExportChanged(cursor, &now), 1);
+  std::vector<Exported> got = ExportVia(shard.get(), cursor, &now, 1);
   EXPECT_TRUE(SameRows(got[0].rows, want));
   EXPECT_GT(got[0].deleted.size(), 5000u);
   EXPECT_EQ(shard->TotalTableStats().export_full_scans, 1);
   cursor = now;
   PushKeys(shard.get(), {7, 8});
   want = ScanSince(*shard->table(0), cursor);
-  got = Parse(shard->ExportChanged(cursor, &now), 1);
+  got = ExportVia(shard.get(), cursor, &now, 1);
   EXPECT_TRUE(SameRows(got[0].rows, want));
   EXPECT_EQ(want.size(), 2u);
   EXPECT_EQ(shard->TotalTableStats().export_full_scans, 1);  // the new log answered
@@ -387,12 +395,13 @@ TEST(ExportLogTest, LogMemoryIsCountedAndStartsWithTheFirstExport) {
   PushKeys(shard.get(), keys);
   EXPECT_EQ(shard->TotalTableStats().bytes, before);  // no exporter: no log
   uint32_t now = 0;
-  shard->ExportChanged(0, &now);  // starts the logs, empty (floor = now)
+  now =
+      shard->ExportChanged(0, [](const ExportedTable&) {});  // starts the logs, empty (floor = now)
   const int64_t started = shard->TotalTableStats().bytes;
   PushKeys(shard.get(), keys);
   EXPECT_GE(shard->TotalTableStats().bytes,
             started + static_cast<int64_t>(keys.size() * sizeof(uint64_t)));
-  const std::vector<ExportedTable> got = Parse(shard->ExportChanged(now, &now), 1);
+  const std::vector<Exported> got = ExportVia(shard.get(), now, &now, 1);
   EXPECT_EQ(got[0].rows.size(), keys.size());
 }
 

@@ -1,8 +1,9 @@
 // ParameterShard: one server's slice of every table, and the pull/push logic,
-// free of any transport: vectors in, vectors out, callable from a unit test.
+// free of any transport: pointers in, pointers out, callable from a unit
+// test. ServerNode (server_node.h) decodes requests (common/ps_wire.h),
+// calls the shard and encodes the replies; the shard never sees a message.
 //
-// Thread safety: HandlePull/HandlePush/Stats are thread-safe (tables lock
-// per partition).
+// Thread safety: every method is thread-safe (tables lock per partition).
 #pragma once
 
 #include <atomic>
@@ -13,8 +14,8 @@
 #include <vector>
 
 #include "common/proto/table.pb.h"
+#include "common/ps_wire.h"  // plain structs only: ServerStats, ExportedTable
 #include "common/status.h"
-#include "common/transport.h"
 #include "server/embedding_table.h"
 
 namespace freshet {
@@ -30,14 +31,21 @@ class ParameterShard {
   EmbeddingTable* table(int id) { return tables_.at(id).get(); }
   const EmbeddingTable* table(int id) const { return tables_.at(id).get(); }
 
-  // Fills out[n*dim]. InvalidArgument for an unknown table or a dim that
-  // does not match the table's.
+  // OK if `table` exists and has dimension `dim`; InvalidArgument naming
+  // the problem otherwise. HandlePull/HandlePush check it too; a server
+  // checks it before it allocates a reply, so a hostile request cannot make
+  // it allocate more than the request's keys times the row size.
+  Status CheckRequest(int table, uint32_t dim) const;
+
+  // Fills out[n*dim] (row i for keys[i]). InvalidArgument for an unknown
+  // table or a dim that does not match the table's.
   Status HandlePull(int table, uint32_t dim, const uint64_t* keys, size_t n, float* out);
   // Applies grads[n*dim] with the table's optimizer. `event_time_s`: the
-  // newest event time (unix s) of the batch the gradients came from (0 =
-  // unknown); the TTL is measured in it (EmbeddingTable::Push).
+  // newest event time (unix s) of the batch the gradients came from (<= 0:
+  // unknown; clamped to u32); the TTL is measured in it
+  // (EmbeddingTable::Push).
   Status HandlePush(int table, uint32_t dim, const uint64_t* keys, size_t n, const float* grads,
-                    uint32_t event_time_s = 0);
+                    int64_t event_time_s = 0);
 
   // Sweeps every table's TTL now (EmbeddingTable::EvictExpired) under a new
   // version, so the deletions reach the next export. Returns rows evicted.
@@ -47,33 +55,20 @@ class ParameterShard {
   // counters).
   TableStats TotalTableStats() const;
 
-  // The same on a message from a peer (untrusted bytes; what ServerNode
-  // does with PULL and PUSH requests). PULL body: meta.num_keys x u64 key;
-  // *out is resized to num_keys * dim f32 (and `reserve` extra bytes of
-  // capacity, for the frame header). PUSH body: num_keys x u64 key, then
-  // num_keys * dim f32 gradients. InvalidArgument naming the problem for an
-  // unknown table, a dim that is not the table's or a body whose size
-  // disagrees with num_keys and dim; the table and dim are checked before
-  // anything is allocated, so a hostile header cannot make the server
-  // allocate more than the body's size times the row size.
-  Status PullFromBody(const MessageMeta& meta, const std::vector<char>& body, size_t reserve,
-                      std::vector<char>* out);
-  Status PushFromBody(const MessageMeta& meta, const std::vector<char>& body);
-
   ServerStats Stats() const;
 
   // The shard's push counter: every push gets the next version, recorded in
   // the rows it touched (RowMeta::version).
   uint32_t version() const { return version_.load(); }
 
-  // Rows pushed after version `since`, for the exporter, as an ExportRows
-  // body:  u32 num_tables, per table { u32 table id, u32 dim, u64 n,
-  // n x u64 key, n*dim x f32 weights, u64 d, d x u64 deleted key }; no key
-  // is listed twice in a table's rows. *version_now is the newest version
+  // Rows pushed after version `since`, for the exporter: emit(t) once per
+  // table, in table order (t's pointers are valid during the call only);
+  // no key is listed twice in a table's rows (common/ps_wire.h encodes
+  // them as an EXPORT_RESPONSE). Returns the newest version
   // all of whose pushes (and the ones before it) had been applied when the
   // export began (a push still being applied holds it back): every push up
   // to it is included (later ones may be too, and come again next time:
-  // at-least-once). The exporter asks again with *version_now next, or
+  // at-least-once). The exporter asks again with that version next, or
   // with the same `since` after a failed publish, or with 0 for a full
   // snapshot. Cost: each table answers from its per-partition change logs
   // (EmbeddingTable::ChangedSince), O(rows changed since the previous
@@ -86,7 +81,7 @@ class ParameterShard {
   // or before `since` are forgotten, the exporter has them); a key can be
   // both deleted and upserted (evicted, then created again): readers apply
   // deletions first.
-  std::vector<char> ExportChanged(uint32_t since, uint32_t* version_now);
+  uint32_t ExportChanged(uint32_t since, const std::function<void(const ExportedTable&)>& emit);
 
   // A copy of every table (EmbeddingTable::Snapshot: chunk memcpys under
   // each partition's lock) and of the version, to write a checkpoint from
@@ -98,7 +93,6 @@ class ParameterShard {
   std::unique_ptr<ParameterShard> Snapshot(int64_t* copied_bytes = nullptr) const;
 
  private:
-  Status CheckTable(int table, uint32_t dim) const;
   // Versions in use by requests still being applied (pushes and
   // EvictExpired with their own version; pulls that may evict with
   // version() + 1), so ExportChanged never reports a version whose
@@ -115,12 +109,5 @@ class ParameterShard {
   std::atomic<uint32_t> version_{0};
   std::atomic<int64_t> pull_requests_{0}, push_requests_{0};
 };
-
-// Calls fn(table, dim, keys, weights, n, deleted, num_deleted) for each
-// table of an ExportRows body. DataLoss if the body is malformed.
-Status ForEachExportedTable(
-    const std::vector<char>& body,
-    const std::function<void(int table, int dim, const uint64_t* keys, const float* weights,
-                             size_t n, const uint64_t* deleted, size_t num_deleted)>& fn);
 
 }  // namespace freshet

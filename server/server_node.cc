@@ -102,42 +102,60 @@ ServerNode::~ServerNode() {
   JoinWriter();
 }
 
-void ServerNode::Reply(const Message& req, MsgType type, std::vector<char> body, const Status& st) {
-  Message resp;
-  resp.meta.type = type;
-  resp.meta.request_id = req.meta.request_id;
-  resp.meta.table = req.meta.table;
-  resp.meta.num_keys = req.meta.num_keys;
-  resp.meta.dim = req.meta.dim;
-  if (!st.ok()) {
-    resp.meta.status_code = st.code();
-    resp.meta.error = layout_.Describe(transport_->rank()) + ": " + st.message();
-    body.clear();
-  }
-  resp.body = std::move(body);
-  Status s = transport_->Send(req.peer, std::move(resp));
-  if (!s.ok()) LOG(WARNING) << "reply to " << layout_.Describe(req.peer) << " failed: " << s;
+Message ExportReply(ParameterShard* shard, uint64_t request_id, const ExportRequest& req) {
+  ExportResponseEncoder enc(request_id);
+  const uint32_t now =
+      shard->ExportChanged(req.since_version, [&enc](const ExportedTable& t) { enc.AddTable(t); });
+  return enc.Finish(now);
 }
 
-void ServerNode::HandlePull(Message msg) {
+void ServerNode::Reply(const Message& req, Message reply) {
+  Status s = transport_->Send(req.peer, std::move(reply));
+  if (!s.ok()) {
+    LOG(WARNING) << MsgTypeName(req.meta.type) << " reply to " << layout_.Describe(req.peer)
+                 << " failed: " << s;
+  }
+}
+
+void ServerNode::ReplyError(const Message& req, MsgType type, const Status& st) {
+  Reply(req, EncodeErrorResponse(
+                 type, req.meta.request_id,
+                 Status(st.code(), layout_.Describe(transport_->rank()) + ": " + st.message())));
+}
+
+void ServerNode::HandlePull(Message msg, const PullRequest& req) {
   const auto start = std::chrono::steady_clock::now();
-  // Room for the frame header in the reply: no realloc when it is appended.
-  std::vector<char> out;
-  Status st = shard_->PullFromBody(msg.meta, msg.body, 128, &out);
-  Reply(msg, MsgType::kPullResponse, std::move(out), st);
+  // Table and dim first: the reply is sized from them.
+  Status st = shard_->CheckRequest(req.table, req.dim);
+  if (st.ok()) {
+    float* rows = nullptr;
+    Message reply = EncodePullResponse(msg.meta.request_id, req.num_keys, req.dim, &rows);
+    st = shard_->HandlePull(req.table, req.dim, req.keys, req.num_keys, rows);
+    if (st.ok()) Reply(msg, std::move(reply));
+  }
+  if (!st.ok()) ReplyError(msg, MsgType::kPullResponse, st);
   if (metrics_.pull_latency != nullptr) metrics_.pull_latency->RecordSince(start);
 }
 
 void ServerNode::HandlePush(Message msg) {
   const auto start = std::chrono::steady_clock::now();
-  Status st = shard_->PushFromBody(msg.meta, msg.body);
-  const int w = msg.meta.worker;
-  if (w >= 0 && w < layout_.num_workers()) {
-    MutexLock l(&mu_);
-    ++pushes_applied_[w];  // counted even if rejected: the worker sent it
-    if (AdvanceClocksLocked()) ReleaseDeferredLocked(false);
+  StatusOr<PushRequest> req = DecodePushRequest(msg);
+  Status st = req.status();
+  if (st.ok()) {
+    st = shard_->HandlePush(req->table, req->dim, req->keys, req->num_keys, req->grads,
+                            req->event_time_s);
+    const int w = req->worker;
+    if (w >= 0 && w < layout_.num_workers()) {
+      MutexLock l(&mu_);
+      ++pushes_applied_[w];  // counted even if rejected: the worker sent it
+      if (AdvanceClocksLocked()) ReleaseDeferredLocked(false);
+    }
   }
-  Reply(msg, MsgType::kPushResponse, {}, st);
+  if (st.ok()) {
+    Reply(msg, EncodePushResponse(msg.meta.request_id));
+  } else {
+    ReplyError(msg, MsgType::kPushResponse, st);
+  }
   if (metrics_.push_latency != nullptr) metrics_.push_latency->RecordSince(start);
 }
 
@@ -176,16 +194,17 @@ void ServerNode::ReleaseDeferredLocked(bool check_deadlines) {
   for (auto& d : deferred_) {
     if (min_clock >= d.required_clock) {
       if (metrics_.staleness_wait != nullptr) metrics_.staleness_wait->RecordSince(d.since);
-      pool_.Schedule([this, m = std::move(d.msg)]() mutable { HandlePull(std::move(m)); });
+      pool_.Schedule(
+          [this, m = std::move(d.msg), req = d.req]() mutable { HandlePull(std::move(m), req); });
     } else if (check_deadlines && now >= d.deadline) {
       if (metrics_.staleness_timeouts != nullptr) metrics_.staleness_timeouts->Add();
       const std::string who =
           slowest >= 0 ? layout_.Describe(layout_.WorkerRank(slowest)) : std::string("none");
-      Reply(d.msg, MsgType::kPullResponse, {},
-            DeadlineExceeded("pull at step " + std::to_string(d.msg.meta.clock) + " waited " +
-                             std::to_string(request_timeout_.count()) +
-                             " ms for the staleness bound; slowest is " + who + " at step " +
-                             std::to_string(min_clock)));
+      ReplyError(d.msg, MsgType::kPullResponse,
+                 DeadlineExceeded("pull at step " + std::to_string(d.req.step) + " waited " +
+                                  std::to_string(request_timeout_.count()) +
+                                  " ms for the staleness bound; slowest is " + who + " at step " +
+                                  std::to_string(min_clock)));
     } else {
       keep.push_back(std::move(d));
     }
@@ -211,72 +230,96 @@ Status ServerNode::Run() {
     Message msg = std::move(r).value();
     switch (msg.meta.type) {
       case MsgType::kPullRequest: {
-        const int64_t staleness = msg.meta.count;
-        if (staleness >= 0) {
-          const int64_t required = msg.meta.clock - staleness;
+        StatusOr<PullRequest> req = DecodePullRequest(msg);
+        if (!req.ok()) {
+          ReplyError(msg, MsgType::kPullResponse, req.status());
+          break;
+        }
+        if (req->staleness >= 0) {
+          const int64_t required = req->step - req->staleness;
           MutexLock l(&mu_);
           int slowest;
           if (MinClockLocked(&slowest) < required) {
             const auto now = std::chrono::steady_clock::now();
-            deferred_.push_back(Deferred{std::move(msg), required, now + request_timeout_, now});
+            // Moving the message keeps req's views into its body valid.
+            deferred_.push_back(
+                Deferred{std::move(msg), *req, required, now + request_timeout_, now});
             break;
           }
         }
-        pool_.Schedule([this, m = std::move(msg)]() mutable { HandlePull(std::move(m)); });
+        pool_.Schedule(
+            [this, m = std::move(msg), req = *req]() mutable { HandlePull(std::move(m), req); });
         break;
       }
       case MsgType::kPushRequest:
         pool_.Schedule([this, m = std::move(msg)]() mutable { HandlePush(std::move(m)); });
         break;
       case MsgType::kClock: {
-        const int w = msg.meta.worker;
+        StatusOr<ClockMessage> c = DecodeClock(msg);
+        const int w = c.ok() ? c->worker : -1;
         if (w < 0 || w >= workers) {
-          LOG(WARNING) << "CLOCK from " << layout_.Describe(msg.peer) << " with bad worker " << w;
+          LOG(WARNING) << "bad CLOCK from " << layout_.Describe(msg.peer) << ": "
+                       << (c.ok() ? "worker " + std::to_string(w) : c.status().ToString());
           break;
         }
         MutexLock l(&mu_);
-        pending_clock_[w].emplace_back(msg.meta.clock, msg.meta.count);
+        pending_clock_[w].emplace_back(c->step, c->pushes_sent);
         if (AdvanceClocksLocked()) ReleaseDeferredLocked(false);
         break;
       }
       case MsgType::kStatsRequest: {
-        const ServerStats s = shard_->Stats();
-        const int64_t fields[ServerStats::kNumFields] = {
-            s.rows,        s.bytes,       s.pull_requests,       s.push_requests,
-            s.keys_pulled, s.keys_pushed, ProcessResidentBytes()};
-        std::vector<char> body(sizeof(fields));
-        std::memcpy(body.data(), fields, sizeof(fields));
-        Reply(msg, MsgType::kStatsResponse, std::move(body), Status::OK());
+        Status st = DecodeStatsRequest(msg);
+        if (!st.ok()) {
+          ReplyError(msg, MsgType::kStatsResponse, st);
+          break;
+        }
+        ServerStats s = shard_->Stats();
+        s.resident_bytes = ProcessResidentBytes();
+        Reply(msg, EncodeStatsResponse(msg.meta.request_id, s));
         break;
       }
-      case MsgType::kSave:
-        HandleSave(msg);
+      case MsgType::kSave: {
+        StatusOr<SaveRequest> req = DecodeSaveRequest(msg);
+        if (!req.ok()) {
+          ReplyError(msg, MsgType::kSaveResponse, req.status());
+          break;
+        }
+        HandleSave(msg, *req);
         break;
-      case MsgType::kSaveStatus:
-        HandleSaveStatus(msg);
+      }
+      case MsgType::kSaveStatus: {
+        StatusOr<SaveStatusRequest> req = DecodeSaveStatusRequest(msg);
+        if (!req.ok()) {
+          ReplyError(msg, MsgType::kSaveStatusResponse, req.status());
+          break;
+        }
+        HandleSaveStatus(msg, *req);
         break;
+      }
       case MsgType::kExportRequest: {
+        StatusOr<ExportRequest> req = DecodeExportRequest(msg);
+        if (!req.ok()) {
+          ReplyError(msg, MsgType::kExportResponse, req.status());
+          break;
+        }
         // Scanning tables takes their partition locks briefly; pushes go on.
-        pool_.Schedule([this, m = std::move(msg)]() mutable {
-          uint32_t now = 0;
-          std::vector<char> body = shard_->ExportChanged(static_cast<uint32_t>(m.meta.clock), &now);
-          body.reserve(body.size() + 128);
+        pool_.Schedule([this, m = std::move(msg), req = *req]() mutable {
+          Message reply = ExportReply(shard_, m.meta.request_id, req);
           if (metrics_.export_requests != nullptr) {
             metrics_.export_requests->Add();
-            metrics_.export_bytes->Add(static_cast<int64_t>(body.size()));
+            metrics_.export_bytes->Add(static_cast<int64_t>(reply.body.size()));
           }
-          Message resp;
-          resp.meta.type = MsgType::kExportResponse;
-          resp.meta.request_id = m.meta.request_id;
-          resp.meta.count = now;
-          resp.body = std::move(body);
-          Status s = transport_->Send(m.peer, std::move(resp));
-          if (!s.ok()) LOG(WARNING) << "export reply to " << layout_.Describe(m.peer) << ": " << s;
+          Reply(m, std::move(reply));
         });
         break;
       }
       case MsgType::kShutdown: {
-        const int w = msg.meta.worker;
+        StatusOr<ShutdownMessage> sd = DecodeShutdown(msg);
+        if (!sd.ok()) {
+          LOG(WARNING) << "bad SHUTDOWN from " << layout_.Describe(msg.peer) << ": " << sd.status();
+          break;
+        }
+        const int w = sd->worker;
         if (w >= 0 && w < workers) {
           MutexLock l(&mu_);
           if (!finished_[w]) {
@@ -301,7 +344,7 @@ void ServerNode::JoinWriter() {
   if (writer_.joinable()) writer_.join();
 }
 
-void ServerNode::HandleSave(const Message& msg) {
+void ServerNode::HandleSave(const Message& msg, const SaveRequest& req) {
   // Every acknowledged push is applied; finish queued ones first. Workers
   // send nothing else until this SAVE is answered (the cut), so the copy
   // below is the tables at the cut.
@@ -316,17 +359,16 @@ void ServerNode::HandleSave(const Message& msg) {
       std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0)
           .count();
   const int me = layout_.IndexInRole(transport_->rank());
-  const std::string path = msg.meta.text + "/" + ShardFileName(me, layout_.num_servers());
-  // meta.count 1: an incremental checkpoint, the rows pushed since this
-  // server's previous successful save. The copy's version covers every
-  // copied row.
+  const std::string path = req.dir + "/" + ShardFileName(me, layout_.num_servers());
+  // An incremental checkpoint: the rows pushed since this server's previous
+  // successful save. The copy's version covers every copied row.
   const uint32_t now = copy->version();
   uint32_t since = 0;
   {
     MutexLock l(&save_mu_);
-    if (msg.meta.count == 1) since = saved_version_;
+    if (req.incremental) since = saved_version_;
     save_ = SaveState();
-    save_.dir = msg.meta.text;
+    save_.dir = req.dir;
     save_.done = false;
   }
   const std::string who = layout_.Describe(transport_->rank());
@@ -349,38 +391,27 @@ void ServerNode::HandleSave(const Message& msg) {
     save_.status = std::move(st);
     save_.write_us = us;
   });
-  Message resp;
-  resp.meta.type = MsgType::kSaveResponse;
-  resp.meta.request_id = msg.meta.request_id;
-  resp.meta.count = bytes;
-  resp.meta.clock = copy_us;
-  Status s = transport_->Send(msg.peer, std::move(resp));
-  if (!s.ok()) LOG(WARNING) << "SAVE reply to " << layout_.Describe(msg.peer) << " failed: " << s;
+  Reply(msg, EncodeSaveResponse(msg.meta.request_id, SaveResponse{bytes, copy_us}));
 }
 
-void ServerNode::HandleSaveStatus(const Message& msg) {
-  Message resp;
-  resp.meta.type = MsgType::kSaveStatusResponse;
-  resp.meta.request_id = msg.meta.request_id;
+void ServerNode::HandleSaveStatus(const Message& msg, const SaveStatusRequest& req) {
+  SaveStatusResponse resp;
   Status st;
   {
     MutexLock l(&save_mu_);
-    if (save_.dir.empty() || save_.dir != msg.meta.text) {
-      st = FailedPrecondition("no SAVE to '" + msg.meta.text + "' was started here (last: '" +
-                              save_.dir + "')");
+    if (save_.dir.empty() || save_.dir != req.dir) {
+      st = FailedPrecondition("no SAVE to '" + req.dir + "' was started here (last: '" + save_.dir +
+                              "')");
     } else if (save_.done) {
       st = save_.status;
-      resp.meta.count = 1;
-      resp.meta.clock = save_.write_us;
+      resp.written = true;
+      resp.write_us = save_.write_us;
     }
   }
-  if (!st.ok()) {
-    resp.meta.status_code = st.code();
-    resp.meta.error = layout_.Describe(transport_->rank()) + ": " + st.message();
-  }
-  Status s = transport_->Send(msg.peer, std::move(resp));
-  if (!s.ok()) {
-    LOG(WARNING) << "SAVE_STATUS reply to " << layout_.Describe(msg.peer) << " failed: " << s;
+  if (st.ok()) {
+    Reply(msg, EncodeSaveStatusResponse(msg.meta.request_id, resp));
+  } else {
+    ReplyError(msg, MsgType::kSaveStatusResponse, st);
   }
 }
 

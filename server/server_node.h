@@ -2,7 +2,11 @@
 //
 // One receive loop takes requests from workers and hands pulls and pushes to
 // a thread pool, which applies them to the ParameterShard and replies. The
-// shard's tables lock per partition, so requests run in parallel.
+// shard's tables lock per partition, so requests run in parallel. Every
+// message is decoded with common/ps_wire.h, handed to the shard as plain
+// structs and pointers, and its reply encoded there too (a pull's rows are
+// written straight into the reply's body); a request that does not decode
+// (bad body, another wire version) is answered with the error.
 //
 // Bounded staleness (stale synchronous parallel). Each worker counts its
 // steps; a pull carries the worker's step t and its staleness bound k. The
@@ -46,11 +50,17 @@
 #include "common/config.h"
 #include "common/metrics_registry.h"
 #include "common/mutex.h"
+#include "common/ps_wire.h"
 #include "common/thread_pool.h"
 #include "common/transport.h"
 #include "server/parameter_shard.h"
 
 namespace freshet {
+
+// What a server answers to EXPORT request `request_id`: the shard's rows
+// changed since req.since_version (ParameterShard::ExportChanged), encoded
+// as an EXPORT_RESPONSE (common/ps_wire.h) with the shard's new cursor.
+Message ExportReply(ParameterShard* shard, uint64_t request_id, const ExportRequest& req);
 
 class ServerNode {
  public:
@@ -69,6 +79,7 @@ class ServerNode {
  private:
   struct Deferred {
     Message msg;
+    PullRequest req;  // decoded from msg (views into its body)
     int64_t required_clock;
     std::chrono::steady_clock::time_point deadline;
     std::chrono::steady_clock::time_point since;  // when it started waiting
@@ -88,13 +99,18 @@ class ServerNode {
     Status status;         // the write's result once done
     int64_t write_us = 0;  // how long the write took
   };
-  void HandleSave(const Message& msg) EXCLUDES(save_mu_);        // receive thread
-  void HandleSaveStatus(const Message& msg) EXCLUDES(save_mu_);  // receive thread
+  void HandleSave(const Message& msg, const SaveRequest& req) EXCLUDES(save_mu_);  // receive thread
+  void HandleSaveStatus(const Message& msg, const SaveStatusRequest& req)
+      EXCLUDES(save_mu_);  // receive thread
   // Joins the background writer, if any (receive thread or destructor).
   void JoinWriter();
-  void HandlePull(Message msg);
+  // REQUIRES: req decoded from msg.
+  void HandlePull(Message msg, const PullRequest& req);
   void HandlePush(Message msg) EXCLUDES(mu_);
-  void Reply(const Message& req, MsgType type, std::vector<char> body, const Status& st);
+  // Sends `reply` to the sender of `req`.
+  void Reply(const Message& req, Message reply);
+  // Answers `req` with an error response of `type`, naming this server.
+  void ReplyError(const Message& req, MsgType type, const Status& st);
   // Recomputes finished steps; returns true if the minimum advanced.
   bool AdvanceClocksLocked() REQUIRES(mu_);
   int64_t MinClockLocked(int* slowest) const REQUIRES(mu_);

@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "common/config.h"
+#include "common/ps_wire.h"
 #include "common/sharding.h"
 #include "exporter/exporter_node.h"
 #include "server/parameter_shard.h"
@@ -535,9 +536,8 @@ TEST(FaultTest, ServerCutOffFromTheExporterFailsTheExportNamingIt) {
   job.mutable_export_()->set_retain_full(2);
   ExporterNode exporter(&exporter_link, layout, job, timeout);
   // The exporter exports once it has dense parameters from worker 0.
-  Message dense;
-  dense.meta.type = MsgType::kDenseUpdate;
-  dense.body.resize(4 * sizeof(float));
+  const float dense_params[4] = {0, 0, 0, 0};
+  Message dense = EncodeDenseUpdate(DenseUpdate{TrainingClocks{}, dense_params, 4}, false);
   ASSERT_TRUE(
       hub.endpoint(layout.WorkerRank(0))->Send(layout.ExporterRank(0), std::move(dense)).ok());
   Status exported;

@@ -2,7 +2,7 @@
 // cost"): fills a ParameterShard with --rows rows (one table, dim --dim,
 // fp32, Adagrad, --partitions partitions), then, for each K in --changed,
 // --rounds times: pushes K random existing keys (requests of 4096 keys, as
-// a worker sends them) and times ParameterShard::ExportChanged twice on the
+// a worker sends them) and times ExportReply (ParameterShard::ExportChanged, encoded) twice on the
 // same rows:
 //   log:  at the exporter's cursor, answered from the change logs;
 //   scan: then with a cursor one below the logs' floor, so every partition
@@ -11,6 +11,7 @@
 //
 //   build/bin/freshet_export_scan_bench --rows=1000000 --changed=10000,100000
 #include <gflags/gflags.h>
+#include <glog/logging.h>
 
 #include <algorithm>
 #include <chrono>
@@ -23,7 +24,9 @@
 #include <vector>
 
 #include "common/config.h"
+#include "common/ps_wire.h"
 #include "server/parameter_shard.h"
+#include "server/server_node.h"
 
 DEFINE_int64(rows, 1000000, "rows in the table");
 DEFINE_string(changed, "10000,100000", "comma-separated keys pushed between exports");
@@ -83,7 +86,16 @@ int Main() {
   const int64_t bytes_before = shard.TotalTableStats().bytes;
   uint32_t cursor = 0;
   const double t_full = Now(), c_full = CpuNow();
-  shard.ExportChanged(0, &cursor);  // the exporter's first, full export; starts the logs
+  // What a server does with an EXPORT request: the shard's changed rows,
+  // encoded into the reply (ExportReply). Returns the body's bytes.
+  auto export_since = [&shard](uint32_t since, uint32_t* now) {
+    const Message reply = ExportReply(&shard, 1, ExportRequest{since});
+    StatusOr<ExportResponse> decoded = DecodeExportResponse(reply);
+    CHECK(decoded.ok()) << decoded.status();
+    *now = decoded->version;
+    return reply.body.size();
+  };
+  export_since(0, &cursor);  // the exporter's first, full export; starts the logs
   const double full_ms = 1e3 * (Now() - t_full), full_cpu_ms = 1e3 * (CpuNow() - c_full);
   std::printf("filled %lld rows in %.1f s; full export (since 0): %.1f ms (cpu %.1f)\n",
               static_cast<long long>(FLAGS_rows), fill_s, full_ms, full_cpu_ms);
@@ -108,16 +120,16 @@ int Main() {
       // plus those stamped exactly `cursor` (at most one request's).
       uint32_t now = 0, ignored = 0;
       double t0 = Now(), c0 = CpuNow();
-      const std::vector<char> logged = shard.ExportChanged(cursor, &now);
+      const size_t logged = export_since(cursor, &now);
       log_ms += 1e3 * (Now() - t0);
       log_cpu_ms += 1e3 * (CpuNow() - c0);
       t0 = Now();
       c0 = CpuNow();
-      const std::vector<char> scanned = shard.ExportChanged(cursor - 1, &ignored);
+      const size_t scanned = export_since(cursor - 1, &ignored);
       scan_ms += 1e3 * (Now() - t0);
       scan_cpu_ms += 1e3 * (CpuNow() - c0);
-      scan_bytes += scanned.size();
-      log_bytes += logged.size();
+      scan_bytes += scanned;
+      log_bytes += logged;
       cursor = now;
     }
     const TableStats s = shard.TotalTableStats();

@@ -26,14 +26,14 @@ jobs=$(nproc 2>/dev/null || echo 2)
 targets="all"
 unit_regex=""
 if [ "${1:-}" = "--quick" ]; then
-  # The CI subset (tools/test.sh): the wire, transport, server, snapshot
+  # The CI subset (tools/test.sh): the wire codec, transport, server, snapshot
   # and PS client/conformance tests and the MPI parity runs. It skips the
   # data, model, trainer and serving libraries, about half the ASan build
   # and 5 minutes of instrumented test time.
   shift
-  targets="common_test export_test server_test worker_test ps_conformance_test
+  targets="common_test ps_wire_test export_test server_test worker_test ps_conformance_test
            freshet_ps_mpi_driver file_io_test exporter_fault_test"
-  unit_regex="^(common_test|export_test|server_test|worker_test|ps_conformance_test|file_io_test|exporter_fault_test)$"
+  unit_regex="^(common_test|ps_wire_test|export_test|server_test|worker_test|ps_conformance_test|file_io_test|exporter_fault_test)$"
 fi
 launcher=()
 if command -v ccache >/dev/null; then

@@ -33,6 +33,7 @@
 #include "common/metrics_service.h"
 #include "common/mpi_transport.h"
 #include "common/mpi_util.h"
+#include "common/ps_wire.h"
 #include "common/sharding.h"
 #include "common/worker_collective.h"
 #include "exporter/exporter_node.h"
@@ -494,13 +495,8 @@ int RunMpi(int argc, char** argv, const proto::JobConfig& job) {
         const auto now = std::chrono::steady_clock::now();
         if (now - *last < every) return;
         *last = now;
-        Message m;
-        m.meta.type = MsgType::kWatermark;
-        m.meta.clock = step;
-        m.meta.watermark = watermark;
-        m.meta.wall_ms = wall_ms;
-        m.meta.label_wall_ms = label_wall_ms;
-        Status st = t->Send(exporter, std::move(m));
+        Status st = t->Send(
+            exporter, EncodeWatermark(TrainingClocks{step, watermark, wall_ms, label_wall_ms}));
         if (!st.ok()) LOG(WARNING) << "watermark to the exporter: " << st;
       };
     }
@@ -516,18 +512,13 @@ int RunMpi(int argc, char** argv, const proto::JobConfig& job) {
       auto feed = std::make_shared<Feed>();
       feed->last = std::chrono::steady_clock::now() - std::chrono::hours(1);
       Transport* t = transport.get();
-      auto dense_message = [](MsgType type, const Model& model, const Feed& f) {
-        Message m;
-        m.meta.type = type;
-        m.meta.clock = f.step;
-        m.meta.watermark = f.watermark;
-        m.meta.wall_ms = f.wall_ms;
-        m.meta.label_wall_ms = f.label_wall_ms;
-        const size_t bytes = model.NumDenseParams() * sizeof(float);
-        m.body.reserve(bytes + 128);
-        m.body.resize(bytes);
-        std::memcpy(m.body.data(), model.dense_params(), bytes);
-        return m;
+      // DENSE_UPDATE, or EXPORT_FINAL when `final` (common/ps_wire.h).
+      auto dense_message = [](bool final, const Model& model, const Feed& f) {
+        DenseUpdate u;
+        u.clocks = TrainingClocks{f.step, f.watermark, f.wall_ms, f.label_wall_ms};
+        u.dense = model.dense_params();
+        u.num_dense = model.NumDenseParams();
+        return EncodeDenseUpdate(u, final);
       };
       opt.after_step = [t, exporter, every, feed, dense_message](const Model& model, int64_t step,
                                                                  int64_t watermark, int64_t wall_ms,
@@ -539,7 +530,7 @@ int RunMpi(int argc, char** argv, const proto::JobConfig& job) {
         const auto now = std::chrono::steady_clock::now();
         if (now - feed->last < every) return;
         feed->last = now;
-        Status st = t->Send(exporter, dense_message(MsgType::kDenseUpdate, model, *feed));
+        Status st = t->Send(exporter, dense_message(/*final=*/false, model, *feed));
         if (!st.ok()) LOG(WARNING) << "dense update to the exporter: " << st;
       };
       // The final export carries the minimum of every worker's final
@@ -555,9 +546,7 @@ int RunMpi(int argc, char** argv, const proto::JobConfig& job) {
       const Millis final_timeout =
           timeout + Millis(static_cast<int64_t>(job.export_().full_timeout_s() * 1000));
       opt.after_training = [c, exporter, feed, dense_message, final_timeout](const Model& model) {
-        return c
-            ->CallRanks({exporter}, dense_message(MsgType::kExportFinal, model, *feed),
-                        final_timeout)
+        return c->CallRanks({exporter}, dense_message(/*final=*/true, model, *feed), final_timeout)
             .status();
       };
     }

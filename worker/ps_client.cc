@@ -67,6 +67,7 @@ PsClient::PsClient(Transport* transport, const ClusterLayout& layout, std::vecto
       table_dims_(std::move(table_dims)),
       options_(options),
       worker_index_(layout.IndexInRole(transport->rank())),
+      tracker_(transport, [&layout](int rank) { return layout.Describe(rank); }),
       pushes_sent_(layout.num_servers(), 0) {
   if (MetricsRegistry* m = options.metrics) {
     metrics_.pull_latency =
@@ -103,7 +104,7 @@ void PsClient::CountSend(MsgType type, size_t keys, size_t body_bytes) {
 PsClient::~PsClient() {
   stop_ = true;
   if (receiver_.joinable()) receiver_.join();
-  FailAll(Unavailable("parameter-server client destroyed"));
+  tracker_.FailAll(Unavailable("parameter-server client destroyed"));
 }
 
 Status PsClient::CheckTable(int table) const {
@@ -137,15 +138,6 @@ void PsClient::ReleaseSlot() {
   slot_cv_.Signal();
 }
 
-uint64_t PsClient::Register(Request req) {
-  const uint64_t id = next_id_.fetch_add(1);
-  req.sent = std::chrono::steady_clock::now();
-  MutexLock l(&mu_);
-  if (req.type == MsgType::kPushRequest) ++pushes_sent_[req.server];
-  requests_.emplace(id, std::move(req));
-  return id;
-}
-
 std::future<Status> PsClient::Pull(int table, const uint64_t* keys, size_t n, float* out) {
   auto op = std::make_shared<Op>();
   std::future<Status> fut = op->promise.get_future();
@@ -168,40 +160,64 @@ std::future<Status> PsClient::Pull(int table, const uint64_t* keys, size_t n, fl
   int shards = 0;
   for (const auto& r : rows) shards += r.empty() ? 0 : 1;
   op->remaining = shards;
-  const auto timeout = options_.request_timeout;
   for (int s = 0; s < num_servers; ++s) {
     if (rows[s].empty()) continue;
-    Message msg;
-    msg.meta.type = MsgType::kPullRequest;
-    msg.meta.table = table;
-    msg.meta.num_keys = static_cast<uint32_t>(rows[s].size());
-    msg.meta.dim = static_cast<uint32_t>(dim);
-    msg.meta.worker = worker_index_;
-    msg.meta.clock = step_.load();
-    msg.meta.count = options_.staleness;
-    msg.body.reserve(rows[s].size() * sizeof(uint64_t) + 64);
-    msg.body.resize(rows[s].size() * sizeof(uint64_t));
-    auto* kp = reinterpret_cast<uint64_t*>(msg.body.data());
+    PullRequest req;
+    req.table = table;
+    req.dim = static_cast<uint32_t>(dim);
+    req.step = step_.load();
+    req.staleness = options_.staleness;
+    req.num_keys = static_cast<uint32_t>(rows[s].size());
+    uint64_t* kp = nullptr;
+    Message msg = EncodePullRequest(req, &kp);
     for (size_t j = 0; j < rows[s].size(); ++j) kp[j] = d.uniq[rows[s][j]];
     Status slot = AcquireSlot();
     if (!slot.ok()) {
       op->FinishShard(slot.WithContext("PULL to " + layout_.Describe(layout_.ServerRank(s))));
       continue;
     }
-    const uint32_t nk = msg.meta.num_keys;
-    const uint64_t id = Register(Request{op,
-                                         s,
-                                         std::move(rows[s]),
-                                         std::chrono::steady_clock::now() + timeout,
-                                         MsgType::kPullRequest,
-                                         nk,
-                                         {}});
-    msg.meta.request_id = id;
-    CountSend(MsgType::kPullRequest, nk, msg.body.size());
-    Status sent = transport_->Send(layout_.ServerRank(s), std::move(msg));
-    if (!sent.ok()) Complete(id, nullptr, sent);
+    CountSend(MsgType::kPullRequest, req.num_keys, msg.body.size());
+    const auto sent = std::chrono::steady_clock::now();
+    tracker_.Send(
+        layout_.ServerRank(s), std::move(msg), options_.request_timeout,
+        [this, op, r = std::move(rows[s]), s, sent](Message* reply, const Status& st) {
+          FinishPull(op.get(), r, s, sent, reply, st);
+        },
+        " (" + std::to_string(req.num_keys) + " keys): the server is dead, hung or overloaded");
   }
   return fut;
+}
+
+void PsClient::FinishPull(Op* op, const std::vector<uint32_t>& rows, int server,
+                          std::chrono::steady_clock::time_point sent, Message* reply, Status st) {
+  ReleaseSlot();
+  if (st.ok()) {
+    StatusOr<PullResponse> resp = DecodePullResponse(*reply);
+    if (!resp.ok()) {
+      st = resp.status();
+    } else if (resp->num_keys != rows.size() || resp->dim != static_cast<uint32_t>(op->dim)) {
+      st = DataLoss("PULL response from " + layout_.Describe(layout_.ServerRank(server)) + " has " +
+                    std::to_string(resp->num_keys) + " rows of dim " + std::to_string(resp->dim) +
+                    ", expected " + std::to_string(rows.size()) + " of dim " +
+                    std::to_string(op->dim));
+    } else {
+      const size_t dim = static_cast<size_t>(op->dim);
+      const size_t row_bytes = dim * sizeof(float);
+      float* target = op->inverse.empty() ? op->out : op->uniq_values.data();
+      for (size_t j = 0; j < rows.size(); ++j) {
+        std::memcpy(target + static_cast<size_t>(rows[j]) * dim, resp->rows + j * dim, row_bytes);
+      }
+    }
+  }
+  if (metrics_.pull_latency != nullptr) {
+    if (!st.ok()) {
+      metrics_.failed_requests->Add();
+    } else {
+      metrics_.pull_latency->RecordSince(sent);
+      metrics_.pull_bytes_in->Add(static_cast<int64_t>(reply->body.size()));
+    }
+  }
+  op->FinishShard(st);
 }
 
 std::future<Status> PsClient::Push(int table, const uint64_t* keys, size_t n, const float* grads) {
@@ -231,115 +247,56 @@ std::future<Status> PsClient::Push(int table, const uint64_t* keys, size_t n, co
   for (int s = 0; s < num_servers; ++s) {
     if (rows[s].empty()) continue;
     const size_t ns = rows[s].size();
-    Message msg;
-    msg.meta.type = MsgType::kPushRequest;
-    msg.meta.table = table;
-    msg.meta.num_keys = static_cast<uint32_t>(ns);
-    msg.meta.dim = static_cast<uint32_t>(dim);
-    msg.meta.worker = worker_index_;
-    msg.meta.clock = step_.load();
-    msg.meta.watermark = event_time_.load();  // the batch's event time, for TTLs
-    msg.body.reserve(ns * (sizeof(uint64_t) + row_bytes) + 64);
-    msg.body.resize(ns * (sizeof(uint64_t) + row_bytes));
-    auto* kp = reinterpret_cast<uint64_t*>(msg.body.data());
-    char* gp = msg.body.data() + ns * sizeof(uint64_t);
+    PushRequest req;
+    req.table = table;
+    req.dim = static_cast<uint32_t>(dim);
+    req.worker = worker_index_;
+    req.event_time_s = event_time_.load();  // the batch's event time, for TTLs
+    req.num_keys = static_cast<uint32_t>(ns);
+    uint64_t* kp = nullptr;
+    float* gp = nullptr;
+    Message msg = EncodePushRequest(req, &kp, &gp);
     for (size_t j = 0; j < ns; ++j) {
       const uint32_t u = rows[s][j];
       kp[j] = d.uniq[u];
       // Without duplicates, unique index u is input position u.
-      std::memcpy(gp + j * row_bytes, grad_rows + static_cast<size_t>(u) * dim, row_bytes);
+      std::memcpy(gp + j * dim, grad_rows + static_cast<size_t>(u) * dim, row_bytes);
     }
     Status slot = AcquireSlot();
     if (!slot.ok()) {
       op->FinishShard(slot.WithContext("PUSH to " + layout_.Describe(layout_.ServerRank(s))));
       continue;
     }
-    const uint64_t id =
-        Register(Request{op,
-                         s,
-                         {},
-                         std::chrono::steady_clock::now() + options_.request_timeout,
-                         MsgType::kPushRequest,
-                         static_cast<uint32_t>(ns),
-                         {}});
-    msg.meta.request_id = id;
+    {
+      // Counted before it is sent: a CLOCK sent after this call returns
+      // includes it.
+      MutexLock l(&mu_);
+      ++pushes_sent_[s];
+    }
     CountSend(MsgType::kPushRequest, ns, msg.body.size());
-    Status sent = transport_->Send(layout_.ServerRank(s), std::move(msg));
-    if (!sent.ok()) Complete(id, nullptr, sent);
+    const auto sent = std::chrono::steady_clock::now();
+    tracker_.Send(
+        layout_.ServerRank(s), std::move(msg), options_.request_timeout,
+        [this, op, sent](Message* reply, const Status& st) {
+          FinishPush(op.get(), sent, reply, st);
+        },
+        " (" + std::to_string(ns) + " keys): the server is dead, hung or overloaded");
   }
   return fut;
 }
 
-void PsClient::Complete(uint64_t id, Message* resp, const Status& st_in) {
-  Request req;
-  {
-    MutexLock l(&mu_);
-    auto it = requests_.find(id);
-    if (it == requests_.end()) return;  // already expired or failed
-    req = std::move(it->second);
-    requests_.erase(it);
-  }
+void PsClient::FinishPush(Op* op, std::chrono::steady_clock::time_point sent, Message* reply,
+                          Status st) {
   ReleaseSlot();
-  Status st = st_in;
-  if (st.ok() && resp->meta.status_code != StatusCode::kOk) {
-    st = Status(resp->meta.status_code, resp->meta.error);
-  }
+  if (st.ok()) st = DecodePushResponse(*reply);
   if (metrics_.pull_latency != nullptr) {
     if (!st.ok()) {
       metrics_.failed_requests->Add();
-    } else if (req.type == MsgType::kPullRequest) {
-      metrics_.pull_latency->RecordSince(req.sent);
-      metrics_.pull_bytes_in->Add(static_cast<int64_t>(resp->body.size()));
     } else {
-      metrics_.push_latency->RecordSince(req.sent);
+      metrics_.push_latency->RecordSince(sent);
     }
   }
-  if (st.ok() && req.type == MsgType::kPullRequest) {
-    Op& op = *req.op;
-    const size_t row_bytes = static_cast<size_t>(op.dim) * sizeof(float);
-    if (resp->body.size() != req.rows.size() * row_bytes) {
-      st = DataLoss("PULL response from " + layout_.Describe(resp->peer) + " has " +
-                    std::to_string(resp->body.size()) + " bytes, expected " +
-                    std::to_string(req.rows.size() * row_bytes));
-    } else {
-      float* target = op.inverse.empty() ? op.out : op.uniq_values.data();
-      const char* src = resp->body.data();
-      for (size_t j = 0; j < req.rows.size(); ++j) {
-        std::memcpy(target + static_cast<size_t>(req.rows[j]) * op.dim, src + j * row_bytes,
-                    row_bytes);
-      }
-    }
-  }
-  req.op->FinishShard(st);
-}
-
-void PsClient::ExpireOverdue() {
-  const auto now = std::chrono::steady_clock::now();
-  std::vector<std::pair<uint64_t, std::string>> overdue;
-  {
-    MutexLock l(&mu_);
-    for (const auto& [id, req] : requests_) {
-      if (now < req.deadline) continue;
-      overdue.emplace_back(id, std::string(MsgTypeName(req.type)) + " request #" +
-                                   std::to_string(id) + " to " +
-                                   layout_.Describe(layout_.ServerRank(req.server)) + " (" +
-                                   std::to_string(req.num_keys) + " keys) got no response within " +
-                                   std::to_string(options_.request_timeout.count()) +
-                                   " ms: the server is dead, hung or overloaded");
-    }
-  }
-  for (auto& [id, what] : overdue) Complete(id, nullptr, DeadlineExceeded(what));
-}
-
-void PsClient::FailAll(const Status& st) {
-  std::vector<uint64_t> ids;
-  {
-    MutexLock l(&mu_);
-    for (const auto& kv : requests_) ids.push_back(kv.first);
-    for (auto& kv : sync_waiters_) kv.second.set_value(st);
-    sync_waiters_.clear();
-  }
-  for (uint64_t id : ids) Complete(id, nullptr, st);
+  op->FinishShard(st);
 }
 
 void PsClient::ReceiveLoop() {
@@ -347,38 +304,19 @@ void PsClient::ReceiveLoop() {
   while (!stop_) {
     StatusOr<Message> r = transport_->Recv(Millis(10));
     if (r.ok()) {
-      Message& m = *r;
-      switch (m.meta.type) {
-        case MsgType::kPullResponse:
-        case MsgType::kPushResponse:
-          Complete(m.meta.request_id, &m, Status::OK());
-          break;
-        case MsgType::kStatsResponse:
-        case MsgType::kSaveResponse:
-        case MsgType::kSaveStatusResponse:
-        case MsgType::kExportFinalResponse: {
-          std::promise<StatusOr<Message>> p;
-          {
-            MutexLock l(&mu_);
-            auto it = sync_waiters_.find(m.meta.request_id);
-            if (it == sync_waiters_.end()) break;  // timed out earlier
-            p = std::move(it->second);
-            sync_waiters_.erase(it);
-          }
-          p.set_value(std::move(m));
-          break;
-        }
-        default:
-          LOG(WARNING) << "worker got unexpected " << MsgTypeName(m.meta.type) << " from "
-                       << layout_.Describe(m.peer);
+      // An answer nobody waits for any more (expired, or its call ended)
+      // is dropped; anything else is not for a worker.
+      if (!tracker_.Deliver(&*r) && !IsResponseType(r->meta.type)) {
+        LOG(WARNING) << "worker got unexpected " << MsgTypeName(r->meta.type) << " from "
+                     << layout_.Describe(r->peer);
       }
     } else if (r.status().code() == StatusCode::kUnavailable) {
-      FailAll(r.status());
+      tracker_.FailAll(r.status());
       return;
     }
     const auto now = std::chrono::steady_clock::now();
     if (now - last_scan > Millis(10)) {
-      ExpireOverdue();
+      tracker_.ExpireOverdue();
       last_scan = now;
     }
   }
@@ -392,88 +330,49 @@ Status PsClient::Clock() {
     counts = pushes_sent_;
   }
   for (int s = 0; s < layout_.num_servers(); ++s) {
-    Message msg;
-    msg.meta.type = MsgType::kClock;
-    msg.meta.worker = worker_index_;
-    msg.meta.clock = step;
-    msg.meta.count = counts[s];
-    FRESHET_RETURN_IF_ERROR(transport_->Send(layout_.ServerRank(s), std::move(msg)));
+    FRESHET_RETURN_IF_ERROR(transport_->Send(
+        layout_.ServerRank(s), EncodeClock(ClockMessage{worker_index_, step, counts[s]})));
   }
   return Status::OK();
 }
 
-StatusOr<std::vector<Message>> PsClient::CallAllServers(MsgType type, const std::string& text,
-                                                        int64_t count) {
+std::vector<int> PsClient::ServerRanks() const {
   std::vector<int> ranks;
   for (int s = 0; s < layout_.num_servers(); ++s) ranks.push_back(layout_.ServerRank(s));
-  Message request;
-  request.meta.type = type;
-  request.meta.text = text;
-  request.meta.count = count;
-  return CallRanks(ranks, request);
+  return ranks;
+}
+
+Status PsClient::CallAllServers(std::vector<Message> requests,
+                                const std::function<Status(size_t, Message*)>& on_reply) {
+  return tracker_.Call(ServerRanks(), std::move(requests), options_.request_timeout, on_reply);
 }
 
 StatusOr<std::vector<Message>> PsClient::CallRanks(const std::vector<int>& ranks,
                                                    const Message& request, Millis timeout) {
-  std::vector<uint64_t> ids;
-  std::vector<std::future<StatusOr<Message>>> futs;
-  for (int rank : ranks) {
-    const uint64_t id = next_id_.fetch_add(1);
-    {
-      MutexLock l(&mu_);
-      futs.push_back(sync_waiters_[id].get_future());
-    }
-    ids.push_back(id);
-    Message msg;
-    msg.meta = request.meta;
-    msg.meta.request_id = id;
-    msg.meta.worker = worker_index_;
-    msg.body = request.body;
-    FRESHET_RETURN_IF_ERROR(transport_->Send(rank, std::move(msg)));
+  MsgType want;
+  if (!ResponseTypeOf(request.meta.type, &want)) {
+    return InvalidArgument(std::string(MsgTypeName(request.meta.type)) + " gets no response");
   }
-  std::vector<Message> out;
-  const auto deadline =
-      std::chrono::steady_clock::now() + (timeout.count() > 0 ? timeout : options_.request_timeout);
-  Status failed;
-  for (size_t i = 0; i < ranks.size(); ++i) {
-    if (futs[i].wait_until(deadline) != std::future_status::ready) {
-      MutexLock l(&mu_);
-      sync_waiters_.erase(ids[i]);
-      if (failed.ok()) {
-        failed = DeadlineExceeded(
-            std::string(MsgTypeName(request.meta.type)) + " request to " +
-            layout_.Describe(ranks[i]) + " got no response within " +
-            std::to_string((timeout.count() > 0 ? timeout : options_.request_timeout).count()) +
-            " ms");
-      }
-      continue;
-    }
-    StatusOr<Message> r = futs[i].get();
-    if (!r.ok()) {
-      if (failed.ok()) failed = r.status();
-      continue;
-    }
-    if (r->meta.status_code != StatusCode::kOk) {
-      if (failed.ok()) failed = Status(r->meta.status_code, r->meta.error);
-      continue;
-    }
-    out.push_back(std::move(r).value());
-  }
-  if (!failed.ok()) return failed;
+  std::vector<Message> requests(ranks.size(), request);
+  std::vector<Message> out(ranks.size());
+  FRESHET_RETURN_IF_ERROR(tracker_.Call(ranks, std::move(requests),
+                                        timeout.count() > 0 ? timeout : options_.request_timeout,
+                                        [&](size_t i, Message* reply) {
+                                          FRESHET_RETURN_IF_ERROR(CheckEnvelope(*reply, want));
+                                          out[i] = std::move(*reply);
+                                          return Status::OK();
+                                        }));
   return out;
 }
 
 StatusOr<std::vector<ServerStats>> PsClient::ServerStatsAll() {
-  FRESHET_ASSIGN_OR_RETURN(std::vector<Message> resp, CallAllServers(MsgType::kStatsRequest, ""));
-  std::vector<ServerStats> out;
-  for (const Message& m : resp) {
-    if (m.body.size() != ServerStats::kNumFields * sizeof(int64_t)) {
-      return DataLoss("bad STATS_RESPONSE size from " + layout_.Describe(m.peer));
-    }
-    int64_t f[ServerStats::kNumFields];
-    std::memcpy(f, m.body.data(), sizeof(f));
-    out.push_back(ServerStats{f[0], f[1], f[2], f[3], f[4], f[5], f[6]});
-  }
+  std::vector<ServerStats> out(layout_.num_servers());
+  FRESHET_RETURN_IF_ERROR(
+      CallAllServers(std::vector<Message>(layout_.num_servers(), EncodeStatsRequest()),
+                     [&](size_t i, Message* reply) {
+                       FRESHET_ASSIGN_OR_RETURN(out[i], DecodeStatsResponse(*reply));
+                       return Status::OK();
+                     }));
   return out;
 }
 
@@ -483,10 +382,14 @@ Status PsClient::SaveTables(const std::string& dir, bool incremental) {
 }
 
 StatusOr<int64_t> PsClient::StartSaveTables(const std::string& dir, bool incremental) {
-  FRESHET_ASSIGN_OR_RETURN(std::vector<Message> resp,
-                           CallAllServers(MsgType::kSave, dir, incremental ? 1 : 0));
   int64_t bytes = 0;
-  for (const Message& m : resp) bytes += std::max<int64_t>(0, m.meta.count);
+  FRESHET_RETURN_IF_ERROR(CallAllServers(
+      std::vector<Message>(layout_.num_servers(), EncodeSaveRequest(SaveRequest{dir, incremental})),
+      [&](size_t, Message* reply) {
+        FRESHET_ASSIGN_OR_RETURN(const SaveResponse r, DecodeSaveResponse(*reply));
+        bytes += std::max<int64_t>(0, r.bytes_copied);
+        return Status::OK();
+      }));
   return bytes;
 }
 
@@ -501,15 +404,15 @@ Status PsClient::WaitTablesSaved(const std::string& dir, int64_t bytes) {
   for (int s = 0; s < layout_.num_servers(); ++s) writing.push_back(layout_.ServerRank(s));
   Millis pause(5);
   while (true) {
-    Message request;
-    request.meta.type = MsgType::kSaveStatus;
-    request.meta.text = dir;
     std::vector<int> still;
-    for (int rank : writing) {
-      // One at a time: each answer says which server it is about.
-      FRESHET_ASSIGN_OR_RETURN(std::vector<Message> resp, CallRanks({rank}, request));
-      if (resp.at(0).meta.count != 1) still.push_back(rank);
-    }
+    FRESHET_RETURN_IF_ERROR(tracker_.Call(
+        writing, std::vector<Message>(writing.size(), EncodeSaveStatusRequest({dir})),
+        options_.request_timeout, [&](size_t i, Message* reply) {
+          FRESHET_ASSIGN_OR_RETURN(const SaveStatusResponse r, DecodeSaveStatusResponse(*reply));
+          if (!r.written) still.push_back(writing[i]);
+          return Status::OK();
+        }));
+    std::sort(still.begin(), still.end());  // answers come in any order
     writing = std::move(still);
     if (writing.empty()) return Status::OK();
     if (std::chrono::steady_clock::now() + pause > deadline) {
@@ -526,10 +429,8 @@ Status PsClient::WaitTablesSaved(const std::string& dir, int64_t bytes) {
 
 Status PsClient::Shutdown() {
   for (int s = 0; s < layout_.num_servers(); ++s) {
-    Message msg;
-    msg.meta.type = MsgType::kShutdown;
-    msg.meta.worker = worker_index_;
-    FRESHET_RETURN_IF_ERROR(transport_->Send(layout_.ServerRank(s), std::move(msg)));
+    FRESHET_RETURN_IF_ERROR(
+        transport_->Send(layout_.ServerRank(s), EncodeShutdown(ShutdownMessage{worker_index_})));
   }
   return Status::OK();
 }

@@ -9,7 +9,9 @@
 //
 // Every request has a deadline (`request_timeout`): a server that does not
 // answer in time fails the future with DeadlineExceeded naming the server,
-// its rank and the request, so a dead server never hangs a worker.
+// its rank and the request, so a dead server never hangs a worker. Request
+// ids, deadlines and the fan-in of answers are common/request_tracker.h's;
+// bodies are encoded and decoded by common/ps_wire.h.
 //
 // Bounded staleness: see server/server_node.h. The client's step counter
 // starts at 0; Clock() ends a step. With staleness k >= 0, a Pull issued in
@@ -35,6 +37,8 @@
 #include "common/config.h"
 #include "common/metrics_registry.h"
 #include "common/mutex.h"
+#include "common/ps_wire.h"
+#include "common/request_tracker.h"
 #include "common/sparse_store.h"
 #include "common/status.h"
 #include "common/transport.h"
@@ -74,7 +78,7 @@ class PsClient : public SparseStore {
   // sent it, so servers can answer bounded-staleness pulls.
   Status Clock() override;
   int64_t step() const { return step_.load(); }
-  // Sent with later PUSH requests (MessageMeta::watermark) for the TTL.
+  // Sent with later PUSH requests (PushRequest::event_time_s) for the TTL.
   void SetEventTime(int64_t unix_s) override { event_time_.store(unix_s); }
 
   // Asks every server for its stats (synchronous, with the deadline).
@@ -105,10 +109,12 @@ class PsClient : public SparseStore {
   // wait).
   Millis SaveDeadline(int64_t bytes) const;
 
-  // Sends `request` to each rank in `ranks` (any role that answers) and
-  // waits for every answer, with the deadline (`timeout`, or the client's
-  // request_timeout when it is zero). Answers are matched by request id;
-  // their types must be one of the *Response types.
+  // Sends `request` (built with common/ps_wire.h) to each rank in `ranks`
+  // (any role that answers) and waits for every answer, with the deadline
+  // (`timeout`, or the client's request_timeout when it is zero). Returns
+  // the answers in rank order, each checked to be the request's response
+  // type, of this wire version, and not an error (the first error is
+  // returned instead); decode them with ps_wire.
   StatusOr<std::vector<Message>> CallRanks(const std::vector<int>& ranks, const Message& request,
                                            Millis timeout = Millis(0));
 
@@ -121,15 +127,6 @@ class PsClient : public SparseStore {
 
  private:
   struct Op;
-  struct Request {
-    std::shared_ptr<Op> op;
-    int server;
-    std::vector<uint32_t> rows;  // pull: unique-row index of each key sent
-    std::chrono::steady_clock::time_point deadline;
-    MsgType type;
-    uint32_t num_keys;
-    std::chrono::steady_clock::time_point sent;  // set by Register()
-  };
   struct Metrics {
     LatencyHistogram* pull_latency = nullptr;
     LatencyHistogram* push_latency = nullptr;
@@ -151,14 +148,18 @@ class PsClient : public SparseStore {
   // Blocks for a free in-flight slot; DeadlineExceeded after the timeout.
   Status AcquireSlot() EXCLUDES(mu_);
   void ReleaseSlot() EXCLUDES(mu_);
-  uint64_t Register(Request req) EXCLUDES(mu_);
-  void ReceiveLoop() EXCLUDES(mu_);
-  void Complete(uint64_t id, Message* resp, const Status& st) EXCLUDES(mu_);
-  void ExpireOverdue() EXCLUDES(mu_);
-  void FailAll(const Status& st) EXCLUDES(mu_);
-  // Sends `type` (with `text`) to every server and waits for each answer.
-  StatusOr<std::vector<Message>> CallAllServers(MsgType type, const std::string& text,
-                                                int64_t count = 0);
+  // The end of one shard's PULL (reply, or reply null and the failure):
+  // checks and scatters the rows (rows[j]: unique-key index of the j-th key
+  // sent), frees the slot, counts, and finishes the shard.
+  void FinishPull(Op* op, const std::vector<uint32_t>& rows, int server,
+                  std::chrono::steady_clock::time_point sent, Message* reply, Status st);
+  void FinishPush(Op* op, std::chrono::steady_clock::time_point sent, Message* reply, Status st);
+  void ReceiveLoop();
+  std::vector<int> ServerRanks() const;
+  // Sends requests[i] to server i and runs on_reply for each answer
+  // (RequestTracker::Call with the request deadline).
+  Status CallAllServers(std::vector<Message> requests,
+                        const std::function<Status(size_t, Message*)>& on_reply);
 
   Transport* const transport_;
   const ClusterLayout& layout_;
@@ -166,8 +167,8 @@ class PsClient : public SparseStore {
   const PsClientOptions options_;
   const int worker_index_;
   Metrics metrics_;  // all null without a registry
+  RequestTracker tracker_;
 
-  std::atomic<uint64_t> next_id_{1};
   std::atomic<int64_t> step_{0};
   std::atomic<int64_t> event_time_{0};
   std::atomic<bool> stop_{false};
@@ -175,10 +176,7 @@ class PsClient : public SparseStore {
   Mutex mu_;
   CondVar slot_cv_;
   int inflight_ GUARDED_BY(mu_) = 0;
-  std::unordered_map<uint64_t, Request> requests_ GUARDED_BY(mu_);
   std::vector<int64_t> pushes_sent_ GUARDED_BY(mu_);  // per server
-  // Synchronous calls to every server (stats, save): id -> response slot.
-  std::unordered_map<uint64_t, std::promise<StatusOr<Message>>> sync_waiters_ GUARDED_BY(mu_);
   std::thread receiver_;
 };
 

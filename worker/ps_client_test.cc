@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "common/config.h"
+#include "common/ps_wire.h"
 #include "server/parameter_shard.h"
 #include "server/server_node.h"
 
@@ -85,6 +86,33 @@ class ClientTest : public ::testing::Test {
   std::vector<std::unique_ptr<PsClient>> clients_;
 };
 
+// Regression: a PULL claiming a huge dim (2^32 - 1 for one key) made a
+// server allocate num_keys * dim floats (16 GiB) before checking the dim
+// against the table. Now the server checks first and answers with the
+// error; a request of another wire version is answered with that error;
+// the server keeps serving.
+TEST_F(ClientTest, ServerAnswersBadRequestsWithTheError) {
+  Start(1, 1, -1);
+  const int server = layout_->ServerRank(0);
+  const uint64_t key = 1;
+  PullRequest req;
+  req.table = 0;
+  req.dim = 0xffffffffu;
+  req.keys = &key;
+  req.num_keys = 1;
+  auto r = clients_[0]->CallRanks({server}, EncodePullRequest(req));
+  EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(r.status().message(),
+            "server 0 (rank 0): table 'e' has dim 3, request says 4294967295");
+  req.dim = 3;
+  Message old = EncodePullRequest(req);
+  old.meta.version = 0;
+  r = clients_[0]->CallRanks({server}, old);
+  EXPECT_EQ(r.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(r.status().message().find("has wire version 0"), std::string::npos) << r.status();
+  EXPECT_EQ(Pull(0, 0, {1, 2}).size(), 6u);
+}
+
 TEST_F(ClientTest, MetricsCountRequestsKeysBytesAndLatency) {
   Start(2, 1, -1, 8, Millis(5000), /*metrics=*/true);
   std::vector<uint64_t> keys;
@@ -101,9 +129,14 @@ TEST_F(ClientTest, MetricsCountRequestsKeysBytesAndLatency) {
   EXPECT_EQ(Metric(w, "freshet_push_requests_total"), shards);
   EXPECT_EQ(Metric(w, "freshet_keys_pulled_total"), 100);
   EXPECT_EQ(Metric(w, "freshet_keys_pushed_total"), 100);
-  EXPECT_EQ(Metric(w, "freshet_pull_bytes_out_total"), 100 * 8);
-  EXPECT_EQ(Metric(w, "freshet_pull_bytes_in_total"), 100 * 3 * 4);  // dim 3 rows
-  EXPECT_EQ(Metric(w, "freshet_push_bytes_out_total"), 100 * (8 + 2 * 4));
+  // Whole bodies (common/ps_wire.h): a PULL is 32 bytes of fields and the
+  // keys; its answer 8 bytes of fields and the rows, padded to 8; a PUSH
+  // 24 bytes of fields, keys and gradients (dim 2: no pad).
+  EXPECT_EQ(Metric(w, "freshet_pull_bytes_out_total"), 100 * 8 + 32 * shards);
+  const double rows_in = 100 * 3 * 4 + 8 * shards;  // dim 3 rows
+  EXPECT_GE(Metric(w, "freshet_pull_bytes_in_total"), rows_in);
+  EXPECT_LE(Metric(w, "freshet_pull_bytes_in_total"), rows_in + 4 * shards);
+  EXPECT_EQ(Metric(w, "freshet_push_bytes_out_total"), 100 * (8 + 2 * 4) + 24 * shards);
   EXPECT_EQ(Metric(w, "freshet_pull_seconds_count"), shards);
   EXPECT_EQ(Metric(w, "freshet_push_seconds_count"), shards);
   EXPECT_GT(Metric(w, "freshet_pull_p50_seconds"), 0);

@@ -4,7 +4,8 @@ after a format change). Seeds are small valid inputs of each format, plus a
 few real lines from ../shared/data (a handful per format, fuzz seeds only).
 Binary formats are encoded here from their documented layouts
 (exporter/snapshot_format.h, server/table_io.h, worker/job_runner.h,
-common/transport.h), so a seed that stops parsing flags a format change.
+common/transport.h, common/ps_wire.h), so a seed that stops parsing flags a
+format change.
 
     python3 tests/fuzz/make_corpus.py
 """
@@ -96,32 +97,69 @@ with open(os.path.join(DATA, "criteo/criteo_hillview.schema"), "rb") as f:
 put("raw_readers_fuzz", "datetime", b"\x00" + b"2011-02-28 23:59:59")
 
 
+# ---- PS message bodies (common/ps_wire.h; wire version 1) ---------------------
+PS_WIRE_VERSION = 1
+
+
+def pad8(b):
+    return b + b"\0" * (-len(b) % 8)
+
+
+keys = struct.pack("<3Q", 1, 2, 0xFFFFFFFFFFFFFFFF)
+pull_body = struct.pack("<iIIIqq", 1, 4, 3, 0, 5, 2) + keys          # table dim n 0 step staleness
+push_body = pad8(struct.pack("<iIIiq", 1, 4, 3, 1, 1511658000) + keys +
+                 struct.pack("<12f", *([0.5] * 12)))                # table dim n worker event_s
+push_wide_body = pad8(struct.pack("<iIIiq", 0, 1, 3, 0, 0) + keys + struct.pack("<3f", 1, -1, 2))
+pull_resp_body = pad8(struct.pack("<II", 3, 1) + struct.pack("<3f", 0.1, 0.2, 0.3))
+export_rows = (struct.pack("<II", 9, 2) +                            # version, tables
+               struct.pack("<IIQ", 0, 1, 2) + struct.pack("<2Q", 5, 6) +
+               pad8(struct.pack("<2f", 0.1, 0.2)) + struct.pack("<Q", 1) + struct.pack("<Q", 7) +
+               struct.pack("<IIQ", 1, 4, 0) + struct.pack("<Q", 0))
+clock_body = struct.pack("<iIqq", 1, 0, 10, 4)                       # worker 0 step pushes_sent
+dense_body = pad8(struct.pack("<qqqqQ", 8, 1511658000, 1511658000123, 1511658000456, 3) +
+                  struct.pack("<3f", 1, 2, 3))
+save_body = pad8(struct.pack("<II", 1, 9) + b"/ckpt/7/x")
+ps_seeds = {  # name: (type, body)
+    "pull": (1, pull_body), "pull_response": (2, pull_resp_body), "push": (3, push_body),
+    "push_wide": (3, push_wide_body), "push_response": (4, b""), "clock": (5, clock_body),
+    "stats": (6, b""), "stats_response": (7, struct.pack("<7q", 1, 2, 3, 4, 5, 6, 7)),
+    "shutdown": (8, struct.pack("<iI", 2, 0)), "save": (9, save_body),
+    "save_response": (10, struct.pack("<qq", 1 << 20, 30)),
+    "export": (11, struct.pack("<II", 4, 0)), "export_response": (12, export_rows),
+    "dense_update": (13, dense_body), "export_final": (14, dense_body),
+    "export_final_response": (15, b""), "watermark": (16, struct.pack("<4q", 8, 9, 10, 11)),
+    "save_status": (17, pad8(struct.pack("<II", 9, 0) + b"/ckpt/7/x")),
+    "save_status_response": (18, struct.pack("<IIq", 1, 0, 250)),
+}
+
+
+# ---- ps_wire_fuzz: byte 0 type, byte 1 header flags (0: this version, OK) ------
+for name, (t, body) in ps_seeds.items():
+    put("ps_wire_fuzz", name, bytes([t, 0]) + body)
+put("ps_wire_fuzz", "old_version", bytes([1, 0x01]) + pull_body)  # version 0
+put("ps_wire_fuzz", "error_response", bytes([2, 0x02]))
+
+
 # ---- wire_fuzz: one frame [body][WireHeader][u32 len] -------------------------
 def frame(body, **h):
-    nums = dict(type=1, request_id=2, table=3, num_keys=4, dim=5, worker=6, clock=7, count=8,
-                status_code=9, watermark=12, wall_ms=13)
+    nums = dict(type=1, request_id=2, status_code=9, version=15)
+    h.setdefault("version", PS_WIRE_VERSION)
     hdr = b""
     for k, v in h.items():
-        if k in ("error", "text"):
-            hdr += f_bytes(10 if k == "error" else 11, v)
+        if k == "error":
+            hdr += f_bytes(10, v)
         else:
             hdr += f_varint(nums[k], v)
     return body + hdr + struct.pack("<I", len(hdr))
 
 
-keys = struct.pack("<3Q", 1, 2, 0xFFFFFFFFFFFFFFFF)
-put("wire_fuzz", "pull", frame(keys, type=1, request_id=7, table=1, num_keys=3, dim=4, worker=0,
-                               clock=5, count=2))
-put("wire_fuzz", "push", frame(keys + struct.pack("<12f", *([0.5] * 12)), type=3, request_id=8,
-                               table=1, num_keys=3, dim=4, worker=1, clock=5))
-put("wire_fuzz", "push_wide", frame(keys + struct.pack("<3f", 1, -1, 2), type=3, table=0,
-                                    num_keys=3, dim=1))
-export_rows = (struct.pack("<I", 2) + struct.pack("<IIQ", 0, 1, 2) + struct.pack("<2Q", 5, 6) +
-               struct.pack("<2f", 0.1, 0.2) + struct.pack("<IIQ", 1, 4, 0))
-put("wire_fuzz", "export_response", frame(export_rows, type=12, request_id=3, count=9))
+put("wire_fuzz", "pull", frame(pull_body, type=1, request_id=7))
+put("wire_fuzz", "push", frame(push_body, type=3, request_id=8))
+put("wire_fuzz", "push_wide", frame(push_wide_body, type=3))
+put("wire_fuzz", "export_response", frame(export_rows, type=12, request_id=3))
 put("wire_fuzz", "error_response", frame(b"", type=2, request_id=1, status_code=3,
                                          error="server 1 (rank 1): deadline"))
-put("wire_fuzz", "clock", frame(b"", type=5, worker=1, clock=10, count=4))
+put("wire_fuzz", "clock", frame(clock_body, type=5))
 
 
 # ---- snapshot_fuzz: .snap files, manifests, export directories ----------------

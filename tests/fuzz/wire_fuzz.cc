@@ -1,9 +1,10 @@
-// Fuzz target: the wire protocol (common/transport.h) and the decoders of
-// message bodies a rank receives from its peers:
-//   DecodeFrame                       every received frame
-//   ParameterShard::PullFromBody      a server's PULL request
-//   ParameterShard::PushFromBody      a server's PUSH request
-//   ForEachExportedTable              the exporter's EXPORT_RESPONSE
+// Fuzz target: the frame (common/transport.h) and what a server does with a
+// received frame:
+//   DecodeFrame                          every received frame
+//   DecodePullRequest + HandlePull       a server's PULL (as ServerNode)
+//   DecodePushRequest + HandlePush       a server's PUSH
+//   DecodeExportResponse                 the exporter's EXPORT_RESPONSE
+// (every body decoder alone: ps_wire_fuzz.cc).
 //
 // The input is one frame, [body][WireHeader][u32 len]. A frame that
 // decodes must encode back to a frame that decodes to the same message.
@@ -12,6 +13,7 @@
 #include <vector>
 
 #include "common/config.h"
+#include "common/ps_wire.h"
 #include "common/transport.h"
 #include "server/parameter_shard.h"
 #include "tests/fuzz/fuzz_util.h"
@@ -48,11 +50,8 @@ ParameterShard* Shard() {
 }
 
 bool SameMeta(const MessageMeta& a, const MessageMeta& b) {
-  return a.type == b.type && a.request_id == b.request_id && a.table == b.table &&
-         a.num_keys == b.num_keys && a.dim == b.dim && a.worker == b.worker && a.clock == b.clock &&
-         a.count == b.count && a.status_code == b.status_code && a.error == b.error &&
-         a.text == b.text && a.watermark == b.watermark && a.wall_ms == b.wall_ms &&
-         a.label_wall_ms == b.label_wall_ms;
+  return a.type == b.type && a.version == b.version && a.request_id == b.request_id &&
+         a.status_code == b.status_code && a.error == b.error;
 }
 
 }  // namespace
@@ -70,30 +69,41 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   ParameterShard* shard = Shard();
   switch (msg.meta.type) {
     case MsgType::kPullRequest: {
-      std::vector<char> out;
-      if (shard->PullFromBody(msg.meta, msg.body, 128, &out).ok()) {
-        FUZZ_CHECK(out.size() == size_t{msg.meta.num_keys} * msg.meta.dim * sizeof(float));
-      }
+      // As ServerNode::HandlePull: the table and dim before the reply.
+      auto req = DecodePullRequest(msg);
+      if (!req.ok() || !shard->CheckRequest(req->table, req->dim).ok()) break;
+      float* rows = nullptr;
+      Message reply = EncodePullResponse(1, req->num_keys, req->dim, &rows);
+      FUZZ_CHECK(shard->HandlePull(req->table, req->dim, req->keys, req->num_keys, rows).ok());
+      auto decoded = DecodePullResponse(reply);
+      FUZZ_CHECK(decoded.ok() && decoded->num_keys == req->num_keys);
       break;
     }
-    case MsgType::kPushRequest:
-      (void)shard->PushFromBody(msg.meta, msg.body);
+    case MsgType::kPushRequest: {
+      auto req = DecodePushRequest(msg);
+      if (!req.ok()) break;
+      (void)shard->HandlePush(req->table, req->dim, req->keys, req->num_keys, req->grads,
+                              req->event_time_s);
       break;
+    }
     default: {
       // Any body as an EXPORT_RESPONSE: every row handed out must be readable.
-      size_t rows = 0;
-      Status st = ForEachExportedTable(
-          msg.body, [&](int table, int dim, const uint64_t* keys, const float* w, size_t n,
-                        const uint64_t* deleted, size_t num_deleted) {
-            FUZZ_CHECK(dim > 0);
-            volatile float sink = 0;
-            for (size_t i = 0; i < n; ++i)
-              sink = sink + static_cast<float>(keys[i] & 1) + w[i * dim + dim - 1];
-            for (size_t i = 0; i < num_deleted; ++i)
-              sink = sink + static_cast<float>(deleted[i] & 1);
-            rows += n + num_deleted;
-          });
-      if (st.ok()) FUZZ_CHECK(rows * sizeof(uint64_t) <= msg.body.size());
+      Message as_export = msg;
+      as_export.meta.type = MsgType::kExportResponse;
+      auto rows = DecodeExportResponse(as_export);
+      if (!rows.ok()) break;
+      size_t n = 0;
+      volatile float sink = 0;
+      for (const ExportedTable& t : rows->tables) {
+        FUZZ_CHECK(t.dim > 0);
+        for (size_t i = 0; i < t.n; ++i) {
+          sink = sink + static_cast<float>(t.keys[i] & 1) + t.weights[i * t.dim + t.dim - 1];
+        }
+        for (size_t i = 0; i < t.num_deleted; ++i)
+          sink = sink + static_cast<float>(t.deleted[i] & 1);
+        n += t.n + t.num_deleted;
+      }
+      FUZZ_CHECK(n * sizeof(uint64_t) <= as_export.body.size());
     }
   }
   return 0;
