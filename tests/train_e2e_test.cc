@@ -132,16 +132,20 @@ double PopularityAuc(const std::string& dir) {
   return Auc(*scores, labels);
 }
 
-void ExpectBeatsPopularity(const std::string& task) {
+// The job's model, or the one `extra` names (--model=lr), beats item
+// popularity by `margin`.
+void ExpectBeatsPopularity(const std::string& task, const std::string& extra = "",
+                           double margin = 0.02) {
   CommandResult dist =
       RunCommand(Mpirun(5) + Train(task, task,
                                    "--save=false --cluster_config=" + kSrc +
-                                       "/cluster-configs/local.pbtxt --metrics_port=0"));
+                                       "/cluster-configs/local.pbtxt --metrics_port=0 " + extra));
   ASSERT_EQ(dist.rc, 0) << dist.output;
   const double baseline = PopularityAuc(kOut + "/" + task);
   const double auc = Field(dist.json, "holdout_auc");
-  std::printf("%s: holdout AUC %.4f, item-popularity baseline %.4f\n", task.c_str(), auc, baseline);
-  EXPECT_GE(auc, baseline + 0.02) << dist.json;
+  std::printf("%s %s: holdout AUC %.4f, item-popularity baseline %.4f\n", task.c_str(),
+              extra.c_str(), auc, baseline);
+  EXPECT_GE(auc, baseline + margin) << dist.json;
 }
 
 TEST(TrainE2eTest, TaobaoConversionBeatsItemPopularity) {
@@ -153,6 +157,15 @@ TEST(TrainE2eTest, TaobaoConversionBeatsItemPopularity) {
 TEST(TrainE2eTest, RetailPurchaseBeatsItemPopularity) {
   FRESHET_REQUIRE_SHARED_DATA("online_retail/online_retail_to_2011-11-25.csv");
   ExpectBeatsPopularity("retail-purchase");
+}
+
+// Issue 15: LR scored 0.742 against item popularity's 0.819 (sparse rows got
+// the batch-mean loss's gradient, ~1/256 of the per-example one); it scores
+// 0.8386 now. A linear model over item, price and description gets less
+// above popularity than the DeepFM job's 0.02, hence 0.01.
+TEST(TrainE2eTest, RetailPurchaseLrBeatsItemPopularity) {
+  FRESHET_REQUIRE_SHARED_DATA("online_retail/online_retail_to_2011-11-25.csv");
+  ExpectBeatsPopularity("retail-purchase", "--model=lr", 0.01);
 }
 
 // Bad lines beyond the limit stop the job with the file and line named.

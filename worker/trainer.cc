@@ -315,21 +315,22 @@ StatusOr<TrainStats> Trainer::Train(const ReaderFactory& open_shard) {
       }
       stats.compute_s += Since(t0);
 
-      // Push sparse gradients, grouped per table like the pulls.
+      // Push sparse gradients, grouped per table like the pulls, at the
+      // scale of the batch's summed loss (see the header).
       t0 = Clock::now();
       if (n > 0) {
         for (size_t p = 0; p < tables_used_.size(); ++p) {
           cur->grads[p].resize(cur->keys[p].size() * dims_[tables_used_[p]]);
         }
+        const float sum_scale = static_cast<float>(n);
+        auto scaled_copy = [sum_scale](const std::vector<float>& from, float* to) {
+          for (size_t k = 0; k < from.size(); ++k) to[k] = from[k] * sum_scale;
+        };
         for (int s = 0; s < cur->batch.num_slots(); ++s) {
-          const auto& wg = cur->sparse.wide[s];
-          std::memcpy(cur->grads[0].data() + cur->wide_off[s], wg.data(),
-                      wg.size() * sizeof(float));
+          scaled_copy(cur->sparse.wide[s], cur->grads[0].data() + cur->wide_off[s]);
           if (slot_table_[s] >= 0) {
-            const auto& eg = cur->sparse.emb[s];
-            std::memcpy(cur->grads[table_pos_.at(slot_table_[s])].data() +
-                            cur->emb_off[s] * static_cast<size_t>(emb_dim_),
-                        eg.data(), eg.size() * sizeof(float));
+            scaled_copy(cur->sparse.emb[s], cur->grads[table_pos_.at(slot_table_[s])].data() +
+                                                cur->emb_off[s] * static_cast<size_t>(emb_dim_));
           }
         }
         store_->SetEventTime(cur->max_time);  // row TTLs are in event time

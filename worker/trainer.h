@@ -4,7 +4,18 @@
 // table, one pull per table); forward (these pre-update scores are the
 // progressive-validation scores); backward; push the sparse gradients
 // asynchronously; all-reduce the dense gradient (weighted by each worker's
-// batch size) and apply it; Clock(). With staleness != 0 the next batch's
+// batch size) and apply it; Clock().
+//
+// Gradient scales: the dense gradient is that of the batch-mean loss (the
+// workers' batches weighted by size), but a sparse row gets the gradient of
+// the batch's summed loss, i.e. the model's mean-loss row gradient times
+// the batch size: each example that holds a key contributes its own
+// dLoss/dlogit, as in per-example SGD. A row appears in few of a batch's
+// examples, so a mean-loss gradient would shrink every row's gradient by
+// the batch size: the table optimizer's learning rate, Adagrad's initial
+// accumulator (0.1) and clip_norm would mean something different at every
+// batch size, and at 256 Adagrad moved the rows at ~1/100 of its rate
+// (issue 15: retail LR holdout AUC 0.74 instead of ~0.85). With staleness != 0 the next batch's
 // pulls are issued before the current batch computes (prefetch); with
 // staleness 0 they are issued after Clock(), so a step sees every earlier
 // step's update and a 1-worker run equals the single-process reference.
