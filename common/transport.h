@@ -58,6 +58,8 @@ enum class MsgType : uint32_t {
   kSaveStatus = 17,          // has the SAVE to directory `text` been written?
   kSaveStatusResponse = 18,  // count 1: written (clock = write time, us); 0: still
                              // writing; an error status: the write failed
+  kLoad = 19,                // replace every row with those SAVEd under directory `text`
+  kLoadResponse = 20,        // count = rows loaded; an error status: the load failed
 };
 const char* MsgTypeName(MsgType t);
 

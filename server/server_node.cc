@@ -255,6 +255,9 @@ Status ServerNode::Run() {
       case MsgType::kSaveStatus:
         HandleSaveStatus(msg);
         break;
+      case MsgType::kLoad:
+        HandleLoad(msg);
+        break;
       case MsgType::kExportRequest: {
         // Scanning tables takes their partition locks briefly; pushes go on.
         pool_.Schedule([this, m = std::move(msg)]() mutable {
@@ -382,6 +385,33 @@ void ServerNode::HandleSaveStatus(const Message& msg) {
   if (!s.ok()) {
     LOG(WARNING) << "SAVE_STATUS reply to " << layout_.Describe(msg.peer) << " failed: " << s;
   }
+}
+
+void ServerNode::HandleLoad(const Message& msg) {
+  // Like SAVE: every acknowledged push is applied first, and no write is in
+  // flight while the rows change.
+  pool_.WaitIdle();
+  JoinWriter();
+  const int me = layout_.IndexInRole(transport_->rank());
+  const std::string path = msg.meta.text + "/" + ShardFileName(me, layout_.num_servers());
+  LoadRowsStats stats;
+  Status st = ReplaceShardRows(path, shard_, &stats);
+  const std::string who = layout_.Describe(transport_->rank());
+  if (st.ok()) {
+    LOG(INFO) << who << " replaced its rows with the " << stats.rows_kept << " rows of " << path;
+  } else {
+    LOG(ERROR) << who << " failed to load " << path << ": " << st;
+  }
+  Message resp;
+  resp.meta.type = MsgType::kLoadResponse;
+  resp.meta.request_id = msg.meta.request_id;
+  resp.meta.count = stats.rows_kept;
+  if (!st.ok()) {
+    resp.meta.status_code = st.code();
+    resp.meta.error = who + ": " + st.message();
+  }
+  Status s = transport_->Send(msg.peer, std::move(resp));
+  if (!s.ok()) LOG(WARNING) << "LOAD reply to " << layout_.Describe(msg.peer) << " failed: " << s;
 }
 
 }  // namespace freshet

@@ -313,6 +313,9 @@ int RunLocal(const proto::JobConfig& job) {
     if (st.ok()) saved_version = (*shard)->version();
     return st;
   };
+  opt.load_tables = [&](const std::string& dir) {
+    return ReplaceShardRows(dir + "/" + ShardFileName(0, 1), shard->get());
+  };
   auto r = RunWorkerJob(job, &store, &collective, opt);
   if (!r.ok()) return Fail(r.status(), "local trainer");
   // Table size after training (docs/TABLES.md; tools/table_size_bench.sh).
@@ -474,6 +477,7 @@ int RunMpi(int argc, char** argv, const proto::JobConfig& job) {
     opt.metrics = &metrics;
     PsClient* c = client->get();
     opt.save_tables = [c](const std::string& dir) { return c->SaveTables(dir); };
+    opt.load_tables = [c](const std::string& dir) { return c->LoadTables(dir); };
     opt.save_changed_tables = [c](const std::string& dir) { return c->SaveTables(dir, true); };
     // Checkpoints: servers copy at the cut and write in the background.
     opt.start_save_tables = [c](const std::string& dir, bool incremental) {

@@ -356,6 +356,7 @@ void PsClient::ReceiveLoop() {
         case MsgType::kStatsResponse:
         case MsgType::kSaveResponse:
         case MsgType::kSaveStatusResponse:
+        case MsgType::kLoadResponse:
         case MsgType::kExportFinalResponse: {
           std::promise<StatusOr<Message>> p;
           {
@@ -488,6 +489,10 @@ StatusOr<int64_t> PsClient::StartSaveTables(const std::string& dir, bool increme
   int64_t bytes = 0;
   for (const Message& m : resp) bytes += std::max<int64_t>(0, m.meta.count);
   return bytes;
+}
+
+Status PsClient::LoadTables(const std::string& dir) {
+  return CallAllServers(MsgType::kLoad, dir).status();
 }
 
 Millis PsClient::SaveDeadline(int64_t bytes) const {
