@@ -25,8 +25,7 @@ class EarlyStopping {
  public:
   // `metric`: "auc", "logloss" or "gauc" (InvalidArgument otherwise, naming
   // early_stopping.metric). `patience` 0: never stop.
-  static StatusOr<EarlyStopping> Create(const std::string& metric, int patience,
-                                        double min_delta);
+  static StatusOr<EarlyStopping> Create(const std::string& metric, int patience, double min_delta);
 
   // The value of this tracker's metric in `r`.
   double ValueOf(const EvalResult& r) const;

@@ -12,10 +12,10 @@ TEST(EarlyStoppingTest, TracksTheBestPassAndStopsAfterPatience) {
   ASSERT_TRUE(es.ok());
   EXPECT_TRUE(es->Add(0.70));  // pass 1
   EXPECT_EQ(es->best_pass(), 1);
-  EXPECT_TRUE(es->Add(0.72));  // pass 2
+  EXPECT_TRUE(es->Add(0.72));   // pass 2
   EXPECT_FALSE(es->Add(0.71));  // pass 3: worse
   EXPECT_FALSE(es->Stop());     // patience 2: one bad pass is not enough
-  EXPECT_TRUE(es->Add(0.73));  // pass 4 improves: the count restarts
+  EXPECT_TRUE(es->Add(0.73));   // pass 4 improves: the count restarts
   EXPECT_EQ(es->best_pass(), 4);
   EXPECT_FALSE(es->Add(0.73));  // equal is not better
   EXPECT_FALSE(es->Stop());

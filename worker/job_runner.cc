@@ -247,8 +247,7 @@ std::string JobResult::Json(const proto::JobConfig& job, int num_workers, int nu
          ",\"validation_train_examples\":" + std::to_string(validation_train_examples) +
          ",\"validation_time\":" + std::to_string(validation_time) +
          ",\"validation_auc_by_pass\":" + list([](const EvalResult& r) { return r.auc; }) +
-         ",\"validation_logloss_by_pass\":" +
-         list([](const EvalResult& r) { return r.logloss; }) +
+         ",\"validation_logloss_by_pass\":" + list([](const EvalResult& r) { return r.logloss; }) +
          ",\"validation_gauc_by_pass\":" + list([](const EvalResult& r) { return r.gauc; }) +
          ",\"validation_first_pass\":" + std::to_string(validation_first_pass) +
          ",\"validation_metric\":\"" + validation_metric +
@@ -536,7 +535,8 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
     }
     FRESHET_RETURN_IF_ERROR(workers->AllReduceSum(v, 6));
     if (!found.ok()) return found.status().WithContext("the validation split");
-    if (v[0] > 0) return Status(StatusCode::kAborted, "worker 0 failed to find the validation split");
+    if (v[0] > 0)
+      return Status(StatusCode::kAborted, "worker 0 failed to find the validation split");
     ValidationCut cut;
     cut.file = static_cast<int>(v[1]);
     cut.offset = static_cast<uint64_t>(v[2]);
@@ -826,8 +826,7 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
               "%d (%s %.4f)%s\n",
               epoch + 1, r.auc, r.logloss, r.gauc, static_cast<long long>(r.examples),
               improved ? "  improved" : "", start_epoch + stopper->best_pass(),
-              stopper->metric().c_str(),
-              stopper->best_value(),
+              stopper->metric().c_str(), stopper->best_value(),
               stop ? ("  early stop: " + std::to_string(job.early_stopping().patience()) +
                       " pass(es) without improvement")
                          .c_str()
@@ -853,7 +852,8 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
         float failed = st.ok() ? 0.0f : 1.0f;
         FRESHET_RETURN_IF_ERROR(workers->AllReduceSum(&failed, 1));
         if (!st.ok()) return st.WithContext("saving the best pass's tables to " + best_dir);
-        if (failed > 0) return Status(StatusCode::kAborted, "worker 0 failed to save the best pass");
+        if (failed > 0)
+          return Status(StatusCode::kAborted, "worker 0 failed to save the best pass");
       }
       return stop;
     };
@@ -935,10 +935,9 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
       }
       // Incremental: the rows changed since the previous checkpoint of this
       // run, applied over it on restore (its MANIFEST names it as parent).
-      const bool incremental = checkpoints_taken > 0 && ck.full_every > 1 &&
-                               checkpoints_taken % ck.full_every != 0 &&
-                               static_cast<bool>(options.save_changed_tables) &&
-                               !tables_saved_outside;
+      const bool incremental =
+          checkpoints_taken > 0 && ck.full_every > 1 && checkpoints_taken % ck.full_every != 0 &&
+          static_cast<bool>(options.save_changed_tables) && !tables_saved_outside;
       tables_saved_outside = false;
       int64_t copied = 0;
       auto t_copied = t_cut;
@@ -1089,7 +1088,8 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
       float failed = st.ok() ? 0.0f : 1.0f;
       FRESHET_RETURN_IF_ERROR(workers->AllReduceSum(&failed, 1));
       if (!st.ok()) return st.WithContext("restoring the best pass from " + best_dir);
-      if (failed > 0) return Status(StatusCode::kAborted, "worker 0 failed to restore the best pass");
+      if (failed > 0)
+        return Status(StatusCode::kAborted, "worker 0 failed to restore the best pass");
       result.model_pass = best_pass;
       if (leader && options.print_status) {
         std::printf("kept the model of pass %d (best validation %s %.4f; last pass %d)\n",

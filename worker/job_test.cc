@@ -96,7 +96,8 @@ TEST(JobConfigTest, ShippedJobConfigsLoad) {
 }
 
 TEST(JobConfigTest, ValidationAndEarlyStopping) {
-  const std::string base = R"(task: "t" features { slots { name: "a" } } model { wide_table: "wide" } )";
+  const std::string base =
+      R"(task: "t" features { slots { name: "a" } } model { wide_table: "wide" } )";
   auto ok = Parse(base + "data { validation_fraction: 0.1 } early_stopping { }");
   ASSERT_TRUE(ok.ok()) << ok.status();
   EXPECT_EQ(ok->early_stopping().metric(), "auc");
@@ -116,8 +117,7 @@ TEST(JobConfigTest, ValidationAndEarlyStopping) {
   auto metric = Parse(base + "data { validation_fraction: 0.1 } early_stopping { metric: \"hr\" }");
   EXPECT_EQ(metric.status().message(),
             "job.pbtxt: early_stopping.metric: 'hr' is not auc, logloss or gauc");
-  auto patience =
-      Parse(base + "data { validation_fraction: 0.1 } early_stopping { patience: -1 }");
+  auto patience = Parse(base + "data { validation_fraction: 0.1 } early_stopping { patience: -1 }");
   EXPECT_EQ(patience.status().message(), "job.pbtxt: early_stopping.patience: must be >= 0");
   auto stream = Parse(base + "data { validation_fraction: 0.1 } stream { dir: \"s\" }");
   EXPECT_NE(stream.status().message().find("data.validation_fraction: is for file jobs"),

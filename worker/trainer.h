@@ -56,8 +56,8 @@ struct TrainStats {
   double seconds = 0;
   // Time split of this worker's loop, seconds.
   double read_s = 0, pull_s = 0, compute_s = 0, push_s = 0, allreduce_s = 0;
-  ScoredSet progressive;  // pre-update scores of the first epoch's examples
-  int epochs = 0;         // passes completed (after_epoch called)
+  ScoredSet progressive;       // pre-update scores of the first epoch's examples
+  int epochs = 0;              // passes completed (after_epoch called)
   bool stopped_early = false;  // after_epoch asked to stop
 };
 

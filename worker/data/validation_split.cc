@@ -18,10 +18,9 @@ namespace {
 // Calls fn(file, line_number, offset, line) for every line of every file
 // after its header (line numbers 1-based, the header is line 1); stops
 // early when fn returns false.
-Status ForEachLine(
-    const std::vector<std::string>& files,
-    const std::function<bool(int file, int64_t line_no, uint64_t offset, std::string_view line)>&
-        fn) {
+Status ForEachLine(const std::vector<std::string>& files,
+                   const std::function<bool(int file, int64_t line_no, uint64_t offset,
+                                            std::string_view line)>& fn) {
   std::vector<char> buf(1 << 20);
   std::string carry;
   for (size_t f = 0; f < files.size(); ++f) {
@@ -91,8 +90,8 @@ StatusOr<ValidationCut> FindValidationCut(const std::vector<std::string>& files,
   int64_t prev = INT64_MIN;
   std::string prev_where;
   Status order;
-  FRESHET_RETURN_IF_ERROR(ForEachLine(
-      files, [&](int f, int64_t line_no, uint64_t, std::string_view line) {
+  FRESHET_RETURN_IF_ERROR(
+      ForEachLine(files, [&](int f, int64_t line_no, uint64_t, std::string_view line) {
         ++lines;
         int64_t t;
         if (!LineTime(line, &t)) {
@@ -121,7 +120,8 @@ StatusOr<ValidationCut> FindValidationCut(const std::vector<std::string>& files,
                            " training lines have no readable time (more than the bad-record "
                            "policy allows)");
   }
-  if (n == 0) return InvalidArgument("data.validation_fraction: the training files hold no example");
+  if (n == 0)
+    return InvalidArgument("data.validation_fraction: the training files hold no example");
   const int64_t k = static_cast<int64_t>(std::floor((1.0 - fraction) * static_cast<double>(n)));
   // Pass 2: T = time of good line k; the cut is the first line with time T
   // (files are time-ordered, so every later line has time >= T).

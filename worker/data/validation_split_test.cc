@@ -104,7 +104,8 @@ TEST(ValidationSplitTest, TrainingAndValidationPartitionTheLinesForAnyShardCount
     ASSERT_TRUE(cut.ok()) << cut.status();
     EXPECT_EQ(cut->train_examples + cut->validation_examples, 550);
     // At least the fraction, and never more than one second's worth above.
-    EXPECT_GE(cut->validation_examples, static_cast<int64_t>(550 - std::floor((1 - fraction) * 550)));
+    EXPECT_GE(cut->validation_examples,
+              static_cast<int64_t>(550 - std::floor((1 - fraction) * 550)));
     EXPECT_LE(cut->validation_examples, 550 - std::floor((1 - fraction) * 550) + 3);
     const auto whole = ReadAll(ValidationSpans(files, sizes, *cut), 1, 0);
     ASSERT_EQ(static_cast<int64_t>(whole.size()), cut->validation_examples) << fraction;
@@ -151,8 +152,7 @@ TEST(ValidationSplitTest, RejectsFilesOutOfTimeOrderNamingTheLine) {
   auto cut = FindValidationCut({dir.File("a"), dir.File("b")}, 0.1, BadRecordPolicy());
   ASSERT_FALSE(cut.ok());
   EXPECT_EQ(cut.status().code(), StatusCode::kInvalidArgument);
-  EXPECT_NE(cut.status().message().find(dir.File("b") + ":3"), std::string::npos)
-      << cut.status();
+  EXPECT_NE(cut.status().message().find(dir.File("b") + ":3"), std::string::npos) << cut.status();
   EXPECT_NE(cut.status().message().find("time order"), std::string::npos);
   // Files listed out of order are out of order too.
   auto swapped = FindValidationCut({dir.File("b"), dir.File("a")}, 0.1, BadRecordPolicy());
