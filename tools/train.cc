@@ -702,6 +702,15 @@ int main(int argc, char** argv) {
     if (work == "out/" + (out.task().empty() ? out.name() : out.task())) out.clear_work_dir();
     std::string text;
     google::protobuf::TextFormat::PrintToString(out, &text);
+    // The write renames a temporary file over the path: never over a
+    // device or directory (--write_job=/dev/null would replace the device).
+    std::error_code ec;
+    const auto status = std::filesystem::status(FLAGS_write_job, ec);
+    if (!ec && std::filesystem::exists(status) && !std::filesystem::is_regular_file(status)) {
+      std::fprintf(stderr, "freshet_train: --write_job: %s exists and is not a regular file\n",
+                   FLAGS_write_job.c_str());
+      return 1;
+    }
     freshet::Status st = freshet::WriteFileAtomic(FLAGS_write_job, text);
     if (!st.ok()) {
       std::fprintf(stderr, "freshet_train: --write_job: %s\n", st.ToString().c_str());
