@@ -188,6 +188,7 @@ bool IsResponseType(MsgType t) {
     case MsgType::kExportResponse:
     case MsgType::kExportFinalResponse:
     case MsgType::kSaveStatusResponse:
+    case MsgType::kLoadResponse:
       return true;
     default:
       return false;
@@ -216,6 +217,9 @@ bool ResponseTypeOf(MsgType request, MsgType* response) {
       return true;
     case MsgType::kSaveStatus:
       *response = MsgType::kSaveStatusResponse;
+      return true;
+    case MsgType::kLoad:
+      *response = MsgType::kLoadResponse;
       return true;
     default:
       return false;
@@ -447,6 +451,41 @@ StatusOr<SaveResponse> DecodeSaveResponse(const Message& msg) {
   return p;
 }
 
+Message EncodeLoadRequest(const LoadRequest& q) {
+  Writer w(MsgType::kLoad, 8 + Pad8(q.dir.size()));
+  w.U32(static_cast<uint32_t>(q.dir.size()));
+  w.U32(0);
+  w.Put(q.dir.data(), q.dir.size());
+  w.Pad();
+  return w.Take();
+}
+
+StatusOr<LoadRequest> DecodeLoadRequest(const Message& msg) {
+  FRESHET_RETURN_IF_ERROR(CheckEnvelope(msg, MsgType::kLoad));
+  Reader r(msg, MsgType::kLoad);
+  LoadRequest q;
+  uint32_t len = 0;
+  r.U32(&len, "dir_length") && r.Zero(4, "padding") && r.Bytes(len, &q.dir, "dir") &&
+      r.Pad("padding");
+  FRESHET_RETURN_IF_ERROR(r.Finish());
+  return q;
+}
+
+Message EncodeLoadResponse(uint64_t request_id, const LoadResponse& p) {
+  Writer w(MsgType::kLoadResponse, 8, request_id);
+  w.I64(p.rows);
+  return w.Take();
+}
+
+StatusOr<LoadResponse> DecodeLoadResponse(const Message& msg) {
+  FRESHET_RETURN_IF_ERROR(CheckEnvelope(msg, MsgType::kLoadResponse));
+  Reader r(msg, MsgType::kLoadResponse);
+  LoadResponse p;
+  r.I64(&p.rows, "rows");
+  FRESHET_RETURN_IF_ERROR(r.Finish());
+  return p;
+}
+
 Message EncodeSaveStatusRequest(const SaveStatusRequest& q) {
   Writer w(MsgType::kSaveStatus, 8 + Pad8(q.dir.size()));
   w.U32(static_cast<uint32_t>(q.dir.size()));
@@ -674,6 +713,10 @@ Status ValidateMessage(const Message& msg) {
       return DecodeSaveStatusRequest(msg).status();
     case MsgType::kSaveStatusResponse:
       return DecodeSaveStatusResponse(msg).status();
+    case MsgType::kLoad:
+      return DecodeLoadRequest(msg).status();
+    case MsgType::kLoadResponse:
+      return DecodeLoadResponse(msg).status();
   }
   return InvalidArgument("unknown message type " +
                          std::to_string(static_cast<uint32_t>(msg.meta.type)) + " from rank " +

@@ -213,6 +213,23 @@ struct SaveStatusResponse {
 Message EncodeSaveStatusResponse(uint64_t request_id, const SaveStatusResponse& r);
 StatusOr<SaveStatusResponse> DecodeSaveStatusResponse(const Message& msg);
 
+// ---- LOAD ---------------------------------------------------------------------
+
+// Replace every row with those a SAVE wrote under `dir` (the server's own
+// shard file; early stopping restores the best pass with it).
+struct LoadRequest {
+  std::string dir;  // any bytes (a path)
+};
+Message EncodeLoadRequest(const LoadRequest& r);
+StatusOr<LoadRequest> DecodeLoadRequest(const Message& msg);
+
+// A failed load is an error response (its status).
+struct LoadResponse {
+  int64_t rows = 0;  // rows loaded
+};
+Message EncodeLoadResponse(uint64_t request_id, const LoadResponse& r);
+StatusOr<LoadResponse> DecodeLoadResponse(const Message& msg);
+
 // ---- EXPORT -------------------------------------------------------------------
 
 // The exporter asks a server for the rows pushed after `since_version` (0:

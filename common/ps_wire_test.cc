@@ -65,6 +65,8 @@ std::vector<Sample> AllSamples() {
   s.push_back({"SAVE_RESPONSE", EncodeSaveResponse(9, SaveResponse{1 << 20, 1234})});
   s.push_back({"SAVE_STATUS", EncodeSaveStatusRequest(SaveStatusRequest{"/tmp/ckpt-7"})});
   s.push_back({"SAVE_STATUS_RESPONSE", EncodeSaveStatusResponse(9, SaveStatusResponse{true, 99})});
+  s.push_back({"LOAD", EncodeLoadRequest(LoadRequest{"/tmp/best-pass"})});
+  s.push_back({"LOAD_RESPONSE", EncodeLoadResponse(9, LoadResponse{12345})});
   s.push_back({"EXPORT", EncodeExportRequest(ExportRequest{12})});
   ExportResponseEncoder exp(9);
   const uint64_t deleted[2] = {100, 200};
@@ -83,7 +85,7 @@ std::vector<Sample> AllSamples() {
 }
 
 TEST(PsWireTest, SamplesCoverEveryMessageType) {
-  std::vector<bool> seen(19, false);
+  std::vector<bool> seen(21, false);
   for (const Sample& s : AllSamples()) {
     const auto t = static_cast<uint32_t>(s.msg.meta.type);
     ASSERT_LT(t, seen.size());
@@ -94,7 +96,7 @@ TEST(PsWireTest, SamplesCoverEveryMessageType) {
     EXPECT_EQ(s.msg.body.size() % 8, 0u) << s.name << ": bodies are padded to 8 bytes";
     EXPECT_TRUE(ValidateMessage(Wire(s.msg)).ok()) << s.name << ": " << ValidateMessage(s.msg);
   }
-  for (uint32_t t = 1; t <= 18; ++t) EXPECT_TRUE(seen[t]) << "no sample of type " << t;
+  for (uint32_t t = 1; t <= 20; ++t) EXPECT_TRUE(seen[t]) << "no sample of type " << t;
 }
 
 TEST(PsWireTest, PullRoundTrip) {
@@ -215,6 +217,12 @@ TEST(PsWireTest, SmallMessagesRoundTrip) {
   ASSERT_TRUE(written.ok());
   EXPECT_TRUE(written->written);
   EXPECT_EQ(written->write_us, 99);
+  auto load = DecodeLoadRequest(find("LOAD"));
+  ASSERT_TRUE(load.ok());
+  EXPECT_EQ(load->dir, "/tmp/best-pass");
+  auto loaded = DecodeLoadResponse(find("LOAD_RESPONSE"));
+  ASSERT_TRUE(loaded.ok());
+  EXPECT_EQ(loaded->rows, 12345);
   auto exp = DecodeExportRequest(find("EXPORT"));
   ASSERT_TRUE(exp.ok());
   EXPECT_EQ(exp->since_version, 12u);
@@ -366,6 +374,7 @@ TEST(PsWireTest, EveryRequestHasItsResponseType) {
                  Pair{MsgType::kStatsRequest, MsgType::kStatsResponse},
                  Pair{MsgType::kSave, MsgType::kSaveResponse},
                  Pair{MsgType::kSaveStatus, MsgType::kSaveStatusResponse},
+                 Pair{MsgType::kLoad, MsgType::kLoadResponse},
                  Pair{MsgType::kExportRequest, MsgType::kExportResponse},
                  Pair{MsgType::kExportFinal, MsgType::kExportFinalResponse}}) {
     MsgType got;
@@ -394,7 +403,7 @@ TEST(PsWireTest, IndependentlyEncodedSeedsDecode) {
     const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     ASSERT_GE(bytes.size(), 2u) << name;
     Message m;
-    m.meta.type = static_cast<MsgType>(static_cast<uint8_t>(bytes[0]) % 20);
+    m.meta.type = static_cast<MsgType>(static_cast<uint8_t>(bytes[0]) % 22);
     m.meta.version = kPsWireVersion;
     m.body.assign(bytes.begin() + 2, bytes.end());
     if (bytes[1] != 0) continue;  // seeds of a bad header

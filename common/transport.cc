@@ -47,6 +47,10 @@ const char* MsgTypeName(MsgType t) {
       return "SAVE_STATUS";
     case MsgType::kSaveStatusResponse:
       return "SAVE_STATUS_RESPONSE";
+    case MsgType::kLoad:
+      return "LOAD";
+    case MsgType::kLoadResponse:
+      return "LOAD_RESPONSE";
   }
   return "UNKNOWN";
 }

@@ -60,6 +60,8 @@ enum class MsgType : uint32_t {
   kWatermark = 16,   // any worker -> exporter: training clocks
   kSaveStatus = 17,  // has the SAVE been written?
   kSaveStatusResponse = 18,
+  kLoad = 19,  // replace every row with those SAVEd under a directory (early stopping)
+  kLoadResponse = 20,
 };
 const char* MsgTypeName(MsgType t);
 

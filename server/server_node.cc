@@ -296,6 +296,15 @@ Status ServerNode::Run() {
         HandleSaveStatus(msg, *req);
         break;
       }
+      case MsgType::kLoad: {
+        StatusOr<LoadRequest> req = DecodeLoadRequest(msg);
+        if (!req.ok()) {
+          ReplyError(msg, MsgType::kLoadResponse, req.status());
+          break;
+        }
+        HandleLoad(msg, *req);
+        break;
+      }
       case MsgType::kExportRequest: {
         StatusOr<ExportRequest> req = DecodeExportRequest(msg);
         if (!req.ok()) {
@@ -413,6 +422,28 @@ void ServerNode::HandleSaveStatus(const Message& msg, const SaveStatusRequest& r
   } else {
     ReplyError(msg, MsgType::kSaveStatusResponse, st);
   }
+}
+
+void ServerNode::HandleLoad(const Message& msg, const LoadRequest& req) {
+  // Like SAVE: every acknowledged push is applied first, and no write is in
+  // flight while the rows change.
+  pool_.WaitIdle();
+  JoinWriter();
+  const int me = layout_.IndexInRole(transport_->rank());
+  const std::string path = req.dir + "/" + ShardFileName(me, layout_.num_servers());
+  LoadRowsStats stats;
+  Status st = ReplaceShardRows(path, shard_, &stats);
+  const std::string who = layout_.Describe(transport_->rank());
+  if (st.ok()) {
+    LOG(INFO) << who << " replaced its rows with the " << stats.rows_kept << " rows of " << path;
+  } else {
+    LOG(ERROR) << who << " failed to load " << path << ": " << st;
+  }
+  if (!st.ok()) {
+    ReplyError(msg, MsgType::kLoadResponse, st);
+    return;
+  }
+  Reply(msg, EncodeLoadResponse(msg.meta.request_id, LoadResponse{stats.rows_kept}));
 }
 
 }  // namespace freshet

@@ -34,7 +34,11 @@
 // in flight: a SAVE that arrives while the previous one is still writing
 // waits for it first (peak extra memory: one copy of the shard), and
 // SAVE_STATUS answers only about the last SAVE. Run() returns only after the
-// in-flight write finished.
+// in-flight write finished. LOAD(dir) (early stopping's restore of the best
+// pass, docs/ARCHITECTURE.md "Validation") waits for queued requests and the
+// in-flight write, then replaces every row of the shard with the rows of
+// its file under dir (ReplaceShardRows) and answers with the rows loaded;
+// workers send nothing else until it is answered.
 //
 // Thread safety: Run() once, from one thread. Stop() from any thread.
 #pragma once
@@ -101,7 +105,8 @@ class ServerNode {
   };
   void HandleSave(const Message& msg, const SaveRequest& req) EXCLUDES(save_mu_);  // receive thread
   void HandleSaveStatus(const Message& msg, const SaveStatusRequest& req)
-      EXCLUDES(save_mu_);  // receive thread
+      EXCLUDES(save_mu_);                                       // receive thread
+  void HandleLoad(const Message& msg, const LoadRequest& req);  // receive thread
   // Joins the background writer, if any (receive thread or destructor).
   void JoinWriter();
   // REQUIRES: req decoded from msg.

@@ -140,8 +140,12 @@ RowFilter RowFilter::ForShard(int shard, int num_shards) {
   return f;
 }
 
-Status LoadShardRows(const std::string& path, ParameterShard* shard, const RowFilter& filter,
-                     LoadRowsStats* stats) {
+namespace {
+
+// LoadShardRows; with `replace_all`, every row of every table is erased
+// once the file is verified, before its rows go in (ReplaceShardRows).
+Status LoadRows(const std::string& path, ParameterShard* shard, const RowFilter& filter,
+                LoadRowsStats* stats, bool replace_all) {
   std::FILE* f = std::fopen(path.c_str(), "rb");
   if (!f) return NotFound(path + ": cannot open: " + std::strerror(errno));
   std::vector<char> data;
@@ -195,6 +199,12 @@ Status LoadShardRows(const std::string& path, ParameterShard* shard, const RowFi
   for (const bool apply : {false, true}) {
     pos = tables_begin;
     read = kept = deleted = 0;
+    if (apply && replace_all) {
+      for (auto& [name, table] : by_name) {
+        (void)name;
+        table->EraseIf([](uint64_t) { return true; });
+      }
+    }
     if (apply && kind == kRowsRebase) {
       // The file holds every row of its slot range: what the chain loaded
       // there before is replaced.
@@ -278,6 +288,17 @@ Status LoadShardRows(const std::string& path, ParameterShard* shard, const RowFi
     stats->rows_deleted += deleted;
   }
   return Status::OK();
+}
+
+}  // namespace
+
+Status LoadShardRows(const std::string& path, ParameterShard* shard, const RowFilter& filter,
+                     LoadRowsStats* stats) {
+  return LoadRows(path, shard, filter, stats, /*replace_all=*/false);
+}
+
+Status ReplaceShardRows(const std::string& path, ParameterShard* shard, LoadRowsStats* stats) {
+  return LoadRows(path, shard, RowFilter(), stats, /*replace_all=*/true);
 }
 
 Status LoadModelRows(const std::string& dir, ParameterShard* shard, const RowFilter& filter,

@@ -90,6 +90,15 @@ struct LoadRowsStats {
 Status LoadShardRows(const std::string& path, ParameterShard* shard,
                      const RowFilter& filter = RowFilter(), LoadRowsStats* stats = nullptr);
 
+// Replaces every row of every table of `shard` with the rows of `path` (a
+// full file): the file is verified first (checksum, tables); then every row
+// is erased and the file's rows upserted, so rows created after the save
+// are gone and the shard equals the saved one. On a load error after the
+// erase the shard is left empty of rows (the caller fails the job).
+// REQUIRES: nothing pulls or pushes during the call.
+Status ReplaceShardRows(const std::string& path, ParameterShard* shard,
+                        LoadRowsStats* stats = nullptr);
+
 // Loads the rows `filter` keeps from every `*.rows` file of `dir` (a saved
 // model or checkpoint of any number of shards): restoring onto a different
 // number of servers gives each server RowFilter::ForShard(s, S'). NotFound

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <iterator>
 #include <string>
+#include <vector>
 
 #include "common/checksum.h"
 #include "common/config.h"
@@ -152,6 +153,45 @@ TEST_F(RowsCorruptionTest, StructuralErrorsBehindAValidChecksum) {
   ASSERT_EQ(bad[b_header + 4], 'b');
   bad[b_header + 5] = 3;  // dim 2 -> 3
   ExpectRefused(Reseal(bad), "dim", StatusCode::kInvalidArgument, "has dim 3");
+}
+
+// ReplaceShardRows (early stopping's restore of the best pass): the shard
+// equals the saved one afterwards: saved rows have their saved weights and
+// optimizer state, rows created after the save are gone; a corrupt file
+// changes nothing.
+TEST_F(RowsCorruptionTest, ReplaceRestoresTheSavedRowsExactly) {
+  auto saved = std::move(ParameterShard::Create(Tables(), 2)).value();
+  ASSERT_TRUE(LoadShardRows(path_, saved.get()).ok());
+  auto live = std::move(ParameterShard::Create(Tables(), 2)).value();
+  ASSERT_TRUE(LoadShardRows(path_, live.get()).ok());
+  // Training goes on after the save: rows change, new rows appear.
+  const uint64_t keys[] = {1, 9, 10};
+  const float grads[12] = {5, 5, 5, 5, 6, 6, 6, 6, 7, 7, 7, 7};
+  ASSERT_TRUE(live->HandlePush(0, 4, keys, 3, grads).ok());
+  ASSERT_TRUE(live->HandlePush(1, 2, keys, 3, grads).ok());
+  EXPECT_EQ(live->Stats().rows, saved->Stats().rows + 4);
+  // A corrupt file is refused before any row changes.
+  std::string bad = good_;
+  bad[bad.size() / 2] ^= 1;
+  WriteBytes(dir_ + "/bad.rows", bad);
+  EXPECT_EQ(ReplaceShardRows(dir_ + "/bad.rows", live.get()).code(), StatusCode::kDataLoss);
+  EXPECT_EQ(live->Stats().rows, saved->Stats().rows + 4);
+  LoadRowsStats stats;
+  ASSERT_TRUE(ReplaceShardRows(path_, live.get(), &stats).ok());
+  EXPECT_EQ(stats.rows_kept, saved->Stats().rows);
+  EXPECT_EQ(live->Stats().rows, saved->Stats().rows);
+  for (int t = 0; t < 2; ++t) {
+    const int dim = saved->table(t)->dim(), sd = saved->table(t)->state_dim();
+    for (uint64_t key : {1, 2, 3, 9, 10}) {
+      std::vector<float> w1(dim), w2(dim), s1(sd + 1), s2(sd + 1);
+      const bool in_saved = saved->table(t)->Lookup(key, w1.data(), s1.data());
+      const bool in_live = live->table(t)->Lookup(key, w2.data(), s2.data());
+      ASSERT_EQ(in_saved, in_live) << "table " << t << " key " << key;
+      if (!in_saved) continue;
+      EXPECT_EQ(w1, w2) << "table " << t << " key " << key;
+      EXPECT_EQ(s1, s2) << "table " << t << " key " << key;
+    }
+  }
 }
 
 }  // namespace

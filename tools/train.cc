@@ -64,6 +64,21 @@ DEFINE_int64(prefill_rows, 0,
              "widest table with this many generated rows (over all servers; initializer values, "
              "marked pushed so that they are exported and served like trained rows)");
 DEFINE_int32(batch_size, 0, "override the job's batch size (0: keep)");
+DEFINE_double(sparse_learning_rate, 0,
+              "override the learning rate of every table's optimizer (FTRL: alpha) (0: keep)");
+DEFINE_double(dense_learning_rate, 0, "override model.dense_learning_rate (0: keep)");
+DEFINE_int32(embedding_dim, 0, "override the dim of every table but the wide table (0: keep)");
+DEFINE_double(validation_fraction, -1,
+              "override data.validation_fraction (-1: keep; 0: no validation split)");
+DEFINE_int32(early_stopping_patience, -1,
+             "set early_stopping.patience (needs a validation split; metric: the job's or auc); "
+             "0: remove early stopping; -1: keep");
+DEFINE_string(early_stopping_metric, "",
+              "with a patience: set early_stopping.metric (auc, logloss, gauc; empty: keep)");
+DEFINE_string(write_job, "",
+              "write the job config as resolved from --job_config and the override flags to "
+              "this file (text format; defaults that derive from work_dir left out) and exit "
+              "without training (tools/tune.sh)");
 DEFINE_int32(staleness, -2, "override the job's staleness bound (-1 async, 0 sync; -2: keep)");
 DEFINE_string(model, "", "override the model kind: lr or deepfm");
 DEFINE_int64(max_steps, 0, "stop training after this many steps (0: run the epochs)");
@@ -183,6 +198,47 @@ StatusOr<proto::JobConfig> LoadJob() {
     job.mutable_export_()->set_full_interval_s(static_cast<float>(FLAGS_export_full_interval_s));
   }
   if (FLAGS_batch_size > 0) job.set_batch_size(FLAGS_batch_size);
+  if (FLAGS_sparse_learning_rate > 0) {
+    const float lr = static_cast<float>(FLAGS_sparse_learning_rate);
+    for (auto& t : *job.mutable_tables()->mutable_tables()) {
+      auto* o = t.mutable_optimizer();
+      switch (o->kind_case()) {
+        case proto::OptimizerConfig::kSgd:
+          o->mutable_sgd()->set_learning_rate(lr);
+          break;
+        case proto::OptimizerConfig::kAdagrad:
+          o->mutable_adagrad()->set_learning_rate(lr);
+          break;
+        case proto::OptimizerConfig::kAdam:
+          o->mutable_adam()->set_learning_rate(lr);
+          break;
+        case proto::OptimizerConfig::kFtrl:
+          o->mutable_ftrl()->set_alpha(lr);
+          break;
+        default:
+          return InvalidArgument("--sparse_learning_rate: table '" + t.name() +
+                                 "' has no optimizer to set it on");
+      }
+    }
+  }
+  if (FLAGS_dense_learning_rate > 0) {
+    job.mutable_model()->set_dense_learning_rate(static_cast<float>(FLAGS_dense_learning_rate));
+  }
+  if (FLAGS_embedding_dim > 0) {
+    for (auto& t : *job.mutable_tables()->mutable_tables()) {
+      if (t.name() != job.model().wide_table()) t.set_dim(FLAGS_embedding_dim);
+    }
+  }
+  if (FLAGS_validation_fraction >= 0) {
+    job.mutable_data()->set_validation_fraction(static_cast<float>(FLAGS_validation_fraction));
+  }
+  if (FLAGS_early_stopping_patience == 0) job.clear_early_stopping();
+  if (FLAGS_early_stopping_patience > 0) {
+    job.mutable_early_stopping()->set_patience(FLAGS_early_stopping_patience);
+    if (!FLAGS_early_stopping_metric.empty()) {
+      job.mutable_early_stopping()->set_metric(FLAGS_early_stopping_metric);
+    }
+  }
   if (FLAGS_staleness >= -1) job.set_staleness(FLAGS_staleness);
   if (!FLAGS_work_dir.empty()) {
     // Directories derived from the old work_dir follow the new one.
@@ -313,6 +369,9 @@ int RunLocal(const proto::JobConfig& job) {
     Status st = SaveShardRows(**shard, dir + "/" + ShardFileName(0, 1));
     if (st.ok()) saved_version = (*shard)->version();
     return st;
+  };
+  opt.load_tables = [&](const std::string& dir) {
+    return ReplaceShardRows(dir + "/" + ShardFileName(0, 1), shard->get());
   };
   auto r = RunWorkerJob(job, &store, &collective, opt);
   if (!r.ok()) return Fail(r.status(), "local trainer");
@@ -475,6 +534,7 @@ int RunMpi(int argc, char** argv, const proto::JobConfig& job) {
     opt.metrics = &metrics;
     PsClient* c = client->get();
     opt.save_tables = [c](const std::string& dir) { return c->SaveTables(dir); };
+    opt.load_tables = [c](const std::string& dir) { return c->LoadTables(dir); };
     opt.save_changed_tables = [c](const std::string& dir) { return c->SaveTables(dir, true); };
     // Checkpoints: servers copy at the cut and write in the background.
     opt.start_save_tables = [c](const std::string& dir, bool incremental) {
@@ -621,6 +681,31 @@ int main(int argc, char** argv) {
   if (!job.ok()) {
     std::fprintf(stderr, "freshet_train: %s\n", job.status().ToString().c_str());
     return 1;
+  }
+  if (!FLAGS_write_job.empty()) {
+    freshet::proto::JobConfig out = *job;
+    // What ValidateJobConfig derives from work_dir stays derived.
+    const std::string work = out.work_dir();
+    if (out.model_dir() == work + "/model") out.clear_model_dir();
+    if (out.export_().dir() == work + "/export") out.mutable_export_()->clear_dir();
+    if (work == "out/" + (out.task().empty() ? out.name() : out.task())) out.clear_work_dir();
+    std::string text;
+    google::protobuf::TextFormat::PrintToString(out, &text);
+    // The write renames a temporary file over the path: never over a
+    // device or directory (--write_job=/dev/null would replace the device).
+    std::error_code ec;
+    const auto status = std::filesystem::status(FLAGS_write_job, ec);
+    if (!ec && std::filesystem::exists(status) && !std::filesystem::is_regular_file(status)) {
+      std::fprintf(stderr, "freshet_train: --write_job: %s exists and is not a regular file\n",
+                   FLAGS_write_job.c_str());
+      return 1;
+    }
+    freshet::Status st = freshet::WriteFileAtomic(FLAGS_write_job, text);
+    if (!st.ok()) {
+      std::fprintf(stderr, "freshet_train: --write_job: %s\n", st.ToString().c_str());
+      return 1;
+    }
+    return 0;
   }
   if (FLAGS_restore_only && FLAGS_restore_from.empty()) {
     std::fprintf(stderr, "freshet_train: --restore_only needs --restore_from\n");

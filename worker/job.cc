@@ -88,6 +88,31 @@ Status ValidateJobConfig(proto::JobConfig* job, const std::string& source) {
   if (job->task().empty() && data->train_files_size() == 0 && !streaming) {
     return Field(source, "data.train_files", "needs files when no task is named");
   }
+  const float vf = data->validation_fraction();
+  if (!(vf >= 0 && vf <= 0.5f)) {
+    return Field(source, "data.validation_fraction",
+                 "must be in [0, 0.5] (0: no validation split), got " + std::to_string(vf));
+  }
+  if (vf > 0 && streaming) {
+    return Field(source, "data.validation_fraction",
+                 "is for file jobs; a streaming job has no pass to validate");
+  }
+  if (job->has_early_stopping()) {
+    auto* es = job->mutable_early_stopping();
+    if (vf == 0) {
+      return Field(source, "early_stopping",
+                   "needs a validation split (data.validation_fraction > 0); the holdout is "
+                   "never used for a choice");
+    }
+    if (es->metric().empty()) es->set_metric("auc");
+    if (es->metric() != "auc" && es->metric() != "logloss" && es->metric() != "gauc") {
+      return Field(source, "early_stopping.metric",
+                   "'" + es->metric() + "' is not auc, logloss or gauc");
+    }
+    if (es->patience() < 0) return Field(source, "early_stopping.patience", "must be >= 0");
+    if (es->patience() == 0) es->set_patience(1);
+    if (!(es->min_delta() >= 0)) return Field(source, "early_stopping.min_delta", "must be >= 0");
+  }
   if (streaming) {
     auto* st = job->mutable_stream();
     for (int i = 0; i < st->label_events_size(); ++i) {

@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstring>
 #include <deque>
+#include <filesystem>
 #include <fstream>
 #include <optional>
 #include <sstream>
@@ -24,6 +25,8 @@
 #include "worker/data/example_io.h"
 #include "worker/data/input_intervals.h"
 #include "worker/data/task.h"
+#include "worker/data/validation_split.h"
+#include "worker/early_stopping.h"
 #include "worker/input_ledger.h"
 #include "worker/job.h"
 #include "worker/stream/socket_source.h"
@@ -232,6 +235,31 @@ std::string JobResult::Json(const proto::JobConfig& job, int num_workers, int nu
            ",\"checkpoint_max_copy_bytes\":" + std::to_string(checkpoint_max_copy_bytes);
     }
   }
+  if (!validation.empty() || validation_examples > 0) {
+    auto list = [this](auto get) {
+      std::string out = "[";
+      for (size_t i = 0; i < validation.size(); ++i) {
+        out += (i > 0 ? "," : "") + Num(get(validation[i]));
+      }
+      return out + "]";
+    };
+    s += ",\"validation_split_examples\":" + std::to_string(validation_examples) +
+         ",\"validation_train_examples\":" + std::to_string(validation_train_examples) +
+         ",\"validation_time\":" + std::to_string(validation_time) +
+         ",\"validation_auc_by_pass\":" + list([](const EvalResult& r) { return r.auc; }) +
+         ",\"validation_logloss_by_pass\":" + list([](const EvalResult& r) { return r.logloss; }) +
+         ",\"validation_gauc_by_pass\":" + list([](const EvalResult& r) { return r.gauc; }) +
+         ",\"validation_first_pass\":" + std::to_string(validation_first_pass) +
+         ",\"validation_metric\":\"" + validation_metric +
+         "\",\"passes\":" + std::to_string(validation.size()) +
+         ",\"best_pass\":" + std::to_string(best_pass) +
+         ",\"model_pass\":" + std::to_string(model_pass) +
+         ",\"stopped_early\":" + (stopped_early ? "true" : "false");
+    const int at = best_pass - validation_first_pass;
+    if (best_pass > 0 && at >= 0 && at < static_cast<int>(validation.size())) {
+      s += "," + validation[at].ToJsonFields("validation_");
+    }
+  }
   if (streaming) {
     s += ",\"stream\":{" + join.ToJsonFields() + ",\"bad_lines\":" + std::to_string(stream_bad) +
          ",\"lines\":" + std::to_string(stream_lines) + "}";
@@ -254,6 +282,16 @@ std::string JobResult::Summary() const {
   if (streaming) {
     s += "stream join (all workers): " + join.ToString() + " bad lines " +
          std::to_string(stream_bad) + "\n";
+  }
+  if (!validation.empty()) {
+    s += "validation AUC by pass:";
+    for (const auto& v : validation) {
+      std::snprintf(buf, sizeof(buf), " %.4f", v.auc);
+      s += buf;
+    }
+    std::snprintf(buf, sizeof(buf), "   best pass %d (%s), model of pass %d%s\n", best_pass,
+                  validation_metric.c_str(), model_pass, stopped_early ? ", stopped early" : "");
+    s += buf;
   }
   std::snprintf(buf, sizeof(buf),
                 "progressive AUC %.4f (first pass)   holdout AUC %.4f  logloss %.4f  GAUC %.4f",
@@ -474,6 +512,59 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
                      [&](int a, int b) { return train_files[a] < train_files[b]; });
     for (size_t k = 0; k < order.size(); ++k) sorted_index[order[k]] = static_cast<int>(k);
   }
+  // The validation split: worker 0 finds the cut, every worker takes it
+  // (doubles carry the integers exactly up to 2^53).
+  const bool validating = !streaming && data.validation_fraction() > 0;
+  std::vector<FileRange> train_spans, validation_spans;
+  if (validating) {
+    BadRecordPolicy split_policy;
+    split_policy.max_bad_ratio = data.max_bad_ratio();
+    split_policy.max_bad_records = data.max_bad_records();
+    StatusOr<ValidationCut> found = ValidationCut();
+    if (leader) found = FindValidationCut(train_files, data.validation_fraction(), split_policy);
+    double v[6] = {0, 0, 0, 0, 0, 0};
+    if (leader) {
+      v[0] = found.ok() ? 0 : 1;
+      if (found.ok()) {
+        v[1] = found->file;
+        v[2] = static_cast<double>(found->offset);
+        v[3] = static_cast<double>(found->time);
+        v[4] = static_cast<double>(found->train_examples);
+        v[5] = static_cast<double>(found->validation_examples);
+      }
+    }
+    FRESHET_RETURN_IF_ERROR(workers->AllReduceSum(v, 6));
+    if (!found.ok()) return found.status().WithContext("the validation split");
+    if (v[0] > 0)
+      return Status(StatusCode::kAborted, "worker 0 failed to find the validation split");
+    ValidationCut cut;
+    cut.file = static_cast<int>(v[1]);
+    cut.offset = static_cast<uint64_t>(v[2]);
+    cut.time = static_cast<int64_t>(v[3]);
+    cut.train_examples = static_cast<int64_t>(v[4]);
+    cut.validation_examples = static_cast<int64_t>(v[5]);
+    std::vector<uint64_t> sizes(train_files.size());
+    for (size_t i = 0; i < train_files.size(); ++i) sizes[i] = input_files[sorted_index[i]].bytes;
+    train_spans = TrainingSpans(train_files, sizes, cut);
+    validation_spans = ValidationSpans(train_files, sizes, cut);
+    result.validation_examples = cut.validation_examples;
+    result.validation_train_examples = cut.train_examples;
+    result.validation_time = cut.time;
+    if (leader && options.print_status) {
+      std::printf(
+          "validation split: the last %.3g of train by time, %lld examples from time %lld "
+          "(%s byte %llu); training on the %lld before\n",
+          data.validation_fraction(), static_cast<long long>(cut.validation_examples),
+          static_cast<long long>(cut.time), train_files[cut.file].c_str(),
+          static_cast<unsigned long long>(cut.offset), static_cast<long long>(cut.train_examples));
+      std::fflush(stdout);
+    }
+  }
+  const bool early_stopping = validating && job.has_early_stopping();
+  if (early_stopping && (!options.save_tables || !options.load_tables)) {
+    return InvalidArgument(
+        "early_stopping keeps the best pass's model and needs a table save and load");
+  }
   // A checkpoint restore continues its step count, epoch and input.
   int64_t restored_id = 0, start_step = 0;
   int start_epoch = 0;
@@ -684,6 +775,89 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
     }
   };
   model_ptr = model.get();
+  // Validation after every pass, early stopping and the best pass's
+  // snapshot (see RunWorkerJob in the header).
+  Trainer* trainer_ptr = nullptr;  // set once created
+  // The servers' last SAVE was not a checkpoint (a best-pass snapshot): the
+  // next checkpoint must be full, its incremental base is gone.
+  bool tables_saved_outside = false;
+  std::optional<EarlyStopping> stopper;
+  std::vector<float> best_dense, best_dense_opt;  // this worker's copy at the best pass
+  const std::string best_dir = job.work_dir() + "/best-pass";
+  bool best_saved = false;  // best_dir holds the best pass's tables
+  if (validating) {
+    const auto& es = job.early_stopping();
+    FRESHET_ASSIGN_OR_RETURN(EarlyStopping tracker,
+                             early_stopping
+                                 ? EarlyStopping::Create(es.metric(), es.patience(), es.min_delta())
+                                 : EarlyStopping::Create("auc", 0, 0));
+    stopper = std::move(tracker);
+    result.validation_metric = stopper->metric();
+    topt.after_epoch = [&, leader](int epoch) -> StatusOr<bool> {
+      // Every worker's pushes are applied (each trainer drained its own).
+      FRESHET_RETURN_IF_ERROR(workers->Barrier());
+      BadRecordPolicy vpolicy;
+      vpolicy.max_bad_ratio = data.max_bad_ratio();
+      vpolicy.max_bad_records = data.max_bad_records();
+      ScoredSet mine;
+      {
+        FRESHET_ASSIGN_OR_RETURN(
+            std::unique_ptr<ExampleReader> reader,
+            ExampleReader::Open(SplitRanges(validation_spans, workers->rank(), workers->size()),
+                                vpolicy));
+        FRESHET_RETURN_IF_ERROR(trainer_ptr->Score(reader.get(), &mine).WithContext("validation"));
+      }
+      std::string all;
+      const std::string bytes = mine.Serialize();
+      FRESHET_RETURN_IF_ERROR(workers->GatherBytes(bytes.data(), bytes.size(), &all));
+      // Worker 0 decides: [improved, stop].
+      double decision[2] = {0, 0};
+      if (leader) {
+        FRESHET_ASSIGN_OR_RETURN(ScoredSet v, ScoredSet::ParseAll(all));
+        EvalResult r = Evaluate(v.probs, v.labels, v.users, v.oracle);
+        result.validation.push_back(r);
+        const bool improved = stopper->Add(stopper->ValueOf(r));
+        const bool stop = early_stopping && stopper->Stop();
+        decision[0] = improved ? 1 : 0;
+        decision[1] = stop ? 1 : 0;
+        if (options.print_status) {
+          std::printf(
+              "validation pass %d: AUC %.4f  logloss %.4f  GAUC %.4f  (%lld examples)%s  best pass "
+              "%d (%s %.4f)%s\n",
+              epoch + 1, r.auc, r.logloss, r.gauc, static_cast<long long>(r.examples),
+              improved ? "  improved" : "", start_epoch + stopper->best_pass(),
+              stopper->metric().c_str(), stopper->best_value(),
+              stop ? ("  early stop: " + std::to_string(job.early_stopping().patience()) +
+                      " pass(es) without improvement")
+                         .c_str()
+                   : "");
+          std::fflush(stdout);
+        }
+      }
+      FRESHET_RETURN_IF_ERROR(workers->AllReduceSum(decision, 2));
+      const bool improved = decision[0] > 0, stop = decision[1] > 0;
+      const bool last = stop || epoch + 1 >= job.epochs();
+      // Snapshot an improving pass that a worse one may follow.
+      if (early_stopping && improved && !last) {
+        const float* p = model_ptr->dense_params();
+        best_dense.assign(p, p + model_ptr->NumDenseParams());
+        best_dense_opt = model_ptr->DenseOptimizerState();
+        Status st;
+        if (leader) {
+          st = MakeDirs(best_dir);
+          if (st.ok()) st = options.save_tables(best_dir);
+          tables_saved_outside = true;
+          best_saved = st.ok();
+        }
+        float failed = st.ok() ? 0.0f : 1.0f;
+        FRESHET_RETURN_IF_ERROR(workers->AllReduceSum(&failed, 1));
+        if (!st.ok()) return st.WithContext("saving the best pass's tables to " + best_dir);
+        if (failed > 0)
+          return Status(StatusCode::kAborted, "worker 0 failed to save the best pass");
+      }
+      return stop;
+    };
+  }
   const auto& ck = options.checkpoint;
   int64_t next_checkpoint = 1, checkpoints_taken = 0;
   bool checkpointing = false;
@@ -761,9 +935,10 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
       }
       // Incremental: the rows changed since the previous checkpoint of this
       // run, applied over it on restore (its MANIFEST names it as parent).
-      const bool incremental = checkpoints_taken > 0 && ck.full_every > 1 &&
-                               checkpoints_taken % ck.full_every != 0 &&
-                               static_cast<bool>(options.save_changed_tables);
+      const bool incremental =
+          checkpoints_taken > 0 && ck.full_every > 1 && checkpoints_taken % ck.full_every != 0 &&
+          static_cast<bool>(options.save_changed_tables) && !tables_saved_outside;
+      tables_saved_outside = false;
       int64_t copied = 0;
       auto t_copied = t_cut;
       if (st.ok() && leader) {
@@ -838,6 +1013,7 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
   }
   FRESHET_ASSIGN_OR_RETURN(std::unique_ptr<Trainer> trainer,
                            Trainer::Create(job, encoder.get(), model.get(), store, workers, topt));
+  trainer_ptr = trainer.get();
   BadRecordPolicy policy;
   policy.max_bad_ratio = data.max_bad_ratio();
   policy.max_bad_records = data.max_bad_records();
@@ -868,8 +1044,13 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
       borrowed = source.get();
       return std::unique_ptr<ExampleSource>(std::move(source));
     }
-    FRESHET_ASSIGN_OR_RETURN(std::vector<FileRange> ranges,
-                             SplitFiles(train_files, me, n, TrainingBlockBytes(train_files, n)));
+    std::vector<FileRange> ranges;
+    if (validating) {
+      ranges = SplitRanges(train_spans, me, n, TrainingBlockBytes(train_files, n));
+    } else {
+      FRESHET_ASSIGN_OR_RETURN(ranges,
+                               SplitFiles(train_files, me, n, TrainingBlockBytes(train_files, n)));
+    }
     for (FileRange& r : ranges) r.file_index = sorted_index[r.file_index];
     // The restored epoch: this worker's share as a fresh job's, minus what
     // every worker of the checkpoint had trained (line-aligned, so the
@@ -883,6 +1064,43 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
   FRESHET_ASSIGN_OR_RETURN(result.train, trainer->Train(open_shard));
   if (checkpointing) {
     FRESHET_RETURN_IF_ERROR(FinishLastCheckpoint(leader, &publisher, workers, &result));
+  }
+  if (validating) {
+    // Every worker learns the best pass (worker 0 kept the metrics).
+    double best = leader && stopper->best_pass() > 0 ? start_epoch + stopper->best_pass() : 0;
+    FRESHET_RETURN_IF_ERROR(workers->AllReduceSum(&best, 1));
+    const int best_pass = static_cast<int>(best);
+    result.validation_first_pass = start_epoch + 1;
+    const int last_pass = start_epoch + result.train.epochs;  // 1-based
+    result.best_pass = best_pass;
+    result.stopped_early = result.train.stopped_early;
+    result.model_pass = result.train.epochs > 0 ? last_pass : 0;
+    if (early_stopping && best_pass > 0 && best_pass != last_pass && result.train.epochs > 0) {
+      // The best pass's model back: dense here, rows on the servers.
+      if (best_dense.size() != model->NumDenseParams()) {
+        return Internal("the best pass " + std::to_string(best_pass) + " was not snapshotted");
+      }
+      std::memcpy(model->dense_params(), best_dense.data(), best_dense.size() * sizeof(float));
+      FRESHET_RETURN_IF_ERROR(model->SetDenseOptimizerState(best_dense_opt));
+      Status st = leader ? (best_saved ? options.load_tables(best_dir)
+                                       : Internal(best_dir + ": the best pass was not saved"))
+                         : Status::OK();
+      float failed = st.ok() ? 0.0f : 1.0f;
+      FRESHET_RETURN_IF_ERROR(workers->AllReduceSum(&failed, 1));
+      if (!st.ok()) return st.WithContext("restoring the best pass from " + best_dir);
+      if (failed > 0)
+        return Status(StatusCode::kAborted, "worker 0 failed to restore the best pass");
+      result.model_pass = best_pass;
+      if (leader && options.print_status) {
+        std::printf("kept the model of pass %d (best validation %s %.4f; last pass %d)\n",
+                    best_pass, stopper->metric().c_str(), stopper->best_value(), last_pass);
+        std::fflush(stdout);
+      }
+    }
+    if (leader && best_saved) {
+      std::error_code ec;
+      std::filesystem::remove_all(best_dir, ec);
+    }
   }
   save_position("");  // the end: everything read was trained or dropped
   if (streaming) {

@@ -12,6 +12,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "common/collective.h"
 #include "common/proto/job.pb.h"
@@ -52,6 +53,17 @@ struct JobResult {
   // manifest), and the most bytes the servers held copied at once.
   double checkpoint_max_write_ms = 0, checkpoint_total_write_ms = 0;
   int64_t checkpoint_max_copy_bytes = 0;
+  // Validation split (DataConfig::validation_fraction; worker 0): its
+  // examples and first time, each completed pass's metrics, the best pass
+  // by the early-stopping metric (auc without early stopping), 1-based, and
+  // the pass whose model the job kept (restored when it is not the last
+  // one trained; 0: no validation).
+  int64_t validation_examples = 0, validation_train_examples = 0, validation_time = 0;
+  std::vector<EvalResult> validation;
+  std::string validation_metric;
+  int best_pass = 0, model_pass = 0;
+  int validation_first_pass = 1;  // a restored job's first pass is its checkpoint's epoch
+  bool stopped_early = false;
   // Human-readable summary lines (holdout metrics beside the oracle and the
   // baseline).
   std::string Summary() const;
@@ -94,6 +106,11 @@ struct RunOptions {
   // Called by worker 0 to save the sparse tables into the model directory
   // (PsClient::SaveTables, or a local save). Unset: no table save.
   std::function<Status(const std::string& dir)> save_tables;
+  // Called by worker 0 to replace the sparse tables with those save_tables
+  // wrote to `dir` (PsClient::LoadTables, or a local ReplaceShardRows):
+  // early stopping's restore of the best pass. Jobs with early_stopping
+  // need it and save_tables.
+  std::function<Status(const std::string& dir)> load_tables;
   // Like save_tables, but each server writes only the rows pushed since its
   // previous save (incremental checkpoints). Unset: checkpoints are full.
   std::function<Status(const std::string& dir)> save_changed_tables;
@@ -138,6 +155,20 @@ struct RunOptions {
 // Runs the worker side of `job` (validated). Data preparation happens on
 // worker 0 while the others wait. Returns this worker's result; worker 0's
 // has the evaluation.
+//
+// Validation (data.validation_fraction > 0; docs/ARCHITECTURE.md
+// "Validation"): worker 0 finds the time cut of the training files
+// (worker/data/validation_split.h) and every worker takes it; training
+// reads only the bytes before it. After every pass each worker scores its
+// share of the validation bytes and worker 0 gathers and evaluates them,
+// prints a line and decides (early_stopping) whether to stop; every worker
+// follows. With early stopping, each improving pass that may be followed by
+// another is snapshotted (every worker copies its dense parameters and
+// optimizer state in memory; the servers save their rows to
+// <work_dir>/best-pass); when the last pass trained is not the best, every
+// worker restores its copy and the servers load the rows back before the
+// final export, the holdout scoring and the model save. The holdout plays
+// no part in any of it.
 //
 // Streaming jobs (IsStreamingJob): no data preparation; each worker tails
 // its partitions of stream.dir (worker/stream/), joins labels and trains

@@ -147,7 +147,38 @@ TEST(PrepareTaskDataTest, RebuildsExamplesWithOtherColumns) {
   std::stringstream text;
   text << std::ifstream(work + "/holdout.examples").rdbuf();
   EXPECT_NE(text.str().find("# marker"), std::string::npos);
-}
+  TEST(JobConfigTest, ValidationAndEarlyStopping) {
+    const std::string base =
+        R"(task: "t" features { slots { name: "a" } } model { wide_table: "wide" } )";
+    auto ok = Parse(base + "data { validation_fraction: 0.1 } early_stopping { }");
+    ASSERT_TRUE(ok.ok()) << ok.status();
+    EXPECT_EQ(ok->early_stopping().metric(), "auc");
+    EXPECT_EQ(ok->early_stopping().patience(), 1);
+    auto plain = Parse(base);
+    ASSERT_TRUE(plain.ok());
+    EXPECT_FALSE(plain->has_early_stopping());
+    auto range = Parse(base + "data { validation_fraction: 0.7 }");
+    EXPECT_EQ(range.status().message(),
+              "job.pbtxt: data.validation_fraction: must be in [0, 0.5] (0: no validation split), "
+              "got 0.700000");
+    EXPECT_FALSE(Parse(base + "data { validation_fraction: -0.1 }").ok());
+    auto no_split = Parse(base + "early_stopping { metric: \"auc\" }");
+    EXPECT_NE(
+        no_split.status().message().find("job.pbtxt: early_stopping: needs a validation split"),
+        std::string::npos)
+        << no_split.status();
+    auto metric =
+        Parse(base + "data { validation_fraction: 0.1 } early_stopping { metric: \"hr\" }");
+    EXPECT_EQ(metric.status().message(),
+              "job.pbtxt: early_stopping.metric: 'hr' is not auc, logloss or gauc");
+    auto patience =
+        Parse(base + "data { validation_fraction: 0.1 } early_stopping { patience: -1 }");
+    EXPECT_EQ(patience.status().message(), "job.pbtxt: early_stopping.patience: must be >= 0");
+    auto stream = Parse(base + "data { validation_fraction: 0.1 } stream { dir: \"s\" }");
+    EXPECT_NE(stream.status().message().find("data.validation_fraction: is for file jobs"),
+              std::string::npos)
+        << stream.status();
+  }
 
 }  // namespace
 }  // namespace freshet

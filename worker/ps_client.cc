@@ -393,6 +393,11 @@ StatusOr<int64_t> PsClient::StartSaveTables(const std::string& dir, bool increme
   return bytes;
 }
 
+Status PsClient::LoadTables(const std::string& dir) {
+  return CallAllServers(std::vector<Message>(layout_.num_servers(), EncodeLoadRequest({dir})),
+                        [](size_t, Message* reply) { return DecodeLoadResponse(*reply).status(); });
+}
+
 Millis PsClient::SaveDeadline(int64_t bytes) const {
   return options_.request_timeout + Millis(std::max<int64_t>(0, bytes) / (4 * 1024));
 }

@@ -91,6 +91,11 @@ class PsClient : public SparseStore {
   // (SaveShardRows changed_since); a server's first save is always full.
   Status SaveTables(const std::string& dir, bool incremental = false);
 
+  // Asks every server to replace all its rows with those it saved under
+  // `dir` (SaveTables(dir), full, same server count) and waits for each
+  // answer (the request deadline). Every push must be acknowledged first.
+  Status LoadTables(const std::string& dir);
+
   // The two halves of SaveTables, for background checkpoint writes
   // (docs/CHECKPOINTS.md). StartSaveTables returns once every server has
   // copied its rows in memory (the cut; each server then writes its file on

@@ -448,6 +448,21 @@ StatusOr<TrainStats> Trainer::Train(const ReaderFactory& open_shard) {
         if (f.valid()) (void)f.get();
       }
     }
+    ++stats.epochs;
+    if (options_.after_epoch) {
+      // The pass's model: every push of this worker applied.
+      while (!pending_pushes.empty()) {
+        Status st = pending_pushes.front().get();
+        pending_pushes.pop_front();
+        if (!st.ok()) return st.WithContext("push");
+      }
+      status_line.Finish();
+      FRESHET_ASSIGN_OR_RETURN(const bool stop, options_.after_epoch(epoch));
+      if (stop) {
+        stats.stopped_early = true;
+        break;
+      }
+    }
   }
   while (!pending_pushes.empty()) {
     Status st = pending_pushes.front().get();

@@ -67,7 +67,9 @@ struct TrainStats {
   double seconds = 0;
   // Time split of this worker's loop, seconds.
   double read_s = 0, pull_s = 0, compute_s = 0, push_s = 0, allreduce_s = 0;
-  ScoredSet progressive;  // pre-update scores of the first epoch's examples
+  ScoredSet progressive;       // pre-update scores of the first epoch's examples
+  int epochs = 0;              // passes completed (after_epoch called)
+  bool stopped_early = false;  // after_epoch asked to stop
 };
 
 // Opens this worker's examples: an ExampleReader over its shard of the files,
@@ -137,6 +139,14 @@ class Trainer {
     // a checkpoint at step k the calls so far describe exactly the input of
     // steps 1..k. An error ends training. May be empty.
     std::function<Status(int epoch, const ConsumedInput& input)> after_batch;
+    // Called at the end of every complete pass over the data (not when
+    // max_steps cuts one short), on every worker at the same step (workers
+    // leave a pass together), after every push of this worker was
+    // acknowledged (applied), with the 0-based epoch. Returns true to stop
+    // training now: every worker must answer alike (the caller decides
+    // collectively, e.g. worker 0 decides and all-reduces). An error ends
+    // training. May be empty.
+    std::function<StatusOr<bool>(int epoch)> after_epoch;
   };
 
   // Not owned; all must outlive the trainer. `tables` gives table ids by

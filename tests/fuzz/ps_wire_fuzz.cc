@@ -1,6 +1,6 @@
 // Fuzz target: every decoder of common/ps_wire.h (the bodies of all PS
 // message types). The input is one message:
-//   byte 0   the type: byte % 20 (0 and 19 are not message types)
+//   byte 0   the type: byte % 22 (0 and 21 are not message types)
 //   byte 1   the header: bit 0 set: wire version byte >> 1 (usually wrong);
 //            bit 1 set: an error response (status kInternal, text "e")
 //   rest     the body
@@ -143,6 +143,18 @@ void Check(const Message& msg) {
       again = EncodeSaveStatusResponse(id, *r);
       break;
     }
+    case MsgType::kLoad: {
+      auto r = DecodeLoadRequest(msg);
+      if (!r.ok()) return;
+      again = EncodeLoadRequest(*r);
+      break;
+    }
+    case MsgType::kLoadResponse: {
+      auto r = DecodeLoadResponse(msg);
+      if (!r.ok()) return;
+      again = EncodeLoadResponse(id, *r);
+      break;
+    }
     default:
       FUZZ_CHECK(!ValidateMessage(msg).ok());
       return;
@@ -163,7 +175,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 2) return 0;
   Message msg;
   msg.peer = 1;
-  msg.meta.type = static_cast<MsgType>(data[0] % 20);
+  msg.meta.type = static_cast<MsgType>(data[0] % 22);
   msg.meta.request_id = 7;
   msg.meta.version = (data[1] & 1) ? data[1] >> 1 : kPsWireVersion;
   if (data[1] & 2) {

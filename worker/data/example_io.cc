@@ -137,18 +137,28 @@ Status ParseExampleFields(std::string_view line, size_t num_columns, Example* ex
 
 StatusOr<std::vector<FileRange>> SplitFiles(const std::vector<std::string>& files, int shard,
                                             int num_shards, uint64_t block_bytes) {
+  std::vector<FileRange> spans;
+  for (size_t i = 0; i < files.size(); ++i) {
+    struct stat st;
+    if (::stat(files[i].c_str(), &st) != 0) {
+      std::string msg = "cannot stat " + files[i] + ": " + std::strerror(errno);
+      return errno == ENOENT ? NotFound(msg) : Internal(msg);
+    }
+    if (!S_ISREG(st.st_mode)) return InvalidArgument(files[i] + " is not a regular file");
+    spans.push_back({files[i], 0, static_cast<uint64_t>(st.st_size), static_cast<int>(i)});
+  }
+  return SplitRanges(spans, shard, num_shards, block_bytes);
+}
+
+std::vector<FileRange> SplitRanges(const std::vector<FileRange>& spans, int shard, int num_shards,
+                                   uint64_t block_bytes) {
   CHECK_GT(num_shards, 0);
   CHECK(shard >= 0 && shard < num_shards) << "shard " << shard << " of " << num_shards;
   std::vector<uint64_t> sizes;
   uint64_t total = 0;
-  for (const std::string& f : files) {
-    struct stat st;
-    if (::stat(f.c_str(), &st) != 0) {
-      std::string msg = "cannot stat " + f + ": " + std::strerror(errno);
-      return errno == ENOENT ? NotFound(msg) : Internal(msg);
-    }
-    if (!S_ISREG(st.st_mode)) return InvalidArgument(f + " is not a regular file");
-    sizes.push_back(static_cast<uint64_t>(st.st_size));
+  for (const FileRange& s : spans) {
+    CHECK_LE(s.begin, s.end) << s.path;
+    sizes.push_back(s.end - s.begin);
     total += sizes.back();
   }
   using u128 = unsigned __int128;
@@ -168,20 +178,23 @@ StatusOr<std::vector<FileRange>> SplitFiles(const std::vector<std::string>& file
   std::vector<FileRange> ranges;
   for (const auto& [olo, ohi] : owned) {
     uint64_t off = 0;
-    for (size_t i = 0; i < files.size(); ++i) {
+    for (size_t i = 0; i < spans.size(); ++i) {
       const uint64_t b = std::max(olo, off), e = std::min(ohi, off + sizes[i]);
-      if (b < e) ranges.push_back({files[i], b - off, e - off, static_cast<int>(i)});
+      if (b < e) {
+        ranges.push_back({spans[i].path, spans[i].begin + (b - off), spans[i].begin + (e - off),
+                          spans[i].file_index});
+      }
       off += sizes[i];
     }
   }
   uint64_t off = 0;
-  if (ranges.empty() && !files.empty()) {
+  if (ranges.empty() && !spans.empty()) {
     // No bytes for this shard: an empty range still names a file, so the
     // reader knows the columns.
     size_t i = 0;
-    while (i + 1 < files.size() && off + sizes[i] <= lo) off += sizes[i++];
-    const uint64_t at = std::min(lo - std::min(lo, off), sizes[i]);
-    ranges.push_back({files[i], at, at, static_cast<int>(i)});
+    while (i + 1 < spans.size() && off + sizes[i] <= lo) off += sizes[i++];
+    const uint64_t at = spans[i].begin + std::min(lo - std::min(lo, off), sizes[i]);
+    ranges.push_back({spans[i].path, at, at, spans[i].file_index});
   }
   return ranges;
 }

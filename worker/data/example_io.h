@@ -87,6 +87,15 @@ struct ConsumedInput {
 StatusOr<std::vector<FileRange>> SplitFiles(const std::vector<std::string>& files, int shard,
                                             int num_shards, uint64_t block_bytes = 0);
 
+// SplitFiles over parts of files: `spans` (each [begin, end) of its file,
+// begin at a line start or 0, file_index carried over) are concatenated in
+// order and cut as SplitFiles cuts whole files. SplitFiles(files, ...) is
+// SplitRanges of the whole files numbered by their index. A shard with no
+// bytes gets one empty range naming a file. REQUIRES: 0 <= shard <
+// num_shards, begin <= end.
+std::vector<FileRange> SplitRanges(const std::vector<FileRange>& spans, int shard, int num_shards,
+                                   uint64_t block_bytes = 0);
+
 // The block size training uses for SplitFiles: about 64 blocks per shard,
 // between 64 KiB and 4 MiB.
 uint64_t TrainingBlockBytes(const std::vector<std::string>& files, int num_shards);
