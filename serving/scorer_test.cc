@@ -10,6 +10,7 @@
 
 #include "model/features.h"
 #include "serving/internal/testing.h"
+#include "worker/job.h"
 
 namespace freshet {
 namespace {
@@ -113,6 +114,30 @@ TEST(ScorerTest, MatchesTrainerForwardPassLr) {
   proto::JobConfig job = TinyJob();
   job.mutable_model()->set_kind(proto::ModelConfig::LR);
   ExpectParity(job, 3);
+}
+
+// Every LAYERED part: first order, FM, FFM (a third table per slot), a
+// cross layer beside an MLP, and target attention of the multi-valued
+// query slot against item.
+TEST(ScorerTest, MatchesTrainerForwardPassLayered) {
+  proto::JobConfig job = TinyJob();
+  auto* ffm = job.mutable_tables()->add_tables();
+  *ffm = job.tables().tables(1);
+  ffm->set_name("ffm");
+  ffm->set_dim(5 * 2);  // 5 slots x k = 2
+  proto::ModelConfig* m = job.mutable_model();
+  m->set_kind(proto::ModelConfig::LAYERED);
+  m->set_first_order(true);
+  m->add_interactions(proto::ModelConfig::FM);
+  m->add_interactions(proto::ModelConfig::FFM);
+  m->add_interactions(proto::ModelConfig::CROSS);
+  m->set_cross_layers(1);
+  m->set_ffm_table("ffm");
+  m->mutable_attention()->set_sequence_slot("query");
+  m->mutable_attention()->set_query_slot("item");
+  m->mutable_attention()->add_hidden(4);
+  ASSERT_TRUE(ValidateJobConfig(&job, "layered").ok()) << ValidateJobConfig(&job, "layered");
+  ExpectParity(job, 4);
 }
 
 TEST(ScorerTest, ConcurrentCallsMatchSequentialOnes) {

@@ -87,12 +87,60 @@ TEST(JobConfigTest, StreamSectionDefaultsAndErrors) {
 }
 
 TEST(JobConfigTest, ShippedJobConfigsLoad) {
-  for (const char* name : {"synthetic", "realtime-shop"}) {
+  for (const char* name : {"synthetic", "realtime-shop", "retail-purchase", "retail-purchase-dcn",
+                           "retail-purchase-din"}) {
     const std::string path =
         std::string(FRESHET_SOURCE_DIR) + "/cluster-configs/jobs/" + name + ".pbtxt";
     auto job = LoadJobConfig(path);
     EXPECT_TRUE(job.ok()) << path << ": " << job.status();
   }
+}
+
+// LAYERED models: every part checked against the slots and tables, errors
+// naming the file and the field.
+TEST(JobConfigTest, LayeredModelErrorsNameTheField) {
+  const std::string slots = R"(task: "t"
+    tables { tables { name: "wide" dim: 1 optimizer { sgd { learning_rate: 0.1 } } }
+             tables { name: "emb" dim: 4 optimizer { sgd { learning_rate: 0.1 } } }
+             tables { name: "emb8" dim: 8 optimizer { sgd { learning_rate: 0.1 } } }
+             tables { name: "ffm" dim: 9 optimizer { sgd { learning_rate: 0.1 } } } }
+    features { slots { name: "item" table: "emb" }
+               slots { name: "recent" table: "emb" multi_valued: true }
+               slots { name: "shop" table: "emb8" } })";
+  auto parse = [](const std::string& text) { return ParseJobConfig(text, "job.pbtxt"); };
+  auto ok = parse(slots + R"(model { kind: LAYERED wide_table: "wide" first_order: true
+      interactions: [CROSS, FFM] cross_layers: 2 ffm_table: "ffm" hidden: [8]
+      attention { sequence_slot: "recent" query_slot: "item" } })");
+  EXPECT_TRUE(ok.ok()) << ok.status();
+  auto expect = [&](const std::string& model, const std::string& message) {
+    auto job = parse(slots + model);
+    EXPECT_FALSE(job.ok()) << model;
+    EXPECT_NE(job.status().message().find("job.pbtxt: " + message), std::string::npos)
+        << job.status();
+  };
+  expect(R"(model { kind: LAYERED first_order: true hidden: [4]
+      attention { sequence_slot: "shop" query_slot: "item" } })",
+         "model.wide_table: is required");
+  expect(R"(model { kind: LAYERED hidden: [4]
+      attention { sequence_slot: "item" query_slot: "recent" } })",
+         "model.attention.sequence_slot: slot 'item' is single-valued");
+  expect(R"(model { kind: LAYERED hidden: [4]
+      attention { sequence_slot: "recents" query_slot: "item" } })",
+         "model.attention.sequence_slot: no slot named 'recents'");
+  expect(R"(model { kind: LAYERED hidden: [4]
+      attention { sequence_slot: "recent" query_slot: "shop" } })",
+         "model.attention.query_slot: slot 'shop' has dim 8, the sequence slot 'recent' 4");
+  expect(R"(model { kind: LAYERED interactions: [FFM] ffm_table: "emb8" })",
+         "model.ffm_table: table 'emb8' has dim 8, must be num_slots * k (3 slots)");
+  expect(R"(model { kind: LAYERED interactions: [FFM] })", "model.ffm_table: is required");
+  expect(R"(model { kind: LAYERED interactions: [CROSS] cross_layers: -2 })",
+         "model.cross_layers: must be >= 0, got -2");
+  expect(R"(model { kind: LAYERED interactions: [FM] })",
+         "features.slots[2].table: FM needs one embedding dim for every slot");
+  expect(R"(model { kind: LAYERED hidden: [4] attention { sequence_slot: "recent"
+      query_slot: "item" hidden: [0] } })",
+         "model.attention.hidden[0]: must be > 0");
+  expect(R"(model { kind: LAYERED })", "model: LAYERED needs at least one of");
 }
 
 }  // namespace
