@@ -1,4 +1,4 @@
-// Pieces shared by the CPU models (LrModel, DeepFmModel): the first-order
+// Pieces shared by the CPU models (LrModel, DeepFmModel, LayeredModel): the first-order
 // (wide) part of the logit and the Adam optimizer of the dense parameters.
 //
 // Thread safety: free functions are reentrant; DenseAdam is not thread-safe.
