@@ -156,7 +156,7 @@ LayeredModel::LayeredModel(const proto::ModelConfig& config, ModelShape shape)
 }
 
 void LayeredModel::Forward(const ModelInput& in, float* logits) {
-  internal::CheckInput(shape_, in, /*needs_emb=*/false);
+  internal::CheckInput(shape_, in, /*needs_emb=*/false, /*needs_wide=*/first_order_);
   const EncodedBatch& b = *in.batch;
   const int n = b.size;
   last_batch_ = in.batch;

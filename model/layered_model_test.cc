@@ -20,11 +20,12 @@ namespace {
 struct Rows {
   EncodedBatch batch;
   std::vector<std::vector<float>> wide, emb, ffm;  // [slot][key * dim]
+  bool no_wide = false;  // hand the model no wide rows (as the trainer does without first_order)
 
   ModelInput Input() const {
     ModelInput in;
     in.batch = &batch;
-    for (const auto& w : wide) in.wide.push_back(w.data());
+    for (const auto& w : wide) in.wide.push_back(no_wide ? nullptr : w.data());
     for (const auto& e : emb) in.emb.push_back(e.empty() ? nullptr : e.data());
     for (const auto& f : ffm) in.ffm.push_back(f.empty() ? nullptr : f.data());
     return in;
@@ -62,8 +63,8 @@ Rows RandomRows(const ModelShape& shape, int n, uint64_t seed, float scale = 0.5
       for (int j = 0; j < c; ++j) {
         r.batch.keys[s].push_back(rng());
         r.wide[s].push_back(val(rng));
-        const int d = s < static_cast<int>(shape.slot_dims.size()) ? shape.slot_dims[s]
-                                                                    : shape.emb_dim;
+        const int d =
+            s < static_cast<int>(shape.slot_dims.size()) ? shape.slot_dims[s] : shape.emb_dim;
         for (int k = 0; k < d; ++k) r.emb[s].push_back(val(rng));
         for (int k = 0; k < shape.ffm_dim; ++k) r.ffm[s].push_back(val(rng));
       }
@@ -148,8 +149,8 @@ void ExpectSameTraining(Model* a, Model* b, Rows ra, Rows rb, int steps) {
 }
 
 TEST(LayeredModelTest, FirstOrderOnlyIsLr) {
-  ModelShape shape = Shape(3, {0, 0, 0}, {proto::SUM, proto::MEAN, proto::SUM},
-                           {false, true, true});
+  ModelShape shape =
+      Shape(3, {0, 0, 0}, {proto::SUM, proto::MEAN, proto::SUM}, {false, true, true});
   proto::ModelConfig lr = Layered();
   lr.set_kind(proto::ModelConfig::LR);
   lr.set_dense_l2(0.01f);
@@ -166,8 +167,8 @@ TEST(LayeredModelTest, FirstOrderOnlyIsLr) {
 
 TEST(LayeredModelTest, FirstOrderFmMlpIsDeepFm) {
   for (proto::Pooling pool : {proto::SUM, proto::MEAN}) {
-    ModelShape shape = Shape(2, {4, 4, 4, 4}, {proto::SUM, pool, proto::SUM, pool},
-                             {false, true, false, true});
+    ModelShape shape =
+        Shape(2, {4, 4, 4, 4}, {proto::SUM, pool, proto::SUM, pool}, {false, true, false, true});
     ModelShape deep_shape = shape;
     deep_shape.emb_dim = 4;
     proto::ModelConfig deepfm = Layered();
@@ -191,11 +192,11 @@ TEST(LayeredModelTest, FirstOrderFmMlpIsDeepFm) {
 
 // Central differences of the batch-mean log loss against Backward, for
 // every wide/emb/ffm row entry and every dense parameter (sampled when long).
-void CheckModelGradients(const proto::ModelConfig& config, const ModelShape& shape,
-                         uint64_t seed) {
+void CheckModelGradients(const proto::ModelConfig& config, const ModelShape& shape, uint64_t seed) {
   auto model = Make(config, shape);
   ASSERT_TRUE(model);
   Rows r = RandomRows(shape, 7, seed);
+  r.no_wide = !config.first_order();
   // Nonzero biases so no bias-free shortcut hides a term.
   std::mt19937_64 rng(seed + 1);
   std::uniform_real_distribution<float> u(-0.05f, 0.05f);
@@ -278,8 +279,8 @@ TEST(LayeredModelTest, FiniteDifferenceStackedCrossSumAttention) {
 }
 
 TEST(LayeredModelTest, FiniteDifferenceCrossOnlyAndFfmOnly) {
-  ModelShape shape = Shape(2, {2, 2, 2}, {proto::SUM, proto::MEAN, proto::SUM},
-                           {false, true, true}, 3 * 2);
+  ModelShape shape =
+      Shape(2, {2, 2, 2}, {proto::SUM, proto::MEAN, proto::SUM}, {false, true, true}, 3 * 2);
   proto::ModelConfig cross = Layered();
   cross.set_first_order(true);
   cross.add_interactions(proto::ModelConfig::CROSS);
@@ -312,16 +313,16 @@ TEST(LayeredModelTest, AttentionChangesScoresWithTheQuery) {
   r.batch.labels = {1, 0};
   r.wide = {{0, 0}, {0, 0, 0, 0, 0, 0}};
   r.emb = {{0.3f, -0.2f, 0.5f, -0.4f, 0.1f, 0.2f},
-           {0.1f, 0.2f, 0.3f, -0.3f, 0.2f, 0.1f, 0.5f, -0.5f, 0.0f,
-            0.1f, 0.2f, 0.3f, -0.3f, 0.2f, 0.1f, 0.5f, -0.5f, 0.0f}};
+           {0.1f, 0.2f, 0.3f, -0.3f, 0.2f, 0.1f, 0.5f, -0.5f, 0.0f, 0.1f, 0.2f, 0.3f, -0.3f, 0.2f,
+            0.1f, 0.5f, -0.5f, 0.0f}};
   std::vector<float> logits(2);
   m->Forward(r.Input(), logits.data());
   EXPECT_GT(std::fabs(logits[0] - logits[1]), 1e-4);
 }
 
 TEST(LayeredModelTest, ValidationNamesTheField) {
-  ModelShape shape = Shape(1, {4, 4, 8}, {proto::SUM, proto::MEAN, proto::SUM},
-                           {false, true, false}, 3 * 4);
+  ModelShape shape =
+      Shape(1, {4, 4, 8}, {proto::SUM, proto::MEAN, proto::SUM}, {false, true, false}, 3 * 4);
   auto expect_error = [&](const proto::ModelConfig& c, const ModelShape& s, const std::string& f) {
     Status st = ValidateModel(c, s);
     EXPECT_FALSE(st.ok()) << f;

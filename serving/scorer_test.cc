@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "model/features.h"
+#include "model/model.h"
 #include "serving/internal/testing.h"
 #include "worker/job.h"
 
@@ -138,6 +139,25 @@ TEST(ScorerTest, MatchesTrainerForwardPassLayered) {
   m->mutable_attention()->add_hidden(4);
   ASSERT_TRUE(ValidateJobConfig(&job, "layered").ok()) << ValidateJobConfig(&job, "layered");
   ExpectParity(job, 4);
+}
+
+// No first order (no wide table read), a slot without an embedding, stacked
+// cross + MLP.
+TEST(ScorerTest, MatchesTrainerForwardPassLayeredWithoutFirstOrder) {
+  proto::JobConfig job = TinyJob();
+  job.mutable_features()->mutable_slots(3)->clear_table();  // tags: no embedding
+  proto::ModelConfig* m = job.mutable_model();
+  m->set_kind(proto::ModelConfig::LAYERED);
+  m->clear_wide_table();
+  m->add_interactions(proto::ModelConfig::CROSS);
+  m->set_cross_layers(2);
+  m->set_cross_mode(proto::ModelConfig::STACKED);
+  ASSERT_TRUE(ValidateJobConfig(&job, "layered").ok()) << ValidateJobConfig(&job, "layered");
+  auto tables = JobModelTables(job);
+  ASSERT_TRUE(tables.ok());
+  EXPECT_EQ(tables->wide, -1);
+  EXPECT_EQ(tables->emb[3], -1);
+  ExpectParity(job, 5);
 }
 
 TEST(ScorerTest, ConcurrentCallsMatchSequentialOnes) {
