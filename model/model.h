@@ -16,6 +16,7 @@
 #pragma once
 
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "common/proto/job.pb.h"
@@ -29,30 +30,63 @@ struct ModelInput {
   const EncodedBatch* batch = nullptr;
   // wide[s][k]: first-order weight of key k of slot s (tables of dim 1).
   std::vector<const float*> wide;
-  // emb[s][k * emb_dim + j]: embedding of key k of slot s (DEEPFM only; all
-  // slots share emb_dim).
+  // emb[s][k * dim_s + j]: embedding of key k of slot s, dim_s = emb_dim
+  // (DEEPFM: all slots share it) or shape.slot_dims[s] (LAYERED; null for a
+  // slot without an embedding).
   std::vector<const float*> emb;
+  // ffm[s][k * ffm_dim + j]: field-aware FM row of key k of slot s (LAYERED
+  // with FFM only; ffm_dim = num_slots * per-field dim).
+  std::vector<const float*> ffm;
 };
 
 // Gradients of the batch-mean loss w.r.t. the pulled rows, aligned with keys.
 struct SparseGrads {
   std::vector<std::vector<float>> wide;  // [num_slots][keys of slot]
-  std::vector<std::vector<float>> emb;   // [num_slots][keys of slot * emb_dim]
+  std::vector<std::vector<float>> emb;   // [num_slots][keys of slot * dim of slot]
+  std::vector<std::vector<float>> ffm;   // [num_slots][keys of slot * ffm_dim] (LAYERED FFM)
 };
 
 struct ModelShape {
   int num_slots = 0;
   int num_dense = 0;
-  int emb_dim = 0;                      // 0 for LR
+  int emb_dim = 0;                      // DEEPFM: the slots' shared dim; 0 for LR
   std::vector<proto::Pooling> pooling;  // per slot
+  // Per slot (LAYERED; may be empty for LR and DEEPFM): the embedding dim of
+  // the slot's table, 0 when the model reads no embedding for the slot.
+  std::vector<int> slot_dims;
+  std::vector<std::string> slot_names;  // per slot, for config errors
+  std::vector<bool> multi_valued;       // per slot
+  int ffm_dim = 0;                      // LAYERED with FFM: dim of ffm rows
 };
 
 // The shape of `job`'s model over an encoder with `num_slots` slots and
-// `num_dense` dense features: the slots' pooling, and for DEEPFM the
-// embedding dim of the first slot's table. Training (CreateJobModel,
-// worker/job_runner.h) and serving (serving/scorer.h) both build their
-// models from it.
+// `num_dense` dense features: the slots' pooling, names and multi_valued;
+// for DEEPFM the embedding dim of the first slot's table; for LAYERED the
+// dims of the tables it reads per slot (JobModelTables). Training
+// (CreateJobModel, worker/job_runner.h) and serving (serving/scorer.h) both
+// build their models from it.
 ModelShape JobModelShape(const proto::JobConfig& job, int num_slots, int num_dense);
+
+// The tables a job's model reads rows from, as indices into
+// job.tables().tables(): what the trainer pulls and pushes and what the
+// scorer looks up, per slot, in ModelInput's layout.
+struct ModelTables {
+  int wide = -1;         // dim-1 first-order table; -1: the model has none
+  std::vector<int> emb;  // per slot: embedding table, -1: none
+  int ffm = -1;          // LAYERED FFM rows; -1: none
+};
+// InvalidArgument naming the field (model.wide_table, model.ffm_table,
+// features.slots[i].table) when a table is missing or has the wrong dim.
+StatusOr<ModelTables> JobModelTables(const proto::JobConfig& job);
+// Whether the job's model reads slot embeddings / first-order weights.
+bool ModelUsesEmbeddings(const proto::ModelConfig& model);
+bool ModelUsesFirstOrder(const proto::ModelConfig& model);
+
+// Checks `config` against `shape` without building the model; for LAYERED
+// every part (attention slots, dims, FFM table dim, cross_layers, widths).
+// InvalidArgument naming the config field ("model.attention.query_slot:
+// ..."). Model::Create runs it.
+Status ValidateModel(const proto::ModelConfig& config, const ModelShape& shape);
 
 class Model {
  public:

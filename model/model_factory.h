@@ -1,6 +1,6 @@
 // CreateModel: the one place that picks where the model math runs.
 //
-//   device cpu -> Model::Create (LrModel, DeepFmModel)
+//   device cpu -> Model::Create (LrModel, DeepFmModel, LayeredModel)
 //   device gpu -> GpuDeepFmModel on this rank's GPU (SelectLocalGpu:
 //                 local rank modulo visible devices) with the device's GEMM
 //                 precision

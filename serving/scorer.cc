@@ -16,8 +16,8 @@ namespace freshet {
 struct Scorer::Worker {
   std::unique_ptr<Model> model;
   EncodedBatch batch;
-  std::vector<std::vector<float>> wide;  // per slot: keys of the slot
-  std::vector<std::vector<float>> emb;   // per slot: keys * emb_dim
+  // [role][slot]: the slot's rows for ModelInput's wide / emb / ffm.
+  std::vector<std::vector<float>> rows[3];
   ModelInput input;
   std::vector<float> logits;
 };
@@ -34,14 +34,12 @@ StatusOr<std::unique_ptr<Scorer>> Scorer::Create(std::shared_ptr<const LoadedExp
   const std::string where = "export version " + std::to_string(ex.manifest.version());
 
   // Tables: ids are indices in the job's tables, as in training.
-  std::map<std::string, int> ids;
   const int num_tables = job.tables().tables_size();
   s->tables_.assign(num_tables, nullptr);
   s->dims_.resize(num_tables);
   s->initializers_.resize(num_tables);
   for (int i = 0; i < num_tables; ++i) {
     const proto::TableConfig& t = job.tables().tables(i);
-    ids[t.name()] = i;
     s->dims_[i] = static_cast<int>(t.dim());
     s->initializers_[i] = t.initializer();
     if (t.dim() < 1) {
@@ -57,32 +55,10 @@ StatusOr<std::unique_ptr<Scorer>> Scorer::Create(std::shared_ptr<const LoadedExp
     }
     s->tables_[i] = &it->second;
   }
-  const auto wide = ids.find(job.model().wide_table());
-  if (wide == ids.end()) {
-    return InvalidArgument(where + ": model.wide_table: no table named '" +
-                           job.model().wide_table() + "'");
-  }
-  s->wide_table_ = wide->second;
-  if (s->dims_[s->wide_table_] != 1) {
-    return InvalidArgument(where + ": model.wide_table '" + wide->first + "' must have dim 1");
-  }
-  s->deep_ = job.model().kind() == proto::ModelConfig::DEEPFM;
-  for (const proto::SlotConfig& slot : job.features().slots()) {
-    int id = -1;
-    if (s->deep_) {
-      const auto it = ids.find(slot.table());
-      if (it == ids.end()) {
-        return InvalidArgument(where + ": slot '" + slot.name() + "': no table named '" +
-                               slot.table() + "'");
-      }
-      id = it->second;
-      if (s->emb_dim_ != 0 && s->dims_[id] != s->emb_dim_) {
-        return InvalidArgument(where + ": slot '" + slot.name() +
-                               "': DEEPFM slots must share one embedding dim");
-      }
-      s->emb_dim_ = s->dims_[id];
-    }
-    s->slot_table_.push_back(id);
+  auto tables = JobModelTables(job);
+  if (!tables.ok()) return tables.status().WithContext(where);
+  for (int slot = 0; slot < job.features().slots_size(); ++slot) {
+    s->slot_tables_.push_back({tables->wide, tables->emb[slot], tables->ffm});
   }
 
   // Columns: slots' then dense features' columns, each once.
@@ -204,23 +180,22 @@ Status Scorer::Score(const std::vector<Example>& examples, std::vector<float>* p
 
   // Rows, laid out per slot as the trainer's pulls are (keys in batch order).
   const int slots = batch.num_slots();
-  w->wide.resize(slots);
-  w->emb.resize(slots);
   w->input.batch = &batch;
-  w->input.wide.assign(slots, nullptr);
-  w->input.emb.assign(slots, nullptr);
+  std::vector<const float*>* inputs[3] = {&w->input.wide, &w->input.emb, &w->input.ffm};
+  for (int role = 0; role < 3; ++role) {
+    w->rows[role].resize(slots);
+    inputs[role]->assign(slots, nullptr);
+  }
   for (int s = 0; s < slots; ++s) {
     const std::vector<uint64_t>& keys = batch.keys[s];
-    std::vector<float>& wide = w->wide[s];
-    wide.resize(std::max<size_t>(1, keys.size()));
-    for (size_t k = 0; k < keys.size(); ++k) FetchRow(wide_table_, keys[k], &wide[k]);
-    w->input.wide[s] = wide.data();
-    if (slot_table_[s] >= 0) {
-      std::vector<float>& emb = w->emb[s];
-      const size_t dim = static_cast<size_t>(emb_dim_);
-      emb.resize(std::max<size_t>(1, keys.size()) * dim);
-      for (size_t k = 0; k < keys.size(); ++k) FetchRow(slot_table_[s], keys[k], &emb[k * dim]);
-      w->input.emb[s] = emb.data();
+    for (int role = 0; role < 3; ++role) {
+      const int id = slot_tables_[s][role];
+      if (id < 0) continue;
+      const size_t dim = static_cast<size_t>(dims_[id]);
+      std::vector<float>& rows = w->rows[role][s];
+      rows.resize(std::max<size_t>(1, keys.size()) * dim);
+      for (size_t k = 0; k < keys.size(); ++k) FetchRow(id, keys[k], &rows[k * dim]);
+      (*inputs[role])[s] = rows.data();
     }
   }
   w->logits.resize(n);

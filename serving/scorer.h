@@ -30,6 +30,7 @@
 // idle models are kept.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -110,10 +111,9 @@ class Scorer {
   std::unordered_map<std::string, int> column_index_;
   std::vector<bool> multi_valued_;  // per column
 
-  bool deep_ = false;
-  int wide_table_ = -1;
-  int emb_dim_ = 0;
-  std::vector<int> slot_table_;                   // embedding table id per slot (-1: none)
+  // [slot][role]: table id of the slot's wide / emb / ffm rows (as
+  // ModelInput has them, JobModelTables), -1: none.
+  std::vector<std::array<int, 3>> slot_tables_;
   std::vector<const LoadedTable*> tables_;        // per table id; nullptr: not in the export
   std::vector<int> dims_;                         // per table id
   std::vector<proto::Initializer> initializers_;  // per table id

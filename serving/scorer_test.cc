@@ -9,7 +9,9 @@
 #include <thread>
 
 #include "model/features.h"
+#include "model/model.h"
 #include "serving/internal/testing.h"
+#include "worker/job.h"
 
 namespace freshet {
 namespace {
@@ -113,6 +115,49 @@ TEST(ScorerTest, MatchesTrainerForwardPassLr) {
   proto::JobConfig job = TinyJob();
   job.mutable_model()->set_kind(proto::ModelConfig::LR);
   ExpectParity(job, 3);
+}
+
+// Every LAYERED part: first order, FM, FFM (a third table per slot), a
+// cross layer beside an MLP, and target attention of the multi-valued
+// query slot against item.
+TEST(ScorerTest, MatchesTrainerForwardPassLayered) {
+  proto::JobConfig job = TinyJob();
+  auto* ffm = job.mutable_tables()->add_tables();
+  *ffm = job.tables().tables(1);
+  ffm->set_name("ffm");
+  ffm->set_dim(5 * 2);  // 5 slots x k = 2
+  proto::ModelConfig* m = job.mutable_model();
+  m->set_kind(proto::ModelConfig::LAYERED);
+  m->set_first_order(true);
+  m->add_interactions(proto::ModelConfig::FM);
+  m->add_interactions(proto::ModelConfig::FFM);
+  m->add_interactions(proto::ModelConfig::CROSS);
+  m->set_cross_layers(1);
+  m->set_ffm_table("ffm");
+  m->mutable_attention()->set_sequence_slot("query");
+  m->mutable_attention()->set_query_slot("item");
+  m->mutable_attention()->add_hidden(4);
+  ASSERT_TRUE(ValidateJobConfig(&job, "layered").ok()) << ValidateJobConfig(&job, "layered");
+  ExpectParity(job, 4);
+}
+
+// No first order (no wide table read), a slot without an embedding, stacked
+// cross + MLP.
+TEST(ScorerTest, MatchesTrainerForwardPassLayeredWithoutFirstOrder) {
+  proto::JobConfig job = TinyJob();
+  job.mutable_features()->mutable_slots(3)->clear_table();  // tags: no embedding
+  proto::ModelConfig* m = job.mutable_model();
+  m->set_kind(proto::ModelConfig::LAYERED);
+  m->clear_wide_table();
+  m->add_interactions(proto::ModelConfig::CROSS);
+  m->set_cross_layers(2);
+  m->set_cross_mode(proto::ModelConfig::STACKED);
+  ASSERT_TRUE(ValidateJobConfig(&job, "layered").ok()) << ValidateJobConfig(&job, "layered");
+  auto tables = JobModelTables(job);
+  ASSERT_TRUE(tables.ok());
+  EXPECT_EQ(tables->wide, -1);
+  EXPECT_EQ(tables->emb[3], -1);
+  ExpectParity(job, 5);
 }
 
 TEST(ScorerTest, ConcurrentCallsMatchSequentialOnes) {

@@ -28,7 +28,7 @@ namespace {
 
 const std::string kSrc = FRESHET_SOURCE_DIR;
 const std::string kBin = FRESHET_BIN_DIR;
-const std::string kOut = std::string(FRESHET_TEST_OUT_DIR) + "/serve";
+const std::string kOutBase = std::string(FRESHET_TEST_OUT_DIR) + "/serve";
 
 int Sh(const std::string& cmd) {
   const int st = std::system(cmd.c_str());
@@ -37,8 +37,8 @@ int Sh(const std::string& cmd) {
 
 // The first n holdout examples as a /score body, in file order, with the
 // columns the job's features read (freshet_serve rejects other columns).
-nlohmann::json ScoreBody(const std::string& file, int n) {
-  auto job = LoadJobConfig(kSrc + "/cluster-configs/jobs/synthetic.pbtxt");
+nlohmann::json ScoreBody(const std::string& job_config, const std::string& file, int n) {
+  auto job = LoadJobConfig(job_config);
   EXPECT_TRUE(job.ok()) << job.status();
   std::set<std::string> used;
   for (const auto& slot : job->features().slots()) {
@@ -61,13 +61,17 @@ nlohmann::json ScoreBody(const std::string& file, int n) {
   return {{"examples", examples}};
 }
 
-TEST(ServeE2eTest, ServesFreshModelsWhileTrainingAndMatchesTheTrainer) {
-  ASSERT_EQ(Sh("rm -rf " + kOut + " && mkdir -p " + kOut), 0);
-  ASSERT_EQ(Sh(kBin + "/freshet_gen --out_dir=" + kOut + " > /dev/null"), 0);
-  const std::string export_dir = kOut + "/export";
+// Trains cluster-configs/jobs/<job>.pbtxt (task synthetic) on the local
+// cluster with `extra` flags while freshet_serve follows its exports.
+void ServeWhileTraining(const std::string& job, const std::string& extra) {
+  const std::string out = kOutBase + "/" + job;
+  const std::string job_config = kSrc + "/cluster-configs/jobs/" + job + ".pbtxt";
+  ASSERT_EQ(Sh("rm -rf " + out + " && mkdir -p " + out), 0);
+  ASSERT_EQ(Sh(kBin + "/freshet_gen --out_dir=" + out + " > /dev/null"), 0);
+  const std::string export_dir = out + "/export";
 
   // freshet_serve on a free port, following the (not yet existing) export dir.
-  const std::string serve_log = kOut + "/serve.log";
+  const std::string serve_log = out + "/serve.log";
   const pid_t serve = fork();
   ASSERT_GE(serve, 0);
   if (serve == 0) {
@@ -90,7 +94,7 @@ TEST(ServeE2eTest, ServesFreshModelsWhileTrainingAndMatchesTheTrainer) {
   }
   ASSERT_GT(port, 0) << "freshet_serve did not report its port";
 
-  const nlohmann::json body = ScoreBody(kOut + "/holdout.examples", 50);
+  const nlohmann::json body = ScoreBody(job_config, out + "/holdout.examples", 50);
   std::atomic<bool> stop{false};
   std::set<uint64_t> versions;
   int64_t ok = 0, before_model = 0, failed = 0;
@@ -118,16 +122,14 @@ TEST(ServeE2eTest, ServesFreshModelsWhileTrainingAndMatchesTheTrainer) {
          kBin +
          "/freshet_train "
          "--task=synthetic --job_config=" +
-         kSrc +
-         "/cluster-configs/jobs/synthetic.pbtxt"
-         " --cluster_config=" +
-         kSrc + "/cluster-configs/local.pbtxt --metrics_port=0 --work_dir=" + kOut + " > " + kOut +
-         "/train.log 2>&1");
+         job_config + " --cluster_config=" + kSrc +
+         "/cluster-configs/local.pbtxt --metrics_port=0 --work_dir=" + out + " " + extra + " > " +
+         out + "/train.log 2>&1");
   // Let the server pick up the final full snapshot.
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   stop = true;
   client.join();
-  ASSERT_EQ(rc, 0) << "training failed, see " << kOut << "/train.log";
+  ASSERT_EQ(rc, 0) << "training failed, see " << out << "/train.log";
 
   EXPECT_EQ(failed, 0) << first_failure;
   EXPECT_GT(ok, 20);
@@ -155,10 +157,10 @@ TEST(ServeE2eTest, ServesFreshModelsWhileTrainingAndMatchesTheTrainer) {
   ASSERT_GT(sent, 0u);
   ASSERT_TRUE(served.is_array()) << scored->body;
   ASSERT_EQ(served.size(), sent) << scored->body;
-  ASSERT_EQ(Sh(kBin + "/freshet_eval --model_dir=" + kOut + "/model --scores_out=" + kOut +
+  ASSERT_EQ(Sh(kBin + "/freshet_eval --model_dir=" + out + "/model --scores_out=" + out +
                "/eval_scores.txt > /dev/null"),
             0);
-  std::ifstream eval(kOut + "/eval_scores.txt");
+  std::ifstream eval(out + "/eval_scores.txt");
   size_t compared = 0;
   for (size_t i = 0; i < served.size(); ++i) {
     double want = 0;
@@ -170,6 +172,15 @@ TEST(ServeE2eTest, ServesFreshModelsWhileTrainingAndMatchesTheTrainer) {
   kill(serve, SIGTERM);
   int st = 0;
   waitpid(serve, &st, 0);
+}
+
+TEST(ServeE2eTest, ServesFreshModelsWhileTrainingAndMatchesTheTrainer) {
+  ServeWhileTraining("synthetic", "");
+}
+
+// A LAYERED model (every part: three tables per slot, attention, cross).
+TEST(ServeE2eTest, ServesLayeredModelAndMatchesTheTrainer) {
+  ServeWhileTraining("synthetic-layered", "--epochs=1");
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 
 #include "common/config.h"
 #include "model/example.h"
+#include "model/model.h"
 #include "worker/data/example_io.h"
 #include "worker/data/synthetic_shop.h"
 #include "worker/data/task.h"
@@ -152,15 +153,6 @@ Status ValidateJobConfig(proto::JobConfig* job, const std::string& source) {
 
   const auto& m = job->model();
   auto* model = job->mutable_model();
-  if (m.wide_table().empty()) return Field(source, "model.wide_table", "is required");
-  if (!dims.count(m.wide_table())) {
-    return Field(source, "model.wide_table", "no table named '" + m.wide_table() + "'");
-  }
-  if (dims[m.wide_table()] != 1) {
-    return Field(source, "model.wide_table",
-                 "table '" + m.wide_table() + "' must have dim 1, has " +
-                     std::to_string(dims[m.wide_table()]));
-  }
   if (m.dense_learning_rate() < 0)
     return Field(source, "model.dense_learning_rate", "must be >= 0");
   if (m.dense_learning_rate() == 0) model->set_dense_learning_rate(0.001f);
@@ -182,7 +174,6 @@ Status ValidateJobConfig(proto::JobConfig* job, const std::string& source) {
     }
   }
   std::set<std::string> names;
-  int emb_dim = -1;
   for (int i = 0; i < job->features().slots_size(); ++i) {
     const auto& s = job->features().slots(i);
     const std::string f = "features.slots[" + std::to_string(i) + "]";
@@ -195,21 +186,16 @@ Status ValidateJobConfig(proto::JobConfig* job, const std::string& source) {
       return Field(source, f + (s.column().empty() ? ".name" : ".column"),
                    "'" + column + "' is a label column: a feature reading it trains on the label");
     }
-    if (m.kind() != proto::ModelConfig::DEEPFM) continue;
-    if (!dims.count(s.table())) {
-      return Field(source, f + ".table", "no table named '" + s.table() + "'");
-    }
-    if (s.table() == m.wide_table()) {
-      return Field(source, f + ".table", "must not be the wide table '" + s.table() + "'");
-    }
-    if (emb_dim >= 0 && dims[s.table()] != emb_dim) {
-      return Field(source, f + ".table",
-                   "DEEPFM slots must share one embedding dim: '" + s.table() + "' has " +
-                       std::to_string(dims[s.table()]) + ", earlier slots " +
-                       std::to_string(emb_dim));
-    }
-    emb_dim = dims[s.table()];
   }
+  // The tables the model reads (wide, per-slot embeddings, FFM) and, for
+  // LAYERED, every part against the slots (model/model.h). Errors name the
+  // field ("model.attention.sequence_slot: ...").
+  auto tables = JobModelTables(*job);
+  if (!tables.ok()) return InvalidArgument(source + ": " + tables.status().message());
+  const ModelShape shape =
+      JobModelShape(*job, job->features().slots_size(), job->features().dense_size());
+  Status valid = ValidateModel(m, shape);
+  if (!valid.ok()) return InvalidArgument(source + ": " + valid.message());
   return Status::OK();
 }
 

@@ -105,7 +105,8 @@ TEST(JobConfigTest, StreamSectionDefaultsAndErrors) {
 }
 
 TEST(JobConfigTest, ShippedJobConfigsLoad) {
-  for (const char* name : {"synthetic", "realtime-shop"}) {
+  for (const char* name : {"synthetic", "realtime-shop", "retail-purchase", "retail-purchase-dcn",
+                           "retail-purchase-din"}) {
     const std::string path =
         std::string(FRESHET_SOURCE_DIR) + "/cluster-configs/jobs/" + name + ".pbtxt";
     auto job = LoadJobConfig(path);
@@ -147,38 +148,84 @@ TEST(PrepareTaskDataTest, RebuildsExamplesWithOtherColumns) {
   std::stringstream text;
   text << std::ifstream(work + "/holdout.examples").rdbuf();
   EXPECT_NE(text.str().find("# marker"), std::string::npos);
-  TEST(JobConfigTest, ValidationAndEarlyStopping) {
-    const std::string base =
-        R"(task: "t" features { slots { name: "a" } } model { wide_table: "wide" } )";
-    auto ok = Parse(base + "data { validation_fraction: 0.1 } early_stopping { }");
-    ASSERT_TRUE(ok.ok()) << ok.status();
-    EXPECT_EQ(ok->early_stopping().metric(), "auc");
-    EXPECT_EQ(ok->early_stopping().patience(), 1);
-    auto plain = Parse(base);
-    ASSERT_TRUE(plain.ok());
-    EXPECT_FALSE(plain->has_early_stopping());
-    auto range = Parse(base + "data { validation_fraction: 0.7 }");
-    EXPECT_EQ(range.status().message(),
-              "job.pbtxt: data.validation_fraction: must be in [0, 0.5] (0: no validation split), "
-              "got 0.700000");
-    EXPECT_FALSE(Parse(base + "data { validation_fraction: -0.1 }").ok());
-    auto no_split = Parse(base + "early_stopping { metric: \"auc\" }");
-    EXPECT_NE(
-        no_split.status().message().find("job.pbtxt: early_stopping: needs a validation split"),
-        std::string::npos)
-        << no_split.status();
-    auto metric =
-        Parse(base + "data { validation_fraction: 0.1 } early_stopping { metric: \"hr\" }");
-    EXPECT_EQ(metric.status().message(),
-              "job.pbtxt: early_stopping.metric: 'hr' is not auc, logloss or gauc");
-    auto patience =
-        Parse(base + "data { validation_fraction: 0.1 } early_stopping { patience: -1 }");
-    EXPECT_EQ(patience.status().message(), "job.pbtxt: early_stopping.patience: must be >= 0");
-    auto stream = Parse(base + "data { validation_fraction: 0.1 } stream { dir: \"s\" }");
-    EXPECT_NE(stream.status().message().find("data.validation_fraction: is for file jobs"),
-              std::string::npos)
-        << stream.status();
-  }
+}
+
+TEST(JobConfigTest, ValidationAndEarlyStopping) {
+  const std::string base =
+      R"(task: "t" features { slots { name: "a" } } model { wide_table: "wide" } )";
+  auto ok = Parse(base + "data { validation_fraction: 0.1 } early_stopping { }");
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ(ok->early_stopping().metric(), "auc");
+  EXPECT_EQ(ok->early_stopping().patience(), 1);
+  auto plain = Parse(base);
+  ASSERT_TRUE(plain.ok());
+  EXPECT_FALSE(plain->has_early_stopping());
+  auto range = Parse(base + "data { validation_fraction: 0.7 }");
+  EXPECT_EQ(range.status().message(),
+            "job.pbtxt: data.validation_fraction: must be in [0, 0.5] (0: no validation split), "
+            "got 0.700000");
+  EXPECT_FALSE(Parse(base + "data { validation_fraction: -0.1 }").ok());
+  auto no_split = Parse(base + "early_stopping { metric: \"auc\" }");
+  EXPECT_NE(no_split.status().message().find("job.pbtxt: early_stopping: needs a validation split"),
+            std::string::npos)
+      << no_split.status();
+  auto metric = Parse(base + "data { validation_fraction: 0.1 } early_stopping { metric: \"hr\" }");
+  EXPECT_EQ(metric.status().message(),
+            "job.pbtxt: early_stopping.metric: 'hr' is not auc, logloss or gauc");
+  auto patience = Parse(base + "data { validation_fraction: 0.1 } early_stopping { patience: -1 }");
+  EXPECT_EQ(patience.status().message(), "job.pbtxt: early_stopping.patience: must be >= 0");
+  auto stream = Parse(base + "data { validation_fraction: 0.1 } stream { dir: \"s\" }");
+  EXPECT_NE(stream.status().message().find("data.validation_fraction: is for file jobs"),
+            std::string::npos)
+      << stream.status();
+}
+
+// LAYERED models: every part checked against the slots and tables, errors
+// naming the file and the field.
+TEST(JobConfigTest, LayeredModelErrorsNameTheField) {
+  const std::string slots = R"(task: "t"
+    tables { tables { name: "wide" dim: 1 optimizer { sgd { learning_rate: 0.1 } } }
+             tables { name: "emb" dim: 4 optimizer { sgd { learning_rate: 0.1 } } }
+             tables { name: "emb8" dim: 8 optimizer { sgd { learning_rate: 0.1 } } }
+             tables { name: "ffm" dim: 9 optimizer { sgd { learning_rate: 0.1 } } } }
+    features { slots { name: "item" table: "emb" }
+               slots { name: "recent" table: "emb" multi_valued: true }
+               slots { name: "shop" table: "emb8" } })";
+  auto parse = [](const std::string& text) { return ParseJobConfig(text, "job.pbtxt"); };
+  auto ok = parse(slots + R"(model { kind: LAYERED wide_table: "wide" first_order: true
+      interactions: [CROSS, FFM] cross_layers: 2 ffm_table: "ffm" hidden: [8]
+      attention { sequence_slot: "recent" query_slot: "item" } })");
+  EXPECT_TRUE(ok.ok()) << ok.status();
+  auto expect = [&](const std::string& model, const std::string& message) {
+    auto job = parse(slots + model);
+    EXPECT_FALSE(job.ok()) << model;
+    EXPECT_NE(job.status().message().find("job.pbtxt: " + message), std::string::npos)
+        << job.status();
+  };
+  expect(R"(model { kind: LAYERED first_order: true hidden: [4]
+      attention { sequence_slot: "shop" query_slot: "item" } })",
+         "model.wide_table: is required");
+  expect(R"(model { kind: LAYERED hidden: [4]
+      attention { sequence_slot: "item" query_slot: "recent" } })",
+         "model.attention.sequence_slot: slot 'item' is single-valued");
+  expect(R"(model { kind: LAYERED hidden: [4]
+      attention { sequence_slot: "recents" query_slot: "item" } })",
+         "model.attention.sequence_slot: no slot named 'recents'");
+  expect(R"(model { kind: LAYERED hidden: [4]
+      attention { sequence_slot: "recent" query_slot: "shop" } })",
+         "model.attention.query_slot: slot 'shop' has dim 8, the sequence slot 'recent' 4");
+  expect(R"(model { kind: LAYERED interactions: [FFM] ffm_table: "emb8" })",
+         "model.ffm_table: table 'emb8' has dim 8, must be num_slots * k (3 slots)");
+  expect(R"(model { kind: LAYERED interactions: [FFM] })", "model.ffm_table: is required");
+  expect(R"(model { kind: LAYERED interactions: [CROSS] cross_layers: -2 })",
+         "model.cross_layers: must be >= 0, got -2");
+  expect(R"(model { kind: LAYERED interactions: [FM] })",
+         "features.slots[2].table: FM needs one embedding dim for every slot");
+  expect(R"(model { kind: LAYERED hidden: [4] attention { sequence_slot: "recent"
+      query_slot: "item" hidden: [0] } })",
+         "model.attention.hidden[0]: must be > 0");
+  expect(R"(model { kind: LAYERED })", "model: LAYERED needs at least one of");
+}
 
 }  // namespace
 }  // namespace freshet

@@ -2,6 +2,7 @@
 
 #include <glog/logging.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -84,7 +85,8 @@ struct Trainer::Step {
   std::vector<std::vector<float>> values;   // per used table, pulled rows
   std::vector<std::vector<float>> grads;    // per used table
   std::vector<std::future<Status>> pulls;
-  std::vector<size_t> wide_off, emb_off;  // per slot, key offset in its table's list
+  // [slot][role]: offset of the slot's keys in that role's table's list.
+  std::vector<std::array<size_t, 3>> off;
   ModelInput input;
   SparseGrads sparse;
   std::vector<float> logits, dlogits;
@@ -105,28 +107,18 @@ StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const proto::JobConfig& job,
                                                    SparseStore* store, Collective* collective,
                                                    Options options) {
   std::unique_ptr<Trainer> t(new Trainer(encoder, model, store, collective, options));
-  std::map<std::string, int> ids;
-  for (int i = 0; i < job.tables().tables_size(); ++i) ids[job.tables().tables(i).name()] = i;
-  auto id_of = [&](const std::string& name, const std::string& what) -> StatusOr<int> {
-    auto it = ids.find(name);
-    if (it == ids.end()) return InvalidArgument(what + ": no table named '" + name + "'");
-    return it->second;
-  };
-  FRESHET_ASSIGN_OR_RETURN(t->wide_table_, id_of(job.model().wide_table(), "model.wide_table"));
+  FRESHET_ASSIGN_OR_RETURN(ModelTables tables, JobModelTables(job));
   t->dims_.resize(job.tables().tables_size());
   for (int i = 0; i < job.tables().tables_size(); ++i) t->dims_[i] = job.tables().tables(i).dim();
-  t->tables_used_.push_back(t->wide_table_);
-  const bool deep = job.model().kind() == proto::ModelConfig::DEEPFM;
-  for (const auto& slot : job.features().slots()) {
-    int id = -1;
-    if (deep) {
-      FRESHET_ASSIGN_OR_RETURN(id, id_of(slot.table(), "slot '" + slot.name() + "' table"));
-      bool seen = false;
-      for (int u : t->tables_used_) seen = seen || u == id;
-      if (!seen) t->tables_used_.push_back(id);
-      t->emb_dim_ = t->dims_[id];
+  auto use = [&](int id) {
+    if (id >= 0 &&
+        std::find(t->tables_used_.begin(), t->tables_used_.end(), id) == t->tables_used_.end()) {
+      t->tables_used_.push_back(id);
     }
-    t->slot_table_.push_back(id);
+  };
+  for (int s = 0; s < job.features().slots_size(); ++s) {
+    t->slot_tables_.push_back({tables.wide, tables.emb[s], tables.ffm});
+    for (int id : t->slot_tables_.back()) use(id);
   }
   for (size_t p = 0; p < t->tables_used_.size(); ++p) t->table_pos_[t->tables_used_[p]] = p;
   t->policy_.max_bad_ratio = job.data().max_bad_ratio();
@@ -180,17 +172,15 @@ Status Trainer::ReadBatch(ExampleSource* reader, Step* step, bool* eof) {
   step->grads.resize(nt);
   step->pulls.resize(nt);
   for (auto& k : step->keys) k.clear();
-  step->wide_off.assign(slots, 0);
-  step->emb_off.assign(slots, 0);
+  step->off.assign(slots, {0, 0, 0});
   for (int s = 0; s < slots; ++s) {
     const auto& sk = step->batch.keys[s];
-    auto& wide = step->keys[0];
-    step->wide_off[s] = wide.size();
-    wide.insert(wide.end(), sk.begin(), sk.end());
-    if (slot_table_[s] >= 0) {
-      auto& emb = step->keys[table_pos_.at(slot_table_[s])];
-      step->emb_off[s] = emb.size();
-      emb.insert(emb.end(), sk.begin(), sk.end());
+    for (int role = 0; role < kRoles; ++role) {
+      const int id = slot_tables_[s][role];
+      if (id < 0) continue;
+      auto& list = step->keys[table_pos_.at(id)];
+      step->off[s][role] = list.size();
+      list.insert(list.end(), sk.begin(), sk.end());
     }
   }
   step->pulled = false;
@@ -220,13 +210,14 @@ Status Trainer::WaitPulls(Step* step) {
 void Trainer::BuildInput(Step* step) {
   const int slots = step->batch.num_slots();
   step->input.batch = &step->batch;
-  step->input.wide.assign(slots, nullptr);
-  step->input.emb.assign(slots, nullptr);
+  std::vector<const float*>* rows[kRoles] = {&step->input.wide, &step->input.emb, &step->input.ffm};
+  for (int role = 0; role < kRoles; ++role) rows[role]->assign(slots, nullptr);
   for (int s = 0; s < slots; ++s) {
-    step->input.wide[s] = step->values[0].data() + step->wide_off[s];
-    if (slot_table_[s] >= 0) {
-      step->input.emb[s] = step->values[table_pos_.at(slot_table_[s])].data() +
-                           step->emb_off[s] * static_cast<size_t>(emb_dim_);
+    for (int role = 0; role < kRoles; ++role) {
+      const int id = slot_tables_[s][role];
+      if (id < 0) continue;
+      (*rows[role])[s] = step->values[table_pos_.at(id)].data() +
+                         step->off[s][role] * static_cast<size_t>(dims_[id]);
     }
   }
 }
@@ -323,14 +314,24 @@ StatusOr<TrainStats> Trainer::Train(const ReaderFactory& open_shard) {
           cur->grads[p].resize(cur->keys[p].size() * dims_[tables_used_[p]]);
         }
         const float sum_scale = static_cast<float>(n);
-        auto scaled_copy = [sum_scale](const std::vector<float>& from, float* to) {
-          for (size_t k = 0; k < from.size(); ++k) to[k] = from[k] * sum_scale;
-        };
+        const std::vector<std::vector<float>>* sparse[kRoles] = {
+            &cur->sparse.wide, &cur->sparse.emb, &cur->sparse.ffm};
         for (int s = 0; s < cur->batch.num_slots(); ++s) {
-          scaled_copy(cur->sparse.wide[s], cur->grads[0].data() + cur->wide_off[s]);
-          if (slot_table_[s] >= 0) {
-            scaled_copy(cur->sparse.emb[s], cur->grads[table_pos_.at(slot_table_[s])].data() +
-                                                cur->emb_off[s] * static_cast<size_t>(emb_dim_));
+          for (int role = 0; role < kRoles; ++role) {
+            const int id = slot_tables_[s][role];
+            if (id < 0) continue;
+            // The model fills every role it reads (programmer error if not).
+            CHECK_LT(static_cast<size_t>(s), sparse[role]->size()) << "role " << role;
+            const std::vector<float>& g = (*sparse[role])[s];
+            CHECK_EQ(g.size(), cur->batch.keys[s].size() * static_cast<size_t>(dims_[id]))
+                << "slot " << s << " role " << role;
+            // The model's row gradients are of the batch-mean loss; the
+            // servers get those of the batch's summed loss, so each example
+            // holding a key adds its own gradient (as per-example SGD does)
+            // and the table's learning rate does not depend on the batch size.
+            float* to = cur->grads[table_pos_.at(id)].data() +
+                        cur->off[s][role] * static_cast<size_t>(dims_[id]);
+            for (size_t k = 0; k < g.size(); ++k) to[k] = g[k] * sum_scale;
           }
         }
         store_->SetEventTime(cur->max_time);  // row TTLs are in event time

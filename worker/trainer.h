@@ -31,6 +31,7 @@
 // Thread safety: one thread drives a Trainer.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -180,12 +181,12 @@ class Trainer {
   SparseStore* store_;
   Collective* collective_;
   const Options options_;
-  int wide_table_ = -1;
-  std::vector<int> dims_;            // per table id
-  std::vector<int> slot_table_;      // embedding table id per slot (-1: none)
-  std::vector<int> tables_used_;     // distinct table ids pulled per batch; [0] is wide
-  std::map<int, size_t> table_pos_;  // table id -> index in tables_used_
-  int emb_dim_ = 0;
+  // Row roles of a slot's keys, as ModelInput has them: wide, emb, ffm.
+  static constexpr int kRoles = 3;
+  std::vector<int> dims_;                             // per table id
+  std::vector<std::array<int, kRoles>> slot_tables_;  // [slot][role]: table id, -1: none
+  std::vector<int> tables_used_;                      // distinct table ids pulled per batch
+  std::map<int, size_t> table_pos_;                   // table id -> index in tables_used_
   BadRecordPolicy policy_;
   int64_t encode_bad_ = 0;
   int64_t watermark_ = 0;  // newest event time trained

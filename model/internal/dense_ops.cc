@@ -10,14 +10,16 @@
 namespace freshet {
 namespace internal {
 
-void CheckInput(const ModelShape& shape, const ModelInput& in, bool needs_emb) {
+void CheckInput(const ModelShape& shape, const ModelInput& in, bool needs_emb, bool needs_wide) {
   CHECK(in.batch != nullptr) << "ModelInput.batch not set";
   const EncodedBatch& b = *in.batch;
   CHECK_EQ(b.num_slots(), shape.num_slots) << "batch slots do not match the model";
   CHECK_EQ(b.num_dense, shape.num_dense) << "batch dense features do not match the model";
   CHECK_EQ(static_cast<int>(b.offsets.size()), shape.num_slots);
   CHECK_EQ(b.dense.size(), static_cast<size_t>(b.size) * static_cast<size_t>(b.num_dense));
-  CHECK_EQ(static_cast<int>(in.wide.size()), shape.num_slots) << "one wide pointer per slot";
+  if (needs_wide) {
+    CHECK_EQ(static_cast<int>(in.wide.size()), shape.num_slots) << "one wide pointer per slot";
+  }
   if (needs_emb) {
     CHECK_EQ(static_cast<int>(in.emb.size()), shape.num_slots) << "one emb pointer per slot";
   }
@@ -25,7 +27,7 @@ void CheckInput(const ModelShape& shape, const ModelInput& in, bool needs_emb) {
     CHECK_EQ(b.offsets[s].size(), static_cast<size_t>(b.size) + 1) << "slot " << s;
     CHECK_EQ(b.offsets[s].back(), b.keys[s].size()) << "slot " << s;
     if (!b.keys[s].empty()) {
-      CHECK(in.wide[s] != nullptr) << "slot " << s;
+      if (needs_wide) CHECK(in.wide[s] != nullptr) << "slot " << s;
       if (needs_emb) CHECK(in.emb[s] != nullptr) << "slot " << s;
     }
   }

@@ -1,4 +1,4 @@
-// Pieces shared by the CPU models (LrModel, DeepFmModel): the first-order
+// Pieces shared by the CPU models (LrModel, DeepFmModel, LayeredModel): the first-order
 // (wide) part of the logit and the Adam optimizer of the dense parameters.
 //
 // Thread safety: free functions are reentrant; DenseAdam is not thread-safe.
@@ -13,10 +13,12 @@
 namespace freshet {
 namespace internal {
 
-// Checks that `in` matches `shape`: one wide pointer per slot (and one emb
-// pointer per slot when shape.emb_dim > 0), batch with the shape's slots and
-// dense features. CHECK-fails otherwise (a programmer error).
-void CheckInput(const ModelShape& shape, const ModelInput& in, bool needs_emb);
+// Checks that `in` matches `shape`: one wide pointer per slot (unless
+// needs_wide is false), one emb pointer per slot when needs_emb, batch with
+// the shape's slots and dense features. CHECK-fails otherwise (a programmer
+// error).
+void CheckInput(const ModelShape& shape, const ModelInput& in, bool needs_emb,
+                bool needs_wide = true);
 
 // First-order part of the logit, written (not added) to logits[0..size):
 //   logits[i] = params[0] + sum_s pool_s(wide of slot s, example i)
