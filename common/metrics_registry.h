@@ -160,5 +160,7 @@ std::string MetricNumber(double v);
 // This process's resident set size in bytes (/proc/self/statm); 0 if it
 // cannot be read.
 int64_t ProcessResidentBytes();
+// This process's minor page faults so far (getrusage ru_minflt).
+int64_t ProcessMinorFaults();
 
 }  // namespace freshet

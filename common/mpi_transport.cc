@@ -71,6 +71,7 @@ int MpiTransport::CompleteSendsLocked() {
   for (int k = 0; k < outcount; ++k) {
     const size_t i = static_cast<size_t>(done[k]);
     const size_t last = send_reqs_.size() - 1;
+    buffer_pool()->Give(std::move(send_bufs_[i]));  // sent: reuse it
     if (i != last) {
       send_reqs_[i] = send_reqs_[last];
       send_bufs_[i] = std::move(send_bufs_[last]);
@@ -99,7 +100,8 @@ void MpiTransport::ProgressLoop() {
       if (!flag) break;
       int count = 0;
       MPI_Get_count(&status, MPI_BYTE, &count);
-      std::vector<char> buf(static_cast<size_t>(count));
+      // A recycled buffer: no fresh pages, no zero fill (common/buffer_pool.h).
+      std::vector<char> buf = buffer_pool()->Take(static_cast<size_t>(count));
       rc = MPI_Mrecv(buf.data(), count, MPI_BYTE, &handle, MPI_STATUS_IGNORE);
       if (rc != MPI_SUCCESS) {
         LOG(ERROR) << MpiError(rc, "MPI_Mrecv", __FILE__, __LINE__);
@@ -157,6 +159,9 @@ Status MpiTransport::Flush(Millis timeout) {
 
 void MpiTransport::Shutdown() {
   if (shut_down_.exchange(true)) return;
+  const BufferPool::Stats bs = buffer_stats();
+  VLOG(1) << "rank " << rank() << " message buffers: " << bs.reused << " reused, " << bs.allocated
+          << " allocated";
   Status st = Flush(Millis(2000));
   if (!st.ok()) LOG(WARNING) << "MPI transport shutdown: " << st;
   stop_.store(true, std::memory_order_release);

@@ -121,9 +121,18 @@ void ServerNode::Reply(const Message& req, MsgType type, std::vector<char> body,
 
 void ServerNode::HandlePull(Message msg) {
   const auto start = std::chrono::steady_clock::now();
-  // Room for the frame header in the reply: no realloc when it is appended.
+  // The answer goes into a recycled buffer (no fresh pages per pull, issue
+  // 16), sized here when the request looks well-formed; PullFromBody checks
+  // it either way. Room for the frame header: no realloc when it is appended.
   std::vector<char> out;
-  Status st = shard_->PullFromBody(msg.meta, msg.body, 128, &out);
+  const MessageMeta& m = msg.meta;
+  if (m.table >= 0 && m.table < shard_->num_tables() &&
+      static_cast<uint32_t>(shard_->table(m.table)->dim()) == m.dim &&
+      msg.body.size() == size_t{m.num_keys} * sizeof(uint64_t)) {
+    out = transport_->NewBuffer(size_t{m.num_keys} * m.dim * sizeof(float), Transport::kFrameRoom);
+  }
+  Status st = shard_->PullFromBody(msg.meta, msg.body, Transport::kFrameRoom, &out);
+  transport_->RecycleBuffer(std::move(msg.body));
   Reply(msg, MsgType::kPullResponse, std::move(out), st);
   if (metrics_.pull_latency != nullptr) metrics_.pull_latency->RecordSince(start);
 }
@@ -131,6 +140,7 @@ void ServerNode::HandlePull(Message msg) {
 void ServerNode::HandlePush(Message msg) {
   const auto start = std::chrono::steady_clock::now();
   Status st = shard_->PushFromBody(msg.meta, msg.body);
+  transport_->RecycleBuffer(std::move(msg.body));
   const int w = msg.meta.worker;
   if (w >= 0 && w < layout_.num_workers()) {
     MutexLock l(&mu_);
@@ -242,8 +252,8 @@ Status ServerNode::Run() {
       case MsgType::kStatsRequest: {
         const ServerStats s = shard_->Stats();
         const int64_t fields[ServerStats::kNumFields] = {
-            s.rows,        s.bytes,       s.pull_requests,       s.push_requests,
-            s.keys_pulled, s.keys_pushed, ProcessResidentBytes()};
+            s.rows,        s.bytes,       s.pull_requests,        s.push_requests,
+            s.keys_pulled, s.keys_pushed, ProcessResidentBytes(), ProcessMinorFaults()};
         std::vector<char> body(sizeof(fields));
         std::memcpy(body.data(), fields, sizeof(fields));
         Reply(msg, MsgType::kStatsResponse, std::move(body), Status::OK());

@@ -26,7 +26,8 @@
 // does both); the header names the BTLs the ranks were given.
 //
 // Payload GB/s counts the rows' values (dim x 4 bytes per key), not keys or
-// headers. The bench also counts the worker's minor page faults per request:
+// headers. The bench also counts minor page faults per request, on the
+// worker and on the servers (column "faults w/s"):
 // a message buffer that is mapped afresh for every request costs one fault
 // per 4 KiB page (issue 16: 16 MB pulls 3-5x slower); --max_faults_per_request
 // turns that into a failure.
@@ -116,9 +117,10 @@ struct CaseResult {
   double keys_per_s;
   double gb_per_s;
   double ms_per_request;
-  double unique_per_request;  // distinct keys per request (what servers see)
-  double max_shard_share;     // busiest server's share of the unique keys
-  double faults_per_request;  // worker's minor page faults per request
+  double unique_per_request;         // distinct keys per request (what servers see)
+  double max_shard_share;            // busiest server's share of the unique keys
+  double faults_per_request;         // worker's minor page faults per request
+  double server_faults_per_request;  // the servers' (summed), per request
 };
 
 // splitmix64: a fast generator (about 1 ns per key), for the key pool.
@@ -167,10 +169,13 @@ class KeyPool {
   std::vector<uint64_t> keys_;
 };
 
-int64_t MinorFaults() {
-  struct rusage ru;
-  getrusage(RUSAGE_SELF, &ru);
-  return ru.ru_minflt;
+// Minor page faults of every server process, summed (STATS).
+int64_t ServerFaults(PsClient* client) {
+  auto stats = client->ServerStatsAll();
+  CHECK(stats.ok()) << stats.status();
+  int64_t f = 0;
+  for (const auto& s : *stats) f += s.minor_faults;
+  return f;
 }
 
 // Runs one timed case on this worker; returns keys moved. All workers start
@@ -181,17 +186,31 @@ CaseResult RunCase(PsClient* client, MPI_Comm workers, const KeyPool& pool, int 
       FLAGS_pipeline, std::vector<float>(static_cast<size_t>(keys_per_req) * dim, 1e-3f));
   // Each case starts at its own place in the pool.
   const int64_t first = static_cast<int64_t>(SplitMix64(case_seed) % 1024);
-  // Warm-up: one round of requests (buffers, connections), not timed.
-  for (int i = 0; i < FLAGS_pipeline; ++i) {
-    const uint64_t* keys = pool.Window(first + i, keys_per_req);
-    float* buf = bufs[i].data();
-    Status st = (push ? client->Push(table, keys, keys_per_req, buf)
-                      : client->Pull(table, keys, keys_per_req, buf))
-                    .get();
-    CHECK(st.ok()) << st;
+  const int kWarmup = 3 * FLAGS_pipeline + 2;
+  // Warm-up, not timed: a few rounds of --pipeline requests in flight, so
+  // connections and the transports' recycled buffers reach their steady
+  // state (a buffer pool needs a few buffers of each size in rotation).
+  {
+    std::deque<std::future<Status>> warm;
+    for (int i = 0; i < kWarmup; ++i) {
+      if (static_cast<int>(warm.size()) == FLAGS_pipeline) {
+        Status st = warm.front().get();
+        CHECK(st.ok()) << st;
+        warm.pop_front();
+      }
+      const uint64_t* keys = pool.Window(first + i, keys_per_req);
+      float* buf = bufs[i % FLAGS_pipeline].data();
+      warm.push_back(push ? client->Push(table, keys, keys_per_req, buf)
+                          : client->Pull(table, keys, keys_per_req, buf));
+    }
+    for (auto& f : warm) {
+      Status st = f.get();
+      CHECK(st.ok()) << st;
+    }
   }
   MPI_Barrier(workers);
-  const int64_t faults0 = MinorFaults();
+  const int64_t server_faults0 = ServerFaults(client);
+  const int64_t faults0 = ProcessMinorFaults();
   const auto t0 = std::chrono::steady_clock::now();
   const auto end = t0 + std::chrono::duration<double>(FLAGS_seconds);
   std::deque<std::future<Status>> inflight;
@@ -199,7 +218,7 @@ CaseResult RunCase(PsClient* client, MPI_Comm workers, const KeyPool& pool, int 
   while (true) {
     const bool time_left = std::chrono::steady_clock::now() < end;
     if (time_left && static_cast<int>(inflight.size()) < FLAGS_pipeline) {
-      const uint64_t* keys = pool.Window(first + FLAGS_pipeline + issued, keys_per_req);
+      const uint64_t* keys = pool.Window(first + kWarmup + issued, keys_per_req);
       float* buf = bufs[issued % FLAGS_pipeline].data();
       inflight.push_back(push ? client->Push(table, keys, keys_per_req, buf)
                               : client->Pull(table, keys, keys_per_req, buf));
@@ -213,7 +232,8 @@ CaseResult RunCase(PsClient* client, MPI_Comm workers, const KeyPool& pool, int 
     ++done;
   }
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  const int64_t faults = MinorFaults() - faults0;
+  const int64_t faults = ProcessMinorFaults() - faults0;
+  const int64_t server_faults = ServerFaults(client) - server_faults0;
   int64_t keys_local = done * keys_per_req, keys_total = 0;
   double secs_max = 0;
   MPI_Allreduce(&keys_local, &keys_total, 1, MPI_INT64_T, MPI_SUM, workers);
@@ -225,7 +245,7 @@ CaseResult RunCase(PsClient* client, MPI_Comm workers, const KeyPool& pool, int 
   int64_t unique = 0;
   const int64_t sampled = std::max<int64_t>(1, std::min<int64_t>(issued, 64));
   for (int64_t i = 0; i < sampled; ++i) {
-    Dedup d = Deduplicate(pool.Window(first + FLAGS_pipeline + i, keys_per_req), keys_per_req);
+    Dedup d = Deduplicate(pool.Window(first + kWarmup + i, keys_per_req), keys_per_req);
     unique += static_cast<int64_t>(d.uniq.size());
     for (uint64_t k : d.uniq) ++per_shard[ShardOf(k, servers)];
   }
@@ -240,6 +260,12 @@ CaseResult RunCase(PsClient* client, MPI_Comm workers, const KeyPool& pool, int 
   r.max_shard_share = static_cast<double>(*std::max_element(per_shard.begin(), per_shard.end())) /
                       std::max<int64_t>(1, unique);
   r.faults_per_request = static_cast<double>(faults) / std::max<int64_t>(1, done);
+  int64_t done_total = 0;
+  MPI_Allreduce(&done, &done_total, 1, MPI_INT64_T, MPI_SUM, workers);
+  // Every worker asked (each saw all servers' faults over its window): take
+  // this worker's view over all workers' requests.
+  r.server_faults_per_request =
+      static_cast<double>(server_faults) / std::max<int64_t>(1, done_total);
   return r;
 }
 
@@ -326,8 +352,8 @@ int RunWorker(PsClient* client, const ClusterLayout& layout, MPI_Comm workers,
         FLAGS_seconds,
         FLAGS_zipf > 0 ? ("Zipf(" + std::to_string(FLAGS_zipf) + ")").c_str() : "uniform",
         pool.size(), pool_s);
-    std::printf("%-5s %4s %8s %10s %8s %9s %10s %10s %10s\n", "op", "dim", "keys/req", "Mkeys/s",
-                "GB/s", "ms/req", "uniq/req", "max shard", "faults/req");
+    std::printf("%-5s %4s %8s %10s %8s %9s %10s %10s %12s\n", "op", "dim", "keys/req", "Mkeys/s",
+                "GB/s", "ms/req", "uniq/req", "max shard", "faults w/s");
   }
   bool faults_ok = true;
   uint64_t case_seed = 0xca5e;
@@ -339,13 +365,15 @@ int RunWorker(PsClient* client, const ClusterLayout& layout, MPI_Comm workers,
                     static_cast<int>(kpr), op == "push", &case_seed);
         results.push_back(r);
         if (FLAGS_max_faults_per_request >= 0 &&
-            r.faults_per_request > FLAGS_max_faults_per_request) {
+            std::max(r.faults_per_request, r.server_faults_per_request) >
+                FLAGS_max_faults_per_request) {
           faults_ok = false;
         }
         if (leader) {
-          std::printf("%-5s %4d %8d %10.2f %8.3f %9.2f %10.0f %9.1f%% %10.1f\n", r.op.c_str(),
+          std::printf("%-5s %4d %8d %10.2f %8.3f %9.2f %10.0f %9.1f%% %6.0f/%-5.0f\n", r.op.c_str(),
                       r.dim, r.keys, r.keys_per_s / 1e6, r.gb_per_s, r.ms_per_request,
-                      r.unique_per_request, 100 * r.max_shard_share, r.faults_per_request);
+                      r.unique_per_request, 100 * r.max_shard_share, r.faults_per_request,
+                      r.server_faults_per_request);
           std::fflush(stdout);
         }
       }
@@ -394,9 +422,11 @@ int RunWorker(PsClient* client, const ClusterLayout& layout, MPI_Comm workers,
     std::snprintf(buf, sizeof(buf),
                   "%s{\"op\":\"%s\",\"dim\":%d,\"keys_per_request\":%d,\"keys_per_s\":%.0f,"
                   "\"gb_per_s\":%.4f,\"ms_per_request\":%.3f,\"unique_per_request\":%.1f,"
-                  "\"max_shard_share\":%.4f,\"faults_per_request\":%.2f}",
+                  "\"max_shard_share\":%.4f,\"faults_per_request\":%.2f,"
+                  "\"server_faults_per_request\":%.2f}",
                   i ? "," : "", r.op.c_str(), r.dim, r.keys, r.keys_per_s, r.gb_per_s,
-                  r.ms_per_request, r.unique_per_request, r.max_shard_share, r.faults_per_request);
+                  r.ms_per_request, r.unique_per_request, r.max_shard_share, r.faults_per_request,
+                  r.server_faults_per_request);
     js << buf;
   }
   js << "],\"memory\":[";
@@ -415,8 +445,8 @@ int RunWorker(PsClient* client, const ClusterLayout& layout, MPI_Comm workers,
   if (!faults_ok) {
     std::fprintf(stderr,
                  "freshet_ps_bench: a case took more than %.1f minor page faults per request on "
-                 "the worker (--max_faults_per_request): message buffers are being mapped "
-                 "afresh per request\n",
+                 "a worker or the servers (--max_faults_per_request): message buffers are being "
+                 "mapped afresh per request\n",
                  FLAGS_max_faults_per_request);
     return 3;
   }

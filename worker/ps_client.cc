@@ -20,8 +20,17 @@ struct PsClient::Op {
   // Pull only:
   float* out = nullptr;
   int dim = 0;
-  std::vector<float> uniq_values;  // when keys had duplicates
-  std::vector<uint32_t> inverse;   // when keys had duplicates
+  // When keys had duplicates: unique row u is written straight to `out` at
+  // the input position of its first occurrence, first[u]; the other
+  // occurrences (inverse[i] == u) are copied from there once all shards
+  // answered. No temporary buffer of unique rows.
+  std::vector<uint32_t> first;
+  std::vector<uint32_t> inverse;
+
+  // Where unique row u goes in `out`.
+  float* Row(uint32_t u) const {
+    return out + static_cast<size_t>(first.empty() ? u : first[u]) * dim;
+  }
 
   // Records one shard's outcome; resolves the future after the last one.
   void FinishShard(const Status& st) EXCLUDES(mu) {
@@ -38,7 +47,8 @@ struct PsClient::Op {
     if (final_status.ok() && !inverse.empty()) {
       const size_t row = static_cast<size_t>(dim) * sizeof(float);
       for (size_t i = 0; i < inverse.size(); ++i) {
-        std::memcpy(out + i * dim, uniq_values.data() + static_cast<size_t>(inverse[i]) * dim, row);
+        const uint32_t at = first[inverse[i]];
+        if (at != i) std::memcpy(out + i * dim, out + static_cast<size_t>(at) * dim, row);
       }
     }
     promise.set_value(final_status);
@@ -160,7 +170,13 @@ std::future<Status> PsClient::Pull(int table, const uint64_t* keys, size_t n, fl
   op->out = out;
   op->dim = dim;
   if (d.has_dups) {
-    op->uniq_values.resize(d.uniq.size() * dim);
+    // Unique indices are in first-seen order: u's first occurrence is the
+    // first i with inverse[i] == u.
+    op->first.resize(d.uniq.size());
+    uint32_t seen = 0;
+    for (uint32_t i = 0; i < d.inverse.size(); ++i) {
+      if (d.inverse[i] == seen) op->first[seen++] = i;
+    }
     op->inverse = std::move(d.inverse);
   }
   std::vector<std::vector<uint32_t>> rows(num_servers);
@@ -179,8 +195,7 @@ std::future<Status> PsClient::Pull(int table, const uint64_t* keys, size_t n, fl
     msg.meta.worker = worker_index_;
     msg.meta.clock = step_.load();
     msg.meta.count = options_.staleness;
-    msg.body.reserve(rows[s].size() * sizeof(uint64_t) + 64);
-    msg.body.resize(rows[s].size() * sizeof(uint64_t));
+    msg.body = transport_->NewBuffer(rows[s].size() * sizeof(uint64_t), Transport::kFrameRoom);
     auto* kp = reinterpret_cast<uint64_t*>(msg.body.data());
     for (size_t j = 0; j < rows[s].size(); ++j) kp[j] = d.uniq[rows[s][j]];
     Status slot = AcquireSlot();
@@ -239,8 +254,7 @@ std::future<Status> PsClient::Push(int table, const uint64_t* keys, size_t n, co
     msg.meta.worker = worker_index_;
     msg.meta.clock = step_.load();
     msg.meta.watermark = event_time_.load();  // the batch's event time, for TTLs
-    msg.body.reserve(ns * (sizeof(uint64_t) + row_bytes) + 64);
-    msg.body.resize(ns * (sizeof(uint64_t) + row_bytes));
+    msg.body = transport_->NewBuffer(ns * (sizeof(uint64_t) + row_bytes), Transport::kFrameRoom);
     auto* kp = reinterpret_cast<uint64_t*>(msg.body.data());
     char* gp = msg.body.data() + ns * sizeof(uint64_t);
     for (size_t j = 0; j < ns; ++j) {
@@ -302,11 +316,9 @@ void PsClient::Complete(uint64_t id, Message* resp, const Status& st_in) {
                     std::to_string(resp->body.size()) + " bytes, expected " +
                     std::to_string(req.rows.size() * row_bytes));
     } else {
-      float* target = op.inverse.empty() ? op.out : op.uniq_values.data();
       const char* src = resp->body.data();
       for (size_t j = 0; j < req.rows.size(); ++j) {
-        std::memcpy(target + static_cast<size_t>(req.rows[j]) * op.dim, src + j * row_bytes,
-                    row_bytes);
+        std::memcpy(op.Row(req.rows[j]), src + j * row_bytes, row_bytes);
       }
     }
   }
@@ -352,6 +364,7 @@ void PsClient::ReceiveLoop() {
         case MsgType::kPullResponse:
         case MsgType::kPushResponse:
           Complete(m.meta.request_id, &m, Status::OK());
+          transport_->RecycleBuffer(std::move(m.body));  // rows copied out: reuse it
           break;
         case MsgType::kStatsResponse:
         case MsgType::kSaveResponse:
@@ -472,7 +485,7 @@ StatusOr<std::vector<ServerStats>> PsClient::ServerStatsAll() {
     }
     int64_t f[ServerStats::kNumFields];
     std::memcpy(f, m.body.data(), sizeof(f));
-    out.push_back(ServerStats{f[0], f[1], f[2], f[3], f[4], f[5], f[6]});
+    out.push_back(ServerStats{f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7]});
   }
   return out;
 }
