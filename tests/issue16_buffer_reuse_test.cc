@@ -1,16 +1,20 @@
-// Issue 16 regression: pulls of dim 64 x 65,536 keys took 90-108 ms when a
-// dim-16 table had been pulled and pushed before (35 ms with the dim-64 table
-// alone). Cause: every 16 MiB message buffer (the server's answer, the
-// worker's receive buffer) was a fresh mapping: glibc mmaps blocks above its
-// mmap threshold and raises that threshold only to the largest block freed
-// so far, so the smaller dim-16 messages that ran first left 16 MiB blocks
-// above it; each fresh mapping costs one page fault per 4 KiB (4,096 per
-// message) plus the zero fill of std::vector::resize. Message buffers are now
-// recycled by the transport (common/buffer_pool.h). This test replays that
-// history through a server and a client in one process and counts the page
-// faults of the big pulls; page faults are counted, not timed, so the check
-// does not depend on the machine's speed. It also checks that the pulled
-// rows are the table's (a recycled buffer's old bytes never leak through).
+// Issue 16 regression, in one process: pulls of dim 64 x 65,536 keys took
+// 90-108 ms when a dim-16 table had been pulled and pushed before (35 ms
+// with the dim-64 table alone). Cause: every 16 MiB message buffer (the
+// server's answer, the worker's receive buffer) was a fresh mapping: glibc
+// mmaps blocks above its mmap threshold and raises that threshold only to
+// the largest block freed so far, so which sizes ran first decided; each
+// fresh mapping costs one page fault per 4 KiB (4,096 per message) plus the
+// zero fill of std::vector::resize. Message buffers are now recycled by the
+// transport (common/buffer_pool.h) and MpiSession fixes malloc's thresholds.
+//
+// The multi-process reproduction is the ctest ps_bench_page_faults (MPI,
+// 1M-row tables: it fails without the fix). In one process glibc happens to
+// reuse the blocks, so this test checks the other half: replaying the
+// issue's history through a ServerNode and a PsClient, the big pulls take
+// recycled buffers, page faults stay far below one fresh 16 MiB buffer per
+// pull, and the pulled rows are the table's (a recycled buffer's old bytes
+// never leak through).
 #include <gtest/gtest.h>
 #include <sys/resource.h>
 

@@ -354,6 +354,7 @@ int RunWorker(PsClient* client, const ClusterLayout& layout, MPI_Comm workers,
         pool.size(), pool_s);
     std::printf("%-5s %4s %8s %10s %8s %9s %10s %10s %12s\n", "op", "dim", "keys/req", "Mkeys/s",
                 "GB/s", "ms/req", "uniq/req", "max shard", "faults w/s");
+    std::fflush(stdout);
   }
   bool faults_ok = true;
   uint64_t case_seed = 0xca5e;
