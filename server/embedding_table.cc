@@ -1,6 +1,7 @@
 #include "server/embedding_table.h"
 
 #include <glog/logging.h>
+#include <sys/mman.h>
 
 #include <algorithm>
 #include <cstring>
@@ -46,11 +47,55 @@ inline uint32_t TagOfHash(uint64_t h) { return static_cast<uint32_t>(h >> kRowBi
 inline Slot MakeSlot(uint32_t row, uint64_t h) { return row | (TagOfHash(h) << kRowBits); }
 inline bool TagMatches(Slot s, uint64_t h) { return (s >> kRowBits) == TagOfHash(h); }
 
-std::unique_ptr<Slot[]> NewSlots(size_t n) {
-  std::unique_ptr<Slot[]> slots(new Slot[n]);
-  std::memset(slots.get(), 0xff, n * sizeof(Slot));  // every slot empty
-  return slots;
-}
+// An index array. From 64 KiB up it is its own mapping, so the array a
+// Grow() replaces goes back to the kernel instead of staying resident in
+// malloc's heap (at 10M rows the replaced arrays add up to ~2 bytes a row).
+class SlotArray {
+ public:
+  static constexpr size_t kMapBytes = size_t{64} << 10;
+  // n slots, every one empty (kEmptySlot).
+  explicit SlotArray(size_t n) : n_(n) {
+    const size_t bytes = n * sizeof(Slot);
+    if (bytes >= kMapBytes) {
+      void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      CHECK(p != MAP_FAILED) << "mmap of a " << bytes << "-byte table index failed";
+      p_ = static_cast<Slot*>(p);
+    } else {
+      p_ = new Slot[n];
+    }
+    std::memset(p_, 0xff, bytes);
+  }
+  ~SlotArray() { Free(); }
+  SlotArray(SlotArray&& o) noexcept : p_(o.p_), n_(o.n_) {
+    o.p_ = nullptr;
+    o.n_ = 0;
+  }
+  SlotArray& operator=(SlotArray&& o) noexcept {
+    if (this != &o) {
+      Free();
+      p_ = o.p_;
+      n_ = o.n_;
+      o.p_ = nullptr;
+      o.n_ = 0;
+    }
+    return *this;
+  }
+  Slot& operator[](size_t i) const { return p_[i]; }
+  Slot* get() const { return p_; }
+
+ private:
+  void Free() {
+    if (p_ == nullptr) return;
+    if (n_ * sizeof(Slot) >= kMapBytes) {
+      munmap(p_, n_ * sizeof(Slot));
+    } else {
+      delete[] p_;
+    }
+    p_ = nullptr;
+  }
+  Slot* p_ = nullptr;
+  size_t n_ = 0;
+};
 
 inline uint64_t KeyOfRow(const char* row) {
   uint64_t key;
@@ -137,7 +182,7 @@ struct EmbeddingTable::Partition {
   explicit Partition(size_t row_stride)
       : stride(row_stride),
         chunk_bytes(row_stride * kRowsPerChunk),
-        slots(NewSlots(kInitialSlots)),
+        slots(kInitialSlots),
         mask(kInitialSlots - 1) {}
 
   char* Row(uint32_t id) const {
@@ -227,7 +272,7 @@ struct EmbeddingTable::Partition {
   void Grow() {
     const size_t new_size = (mask + 1) * 2;
     const size_t new_mask = new_size - 1;
-    std::unique_ptr<Slot[]> grown = NewSlots(new_size);
+    SlotArray grown(new_size);
     for (uint32_t id = 0; id < num_rows; ++id) {
       const uint64_t h = MixKey(KeyOfRow(Row(id)));
       size_t j = HomeOfHash(h) & new_mask;
@@ -257,7 +302,7 @@ struct EmbeddingTable::Partition {
   mutable std::mutex mu;
   const size_t stride;
   const size_t chunk_bytes;
-  std::unique_ptr<Slot[]> slots;  // mask + 1 slots
+  SlotArray slots;  // mask + 1 slots
   size_t mask;
   uint32_t num_rows = 0;                        // row ids [0, num_rows) are live
   std::vector<std::unique_ptr<char[]>> chunks;  // kRowsPerChunk rows each
@@ -1038,7 +1083,7 @@ std::unique_ptr<EmbeddingTable> EmbeddingTable::Snapshot(int64_t* copied_bytes) 
     std::vector<uint8_t>().swap(dst.sketch);  // the copy never admits
     std::lock_guard<std::mutex> lock(src.mu);
     const size_t num_slots = src.mask + 1;
-    dst.slots.reset(new Slot[num_slots]);
+    dst.slots = SlotArray(num_slots);
     std::memcpy(dst.slots.get(), src.slots.get(), num_slots * sizeof(Slot));
     dst.mask = src.mask;
     dst.num_rows = src.num_rows;

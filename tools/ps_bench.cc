@@ -278,10 +278,10 @@ struct MemoryResult {
 
 MemoryResult MeasureMemory(int64_t rows) {
   proto::TablesConfig cfg = BenchTables({16});
+  std::vector<uint64_t> keys(65536, 0);  // allocated (and touched) before the baseline
+  std::vector<float> out(keys.size() * 16, 0.0f);
   const int64_t rss0 = ProcessResidentBytes();
   auto table = std::move(EmbeddingTable::Create(0, cfg.tables(0), 64)).value();
-  std::vector<uint64_t> keys(65536);
-  std::vector<float> out(keys.size() * 16);
   for (int64_t base = 0; base < rows; base += keys.size()) {
     const size_t n = static_cast<size_t>(std::min<int64_t>(keys.size(), rows - base));
     for (size_t i = 0; i < n; ++i) keys[i] = MixKey(static_cast<uint64_t>(base + i));

@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "common/buffer_pool.h"
 #include "common/config.h"
 #include "common/key_dedup.h"
 #include "common/metrics_registry.h"
@@ -35,6 +36,7 @@ DEFINE_int32(partitions, 64, "hash partitions per table");
 DEFINE_double(seconds, 1.0, "CPU seconds inside Pull/Push per (dim, op) and rep");
 DEFINE_string(storage, "FP32", "FP32, FP16 or BF16");
 DEFINE_int32(reps, 1, "timed runs per (dim, op); the median is printed");
+DEFINE_string(ops, "pull,push", "operations to time (empty: only fill and measure memory)");
 
 namespace freshet {
 namespace {
@@ -65,6 +67,7 @@ uint64_t SplitMix64(uint64_t* state) {
 int Main(int argc, char** argv) {
   gflags::ParseCommandLineFlags(&argc, &argv, true);
   google::InitGoogleLogging(argv[0]);
+  TuneMallocForLargeBlocks();  // as in a server process (MpiSession::Init)
   const uint64_t rows = static_cast<uint64_t>(FLAGS_rows);
   std::vector<uint64_t> pool(size_t{8} << 20);
   uint64_t st = 42;
@@ -91,23 +94,41 @@ int Main(int argc, char** argv) {
     *tables.add_tables() = cfg;
     Status vs = ValidateTablesConfig(&tables, "<bench>");
     CHECK(vs.ok()) << vs;
+    // Resident bytes per row: the process's resident set before the table
+    // exists (fill buffers already allocated and touched) and after it is
+    // filled.
+    std::vector<uint64_t> keys(65536, 0);
+    std::vector<float> out(keys.size() * dim, 0.0f);
+    const int64_t rss0 = ProcessResidentBytes();
     auto table = std::move(EmbeddingTable::Create(0, tables.tables(0), FLAGS_partitions)).value();
     {
-      std::vector<uint64_t> keys(65536);
-      std::vector<float> out(keys.size() * dim);
       for (uint64_t base = 0; base < rows; base += keys.size()) {
         const size_t n = static_cast<size_t>(std::min<uint64_t>(keys.size(), rows - base));
         for (size_t i = 0; i < n; ++i) keys[i] = base + i;
         table->Pull(keys.data(), n, out.data());
       }
     }
+    const double resident_per_row =
+        static_cast<double>(ProcessResidentBytes() - rss0) / static_cast<double>(rows);
     const TableStats ts = table->stats();
     const double bytes_per_row = static_cast<double>(ts.bytes) / std::max<int64_t>(1, ts.rows);
+    const double payload = 8.0 + (FLAGS_storage == "FP32" ? 4.0 : 2.0) * dim + 4.0 * dim;
+    std::printf(
+        "%4lld %5s %10s %10s %12.1f  resident %.1f B/row, payload (key + weights + "
+        "accumulators) %.0f\n",
+        static_cast<long long>(dim), "fill", "-", "-", bytes_per_row, resident_per_row, payload);
+    js << (first_case ? "" : ",") << "{\"dim\":" << dim
+       << ",\"op\":\"memory\",\"bytes_per_row\":" << bytes_per_row
+       << ",\"resident_bytes_per_row\":" << resident_per_row
+       << ",\"payload_bytes_per_row\":" << payload << "}";
+    first_case = false;
     std::vector<float> vals(static_cast<size_t>(FLAGS_batch) * dim, 1e-3f);
     size_t at = 0;
     uint32_t version = 1;
-    for (const char* op : {"pull", "push"}) {
-      const bool push = op[1] == 'u' && op[2] == 's';
+    for (const std::string& op_name : {std::string("pull"), std::string("push")}) {
+      if (("," + FLAGS_ops + ",").find("," + op_name + ",") == std::string::npos) continue;
+      const char* op = op_name.c_str();
+      const bool push = op_name == "push";
       std::vector<double> ns;
       for (int rep = 0; rep < FLAGS_reps; ++rep) {
         int64_t keys_done = 0;
