@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <cstdlib>
 #include <set>
 
 #include "common/mpi_util.h"
@@ -23,7 +24,23 @@ StatusOr<std::unique_ptr<MpiTransport>> MpiTransport::Create(MPI_Comm comm) {
   return std::unique_ptr<MpiTransport>(new MpiTransport(dup, rank, size));
 }
 
-MpiTransport::MpiTransport(MPI_Comm comm, int rank, int size) : Transport(rank, size), comm_(comm) {
+namespace {
+std::chrono::microseconds HotPollFromEnv(std::chrono::microseconds fallback) {
+  const char* v = std::getenv("FRESHET_MPI_HOT_POLL_US");
+  if (v == nullptr || *v == '\0') return fallback;
+  char* end = nullptr;
+  const long us = std::strtol(v, &end, 10);
+  if (*end != '\0' || us < 0) {
+    LOG(WARNING) << "FRESHET_MPI_HOT_POLL_US='" << v << "' is not a count of microseconds; using "
+                 << fallback.count();
+    return fallback;
+  }
+  return std::chrono::microseconds(us);
+}
+}  // namespace
+
+MpiTransport::MpiTransport(MPI_Comm comm, int rank, int size)
+    : Transport(rank, size), comm_(comm), hot_poll_(HotPollFromEnv(kHotPoll)) {
   progress_ = std::thread([this] { ProgressLoop(); });
 }
 
@@ -128,7 +145,7 @@ void MpiTransport::ProgressLoop() {
       // engine: keep polling (yielding the core) while it is in flight, but
       // not forever (a dead peer never takes its message).
       std::this_thread::yield();
-    } else if (now - last_activity_ < kHotPoll) {
+    } else if (now - last_activity_ < hot_poll_) {
       // Traffic within the last kHotPoll: the answer to a request just sent,
       // or a client's next request, is likely microseconds away. Poll,
       // yielding the core to any thread that has work, instead of sleeping

@@ -57,9 +57,12 @@ class MpiTransport : public Transport {
 
   static constexpr int kTag = 7;
   // How long after the last message, send or receive the progress thread
-  // keeps polling (yielding) before it backs off to sleeps.
+  // keeps polling (yielding) before it backs off to sleeps. The environment
+  // variable FRESHET_MPI_HOT_POLL_US overrides it (0: sleep at once, the
+  // behaviour before issue 16), for A/B runs.
   static constexpr std::chrono::microseconds kHotPoll{2000};
   MPI_Comm comm_;
+  const std::chrono::microseconds hot_poll_;
   FrameQueue inbox_;
   std::atomic<bool> stop_{false};
   std::atomic<bool> shut_down_{false};
