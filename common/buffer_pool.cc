@@ -14,19 +14,18 @@ std::vector<char> BufferPool::Take(size_t n, size_t extra) {
     MutexLock l(&mu_);
     // Best fit: the smallest pooled buffer that holds `want` bytes, among
     // those already sized >= n (nothing to fill) if any.
-    size_t best = free_.size();
-    auto better = [&](size_t i) {
-      if (best == free_.size()) return true;
-      const bool sized = free_[i].size() >= n, best_sized = free_[best].size() >= n;
-      if (sized != best_sized) return sized;
-      return free_[i].capacity() < free_[best].capacity();
-    };
+    const size_t none = free_.size();
+    size_t best = none;
     for (size_t i = 0; i < free_.size(); ++i) {
       const size_t cap = free_[i].capacity();
       if (cap < want || cap > 4 * want + (size_t{1} << 20)) continue;
-      if (better(i)) best = i;
+      const bool sized = free_[i].size() >= n;
+      const bool better =
+          best == none ||
+          (sized != (free_[best].size() >= n) ? sized : cap < free_[best].capacity());
+      if (better) best = i;
     }
-    if (best != free_.size()) {
+    if (best != none) {
       std::vector<char> buf = std::move(free_[best]);
       free_.erase(free_.begin() + static_cast<std::ptrdiff_t>(best));
       bytes_ -= buf.capacity();
