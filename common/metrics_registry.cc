@@ -1,6 +1,7 @@
 #include "common/metrics_registry.h"
 
 #include <glog/logging.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -266,6 +267,12 @@ std::string MetricsRegistry::JsonLine(const std::string& extra) {
   }
   s += "}";
   return s;
+}
+
+int64_t ProcessMinorFaults() {
+  struct rusage ru;
+  if (getrusage(RUSAGE_SELF, &ru) != 0) return 0;
+  return ru.ru_minflt;
 }
 
 int64_t ProcessResidentBytes() {

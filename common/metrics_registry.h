@@ -160,6 +160,8 @@ std::string MetricNumber(double v);
 // This process's resident set size in bytes (/proc/self/statm); 0 if it
 // cannot be read.
 int64_t ProcessResidentBytes();
+// This process's minor page faults so far (getrusage ru_minflt).
+int64_t ProcessMinorFaults();
 
 // The anonymous part of it (RssAnon in /proc/self/status: heap and mmapped
 // data, without the pages of the binary and shared libraries); 0 if it

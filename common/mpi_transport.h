@@ -6,9 +6,13 @@
 //   buffer is kept alive until MPI completes the send. Requires
 //   MPI_THREAD_MULTIPLE (see MpiSession).
 // - One progress thread matches incoming messages (MPI_Improbe/MPI_Mrecv),
-//   queues them for Recv(), and completes sends (MPI_Testsome). It never
-//   spins: when idle it backs off to short sleeps (up to 200 us), so five
-//   ranks on two cores leave the cores to the ranks doing work.
+//   queues them for Recv(), and completes sends (MPI_Testsome). Within
+//   kHotPoll of the last message it polls, yielding the core between polls
+//   (an answer is usually microseconds away); after that it backs off to
+//   short sleeps (up to 200 us), so idle ranks on two cores leave the cores
+//   to the ranks doing work.
+// - Receive buffers come from the Transport's BufferPool, and finished sends
+//   go back to it (common/buffer_pool.h).
 // - No barriers or collectives on the data path.
 //
 // Thread safety: as Transport.
@@ -52,7 +56,13 @@ class MpiTransport : public Transport {
   int CompleteSendsLocked() REQUIRES(send_mu_);
 
   static constexpr int kTag = 7;
+  // How long after the last message, send or receive the progress thread
+  // keeps polling (yielding) before it backs off to sleeps. The environment
+  // variable FRESHET_MPI_HOT_POLL_US overrides it (0: sleep at once, the
+  // behaviour before issue 16), for A/B runs.
+  static constexpr std::chrono::microseconds kHotPoll{2000};
   MPI_Comm comm_;
+  const std::chrono::microseconds hot_poll_;
   FrameQueue inbox_;
   std::atomic<bool> stop_{false};
   std::atomic<bool> shut_down_{false};

@@ -2,6 +2,8 @@
 
 #include <cstdlib>
 
+#include "common/buffer_pool.h"
+
 namespace freshet {
 
 Status MpiError(int rc, const char* expr, const char* file, int line) {
@@ -21,6 +23,9 @@ Status DupComm(MPI_Comm comm, MPI_Comm* dup, int* rank, int* size) {
 }
 
 StatusOr<MpiSession*> MpiSession::Init(int* argc, char*** argv) {
+  // Before MPI allocates anything: stable malloc thresholds, so big
+  // per-message blocks are not mapped afresh depending on history (issue 16).
+  TuneMallocForLargeBlocks();
   int provided = 0;
   FRESHET_MPI_RETURN(MPI_Init_thread(argc, argv, MPI_THREAD_MULTIPLE, &provided));
   if (provided < MPI_THREAD_MULTIPLE) {
@@ -28,6 +33,7 @@ StatusOr<MpiSession*> MpiSession::Init(int* argc, char*** argv) {
     return FailedPrecondition("MPI provides thread level " + std::to_string(provided) +
                               ", freshet needs MPI_THREAD_MULTIPLE");
   }
+  TuneMallocForLargeBlocks();  // again: MPI's memory hooks may have changed them
   // Errors come back as return codes, not aborts.
   MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
   int rank = 0, size = 0;

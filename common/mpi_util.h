@@ -30,7 +30,8 @@ Status MpiError(int rc, const char* expr, const char* file, int line);
 Status DupComm(MPI_Comm comm, MPI_Comm* dup, int* rank, int* size);
 
 // Initializes MPI with MPI_THREAD_MULTIPLE (required: clients and servers
-// call MPI from several threads) and finalizes it on destruction.
+// call MPI from several threads) and finalizes it on destruction. Also fixes
+// the process's malloc thresholds (TuneMallocForLargeBlocks, buffer_pool.h).
 class MpiSession {
  public:
   // Fails if MPI cannot provide MPI_THREAD_MULTIPLE.

@@ -26,7 +26,9 @@ size_t CheckedMul(size_t a, size_t b) {
 class Writer {
  public:
   // `body_bytes`: the body's final size (reserved, with the frame slack).
-  Writer(MsgType type, size_t body_bytes, uint64_t request_id = 0) {
+  Writer(MsgType type, size_t body_bytes, uint64_t request_id = 0, std::vector<char> buffer = {}) {
+    msg_.body = std::move(buffer);
+    msg_.body.clear();
     msg_.meta.type = type;
     msg_.meta.version = kPsWireVersion;
     msg_.meta.request_id = request_id;
@@ -287,9 +289,10 @@ StatusOr<PullRequest> DecodePullRequest(const Message& msg) {
   return q;
 }
 
-Message EncodePullResponse(uint64_t request_id, uint32_t num_keys, uint32_t dim, float** rows) {
+Message EncodePullResponse(uint64_t request_id, uint32_t num_keys, uint32_t dim, float** rows,
+                           std::vector<char> buffer) {
   const size_t row_bytes = CheckedMul(CheckedMul(num_keys, dim), sizeof(float));
-  Writer w(MsgType::kPullResponse, 8 + Pad8(row_bytes), request_id);
+  Writer w(MsgType::kPullResponse, 8 + Pad8(row_bytes), request_id, std::move(buffer));
   w.U32(num_keys);
   w.U32(dim);
   *rows = reinterpret_cast<float*>(w.Grow(row_bytes));
@@ -394,9 +397,9 @@ Message EncodeStatsRequest() { return EncodeEmpty(MsgType::kStatsRequest, 0); }
 Status DecodeStatsRequest(const Message& msg) { return DecodeEmpty(msg, MsgType::kStatsRequest); }
 
 Message EncodeStatsResponse(uint64_t request_id, const ServerStats& s) {
-  Writer w(MsgType::kStatsResponse, 56, request_id);
+  Writer w(MsgType::kStatsResponse, 64, request_id);
   for (int64_t v : {s.rows, s.bytes, s.pull_requests, s.push_requests, s.keys_pulled, s.keys_pushed,
-                    s.resident_bytes}) {
+                    s.resident_bytes, s.minor_faults}) {
     w.I64(v);
   }
   return w.Take();
@@ -408,7 +411,8 @@ StatusOr<ServerStats> DecodeStatsResponse(const Message& msg) {
   ServerStats s;
   r.I64(&s.rows, "rows") && r.I64(&s.bytes, "bytes") && r.I64(&s.pull_requests, "pull_requests") &&
       r.I64(&s.push_requests, "push_requests") && r.I64(&s.keys_pulled, "keys_pulled") &&
-      r.I64(&s.keys_pushed, "keys_pushed") && r.I64(&s.resident_bytes, "resident_bytes");
+      r.I64(&s.keys_pushed, "keys_pushed") && r.I64(&s.resident_bytes, "resident_bytes") &&
+      r.I64(&s.minor_faults, "minor_faults");
   FRESHET_RETURN_IF_ERROR(r.Finish());
   return s;
 }

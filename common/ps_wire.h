@@ -115,8 +115,11 @@ struct PullResponse {
   const float* rows = nullptr;  // num_keys * dim floats; view into the body
 };
 // A reply to `request_id` with room for num_keys * dim floats; *rows points
-// at them, for the caller to fill before sending.
-Message EncodePullResponse(uint64_t request_id, uint32_t num_keys, uint32_t dim, float** rows);
+// at them, for the caller to fill before sending. `buffer`: storage to
+// reuse for the body (its contents are discarded, its capacity kept), e.g.
+// Transport::NewBuffer's recycled ones.
+Message EncodePullResponse(uint64_t request_id, uint32_t num_keys, uint32_t dim, float** rows,
+                           std::vector<char> buffer = {});
 StatusOr<PullResponse> DecodePullResponse(const Message& msg);
 
 // ---- PUSH -------------------------------------------------------------------
@@ -172,6 +175,9 @@ struct ServerStats {
   int64_t keys_pulled = 0;
   int64_t keys_pushed = 0;
   int64_t resident_bytes = 0;  // the server process's resident set (0: unknown)
+  // The server process's minor page faults so far (getrusage): a benchmark
+  // tells from it whether message buffers are mapped afresh per request.
+  int64_t minor_faults = 0;
 };
 Message EncodeStatsRequest();
 Status DecodeStatsRequest(const Message& msg);

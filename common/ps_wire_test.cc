@@ -59,7 +59,7 @@ std::vector<Sample> AllSamples() {
   s.push_back({"PUSH_RESPONSE", EncodePushResponse(9)});
   s.push_back({"CLOCK", EncodeClock(ClockMessage{2, 40, 38})});
   s.push_back({"STATS", EncodeStatsRequest()});
-  s.push_back({"STATS_RESPONSE", EncodeStatsResponse(9, ServerStats{1, 2, 3, 4, 5, 6, 7})});
+  s.push_back({"STATS_RESPONSE", EncodeStatsResponse(9, ServerStats{1, 2, 3, 4, 5, 6, 7, 8})});
   s.push_back({"SHUTDOWN", EncodeShutdown(ShutdownMessage{3})});
   s.push_back({"SAVE", EncodeSaveRequest(SaveRequest{"/tmp/ckpt-7", true})});
   s.push_back({"SAVE_RESPONSE", EncodeSaveResponse(9, SaveResponse{1 << 20, 1234})});

@@ -172,7 +172,9 @@ void FrameQueue::Close() {
 
 class InProcessHub::Endpoint : public Transport {
  public:
-  Endpoint(InProcessHub* hub, int rank, int size) : Transport(rank, size), hub_(hub) {}
+  Endpoint(InProcessHub* hub, int rank, int size) : Transport(rank, size), hub_(hub) {
+    ShareBufferPool(&hub->pool_);
+  }
   void Shutdown() override {
     closed_ = true;
     inbox_.Close();
@@ -222,7 +224,9 @@ void InProcessHub::ShutdownAll() {
 // ---- FaultyTransport ------------------------------------------------------------
 
 FaultyTransport::FaultyTransport(Transport* base)
-    : Transport(base->rank(), base->size()), base_(base), cut_(base->size(), false) {}
+    : Transport(base->rank(), base->size()), base_(base), cut_(base->size(), false) {
+  ShareBufferPool(base->pool_);
+}
 
 void FaultyTransport::CutOff(int peer) {
   MutexLock l(&mu_);

@@ -31,6 +31,7 @@
 #include <string>
 #include <vector>
 
+#include "common/buffer_pool.h"
 #include "common/mutex.h"
 #include "common/status.h"
 
@@ -116,8 +117,23 @@ class Transport {
 
   TransportStats stats() const;
 
+  // Message buffers, recycled (common/buffer_pool.h): build a large body in
+  // NewBuffer(n, kFrameRoom) (n bytes, contents unspecified: overwrite them
+  // all; kFrameRoom spare bytes so Send() appends the frame header without
+  // reallocating), and give a received body back with RecycleBuffer() once
+  // done with it. Implementations receive into pooled buffers and recycle
+  // the frames they finish sending, so a steady stream of big messages
+  // reuses memory instead of faulting in fresh pages per message (issue 16).
+  static constexpr size_t kFrameRoom = 128;
+  std::vector<char> NewBuffer(size_t n, size_t extra = 0) { return pool_->Take(n, extra); }
+  void RecycleBuffer(std::vector<char> buf) { pool_->Give(std::move(buf)); }
+  BufferPool::Stats buffer_stats() const { return pool_->stats(); }
+
  protected:
   Transport(int rank, int size) : rank_(rank), size_(size) {}
+  BufferPool* buffer_pool() { return pool_; }
+  // Endpoints of one process may share a pool (not owned; must outlive this).
+  void ShareBufferPool(BufferPool* pool) { pool_ = pool; }
 
   struct Frame {
     int peer = -1;
@@ -131,6 +147,8 @@ class Transport {
   const int size_;
   std::atomic<int64_t> messages_sent_{0}, messages_received_{0};
   std::atomic<int64_t> bytes_sent_{0}, bytes_received_{0};
+  BufferPool own_pool_;
+  BufferPool* pool_ = &own_pool_;  // a wrapper shares the wrapped endpoint's
 
   friend class FaultyTransport;
 };
@@ -174,6 +192,7 @@ class InProcessHub {
 
  private:
   class Endpoint;
+  BufferPool pool_;  // shared: a body sent by one endpoint is recycled by another
   std::vector<std::unique_ptr<Endpoint>> endpoints_;
 };
 

@@ -1,6 +1,7 @@
 #include "server/embedding_table.h"
 
 #include <glog/logging.h>
+#include <sys/mman.h>
 
 #include <algorithm>
 #include <cstring>
@@ -20,29 +21,81 @@
 namespace freshet {
 namespace {
 
-// Index slot: which row, plus 32 hash bits so most probes that hit another
-// key's slot are rejected without touching that key's row.
-struct Slot {
-  uint32_t row;
-  uint32_t tag;
-};
-static_assert(sizeof(Slot) == 8, "index slots are 8 bytes");
-
-constexpr uint32_t kEmptyRow = std::numeric_limits<uint32_t>::max();
+// Index slot, 4 bytes: the row id in the low kRowBits bits and a 6-bit hash
+// tag above it, so 63 of 64 probes that hit another key's slot are rejected
+// without touching that key's row. All ones: empty.
+using Slot = uint32_t;
+constexpr int kRowBits = 26;
+constexpr uint32_t kRowMask = (uint32_t{1} << kRowBits) - 1;
+constexpr Slot kEmptySlot = std::numeric_limits<uint32_t>::max();
+// Row ids are < kRowMask (a slot of row kRowMask and tag 63 would read as
+// empty): at most 67,108,863 rows per partition.
+constexpr uint32_t kMaxPartitionRows = kRowMask;
+// Batch loops (Pull, Push) handle at most this many keys per call.
+constexpr size_t kMaxBatchKeys = std::numeric_limits<uint32_t>::max() - 1;
+inline uint32_t SlotRow(Slot s) { return s & kRowMask; }
 constexpr size_t kInitialSlots = 16;  // power of two
 // How many keys ahead batch loops prefetch index slots, then rows.
 constexpr uint32_t kSlotPrefetchDistance = 12;
 constexpr uint32_t kRowPrefetchDistance = 4;
 
-// The partition uses the low 32 hash bits (PartitionOfHash); the tag and the
-// probe start use the independent high 32 bits.
-inline uint32_t TagOfHash(uint64_t h) { return static_cast<uint32_t>(h >> 32); }
+// The partition uses the low 32 hash bits (PartitionOfHash, a modulus: its
+// low bits for a power-of-two partition count); the probe start uses the
+// independent high 32 bits, the tag bits 26..31.
+inline size_t HomeOfHash(uint64_t h) { return static_cast<size_t>(h >> 32); }
+inline uint32_t TagOfHash(uint64_t h) { return static_cast<uint32_t>(h >> kRowBits) & 63u; }
+inline Slot MakeSlot(uint32_t row, uint64_t h) { return row | (TagOfHash(h) << kRowBits); }
+inline bool TagMatches(Slot s, uint64_t h) { return (s >> kRowBits) == TagOfHash(h); }
 
-std::unique_ptr<Slot[]> NewSlots(size_t n) {
-  std::unique_ptr<Slot[]> slots(new Slot[n]);
-  std::memset(slots.get(), 0xff, n * sizeof(Slot));  // every row id = kEmptyRow
-  return slots;
-}
+// An index array. From 64 KiB up it is its own mapping, so the array a
+// Grow() replaces goes back to the kernel instead of staying resident in
+// malloc's heap (at 10M rows the replaced arrays add up to ~2 bytes a row).
+class SlotArray {
+ public:
+  static constexpr size_t kMapBytes = size_t{64} << 10;
+  // n slots, every one empty (kEmptySlot).
+  explicit SlotArray(size_t n) : n_(n) {
+    const size_t bytes = n * sizeof(Slot);
+    if (bytes >= kMapBytes) {
+      void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      CHECK(p != MAP_FAILED) << "mmap of a " << bytes << "-byte table index failed";
+      p_ = static_cast<Slot*>(p);
+    } else {
+      p_ = new Slot[n];
+    }
+    std::memset(p_, 0xff, bytes);
+  }
+  ~SlotArray() { Free(); }
+  SlotArray(SlotArray&& o) noexcept : p_(o.p_), n_(o.n_) {
+    o.p_ = nullptr;
+    o.n_ = 0;
+  }
+  SlotArray& operator=(SlotArray&& o) noexcept {
+    if (this != &o) {
+      Free();
+      p_ = o.p_;
+      n_ = o.n_;
+      o.p_ = nullptr;
+      o.n_ = 0;
+    }
+    return *this;
+  }
+  Slot& operator[](size_t i) const { return p_[i]; }
+  Slot* get() const { return p_; }
+
+ private:
+  void Free() {
+    if (p_ == nullptr) return;
+    if (n_ * sizeof(Slot) >= kMapBytes) {
+      munmap(p_, n_ * sizeof(Slot));
+    } else {
+      delete[] p_;
+    }
+    p_ = nullptr;
+  }
+  Slot* p_ = nullptr;
+  size_t n_ = 0;
+};
 
 inline uint64_t KeyOfRow(const char* row) {
   uint64_t key;
@@ -59,9 +112,8 @@ size_t WeightBytesFor(int dim, proto::TableConfig::Storage storage) {
 
 // Stride of a row record: header, weights, state, rounded up to 8 bytes so
 // every record's key is aligned.
-size_t RowStrideFor(size_t weight_bytes, int state_dim) {
-  const size_t bytes =
-      sizeof(uint64_t) + sizeof(RowMeta) + weight_bytes + sizeof(float) * state_dim;
+size_t RowStrideFor(size_t header_bytes, size_t weight_bytes, int state_dim) {
+  const size_t bytes = header_bytes + weight_bytes + sizeof(float) * state_dim;
   return (bytes + 7) & ~size_t{7};
 }
 
@@ -130,7 +182,7 @@ struct EmbeddingTable::Partition {
   explicit Partition(size_t row_stride)
       : stride(row_stride),
         chunk_bytes(row_stride * kRowsPerChunk),
-        slots(NewSlots(kInitialSlots)),
+        slots(kInitialSlots),
         mask(kInitialSlots - 1) {}
 
   char* Row(uint32_t id) const {
@@ -139,55 +191,57 @@ struct EmbeddingTable::Partition {
 
   // Batch loops call PrefetchSlot a few keys ahead and PrefetchRow a couple
   // of keys later, when the slot is likely in cache. Both are only hints.
-  void PrefetchSlot(uint64_t h) const { __builtin_prefetch(&slots[TagOfHash(h) & mask]); }
+  void PrefetchSlot(uint64_t h) const { __builtin_prefetch(&slots[HomeOfHash(h) & mask]); }
   void PrefetchRow(uint64_t h) const {
-    const Slot s = slots[TagOfHash(h) & mask];
-    if (s.row != kEmptyRow && s.tag == TagOfHash(h)) __builtin_prefetch(Row(s.row));
+    const Slot s = slots[HomeOfHash(h) & mask];
+    if (s != kEmptySlot && TagMatches(s, h)) __builtin_prefetch(Row(SlotRow(s)));
   }
 
   // Returns the row record of `key` (with hash h), or nullptr.
   char* Find(uint64_t key, uint64_t h) const {
-    const uint32_t tag = TagOfHash(h);
-    for (size_t i = tag & mask;; i = (i + 1) & mask) {
+    for (size_t i = HomeOfHash(h) & mask;; i = (i + 1) & mask) {
       const Slot s = slots[i];
-      if (s.row == kEmptyRow) return nullptr;
-      if (s.tag == tag) {
-        char* row = Row(s.row);
+      if (s == kEmptySlot) return nullptr;
+      if (TagMatches(s, h)) {
+        char* row = Row(SlotRow(s));
         if (KeyOfRow(row) == key) return row;
       }
     }
   }
 
-  // Appends a record for `key` (REQUIRES: absent), with zero meta; weights
-  // and state are left for the caller.
+  // Appends a record for `key` (REQUIRES: absent) and sets its key; the rest
+  // of the record is left for the caller.
   char* Insert(uint64_t key, uint64_t h) {
-    const uint32_t tag = TagOfHash(h);
+    CHECK_LT(num_rows, kMaxPartitionRows) << "embedding table partition is full ("
+                                          << kMaxPartitionRows << " rows; use more partitions)";
     if ((static_cast<uint64_t>(num_rows) + 1) * 4 > (static_cast<uint64_t>(mask) + 1) * 3) {
       Grow();  // keep load <= 0.75
     }
-    size_t i = tag & mask;
-    while (slots[i].row != kEmptyRow) i = (i + 1) & mask;
-    CHECK_LT(num_rows, kEmptyRow - 1) << "embedding table partition is full";
+    size_t i = HomeOfHash(h) & mask;
+    while (slots[i] != kEmptySlot) i = (i + 1) & mask;
     const uint32_t id = num_rows;
     if (id / kRowsPerChunk >= chunks.size()) {
       // Uninitialized on purpose: rows are written when they are created.
       chunks.push_back(std::unique_ptr<char[]>(new char[chunk_bytes]));
     }
     ++num_rows;
-    slots[i] = Slot{id, tag};
+    slots[i] = MakeSlot(id, h);
     char* row = Row(id);
     std::memcpy(row, &key, sizeof(key));
-    *Meta(row) = RowMeta();
     return row;
   }
 
   // Index slot of row `id`, whose key hashes to h.
   size_t SlotOfRow(uint32_t id, uint64_t h) const {
-    for (size_t i = TagOfHash(h) & mask;; i = (i + 1) & mask) {
-      if (slots[i].row == id) return i;
-      CHECK_NE(slots[i].row, kEmptyRow) << "row " << id << " missing from the index";
+    for (size_t i = HomeOfHash(h) & mask;; i = (i + 1) & mask) {
+      if (slots[i] != kEmptySlot && SlotRow(slots[i]) == id) return i;
+      CHECK_NE(slots[i], kEmptySlot) << "row " << id << " missing from the index";
     }
   }
+
+  // Home slot of the key of the row in slot s (reads that row: slots keep
+  // only 6 hash bits).
+  size_t HomeOfSlot(Slot s) const { return HomeOfHash(MixKey(KeyOfRow(Row(SlotRow(s))))) & mask; }
 
   // Empties slot i, shifting later slots of the probe run back so every key
   // stays reachable from its home slot (no tombstones).
@@ -195,8 +249,8 @@ struct EmbeddingTable::Partition {
     size_t j = i;
     while (true) {
       j = (j + 1) & mask;
-      if (slots[j].row == kEmptyRow) break;
-      const size_t home = slots[j].tag & mask;
+      if (slots[j] == kEmptySlot) break;
+      const size_t home = HomeOfSlot(slots[j]);
       // Slot j may move to i unless its home lies cyclically in (i, j].
       const bool stays = i <= j ? (i < home && home <= j) : (i < home || home <= j);
       if (!stays) {
@@ -213,17 +267,17 @@ struct EmbeddingTable::Partition {
     return Mix64(rng);
   }
 
-  // Doubles the index. Slots carry their tag, so rows are never touched.
+  // Doubles the index, rehashing every row's key: the rows are read in id
+  // order, chunk after chunk (sequential, not random, accesses).
   void Grow() {
     const size_t new_size = (mask + 1) * 2;
     const size_t new_mask = new_size - 1;
-    std::unique_ptr<Slot[]> grown = NewSlots(new_size);
-    for (size_t i = 0; i <= mask; ++i) {
-      const Slot s = slots[i];
-      if (s.row == kEmptyRow) continue;
-      size_t j = s.tag & new_mask;
-      while (grown[j].row != kEmptyRow) j = (j + 1) & new_mask;
-      grown[j] = s;
+    SlotArray grown(new_size);
+    for (uint32_t id = 0; id < num_rows; ++id) {
+      const uint64_t h = MixKey(KeyOfRow(Row(id)));
+      size_t j = HomeOfHash(h) & new_mask;
+      while (grown[j] != kEmptySlot) j = (j + 1) & new_mask;
+      grown[j] = MakeSlot(id, h);
     }
     slots = std::move(grown);
     mask = new_mask;
@@ -248,7 +302,7 @@ struct EmbeddingTable::Partition {
   mutable std::mutex mu;
   const size_t stride;
   const size_t chunk_bytes;
-  std::unique_ptr<Slot[]> slots;  // mask + 1 slots
+  SlotArray slots;  // mask + 1 slots
   size_t mask;
   uint32_t num_rows = 0;                        // row ids [0, num_rows) are live
   std::vector<std::unique_ptr<char[]>> chunks;  // kRowsPerChunk rows each
@@ -315,7 +369,10 @@ EmbeddingTable::EmbeddingTable(int table_id, const proto::TableConfig& cfg, int 
       state_dim_(opt->StateDim(static_cast<int>(cfg.dim()))),
       storage_(cfg.storage()),
       weight_bytes_(WeightBytesFor(dim_, storage_)),
-      stride_(RowStrideFor(weight_bytes_, state_dim_)),
+      has_access_(cfg.eviction().ttl_s() != 0 || cfg.eviction().max_rows() != 0),
+      lru_(cfg.eviction().max_rows() != 0),
+      header_bytes_(sizeof(uint64_t) + sizeof(RowHead) + (has_access_ ? sizeof(RowAccess) : 0)),
+      stride_(RowStrideFor(header_bytes_, weight_bytes_, state_dim_)),
       admit_all_(cfg.admission().min_count() <= 1 && !(cfg.admission().probability() > 0)),
       min_count_(cfg.admission().min_count()),
       admit_threshold_(cfg.admission().probability() >= 1
@@ -357,7 +414,7 @@ EmbeddingTable::EmbeddingTable(int table_id, const proto::TableConfig& cfg, int 
 EmbeddingTable::~EmbeddingTable() = default;
 
 void EmbeddingTable::GroupByPartition(const uint64_t* keys, size_t n, Batch* batch) const {
-  CHECK_LT(n, size_t{kEmptyRow}) << "too many keys in one call";
+  CHECK_LT(n, kMaxBatchKeys) << "too many keys in one call";
   const int num_partitions = static_cast<int>(partitions_.size());
   std::vector<uint32_t>& starts = batch->starts;
   starts.assign(num_partitions + 1, 0);
@@ -383,7 +440,7 @@ void EmbeddingTable::GroupByPartition(const uint64_t* keys, size_t n, Batch* bat
 }
 
 void EmbeddingTable::ReadWeights(const char* row, float* out) const {
-  const char* w = row + kHeaderBytes;
+  const char* w = row + header_bytes_;
   switch (storage_) {
     case proto::TableConfig::FP16: {
       const uint16_t* h = reinterpret_cast<const uint16_t*>(w);
@@ -476,16 +533,16 @@ char* EmbeddingTable::AddRow(Partition& part, uint64_t key, uint64_t h, uint32_t
     uint32_t best_age = 0, best_count = 0;
     for (int k = 0; k < kEvictionSamples; ++k) {
       const uint32_t id = static_cast<uint32_t>(part.NextRandom() % part.num_rows);
-      const RowMeta* m = Meta(part.Row(id));
-      const uint32_t age = now - m->last_access;  // wraps correctly
+      char* r = part.Row(id);
+      const uint32_t count = Head(r)->update_count;
+      const uint32_t age = now - Access(r)->last_access;  // wraps correctly
       const bool worse =
           !have ||
-          (lfu ? (m->update_count < best_count || (m->update_count == best_count && age > best_age))
-               : age > best_age);
+          (lfu ? (count < best_count || (count == best_count && age > best_age)) : age > best_age);
       if (worse) {
         victim = id;
         best_age = age;
-        best_count = m->update_count;
+        best_count = count;
         have = true;
       }
     }
@@ -493,9 +550,11 @@ char* EmbeddingTable::AddRow(Partition& part, uint64_t key, uint64_t h, uint32_t
     evicted_capacity_.fetch_add(1, std::memory_order_relaxed);
   }
   char* row = part.Insert(key, h);
-  RowMeta* m = Meta(row);
-  m->last_update_s = clock_.load(std::memory_order_relaxed);
-  m->last_access = part.NextTick();
+  *Head(row) = RowHead{};
+  if (RowAccess* a = Access(row)) {
+    a->last_update_s = clock_.load(std::memory_order_relaxed);
+    a->last_access = part.NextTick();
+  }
   return row;
 }
 
@@ -521,7 +580,7 @@ void EmbeddingTable::RemoveRow(Partition& part, uint32_t id, uint32_t version, b
   char* row = part.Row(id);
   const uint64_t key = KeyOfRow(row);
   part.log_removed = true;               // its key may stay in the change log
-  if (log && Meta(row)->version != 0) {  // ever pushed, so maybe exported: log it
+  if (log && Head(row)->version != 0) {  // ever pushed, so maybe exported: log it
     if (part.deleted.size() >= part.max_deleted) {
       const size_t drop = part.deleted.size() / 2;
       part.deleted.erase(part.deleted.begin(), part.deleted.begin() + drop);
@@ -550,7 +609,7 @@ void EmbeddingTable::RemoveRow(Partition& part, uint32_t id, uint32_t version, b
     char* src = part.Row(last);
     const size_t moved = part.SlotOfRow(last, MixKey(KeyOfRow(src)));
     std::memcpy(row, src, stride_);
-    part.slots[moved].row = id;
+    part.slots[moved] = (part.slots[moved] & ~kRowMask) | id;
   }
   --part.num_rows;
   // Keep at most one empty chunk, so memory follows the row count down.
@@ -558,13 +617,29 @@ void EmbeddingTable::RemoveRow(Partition& part, uint32_t id, uint32_t version, b
   while (part.chunks.size() > needed + 1) part.chunks.pop_back();
 }
 
-bool EmbeddingTable::ExpiredAt(const RowMeta& meta, uint32_t clock) const {
-  return ttl_s_ != 0 && meta.last_update_s != 0 && clock > meta.last_update_s &&
-         clock - meta.last_update_s > ttl_s_;
+bool EmbeddingTable::ExpiredAt(uint32_t last_update_s, uint32_t clock) const {
+  return ttl_s_ != 0 && last_update_s != 0 && clock > last_update_s &&
+         clock - last_update_s > ttl_s_;
 }
 
 bool EmbeddingTable::Expired(const RowMeta& meta) const {
-  return ExpiredAt(meta, clock_.load(std::memory_order_relaxed));
+  return ExpiredAt(meta.last_update_s, clock_.load(std::memory_order_relaxed));
+}
+
+RowMeta EmbeddingTable::GetMeta(char* row) const {
+  RowMeta m;
+  m.update_count = Head(row)->update_count;
+  m.version = Head(row)->version;
+  if (const RowAccess* a = Access(row)) {
+    m.last_update_s = a->last_update_s;
+    m.last_access = a->last_access;
+  }
+  return m;
+}
+
+void EmbeddingTable::SetMeta(char* row, const RowMeta& m) const {
+  *Head(row) = RowHead{m.update_count, m.version};
+  if (RowAccess* a = Access(row)) *a = RowAccess{m.last_update_s, m.last_access};
 }
 
 int64_t EmbeddingTable::Sweep(Partition& part, uint32_t budget, uint32_t version) {
@@ -572,9 +647,9 @@ int64_t EmbeddingTable::Sweep(Partition& part, uint32_t budget, uint32_t version
   int64_t evicted = 0;
   for (uint32_t b = 0; b < budget && part.num_rows > 0; ++b) {
     if (part.cursor >= part.num_rows) part.cursor = 0;
-    RowMeta* m = Meta(part.Row(part.cursor));
-    if (m->last_update_s == 0) m->last_update_s = clock;  // restored rows start now
-    if (ExpiredAt(*m, clock)) {
+    RowAccess* a = Access(part.Row(part.cursor));         // stored: the table has a TTL
+    if (a->last_update_s == 0) a->last_update_s = clock;  // restored rows start now
+    if (ExpiredAt(a->last_update_s, clock)) {
       RemoveRow(part, part.cursor, version);  // the last row moves here: check it next
       ++evicted;
     } else {
@@ -640,13 +715,13 @@ bool EmbeddingTable::Erase(uint64_t key) {
   const uint64_t h = MixKey(key);
   Partition& part = *partitions_[PartitionOfHash(h, static_cast<int>(partitions_.size()))];
   std::lock_guard<std::mutex> lock(part.mu);
-  const uint32_t tag = TagOfHash(h);
-  for (size_t i = tag & part.mask;; i = (i + 1) & part.mask) {
+  for (size_t i = HomeOfHash(h) & part.mask;; i = (i + 1) & part.mask) {
     const Slot s = part.slots[i];
-    if (s.row == kEmptyRow) return false;
-    if (s.tag == tag && KeyOfRow(part.Row(s.row)) == key) {
-      if (part.cursor > s.row) part.cursor = s.row;  // the moved last row is still checked
-      RemoveRow(part, s.row, 0, /*log=*/false);
+    if (s == kEmptySlot) return false;
+    const uint32_t id = SlotRow(s);
+    if (TagMatches(s, h) && KeyOfRow(part.Row(id)) == key) {
+      if (part.cursor > id) part.cursor = id;  // the moved last row is still checked
+      RemoveRow(part, id, 0, /*log=*/false);
       return true;
     }
   }
@@ -710,7 +785,7 @@ void EmbeddingTable::Pull(const uint64_t* keys, size_t n, float* out, uint32_t v
         row = AddRow(part, key, h, version);
         InitRow(row, key, tmp.data());
       }
-      Meta(row)->last_access = part.NextTick();
+      if (lru_) Access(row)->last_access = part.NextTick();
       if (storage_ == proto::TableConfig::FP32) {
         std::memcpy(dst, WeightBytes(row), row_bytes);
       } else {
@@ -766,7 +841,7 @@ void EmbeddingTable::Push(const uint64_t* keys, size_t n, const float* grads, ui
         row = AddRow(part, key, h, version);
         InitRow(row, key, tmp.data());
       }
-      RowMeta* meta = Meta(row);
+      RowHead* meta = Head(row);
       const float* g = grads + static_cast<size_t>(i) * dim_;
       if (fp32) {
         opt_->Apply(reinterpret_cast<float*>(WeightBytes(row)), State(row), g, dim_,
@@ -779,8 +854,10 @@ void EmbeddingTable::Push(const uint64_t* keys, size_t n, const float* grads, ui
       if (meta->update_count != std::numeric_limits<uint32_t>::max()) ++meta->update_count;
       LogChange(part, key, meta->version, version);
       meta->version = version;
-      meta->last_update_s = stamp;
-      meta->last_access = part.NextTick();
+      if (RowAccess* a = Access(row)) {
+        a->last_update_s = stamp;
+        if (lru_) a->last_access = part.NextTick();
+      }
     }
     // Amortized TTL sweep: a couple of rows per key pushed keeps expired
     // rows from piling up without a background thread.
@@ -799,7 +876,7 @@ bool EmbeddingTable::Lookup(uint64_t key, float* weights, float* state, RowMeta*
   if (row == nullptr) return false;
   ReadWeights(row, weights);
   if (state != nullptr) std::memcpy(state, State(row), sizeof(float) * state_dim_);
-  if (meta != nullptr) *meta = *Meta(row);
+  if (meta != nullptr) *meta = GetMeta(row);
   return true;
 }
 
@@ -817,8 +894,8 @@ void EmbeddingTable::Upsert(uint64_t key, const float* weights, const float* sta
   }
   if (meta.last_update_s == 0) meta.last_update_s = clock_.load(std::memory_order_relaxed);
   meta.last_access = part.NextTick();
-  LogChange(part, key, Meta(row)->version, meta.version);
-  *Meta(row) = meta;
+  LogChange(part, key, Head(row)->version, meta.version);
+  SetMeta(row, meta);
 }
 
 void EmbeddingTable::ForEach(const RowVisitor& fn) const {
@@ -832,7 +909,7 @@ void EmbeddingTable::ForEach(const RowVisitor& fn) const {
         ReadWeights(row, tmp.data());
         w = tmp.data();
       }
-      fn(KeyOfRow(row), w, State(row), *Meta(row));
+      fn(KeyOfRow(row), w, State(row), GetMeta(row));
     }
   }
 }
@@ -847,7 +924,7 @@ void EmbeddingTable::ChangedSince(uint32_t since, uint32_t version_now, std::vec
     const size_t at = values->size();
     values->resize(at + dim);
     if (fp32) {
-      std::memcpy(values->data() + at, row + kHeaderBytes, sizeof(float) * dim);
+      std::memcpy(values->data() + at, WeightBytes(const_cast<char*>(row)), sizeof(float) * dim);
     } else {
       ReadWeights(row, values->data() + at);
     }
@@ -869,7 +946,7 @@ void EmbeddingTable::ChangedSince(uint32_t since, uint32_t version_now, std::vec
         if (part.log_overflowed) ++overflowed;
         for (uint32_t id = 0; id < part.num_rows; ++id) {
           char* row = part.Row(id);
-          const uint32_t v = Meta(row)->version;
+          const uint32_t v = Head(row)->version;
           if (v > since) emit(row);
           if (start && v > floor) part.log.push_back(KeyOfRow(row));
         }
@@ -900,7 +977,7 @@ void EmbeddingTable::ChangedSince(uint32_t since, uint32_t version_now, std::vec
         if (r + kRowPrefetchDistance < end) part.PrefetchRow(MixKey(log[r + kRowPrefetchDistance]));
         const uint64_t key = log[r];
         char* row = part.Find(key, MixKey(key));
-        if (row == nullptr || Meta(row)->version <= since) continue;
+        if (row == nullptr || Head(row)->version <= since) continue;
         emit(row);
         log[w++] = key;
       }
@@ -1006,7 +1083,7 @@ std::unique_ptr<EmbeddingTable> EmbeddingTable::Snapshot(int64_t* copied_bytes) 
     std::vector<uint8_t>().swap(dst.sketch);  // the copy never admits
     std::lock_guard<std::mutex> lock(src.mu);
     const size_t num_slots = src.mask + 1;
-    dst.slots.reset(new Slot[num_slots]);
+    dst.slots = SlotArray(num_slots);
     std::memcpy(dst.slots.get(), src.slots.get(), num_slots * sizeof(Slot));
     dst.mask = src.mask;
     dst.num_rows = src.num_rows;

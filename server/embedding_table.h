@@ -4,16 +4,23 @@
 // creation; see sharding.h for which partition a key lands in). A partition
 // has
 //   - an open-addressing index (linear probing, power-of-two capacity, max
-//     load 0.75, backward-shift deletion) of 8-byte slots {uint32 row id,
-//     uint32 hash tag}, and
+//     load 0.75, backward-shift deletion) of 4-byte slots: a 26-bit row id
+//     and a 6-bit hash tag (63 of 64 probes that meet another key's slot are
+//     rejected without reading its row; growing the index rehashes the
+//     rows' keys, read in id order), and
 //   - a row arena: rows live in fixed-size chunks of kRowsPerChunk rows that
 //     never move when the index grows. Row ids are dense: removing a row
 //     moves the partition's last row into its place (swap-remove).
-// A row is one contiguous record, stride RowStride() bytes:
-//   [uint64 key][RowMeta (16 bytes)][dim weights][StateDim float state]
+// A row is one contiguous record, stride RowStride() bytes (rounded up to 8):
+//   [uint64 key][u32 update_count][u32 version]
+//   [u32 last_update_s][u32 last_access]   only with a TTL or max_rows
+//   [dim weights][StateDim float state]
 // Weights are fp32, or fp16 / bf16 with storage FP16 / BF16 (common/half.h;
 // padded to 4 bytes); optimizer state is always fp32. There is no per-row
-// heap allocation.
+// heap allocation. Per row beyond key, weights and state: 8 bytes of
+// metadata (16 with eviction) plus 5.3-10.7 bytes of index (4-byte slots at
+// load 0.375-0.75): dim 16 fp32 Adagrad is 144 bytes a record (issue 16's
+// bound: at most 152 with the index).
 //
 // Change log (for delta export, ChangedSince()). Each partition also keeps
 // a vector of keys, `log`, and a version `floor`, with the invariant: every
@@ -65,7 +72,9 @@
 
 namespace freshet {
 
-// Per-row metadata, 16 bytes: what delta export and eviction need.
+// A row's metadata as the API shows it (Lookup, ForEach, Upsert): what
+// delta export, checkpoints and eviction need. A table without TTL or
+// max_rows does not store last_update_s and last_access (reads 0).
 struct RowMeta {
   uint32_t update_count = 0;   // pushes applied to this row (LFU frequency)
   uint32_t version = 0;        // table version of the last push (see Push())
@@ -97,7 +106,9 @@ struct TableStats {
 
 class EmbeddingTable {
  public:
-  static constexpr uint32_t kRowsPerChunk = 4096;
+  // Small enough that a partition's last, partly filled chunk costs little
+  // (~0.5 byte per row at 10M rows over 64 partitions).
+  static constexpr uint32_t kRowsPerChunk = 1024;
 
   // `table_id` seeds the initializer. Invariant: num_partitions never
   // changes for the life of the table. REQUIRES: cfg passed
@@ -259,18 +270,34 @@ class EmbeddingTable {
   void LogChange(Partition& part, uint64_t key, uint32_t prev, uint32_t now);
   // Checks up to `budget` rows at the sweep cursor against the TTL.
   int64_t Sweep(Partition& part, uint32_t budget, uint32_t version);
-  bool ExpiredAt(const RowMeta& meta, uint32_t clock) const;
+  bool ExpiredAt(uint32_t last_update_s, uint32_t clock) const;
+
+  // A record's metadata after its key: RowHead always; RowAccess only when
+  // the table evicts (has_access_: ttl_s or max_rows set), else those
+  // RowMeta fields are not stored and read as 0.
+  struct RowHead {
+    uint32_t update_count = 0;
+    uint32_t version = 0;
+  };
+  struct RowAccess {
+    uint32_t last_update_s = 0;
+    uint32_t last_access = 0;
+  };
+  static RowHead* Head(char* row) { return reinterpret_cast<RowHead*>(row + sizeof(uint64_t)); }
+  RowAccess* Access(char* row) const {
+    return has_access_ ? reinterpret_cast<RowAccess*>(row + sizeof(uint64_t) + sizeof(RowHead))
+                       : nullptr;
+  }
+  RowMeta GetMeta(char* row) const;
+  void SetMeta(char* row, const RowMeta& meta) const;
 
   // Weights of a row record, in storage format.
-  char* WeightBytes(char* row) const { return row + kHeaderBytes; }
+  char* WeightBytes(char* row) const { return row + header_bytes_; }
   float* State(char* row) const {
-    return reinterpret_cast<float*>(row + kHeaderBytes + weight_bytes_);
+    return reinterpret_cast<float*>(row + header_bytes_ + weight_bytes_);
   }
   void ReadWeights(const char* row, float* out) const;
   void WriteWeights(char* row, const float* in) const;
-  static RowMeta* Meta(char* row) { return reinterpret_cast<RowMeta*>(row + sizeof(uint64_t)); }
-
-  static constexpr size_t kHeaderBytes = sizeof(uint64_t) + sizeof(RowMeta);
 
   const int table_id_;
   const proto::TableConfig cfg_;
@@ -278,6 +305,9 @@ class EmbeddingTable {
   const int state_dim_;
   const proto::TableConfig::Storage storage_;
   const size_t weight_bytes_;
+  const bool has_access_;  // RowAccess stored (TTL or max_rows)
+  const bool lru_;         // max_rows: pulls and pushes stamp last_access
+  const size_t header_bytes_;
   const size_t stride_;
   // Admission: off when min_count <= 1 and probability == 0.
   const bool admit_all_;

@@ -86,14 +86,75 @@ TEST(EmbeddingTableTest, Shape) {
   EXPECT_EQ(t->table_id(), 3);
   EXPECT_EQ(t->dim(), 10);
   EXPECT_EQ(t->state_dim(), 20);
-  EXPECT_EQ(t->RowStride(), 8u + 16u + 30u * 4u);
+  EXPECT_EQ(t->RowStride(), 8u + 8u + 30u * 4u);  // key, meta (no eviction), weights + state
   EXPECT_EQ(t->config().name(), "adam");
   // Odd float counts are padded so every record stays 8-byte aligned.
-  EXPECT_EQ(MakeTable(0, SgdConfig(3, 1, proto::Initializer::ZEROS, 0), 1)->RowStride(), 40u);
+  EXPECT_EQ(MakeTable(0, SgdConfig(3, 1, proto::Initializer::ZEROS, 0), 1)->RowStride(), 32u);
   EXPECT_EQ(t->size(), 0);
   const TableStats s = t->stats();
   EXPECT_EQ(s.rows, 0);
   EXPECT_GT(s.bytes, 0);
+}
+
+// Issue 16 memory: a table without eviction stores 8 bytes of metadata per
+// record (update count, version); with a TTL or max_rows, 16 (plus the last
+// update time and access tick), and Lookup reports them.
+TEST(EmbeddingTableTest, RecordsStoreEvictionMetadataOnlyWhenTheTableEvicts) {
+  EXPECT_EQ(MakeTable(0, AdagradConfig(16), 4)->RowStride(), 8u + 8u + 2 * 16 * 4u);
+  proto::TableConfig ttl = AdagradConfig(16);
+  ttl.mutable_eviction()->set_ttl_s(60);
+  auto t = MakeTable(0, ttl, 4);
+  EXPECT_EQ(t->RowStride(), 8u + 16u + 2 * 16 * 4u);
+  const uint64_t key = 42;
+  std::vector<float> g(16, 0.5f), w(16);
+  t->Push(&key, 1, g.data(), /*version=*/3, /*event_time_s=*/1000);
+  RowMeta m;
+  ASSERT_TRUE(t->Lookup(key, w.data(), nullptr, &m));
+  EXPECT_EQ(m.update_count, 1u);
+  EXPECT_EQ(m.version, 3u);
+  EXPECT_EQ(m.last_update_s, 1000u);
+  auto plain = MakeTable(0, AdagradConfig(16), 4);
+  plain->Push(&key, 1, g.data(), 3, 1000);
+  ASSERT_TRUE(plain->Lookup(key, w.data(), nullptr, &m));
+  EXPECT_EQ(m.update_count, 1u);
+  EXPECT_EQ(m.version, 3u);
+  EXPECT_EQ(m.last_update_s, 0u);  // not stored without a TTL
+}
+
+// 4-byte index slots keep 6 hash bits: growing the index rehashes the rows'
+// keys and erasing shifts slots back by their keys' homes (read from the
+// rows). Interleave both over one partition and check every row stays
+// reachable with its own values.
+TEST(EmbeddingTableTest, IndexGrowthAndErasureKeepEveryRowReachable) {
+  auto t = MakeTable(1, AdagradConfig(2), 1);
+  std::vector<uint64_t> keys;
+  std::vector<float> out(2), want(2);
+  for (uint64_t k = 0; k < 20000; ++k) keys.push_back(k * 0x9E3779B97F4A7C15ull + 7);
+  std::vector<float> g(2 * keys.size());
+  for (size_t i = 0; i < g.size(); ++i) g[i] = 0.001f * static_cast<float>(i % 97);
+  t->Push(keys.data(), keys.size(), g.data(), 1);
+  // Erase every third key, then add as many new ones (more growth).
+  for (size_t i = 0; i < keys.size(); i += 3) ASSERT_TRUE(t->Erase(keys[i]));
+  std::vector<uint64_t> more;
+  for (uint64_t k = 0; k < 7000; ++k) more.push_back(k * 0xC2B2AE3D27D4EB4Full + 11);
+  std::vector<float> pulled(2 * more.size());
+  t->Pull(more.data(), more.size(), pulled.data());
+  EXPECT_EQ(t->size(), static_cast<int64_t>(keys.size() - (keys.size() + 2) / 3 + more.size()));
+  for (size_t i = 0; i < keys.size(); ++i) {
+    const bool present = t->Lookup(keys[i], out.data());
+    ASSERT_EQ(present, i % 3 != 0) << i;
+    if (!present) continue;
+    // One Adagrad step from the key's deterministic initial row.
+    auto fresh = MakeTable(1, AdagradConfig(2), 1);
+    fresh->Push(&keys[i], 1, &g[2 * i], 1);
+    ASSERT_TRUE(fresh->Lookup(keys[i], want.data()));
+    ASSERT_EQ(out, want) << i;
+  }
+  for (size_t i = 0; i < more.size(); ++i) {
+    ASSERT_TRUE(t->Lookup(more[i], out.data())) << i;
+    ASSERT_EQ(out[0], pulled[2 * i]);
+    ASSERT_EQ(out[1], pulled[2 * i + 1]);
+  }
 }
 
 TEST(EmbeddingTableTest, PullCreatesDeterministicInitialRows) {

@@ -10,8 +10,10 @@
 namespace freshet {
 
 StatusOr<std::unique_ptr<ParameterShard>> ParameterShard::Create(const proto::TablesConfig& tables,
-                                                                 int num_partitions) {
+                                                                 int num_partitions,
+                                                                 bool transport_only) {
   auto shard = std::unique_ptr<ParameterShard>(new ParameterShard());
+  shard->transport_only_ = transport_only;
   for (int i = 0; i < tables.tables_size(); ++i) {
     FRESHET_ASSIGN_OR_RETURN(auto t, EmbeddingTable::Create(i, tables.tables(i), num_partitions));
     shard->tables_.push_back(std::move(t));
@@ -36,6 +38,10 @@ Status ParameterShard::HandlePull(int table, uint32_t dim, const uint64_t* keys,
                                   float* out) {
   FRESHET_RETURN_IF_ERROR(CheckRequest(table, dim));
   pull_requests_.fetch_add(1, std::memory_order_relaxed);
+  if (transport_only_) {
+    std::memset(out, 0, n * dim * sizeof(float));
+    return Status::OK();
+  }
   // Rows a new row evicts are logged with the version the next push will
   // get, so the deletion and the checkpoint tombstone are newer than every
   // save or export that has already happened (version 0 would be forgotten
@@ -55,6 +61,7 @@ Status ParameterShard::HandlePush(int table, uint32_t dim, const uint64_t* keys,
                                   const float* grads, int64_t event_time_s) {
   FRESHET_RETURN_IF_ERROR(CheckRequest(table, dim));
   push_requests_.fetch_add(1, std::memory_order_relaxed);
+  if (transport_only_) return Status::OK();
   const uint32_t event_s = event_time_s <= 0
                                ? 0u
                                : static_cast<uint32_t>(std::min<int64_t>(

@@ -23,8 +23,12 @@ namespace freshet {
 class ParameterShard {
  public:
   // REQUIRES: tables passed ValidateTablesConfig. Table ids are indices.
+  // `transport_only` (benchmarks: freshet_ps_bench --table=none): requests
+  // are checked and counted as usual, but pulls answer zeros and pushes are
+  // acknowledged without touching a table, to measure the transport alone.
   static StatusOr<std::unique_ptr<ParameterShard>> Create(const proto::TablesConfig& tables,
-                                                          int num_partitions);
+                                                          int num_partitions,
+                                                          bool transport_only = false);
 
   int num_tables() const { return static_cast<int>(tables_.size()); }
   // REQUIRES: 0 <= id < num_tables().
@@ -108,6 +112,7 @@ class ParameterShard {
   std::vector<uint32_t> in_flight_;  // one entry per request being applied
   std::atomic<uint32_t> version_{0};
   std::atomic<int64_t> pull_requests_{0}, push_requests_{0};
+  bool transport_only_ = false;
 };
 
 }  // namespace freshet

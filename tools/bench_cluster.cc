@@ -16,7 +16,7 @@ namespace freshet {
 
 int RunBenchCluster(int* argc, char*** argv, const std::string& cluster_config,
                     const proto::TablesConfig& tables, const std::vector<int>& dims,
-                    const BenchWorkerFn& worker) {
+                    const BenchWorkerFn& worker, bool transport_only) {
   auto session_or = MpiSession::Init(argc, argv);
   if (!session_or.ok()) {
     std::fprintf(stderr, "%s\n", session_or.status().ToString().c_str());
@@ -51,7 +51,7 @@ int RunBenchCluster(int* argc, char*** argv, const std::string& cluster_config,
   const Millis timeout(cfg->transport().request_timeout_ms());
   int rc = 0;
   if (role == proto::SERVER) {
-    auto shard = ParameterShard::Create(tables, cfg->server().partitions());
+    auto shard = ParameterShard::Create(tables, cfg->server().partitions(), transport_only);
     if (!shard.ok()) {
       LOG(ERROR) << shard.status();
       rc = 1;

@@ -29,9 +29,11 @@ using BenchWorkerFn =
 // than mpirun started. Then servers serve `tables` and workers run `worker`
 // with a PsClient for tables of `dims`. Returns this rank's exit code: 0, 1
 // (setup), 2 (a server or client failed) or what `worker` returned.
+// `transport_only`: servers answer without touching their tables
+// (ParameterShard::Create's transport_only).
 int RunBenchCluster(int* argc, char*** argv, const std::string& cluster_config,
                     const proto::TablesConfig& tables, const std::vector<int>& dims,
-                    const BenchWorkerFn& worker);
+                    const BenchWorkerFn& worker, bool transport_only = false);
 
 // "1,2,3" -> {1, 2, 3}; empty items are skipped.
 std::vector<int64_t> ParseList(const std::string& s);

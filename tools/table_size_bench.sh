@@ -13,8 +13,36 @@
 # usage: tools/table_size_bench.sh [tasks...]   (after tools/build.sh)
 #   TABLE_BENCH_MAX_STEPS=N   stop each run after N steps (0: full epochs)
 #   TABLE_BENCH_STORAGE=FP16  also set storage (FP32, FP16, BF16) on every table
+#
+# tools/table_size_bench.sh memory   bytes per row of one filled dim-16
+#   Adagrad table (64 partitions, as a server's), allocated and resident, for
+#   fp32, fp16 and bf16 weights, against the payload (key + weights + fp32
+#   accumulators), with freshet_table_bench. Issue 16's bound: resident
+#   <= payload + 16 bytes (152 at fp32) at 10M rows.
+#   TABLE_BENCH_ROWS=10000000 rows (default 10M)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ "${1:-}" = memory ]; then
+  rows=${TABLE_BENCH_ROWS:-10000000}
+  [ -x build/bin/freshet_table_bench ] || { echo "table_size_bench: build freshet_table_bench" >&2; exit 1; }
+  printf "%-8s %10s %16s %16s %10s %12s\n" storage rows allocated_B/row resident_B/row payload overhead
+  json="{\"bench\":\"table_memory\",\"rows\":$rows,\"runs\":["
+  first=1
+  for st in FP32 FP16 BF16; do
+    line=$(build/bin/freshet_table_bench --rows="$rows" --dims=16 --ops= --storage="$st" 2>/dev/null |
+             grep -o '{"dim":16,"op":"memory"[^}]*}')
+    get() { echo "$line" | grep -oE "\"$1\":[0-9.eE+-]+" | cut -d: -f2; }
+    alloc=$(get bytes_per_row); res=$(get resident_bytes_per_row); pay=$(get payload_bytes_per_row)
+    printf "%-8s %10d %16.1f %16.1f %10.0f %12.1f\n" "$st" "$rows" "$alloc" "$res" "$pay" \
+      "$(echo "$res - $pay" | bc -l)"
+    [ $first -eq 1 ] || json+=","
+    first=0
+    json+="{\"storage\":\"$st\",\"bytes_per_row\":$alloc,\"resident_bytes_per_row\":$res,"
+    json+="\"payload_bytes_per_row\":$pay}"
+  done
+  echo "$json]}"
+  exit 0
+fi
 tasks=("$@")
 [ ${#tasks[@]} -eq 0 ] && tasks=(taobao-conversion retail-purchase)
 max_steps=${TABLE_BENCH_MAX_STEPS:-0}

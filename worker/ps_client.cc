@@ -20,8 +20,17 @@ struct PsClient::Op {
   // Pull only:
   float* out = nullptr;
   int dim = 0;
-  std::vector<float> uniq_values;  // when keys had duplicates
-  std::vector<uint32_t> inverse;   // when keys had duplicates
+  // When keys had duplicates: unique row u is written straight to `out` at
+  // the input position of its first occurrence, first[u]; the other
+  // occurrences (inverse[i] == u) are copied from there once all shards
+  // answered. No temporary buffer of unique rows.
+  std::vector<uint32_t> first;
+  std::vector<uint32_t> inverse;
+
+  // Where unique row u goes in `out`.
+  float* Row(uint32_t u) const {
+    return out + static_cast<size_t>(first.empty() ? u : first[u]) * dim;
+  }
 
   // Records one shard's outcome; resolves the future after the last one.
   void FinishShard(const Status& st) EXCLUDES(mu) {
@@ -38,7 +47,8 @@ struct PsClient::Op {
     if (final_status.ok() && !inverse.empty()) {
       const size_t row = static_cast<size_t>(dim) * sizeof(float);
       for (size_t i = 0; i < inverse.size(); ++i) {
-        std::memcpy(out + i * dim, uniq_values.data() + static_cast<size_t>(inverse[i]) * dim, row);
+        const uint32_t at = first[inverse[i]];
+        if (at != i) std::memcpy(out + i * dim, out + static_cast<size_t>(at) * dim, row);
       }
     }
     promise.set_value(final_status);
@@ -152,7 +162,13 @@ std::future<Status> PsClient::Pull(int table, const uint64_t* keys, size_t n, fl
   op->out = out;
   op->dim = dim;
   if (d.has_dups) {
-    op->uniq_values.resize(d.uniq.size() * dim);
+    // Unique indices are in first-seen order: u's first occurrence is the
+    // first i with inverse[i] == u.
+    op->first.resize(d.uniq.size());
+    uint32_t seen = 0;
+    for (uint32_t i = 0; i < d.inverse.size(); ++i) {
+      if (d.inverse[i] == seen) op->first[seen++] = i;
+    }
     op->inverse = std::move(d.inverse);
   }
   std::vector<std::vector<uint32_t>> rows(num_servers);
