@@ -60,6 +60,8 @@ class SnapReader {
   uint64_t size() const { return size_; }
   // Bytes of the body not consumed yet.
   uint64_t remaining() const { return body_end_ - offset_; }
+  // Bytes consumed so far (the file offset parsing has reached).
+  uint64_t offset() const { return offset_; }
 
   // Copies the next n body bytes to `out`; false past the body's end or on a
   // short file (status() says which).
@@ -291,7 +293,8 @@ StatusOr<Snapshot> ReadSnapshot(const std::string& path, const proto::ExportFile
     return corrupt("truncated: " + std::to_string(r.size()) + " bytes is too short for a snapshot");
   }
   Snapshot snap;
-  const std::string problem = ParseBody(&r, &snap);
+  std::string problem = ParseBody(&r, &snap);
+  if (!problem.empty()) problem += " (parsing stopped at byte " + std::to_string(r.offset()) + ")";
   if (!r.io_status().ok()) return r.io_status();
   // Hash the rest of the body either way: a checksum mismatch says "corrupt"
   // more precisely than the structural symptom of it.

@@ -163,6 +163,8 @@ TEST_F(CorruptionTest, TruncationIsDataLoss) {
     ExpectDataLoss(good_.substr(0, len), "truncated to " + std::to_string(len));
   }
   ExpectDataLoss(good_ + "x", "one byte appended");
+  // A file cut short inside its rows: named, with the offset parsing reached.
+  ExpectDataLoss(good_.substr(0, n - 20), "cut inside the rows", "parsing stopped at byte");
   ExpectDataLoss(good_ + good_, "doubled");
 }
 
