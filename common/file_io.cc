@@ -204,19 +204,20 @@ void RegisterFileWriteMetrics(MetricsRegistry* registry) {
 
 // ---- AtomicFileWriter --------------------------------------------------------
 
-AtomicFileWriter::AtomicFileWriter(std::string path, int fd)
-    : path_(std::move(path)), tmp_(path_ + kTmpSuffix), fd_(fd), hash_(kFnv1aOffset) {
+AtomicFileWriter::AtomicFileWriter(std::string path, int fd, FileHash kind)
+    : path_(std::move(path)), tmp_(path_ + kTmpSuffix), fd_(fd), kind_(kind), hash_(kFnv1aOffset) {
   buf_.resize(kBufferBytes);
 }
 
-StatusOr<std::unique_ptr<AtomicFileWriter>> AtomicFileWriter::Create(const std::string& path) {
+StatusOr<std::unique_ptr<AtomicFileWriter>> AtomicFileWriter::Create(const std::string& path,
+                                                                     FileHash hash) {
   const std::string tmp = path + kTmpSuffix;
   if (const int err = FileFaultInjector::Global().Check(tmp, FileOp::kOpen)) {
     return SysError(tmp, "open", err);
   }
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return SysError(tmp, "open", errno);
-  return std::unique_ptr<AtomicFileWriter>(new AtomicFileWriter(path, fd));
+  return std::unique_ptr<AtomicFileWriter>(new AtomicFileWriter(path, fd, hash));
 }
 
 AtomicFileWriter::~AtomicFileWriter() {
@@ -259,7 +260,11 @@ void AtomicFileWriter::Flush() {
 
 void AtomicFileWriter::Append(const void* p, size_t n) {
   if (n == 0) return;  // p may be null (an empty vector's data())
-  hash_ = Fnv1aUpdate(hash_, p, n);
+  if (kind_ == FileHash::kXxh64) {
+    xxh_.Update(p, n);
+  } else {
+    hash_ = Fnv1aUpdate(hash_, p, n);
+  }
   bytes_ += n;
   if (!status_.ok()) return;
   if (n > buf_.size() - pos_) {
@@ -311,14 +316,15 @@ Status SyncDirectory(const std::string& dir) {
 
 Status WriteFileAtomicWith(const std::string& path,
                            const std::function<Status(AtomicFileWriter*)>& fill, uint64_t* bytes,
-                           uint64_t* hash) {
+                           uint64_t* hash, FileHash kind) {
   const FileWriteRetryPolicy policy = GetFileWriteRetryPolicy();
   std::chrono::milliseconds backoff = policy.first_backoff;
   Status last;
   bool fill_failed = false;
   for (int attempt = 1; attempt <= policy.attempts; ++attempt) {
     last = [&]() -> Status {
-      FRESHET_ASSIGN_OR_RETURN(std::unique_ptr<AtomicFileWriter> w, AtomicFileWriter::Create(path));
+      FRESHET_ASSIGN_OR_RETURN(std::unique_ptr<AtomicFileWriter> w,
+                               AtomicFileWriter::Create(path, kind));
       Status st = fill(w.get());
       if (!st.ok()) {
         fill_failed = true;  // not an I/O error

@@ -46,6 +46,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/checksum.h"
 #include "common/mutex.h"
 #include "common/status.h"
 
@@ -122,11 +123,15 @@ void RegisterFileWriteMetrics(MetricsRegistry* registry);
 // and reported by Commit(). Destroying an uncommitted writer removes the
 // temporary file.
 // Thread safety: one thread at a time.
+// The checksum an AtomicFileWriter keeps of what it writes (common/checksum.h).
+enum class FileHash { kFnv1a64, kXxh64 };
+
 class AtomicFileWriter {
  public:
   // Creates "<path>.tmp" (truncating a leftover one). Internal naming the
-  // path and errno if it cannot.
-  static StatusOr<std::unique_ptr<AtomicFileWriter>> Create(const std::string& path);
+  // path and errno if it cannot. `hash` chooses what hash() computes.
+  static StatusOr<std::unique_ptr<AtomicFileWriter>> Create(const std::string& path,
+                                                            FileHash hash = FileHash::kFnv1a64);
   ~AtomicFileWriter();
   AtomicFileWriter(const AtomicFileWriter&) = delete;
   AtomicFileWriter& operator=(const AtomicFileWriter&) = delete;
@@ -137,8 +142,9 @@ class AtomicFileWriter {
   void AppendValue(T v) {
     Append(&v, sizeof(v));
   }
-  // FNV-1a 64 and count of every byte appended so far.
-  uint64_t hash() const { return hash_; }
+  // The checksum (FNV-1a 64 or XXH64, as created) and count of every byte
+  // appended so far.
+  uint64_t hash() const { return kind_ == FileHash::kXxh64 ? xxh_.digest() : hash_; }
   uint64_t bytes() const { return bytes_; }
   // The first error so far (OK if none).
   const Status& status() const { return status_; }
@@ -151,7 +157,7 @@ class AtomicFileWriter {
   const std::string& path() const { return path_; }
 
  private:
-  AtomicFileWriter(std::string path, int fd);
+  AtomicFileWriter(std::string path, int fd, FileHash kind);
   void Flush();
   void WriteOut(const char* p, size_t n);
   void Fail(const std::string& file, const char* call, int err);
@@ -162,7 +168,9 @@ class AtomicFileWriter {
   bool committed_ = false;
   std::vector<char> buf_;
   size_t pos_ = 0;
-  uint64_t hash_;
+  const FileHash kind_;
+  uint64_t hash_;  // FNV-1a 64 (kFnv1a64)
+  Xxh64 xxh_;      // kXxh64
   uint64_t bytes_ = 0;
   Status status_;
 };
@@ -171,10 +179,11 @@ class AtomicFileWriter {
 // fresh AtomicFileWriter on every attempt (it must write the same bytes
 // each time) and may return an error of its own, which is not retried.
 // *bytes and *hash (may be null) receive the committed file's size and
-// FNV-1a 64.
+// checksum (`kind`: FNV-1a 64 by default).
 Status WriteFileAtomicWith(const std::string& path,
                            const std::function<Status(AtomicFileWriter*)>& fill,
-                           uint64_t* bytes = nullptr, uint64_t* hash = nullptr);
+                           uint64_t* bytes = nullptr, uint64_t* hash = nullptr,
+                           FileHash kind = FileHash::kFnv1a64);
 // The same for content already in memory.
 Status WriteFileAtomic(const std::string& path, std::string_view data);
 

@@ -76,6 +76,49 @@ TEST_F(FileIoTest, WritesAtomicallyAndReportsSizeAndHash) {
   EXPECT_FALSE(TmpLeft());
 }
 
+// XXH64 (common/checksum.h): the reference vectors of the xxHash
+// specification (seed 0), a streamed input equal to the one-shot hash for
+// every split, and an AtomicFileWriter that keeps XXH64.
+TEST(ChecksumTest, Xxh64MatchesTheReferenceVectors) {
+  EXPECT_EQ(Xxh64Of("", 0), 0xEF46DB3751D8E999ull);
+  EXPECT_EQ(Xxh64Of("a", 1), 0xD24EC4F1A98C6E5Bull);
+  EXPECT_EQ(Xxh64Of("abc", 3), 0x44BC2CF5AD770999ull);
+  const std::string text = "Nobody inspects the spammish repetition";  // > 32 bytes: stripes
+  EXPECT_EQ(Xxh64Of(text.data(), text.size()), 0xFBCEA83C8A378BF1ull);
+  std::string data(300, '\0');
+  for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>(i * 131 + 7);
+  const uint64_t whole = Xxh64Of(data.data(), data.size());
+  for (size_t a = 0; a <= data.size(); a += 13) {
+    for (size_t b = a; b <= data.size(); b += 29) {
+      Xxh64 h;
+      h.Update(data.data(), a);
+      h.Update(data.data() + a, b - a);
+      const uint64_t mid = h.digest();  // digest() does not end the stream
+      EXPECT_EQ(mid, Xxh64Of(data.data(), b));
+      h.Update(data.data() + b, data.size() - b);
+      ASSERT_EQ(h.digest(), whole) << a << " " << b;
+    }
+  }
+}
+
+TEST_F(FileIoTest, WriterKeepsXxh64WhenAsked) {
+  const std::string path = dir_ + "/x.bin";
+  const std::string content(5 << 20, 'y');
+  uint64_t bytes = 0, hash = 0;
+  ASSERT_TRUE(WriteFileAtomicWith(
+                  path,
+                  [&](AtomicFileWriter* w) {
+                    w->Append("ab", 2);
+                    w->Append(content);
+                    return Status::OK();
+                  },
+                  &bytes, &hash, FileHash::kXxh64)
+                  .ok());
+  const std::string got = ReadAll(path);
+  EXPECT_EQ(hash, Xxh64Of(got.data(), got.size()));
+  EXPECT_NE(hash, Fnv1a64(got.data(), got.size()));
+}
+
 TEST_F(FileIoTest, PersistentDiskFullNamesPathAndErrnoAndKeepsOldFile) {
   const std::string path = dir_ + "/model.rows";
   ASSERT_TRUE(WriteFileAtomic(path, "good old content").ok());

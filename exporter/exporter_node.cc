@@ -140,6 +140,17 @@ void AddExportRows(const ExportResponse& rows, Snapshot* snap) {
   }
 }
 
+void AddExportRowViews(const ExportResponse& rows, Snapshot* snap) {
+  const bool full = snap->kind == Snapshot::Kind::kFull;
+  for (const ExportedTable& t : rows.tables) {
+    if (t.table >= snap->tables.size()) continue;
+    SnapshotTable& st = snap->tables[t.table];
+    if (static_cast<int>(t.dim) != st.dim) continue;
+    if (t.n > 0) st.spans.push_back({t.keys, t.weights, t.n});
+    if (!full) st.deleted.insert(st.deleted.end(), t.deleted, t.deleted + t.num_deleted);
+  }
+}
+
 Status ExporterNode::Export(bool full) {
   const auto t0 = SteadyClock::now();
   Snapshot snap;
@@ -164,6 +175,10 @@ Status ExporterNode::Export(bool full) {
     requests.push_back(EncodeExportRequest(ExportRequest{full ? 0 : since_[s]}));
   }
   std::vector<uint32_t> new_since = since_;
+  // The servers' responses, kept until the snapshot is written: its rows
+  // are views into them (AddExportRowViews), so the model is not copied.
+  std::vector<Message> replies(layout_.num_servers());
+  double copy_ms = 0;  // decoding replies and copying their rows (Run's thread)
   Message final_request;
   bool got_final = false;
   // Workers' messages that arrive meanwhile are handled as they come.
@@ -173,15 +188,20 @@ Status ExporterNode::Export(bool full) {
   FRESHET_RETURN_IF_ERROR(tracker_.Call(
       ranks, std::move(requests), timeout,
       [&](size_t s, Message* reply) {
-        StatusOr<ExportResponse> rows = DecodeExportResponse(*reply);
+        const auto c0 = SteadyClock::now();
+        replies[s] = std::move(*reply);
+        StatusOr<ExportResponse> rows = DecodeExportResponse(replies[s]);
         if (!rows.ok()) {
-          return rows.status().WithContext("EXPORT response from " + layout_.Describe(reply->peer));
+          return rows.status().WithContext("EXPORT response from " +
+                                           layout_.Describe(replies[s].peer));
         }
         new_since[s] = rows->version;
-        AddExportRows(*rows, &snap);
+        AddExportRowViews(*rows, &snap);
+        copy_ms += std::chrono::duration<double, std::milli>(SteadyClock::now() - c0).count();
         return Status::OK();
       },
       &other, full ? " (export.full_timeout_s)" : ""));
+  const auto t_collected = SteadyClock::now();
   snap.version = ++version_;
   snap.watermark = watermark_;
   snap.ingest_wall_ms = ingest_wall_ms_;
@@ -190,7 +210,7 @@ Status ExporterNode::Export(bool full) {
   snap.dense = dense_;
   int64_t rows = 0, deletions = 0;
   for (const auto& t : snap.tables) {
-    rows += static_cast<int64_t>(t.keys.size());
+    rows += static_cast<int64_t>(t.num_rows());
     deletions += static_cast<int64_t>(t.deleted.size());
   }
   if (got_final) {
@@ -199,6 +219,7 @@ Status ExporterNode::Export(bool full) {
     has_pending_final_ = true;
   }
   Status published = writer_->Publish(snap);
+  const auto t_published = SteadyClock::now();
   if (!published.ok()) {
     // Nothing is lost: since_ stays, so the servers send these rows (and
     // their deletions, which they keep until acknowledged this way) again
@@ -235,6 +256,20 @@ Status ExporterNode::Export(bool full) {
     metrics_->watermark->Set(static_cast<double>(watermark_));
     metrics_->last_publish_ms = now_ms;
   }
+  const double collect_ms = std::chrono::duration<double, std::milli>(t_collected - t0).count();
+  const double publish_ms =
+      std::chrono::duration<double, std::milli>(t_published - t_collected).count();
+  if (full) {
+    stats_.full_ms.push_back(ms);
+    stats_.full_collect_ms.push_back(collect_ms);
+    stats_.full_copy_ms.push_back(copy_ms);
+    stats_.full_publish_ms.push_back(publish_ms);
+  }
+  // Fulls at INFO: where their time goes (docs/TABLES.md "Full snapshot cost").
+  LOG_IF(INFO, full) << "exported full v" << snap.version << ": " << rows << " rows, "
+                     << writer_->manifest().full().size() << " bytes in " << ms << " ms (collect "
+                     << collect_ms << " ms, of which decode+copy " << copy_ms
+                     << " ms; write+fsync+manifest " << publish_ms << " ms)";
   VLOG(1) << "exported " << (full ? "full" : "delta") << " v" << snap.version << ": " << rows
           << " rows in " << ms << " ms";
   return Status::OK();

@@ -58,6 +58,10 @@ namespace freshet {
 // live row, so deletions are implied). Tables the job lacks or with another
 // dim are skipped.
 void AddExportRows(const ExportResponse& rows, Snapshot* snap);
+// The same without copying the rows: adds them as SnapshotTable::spans
+// (views into the response's message). REQUIRES: the message outlives
+// every use of `snap`.
+void AddExportRowViews(const ExportResponse& rows, Snapshot* snap);
 
 struct ExporterStats {
   int64_t fulls = 0;
@@ -70,6 +74,11 @@ struct ExporterStats {
   // (upserts + deletions), in order; for benchmarks (freshness_bench.sh).
   std::vector<double> delta_ms;
   std::vector<int64_t> delta_rows;
+  // Per published full snapshot (ms): total; collecting (EXPORT sent to
+  // every reply in, which includes the servers' serialization and the
+  // transfer); of that, decoding the replies and copying their rows; and
+  // publishing (file write, fsync, manifest).
+  std::vector<double> full_ms, full_collect_ms, full_copy_ms, full_publish_ms;
   // The q-quantile (0..1) of delta_ms; 0 without deltas.
   double DeltaMsQuantile(double q) const;
 };

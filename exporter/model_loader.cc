@@ -9,7 +9,7 @@ namespace freshet {
 namespace {
 
 bool SameFile(const proto::ExportFile& a, const proto::ExportFile& b) {
-  return a.name() == b.name() && a.size() == b.size() && a.fnv1a64() == b.fnv1a64() &&
+  return a.name() == b.name() && a.size() == b.size() && a.checksum() == b.checksum() &&
          a.version() == b.version();
 }
 

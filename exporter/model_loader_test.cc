@@ -152,7 +152,7 @@ TEST(LoadTest, ManifestChecksumMismatchIsDataLoss) {
     EXPECT_NE(r.status().message().find(needle), std::string::npos) << what << ": " << r.status();
   };
   proto::ExportManifest bad = m;
-  bad.mutable_deltas(0)->set_fnv1a64(m.deltas(0).fnv1a64() ^ 1);
+  bad.mutable_deltas(0)->set_checksum(m.deltas(0).checksum() ^ 1);
   WriteBytes(mpath, bad.SerializeAsString());
   expect_loss("delta checksum", "delta-000000000002.snap");
   bad = m;

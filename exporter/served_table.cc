@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <new>
 
 #include "common/half.h"
@@ -228,7 +229,54 @@ void ServedTable::Build(const uint64_t* keys, const float* values, size_t n) {
   const size_t num_leaves = size_t{1} << root->leaf_bits;
   root->mids.assign(std::max<size_t>(1, num_leaves >> kMidBits), nullptr);
   root_ = std::move(root);
-  Apply(nullptr, 0, keys, values, n);
+  if (n == 0) return;
+  if (n > std::numeric_limits<uint32_t>::max()) {  // beyond the 32-bit row order below
+    Apply(nullptr, 0, keys, values, n);
+    return;
+  }
+  // Counting sort of the rows by leaf (4 bytes of order per row), then each
+  // leaf sorted on its own: no per-row op records and no global sort, so a
+  // full load's extra memory is the order array, not a copy of the rows.
+  Root* r = root_.get();
+  const int shift = 64 - r->leaf_bits;
+  std::vector<uint32_t> start(num_leaves + 1, 0);
+  for (size_t i = 0; i < n; ++i) ++start[(KeyHash(keys[i]) >> shift) + 1];
+  for (size_t l = 0; l < num_leaves; ++l) start[l + 1] += start[l];
+  std::vector<uint32_t> order(n);
+  {
+    std::vector<uint32_t> next(start.begin(), start.end() - 1);
+    for (size_t i = 0; i < n; ++i) {
+      order[next[KeyHash(keys[i]) >> shift]++] = static_cast<uint32_t>(i);
+    }
+  }
+  const size_t rb = RowBytes();
+  constexpr uint64_t kSlotMask = (uint64_t{1} << kMidBits) - 1;
+  size_t rows = 0;
+  for (size_t l = 0; l < num_leaves; ++l) {
+    uint32_t* b = order.data() + start[l];
+    uint32_t* e = order.data() + start[l + 1];
+    if (b == e) continue;
+    // Key order; a key listed twice keeps its last row (the higher index).
+    std::sort(b, e, [keys](uint32_t x, uint32_t y) {
+      return keys[x] != keys[y] ? keys[x] < keys[y] : x < y;
+    });
+    uint32_t* w = b;
+    for (uint32_t* it = b; it != e; ++it) {
+      if (it + 1 != e && keys[it[1]] == keys[*it]) continue;  // a later row of this key follows
+      *w++ = *it;
+    }
+    const uint32_t m = static_cast<uint32_t>(w - b);
+    Leaf* leaf = NewLeaf(m, rb);
+    for (uint32_t j = 0; j < m; ++j) {
+      leaf->keys()[j] = keys[b[j]];
+      NarrowRow(values + static_cast<size_t>(b[j]) * dim_, leaf->rows() + j * rb);
+    }
+    Mid*& mid = r->mids[l >> kMidBits];
+    if (mid == nullptr) mid = NewMid();
+    mid->leaves[l & kSlotMask] = leaf;
+    rows += m;
+  }
+  r->rows = rows;
 }
 
 void ServedTable::Apply(const uint64_t* deleted, size_t num_deleted, const uint64_t* keys,

@@ -20,7 +20,10 @@ namespace freshet {
 namespace {
 
 constexpr char kMagic[8] = {'F', 'R', 'S', 'H', 'S', 'N', 'A', 'P'};
-constexpr uint32_t kFormatVersion = 1;
+// Format 2: XXH64 checksums (trailer and manifest entry); format 1 (FNV-1a
+// 64, same layout otherwise) is still read.
+constexpr uint32_t kFormatVersion = 2;
+constexpr uint32_t kOldestFormatVersion = 1;
 constexpr uint32_t kMaxDim = 4096;           // TableConfig.dim's range
 constexpr uint32_t kMaxTableNameLen = 1024;  // far above [a-z0-9_]+ names in practice
 constexpr size_t kIoChunk = 4 << 20;         // bytes per read(2)
@@ -37,7 +40,9 @@ std::string BaseName(const std::string& path) {
 }
 
 // Reads a .snap file in kIoChunk-sized reads (common/file_io.h). Tracks the
-// hash of the body (every byte before the 8-byte trailer) as chunks arrive.
+// checksum of the body (every byte before the 8-byte trailer) as chunks
+// arrive: XXH64 if the header says format 2, FNV-1a 64 otherwise (format 1;
+// any other format is refused by ParseBody).
 class SnapReader {
  public:
   explicit SnapReader(std::string path) : path_(std::move(path)) {}
@@ -55,6 +60,8 @@ class SnapReader {
   uint64_t size() const { return size_; }
   // Bytes of the body not consumed yet.
   uint64_t remaining() const { return body_end_ - offset_; }
+  // Bytes consumed so far (the file offset parsing has reached).
+  uint64_t offset() const { return offset_; }
 
   // Copies the next n body bytes to `out`; false past the body's end or on a
   // short file (status() says which).
@@ -114,7 +121,7 @@ class SnapReader {
       pos_ += k;
       offset_ += k;
     }
-    *body_hash = body_hash_;
+    *body_hash = xxh64_ ? xxh_.digest() : body_hash_;
     char trailer[kTrailerBytes];
     for (size_t i = 0; i < kTrailerBytes; ++i) {
       if (pos_ == len_ && !Refill()) return false;
@@ -123,6 +130,15 @@ class SnapReader {
     }
     std::memcpy(stored, trailer, sizeof(*stored));
     return true;
+  }
+
+  // The checksum of the whole file (body and trailer) in the file's
+  // algorithm. REQUIRES: Finish() returned true.
+  uint64_t WholeFileHash(uint64_t stored) const {
+    if (!xxh64_) return Fnv1aUpdate(body_hash_, &stored, sizeof(stored));
+    Xxh64 whole = xxh_;
+    whole.Update(&stored, sizeof(stored));
+    return whole.digest();
   }
 
   // Non-OK if a read(2) failed or the file was shorter than fstat said.
@@ -142,10 +158,19 @@ class SnapReader {
       io_status_ = DataLoss(path_ + ": file ended early (changed while reading?)");
       return false;
     }
+    if (file_pos_ == 0 && len_ >= 12) {  // magic, then the u32 format version
+      uint32_t format = 0;
+      std::memcpy(&format, buf_.data() + 8, sizeof(format));
+      xxh64_ = format >= 2;
+    }
     // Hash the part of the chunk that belongs to the body.
     if (file_pos_ < body_end_) {
       const uint64_t body_part = std::min<uint64_t>(len_, body_end_ - file_pos_);
-      body_hash_ = Fnv1aUpdate(body_hash_, buf_.data(), static_cast<size_t>(body_part));
+      if (xxh64_) {
+        xxh_.Update(buf_.data(), static_cast<size_t>(body_part));
+      } else {
+        body_hash_ = Fnv1aUpdate(body_hash_, buf_.data(), static_cast<size_t>(body_part));
+      }
     }
     file_pos_ += len_;
     return true;
@@ -159,7 +184,9 @@ class SnapReader {
   uint64_t file_pos_ = 0;  // bytes read from the file
   std::vector<char> buf_;
   size_t pos_ = 0, len_ = 0;
-  uint64_t body_hash_ = kFnv1aOffset;
+  bool xxh64_ = false;                 // format 2
+  uint64_t body_hash_ = kFnv1aOffset;  // format 1
+  Xxh64 xxh_;                          // format 2
   Status io_status_;
 };
 
@@ -176,9 +203,9 @@ std::string ParseBody(SnapReader* r, Snapshot* snap) {
       !r->ReadValue(&snap->watermark) || !r->ReadValue(&has_dense)) {
     return "truncated header";
   }
-  if (format != kFormatVersion) {
+  if (format < kOldestFormatVersion || format > kFormatVersion) {
     return "unsupported format version " + std::to_string(format) + " (this reader knows " +
-           std::to_string(kFormatVersion) + ")";
+           std::to_string(kOldestFormatVersion) + " to " + std::to_string(kFormatVersion) + ")";
   }
   if (kind > 1) return "bad kind " + std::to_string(kind);
   snap->kind = static_cast<Snapshot::Kind>(kind);
@@ -266,7 +293,8 @@ StatusOr<Snapshot> ReadSnapshot(const std::string& path, const proto::ExportFile
     return corrupt("truncated: " + std::to_string(r.size()) + " bytes is too short for a snapshot");
   }
   Snapshot snap;
-  const std::string problem = ParseBody(&r, &snap);
+  std::string problem = ParseBody(&r, &snap);
+  if (!problem.empty()) problem += " (parsing stopped at byte " + std::to_string(r.offset()) + ")";
   if (!r.io_status().ok()) return r.io_status();
   // Hash the rest of the body either way: a checksum mismatch says "corrupt"
   // more precisely than the structural symptom of it.
@@ -281,10 +309,10 @@ StatusOr<Snapshot> ReadSnapshot(const std::string& path, const proto::ExportFile
   }
   if (!problem.empty()) return corrupt(problem);
   if (entry != nullptr) {
-    const uint64_t whole = Fnv1aUpdate(body_hash, &stored, sizeof(stored));
-    if (whole != entry->fnv1a64()) {
+    const uint64_t whole = r.WholeFileHash(stored);
+    if (whole != entry->checksum()) {
       return corrupt("checksum " + Hex64(whole) + " differs from the manifest's " +
-                     Hex64(entry->fnv1a64()) + " (file replaced or manifest stale)");
+                     Hex64(entry->checksum()) + " (file replaced or manifest stale)");
     }
     if (snap.version != entry->version()) {
       return corrupt("holds version " + std::to_string(snap.version) + ", the manifest says " +
@@ -292,6 +320,26 @@ StatusOr<Snapshot> ReadSnapshot(const std::string& path, const proto::ExportFile
     }
   }
   return snap;
+}
+
+// Appends n rows {u64 key, dim f32} in blocks of up to kIoChunk bytes
+// (interleaving keys and rows in a local buffer: one Append per block, not
+// two per row).
+void AppendRows(AtomicFileWriter* w, const uint64_t* keys, const float* values, size_t n, int dim) {
+  const size_t row_floats = static_cast<size_t>(dim);
+  const size_t row_bytes = sizeof(uint64_t) + row_floats * sizeof(float);
+  const size_t per_block = std::max<size_t>(1, kIoChunk / row_bytes);
+  std::vector<char> block(std::min(n, per_block) * row_bytes);
+  for (size_t i = 0; i < n;) {
+    const size_t k = std::min(per_block, n - i);
+    char* p = block.data();
+    for (size_t j = 0; j < k; ++j, p += row_bytes) {
+      std::memcpy(p, keys + i + j, sizeof(uint64_t));
+      std::memcpy(p + sizeof(uint64_t), values + (i + j) * row_floats, row_floats * sizeof(float));
+    }
+    w->Append(block.data(), k * row_bytes);
+    i += k;
+  }
 }
 
 }  // namespace
@@ -337,11 +385,10 @@ Status WriteSnapshotFile(const Snapshot& snap, const std::string& path, proto::E
           w->AppendValue<uint32_t>(static_cast<uint32_t>(t.name.size()));
           w->Append(t.name.data(), t.name.size());
           w->AppendValue<uint32_t>(static_cast<uint32_t>(t.dim));
-          w->AppendValue<uint64_t>(t.keys.size());
-          const size_t row_bytes = static_cast<size_t>(t.dim) * sizeof(float);
-          for (size_t i = 0; i < t.keys.size(); ++i) {
-            w->AppendValue<uint64_t>(t.keys[i]);
-            w->Append(t.values.data() + i * t.dim, row_bytes);
+          w->AppendValue<uint64_t>(t.num_rows());
+          AppendRows(w, t.keys.data(), t.values.data(), t.keys.size(), t.dim);
+          for (const SnapshotTable::RowSpan& span : t.spans) {
+            AppendRows(w, span.keys, span.values, span.n, t.dim);
           }
           w->AppendValue<uint64_t>(t.deleted.size());
           w->Append(t.deleted.data(), t.deleted.size() * sizeof(uint64_t));
@@ -349,15 +396,22 @@ Status WriteSnapshotFile(const Snapshot& snap, const std::string& path, proto::E
         w->AppendValue<uint64_t>(w->hash());
         return Status::OK();
       },
-      &size, &hash));
+      &size, &hash, FileHash::kXxh64));
   entry->Clear();
   entry->set_name(BaseName(path));
   entry->set_size(size);
-  entry->set_fnv1a64(hash);
+  entry->set_checksum(hash);
   entry->set_version(snap.version);
   entry->set_watermark(snap.watermark);
   entry->set_created_unix_ms(NowUnixMs());
   return Status::OK();
+}
+
+uint64_t SnapshotChecksum(std::string_view file, size_t n) {
+  n = std::min(n, file.size());
+  uint32_t format = kFormatVersion;
+  if (file.size() >= 12) std::memcpy(&format, file.data() + 8, sizeof(format));
+  return format == 1 ? Fnv1a64(file.data(), n) : Xxh64Of(file.data(), n);
 }
 
 StatusOr<Snapshot> ReadSnapshotFile(const std::string& path) { return ReadSnapshot(path, nullptr); }

@@ -5,14 +5,17 @@
 // exporter/model_loader.h.
 //
 // .snap file layout (little-endian):
-//   "FRSHSNAP" u32 format_version(1) u32 kind(0 full, 1 delta)
+//   "FRSHSNAP" u32 format_version(2) u32 kind(0 full, 1 delta)
 //   u64 model_version  i64 watermark  u8 has_dense
 //   [u64 n, n f32]                                      dense, if has_dense
 //   u32 num_tables, per table:
 //     u32 name_len, name, u32 dim,
 //     u64 upserts, upserts x { u64 key, dim f32 },
 //     u64 deletions, deletions x u64 key
-//   u64 FNV-1a 64 of every preceding byte
+//   u64 checksum of every preceding byte: XXH64 (format 2, written) or
+//       FNV-1a 64 (format 1, still read; otherwise the same layout)
+// A manifest entry (proto::ExportFile.checksum) holds the checksum of the
+// whole file in the same algorithm.
 // A manifest file is the binary proto::ExportManifest, then "FRSHMSUM" and
 // the u64 FNV-1a 64 of every byte before the hash.
 // Both layouts are specified in docs/SNAPSHOT_FORMAT.md for other readers.
@@ -22,6 +25,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/proto/export.pb.h"
@@ -35,6 +39,23 @@ struct SnapshotTable {
   std::vector<uint64_t> keys;     // upserted rows
   std::vector<float> values;      // keys.size() * dim
   std::vector<uint64_t> deleted;  // keys removed since the previous file
+  // More upserted rows, held elsewhere (the exporter's received EXPORT
+  // responses, so a full snapshot is written without copying the model):
+  // n keys at `keys`, n * dim values at `values`. The writer writes them
+  // after keys/values, in order; the caller keeps them alive while the
+  // Snapshot is used. Readers never fill them.
+  struct RowSpan {
+    const uint64_t* keys = nullptr;
+    const float* values = nullptr;
+    size_t n = 0;
+  };
+  std::vector<RowSpan> spans;
+  // Upserted rows: keys.size() plus every span's n.
+  size_t num_rows() const {
+    size_t n = keys.size();
+    for (const RowSpan& s : spans) n += s.n;
+    return n;
+  }
 };
 
 struct Snapshot {
@@ -71,6 +92,13 @@ StatusOr<Snapshot> ReadSnapshotFile(const std::string& path);
 // version it declares must match (DataLoss naming the file otherwise).
 StatusOr<Snapshot> ReadSnapshotFileForEntry(const std::string& path,
                                             const proto::ExportFile& entry);
+
+// The checksum of bytes [0, n) of `file` (the bytes of a .snap file, n <=
+// file.size()) in the algorithm of the format version its header declares:
+// XXH64 for format 2 and later or a header too short to say, FNV-1a 64 for
+// format 1. n = file.size(): what a manifest entry holds; n = size - 8: what
+// the trailer holds.
+uint64_t SnapshotChecksum(std::string_view file, size_t n);
 
 // ---- manifest files -----------------------------------------------------------
 

@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "common/checksum.h"
 #include "exporter/export_dir.h"
 #include "exporter/internal/export_testing.h"
 
@@ -51,7 +52,7 @@ TEST(SnapshotFileTest, RoundTripFull) {
   const std::string bytes = ReadBytes(dir.file("full-5.snap"));
   EXPECT_EQ(entry.name(), "full-5.snap");
   EXPECT_EQ(entry.size(), bytes.size());
-  EXPECT_EQ(entry.fnv1a64(), Fnv(bytes));
+  EXPECT_EQ(entry.checksum(), Xxh64Of(bytes.data(), bytes.size()));  // format 2: XXH64
   EXPECT_EQ(entry.version(), 5u);
   EXPECT_EQ(entry.watermark(), s.watermark);
   EXPECT_GT(entry.created_unix_ms(), 1600000000000);
@@ -162,6 +163,8 @@ TEST_F(CorruptionTest, TruncationIsDataLoss) {
     ExpectDataLoss(good_.substr(0, len), "truncated to " + std::to_string(len));
   }
   ExpectDataLoss(good_ + "x", "one byte appended");
+  // A file cut short inside its rows: named, with the offset parsing reached.
+  ExpectDataLoss(good_.substr(0, n - 20), "cut inside the rows", "parsing stopped at byte");
   ExpectDataLoss(good_ + good_, "doubled");
 }
 
@@ -170,8 +173,10 @@ TEST_F(CorruptionTest, StructuralErrorsWithValidChecksum) {
   bad[0] = 'X';
   ExpectDataLoss(Reseal(bad), "bad magic", "bad magic");
   bad = good_;
-  bad[8] = 2;  // format version
-  ExpectDataLoss(Reseal(bad), "format version", "format version 2");
+  bad[8] = 3;  // format version (this reader knows 1 and 2)
+  ExpectDataLoss(Reseal(bad), "format version", "unsupported format version 3");
+  bad[8] = 0;
+  ExpectDataLoss(Reseal(bad), "format version 0", "unsupported format version 0");
   bad = good_;
   bad[12] = 7;  // kind
   ExpectDataLoss(Reseal(bad), "kind", "bad kind");
@@ -187,6 +192,47 @@ TEST_F(CorruptionTest, StructuralErrorsWithValidChecksum) {
   // Trailing garbage inside the checksummed body.
   ExpectDataLoss(Reseal(good_.substr(0, good_.size() - 8) + "junk" + good_.substr(0, 8)),
                  "trailing bytes", "unexpected bytes");
+}
+
+// Format 1 (FNV-1a 64 checksums, written before format 2) is still read,
+// and checked against its manifest entry in its own algorithm.
+TEST_F(CorruptionTest, ReadsFormat1Files) {
+  std::string v1 = good_;
+  v1[8] = 1;
+  v1 = Reseal(v1);  // the trailer in FNV-1a 64, as format 1 wrote it
+  EXPECT_EQ(v1.substr(v1.size() - 8), [&] {
+    const uint64_t h = Fnv1a64(v1.data(), v1.size() - 8);
+    return std::string(reinterpret_cast<const char*>(&h), 8);
+  }());
+  WriteBytes(path_, v1);
+  auto back = ReadSnapshotFile(path_);
+  ASSERT_TRUE(back.ok()) << back.status();
+  WriteBytes(path_, good_);
+  auto want = ReadSnapshotFile(path_);
+  ASSERT_TRUE(want.ok()) << want.status();
+  ExpectSameSnapshot(*want, *back);
+
+  WriteBytes(path_, v1);
+  proto::ExportFile entry;
+  entry.set_name("delta-3.snap");
+  entry.set_size(v1.size());
+  entry.set_version(3);
+  entry.set_checksum(Fnv1a64(v1.data(), v1.size()));
+  EXPECT_EQ(SnapshotChecksum(v1, v1.size()), entry.checksum());
+  EXPECT_TRUE(ReadSnapshotFileForEntry(path_, entry).ok());
+  // The same file under an XXH64 entry is a mismatch, named.
+  entry.set_checksum(Xxh64Of(v1.data(), v1.size()));
+  auto r = ReadSnapshotFileForEntry(path_, entry);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kDataLoss);
+  EXPECT_NE(r.status().message().find("differs from the manifest"), std::string::npos)
+      << r.status();
+  // A format-1 header with a format-2 (XXH64) trailer does not verify.
+  std::string mixed = good_;
+  mixed[8] = 1;
+  const uint64_t x = Xxh64Of(mixed.data(), mixed.size() - 8);
+  std::memcpy(mixed.data() + mixed.size() - 8, &x, 8);
+  ExpectDataLoss(mixed, "format 1 with an XXH64 trailer", "checksum mismatch");
 }
 
 TEST_F(CorruptionTest, ChecksumMismatchIsNamed) {

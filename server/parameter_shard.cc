@@ -148,6 +148,11 @@ uint32_t ParameterShard::ExportChanged(uint32_t since,
     EmbeddingTable& table = *tables_[t];
     keys.clear();
     values.clear();
+    if (since == 0) {  // every row: size the buffers once (no regrowth copies)
+      const size_t rows = static_cast<size_t>(std::max<int64_t>(0, table.size()));
+      keys.reserve(rows + rows / 64);
+      values.reserve((rows + rows / 64) * static_cast<size_t>(table.dim()));
+    }
     table.ChangedSince(since, version_now, &keys, &values);
     deleted.clear();
     table.TakeDeletions(since, &deleted);

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <limits>
@@ -103,10 +104,25 @@ ServerNode::~ServerNode() {
 }
 
 Message ExportReply(ParameterShard* shard, uint64_t request_id, const ExportRequest& req) {
+  const auto t0 = std::chrono::steady_clock::now();
+  double encode_ms = 0;
+  size_t rows = 0;
   ExportResponseEncoder enc(request_id);
-  const uint32_t now =
-      shard->ExportChanged(req.since_version, [&enc](const ExportedTable& t) { enc.AddTable(t); });
-  return enc.Finish(now);
+  const uint32_t now = shard->ExportChanged(req.since_version, [&](const ExportedTable& t) {
+    const auto e0 = std::chrono::steady_clock::now();
+    enc.AddTable(t);
+    rows += t.n;
+    encode_ms +=
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - e0).count();
+  });
+  Message reply = enc.Finish(now);
+  // A full export (since 0) at INFO: how long this server took to collect
+  // and serialize every row (docs/TABLES.md "Full snapshot cost").
+  LOG_IF(INFO, req.since_version == 0)
+      << "full export: " << rows << " rows, " << reply.body.size() << " bytes in "
+      << std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count()
+      << " ms (of which encoding " << encode_ms << " ms)";
+  return reply;
 }
 
 void ServerNode::Reply(const Message& req, Message reply) {

@@ -384,7 +384,7 @@ TEST_F(HttpServerTest, CorruptExportIsRejectedAndTheOldModelKeepsServing) {
   const std::string name = SnapshotFileName(Snapshot::Kind::kDelta, 2);
   ASSERT_TRUE(
       WriteSnapshotFile(DeltaSnapshot(job_, s1, s2, 2), dir_.path() + "/" + name, &entry).ok());
-  entry.set_fnv1a64(entry.fnv1a64() + 1);
+  entry.set_checksum(entry.checksum() + 1);
   proto::ExportManifest m = writer_->manifest();
   *m.add_deltas() = entry;
   m.set_version(2);

@@ -178,7 +178,7 @@ TEST(ModelWatcherTest, RejectsCorruptExportsAndKeepsServing) {
     proto::ExportFile entry;
     ASSERT_TRUE(
         WriteSnapshotFile(DeltaSnapshot(job, s1, s2, 2), dir.path() + "/" + name, &entry).ok());
-    entry.set_fnv1a64(entry.fnv1a64() ^ 1);
+    entry.set_checksum(entry.checksum() ^ 1);
     proto::ExportManifest m = (*writer)->manifest();
     *m.add_deltas() = entry;
     m.set_version(2);

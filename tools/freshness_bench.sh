@@ -177,7 +177,7 @@ to_ms() { echo "$1" | awk '/us$/{sub("us","");printf "%.3f",$1/1000;next} /ms$/{
 score99=$(to_ms "$(grep -E '^ +99%' "$work/wrk.txt" | awk '{print $2}' || true)")
 score99_idle=$(to_ms "$(grep -E '^ +99%' "$work/wrk_idle.txt" | awk '{print $2}' || true)")
 # Exporter: "deltas: p50 X ms, p99 Y ms, Z rows on average"
-exp_line=$(grep -E '^exporter:' "$work/train.log" | tail -1)
+exp_line=$(grep -E '^exporter: [0-9]+ full' "$work/train.log" | tail -1)
 export50=$(echo "$exp_line" | grep -oE 'p50 [0-9.]+' | cut -d' ' -f2)
 export99=$(echo "$exp_line" | grep -oE 'p99 [0-9.]+' | cut -d' ' -f2)
 delta_rows=$(echo "$exp_line" | grep -oE '[0-9.]+ rows on average' | cut -d' ' -f1)

@@ -61,10 +61,10 @@ inline uint64_t Fnv(const std::string& s) {
   return h;
 }
 
-// Replaces the trailer with the FNV-1a 64 of the rest (a "valid" file whose
-// content was edited).
+// Replaces the trailer with the checksum of the rest, in the algorithm of
+// the format the header declares (a "valid" file whose content was edited).
 inline std::string Reseal(std::string bytes) {
-  const uint64_t h = Fnv(bytes.substr(0, bytes.size() - 8));
+  const uint64_t h = SnapshotChecksum(bytes, bytes.size() - 8);
   std::memcpy(bytes.data() + bytes.size() - 8, &h, 8);
   return bytes;
 }

@@ -105,7 +105,7 @@ void LoadDir(fuzz::Input* in) {
     fuzz::WriteFile("export/" + e->name(), content.data(), content.size());
     if (repair) {
       e->set_size(content.size());
-      e->set_fnv1a64(Fnv1a64(content.data(), content.size()));
+      e->set_checksum(SnapshotChecksum(content, content.size()));
     }
   }
   const std::string manifest_name = ManifestFileName(m.version());
