@@ -219,9 +219,8 @@ void PsClient::FinishPull(Op* op, const std::vector<uint32_t>& rows, int server,
     } else {
       const size_t dim = static_cast<size_t>(op->dim);
       const size_t row_bytes = dim * sizeof(float);
-      float* target = op->inverse.empty() ? op->out : op->uniq_values.data();
       for (size_t j = 0; j < rows.size(); ++j) {
-        std::memcpy(target + static_cast<size_t>(rows[j]) * dim, resp->rows + j * dim, row_bytes);
+        std::memcpy(op->Row(rows[j]), resp->rows + j * dim, row_bytes);
       }
     }
   }
