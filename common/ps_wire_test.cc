@@ -65,8 +65,6 @@ std::vector<Sample> AllSamples() {
   s.push_back({"SAVE_RESPONSE", EncodeSaveResponse(9, SaveResponse{1 << 20, 1234})});
   s.push_back({"SAVE_STATUS", EncodeSaveStatusRequest(SaveStatusRequest{"/tmp/ckpt-7"})});
   s.push_back({"SAVE_STATUS_RESPONSE", EncodeSaveStatusResponse(9, SaveStatusResponse{true, 99})});
-  s.push_back({"LOAD", EncodeLoadRequest(LoadRequest{"/tmp/best-pass"})});
-  s.push_back({"LOAD_RESPONSE", EncodeLoadResponse(9, LoadResponse{12345})});
   s.push_back({"EXPORT", EncodeExportRequest(ExportRequest{12})});
   ExportResponseEncoder exp(9);
   const uint64_t deleted[2] = {100, 200};
@@ -81,6 +79,8 @@ std::vector<Sample> AllSamples() {
   s.push_back({"EXPORT_FINAL", EncodeDenseUpdate(DenseUpdate{{9, 5, 6, 7}, dense, 3}, true)});
   s.push_back({"EXPORT_FINAL_RESPONSE", EncodeExportFinalResponse(9)});
   s.push_back({"WATERMARK", EncodeWatermark(TrainingClocks{10, 11, 12, 13})});
+  s.push_back({"LOAD", EncodeLoadRequest(LoadRequest{"/tmp/best-pass"})});
+  s.push_back({"LOAD_RESPONSE", EncodeLoadResponse(9, LoadResponse{12345})});
   return s;
 }
 

@@ -148,8 +148,9 @@ void ServerNode::HandlePull(Message msg, const PullRequest& req) {
     // 16 MiB answer mapped afresh each time cost thousands of page faults,
     // issue 16).
     float* rows = nullptr;
+    const size_t body = 8 + (size_t{req.num_keys} * req.dim * sizeof(float) + 7) / 8 * 8;
     Message reply = EncodePullResponse(msg.meta.request_id, req.num_keys, req.dim, &rows,
-                                       transport_->NewBuffer(0, 0));
+                                       transport_->NewBuffer(body, Transport::kFrameRoom));
     st = shard_->HandlePull(req.table, req.dim, req.keys, req.num_keys, rows);
     if (st.ok()) Reply(msg, std::move(reply));
   }

@@ -232,6 +232,9 @@ void PsClient::FinishPull(Op* op, const std::vector<uint32_t>& rows, int server,
       metrics_.pull_bytes_in->Add(static_cast<int64_t>(reply->body.size()));
     }
   }
+  // The rows are copied out: the answer's storage serves a later message
+  // (no fresh pages per pull, issue 16).
+  if (reply != nullptr) transport_->RecycleBuffer(std::move(reply->body));
   op->FinishShard(st);
 }
 

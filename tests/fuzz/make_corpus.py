@@ -122,7 +122,7 @@ save_body = pad8(struct.pack("<II", 1, 9) + b"/ckpt/7/x")
 ps_seeds = {  # name: (type, body)
     "pull": (1, pull_body), "pull_response": (2, pull_resp_body), "push": (3, push_body),
     "push_wide": (3, push_wide_body), "push_response": (4, b""), "clock": (5, clock_body),
-    "stats": (6, b""), "stats_response": (7, struct.pack("<7q", 1, 2, 3, 4, 5, 6, 7)),
+    "stats": (6, b""), "stats_response": (7, struct.pack("<8q", 1, 2, 3, 4, 5, 6, 7, 8)),
     "shutdown": (8, struct.pack("<iI", 2, 0)), "save": (9, save_body),
     "save_response": (10, struct.pack("<qq", 1 << 20, 30)),
     "export": (11, struct.pack("<II", 4, 0)), "export_response": (12, export_rows),
