@@ -260,9 +260,13 @@ Message EncodeErrorResponse(MsgType type, uint64_t request_id, const Status& st)
 
 // ---- PULL -------------------------------------------------------------------
 
-Message EncodePullRequest(const PullRequest& req, uint64_t** keys_out) {
+size_t PullRequestBodyBytes(uint32_t num_keys) {
+  return 32 + CheckedMul(num_keys, sizeof(uint64_t));
+}
+
+Message EncodePullRequest(const PullRequest& req, uint64_t** keys_out, std::vector<char> buffer) {
   const size_t key_bytes = CheckedMul(req.num_keys, sizeof(uint64_t));
-  Writer w(MsgType::kPullRequest, 32 + key_bytes);
+  Writer w(MsgType::kPullRequest, PullRequestBodyBytes(req.num_keys), 0, std::move(buffer));
   w.I32(req.table);
   w.U32(req.dim);
   w.U32(req.num_keys);
@@ -289,10 +293,15 @@ StatusOr<PullRequest> DecodePullRequest(const Message& msg) {
   return q;
 }
 
+size_t PullResponseBodyBytes(uint32_t num_keys, uint32_t dim) {
+  return 8 + Pad8(CheckedMul(CheckedMul(num_keys, dim), sizeof(float)));
+}
+
 Message EncodePullResponse(uint64_t request_id, uint32_t num_keys, uint32_t dim, float** rows,
                            std::vector<char> buffer) {
   const size_t row_bytes = CheckedMul(CheckedMul(num_keys, dim), sizeof(float));
-  Writer w(MsgType::kPullResponse, 8 + Pad8(row_bytes), request_id, std::move(buffer));
+  Writer w(MsgType::kPullResponse, PullResponseBodyBytes(num_keys, dim), request_id,
+           std::move(buffer));
   w.U32(num_keys);
   w.U32(dim);
   *rows = reinterpret_cast<float*>(w.Grow(row_bytes));
@@ -312,10 +321,17 @@ StatusOr<PullResponse> DecodePullResponse(const Message& msg) {
 
 // ---- PUSH -------------------------------------------------------------------
 
-Message EncodePushRequest(const PushRequest& req, uint64_t** keys_out, float** grads_out) {
+size_t PushRequestBodyBytes(uint32_t num_keys, uint32_t dim) {
+  return 24 + CheckedMul(num_keys, sizeof(uint64_t)) +
+         Pad8(CheckedMul(CheckedMul(num_keys, dim), sizeof(float)));
+}
+
+Message EncodePushRequest(const PushRequest& req, uint64_t** keys_out, float** grads_out,
+                          std::vector<char> buffer) {
   const size_t key_bytes = CheckedMul(req.num_keys, sizeof(uint64_t));
   const size_t grad_bytes = CheckedMul(CheckedMul(req.num_keys, req.dim), sizeof(float));
-  Writer w(MsgType::kPushRequest, 24 + key_bytes + Pad8(grad_bytes));
+  Writer w(MsgType::kPushRequest, PushRequestBodyBytes(req.num_keys, req.dim), 0,
+           std::move(buffer));
   w.I32(req.table);
   w.U32(req.dim);
   w.U32(req.num_keys);

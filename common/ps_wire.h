@@ -105,7 +105,11 @@ struct PullRequest {
 // Encodes `req` with room for req.num_keys keys. If `keys_out` is null,
 // req.keys[0..num_keys) are copied into the body; otherwise *keys_out points
 // at the body's keys, for the caller to fill before sending.
-Message EncodePullRequest(const PullRequest& req, uint64_t** keys_out = nullptr);
+Message EncodePullRequest(const PullRequest& req, uint64_t** keys_out = nullptr,
+                          std::vector<char> buffer = {});
+// The body size of a PULL request of `num_keys` keys: the `buffer` to take
+// from Transport::NewBuffer so a large request reuses memory.
+size_t PullRequestBodyBytes(uint32_t num_keys);
 StatusOr<PullRequest> DecodePullRequest(const Message& msg);
 
 // The rows of a pull, in the request's key order.
@@ -120,6 +124,7 @@ struct PullResponse {
 // Transport::NewBuffer's recycled ones.
 Message EncodePullResponse(uint64_t request_id, uint32_t num_keys, uint32_t dim, float** rows,
                            std::vector<char> buffer = {});
+size_t PullResponseBodyBytes(uint32_t num_keys, uint32_t dim);
 StatusOr<PullResponse> DecodePullResponse(const Message& msg);
 
 // ---- PUSH -------------------------------------------------------------------
@@ -139,7 +144,8 @@ struct PushRequest {
 // pointers, req.keys and req.grads are copied; otherwise *keys_out and
 // *grads_out point into the body for the caller to fill.
 Message EncodePushRequest(const PushRequest& req, uint64_t** keys_out = nullptr,
-                          float** grads_out = nullptr);
+                          float** grads_out = nullptr, std::vector<char> buffer = {});
+size_t PushRequestBodyBytes(uint32_t num_keys, uint32_t dim);
 StatusOr<PushRequest> DecodePushRequest(const Message& msg);
 
 Message EncodePushResponse(uint64_t request_id);

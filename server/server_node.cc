@@ -148,9 +148,9 @@ void ServerNode::HandlePull(Message msg, const PullRequest& req) {
     // 16 MiB answer mapped afresh each time cost thousands of page faults,
     // issue 16).
     float* rows = nullptr;
-    const size_t body = 8 + (size_t{req.num_keys} * req.dim * sizeof(float) + 7) / 8 * 8;
-    Message reply = EncodePullResponse(msg.meta.request_id, req.num_keys, req.dim, &rows,
-                                       transport_->NewBuffer(body, Transport::kFrameRoom));
+    Message reply = EncodePullResponse(
+        msg.meta.request_id, req.num_keys, req.dim, &rows,
+        transport_->NewBuffer(PullResponseBodyBytes(req.num_keys, req.dim), Transport::kFrameRoom));
     st = shard_->HandlePull(req.table, req.dim, req.keys, req.num_keys, rows);
     if (st.ok()) Reply(msg, std::move(reply));
   }
@@ -178,6 +178,9 @@ void ServerNode::HandlePush(Message msg) {
   } else {
     ReplyError(msg, MsgType::kPushResponse, st);
   }
+  // The gradients are applied: the body (16 MiB for 65,536 dim-64 rows)
+  // serves the next message instead of being unmapped (issue 16).
+  transport_->RecycleBuffer(std::move(msg.body));
   if (metrics_.push_latency != nullptr) metrics_.push_latency->RecordSince(start);
 }
 

@@ -185,7 +185,10 @@ std::future<Status> PsClient::Pull(int table, const uint64_t* keys, size_t n, fl
     req.staleness = options_.staleness;
     req.num_keys = static_cast<uint32_t>(rows[s].size());
     uint64_t* kp = nullptr;
-    Message msg = EncodePullRequest(req, &kp);
+    // Request bodies come from the transport's pool (recycled once sent):
+    // no fresh pages per request (issue 16).
+    Message msg = EncodePullRequest(
+        req, &kp, transport_->NewBuffer(PullRequestBodyBytes(req.num_keys), Transport::kFrameRoom));
     for (size_t j = 0; j < rows[s].size(); ++j) kp[j] = d.uniq[rows[s][j]];
     Status slot = AcquireSlot();
     if (!slot.ok()) {
@@ -273,7 +276,9 @@ std::future<Status> PsClient::Push(int table, const uint64_t* keys, size_t n, co
     req.num_keys = static_cast<uint32_t>(ns);
     uint64_t* kp = nullptr;
     float* gp = nullptr;
-    Message msg = EncodePushRequest(req, &kp, &gp);
+    Message msg = EncodePushRequest(
+        req, &kp, &gp,
+        transport_->NewBuffer(PushRequestBodyBytes(req.num_keys, req.dim), Transport::kFrameRoom));
     for (size_t j = 0; j < ns; ++j) {
       const uint32_t u = rows[s][j];
       kp[j] = d.uniq[u];
