@@ -101,6 +101,33 @@ int MpiTransport::CompleteSendsLocked() {
   return outcount;
 }
 
+int MpiTransport::DeliverReceives() {
+  int moved = 0;
+  std::vector<int> waiting;  // sources with an earlier receive in flight
+  size_t keep = 0;
+  for (size_t i = 0; i < receiving_.size(); ++i) {
+    PendingReceive& r = receiving_[i];
+    int flag = 0;
+    if (std::find(waiting.begin(), waiting.end(), r.source) == waiting.end()) {
+      const int rc = MPI_Test(&r.request, &flag, MPI_STATUS_IGNORE);
+      if (rc != MPI_SUCCESS) {
+        LOG(ERROR) << MpiError(rc, "MPI_Test(receive)", __FILE__, __LINE__);
+        flag = 0;
+      }
+    }
+    if (flag) {
+      inbox_.Push(r.source, std::move(r.buffer));
+      ++moved;
+      continue;
+    }
+    waiting.push_back(r.source);
+    if (keep != i) receiving_[keep] = std::move(r);
+    ++keep;
+  }
+  receiving_.resize(keep);
+  return moved;
+}
+
 void MpiTransport::ProgressLoop() {
   int idle = 0;
   while (!stop_.load(std::memory_order_acquire)) {
@@ -118,20 +145,25 @@ void MpiTransport::ProgressLoop() {
       int count = 0;
       MPI_Get_count(&status, MPI_BYTE, &count);
       // A recycled buffer: no fresh pages, no zero fill (common/buffer_pool.h).
-      std::vector<char> buf = buffer_pool()->Take(static_cast<size_t>(count));
-      rc = MPI_Mrecv(buf.data(), count, MPI_BYTE, &handle, MPI_STATUS_IGNORE);
+      PendingReceive r;
+      r.source = status.MPI_SOURCE;
+      r.buffer = buffer_pool()->Take(static_cast<size_t>(count));
+      rc = MPI_Imrecv(r.buffer.data(), count, MPI_BYTE, &handle, &r.request);
       if (rc != MPI_SUCCESS) {
-        LOG(ERROR) << MpiError(rc, "MPI_Mrecv", __FILE__, __LINE__);
+        LOG(ERROR) << MpiError(rc, "MPI_Imrecv", __FILE__, __LINE__);
         break;
       }
-      inbox_.Push(status.MPI_SOURCE, std::move(buf));
+      receiving_.push_back(std::move(r));
       did = true;
     }
-    bool sending = false;
+    if (DeliverReceives() > 0) did = true;
+    // A receive in flight is driven like a send (below): polled while there
+    // was activity within 50 ms.
+    bool sending = !receiving_.empty();
     {
       MutexLock l(&send_mu_);
       if (CompleteSendsLocked() > 0) did = true;
-      sending = !send_reqs_.empty();
+      sending = sending || !send_reqs_.empty();
     }
     const auto now = std::chrono::steady_clock::now();
     if (did) last_activity_ = now;
@@ -192,8 +224,13 @@ void MpiTransport::Shutdown() {
   stop_.store(true, std::memory_order_release);
   if (progress_.joinable()) progress_.join();
   inbox_.Close();
+  // Receives still in flight come from dead or stopped peers: abandon them
+  // (MPI may still write their buffers, so never free those).
+  const bool receiving = !receiving_.empty();
+  for (auto& r : receiving_) new std::vector<char>(std::move(r.buffer));
+  receiving_.clear();
   MutexLock l(&send_mu_);
-  if (!send_reqs_.empty()) {
+  if (!send_reqs_.empty() || receiving) {
     // Abandon: MPI may still read these buffers, so never free them.
     for (auto& b : send_bufs_) new std::vector<char>(std::move(b));
     send_reqs_.clear();

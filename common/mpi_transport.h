@@ -54,6 +54,9 @@ class MpiTransport : public Transport {
   void ProgressLoop() EXCLUDES(send_mu_);
   // Tests pending sends; returns how many completed.
   int CompleteSendsLocked() REQUIRES(send_mu_);
+  // Tests pending receives and moves the completed ones to the inbox, in
+  // arrival order per source; returns how many it moved.
+  int DeliverReceives();
 
   static constexpr int kTag = 7;
   // How long after the last message, send or receive the progress thread
@@ -71,6 +74,19 @@ class MpiTransport : public Transport {
   // activity within 50 ms, the progress thread polls without sleeping.
   std::chrono::steady_clock::time_point last_activity_;  // progress thread only
   std::atomic<int64_t> last_post_ns_{0};
+  // Matched receives still in flight (progress thread only), oldest first.
+  // A large message is received with MPI_Imrecv and tested, never with a
+  // blocking MPI_Mrecv: if its sender dies after MPI matched it (a
+  // rendezvous whose single-copy read then fails), a blocking receive would
+  // stall this thread, and with it every answer from the live servers; the
+  // dead peer's receive just stays pending here (and its buffer is leaked
+  // at shutdown: MPI may still write to it).
+  struct PendingReceive {
+    int source = -1;
+    MPI_Request request = MPI_REQUEST_NULL;
+    std::vector<char> buffer;
+  };
+  std::vector<PendingReceive> receiving_;
 
   Mutex send_mu_;
   std::vector<MPI_Request> send_reqs_ GUARDED_BY(send_mu_);
