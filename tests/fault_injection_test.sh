@@ -16,9 +16,14 @@
 #     fails, and the summary prints how many of the trials' kills landed;
 #   - the job recovers by itself: supervise.sh exits 0 within its restart
 #     limit, and its report of the failed attempt names the killed rank;
-#   - the final holdout AUC is within the tolerance (default 0.0015: 3x the
-#     largest |dAUC| of 10 killed trials in README "Reliability",
-#     0.00047) of the first of two uninterrupted baseline runs; the two
+#   - the final holdout AUC is within the tolerance of the mean of the
+#     uninterrupted baseline runs (default two). Default 0.0035: six
+#     uninterrupted runs of this job spread 0.8418-0.8442, a standard
+#     deviation of 0.00085 (commit after e167ea1, this 2-core box), so a
+#     trial against the mean of two baselines differs by about 0.0010 (1 sd)
+#     from noise alone and 0.0035 is 3.4 sd (about 1 false alarm in 150
+#     runs of 10 trials). A restore that loses state costs more than that;
+#     lost or repeated records are the ledgers' check (below). The two
 #     baselines' difference, the run-to-run noise, is reported and must be
 #     below the tolerance, or the AUC check could not tell anything;
 #   - a freshet_serve following the export dir through every attempt never
@@ -37,7 +42,7 @@
 #      impressions, 469 steps: about 2 s of training, 10 s a run),
 #      FRESHET_FAULT_BASELINES (uninterrupted runs, default 2; 2 or more also
 #      measure the run-to-run noise), FRESHET_FAULT_AUC_TOLERANCE (default
-#      0.0015), FRESHET_FAULT_OUT (default BIN_DIR/../test-out/fault_injection).
+#      0.0035), FRESHET_FAULT_OUT (default BIN_DIR/../test-out/fault_injection).
 # Prints a table of the trials and, last, one JSON line.
 set -uo pipefail
 bin=$(cd "$1" && pwd)
@@ -48,7 +53,7 @@ trials=${FRESHET_FAULT_TRIALS:-10}
 seed=${FRESHET_FAULT_SEED:-$(( $(date +%s) % 1000000 ))}
 requests=${FRESHET_FAULT_REQUESTS:-30000}
 baselines=${FRESHET_FAULT_BASELINES:-2}
-tolerance=${FRESHET_FAULT_AUC_TOLERANCE:-0.0015}
+tolerance=${FRESHET_FAULT_AUC_TOLERANCE:-0.0035}
 epochs=1
 ckpt_every=50   # steps
 batch=256       # examples per worker and step
@@ -181,7 +186,8 @@ for ((b = 1; b <= baselines; b++)); do
   base_train_end_s+=("$train_end_s")
   echo "baseline run $b: holdout AUC ${base_auc[-1]}, $job_s s (training from $train_s s to $train_end_s s)"
 done
-baseline=${base_auc[0]}
+baseline=$(printf '%.5f' "$(printf '%s\n' "${base_auc[@]}" | awk '{ s += $1 } END { print s / NR }')")
+echo "baseline: mean holdout AUC of $baselines uninterrupted run(s) $baseline"
 noise=null
 if [ "$baselines" -ge 2 ]; then
   noise=$(printf '%.5f' "$(echo "d = ${base_auc[0]} - ${base_auc[1]}; if (d < 0) d = -d; d" | bc -l)")
