@@ -1,5 +1,6 @@
 #include "exporter/model_loader.h"
 
+#include <memory>
 #include <utility>
 
 #include "exporter/export_dir.h"
@@ -21,9 +22,8 @@ ServedTable::Storage StorageFor(const proto::JobConfig& job, const std::string& 
   return ServedTable::Storage::kFp32;
 }
 
-// Applies one verified file of the chain to `out`.
-Status ApplySnapshot(const std::string& path, Snapshot* snap, LoadedExport* out) {
-  const bool full = snap->kind == Snapshot::Kind::kFull;
+// Applies one verified delta of the chain to `out`.
+Status ApplyDelta(const std::string& path, Snapshot* snap, LoadedExport* out) {
   const proto::TablesConfig& job_tables = out->manifest.job().tables();
   auto job_dim = [&](const std::string& name) -> int {
     for (const auto& t : job_tables.tables()) {
@@ -38,13 +38,6 @@ Status ApplySnapshot(const std::string& path, Snapshot* snap, LoadedExport* out)
                       ", the manifest's job says " + std::to_string(jd));
     }
     auto it = out->tables.find(st.name);
-    if (full) {
-      ServedTable t(st.dim, StorageFor(out->manifest.job(), st.name));
-      t.Build(st.keys.data(), st.values.data(), st.keys.size());
-      out->tables[st.name] = std::move(t);
-      st = SnapshotTable();  // free as we go
-      continue;
-    }
     if (it == out->tables.end()) {
       it = out->tables
                .emplace(st.name, ServedTable(st.dim, StorageFor(out->manifest.job(), st.name)))
@@ -56,9 +49,7 @@ Status ApplySnapshot(const std::string& path, Snapshot* snap, LoadedExport* out)
     it->second.Apply(st.deleted.data(), st.deleted.size(), st.keys.data(), st.values.data(),
                      st.keys.size());
   }
-  if (full) {
-    out->dense = std::move(snap->dense);
-  } else if (snap->has_dense) {
+  if (snap->has_dense) {
     if (!out->dense.empty() && out->dense.size() != snap->dense.size()) {
       return DataLoss(path + ": " + std::to_string(snap->dense.size()) +
                       " dense params, the model so far has " + std::to_string(out->dense.size()));
@@ -68,11 +59,88 @@ Status ApplySnapshot(const std::string& path, Snapshot* snap, LoadedExport* out)
   return Status::OK();
 }
 
+// Loads the full snapshot `entry` into out->tables and out->dense in two
+// streaming passes over the file (StreamSnapshotFile): the first verifies
+// it and counts each table's keys per leaf, the second puts every row
+// straight into its leaf (ServedTable::StreamBuilder). Peak memory is the
+// model being built plus a read buffer: the file's rows are never held
+// (holding them, as ReadSnapshotFile does, doubled the peak: issue 14).
+Status LoadFullSnapshot(const std::string& path, const proto::ExportFile& entry,
+                        LoadedExport* out) {
+  const proto::JobConfig& job = out->manifest.job();
+  std::unordered_map<std::string, std::unique_ptr<ServedTable::StreamBuilder>> builders;
+  class Pass : public SnapshotRowSink {
+   public:
+    Pass(const proto::JobConfig& job, bool counting,
+         std::unordered_map<std::string, std::unique_ptr<ServedTable::StreamBuilder>>* builders)
+        : job_(job), counting_(counting), builders_(builders) {}
+    Status BeginTable(const std::string& name, int dim, uint64_t upserts) override {
+      if (!counting_) {
+        auto it = builders_->find(name);
+        if (it == builders_->end()) {
+          return DataLoss("table '" + name + "' appeared between the passes (file changed?)");
+        }
+        current_ = it->second.get();
+        return Status::OK();
+      }
+      for (const auto& t : job_.tables().tables()) {
+        if (t.name() == name && static_cast<int>(t.dim()) != dim) {
+          return DataLoss("table '" + name + "' has dim " + std::to_string(dim) +
+                          ", the manifest's job says " + std::to_string(t.dim()));
+        }
+      }
+      auto& b = (*builders_)[name];
+      b = std::make_unique<ServedTable::StreamBuilder>(dim, StorageFor(job_, name),
+                                                       static_cast<size_t>(upserts));
+      current_ = b.get();
+      return Status::OK();
+    }
+    Status Rows(const uint64_t* keys, const float* values, size_t n) override {
+      if (counting_) {
+        current_->Count(keys, n);
+        return Status::OK();
+      }
+      return current_->Add(keys, values, n);
+    }
+    Status Deletions(const uint64_t* /*keys*/, size_t n) override {
+      if (n == 0) return Status::OK();
+      return DataLoss("a full snapshot lists " + std::to_string(n) + " deletions");
+    }
+
+   private:
+    const proto::JobConfig& job_;
+    const bool counting_;
+    std::unordered_map<std::string, std::unique_ptr<ServedTable::StreamBuilder>>* builders_;
+    ServedTable::StreamBuilder* current_ = nullptr;
+  };
+  Snapshot header;
+  {
+    Pass count(job, true, &builders);
+    FRESHET_RETURN_IF_ERROR(StreamSnapshotFile(path, &entry, &header, &count));
+  }
+  if (header.kind != Snapshot::Kind::kFull) {
+    return DataLoss(path + ": the manifest lists it as a full snapshot but it is not");
+  }
+  for (auto& [name, b] : builders) b->StartRows();
+  {
+    Pass fill(job, false, &builders);
+    FRESHET_RETURN_IF_ERROR(StreamSnapshotFile(path, &entry, &header, &fill));
+  }
+  for (auto& [name, b] : builders) {
+    StatusOr<ServedTable> t = b->Finish();
+    if (!t.ok()) return t.status().WithContext(path);
+    b.reset();  // its counts go before the next table's sort
+    out->tables[name] = std::move(*t);
+  }
+  out->dense = std::move(header.dense);
+  return Status::OK();
+}
+
 // Builds `out` (its manifest set) from the chain's files: from `base` (the
 // model of a prefix of the same chain) plus the deltas it lacks, or, with no
-// base, from the full snapshot and every delta. Every file is read and
-// verified before anything is built, and the deltas are read first so each
-// table's arrays can be sized once for the rows they add.
+// base, from the full snapshot (streamed, LoadFullSnapshot) and every delta.
+// The deltas are read and verified first, the full in its first pass,
+// before anything of them is applied.
 Status BuildModel(const std::string& dir, const LoadedExport* base, LoadedExport* out) {
   const proto::ExportManifest& m = out->manifest;
   struct File {
@@ -99,16 +167,15 @@ Status BuildModel(const std::string& dir, const LoadedExport* base, LoadedExport
     out->dense = base->dense;
     out->tables = base->tables;
   } else {
-    FRESHET_ASSIGN_OR_RETURN(File full, read(m.full(), Snapshot::Kind::kFull));
     out->tables.clear();
     for (const auto& t : m.job().tables().tables()) {
       out->tables.emplace(
           t.name(), ServedTable(static_cast<int>(t.dim()), ServedTable::StorageOf(t.storage())));
     }
-    FRESHET_RETURN_IF_ERROR(ApplySnapshot(full.path, &full.snap, out));
+    FRESHET_RETURN_IF_ERROR(LoadFullSnapshot(ExportPath(dir, m.full().name()), m.full(), out));
   }
   for (File& f : deltas) {
-    FRESHET_RETURN_IF_ERROR(ApplySnapshot(f.path, &f.snap, out));
+    FRESHET_RETURN_IF_ERROR(ApplyDelta(f.path, &f.snap, out));
     f.snap = Snapshot();  // free as we go
   }
   return Status::OK();

@@ -197,6 +197,14 @@ int ServedTable::BitsFor(size_t rows) {
   return bits;
 }
 
+void ServedTable::ResetRoot(int bits) {
+  auto root = std::make_shared<Root>();
+  root->leaf_bits = bits;
+  root->row_bytes = RowBytes();
+  root->mids.assign(std::max<size_t>(1, (size_t{1} << bits) >> kMidBits), nullptr);
+  root_ = std::move(root);
+}
+
 ServedTable::Root* ServedTable::MutableRoot() {
   if (root_ == nullptr) {
     root_ = std::make_shared<Root>();
@@ -223,12 +231,8 @@ struct Op {
 
 void ServedTable::Build(const uint64_t* keys, const float* values, size_t n) {
   CHECK_GE(dim_, 1) << "ServedTable::Build on a table without a dim";
-  auto root = std::make_shared<Root>();
-  root->leaf_bits = BitsFor(n);
-  root->row_bytes = RowBytes();
-  const size_t num_leaves = size_t{1} << root->leaf_bits;
-  root->mids.assign(std::max<size_t>(1, num_leaves >> kMidBits), nullptr);
-  root_ = std::move(root);
+  ResetRoot(BitsFor(n));
+  const size_t num_leaves = size_t{1} << root_->leaf_bits;
   if (n == 0) return;
   if (n > std::numeric_limits<uint32_t>::max()) {  // beyond the 32-bit row order below
     Apply(nullptr, 0, keys, values, n);
@@ -395,6 +399,111 @@ void ServedTable::Rebucket(int bits) {
   root->mids.assign(std::max<size_t>(1, (size_t{1} << bits) >> kMidBits), nullptr);
   root_ = std::move(root);
   if (!keys.empty()) Apply(nullptr, 0, keys.data(), values.data(), keys.size());
+}
+
+// ---- StreamBuilder ---------------------------------------------------------------
+
+ServedTable::StreamBuilder::StreamBuilder(int dim, Storage storage, size_t rows_hint)
+    : table_(dim, storage) {
+  table_.ResetRoot(BitsFor(rows_hint));
+  shift_ = 64 - table_.root_->leaf_bits;
+  count_.assign(size_t{1} << table_.root_->leaf_bits, 0);
+}
+
+void ServedTable::StreamBuilder::Count(const uint64_t* keys, size_t n) {
+  CHECK(!started_) << "StreamBuilder::Count after StartRows";
+  for (size_t i = 0; i < n; ++i) ++count_[KeyHash(keys[i]) >> shift_];
+  counted_ += n;
+}
+
+void ServedTable::StreamBuilder::StartRows() {
+  CHECK(!started_) << "StreamBuilder::StartRows twice";
+  started_ = true;
+  Root* r = table_.root_.get();
+  const size_t rb = table_.RowBytes();
+  constexpr uint64_t kSlotMask = (uint64_t{1} << kMidBits) - 1;
+  for (size_t l = 0; l < count_.size(); ++l) {
+    if (count_[l] == 0) continue;
+    Mid*& mid = r->mids[l >> kMidBits];
+    if (mid == nullptr) mid = NewMid();
+    mid->leaves[l & kSlotMask] = NewLeaf(count_[l], rb);
+  }
+  fill_.assign(count_.size(), 0);
+}
+
+Status ServedTable::StreamBuilder::Add(const uint64_t* keys, const float* values, size_t n) {
+  CHECK(started_) << "StreamBuilder::Add before StartRows";
+  Root* r = table_.root_.get();
+  const size_t rb = table_.RowBytes();
+  const size_t dim = static_cast<size_t>(table_.dim_);
+  constexpr uint64_t kSlotMask = (uint64_t{1} << kMidBits) - 1;
+  for (size_t i = 0; i < n; ++i) {
+    const uint64_t l = KeyHash(keys[i]) >> shift_;
+    if (fill_[l] == count_[l]) {
+      return DataLoss("more rows than the first pass counted (" + std::to_string(counted_) +
+                      "): the input changed between the passes");
+    }
+    Leaf* leaf = r->mids[l >> kMidBits]->leaves[l & kSlotMask];
+    const uint32_t j = fill_[l]++;
+    leaf->keys()[j] = keys[i];
+    table_.NarrowRow(values + i * dim, leaf->rows() + j * rb);
+  }
+  added_ += n;
+  return Status::OK();
+}
+
+StatusOr<ServedTable> ServedTable::StreamBuilder::Finish() {
+  CHECK(started_) << "StreamBuilder::Finish before StartRows";
+  if (added_ != counted_) {
+    return DataLoss("the second pass gave " + std::to_string(added_) + " rows, the first " +
+                    std::to_string(counted_) + ": the input changed between the passes");
+  }
+  Root* r = table_.root_.get();
+  const size_t rb = table_.RowBytes();
+  std::vector<char> tmp(rb);
+  size_t rows = 0;
+  for (Mid* mid : r->mids) {
+    if (mid == nullptr) continue;
+    for (Leaf*& leaf : mid->leaves) {
+      if (leaf == nullptr) continue;
+      uint64_t* k = leaf->keys();
+      char* row = leaf->rows();
+      const uint32_t n = leaf->n;
+      // Insertion sort (a leaf holds about 16 rows), stable: of a key added
+      // twice, the later row stays after the earlier.
+      for (uint32_t i = 1; i < n; ++i) {
+        if (k[i - 1] <= k[i]) continue;
+        const uint64_t key = k[i];
+        std::memcpy(tmp.data(), row + i * rb, rb);
+        uint32_t j = i;
+        for (; j > 0 && k[j - 1] > key; --j) k[j] = k[j - 1];
+        std::memmove(row + (j + 1) * rb, row + j * rb, (i - j) * rb);
+        k[j] = key;
+        std::memcpy(row + j * rb, tmp.data(), rb);
+      }
+      // A key listed twice keeps its last row.
+      uint32_t m = 0;
+      for (uint32_t i = 0; i < n; ++i) {
+        if (i + 1 < n && k[i + 1] == k[i]) continue;
+        if (m != i) {
+          k[m] = k[i];
+          std::memcpy(row + m * rb, row + i * rb, rb);
+        }
+        ++m;
+      }
+      if (m != n) {
+        // Rows start right after the keys: move them to their new place.
+        leaf->n = m;
+        std::memmove(leaf->rows(), row, m * rb);
+      }
+      rows += m;
+    }
+  }
+  r->rows = rows;
+  started_ = false;
+  count_.clear();
+  fill_.clear();
+  return std::move(table_);
 }
 
 }  // namespace freshet

@@ -83,6 +83,14 @@ class ServedTable {
   void Apply(const uint64_t* deleted, size_t num_deleted, const uint64_t* keys, const float* values,
              size_t n);
 
+  // Builds a table from rows that arrive twice, in the same order (two
+  // passes over a snapshot file, exporter/model_loader.cc): the first pass
+  // Count()s the keys, the second Add()s the rows, which go straight into
+  // leaves of their final size. Beyond the result it holds 8 bytes per leaf
+  // (counts and fill cursors), about 0.5 byte per row: a full load needs no
+  // copy of the file's rows in memory (Build() does, its input).
+  class StreamBuilder;
+
   // Calls fn(key, const float* row) for every row, row widened to fp32 (a
   // buffer valid during the call only), in hash order.
   template <typename Fn>
@@ -112,6 +120,8 @@ class ServedTable {
   void NarrowRow(const float* in, char* row) const;
   // Makes root_ exclusively ours (clones it if shared).
   Root* MutableRoot();
+  // An empty root of 2^bits leaves.
+  void ResetRoot(int bits);
   // A new table of 2^bits leaves holding every row of this one.
   void Rebucket(int bits);
   static int BitsFor(size_t rows);
@@ -119,6 +129,33 @@ class ServedTable {
   int dim_ = 0;
   Storage storage_ = Storage::kFp32;
   std::shared_ptr<Root> root_;
+};
+
+class ServedTable::StreamBuilder {
+ public:
+  // For about `rows_hint` rows (it sizes the leaves; any count works).
+  // REQUIRES: 1 <= dim <= 4096.
+  StreamBuilder(int dim, Storage storage, size_t rows_hint);
+
+  // Pass 1: counts keys (duplicates included).
+  void Count(const uint64_t* keys, size_t n);
+  // Between the passes: allocates every leaf at its counted size.
+  void StartRows();
+  // Pass 2: the same rows, in any order. DataLoss if they differ from what
+  // was counted (more rows for a leaf than counted: the file changed
+  // between the passes).
+  Status Add(const uint64_t* keys, const float* values, size_t n);
+  // Sorts each leaf by key (a key added twice keeps its last row) and hands
+  // out the table. DataLoss if fewer rows were added than counted.
+  StatusOr<ServedTable> Finish();
+
+ private:
+  ServedTable table_;
+  int shift_ = 64;
+  bool started_ = false;
+  std::vector<uint32_t> count_;  // per leaf: rows counted (pass 1)
+  std::vector<uint32_t> fill_;   // per leaf: rows added (pass 2)
+  uint64_t counted_ = 0, added_ = 0;
 };
 
 // ---- implementation details below ----

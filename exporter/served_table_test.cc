@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <map>
 #include <mutex>
@@ -93,6 +94,74 @@ TEST(ServedTableTest, BuildEqualsApplyToAnEmptyTable) {
     model.erase(gone);
     model[999999] = row;
     ExpectMatches(built, model, "build + delta");
+  }
+}
+
+// StreamBuilder (count pass, then rows straight into leaves) builds what
+// Build does: many rows with repeats (a key added twice keeps its last row,
+// wherever the repeats fall in the batches), fp32 and fp16, rows split
+// into uneven batches; a delta then applies on top as on any table.
+TEST(ServedTableTest, StreamBuilderEqualsBuild) {
+  std::mt19937_64 rng(11);
+  for (auto storage : {ServedTable::Storage::kFp32, ServedTable::Storage::kFp16}) {
+    const int dim = 5;
+    std::vector<uint64_t> keys;
+    std::vector<float> values;
+    Rows model;
+    for (int i = 0; i < 30000; ++i) {
+      keys.push_back(rng() % 20000);
+      for (int d = 0; d < dim; ++d) values.push_back(static_cast<float>(rng() % 512) / 4);
+      model[keys.back()].assign(values.end() - dim, values.end());
+    }
+    ServedTable built(dim, storage);
+    built.Build(keys.data(), values.data(), keys.size());
+    ServedTable::StreamBuilder b(dim, storage, keys.size());
+    for (size_t at = 0; at < keys.size(); at += 7001) {
+      b.Count(keys.data() + at, std::min<size_t>(7001, keys.size() - at));
+    }
+    b.StartRows();
+    for (size_t at = 0; at < keys.size(); at += 4093) {
+      const size_t n = std::min<size_t>(4093, keys.size() - at);
+      ASSERT_TRUE(b.Add(keys.data() + at, values.data() + at * dim, n).ok());
+    }
+    StatusOr<ServedTable> streamed = b.Finish();
+    ASSERT_TRUE(streamed.ok()) << streamed.status();
+    ExpectMatches(*streamed, model, "stream build");
+    EXPECT_EQ(streamed->leaf_bits(), built.leaf_bits());
+    EXPECT_EQ(streamed->payload_bytes(), built.payload_bytes());
+    const uint64_t gone = keys[0];
+    const std::vector<uint64_t> up = {999999};
+    const std::vector<float> row = {1, 2, 3, 4, 5};
+    streamed->Apply(&gone, 1, up.data(), row.data(), 1);
+    model.erase(gone);
+    model[999999] = row;
+    ExpectMatches(*streamed, model, "stream build + delta");
+  }
+}
+
+// Rows that differ between the passes (a file changed under the loader)
+// are refused, never built into a table with holes or overruns.
+TEST(ServedTableTest, StreamBuilderRefusesPassesThatDisagree) {
+  const std::vector<uint64_t> keys = {1, 2, 3, 4};
+  const std::vector<float> values = {1, 2, 3, 4};
+  {
+    ServedTable::StreamBuilder b(1, ServedTable::Storage::kFp32, 4);
+    b.Count(keys.data(), 3);
+    b.StartRows();
+    ASSERT_TRUE(b.Add(keys.data(), values.data(), 3).ok());
+    const uint64_t extra = 3;  // a row more for a leaf that is full
+    Status st = b.Add(&extra, values.data(), 1);
+    EXPECT_EQ(st.code(), StatusCode::kDataLoss) << st;
+  }
+  {
+    ServedTable::StreamBuilder b(1, ServedTable::Storage::kFp32, 4);
+    b.Count(keys.data(), 4);
+    b.StartRows();
+    ASSERT_TRUE(b.Add(keys.data(), values.data(), 3).ok());
+    StatusOr<ServedTable> t = b.Finish();
+    ASSERT_FALSE(t.ok());
+    EXPECT_EQ(t.status().code(), StatusCode::kDataLoss);
+    EXPECT_NE(t.status().message().find("4"), std::string::npos) << t.status();
   }
 }
 

@@ -190,9 +190,42 @@ class SnapReader {
   Status io_status_;
 };
 
-// Parses the body of a snapshot from `r`. Returns the structural problem (a
-// plain message, without the path) or "".
-std::string ParseBody(SnapReader* r, Snapshot* snap) {
+// Collects every table into the Snapshot (ReadSnapshotFile).
+class CollectingSink : public SnapshotRowSink {
+ public:
+  explicit CollectingSink(Snapshot* snap) : snap_(snap) {}
+  Status BeginTable(const std::string& name, int dim, uint64_t upserts) override {
+    SnapshotTable& t = snap_->tables.emplace_back();
+    t.name = name;
+    t.dim = dim;
+    internal::AssignHuge(&t.keys, upserts, uint64_t{0});
+    internal::AssignHuge(&t.values, upserts * static_cast<uint64_t>(dim), 0.0f);
+    filled_ = 0;
+    return Status::OK();
+  }
+  Status Rows(const uint64_t* keys, const float* values, size_t n) override {
+    SnapshotTable& t = snap_->tables.back();
+    const size_t dim = static_cast<size_t>(t.dim);
+    std::memcpy(t.keys.data() + filled_, keys, n * sizeof(uint64_t));
+    std::memcpy(t.values.data() + filled_ * dim, values, n * dim * sizeof(float));
+    filled_ += n;
+    return Status::OK();
+  }
+  Status Deletions(const uint64_t* keys, size_t n) override {
+    snap_->tables.back().deleted.assign(keys, keys + n);
+    return Status::OK();
+  }
+
+ private:
+  Snapshot* snap_;
+  size_t filled_ = 0;
+};
+
+// Parses the body of a snapshot from `r`: the header and dense params into
+// *snap, the tables to `sink`. Returns the structural problem (a plain
+// message, without the path) or "". A sink error is returned as
+// *sink_error (and stops the parse).
+std::string ParseBody(SnapReader* r, Snapshot* snap, SnapshotRowSink* sink, Status* sink_error) {
   char magic[8];
   if (!r->Read(magic, sizeof(magic))) return "truncated header";
   if (std::memcmp(magic, kMagic, sizeof(kMagic)) != 0)
@@ -228,10 +261,12 @@ std::string ParseBody(SnapReader* r, Snapshot* snap) {
     return "table count " + std::to_string(num_tables) + " exceeds the remaining " +
            std::to_string(r->remaining()) + " bytes";
   }
-  snap->tables.resize(num_tables);
   std::unordered_set<std::string> names;
+  // Row batches for the sink: about one read chunk each.
+  std::vector<uint64_t> batch_keys;
+  std::vector<float> batch_values;
   for (uint32_t t = 0; t < num_tables; ++t) {
-    SnapshotTable& table = snap->tables[t];
+    SnapshotTable table;  // name and dim only
     const std::string where = "table #" + std::to_string(t);
     uint32_t name_len = 0;
     if (!r->ReadValue(&name_len)) return where + ": truncated name length";
@@ -254,10 +289,19 @@ std::string ParseBody(SnapReader* r, Snapshot* snap) {
       return tw + ": " + std::to_string(upserts) + " upserts of " + std::to_string(row_bytes) +
              " bytes exceed the remaining " + std::to_string(r->remaining()) + " bytes";
     }
-    internal::AssignHuge(&table.keys, upserts, uint64_t{0});
-    internal::AssignHuge(&table.values, upserts * dim, 0.0f);
-    if (!r->ReadRows(upserts, dim, table.keys.data(), table.values.data())) {
-      return tw + ": truncated rows";
+    *sink_error = sink->BeginTable(table.name, table.dim, upserts);
+    if (!sink_error->ok()) return "";
+    const uint64_t batch = std::max<uint64_t>(1, kIoChunk / row_bytes);
+    batch_keys.resize(static_cast<size_t>(std::min(batch, upserts)));
+    batch_values.resize(batch_keys.size() * dim);
+    for (uint64_t done = 0; done < upserts;) {
+      const uint64_t n = std::min(batch, upserts - done);
+      if (!r->ReadRows(n, dim, batch_keys.data(), batch_values.data())) {
+        return tw + ": truncated rows";
+      }
+      *sink_error = sink->Rows(batch_keys.data(), batch_values.data(), static_cast<size_t>(n));
+      if (!sink_error->ok()) return "";
+      done += n;
     }
     uint64_t deletions = 0;
     if (!r->ReadValue(&deletions)) return tw + ": truncated deletion count";
@@ -272,6 +316,8 @@ std::string ParseBody(SnapReader* r, Snapshot* snap) {
     if (!r->Read(table.deleted.data(), deletions * sizeof(uint64_t))) {
       return tw + ": truncated deletions";
     }
+    *sink_error = sink->Deletions(table.deleted.data(), table.deleted.size());
+    if (!sink_error->ok()) return "";
   }
   if (r->remaining() != 0) {
     return std::to_string(r->remaining()) + " unexpected bytes after the last table";
@@ -279,9 +325,10 @@ std::string ParseBody(SnapReader* r, Snapshot* snap) {
   return "";
 }
 
-// Reads `path`; with `entry`, also checks size, whole-file hash and version
-// against the manifest entry.
-StatusOr<Snapshot> ReadSnapshot(const std::string& path, const proto::ExportFile* entry) {
+// Streams `path` through `sink`; with `entry`, also checks size, whole-file
+// hash and version against the manifest entry.
+Status StreamSnapshot(const std::string& path, const proto::ExportFile* entry, Snapshot* snap,
+                      SnapshotRowSink* sink) {
   SnapReader r(path);
   FRESHET_RETURN_IF_ERROR(r.Open());
   auto corrupt = [&](const std::string& what) { return DataLoss(path + ": " + what); };
@@ -292,8 +339,9 @@ StatusOr<Snapshot> ReadSnapshot(const std::string& path, const proto::ExportFile
   if (r.size() < kHeaderBytes + 4 + kTrailerBytes) {
     return corrupt("truncated: " + std::to_string(r.size()) + " bytes is too short for a snapshot");
   }
-  Snapshot snap;
-  std::string problem = ParseBody(&r, &snap);
+  Status sink_error;
+  std::string problem = ParseBody(&r, snap, sink, &sink_error);
+  if (!sink_error.ok()) return sink_error.WithContext(path);
   if (!problem.empty()) problem += " (parsing stopped at byte " + std::to_string(r.offset()) + ")";
   if (!r.io_status().ok()) return r.io_status();
   // Hash the rest of the body either way: a checksum mismatch says "corrupt"
@@ -314,11 +362,18 @@ StatusOr<Snapshot> ReadSnapshot(const std::string& path, const proto::ExportFile
       return corrupt("checksum " + Hex64(whole) + " differs from the manifest's " +
                      Hex64(entry->checksum()) + " (file replaced or manifest stale)");
     }
-    if (snap.version != entry->version()) {
-      return corrupt("holds version " + std::to_string(snap.version) + ", the manifest says " +
+    if (snap->version != entry->version()) {
+      return corrupt("holds version " + std::to_string(snap->version) + ", the manifest says " +
                      std::to_string(entry->version()));
     }
   }
+  return Status::OK();
+}
+
+StatusOr<Snapshot> ReadSnapshot(const std::string& path, const proto::ExportFile* entry) {
+  Snapshot snap;
+  CollectingSink sink(&snap);
+  FRESHET_RETURN_IF_ERROR(StreamSnapshot(path, entry, &snap, &sink));
   return snap;
 }
 
@@ -415,6 +470,12 @@ uint64_t SnapshotChecksum(std::string_view file, size_t n) {
 }
 
 StatusOr<Snapshot> ReadSnapshotFile(const std::string& path) { return ReadSnapshot(path, nullptr); }
+
+Status StreamSnapshotFile(const std::string& path, const proto::ExportFile* entry, Snapshot* header,
+                          SnapshotRowSink* sink) {
+  *header = Snapshot();
+  return StreamSnapshot(path, entry, header, sink);
+}
 
 StatusOr<Snapshot> ReadSnapshotFileForEntry(const std::string& path,
                                             const proto::ExportFile& entry) {

@@ -93,6 +93,26 @@ StatusOr<Snapshot> ReadSnapshotFile(const std::string& path);
 StatusOr<Snapshot> ReadSnapshotFileForEntry(const std::string& path,
                                             const proto::ExportFile& entry);
 
+// Receives a snapshot's tables as StreamSnapshotFile parses them, in file
+// order: BeginTable, then Rows in batches (file order, about 4 MiB each)
+// until the table's upserts are all given, then Deletions once.
+class SnapshotRowSink {
+ public:
+  virtual ~SnapshotRowSink() = default;
+  virtual Status BeginTable(const std::string& name, int dim, uint64_t upserts) = 0;
+  virtual Status Rows(const uint64_t* keys, const float* values, size_t n) = 0;
+  virtual Status Deletions(const uint64_t* keys, size_t n) = 0;
+};
+// Parses `path` like ReadSnapshotFileForEntry (with `entry` non-null:
+// checked against it too) but hands the tables' rows to `sink` instead of
+// holding them: memory is the read buffer and one batch, whatever the
+// file's size. *header gets the header and the dense params (tables left
+// empty). The checksum is known only at the end: everything the sink got
+// is unverified until this returns OK. A sink's error stops the parse and
+// is returned with the path.
+Status StreamSnapshotFile(const std::string& path, const proto::ExportFile* entry, Snapshot* header,
+                          SnapshotRowSink* sink);
+
 // The checksum of bytes [0, n) of `file` (the bytes of a .snap file, n <=
 // file.size()) in the algorithm of the format version its header declares:
 // XXH64 for format 2 and later or a header too short to say, FNV-1a 64 for

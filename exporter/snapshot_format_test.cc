@@ -63,6 +63,73 @@ TEST(SnapshotFileTest, RoundTripFull) {
   ExpectSameSnapshot(s, *back);
 }
 
+// StreamSnapshotFile hands over every row, in file order and in batches
+// of bounded size, the same rows ReadSnapshotFile collects; a sink's error
+// stops it and comes back naming the file.
+TEST(SnapshotFileTest, StreamingGivesTheSameRowsInBoundedBatches) {
+  TempDir dir;
+  Snapshot s;
+  s.kind = Snapshot::Kind::kFull;
+  s.version = 9;
+  s.has_dense = true;
+  s.dense = {1.5f, -2};
+  std::mt19937_64 rng(3);
+  for (const int dim : {1024, 4}) {
+    SnapshotTable& t = s.tables.emplace_back();
+    t.name = "t" + std::to_string(dim);
+    t.dim = dim;
+    for (int i = 0; i < 3000; ++i) {  // dim 1024: 12 MB, several batches
+      t.keys.push_back(rng());
+      for (int d = 0; d < dim; ++d) t.values.push_back(static_cast<float>(rng() % 1000));
+    }
+  }
+  proto::ExportFile entry;
+  ASSERT_TRUE(WriteSnapshotFile(s, dir.file("full.snap"), &entry).ok());
+
+  struct Sink : SnapshotRowSink {
+    std::vector<SnapshotTable> got;
+    size_t max_batch_bytes = 0, batches = 0;
+    int fail_at_batch = -1;
+    Status BeginTable(const std::string& name, int dim, uint64_t upserts) override {
+      got.emplace_back();
+      got.back().name = name;
+      got.back().dim = dim;
+      got.back().keys.reserve(upserts);
+      return Status::OK();
+    }
+    Status Rows(const uint64_t* keys, const float* values, size_t n) override {
+      if (static_cast<int>(batches++) == fail_at_batch) return InvalidArgument("sink says no");
+      SnapshotTable& t = got.back();
+      max_batch_bytes = std::max(max_batch_bytes, n * (8 + t.dim * sizeof(float)));
+      t.keys.insert(t.keys.end(), keys, keys + n);
+      t.values.insert(t.values.end(), values, values + n * t.dim);
+      return Status::OK();
+    }
+    Status Deletions(const uint64_t* keys, size_t n) override {
+      got.back().deleted.assign(keys, keys + n);
+      return Status::OK();
+    }
+  };
+  Sink sink;
+  Snapshot header;
+  Status st = StreamSnapshotFile(dir.file("full.snap"), &entry, &header, &sink);
+  ASSERT_TRUE(st.ok()) << st;
+  EXPECT_EQ(header.version, 9u);
+  EXPECT_EQ(header.dense, s.dense);
+  EXPECT_TRUE(header.tables.empty());
+  header.tables = sink.got;
+  ExpectSameSnapshot(s, header);
+  EXPECT_GE(sink.batches, 4u);
+  EXPECT_LE(sink.max_batch_bytes, size_t{4} << 20);
+
+  Sink failing;
+  failing.fail_at_batch = 1;
+  st = StreamSnapshotFile(dir.file("full.snap"), &entry, &header, &failing);
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument) << st;
+  EXPECT_NE(st.message().find("full.snap"), std::string::npos) << st;
+  EXPECT_EQ(failing.batches, 2u);
+}
+
 TEST(SnapshotFileTest, RoundTripDeltaWithDeletions) {
   TempDir dir;
   Snapshot s = MakeDelta(9, {3, 4}, {1, 100, 55});
