@@ -206,6 +206,10 @@ Status ValidateClusterConfig(proto::ClusterConfig* cfg, const std::string& sourc
                       "must be in [0, 256], got " + std::to_string(s->handler_threads()));
   }
   if (s->handler_threads() == 0) s->set_handler_threads(2);
+  if (s->request_threads() < 0 || s->request_threads() > 256) {
+    return FieldError(source, "server.request_threads",
+                      "must be in [0, 256], got " + std::to_string(s->request_threads()));
+  }
   if (s->partitions() < 0 || s->partitions() > 4096) {
     return FieldError(source, "server.partitions",
                       "must be in [0, 4096], got " + std::to_string(s->partitions()));

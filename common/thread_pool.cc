@@ -31,6 +31,11 @@ void ThreadPool::WaitIdle() {
   while (!(tasks_.empty() && running_ == 0)) idle_cv_.Wait(&mu_);
 }
 
+int64_t ThreadPool::tasks_run() const {
+  MutexLock l(&mu_);
+  return done_;
+}
+
 void ThreadPool::Loop() {
   MutexLock l(&mu_);
   while (true) {
@@ -43,8 +48,29 @@ void ThreadPool::Loop() {
     task();
     l.Lock();
     --running_;
+    ++done_;
     if (tasks_.empty() && running_ == 0) idle_cv_.SignalAll();
   }
+}
+
+void ParallelFor(ThreadPool* pool, int n, const std::function<void(int)>& fn) {
+  if (pool == nullptr || n <= 1) {
+    for (int i = 0; i < n; ++i) fn(i);
+    return;
+  }
+  Mutex mu;
+  CondVar done;
+  int left = n - 1;
+  for (int i = 1; i < n; ++i) {
+    pool->Schedule([&, i] {
+      fn(i);
+      MutexLock l(&mu);
+      if (--left == 0) done.SignalAll();
+    });
+  }
+  fn(0);
+  MutexLock l(&mu);
+  while (left > 0) done.Wait(&mu);
 }
 
 }  // namespace freshet

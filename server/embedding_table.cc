@@ -744,56 +744,91 @@ int64_t EmbeddingTable::EraseIf(const std::function<bool(uint64_t key)>& pred) {
   return removed;
 }
 
+void EmbeddingTable::SetRequestPool(ThreadPool* pool, int max_tasks) {
+  request_pool_ = max_tasks > 1 ? pool : nullptr;
+  request_tasks_ = request_pool_ != nullptr ? max_tasks : 1;
+}
+
+template <typename Fn>
+void EmbeddingTable::ForPartitionRanges(const Batch& batch, size_t n, Fn&& fn) {
+  const size_t num_partitions = partitions_.size();
+  // At least kParallelMinKeys / 2 keys per task: below that a task costs
+  // more to hand over than it saves.
+  const size_t tasks = request_pool_ == nullptr || n < kParallelMinKeys
+                           ? 1
+                           : std::min<size_t>({static_cast<size_t>(request_tasks_),
+                                               n / (kParallelMinKeys / 2), num_partitions});
+  if (tasks <= 1) {
+    fn(size_t{0}, num_partitions);
+    return;
+  }
+  std::vector<size_t> cut(tasks + 1, num_partitions);
+  cut[0] = 0;
+  size_t p = 0;
+  for (size_t t = 1; t < tasks; ++t) {
+    const size_t target = n * t / tasks;
+    while (p < num_partitions && batch.starts[p] < target) ++p;
+    cut[t] = p;
+  }
+  ParallelFor(request_pool_, static_cast<int>(tasks),
+              [&](int t) { fn(cut[static_cast<size_t>(t)], cut[static_cast<size_t>(t) + 1]); });
+}
+
 void EmbeddingTable::Pull(const uint64_t* keys, size_t n, float* out, uint32_t version) {
   if (n == 0) return;
   Batch batch;
   GroupByPartition(keys, n, &batch);
   const bool identity = batch.order.empty();
   const size_t row_bytes = sizeof(float) * dim_;
-  std::vector<float> tmp(dim_);
-  int64_t held_back = 0;
-  for (size_t p = 0; p < partitions_.size(); ++p) {
-    const uint32_t begin = batch.starts[p];
-    const uint32_t end = batch.starts[p + 1];
-    if (begin == end) continue;
-    Partition& part = *partitions_[p];
-    std::lock_guard<std::mutex> lock(part.mu);
-    for (uint32_t j = begin; j < end; ++j) {
-      if (j + kSlotPrefetchDistance < end) {
-        const uint32_t ahead = j + kSlotPrefetchDistance;
-        part.PrefetchSlot(MixKey(keys[identity ? ahead : batch.order[ahead]]));
-      }
-      if (j + kRowPrefetchDistance < end) {
-        const uint32_t ahead = j + kRowPrefetchDistance;
-        part.PrefetchRow(MixKey(keys[identity ? ahead : batch.order[ahead]]));
-      }
-      const uint32_t i = identity ? j : batch.order[j];
-      const uint64_t key = keys[i];
-      const uint64_t h = MixKey(key);
-      float* dst = out + static_cast<size_t>(i) * dim_;
-      char* row = part.Find(key, h);
-      if (row == nullptr) {
-        if (!admit_all_) {
-          if (cfg_.admission().held_back_value() == proto::AdmissionConfig::INITIALIZER) {
-            InitializeRow(cfg_.initializer(), table_id_, key, dst, dim_);
-          } else {
-            std::memset(dst, 0, row_bytes);
-          }
-          ++held_back;
-          continue;
+  std::atomic<int64_t> held_back_total{0};
+  ForPartitionRanges(batch, n, [&](size_t p_begin, size_t p_end) {
+    std::vector<float> tmp(dim_);
+    int64_t held_back = 0;
+    for (size_t p = p_begin; p < p_end; ++p) {
+      const uint32_t begin = batch.starts[p];
+      const uint32_t end = batch.starts[p + 1];
+      if (begin == end) continue;
+      Partition& part = *partitions_[p];
+      std::lock_guard<std::mutex> lock(part.mu);
+      for (uint32_t j = begin; j < end; ++j) {
+        if (j + kSlotPrefetchDistance < end) {
+          const uint32_t ahead = j + kSlotPrefetchDistance;
+          part.PrefetchSlot(MixKey(keys[identity ? ahead : batch.order[ahead]]));
         }
-        row = AddRow(part, key, h, version);
-        InitRow(row, key, tmp.data());
-      }
-      if (lru_) Access(row)->last_access = part.NextTick();
-      if (storage_ == proto::TableConfig::FP32) {
-        std::memcpy(dst, WeightBytes(row), row_bytes);
-      } else {
-        ReadWeights(row, dst);
+        if (j + kRowPrefetchDistance < end) {
+          const uint32_t ahead = j + kRowPrefetchDistance;
+          part.PrefetchRow(MixKey(keys[identity ? ahead : batch.order[ahead]]));
+        }
+        const uint32_t i = identity ? j : batch.order[j];
+        const uint64_t key = keys[i];
+        const uint64_t h = MixKey(key);
+        float* dst = out + static_cast<size_t>(i) * dim_;
+        char* row = part.Find(key, h);
+        if (row == nullptr) {
+          if (!admit_all_) {
+            if (cfg_.admission().held_back_value() == proto::AdmissionConfig::INITIALIZER) {
+              InitializeRow(cfg_.initializer(), table_id_, key, dst, dim_);
+            } else {
+              std::memset(dst, 0, row_bytes);
+            }
+            ++held_back;
+            continue;
+          }
+          row = AddRow(part, key, h, version);
+          InitRow(row, key, tmp.data());
+        }
+        if (lru_) Access(row)->last_access = part.NextTick();
+        if (storage_ == proto::TableConfig::FP32) {
+          std::memcpy(dst, WeightBytes(row), row_bytes);
+        } else {
+          ReadWeights(row, dst);
+        }
       }
     }
-  }
+    held_back_total.fetch_add(held_back, std::memory_order_relaxed);
+  });
   keys_pulled_.fetch_add(static_cast<int64_t>(n), std::memory_order_relaxed);
+  const int64_t held_back = held_back_total.load(std::memory_order_relaxed);
   if (held_back > 0) held_back_pulls_.fetch_add(held_back, std::memory_order_relaxed);
 }
 
@@ -810,60 +845,67 @@ void EmbeddingTable::Push(const uint64_t* keys, size_t n, const float* grads, ui
   GroupByPartition(keys, n, &batch);
   const bool identity = batch.order.empty();
   const bool fp32 = storage_ == proto::TableConfig::FP32;
-  std::vector<float> tmp(dim_);
-  int64_t held_back = 0, admitted = 0;
-  for (size_t p = 0; p < partitions_.size(); ++p) {
-    const uint32_t begin = batch.starts[p];
-    const uint32_t end = batch.starts[p + 1];
-    if (begin == end) continue;
-    Partition& part = *partitions_[p];
-    std::lock_guard<std::mutex> lock(part.mu);
-    for (uint32_t j = begin; j < end; ++j) {
-      if (j + kSlotPrefetchDistance < end) {
-        const uint32_t ahead = j + kSlotPrefetchDistance;
-        part.PrefetchSlot(MixKey(keys[identity ? ahead : batch.order[ahead]]));
-      }
-      if (j + kRowPrefetchDistance < end) {
-        const uint32_t ahead = j + kRowPrefetchDistance;
-        part.PrefetchRow(MixKey(keys[identity ? ahead : batch.order[ahead]]));
-      }
-      // The sort is stable, so duplicates of a key apply in call order.
-      const uint32_t i = identity ? j : batch.order[j];
-      const uint64_t key = keys[i];
-      const uint64_t h = MixKey(key);
-      char* row = part.Find(key, h);
-      if (row == nullptr) {
-        if (!Admit(part, h)) {
-          ++held_back;
-          continue;
+  std::atomic<int64_t> held_back_total{0}, admitted_total{0};
+  ForPartitionRanges(batch, n, [&](size_t p_begin, size_t p_end) {
+    std::vector<float> tmp(dim_);
+    int64_t held_back = 0, admitted = 0;
+    for (size_t p = p_begin; p < p_end; ++p) {
+      const uint32_t begin = batch.starts[p];
+      const uint32_t end = batch.starts[p + 1];
+      if (begin == end) continue;
+      Partition& part = *partitions_[p];
+      std::lock_guard<std::mutex> lock(part.mu);
+      for (uint32_t j = begin; j < end; ++j) {
+        if (j + kSlotPrefetchDistance < end) {
+          const uint32_t ahead = j + kSlotPrefetchDistance;
+          part.PrefetchSlot(MixKey(keys[identity ? ahead : batch.order[ahead]]));
         }
-        if (!admit_all_) ++admitted;
-        row = AddRow(part, key, h, version);
-        InitRow(row, key, tmp.data());
+        if (j + kRowPrefetchDistance < end) {
+          const uint32_t ahead = j + kRowPrefetchDistance;
+          part.PrefetchRow(MixKey(keys[identity ? ahead : batch.order[ahead]]));
+        }
+        // The sort is stable, so duplicates of a key apply in call order.
+        const uint32_t i = identity ? j : batch.order[j];
+        const uint64_t key = keys[i];
+        const uint64_t h = MixKey(key);
+        char* row = part.Find(key, h);
+        if (row == nullptr) {
+          if (!Admit(part, h)) {
+            ++held_back;
+            continue;
+          }
+          if (!admit_all_) ++admitted;
+          row = AddRow(part, key, h, version);
+          InitRow(row, key, tmp.data());
+        }
+        RowHead* meta = Head(row);
+        const float* g = grads + static_cast<size_t>(i) * dim_;
+        if (fp32) {
+          opt_->Apply(reinterpret_cast<float*>(WeightBytes(row)), State(row), g, dim_,
+                      meta->update_count);
+        } else {
+          ReadWeights(row, tmp.data());
+          opt_->Apply(tmp.data(), State(row), g, dim_, meta->update_count);
+          WriteWeights(row, tmp.data());
+        }
+        if (meta->update_count != std::numeric_limits<uint32_t>::max()) ++meta->update_count;
+        LogChange(part, key, meta->version, version);
+        meta->version = version;
+        if (RowAccess* a = Access(row)) {
+          a->last_update_s = stamp;
+          if (lru_) a->last_access = part.NextTick();
+        }
       }
-      RowHead* meta = Head(row);
-      const float* g = grads + static_cast<size_t>(i) * dim_;
-      if (fp32) {
-        opt_->Apply(reinterpret_cast<float*>(WeightBytes(row)), State(row), g, dim_,
-                    meta->update_count);
-      } else {
-        ReadWeights(row, tmp.data());
-        opt_->Apply(tmp.data(), State(row), g, dim_, meta->update_count);
-        WriteWeights(row, tmp.data());
-      }
-      if (meta->update_count != std::numeric_limits<uint32_t>::max()) ++meta->update_count;
-      LogChange(part, key, meta->version, version);
-      meta->version = version;
-      if (RowAccess* a = Access(row)) {
-        a->last_update_s = stamp;
-        if (lru_) a->last_access = part.NextTick();
-      }
+      // Amortized TTL sweep: a couple of rows per key pushed keeps expired
+      // rows from piling up without a background thread.
+      if (ttl_s_ != 0) Sweep(part, 2 * (end - begin) + 2, version);
     }
-    // Amortized TTL sweep: a couple of rows per key pushed keeps expired
-    // rows from piling up without a background thread.
-    if (ttl_s_ != 0) Sweep(part, 2 * (end - begin) + 2, version);
-  }
+    held_back_total.fetch_add(held_back, std::memory_order_relaxed);
+    admitted_total.fetch_add(admitted, std::memory_order_relaxed);
+  });
   keys_pushed_.fetch_add(static_cast<int64_t>(n), std::memory_order_relaxed);
+  const int64_t held_back = held_back_total.load(std::memory_order_relaxed);
+  const int64_t admitted = admitted_total.load(std::memory_order_relaxed);
   if (held_back > 0) held_back_pushes_.fetch_add(held_back, std::memory_order_relaxed);
   if (admitted > 0) admitted_.fetch_add(admitted, std::memory_order_relaxed);
 }

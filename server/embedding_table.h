@@ -68,6 +68,7 @@
 
 #include "common/proto/table.pb.h"
 #include "common/status.h"
+#include "common/thread_pool.h"
 #include "server/optimizer.h"
 
 namespace freshet {
@@ -140,6 +141,15 @@ class EmbeddingTable {
   // TTL is measured against.
   void Push(const uint64_t* keys, size_t n, const float* grads, uint32_t version,
             uint32_t event_time_s = 0);
+
+  // Lets one Pull or Push of at least kParallelMinKeys keys spread its
+  // partitions over up to `max_tasks` tasks: the calling thread and
+  // `pool`'s threads (not owned; must outlive the table; null or
+  // max_tasks <= 1: the caller alone). Partitions are independent (each has
+  // its own lock, rows, change log and sketch), so the result is the same
+  // as one thread's, key for key. Call before the table is shared.
+  static constexpr size_t kParallelMinKeys = 4096;
+  void SetRequestPool(ThreadPool* pool, int max_tasks);
 
   // Evicts every row the TTL has expired (no-op without a TTL), logging
   // deletions with `version`. Returns the number of rows evicted.
@@ -252,6 +262,11 @@ class EmbeddingTable {
     std::vector<uint32_t> starts;
   };
   void GroupByPartition(const uint64_t* keys, size_t n, Batch* batch) const;
+  // Calls fn(p_begin, p_end) over ranges of partitions that cover them all:
+  // one range, or with a request pool and n >= kParallelMinKeys, up to
+  // request_tasks_ ranges of about equal keys, run at once (ParallelFor).
+  template <typename Fn>
+  void ForPartitionRanges(const Batch& batch, size_t n, Fn&& fn);
 
   // The helpers below REQUIRE part.mu held.
   // Writes the initial weights and optimizer state of a new row record;
@@ -317,7 +332,9 @@ class EmbeddingTable {
   std::unique_ptr<Optimizer> opt_;
   // Each Partition holds its own mutex, which guards all of its fields.
   std::vector<std::unique_ptr<Partition>> partitions_;
-  std::atomic<uint32_t> clock_{0};  // max event time pushed (unix s)
+  std::atomic<uint32_t> clock_{0};      // max event time pushed (unix s)
+  ThreadPool* request_pool_ = nullptr;  // SetRequestPool
+  int request_tasks_ = 1;
   std::atomic<int64_t> keys_pulled_{0};
   std::atomic<int64_t> keys_pushed_{0};
   std::atomic<int64_t> held_back_pushes_{0}, held_back_pulls_{0}, admitted_{0};

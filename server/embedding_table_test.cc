@@ -7,6 +7,9 @@
 #include <cstring>
 #include <iostream>
 #include <map>
+#include <mutex>
+#include <random>
+#include <set>
 #include <thread>
 #include <vector>
 
@@ -439,6 +442,62 @@ TEST_P(ConcurrencyTest, PushAndPullMatchSerial) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Partitions, ConcurrencyTest, ::testing::Values(1, 4, 13));
+
+// A request pool (one Pull/Push split over partitions on several threads)
+// gives bit for bit what one thread gives: Adagrad (order-sensitive in
+// float), fp32 and fp16 storage, large batches with duplicate keys (applied
+// in call order within their partition), and the per-table counters. The
+// pool must have run tasks (a pool never used would pass trivially), and
+// none for calls below kParallelMinKeys keys.
+TEST(EmbeddingTableTest, RequestPoolMatchesOneThreadBitForBit) {
+  for (auto storage : {proto::TableConfig::FP32, proto::TableConfig::FP16}) {
+    proto::TableConfig cfg = AdagradConfig(16);
+    cfg.set_storage(storage);
+    auto serial = MakeTable(0, cfg, 64);
+    auto pooled = MakeTable(0, cfg, 64);
+    ThreadPool pool(3);
+    pooled->SetRequestPool(&pool, 4);
+    std::mt19937_64 rng(5);
+    for (int round = 0; round < 6; ++round) {
+      const size_t n = round % 2 == 0 ? 20000 : 5000;  // both above kParallelMinKeys
+      std::vector<uint64_t> keys(n);
+      std::vector<float> grads(n * 16);
+      for (auto& k : keys) k = rng() % 30000;  // many duplicates
+      for (auto& g : grads) g = static_cast<float>(static_cast<int>(rng() % 2001) - 1000) / 997.0f;
+      serial->Push(keys.data(), n, grads.data(), static_cast<uint32_t>(round + 1));
+      pooled->Push(keys.data(), n, grads.data(), static_cast<uint32_t>(round + 1));
+      std::vector<float> a(n * 16), b(n * 16);
+      serial->Pull(keys.data(), n, a.data());
+      pooled->Pull(keys.data(), n, b.data());
+      ASSERT_TRUE(BitEqual(a.data(), b.data(), a.size())) << "round " << round;
+    }
+    const int64_t tasks = pool.tasks_run();
+    EXPECT_GE(tasks, 6 * 2) << "the pool ran no share of the large calls";
+    // A small call stays on the caller.
+    std::vector<uint64_t> few(1000);
+    for (size_t i = 0; i < few.size(); ++i) few[i] = i;
+    std::vector<float> out(few.size() * 16);
+    pooled->Pull(few.data(), few.size(), out.data());
+    serial->Pull(few.data(), few.size(), out.data());
+    EXPECT_EQ(pool.tasks_run(), tasks);
+
+    EXPECT_EQ(serial->size(), pooled->size());
+    std::vector<float> wb(16), sb(16);
+    RowMeta mb;
+    int64_t checked = 0;
+    serial->ForEach([&](uint64_t key, const float* w, const float* state, const RowMeta& m) {
+      ASSERT_TRUE(pooled->Lookup(key, wb.data(), sb.data(), &mb)) << key;
+      EXPECT_TRUE(BitEqual(w, wb.data(), 16)) << key;
+      EXPECT_TRUE(BitEqual(state, sb.data(), 16)) << key;
+      EXPECT_EQ(m.update_count, mb.update_count) << key;
+      EXPECT_EQ(m.version, mb.version) << key;
+      ++checked;
+    });
+    EXPECT_EQ(checked, serial->size());
+    EXPECT_EQ(serial->stats().keys_pushed, pooled->stats().keys_pushed);
+    EXPECT_EQ(serial->stats().keys_pulled, pooled->stats().keys_pulled);
+  }
+}
 
 TEST(EmbeddingTableTest, BytesPerRowAtOneMillionRows) {
   // dim 16, Adagrad: 8 (key) + 64 (weights) + 64 (accumulators) payload

@@ -34,6 +34,12 @@ Status ParameterShard::CheckRequest(int table, uint32_t dim) const {
   return Status::OK();
 }
 
+void ParameterShard::SetRequestThreads(int threads) {
+  request_pool_.reset();
+  if (threads > 1) request_pool_ = std::make_unique<ThreadPool>(threads - 1);
+  for (auto& t : tables_) t->SetRequestPool(request_pool_.get(), threads);
+}
+
 Status ParameterShard::HandlePull(int table, uint32_t dim, const uint64_t* keys, size_t n,
                                   float* out) {
   FRESHET_RETURN_IF_ERROR(CheckRequest(table, dim));

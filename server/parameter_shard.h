@@ -30,6 +30,12 @@ class ParameterShard {
                                                           int num_partitions,
                                                           bool transport_only = false);
 
+  // Up to `threads` threads apply one large pull or push together, split by
+  // partition (EmbeddingTable::SetRequestPool): the handler thread that got
+  // it and threads - 1 of the shard's own. <= 1: the handler thread alone.
+  // Call before the shard serves requests.
+  void SetRequestThreads(int threads);
+
   int num_tables() const { return static_cast<int>(tables_.size()); }
   // REQUIRES: 0 <= id < num_tables().
   EmbeddingTable* table(int id) { return tables_.at(id).get(); }
@@ -97,6 +103,8 @@ class ParameterShard {
   std::unique_ptr<ParameterShard> Snapshot(int64_t* copied_bytes = nullptr) const;
 
  private:
+  // SetRequestThreads; declared before tables_, so it outlives them.
+  std::unique_ptr<ThreadPool> request_pool_;
   // Versions in use by requests still being applied (pushes and
   // EvictExpired with their own version; pulls that may evict with
   // version() + 1), so ExportChanged never reports a version whose

@@ -124,6 +124,7 @@ int Main(int argc, char** argv) {
   if (layout.RoleOf(rank) == proto::SERVER) {
     auto shard = ParameterShard::Create(testing::ScenarioTables(), cfg.server().partitions());
     CHECK(shard.ok()) << shard.status();
+    (*shard)->SetRequestThreads(cfg.server().request_threads());
     ServerNode node(transport.get(), layout, shard->get(), cfg.server().handler_threads(), timeout);
     Status st = node.Run();
     if (!st.ok()) {

@@ -56,6 +56,7 @@ int RunBenchCluster(int* argc, char*** argv, const std::string& cluster_config,
       LOG(ERROR) << shard.status();
       rc = 1;
     } else {
+      (*shard)->SetRequestThreads(cfg->server().request_threads());
       ServerNode node(transport.get(), layout, shard->get(), cfg->server().handler_threads(),
                       timeout);
       Status st = node.Run();

@@ -461,6 +461,7 @@ int RunMpi(int argc, char** argv, const proto::JobConfig& job) {
   if (role == proto::SERVER) {
     auto shard = ParameterShard::Create(job.tables(), cfg->server().partitions());
     if (!shard.ok()) return Fail(shard.status(), layout.Describe(rank));
+    (*shard)->SetRequestThreads(cfg->server().request_threads());
     if (!FLAGS_restore_from.empty()) {
       // Resharding: this server keeps the rows of its slot range, whatever
       // number of servers wrote the files.
