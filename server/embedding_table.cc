@@ -196,6 +196,14 @@ struct EmbeddingTable::Partition {
     const Slot s = slots[HomeOfHash(h) & mask];
     if (s != kEmptySlot && TagMatches(s, h)) __builtin_prefetch(Row(SlotRow(s)));
   }
+  // For a loop at position j of [.., end) over keys key_at(position): the
+  // slot kSlotPrefetchDistance positions ahead, the row kRowPrefetchDistance
+  // ahead.
+  template <typename Index, typename KeyAt>
+  void PrefetchAhead(Index j, Index end, KeyAt&& key_at) const {
+    if (j + kSlotPrefetchDistance < end) PrefetchSlot(MixKey(key_at(j + kSlotPrefetchDistance)));
+    if (j + kRowPrefetchDistance < end) PrefetchRow(MixKey(key_at(j + kRowPrefetchDistance)));
+  }
 
   // Returns the row record of `key` (with hash h), or nullptr.
   char* Find(uint64_t key, uint64_t h) const {
@@ -779,6 +787,7 @@ void EmbeddingTable::Pull(const uint64_t* keys, size_t n, float* out, uint32_t v
   Batch batch;
   GroupByPartition(keys, n, &batch);
   const bool identity = batch.order.empty();
+  const auto key_at = [&](uint32_t j) { return keys[identity ? j : batch.order[j]]; };
   const size_t row_bytes = sizeof(float) * dim_;
   std::atomic<int64_t> held_back_total{0};
   ForPartitionRanges(batch, n, [&](size_t p_begin, size_t p_end) {
@@ -791,14 +800,7 @@ void EmbeddingTable::Pull(const uint64_t* keys, size_t n, float* out, uint32_t v
       Partition& part = *partitions_[p];
       std::lock_guard<std::mutex> lock(part.mu);
       for (uint32_t j = begin; j < end; ++j) {
-        if (j + kSlotPrefetchDistance < end) {
-          const uint32_t ahead = j + kSlotPrefetchDistance;
-          part.PrefetchSlot(MixKey(keys[identity ? ahead : batch.order[ahead]]));
-        }
-        if (j + kRowPrefetchDistance < end) {
-          const uint32_t ahead = j + kRowPrefetchDistance;
-          part.PrefetchRow(MixKey(keys[identity ? ahead : batch.order[ahead]]));
-        }
+        part.PrefetchAhead(j, end, key_at);
         const uint32_t i = identity ? j : batch.order[j];
         const uint64_t key = keys[i];
         const uint64_t h = MixKey(key);
@@ -844,6 +846,7 @@ void EmbeddingTable::Push(const uint64_t* keys, size_t n, const float* grads, ui
   Batch batch;
   GroupByPartition(keys, n, &batch);
   const bool identity = batch.order.empty();
+  const auto key_at = [&](uint32_t j) { return keys[identity ? j : batch.order[j]]; };
   const bool fp32 = storage_ == proto::TableConfig::FP32;
   std::atomic<int64_t> held_back_total{0}, admitted_total{0};
   ForPartitionRanges(batch, n, [&](size_t p_begin, size_t p_end) {
@@ -856,14 +859,7 @@ void EmbeddingTable::Push(const uint64_t* keys, size_t n, const float* grads, ui
       Partition& part = *partitions_[p];
       std::lock_guard<std::mutex> lock(part.mu);
       for (uint32_t j = begin; j < end; ++j) {
-        if (j + kSlotPrefetchDistance < end) {
-          const uint32_t ahead = j + kSlotPrefetchDistance;
-          part.PrefetchSlot(MixKey(keys[identity ? ahead : batch.order[ahead]]));
-        }
-        if (j + kRowPrefetchDistance < end) {
-          const uint32_t ahead = j + kRowPrefetchDistance;
-          part.PrefetchRow(MixKey(keys[identity ? ahead : batch.order[ahead]]));
-        }
+        part.PrefetchAhead(j, end, key_at);
         // The sort is stable, so duplicates of a key apply in call order.
         const uint32_t i = identity ? j : batch.order[j];
         const uint64_t key = keys[i];
@@ -1014,9 +1010,7 @@ void EmbeddingTable::ChangedSince(uint32_t since, uint32_t version_now, std::vec
       std::vector<uint64_t>& log = part.log;
       const size_t end = std::min(log.size(), r + kLogChunk);
       for (; r < end; ++r) {
-        if (r + kSlotPrefetchDistance < end)
-          part.PrefetchSlot(MixKey(log[r + kSlotPrefetchDistance]));
-        if (r + kRowPrefetchDistance < end) part.PrefetchRow(MixKey(log[r + kRowPrefetchDistance]));
+        part.PrefetchAhead(r, end, [&log](size_t k) { return log[k]; });
         const uint64_t key = log[r];
         char* row = part.Find(key, MixKey(key));
         if (row == nullptr || Head(row)->version <= since) continue;
