@@ -782,17 +782,16 @@ void EmbeddingTable::ForPartitionRanges(const Batch& batch, size_t n, Fn&& fn) {
               [&](int t) { fn(cut[static_cast<size_t>(t)], cut[static_cast<size_t>(t) + 1]); });
 }
 
-void EmbeddingTable::Pull(const uint64_t* keys, size_t n, float* out, uint32_t version) {
-  if (n == 0) return;
-  Batch batch;
-  GroupByPartition(keys, n, &batch);
+template <typename Visit, typename After>
+EmbeddingTable::LoopCounts EmbeddingTable::ForEachKey(const uint64_t* keys, size_t n,
+                                                      const Batch& batch, Visit&& visit,
+                                                      After&& after) {
   const bool identity = batch.order.empty();
   const auto key_at = [&](uint32_t j) { return keys[identity ? j : batch.order[j]]; };
-  const size_t row_bytes = sizeof(float) * dim_;
-  std::atomic<int64_t> held_back_total{0};
+  std::atomic<int64_t> held_back{0}, admitted{0};
   ForPartitionRanges(batch, n, [&](size_t p_begin, size_t p_end) {
     std::vector<float> tmp(dim_);
-    int64_t held_back = 0;
+    LoopCounts counts;
     for (size_t p = p_begin; p < p_end; ++p) {
       const uint32_t begin = batch.starts[p];
       const uint32_t end = batch.starts[p + 1];
@@ -801,9 +800,26 @@ void EmbeddingTable::Pull(const uint64_t* keys, size_t n, float* out, uint32_t v
       std::lock_guard<std::mutex> lock(part.mu);
       for (uint32_t j = begin; j < end; ++j) {
         part.PrefetchAhead(j, end, key_at);
+        // The sort is stable, so duplicates of a key come in call order.
         const uint32_t i = identity ? j : batch.order[j];
-        const uint64_t key = keys[i];
-        const uint64_t h = MixKey(key);
+        visit(part, i, keys[i], MixKey(keys[i]), tmp.data(), &counts);
+      }
+      after(part, end - begin);
+    }
+    held_back.fetch_add(counts.held_back, std::memory_order_relaxed);
+    admitted.fetch_add(counts.admitted, std::memory_order_relaxed);
+  });
+  return {held_back.load(std::memory_order_relaxed), admitted.load(std::memory_order_relaxed)};
+}
+
+void EmbeddingTable::Pull(const uint64_t* keys, size_t n, float* out, uint32_t version) {
+  if (n == 0) return;
+  Batch batch;
+  GroupByPartition(keys, n, &batch);
+  const size_t row_bytes = sizeof(float) * dim_;
+  const LoopCounts counts = ForEachKey(
+      keys, n, batch,
+      [&](Partition& part, uint32_t i, uint64_t key, uint64_t h, float* tmp, LoopCounts* c) {
         float* dst = out + static_cast<size_t>(i) * dim_;
         char* row = part.Find(key, h);
         if (row == nullptr) {
@@ -813,11 +829,11 @@ void EmbeddingTable::Pull(const uint64_t* keys, size_t n, float* out, uint32_t v
             } else {
               std::memset(dst, 0, row_bytes);
             }
-            ++held_back;
-            continue;
+            ++c->held_back;
+            return;
           }
           row = AddRow(part, key, h, version);
-          InitRow(row, key, tmp.data());
+          InitRow(row, key, tmp);
         }
         if (lru_) Access(row)->last_access = part.NextTick();
         if (storage_ == proto::TableConfig::FP32) {
@@ -825,13 +841,10 @@ void EmbeddingTable::Pull(const uint64_t* keys, size_t n, float* out, uint32_t v
         } else {
           ReadWeights(row, dst);
         }
-      }
-    }
-    held_back_total.fetch_add(held_back, std::memory_order_relaxed);
-  });
+      },
+      [](Partition&, uint32_t) {});
   keys_pulled_.fetch_add(static_cast<int64_t>(n), std::memory_order_relaxed);
-  const int64_t held_back = held_back_total.load(std::memory_order_relaxed);
-  if (held_back > 0) held_back_pulls_.fetch_add(held_back, std::memory_order_relaxed);
+  if (counts.held_back > 0) held_back_pulls_.fetch_add(counts.held_back, std::memory_order_relaxed);
 }
 
 void EmbeddingTable::Push(const uint64_t* keys, size_t n, const float* grads, uint32_t version,
@@ -845,34 +858,19 @@ void EmbeddingTable::Push(const uint64_t* keys, size_t n, const float* grads, ui
   const uint32_t stamp = event_time_s != 0 ? event_time_s : clock_.load(std::memory_order_relaxed);
   Batch batch;
   GroupByPartition(keys, n, &batch);
-  const bool identity = batch.order.empty();
-  const auto key_at = [&](uint32_t j) { return keys[identity ? j : batch.order[j]]; };
   const bool fp32 = storage_ == proto::TableConfig::FP32;
-  std::atomic<int64_t> held_back_total{0}, admitted_total{0};
-  ForPartitionRanges(batch, n, [&](size_t p_begin, size_t p_end) {
-    std::vector<float> tmp(dim_);
-    int64_t held_back = 0, admitted = 0;
-    for (size_t p = p_begin; p < p_end; ++p) {
-      const uint32_t begin = batch.starts[p];
-      const uint32_t end = batch.starts[p + 1];
-      if (begin == end) continue;
-      Partition& part = *partitions_[p];
-      std::lock_guard<std::mutex> lock(part.mu);
-      for (uint32_t j = begin; j < end; ++j) {
-        part.PrefetchAhead(j, end, key_at);
-        // The sort is stable, so duplicates of a key apply in call order.
-        const uint32_t i = identity ? j : batch.order[j];
-        const uint64_t key = keys[i];
-        const uint64_t h = MixKey(key);
+  const LoopCounts counts = ForEachKey(
+      keys, n, batch,
+      [&](Partition& part, uint32_t i, uint64_t key, uint64_t h, float* tmp, LoopCounts* c) {
         char* row = part.Find(key, h);
         if (row == nullptr) {
           if (!Admit(part, h)) {
-            ++held_back;
-            continue;
+            ++c->held_back;
+            return;
           }
-          if (!admit_all_) ++admitted;
+          if (!admit_all_) ++c->admitted;
           row = AddRow(part, key, h, version);
-          InitRow(row, key, tmp.data());
+          InitRow(row, key, tmp);
         }
         RowHead* meta = Head(row);
         const float* g = grads + static_cast<size_t>(i) * dim_;
@@ -880,9 +878,9 @@ void EmbeddingTable::Push(const uint64_t* keys, size_t n, const float* grads, ui
           opt_->Apply(reinterpret_cast<float*>(WeightBytes(row)), State(row), g, dim_,
                       meta->update_count);
         } else {
-          ReadWeights(row, tmp.data());
-          opt_->Apply(tmp.data(), State(row), g, dim_, meta->update_count);
-          WriteWeights(row, tmp.data());
+          ReadWeights(row, tmp);
+          opt_->Apply(tmp, State(row), g, dim_, meta->update_count);
+          WriteWeights(row, tmp);
         }
         if (meta->update_count != std::numeric_limits<uint32_t>::max()) ++meta->update_count;
         LogChange(part, key, meta->version, version);
@@ -891,19 +889,16 @@ void EmbeddingTable::Push(const uint64_t* keys, size_t n, const float* grads, ui
           a->last_update_s = stamp;
           if (lru_) a->last_access = part.NextTick();
         }
-      }
-      // Amortized TTL sweep: a couple of rows per key pushed keeps expired
-      // rows from piling up without a background thread.
-      if (ttl_s_ != 0) Sweep(part, 2 * (end - begin) + 2, version);
-    }
-    held_back_total.fetch_add(held_back, std::memory_order_relaxed);
-    admitted_total.fetch_add(admitted, std::memory_order_relaxed);
-  });
+      },
+      [&](Partition& part, uint32_t pushed) {
+        // Amortized TTL sweep: a couple of rows per key pushed keeps expired
+        // rows from piling up without a background thread.
+        if (ttl_s_ != 0) Sweep(part, 2 * pushed + 2, version);
+      });
   keys_pushed_.fetch_add(static_cast<int64_t>(n), std::memory_order_relaxed);
-  const int64_t held_back = held_back_total.load(std::memory_order_relaxed);
-  const int64_t admitted = admitted_total.load(std::memory_order_relaxed);
-  if (held_back > 0) held_back_pushes_.fetch_add(held_back, std::memory_order_relaxed);
-  if (admitted > 0) admitted_.fetch_add(admitted, std::memory_order_relaxed);
+  if (counts.held_back > 0)
+    held_back_pushes_.fetch_add(counts.held_back, std::memory_order_relaxed);
+  if (counts.admitted > 0) admitted_.fetch_add(counts.admitted, std::memory_order_relaxed);
 }
 
 bool EmbeddingTable::Lookup(uint64_t key, float* weights, float* state, RowMeta* meta) const {
