@@ -782,16 +782,17 @@ void EmbeddingTable::ForPartitionRanges(const Batch& batch, size_t n, Fn&& fn) {
               [&](int t) { fn(cut[static_cast<size_t>(t)], cut[static_cast<size_t>(t) + 1]); });
 }
 
-template <typename Visit, typename After>
-EmbeddingTable::LoopCounts EmbeddingTable::ForEachKey(const uint64_t* keys, size_t n,
-                                                      const Batch& batch, Visit&& visit,
-                                                      After&& after) {
+void EmbeddingTable::Pull(const uint64_t* keys, size_t n, float* out, uint32_t version) {
+  if (n == 0) return;
+  Batch batch;
+  GroupByPartition(keys, n, &batch);
   const bool identity = batch.order.empty();
   const auto key_at = [&](uint32_t j) { return keys[identity ? j : batch.order[j]]; };
-  std::atomic<int64_t> held_back{0}, admitted{0};
+  const size_t row_bytes = sizeof(float) * dim_;
+  std::atomic<int64_t> held_back_total{0};
   ForPartitionRanges(batch, n, [&](size_t p_begin, size_t p_end) {
     std::vector<float> tmp(dim_);
-    LoopCounts counts;
+    int64_t held_back = 0;
     for (size_t p = p_begin; p < p_end; ++p) {
       const uint32_t begin = batch.starts[p];
       const uint32_t end = batch.starts[p + 1];
@@ -800,26 +801,9 @@ EmbeddingTable::LoopCounts EmbeddingTable::ForEachKey(const uint64_t* keys, size
       std::lock_guard<std::mutex> lock(part.mu);
       for (uint32_t j = begin; j < end; ++j) {
         part.PrefetchAhead(j, end, key_at);
-        // The sort is stable, so duplicates of a key come in call order.
         const uint32_t i = identity ? j : batch.order[j];
-        visit(part, i, keys[i], MixKey(keys[i]), tmp.data(), &counts);
-      }
-      after(part, end - begin);
-    }
-    held_back.fetch_add(counts.held_back, std::memory_order_relaxed);
-    admitted.fetch_add(counts.admitted, std::memory_order_relaxed);
-  });
-  return {held_back.load(std::memory_order_relaxed), admitted.load(std::memory_order_relaxed)};
-}
-
-void EmbeddingTable::Pull(const uint64_t* keys, size_t n, float* out, uint32_t version) {
-  if (n == 0) return;
-  Batch batch;
-  GroupByPartition(keys, n, &batch);
-  const size_t row_bytes = sizeof(float) * dim_;
-  const LoopCounts counts = ForEachKey(
-      keys, n, batch,
-      [&](Partition& part, uint32_t i, uint64_t key, uint64_t h, float* tmp, LoopCounts* c) {
+        const uint64_t key = keys[i];
+        const uint64_t h = MixKey(key);
         float* dst = out + static_cast<size_t>(i) * dim_;
         char* row = part.Find(key, h);
         if (row == nullptr) {
@@ -829,11 +813,11 @@ void EmbeddingTable::Pull(const uint64_t* keys, size_t n, float* out, uint32_t v
             } else {
               std::memset(dst, 0, row_bytes);
             }
-            ++c->held_back;
-            return;
+            ++held_back;
+            continue;
           }
           row = AddRow(part, key, h, version);
-          InitRow(row, key, tmp);
+          InitRow(row, key, tmp.data());
         }
         if (lru_) Access(row)->last_access = part.NextTick();
         if (storage_ == proto::TableConfig::FP32) {
@@ -841,10 +825,13 @@ void EmbeddingTable::Pull(const uint64_t* keys, size_t n, float* out, uint32_t v
         } else {
           ReadWeights(row, dst);
         }
-      },
-      [](Partition&, uint32_t) {});
+      }
+    }
+    held_back_total.fetch_add(held_back, std::memory_order_relaxed);
+  });
   keys_pulled_.fetch_add(static_cast<int64_t>(n), std::memory_order_relaxed);
-  if (counts.held_back > 0) held_back_pulls_.fetch_add(counts.held_back, std::memory_order_relaxed);
+  const int64_t held_back = held_back_total.load(std::memory_order_relaxed);
+  if (held_back > 0) held_back_pulls_.fetch_add(held_back, std::memory_order_relaxed);
 }
 
 void EmbeddingTable::Push(const uint64_t* keys, size_t n, const float* grads, uint32_t version,
@@ -858,19 +845,34 @@ void EmbeddingTable::Push(const uint64_t* keys, size_t n, const float* grads, ui
   const uint32_t stamp = event_time_s != 0 ? event_time_s : clock_.load(std::memory_order_relaxed);
   Batch batch;
   GroupByPartition(keys, n, &batch);
+  const bool identity = batch.order.empty();
+  const auto key_at = [&](uint32_t j) { return keys[identity ? j : batch.order[j]]; };
   const bool fp32 = storage_ == proto::TableConfig::FP32;
-  const LoopCounts counts = ForEachKey(
-      keys, n, batch,
-      [&](Partition& part, uint32_t i, uint64_t key, uint64_t h, float* tmp, LoopCounts* c) {
+  std::atomic<int64_t> held_back_total{0}, admitted_total{0};
+  ForPartitionRanges(batch, n, [&](size_t p_begin, size_t p_end) {
+    std::vector<float> tmp(dim_);
+    int64_t held_back = 0, admitted = 0;
+    for (size_t p = p_begin; p < p_end; ++p) {
+      const uint32_t begin = batch.starts[p];
+      const uint32_t end = batch.starts[p + 1];
+      if (begin == end) continue;
+      Partition& part = *partitions_[p];
+      std::lock_guard<std::mutex> lock(part.mu);
+      for (uint32_t j = begin; j < end; ++j) {
+        part.PrefetchAhead(j, end, key_at);
+        // The sort is stable, so duplicates of a key apply in call order.
+        const uint32_t i = identity ? j : batch.order[j];
+        const uint64_t key = keys[i];
+        const uint64_t h = MixKey(key);
         char* row = part.Find(key, h);
         if (row == nullptr) {
           if (!Admit(part, h)) {
-            ++c->held_back;
-            return;
+            ++held_back;
+            continue;
           }
-          if (!admit_all_) ++c->admitted;
+          if (!admit_all_) ++admitted;
           row = AddRow(part, key, h, version);
-          InitRow(row, key, tmp);
+          InitRow(row, key, tmp.data());
         }
         RowHead* meta = Head(row);
         const float* g = grads + static_cast<size_t>(i) * dim_;
@@ -878,9 +880,9 @@ void EmbeddingTable::Push(const uint64_t* keys, size_t n, const float* grads, ui
           opt_->Apply(reinterpret_cast<float*>(WeightBytes(row)), State(row), g, dim_,
                       meta->update_count);
         } else {
-          ReadWeights(row, tmp);
-          opt_->Apply(tmp, State(row), g, dim_, meta->update_count);
-          WriteWeights(row, tmp);
+          ReadWeights(row, tmp.data());
+          opt_->Apply(tmp.data(), State(row), g, dim_, meta->update_count);
+          WriteWeights(row, tmp.data());
         }
         if (meta->update_count != std::numeric_limits<uint32_t>::max()) ++meta->update_count;
         LogChange(part, key, meta->version, version);
@@ -889,16 +891,19 @@ void EmbeddingTable::Push(const uint64_t* keys, size_t n, const float* grads, ui
           a->last_update_s = stamp;
           if (lru_) a->last_access = part.NextTick();
         }
-      },
-      [&](Partition& part, uint32_t pushed) {
-        // Amortized TTL sweep: a couple of rows per key pushed keeps expired
-        // rows from piling up without a background thread.
-        if (ttl_s_ != 0) Sweep(part, 2 * pushed + 2, version);
-      });
+      }
+      // Amortized TTL sweep: a couple of rows per key pushed keeps expired
+      // rows from piling up without a background thread.
+      if (ttl_s_ != 0) Sweep(part, 2 * (end - begin) + 2, version);
+    }
+    held_back_total.fetch_add(held_back, std::memory_order_relaxed);
+    admitted_total.fetch_add(admitted, std::memory_order_relaxed);
+  });
   keys_pushed_.fetch_add(static_cast<int64_t>(n), std::memory_order_relaxed);
-  if (counts.held_back > 0)
-    held_back_pushes_.fetch_add(counts.held_back, std::memory_order_relaxed);
-  if (counts.admitted > 0) admitted_.fetch_add(counts.admitted, std::memory_order_relaxed);
+  const int64_t held_back = held_back_total.load(std::memory_order_relaxed);
+  const int64_t admitted = admitted_total.load(std::memory_order_relaxed);
+  if (held_back > 0) held_back_pushes_.fetch_add(held_back, std::memory_order_relaxed);
+  if (admitted > 0) admitted_.fetch_add(admitted, std::memory_order_relaxed);
 }
 
 bool EmbeddingTable::Lookup(uint64_t key, float* weights, float* state, RowMeta* meta) const {

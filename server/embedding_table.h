@@ -267,20 +267,6 @@ class EmbeddingTable {
   // request_tasks_ ranges of about equal keys, run at once (ParallelFor).
   template <typename Fn>
   void ForPartitionRanges(const Batch& batch, size_t n, Fn&& fn);
-  // What a batch loop counts (summed over its tasks).
-  struct LoopCounts {
-    int64_t held_back = 0;
-    int64_t admitted = 0;
-  };
-  // The batch loop of Pull and Push: visit(part, i, key, hash, tmp, counts)
-  // for every key of `batch` (built from keys[0, n); i its input index),
-  // partition by partition under the partition's lock, in call order within
-  // a partition, prefetching ahead; then after(part, keys in the partition),
-  // still under the lock. tmp: dim floats of scratch per task. Partition
-  // ranges run at once with a request pool (ForPartitionRanges).
-  template <typename Visit, typename After>
-  LoopCounts ForEachKey(const uint64_t* keys, size_t n, const Batch& batch, Visit&& visit,
-                        After&& after);
 
   // The helpers below REQUIRE part.mu held.
   // Writes the initial weights and optimizer state of a new row record;
