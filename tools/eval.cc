@@ -15,6 +15,7 @@
 #include "server/parameter_shard.h"
 #include "server/table_io.h"
 #include "worker/data/example_io.h"
+#include "worker/dense_file.h"
 #include "worker/job.h"
 #include "worker/job_runner.h"
 #include "worker/metrics.h"

@@ -17,7 +17,6 @@
 #include <optional>
 #include <sstream>
 
-#include "common/checksum.h"
 #include "common/file_io.h"
 #include "model/features.h"
 #include "model/model_factory.h"
@@ -26,6 +25,7 @@
 #include "worker/data/input_intervals.h"
 #include "worker/data/task.h"
 #include "worker/data/validation_split.h"
+#include "worker/dense_file.h"
 #include "worker/early_stopping.h"
 #include "worker/input_ledger.h"
 #include "worker/job.h"
@@ -48,8 +48,6 @@ Status MakeDirs(const std::string& path) {
   }
   return Status::OK();
 }
-
-uint64_t Fnv(const void* p, size_t n, uint64_t h = kFnv1aOffset) { return Fnv1aUpdate(h, p, n); }
 
 std::string Num(double v) { return JsonNumber(v); }
 
@@ -314,89 +312,6 @@ std::string JobResult::Summary() const {
     s += buf;
   }
   return s + "\n";
-}
-
-namespace {
-
-// One checksummed float file, for the dense parameters and the dense
-// optimizer state alike: <8-byte magic>, u64 count, count f32, u64 FNV-1a 64
-// of every byte before it.
-Status WriteDenseFile(const std::string& path, const char* magic, const float* data, uint64_t n) {
-  return WriteFileAtomicWith(path, [&](AtomicFileWriter* w) {
-    w->Append(magic, 8);
-    w->AppendValue<uint64_t>(n);
-    w->Append(data, n * sizeof(float));
-    w->AppendValue<uint64_t>(w->hash());  // FNV-1a 64 of every byte before it
-    return Status::OK();
-  });
-}
-
-// Reads a file WriteDenseFile wrote with `magic`, of at most `max_floats`
-// floats. NotFound if it is missing; DataLoss naming the file ("not a
-// <what> file" for a wrong magic or size, or a checksum mismatch).
-StatusOr<std::vector<float>> ReadDenseFile(const std::string& path, const char* magic,
-                                           const std::string& what, uint64_t max_floats) {
-  const uint64_t max_bytes = 24 + max_floats * sizeof(float);
-  StatusOr<std::string> read = ReadFileToString(path, static_cast<size_t>(max_bytes));
-  if (read.status().code() == StatusCode::kNotFound) {
-    return NotFound(path + ": cannot open the " + what + " file");
-  }
-  const auto not_this = [&](const std::string& why) {
-    return DataLoss(path + ": not a " + what + " file (" + why + ")");
-  };
-  if (read.status().code() == StatusCode::kFailedPrecondition) {
-    return not_this("larger than " + std::to_string(max_floats) + " floats");
-  }
-  FRESHET_RETURN_IF_ERROR(read.status());
-  const std::string& data = *read;
-  if (data.size() < 24 || data.compare(0, 8, magic, 8) != 0) {
-    return not_this(std::to_string(data.size()) + " bytes, " +
-                    (data.size() < 24 ? "too short" : "another magic"));
-  }
-  uint64_t n, stored;
-  std::memcpy(&n, data.data() + 8, 8);
-  std::memcpy(&stored, data.data() + data.size() - 8, 8);
-  if (n > max_floats || data.size() != 24 + n * sizeof(float)) {
-    return not_this(std::to_string(data.size()) + " bytes for " + std::to_string(n) + " floats");
-  }
-  if (Fnv(data.data(), data.size() - 8) != stored) return DataLoss(path + ": checksum mismatch");
-  std::vector<float> values(n);
-  if (n > 0) std::memcpy(values.data(), data.data() + 16, n * sizeof(float));
-  return values;
-}
-
-// The largest dense optimizer state a file may hold (16 GiB of floats).
-constexpr uint64_t kMaxDenseOptimizerFloats = uint64_t{1} << 32;
-
-}  // namespace
-
-Status SaveDense(const Model& model, const std::string& path) {
-  return WriteDenseFile(path, "FRSHDENS", model.dense_params(), model.NumDenseParams());
-}
-
-Status LoadDense(const std::string& path, Model* model) {
-  const uint64_t want = model->NumDenseParams();
-  FRESHET_ASSIGN_OR_RETURN(const std::vector<float> values,
-                           ReadDenseFile(path, "FRSHDENS", "dense parameter", want));
-  if (values.size() != want) {
-    return DataLoss(path + ": not a dense parameter file for this model (it has " +
-                    std::to_string(values.size()) + " parameters, the model " +
-                    std::to_string(want) + ")");
-  }
-  if (want > 0) std::memcpy(model->dense_params(), values.data(), want * sizeof(float));
-  return Status::OK();
-}
-
-Status SaveDenseOptimizer(const Model& model, const std::string& path) {
-  const std::vector<float> state = model.DenseOptimizerState();
-  return WriteDenseFile(path, "FRSHDOPT", state.data(), state.size());
-}
-
-Status LoadDenseOptimizer(const std::string& path, Model* model) {
-  FRESHET_ASSIGN_OR_RETURN(
-      const std::vector<float> state,
-      ReadDenseFile(path, "FRSHDOPT", "dense optimizer state", kMaxDenseOptimizerFloats));
-  return model->SetDenseOptimizerState(state).WithContext(path);
 }
 
 StatusOr<std::unique_ptr<Model>> CreateJobModel(const proto::JobConfig& job, int num_slots,

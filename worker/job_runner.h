@@ -188,18 +188,6 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
 // dense feature's column, first use first, without repeats.
 std::vector<std::string> StreamColumns(const proto::FeatureConfig& features);
 
-// Dense parameter files: "FRSHDENS", u64 count, floats, u64 FNV-1a checksum.
-// Load: NotFound without the file, DataLoss naming it if it is corrupt or
-// holds another count than the model's; the model is unchanged on error.
-Status SaveDense(const Model& model, const std::string& path);
-Status LoadDense(const std::string& path, Model* model);
-// The dense optimizer state (Model::DenseOptimizerState), in the same
-// checksummed layout with magic "FRSHDOPT"; written beside dense.bin as
-// dense_opt.bin. Load: NotFound without the file, DataLoss if corrupt,
-// InvalidArgument if its size does not fit the model.
-Status SaveDenseOptimizer(const Model& model, const std::string& path);
-Status LoadDenseOptimizer(const std::string& path, Model* model);
-
 // Builds the model for a job and an example-file header (the slot count and
 // dense count come from the encoder, the embedding dim from the slots'
 // tables) on the job's device (CreateModel: a GPU that is not there is an
