@@ -11,8 +11,8 @@
 #include <vector>
 
 #include "common/checksum.h"
+#include "model/model_factory.h"
 #include "worker/job.h"
-#include "worker/job_runner.h"
 
 namespace freshet {
 namespace {

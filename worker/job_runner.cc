@@ -314,12 +314,6 @@ std::string JobResult::Summary() const {
   return s + "\n";
 }
 
-StatusOr<std::unique_ptr<Model>> CreateJobModel(const proto::JobConfig& job, int num_slots,
-                                                int num_dense) {
-  FRESHET_ASSIGN_OR_RETURN(DeviceSpec device, ParseDevice(job.device()));
-  return CreateModel(job.model(), JobModelShape(job, num_slots, num_dense), device);
-}
-
 namespace {
 
 // Worker 0: waits for the checkpoint `publisher` has in flight (if any) and

@@ -188,11 +188,4 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
 // dense feature's column, first use first, without repeats.
 std::vector<std::string> StreamColumns(const proto::FeatureConfig& features);
 
-// Builds the model for a job and an example-file header (the slot count and
-// dense count come from the encoder, the embedding dim from the slots'
-// tables) on the job's device (CreateModel: a GPU that is not there is an
-// error).
-StatusOr<std::unique_ptr<Model>> CreateJobModel(const proto::JobConfig& job, int num_slots,
-                                                int num_dense);
-
 }  // namespace freshet

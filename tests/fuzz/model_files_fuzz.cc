@@ -14,11 +14,11 @@
 #include <vector>
 
 #include "common/config.h"
+#include "model/model_factory.h"
 #include "server/table_io.h"
 #include "tests/fuzz/fuzz_util.h"
 #include "worker/dense_file.h"
 #include "worker/job.h"
-#include "worker/job_runner.h"
 
 namespace freshet {
 namespace {
