@@ -15,7 +15,7 @@
 #include "model/features.h"
 #include "server/parameter_shard.h"
 #include "server/table_io.h"
-#include "tools/internal/param_diff.h"
+#include "apps/model_diff/param_diff.h"
 #include "worker/dense_file.h"
 #include "worker/job.h"
 
