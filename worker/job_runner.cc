@@ -355,7 +355,7 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
     }
   }
   const bool early_stopping = validating && job.has_early_stopping();
-  if (early_stopping && (!options.save_tables || !options.load_tables)) {
+  if (early_stopping && options.tables == nullptr) {
     return InvalidArgument(
         "early_stopping keeps the best pass's model and needs a table save and load");
   }
@@ -519,7 +519,7 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
   }
   Model* model_ptr = nullptr;
   // This worker's, after its last step.
-  int64_t last_watermark = 0, last_wall_ms = 0, last_label_wall_ms = 0;
+  int64_t last_step = 0, last_watermark = 0, last_wall_ms = 0, last_label_wall_ms = 0;
   // Streaming from a directory: this worker's read position, checkpointed
   // about every second (and at the end) to
   // <work_dir>/stream-positions/worker-<i>.position (TailPosition text,
@@ -549,9 +549,10 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
       LOG(WARNING) << position_file << ": cannot replace: " << std::strerror(errno);
     }
   };
-  topt.after_step = [&options, &model_ptr, leader, &last_watermark, &last_wall_ms,
+  topt.after_step = [&options, &model_ptr, leader, &last_step, &last_watermark, &last_wall_ms,
                      &last_label_wall_ms, &save_position, &last_position, &trained_position](
                         int64_t step, int64_t watermark, int64_t wall_ms, int64_t label_wall_ms) {
+    last_step = step;
     last_watermark = watermark;
     last_wall_ms = wall_ms;
     last_label_wall_ms = label_wall_ms;
@@ -561,11 +562,10 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
         !trained_position.empty()) {
       save_position(trained_position);
     }
-    if (options.report_watermark) {
-      options.report_watermark(step, watermark, wall_ms, label_wall_ms);
-    }
-    if (leader && options.after_step) {
-      options.after_step(*model_ptr, step, watermark, wall_ms, label_wall_ms);
+    if (options.export_feed != nullptr) {
+      const TrainingClocks clocks{step, watermark, wall_ms, label_wall_ms};
+      options.export_feed->Watermark(clocks);
+      if (leader) options.export_feed->Dense(*model_ptr, clocks);
     }
   };
   model_ptr = model.get();
@@ -639,7 +639,7 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
         Status st;
         if (leader) {
           st = MakeDirs(best_dir);
-          if (st.ok()) st = options.save_tables(best_dir);
+          if (st.ok()) st = options.tables->Save(best_dir);
           tables_saved_outside = true;
           best_saved = st.ok();
         }
@@ -656,13 +656,12 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
   int64_t next_checkpoint = 1, checkpoints_taken = 0;
   bool checkpointing = false;
   // Worker 0: publishes checkpoints whose tables the servers write in the
-  // background (RunOptions::start_save_tables); destroyed (joined) before
+  // background (TableCheckpointer::StartSave); destroyed (joined) before
   // `result` and `options` go away.
   CheckpointPublisher publisher;
-  const bool background =
-      static_cast<bool>(options.start_save_tables) && static_cast<bool>(options.wait_tables_saved);
+  const bool background = options.tables != nullptr && options.tables->CanSaveInBackground();
   if (!ck.dir.empty() && ck.interval_steps > 0) {
-    if (!options.save_tables) return InvalidArgument("checkpoints need a table save");
+    if (options.tables == nullptr) return InvalidArgument("checkpoints need a table save");
     // Ids continue after the root's latest (and after any directory a
     // crashed run left); worker 0 reads it, all agree.
     float id = 0;
@@ -729,20 +728,20 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
       }
       // Incremental: the rows changed since the previous checkpoint of this
       // run, applied over it on restore (its MANIFEST names it as parent).
-      const bool incremental =
-          checkpoints_taken > 0 && ck.full_every > 1 && checkpoints_taken % ck.full_every != 0 &&
-          static_cast<bool>(options.save_changed_tables) && !tables_saved_outside;
+      const bool incremental = checkpoints_taken > 0 && ck.full_every > 1 &&
+                               checkpoints_taken % ck.full_every != 0 &&
+                               options.tables->CanSaveChanged() && !tables_saved_outside;
       tables_saved_outside = false;
       int64_t copied = 0;
       auto t_copied = t_cut;
       if (st.ok() && leader) {
         if (background) {
           // Servers copy their rows and answer; they write in the background.
-          StatusOr<int64_t> c = options.start_save_tables(dir, incremental);
+          StatusOr<int64_t> c = options.tables->StartSave(dir, incremental);
           st = c.status();
           if (c.ok()) copied = *c;
         } else {
-          st = incremental ? options.save_changed_tables(dir) : options.save_tables(dir);
+          st = incremental ? options.tables->SaveChanged(dir) : options.tables->Save(dir);
         }
         t_copied = std::chrono::steady_clock::now();
         if (st.ok()) st = SaveDense(*model_ptr, dir + "/dense.bin");
@@ -781,8 +780,8 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
         p.copied_bytes = copied;
         p.print = background && options.print_status;
         if (background) {
-          p.wait_written = [&options, dir, copied] {
-            return options.wait_tables_saved(dir, copied);
+          p.wait_written = [tables = options.tables, dir, copied] {
+            return tables->WaitSaved(dir, copied);
           };
         }
         const auto t_agreed = std::chrono::steady_clock::now();
@@ -876,7 +875,7 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
       }
       std::memcpy(model->dense_params(), best_dense.data(), best_dense.size() * sizeof(float));
       FRESHET_RETURN_IF_ERROR(model->SetDenseOptimizerState(best_dense_opt));
-      Status st = leader ? (best_saved ? options.load_tables(best_dir)
+      Status st = leader ? (best_saved ? options.tables->Load(best_dir)
                                        : Internal(best_dir + ": the best pass was not saved"))
                          : Status::OK();
       float failed = st.ok() ? 0.0f : 1.0f;
@@ -932,11 +931,12 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
       result.final_watermark = w;
       result.final_ingest_wall_ms = wall;
       result.final_label_wall_ms = label;
-      if (options.final_watermark) options.final_watermark(w, wall, label);
     }
   }
-  if (leader && options.after_training) {
-    FRESHET_RETURN_IF_ERROR(options.after_training(*model).WithContext("final export"));
+  if (leader && options.export_feed != nullptr) {
+    const TrainingClocks clocks{last_step, result.final_watermark, result.final_ingest_wall_ms,
+                                result.final_label_wall_ms};
+    FRESHET_RETURN_IF_ERROR(options.export_feed->Final(*model, clocks).WithContext("final export"));
   }
 
   // Holdout: each worker scores its shard; worker 0 gathers (in file order).
@@ -982,7 +982,9 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
       std::string text;
       google::protobuf::TextFormat::PrintToString(job, &text);
       std::ofstream(job.model_dir() + "/job.pbtxt") << text;
-      if (options.save_tables) FRESHET_RETURN_IF_ERROR(options.save_tables(job.model_dir()));
+      if (options.tables != nullptr) {
+        FRESHET_RETURN_IF_ERROR(options.tables->Save(job.model_dir()));
+      }
     }
   }
   FRESHET_RETURN_IF_ERROR(workers->Barrier());

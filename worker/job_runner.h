@@ -9,7 +9,6 @@
 // Thread safety: one thread.
 #pragma once
 
-#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -18,9 +17,11 @@
 #include "common/proto/job.pb.h"
 #include "common/sparse_store.h"
 #include "model/model.h"
+#include "worker/export_feed.h"
 #include "worker/job_result.h"
 #include "worker/metrics.h"
 #include "worker/stream/label_joiner.h"
+#include "worker/table_checkpointer.h"
 #include "worker/trainer.h"
 
 namespace freshet {
@@ -46,7 +47,7 @@ struct RunOptions {
   std::string input_ledger_dir;
   // Periodic consistent checkpoints (worker/checkpoint.h, docs/CHECKPOINTS.md)
   // into `dir` every `interval_steps` steps, keeping the newest `keep`
-  // (0: all). Needs save_tables. num_servers goes into the manifest.
+  // (0: all). Needs `tables`. num_servers goes into the manifest.
   struct Checkpointing {
     std::string dir;
     int64_t interval_steps = 0;
@@ -57,50 +58,15 @@ struct RunOptions {
     int num_servers = 1;
   } checkpoint;
   bool print_status = true;  // worker 0 only
-  // Called by worker 0 to save the sparse tables into the model directory
-  // (PsClient::SaveTables, or a local save). Unset: no table save.
-  std::function<Status(const std::string& dir)> save_tables;
-  // Called by worker 0 to replace the sparse tables with those save_tables
-  // wrote to `dir` (PsClient::LoadTables, or a local ReplaceShardRows):
-  // early stopping's restore of the best pass. Jobs with early_stopping
-  // need it and save_tables.
-  std::function<Status(const std::string& dir)> load_tables;
-  // Like save_tables, but each server writes only the rows pushed since its
-  // previous save (incremental checkpoints). Unset: checkpoints are full.
-  std::function<Status(const std::string& dir)> save_changed_tables;
-  // Background checkpoint writes (docs/CHECKPOINTS.md "Pause"); both set or
-  // neither. start_save_tables(dir, incremental) has every server copy its
-  // rows and returns the bytes copied once all did (PsClient::
-  // StartSaveTables); wait_tables_saved(dir, bytes) blocks until every
-  // server wrote its file, with a deadline by volume (PsClient::
-  // WaitTablesSaved). Worker 0 then waits on a background thread and writes
-  // MANIFEST after it, so training resumes right after the copy. Unset:
-  // checkpoints save through save_tables / save_changed_tables inside the
-  // pause.
-  std::function<StatusOr<int64_t>(const std::string& dir, bool incremental)> start_save_tables;
-  std::function<Status(const std::string& dir, int64_t bytes)> wait_tables_saved;
-  // Worker 0 only: called after every training step with the model (dense
-  // parameters), step, watermark and the freshness clocks ingest_wall_ms
-  // (newest read time trained) and label_wall_ms (newest label-known time
-  // trained) (see Trainer::Options::after_step); the exporter feed.
-  std::function<void(const Model& model, int64_t step, int64_t watermark, int64_t ingest_wall_ms,
-                     int64_t label_wall_ms)>
-      after_step;
-  // Every worker: called after each of its training steps with the step,
-  // its watermark (newest event time trained, unix s) and its freshness
-  // clocks (as for after_step); the exporter's WATERMARK feed. May be empty.
-  std::function<void(int64_t step, int64_t watermark, int64_t ingest_wall_ms,
-                     int64_t label_wall_ms)>
-      report_watermark;
-  // Worker 0 only: called once training ended, before after_training, with
-  // the minimum over the workers that trained anything (watermark > 0) of
-  // their final watermarks, and of their final freshness clocks that are
-  // known (> 0) (0 where none is).
-  std::function<void(int64_t watermark, int64_t ingest_wall_ms, int64_t label_wall_ms)>
-      final_watermark;
-  // Worker 0 only: called once training ended, with the final model, before
-  // the holdout scoring (e.g. to have the exporter publish the final model).
-  std::function<Status(const Model& model)> after_training;
+  // Worker 0 saves and loads the sparse tables through this (checkpoints,
+  // early stopping's best pass, the final model save); every worker passes
+  // one alike (the others never call it). Not owned; null: no table save,
+  // and then checkpoints and early stopping are InvalidArgument.
+  TableCheckpointer* tables = nullptr;
+  // Every worker reports its clocks here after each step; worker 0 also
+  // its dense parameters, and the final model once training ended. Not
+  // owned; null: no exporter.
+  ExportFeed* export_feed = nullptr;
   // Every worker: the trainer's metrics go here (Trainer::Options::metrics).
   // Not owned; may be null.
   MetricsRegistry* metrics = nullptr;
