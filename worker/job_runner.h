@@ -104,8 +104,4 @@ struct RunOptions {
 StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Collective* workers,
                                  const RunOptions& options);
 
-// The example columns a streaming job's features read: each slot's and
-// dense feature's column, first use first, without repeats.
-std::vector<std::string> StreamColumns(const proto::FeatureConfig& features);
-
 }  // namespace freshet
