@@ -6,6 +6,14 @@
 // the single-process reference (`freshet_train --local`) runs it over a
 // LocalSparseStore + LocalCollective.
 //
+// It reaches the tables' files and the exporter only through two seams in
+// RunOptions: a TableCheckpointer (worker/table_checkpointer.h) and an
+// ExportFeed (worker/export_feed.h); freshet_train's implementations are in
+// apps/train/train_wiring.h. Its parts live in worker/internal/:
+// job_restore.h (restoring), checkpoint_driver.h (periodic checkpoints),
+// job_eval.h (validation, early stopping, holdout), job_stream.h (a
+// streaming job's source); its result is JobResult (worker/job_result.h).
+//
 // Thread safety: one thread.
 #pragma once
 

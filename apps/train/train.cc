@@ -12,6 +12,10 @@
 // and, as the cluster config's `metrics` message says, serves them on
 // http://<host>:<port + rank>/metrics and appends them to
 // <dir>/metrics-rank<rank>.jsonl every interval_s.
+//
+// This file holds the flags and each role's start-up; what ties the worker
+// side of a job (RunWorkerJob) to the servers and the exporter is in
+// train_wiring.h.
 #include <gflags/gflags.h>
 #include <glog/logging.h>
 #include <google/protobuf/text_format.h>

@@ -97,7 +97,7 @@ Status CheckpointDriver::Take(int64_t step, const Model& model, const CutInput& 
   const auto t0 = std::chrono::steady_clock::now();
   const std::string dir = CheckpointDir(ck_.dir, next_checkpoint_);
   // One checkpoint in flight: worker 0 first waits for the previous
-  // one's background_ write (the others wait at the barrier: pause).
+  // one's background write (the others wait at the barrier: pause).
   Status st = leader_ ? FinishCheckpoint(&publisher_, result_) : Status::OK();
   if (st.ok() && leader_) st = MakeDirs(dir);
   const auto t_waited = std::chrono::steady_clock::now();
@@ -135,8 +135,8 @@ Status CheckpointDriver::Take(int64_t step, const Model& model, const CutInput& 
     cut.num_workers = workers_->size();
     cut.step = step;
     cut.epoch = input.epoch;
-    cut.files = input_files;
-    cut.consumed = epoch_consumed;
+    cut.files = *input.files;
+    cut.consumed = *input.consumed;
     st = WriteInputCut(dir + "/" + InputCutFileName(workers_->rank()), cut);
   }
   // Incremental: the rows changed since the previous checkpoint of this
@@ -149,7 +149,7 @@ Status CheckpointDriver::Take(int64_t step, const Model& model, const CutInput& 
   auto t_copied = t_cut;
   if (st.ok() && leader_) {
     if (background_) {
-      // Servers copy their rows and answer; they write in the background_.
+      // Servers copy their rows and answer; they write in the background.
       StatusOr<int64_t> c = options_.tables->StartSave(dir, incremental);
       st = c.status();
       if (c.ok()) copied = *c;
@@ -161,7 +161,7 @@ Status CheckpointDriver::Take(int64_t step, const Model& model, const CutInput& 
     if (st.ok()) st = SaveDenseOptimizer(model, dir + "/dense_opt.bin");
     if (st.ok()) {
       std::string text;
-      google::protobuf::TextFormat::PrintToString(job, &text);
+      google::protobuf::TextFormat::PrintToString(job_, &text);
       std::ofstream out(dir + "/job.pbtxt", std::ios::trunc);
       out << text;
       if (!out.flush()) st = Internal(dir + "/job.pbtxt: cannot write");

@@ -8,6 +8,7 @@
 // methods are collective: every worker calls them alike.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
