@@ -1,6 +1,7 @@
 // freshet_train: the training job. Every MPI rank takes its role from the
 // cluster config: servers hold table shards, workers train on their shard of
-// the examples, exporter ranks (snapshot export) idle until that lands.
+// the examples, the exporter rank publishes snapshots for serving
+// (exporter/exporter_node.h).
 //
 //   launch/mpirun.sh -np 5 build/bin/freshet_train --task=synthetic
 //   build/bin/freshet_train --local --task=synthetic     (single-process reference)
