@@ -60,7 +60,8 @@ Status FinishCheckpoint(CheckpointPublisher* publisher, JobResult* result,
 }  // namespace
 
 CheckpointDriver::CheckpointDriver(const proto::JobConfig& job, const RunOptions& options,
-                                   Collective* workers, InputLedger* ledger, JobResult* result)
+                                   Collective* workers, InputLedger* ledger, JobResult* result,
+                                   int64_t first_id)
     : job_(job),
       options_(options),
       ck_(options.checkpoint),
@@ -69,7 +70,8 @@ CheckpointDriver::CheckpointDriver(const proto::JobConfig& job, const RunOptions
       result_(result),
       leader_(workers->rank() == 0),
       streaming_(IsStreamingJob(job)),
-      background_(options.tables != nullptr && options.tables->CanSaveInBackground()) {}
+      background_(options.tables != nullptr && options.tables->CanSaveInBackground()),
+      next_checkpoint_(first_id) {}
 
 StatusOr<std::unique_ptr<CheckpointDriver>> CheckpointDriver::Create(const proto::JobConfig& job,
                                                                      const RunOptions& options,
@@ -88,9 +90,8 @@ StatusOr<std::unique_ptr<CheckpointDriver>> CheckpointDriver::Create(const proto
     id = static_cast<float>(next);
   }
   FRESHET_RETURN_IF_ERROR(workers->AllReduceSum(&id, 1));
-  std::unique_ptr<CheckpointDriver> d(new CheckpointDriver(job, options, workers, ledger, result));
-  d->next_checkpoint_ = static_cast<int64_t>(id);
-  return d;
+  return std::unique_ptr<CheckpointDriver>(
+      new CheckpointDriver(job, options, workers, ledger, result, static_cast<int64_t>(id)));
 }
 
 Status CheckpointDriver::Take(int64_t step, const Model& model, const CutInput& input) {

@@ -78,7 +78,7 @@ class CheckpointDriver {
 
  private:
   CheckpointDriver(const proto::JobConfig& job, const RunOptions& options, Collective* workers,
-                   InputLedger* ledger, JobResult* result);
+                   InputLedger* ledger, JobResult* result, int64_t first_id);
 
   const proto::JobConfig& job_;
   const RunOptions& options_;
@@ -89,7 +89,7 @@ class CheckpointDriver {
   const bool leader_, streaming_;
   // Tables written in the background (TableCheckpointer::StartSave).
   const bool background_;
-  int64_t next_checkpoint_ = 1, checkpoints_taken_ = 0;
+  int64_t next_checkpoint_, checkpoints_taken_ = 0;
   // The servers' last save was not a checkpoint (TablesSavedOutside).
   bool tables_saved_outside_ = false;
   // Worker 0: publishes checkpoints; declared last, so destroyed (joined)

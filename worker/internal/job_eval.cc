@@ -63,7 +63,7 @@ StatusOr<SplitSpans> AgreeValidationSplit(const proto::DataConfig& data,
 
 PassValidator::PassValidator(const proto::JobConfig& job, const RunOptions& options,
                              std::vector<FileRange> validation_spans, int start_epoch,
-                             Collective* workers, JobResult* result)
+                             Collective* workers, JobResult* result, EarlyStopping stopper)
     : job_(job),
       options_(options),
       validation_spans_(std::move(validation_spans)),
@@ -72,21 +72,20 @@ PassValidator::PassValidator(const proto::JobConfig& job, const RunOptions& opti
       result_(result),
       leader_(workers->rank() == 0),
       early_stopping_(job.has_early_stopping()),
+      stopper_(std::move(stopper)),
       best_dir_(job.work_dir() + "/best-pass") {}
 
 StatusOr<std::unique_ptr<PassValidator>> PassValidator::Create(
     const proto::JobConfig& job, const RunOptions& options, std::vector<FileRange> validation_spans,
     int start_epoch, Collective* workers, JobResult* result) {
-  std::unique_ptr<PassValidator> v(
-      new PassValidator(job, options, std::move(validation_spans), start_epoch, workers, result));
   const auto& es = job.early_stopping();
   FRESHET_ASSIGN_OR_RETURN(EarlyStopping tracker,
-                           v->early_stopping_
+                           job.has_early_stopping()
                                ? EarlyStopping::Create(es.metric(), es.patience(), es.min_delta())
                                : EarlyStopping::Create("auc", 0, 0));
-  v->stopper_ = std::move(tracker);
-  result->validation_metric = v->stopper_->metric();
-  return v;
+  result->validation_metric = tracker.metric();
+  return std::unique_ptr<PassValidator>(new PassValidator(
+      job, options, std::move(validation_spans), start_epoch, workers, result, std::move(tracker)));
 }
 
 StatusOr<bool> PassValidator::AfterEpoch(int epoch, Trainer* trainer, Model* model,
@@ -113,8 +112,8 @@ StatusOr<bool> PassValidator::AfterEpoch(int epoch, Trainer* trainer, Model* mod
     FRESHET_ASSIGN_OR_RETURN(ScoredSet v, ScoredSet::ParseAll(all));
     EvalResult r = Evaluate(v.probs, v.labels, v.users, v.oracle);
     result_->validation.push_back(r);
-    const bool improved = stopper_->Add(stopper_->ValueOf(r));
-    const bool stop = early_stopping_ && stopper_->Stop();
+    const bool improved = stopper_.Add(stopper_.ValueOf(r));
+    const bool stop = early_stopping_ && stopper_.Stop();
     decision[0] = improved ? 1 : 0;
     decision[1] = stop ? 1 : 0;
     if (options_.print_status) {
@@ -122,8 +121,8 @@ StatusOr<bool> PassValidator::AfterEpoch(int epoch, Trainer* trainer, Model* mod
           "validation pass %d: AUC %.4f  logloss %.4f  GAUC %.4f  (%lld examples)%s  best pass "
           "%d (%s %.4f)%s\n",
           epoch + 1, r.auc, r.logloss, r.gauc, static_cast<long long>(r.examples),
-          improved ? "  improved" : "", start_epoch_ + stopper_->best_pass(),
-          stopper_->metric().c_str(), stopper_->best_value(),
+          improved ? "  improved" : "", start_epoch_ + stopper_.best_pass(),
+          stopper_.metric().c_str(), stopper_.best_value(),
           stop ? ("  early stop: " + std::to_string(job_.early_stopping().patience()) +
                   " pass(es) without improvement")
                      .c_str()
@@ -156,7 +155,7 @@ StatusOr<bool> PassValidator::AfterEpoch(int epoch, Trainer* trainer, Model* mod
 
 Status PassValidator::KeepBestPass(Model* model) {
   // Every worker learns the best pass (worker 0 kept the metrics).
-  double best = leader_ && stopper_->best_pass() > 0 ? start_epoch_ + stopper_->best_pass() : 0;
+  double best = leader_ && stopper_.best_pass() > 0 ? start_epoch_ + stopper_.best_pass() : 0;
   FRESHET_RETURN_IF_ERROR(workers_->AllReduceSum(&best, 1));
   const int best_pass = static_cast<int>(best);
   result_->validation_first_pass = start_epoch_ + 1;
@@ -181,7 +180,7 @@ Status PassValidator::KeepBestPass(Model* model) {
     result_->model_pass = best_pass;
     if (leader_ && options_.print_status) {
       std::printf("kept the model of pass %d (best validation %s %.4f; last pass %d)\n", best_pass,
-                  stopper_->metric().c_str(), stopper_->best_value(), last_pass);
+                  stopper_.metric().c_str(), stopper_.best_value(), last_pass);
       std::fflush(stdout);
     }
   }

@@ -77,7 +77,7 @@ class PassValidator {
  private:
   PassValidator(const proto::JobConfig& job, const RunOptions& options,
                 std::vector<FileRange> validation_spans, int start_epoch, Collective* workers,
-                JobResult* result);
+                JobResult* result, EarlyStopping stopper);
 
   const proto::JobConfig& job_;
   const RunOptions& options_;
@@ -86,7 +86,7 @@ class PassValidator {
   Collective* const workers_;
   JobResult* const result_;
   const bool leader_, early_stopping_;
-  std::optional<EarlyStopping> stopper_;            // worker 0's decisions
+  EarlyStopping stopper_;                           // worker 0's decisions
   std::vector<float> best_dense_, best_dense_opt_;  // this worker's copy at the best pass
   const std::string best_dir_;
   bool best_saved_ = false;  // best_dir_ holds the best pass's tables

@@ -110,7 +110,7 @@ StatusOr<RestoredCheckpoint> ReadCheckpointState(const proto::JobConfig& job,
   } else if (manifest.status().code() != StatusCode::kNotFound) {
     return manifest.status().WithContext("restoring");
   }
-  return r;
+  return StatusOr<RestoredCheckpoint>(std::move(r));
 }
 
 }  // namespace freshet
