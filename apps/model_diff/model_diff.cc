@@ -11,11 +11,11 @@
 #include <map>
 #include <vector>
 
+#include "apps/model_diff/param_diff.h"
 #include "common/logging.h"
 #include "model/features.h"
 #include "server/parameter_shard.h"
 #include "server/table_io.h"
-#include "apps/model_diff/param_diff.h"
 #include "worker/dense_file.h"
 #include "worker/job.h"
 
