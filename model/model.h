@@ -63,7 +63,7 @@ struct ModelShape {
 // `num_dense` dense features: the slots' pooling, names and multi_valued;
 // for DEEPFM the embedding dim of the first slot's table; for LAYERED the
 // dims of the tables it reads per slot (JobModelTables). Training
-// (CreateJobModel, worker/job_runner.h) and serving (serving/scorer.h) both
+// (CreateJobModel, model/model_factory.h) and serving (serving/scorer.h) both
 // build their models from it.
 ModelShape JobModelShape(const proto::JobConfig& job, int num_slots, int num_dense);
 

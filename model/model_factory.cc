@@ -29,4 +29,10 @@ StatusOr<std::unique_ptr<Model>> CreateModel(const proto::ModelConfig& config,
 #endif
 }
 
+StatusOr<std::unique_ptr<Model>> CreateJobModel(const proto::JobConfig& job, int num_slots,
+                                                int num_dense) {
+  FRESHET_ASSIGN_OR_RETURN(DeviceSpec device, ParseDevice(job.device()));
+  return CreateModel(job.model(), JobModelShape(job, num_slots, num_dense), device);
+}
+
 }  // namespace freshet

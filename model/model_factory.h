@@ -24,4 +24,12 @@ namespace freshet {
 StatusOr<std::unique_ptr<Model>> CreateModel(const proto::ModelConfig& config,
                                              const ModelShape& shape, const DeviceSpec& device);
 
+// Builds the model for a job and an example-file header (the slot count and
+// dense count come from the encoder, the embedding dim from the slots'
+// tables: JobModelShape) on the job's device (a GPU that is not there is an
+// error, as above). Training, freshet_eval and the serving tests build their
+// models here.
+StatusOr<std::unique_ptr<Model>> CreateJobModel(const proto::JobConfig& job, int num_slots,
+                                                int num_dense);
+
 }  // namespace freshet

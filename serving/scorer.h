@@ -11,7 +11,7 @@
 //     training pull would have created. Nothing is ever inserted: the export
 //     stays read-only and shared;
 //   - the same model code (Model::Create over JobModelShape, as
-//     CreateJobModel in worker/job_runner.h, on the CPU) with the
+//     CreateJobModel in model/model_factory.h, on the CPU) with the
 //     export's dense parameters.
 // Scores are sigmoid(logit) (Sigmoid, model/model.h).
 //

@@ -7,10 +7,13 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
+#include <iterator>
 #include <regex>
 #include <string>
 
+#include "common/checksum.h"
 #include "tests/e2e_util.h"
 #include "worker/data/example_io.h"
 #include "worker/data/internal/test_util.h"
@@ -87,18 +90,44 @@ TEST(TrainE2eTest, OneWorkerStalenessZeroMatchesReference) {
                 .rc,
             0);
   {
-    std::fstream dense(kOut + "/parity/nan/dense.bin",
-                       std::ios::binary | std::ios::in | std::ios::out);
-    ASSERT_TRUE(dense.good());
+    // The first parameter (after the magic and the count) becomes NaN, with
+    // the checksum trailer repaired: freshet_model_diff reads dense.bin
+    // through worker/dense_file.h, which refuses a file whose checksum fails.
+    const std::string path = kOut + "/parity/nan/dense.bin";
+    std::string bytes;
+    {
+      std::ifstream in(path, std::ios::binary);
+      bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    }
+    ASSERT_GE(bytes.size(), 28u);
     const float nan = NAN;
-    dense.seekp(16);  // after the magic and the count: the first parameter
-    dense.write(reinterpret_cast<const char*>(&nan), sizeof(nan));
-    ASSERT_TRUE(dense.good());
+    std::memcpy(bytes.data() + 16, &nan, sizeof(nan));
+    const uint64_t h = Fnv1a64(bytes.data(), bytes.size() - 8);
+    std::memcpy(bytes.data() + bytes.size() - 8, &h, sizeof(h));
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    ASSERT_TRUE(out.good());
   }
   CommandResult nan_diff = RunCommand(kBin + "/freshet_model_diff " + kOut + "/parity/nan " + kOut +
                                       "/parity/dist --tolerance=1e-5");
   EXPECT_EQ(nan_diff.rc, 1) << nan_diff.output;
   EXPECT_NE(nan_diff.output.find("DIFFER"), std::string::npos) << nan_diff.output;
+  // A dense.bin whose checksum fails is an error (2) naming the file, not a
+  // difference.
+  {
+    std::fstream dense(kOut + "/parity/nan/dense.bin",
+                       std::ios::binary | std::ios::in | std::ios::out);
+    ASSERT_TRUE(dense.good());
+    const float one = 1.0f;
+    dense.seekp(16);
+    dense.write(reinterpret_cast<const char*>(&one), sizeof(one));
+    ASSERT_TRUE(dense.good());
+  }
+  CommandResult bad_diff = RunCommand(kBin + "/freshet_model_diff " + kOut + "/parity/nan " + kOut +
+                                      "/parity/dist --tolerance=1e-5");
+  EXPECT_EQ(bad_diff.rc, 2) << bad_diff.output;
+  EXPECT_NE(bad_diff.output.find("nan/dense.bin: checksum mismatch"), std::string::npos)
+      << bad_diff.output;
 }
 
 // The same for a LAYERED model using every part (first order, FM, FFM,

@@ -21,7 +21,7 @@
 // debris and is never restored from.
 //
 // The protocol that makes the cut consistent (docs/CHECKPOINTS.md) runs in
-// job_runner.cc; these are its file operations.
+// worker/internal/checkpoint_driver.cc; these are its file operations.
 //
 // Thread safety: free functions, no shared state; concurrent writers to one
 // root are not supported (only worker 0 writes the manifest and pointer).

@@ -2,458 +2,74 @@
 
 #include <glog/logging.h>
 #include <google/protobuf/text_format.h>
-#include <sys/stat.h>
 
 #include <algorithm>
-#include <cerrno>
+#include <array>
 #include <chrono>
 #include <climits>
-#include <cmath>
 #include <cstdio>
 #include <cstring>
-#include <deque>
-#include <filesystem>
 #include <fstream>
-#include <optional>
-#include <sstream>
+#include <memory>
+#include <string>
+#include <vector>
 
-#include "common/checksum.h"
-#include "common/file_io.h"
 #include "model/features.h"
 #include "model/model_factory.h"
 #include "worker/checkpoint.h"
 #include "worker/data/example_io.h"
 #include "worker/data/input_intervals.h"
 #include "worker/data/task.h"
-#include "worker/data/validation_split.h"
-#include "worker/early_stopping.h"
+#include "worker/dense_file.h"
 #include "worker/input_ledger.h"
+#include "worker/internal/checkpoint_driver.h"
+#include "worker/internal/job_eval.h"
+#include "worker/internal/job_restore.h"
+#include "worker/internal/job_stream.h"
 #include "worker/job.h"
-#include "worker/stream/socket_source.h"
 #include "worker/stream/stream_source.h"
-#include "worker/stream/tail_source.h"
 
 namespace freshet {
 namespace {
 
-Status MakeDirs(const std::string& path) {
-  std::string cur;
-  for (size_t i = 0; i <= path.size(); ++i) {
-    if (i == path.size() || path[i] == '/') {
-      if (!cur.empty() && mkdir(cur.c_str(), 0755) != 0 && errno != EEXIST) {
-        return Internal(cur + ": cannot create directory: " + std::strerror(errno));
-      }
-    }
-    if (i < path.size()) cur += path[i];
+// Worker 0 learns the minimum over the workers that trained anything
+// (watermark > 0) of their final watermarks (`mine`[0]), and of their
+// final freshness clocks that are known (> 0; 0 where none is), into
+// result->final_*. Collective.
+Status GatherFinalClocks(Collective* workers, const std::array<int64_t, 3>& mine,
+                         JobResult* result) {
+  std::string all;
+  FRESHET_RETURN_IF_ERROR(
+      workers->GatherBytes(reinterpret_cast<const char*>(mine.data()), sizeof(mine), &all));
+  if (workers->rank() != 0) return Status::OK();
+  int64_t w = INT64_MAX, wall = INT64_MAX, label = INT64_MAX;
+  for (size_t off = 0; off + sizeof(mine) <= all.size(); off += sizeof(mine)) {
+    int64_t v[3];
+    std::memcpy(v, all.data() + off, sizeof(v));
+    if (v[0] <= 0) continue;
+    w = std::min(w, v[0]);
+    if (v[1] > 0) wall = std::min(wall, v[1]);  // 0: unknown
+    if (v[2] > 0) label = std::min(label, v[2]);
   }
+  if (w == INT64_MAX) w = 0;
+  if (wall == INT64_MAX) wall = 0;
+  if (label == INT64_MAX) label = 0;
+  result->final_watermark = w;
+  result->final_ingest_wall_ms = wall;
+  result->final_label_wall_ms = label;
   return Status::OK();
 }
 
-uint64_t Fnv(const void* p, size_t n, uint64_t h = kFnv1aOffset) { return Fnv1aUpdate(h, p, n); }
-
-std::string Num(double v) { return JsonNumber(v); }
-
-// Thread safety: as the source it forwards to.
-// Forwards to a source the job keeps (to read a stream's counters after
-// training).
-// TakeConsumed gives the tail's read position (TailPosition text) when the
-// stream is a TailSource: the position after the examples of the batch.
-// With `keep_untrained` (streaming checkpoints) it also keeps a copy of the
-// examples of every batch read until Trained() says the trainer trained it:
-// at a checkpoint those are the read-ahead batch, which the join state
-// saves (the reader's position is past them).
-class BorrowedSource : public ExampleSource {
- public:
-  BorrowedSource(StreamExampleSource* s, bool keep_untrained)
-      : s_(s),
-        tail_(dynamic_cast<TailSource*>(s->lines())),
-        keep_(keep_untrained && tail_ != nullptr) {}
-  StatusOr<Outcome> Poll(Example* ex, std::chrono::steady_clock::time_point deadline) override {
-    StatusOr<Outcome> got = s_->Poll(ex, deadline);
-    if (keep_ && got.ok() && *got == Outcome::kExample) reading_.push_back(*ex);
-    return got;
-  }
-  const ReadStats& stats() const override { return s_->stats(); }
-  void TakeConsumed(ConsumedInput* out) override {
-    if (tail_ != nullptr) out->position = tail_->Position().Serialize();
-    if (keep_) {
-      read_.push_back(std::move(reading_));
-      reading_.clear();
-    }
-  }
-  // Failed feature encoding: never trained, so not kept either.
-  void UncountLast() override {
-    if (keep_ && !reading_.empty()) reading_.pop_back();
-  }
-  // The trainer trained the batch whose reads gave `input` (after_batch).
-  // Batches are trained in the order read; a batch with no position was
-  // never read (the trainer's empty batches after the end).
-  void Trained(const ConsumedInput& input) {
-    if (keep_ && !input.position.empty() && !read_.empty()) read_.pop_front();
-  }
-  // The examples returned but not trained yet, in order.
-  std::vector<Example> Untrained() const {
-    std::vector<Example> out;
-    for (const auto& batch : read_) out.insert(out.end(), batch.begin(), batch.end());
-    out.insert(out.end(), reading_.begin(), reading_.end());
-    return out;
-  }
-
- private:
-  StreamExampleSource* s_;
-  const TailSource* tail_;
-  const bool keep_;
-  std::vector<Example> reading_;           // since the last TakeConsumed
-  std::deque<std::vector<Example>> read_;  // batches read, not yet trained
-};
-
-constexpr int kCounterFields = 14;
-
-std::string SerializeCounters(const JoinCounters& c, int64_t bad, int64_t lines) {
-  const int64_t v[kCounterFields] = {
-      c.impressions, c.reactions,  c.joined,  c.expired,      c.evicted,    c.duplicate, c.late,
-      c.orphan,      c.mismatched, c.ignored, c.early_joined, c.dup_labels, bad,         lines};
-  return std::string(reinterpret_cast<const char*>(v), sizeof(v));
-}
-
-Status SumCounters(const std::string& all, JoinCounters* sum, int64_t* bad, int64_t* lines) {
-  constexpr size_t kBytes = kCounterFields * sizeof(int64_t);
-  if (all.size() % kBytes != 0) return DataLoss("join counters: gathered a partial record");
-  *sum = JoinCounters();
-  *bad = 0;
-  *lines = 0;
-  for (size_t off = 0; off < all.size(); off += kBytes) {
-    int64_t v[kCounterFields];
-    std::memcpy(v, all.data() + off, kBytes);
-    JoinCounters c;
-    c.impressions = v[0];
-    c.reactions = v[1];
-    c.joined = v[2];
-    c.expired = v[3];
-    c.evicted = v[4];
-    c.duplicate = v[5];
-    c.late = v[6];
-    c.orphan = v[7];
-    c.mismatched = v[8];
-    c.ignored = v[9];
-    c.early_joined = v[10];
-    c.dup_labels = v[11];
-    sum->Add(c);
-    *bad += v[12];
-    *lines += v[13];
-  }
-  return Status::OK();
-}
-
-JoinOptions JobJoinOptions(const proto::StreamConfig& s) {
-  JoinOptions o;
-  o.label_kinds.clear();
-  for (const auto& k : s.label_events()) o.label_kinds.push_back(*ParseEventKind(k));
-  o.window_ms = static_cast<int64_t>(std::llround(s.window_s() * 1000.0));
-  o.max_pending = static_cast<size_t>(s.max_pending());
-  o.early_hold_ms = static_cast<int64_t>(std::llround(s.early_hold_s() * 1000.0));
-  o.max_early = static_cast<size_t>(s.max_early());
-  return o;
-}
-
-// This worker's stream: its partitions of the stream directory.
-StatusOr<std::unique_ptr<StreamExampleSource>> OpenStream(const proto::JobConfig& job,
-                                                          const std::vector<std::string>& columns,
-                                                          const BadRecordPolicy& policy, int me,
-                                                          int n, const TailPosition* restore) {
-  const auto& s = job.stream();
-  std::unique_ptr<LineStream> lines;
-  if (!s.dir().empty()) {
-    // The producer may start after the job: an empty directory is a stream
-    // that has not begun.
-    FRESHET_RETURN_IF_ERROR(MakeDirs(s.dir()));
-    TailOptions t;
-    t.dir = s.dir();
-    t.worker = me;
-    t.num_workers = n;
-    FRESHET_ASSIGN_OR_RETURN(lines, TailSource::Open(t, restore));
-  } else {
-    // Worker i listens on its own port / socket path.
-    SocketOptions so;
-    if (s.tcp_port() > 0) {
-      so.tcp_port = s.tcp_port() + me;
-    } else {
-      so.unix_socket = s.unix_socket() + "." + std::to_string(me);
-    }
-    FRESHET_ASSIGN_OR_RETURN(lines, SocketSource::Listen(so));
-  }
-  StreamSourceOptions o;
-  o.columns = columns;
-  o.join = JobJoinOptions(s);
-  o.policy = policy;
-  o.lateness_ms = static_cast<int64_t>(std::llround(s.lateness_s() * 1000.0));
-  o.idle_partition = std::chrono::milliseconds(std::llround(s.idle_partition_s() * 1000.0));
-  return StreamExampleSource::Create(std::move(lines), o);
-}
-
-}  // namespace
-
-std::vector<std::string> StreamColumns(const proto::FeatureConfig& features) {
-  std::vector<std::string> cols;
-  auto add = [&](const std::string& c) {
-    if (std::find(cols.begin(), cols.end(), c) == cols.end()) cols.push_back(c);
-  };
-  for (const auto& s : features.slots()) add(s.column().empty() ? s.name() : s.column());
-  for (const auto& d : features.dense()) add(d.column().empty() ? d.name() : d.column());
-  return cols;
-}
-
-namespace {}  // namespace
-
-std::string JobResult::Json(const proto::JobConfig& job, int num_workers, int num_servers) const {
-  std::string s =
-      "{\"job\":\"" + job.name() + "\",\"task\":\"" + job.task() + "\",\"model\":\"" +
-      proto::ModelConfig::Kind_Name(job.model().kind()) +
-      "\",\"workers\":" + std::to_string(num_workers) +
-      ",\"servers\":" + std::to_string(num_servers) + ",\"steps\":" + std::to_string(train.steps) +
-      ",\"train_examples\":" + std::to_string(train.global_examples) +
-      ",\"seconds\":" + Num(train.seconds) +
-      ",\"examples_per_s\":" + Num(train.global_examples / std::max(1e-9, train.seconds)) +
-      ",\"bad_records_worker0\":" + std::to_string(train.bad_records) + "," +
-      progressive.ToJsonFields("progressive_") + "," + holdout.ToJsonFields("holdout_");
-  if (popularity_auc >= 0) s += ",\"popularity_baseline_auc\":" + Num(popularity_auc);
-  if (ranking_groups > 0) {
-    s += ",\"hr_at_10\":" + Num(hr10) + ",\"ndcg_at_10\":" + Num(ndcg10) +
-         ",\"ranking_groups\":" + std::to_string(ranking_groups);
-  }
-  s += ",\"final_watermark\":" + std::to_string(final_watermark) +
-       ",\"final_ingest_wall_ms\":" + std::to_string(final_ingest_wall_ms) +
-       ",\"final_label_wall_ms\":" + std::to_string(final_label_wall_ms);
-  if (checkpoints > 0) {
-    s += ",\"checkpoints\":" + std::to_string(checkpoints) +
-         ",\"checkpoint_max_pause_ms\":" + Num(checkpoint_max_pause_ms) +
-         ",\"checkpoint_mean_pause_ms\":" + Num(checkpoint_total_pause_ms / checkpoints) +
-         ",\"checkpoint_last_bytes\":" + std::to_string(checkpoint_last_bytes);
-    if (checkpoint_max_copy_bytes > 0) {
-      s += ",\"checkpoint_max_write_ms\":" + Num(checkpoint_max_write_ms) +
-           ",\"checkpoint_mean_write_ms\":" + Num(checkpoint_total_write_ms / checkpoints) +
-           ",\"checkpoint_max_copy_bytes\":" + std::to_string(checkpoint_max_copy_bytes);
-    }
-  }
-  if (!validation.empty() || validation_examples > 0) {
-    auto list = [this](auto get) {
-      std::string out = "[";
-      for (size_t i = 0; i < validation.size(); ++i) {
-        out += (i > 0 ? "," : "") + Num(get(validation[i]));
-      }
-      return out + "]";
-    };
-    s += ",\"validation_split_examples\":" + std::to_string(validation_examples) +
-         ",\"validation_train_examples\":" + std::to_string(validation_train_examples) +
-         ",\"validation_time\":" + std::to_string(validation_time) +
-         ",\"validation_auc_by_pass\":" + list([](const EvalResult& r) { return r.auc; }) +
-         ",\"validation_logloss_by_pass\":" + list([](const EvalResult& r) { return r.logloss; }) +
-         ",\"validation_gauc_by_pass\":" + list([](const EvalResult& r) { return r.gauc; }) +
-         ",\"validation_first_pass\":" + std::to_string(validation_first_pass) +
-         ",\"validation_metric\":\"" + validation_metric +
-         "\",\"passes\":" + std::to_string(validation.size()) +
-         ",\"best_pass\":" + std::to_string(best_pass) +
-         ",\"model_pass\":" + std::to_string(model_pass) +
-         ",\"stopped_early\":" + (stopped_early ? "true" : "false");
-    const int at = best_pass - validation_first_pass;
-    if (best_pass > 0 && at >= 0 && at < static_cast<int>(validation.size())) {
-      s += "," + validation[at].ToJsonFields("validation_");
-    }
-  }
-  if (streaming) {
-    s += ",\"stream\":{" + join.ToJsonFields() + ",\"bad_lines\":" + std::to_string(stream_bad) +
-         ",\"lines\":" + std::to_string(stream_lines) + "}";
-  }
-  char split[200];
-  std::snprintf(split, sizeof(split),
-                ",\"time_split_worker0_s\":{\"read\":%.2f,\"pull\":%.2f,\"compute\":%.2f,"
-                "\"push\":%.2f,\"allreduce\":%.2f}}",
-                train.read_s, train.pull_s, train.compute_s, train.push_s, train.allreduce_s);
-  return s + split;
-}
-
-std::string JobResult::Summary() const {
-  char buf[512];
-  std::string s;
-  std::snprintf(buf, sizeof(buf), "trained %lld examples in %lld steps, %.1f s (%.0f examples/s)\n",
-                static_cast<long long>(train.global_examples), static_cast<long long>(train.steps),
-                train.seconds, train.global_examples / std::max(1e-9, train.seconds));
-  s += buf;
-  if (streaming) {
-    s += "stream join (all workers): " + join.ToString() + " bad lines " +
-         std::to_string(stream_bad) + "\n";
-  }
-  if (!validation.empty()) {
-    s += "validation AUC by pass:";
-    for (const auto& v : validation) {
-      std::snprintf(buf, sizeof(buf), " %.4f", v.auc);
-      s += buf;
-    }
-    std::snprintf(buf, sizeof(buf), "   best pass %d (%s), model of pass %d%s\n", best_pass,
-                  validation_metric.c_str(), model_pass, stopped_early ? ", stopped early" : "");
-    s += buf;
-  }
-  std::snprintf(buf, sizeof(buf),
-                "progressive AUC %.4f (first pass)   holdout AUC %.4f  logloss %.4f  GAUC %.4f",
-                progressive.auc, holdout.auc, holdout.logloss, holdout.gauc);
-  s += buf;
-  if (holdout.oracle_auc > 0) {
-    // Chance-adjusted: how much of the oracle's lift over a coin the model
-    // gets, (AUC - 0.5) / (oracle AUC - 0.5); the plain ratio flatters.
-    std::snprintf(buf, sizeof(buf), "   oracle AUC %.4f (%.3f of its lift over chance)",
-                  holdout.oracle_auc, (holdout.auc - 0.5) / (holdout.oracle_auc - 0.5));
-    s += buf;
-  }
-  if (popularity_auc >= 0) {
-    std::snprintf(buf, sizeof(buf), "   item-popularity AUC %.4f", popularity_auc);
-    s += buf;
-  }
-  if (ranking_groups > 0) {
-    std::snprintf(buf, sizeof(buf), "\nHR@10 %.4f  NDCG@10 %.4f over %lld groups of 1 + 99", hr10,
-                  ndcg10, static_cast<long long>(ranking_groups));
-    s += buf;
-  }
-  return s + "\n";
-}
-
-namespace {
-
-// One checksummed float file, for the dense parameters and the dense
-// optimizer state alike: <8-byte magic>, u64 count, count f32, u64 FNV-1a 64
-// of every byte before it.
-Status WriteDenseFile(const std::string& path, const char* magic, const float* data, uint64_t n) {
-  return WriteFileAtomicWith(path, [&](AtomicFileWriter* w) {
-    w->Append(magic, 8);
-    w->AppendValue<uint64_t>(n);
-    w->Append(data, n * sizeof(float));
-    w->AppendValue<uint64_t>(w->hash());  // FNV-1a 64 of every byte before it
-    return Status::OK();
-  });
-}
-
-// Reads a file WriteDenseFile wrote with `magic`, of at most `max_floats`
-// floats. NotFound if it is missing; DataLoss naming the file ("not a
-// <what> file" for a wrong magic or size, or a checksum mismatch).
-StatusOr<std::vector<float>> ReadDenseFile(const std::string& path, const char* magic,
-                                           const std::string& what, uint64_t max_floats) {
-  const uint64_t max_bytes = 24 + max_floats * sizeof(float);
-  StatusOr<std::string> read = ReadFileToString(path, static_cast<size_t>(max_bytes));
-  if (read.status().code() == StatusCode::kNotFound) {
-    return NotFound(path + ": cannot open the " + what + " file");
-  }
-  const auto not_this = [&](const std::string& why) {
-    return DataLoss(path + ": not a " + what + " file (" + why + ")");
-  };
-  if (read.status().code() == StatusCode::kFailedPrecondition) {
-    return not_this("larger than " + std::to_string(max_floats) + " floats");
-  }
-  FRESHET_RETURN_IF_ERROR(read.status());
-  const std::string& data = *read;
-  if (data.size() < 24 || data.compare(0, 8, magic, 8) != 0) {
-    return not_this(std::to_string(data.size()) + " bytes, " +
-                    (data.size() < 24 ? "too short" : "another magic"));
-  }
-  uint64_t n, stored;
-  std::memcpy(&n, data.data() + 8, 8);
-  std::memcpy(&stored, data.data() + data.size() - 8, 8);
-  if (n > max_floats || data.size() != 24 + n * sizeof(float)) {
-    return not_this(std::to_string(data.size()) + " bytes for " + std::to_string(n) + " floats");
-  }
-  if (Fnv(data.data(), data.size() - 8) != stored) return DataLoss(path + ": checksum mismatch");
-  std::vector<float> values(n);
-  if (n > 0) std::memcpy(values.data(), data.data() + 16, n * sizeof(float));
-  return values;
-}
-
-// The largest dense optimizer state a file may hold (16 GiB of floats).
-constexpr uint64_t kMaxDenseOptimizerFloats = uint64_t{1} << 32;
-
-}  // namespace
-
-Status SaveDense(const Model& model, const std::string& path) {
-  return WriteDenseFile(path, "FRSHDENS", model.dense_params(), model.NumDenseParams());
-}
-
-Status LoadDense(const std::string& path, Model* model) {
-  const uint64_t want = model->NumDenseParams();
-  FRESHET_ASSIGN_OR_RETURN(const std::vector<float> values,
-                           ReadDenseFile(path, "FRSHDENS", "dense parameter", want));
-  if (values.size() != want) {
-    return DataLoss(path + ": not a dense parameter file for this model (it has " +
-                    std::to_string(values.size()) + " parameters, the model " +
-                    std::to_string(want) + ")");
-  }
-  if (want > 0) std::memcpy(model->dense_params(), values.data(), want * sizeof(float));
-  return Status::OK();
-}
-
-Status SaveDenseOptimizer(const Model& model, const std::string& path) {
-  const std::vector<float> state = model.DenseOptimizerState();
-  return WriteDenseFile(path, "FRSHDOPT", state.data(), state.size());
-}
-
-Status LoadDenseOptimizer(const std::string& path, Model* model) {
-  FRESHET_ASSIGN_OR_RETURN(
-      const std::vector<float> state,
-      ReadDenseFile(path, "FRSHDOPT", "dense optimizer state", kMaxDenseOptimizerFloats));
-  return model->SetDenseOptimizerState(state).WithContext(path);
-}
-
-StatusOr<std::unique_ptr<Model>> CreateJobModel(const proto::JobConfig& job, int num_slots,
-                                                int num_dense) {
-  FRESHET_ASSIGN_OR_RETURN(DeviceSpec device, ParseDevice(job.device()));
-  return CreateModel(job.model(), JobModelShape(job, num_slots, num_dense), device);
-}
-
-namespace {
-
-// Worker 0: waits for the checkpoint `publisher` has in flight (if any) and
-// adds it to `result`. With `sync_start` (no background writes) the pause
-// is measured from it to now, publication included.
-// `print`: print the checkpoint line (the background publisher prints its
-// own).
-Status FinishCheckpoint(CheckpointPublisher* publisher, JobResult* result,
-                        std::optional<std::chrono::steady_clock::time_point> sync_start = {},
-                        bool print = false) {
-  std::optional<PublishedCheckpoint> done = publisher->Finish();
-  if (!done) return Status::OK();
-  FRESHET_RETURN_IF_ERROR(done->status);
-  if (sync_start) {
-    done->pause_ms =
-        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - *sync_start)
-            .count();
-    done->write_ms = 0;
-  }
-  if (print) {
-    const CheckpointManifest& m = done->manifest;
-    std::printf(
-        "checkpoint %lld (%s) at step %lld: %zu files, %.2f MB, training paused "
-        "%.0f ms\n",
-        static_cast<long long>(m.id), m.parent > 0 ? "incremental" : "full",
-        static_cast<long long>(m.step), m.files.size(), m.TotalBytes() / 1e6, done->pause_ms);
-    std::fflush(stdout);
-  }
-  ++result->checkpoints;
-  result->checkpoint_total_pause_ms += done->pause_ms;
-  result->checkpoint_max_pause_ms = std::max(result->checkpoint_max_pause_ms, done->pause_ms);
-  result->checkpoint_total_write_ms += done->write_ms;
-  result->checkpoint_max_write_ms = std::max(result->checkpoint_max_write_ms, done->write_ms);
-  result->checkpoint_max_copy_bytes =
-      std::max(result->checkpoint_max_copy_bytes, done->copied_bytes);
-  result->checkpoint_last_bytes = done->manifest.TotalBytes();
-  return Status::OK();
-}
-
-// At the end of training: worker 0 waits for the last checkpoint's
-// background write and publication; every worker learns whether it failed.
-Status FinishLastCheckpoint(bool leader, CheckpointPublisher* publisher, Collective* workers,
-                            JobResult* result) {
-  Status st = leader ? FinishCheckpoint(publisher, result) : Status::OK();
-  float failed = st.ok() ? 0.0f : 1.0f;
-  FRESHET_RETURN_IF_ERROR(workers->AllReduceSum(&failed, 1));
-  if (!st.ok()) return st.WithContext("the last checkpoint");
-  if (failed > 0)
-    return Status(StatusCode::kAborted, "worker 0 failed to publish the last checkpoint");
+// Worker 0: the model into job.model_dir(): dense.bin, dense_opt.bin,
+// job.pbtxt and, through `tables` when not null, the tables.
+Status SaveModel(const proto::JobConfig& job, const Model& model, TableCheckpointer* tables) {
+  FRESHET_RETURN_IF_ERROR(MakeDirs(job.model_dir()));
+  FRESHET_RETURN_IF_ERROR(SaveDense(model, job.model_dir() + "/dense.bin"));
+  FRESHET_RETURN_IF_ERROR(SaveDenseOptimizer(model, job.model_dir() + "/dense_opt.bin"));
+  std::string text;
+  google::protobuf::TextFormat::PrintToString(job, &text);
+  std::ofstream(job.model_dir() + "/job.pbtxt") << text;
+  if (tables != nullptr) FRESHET_RETURN_IF_ERROR(tables->Save(job.model_dir()));
   return Status::OK();
 }
 
@@ -489,15 +105,7 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
   FRESHET_ASSIGN_OR_RETURN(std::unique_ptr<Model> model,
                            CreateJobModel(job, encoder->num_slots(), encoder->num_dense()));
   if (!options.restore_dir.empty()) {
-    FRESHET_RETURN_IF_ERROR(
-        LoadDense(options.restore_dir + "/dense.bin", model.get()).WithContext("restoring"));
-    // Models saved before the optimizer state was: fresh Adam moments.
-    Status st = LoadDenseOptimizer(options.restore_dir + "/dense_opt.bin", model.get());
-    if (st.code() == StatusCode::kNotFound) {
-      LOG(WARNING) << st << "; the dense optimizer starts afresh";
-    } else {
-      FRESHET_RETURN_IF_ERROR(st.WithContext("restoring"));
-    }
+    FRESHET_RETURN_IF_ERROR(RestoreDenseState(options.restore_dir, model.get()));
   }
   // Input positions of file jobs: the training files sorted by path number
   // them (InputInterval::file, the checkpoints' input cuts, the ledger).
@@ -512,171 +120,40 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
                      [&](int a, int b) { return train_files[a] < train_files[b]; });
     for (size_t k = 0; k < order.size(); ++k) sorted_index[order[k]] = static_cast<int>(k);
   }
-  // The validation split: worker 0 finds the cut, every worker takes it
-  // (doubles carry the integers exactly up to 2^53).
+  // The validation split: worker 0 finds the cut, every worker takes it.
   const bool validating = !streaming && data.validation_fraction() > 0;
-  std::vector<FileRange> train_spans, validation_spans;
+  SplitSpans spans;
   if (validating) {
-    BadRecordPolicy split_policy;
-    split_policy.max_bad_ratio = data.max_bad_ratio();
-    split_policy.max_bad_records = data.max_bad_records();
-    StatusOr<ValidationCut> found = ValidationCut();
-    if (leader) found = FindValidationCut(train_files, data.validation_fraction(), split_policy);
-    double v[6] = {0, 0, 0, 0, 0, 0};
-    if (leader) {
-      v[0] = found.ok() ? 0 : 1;
-      if (found.ok()) {
-        v[1] = found->file;
-        v[2] = static_cast<double>(found->offset);
-        v[3] = static_cast<double>(found->time);
-        v[4] = static_cast<double>(found->train_examples);
-        v[5] = static_cast<double>(found->validation_examples);
-      }
-    }
-    FRESHET_RETURN_IF_ERROR(workers->AllReduceSum(v, 6));
-    if (!found.ok()) return found.status().WithContext("the validation split");
-    if (v[0] > 0)
-      return Status(StatusCode::kAborted, "worker 0 failed to find the validation split");
-    ValidationCut cut;
-    cut.file = static_cast<int>(v[1]);
-    cut.offset = static_cast<uint64_t>(v[2]);
-    cut.time = static_cast<int64_t>(v[3]);
-    cut.train_examples = static_cast<int64_t>(v[4]);
-    cut.validation_examples = static_cast<int64_t>(v[5]);
     std::vector<uint64_t> sizes(train_files.size());
     for (size_t i = 0; i < train_files.size(); ++i) sizes[i] = input_files[sorted_index[i]].bytes;
-    train_spans = TrainingSpans(train_files, sizes, cut);
-    validation_spans = ValidationSpans(train_files, sizes, cut);
-    result.validation_examples = cut.validation_examples;
-    result.validation_train_examples = cut.train_examples;
-    result.validation_time = cut.time;
-    if (leader && options.print_status) {
-      std::printf(
-          "validation split: the last %.3g of train by time, %lld examples from time %lld "
-          "(%s byte %llu); training on the %lld before\n",
-          data.validation_fraction(), static_cast<long long>(cut.validation_examples),
-          static_cast<long long>(cut.time), train_files[cut.file].c_str(),
-          static_cast<unsigned long long>(cut.offset), static_cast<long long>(cut.train_examples));
-      std::fflush(stdout);
-    }
+    FRESHET_ASSIGN_OR_RETURN(spans, AgreeValidationSplit(data, train_files, sizes, workers,
+                                                         leader && options.print_status, &result));
   }
   const bool early_stopping = validating && job.has_early_stopping();
-  if (early_stopping && (!options.save_tables || !options.load_tables)) {
+  if (early_stopping && options.tables == nullptr) {
     return InvalidArgument(
         "early_stopping keeps the best pass's model and needs a table save and load");
   }
   // A checkpoint restore continues its step count, epoch and input.
-  int64_t restored_id = 0, start_step = 0;
-  int start_epoch = 0;
-  bool restored_input = false;
-  ConsumedSet restored_consumed;  // every old worker's trained input of start_epoch
-  // Streaming: every old worker's position as of its last trained batch,
-  // merged (positions are per file, keyed by file identity; each new worker
-  // applies the entries of the partitions it owns, for any worker count).
-  std::optional<TailPosition> restored_position;
-  // And the join state at the cut: every old worker's, this worker's share
-  // merged (JoinStateMerger: by partition, as the positions).
-  std::optional<StreamJoinState> restored_join;
-  int64_t restored_waiting = 0, restored_examples = 0;  // over all old workers
+  RestoredCheckpoint restored;
   if (!options.restore_dir.empty()) {
-    auto manifest = VerifyCheckpoint(options.restore_dir);
-    if (manifest.ok()) {
-      restored_id = manifest->id;
-      start_step = manifest->step;
-      if (streaming && !job.stream().dir().empty()) {
-        TailPosition merged;
-        JoinStateMerger join_merger(workers->rank(), workers->size());
-        int join_files = 0;
-        for (int w = 0; w < manifest->num_workers; ++w) {
-          const std::string path =
-              options.restore_dir + "/worker-" + std::to_string(w) + ".position";
-          std::ifstream in(path);
-          if (!in) continue;  // an older checkpoint, or a socket-fed worker
-          std::stringstream text;
-          text << in.rdbuf();
-          auto pos = TailPosition::Parse(text.str());
-          if (!pos.ok()) return pos.status().WithContext(path);
-          for (auto& f : pos->files) merged.files.push_back(std::move(f));
-          // The position and the join state are one cut: a worker that
-          // saved a position saved its join state beside it (checkpoints
-          // from before join states have none at all).
-          const std::string join_path = options.restore_dir + "/" + JoinStateFileName(w);
-          auto join = ReadJoinStateFile(join_path);
-          if (join.status().code() == StatusCode::kNotFound && join_files == 0 && w == 0) {
-            continue;
-          }
-          if (!join.ok()) return join.status().WithContext("restoring the join state");
-          if (join->worker != w || join->step != manifest->step) {
-            return DataLoss(join_path + ": worker " + std::to_string(join->worker) + " step " +
-                            std::to_string(join->step) + ", the checkpoint's is worker " +
-                            std::to_string(w) + " step " + std::to_string(manifest->step));
-          }
-          ++join_files;
-          restored_waiting += static_cast<int64_t>(join->joiner.waiting());
-          restored_examples += static_cast<int64_t>(join->examples.size());
-          join_merger.Add(std::move(*join));
-        }
-        if (!merged.files.empty()) restored_position = std::move(merged);
-        if (join_files > 0) {
-          restored_join = join_merger.Take();
-        } else if (restored_position) {
-          LOG(WARNING) << options.restore_dir
-                       << ": no join state (an older checkpoint): impressions that waited for "
-                          "their label window at the cut are lost";
-        }
-      }
-      if (!streaming) {
-        auto cut = LoadInputCut(options.restore_dir, manifest->num_workers, input_files);
-        if (cut.ok()) {
-          restored_input = true;
-          start_epoch = cut->epoch;
-          restored_consumed = std::move(cut->consumed);
-        } else if (cut.status().code() == StatusCode::kNotFound) {
-          LOG(WARNING) << cut.status() << "; the input is read from the start";
-        } else {
-          return cut.status().WithContext("restoring the input position");
-        }
-      }
-      if (leader && options.print_status) {
-        uint64_t done = 0, total = 0;
-        for (const auto& [f, set] : restored_consumed) done += set.bytes();
-        for (const auto& f : input_files) total += f.bytes;
-        std::printf(
-            "restored checkpoint %lld: step %lld, epoch %d, %s\n",
-            static_cast<long long>(restored_id), static_cast<long long>(start_step),
-            start_epoch + 1,
-            streaming
-                ? (restored_position
-                       ? "stream positions of " + std::to_string(restored_position->files.size()) +
-                             " files restored" +
-                             (restored_join
-                                  ? ", join state of " + std::to_string(restored_waiting) +
-                                        " pending impressions and " +
-                                        std::to_string(restored_examples) + " untrained examples"
-                                  : std::string(", no join state"))
-                       : std::string("stream read from the start (no positions)"))
-                      .c_str()
-            : restored_input ? (std::to_string(done) + " of " + std::to_string(total) +
-                                " input bytes of the epoch already trained")
-                                   .c_str()
-                             : "input from the start (no input cut)");
-        std::fflush(stdout);
-      }
-    } else if (manifest.status().code() != StatusCode::kNotFound) {
-      return manifest.status().WithContext("restoring");
-    }
+    FRESHET_ASSIGN_OR_RETURN(
+        restored, ReadCheckpointState(job, options.restore_dir, input_files, workers->rank(),
+                                      workers->size(), leader && options.print_status));
   }
+  const int64_t start_step = restored.start_step;
+  const int start_epoch = restored.start_epoch;
   std::unique_ptr<InputLedger> ledger;
   if (!options.input_ledger_dir.empty()) {
     FRESHET_ASSIGN_OR_RETURN(ledger, InputLedger::Open(options.input_ledger_dir, workers->rank(),
-                                                       workers->size(), restored_id));
+                                                       workers->size(), restored.id));
   }
   // What this worker trained in the current epoch (worker 0: plus what the
   // restored checkpoint's workers had), and the stream position as of its
   // last trained batch.
   int consumed_epoch = start_epoch;
   ConsumedSet epoch_consumed;
-  if (leader) epoch_consumed = restored_consumed;
+  if (leader) epoch_consumed = restored.consumed;
   std::string trained_position;
   Trainer::Options topt;
   topt.batch_size = job.batch_size();
@@ -725,290 +202,57 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
   }
   Model* model_ptr = nullptr;
   // This worker's, after its last step.
-  int64_t last_watermark = 0, last_wall_ms = 0, last_label_wall_ms = 0;
-  // Streaming from a directory: this worker's read position, checkpointed
-  // about every second (and at the end) to
-  // <work_dir>/stream-positions/worker-<i>.position (TailPosition text,
-  // replaced atomically), for the reliability work to resume from.
-  std::string position_file;
-  if (streaming && !job.stream().dir().empty()) {
-    position_file = job.work_dir() + "/stream-positions/worker-" + std::to_string(workers->rank()) +
-                    ".position";
-    FRESHET_RETURN_IF_ERROR(MakeDirs(job.work_dir() + "/stream-positions"));
-  }
-  auto last_position = std::chrono::steady_clock::now();
-  // `text`: a TailPosition; empty: the reader's current one.
-  auto save_position = [&stream, &position_file, &last_position](const std::string& text) {
-    last_position = std::chrono::steady_clock::now();
-    const auto* tail = stream == nullptr ? nullptr : dynamic_cast<TailSource*>(stream->lines());
-    if (tail == nullptr || position_file.empty()) return;
-    const std::string tmp = position_file + ".tmp";
-    {
-      std::ofstream out(tmp, std::ios::trunc);
-      out << (text.empty() ? tail->Position().Serialize() : text);
-      if (!out.flush()) {
-        LOG(WARNING) << tmp << ": cannot write the stream position";
-        return;
-      }
-    }
-    if (std::rename(tmp.c_str(), position_file.c_str()) != 0) {
-      LOG(WARNING) << position_file << ": cannot replace: " << std::strerror(errno);
-    }
-  };
-  topt.after_step = [&options, &model_ptr, leader, &last_watermark, &last_wall_ms,
-                     &last_label_wall_ms, &save_position, &last_position, &trained_position](
+  int64_t last_step = 0, last_watermark = 0, last_wall_ms = 0, last_label_wall_ms = 0;
+  // Streaming from a directory: this worker's read position, about every
+  // second and at the end.
+  FRESHET_ASSIGN_OR_RETURN(StreamPositionFile position_file,
+                           StreamPositionFile::Create(job, workers->rank()));
+  topt.after_step = [&options, &model_ptr, leader, &last_step, &last_watermark, &last_wall_ms,
+                     &last_label_wall_ms, &position_file, &stream, &trained_position](
                         int64_t step, int64_t watermark, int64_t wall_ms, int64_t label_wall_ms) {
+    last_step = step;
     last_watermark = watermark;
     last_wall_ms = wall_ms;
     last_label_wall_ms = label_wall_ms;
     // As of this step's batch (after_batch ran first), never ahead of
     // what is trained.
-    if (std::chrono::steady_clock::now() - last_position >= std::chrono::seconds(1) &&
-        !trained_position.empty()) {
-      save_position(trained_position);
+    if (position_file.Due() && !trained_position.empty()) {
+      position_file.Save(stream, trained_position);
     }
-    if (options.report_watermark) {
-      options.report_watermark(step, watermark, wall_ms, label_wall_ms);
-    }
-    if (leader && options.after_step) {
-      options.after_step(*model_ptr, step, watermark, wall_ms, label_wall_ms);
+    if (options.export_feed != nullptr) {
+      const TrainingClocks clocks{step, watermark, wall_ms, label_wall_ms};
+      options.export_feed->Watermark(clocks);
+      if (leader) options.export_feed->Dense(*model_ptr, clocks);
     }
   };
   model_ptr = model.get();
+  // Periodic checkpoints (null: none); destroyed (its publisher joined)
+  // before `result` and `options` go away.
+  FRESHET_ASSIGN_OR_RETURN(std::unique_ptr<CheckpointDriver> checkpoints,
+                           CheckpointDriver::Create(job, options, workers, ledger.get(), &result));
+  const bool checkpointing = checkpoints != nullptr;
+  if (checkpointing) {
+    topt.checkpoint_every_steps = options.checkpoint.interval_steps;
+    topt.checkpoint = [&](int64_t step) -> Status {
+      CutInput input;
+      input.stream = stream;
+      input.borrowed = borrowed;
+      input.epoch = consumed_epoch;
+      input.consumed = &epoch_consumed;
+      input.files = &input_files;
+      return checkpoints->Take(step, *model_ptr, input);
+    };
+  }
   // Validation after every pass, early stopping and the best pass's
   // snapshot (see RunWorkerJob in the header).
   Trainer* trainer_ptr = nullptr;  // set once created
-  // The servers' last SAVE was not a checkpoint (a best-pass snapshot): the
-  // next checkpoint must be full, its incremental base is gone.
-  bool tables_saved_outside = false;
-  std::optional<EarlyStopping> stopper;
-  std::vector<float> best_dense, best_dense_opt;  // this worker's copy at the best pass
-  const std::string best_dir = job.work_dir() + "/best-pass";
-  bool best_saved = false;  // best_dir holds the best pass's tables
+  std::unique_ptr<PassValidator> validator;
   if (validating) {
-    const auto& es = job.early_stopping();
-    FRESHET_ASSIGN_OR_RETURN(EarlyStopping tracker,
-                             early_stopping
-                                 ? EarlyStopping::Create(es.metric(), es.patience(), es.min_delta())
-                                 : EarlyStopping::Create("auc", 0, 0));
-    stopper = std::move(tracker);
-    result.validation_metric = stopper->metric();
-    topt.after_epoch = [&, leader](int epoch) -> StatusOr<bool> {
-      // Every worker's pushes are applied (each trainer drained its own).
-      FRESHET_RETURN_IF_ERROR(workers->Barrier());
-      BadRecordPolicy vpolicy;
-      vpolicy.max_bad_ratio = data.max_bad_ratio();
-      vpolicy.max_bad_records = data.max_bad_records();
-      ScoredSet mine;
-      {
-        FRESHET_ASSIGN_OR_RETURN(
-            std::unique_ptr<ExampleReader> reader,
-            ExampleReader::Open(SplitRanges(validation_spans, workers->rank(), workers->size()),
-                                vpolicy));
-        FRESHET_RETURN_IF_ERROR(trainer_ptr->Score(reader.get(), &mine).WithContext("validation"));
-      }
-      std::string all;
-      const std::string bytes = mine.Serialize();
-      FRESHET_RETURN_IF_ERROR(workers->GatherBytes(bytes.data(), bytes.size(), &all));
-      // Worker 0 decides: [improved, stop].
-      double decision[2] = {0, 0};
-      if (leader) {
-        FRESHET_ASSIGN_OR_RETURN(ScoredSet v, ScoredSet::ParseAll(all));
-        EvalResult r = Evaluate(v.probs, v.labels, v.users, v.oracle);
-        result.validation.push_back(r);
-        const bool improved = stopper->Add(stopper->ValueOf(r));
-        const bool stop = early_stopping && stopper->Stop();
-        decision[0] = improved ? 1 : 0;
-        decision[1] = stop ? 1 : 0;
-        if (options.print_status) {
-          std::printf(
-              "validation pass %d: AUC %.4f  logloss %.4f  GAUC %.4f  (%lld examples)%s  best pass "
-              "%d (%s %.4f)%s\n",
-              epoch + 1, r.auc, r.logloss, r.gauc, static_cast<long long>(r.examples),
-              improved ? "  improved" : "", start_epoch + stopper->best_pass(),
-              stopper->metric().c_str(), stopper->best_value(),
-              stop ? ("  early stop: " + std::to_string(job.early_stopping().patience()) +
-                      " pass(es) without improvement")
-                         .c_str()
-                   : "");
-          std::fflush(stdout);
-        }
-      }
-      FRESHET_RETURN_IF_ERROR(workers->AllReduceSum(decision, 2));
-      const bool improved = decision[0] > 0, stop = decision[1] > 0;
-      const bool last = stop || epoch + 1 >= job.epochs();
-      // Snapshot an improving pass that a worse one may follow.
-      if (early_stopping && improved && !last) {
-        const float* p = model_ptr->dense_params();
-        best_dense.assign(p, p + model_ptr->NumDenseParams());
-        best_dense_opt = model_ptr->DenseOptimizerState();
-        Status st;
-        if (leader) {
-          st = MakeDirs(best_dir);
-          if (st.ok()) st = options.save_tables(best_dir);
-          tables_saved_outside = true;
-          best_saved = st.ok();
-        }
-        float failed = st.ok() ? 0.0f : 1.0f;
-        FRESHET_RETURN_IF_ERROR(workers->AllReduceSum(&failed, 1));
-        if (!st.ok()) return st.WithContext("saving the best pass's tables to " + best_dir);
-        if (failed > 0)
-          return Status(StatusCode::kAborted, "worker 0 failed to save the best pass");
-      }
-      return stop;
-    };
-  }
-  const auto& ck = options.checkpoint;
-  int64_t next_checkpoint = 1, checkpoints_taken = 0;
-  bool checkpointing = false;
-  // Worker 0: publishes checkpoints whose tables the servers write in the
-  // background (RunOptions::start_save_tables); destroyed (joined) before
-  // `result` and `options` go away.
-  CheckpointPublisher publisher;
-  const bool background =
-      static_cast<bool>(options.start_save_tables) && static_cast<bool>(options.wait_tables_saved);
-  if (!ck.dir.empty() && ck.interval_steps > 0) {
-    if (!options.save_tables) return InvalidArgument("checkpoints need a table save");
-    // Ids continue after the root's latest (and after any directory a
-    // crashed run left); worker 0 reads it, all agree.
-    float id = 0;
-    if (leader) {
-      FRESHET_RETURN_IF_ERROR(MakeDirs(ck.dir));
-      FRESHET_ASSIGN_OR_RETURN(int64_t next, NextCheckpointId(ck.dir));
-      id = static_cast<float>(next);
-    }
-    FRESHET_RETURN_IF_ERROR(workers->AllReduceSum(&id, 1));
-    next_checkpoint = static_cast<int64_t>(id);
-    topt.checkpoint_every_steps = ck.interval_steps;
-    checkpointing = true;
-    // The protocol (docs/CHECKPOINTS.md): the trainer has drained this
-    // worker's pushes; the barrier makes that true of every worker (the
-    // cut); worker 0 has every server copy its rows (written in the
-    // background) and writes the dense parameters, each streaming worker
-    // its read position; an all-reduce agrees on success and training
-    // resumes; worker 0's publisher thread waits for the servers' files,
-    // writes MANIFEST last and publishes.
-    topt.checkpoint = [&](int64_t step) -> Status {
-      const auto t0 = std::chrono::steady_clock::now();
-      const std::string dir = CheckpointDir(ck.dir, next_checkpoint);
-      // One checkpoint in flight: worker 0 first waits for the previous
-      // one's background write (the others wait at the barrier: pause).
-      Status st = leader ? FinishCheckpoint(&publisher, &result) : Status::OK();
-      if (st.ok() && leader) st = MakeDirs(dir);
-      const auto t_waited = std::chrono::steady_clock::now();
-      FRESHET_RETURN_IF_ERROR(workers->Barrier());
-      const auto t_cut = std::chrono::steady_clock::now();
-      // Streams: the reader's position now and the join state now, one
-      // cut. The reader is a batch ahead of training (the prefetched batch
-      // is read, not trained, so not in the tables): its examples go into
-      // the join state with the examples the source has emitted but not
-      // returned, so every event line before the position is trained, in
-      // the join state, or counted (docs/CHECKPOINTS.md "Streaming
-      // restore").
-      const auto* tail = stream == nullptr ? nullptr : dynamic_cast<TailSource*>(stream->lines());
-      if (st.ok() && tail != nullptr) {
-        StreamJoinState join = stream->SaveJoinState();
-        join.worker = workers->rank();
-        join.num_workers = workers->size();
-        join.step = step;
-        if (borrowed != nullptr) {
-          std::vector<Example> untrained = borrowed->Untrained();
-          untrained.insert(untrained.end(), std::make_move_iterator(join.examples.begin()),
-                           std::make_move_iterator(join.examples.end()));
-          join.examples = std::move(untrained);
-        }
-        st = WriteJoinStateFile(dir + "/" + JoinStateFileName(workers->rank()), join);
-        if (st.ok()) {
-          st = WriteFileAtomic(dir + "/worker-" + std::to_string(workers->rank()) + ".position",
-                               tail->Position().Serialize());
-        }
-      }
-      if (st.ok() && !streaming) {
-        InputCut cut;
-        cut.worker = workers->rank();
-        cut.num_workers = workers->size();
-        cut.step = step;
-        cut.epoch = consumed_epoch;
-        cut.files = input_files;
-        cut.consumed = epoch_consumed;
-        st = WriteInputCut(dir + "/" + InputCutFileName(workers->rank()), cut);
-      }
-      // Incremental: the rows changed since the previous checkpoint of this
-      // run, applied over it on restore (its MANIFEST names it as parent).
-      const bool incremental =
-          checkpoints_taken > 0 && ck.full_every > 1 && checkpoints_taken % ck.full_every != 0 &&
-          static_cast<bool>(options.save_changed_tables) && !tables_saved_outside;
-      tables_saved_outside = false;
-      int64_t copied = 0;
-      auto t_copied = t_cut;
-      if (st.ok() && leader) {
-        if (background) {
-          // Servers copy their rows and answer; they write in the background.
-          StatusOr<int64_t> c = options.start_save_tables(dir, incremental);
-          st = c.status();
-          if (c.ok()) copied = *c;
-        } else {
-          st = incremental ? options.save_changed_tables(dir) : options.save_tables(dir);
-        }
-        t_copied = std::chrono::steady_clock::now();
-        if (st.ok()) st = SaveDense(*model_ptr, dir + "/dense.bin");
-        if (st.ok()) st = SaveDenseOptimizer(*model_ptr, dir + "/dense_opt.bin");
-        if (st.ok()) {
-          std::string text;
-          google::protobuf::TextFormat::PrintToString(job, &text);
-          std::ofstream out(dir + "/job.pbtxt", std::ios::trunc);
-          out << text;
-          if (!out.flush()) st = Internal(dir + "/job.pbtxt: cannot write");
-        }
-      }
-      // The ledger's `c` line goes in before the workers agree: a worker
-      // that dies after the agreement (worker 0 may still publish) has it
-      // already, so every checkpoint a restore may name has its `c` line in
-      // every worker's ledger. (A `c` line of a checkpoint that then fails
-      // is never named by a restore.)
-      if (st.ok() && ledger != nullptr) st = ledger->AppendCheckpoint(next_checkpoint, step);
-      float failed = st.ok() ? 0.0f : 1.0f;
-      FRESHET_RETURN_IF_ERROR(workers->AllReduceSum(&failed, 1));
-      if (!st.ok()) return st.WithContext(dir);
-      if (failed > 0) return Status(StatusCode::kAborted, dir + ": another worker failed");
-      if (leader) {
-        PendingCheckpoint p;
-        p.root = ck.dir;
-        p.dir = dir;
-        p.keep = ck.keep;
-        p.manifest.id = next_checkpoint;
-        p.manifest.step = step;
-        p.manifest.parent = incremental ? next_checkpoint - 1 : 0;
-        p.manifest.num_servers = ck.num_servers;
-        p.manifest.num_workers = workers->size();
-        p.manifest.unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                                 std::chrono::system_clock::now().time_since_epoch())
-                                 .count();
-        p.copied_bytes = copied;
-        p.print = background && options.print_status;
-        if (background) {
-          p.wait_written = [&options, dir, copied] {
-            return options.wait_tables_saved(dir, copied);
-          };
-        }
-        const auto t_agreed = std::chrono::steady_clock::now();
-        p.pause_ms = std::chrono::duration<double, std::milli>(t_agreed - t0).count();
-        auto ms = [](auto a, auto b) {
-          return std::chrono::duration<double, std::milli>(b - a).count();
-        };
-        // Where the pause went (docs/CHECKPOINTS.md "Figures").
-        LOG(INFO) << dir << " pause " << p.pause_ms << " ms: previous write " << ms(t0, t_waited)
-                  << ", barrier " << ms(t_waited, t_cut) << ", tables " << ms(t_cut, t_copied)
-                  << ", dense files + agree " << ms(t_copied, t_agreed);
-        publisher.Start(std::move(p));
-        // Without background writes the manifest is part of the pause.
-        if (!background) {
-          FRESHET_RETURN_IF_ERROR(FinishCheckpoint(&publisher, &result, t0, options.print_status));
-        }
-      }
-      ++next_checkpoint;
-      ++checkpoints_taken;
-      return Status::OK();
+    FRESHET_ASSIGN_OR_RETURN(
+        validator, PassValidator::Create(job, options, std::move(spans.validation), start_epoch,
+                                         workers, &result));
+    topt.after_epoch = [&](int epoch) -> StatusOr<bool> {
+      return validator->AfterEpoch(epoch, trainer_ptr, model_ptr, checkpoints.get());
     };
   }
   FRESHET_ASSIGN_OR_RETURN(std::unique_ptr<Trainer> trainer,
@@ -1026,12 +270,12 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
     if (streaming) {
       FRESHET_ASSIGN_OR_RETURN(stream_owner,
                                OpenStream(job, columns, policy, me, n,
-                                          restored_position ? &*restored_position : nullptr));
+                                          restored.position ? &*restored.position : nullptr));
       stream = stream_owner.get();
-      if (restored_join) {
-        FRESHET_RETURN_IF_ERROR(stream->RestoreJoinState(std::move(*restored_join))
+      if (restored.join) {
+        FRESHET_RETURN_IF_ERROR(stream->RestoreJoinState(std::move(*restored.join))
                                     .WithContext("restoring the join state"));
-        restored_join.reset();
+        restored.join.reset();
       }
       if (leader && options.print_status) {
         std::printf("streaming: worker 0 reads %s; window %.1f s, labels",
@@ -1046,7 +290,7 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
     }
     std::vector<FileRange> ranges;
     if (validating) {
-      ranges = SplitRanges(train_spans, me, n, TrainingBlockBytes(train_files, n));
+      ranges = SplitRanges(spans.train, me, n, TrainingBlockBytes(train_files, n));
     } else {
       FRESHET_ASSIGN_OR_RETURN(ranges,
                                SplitFiles(train_files, me, n, TrainingBlockBytes(train_files, n)));
@@ -1055,141 +299,35 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
     // The restored epoch: this worker's share as a fresh job's, minus what
     // every worker of the checkpoint had trained (line-aligned, so the
     // Hadoop rule reads each remaining line once). Later epochs: whole.
-    if (restored_input && epochs_opened == 0) ranges = SubtractConsumed(ranges, restored_consumed);
+    if (restored.input && epochs_opened == 0) ranges = SubtractConsumed(ranges, restored.consumed);
     ++epochs_opened;
     FRESHET_ASSIGN_OR_RETURN(std::unique_ptr<ExampleReader> reader,
                              ExampleReader::Open(std::move(ranges), policy));
     return std::unique_ptr<ExampleSource>(std::move(reader));
   };
   FRESHET_ASSIGN_OR_RETURN(result.train, trainer->Train(open_shard));
-  if (checkpointing) {
-    FRESHET_RETURN_IF_ERROR(FinishLastCheckpoint(leader, &publisher, workers, &result));
-  }
-  if (validating) {
-    // Every worker learns the best pass (worker 0 kept the metrics).
-    double best = leader && stopper->best_pass() > 0 ? start_epoch + stopper->best_pass() : 0;
-    FRESHET_RETURN_IF_ERROR(workers->AllReduceSum(&best, 1));
-    const int best_pass = static_cast<int>(best);
-    result.validation_first_pass = start_epoch + 1;
-    const int last_pass = start_epoch + result.train.epochs;  // 1-based
-    result.best_pass = best_pass;
-    result.stopped_early = result.train.stopped_early;
-    result.model_pass = result.train.epochs > 0 ? last_pass : 0;
-    if (early_stopping && best_pass > 0 && best_pass != last_pass && result.train.epochs > 0) {
-      // The best pass's model back: dense here, rows on the servers.
-      if (best_dense.size() != model->NumDenseParams()) {
-        return Internal("the best pass " + std::to_string(best_pass) + " was not snapshotted");
-      }
-      std::memcpy(model->dense_params(), best_dense.data(), best_dense.size() * sizeof(float));
-      FRESHET_RETURN_IF_ERROR(model->SetDenseOptimizerState(best_dense_opt));
-      Status st = leader ? (best_saved ? options.load_tables(best_dir)
-                                       : Internal(best_dir + ": the best pass was not saved"))
-                         : Status::OK();
-      float failed = st.ok() ? 0.0f : 1.0f;
-      FRESHET_RETURN_IF_ERROR(workers->AllReduceSum(&failed, 1));
-      if (!st.ok()) return st.WithContext("restoring the best pass from " + best_dir);
-      if (failed > 0)
-        return Status(StatusCode::kAborted, "worker 0 failed to restore the best pass");
-      result.model_pass = best_pass;
-      if (leader && options.print_status) {
-        std::printf("kept the model of pass %d (best validation %s %.4f; last pass %d)\n",
-                    best_pass, stopper->metric().c_str(), stopper->best_value(), last_pass);
-        std::fflush(stdout);
-      }
-    }
-    if (leader && best_saved) {
-      std::error_code ec;
-      std::filesystem::remove_all(best_dir, ec);
-    }
-  }
-  save_position("");  // the end: everything read was trained or dropped
+  if (checkpointing) FRESHET_RETURN_IF_ERROR(checkpoints->FinishLast());
+  if (validating) FRESHET_RETURN_IF_ERROR(validator->KeepBestPass(model.get()));
+  // The end: everything read was trained or dropped.
+  position_file.Save(stream, "");
   if (streaming) {
     // Every worker's join counters, summed on worker 0.
     CHECK(stream != nullptr);
-    std::string all;
-    const std::string mine =
-        SerializeCounters(stream->join_counters(), stream->stats().bad, stream->stats().lines);
-    FRESHET_RETURN_IF_ERROR(workers->GatherBytes(mine.data(), mine.size(), &all));
-    if (leader) {
-      FRESHET_RETURN_IF_ERROR(
-          SumCounters(all, &result.join, &result.stream_bad, &result.stream_lines));
-    }
+    FRESHET_RETURN_IF_ERROR(GatherJoinCounters(*stream, workers, &result));
   }
-  {
-    // The final watermark: the minimum over the workers that trained
-    // anything (the exporter's EXPORT_FINAL carries it).
-    const int64_t mine[3] = {last_watermark, last_wall_ms, last_label_wall_ms};
-    std::string all;
-    FRESHET_RETURN_IF_ERROR(
-        workers->GatherBytes(reinterpret_cast<const char*>(mine), sizeof(mine), &all));
-    if (leader) {
-      int64_t w = INT64_MAX, wall = INT64_MAX, label = INT64_MAX;
-      for (size_t off = 0; off + sizeof(mine) <= all.size(); off += sizeof(mine)) {
-        int64_t v[3];
-        std::memcpy(v, all.data() + off, sizeof(v));
-        if (v[0] <= 0) continue;
-        w = std::min(w, v[0]);
-        if (v[1] > 0) wall = std::min(wall, v[1]);  // 0: unknown
-        if (v[2] > 0) label = std::min(label, v[2]);
-      }
-      if (w == INT64_MAX) w = 0;
-      if (wall == INT64_MAX) wall = 0;
-      if (label == INT64_MAX) label = 0;
-      result.final_watermark = w;
-      result.final_ingest_wall_ms = wall;
-      result.final_label_wall_ms = label;
-      if (options.final_watermark) options.final_watermark(w, wall, label);
-    }
+  // The final watermark: the minimum over the workers that trained
+  // anything (the exporter's EXPORT_FINAL carries it).
+  FRESHET_RETURN_IF_ERROR(
+      GatherFinalClocks(workers, {last_watermark, last_wall_ms, last_label_wall_ms}, &result));
+  if (leader && options.export_feed != nullptr) {
+    const TrainingClocks clocks{last_step, result.final_watermark, result.final_ingest_wall_ms,
+                                result.final_label_wall_ms};
+    FRESHET_RETURN_IF_ERROR(options.export_feed->Final(*model, clocks).WithContext("final export"));
   }
-  if (leader && options.after_training) {
-    FRESHET_RETURN_IF_ERROR(options.after_training(*model).WithContext("final export"));
-  }
-
-  // Holdout: each worker scores its shard; worker 0 gathers (in file order).
-  ScoredSet holdout;
-  if (!holdout_files.empty()) {
-    FRESHET_ASSIGN_OR_RETURN(std::vector<FileRange> ranges, SplitFiles(holdout_files, me, n));
-    FRESHET_ASSIGN_OR_RETURN(std::unique_ptr<ExampleReader> reader,
-                             ExampleReader::Open(std::move(ranges), policy));
-    FRESHET_RETURN_IF_ERROR(trainer->Score(reader.get(), &holdout));
-  }
-  std::string all_holdout, all_progressive;
-  const std::string mine = holdout.Serialize();
-  FRESHET_RETURN_IF_ERROR(workers->GatherBytes(mine.data(), mine.size(), &all_holdout));
-  const std::string prog = result.train.progressive.Serialize();
-  FRESHET_RETURN_IF_ERROR(workers->GatherBytes(prog.data(), prog.size(), &all_progressive));
-  if (leader) {
-    FRESHET_ASSIGN_OR_RETURN(ScoredSet h, ScoredSet::ParseAll(all_holdout));
-    FRESHET_ASSIGN_OR_RETURN(ScoredSet p, ScoredSet::ParseAll(all_progressive));
-    result.holdout = Evaluate(h.probs, h.labels, h.users, h.oracle);
-    result.progressive = Evaluate(p.probs, p.labels, p.users, p.oracle);
-    // Item-popularity baseline on the same holdout, for reference.
-    bool has_item = false;
-    for (const auto& c : columns) has_item = has_item || c == "item";
-    if (has_item && holdout_files.size() == 1 && train_files.size() == 1) {
-      auto pop = ItemPopularityScores(train_files[0], holdout_files[0], "item");
-      if (pop.ok() && pop->size() == h.labels.size()) result.popularity_auc = Auc(*pop, h.labels);
-    }
-    // Ranking metrics for tasks that ship groups of 1 positive + 99 negatives.
-    const std::string ranking = job.work_dir() + "/holdout_ranking.examples";
-    struct stat st;
-    if (!job.task().empty() && stat(ranking.c_str(), &st) == 0) {
-      FRESHET_ASSIGN_OR_RETURN(std::unique_ptr<ExampleReader> reader,
-                               ExampleReader::OpenFiles({ranking}, policy));
-      ScoredSet r;
-      FRESHET_RETURN_IF_ERROR(trainer->Score(reader.get(), &r));
-      result.ranking_groups = static_cast<int64_t>(r.probs.size() / 100);
-      RankingMetrics(r.probs, 100, 10, &result.hr10, &result.ndcg10);
-    }
-    if (options.save_model) {
-      FRESHET_RETURN_IF_ERROR(MakeDirs(job.model_dir()));
-      FRESHET_RETURN_IF_ERROR(SaveDense(*model, job.model_dir() + "/dense.bin"));
-      FRESHET_RETURN_IF_ERROR(SaveDenseOptimizer(*model, job.model_dir() + "/dense_opt.bin"));
-      std::string text;
-      google::protobuf::TextFormat::PrintToString(job, &text);
-      std::ofstream(job.model_dir() + "/job.pbtxt") << text;
-      if (options.save_tables) FRESHET_RETURN_IF_ERROR(options.save_tables(job.model_dir()));
-    }
+  FRESHET_RETURN_IF_ERROR(EvaluateHoldout(job, columns, train_files, holdout_files, policy,
+                                          trainer.get(), workers, &result));
+  if (leader && options.save_model) {
+    FRESHET_RETURN_IF_ERROR(SaveModel(job, *model, options.tables));
   }
   FRESHET_RETURN_IF_ERROR(workers->Barrier());
   return result;

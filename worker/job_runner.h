@@ -6,10 +6,17 @@
 // the single-process reference (`freshet_train --local`) runs it over a
 // LocalSparseStore + LocalCollective.
 //
+// It reaches the tables' files and the exporter only through two seams in
+// RunOptions: a TableCheckpointer (worker/table_checkpointer.h) and an
+// ExportFeed (worker/export_feed.h); freshet_train's implementations are in
+// apps/train/train_wiring.h. Its parts live in worker/internal/:
+// job_restore.h (restoring), checkpoint_driver.h (periodic checkpoints),
+// job_eval.h (validation, early stopping, holdout), job_stream.h (a
+// streaming job's source); its result is JobResult (worker/job_result.h).
+//
 // Thread safety: one thread.
 #pragma once
 
-#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -18,58 +25,14 @@
 #include "common/proto/job.pb.h"
 #include "common/sparse_store.h"
 #include "model/model.h"
+#include "worker/export_feed.h"
+#include "worker/job_result.h"
 #include "worker/metrics.h"
 #include "worker/stream/label_joiner.h"
+#include "worker/table_checkpointer.h"
 #include "worker/trainer.h"
 
 namespace freshet {
-
-struct JobResult {
-  TrainStats train;               // this worker's
-  EvalResult progressive;         // worker 0: over every worker's training examples
-  EvalResult holdout;             // worker 0
-  double hr10 = -1, ndcg10 = -1;  // worker 0, when the task has a ranking file
-  double popularity_auc = -1;     // worker 0: item-popularity baseline on the holdout
-  int64_t ranking_groups = 0;
-  // Streaming jobs: the join counters and bad event lines summed over all
-  // workers (worker 0). The counters of a restored job include the
-  // checkpoint's (they count the whole stream, as an uninterrupted job's
-  // do); stream_lines counts the event lines this run read.
-  bool streaming = false;
-  // Worker 0: the minimum over workers of the final watermarks (see
-  // RunOptions::final_watermark).
-  int64_t final_watermark = 0, final_ingest_wall_ms = 0, final_label_wall_ms = 0;
-  JoinCounters join;
-  int64_t stream_bad = 0;
-  int64_t stream_lines = 0;
-  // Worker 0: periodic checkpoints written (RunOptions::checkpoint), the
-  // training pause each cost (ms, from the cut to resuming) and the size of
-  // the last one.
-  int64_t checkpoints = 0;
-  double checkpoint_max_pause_ms = 0, checkpoint_total_pause_ms = 0;
-  uint64_t checkpoint_last_bytes = 0;
-  // With background table writes (RunOptions::start_save_tables): the time
-  // from resuming training to the checkpoint's publication (servers writing,
-  // manifest), and the most bytes the servers held copied at once.
-  double checkpoint_max_write_ms = 0, checkpoint_total_write_ms = 0;
-  int64_t checkpoint_max_copy_bytes = 0;
-  // Validation split (DataConfig::validation_fraction; worker 0): its
-  // examples and first time, each completed pass's metrics, the best pass
-  // by the early-stopping metric (auc without early stopping), 1-based, and
-  // the pass whose model the job kept (restored when it is not the last
-  // one trained; 0: no validation).
-  int64_t validation_examples = 0, validation_train_examples = 0, validation_time = 0;
-  std::vector<EvalResult> validation;
-  std::string validation_metric;
-  int best_pass = 0, model_pass = 0;
-  int validation_first_pass = 1;  // a restored job's first pass is its checkpoint's epoch
-  bool stopped_early = false;
-  // Human-readable summary lines (holdout metrics beside the oracle and the
-  // baseline).
-  std::string Summary() const;
-  // The one-line JSON summary worker 0 prints last.
-  std::string Json(const proto::JobConfig& job, int num_workers, int num_servers) const;
-};
 
 struct RunOptions {
   std::string data_dir = "../shared/data";
@@ -92,7 +55,7 @@ struct RunOptions {
   std::string input_ledger_dir;
   // Periodic consistent checkpoints (worker/checkpoint.h, docs/CHECKPOINTS.md)
   // into `dir` every `interval_steps` steps, keeping the newest `keep`
-  // (0: all). Needs save_tables. num_servers goes into the manifest.
+  // (0: all). Needs `tables`. num_servers goes into the manifest.
   struct Checkpointing {
     std::string dir;
     int64_t interval_steps = 0;
@@ -103,50 +66,15 @@ struct RunOptions {
     int num_servers = 1;
   } checkpoint;
   bool print_status = true;  // worker 0 only
-  // Called by worker 0 to save the sparse tables into the model directory
-  // (PsClient::SaveTables, or a local save). Unset: no table save.
-  std::function<Status(const std::string& dir)> save_tables;
-  // Called by worker 0 to replace the sparse tables with those save_tables
-  // wrote to `dir` (PsClient::LoadTables, or a local ReplaceShardRows):
-  // early stopping's restore of the best pass. Jobs with early_stopping
-  // need it and save_tables.
-  std::function<Status(const std::string& dir)> load_tables;
-  // Like save_tables, but each server writes only the rows pushed since its
-  // previous save (incremental checkpoints). Unset: checkpoints are full.
-  std::function<Status(const std::string& dir)> save_changed_tables;
-  // Background checkpoint writes (docs/CHECKPOINTS.md "Pause"); both set or
-  // neither. start_save_tables(dir, incremental) has every server copy its
-  // rows and returns the bytes copied once all did (PsClient::
-  // StartSaveTables); wait_tables_saved(dir, bytes) blocks until every
-  // server wrote its file, with a deadline by volume (PsClient::
-  // WaitTablesSaved). Worker 0 then waits on a background thread and writes
-  // MANIFEST after it, so training resumes right after the copy. Unset:
-  // checkpoints save through save_tables / save_changed_tables inside the
-  // pause.
-  std::function<StatusOr<int64_t>(const std::string& dir, bool incremental)> start_save_tables;
-  std::function<Status(const std::string& dir, int64_t bytes)> wait_tables_saved;
-  // Worker 0 only: called after every training step with the model (dense
-  // parameters), step, watermark and the freshness clocks ingest_wall_ms
-  // (newest read time trained) and label_wall_ms (newest label-known time
-  // trained) (see Trainer::Options::after_step); the exporter feed.
-  std::function<void(const Model& model, int64_t step, int64_t watermark, int64_t ingest_wall_ms,
-                     int64_t label_wall_ms)>
-      after_step;
-  // Every worker: called after each of its training steps with the step,
-  // its watermark (newest event time trained, unix s) and its freshness
-  // clocks (as for after_step); the exporter's WATERMARK feed. May be empty.
-  std::function<void(int64_t step, int64_t watermark, int64_t ingest_wall_ms,
-                     int64_t label_wall_ms)>
-      report_watermark;
-  // Worker 0 only: called once training ended, before after_training, with
-  // the minimum over the workers that trained anything (watermark > 0) of
-  // their final watermarks, and of their final freshness clocks that are
-  // known (> 0) (0 where none is).
-  std::function<void(int64_t watermark, int64_t ingest_wall_ms, int64_t label_wall_ms)>
-      final_watermark;
-  // Worker 0 only: called once training ended, with the final model, before
-  // the holdout scoring (e.g. to have the exporter publish the final model).
-  std::function<Status(const Model& model)> after_training;
+  // Worker 0 saves and loads the sparse tables through this (checkpoints,
+  // early stopping's best pass, the final model save); every worker passes
+  // one alike (the others never call it). Not owned; null: no table save,
+  // and then checkpoints and early stopping are InvalidArgument.
+  TableCheckpointer* tables = nullptr;
+  // Every worker reports its clocks here after each step; worker 0 also
+  // its dense parameters, and the final model once training ended. Not
+  // owned; null: no exporter.
+  ExportFeed* export_feed = nullptr;
   // Every worker: the trainer's metrics go here (Trainer::Options::metrics).
   // Not owned; may be null.
   MetricsRegistry* metrics = nullptr;
@@ -183,28 +111,5 @@ struct RunOptions {
 // restore trains every example of the stream exactly once.
 StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Collective* workers,
                                  const RunOptions& options);
-
-// The example columns a streaming job's features read: each slot's and
-// dense feature's column, first use first, without repeats.
-std::vector<std::string> StreamColumns(const proto::FeatureConfig& features);
-
-// Dense parameter files: "FRSHDENS", u64 count, floats, u64 FNV-1a checksum.
-// Load: NotFound without the file, DataLoss naming it if it is corrupt or
-// holds another count than the model's; the model is unchanged on error.
-Status SaveDense(const Model& model, const std::string& path);
-Status LoadDense(const std::string& path, Model* model);
-// The dense optimizer state (Model::DenseOptimizerState), in the same
-// checksummed layout with magic "FRSHDOPT"; written beside dense.bin as
-// dense_opt.bin. Load: NotFound without the file, DataLoss if corrupt,
-// InvalidArgument if its size does not fit the model.
-Status SaveDenseOptimizer(const Model& model, const std::string& path);
-Status LoadDenseOptimizer(const std::string& path, Model* model);
-
-// Builds the model for a job and an example-file header (the slot count and
-// dense count come from the encoder, the embedding dim from the slots'
-// tables) on the job's device (CreateModel: a GPU that is not there is an
-// error).
-StatusOr<std::unique_ptr<Model>> CreateJobModel(const proto::JobConfig& job, int num_slots,
-                                                int num_dense);
 
 }  // namespace freshet

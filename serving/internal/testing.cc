@@ -11,11 +11,11 @@
 
 #include "common/collective.h"
 #include "model/features.h"
+#include "model/model_factory.h"
 #include "server/local_sparse_store.h"
 #include "server/parameter_shard.h"
 #include "worker/data/example_io.h"
 #include "worker/job.h"
-#include "worker/job_runner.h"
 #include "worker/trainer.h"
 
 namespace freshet {

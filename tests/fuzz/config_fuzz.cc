@@ -13,9 +13,9 @@
 #include <vector>
 
 #include "common/config.h"
+#include "model/model_factory.h"
 #include "tests/fuzz/fuzz_util.h"
 #include "worker/job.h"
-#include "worker/job_runner.h"
 
 namespace freshet {
 namespace {

@@ -3,7 +3,7 @@
 after a format change). Seeds are small valid inputs of each format, plus a
 few real lines from ../shared/data (a handful per format, fuzz seeds only).
 Binary formats are encoded here from their documented layouts
-(exporter/snapshot_format.h, server/table_io.h, worker/job_runner.h,
+(exporter/snapshot_format.h, server/table_io.h, worker/dense_file.h,
 common/transport.h, common/ps_wire.h), so a seed that stops parsing flags a
 format change.
 

@@ -1,5 +1,5 @@
 // Fuzz target: a saved model's files, the training checkpoint format
-// (server/table_io.h `shard-i-of-n.rows`, worker/job_runner.h `dense.bin`).
+// (server/table_io.h `shard-i-of-n.rows`, worker/dense_file.h `dense.bin`).
 //
 // Input byte 0 picks the mode (mod 4):
 //   0/1: the rest is a .rows file for LoadShardRows into a shard with the
@@ -14,10 +14,11 @@
 #include <vector>
 
 #include "common/config.h"
+#include "model/model_factory.h"
 #include "server/table_io.h"
 #include "tests/fuzz/fuzz_util.h"
+#include "worker/dense_file.h"
 #include "worker/job.h"
-#include "worker/job_runner.h"
 
 namespace freshet {
 namespace {

@@ -1,4 +1,4 @@
-#include "worker/job_runner.h"
+#include "worker/dense_file.h"
 
 #include <gtest/gtest.h>
 #include <stdlib.h>
@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "common/checksum.h"
+#include "model/model_factory.h"
 #include "worker/job.h"
 
 namespace freshet {
@@ -105,6 +106,22 @@ TEST_F(DenseFileTest, TruncationAndWrongFormatAreRefused) {
   const uint64_t h = Fnv1a64(bad.data(), bad.size() - 8);
   std::memcpy(bad.data() + bad.size() - 8, &h, 8);
   ExpectRefused(bad, "magic", "not a dense parameter file");
+}
+
+// The model-free reader (freshet_model_diff) reads the same file and
+// refuses the optimizer state's magic.
+TEST_F(DenseFileTest, ReadDenseParamsWithoutAModel) {
+  auto values = ReadDenseParams(path_);
+  ASSERT_TRUE(values.ok()) << values.status();
+  ASSERT_EQ(values->size(), model_->NumDenseParams());
+  for (size_t i = 0; i < values->size(); ++i)
+    EXPECT_EQ((*values)[i], 0.25f * static_cast<float>(i));
+  const std::string opt = dir_ + "/dense_opt.bin";
+  ASSERT_TRUE(SaveDenseOptimizer(*model_, opt).ok());
+  auto wrong = ReadDenseParams(opt);
+  EXPECT_EQ(wrong.status().code(), StatusCode::kDataLoss) << wrong.status();
+  EXPECT_NE(wrong.status().message().find("another magic"), std::string::npos) << wrong.status();
+  EXPECT_EQ(ReadDenseParams(dir_ + "/missing.bin").status().code(), StatusCode::kNotFound);
 }
 
 }  // namespace

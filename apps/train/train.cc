@@ -1,6 +1,7 @@
 // freshet_train: the training job. Every MPI rank takes its role from the
 // cluster config: servers hold table shards, workers train on their shard of
-// the examples, exporter ranks (snapshot export) idle until that lands.
+// the examples, the exporter rank publishes snapshots for serving
+// (exporter/exporter_node.h).
 //
 //   launch/mpirun.sh -np 5 build/bin/freshet_train --task=synthetic
 //   build/bin/freshet_train --local --task=synthetic     (single-process reference)
@@ -12,6 +13,10 @@
 // and, as the cluster config's `metrics` message says, serves them on
 // http://<host>:<port + rank>/metrics and appends them to
 // <dir>/metrics-rank<rank>.jsonl every interval_s.
+//
+// This file holds the flags and each role's start-up; what ties the worker
+// side of a job (RunWorkerJob) to the servers and the exporter is in
+// train_wiring.h.
 #include <gflags/gflags.h>
 #include <glog/logging.h>
 #include <google/protobuf/text_format.h>
@@ -24,6 +29,7 @@
 #include <functional>
 #include <memory>
 
+#include "apps/train/train_wiring.h"
 #include "common/collective.h"
 #include "common/config.h"
 #include "common/device.h"
@@ -153,36 +159,6 @@ int Fail(const Status& st, const std::string& who) {
   return 1;
 }
 
-// --prefill_rows: fills the widest table of `shard` (server `me` of `n`)
-// with its share of `total` generated rows: keys from a counter hash, kept if
-// they fall in this server's slot range (common/sharding.h), weights from
-// the table's initializer. The rows get version 1 and the shard moves past
-// it (one empty push), so they are exported like pushed rows. Returns the
-// rows added.
-int64_t PrefillRows(ParameterShard* shard, int me, int n, int64_t total) {
-  int widest = 0;
-  for (int t = 1; t < shard->num_tables(); ++t) {
-    if (shard->table(t)->dim() > shard->table(widest)->dim()) widest = t;
-  }
-  EmbeddingTable* table = shard->table(widest);
-  const int dim = table->dim();
-  std::vector<float> w(static_cast<size_t>(dim));
-  RowMeta meta;
-  meta.version = 1;
-  int64_t added = 0;
-  const int64_t share = total / n + (me < total % n ? 1 : 0);
-  for (uint64_t i = 0; added < share; ++i) {
-    const uint64_t key = HashToken(0x9f11ed, std::to_string(i));
-    if (ShardOf(key, n) != me) continue;
-    InitializeRow(table->config().initializer(), widest, key, w.data(), dim);
-    table->Upsert(key, w.data(), nullptr, meta);
-    ++added;
-  }
-  Status st = shard->HandlePush(widest, static_cast<uint32_t>(dim), nullptr, 0, nullptr);
-  CHECK(st.ok()) << st;
-  return added;
-}
-
 StatusOr<proto::JobConfig> LoadJob() {
   const std::string path =
       FLAGS_job_config.empty() ? "cluster-configs/jobs/" + FLAGS_task + ".pbtxt" : FLAGS_job_config;
@@ -260,68 +236,6 @@ StatusOr<proto::JobConfig> LoadJob() {
   return job;
 }
 
-// Ends a rank's metrics service before the objects its callbacks read are
-// destroyed: declare it right after them.
-struct StopMetricsOnExit {
-  MetricsService* service;
-  ~StopMetricsOnExit() {
-    if (service != nullptr) service->Stop();
-  }
-};
-
-// Starts rank `rank`'s metrics endpoint and log as `cfg` says; null when
-// both are off. A port that cannot be bound costs only the endpoint (a
-// warning); a log that cannot be opened fails.
-StatusOr<std::unique_ptr<MetricsService>> StartMetrics(const proto::MetricsConfig& cfg, int rank,
-                                                       proto::Role role,
-                                                       MetricsRegistry* registry) {
-  MetricsServiceOptions o;
-  o.host = cfg.host();
-  o.port = cfg.port() > 0 ? cfg.port() + rank : -1;
-  o.interval = std::chrono::milliseconds(static_cast<int64_t>(cfg.interval_s() * 1000));
-  o.log_fields = "\"rank\":" + std::to_string(rank) + ",\"role\":\"" + RoleName(role) + "\"";
-  if (!cfg.dir().empty()) {
-    std::error_code ec;
-    std::filesystem::create_directories(cfg.dir(), ec);
-    if (ec) return Internal("metrics: cannot create " + cfg.dir() + ": " + ec.message());
-    o.log_path = cfg.dir() + "/metrics-rank" + std::to_string(rank) + ".jsonl";
-  }
-  if (o.port < 0 && o.log_path.empty()) return std::unique_ptr<MetricsService>();
-  auto s = MetricsService::Start(o, registry);
-  if (!s.ok() && s.status().code() == StatusCode::kUnavailable) {
-    std::fprintf(stderr, "freshet_train: rank %d: %s; no /metrics endpoint on this rank\n", rank,
-                 s.status().message().c_str());
-    o.port = -1;
-    s = MetricsService::Start(o, registry);
-  }
-  return s;
-}
-
-// --restore_only: writes the restored model to job.model_dir(): the dense
-// parameters of --restore_from as they are, the job, and the tables through
-// `save_tables` (every server writes the rows it loaded).
-Status SaveRestoredModel(const proto::JobConfig& job,
-                         const std::function<Status(const std::string& dir)>& save_tables) {
-  const std::string& dir = job.model_dir();
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  if (ec) return Internal(dir + ": cannot create: " + ec.message());
-  std::filesystem::copy_file(FLAGS_restore_from + "/dense.bin", dir + "/dense.bin",
-                             std::filesystem::copy_options::overwrite_existing, ec);
-  if (ec) return Internal(FLAGS_restore_from + "/dense.bin: cannot copy: " + ec.message());
-  if (std::filesystem::exists(FLAGS_restore_from + "/dense_opt.bin")) {
-    std::filesystem::copy_file(FLAGS_restore_from + "/dense_opt.bin", dir + "/dense_opt.bin",
-                               std::filesystem::copy_options::overwrite_existing, ec);
-    if (ec) return Internal(FLAGS_restore_from + "/dense_opt.bin: cannot copy: " + ec.message());
-  }
-  std::string text;
-  google::protobuf::TextFormat::PrintToString(job, &text);
-  std::ofstream out(dir + "/job.pbtxt", std::ios::trunc);
-  out << text;
-  if (!out.flush()) return Internal(dir + "/job.pbtxt: cannot write");
-  return save_tables(dir);
-}
-
 RunOptions Options() {
   RunOptions o;
   o.data_dir = FLAGS_data_dir;
@@ -351,28 +265,13 @@ int RunLocal(const proto::JobConfig& job) {
   }
   LocalSparseStore store(shard->get());
   LocalCollective collective;
-  RunOptions opt = Options();
-  uint32_t saved_version = 0;
-  opt.save_changed_tables = [&](const std::string& dir) {
-    const uint32_t now = (*shard)->version();
-    Status st = SaveShardRows(**shard, dir + "/" + ShardFileName(0, 1), saved_version);
-    if (st.ok()) saved_version = now;
-    return st;
-  };
+  ShardTableCheckpointer tables(shard->get());
   if (FLAGS_restore_only) {
-    Status st = SaveRestoredModel(job, [&](const std::string& dir) {
-      return SaveShardRows(**shard, dir + "/" + ShardFileName(0, 1));
-    });
+    Status st = SaveRestoredModel(job, FLAGS_restore_from, &tables);
     return st.ok() ? 0 : Fail(st, "restore_only");
   }
-  opt.save_tables = [&](const std::string& dir) {
-    Status st = SaveShardRows(**shard, dir + "/" + ShardFileName(0, 1));
-    if (st.ok()) saved_version = (*shard)->version();
-    return st;
-  };
-  opt.load_tables = [&](const std::string& dir) {
-    return ReplaceShardRows(dir + "/" + ShardFileName(0, 1), shard->get());
-  };
+  RunOptions opt = Options();
+  opt.tables = &tables;
   auto r = RunWorkerJob(job, &store, &collective, opt);
   if (!r.ok()) return Fail(r.status(), "local trainer");
   // Table size after training (docs/TABLES.md; tools/table_size_bench.sh).
@@ -534,88 +433,29 @@ int RunMpi(int argc, char** argv, const proto::JobConfig& job) {
     opt.checkpoint.num_servers = layout.num_servers();
     opt.metrics = &metrics;
     PsClient* c = client->get();
-    opt.save_tables = [c](const std::string& dir) { return c->SaveTables(dir); };
-    opt.load_tables = [c](const std::string& dir) { return c->LoadTables(dir); };
-    opt.save_changed_tables = [c](const std::string& dir) { return c->SaveTables(dir, true); };
     // Checkpoints: servers copy at the cut and write in the background.
-    opt.start_save_tables = [c](const std::string& dir, bool incremental) {
-      return c->StartSaveTables(dir, incremental);
-    };
-    opt.wait_tables_saved = [c](const std::string& dir, int64_t bytes) {
-      return c->WaitTablesSaved(dir, bytes);
-    };
+    PsTableCheckpointer tables(c);
+    opt.tables = &tables;
+    std::unique_ptr<ExporterFeed> feed;
     if (layout.num_exporters() > 0) {
-      // Every worker reports its watermark; the exporter exports the minimum.
-      const int exporter = layout.ExporterRank(0);
-      const auto every = std::chrono::duration<double>(job.export_().interval_s()) / 2;
-      auto last = std::make_shared<std::chrono::steady_clock::time_point>(
-          std::chrono::steady_clock::now() - std::chrono::hours(1));
-      Transport* t = transport.get();
-      opt.report_watermark = [t, exporter, every, last](int64_t step, int64_t watermark,
-                                                        int64_t wall_ms, int64_t label_wall_ms) {
-        const auto now = std::chrono::steady_clock::now();
-        if (now - *last < every) return;
-        *last = now;
-        Status st = t->Send(
-            exporter, EncodeWatermark(TrainingClocks{step, watermark, wall_ms, label_wall_ms}));
-        if (!st.ok()) LOG(WARNING) << "watermark to the exporter: " << st;
-      };
-    }
-    if (layout.num_exporters() > 0 && layout.IndexInRole(rank) == 0) {
-      // Feed the exporter: the dense parameters every export interval, and
-      // a final export when training ends.
-      const int exporter = layout.ExporterRank(0);
-      const auto every = std::chrono::duration<double>(job.export_().interval_s()) / 2;
-      struct Feed {
-        std::chrono::steady_clock::time_point last;
-        int64_t step = 0, watermark = 0, wall_ms = 0, label_wall_ms = 0;
-      };
-      auto feed = std::make_shared<Feed>();
-      feed->last = std::chrono::steady_clock::now() - std::chrono::hours(1);
-      Transport* t = transport.get();
-      // DENSE_UPDATE, or EXPORT_FINAL when `final` (common/ps_wire.h).
-      auto dense_message = [](bool final, const Model& model, const Feed& f) {
-        DenseUpdate u;
-        u.clocks = TrainingClocks{f.step, f.watermark, f.wall_ms, f.label_wall_ms};
-        u.dense = model.dense_params();
-        u.num_dense = model.NumDenseParams();
-        return EncodeDenseUpdate(u, final);
-      };
-      opt.after_step = [t, exporter, every, feed, dense_message](const Model& model, int64_t step,
-                                                                 int64_t watermark, int64_t wall_ms,
-                                                                 int64_t label_wall_ms) {
-        feed->step = step;
-        feed->watermark = watermark;
-        feed->wall_ms = wall_ms;
-        feed->label_wall_ms = label_wall_ms;
-        const auto now = std::chrono::steady_clock::now();
-        if (now - feed->last < every) return;
-        feed->last = now;
-        Status st = t->Send(exporter, dense_message(/*final=*/false, model, *feed));
-        if (!st.ok()) LOG(WARNING) << "dense update to the exporter: " << st;
-      };
-      // The final export carries the minimum of every worker's final
-      // watermark, and the final dense parameters.
-      opt.final_watermark = [feed](int64_t watermark, int64_t wall_ms, int64_t label_wall_ms) {
-        feed->watermark = watermark;
-        feed->wall_ms = wall_ms;
-        feed->label_wall_ms = label_wall_ms;
-      };
-      // The final export is a full snapshot: it may take the exporter up to
+      // Every worker reports its watermark; worker 0 feeds the exporter the
+      // dense parameters every export interval and the final model. The
+      // final export is a full snapshot: it may take the exporter up to
       // export.full_timeout_s (3 tries of it, each within that, worst case)
       // beyond the transport deadline.
       const Millis final_timeout =
           timeout + Millis(static_cast<int64_t>(job.export_().full_timeout_s() * 1000));
-      opt.after_training = [c, exporter, feed, dense_message, final_timeout](const Model& model) {
-        return c->CallRanks({exporter}, dense_message(/*final=*/true, model, *feed), final_timeout)
-            .status();
-      };
+      feed = std::make_unique<ExporterFeed>(
+          transport.get(), c, layout.ExporterRank(0),
+          std::chrono::duration<double>(job.export_().interval_s()) / 2, final_timeout);
+      opt.export_feed = feed.get();
     }
     if (FLAGS_restore_only) {
       // Worker 0 has every server write what it restored; the others only
       // end their sessions.
-      Status st =
-          layout.IndexInRole(rank) == 0 ? SaveRestoredModel(job, opt.save_tables) : Status::OK();
+      Status st = layout.IndexInRole(rank) == 0
+                      ? SaveRestoredModel(job, FLAGS_restore_from, &tables)
+                      : Status::OK();
       if (!st.ok()) {
         Fail(st, layout.Describe(rank) + " restore_only");
         MpiSession::Abort(3);

@@ -1,4 +1,4 @@
-#include "tools/internal/param_diff.h"
+#include "apps/model_diff/param_diff.h"
 
 #include <gtest/gtest.h>
 

@@ -11,13 +11,13 @@
 #include <map>
 #include <vector>
 
+#include "apps/model_diff/param_diff.h"
 #include "common/logging.h"
 #include "model/features.h"
 #include "server/parameter_shard.h"
 #include "server/table_io.h"
-#include "tools/internal/param_diff.h"
+#include "worker/dense_file.h"
 #include "worker/job.h"
-#include "worker/job_runner.h"
 
 DEFINE_double(tolerance, 1e-5, "largest allowed absolute difference");
 
@@ -35,18 +35,7 @@ StatusOr<Loaded> Load(const std::string& dir) {
   FRESHET_ASSIGN_OR_RETURN(m.job, LoadJobConfig(dir + "/job.pbtxt"));
   FRESHET_ASSIGN_OR_RETURN(m.shard, ParameterShard::Create(m.job.tables(), 16));
   FRESHET_RETURN_IF_ERROR(LoadModelRows(dir, m.shard.get()));
-  std::FILE* f = std::fopen((dir + "/dense.bin").c_str(), "rb");
-  if (!f) return NotFound(dir + "/dense.bin: cannot open");
-  uint64_t n = 0;
-  char magic[8];
-  if (std::fread(magic, 1, 8, f) != 8 || std::fread(&n, 8, 1, f) != 1 || n > (1u << 30)) {
-    std::fclose(f);
-    return DataLoss(dir + "/dense.bin: bad header");
-  }
-  m.dense.resize(n);
-  const size_t got = std::fread(m.dense.data(), sizeof(float), n, f);
-  std::fclose(f);
-  if (got != n) return DataLoss(dir + "/dense.bin: truncated");
+  FRESHET_ASSIGN_OR_RETURN(m.dense, ReadDenseParams(dir + "/dense.bin"));
   return m;
 }
 
