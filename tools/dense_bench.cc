@@ -16,20 +16,24 @@
 // per single-valued slot, 1..--max_keys per multi-valued slot, random rows
 // and dense features; --batches of them per thread, cycled.
 //
-// Per batch size, three phases, each --seconds of CPU time on every thread,
-// the threads running at once:
+// Per batch size, four phases, each --seconds of CPU time on every thread,
+// the threads running at once, the phases taking turns in --slice_s slices
+// (so a change of load on a shared box hits them alike):
 //   step   the model's step, unprobed: the headline figure;
 //   split  the same under a DenseProfile timing every GEMM: how much of the
 //          step is GEMM (the rest is pooling, FM, bias, activations, copies,
 //          embedding gradients) and, per GEMM, its time in the model;
 //   sgemm  the GEMMs the step ran (shapes, transposes, leading dimensions,
-//          beta, recorded from the model) replayed through BlasGemm
-//          (cblas_sgemm) on their own buffers, the sequence timed as a whole;
-//          then once more with a timer per call for the per-GEMM table.
+//          beta, recorded from the model) replayed in order through BlasGemm
+//          (cblas_sgemm), each on its own operands, the sequence timed as a
+//          whole ("sgemm": nothing warms a GEMM's inputs for it);
+//   hot    each of those GEMMs run twice in a row, the second timed ("hot":
+//          operands in cache, the BLAS's best on the shape).
 // FLOPs are the dense layers' GEMM FLOPs, 2 m n k per GEMM (forward, and
 // backward's dW and dX), as the model's DenseProfile counted them. GFLOP/s per
 // core = FLOPs / CPU time of a thread, averaged over threads; "total" sums
-// the threads; "ratio" is the model's per-core figure over sgemm's. Times
+// the threads; "ratio" is the model's per-core figure over sgemm's, "r.hot"
+// over hot's (the stricter one). Times
 // are thread CPU time (CLOCK_THREAD_CPUTIME_ID), so other processes on a
 // shared box inflate neither side (they still share caches and memory
 // bandwidth); the wall-clock total is printed too.
@@ -65,6 +69,7 @@ DEFINE_string(hidden, "", "comma-separated MLP widths replacing model.hidden (em
 DEFINE_string(batch, "256,1024,4096", "comma-separated batch sizes");
 DEFINE_int32(threads, 0, "threads, one model each (0: one per core)");
 DEFINE_double(seconds, 1.0, "CPU seconds per thread and phase");
+DEFINE_double(slice_s, 0.1, "the phases take turns in slices of this many CPU seconds");
 DEFINE_int32(max_keys, 8, "most keys per example of a multi-valued slot (uniform 1..max_keys)");
 DEFINE_int32(batches, 2, "distinct random batches per thread, cycled");
 DEFINE_bool(per_gemm, true, "print each GEMM of the step: time in the model and alone");
@@ -278,20 +283,22 @@ struct Worker {
   }
 };
 
-// What one thread measured in one phase.
+// What one thread measured in one phase, summed over its slices.
 struct PhaseResult {
-  int64_t steps = 0;
+  int64_t steps = 0, batch0_steps = 0;
   double flops = 0, cpu = 0, gemm = 0;
   // Seconds per call index of batch 0's GEMM sequence (split, timed replay).
   std::vector<double> per_call;
 };
 
-enum class Phase { kStep, kSplit, kSgemm, kSgemmTimed };
+enum class Phase { kStep, kSplit, kSgemm, kSgemmHot };
 
+// Runs one slice of `phase` for `seconds` of the thread's CPU time (at least
+// two steps), adding to *r.
 void RunPhase(Worker* w, Phase phase, double seconds, PhaseResult* r) {
   const int nb = static_cast<int>(w->batches.size());
   const size_t ncalls = w->calls[0].size();
-  r->per_call.assign(ncalls, 0.0);
+  r->per_call.resize(ncalls, 0.0);
   std::unique_ptr<DenseProfile> profile;
   if (phase == Phase::kSplit) {
     DenseProfile::Options o;
@@ -301,7 +308,7 @@ void RunPhase(Worker* w, Phase phase, double seconds, PhaseResult* r) {
   }
   const double c0 = ThreadCpuSeconds();
   double now = c0;
-  while (now - c0 < seconds || r->steps < 2) {
+  for (int64_t done = 0; now - c0 < seconds || done < 2; ++done) {
     const int i = static_cast<int>(r->steps % nb);
     switch (phase) {
       case Phase::kStep:
@@ -311,13 +318,18 @@ void RunPhase(Worker* w, Phase phase, double seconds, PhaseResult* r) {
       case Phase::kSgemm:
         w->Replay(i);
         break;
-      case Phase::kSgemmTimed: {
+      case Phase::kSgemmHot: {
+        // Each GEMM twice in a row; the second, on operands the first
+        // brought into cache, is timed.
         const std::vector<GemmCall>& cs = w->calls[i];
         std::vector<std::vector<float>>& b = w->bufs[i];
         for (size_t j = 0; j < cs.size(); ++j) {
+          BlasGemm(cs[j], b[3 * j].data(), b[3 * j + 1].data(), b[3 * j + 2].data());
           const double t0 = ThreadCpuSeconds();
           BlasGemm(cs[j], b[3 * j].data(), b[3 * j + 1].data(), b[3 * j + 2].data());
-          if (i == 0 && j < ncalls) r->per_call[j] += ThreadCpuSeconds() - t0;
+          const double t = ThreadCpuSeconds() - t0;
+          r->gemm += t;
+          if (i == 0 && j < ncalls) r->per_call[j] += t;
         }
         break;
       }
@@ -332,43 +344,49 @@ void RunPhase(Worker* w, Phase phase, double seconds, PhaseResult* r) {
     }
     r->flops += w->flops[i];
     ++r->steps;
+    if (i == 0) ++r->batch0_steps;
     now = ThreadCpuSeconds();
   }
-  r->cpu = now - c0;
+  r->cpu += now - c0;
 }
 
 struct Summary {
   double step_ms = 0;               // CPU ms per step, mean over threads
-  double gemm_ms = 0;               // split: GEMM CPU ms per step
+  double gemm_ms = 0;               // split, hot: GEMM CPU ms per step
+  double gemm_per_core = 0;         // split, hot: GFLOP/s per core of the GEMM time alone
   double per_core = 0;              // GFLOP/s per core (CPU time), mean over threads
   double total = 0;                 // sum over threads
   double wall_total = 0;            // FLOPs of all threads / wall seconds
   std::vector<double> per_call_us;  // per call index, per batch-0 step
 };
 
-Summary RunThreads(std::vector<Worker>& workers, Phase phase, double seconds) {
-  std::vector<PhaseResult> res(workers.size());
+// One slice of `phase` on every thread at once, added to (*res)[thread];
+// adds the slice's wall time to *wall.
+void RunThreads(std::vector<Worker>& workers, Phase phase, double seconds,
+                std::vector<PhaseResult>* res, double* wall) {
+  res->resize(workers.size());
   std::vector<std::thread> threads;
   const auto t0 = std::chrono::steady_clock::now();
   for (size_t t = 0; t < workers.size(); ++t) {
-    threads.emplace_back(RunPhase, &workers[t], phase, seconds, &res[t]);
+    threads.emplace_back(RunPhase, &workers[t], phase, seconds, &(*res)[t]);
   }
   for (std::thread& th : threads) th.join();
-  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  *wall += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+Summary Summarize(const std::vector<PhaseResult>& res, double wall) {
   Summary s;
   double flops = 0;
-  const size_t ncalls = workers[0].calls[0].size();
-  s.per_call_us.assign(ncalls, 0.0);
-  const int nb = static_cast<int>(workers[0].batches.size());
+  s.per_call_us.assign(res[0].per_call.size(), 0.0);
   for (const PhaseResult& r : res) {
     s.step_ms += 1e3 * r.cpu / r.steps / res.size();
     s.gemm_ms += 1e3 * r.gemm / r.steps / res.size();
+    if (r.gemm > 0) s.gemm_per_core += r.flops / r.gemm / 1e9 / res.size();
     s.per_core += r.flops / r.cpu / 1e9 / res.size();
     s.total += r.flops / r.cpu / 1e9;
     flops += r.flops;
-    const double batch0_steps = static_cast<double>((r.steps + nb - 1) / nb);
-    for (size_t j = 0; j < ncalls; ++j) {
-      s.per_call_us[j] += 1e6 * r.per_call[j] / batch0_steps / res.size();
+    for (size_t j = 0; j < s.per_call_us.size() && j < r.per_call.size(); ++j) {
+      s.per_call_us[j] += 1e6 * r.per_call[j] / std::max<int64_t>(1, r.batch0_steps) / res.size();
     }
   }
   s.wall_total = flops / wall / 1e9;
@@ -394,8 +412,9 @@ int Main(int argc, char** argv) {
   const int threads = FLAGS_threads > 0
                           ? FLAGS_threads
                           : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
-  if (batch_sizes.empty() || FLAGS_batches < 1) {
-    std::fprintf(stderr, "freshet_dense_bench: --batch and --batches must not be empty\n");
+  if (batch_sizes.empty() || FLAGS_batches < 1 || !(FLAGS_slice_s > 0)) {
+    std::fprintf(stderr,
+                 "freshet_dense_bench: --batch must not be empty, --batches >= 1, --slice_s > 0\n");
     return 2;
   }
   auto create = [&]() -> std::unique_ptr<Model> {
@@ -415,10 +434,10 @@ int Main(int argc, char** argv) {
   std::printf(
       "freshet_dense_bench: job %s (%s, %s), %d slots, %d dense, hidden [%s], %zu dense params\n"
       "  %d threads (one model each, running at once), GEMMs on %s with %d BLAS thread(s) per "
-      "call; times are thread CPU time, %.2f s per thread and phase\n",
+      "call; times are thread CPU time, %.2f s per thread and phase in %.2f s slices\n",
       job.name().c_str(), proto::ModelConfig::Kind_Name(job.model().kind()).c_str(),
       FLAGS_job_config.c_str(), shape.num_slots, shape.num_dense, hidden.c_str(),
-      probe->NumDenseParams(), threads, GemmBackend(), BlasThreads(), FLAGS_seconds);
+      probe->NumDenseParams(), threads, GemmBackend(), BlasThreads(), FLAGS_seconds, FLAGS_slice_s);
 
   // The tiny check: every GEMM of a 5-example step against a loop.
   if (FLAGS_check) {
@@ -447,9 +466,14 @@ int Main(int argc, char** argv) {
      << "],\"threads\":" << threads << ",\"blas\":\"" << GemmBackend()
      << "\",\"blas_threads\":" << BlasThreads() << ",\"seconds\":" << FLAGS_seconds
      << ",\"cases\":[";
-  std::printf("%6s %6s %9s %8s %8s %8s %7s | %9s %9s %9s | %9s %9s | %6s\n", "batch", "GEMMs",
-              "MFLOP", "step ms", "gemm ms", "sgemm ms", "gemm %", "model/cor", "model tot",
-              "wall tot", "sgemm/cor", "sgemm tot", "ratio");
+  // Columns: GEMMs and MFLOP per step; CPU ms per step: the model's step,
+  // its GEMMs (split), the GEMMs replayed alone; GEMM share of the step;
+  // GFLOP/s of the model's step per core, all threads, all threads by the
+  // wall clock; sgemm alone per core and all threads, hot per core; the
+  // model's per-core figure over sgemm alone and over hot.
+  std::printf("%6s %6s %9s %8s %8s %8s %7s | %9s %9s %9s | %9s %9s %9s | %6s %6s\n", "batch",
+              "GEMMs", "MFLOP", "step ms", "gemm ms", "sgemm ms", "gemm %", "model/cor",
+              "model tot", "wall tot", "sgemm/cor", "sgemm tot", "hot/cor", "ratio", "r.hot");
   std::fflush(stdout);
   bool first = true;
   for (int n : batch_sizes) {
@@ -507,27 +531,39 @@ int Main(int argc, char** argv) {
     if (FLAGS_check) {
       std::printf("check: batch %d: the model's GEMM FLOPs per step equal the config's count\n", n);
     }
-    const Summary step = RunThreads(workers, Phase::kStep, FLAGS_seconds);
-    const Summary split = RunThreads(workers, Phase::kSplit, FLAGS_seconds);
-    const Summary sgemm = RunThreads(workers, Phase::kSgemm, FLAGS_seconds);
-    Summary timed;
-    if (FLAGS_per_gemm) timed = RunThreads(workers, Phase::kSgemmTimed, FLAGS_seconds);
+    // The phases take turns in slices, so a change of load on a shared box
+    // hits them alike.
+    const std::vector<Phase> phases{Phase::kStep, Phase::kSplit, Phase::kSgemm, Phase::kSgemmHot};
+    std::vector<std::vector<PhaseResult>> res(phases.size());
+    std::vector<double> wall(phases.size(), 0.0);
+    const int slices = std::max(1, static_cast<int>(std::lround(FLAGS_seconds / FLAGS_slice_s)));
+    for (int sl = 0; sl < slices; ++sl) {
+      for (size_t p = 0; p < phases.size(); ++p) {
+        RunThreads(workers, phases[p], FLAGS_seconds / slices, &res[p], &wall[p]);
+      }
+    }
+    const Summary step = Summarize(res[0], wall[0]);
+    const Summary split = Summarize(res[1], wall[1]);
+    const Summary sgemm = Summarize(res[2], wall[2]);
+    const Summary hot = Summarize(res[3], wall[3]);
     const Worker& w0 = workers[0];
     const double share = split.step_ms > 0 ? split.gemm_ms / split.step_ms : 0;
     const double ratio = sgemm.per_core > 0 ? step.per_core / sgemm.per_core : 0;
+    const double ratio_hot = hot.gemm_per_core > 0 ? step.per_core / hot.gemm_per_core : 0;
     std::printf(
-        "%6d %6zu %9.2f %8.3f %8.3f %8.3f %6.1f%% | %9.2f %9.2f %9.2f | %9.2f %9.2f | %5.1f%%\n", n,
-        w0.calls[0].size(), w0.flops[0] / 1e6, step.step_ms, split.gemm_ms, sgemm.step_ms,
+        "%6d %6zu %9.2f %8.3f %8.3f %8.3f %6.1f%% | %9.2f %9.2f %9.2f | %9.2f %9.2f %9.2f | "
+        "%5.1f%% %5.1f%%\n",
+        n, w0.calls[0].size(), w0.flops[0] / 1e6, step.step_ms, split.gemm_ms, sgemm.step_ms,
         100 * share, step.per_core, step.total, step.wall_total, sgemm.per_core, sgemm.total,
-        100 * ratio);
+        hot.gemm_per_core, 100 * ratio, 100 * ratio_hot);
     if (FLAGS_per_gemm) {
       std::printf(
           "         GEMMs of one step (batch 0 of each thread; us per call, thread CPU):\n");
       std::printf("         %3s %2s %6s %6s %6s %4s %9s %9s %9s %7s\n", "#", "op", "m", "n", "k",
-                  "beta", "MFLOP", "in model", "alone", "alone/in");
+                  "beta", "MFLOP", "in model", "hot", "hot/in");
       const std::vector<GemmCall>& cs = w0.calls[0];
       for (size_t j = 0; j < cs.size(); ++j) {
-        const double in_model = split.per_call_us[j], alone = timed.per_call_us[j];
+        const double in_model = split.per_call_us[j], alone = hot.per_call_us[j];
         std::printf("         %3zu %2s %6d %6d %6d %4.0f %9.3f %9.1f %9.1f %6.0f%%\n", j,
                     OpName(cs[j]).c_str(), cs[j].m, cs[j].n, cs[j].k, cs[j].beta,
                     cs[j].flops() / 1e6, in_model, alone,
@@ -542,7 +578,10 @@ int Main(int argc, char** argv) {
        << ",\"gflops_per_core\":" << step.per_core << ",\"gflops_total\":" << step.total
        << ",\"gflops_wall_total\":" << step.wall_total
        << ",\"sgemm_gflops_per_core\":" << sgemm.per_core
-       << ",\"sgemm_gflops_total\":" << sgemm.total << ",\"ratio\":" << ratio << "}";
+       << ",\"sgemm_gflops_total\":" << sgemm.total
+       << ",\"sgemm_hot_gflops_per_core\":" << hot.gemm_per_core
+       << ",\"gemm_in_step_gflops_per_core\":" << split.gemm_per_core << ",\"ratio\":" << ratio
+       << ",\"ratio_hot\":" << ratio_hot << "}";
     first = false;
   }
   js << "]}";
