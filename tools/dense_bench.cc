@@ -33,10 +33,11 @@
 // backward's dW and dX), as the model's DenseProfile counted them. GFLOP/s per
 // core = FLOPs / CPU time of a thread, averaged over threads; "total" sums
 // the threads; "ratio" is the model's per-core figure over sgemm's, "r.hot"
-// over hot's (the stricter one). Times
-// are thread CPU time (CLOCK_THREAD_CPUTIME_ID), so other processes on a
-// shared box inflate neither side (they still share caches and memory
-// bandwidth); the wall-clock total is printed too.
+// over hot's (the stricter one). Times are thread CPU time
+// (CLOCK_THREAD_CPUTIME_ID), so other processes on a shared box inflate
+// neither side (they still share caches and memory bandwidth); the
+// wall-clock total is printed too. --per_gemm lists each GEMM of one step:
+// its time in the model (split) and hot.
 //
 // --check first compares, at every batch size, the GEMM FLOPs the model
 // reported with an independent count from the config (the formulas in
