@@ -2,20 +2,14 @@
 
 #include <glog/logging.h>
 
-#include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
-#include <mutex>
 #include <random>
+
+#include "model/internal/gemm.h"
 
 namespace freshet {
 namespace {
-
-using MatMap = Eigen::Map<Eigen::MatrixXf>;             // column-major
-using ConstMatMap = Eigen::Map<const Eigen::MatrixXf>;  // column-major
-using VecMap = Eigen::Map<Eigen::VectorXf>;
-using ConstVecMap = Eigen::Map<const Eigen::VectorXf>;
 
 // Layer widths in_0 -> hidden... -> 1.
 std::vector<int> Widths(const ModelShape& shape, const std::vector<int>& hidden) {
@@ -24,21 +18,6 @@ std::vector<int> Widths(const ModelShape& shape, const std::vector<int>& hidden)
   for (int h : hidden) w.push_back(h);
   w.push_back(1);
   return w;
-}
-
-#ifdef FRESHET_HAVE_OPENBLAS
-extern "C" void openblas_set_num_threads(int num_threads);
-#endif
-
-// One BLAS thread per caller unless OPENBLAS_NUM_THREADS says otherwise: each
-// worker thread runs its own model, and several ranks share a machine.
-void LimitBlasThreads() {
-#ifdef FRESHET_HAVE_OPENBLAS
-  static std::once_flag once;
-  std::call_once(once, [] {
-    if (std::getenv("OPENBLAS_NUM_THREADS") == nullptr) openblas_set_num_threads(1);
-  });
-#endif
 }
 
 }  // namespace
@@ -56,32 +35,16 @@ DeepFmModel::DeepFmModel(const proto::ModelConfig& config, ModelShape shape)
     : Model(std::move(shape)),
       l2_(config.dense_l2()),
       in0_(shape_.num_slots * shape_.emb_dim + shape_.num_dense),
+      mlp_(Widths(shape_, std::vector<int>(config.hidden().begin(), config.hidden().end())),
+           /*relu_last=*/false),
+      mlp_off_(1 + static_cast<size_t>(shape_.num_dense)),
       params_(CountDenseParams(shape_, {config.hidden().begin(), config.hidden().end()}), 0.f),
       adam_(params_.size(), config.dense_learning_rate()) {
   CHECK_GT(shape_.emb_dim, 0);
-  LimitBlasThreads();
-  const std::vector<int> w =
-      Widths(shape_, std::vector<int>(config.hidden().begin(), config.hidden().end()));
+  internal::LimitBlasThreads();
+  CHECK_EQ(mlp_off_ + mlp_.NumParams(), params_.size());
   std::mt19937_64 rng(config.seed());
-  size_t off = 1 + static_cast<size_t>(shape_.num_dense);
-  for (size_t l = 0; l + 1 < w.size(); ++l) {
-    Layer layer;
-    layer.in = w[l];
-    layer.out = w[l + 1];
-    CHECK_GT(layer.out, 0);
-    layer.w = off;
-    const size_t nw = static_cast<size_t>(layer.in) * static_cast<size_t>(layer.out);
-    layer.b = off + nw;
-    off = layer.b + static_cast<size_t>(layer.out);
-    const double limit = std::sqrt(6.0 / static_cast<double>(layer.in + layer.out));
-    for (size_t j = 0; j < nw; ++j) {
-      const double u = static_cast<double>(rng() >> 11) * 0x1.0p-53;  // [0, 1)
-      params_[layer.w + j] = static_cast<float>((2.0 * u - 1.0) * limit);
-    }
-    layers_.push_back(layer);
-  }
-  CHECK_EQ(off, params_.size());
-  act_.resize(layers_.size());
+  mlp_.Init(&rng, params_.data() + mlp_off_);
 }
 
 void DeepFmModel::Forward(const ModelInput& in, float* logits) {
@@ -145,20 +108,7 @@ void DeepFmModel::Forward(const ModelInput& in, float* logits) {
   }
 
   // MLP: a_l = relu(W_l a_{l-1} + b_l), linear output layer.
-  const float* h = x_.data();
-  for (size_t l = 0; l < layers_.size(); ++l) {
-    const Layer& L = layers_[l];
-    act_[l].resize(static_cast<size_t>(L.out) * n);
-    ConstMatMap W(params_.data() + L.w, L.out, L.in);
-    ConstVecMap bias(params_.data() + L.b, L.out);
-    ConstMatMap H(h, L.in, n);
-    MatMap Z(act_[l].data(), L.out, n);
-    Z.noalias() = W * H;
-    Z.colwise() += bias;
-    if (l + 1 < layers_.size()) Z = Z.cwiseMax(0.f);
-    h = act_[l].data();
-  }
-  const float* out = act_.back().data();
+  const float* out = mlp_.Forward(params_.data() + mlp_off_, x_.data(), n);
   for (int i = 0; i < n; ++i) logits[i] += out[i];
 }
 
@@ -175,35 +125,9 @@ void DeepFmModel::Backward(const ModelInput& in, const float* dlogits, SparseGra
   // First order: bias, w_dense, wide grads.
   internal::FirstOrderBackward(shape_, in, dlogits, params_.data(), l2_, &grads->wide, dense_grad);
 
-  // MLP, top down. dz holds dLoss/dz_l (out_l x n).
-  size_t max_width = 1;
-  for (const Layer& L : layers_) max_width = std::max(max_width, static_cast<size_t>(L.out));
-  grad_a_.resize(max_width * n);
-  grad_b_.resize(max_width * n);
+  // MLP, top down; dx_ = dLoss/dx.
   dx_.resize(in0 * n);
-  const float* dz = dlogits;  // output layer: 1 x n
-  for (size_t l = layers_.size(); l-- > 0;) {
-    const Layer& L = layers_[l];
-    const float* h = l == 0 ? x_.data() : act_[l - 1].data();
-    ConstMatMap H(h, L.in, n);
-    ConstMatMap dZ(dz, L.out, n);
-    ConstMatMap W(params_.data() + L.w, L.out, L.in);
-    MatMap dW(dense_grad + L.w, L.out, L.in);
-    VecMap db(dense_grad + L.b, L.out);
-    dW.noalias() = dZ * H.transpose();
-    if (l2_ != 0) dW += l2_ * W;
-    db = dZ.rowwise().sum();
-    if (l == 0) {
-      MatMap dX(dx_.data(), L.in, n);
-      dX.noalias() = W.transpose() * dZ;
-    } else {
-      float* next = dz == grad_a_.data() ? grad_b_.data() : grad_a_.data();
-      MatMap dH(next, L.in, n);
-      dH.noalias() = W.transpose() * dZ;
-      dH.array() *= (H.array() > 0.f).cast<float>();  // ReLU of layer l-1
-      dz = next;
-    }
-  }
+  mlp_.Backward(params_.data() + mlp_off_, dlogits, l2_, dense_grad + mlp_off_, dx_.data());
 
   // Embedding grads: dLoss/de_{i,s} = dx + dlogit_i * (sum_t e_{i,t} - e_{i,s}),
   // spread to the slot's keys (divided by the key count for MEAN).

@@ -30,13 +30,15 @@
 // every weight (w_dense and every W_l), never to biases: dense_grad is the
 // gradient of mean loss + 0.5 * dense_l2 * (|w_dense|^2 + sum_l |W_l|^2).
 //
-// Performance: the MLP runs as batch-level Eigen GEMMs over column-major
-// (width x batch) activation matrices; scratch buffers are members, resized
-// per batch, so Forward/Backward allocate only when the batch grows. When
-// the build found OpenBLAS, Eigen hands the GEMMs to it (EIGEN_USE_BLAS), and
-// the first DeepFmModel sets OpenBLAS to one thread per call unless the
-// environment sets OPENBLAS_NUM_THREADS (process-wide; one model per thread
-// is the intended parallelism).
+// Performance: the MLP (layers::Mlp) runs as batch-level GEMMs over
+// column-major (width x batch) activation matrices, cblas_sgemm when the build
+// found OpenBLAS (model/internal/gemm.h), with no explicit transposes and the
+// bias and ReLU in one pass; scratch buffers are members, resized per batch,
+// so Forward/Backward allocate only when the batch grows. The first CPU model
+// (DeepFmModel or LayeredModel) sets OpenBLAS to one thread per call unless
+// the environment sets OPENBLAS_NUM_THREADS (process-wide; one model per
+// thread is the intended parallelism). tools/dense_bench.cc measures it
+// against cblas_sgemm alone.
 //
 // Thread safety: not thread-safe (see Model).
 #pragma once
@@ -46,6 +48,7 @@
 #include <vector>
 
 #include "model/internal/dense_ops.h"
+#include "model/layers/mlp.h"
 #include "model/model.h"
 
 namespace freshet {
@@ -74,26 +77,19 @@ class DeepFmModel final : public Model {
   static size_t CountDenseParams(const ModelShape& shape, const std::vector<int>& hidden);
 
  private:
-  struct Layer {
-    int in = 0, out = 0;
-    size_t w = 0;  // offset of W_l in params_
-    size_t b = 0;  // offset of b_l in params_
-  };
-
   float l2_;
-  int in0_;  // MLP input width
-  std::vector<Layer> layers_;
+  int in0_;             // MLP input width
+  layers::Mlp mlp_;     // in0 -> hidden... -> 1, ReLU hidden layers
+  size_t mlp_off_ = 0;  // offset of the MLP's W_0 in params_
   std::vector<float> params_;
   internal::DenseAdam adam_;
 
   // Per-batch scratch (Forward keeps what Backward needs).
   const EncodedBatch* last_batch_ = nullptr;
   int batch_size_ = 0;
-  std::vector<float> x_;                 // in0 x B: pooled embeddings, then dense
-  std::vector<float> fm_sum_;            // k x B: sum_s e_{i,s}
-  std::vector<std::vector<float>> act_;  // per layer: out_l x B (post-ReLU for hidden)
-  std::vector<float> grad_a_, grad_b_;   // backprop ping-pong, max width x B
-  std::vector<float> dx_;                // in0 x B: dLoss/dx
+  std::vector<float> x_;       // in0 x B: pooled embeddings, then dense
+  std::vector<float> fm_sum_;  // k x B: sum_s e_{i,s}
+  std::vector<float> dx_;      // in0 x B: dLoss/dx
 };
 
 }  // namespace freshet

@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <random>
 
+#include "model/internal/gemm.h"
+
 namespace freshet {
 namespace {
 
@@ -90,6 +92,7 @@ double LayeredModel::CountDenseParams(const proto::ModelConfig& c, const ModelSh
 
 LayeredModel::LayeredModel(const proto::ModelConfig& config, ModelShape shape)
     : Model(std::move(shape)), l2_(config.dense_l2()), adam_(0, config.dense_learning_rate()) {
+  internal::LimitBlasThreads();
   ns_ = shape_.num_slots;
   nd_ = shape_.num_dense;
   first_order_ = config.first_order();

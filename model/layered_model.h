@@ -50,8 +50,10 @@
 // L2: dense_l2 * W is added to the gradient of every weight matrix and of
 // w_dense, never to biases (as DeepFmModel).
 //
-// Performance: dense layers run as Eigen GEMMs over column-major (width x
-// batch) activations (OpenBLAS when found); scratch buffers are members.
+// Performance: dense layers run as GEMMs over column-major (width x batch)
+// activations (model/internal/gemm.h: cblas_sgemm when the build found
+// OpenBLAS, one BLAS thread per call as DeepFmModel); scratch buffers are
+// members.
 //
 // Thread safety: not thread-safe (see Model).
 #pragma once

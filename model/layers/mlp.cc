@@ -2,20 +2,13 @@
 
 #include <glog/logging.h>
 
-#include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
 
+#include "model/internal/gemm.h"
+
 namespace freshet {
 namespace layers {
-namespace {
-
-using MatMap = Eigen::Map<Eigen::MatrixXf>;
-using ConstMatMap = Eigen::Map<const Eigen::MatrixXf>;
-using VecMap = Eigen::Map<Eigen::VectorXf>;
-using ConstVecMap = Eigen::Map<const Eigen::VectorXf>;
-
-}  // namespace
 
 void GlorotUniform(std::mt19937_64* rng, int fan_in, int fan_out, float* w) {
   const double limit = std::sqrt(6.0 / static_cast<double>(fan_in + fan_out));
@@ -59,14 +52,20 @@ const float* Mlp::Forward(const float* params, const float* x, int n) {
   for (size_t l = 0; l < layers_.size(); ++l) {
     const Layer& L = layers_[l];
     act_[l].resize(static_cast<size_t>(L.out) * n);
-    ConstMatMap W(params + L.w, L.out, L.in);
-    ConstVecMap bias(params + L.b, L.out);
-    ConstMatMap H(h, L.in, n);
-    MatMap Z(act_[l].data(), L.out, n);
-    Z.noalias() = W * H;
-    Z.colwise() += bias;
-    if (L.relu) Z = Z.cwiseMax(0.f);
-    h = act_[l].data();
+    float* z = act_[l].data();
+    // Z = W H (out x n), then one pass adding the bias and, for ReLU layers,
+    // clamping.
+    internal::Gemm(false, false, L.out, n, L.in, 1.f, params + L.w, L.out, h, L.in, 0.f, z, L.out);
+    const float* bias = params + L.b;
+    for (int i = 0; i < n; ++i) {
+      float* col = z + static_cast<size_t>(i) * L.out;
+      if (L.relu) {
+        for (int o = 0; o < L.out; ++o) col[o] = std::max(col[o] + bias[o], 0.f);
+      } else {
+        for (int o = 0; o < L.out; ++o) col[o] += bias[o];
+      }
+    }
+    h = z;
   }
   return h;
 }
@@ -82,34 +81,41 @@ void Mlp::Backward(const float* params, const float* dy, float l2, float* dparam
   // dz: dLoss/d(pre-activation) of layer l.
   const float* dz = dy;
   if (layers_.back().relu) {
-    MatMap g(grad_a_.data(), layers_.back().out, n);
-    g = ConstMatMap(dy, layers_.back().out, n)
-            .cwiseProduct((ConstMatMap(act_.back().data(), layers_.back().out, n).array() > 0.f)
-                              .cast<float>()
-                              .matrix());
+    const size_t size = static_cast<size_t>(layers_.back().out) * n;
+    const float* a = act_.back().data();
+    for (size_t j = 0; j < size; ++j) grad_a_[j] = a[j] > 0.f ? dy[j] : 0.f;
     dz = grad_a_.data();
   }
   for (size_t l = layers_.size(); l-- > 0;) {
     const Layer& L = layers_[l];
     const float* h = l == 0 ? x_ : act_[l - 1].data();
-    ConstMatMap H(h, L.in, n);
-    ConstMatMap dZ(dz, L.out, n);
-    ConstMatMap W(params + L.w, L.out, L.in);
-    MatMap dW(dparams + L.w, L.out, L.in);
-    VecMap db(dparams + L.b, L.out);
-    dW.noalias() = dZ * H.transpose();
-    if (l2 != 0) dW += l2 * W;
-    db = dZ.rowwise().sum();
+    const float* w = params + L.w;
+    float* dw = dparams + L.w;
+    float* db = dparams + L.b;
+    // dW = dZ H^T (out x in), db = row sums of dZ.
+    internal::Gemm(false, true, L.out, L.in, n, 1.f, dz, L.out, h, L.in, 0.f, dw, L.out);
+    if (l2 != 0) {
+      const size_t nw = static_cast<size_t>(L.out) * static_cast<size_t>(L.in);
+      for (size_t j = 0; j < nw; ++j) dw[j] += l2 * w[j];
+    }
+    std::fill(db, db + L.out, 0.f);
+    for (int i = 0; i < n; ++i) {
+      const float* col = dz + static_cast<size_t>(i) * L.out;
+      for (int o = 0; o < L.out; ++o) db[o] += col[o];
+    }
+    // dH = W^T dZ (in x n); through the ReLU of layer l - 1.
     if (l == 0) {
       if (dx != nullptr) {
-        MatMap dX(dx, L.in, n);
-        dX.noalias() = W.transpose() * dZ;
+        internal::Gemm(true, false, L.in, n, L.out, 1.f, w, L.out, dz, L.out, 0.f, dx, L.in);
       }
     } else {
       float* next = dz == grad_a_.data() ? grad_b_.data() : grad_a_.data();
-      MatMap dH(next, L.in, n);
-      dH.noalias() = W.transpose() * dZ;
-      if (layers_[l - 1].relu) dH.array() *= (H.array() > 0.f).cast<float>();
+      internal::Gemm(true, false, L.in, n, L.out, 1.f, w, L.out, dz, L.out, 0.f, next, L.in);
+      if (layers_[l - 1].relu) {
+        const size_t size = static_cast<size_t>(L.in) * n;
+        // A select, not a branch: the signs are random, and it vectorizes.
+        for (size_t j = 0; j < size; ++j) next[j] = h[j] > 0.f ? next[j] : 0.f;
+      }
       dz = next;
     }
   }

@@ -3,8 +3,9 @@
 //
 // Conventions of every layer in model/layers/:
 //   - Activations are column-major float matrices of width x n (column i is
-//     example i), as Eigen::Map<MatrixXf> sees them; GEMMs go through Eigen,
-//     which hands them to OpenBLAS when the build found it.
+//     example i), as Eigen::Map<MatrixXf> sees them; GEMMs go through
+//     internal::Gemm (model/internal/gemm.h: cblas_sgemm when the build found
+//     OpenBLAS, else Eigen), with the transposes as BLAS flags, never copies.
 //   - A layer does not own its parameters: Forward/Backward take a pointer to
 //     its NumParams() floats inside the model's flat dense vector, and
 //     Backward writes its gradient to the same offsets of the dense gradient
