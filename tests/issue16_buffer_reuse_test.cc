@@ -19,7 +19,6 @@
 #include <sys/resource.h>
 
 #include <cstdio>
-
 #include <memory>
 #include <thread>
 #include <vector>
