@@ -125,7 +125,9 @@ TEST(PsWireTest, PullRoundTrip) {
 }
 
 TEST(PsWireTest, PushRoundTrip) {
-  auto req = DecodePushRequest(Wire(AllSamples()[2].msg));
+  // The decoded request views the message's body: keep the message alive.
+  const Message msg = Wire(AllSamples()[2].msg);
+  auto req = DecodePushRequest(msg);
   ASSERT_TRUE(req.ok()) << req.status();
   EXPECT_EQ(req->table, 1);
   EXPECT_EQ(req->dim, 2u);
