@@ -237,7 +237,8 @@ TEST(PsWireTest, SmallMessagesRoundTrip) {
   EXPECT_EQ(wm->label_wall_ms, 13);
   for (const char* name : {"DENSE_UPDATE", "EXPORT_FINAL"}) {
     bool final = false;
-    auto u = DecodeDenseUpdate(find(name), &final);
+    const Message m = find(name);  // the update views its body
+    auto u = DecodeDenseUpdate(m, &final);
     ASSERT_TRUE(u.ok()) << name << ": " << u.status();
     EXPECT_EQ(final, std::string(name) == "EXPORT_FINAL");
     EXPECT_EQ(std::vector<float>(u->dense, u->dense + u->num_dense), (std::vector<float>{1, 2, 3}));
