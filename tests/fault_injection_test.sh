@@ -213,7 +213,7 @@ train_max_ds=$(printf '%.0f' "$(echo "(${base_train_end_s[0]} - ${base_train_s[0
 # ---- Trials -----------------------------------------------------------------
 rows=()
 deltas=(); recoveries=()
-dup_total=0; skip_total=0; kills_training=0; kills_landed=0
+dup_total=0; skip_total=0; kills_training=0; kills_landed=0; unnamed_startup=0
 passed=0
 for ((t = 1; t <= trials; t++)); do
   work=$out/trial-$t
@@ -244,9 +244,23 @@ for ((t = 1; t <= trials; t++)); do
   # it fails rather than counting as a survived kill.
   [ "$kill_done" = 1 ] || problems+=("the kill never landed (rank $victim was not found alive, even in the rerun at $at s)")
   if [ "$kill_done" = 1 ]; then
-    # The supervisor names the killed rank in its report of attempt 1.
-    grep -q "attempt 1/.* failed .*rank $victim[ )]" "$work/supervise.log" ||
-      problems+=("supervise.sh did not name rank $victim")
+    # The supervisor names the killed rank in its report of attempt 1. One
+    # exception: a rank killed while mpirun was still launching the job
+    # (start-up kills) is sometimes reported by Open MPI 4.1 only as "1
+    # process returned a non-zero exit code", naming no rank (seen once in
+    # CI; tests/supervise_test.sh knows the same short form); supervise.sh
+    # can then name none ("died on signal 9" / "no rank named"), which is
+    # accepted for start-up kills only and counted in the summary.
+    if ! grep -q "attempt 1/.* failed .*rank $victim[ )]" "$work/supervise.log"; then
+      if [ "$phase" = start ] &&
+         grep -qE "attempt 1/.* failed .*(the command died on signal 9|no rank named in its output)" \
+           "$work/supervise.log" &&
+         grep -q "a non-zero exit code. Per user-direction" "$work/supervise.log"; then
+        unnamed_startup=$((unnamed_startup + 1))
+      else
+        problems+=("supervise.sh did not name rank $victim")
+      fi
+    fi
     [ "${restarts:-0}" -ge 1 ] || problems+=("no restart after the kill")
   fi
   # AUC against the baseline.
@@ -300,10 +314,12 @@ done
 
 echo
 echo "fault injection: $kills_landed of $trials kills landed"
+[ "$unnamed_startup" = 0 ] ||
+  echo "fault injection: $unnamed_startup start-up kill(s) where mpirun named no rank (accepted, see the check's comment)"
 echo "fault injection: $trials trials, seed $seed, baseline AUC $baseline (noise $noise), baseline run ${base_s[0]} s"
 printf '%5s  %-16s %12s %8s %10s %8s %8s %8s %7s %6s  %s\n' trial killed at_s restarts duplicated skipped auc "|dAUC|" total_s loads result
 for r in "${rows[@]}"; do echo "$r"; done
 max_delta=$(printf '%s\n' "${deltas[@]:-0}" | sort -g | tail -1)
 mean_total=$(printf '%s\n' "${recoveries[@]:-0}" | awk '{s += $1; n++} END {printf "%.1f", n ? s / n : 0}')
-echo "{\"trials\":$trials,\"passed\":$passed,\"seed\":$seed,\"baseline_auc\":$baseline,\"baseline_noise\":$noise,\"max_auc_delta\":$(printf '%.5f' "${max_delta:-0}"),\"baseline_s\":${base_s[0]},\"mean_killed_trial_s\":$mean_total,\"records_duplicated_total\":$dup_total,\"records_skipped_total\":$skip_total,\"kills_landed\":$kills_landed,\"kills_during_training\":$kills_training}"
+echo "{\"trials\":$trials,\"passed\":$passed,\"seed\":$seed,\"baseline_auc\":$baseline,\"baseline_noise\":$noise,\"max_auc_delta\":$(printf '%.5f' "${max_delta:-0}"),\"baseline_s\":${base_s[0]},\"mean_killed_trial_s\":$mean_total,\"records_duplicated_total\":$dup_total,\"records_skipped_total\":$skip_total,\"kills_landed\":$kills_landed,\"kills_during_training\":$kills_training,\"startup_kills_unnamed_by_mpirun\":$unnamed_startup}"
 exit $fail_total
