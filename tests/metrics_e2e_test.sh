@@ -31,11 +31,18 @@ fail() {
 }
 
 # A base port unlikely to collide with other jobs on this machine: 5 free
-# consecutive ports starting at a pseudo-random offset.
+# consecutive ports starting at a pseudo-random offset, below the kernel's
+# ephemeral range (outgoing connections of the tests running beside this one,
+# e.g. MPI's TCP links, take ports from that range without listening on
+# them, so a free-looking port there can be taken before the rank binds it:
+# seen once in CI).
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+eph_low=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+[ "${eph_low:-0}" -gt 12000 ] 2>/dev/null || eph_low=32768
+span=$((eph_low - 10 - 10000))
 base=""
 for try in $(seq 1 50); do
-  p=$((20000 + (RANDOM * 7 + $$ + try * 101) % 30000))
+  p=$((10000 + (RANDOM * 7 + $$ + try * 101) % span))
   ok=1
   for r in 0 1 2 3 4; do port_free $((p + r)) || ok=0; done
   if [ "$ok" = 1 ]; then base=$p; break; fi
