@@ -266,8 +266,19 @@ Status ExportWriter::Publish(const Snapshot& snap) {
   bytes_written_ += static_cast<int64_t>(entry.size());
 
   proto::ExportManifest next;
+  const bool rebased = snap.kind == Snapshot::Kind::kDelta && has_compacted_;
   if (snap.kind == Snapshot::Kind::kFull) {
     *next.mutable_full() = entry;
+    next.set_lineage(snap.version);
+  } else if (rebased) {
+    // The same model from the compacted full: the chain's deltas after it.
+    next = manifest_;
+    *next.mutable_full() = compacted_;
+    next.clear_deltas();
+    for (const auto& d : manifest_.deltas()) {
+      if (d.version() > compacted_.version()) *next.add_deltas() = d;
+    }
+    *next.add_deltas() = entry;
   } else {
     next = manifest_;
     *next.add_deltas() = entry;
@@ -289,7 +300,8 @@ Status ExportWriter::Publish(const Snapshot& snap) {
 
   manifest_ = std::move(next);
   needs_full_ = false;
-  if (snap.kind == Snapshot::Kind::kFull || chains_.empty()) {
+  has_compacted_ = false;  // adopted by this manifest, or superseded by a full
+  if (snap.kind == Snapshot::Kind::kFull || rebased || chains_.empty()) {
     chains_.push_back(manifest_);
     while (static_cast<int>(chains_.size()) > retain_full_) chains_.erase(chains_.begin());
   } else {
@@ -300,8 +312,47 @@ Status ExportWriter::Publish(const Snapshot& snap) {
   return Status::OK();
 }
 
+std::string ExportWriter::BeginCompaction(proto::ExportManifest* chain) {
+  if (!compacting_.empty() || manifest_.full().name().empty() || manifest_.deltas_size() == 0 ||
+      needs_full_ || manifest_.lineage() == 0 ||
+      (has_compacted_ && compacted_.version() == manifest_.version())) {
+    return "";
+  }
+  // After an adoption not yet published, compact from the chain as
+  // published (LATEST); the adopted one is replaced.
+  compacting_ = SnapshotFileName(Snapshot::Kind::kFull, manifest_.version());
+  compacting_lineage_ = manifest_.lineage();
+  *chain = manifest_;
+  return compacting_;
+}
+
+Status ExportWriter::AdoptCompactedFull(const proto::ExportFile& entry) {
+  const std::string begun = compacting_;
+  compacting_.clear();
+  if (begun.empty() || entry.name() != begun) {
+    return FailedPrecondition(dir_ + ": compacted full " + entry.name() +
+                              " was not begun (BeginCompaction: '" + begun + "')");
+  }
+  if (manifest_.lineage() != compacting_lineage_ || entry.version() > manifest_.version()) {
+    return FailedPrecondition(dir_ + ": compacted full " + entry.name() + " of lineage " +
+                              std::to_string(compacting_lineage_) +
+                              " is stale: a full snapshot started lineage " +
+                              std::to_string(manifest_.lineage()));
+  }
+  compacted_ = entry;
+  has_compacted_ = true;
+  return Status::OK();
+}
+
+void ExportWriter::AbandonCompaction() { compacting_.clear(); }
+
 Status ExportWriter::Retain() {
   std::unordered_set<std::string> keep;
+  if (!compacting_.empty()) {
+    keep.insert(compacting_);
+    keep.insert(compacting_ + kTmpSuffix);
+  }
+  if (has_compacted_) keep.insert(compacted_.name());
   for (const proto::ExportManifest& m : chains_) {
     keep.insert(m.full().name());
     for (const auto& d : m.deltas()) keep.insert(d.name());

@@ -87,8 +87,29 @@ class ExportWriter {
   // the newest of each retained chain; a failed deletion is only logged.
   // On an error the published model is unchanged (LATEST still names the
   // previous manifest).
+  //
+  // A full starts a new lineage (manifest.lineage = its version); deltas
+  // keep it. After AdoptCompactedFull, the next delta's manifest starts
+  // from the compacted full instead of the chain's old full.
   Status Publish(const Snapshot& snap);
   const proto::ExportManifest& manifest() const { return manifest_; }
+
+  // Compaction (exporter/compactor.h: a full snapshot made from the chain
+  // itself, written on another thread). BeginCompaction: if the published
+  // chain has deltas since its full and no compaction is under way, returns
+  // the file name the compacted full gets (full-<manifest version>.snap, in
+  // the directory) and the manifest to compact, and keeps Retain() from
+  // deleting that file (and its temporary) until Adopt or Abandon; ""
+  // otherwise. AdoptCompactedFull(entry), with the entry WriteSnapshotFile
+  // gave: the next delta's manifest lists that full and the chain's deltas
+  // after its version (the same model, the same lineage: readers on the
+  // lineage do not reload, exporter/model_loader.h) and retention treats it
+  // as the start of a new chain. FailedPrecondition (nothing adopted; the
+  // file goes with the next retention) if a full snapshot was published
+  // since BeginCompaction or the entry is not the one begun.
+  std::string BeginCompaction(proto::ExportManifest* chain);
+  Status AdoptCompactedFull(const proto::ExportFile& entry);
+  void AbandonCompaction();
   int64_t bytes_written() const { return bytes_written_; }
 
  private:
@@ -100,6 +121,10 @@ class ExportWriter {
   proto::ExportManifest manifest_;
   std::vector<proto::ExportManifest> chains_;  // one per retained full, oldest first
   bool needs_full_ = false;                    // the job's tables changed since the last manifest
+  std::string compacting_;  // BeginCompaction's file name, until adopted/abandoned
+  uint64_t compacting_lineage_ = 0;
+  bool has_compacted_ = false;  // compacted_ is adopted: the next delta's base
+  proto::ExportFile compacted_;
   int64_t bytes_written_ = 0;
 };
 

@@ -31,7 +31,12 @@ ExporterNode::ExporterNode(Transport* transport, const ClusterLayout& layout,
   if (metrics == nullptr) return;
   metrics_ = std::make_unique<Metrics>();
   Metrics* m = metrics_.get();
-  m->fulls = metrics->AddCounter("export_full_snapshots", "Full snapshots published.");
+  m->fulls = metrics->AddCounter("export_full_snapshots",
+                                 "Full snapshots collected from the servers and published.");
+  m->compactions = metrics->AddCounter(
+      "export_compacted_fulls",
+      "Full snapshots compacted from the published chain and adopted (export.full_source "
+      "COMPACT).");
   m->deltas = metrics->AddCounter("export_delta_snapshots", "Delta snapshots published.");
   m->rows = metrics->AddCounter("export_rows", "Rows written into snapshots.");
   m->bytes = metrics->AddCounter("export_bytes", "Bytes of snapshot files written.");
@@ -56,6 +61,60 @@ ExporterNode::ExporterNode(Transport* transport, const ClusterLayout& layout,
                          const int64_t last = m->last_publish_ms.load();
                          return last == 0 ? 0.0 : (UnixMs() - last) / 1e3;
                        });
+}
+
+ExporterNode::~ExporterNode() {
+  if (compaction_ != nullptr && compaction_->thread.joinable()) compaction_->thread.join();
+}
+
+void ExporterNode::StartCompaction() {
+  if (compaction_ != nullptr) return;  // one at a time; the next tick tries again
+  proto::ExportManifest chain;
+  const std::string name = writer_->BeginCompaction(&chain);
+  if (name.empty()) return;  // no deltas since the full: nothing to compact
+  compaction_ = std::make_unique<Compaction>();
+  Compaction* c = compaction_.get();
+  c->started = SteadyClock::now();
+  const std::string dir = job_.export_().dir();
+  c->thread = std::thread([c, dir, chain = std::move(chain), name] {
+    StatusOr<proto::ExportFile> entry = CompactChain(dir, chain, name, &c->stats);
+    if (entry.ok()) {
+      c->entry = std::move(*entry);
+    } else {
+      c->status = entry.status();
+    }
+    c->done.store(true, std::memory_order_release);
+  });
+}
+
+void ExporterNode::FinishCompaction(bool wait) {
+  if (compaction_ == nullptr) return;
+  if (!wait && !compaction_->done.load(std::memory_order_acquire)) return;
+  compaction_->thread.join();
+  std::unique_ptr<Compaction> c = std::move(compaction_);
+  Status st = c->status;
+  if (st.ok()) {
+    st = writer_->AdoptCompactedFull(c->entry);
+  } else {
+    writer_->AbandonCompaction();
+  }
+  const double ms =
+      std::chrono::duration<double, std::milli>(SteadyClock::now() - c->started).count();
+  if (!st.ok()) {
+    ++stats_.failed_compactions;
+    LOG(WARNING) << "exporter: compacting the chain failed (the next full tick tries again): "
+                 << st;
+    return;
+  }
+  ++stats_.compactions;
+  stats_.compact_ms.push_back(ms);
+  stats_.compact_load_ms.push_back(c->stats.load_ms);
+  stats_.compact_write_ms.push_back(c->stats.write_ms);
+  if (metrics_ != nullptr) metrics_->compactions->Add();
+  LOG(INFO) << "compacted full v" << c->entry.version() << ": " << c->stats.rows << " rows, "
+            << c->stats.bytes << " bytes in " << ms << " ms (loading the chain " << c->stats.load_ms
+            << " ms, write+fsync " << c->stats.write_ms
+            << " ms); the next delta's manifest starts from it";
 }
 
 void ExporterNode::Report(int peer, const TrainingClocks& clocks) {
@@ -233,7 +292,10 @@ Status ExporterNode::Export(bool full) {
     return Status(StatusCode::kAborted, published.message());
   }
   since_ = new_since;
-  if (full) force_full_ = false;
+  if (full) {
+    force_full_ = false;
+    collected_full_ = true;
+  }
   (full ? stats_.fulls : stats_.deltas) += 1;
   stats_.rows_exported += rows;
   stats_.bytes_written = writer_->bytes_written();
@@ -287,7 +349,9 @@ Status ExporterNode::Run() {
   auto next_full = SteadyClock::now();  // the first export is a full one
   LOG(INFO) << layout_.Describe(transport_->rank()) << " exporting to " << cfg.dir() << " every "
             << cfg.interval_s() << " s";
+  const bool compact = cfg.full_source() == proto::ExportConfig::COMPACT;
   while (true) {
+    FinishCompaction(/*wait=*/false);
     Message final_request;
     bool final = false;
     if (has_pending_final_) {
@@ -304,6 +368,7 @@ Status ExporterNode::Run() {
       }
     }
     if (final) {
+      FinishCompaction(/*wait=*/true);
       // First a delta, so the last trained rows are servable at delta speed
       // (a full snapshot copies every row: seconds at millions of rows),
       // then the full snapshot that a restart or a new reader starts from.
@@ -326,16 +391,22 @@ Status ExporterNode::Run() {
                     MsgType::kExportFinalResponse, id,
                     Status(st.code(), layout_.Describe(transport_->rank()) + ": " + st.message()));
       FRESHET_RETURN_IF_ERROR(transport_->Send(final_request.peer, std::move(resp)));
-      LOG(INFO) << "exporter done: " << stats_.fulls << " full and " << stats_.deltas
-                << " delta snapshots, " << stats_.bytes_written << " bytes";
+      LOG(INFO) << "exporter done: " << stats_.fulls << " full (collected), " << stats_.compactions
+                << " compacted full and " << stats_.deltas << " delta snapshots, "
+                << stats_.bytes_written << " bytes";
       return st;
     }
     const auto now = SteadyClock::now();
     if (now >= next_tick) {
       next_tick = now + interval;
       if (have_dense_) {
-        const bool full = now >= next_full || force_full_;
+        bool full = now >= next_full || force_full_;
         if (full) next_full = now + full_interval;
+        if (full && compact && collected_full_ && !force_full_) {
+          // Compacted beside the deltas; this tick still publishes one.
+          StartCompaction();
+          full = false;
+        }
         Status st = Export(full);
         // A failed publish (disk full, I/O error: logged, counted) is
         // retried by the next export; anything else ends the exporter.

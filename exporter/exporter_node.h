@@ -5,8 +5,15 @@
 //                             last export (EXPORT -> ExportRows), take the
 //                             newest dense parameters worker 0 sent
 //                             (DENSE_UPDATE), and publish a delta;
-//   every export.full_interval_s (and first): the same with every row, as a
-//                             full snapshot that starts a new chain;
+//   first (and with export.full_source SERVERS every export.full_interval_s):
+//                             the same with every row, as a full snapshot
+//                             that starts a new chain and lineage;
+//   every export.full_interval_s (full_source COMPACT, the default): a full
+//                             snapshot compacted from the published chain on
+//                             a thread of its own (exporter/compactor.h),
+//                             while deltas go on; the next delta's manifest
+//                             starts from it (same lineage: readers do not
+//                             reload);
 //   on EXPORT_FINAL from worker 0 (training ended): a last delta (so the
 //                             last rows are servable quickly), then a last
 //                             full snapshot, then answer and return.
@@ -39,6 +46,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <thread>
 #include <vector>
 
 #include "common/config.h"
@@ -47,6 +55,7 @@
 #include "common/ps_wire.h"
 #include "common/request_tracker.h"
 #include "common/transport.h"
+#include "exporter/compactor.h"
 #include "exporter/export_dir.h"
 
 namespace freshet {
@@ -79,6 +88,11 @@ struct ExporterStats {
   // transfer); of that, decoding the replies and copying their rows; and
   // publishing (file write, fsync, manifest).
   std::vector<double> full_ms, full_collect_ms, full_copy_ms, full_publish_ms;
+  // Compacted fulls adopted (full_source COMPACT), and per compaction (ms):
+  // start to adoption, loading the chain, writing the file.
+  int64_t compactions = 0;
+  int64_t failed_compactions = 0;  // logged; the next full tick tries again
+  std::vector<double> compact_ms, compact_load_ms, compact_write_ms;
   // The q-quantile (0..1) of delta_ms; 0 without deltas.
   double DeltaMsQuantile(double q) const;
 };
@@ -89,6 +103,8 @@ class ExporterNode {
   // REQUIRES: job validated (export defaults filled).
   ExporterNode(Transport* transport, const ClusterLayout& layout, const proto::JobConfig& job,
                std::chrono::milliseconds request_timeout, MetricsRegistry* metrics = nullptr);
+  // Waits for a compaction still running.
+  ~ExporterNode();
 
   // Exports until worker 0 sends EXPORT_FINAL (OK), or an error (a server
   // not answering within the deadline, a failed final export). A periodic
@@ -110,6 +126,12 @@ class ExporterNode {
   bool Handle(Message* msg, Message* final_request);
   // A worker's watermark and freshness clocks.
   void Report(int peer, const TrainingClocks& clocks);
+  // Starts compacting the published chain on a thread (if there is
+  // something to compact and none runs).
+  void StartCompaction();
+  // Adopts a finished compaction (waiting for it with `wait`); a failed one
+  // is logged and counted.
+  void FinishCompaction(bool wait);
 
   Transport* const transport_;
   const ClusterLayout& layout_;
@@ -118,7 +140,19 @@ class ExporterNode {
   std::unique_ptr<ExportWriter> writer_;
   std::vector<uint32_t> since_;  // per server: version already exported
   uint64_t version_ = 0;
-  bool force_full_ = false;  // a full snapshot failed to publish: the next is full
+  bool force_full_ = false;      // a full snapshot failed to publish: the next is full
+  bool collected_full_ = false;  // this exporter published a full from the servers
+  // The compaction under way (StartCompaction), written by its thread until
+  // `done`.
+  struct Compaction {
+    std::thread thread;
+    std::atomic<bool> done{false};
+    Status status;
+    proto::ExportFile entry;
+    CompactionStats stats;
+    std::chrono::steady_clock::time_point started;
+  };
+  std::unique_ptr<Compaction> compaction_;
   // EXPORT requests: ids, the deadline, fan-in (received on Run's thread).
   RequestTracker tracker_;
   // Newest dense parameters from worker 0.
@@ -140,6 +174,7 @@ class ExporterNode {
   ExporterStats stats_;
   struct Metrics {
     Counter* fulls = nullptr;
+    Counter* compactions = nullptr;
     Counter* deltas = nullptr;
     Counter* rows = nullptr;
     Counter* bytes = nullptr;

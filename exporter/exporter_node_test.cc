@@ -11,7 +11,10 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <set>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "common/config.h"
 #include "common/ps_wire.h"
@@ -130,6 +133,136 @@ TEST_F(ExporterNodeTest, ManifestCarriesTheMinimumOfEachFreshnessClock) {
   EXPECT_EQ(m->watermark(), 1200);
   EXPECT_EQ(m->ingest_wall_ms(), 1700000010000);
   EXPECT_EQ(m->label_wall_ms(), 1700000011000);
+}
+
+// export.full_source COMPACT: after the first full (collected from the
+// server), the periodic fulls are compacted from the chain on the
+// exporter's own thread while deltas go on; every adopted manifest keeps
+// the lineage of that first full, and the model it loads equals the
+// server's rows. Pushes run throughout.
+TEST_F(ExporterNodeTest, CompactsFullsFromTheChainWhileDeltasGoOn) {
+  auto cluster = ParseClusterConfig(R"(
+    name: "compact"
+    roles { role: SERVER count: 1 }
+    roles { role: WORKER count: 1 }
+    roles { role: EXPORTER count: 1 }
+  )",
+                                    "cluster");
+  ASSERT_TRUE(cluster.ok()) << cluster.status();
+  const ClusterLayout layout(*cluster);
+  const int server = layout.ServerRank(0), exporter = layout.ExporterRank(0);
+  const int worker = layout.WorkerRank(0);
+
+  proto::JobConfig job;
+  job.set_name("compact");
+  auto* t = job.mutable_tables()->add_tables();
+  t->set_name("items");
+  t->set_dim(4);
+  t->mutable_optimizer()->mutable_sgd()->set_learning_rate(1);
+  t = job.mutable_tables()->add_tables();
+  t->set_name("half");
+  t->set_dim(2);
+  t->set_storage(proto::TableConfig::FP16);
+  t->mutable_optimizer()->mutable_sgd()->set_learning_rate(0.5f);
+  const std::string export_dir = dir_ + "/export";
+  job.mutable_export_()->set_dir(export_dir);
+  job.mutable_export_()->set_interval_s(0.02f);
+  job.mutable_export_()->set_full_interval_s(0.2f);
+  job.mutable_export_()->set_retain_full(2);
+  ASSERT_EQ(job.export_().full_source(), proto::ExportConfig::COMPACT);  // the default
+
+  auto shard = std::move(ParameterShard::Create(job.tables(), 2)).value();
+  InProcessHub hub(layout.world_size());
+  ServerNode server_node(hub.endpoint(server), layout, shard.get(), 1, milliseconds(5000));
+  ExporterNode exporter_node(hub.endpoint(exporter), layout, job, milliseconds(5000));
+  Status server_status, exporter_status;
+  std::thread server_thread([&] { server_status = server_node.Run(); });
+  std::thread exporter_thread([&] { exporter_status = exporter_node.Run(); });
+  auto send_dense = [&](bool final) {
+    const float dense[2] = {0.25f, final ? 2.0f : 1.0f};
+    Message m = EncodeDenseUpdate(DenseUpdate{TrainingClocks{1, 1000, 0, 0}, dense, 2}, final);
+    m.meta.request_id = 7;
+    ASSERT_TRUE(hub.endpoint(worker)->Send(exporter, std::move(m)).ok());
+  };
+  send_dense(false);
+
+  // Pushes on both tables, each round touching new and old keys, while
+  // the exporter publishes; readers follow.
+  std::vector<uint64_t> lineages;
+  std::set<std::string> fulls_seen;
+  std::shared_ptr<const LoadedExport> follower;
+  for (int round = 0; round < 60; ++round) {
+    for (int table = 0; table < 2; ++table) {
+      const uint32_t dim = table == 0 ? 4 : 2;
+      std::vector<uint64_t> keys;
+      for (int k = 0; k < 50; ++k) keys.push_back(static_cast<uint64_t>(round * 37 + k * 11));
+      std::vector<float> grads(keys.size() * dim, 0.125f * static_cast<float>(round % 5 + 1));
+      ASSERT_TRUE(shard->HandlePush(table, dim, keys.data(), keys.size(), grads.data(), 1000).ok());
+    }
+    std::this_thread::sleep_for(milliseconds(10));
+    auto m = ReadLatestManifest(export_dir);
+    if (m.ok()) {
+      lineages.push_back(m->lineage());
+      fulls_seen.insert(m->full().name());
+      auto next = LoadLatestExportIncremental(export_dir, follower);
+      if (next.ok()) follower = *next;  // a retired file mid-load: next time
+    }
+  }
+  // Pushes stopped: wait for a compacted full made after the last push.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  uint64_t after = 0;
+  {
+    auto m = ReadLatestManifest(export_dir);
+    ASSERT_TRUE(m.ok()) << m.status();
+    after = m->version();
+  }
+  std::shared_ptr<const LoadedExport> fresh;
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto m = ReadLatestManifest(export_dir);
+    if (m.ok() && m->full().version() > after) {
+      auto loaded = LoadLatestExport(export_dir);
+      if (loaded.ok()) {
+        fresh = *loaded;
+        break;
+      }
+    }
+    std::this_thread::sleep_for(milliseconds(10));
+  }
+  ASSERT_NE(fresh, nullptr) << "no compacted full after the pushes";
+  EXPECT_EQ(fresh->manifest.lineage(), 1u) << "the first (collected) full's lineage";
+  auto followed = LoadLatestExportIncremental(export_dir, follower);
+  ASSERT_TRUE(followed.ok()) << followed.status();
+  for (const auto& loaded : {fresh, *followed}) {
+    for (int table = 0; table < 2; ++table) {
+      const EmbeddingTable* st = shard->table(table);
+      const LoadedTable& lt = loaded->tables.at(st->config().name());
+      EXPECT_EQ(static_cast<int64_t>(lt.size()), st->size()) << st->config().name();
+      std::vector<float> row(static_cast<size_t>(st->dim()));
+      st->ForEach([&](uint64_t key, const float* w, const float*, const RowMeta&) {
+        ASSERT_TRUE(lt.Lookup(key, row.data())) << key;
+        for (int j = 0; j < st->dim(); ++j) EXPECT_EQ(row[j], w[j]) << key;
+      });
+    }
+    EXPECT_EQ(loaded->dense, (std::vector<float>{0.25f, 1.0f}));
+  }
+  // Every manifest seen while training was on the first full's lineage.
+  for (uint64_t l : lineages) EXPECT_EQ(l, 1u);
+  EXPECT_GE(fulls_seen.size(), 2u) << "a compacted full was adopted while pushes ran";
+
+  send_dense(true);
+  StatusOr<Message> resp = hub.endpoint(worker)->Recv(milliseconds(30000));
+  ASSERT_TRUE(resp.ok()) << resp.status();
+  EXPECT_TRUE(DecodeExportFinalResponse(*resp).ok());
+  exporter_thread.join();
+  EXPECT_TRUE(exporter_status.ok()) << exporter_status;
+  server_node.Stop();
+  hub.ShutdownAll();
+  server_thread.join();
+  const ExporterStats& stats = exporter_node.stats();
+  EXPECT_EQ(stats.fulls, 2) << "collected: the first and the last";
+  EXPECT_GE(stats.compactions, 2);
+  EXPECT_EQ(stats.failed_compactions, 0);
+  EXPECT_GT(stats.deltas, 20);
 }
 
 }  // namespace

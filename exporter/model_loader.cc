@@ -141,7 +141,10 @@ Status LoadFullSnapshot(const std::string& path, const proto::ExportFile& entry,
 // base, from the full snapshot (streamed, LoadFullSnapshot) and every delta.
 // The deltas are read and verified first, the full in its first pass,
 // before anything of them is applied.
-Status BuildModel(const std::string& dir, const LoadedExport* base, LoadedExport* out) {
+// `first_delta`: the index in out->manifest's deltas of the first one
+// `base` lacks (0 without a base).
+Status BuildModel(const std::string& dir, const LoadedExport* base, int first_delta,
+                  LoadedExport* out) {
   const proto::ExportManifest& m = out->manifest;
   struct File {
     std::string path;
@@ -158,7 +161,7 @@ Status BuildModel(const std::string& dir, const LoadedExport* base, LoadedExport
     return f;
   };
   std::vector<File> deltas;
-  for (int i = base != nullptr ? base->manifest.deltas_size() : 0; i < m.deltas_size(); ++i) {
+  for (int i = base != nullptr ? first_delta : 0; i < m.deltas_size(); ++i) {
     FRESHET_ASSIGN_OR_RETURN(File f, read(m.deltas(i), Snapshot::Kind::kDelta));
     deltas.push_back(std::move(f));
   }
@@ -190,7 +193,32 @@ bool IsPrefixChain(const proto::ExportManifest& prev, const proto::ExportManifes
   return SameJobTables(prev.job(), m.job());
 }
 
+// `prev`'s model is on `m`'s lineage at a version m's deltas continue: m's
+// full is a compaction of the same lineage at a version <= prev's, every
+// delta of m up to prev's version is one prev applied too, and m is not
+// older. Returns the index of m's first delta after prev's version, or -1.
+int LineageContinuation(const proto::ExportManifest& prev, const proto::ExportManifest& m) {
+  if (prev.lineage() == 0 || prev.lineage() != m.lineage()) return -1;
+  if (m.full().version() > prev.version() || m.version() < prev.version()) return -1;
+  if (!SameJobTables(prev.job(), m.job())) return -1;
+  int i = 0;
+  for (; i < m.deltas_size() && m.deltas(i).version() <= prev.version(); ++i) {
+    bool found = false;
+    for (const auto& d : prev.deltas()) found = found || SameFile(d, m.deltas(i));
+    if (!found) return -1;
+  }
+  return i;
+}
+
 }  // namespace
+
+StatusOr<std::shared_ptr<const LoadedExport>> LoadExportChain(const std::string& dir,
+                                                              const proto::ExportManifest& m) {
+  auto out = std::make_shared<LoadedExport>();
+  out->manifest = m;
+  FRESHET_RETURN_IF_ERROR(BuildModel(dir, nullptr, 0, out.get()));
+  return std::shared_ptr<const LoadedExport>(std::move(out));
+}
 
 StatusOr<std::shared_ptr<const LoadedExport>> LoadLatestExport(const std::string& dir) {
   return LoadLatestExportIncremental(dir, nullptr);
@@ -203,19 +231,23 @@ StatusOr<std::shared_ptr<const LoadedExport>> LoadLatestExportIncremental(
     const std::string manifest_name = ManifestFileName(m.version());
     std::shared_ptr<LoadedExport> next;
     Status st;
+    int first_delta = -1;
     if (previous != nullptr && IsPrefixChain(previous->manifest, m)) {
       if (previous->manifest.deltas_size() == m.deltas_size() &&
           previous->manifest.version() == m.version()) {
         return previous;
       }
-      next = std::make_shared<LoadedExport>();  // copy-on-write: *previous stays as is
-      next->manifest = std::move(m);
-      st = BuildModel(dir, previous.get(), next.get());
-    } else {
-      next = std::make_shared<LoadedExport>();
-      next->manifest = std::move(m);
-      st = BuildModel(dir, nullptr, next.get());
+      first_delta = previous->manifest.deltas_size();
+    } else if (previous != nullptr) {
+      // A compacted full of previous's lineage: previous already holds its
+      // model (or a later one); only the deltas past previous's version.
+      first_delta = LineageContinuation(previous->manifest, m);
     }
+    next = std::make_shared<LoadedExport>();  // copy-on-write: *previous stays as is
+    next->manifest = std::move(m);
+    next->incremental = first_delta >= 0;
+    st = first_delta >= 0 ? BuildModel(dir, previous.get(), first_delta, next.get())
+                          : BuildModel(dir, nullptr, 0, next.get());
     if (st.ok()) return std::shared_ptr<const LoadedExport>(std::move(next));
     if (st.code() != StatusCode::kNotFound) return st;
     // A chain file is missing: fine if the writer moved LATEST on and retired

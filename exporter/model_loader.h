@@ -29,6 +29,9 @@ struct LoadedExport {
   proto::ExportManifest manifest;
   std::vector<float> dense;
   std::unordered_map<std::string, LoadedTable> tables;
+  // Built from a previous version by applying only new deltas
+  // (LoadLatestExportIncremental), not from a full snapshot.
+  bool incremental = false;
   // Bytes of what scoring needs: every table's keys and rows (16-bit rows
   // for fp16/bf16 tables) and the dense params.
   int64_t served_bytes() const {
@@ -60,7 +63,19 @@ StatusOr<std::shared_ptr<const LoadedExport>> LoadLatestExport(const std::string
 // Falls back to a full load otherwise. Returns `previous` itself when LATEST
 // still names its manifest. Never modifies *previous, so readers of it may
 // keep using it.
+// Also without a common full: when `previous` is on the same lineage
+// (manifest.lineage) at a version >= the new manifest's full (a compaction
+// of that lineage, exporter/compactor.h) and every delta of the new
+// manifest up to previous's version is one previous applied, only the
+// deltas after previous's version are applied (the new full is not read).
 StatusOr<std::shared_ptr<const LoadedExport>> LoadLatestExportIncremental(
     const std::string& dir, const std::shared_ptr<const LoadedExport>& previous);
+
+// Loads the chain manifest `m` (of `dir`) names, as LoadLatestExport does
+// for LATEST's manifest, without reading LATEST (the exporter's compaction:
+// the chain it published last, whatever LATEST says meanwhile). NotFound
+// if one of its files is gone (retired), DataLoss for a corrupt one.
+StatusOr<std::shared_ptr<const LoadedExport>> LoadExportChain(const std::string& dir,
+                                                              const proto::ExportManifest& m);
 
 }  // namespace freshet

@@ -96,6 +96,14 @@ class ServedTable {
   template <typename Fn>
   void ForEach(Fn&& fn) const;
 
+  // Calls fn(const uint64_t* keys, const float* rows, size_t n) once per
+  // non-empty leaf, in hash order: n keys and their rows widened to fp32
+  // (fp32 tables: the leaf's own rows, no copy; 16-bit tables: a buffer
+  // valid during the call only). Writing a table out (exporter/compactor.h)
+  // without a per-row call.
+  template <typename Fn>
+  void ForEachBatch(Fn&& fn) const;
+
   // Bytes of what scoring needs: keys and rows (rows x (8 + row bytes)).
   int64_t payload_bytes() const;
   // Bytes this value references: leaves (with headers), mids and the root,
@@ -206,6 +214,27 @@ void ServedTable::ForEach(Fn&& fn) const {
           fn(leaf->keys()[i], static_cast<const float*>(buf.data()));
         }
       }
+    }
+  }
+}
+
+template <typename Fn>
+void ServedTable::ForEachBatch(Fn&& fn) const {
+  if (root_ == nullptr) return;
+  std::vector<float> buf;
+  const size_t rb = RowBytes();
+  const size_t dim = static_cast<size_t>(dim_);
+  for (const Mid* mid : root_->mids) {
+    if (mid == nullptr) continue;
+    for (const Leaf* leaf : mid->leaves) {
+      if (leaf == nullptr || leaf->n == 0) continue;
+      if (storage_ == Storage::kFp32) {
+        fn(leaf->keys(), reinterpret_cast<const float*>(leaf->rows()), size_t{leaf->n});
+        continue;
+      }
+      buf.resize(leaf->n * dim);
+      for (uint32_t i = 0; i < leaf->n; ++i) WidenRow(leaf->rows() + i * rb, buf.data() + i * dim);
+      fn(leaf->keys(), static_cast<const float*>(buf.data()), size_t{leaf->n});
     }
   }
 }

@@ -380,22 +380,40 @@ StatusOr<Snapshot> ReadSnapshot(const std::string& path, const proto::ExportFile
 // Appends n rows {u64 key, dim f32} in blocks of up to kIoChunk bytes
 // (interleaving keys and rows in a local buffer: one Append per block, not
 // two per row).
-void AppendRows(AtomicFileWriter* w, const uint64_t* keys, const float* values, size_t n, int dim) {
-  const size_t row_floats = static_cast<size_t>(dim);
-  const size_t row_bytes = sizeof(uint64_t) + row_floats * sizeof(float);
-  const size_t per_block = std::max<size_t>(1, kIoChunk / row_bytes);
-  std::vector<char> block(std::min(n, per_block) * row_bytes);
-  for (size_t i = 0; i < n;) {
-    const size_t k = std::min(per_block, n - i);
-    char* p = block.data();
-    for (size_t j = 0; j < k; ++j, p += row_bytes) {
-      std::memcpy(p, keys + i + j, sizeof(uint64_t));
-      std::memcpy(p + sizeof(uint64_t), values + (i + j) * row_floats, row_floats * sizeof(float));
+// Appends rows as {u64 key, dim f32} records in blocks of about kIoChunk,
+// gathering small batches (a compaction emits a ServedTable leaf, ~16
+// rows, at a time) into one block.
+class RowAppender {
+ public:
+  RowAppender(AtomicFileWriter* w, int dim)
+      : w_(w),
+        row_floats_(static_cast<size_t>(dim)),
+        row_bytes_(sizeof(uint64_t) + row_floats_ * sizeof(float)),
+        per_block_(std::max<size_t>(1, kIoChunk / row_bytes_)) {}
+  ~RowAppender() { Flush(); }
+  void Add(const uint64_t* keys, const float* values, size_t n) {
+    rows_ += n;
+    for (size_t i = 0; i < n; ++i) {
+      if (block_.empty()) block_.resize(per_block_ * row_bytes_);
+      char* p = block_.data() + used_ * row_bytes_;
+      std::memcpy(p, keys + i, sizeof(uint64_t));
+      std::memcpy(p + sizeof(uint64_t), values + i * row_floats_, row_floats_ * sizeof(float));
+      if (++used_ == per_block_) Flush();
     }
-    w->Append(block.data(), k * row_bytes);
-    i += k;
   }
-}
+  void Flush() {
+    if (used_ > 0) w_->Append(block_.data(), used_ * row_bytes_);
+    used_ = 0;
+  }
+  uint64_t rows() const { return rows_; }
+
+ private:
+  AtomicFileWriter* const w_;
+  const size_t row_floats_, row_bytes_, per_block_;
+  std::vector<char> block_;
+  size_t used_ = 0;
+  uint64_t rows_ = 0;
+};
 
 }  // namespace
 
@@ -440,10 +458,24 @@ Status WriteSnapshotFile(const Snapshot& snap, const std::string& path, proto::E
           w->AppendValue<uint32_t>(static_cast<uint32_t>(t.name.size()));
           w->Append(t.name.data(), t.name.size());
           w->AppendValue<uint32_t>(static_cast<uint32_t>(t.dim));
-          w->AppendValue<uint64_t>(t.num_rows());
-          AppendRows(w, t.keys.data(), t.values.data(), t.keys.size(), t.dim);
-          for (const SnapshotTable::RowSpan& span : t.spans) {
-            AppendRows(w, span.keys, span.values, span.n, t.dim);
+          const uint64_t rows = t.num_rows();
+          w->AppendValue<uint64_t>(rows);
+          {
+            RowAppender out(w, t.dim);
+            out.Add(t.keys.data(), t.values.data(), t.keys.size());
+            for (const SnapshotTable::RowSpan& span : t.spans) {
+              out.Add(span.keys, span.values, span.n);
+            }
+            if (t.generate) {
+              t.generate([&out](const uint64_t* keys, const float* values, size_t n) {
+                out.Add(keys, values, n);
+              });
+            }
+            out.Flush();
+            if (out.rows() != rows) {
+              return Internal(path + ": table '" + t.name + "': " + std::to_string(out.rows()) +
+                              " rows written, " + std::to_string(rows) + " announced");
+            }
           }
           w->AppendValue<uint64_t>(t.deleted.size());
           w->Append(t.deleted.data(), t.deleted.size() * sizeof(uint64_t));

@@ -24,6 +24,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -50,9 +51,18 @@ struct SnapshotTable {
     size_t n = 0;
   };
   std::vector<RowSpan> spans;
-  // Upserted rows: keys.size() plus every span's n.
+  // More upserted rows, produced while the file is written (the exporter's
+  // compaction writes a model held in ServedTables without copying it):
+  // generate(emit) calls emit(keys, values, n) (n * dim values, valid
+  // during the call) for exactly generated_rows rows in all; the writer
+  // writes them after the spans and fails (Internal, no file) on another
+  // count. Readers never fill it.
+  using RowEmitter = std::function<void(const uint64_t* keys, const float* values, size_t n)>;
+  std::function<void(const RowEmitter&)> generate;
+  size_t generated_rows = 0;
+  // Upserted rows: keys.size() plus every span's n plus generated_rows.
   size_t num_rows() const {
-    size_t n = keys.size();
+    size_t n = keys.size() + (generate ? generated_rows : 0);
     for (const RowSpan& s : spans) n += s.n;
     return n;
   }

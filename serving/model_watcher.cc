@@ -256,9 +256,7 @@ void ModelWatcher::PollOnce() {
   model->load_ms = std::chrono::duration<double, std::milli>(SteadyClock::now() - t0).count();
   model->loaded_unix_ms = NowUnixMs();
   const proto::ExportManifest& m = model->manifest();
-  model->incremental = previous != nullptr &&
-                       previous->manifest().full().name() == m.full().name() &&
-                       previous->manifest().deltas_size() <= m.deltas_size();
+  model->incremental = (*loaded)->incremental;
 
   std::ostringstream rows;
   for (const auto& t : m.job().tables().tables()) {
