@@ -156,6 +156,12 @@ int Info(const std::string& dir) {
   for (const auto& d : m->deltas()) chain_bytes += d.size();
   std::printf("chain         1 full + %d deltas, %s\n", m->deltas_size(),
               HumanBytes(chain_bytes).c_str());
+  if (m->lineage() != 0) {
+    // A full at another version than the lineage's start was compacted.
+    std::printf(
+        "lineage       from the full collected at version %" PRIu64 "%s\n", m->lineage(),
+        m->full().version() != m->lineage() ? " (this full: compacted from the chain)" : "");
+  }
   PrintFileLine(m->full());
   for (const auto& d : m->deltas()) PrintFileLine(d);
   // Older chains kept by retention (the newest manifest of each).
