@@ -45,7 +45,8 @@ Status Run() {
   FRESHET_ASSIGN_OR_RETURN(auto shard, ParameterShard::Create(job.tables(), 64));
   FRESHET_RETURN_IF_ERROR(LoadModelRows(FLAGS_model_dir, shard.get()));
   FRESHET_ASSIGN_OR_RETURN(std::vector<std::string> columns, ReadExampleHeader(files[0]));
-  FRESHET_ASSIGN_OR_RETURN(auto encoder, FeatureEncoder::Create(job.features(), columns));
+  FRESHET_ASSIGN_OR_RETURN(auto encoder, FeatureEncoder::Create(job.features(), columns,
+                                                                ModelLabelColumns(job.model())));
   FRESHET_ASSIGN_OR_RETURN(auto model,
                            CreateJobModel(job, encoder->num_slots(), encoder->num_dense()));
   FRESHET_RETURN_IF_ERROR(LoadDense(FLAGS_model_dir + "/dense.bin", model.get()));

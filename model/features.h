@@ -61,6 +61,8 @@ class FeatureEncoder {
   int num_slots() const;
   int num_dense() const;
   const proto::FeatureConfig& config() const;
+  // The label columns given to Create, in EncodedBatch::extra_labels order.
+  const std::vector<std::string>& label_columns() const { return label_names_; }
 
   // Encodes examples[0..n) into *out (Reset first). InvalidArgument naming
   // the example index, column and value when a numeric value or a label

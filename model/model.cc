@@ -48,6 +48,13 @@ Status ValidateConfig(const proto::ModelConfig& config) {
     return InvalidArgument("model: dense_l2 must be >= 0, got " +
                            std::to_string(config.dense_l2()));
   }
+  if (config.kind() != proto::ModelConfig::LAYERED &&
+      (config.heads_size() > 0 || !config.serving_head().empty())) {
+    return InvalidArgument(
+        std::string(config.heads_size() > 0 ? "model.heads" : "model.serving_head") +
+        ": only LAYERED models have heads, this one is " +
+        proto::ModelConfig::Kind_Name(config.kind()));
+  }
   return Status::OK();
 }
 

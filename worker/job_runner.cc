@@ -100,8 +100,9 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
   } else {
     FRESHET_ASSIGN_OR_RETURN(columns, ReadExampleHeader(data.train_files(0)));
   }
-  FRESHET_ASSIGN_OR_RETURN(std::unique_ptr<FeatureEncoder> encoder,
-                           FeatureEncoder::Create(job.features(), columns));
+  FRESHET_ASSIGN_OR_RETURN(
+      std::unique_ptr<FeatureEncoder> encoder,
+      FeatureEncoder::Create(job.features(), columns, ModelLabelColumns(job.model())));
   FRESHET_ASSIGN_OR_RETURN(std::unique_ptr<Model> model,
                            CreateJobModel(job, encoder->num_slots(), encoder->num_dense()));
   if (!options.restore_dir.empty()) {
