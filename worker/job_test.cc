@@ -238,8 +238,8 @@ TEST(JobConfigTest, LayeredModelErrorsNameTheField) {
   expect(R"(model { kind: LAYERED first_order: true wide_table: "wide"
       heads { name: "ctr" } })",
          "model.heads: the heads' towers read the deep part");
-  expect(R"(model { kind: DEEPFM wide_table: "wide" hidden: [8] heads { name: "ctr" } })",
-         "model.heads: only LAYERED models have heads");
+  expect(R"(model { kind: LR wide_table: "wide" heads { name: "ctr" } })",
+         "model.heads: only LAYERED models have heads, this one is LR");
 }
 
 }  // namespace
