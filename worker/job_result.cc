@@ -15,10 +15,13 @@ std::string HeadLine(const HeadEval& h) {
                 h.result.logloss, static_cast<long long>(h.result.positives));
   std::string s = buf;
   if (!h.conditional_on.empty()) {
-    std::snprintf(buf, sizeof(buf), "  own AUC where %s = 1: %.4f (%lld examples, %lld positives)",
+    std::snprintf(buf, sizeof(buf),
+                  "  own AUC where %s = 1: %.4f (%lld examples, %lld positives)  %s's "
+                  "probability alone: AUC %.4f",
                   h.conditional_on.c_str(), h.conditional_auc,
                   static_cast<long long>(h.conditional_examples),
-                  static_cast<long long>(h.conditional_positives));
+                  static_cast<long long>(h.conditional_positives), h.conditional_on.c_str(),
+                  h.multiply_by_auc);
     s += buf;
   }
   return s;
@@ -35,7 +38,8 @@ std::string HeadEval::ToJson() const {
     s += ",\"conditional_on\":\"" + conditional_on +
          "\",\"conditional_auc\":" + Num(conditional_auc) +
          ",\"conditional_examples\":" + std::to_string(conditional_examples) +
-         ",\"conditional_positives\":" + std::to_string(conditional_positives);
+         ",\"conditional_positives\":" + std::to_string(conditional_positives) +
+         ",\"multiply_by_auc\":" + Num(multiply_by_auc);
   }
   return s + "}";
 }

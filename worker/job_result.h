@@ -27,6 +27,10 @@ struct HeadEval {
   EvalResult result;
   std::string conditional_on;  // the multiply_by head's name, "" if none
   double conditional_auc = -1;
+  // With multiply_by: the multiplied head's probability against this
+  // head's labels (ESMM: how well p_ctr alone ranks the buys), the
+  // baseline the head's own tower should beat.
+  double multiply_by_auc = -1;
   int64_t conditional_examples = 0, conditional_positives = 0;
   std::string ToJson() const;  // {"label":..,"auc":..,...}
 };

@@ -158,6 +158,9 @@ TEST(TrainerMultiHeadTest, EsmmLearnsBothHeadsAndScoresEach) {
   EXPECT_EQ(heads[1].conditional_on, "ctr");
   EXPECT_EQ(heads[1].conditional_examples, heads[0].result.positives);
   EXPECT_GT(heads[1].conditional_auc, 0.8);
+  // p_ctr alone ranks the buys worse than p_ctcvr (it ignores the shop).
+  EXPECT_LT(heads[1].multiply_by_auc, heads[1].result.auc - 0.03);
+  EXPECT_GT(heads[1].multiply_by_auc, 0.6);
   // p_cvr learned the shop, not the item: on clicked examples it ranks by
   // shop. The main head alone (p_ctr) does not.
   std::vector<float> ctr_on_clicks, buy_on_clicks;

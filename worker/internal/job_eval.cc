@@ -41,6 +41,8 @@ std::vector<HeadEval> EvaluateHeads(const proto::ModelConfig& model, const Score
       }
       e.conditional_examples = static_cast<int64_t>(own.size());
       e.conditional_auc = Auc(own, y);
+      e.multiply_by_auc =
+          Auc(parent == 0 ? scored.probs : scored.heads[parent - 1].probs, labels_of(k));
     }
     out.push_back(std::move(e));
   }
