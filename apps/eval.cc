@@ -24,7 +24,8 @@
 DEFINE_string(model_dir, "out/synthetic/model", "saved model directory");
 DEFINE_string(files, "", "comma-separated example files (default: the job's holdout files)");
 DEFINE_string(scores_out, "",
-              "if set, write each example's probability to this file, one per line");
+              "if set, write each example's probability to this file, one per line (a "
+              "multi-task model: the serving head's, as freshet_serve returns)");
 
 namespace freshet {
 namespace {
@@ -45,7 +46,8 @@ Status Run() {
   FRESHET_ASSIGN_OR_RETURN(auto shard, ParameterShard::Create(job.tables(), 64));
   FRESHET_RETURN_IF_ERROR(LoadModelRows(FLAGS_model_dir, shard.get()));
   FRESHET_ASSIGN_OR_RETURN(std::vector<std::string> columns, ReadExampleHeader(files[0]));
-  FRESHET_ASSIGN_OR_RETURN(auto encoder, FeatureEncoder::Create(job.features(), columns));
+  FRESHET_ASSIGN_OR_RETURN(auto encoder, FeatureEncoder::Create(job.features(), columns,
+                                                                ModelLabelColumns(job.model())));
   FRESHET_ASSIGN_OR_RETURN(auto model,
                            CreateJobModel(job, encoder->num_slots(), encoder->num_dense()));
   FRESHET_RETURN_IF_ERROR(LoadDense(FLAGS_model_dir + "/dense.bin", model.get()));
@@ -64,7 +66,11 @@ Status Run() {
   if (!FLAGS_scores_out.empty()) {
     std::FILE* f = std::fopen(FLAGS_scores_out.c_str(), "w");
     if (!f) return Internal(FLAGS_scores_out + ": cannot create");
-    for (float p : scored.probs) std::fprintf(f, "%.9g\n", p);
+    // The head freshet_serve returns (the only one of most models).
+    const int head = ServingHead(job.model());
+    const std::vector<float>& probs =
+        head == 0 ? scored.probs : scored.heads.at(static_cast<size_t>(head) - 1).probs;
+    for (float p : probs) std::fprintf(f, "%.9g\n", p);
     if (std::fclose(f) != 0) return Internal(FLAGS_scores_out + ": write failed");
   }
   const EvalResult r = Evaluate(scored.probs, scored.labels, scored.users, scored.oracle);
@@ -75,6 +81,15 @@ Status Run() {
               static_cast<long long>(r.gauc_users));
   if (r.oracle_auc >= 0) std::printf("  oracle AUC %.4f", r.oracle_auc);
   std::printf("\n{%s}\n", r.ToJsonFields("").c_str());
+  // A multi-task model: every further head against its own labels.
+  const std::vector<ModelHead> heads = ModelHeads(job.model());
+  for (size_t k = 1; k < heads.size() && k - 1 < scored.heads.size(); ++k) {
+    const EvalResult h = Evaluate(scored.heads[k - 1].probs, scored.heads[k - 1].labels,
+                                  scored.users, std::vector<float>());
+    std::printf("head %s (%s): AUC %.4f  logloss %.4f  positives %lld\n", heads[k].name.c_str(),
+                heads[k].label.empty() ? "main label" : heads[k].label.c_str(), h.auc, h.logloss,
+                static_cast<long long>(h.positives));
+  }
   return Status::OK();
 }
 

@@ -10,6 +10,7 @@ void EncodedBatch::Reset(int num_slots, int num_dense_features) {
   users.clear();
   times.clear();
   dense.clear();
+  for (auto& l : extra_labels) l.clear();
   keys.resize(num_slots);
   offsets.resize(num_slots);
   for (int s = 0; s < num_slots; ++s) {

@@ -23,9 +23,13 @@ struct EncodedBatch {
   std::vector<std::vector<uint64_t>> keys;     // [num_slots][total keys of slot]
   std::vector<std::vector<uint32_t>> offsets;  // [num_slots][size + 1]
   std::vector<float> dense;                    // [size * num_dense]
+  // [label column][size]: the label columns the encoder was asked for
+  // (ModelLabelColumns, model/model.h), 0 or 1.
+  std::vector<std::vector<float>> extra_labels;
 
   int num_slots() const { return static_cast<int>(keys.size()); }
-  // Resets to an empty batch with the given shape, keeping capacity.
+  // Resets to an empty batch with the given shape, keeping capacity (and
+  // the number of extra label columns, emptied).
   void Reset(int num_slots, int num_dense);
 };
 

@@ -61,7 +61,8 @@ uint64_t HashToken(uint64_t salt, const std::string& token) {
 }
 
 StatusOr<std::unique_ptr<FeatureEncoder>> FeatureEncoder::Create(
-    const proto::FeatureConfig& config, const std::vector<std::string>& columns) {
+    const proto::FeatureConfig& config, const std::vector<std::string>& columns,
+    const std::vector<std::string>& label_columns) {
   std::unordered_map<std::string, int> index;
   for (size_t c = 0; c < columns.size(); ++c) index.emplace(columns[c], static_cast<int>(c));
 
@@ -128,6 +129,15 @@ StatusOr<std::unique_ptr<FeatureEncoder>> FeatureEncoder::Create(
     }
     enc->dense_column_.push_back(it->second);
   }
+  for (const std::string& label : label_columns) {
+    const auto it = index.find(label);
+    if (!IsLabelColumn(label) || it == index.end()) {
+      return InvalidArgument("model.heads: label column '" + label +
+                             "' is not in the example header");
+    }
+    enc->label_column_.push_back(it->second);
+    enc->label_names_.push_back(label);
+  }
   return enc;
 }
 
@@ -167,6 +177,21 @@ Status FeatureEncoder::Append(const Example& example, EncodedBatch* out) const {
   const auto column_name = [](const auto& cfg) -> const std::string& {
     return cfg.column().empty() ? cfg.name() : cfg.column();
   };
+
+  // Label columns first: a bad one leaves *out untouched.
+  for (size_t j = 0; j < label_column_.size(); ++j) {
+    const int c = label_column_[j];
+    if (c >= static_cast<int>(example.values.size())) {
+      return InvalidArgument("label column '" + label_names_[j] + "': example has " +
+                             std::to_string(example.values.size()) +
+                             " values, the column is number " + std::to_string(c + 1));
+    }
+    const std::string& v = example.values[c];
+    if (v != "0" && v != "1") {
+      return InvalidArgument("label column '" + label_names_[j] + "': value " +
+                             Quote(v.data(), v.size()) + " is not 0 or 1");
+    }
+  }
 
   for (int d = 0; d < nd; ++d) {
     const proto::DenseConfig& cfg = config_.dense(d);
@@ -251,6 +276,13 @@ Status FeatureEncoder::Append(const Example& example, EncodedBatch* out) const {
     out->offsets[s].push_back(static_cast<uint32_t>(out->keys[s].size()));
   }
   out->labels.push_back(example.label);
+  if (out->extra_labels.size() != label_column_.size()) {
+    CHECK_EQ(out->size, 0) << "batch has other label columns than the encoder";
+    out->extra_labels.assign(label_column_.size(), {});
+  }
+  for (size_t j = 0; j < label_column_.size(); ++j) {
+    out->extra_labels[j].push_back(example.values[label_column_[j]] == "1" ? 1.f : 0.f);
+  }
   out->oracle.push_back(example.oracle);
   uint64_t user = 0;
   if (!example.user.empty()) {

@@ -49,17 +49,25 @@ class FeatureEncoder {
   // Resolves each slot's and dense feature's column against `columns` (an
   // example file's header). InvalidArgument naming the slot and the missing
   // column, or a bad transform (BOUNDARIES without ascending boundaries).
-  static StatusOr<std::unique_ptr<FeatureEncoder>> Create(const proto::FeatureConfig& config,
-                                                          const std::vector<std::string>& columns);
+  // `label_columns` (ModelLabelColumns, model/model.h: what a multi-task
+  // model's heads train on) are read into EncodedBatch::extra_labels, in
+  // this order; each must be a "label:" column of the header
+  // (InvalidArgument naming model.heads and the column otherwise). Their
+  // values must be "0" or "1": anything else fails the example.
+  static StatusOr<std::unique_ptr<FeatureEncoder>> Create(
+      const proto::FeatureConfig& config, const std::vector<std::string>& columns,
+      const std::vector<std::string>& label_columns = {});
 
   int num_slots() const;
   int num_dense() const;
   const proto::FeatureConfig& config() const;
+  // The label columns given to Create, in EncodedBatch::extra_labels order.
+  const std::vector<std::string>& label_columns() const { return label_names_; }
 
   // Encodes examples[0..n) into *out (Reset first). InvalidArgument naming
-  // the example index, column and value when a numeric value does not parse
-  // or the example has too few values (the caller counts it as a bad record).
-  // On error *out holds the examples before the bad one.
+  // the example index, column and value when a numeric value or a label
+  // column's value does not parse or the example has too few values (the caller counts it as a bad
+  // record). On error *out holds the examples before the bad one.
   Status Encode(const Example* examples, int n, EncodedBatch* out) const;
   // Encodes one example appended to *out (out->size grows by one). On error
   // *out is unchanged (InvalidArgument as for Encode, without the index).
@@ -73,6 +81,8 @@ class FeatureEncoder {
   std::vector<int> slot_column_;   // column index per slot
   std::vector<uint64_t> salt_;     // per slot
   std::vector<int> dense_column_;  // column index per dense feature
+  std::vector<int> label_column_;  // column index per label column
+  std::vector<std::string> label_names_;
 };
 
 }  // namespace freshet

@@ -276,5 +276,49 @@ TEST(FeatureEncoderTest, AppendToEmptyBatchResetsShape) {
   EXPECT_EQ(b.dense.size(), 2u);
 }
 
+TEST(FeatureEncoderTest, LabelColumnsGoToExtraLabelsNeverToFeatures) {
+  const std::vector<std::string> columns = {"item", "label:buy", "label:fav"};
+  proto::FeatureConfig config;
+  config.add_slots()->set_name("item");
+  auto enc = FeatureEncoder::Create(config, columns, {"label:fav", "label:buy"});
+  ASSERT_TRUE(enc.ok()) << enc.status();
+  Example a, b, bad;
+  a.label = 1;
+  a.values = {"x", "1", "0"};
+  b.values = {"x", "0", "1"};
+  EncodedBatch batch;
+  ASSERT_TRUE((*enc)->Append(a, &batch).ok());
+  ASSERT_TRUE((*enc)->Append(b, &batch).ok());
+  ASSERT_EQ(batch.extra_labels.size(), 2u);
+  EXPECT_EQ(batch.extra_labels[0], (std::vector<float>{0, 1}));  // label:fav
+  EXPECT_EQ(batch.extra_labels[1], (std::vector<float>{1, 0}));  // label:buy
+  EXPECT_EQ(batch.labels, (std::vector<float>{1, 0}));
+  // Equal items, different label values: the same key, nothing else.
+  ASSERT_EQ(batch.keys[0].size(), 2u);
+  EXPECT_EQ(batch.keys[0][0], batch.keys[0][1]);
+  // A malformed or missing label value fails the example, batch unchanged.
+  for (const auto& values : std::vector<std::vector<std::string>>{
+           {"x", "yes", "0"}, {"x", "", "0"}, {"x", "1", "0.5"}, {"x", "1"}}) {
+    bad.values = values;
+    Status st = (*enc)->Append(bad, &batch);
+    EXPECT_FALSE(st.ok());
+    EXPECT_NE(st.message().find("label column 'label:"), std::string::npos) << st;
+    EXPECT_EQ(batch.size, 2);
+    EXPECT_EQ(batch.extra_labels[0].size(), 2u);
+    EXPECT_EQ(batch.extra_labels[1].size(), 2u);
+    EXPECT_EQ(batch.keys[0].size(), 2u);
+  }
+  batch.Reset(1, 0);
+  EXPECT_TRUE(batch.extra_labels[0].empty());
+  // Unknown label column, or a column that is not a label column.
+  for (const std::string label : {"label:cart", "item"}) {
+    auto e = FeatureEncoder::Create(config, columns, {label});
+    ASSERT_FALSE(e.ok()) << label;
+    EXPECT_NE(e.status().message().find("model.heads: label column '" + label + "'"),
+              std::string::npos)
+        << e.status();
+  }
+}
+
 }  // namespace
 }  // namespace freshet

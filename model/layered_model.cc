@@ -86,7 +86,20 @@ double LayeredModel::CountDenseParams(const proto::ModelConfig& c, const ModelSh
     w = h;
   }
   if (L > 0 && c.hidden_size() > 0 && c.cross_mode() == proto::ModelConfig::PARALLEL) w += d0;
-  if (L > 0 || c.hidden_size() > 0) n += w + 1;
+  if (L > 0 || c.hidden_size() > 0) {
+    if (c.heads_size() == 0) {
+      n += w + 1;
+    } else {
+      for (const proto::HeadConfig& head : c.heads()) {
+        double t = w;
+        for (int h : head.hidden()) {
+          n += t * h + h;
+          t = h;
+        }
+        n += t + 1;
+      }
+    }
+  }
   return n;
 }
 
@@ -138,9 +151,20 @@ LayeredModel::LayeredModel(const proto::ModelConfig& config, ModelShape shape)
     if (cross_ != nullptr && !stacked_) head_in += d0_;
   }
   if (cross_ != nullptr || mlp_ != nullptr) {
-    head_ = std::make_unique<layers::Mlp>(std::vector<int>{head_in, 1}, /*relu_last=*/false);
-    head_off_ = off;
-    off += head_->NumParams();
+    // One tower per head; without `heads` one linear head (width 1).
+    const int towers = std::max(1, config.heads_size());
+    for (int k = 0; k < towers; ++k) {
+      std::vector<int> widths{head_in};
+      if (config.heads_size() > 0) {
+        const auto& hidden = config.heads(k).hidden();
+        widths.insert(widths.end(), hidden.begin(), hidden.end());
+      }
+      widths.push_back(1);
+      towers_.push_back(std::make_unique<layers::Mlp>(widths, /*relu_last=*/false));
+      tower_off_.push_back(off);
+      off += towers_.back()->NumParams();
+    }
+    num_heads_ = towers;
   }
   if (fm_on_) fm_ = std::make_unique<layers::FmLayer>(num_emb_slots_, fm_k_);
   if (ffm_on_) {
@@ -155,7 +179,8 @@ LayeredModel::LayeredModel(const proto::ModelConfig& config, ModelShape shape)
   if (att_ != nullptr) att_->Init(&rng, params_.data() + att_off_);
   if (cross_ != nullptr) cross_->Init(&rng, params_.data() + cross_off_);
   if (mlp_ != nullptr) mlp_->Init(&rng, params_.data() + mlp_off_);
-  if (head_ != nullptr) head_->Init(&rng, params_.data() + head_off_);
+  for (size_t k = 0; k < towers_.size(); ++k)
+    towers_[k]->Init(&rng, params_.data() + tower_off_[k]);
 }
 
 void LayeredModel::Forward(const ModelInput& in, float* logits) {
@@ -181,7 +206,7 @@ void LayeredModel::Forward(const ModelInput& in, float* logits) {
 
   // x0: pooled slot embeddings, then dense features.
   const size_t D = static_cast<size_t>(d0_);
-  if (d0_ > 0 && (fm_on_ || head_ != nullptr || att_ != nullptr)) {
+  if (d0_ > 0 && (fm_on_ || !towers_.empty() || att_ != nullptr)) {
     x0_.resize(D * n);
     for (int i = 0; i < n; ++i) {
       std::copy(b.dense.data() + static_cast<size_t>(i) * nd_,
@@ -224,7 +249,7 @@ void LayeredModel::Forward(const ModelInput& in, float* logits) {
     for (int i = 0; i < n; ++i) logits[i] += part_[i];
   }
 
-  if (head_ != nullptr) {
+  if (!towers_.empty()) {
     const float* h = x0_.data();
     if (stacked_ || mlp_ == nullptr || cross_ == nullptr) {
       if (cross_ != nullptr) h = cross_->Forward(params_.data() + cross_off_, h, n);
@@ -240,8 +265,13 @@ void LayeredModel::Forward(const ModelInput& in, float* logits) {
       H.bottomRows(wm) = ConstMatMap(m, wm, n);
       h = h_.data();
     }
-    const float* out = head_->Forward(params_.data() + head_off_, h, n);
-    for (int i = 0; i < n; ++i) logits[i] += out[i];
+    // Every head: the shared parts (first order, FM, FFM) plus its tower.
+    for (int k = 1; k < num_heads_; ++k) std::copy(logits, logits + n, logits + k * n);
+    for (int k = 0; k < num_heads_; ++k) {
+      const float* out = towers_[k]->Forward(params_.data() + tower_off_[k], h, n);
+      float* z = logits + static_cast<size_t>(k) * n;
+      for (int i = 0; i < n; ++i) z[i] += out[i];
+    }
   }
 }
 
@@ -253,21 +283,42 @@ void LayeredModel::Backward(const ModelInput& in, const float* dlogits, SparseGr
   const int n = b.size;
   const size_t D = static_cast<size_t>(d0_);
 
+  // The shared parts' logit is in every head's: their gradient is the sum.
+  const float* dshared = dlogits;
+  if (num_heads_ > 1) {
+    dshared_.assign(dlogits, dlogits + n);
+    for (int k = 1; k < num_heads_; ++k) {
+      const float* d = dlogits + static_cast<size_t>(k) * n;
+      for (int i = 0; i < n; ++i) dshared_[i] += d[i];
+    }
+    dshared = dshared_.data();
+  }
+
   if (first_order_) {
-    internal::FirstOrderBackward(shape_, in, dlogits, params_.data(), l2_, &grads->wide,
+    internal::FirstOrderBackward(shape_, in, dshared, params_.data(), l2_, &grads->wide,
                                  dense_grad);
   } else {
     grads->wide.clear();
   }
 
-  const bool need_x0 = d0_ > 0 && (fm_on_ || head_ != nullptr || att_ != nullptr);
+  const bool need_x0 = d0_ > 0 && (fm_on_ || !towers_.empty() || att_ != nullptr);
   if (need_x0) {
     dx0_.assign(D * n, 0.f);
   }
-  if (head_ != nullptr) {
-    const int hw = head_->in();
+  if (!towers_.empty()) {
+    const int hw = towers_[0]->in();
     dh_.resize(static_cast<size_t>(hw) * n);
-    head_->Backward(params_.data() + head_off_, dlogits, l2_, dense_grad + head_off_, dh_.data());
+    towers_[0]->Backward(params_.data() + tower_off_[0], dlogits, l2_, dense_grad + tower_off_[0],
+                         dh_.data());
+    if (num_heads_ > 1) {
+      dtower_.resize(static_cast<size_t>(hw) * n);
+      MatMap dH(dh_.data(), hw, n);
+      for (int k = 1; k < num_heads_; ++k) {
+        towers_[k]->Backward(params_.data() + tower_off_[k], dlogits + static_cast<size_t>(k) * n,
+                             l2_, dense_grad + tower_off_[k], dtower_.data());
+        dH += ConstMatMap(dtower_.data(), hw, n);
+      }
+    }
     MatMap dX0(dx0_.data(), d0_, n);
     dmid_.resize(std::max<size_t>(D, static_cast<size_t>(hw)) * n);
     if (mlp_ != nullptr && cross_ != nullptr && !stacked_) {
@@ -298,7 +349,7 @@ void LayeredModel::Backward(const ModelInput& in, const float* dlogits, SparseGr
       dX0 += ConstMatMap(g, d0_, n);
     }
   }
-  if (fm_ != nullptr) fm_->Backward(x0_.data(), d0_, n, dlogits, dx0_.data());
+  if (fm_ != nullptr) fm_->Backward(x0_.data(), d0_, n, dshared, dx0_.data());
 
   // Embedding grads.
   if (!need_x0) {
@@ -337,7 +388,7 @@ void LayeredModel::Backward(const ModelInput& in, const float* dlogits, SparseGr
     const size_t w = static_cast<size_t>(ffm_->width());
     const int fd = shape_.ffm_dim;
     dffm_p_.resize(w * n);
-    ffm_->Backward(ffm_p_.data(), n, dlogits, dffm_p_.data());
+    ffm_->Backward(ffm_p_.data(), n, dshared, dffm_p_.data());
     grads->ffm.resize(ns_);
     for (int s = 0; s < ns_; ++s) {
       std::vector<float>& g = grads->ffm[s];

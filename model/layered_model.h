@@ -31,13 +31,24 @@
 //   both, STACKED:      h = MLP(c)
 //   head(h) = w_head . h + b_head (linear, width 1)
 //
+// Heads (config.heads, multi-task; e.g. ESMM): instead of the one head,
+// head k has its own tower T_k = Mlp(h -> heads[k].hidden... -> 1, ReLU
+// hidden layers, linear output) and its own logit
+//   z_k = first_order + FM + FFM (the parts present, shared) + T_k(h)
+// Forward writes the heads' logits head-major (z_k of example i at
+// logits[k * n + i]); Backward takes their gradients alike (the shared
+// parts get the sum over heads). Probabilities, multiply_by and the loss
+// are model.h's HeadProbabilities / MultiHeadLoss: for ESMM p_ctr =
+// sigmoid(z_ctr), p_cvr = sigmoid(z_ctcvr), p_ctcvr = p_ctr * p_cvr.
+//
 // Dense parameters: one float vector, in this order (blocks absent when
 // their part is):
 //   [bias, w_dense (num_dense)]                first_order (as LrModel)
 //   attention MLP: 4k -> attention.hidden -> 1 (Mlp layout, mlp.h)
 //   cross: for l < L: W_l (D x D), b_l (D)     (cross.h)
 //   MLP: D (or D after cross) -> hidden...     (Mlp layout, ReLU)
-//   head: W (1 x width of h), b (1)
+//   head: W (1 x width of h), b (1); with heads, each head's tower in
+//         head order (Mlp layout)
 // Every W is Glorot-uniform from one std::mt19937_64 seeded with
 // config.seed, drawn block by block in this order; biases and w_dense start
 // at 0. With no attention and no cross this is DeepFmModel's layout and
@@ -77,6 +88,7 @@ class LayeredModel final : public Model {
   // REQUIRES: ValidateModel(config, shape) is OK (Model::Create checks).
   LayeredModel(const proto::ModelConfig& config, ModelShape shape);
 
+  int num_heads() const override { return num_heads_; }
   void Forward(const ModelInput& in, float* logits) override;
   void Backward(const ModelInput& in, const float* dlogits, SparseGrads* grads,
                 float* dense_grad) override;
@@ -109,10 +121,14 @@ class LayeredModel final : public Model {
 
   std::unique_ptr<layers::TargetAttention> att_;
   std::unique_ptr<layers::CrossNet> cross_;
-  std::unique_ptr<layers::Mlp> mlp_, head_;
+  std::unique_ptr<layers::Mlp> mlp_;
+  // One tower per head (a single linear head without config.heads).
+  std::vector<std::unique_ptr<layers::Mlp>> towers_;
+  std::vector<size_t> tower_off_;
+  int num_heads_ = 1;
   std::unique_ptr<layers::FmLayer> fm_;
   std::unique_ptr<layers::FfmLayer> ffm_;
-  size_t att_off_ = 0, cross_off_ = 0, mlp_off_ = 0, head_off_ = 0;
+  size_t att_off_ = 0, cross_off_ = 0, mlp_off_ = 0;
 
   std::vector<float> params_;
   internal::DenseAdam adam_;
@@ -120,14 +136,16 @@ class LayeredModel final : public Model {
   // Per-batch scratch (Forward keeps what Backward needs).
   const EncodedBatch* last_batch_ = nullptr;
   int batch_size_ = 0;
-  std::vector<float> x0_;      // D x n
-  std::vector<float> h_;       // head input when it is a concatenation
-  std::vector<float> part_;    // n: one part's logits (FM, FFM, head)
-  std::vector<float> ffm_p_;   // n x F*F*k pooled ffm vectors
-  std::vector<float> dx0_;     // D x n
-  std::vector<float> dh_;      // head input grad
-  std::vector<float> dmid_;    // grad between stacked layers / a path's dx0
-  std::vector<float> dffm_p_;  // n x F*F*k
+  std::vector<float> x0_;       // D x n
+  std::vector<float> h_;        // head input when it is a concatenation
+  std::vector<float> part_;     // n: one part's logits (FM, FFM, head)
+  std::vector<float> ffm_p_;    // n x F*F*k pooled ffm vectors
+  std::vector<float> dx0_;      // D x n
+  std::vector<float> dh_;       // head input grad
+  std::vector<float> dmid_;     // grad between stacked layers / a path's dx0
+  std::vector<float> dffm_p_;   // n x F*F*k
+  std::vector<float> dshared_;  // n: summed head gradients (several heads)
+  std::vector<float> dtower_;   // a further tower's input grad
 };
 
 }  // namespace freshet

@@ -86,12 +86,31 @@ std::unique_ptr<Model> Make(const proto::ModelConfig& c, const ModelShape& shape
   return m.ok() ? std::move(m).value() : nullptr;
 }
 
-double Loss(Model* m, const Rows& r, std::vector<float>* dlogits = nullptr) {
-  std::vector<float> logits(r.batch.size);
+// Batch-mean log loss; with `heads` (several), MultiHeadLoss over them.
+double Loss(Model* m, const Rows& r, std::vector<float>* dlogits = nullptr,
+            const std::vector<ModelHead>* heads = nullptr) {
+  const size_t n = static_cast<size_t>(r.batch.size) * m->num_heads();
+  std::vector<float> logits(n);
   m->Forward(r.Input(), logits.data());
-  if (dlogits != nullptr) dlogits->resize(r.batch.size);
+  if (dlogits != nullptr) dlogits->resize(n);
+  if (heads != nullptr) {
+    return MultiHeadLoss(*heads, logits.data(), r.batch,
+                         dlogits != nullptr ? dlogits->data() : nullptr);
+  }
   return LogLoss(logits.data(), r.batch.labels.data(), r.batch.size,
                  dlogits != nullptr ? dlogits->data() : nullptr);
+}
+
+// Fills the batch's extra label columns of `config`'s heads: a subset of
+// the main positives (as taobao's label:buy), so every case occurs.
+void FillExtraLabels(const proto::ModelConfig& config, uint64_t seed, Rows* r) {
+  std::mt19937_64 rng(seed);
+  r->batch.extra_labels.assign(ModelLabelColumns(config).size(), {});
+  for (auto& l : r->batch.extra_labels) {
+    for (int i = 0; i < r->batch.size; ++i) {
+      l.push_back(r->batch.labels[i] > 0.5f && rng() % 2 == 0 ? 1.f : 0.f);
+    }
+  }
 }
 
 proto::ModelConfig Layered() {
@@ -197,12 +216,15 @@ void CheckModelGradients(const proto::ModelConfig& config, const ModelShape& sha
   ASSERT_TRUE(model);
   Rows r = RandomRows(shape, 7, seed);
   r.no_wide = !config.first_order();
+  const std::vector<ModelHead> heads = ModelHeads(config);
+  const std::vector<ModelHead>* multi = heads.size() > 1 ? &heads : nullptr;
+  if (multi != nullptr) FillExtraLabels(config, seed + 2, &r);
   // Nonzero biases so no bias-free shortcut hides a term.
   std::mt19937_64 rng(seed + 1);
   std::uniform_real_distribution<float> u(-0.05f, 0.05f);
   for (size_t j = 0; j < model->NumDenseParams(); ++j) model->dense_params()[j] += u(rng);
   std::vector<float> dlogits;
-  Loss(model.get(), r, &dlogits);
+  Loss(model.get(), r, &dlogits, multi);
   SparseGrads g;
   std::vector<float> dense(model->NumDenseParams());
   model->Backward(r.Input(), dlogits.data(), &g, dense.data());
@@ -211,9 +233,9 @@ void CheckModelGradients(const proto::ModelConfig& config, const ModelShape& sha
   auto check = [&](const std::string& what, float* x, float analytic) {
     const float keep = *x;
     *x = keep + eps;
-    const double up = Loss(model.get(), r);
+    const double up = Loss(model.get(), r, nullptr, multi);
     *x = keep - eps;
-    const double down = Loss(model.get(), r);
+    const double down = Loss(model.get(), r, nullptr, multi);
     *x = keep;
     const double numeric = (up - down) / (2.0 * eps);
     EXPECT_NEAR(analytic, numeric, 5e-4 + 1e-2 * std::fabs(numeric)) << what;
@@ -365,6 +387,189 @@ TEST(LayeredModelTest, ValidationNamesTheField) {
   c = Layered();
   c.add_hidden(0);
   expect_error(c, shape, "model.hidden[0]");
+}
+
+proto::ModelConfig Esmm() {
+  proto::ModelConfig c = Layered();
+  c.set_first_order(true);
+  c.add_interactions(proto::ModelConfig::FM);
+  c.add_hidden(6);
+  c.add_hidden(4);
+  proto::HeadConfig* ctr = c.add_heads();
+  ctr->set_name("ctr");
+  proto::HeadConfig* ctcvr = c.add_heads();
+  ctcvr->set_name("ctcvr");
+  ctcvr->set_label("label:buy");
+  ctcvr->set_multiply_by("ctr");
+  ctcvr->add_hidden(3);
+  return c;
+}
+
+TEST(LayeredModelTest, FiniteDifferenceEsmmHeads) {
+  // Loss = BCE(p_ctr, label) + BCE(p_ctr * p_cvr, label:buy): gradients of
+  // both heads reach the shared rows, the shared MLP and first order.
+  ModelShape shape =
+      Shape(2, {3, 3, 3}, {proto::SUM, proto::MEAN, proto::SUM}, {false, true, false});
+  CheckModelGradients(Esmm(), shape, 24);
+  // A three-head chain (p_c = s_c * p_b * p_a), a head on the main label
+  // that multiplies, cross PARALLEL with FFM and no first order.
+  proto::ModelConfig chain = Layered();
+  chain.add_interactions(proto::ModelConfig::CROSS);
+  chain.add_interactions(proto::ModelConfig::FFM);
+  chain.set_cross_layers(1);
+  chain.add_hidden(5);
+  chain.add_heads()->set_name("a");
+  proto::HeadConfig* b = chain.add_heads();
+  b->set_name("b");
+  b->set_label("label:x");
+  b->set_multiply_by("a");
+  proto::HeadConfig* hc = chain.add_heads();
+  hc->set_name("c");
+  hc->set_label("label:y");
+  hc->set_multiply_by("b");
+  hc->add_hidden(2);
+  proto::HeadConfig* d = chain.add_heads();
+  d->set_name("d");
+  d->set_multiply_by("a");
+  CheckModelGradients(chain, Shape(1, {2, 2}, {proto::SUM, proto::MEAN}, {false, true}, 2 * 2), 25);
+}
+
+TEST(LayeredModelTest, EsmmOutputsAndProbabilities) {
+  ModelShape shape = Shape(1, {3, 3}, {proto::SUM, proto::MEAN}, {false, true});
+  proto::ModelConfig c = Esmm();
+  auto m = Make(c, shape);
+  ASSERT_TRUE(m);
+  ASSERT_EQ(m->num_heads(), 2);
+  const std::vector<ModelHead> heads = ModelHeads(c);
+  ASSERT_EQ(heads.size(), 2u);
+  EXPECT_EQ(heads[0].label_index, -1);
+  EXPECT_EQ(heads[1].label_index, 0);
+  EXPECT_EQ(heads[1].multiply_by, 0);
+  EXPECT_EQ(ModelLabelColumns(c), std::vector<std::string>{"label:buy"});
+  EXPECT_EQ(ServingHead(c), 1);
+  c.set_serving_head("ctr");
+  EXPECT_EQ(ServingHead(c), 0);
+  Rows r = RandomRows(shape, 5, 30);
+  std::vector<float> logits(10, -99.f), probs(10), own(10);
+  m->Forward(r.Input(), logits.data());
+  for (int i = 0; i < 10; ++i) EXPECT_NE(logits[i], -99.f) << i;
+  // The towers differ: the heads' logits do too.
+  EXPECT_NE(logits[0], logits[5]);
+  HeadProbabilities(heads, logits.data(), 5, probs.data(), own.data());
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_FLOAT_EQ(probs[i], Sigmoid(logits[i]));
+    EXPECT_FLOAT_EQ(own[5 + i], Sigmoid(logits[5 + i]));
+    EXPECT_FLOAT_EQ(probs[5 + i], Sigmoid(logits[i]) * Sigmoid(logits[5 + i]));
+    EXPECT_LE(probs[5 + i], probs[i]);
+  }
+}
+
+TEST(LayeredModelTest, OneHeadWithoutTowerIsTheSingleHeadModel) {
+  // heads { name: "main" } has the single head's layout and draw: same
+  // parameters, logits and gradients.
+  ModelShape shape = Shape(1, {3, 3}, {proto::SUM, proto::MEAN}, {false, true});
+  proto::ModelConfig plain = Layered();
+  plain.set_first_order(true);
+  plain.add_interactions(proto::ModelConfig::FM);
+  plain.add_hidden(5);
+  proto::ModelConfig one = plain;
+  one.add_heads()->set_name("main");
+  auto a = Make(plain, shape);
+  auto b = Make(one, shape);
+  ASSERT_TRUE(a && b);
+  EXPECT_EQ(b->num_heads(), 1);
+  Rows r = RandomRows(shape, 6, 31);
+  ExpectSameTraining(a.get(), b.get(), r, r, 3);
+}
+
+TEST(LayeredModelTest, MultiHeadLossMatchesLogLossAndItsOwnDerivative) {
+  EncodedBatch b;
+  b.Reset(0, 0);
+  b.size = 4;
+  b.labels = {1, 0, 1, 0};
+  b.extra_labels = {{1, 0, 0, 0}};
+  std::vector<ModelHead> one(1);
+  const std::vector<float> z1 = {0.3f, -2.f, 40.f, -40.f};
+  std::vector<float> d1(4), d2(4);
+  EXPECT_EQ(MultiHeadLoss(one, z1.data(), b, d1.data()),
+            LogLoss(z1.data(), b.labels.data(), 4, d2.data()));
+  EXPECT_EQ(d1, d2);
+  // ESMM: loss = BCE(s(z0), y) + BCE(s(z0) s(z1), buy); central differences
+  // per logit, also at saturated ones.
+  std::vector<ModelHead> esmm(2);
+  esmm[1].label_index = 0;
+  esmm[1].multiply_by = 0;
+  std::vector<float> z = {0.3f, -2.f, 8.f, -1.f, 1.5f, 0.7f, 9.f, -3.f};
+  std::vector<float> dz(8);
+  double per_head[2];
+  const double loss = MultiHeadLoss(esmm, z.data(), b, dz.data(), per_head);
+  EXPECT_NEAR(loss, per_head[0] + per_head[1], 1e-12);
+  EXPECT_NEAR(per_head[0], LogLoss(z.data(), b.labels.data(), 4, nullptr), 1e-9);
+  double expect1 = 0;
+  auto sigmoid = [](double x) { return 1 / (1 + std::exp(-x)); };
+  for (int i = 0; i < 4; ++i) {
+    const double p = sigmoid(z[i]) * sigmoid(z[4 + i]);
+    expect1 -= b.extra_labels[0][i] > 0.5f ? std::log(p) : std::log(1 - p);
+  }
+  EXPECT_NEAR(per_head[1], expect1 / 4, 1e-6);
+  for (int j = 0; j < 8; ++j) {
+    const float keep = z[j];
+    const float eps = 1e-2f;
+    z[j] = keep + eps;
+    const double up = MultiHeadLoss(esmm, z.data(), b, nullptr);
+    z[j] = keep - eps;
+    const double down = MultiHeadLoss(esmm, z.data(), b, nullptr);
+    z[j] = keep;
+    EXPECT_NEAR(dz[j], (up - down) / (2 * eps), 1e-4) << "logit " << j;
+  }
+  // Saturated: finite gradients, |dz| <= 1/n per head.
+  std::vector<float> sat = {60.f, -60.f, 60.f, -60.f, 60.f, 60.f, -60.f, -60.f};
+  MultiHeadLoss(esmm, sat.data(), b, dz.data());
+  for (float g : dz) {
+    EXPECT_TRUE(std::isfinite(g));
+    EXPECT_LE(std::fabs(g), 2.f / 4 + 1e-6f);
+  }
+}
+
+TEST(LayeredModelTest, HeadValidationNamesTheField) {
+  ModelShape shape = Shape(1, {3, 3}, {proto::SUM, proto::MEAN}, {false, true});
+  auto expect_error = [&](const proto::ModelConfig& c, const std::string& f) {
+    Status st = ValidateModel(c, shape);
+    EXPECT_FALSE(st.ok()) << f;
+    EXPECT_NE(st.message().find(f), std::string::npos) << st;
+  };
+  EXPECT_TRUE(ValidateModel(Esmm(), shape).ok()) << ValidateModel(Esmm(), shape);
+  proto::ModelConfig c = Esmm();
+  c.mutable_heads(1)->set_multiply_by("cvr");
+  expect_error(c, "model.heads[1].multiply_by: no earlier head named 'cvr'");
+  c = Esmm();
+  c.mutable_heads(1)->set_multiply_by("ctcvr");
+  expect_error(c, "model.heads[1].multiply_by: a head cannot multiply by itself");
+  c = Esmm();
+  c.mutable_heads(0)->set_multiply_by("ctcvr");  // a cycle ctr <-> ctcvr
+  expect_error(c, "model.heads[0].multiply_by: no earlier head named 'ctcvr'");
+  c = Esmm();
+  c.mutable_heads(1)->set_label("buy");
+  expect_error(c, "model.heads[1].label: must be empty (the main label) or a label column");
+  c = Esmm();
+  c.mutable_heads(1)->set_name("ctr");
+  expect_error(c, "model.heads[1].name: 'ctr' listed twice");
+  c = Esmm();
+  c.mutable_heads(0)->clear_name();
+  expect_error(c, "model.heads[0].name: must not be empty");
+  c = Esmm();
+  c.mutable_heads(1)->add_hidden(-2);
+  expect_error(c, "model.heads[1].hidden[1]: must be > 0");
+  c = Esmm();
+  c.set_serving_head("cvr");
+  expect_error(c, "model.serving_head: no head named 'cvr'");
+  c = Esmm();
+  c.clear_hidden();
+  expect_error(c, "model.heads: the heads' towers read the deep part");
+  c = Layered();
+  c.add_hidden(3);
+  c.set_serving_head("ctr");
+  expect_error(c, "model.serving_head: set, but the model has no heads");
 }
 
 }  // namespace

@@ -1,11 +1,15 @@
 #include "model/model.h"
 
+#include <glog/logging.h>
+
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <set>
 #include <string>
 
 #include "model/deepfm_model.h"
+#include "model/example.h"
 #include "model/layered_model.h"
 #include "model/lr_model.h"
 
@@ -43,6 +47,13 @@ Status ValidateConfig(const proto::ModelConfig& config) {
   if (!(config.dense_l2() >= 0) || !std::isfinite(config.dense_l2())) {
     return InvalidArgument("model: dense_l2 must be >= 0, got " +
                            std::to_string(config.dense_l2()));
+  }
+  if (config.kind() != proto::ModelConfig::LAYERED &&
+      (config.heads_size() > 0 || !config.serving_head().empty())) {
+    return InvalidArgument(
+        std::string(config.heads_size() > 0 ? "model.heads" : "model.serving_head") +
+        ": only LAYERED models have heads, this one is " +
+        proto::ModelConfig::Kind_Name(config.kind()));
   }
   return Status::OK();
 }
@@ -176,6 +187,45 @@ Status ValidateLayered(const proto::ModelConfig& c, const ModelShape& shape) {
       }
     }
   }
+  if (c.heads_size() > 0 && !head) {
+    return Bad("model.heads", "the heads' towers read the deep part: needs hidden or cross_layers");
+  }
+  if (c.heads_size() == 0 && !c.serving_head().empty()) {
+    return Bad("model.serving_head", "set, but the model has no heads");
+  }
+  bool serving_found = c.serving_head().empty();
+  for (int k = 0; k < c.heads_size(); ++k) {
+    const proto::HeadConfig& h = c.heads(k);
+    const std::string f = "model.heads[" + std::to_string(k) + "]";
+    if (h.name().empty()) return Bad(f + ".name", "must not be empty");
+    int earlier = -1;
+    for (int j = 0; j < k; ++j) {
+      if (c.heads(j).name() == h.name()) return Bad(f + ".name", "'" + h.name() + "' listed twice");
+      if (c.heads(j).name() == h.multiply_by()) earlier = j;
+    }
+    if (!h.label().empty() && !IsLabelColumn(h.label())) {
+      return Bad(f + ".label", "must be empty (the main label) or a label column '" +
+                                   std::string(kLabelColumnPrefix) + "...', got '" + h.label() +
+                                   "'");
+    }
+    for (int l = 0; l < h.hidden_size(); ++l) {
+      if (h.hidden(l) <= 0) {
+        return Bad(f + ".hidden[" + std::to_string(l) + "]",
+                   "must be > 0, got " + std::to_string(h.hidden(l)));
+      }
+    }
+    if (!h.multiply_by().empty() && earlier < 0) {
+      return Bad(f + ".multiply_by",
+                 h.multiply_by() == h.name()
+                     ? "a head cannot multiply by itself"
+                     : "no earlier head named '" + h.multiply_by() +
+                           "' (a head multiplies by one listed before it, so there are no cycles)");
+    }
+    serving_found = serving_found || h.name() == c.serving_head();
+  }
+  if (!serving_found) {
+    return Bad("model.serving_head", "no head named '" + c.serving_head() + "'");
+  }
   const double n = LayeredModel::CountDenseParams(c, shape);
   if (n > static_cast<double>(kMaxDenseParams)) {
     return Bad("model", "LAYERED: " + std::to_string(n) +
@@ -259,6 +309,137 @@ double LogLoss(const float* logits, const float* labels, int n, float* dlogits) 
     if (dlogits != nullptr) dlogits[i] = (Sigmoid(logits[i]) - labels[i]) * inv_n;
   }
   return total / n;
+}
+
+std::vector<ModelHead> ModelHeads(const proto::ModelConfig& config) {
+  std::vector<ModelHead> heads;
+  if (config.kind() != proto::ModelConfig::LAYERED || config.heads_size() == 0) {
+    heads.emplace_back();
+    return heads;
+  }
+  std::vector<std::string> labels;
+  for (const proto::HeadConfig& h : config.heads()) {
+    ModelHead head;
+    head.name = h.name();
+    head.label = h.label();
+    if (!h.label().empty()) {
+      auto it = std::find(labels.begin(), labels.end(), h.label());
+      if (it == labels.end()) it = labels.insert(labels.end(), h.label());
+      head.label_index = static_cast<int>(it - labels.begin());
+    }
+    for (size_t j = 0; j < heads.size(); ++j) {
+      if (!h.multiply_by().empty() && heads[j].name == h.multiply_by()) {
+        head.multiply_by = static_cast<int>(j);
+      }
+    }
+    heads.push_back(std::move(head));
+  }
+  return heads;
+}
+
+std::vector<std::string> ModelLabelColumns(const proto::ModelConfig& config) {
+  std::vector<std::string> columns;
+  for (const ModelHead& h : ModelHeads(config)) {
+    if (h.label_index >= static_cast<int>(columns.size())) columns.push_back(h.label);
+  }
+  return columns;
+}
+
+int ServingHead(const proto::ModelConfig& config) {
+  const std::vector<ModelHead> heads = ModelHeads(config);
+  for (size_t k = 0; k < heads.size(); ++k) {
+    if (!config.serving_head().empty() && heads[k].name == config.serving_head()) {
+      return static_cast<int>(k);
+    }
+  }
+  return static_cast<int>(heads.size()) - 1;
+}
+
+const float* HeadLabels(const ModelHead& head, const EncodedBatch& batch) {
+  if (head.label_index < 0) return batch.labels.data();
+  CHECK_LT(head.label_index, static_cast<int>(batch.extra_labels.size()))
+      << "the batch lacks label column '" << head.label << "'";
+  CHECK_EQ(batch.extra_labels[head.label_index].size(), static_cast<size_t>(batch.size));
+  return batch.extra_labels[head.label_index].data();
+}
+
+void HeadProbabilities(const std::vector<ModelHead>& heads, const float* logits, int n,
+                       float* probs, float* own) {
+  for (size_t k = 0; k < heads.size(); ++k) {
+    const size_t o = k * static_cast<size_t>(n);
+    const int parent = heads[k].multiply_by;
+    for (int i = 0; i < n; ++i) {
+      const float s = Sigmoid(logits[o + i]);
+      if (own != nullptr) own[o + i] = s;
+      probs[o + i] = parent < 0 ? s : s * probs[static_cast<size_t>(parent) * n + i];
+    }
+  }
+}
+
+double MultiHeadLoss(const std::vector<ModelHead>& heads, const float* logits,
+                     const EncodedBatch& batch, float* dlogits, double* head_loss) {
+  const int n = batch.size;
+  const int nh = static_cast<int>(heads.size());
+  if (nh == 1 && heads[0].multiply_by < 0) {
+    const double l = LogLoss(logits, HeadLabels(heads[0], batch), n, dlogits);
+    if (head_loss != nullptr) head_loss[0] = l;
+    return l;
+  }
+  if (head_loss != nullptr) std::fill(head_loss, head_loss + nh, 0.0);
+  if (n <= 0) return 0;
+  const size_t N = static_cast<size_t>(n);
+  // Per head and example, in double: s = sigmoid(z), log P, q = 1 - P
+  // (computed as (1 - s) + s * q_parent, exact where P is near 1).
+  std::vector<double> s(nh * N), logp(nh * N), q(nh * N), up(nh * N, 0.0);
+  const double inv_n = 1.0 / n;
+  double total = 0;
+  for (int k = 0; k < nh; ++k) {
+    const float* y = HeadLabels(heads[k], batch);
+    const int parent = heads[k].multiply_by;
+    double sum = 0;
+    for (int i = 0; i < n; ++i) {
+      const size_t a = k * N + i;
+      const double x = logits[a];
+      const double soft_neg = std::log1p(std::exp(-std::fabs(x))) + std::max(-x, 0.0);  // -log s
+      const double one_minus_s = 1.0 / (1.0 + std::exp(x));
+      s[a] = 1.0 / (1.0 + std::exp(-x));
+      if (parent < 0) {
+        logp[a] = -soft_neg;
+        q[a] = one_minus_s;
+        sum += std::log1p(std::exp(-std::fabs(x))) + std::max(x, 0.0) - x * y[i];
+      } else {
+        const size_t b = parent * N + i;
+        logp[a] = -soft_neg + logp[b];
+        q[a] = one_minus_s + s[a] * q[b];
+        sum += y[i] > 0.5f ? -logp[a] : -std::log(std::max(q[a], 1e-300));
+      }
+    }
+    if (head_loss != nullptr) head_loss[k] = sum * inv_n;
+    total += sum * inv_n;
+  }
+  if (dlogits == nullptr) return total;
+  // Backward over heads, children (later heads) first. up[k]: dLoss/dlog P_k
+  // from the heads that multiply by k.
+  for (int k = nh - 1; k >= 0; --k) {
+    const float* y = HeadLabels(heads[k], batch);
+    const int parent = heads[k].multiply_by;
+    for (int i = 0; i < n; ++i) {
+      const size_t a = k * N + i;
+      const double one_minus_s = 1.0 / (1.0 + std::exp(static_cast<double>(logits[a])));
+      double dz;
+      if (parent < 0) {
+        dz = (s[a] - y[i]) * inv_n + up[a] * one_minus_s;
+      } else {
+        // dLoss_k/dlog P = (P - y) / (1 - P) / n.
+        const double p = std::exp(logp[a]);
+        const double g = (p - y[i]) / std::max(q[a], 1e-300) * inv_n + up[a];
+        dz = g * one_minus_s;
+        up[parent * N + i] += g;
+      }
+      dlogits[a] = static_cast<float>(dz);
+    }
+  }
+  return total;
 }
 
 bool ModelUsesFirstOrder(const proto::ModelConfig& model) {

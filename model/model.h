@@ -97,10 +97,17 @@ class Model {
 
   const ModelShape& shape() const { return shape_; }
 
-  // Writes batch.size logits. Keeps what Backward needs.
+  // Outputs per example: 1, or a multi-task LAYERED model's heads
+  // (ModelHeads(config).size()).
+  virtual int num_heads() const { return 1; }
+
+  // Writes num_heads() * batch.size logits, head-major: logits[k * size + i]
+  // is head k's logit of example i (one head: batch.size logits). Keeps what
+  // Backward needs.
   virtual void Forward(const ModelInput& in, float* logits) = 0;
-  // REQUIRES: Forward(in, ...) was the last call. dlogits[i] = dLoss/dlogit_i
-  // (for the batch-mean loss: (sigmoid(logit) - label) / size). Fills
+  // REQUIRES: Forward(in, ...) was the last call. dlogits[k * size + i] =
+  // dLoss/dlogit of head k, example i (one head, batch-mean loss:
+  // (sigmoid(logit) - label) / size; several: MultiHeadLoss). Fills
   // `grads` (resized as needed) and writes NumDenseParams() floats to
   // dense_grad.
   virtual void Backward(const ModelInput& in, const float* dlogits, SparseGrads* grads,
@@ -132,5 +139,42 @@ float Sigmoid(float x);
 // Mean log loss of logits against labels; fills dlogits (size n) with the
 // gradient of the mean loss if not null.
 double LogLoss(const float* logits, const float* labels, int n, float* dlogits);
+
+// One output of a model. Models other than a LAYERED model with `heads`
+// have one head: name "", the main label, no multiply_by.
+struct ModelHead {
+  std::string name;
+  // "" = the main label (EncodedBatch::labels), else a label column
+  // (model/example.h), read into EncodedBatch::extra_labels[label_index].
+  std::string label;
+  int label_index = -1;  // index into ModelLabelColumns; -1: the main label
+  // Index of an earlier head whose probability multiplies this head's
+  // sigmoid (ESMM: p_ctcvr = sigmoid(z) * p_ctr); -1: none.
+  int multiply_by = -1;
+};
+// The heads of `config` (REQUIRES: ValidateModel passed for LAYERED).
+std::vector<ModelHead> ModelHeads(const proto::ModelConfig& config);
+// The distinct label columns the heads read, in head order: what the
+// feature encoder extracts into EncodedBatch::extra_labels.
+std::vector<std::string> ModelLabelColumns(const proto::ModelConfig& config);
+// The head freshet_serve returns: config.serving_head, or the last head.
+int ServingHead(const proto::ModelConfig& config);
+// The head's labels in `batch` (batch.size floats).
+const float* HeadLabels(const ModelHead& head, const EncodedBatch& batch);
+
+// Head probabilities from head-major logits (heads.size() x n):
+//   own[k * n + i]   = sigmoid(z_k,i)
+//   probs[k * n + i] = own[k * n + i] * probs[multiply_by(k) * n + i]
+//                      (= own without multiply_by)
+// `own` may be null.
+void HeadProbabilities(const std::vector<ModelHead>& heads, const float* logits, int n,
+                       float* probs, float* own);
+// Sum over heads of each head's mean log loss of probs_k against its labels
+// (HeadLabels); fills dlogits (heads.size() x n) with the gradient w.r.t.
+// every head's logit if not null, through the multiply_by products. With
+// one head and no multiply_by it is LogLoss, bit for bit. `head_loss`, if
+// not null, gets each head's mean loss (heads.size() doubles).
+double MultiHeadLoss(const std::vector<ModelHead>& heads, const float* logits,
+                     const EncodedBatch& batch, float* dlogits, double* head_loss = nullptr);
 
 }  // namespace freshet

@@ -19,7 +19,9 @@ struct Scorer::Worker {
   // [role][slot]: the slot's rows for ModelInput's wide / emb / ffm.
   std::vector<std::vector<float>> rows[3];
   ModelInput input;
-  std::vector<float> logits;
+  std::vector<float> logits, head_probs;
+  std::vector<ModelHead> heads;  // ModelHeads of the job's model
+  int serving_head = 0;          // ServingHead of the job's model
 };
 
 Scorer::~Scorer() = default;
@@ -112,6 +114,9 @@ StatusOr<std::unique_ptr<Scorer::Worker>> Scorer::NewWorker() const {
   if (!model.ok()) return model.status().WithContext(where);
   auto w = std::make_unique<Worker>();
   w->model = std::move(model).value();
+  w->heads = ModelHeads(job.model());
+  w->serving_head = ServingHead(job.model());
+  CHECK_EQ(static_cast<int>(w->heads.size()), w->model->num_heads());
   const size_t n = w->model->NumDenseParams();
   if (model_->dense.size() != n) {
     return DataLoss(where + ": the snapshot has " + std::to_string(model_->dense.size()) +
@@ -198,10 +203,20 @@ Status Scorer::Score(const std::vector<Example>& examples, std::vector<float>* p
       (*inputs[role])[s] = rows.data();
     }
   }
-  w->logits.resize(n);
+  const size_t nh = w->heads.size();
+  w->logits.resize(static_cast<size_t>(n) * nh);
   w->model->Forward(w->input, w->logits.data());
   probs->resize(n);
-  for (int i = 0; i < n; ++i) (*probs)[i] = Sigmoid(w->logits[i]);
+  if (nh == 1) {
+    for (int i = 0; i < n; ++i) (*probs)[i] = Sigmoid(w->logits[i]);
+  } else {
+    // A multi-task model: the serving head's probability (multiply_by
+    // applied, e.g. ESMM's p_ctcvr = p_ctr * p_cvr).
+    w->head_probs.resize(w->logits.size());
+    HeadProbabilities(w->heads, w->logits.data(), n, w->head_probs.data(), nullptr);
+    const float* p = w->head_probs.data() + static_cast<size_t>(w->serving_head) * n;
+    std::copy(p, p + n, probs->begin());
+  }
   Release(std::move(w));
   return Status::OK();
 }

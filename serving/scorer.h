@@ -13,7 +13,10 @@
 //   - the same model code (Model::Create over JobModelShape, as
 //     CreateJobModel in model/model_factory.h, on the CPU) with the
 //     export's dense parameters.
-// Scores are sigmoid(logit) (Sigmoid, model/model.h).
+// Scores are sigmoid(logit) (Sigmoid, model/model.h); for a multi-task
+// LAYERED model (model.heads) the probability of its serving head
+// (model.serving_head, default the last head; HeadProbabilities, so for
+// ESMM p_ctcvr = p_ctr * p_cvr). Requests never carry label columns.
 //
 // Columns. Requests name the job's feature columns: every slot's column (the
 // slot's `column`, or its name) and every dense feature's column, in that

@@ -160,6 +160,29 @@ TEST(ScorerTest, MatchesTrainerForwardPassLayeredWithoutFirstOrder) {
   ExpectParity(job, 5);
 }
 
+// A multi-task (ESMM) model: serving returns p_ctcvr = p_ctr * p_cvr (the
+// last head) or, with serving_head, the named head's probability; both
+// equal the trainer's.
+TEST(ScorerTest, MatchesTrainerForwardPassEsmm) {
+  proto::JobConfig job = TinyJob();
+  proto::ModelConfig* m = job.mutable_model();
+  m->set_kind(proto::ModelConfig::LAYERED);
+  m->set_first_order(true);
+  m->add_interactions(proto::ModelConfig::FM);
+  proto::HeadConfig* ctr = m->add_heads();
+  ctr->set_name("ctr");
+  ctr->add_hidden(3);
+  proto::HeadConfig* ctcvr = m->add_heads();
+  ctcvr->set_name("ctcvr");
+  ctcvr->set_label("label:buy");
+  ctcvr->set_multiply_by("ctr");
+  ctcvr->add_hidden(4);
+  ASSERT_TRUE(ValidateJobConfig(&job, "esmm").ok()) << ValidateJobConfig(&job, "esmm");
+  ExpectParity(job, 6);
+  m->set_serving_head("ctr");
+  ExpectParity(job, 7);
+}
+
 TEST(ScorerTest, ConcurrentCallsMatchSequentialOnes) {
   TempDir dir;
   const proto::JobConfig job = TinyJob();

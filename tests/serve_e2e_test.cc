@@ -21,6 +21,8 @@
 #include <thread>
 
 #include "worker/data/example_io.h"
+#include "worker/data/internal/test_util.h"
+#include "worker/data/task.h"
 #include "worker/job.h"
 
 namespace freshet {
@@ -61,13 +63,23 @@ nlohmann::json ScoreBody(const std::string& job_config, const std::string& file,
   return {{"examples", examples}};
 }
 
-// Trains cluster-configs/jobs/<job>.pbtxt (task synthetic) on the local
-// cluster with `extra` flags while freshet_serve follows its exports.
-void ServeWhileTraining(const std::string& job, const std::string& extra) {
+// Trains cluster-configs/jobs/<job>.pbtxt (task `task`: synthetic, from
+// freshet_gen, or a task built from ../shared/data) on the local cluster
+// with `extra` flags while freshet_serve follows its exports.
+void ServeWhileTraining(const std::string& job, const std::string& extra,
+                        const std::string& task = "synthetic") {
   const std::string out = kOutBase + "/" + job;
   const std::string job_config = kSrc + "/cluster-configs/jobs/" + job + ".pbtxt";
   ASSERT_EQ(Sh("rm -rf " + out + " && mkdir -p " + out), 0);
-  ASSERT_EQ(Sh(kBin + "/freshet_gen --out_dir=" + out + " > /dev/null"), 0);
+  std::string holdout = out + "/holdout.examples";
+  if (task == "synthetic") {
+    ASSERT_EQ(Sh(kBin + "/freshet_gen --out_dir=" + out + " > /dev/null"), 0);
+  } else {
+    // The task's examples, built where freshet_train (--work_dir) finds them.
+    auto built = BuildTask(task, testing_util::SharedDataDir(), out, BadRecordPolicy());
+    ASSERT_TRUE(built.ok()) << built.status();
+    holdout = built->holdout_file;
+  }
   const std::string export_dir = out + "/export";
 
   // freshet_serve on a free port, following the (not yet existing) export dir.
@@ -94,7 +106,7 @@ void ServeWhileTraining(const std::string& job, const std::string& extra) {
   }
   ASSERT_GT(port, 0) << "freshet_serve did not report its port";
 
-  const nlohmann::json body = ScoreBody(job_config, out + "/holdout.examples", 50);
+  const nlohmann::json body = ScoreBody(job_config, holdout, 50);
   std::atomic<bool> stop{false};
   std::set<uint64_t> versions;
   int64_t ok = 0, before_model = 0, failed = 0;
@@ -121,10 +133,10 @@ void ServeWhileTraining(const std::string& job, const std::string& extra) {
          "--oversubscribe --bind-to none -np 5 " +
          kBin +
          "/freshet_train "
-         "--task=synthetic --job_config=" +
-         job_config + " --cluster_config=" + kSrc +
-         "/cluster-configs/local.pbtxt --metrics_port=0 --work_dir=" + out + " " + extra + " > " +
-         out + "/train.log 2>&1");
+         "--task=" +
+         task + " --data_dir=" + testing_util::SharedDataDir() + " --job_config=" + job_config +
+         " --cluster_config=" + kSrc + "/cluster-configs/local.pbtxt --metrics_port=0 --work_dir=" +
+         out + " " + extra + " > " + out + "/train.log 2>&1");
   // Let the server pick up the final full snapshot.
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   stop = true;
@@ -181,6 +193,15 @@ TEST(ServeE2eTest, ServesFreshModelsWhileTrainingAndMatchesTheTrainer) {
 // A LAYERED model (every part: three tables per slot, attention, cross).
 TEST(ServeE2eTest, ServesLayeredModelAndMatchesTheTrainer) {
   ServeWhileTraining("synthetic-layered", "--epochs=1");
+}
+
+// A multi-task (ESMM) model on taobao-conversion, whose examples carry
+// label:buy: freshet_serve returns the serving head (p_ctcvr = p_ctr *
+// p_cvr) and freshet_eval --scores_out that head's trainer scores.
+TEST(ServeE2eTest, ServesEsmmModelAndMatchesTheTrainer) {
+  FRESHET_REQUIRE_SHARED_DATA("taobao/UserBehavior_time_slice.csv",
+                              "taobao/UserBehavior_815_users.csv");
+  ServeWhileTraining("taobao-conversion-esmm", "--epochs=2", "taobao-conversion");
 }
 
 }  // namespace

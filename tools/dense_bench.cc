@@ -429,6 +429,13 @@ int Main(int argc, char** argv) {
   };
   std::unique_ptr<Model> probe = create();  // also sets the BLAS threads, as in a worker
   if (probe == nullptr) return 2;
+  if (probe->num_heads() != 1) {
+    std::fprintf(stderr,
+                 "freshet_dense_bench: %s: a multi-task model (model.heads) is not supported; "
+                 "benchmark its one-head variant\n",
+                 FLAGS_job_config.c_str());
+    return 2;
+  }
 
   std::string hidden;
   for (int h : job.model().hidden()) hidden += (hidden.empty() ? "" : ",") + std::to_string(h);

@@ -8,7 +8,41 @@ namespace {
 
 std::string Num(double v) { return JsonNumber(v); }
 
+std::string HeadLine(const HeadEval& h) {
+  char buf[320];
+  std::snprintf(buf, sizeof(buf), "head %s (%s): AUC %.4f  logloss %.4f  positives %lld",
+                h.name.c_str(), h.label.empty() ? "main label" : h.label.c_str(), h.result.auc,
+                h.result.logloss, static_cast<long long>(h.result.positives));
+  std::string s = buf;
+  if (!h.conditional_on.empty()) {
+    std::snprintf(buf, sizeof(buf),
+                  "  own AUC where %s = 1: %.4f (%lld examples, %lld positives)  %s's "
+                  "probability alone: AUC %.4f",
+                  h.conditional_on.c_str(), h.conditional_auc,
+                  static_cast<long long>(h.conditional_examples),
+                  static_cast<long long>(h.conditional_positives), h.conditional_on.c_str(),
+                  h.multiply_by_auc);
+    s += buf;
+  }
+  return s;
+}
+
 }  // namespace
+
+std::string HeadEval::ToJson() const {
+  std::string s = "{\"label\":\"" + label + "\",\"auc\":" + Num(result.auc) +
+                  ",\"logloss\":" + Num(result.logloss) + ",\"gauc\":" + Num(result.gauc) +
+                  ",\"examples\":" + std::to_string(result.examples) +
+                  ",\"positives\":" + std::to_string(result.positives);
+  if (!conditional_on.empty()) {
+    s += ",\"conditional_on\":\"" + conditional_on +
+         "\",\"conditional_auc\":" + Num(conditional_auc) +
+         ",\"conditional_examples\":" + std::to_string(conditional_examples) +
+         ",\"conditional_positives\":" + std::to_string(conditional_positives) +
+         ",\"multiply_by_auc\":" + Num(multiply_by_auc);
+  }
+  return s + "}";
+}
 
 std::string JobResult::Json(const proto::JobConfig& job, int num_workers, int num_servers) const {
   std::string s =
@@ -21,6 +55,13 @@ std::string JobResult::Json(const proto::JobConfig& job, int num_workers, int nu
       ",\"examples_per_s\":" + Num(train.global_examples / std::max(1e-9, train.seconds)) +
       ",\"bad_records_worker0\":" + std::to_string(train.bad_records) + "," +
       progressive.ToJsonFields("progressive_") + "," + holdout.ToJsonFields("holdout_");
+  if (!holdout_heads.empty()) {
+    s += ",\"heads\":{";
+    for (size_t k = 0; k < holdout_heads.size(); ++k) {
+      s += (k > 0 ? ",\"" : "\"") + holdout_heads[k].name + "\":" + holdout_heads[k].ToJson();
+    }
+    s += "}";
+  }
   if (popularity_auc >= 0) s += ",\"popularity_baseline_auc\":" + Num(popularity_auc);
   if (ranking_groups > 0) {
     s += ",\"hr_at_10\":" + Num(hr10) + ",\"ndcg_at_10\":" + Num(ndcg10) +
@@ -60,6 +101,19 @@ std::string JobResult::Json(const proto::JobConfig& job, int num_workers, int nu
          ",\"best_pass\":" + std::to_string(best_pass) +
          ",\"model_pass\":" + std::to_string(model_pass) +
          ",\"stopped_early\":" + (stopped_early ? "true" : "false");
+    if (!validation_heads.empty()) {
+      // {"<head>": [auc of pass 1, ...], ...}
+      s += ",\"validation_heads_auc_by_pass\":{";
+      for (size_t k = 0; k < validation_heads[0].size(); ++k) {
+        s += (k > 0 ? ",\"" : "\"") + validation_heads[0][k].name + "\":[";
+        for (size_t p = 0; p < validation_heads.size(); ++p) {
+          s += (p > 0 ? "," : "") +
+               Num(k < validation_heads[p].size() ? validation_heads[p][k].result.auc : -1);
+        }
+        s += "]";
+      }
+      s += "}";
+    }
     const int at = best_pass - validation_first_pass;
     if (best_pass > 0 && at >= 0 && at < static_cast<int>(validation.size())) {
       s += "," + validation[at].ToJsonFields("validation_");
@@ -113,6 +167,7 @@ std::string JobResult::Summary() const {
     std::snprintf(buf, sizeof(buf), "   item-popularity AUC %.4f", popularity_auc);
     s += buf;
   }
+  for (const HeadEval& h : holdout_heads) s += "\nholdout " + HeadLine(h);
   if (ranking_groups > 0) {
     std::snprintf(buf, sizeof(buf), "\nHR@10 %.4f  NDCG@10 %.4f over %lld groups of 1 + 99", hr10,
                   ndcg10, static_cast<long long>(ranking_groups));

@@ -18,6 +18,23 @@
 
 namespace freshet {
 
+// One head's metrics of a multi-task model (ModelHeads, model/model.h):
+// its probability (multiply_by applied) against its labels; for a head with
+// multiply_by, also its own sigmoid against its labels on the examples whose
+// multiplied head's label is 1 (ESMM: pCVR on the clicked examples).
+struct HeadEval {
+  std::string name, label;  // label "" = the main label
+  EvalResult result;
+  std::string conditional_on;  // the multiply_by head's name, "" if none
+  double conditional_auc = -1;
+  // With multiply_by: the multiplied head's probability against this
+  // head's labels (ESMM: how well p_ctr alone ranks the buys), the
+  // baseline the head's own tower should beat.
+  double multiply_by_auc = -1;
+  int64_t conditional_examples = 0, conditional_positives = 0;
+  std::string ToJson() const;  // {"label":..,"auc":..,...}
+};
+
 struct JobResult {
   TrainStats train;               // this worker's
   EvalResult progressive;         // worker 0: over every worker's training examples
@@ -57,6 +74,11 @@ struct JobResult {
   std::string validation_metric;
   int best_pass = 0, model_pass = 0;
   int validation_first_pass = 1;  // a restored job's first pass is its checkpoint's epoch
+  // Multi-task models (worker 0): every head's holdout and validation
+  // metrics (validation_heads[pass][head]); empty for one-head models.
+  // holdout / validation above are the first (main) head's.
+  std::vector<HeadEval> holdout_heads;
+  std::vector<std::vector<HeadEval>> validation_heads;
   bool stopped_early = false;
   // Human-readable summary lines (holdout metrics beside the oracle and the
   // baseline).

@@ -100,8 +100,22 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
   } else {
     FRESHET_ASSIGN_OR_RETURN(columns, ReadExampleHeader(data.train_files(0)));
   }
-  FRESHET_ASSIGN_OR_RETURN(std::unique_ptr<FeatureEncoder> encoder,
-                           FeatureEncoder::Create(job.features(), columns));
+  // Multi-task heads read label columns: the examples must have them.
+  for (int k = 0; k < job.model().heads_size(); ++k) {
+    const std::string& label = job.model().heads(k).label();
+    if (label.empty()) continue;
+    if (streaming) {
+      return InvalidArgument("model.heads[" + std::to_string(k) + "].label: '" + label +
+                             "': streamed examples have only the main label");
+    }
+    if (std::find(columns.begin(), columns.end(), label) == columns.end()) {
+      return InvalidArgument("model.heads[" + std::to_string(k) + "].label: column '" + label +
+                             "' is not in the header of " + data.train_files(0));
+    }
+  }
+  FRESHET_ASSIGN_OR_RETURN(
+      std::unique_ptr<FeatureEncoder> encoder,
+      FeatureEncoder::Create(job.features(), columns, ModelLabelColumns(job.model())));
   FRESHET_ASSIGN_OR_RETURN(std::unique_ptr<Model> model,
                            CreateJobModel(job, encoder->num_slots(), encoder->num_dense()));
   if (!options.restore_dir.empty()) {

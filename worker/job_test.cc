@@ -225,6 +225,21 @@ TEST(JobConfigTest, LayeredModelErrorsNameTheField) {
       query_slot: "item" hidden: [0] } })",
          "model.attention.hidden[0]: must be > 0");
   expect(R"(model { kind: LAYERED })", "model: LAYERED needs at least one of");
+  // Multi-task heads (ESMM).
+  auto esmm = parse(slots + R"(model { kind: LAYERED hidden: [8] heads { name: "ctr" }
+      heads { name: "ctcvr" label: "label:buy" multiply_by: "ctr" hidden: [4] } })");
+  EXPECT_TRUE(esmm.ok()) << esmm.status();
+  expect(R"(model { kind: LAYERED hidden: [8] heads { name: "ctr" multiply_by: "ctcvr" }
+      heads { name: "ctcvr" label: "label:buy" multiply_by: "ctr" } })",
+         "model.heads[0].multiply_by: no earlier head named 'ctcvr'");
+  expect(R"(model { kind: LAYERED hidden: [8] heads { name: "ctr" }
+      heads { name: "ctcvr" label: "buy" multiply_by: "ctr" } })",
+         "model.heads[1].label: must be empty (the main label) or a label column");
+  expect(R"(model { kind: LAYERED first_order: true wide_table: "wide"
+      heads { name: "ctr" } })",
+         "model.heads: the heads' towers read the deep part");
+  expect(R"(model { kind: LR wide_table: "wide" heads { name: "ctr" } })",
+         "model.heads: only LAYERED models have heads, this one is LR");
 }
 
 }  // namespace

@@ -52,6 +52,13 @@ void ScoredSet::Append(const ScoredSet& o) {
   labels.insert(labels.end(), o.labels.begin(), o.labels.end());
   oracle.insert(oracle.end(), o.oracle.begin(), o.oracle.end());
   users.insert(users.end(), o.users.begin(), o.users.end());
+  if (heads.size() < o.heads.size()) heads.resize(o.heads.size());
+  for (size_t k = 0; k < o.heads.size(); ++k) {
+    const Head& from = o.heads[k];
+    heads[k].probs.insert(heads[k].probs.end(), from.probs.begin(), from.probs.end());
+    heads[k].own.insert(heads[k].own.end(), from.own.begin(), from.own.end());
+    heads[k].labels.insert(heads[k].labels.end(), from.labels.begin(), from.labels.end());
+  }
 }
 
 std::string ScoredSet::Serialize() const {
@@ -60,6 +67,13 @@ std::string ScoredSet::Serialize() const {
   AppendRaw(&out, labels);
   AppendRaw(&out, oracle);
   AppendRaw(&out, users);
+  const uint64_t nh = heads.size();
+  out.append(reinterpret_cast<const char*>(&nh), sizeof(nh));
+  for (const Head& h : heads) {
+    AppendRaw(&out, h.probs);
+    AppendRaw(&out, h.own);
+    AppendRaw(&out, h.labels);
+  }
   return out;
 }
 
@@ -71,10 +85,30 @@ StatusOr<ScoredSet> ScoredSet::ParseAll(const std::string& bytes) {
         !ReadRaw(bytes, &pos, &s.oracle) || !ReadRaw(bytes, &pos, &s.users)) {
       return DataLoss("scored set: truncated at byte " + std::to_string(pos));
     }
+    uint64_t nh;
+    if (pos + sizeof(nh) > bytes.size()) {
+      return DataLoss("scored set: truncated at byte " + std::to_string(pos));
+    }
+    std::memcpy(&nh, bytes.data() + pos, sizeof(nh));
+    pos += sizeof(nh);
+    if (nh > 1024) return DataLoss("scored set: " + std::to_string(nh) + " heads");
+    if (s.heads.size() < nh) s.heads.resize(nh);
+    for (uint64_t k = 0; k < nh; ++k) {
+      if (!ReadRaw(bytes, &pos, &s.heads[k].probs) || !ReadRaw(bytes, &pos, &s.heads[k].own) ||
+          !ReadRaw(bytes, &pos, &s.heads[k].labels)) {
+        return DataLoss("scored set: truncated at byte " + std::to_string(pos));
+      }
+    }
   }
   if (s.labels.size() != s.probs.size() || s.users.size() != s.probs.size() ||
       s.oracle.size() != s.probs.size()) {
     return DataLoss("scored set: column sizes differ");
+  }
+  for (const Head& h : s.heads) {
+    if (h.probs.size() != s.probs.size() || h.own.size() != s.probs.size() ||
+        h.labels.size() != s.probs.size()) {
+      return DataLoss("scored set: a head's column sizes differ from the main head's");
+    }
   }
   return s;
 }
@@ -123,6 +157,17 @@ StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const proto::JobConfig& job,
   for (size_t p = 0; p < t->tables_used_.size(); ++p) t->table_pos_[t->tables_used_[p]] = p;
   t->policy_.max_bad_ratio = job.data().max_bad_ratio();
   t->policy_.max_bad_records = job.data().max_bad_records();
+  t->heads_ = ModelHeads(job.model());
+  if (encoder->label_columns() != ModelLabelColumns(job.model())) {
+    std::string want;
+    for (const std::string& c : ModelLabelColumns(job.model())) want += " '" + c + "'";
+    return InvalidArgument("model.heads: the feature encoder must read the heads' label columns" +
+                           (want.empty() ? std::string(" (none)") : want));
+  }
+  if (static_cast<int>(t->heads_.size()) != model->num_heads()) {
+    return InvalidArgument("the model has " + std::to_string(model->num_heads()) +
+                           " heads, its config " + std::to_string(t->heads_.size()));
+  }
   if (options.metrics != nullptr) t->metrics_ = std::make_unique<TrainMetrics>(options.metrics);
   return t;
 }
@@ -280,11 +325,14 @@ StatusOr<TrainStats> Trainer::Train(const ReaderFactory& open_shard) {
       t0 = Clock::now();
       if (n > 0) {
         BuildInput(cur);
-        cur->logits.resize(n);
-        cur->dlogits.resize(n);
+        // One logit per head and example, head-major; the first head is
+        // the main label's (progressive scores, status lines).
+        const size_t outputs = static_cast<size_t>(n) * heads_.size();
+        cur->logits.resize(outputs);
+        cur->dlogits.resize(outputs);
         model_->Forward(cur->input, cur->logits.data());
-        loss_sum =
-            LogLoss(cur->logits.data(), cur->batch.labels.data(), n, cur->dlogits.data()) * n;
+        // Summed over heads (each head's batch-mean loss), times n.
+        loss_sum = MultiHeadLoss(heads_, cur->logits.data(), cur->batch, cur->dlogits.data()) * n;
         for (int i = 0; i < n; ++i) {
           const float p = Sigmoid(cur->logits[i]);
           window.Add(p, cur->batch.labels[i]);
@@ -486,8 +534,23 @@ Status Trainer::Score(ExampleReader* reader, ScoredSet* out) {
     IssuePulls(&step);
     FRESHET_RETURN_IF_ERROR(WaitPulls(&step));
     BuildInput(&step);
-    step.logits.resize(n);
+    const size_t nh = heads_.size();
+    step.logits.resize(static_cast<size_t>(n) * nh);
     model_->Forward(step.input, step.logits.data());
+    if (nh > 1) {
+      head_probs_.resize(step.logits.size());
+      head_own_.resize(step.logits.size());
+      HeadProbabilities(heads_, step.logits.data(), n, head_probs_.data(), head_own_.data());
+      out->heads.resize(nh - 1);
+      for (size_t k = 1; k < nh; ++k) {
+        ScoredSet::Head& h = out->heads[k - 1];
+        const size_t o = k * static_cast<size_t>(n);
+        h.probs.insert(h.probs.end(), head_probs_.begin() + o, head_probs_.begin() + o + n);
+        h.own.insert(h.own.end(), head_own_.begin() + o, head_own_.begin() + o + n);
+        const float* y = HeadLabels(heads_[k], step.batch);
+        h.labels.insert(h.labels.end(), y, y + n);
+      }
+    }
     for (int i = 0; i < n; ++i) {
       out->probs.push_back(Sigmoid(step.logits[i]));
       out->labels.push_back(step.batch.labels[i]);

@@ -50,10 +50,19 @@
 
 namespace freshet {
 
-// Scores of an evaluation set, with what metrics need.
+// Scores of an evaluation set, with what metrics need. probs and labels are
+// the model's first (main) head's.
 struct ScoredSet {
   std::vector<float> probs, labels, oracle;
   std::vector<uint64_t> users;
+  // Multi-task models (ModelHeads, model/model.h): heads[k - 1] for head
+  // k >= 1, aligned with probs: its probability (multiply_by applied), its
+  // own sigmoid and its labels. Empty for one-head models and for the
+  // progressive scores.
+  struct Head {
+    std::vector<float> probs, own, labels;
+  };
+  std::vector<Head> heads;
   void Append(const ScoredSet& other);
   std::string Serialize() const;
   // Parses a concatenation of Serialize() outputs.
@@ -162,7 +171,7 @@ class Trainer {
   // (called once per epoch).
   StatusOr<TrainStats> Train(const ReaderFactory& open_shard);
   // Scores every example of `reader` with the current parameters (pulls
-  // only, no updates).
+  // only, no updates); every head of a multi-task model (ScoredSet::heads).
   Status Score(ExampleReader* reader, ScoredSet* out);
 
  private:
@@ -188,6 +197,8 @@ class Trainer {
   std::vector<int> tables_used_;                      // distinct table ids pulled per batch
   std::map<int, size_t> table_pos_;                   // table id -> index in tables_used_
   BadRecordPolicy policy_;
+  std::vector<ModelHead> heads_;              // the model's heads (ModelHeads)
+  std::vector<float> head_probs_, head_own_;  // Score's scratch
   int64_t encode_bad_ = 0;
   int64_t watermark_ = 0;  // newest event time trained
   // Freshness clocks (Options::after_step), unix ms.

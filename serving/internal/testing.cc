@@ -191,9 +191,18 @@ StatusOr<std::vector<float>> ReferenceScores(const proto::JobConfig& job, const 
                                              const std::string& dir) {
   static int counter = 0;
   const std::string path = dir + "/reference-" + std::to_string(counter++) + ".examples";
+  // A multi-task model's heads read label columns: the file gets them (the
+  // scores do not depend on their values).
+  const std::vector<std::string> label_columns = ModelLabelColumns(job.model());
+  std::vector<std::string> file_columns = columns;
+  file_columns.insert(file_columns.end(), label_columns.begin(), label_columns.end());
   {
-    FRESHET_ASSIGN_OR_RETURN(std::unique_ptr<ExampleWriter> w, ExampleWriter::Open(path, columns));
-    for (const Example& ex : examples) FRESHET_RETURN_IF_ERROR(w->Write(ex));
+    FRESHET_ASSIGN_OR_RETURN(std::unique_ptr<ExampleWriter> w,
+                             ExampleWriter::Open(path, file_columns));
+    for (Example ex : examples) {
+      for (size_t j = 0; j < label_columns.size(); ++j) ex.values.push_back(j % 2 ? "1" : "0");
+      FRESHET_RETURN_IF_ERROR(w->Write(ex));
+    }
     FRESHET_RETURN_IF_ERROR(w->Close());
   }
   FRESHET_ASSIGN_OR_RETURN(std::unique_ptr<ParameterShard> shard,
@@ -207,8 +216,9 @@ StatusOr<std::vector<float>> ReferenceScores(const proto::JobConfig& job, const 
   LocalCollective collective;
   FRESHET_ASSIGN_OR_RETURN(std::unique_ptr<ExampleReader> reader,
                            ExampleReader::OpenFiles({path}, BadRecordPolicy{}));
-  FRESHET_ASSIGN_OR_RETURN(std::unique_ptr<FeatureEncoder> encoder,
-                           FeatureEncoder::Create(job.features(), reader->columns()));
+  FRESHET_ASSIGN_OR_RETURN(
+      std::unique_ptr<FeatureEncoder> encoder,
+      FeatureEncoder::Create(job.features(), reader->columns(), label_columns));
   FRESHET_ASSIGN_OR_RETURN(std::unique_ptr<Model> model,
                            CreateJobModel(job, encoder->num_slots(), encoder->num_dense()));
   if (model->NumDenseParams() != state.dense.size()) {
@@ -225,6 +235,12 @@ StatusOr<std::vector<float>> ReferenceScores(const proto::JobConfig& job, const 
   if (scored.probs.size() != examples.size()) {
     return Internal("reference: scored " + std::to_string(scored.probs.size()) + " of " +
                     std::to_string(examples.size()) + " examples");
+  }
+  // The head serving returns (ServingHead; the only one of most models).
+  const int head = ServingHead(job.model());
+  if (head > 0) {
+    if (static_cast<int>(scored.heads.size()) < head) return Internal("reference: no head scores");
+    return scored.heads[head - 1].probs;
   }
   return scored.probs;
 }

@@ -66,7 +66,9 @@ Snapshot DeltaSnapshot(const proto::JobConfig& job, const State& before, const S
 // Trainer::Score over a LocalSparseStore holding `state` (rows Upserted into
 // a ParameterShard; missing keys are created by the pull, as in training),
 // with the state's dense params and `examples` written to an example file
-// with header `columns` in `dir`. Returns the probabilities.
+// with header `columns` in `dir`. Returns the probabilities of the head
+// serving returns (ServingHead, model/model.h; a multi-task model's file
+// also gets its label columns, which the scores do not depend on).
 StatusOr<std::vector<float>> ReferenceScores(const proto::JobConfig& job, const State& state,
                                              const std::vector<std::string>& columns,
                                              const std::vector<Example>& examples,

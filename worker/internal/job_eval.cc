@@ -13,6 +13,42 @@
 
 namespace freshet {
 
+std::vector<HeadEval> EvaluateHeads(const proto::ModelConfig& model, const ScoredSet& scored) {
+  const std::vector<ModelHead> heads = ModelHeads(model);
+  std::vector<HeadEval> out;
+  if (heads.size() < 2) return out;
+  const std::vector<float> no_oracle;
+  auto labels_of = [&](size_t k) -> const std::vector<float>& {
+    return k == 0 ? scored.labels : scored.heads[k - 1].labels;
+  };
+  for (size_t k = 0; k < heads.size(); ++k) {
+    HeadEval e;
+    e.name = heads[k].name;
+    e.label = heads[k].label;
+    if (k > 0 && k - 1 >= scored.heads.size()) break;  // not scored per head
+    e.result = Evaluate(k == 0 ? scored.probs : scored.heads[k - 1].probs, labels_of(k),
+                        scored.users, no_oracle);
+    if (heads[k].multiply_by >= 0) {
+      const size_t parent = static_cast<size_t>(heads[k].multiply_by);
+      e.conditional_on = heads[parent].name;
+      const std::vector<float>& given = labels_of(parent);
+      std::vector<float> own, y;
+      for (size_t i = 0; i < given.size(); ++i) {
+        if (given[i] <= 0.5f) continue;
+        own.push_back(scored.heads[k - 1].own[i]);
+        y.push_back(labels_of(k)[i]);
+        e.conditional_positives += y.back() > 0.5f;
+      }
+      e.conditional_examples = static_cast<int64_t>(own.size());
+      e.conditional_auc = Auc(own, y);
+      e.multiply_by_auc =
+          Auc(parent == 0 ? scored.probs : scored.heads[parent - 1].probs, labels_of(k));
+    }
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
 StatusOr<SplitSpans> AgreeValidationSplit(const proto::DataConfig& data,
                                           const std::vector<std::string>& train_files,
                                           const std::vector<uint64_t>& sizes, Collective* workers,
@@ -112,6 +148,8 @@ StatusOr<bool> PassValidator::AfterEpoch(int epoch, Trainer* trainer, Model* mod
     FRESHET_ASSIGN_OR_RETURN(ScoredSet v, ScoredSet::ParseAll(all));
     EvalResult r = Evaluate(v.probs, v.labels, v.users, v.oracle);
     result_->validation.push_back(r);
+    std::vector<HeadEval> heads = EvaluateHeads(job_.model(), v);
+    if (!heads.empty()) result_->validation_heads.push_back(heads);
     const bool improved = stopper_.Add(stopper_.ValueOf(r));
     const bool stop = early_stopping_ && stopper_.Stop();
     decision[0] = improved ? 1 : 0;
@@ -127,6 +165,14 @@ StatusOr<bool> PassValidator::AfterEpoch(int epoch, Trainer* trainer, Model* mod
                   " pass(es) without improvement")
                      .c_str()
                : "");
+      for (const HeadEval& h : heads) {
+        std::printf("validation pass %d head %s: AUC %.4f  logloss %.4f", epoch + 1, h.name.c_str(),
+                    h.result.auc, h.result.logloss);
+        if (!h.conditional_on.empty()) {
+          std::printf("  own AUC where %s = 1: %.4f", h.conditional_on.c_str(), h.conditional_auc);
+        }
+        std::printf("\n");
+      }
       std::fflush(stdout);
     }
   }
@@ -213,6 +259,7 @@ Status EvaluateHoldout(const proto::JobConfig& job, const std::vector<std::strin
     FRESHET_ASSIGN_OR_RETURN(ScoredSet h, ScoredSet::ParseAll(all_holdout));
     FRESHET_ASSIGN_OR_RETURN(ScoredSet p, ScoredSet::ParseAll(all_progressive));
     result->holdout = Evaluate(h.probs, h.labels, h.users, h.oracle);
+    result->holdout_heads = EvaluateHeads(job.model(), h);
     result->progressive = Evaluate(p.probs, p.labels, p.users, p.oracle);
     // Item-popularity baseline on the same holdout, for reference.
     bool has_item = false;

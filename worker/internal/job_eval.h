@@ -92,6 +92,10 @@ class PassValidator {
   bool best_saved_ = false;  // best_dir_ holds the best pass's tables
 };
 
+// Every head's metrics (HeadEval, worker/job_result.h) of a multi-task
+// `model` over `scored` (Trainer::Score's); empty for a one-head model.
+std::vector<HeadEval> EvaluateHeads(const proto::ModelConfig& model, const ScoredSet& scored);
+
 // The holdout: each worker scores its share of `holdout_files` with
 // `trainer`; worker 0 gathers them and every worker's progressive scores
 // (in file order) and evaluates into `result` (holdout, progressive), with
