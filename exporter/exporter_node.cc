@@ -368,7 +368,6 @@ Status ExporterNode::Run() {
       }
     }
     if (final) {
-      FinishCompaction(/*wait=*/true);
       // First a delta, so the last trained rows are servable at delta speed
       // (a full snapshot copies every row: seconds at millions of rows),
       // then the full snapshot that a restart or a new reader starts from.
@@ -377,6 +376,9 @@ Status ExporterNode::Run() {
         Status d = Export(/*full=*/false);
         if (!d.ok() && d.code() != StatusCode::kAborted) return d;
       }
+      // A compaction still running does not hold that delta back; the last
+      // full (collected) supersedes it.
+      FinishCompaction(/*wait=*/true);
       // The last model matters most: a failed publish is tried again (each
       // attempt after file_io's own retries), then reported to worker 0.
       Status st = Export(/*full=*/true);
