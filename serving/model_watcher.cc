@@ -269,7 +269,13 @@ void ModelWatcher::PollOnce() {
             << (previous != nullptr ? ", replaces version " + std::to_string(previous->version())
                                     : std::string())
             << "): rows " << rows.str() << "; loaded in " << model->load_ms << " ms"
-            << (model->incremental ? " (incremental)" : " (full)");
+            << (model->incremental ? " (incremental)" : " (full)")
+            // Machine-readable, one per version (tools/freshness_bench.sh
+            // computes freshness from these, so no version is missed).
+            << " [version=" << m.version() << " loaded_unix_ms=" << model->loaded_unix_ms
+            << " ingest_wall_ms=" << m.ingest_wall_ms() << " label_wall_ms=" << m.label_wall_ms()
+            << " load_ms=" << model->load_ms
+            << " incremental=" << (model->incremental ? "true" : "false") << "]";
 
   if (previous != nullptr && m.version() < previous->version()) {
     LOG(WARNING) << dir << "/LATEST went back from version " << previous->version() << " to "

@@ -60,7 +60,7 @@ for a in "$@"; do
   esac
 done
 work=out/freshness
-rm -rf "$work/export" "$work/model" "$work/loads.tsv"
+rm -rf "$work/export" "$work/model" "$work/loads.tsv" "$work/versions.tsv"
 mkdir -p "$work"
 [ -f "$work/train.examples" ] || build/bin/freshet_gen --out_dir="$work" >/dev/null
 # The synthetic job, with the embedding table's storage as asked.
@@ -169,10 +169,19 @@ latency_awk='
       if (!p99 && acc >= 0.99 * total) p99 = lat[i] }
     printf "%d\t%.0f\t%.0f\n", NR, p50, p99
   }'
-awk -F'\t' -v col=3 -v steady=1 "$latency_awk" "$work/loads.tsv" >"$work/fresh.tsv"
-read -r _ p50_all p99_all < <(awk -F'\t' -v col=3 -v steady=0 "$latency_awk" "$work/loads.tsv")
+# Every version serving loaded, from its log (one machine-readable line per
+# load: model_watcher.cc), in loads.tsv's columns (RSS columns 0): the
+# /model poller above can miss versions on a busy box (a poll takes up to
+# ~0.7 s there), which would stretch the intervals; it stays for RSS.
+grep -oE '\[version=[0-9]+ loaded_unix_ms=[0-9]+ ingest_wall_ms=-?[0-9]+ label_wall_ms=-?[0-9]+ load_ms=[0-9.e+-]+ incremental=(true|false)\]' \
+  "$work/serve.log" | tr -d '[]' | awk '{
+    for (i = 1; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }
+    printf "%s\t%s\t%s\t0\t%s\t%s\t0\t0\t%s\t0\n", f["loaded_unix_ms"], f["version"],
+      f["ingest_wall_ms"], f["load_ms"], f["incremental"], f["label_wall_ms"] }' >"$work/versions.tsv"
+awk -F'\t' -v col=3 -v steady=1 "$latency_awk" "$work/versions.tsv" >"$work/fresh.tsv"
+read -r _ p50_all p99_all < <(awk -F'\t' -v col=3 -v steady=0 "$latency_awk" "$work/versions.tsv")
 read -r loads p50 p99 _ <"$work/fresh.tsv"
-awk -F'\t' -v col=9 -v steady=1 "$latency_awk" "$work/loads.tsv" >"$work/label_fresh.tsv"
+awk -F'\t' -v col=9 -v steady=1 "$latency_awk" "$work/versions.tsv" >"$work/label_fresh.tsv"
 read -r _ label50 label99 _ <"$work/label_fresh.tsv"
 touch "$work/wrk.txt"
 rps=$(grep -oE 'Requests/sec: +[0-9.]+' "$work/wrk.txt" | grep -oE '[0-9.]+$' || echo 0)
@@ -193,7 +202,7 @@ export99=$(echo "$exp_line" | grep -oE 'p99 [0-9.]+' | cut -d' ' -f2)
 delta_rows=$(echo "$exp_line" | grep -oE '[0-9.]+ rows on average' | cut -d' ' -f1)
 # Serving: apply time of incremental versions (p99), resident bytes (max over
 # versions after the first full load, and at the end) and served bytes.
-apply99=$(awk -F'\t' '$6=="true"{print $5}' "$work/loads.tsv" | sort -g |
+apply99=$(awk -F'\t' '$6=="true"{print $5}' "$work/versions.tsv" | sort -g |
   awk '{a[NR]=$1} END{if(NR==0){print 0}else{i=int(0.99*NR);if(i<1)i=1;print a[i]}}')
 # While deltas are applied: the largest resident size seen after an
 # incremental load. A full load (a new chain) builds the new model beside the
