@@ -4,6 +4,7 @@
 // An in-process server, exporter and three workers.
 #include "exporter/exporter_node.h"
 
+#include <glog/logging.h>
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
@@ -40,17 +41,55 @@ class ExporterNodeTest : public ::testing::Test {
   std::string dir_;
 };
 
+// A cluster of one server, `workers` workers and an exporter.
+proto::ClusterConfig Cluster(int workers) {
+  auto cluster = ParseClusterConfig(
+      "name: \"exporter-test\" roles { role: SERVER count: 1 } "
+      "roles { role: WORKER count: " +
+          std::to_string(workers) + " } roles { role: EXPORTER count: 1 }",
+      "cluster");
+  CHECK(cluster.ok()) << cluster.status();
+  return *cluster;
+}
+
+// The server and the exporter of `layout`, in process, running from
+// construction; the test plays the workers (hub endpoints).
+struct InProcessExport {
+  InProcessExport(const ClusterLayout& layout, const proto::JobConfig& job)
+      : shard(std::move(ParameterShard::Create(job.tables(), 2)).value()),
+        hub(layout.world_size()),
+        server_node(hub.endpoint(layout.ServerRank(0)), layout, shard.get(), 1, milliseconds(5000)),
+        exporter_node(hub.endpoint(layout.ExporterRank(0)), layout, job, milliseconds(5000)),
+        server_thread([this] { server_status = server_node.Run(); }),
+        exporter_thread([this] { exporter_status = exporter_node.Run(); }) {}
+  // A test that stopped early: the hub's shutdown ends both.
+  ~InProcessExport() {
+    if (exporter_thread.joinable()) hub.ShutdownAll();
+    (void)Finish();  // a test that asserts it called Finish() itself
+  }
+  // Waits for the exporter (it returns after EXPORT_FINAL) and stops the
+  // server; the exporter's status.
+  Status Finish() {
+    if (exporter_thread.joinable()) exporter_thread.join();
+    if (server_thread.joinable()) {
+      server_node.Stop();
+      hub.ShutdownAll();
+      server_thread.join();
+    }
+    return exporter_status;
+  }
+
+  std::unique_ptr<ParameterShard> shard;
+  InProcessHub hub;
+  ServerNode server_node;
+  ExporterNode exporter_node;
+  Status server_status, exporter_status;
+  std::thread server_thread, exporter_thread;
+};
+
 TEST_F(ExporterNodeTest, ManifestCarriesTheMinimumOfEachFreshnessClock) {
-  auto cluster = ParseClusterConfig(R"(
-    name: "clocks"
-    roles { role: SERVER count: 1 }
-    roles { role: WORKER count: 3 }
-    roles { role: EXPORTER count: 1 }
-  )",
-                                    "cluster");
-  ASSERT_TRUE(cluster.ok()) << cluster.status();
-  const ClusterLayout layout(*cluster);
-  const int server = layout.ServerRank(0), exporter = layout.ExporterRank(0);
+  const ClusterLayout layout(Cluster(3));
+  const int exporter = layout.ExporterRank(0);
 
   proto::JobConfig job;
   job.set_name("clocks");
@@ -63,13 +102,8 @@ TEST_F(ExporterNodeTest, ManifestCarriesTheMinimumOfEachFreshnessClock) {
   job.mutable_export_()->set_full_interval_s(3600);
   job.mutable_export_()->set_retain_full(2);
 
-  auto shard = std::move(ParameterShard::Create(job.tables(), 2)).value();
-  InProcessHub hub(layout.world_size());
-  ServerNode server_node(hub.endpoint(server), layout, shard.get(), 1, milliseconds(5000));
-  ExporterNode exporter_node(hub.endpoint(exporter), layout, job, milliseconds(5000));
-  Status server_status, exporter_status;
-  std::thread server_thread([&] { server_status = server_node.Run(); });
-  std::thread exporter_thread([&] { exporter_status = exporter_node.Run(); });
+  InProcessExport cluster(layout, job);
+  InProcessHub& hub = cluster.hub;
 
   auto send = [&](int worker, MsgType type, int64_t watermark, int64_t wall_ms,
                   int64_t label_wall_ms) {
@@ -123,11 +157,8 @@ TEST_F(ExporterNodeTest, ManifestCarriesTheMinimumOfEachFreshnessClock) {
   StatusOr<Message> resp = hub.endpoint(layout.WorkerRank(0))->Recv(milliseconds(10000));
   ASSERT_TRUE(resp.ok()) << resp.status();
   EXPECT_TRUE(DecodeExportFinalResponse(*resp).ok());
-  exporter_thread.join();
+  const Status exporter_status = cluster.Finish();
   EXPECT_TRUE(exporter_status.ok()) << exporter_status;
-  server_node.Stop();
-  hub.ShutdownAll();
-  server_thread.join();
   auto m = ReadLatestManifest(dir_ + "/export");
   ASSERT_TRUE(m.ok()) << m.status();
   EXPECT_EQ(m->watermark(), 1200);
@@ -141,17 +172,8 @@ TEST_F(ExporterNodeTest, ManifestCarriesTheMinimumOfEachFreshnessClock) {
 // the lineage of that first full, and the model it loads equals the
 // server's rows. Pushes run throughout.
 TEST_F(ExporterNodeTest, CompactsFullsFromTheChainWhileDeltasGoOn) {
-  auto cluster = ParseClusterConfig(R"(
-    name: "compact"
-    roles { role: SERVER count: 1 }
-    roles { role: WORKER count: 1 }
-    roles { role: EXPORTER count: 1 }
-  )",
-                                    "cluster");
-  ASSERT_TRUE(cluster.ok()) << cluster.status();
-  const ClusterLayout layout(*cluster);
-  const int server = layout.ServerRank(0), exporter = layout.ExporterRank(0);
-  const int worker = layout.WorkerRank(0);
+  const ClusterLayout layout(Cluster(1));
+  const int exporter = layout.ExporterRank(0), worker = layout.WorkerRank(0);
 
   proto::JobConfig job;
   job.set_name("compact");
@@ -171,13 +193,9 @@ TEST_F(ExporterNodeTest, CompactsFullsFromTheChainWhileDeltasGoOn) {
   job.mutable_export_()->set_retain_full(2);
   ASSERT_EQ(job.export_().full_source(), proto::ExportConfig::COMPACT);  // the default
 
-  auto shard = std::move(ParameterShard::Create(job.tables(), 2)).value();
-  InProcessHub hub(layout.world_size());
-  ServerNode server_node(hub.endpoint(server), layout, shard.get(), 1, milliseconds(5000));
-  ExporterNode exporter_node(hub.endpoint(exporter), layout, job, milliseconds(5000));
-  Status server_status, exporter_status;
-  std::thread server_thread([&] { server_status = server_node.Run(); });
-  std::thread exporter_thread([&] { exporter_status = exporter_node.Run(); });
+  InProcessExport cluster(layout, job);
+  InProcessHub& hub = cluster.hub;
+  ParameterShard* shard = cluster.shard.get();
   auto send_dense = [&](bool final) {
     const float dense[2] = {0.25f, final ? 2.0f : 1.0f};
     Message m = EncodeDenseUpdate(DenseUpdate{TrainingClocks{1, 1000, 0, 0}, dense, 2}, final);
@@ -253,12 +271,9 @@ TEST_F(ExporterNodeTest, CompactsFullsFromTheChainWhileDeltasGoOn) {
   StatusOr<Message> resp = hub.endpoint(worker)->Recv(milliseconds(30000));
   ASSERT_TRUE(resp.ok()) << resp.status();
   EXPECT_TRUE(DecodeExportFinalResponse(*resp).ok());
-  exporter_thread.join();
+  const Status exporter_status = cluster.Finish();
   EXPECT_TRUE(exporter_status.ok()) << exporter_status;
-  server_node.Stop();
-  hub.ShutdownAll();
-  server_thread.join();
-  const ExporterStats& stats = exporter_node.stats();
+  const ExporterStats& stats = cluster.exporter_node.stats();
   EXPECT_EQ(stats.fulls, 2) << "collected: the first and the last";
   EXPECT_GE(stats.compactions, 2);
   EXPECT_EQ(stats.failed_compactions, 0);

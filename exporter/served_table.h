@@ -198,24 +198,10 @@ inline int ServedTable::leaf_bits() const { return root_ == nullptr ? 0 : root_-
 
 template <typename Fn>
 void ServedTable::ForEach(Fn&& fn) const {
-  if (root_ == nullptr) return;
-  std::vector<float> buf(static_cast<size_t>(dim_));
-  const size_t rb = RowBytes();
-  for (const Mid* mid : root_->mids) {
-    if (mid == nullptr) continue;
-    for (const Leaf* leaf : mid->leaves) {
-      if (leaf == nullptr) continue;
-      for (uint32_t i = 0; i < leaf->n; ++i) {
-        const char* row = leaf->rows() + i * rb;
-        if (storage_ == Storage::kFp32) {
-          fn(leaf->keys()[i], reinterpret_cast<const float*>(row));
-        } else {
-          WidenRow(row, buf.data());
-          fn(leaf->keys()[i], static_cast<const float*>(buf.data()));
-        }
-      }
-    }
-  }
+  const size_t dim = static_cast<size_t>(dim_);
+  ForEachBatch([&fn, dim](const uint64_t* keys, const float* rows, size_t n) {
+    for (size_t i = 0; i < n; ++i) fn(keys[i], rows + i * dim);
+  });
 }
 
 template <typename Fn>
