@@ -197,11 +197,14 @@ TEST(ServeE2eTest, ServesLayeredModelAndMatchesTheTrainer) {
 
 // A multi-task (ESMM) model on taobao-conversion, whose examples carry
 // label:buy: freshet_serve returns the serving head (p_ctcvr = p_ctr *
-// p_cvr) and freshet_eval --scores_out that head's trainer scores.
+// p_cvr) and freshet_eval --scores_out that head's trainer scores. The
+// job trains for a few seconds only, so it exports every 0.1 s (at the
+// default 1 s, serving saw just 2 versions in one loaded CI run).
 TEST(ServeE2eTest, ServesEsmmModelAndMatchesTheTrainer) {
   FRESHET_REQUIRE_SHARED_DATA("taobao/UserBehavior_time_slice.csv",
                               "taobao/UserBehavior_815_users.csv");
-  ServeWhileTraining("taobao-conversion-esmm", "--epochs=2", "taobao-conversion");
+  ServeWhileTraining("taobao-conversion-esmm", "--epochs=2 --export_interval_s=0.1",
+                     "taobao-conversion");
 }
 
 }  // namespace
