@@ -107,6 +107,13 @@ TEST(ModelWatcherTest, LoadsANewExportWithoutWaitingForThePoll) {
   ASSERT_TRUE((*w)->WaitForVersion(2, 10000ms)) << "a new LATEST was not noticed";
   EXPECT_LT(std::chrono::steady_clock::now() - t0, 10000ms);
   EXPECT_GE((*w)->stats().notified_polls, 1);
+  // The poll that loaded version 2 is counted just after the model is
+  // published (WaitForVersion can return first): wait for the count, then
+  // check that no third poll ran (the next timed one is a minute away).
+  const auto until = std::chrono::steady_clock::now() + 5000ms;
+  while ((*w)->stats().polls < 2 && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(1ms);
+  }
   EXPECT_EQ((*w)->stats().polls, 2);  // the start-up poll and the notified one
 
   // Without notifications the same change waits for the poll.
