@@ -842,7 +842,14 @@ void EmbeddingTable::Push(const uint64_t* keys, size_t n, const float* grads, ui
   while (event_time_s > clock &&
          !clock_.compare_exchange_weak(clock, event_time_s, std::memory_order_relaxed)) {
   }
-  const uint32_t stamp = event_time_s != 0 ? event_time_s : clock_.load(std::memory_order_relaxed);
+  // Rows are stamped with the clock, not with the push's own time: a late
+  // event (an asynchronous worker behind the others, or a later pass of a
+  // multi-epoch job replaying old event times) was just trained on, so its
+  // rows must not expire at the next sweep. Stamped with its own time, every
+  // row a second pass touched was more than ttl_s behind the clock and was
+  // evicted at once (retail-purchase, 5 passes, ttl 1 h: 45M evictions for
+  // 18k rows, holdout AUC 0.58).
+  const uint32_t stamp = clock_.load(std::memory_order_relaxed);
   Batch batch;
   GroupByPartition(keys, n, &batch);
   const bool identity = batch.order.empty();

@@ -136,9 +136,9 @@ class EmbeddingTable {
   // missing rows first (if admitted; else the key's gradient is dropped).
   // Duplicate keys are applied one after another in order. `version` is
   // recorded in each touched row's RowMeta. `event_time_s` (unix s; 0 =
-  // unknown: the table's event clock is used) stamps the rows' last update
-  // and advances the table's event clock (the max ever pushed), which the
-  // TTL is measured against.
+  // unknown) advances the table's event clock (the max ever pushed), which
+  // the TTL is measured against; touched rows' last update is stamped with
+  // that clock (a late or replayed event refreshes the rows it trains).
   void Push(const uint64_t* keys, size_t n, const float* grads, uint32_t version,
             uint32_t event_time_s = 0);
 

@@ -178,17 +178,39 @@ TEST(EvictionTest, TtlInEventTime) {
   EXPECT_FALSE(Has(*t, 1));
   EXPECT_TRUE(Has(*t, 2));
   EXPECT_TRUE(Has(*t, 3));
-  // An older push (a late event) does not move the clock back.
+  // An older push (a late event) does not move the clock back, and the row
+  // it trained is stamped with the clock: it was just updated.
   PushOne(t.get(), 2, 0.1f, 7, t0 + 100);
   EXPECT_EQ(t->event_clock(), t0 + 3601);
   RowMeta m;
   std::vector<float> w(2);
   ASSERT_TRUE(t->Lookup(2, w.data(), nullptr, &m));
-  EXPECT_EQ(m.last_update_s, t0 + 100);
+  EXPECT_EQ(m.last_update_s, t0 + 3601);
   std::vector<uint64_t> deleted;
   t->TakeDeletions(0, &deleted);
   EXPECT_EQ(deleted, std::vector<uint64_t>{1});
   EXPECT_EQ(t->stats().evicted_ttl, 1);
+}
+
+// A second pass over the same events (epochs > 1) replays event times far
+// behind the clock: the rows it trains stay, and a new row it creates is
+// not evicted by the next sweep.
+TEST(EvictionTest, ASecondPassOverOldEventsDoesNotEvictWhatItTrains) {
+  proto::TableConfig cfg = Sgd(2);
+  cfg.mutable_eviction()->set_ttl_s(3600);
+  auto t = Make(cfg, 4);
+  const uint32_t t0 = 1700000000;
+  PushOne(t.get(), 1, 0.1f, 1, t0);
+  PushOne(t.get(), 2, 0.1f, 2, t0 + 86400);  // end of pass 1: key 1 expires
+  EXPECT_EQ(t->EvictExpired(3), 1);
+  // Pass 2 starts over at t0.
+  PushOne(t.get(), 1, 0.1f, 4, t0);      // recreated
+  PushOne(t.get(), 3, 0.1f, 5, t0 + 1);  // new
+  EXPECT_EQ(t->EvictExpired(6), 0);
+  EXPECT_TRUE(Has(*t, 1));
+  EXPECT_TRUE(Has(*t, 2));
+  EXPECT_TRUE(Has(*t, 3));
+  EXPECT_EQ(t->event_clock(), t0 + 86400);
 }
 
 TEST(EvictionTest, PushesSweepExpiredRowsWithoutAnExplicitCall) {
