@@ -212,7 +212,7 @@ Status PrepareTaskData(proto::JobConfig* job, const std::string& data_dir, bool 
     // Reuse what an earlier run built, unless an older freshet wrote it with
     // other columns (e.g. before a label column was added): then rebuild.
     const std::vector<std::string> want =
-        job->task() == "synthetic" ? ShopColumns() : TaskExampleColumns(job->task());
+        job->task() == "synthetic" ? ShopExampleColumns() : TaskExampleColumns(job->task());
     auto reader = ExampleReader::OpenFiles({train, holdout}, BadRecordPolicy());
     if (reader.ok() && (*reader)->columns() == want) return Status::OK();
     std::printf("task %s: the examples in %s %s; rebuilding them\n", job->task().c_str(),
@@ -228,9 +228,10 @@ Status PrepareTaskData(proto::JobConfig* job, const std::string& data_dir, bool 
     LOG(INFO) << "generating the synthetic shop into " << dir;
     FRESHET_ASSIGN_OR_RETURN(ShopSummary s, WriteSyntheticShop(cfg, dir));
     std::printf(
-        "synthetic shop: %lld train / %lld holdout impressions, oracle AUC (holdout) %.4f\n",
+        "synthetic shop: %lld train / %lld holdout impressions, oracle AUC (holdout) %.4f; "
+        "label:buy %.4f, among clicks %.4f\n",
         static_cast<long long>(s.train_examples), static_cast<long long>(s.holdout_examples),
-        s.oracle_auc_holdout);
+        s.oracle_auc_holdout, s.oracle_auc_buy_holdout, s.oracle_auc_cvr_holdout);
     return Status::OK();
   }
   std::printf("building task %s from %s into %s\n", job->task().c_str(), data_dir.c_str(),

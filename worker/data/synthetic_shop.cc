@@ -257,6 +257,15 @@ const std::vector<std::string>& ShopColumns() {
   return kColumns;
 }
 
+const std::vector<std::string>& ShopExampleColumns() {
+  static const std::vector<std::string> kColumns = [] {
+    std::vector<std::string> c = ShopColumns();
+    c.push_back("label:buy");
+    return c;
+  }();
+  return kColumns;
+}
+
 SyntheticShop::SyntheticShop(const ShopConfig& config)
     : config_(config), world_(std::make_unique<World>()) {}
 
@@ -566,8 +575,9 @@ double SyntheticShop::Examine(bool mobile, int position) {
   return 1.0 / (1.0 + (mobile ? kExamineMobile : kExamineDesktop) * (position - 1));
 }
 
-bool SyntheticShop::NextRequest(std::vector<Example>* out) {
+bool SyntheticShop::NextRequest(std::vector<Example>* out, std::vector<ShopReaction>* reactions) {
   out->clear();
+  if (reactions != nullptr) reactions->clear();
   if (next_request_ >= config_.num_requests) return false;
   World& w = *world_;
   Rng& rng = w.rng;
@@ -585,6 +595,7 @@ bool SyntheticShop::NextRequest(std::vector<Example>* out) {
   // Impressions, labels, oracle.
   std::vector<int> clicked;
   out->resize(cfg.slate_size);
+  if (reactions != nullptr) reactions->resize(cfg.slate_size);
   for (int pos = 1; pos <= cfg.slate_size; ++pos) {
     const Drawn::Candidate& s = d.candidates[pos - 1];
     const World::Item& item = w.items[s.item];
@@ -603,6 +614,8 @@ bool SyntheticShop::NextRequest(std::vector<Example>* out) {
       label = click && buy;
     }
     if (click) clicked.push_back(s.item);
+    if (reactions != nullptr)
+      (*reactions)[pos - 1] = ShopReaction{click, click && buy, p_click, p_buy};
 
     Example& ex = (*out)[pos - 1];
     ex.label = label ? 1.0f : 0.0f;
@@ -758,7 +771,7 @@ StatusOr<ShopSummary> WriteSyntheticShop(const ShopConfig& config, const std::st
   if (ec) return Internal("cannot create directory " + out_dir + ": " + ec.message());
 
   ShopSummary summary;
-  summary.columns = ShopColumns();
+  summary.columns = ShopExampleColumns();
   summary.train_file = out_dir + "/train.examples";
   summary.holdout_file = out_dir + "/holdout.examples";
   summary.info_file = out_dir + "/shop_info.txt";
@@ -769,15 +782,27 @@ StatusOr<ShopSummary> WriteSyntheticShop(const ShopConfig& config, const std::st
   std::vector<std::pair<float, bool>> train_scored, holdout_scored;
   train_scored.reserve(shop->split_request() * config.slate_size);
   holdout_scored.reserve((config.num_requests - shop->split_request()) * config.slate_size);
+  std::vector<std::pair<float, bool>> holdout_buy_scored, holdout_cvr_scored;
+  holdout_buy_scored.reserve(holdout_scored.capacity());
   double train_oracle_sum = 0, holdout_oracle_sum = 0;
   std::vector<Example> slate;
+  std::vector<ShopReaction> reactions;
   summary.split_time = -1;
   while (true) {
     const bool is_holdout = shop->requests_done() >= shop->split_request();
-    if (!shop->NextRequest(&slate)) break;
+    if (!shop->NextRequest(&slate, &reactions)) break;
     ++summary.requests;
     if (is_holdout && summary.split_time < 0) summary.split_time = slate[0].time;
-    for (const Example& ex : slate) {
+    for (size_t k = 0; k < slate.size(); ++k) {
+      Example& ex = slate[k];
+      const ShopReaction& r = reactions[k];
+      ex.values.push_back(r.buy ? "1" : "0");  // label:buy
+      (is_holdout ? summary.holdout_buys : summary.train_buys) += r.buy;
+      if (is_holdout) {
+        holdout_buy_scored.emplace_back(
+            static_cast<float>(std::clamp(r.p_click * r.p_buy, kMinProb, 1.0 - kMinProb)), r.buy);
+        if (r.click) holdout_cvr_scored.emplace_back(static_cast<float>(r.p_buy), r.buy);
+      }
       const bool positive = ex.label > 0.5f;
       if (is_holdout) {
         FRESHET_RETURN_IF_ERROR(holdout->Write(ex));
@@ -803,6 +828,8 @@ StatusOr<ShopSummary> WriteSyntheticShop(const ShopConfig& config, const std::st
   summary.holdout_mean_oracle = mean(holdout_oracle_sum, summary.holdout_examples);
   summary.oracle_auc_train = Auc(std::move(train_scored));
   summary.oracle_auc_holdout = Auc(std::move(holdout_scored));
+  summary.oracle_auc_buy_holdout = Auc(std::move(holdout_buy_scored));
+  summary.oracle_auc_cvr_holdout = Auc(std::move(holdout_cvr_scored));
   summary.trending_categories = shop->trending_categories();
   summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
@@ -841,6 +868,12 @@ StatusOr<ShopSummary> WriteSyntheticShop(const ShopConfig& config, const std::st
        << "holdout_mean_oracle: " << FormatDouble(summary.holdout_mean_oracle) << "\n"
        << "oracle_auc_train: " << FormatDouble(summary.oracle_auc_train) << "\n"
        << "oracle_auc_holdout: " << FormatDouble(summary.oracle_auc_holdout) << "\n"
+       << "train_buys (label:buy): " << summary.train_buys << "\n"
+       << "holdout_buys (label:buy): " << summary.holdout_buys << "\n"
+       << "oracle_auc_buy_holdout (label:buy): " << FormatDouble(summary.oracle_auc_buy_holdout)
+       << "\n"
+       << "oracle_auc_cvr_holdout (label:buy among clicks): "
+       << FormatDouble(summary.oracle_auc_cvr_holdout) << "\n"
        << "trending_categories (one per drift period):";
   for (int c : summary.trending_categories) info << " c" << c;
   info << "\n";
@@ -868,6 +901,9 @@ std::string ShopSummaryJson(const ShopSummary& s) {
     << ", \"holdout_mean_oracle\": " << JsonNumber(s.holdout_mean_oracle)
     << ", \"oracle_auc_train\": " << JsonNumber(s.oracle_auc_train)
     << ", \"oracle_auc_holdout\": " << JsonNumber(s.oracle_auc_holdout)
+    << ", \"train_buys\": " << s.train_buys << ", \"holdout_buys\": " << s.holdout_buys
+    << ", \"oracle_auc_buy_holdout\": " << JsonNumber(s.oracle_auc_buy_holdout)
+    << ", \"oracle_auc_cvr_holdout\": " << JsonNumber(s.oracle_auc_cvr_holdout)
     << ", \"split_time\": " << s.split_time << ", \"seconds\": " << JsonNumber(s.seconds) << "}";
   return j.str();
 }

@@ -58,6 +58,12 @@
 // Example::user is the user token; Example::time the request's unix time
 // (all impressions of a request share it); Example::oracle the true
 // P(label = 1).
+// The example files (WriteSyntheticShop, ShopExampleColumns()) add the label
+// column (model/example.h)
+//   label:buy          1 iff the impression was clicked and bought, else 0
+// for the conversion head of a multi-task model (ESMM: p(click and buy) =
+// p(click) * p(buy | click); cluster-configs/jobs/synthetic-esmm.pbtxt). Its
+// oracle is P(click) * P(buy | click); shop_info.txt has its oracle AUC.
 //
 // Output of WriteSyntheticShop: out_dir/train.examples (the first
 // (1 - holdout_fraction) of the requests, by time), out_dir/holdout.examples
@@ -157,8 +163,11 @@ struct ShopReaction {
 // slate_size <= num_items, fractions in range, ...).
 Status ValidateShopConfig(const ShopConfig& config);
 
-// The example columns, in file order (see the header comment).
+// The feature columns, in order (see the header comment): the values of
+// NextRequest's examples and of the interactive candidates.
 const std::vector<std::string>& ShopColumns();
+// The example files' columns: ShopColumns() and then "label:buy".
+const std::vector<std::string>& ShopExampleColumns();
 
 // Generates the shop's requests one at a time, in time order.
 class SyntheticShop {
@@ -177,9 +186,11 @@ class SyntheticShop {
   int64_t requests_done() const { return next_request_; }
 
   // Replaces *out with the next request's slate_size impressions (positions
-  // 1..slate_size, all at the same time, columns as ShopColumns()). Returns
-  // false, leaving *out empty, after the last request.
-  bool NextRequest(std::vector<Example>* out);
+  // 1..slate_size, all at the same time, columns as ShopColumns()). With
+  // `reactions`, also each impression's click and purchase draws and their
+  // probabilities (whatever config().label is). Returns false, leaving *out
+  // (and *reactions) empty, after the last request.
+  bool NextRequest(std::vector<Example>* out, std::vector<ShopReaction>* reactions = nullptr);
 
   // ---- Interactive use (the closed-loop simulator, tools/shop_sim.cc) ----
   // A shop serves either NextRequest() (batch) or the calls below, not both.
@@ -249,6 +260,14 @@ struct ShopSummary {
   double holdout_mean_oracle = 0;
   double oracle_auc_train = 0;  // AUC of the oracle against the labels
   double oracle_auc_holdout = 0;
+  // The label:buy column (clicked and bought): positives and the AUC of
+  // its oracle, P(click) * P(buy | click).
+  int64_t train_buys = 0;
+  int64_t holdout_buys = 0;
+  double oracle_auc_buy_holdout = 0;
+  // ... and of P(buy | click) among the clicked holdout impressions (what a
+  // CVR model can reach on them).
+  double oracle_auc_cvr_holdout = 0;
   int64_t split_time = 0;  // time of the first holdout request
   std::vector<int> trending_categories;
   double seconds = 0;  // wall time of the generation

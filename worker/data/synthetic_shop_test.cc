@@ -280,6 +280,26 @@ TEST(SyntheticShopTest, PurchaseLabelIsClickAndBuy) {
   }
   EXPECT_GT(num_buys, 0.05 * num_clicks);
   EXPECT_LT(num_buys, 0.5 * num_clicks);
+
+  // NextRequest's reactions (the example files' label:buy) are the same
+  // draws: a click config's reactions give both labels.
+  config.label = ShopLabel::kClick;
+  auto shop = SyntheticShop::Create(config);
+  ASSERT_TRUE(shop.ok());
+  std::vector<Example> slate;
+  std::vector<ShopReaction> reactions;
+  size_t i = 0;
+  while ((*shop)->NextRequest(&slate, &reactions)) {
+    ASSERT_EQ(reactions.size(), slate.size());
+    for (size_t k = 0; k < slate.size(); ++k, ++i) {
+      ASSERT_EQ(reactions[k].click, clicks[i].label > 0.5f) << i;
+      ASSERT_EQ(reactions[k].buy, buys[i].label > 0.5f) << i;
+      ASSERT_NEAR(reactions[k].p_click, clicks[i].oracle, 1e-6) << i;
+      ASSERT_NEAR(reactions[k].p_click * reactions[k].p_buy, buys[i].oracle, 1e-6) << i;
+    }
+  }
+  EXPECT_EQ(i, clicks.size());
+  EXPECT_TRUE(reactions.empty());
 }
 
 TEST_F(ShopDirTest, WritesDeterministicFilesWithKnownOracleAuc) {
@@ -309,7 +329,18 @@ TEST_F(ShopDirTest, WritesDeterministicFilesWithKnownOracleAuc) {
   EXPECT_EQ(s.requests, config.num_requests);
   EXPECT_EQ(s.train_examples + s.holdout_examples, config.num_requests * config.slate_size);
   EXPECT_EQ(s.holdout_examples, config.num_requests / 5 * config.slate_size);
-  EXPECT_EQ(s.columns, ShopColumns());
+  EXPECT_EQ(s.columns, ShopExampleColumns());
+  EXPECT_EQ(s.columns.back(), "label:buy");
+  // Purchases: a subset of the clicks, rarer, and their oracle ranks them.
+  EXPECT_GT(s.holdout_buys, 0);
+  EXPECT_LT(s.holdout_buys, s.holdout_positives);
+  EXPECT_LT(s.train_buys, s.train_positives);
+  EXPECT_GT(s.oracle_auc_buy_holdout, 0.7);
+  EXPECT_LT(s.oracle_auc_buy_holdout, 0.99);
+  EXPECT_GT(s.oracle_auc_cvr_holdout, 0.55);
+  EXPECT_LT(s.oracle_auc_cvr_holdout, s.oracle_auc_buy_holdout);
+  EXPECT_NE(ReadFile(s.info_file).find("oracle_auc_buy_holdout (label:buy): 0."),
+            std::string::npos);
   EXPECT_GT(s.oracle_auc_holdout, 0.65);
   EXPECT_LT(s.oracle_auc_holdout, 0.95);
   EXPECT_GT(s.oracle_auc_train, 0.65);
@@ -324,17 +355,25 @@ TEST_F(ShopDirTest, WritesDeterministicFilesWithKnownOracleAuc) {
   // every holdout time at or after every train time.
   auto header = ReadExampleHeader(s.train_file);
   ASSERT_TRUE(header.ok()) << header.status();
-  EXPECT_EQ(*header, ShopColumns());
+  EXPECT_EQ(*header, ShopExampleColumns());
+  const size_t buy_col = ShopExampleColumns().size() - 1;
   int64_t last_train_time = 0;
   for (const std::string& file : {s.train_file, s.holdout_file}) {
     auto reader = ExampleReader::OpenFiles({file}, BadRecordPolicy());
     ASSERT_TRUE(reader.ok()) << reader.status();
     Example ex;
-    int64_t n = 0, positives = 0, first_time = -1, last_time = 0;
+    int64_t n = 0, positives = 0, buys = 0, first_time = -1, last_time = 0;
     while (true) {
       auto more = (*reader)->Next(&ex);
       ASSERT_TRUE(more.ok()) << more.status();
       if (!*more) break;
+      ASSERT_EQ(ex.values.size(), ShopExampleColumns().size());
+      const std::string& buy = ex.values[buy_col];
+      ASSERT_TRUE(buy == "0" || buy == "1") << buy;
+      if (buy == "1") {
+        ASSERT_GT(ex.label, 0.5f) << "a purchase without a click";
+        ++buys;
+      }
       ASSERT_GE(ex.time, last_time);
       if (first_time < 0) first_time = ex.time;
       last_time = ex.time;
@@ -347,11 +386,13 @@ TEST_F(ShopDirTest, WritesDeterministicFilesWithKnownOracleAuc) {
     if (file == s.train_file) {
       EXPECT_EQ(n, s.train_examples);
       EXPECT_EQ(positives, s.train_positives);
+      EXPECT_EQ(buys, s.train_buys);
       EXPECT_LE(last_time, s.split_time);
       last_train_time = last_time;
     } else {
       EXPECT_EQ(n, s.holdout_examples);
       EXPECT_EQ(positives, s.holdout_positives);
+      EXPECT_EQ(buys, s.holdout_buys);
       EXPECT_EQ(first_time, s.split_time);
       EXPECT_GE(first_time, last_train_time);
     }
