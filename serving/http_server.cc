@@ -23,6 +23,7 @@
 #include "common/metrics_registry.h"
 #include "common/mutex.h"
 #include "common/time_util.h"
+#include "model/example.h"
 #include "serving/internal/requests.h"
 
 namespace freshet {
@@ -270,6 +271,9 @@ Status ToExample(const Scorer& scorer, const json& obj, const std::string& where
     const int c = scorer.ColumnIndex(name);
     if (c < 0) {
       if (name == item_column) continue;  // echoed by /rank, not a feature
+      // Label columns ("label:buy", model/example.h) are never features: a
+      // logged example row sent as it is scores as its feature columns.
+      if (IsLabelColumn(name)) continue;
       return InvalidArgument(where + ": unknown column '" + name +
                              "' (columns: " + ColumnList(scorer) + ")");
     }

@@ -205,6 +205,14 @@ TEST_F(HttpServerTest, ScoreMatchesTheTrainersForwardPass) {
   EXPECT_EQ(version, 1u);
   ASSERT_EQ(got.size(), want->size());
   for (size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], (*want)[i], 1e-5) << "example " << i;
+
+  // A logged row sent as it is: its label columns are not features and are
+  // ignored (any other unknown column is an error, below).
+  json req = {{"examples", json::array({ToJson(examples[0], 0)})}};
+  req["examples"][0]["label:buy"] = "1";
+  auto [code, res] = Post("/score", req);
+  ASSERT_EQ(code, 200) << res.dump();
+  EXPECT_NEAR(res["scores"][0].get<float>(), (*want)[0], 1e-5);
 }
 
 // (b) /rank: the top k by score, consistent with /score on the merged
