@@ -209,6 +209,56 @@ TEST(CompactionTest, CompactedFullEqualsTheChainAndReadersOnTheLineageDoNotReadI
   }
 }
 
+// The end of a job: the compacted full of the published version is
+// published at once (PublishCompacted): that version's manifest again,
+// listing the full alone. A reader at that version loads nothing; a new
+// reader reads one file; retention drops the old chain's deltas.
+TEST(CompactionTest, PublishCompactedRewritesThePublishedVersionOnItsLineage) {
+  TempDir dir;
+  Chain chain(dir.path(), 11);
+  chain.Publish(Snapshot::Kind::kFull);
+  for (int i = 0; i < 3; ++i) chain.Publish(Snapshot::Kind::kDelta);
+  const uint64_t v = chain.version();
+  auto current = LoadLatestExport(dir.path());
+  ASSERT_TRUE(current.ok()) << current.status();
+  // Nothing adopted yet.
+  EXPECT_EQ(chain.writer()->PublishCompacted().code(), StatusCode::kFailedPrecondition);
+
+  proto::ExportManifest m;
+  const std::string name = chain.writer()->BeginCompaction(&m);
+  ASSERT_FALSE(name.empty());
+  CompactionStats stats;
+  auto entry = CompactChain(dir.path(), m, name, &stats);
+  ASSERT_TRUE(entry.ok()) << entry.status();
+  ASSERT_TRUE(chain.writer()->AdoptCompactedFull(*entry).ok());
+  ASSERT_TRUE(chain.writer()->PublishCompacted().ok());
+
+  auto latest = ReadLatestManifest(dir.path());
+  ASSERT_TRUE(latest.ok()) << latest.status();
+  EXPECT_EQ(latest->version(), v);
+  EXPECT_EQ(latest->lineage(), 1u);
+  EXPECT_EQ(latest->full().name(), name);
+  EXPECT_EQ(latest->deltas_size(), 0);
+  EXPECT_EQ(latest->watermark(), 1700000000 + static_cast<int64_t>(v));
+
+  auto inc = LoadLatestExportIncremental(dir.path(), *current);
+  ASSERT_TRUE(inc.ok()) << inc.status();
+  EXPECT_TRUE((*inc)->incremental) << "a reader at the version reloaded the model";
+  ExpectRows(**inc, chain.model(), chain.dense());
+  auto fresh = LoadLatestExport(dir.path());
+  ASSERT_TRUE(fresh.ok()) << fresh.status();
+  EXPECT_FALSE((*fresh)->incremental);
+  ExpectRows(**fresh, chain.model(), chain.dense());
+  // The chain goes on from the compacted full.
+  chain.Publish(Snapshot::Kind::kDelta);
+  auto next = LoadLatestExportIncremental(dir.path(), *inc);
+  ASSERT_TRUE(next.ok()) << next.status();
+  EXPECT_TRUE((*next)->incremental);
+  ExpectRows(**next, chain.model(), chain.dense());
+  // Adopted once: a second publish has nothing to publish.
+  EXPECT_EQ(chain.writer()->PublishCompacted().code(), StatusCode::kFailedPrecondition);
+}
+
 TEST(CompactionTest, NothingToCompactWithoutDeltasOrWithoutALineage) {
   TempDir dir;
   Chain chain(dir.path(), 7);

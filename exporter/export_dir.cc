@@ -287,9 +287,13 @@ Status ExportWriter::Publish(const Snapshot& snap) {
   next.set_watermark(snap.watermark);
   next.set_ingest_wall_ms(snap.ingest_wall_ms);
   next.set_label_wall_ms(snap.label_wall_ms);
+  return Commit(std::move(next), snap.kind == Snapshot::Kind::kFull || rebased);
+}
+
+Status ExportWriter::Commit(proto::ExportManifest next, bool starts_chain) {
   next.set_created_unix_ms(NowUnixMs());
   *next.mutable_job() = job_;
-  const std::string manifest_name = ManifestFileName(snap.version);
+  const std::string manifest_name = ManifestFileName(next.version());
   const std::string data = EncodeManifestFile(next);
   FRESHET_RETURN_IF_ERROR(WriteFileAtomic(ExportPath(dir_, manifest_name), data));
   bytes_written_ += static_cast<int64_t>(data.size());
@@ -301,7 +305,7 @@ Status ExportWriter::Publish(const Snapshot& snap) {
   manifest_ = std::move(next);
   needs_full_ = false;
   has_compacted_ = false;  // adopted by this manifest, or superseded by a full
-  if (snap.kind == Snapshot::Kind::kFull || rebased || chains_.empty()) {
+  if (starts_chain || chains_.empty()) {
     chains_.push_back(manifest_);
     while (static_cast<int>(chains_.size()) > retain_full_) chains_.erase(chains_.begin());
   } else {
@@ -310,6 +314,22 @@ Status ExportWriter::Publish(const Snapshot& snap) {
   Status st = Retain();
   if (!st.ok()) LOG(WARNING) << "retention after publishing " << manifest_name << ": " << st;
   return Status::OK();
+}
+
+Status ExportWriter::PublishCompacted() {
+  if (!has_compacted_ || compacted_.version() != manifest_.version()) {
+    return FailedPrecondition(dir_ + ": no compacted full snapshot of the published version " +
+                              std::to_string(manifest_.version()) + " is adopted" +
+                              (has_compacted_ ? " (the adopted one is of version " +
+                                                    std::to_string(compacted_.version()) + ")"
+                                              : std::string()));
+  }
+  // The published version's manifest again, its model now read from the
+  // compacted full: the same version, lineage, watermark and clocks.
+  proto::ExportManifest next = manifest_;
+  *next.mutable_full() = compacted_;
+  next.clear_deltas();
+  return Commit(std::move(next), /*starts_chain=*/true);
 }
 
 std::string ExportWriter::BeginCompaction(proto::ExportManifest* chain) {

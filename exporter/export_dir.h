@@ -110,10 +110,21 @@ class ExportWriter {
   std::string BeginCompaction(proto::ExportManifest* chain);
   Status AdoptCompactedFull(const proto::ExportFile& entry);
   void AbandonCompaction();
+  // Publishes the adopted compacted full now, without a new delta, when it
+  // covers the published version: that version's manifest is written again
+  // (atomically, LATEST unchanged) listing the compacted full alone: the
+  // same model, version, lineage, watermark and clocks. Readers on the
+  // lineage load nothing; new readers read one file. The end of a job
+  // (exporter/exporter_node.h). FailedPrecondition if no compacted full of
+  // the published version is adopted.
+  Status PublishCompacted();
   int64_t bytes_written() const { return bytes_written_; }
 
  private:
   ExportWriter() = default;
+  // Writes `next` (version set) and LATEST; `starts_chain`: it starts a
+  // retained chain (a full, collected or compacted).
+  Status Commit(proto::ExportManifest next, bool starts_chain);
   Status Retain();
   std::string dir_;
   proto::JobConfig job_;

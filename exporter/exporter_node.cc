@@ -98,23 +98,51 @@ void ExporterNode::FinishCompaction(bool wait) {
   } else {
     writer_->AbandonCompaction();
   }
-  const double ms =
-      std::chrono::duration<double, std::milli>(SteadyClock::now() - c->started).count();
   if (!st.ok()) {
     ++stats_.failed_compactions;
     LOG(WARNING) << "exporter: compacting the chain failed (the next full tick tries again): "
                  << st;
     return;
   }
+  RecordCompaction(*c, "the next delta's manifest starts from it");
+}
+
+void ExporterNode::RecordCompaction(const Compaction& c, const char* what_next) {
+  const double ms =
+      std::chrono::duration<double, std::milli>(SteadyClock::now() - c.started).count();
   ++stats_.compactions;
   stats_.compact_ms.push_back(ms);
-  stats_.compact_load_ms.push_back(c->stats.load_ms);
-  stats_.compact_write_ms.push_back(c->stats.write_ms);
+  stats_.compact_load_ms.push_back(c.stats.load_ms);
+  stats_.compact_write_ms.push_back(c.stats.write_ms);
   if (metrics_ != nullptr) metrics_->compactions->Add();
-  LOG(INFO) << "compacted full v" << c->entry.version() << ": " << c->stats.rows << " rows, "
-            << c->stats.bytes << " bytes in " << ms << " ms (loading the chain " << c->stats.load_ms
-            << " ms, write+fsync " << c->stats.write_ms
-            << " ms); the next delta's manifest starts from it";
+  LOG(INFO) << "compacted full v" << c.entry.version() << ": " << c.stats.rows << " rows, "
+            << c.stats.bytes << " bytes in " << ms << " ms (loading the chain " << c.stats.load_ms
+            << " ms, write+fsync " << c.stats.write_ms << " ms); " << what_next;
+}
+
+Status ExporterNode::CompactFinal() {
+  if (writer_->manifest().deltas_size() == 0) return Status::OK();  // a full already
+  proto::ExportManifest chain;
+  const std::string name = writer_->BeginCompaction(&chain);
+  if (!name.empty()) {
+    // On this thread: the job waits for its last export anyway.
+    Compaction c;
+    c.started = SteadyClock::now();
+    StatusOr<proto::ExportFile> entry = CompactChain(job_.export_().dir(), chain, name, &c.stats);
+    Status st = entry.ok() ? writer_->AdoptCompactedFull(*entry) : entry.status();
+    if (!st.ok()) {
+      if (!entry.ok()) writer_->AbandonCompaction();
+      ++stats_.failed_compactions;
+      return st;
+    }
+    c.entry = std::move(*entry);
+    RecordCompaction(c, "published as the final full");
+  }
+  // Else a compaction adopted just now covers the published version (or
+  // the chain cannot be compacted: PublishCompacted says so).
+  FRESHET_RETURN_IF_ERROR(writer_->PublishCompacted());
+  stats_.bytes_written = writer_->bytes_written();
+  return Status::OK();
 }
 
 void ExporterNode::Report(int peer, const TrainingClocks& clocks) {
@@ -372,17 +400,33 @@ Status ExporterNode::Run() {
       // (a full snapshot copies every row: seconds at millions of rows),
       // then the full snapshot that a restart or a new reader starts from.
       // A delta that cannot be published is left to the full.
+      bool delta_published = false;
       if (writer_->manifest().version() > 0 && !force_full_) {
         Status d = Export(/*full=*/false);
         if (!d.ok() && d.code() != StatusCode::kAborted) return d;
+        delta_published = d.ok();
       }
-      // A compaction still running does not hold that delta back; the last
-      // full (collected) supersedes it.
+      // A compaction still running does not hold that delta back.
       FinishCompaction(/*wait=*/true);
+      // With COMPACT, the last full is compacted from the chain, which that
+      // delta completed: the same model on the same lineage, so serving
+      // applies the last delta and never reloads the model at the end.
+      // Otherwise (SERVERS, no delta published, a chain that cannot be
+      // compacted, a failed compaction) it is collected from the servers.
+      Status st(StatusCode::kFailedPrecondition, "no final full yet");
+      if (compact && collected_full_ && delta_published) {
+        st = CompactFinal();
+        if (!st.ok()) {
+          LOG(WARNING) << "exporter: the final full could not be compacted from the chain; "
+                          "collecting it from the servers: "
+                       << st;
+        }
+      }
       // The last model matters most: a failed publish is tried again (each
       // attempt after file_io's own retries), then reported to worker 0.
-      Status st = Export(/*full=*/true);
-      for (int attempt = 2; attempt <= 3 && st.code() == StatusCode::kAborted; ++attempt) {
+      for (int attempt = 1;
+           attempt <= 3 && !st.ok() && (attempt == 1 || st.code() == StatusCode::kAborted);
+           ++attempt) {
         st = Export(/*full=*/true);
       }
       const uint64_t id = final_request.meta.request_id;

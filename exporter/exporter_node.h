@@ -132,6 +132,12 @@ class ExporterNode {
   // Adopts a finished compaction (waiting for it with `wait`); a failed one
   // is logged and counted.
   void FinishCompaction(bool wait);
+  // The end of a COMPACT job, after its final delta: compacts the chain on
+  // this thread and publishes the result as the last full (the same model
+  // and lineage: readers on it load nothing). OK without publishing if the
+  // published model is a full snapshot already; an error (nothing
+  // published) if the chain cannot be compacted.
+  Status CompactFinal();
 
   Transport* const transport_;
   const ClusterLayout& layout_;
@@ -153,6 +159,8 @@ class ExporterNode {
     std::chrono::steady_clock::time_point started;
   };
   std::unique_ptr<Compaction> compaction_;
+  // Counts and logs an adopted compaction.
+  void RecordCompaction(const Compaction& c, const char* what_next);
   // EXPORT requests: ids, the deadline, fan-in (received on Run's thread).
   RequestTracker tracker_;
   // Newest dense parameters from worker 0.

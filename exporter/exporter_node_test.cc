@@ -274,10 +274,78 @@ TEST_F(ExporterNodeTest, CompactsFullsFromTheChainWhileDeltasGoOn) {
   const Status exporter_status = cluster.Finish();
   EXPECT_TRUE(exporter_status.ok()) << exporter_status;
   const ExporterStats& stats = cluster.exporter_node.stats();
-  EXPECT_EQ(stats.fulls, 2) << "collected: the first and the last";
+  EXPECT_EQ(stats.fulls, 1) << "collected: only the first";
   EXPECT_GE(stats.compactions, 2);
   EXPECT_EQ(stats.failed_compactions, 0);
   EXPECT_GT(stats.deltas, 20);
+
+  // The last full is compacted from the chain after the final delta: the
+  // final delta's version, on the same lineage, with nothing left to apply
+  // (a reader at that version loads nothing: compactor_test
+  // PublishCompactedRewritesThePublishedVersionOnItsLineage).
+  auto last = ReadLatestManifest(export_dir);
+  ASSERT_TRUE(last.ok()) << last.status();
+  EXPECT_EQ(last->lineage(), 1u);
+  EXPECT_EQ(last->deltas_size(), 0);
+  EXPECT_EQ(last->full().version(), last->version()) << "compacted at the final delta";
+  auto final_model = LoadLatestExportIncremental(export_dir, *followed);
+  ASSERT_TRUE(final_model.ok()) << final_model.status();
+  auto from_scratch = LoadLatestExport(export_dir);
+  ASSERT_TRUE(from_scratch.ok()) << from_scratch.status();
+  for (const auto& loaded : {*final_model, *from_scratch}) {
+    EXPECT_EQ(loaded->dense, (std::vector<float>{0.25f, 2.0f}));
+    for (int table = 0; table < 2; ++table) {
+      const EmbeddingTable* st = shard->table(table);
+      const LoadedTable& lt = loaded->tables.at(st->config().name());
+      EXPECT_EQ(static_cast<int64_t>(lt.size()), st->size()) << st->config().name();
+    }
+  }
+}
+
+// full_source SERVERS: the last full is collected from the servers (a new
+// lineage), after a final delta.
+TEST_F(ExporterNodeTest, ServersSourceCollectsTheFinalFull) {
+  const ClusterLayout layout(Cluster(1));
+  const int exporter = layout.ExporterRank(0), worker = layout.WorkerRank(0);
+  proto::JobConfig job;
+  job.set_name("servers");
+  auto* t = job.mutable_tables()->add_tables();
+  t->set_name("items");
+  t->set_dim(2);
+  t->mutable_optimizer()->mutable_sgd()->set_learning_rate(1);
+  const std::string export_dir = dir_ + "/export";
+  job.mutable_export_()->set_dir(export_dir);
+  job.mutable_export_()->set_interval_s(0.02f);
+  job.mutable_export_()->set_full_interval_s(3600);
+  job.mutable_export_()->set_retain_full(2);
+  job.mutable_export_()->set_full_source(proto::ExportConfig::SERVERS);
+  InProcessExport cluster(layout, job);
+  auto send_dense = [&](bool final) {
+    const float dense[1] = {final ? 2.0f : 1.0f};
+    Message m = EncodeDenseUpdate(DenseUpdate{TrainingClocks{1, 1000, 0, 0}, dense, 1}, final);
+    m.meta.request_id = 3;
+    ASSERT_TRUE(cluster.hub.endpoint(worker)->Send(exporter, std::move(m)).ok());
+  };
+  send_dense(false);
+  const uint64_t keys[2] = {5, 9};
+  const float grads[4] = {0.5f, 0.5f, 0.25f, 0.25f};
+  ASSERT_TRUE(cluster.shard->HandlePush(0, 2, keys, 2, grads, 1000).ok());
+  std::this_thread::sleep_for(milliseconds(100));
+  send_dense(true);
+  StatusOr<Message> resp = cluster.hub.endpoint(worker)->Recv(milliseconds(30000));
+  ASSERT_TRUE(resp.ok()) << resp.status();
+  EXPECT_TRUE(DecodeExportFinalResponse(*resp).ok());
+  EXPECT_TRUE(cluster.Finish().ok());
+  EXPECT_EQ(cluster.exporter_node.stats().fulls, 2) << "the first and the last, collected";
+  EXPECT_EQ(cluster.exporter_node.stats().compactions, 0);
+  auto last = ReadLatestManifest(export_dir);
+  ASSERT_TRUE(last.ok()) << last.status();
+  EXPECT_EQ(last->deltas_size(), 0);
+  EXPECT_EQ(last->lineage(), last->version()) << "a collected full starts a lineage";
+  auto loaded = LoadLatestExport(export_dir);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_EQ((*loaded)->tables.at("items").size(), 2u);
+  EXPECT_EQ((*loaded)->dense, (std::vector<float>{2.0f}));
 }
 
 }  // namespace

@@ -497,12 +497,13 @@ int RunMpi(int argc, char** argv, const proto::JobConfig& job) {
     for (int64_t r : s.delta_rows) delta_rows += static_cast<double>(r);
     if (!s.delta_rows.empty()) delta_rows /= static_cast<double>(s.delta_rows.size());
     std::printf(
-        "exporter: %lld full + %lld delta snapshots, %lld rows, %.1f MB to %s "
-        "(slowest export %.0f ms; deltas: p50 %.1f ms, p99 %.1f ms, %.0f rows on "
-        "average)\n",
-        static_cast<long long>(s.fulls), static_cast<long long>(s.deltas),
-        static_cast<long long>(s.rows_exported), s.bytes_written / 1e6, job.export_().dir().c_str(),
-        s.max_export_ms, s.DeltaMsQuantile(0.5), s.DeltaMsQuantile(0.99), delta_rows);
+        "exporter: %lld full (collected) + %lld compacted full + %lld delta snapshots, %lld "
+        "rows, %.1f MB to %s (slowest export %.0f ms; deltas: p50 %.1f ms, p99 %.1f ms, %.0f "
+        "rows on average)\n",
+        static_cast<long long>(s.fulls), static_cast<long long>(s.compactions),
+        static_cast<long long>(s.deltas), static_cast<long long>(s.rows_exported),
+        s.bytes_written / 1e6, job.export_().dir().c_str(), s.max_export_ms, s.DeltaMsQuantile(0.5),
+        s.DeltaMsQuantile(0.99), delta_rows);
     // Where each full snapshot's time went (ExporterStats).
     for (size_t i = 0; i < s.full_ms.size(); ++i) {
       std::printf(
