@@ -515,7 +515,7 @@ int RunMpi(int argc, char** argv, const proto::JobConfig& job) {
     for (size_t i = 0; i < s.compact_ms.size(); ++i) {
       std::printf(
           "exporter: compacted full #%zu: %.0f ms (loading the chain %.0f ms, writing %.0f ms), "
-          "deltas went on meanwhile\n",
+          "not holding deltas back\n",
           i + 1, s.compact_ms[i], s.compact_load_ms[i], s.compact_write_ms[i]);
     }
     if (s.failed_compactions > 0) {
