@@ -22,6 +22,7 @@
 #include <string>
 
 #include "common/logging.h"
+#include "common/malloc_huge_pages.h"
 #include "serving/http_server.h"
 #include "serving/model_watcher.h"
 
@@ -54,6 +55,9 @@ DEFINE_string(model_name, "",
               "served job's name from the export manifest, or \"freshet\" if it has none");
 
 int main(int argc, char** argv) {
+  // Huge pages for the heap a full model load fills (common/malloc_huge_pages.h):
+  // re-executes once, before any thread or flag parsing.
+  freshet::ReexecWithMallocHugePages(argv);
   gflags::SetUsageMessage(
       "serves the newest model of an export directory over HTTP/JSON\n"
       "usage: freshet_serve --export_dir=DIR [--host=127.0.0.1] [--port=8080]\n"

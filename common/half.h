@@ -7,6 +7,10 @@
 // |Bf16(x) - x| <= 2^-8 |x| (bf16, the float32 exponent range). fp16 turns
 // |x| >= 65520 into +-inf; both keep NaN a NaN and inf an inf.
 //
+// Rows: FloatsToHalves / HalvesToFloats convert n values with F16C (8 lanes
+// per instruction, the same rounding) when the CPU has it, else with the
+// scalar functions; bit for bit the same either way (half_test).
+//
 // Thread safety: pure functions.
 #pragma once
 
@@ -76,5 +80,11 @@ inline float Bf16ToFloat(uint16_t b) {
   std::memcpy(&f, &u, 4);
   return f;
 }
+
+// out[i] = FloatToHalf(in[i]) / HalfToFloat(in[i]) for i < n.
+void FloatsToHalves(const float* in, uint16_t* out, int n);
+void HalvesToFloats(const uint16_t* in, float* out, int n);
+// Whether the two above use F16C on this CPU (for benchmarks and tests).
+bool HalfConversionUsesF16c();
 
 }  // namespace freshet

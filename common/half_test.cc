@@ -3,8 +3,11 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
+#include <cstring>
 #include <limits>
 #include <random>
+#include <vector>
 
 namespace freshet {
 namespace {
@@ -67,6 +70,47 @@ TEST(HalfTest, Bf16RoundTripAndErrorBound) {
   }
   EXPECT_EQ(FloatToBf16(1.0f + std::ldexp(1.0f, -8)), FloatToBf16(1.0f));  // tie -> even
   EXPECT_TRUE(std::isnan(Bf16ToFloat(FloatToBf16(std::nanf("")))));
+}
+
+
+// The row converters (F16C where the CPU has it) give the scalar functions'
+// results bit for bit: every half, and random float bit patterns (ties,
+// subnormals, overflow to inf, NaN), for row lengths around the 8-lane step.
+TEST(HalfTest, RowConversionsMatchTheScalarFunctions) {
+  std::vector<uint16_t> all(65536);
+  for (uint32_t h = 0; h < 65536; ++h) all[h] = static_cast<uint16_t>(h);
+  std::vector<float> widened(all.size());
+  HalvesToFloats(all.data(), widened.data(), static_cast<int>(all.size()));
+  for (uint32_t h = 0; h < 65536; ++h) {
+    const float want = HalfToFloat(static_cast<uint16_t>(h));
+    if (std::isnan(want)) {
+      EXPECT_TRUE(std::isnan(widened[h])) << h;
+    } else {
+      EXPECT_EQ(std::memcmp(&widened[h], &want, 4), 0) << h;
+    }
+  }
+  std::mt19937 rng(5);
+  for (int n : {1, 7, 8, 9, 16, 17, 1000}) {
+    std::vector<float> in(static_cast<size_t>(n));
+    for (float& f : in) {
+      const uint32_t bits = rng();
+      std::memcpy(&f, &bits, 4);
+    }
+    in[0] = 65519.0f;             // rounds down to the largest half
+    if (n > 1) in[1] = 65520.0f;  // rounds up to inf
+    std::vector<uint16_t> out(static_cast<size_t>(n));
+    FloatsToHalves(in.data(), out.data(), n);
+    for (int i = 0; i < n; ++i) {
+      const uint16_t want = FloatToHalf(in[static_cast<size_t>(i)]);
+      if ((want & 0x7c00) == 0x7c00 && (want & 0x3ff) != 0) {
+        EXPECT_EQ(out[static_cast<size_t>(i)] & 0x7c00, 0x7c00) << "NaN stays NaN";
+        EXPECT_NE(out[static_cast<size_t>(i)] & 0x3ff, 0) << "NaN stays NaN";
+      } else {
+        EXPECT_EQ(out[static_cast<size_t>(i)], want) << "n " << n << " i " << i;
+      }
+    }
+  }
+  std::printf("row conversions use F16C: %s\n", HalfConversionUsesF16c() ? "yes" : "no");
 }
 
 }  // namespace

@@ -130,7 +130,7 @@ void ServedTable::WidenRow(const char* row, float* out) const {
       std::memcpy(out, row, sizeof(float) * dim_);
       break;
     case Storage::kFp16:
-      for (int i = 0; i < dim_; ++i) out[i] = HalfToFloat(h[i]);
+      HalvesToFloats(h, out, dim_);
       break;
     case Storage::kBf16:
       for (int i = 0; i < dim_; ++i) out[i] = Bf16ToFloat(h[i]);
@@ -145,7 +145,7 @@ void ServedTable::NarrowRow(const float* in, char* row) const {
       std::memcpy(row, in, sizeof(float) * dim_);
       break;
     case Storage::kFp16:
-      for (int i = 0; i < dim_; ++i) h[i] = FloatToHalf(in[i]);
+      FloatsToHalves(in, h, dim_);
       break;
     case Storage::kBf16:
       for (int i = 0; i < dim_; ++i) h[i] = FloatToBf16(in[i]);

@@ -9,11 +9,6 @@
 #include <string>
 #include <utility>
 
-#if defined(__x86_64__)
-#include <cpuid.h>
-#include <immintrin.h>
-#endif
-
 #include "common/half.h"
 #include "common/sharding.h"
 #include "server/initializer.h"
@@ -125,42 +120,6 @@ inline uint64_t Mix64(uint64_t x) {  // splitmix64 finalizer
   x ^= x >> 31;
   return x;
 }
-
-// fp16 <-> fp32 for a row: F16C (8 lanes per instruction, round to nearest
-// even like FloatToHalf) when the CPU has it, else the scalar code.
-#if defined(__x86_64__)
-__attribute__((target("avx,f16c"))) void HalfToFloatF16c(const uint16_t* in, float* out, int n) {
-  int d = 0;
-  for (; d + 8 <= n; d += 8) {
-    _mm256_storeu_ps(out + d,
-                     _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(in + d))));
-  }
-  for (; d < n; ++d) out[d] = HalfToFloat(in[d]);
-}
-__attribute__((target("avx,f16c"))) void FloatToHalfF16c(const float* in, uint16_t* out, int n) {
-  int d = 0;
-  for (; d + 8 <= n; d += 8) {
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + d),
-                     _mm256_cvtps_ph(_mm256_loadu_ps(in + d), _MM_FROUND_TO_NEAREST_INT));
-  }
-  for (; d < n; ++d) out[d] = FloatToHalf(in[d]);
-}
-// CPUID leaf 1: ECX bit 29 F16C, bit 28 AVX, bit 27 OSXSAVE; XGETBV: the OS
-// saves XMM and YMM state. (clang 14's __builtin_cpu_supports has no "f16c".)
-bool DetectF16c() {
-  unsigned a = 0, b = 0, c = 0, d = 0;
-  if (__get_cpuid(1, &a, &b, &c, &d) == 0) return false;
-  if ((c & (1u << 29)) == 0 || (c & (1u << 28)) == 0 || (c & (1u << 27)) == 0) return false;
-  unsigned lo = 0, hi = 0;
-  __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
-  return (lo & 6u) == 6u;
-}
-const bool kHasF16c = DetectF16c();
-#else
-constexpr bool kHasF16c = false;
-void HalfToFloatF16c(const uint16_t*, float*, int) {}
-void FloatToHalfF16c(const float*, uint16_t*, int) {}
-#endif
 
 // Victims are the worst of this many sampled rows.
 constexpr int kEvictionSamples = 8;
@@ -451,12 +410,7 @@ void EmbeddingTable::ReadWeights(const char* row, float* out) const {
   const char* w = row + header_bytes_;
   switch (storage_) {
     case proto::TableConfig::FP16: {
-      const uint16_t* h = reinterpret_cast<const uint16_t*>(w);
-      if (kHasF16c) {
-        HalfToFloatF16c(h, out, dim_);
-        return;
-      }
-      for (int d = 0; d < dim_; ++d) out[d] = HalfToFloat(h[d]);
+      HalvesToFloats(reinterpret_cast<const uint16_t*>(w), out, dim_);
       return;
     }
     case proto::TableConfig::BF16: {
@@ -473,12 +427,7 @@ void EmbeddingTable::WriteWeights(char* row, const float* in) const {
   char* w = WeightBytes(row);
   switch (storage_) {
     case proto::TableConfig::FP16: {
-      uint16_t* h = reinterpret_cast<uint16_t*>(w);
-      if (kHasF16c) {
-        FloatToHalfF16c(in, h, dim_);
-        return;
-      }
-      for (int d = 0; d < dim_; ++d) h[d] = FloatToHalf(in[d]);
+      FloatsToHalves(in, reinterpret_cast<uint16_t*>(w), dim_);
       return;
     }
     case proto::TableConfig::BF16: {

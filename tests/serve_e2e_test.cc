@@ -14,6 +14,7 @@
 #include <csignal>
 #include <cstdio>
 #include <fstream>
+#include <iterator>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
@@ -105,6 +106,13 @@ void ServeWhileTraining(const std::string& job, const std::string& extra,
     }
   }
   ASSERT_GT(port, 0) << "freshet_serve did not report its port";
+  {
+    // It re-executed itself with huge pages for its heap (same pid;
+    // common/malloc_huge_pages.h).
+    std::ifstream env("/proc/" + std::to_string(serve) + "/environ");
+    std::string all((std::istreambuf_iterator<char>(env)), std::istreambuf_iterator<char>());
+    EXPECT_NE(all.find("glibc.malloc.hugetlb=1"), std::string::npos);
+  }
 
   const nlohmann::json body = ScoreBody(job_config, holdout, 50);
   std::atomic<bool> stop{false};

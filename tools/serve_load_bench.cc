@@ -5,7 +5,9 @@
 // writer, then loads it in a fresh process (this binary again, so the
 // writer's memory does not count) with the loader freshet_serve uses
 // (LoadLatestExport) and reports the process's peak resident size (VmHWM)
-// against the bytes the loaded model serves. The resident size before the
+// against the bytes the loaded model serves, with the heap on huge pages as
+// in freshet_serve (common/malloc_huge_pages.h; FRESHET_MALLOC_HUGE_PAGES=0:
+// 4 KiB pages). The resident size before the
 // load (libraries, allocator) is printed and also subtracted in
 // `peak_over_served_excl_base`. Last line: one JSON object.
 //
@@ -24,6 +26,7 @@
 #include <string>
 #include <vector>
 
+#include "common/malloc_huge_pages.h"
 #include "exporter/export_dir.h"
 #include "exporter/model_loader.h"
 
@@ -116,12 +119,14 @@ int Load(const std::string& dir) {
   std::printf(
       "{\"bench\":\"serve_load\",\"rows\":%lld,\"dim\":%d,\"storage\":\"%s\",\"file_bytes\":%lld,"
       "\"served_bytes\":%lld,\"load_s\":%.3f,\"rss_before_bytes\":%lld,\"peak_rss_bytes\":%lld,"
-      "\"rss_after_bytes\":%lld,\"peak_over_served\":%.3f,\"peak_over_served_excl_base\":%.3f}\n",
+      "\"rss_after_bytes\":%lld,\"peak_over_served\":%.3f,\"peak_over_served_excl_base\":%.3f,"
+      "\"malloc_huge_pages\":%s}\n",
       static_cast<long long>(FLAGS_rows), FLAGS_dim, FLAGS_storage.c_str(),
       static_cast<long long>(file_bytes), static_cast<long long>(served), load_s,
       static_cast<long long>(rss_before), static_cast<long long>(peak),
       static_cast<long long>(rss_after), static_cast<double>(peak) / served,
-      static_cast<double>(peak - rss_before) / served);
+      static_cast<double>(peak - rss_before) / served,
+      TunablesWithMallocHugePages(std::getenv("GLIBC_TUNABLES")).empty() ? "true" : "false");
   return 0;
 }
 
@@ -176,6 +181,9 @@ int Main(const char* self) {
 }  // namespace freshet
 
 int main(int argc, char** argv) {
+  // As freshet_serve does (common/malloc_huge_pages.h), so the measured load
+  // is serving's; FRESHET_MALLOC_HUGE_PAGES=0 measures 4 KiB pages.
+  freshet::ReexecWithMallocHugePages(argv);
   gflags::ParseCommandLineFlags(&argc, &argv, true);
   FLAGS_logtostderr = true;
   google::InitGoogleLogging(argv[0]);
