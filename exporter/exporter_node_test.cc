@@ -38,6 +38,21 @@ class ExporterNodeTest : public ::testing::Test {
     dir_ = tmpl;
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }
+  // A job with one SGD table "items" of `dim`, exporting to dir_/export
+  // every 0.02 s, fulls every `full_interval_s`, two chains retained.
+  proto::JobConfig ExportJob(const std::string& name, int dim, float full_interval_s) const {
+    proto::JobConfig job;
+    job.set_name(name);
+    auto* t = job.mutable_tables()->add_tables();
+    t->set_name("items");
+    t->set_dim(dim);
+    t->mutable_optimizer()->mutable_sgd()->set_learning_rate(1);
+    job.mutable_export_()->set_dir(dir_ + "/export");
+    job.mutable_export_()->set_interval_s(0.02f);
+    job.mutable_export_()->set_full_interval_s(full_interval_s);
+    job.mutable_export_()->set_retain_full(2);
+    return job;
+  }
   std::string dir_;
 };
 
@@ -91,16 +106,7 @@ TEST_F(ExporterNodeTest, ManifestCarriesTheMinimumOfEachFreshnessClock) {
   const ClusterLayout layout(Cluster(3));
   const int exporter = layout.ExporterRank(0);
 
-  proto::JobConfig job;
-  job.set_name("clocks");
-  auto* t = job.mutable_tables()->add_tables();
-  t->set_name("items");
-  t->set_dim(2);
-  t->mutable_optimizer()->mutable_sgd()->set_learning_rate(1);
-  job.mutable_export_()->set_dir(dir_ + "/export");
-  job.mutable_export_()->set_interval_s(0.02f);
-  job.mutable_export_()->set_full_interval_s(3600);
-  job.mutable_export_()->set_retain_full(2);
+  const proto::JobConfig job = ExportJob("clocks", 2, 3600);
 
   InProcessExport cluster(layout, job);
   InProcessHub& hub = cluster.hub;
@@ -175,22 +181,13 @@ TEST_F(ExporterNodeTest, CompactsFullsFromTheChainWhileDeltasGoOn) {
   const ClusterLayout layout(Cluster(1));
   const int exporter = layout.ExporterRank(0), worker = layout.WorkerRank(0);
 
-  proto::JobConfig job;
-  job.set_name("compact");
+  proto::JobConfig job = ExportJob("compact", 4, 0.2f);
   auto* t = job.mutable_tables()->add_tables();
-  t->set_name("items");
-  t->set_dim(4);
-  t->mutable_optimizer()->mutable_sgd()->set_learning_rate(1);
-  t = job.mutable_tables()->add_tables();
   t->set_name("half");
   t->set_dim(2);
   t->set_storage(proto::TableConfig::FP16);
   t->mutable_optimizer()->mutable_sgd()->set_learning_rate(0.5f);
-  const std::string export_dir = dir_ + "/export";
-  job.mutable_export_()->set_dir(export_dir);
-  job.mutable_export_()->set_interval_s(0.02f);
-  job.mutable_export_()->set_full_interval_s(0.2f);
-  job.mutable_export_()->set_retain_full(2);
+  const std::string export_dir = job.export_().dir();
   ASSERT_EQ(job.export_().full_source(), proto::ExportConfig::COMPACT);  // the default
 
   InProcessExport cluster(layout, job);
@@ -307,18 +304,9 @@ TEST_F(ExporterNodeTest, CompactsFullsFromTheChainWhileDeltasGoOn) {
 TEST_F(ExporterNodeTest, ServersSourceCollectsTheFinalFull) {
   const ClusterLayout layout(Cluster(1));
   const int exporter = layout.ExporterRank(0), worker = layout.WorkerRank(0);
-  proto::JobConfig job;
-  job.set_name("servers");
-  auto* t = job.mutable_tables()->add_tables();
-  t->set_name("items");
-  t->set_dim(2);
-  t->mutable_optimizer()->mutable_sgd()->set_learning_rate(1);
-  const std::string export_dir = dir_ + "/export";
-  job.mutable_export_()->set_dir(export_dir);
-  job.mutable_export_()->set_interval_s(0.02f);
-  job.mutable_export_()->set_full_interval_s(3600);
-  job.mutable_export_()->set_retain_full(2);
+  proto::JobConfig job = ExportJob("servers", 2, 3600);
   job.mutable_export_()->set_full_source(proto::ExportConfig::SERVERS);
+  const std::string export_dir = job.export_().dir();
   InProcessExport cluster(layout, job);
   auto send_dense = [&](bool final) {
     const float dense[1] = {final ? 2.0f : 1.0f};
