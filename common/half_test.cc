@@ -72,7 +72,6 @@ TEST(HalfTest, Bf16RoundTripAndErrorBound) {
   EXPECT_TRUE(std::isnan(Bf16ToFloat(FloatToBf16(std::nanf("")))));
 }
 
-
 // The row converters (F16C where the CPU has it) give the scalar functions'
 // results bit for bit: every half, and random float bit patterns (ties,
 // subnormals, overflow to inf, NaN), for row lengths around the 8-lane step.
