@@ -15,8 +15,9 @@
 // at a version >= V go on applying deltas (exporter/model_loader.h).
 // Rows a server deleted but whose deletion never reached a delta (a
 // deletion log dropped at its bound: TableStats::deletions_dropped) stay
-// in a compacted full; the full collected from the servers at the end of
-// training (and at an exporter's start) drops them.
+// in a compacted full (as in every serving reader of the chain); a full
+// collected from the servers (an exporter's first, or every one with
+// full_source SERVERS) drops them.
 //
 // Memory: the chain's model (ServedTable, about the served bytes: 16-bit
 // tables stay 16-bit) while the file is written from it; no copy of the
