@@ -104,7 +104,8 @@ struct PullRequest {
 };
 // Encodes `req` with room for req.num_keys keys. If `keys_out` is null,
 // req.keys[0..num_keys) are copied into the body; otherwise *keys_out points
-// at the body's keys, for the caller to fill before sending.
+// at the body's keys, for the caller to fill (all of them: a reused `buffer`
+// is written over, not zeroed) before sending.
 Message EncodePullRequest(const PullRequest& req, uint64_t** keys_out = nullptr,
                           std::vector<char> buffer = {});
 // The body size of a PULL request of `num_keys` keys: the `buffer` to take
@@ -119,9 +120,9 @@ struct PullResponse {
   const float* rows = nullptr;  // num_keys * dim floats; view into the body
 };
 // A reply to `request_id` with room for num_keys * dim floats; *rows points
-// at them, for the caller to fill before sending. `buffer`: storage to
-// reuse for the body (its contents are discarded, its capacity kept), e.g.
-// Transport::NewBuffer's recycled ones.
+// at them, for the caller to fill before sending: every row, since a reused
+// `buffer` is written over, not zeroed first. `buffer`: storage to reuse for
+// the body (its capacity kept), e.g. Transport::NewBuffer's recycled ones.
 Message EncodePullResponse(uint64_t request_id, uint32_t num_keys, uint32_t dim, float** rows,
                            std::vector<char> buffer = {});
 size_t PullResponseBodyBytes(uint32_t num_keys, uint32_t dim);
@@ -142,7 +143,8 @@ struct PushRequest {
 };
 // Encodes `req` with room for its keys and gradients. With null out
 // pointers, req.keys and req.grads are copied; otherwise *keys_out and
-// *grads_out point into the body for the caller to fill.
+// *grads_out point into the body for the caller to fill, every key and
+// gradient (a reused `buffer` is not zeroed first).
 Message EncodePushRequest(const PushRequest& req, uint64_t** keys_out = nullptr,
                           float** grads_out = nullptr, std::vector<char> buffer = {});
 size_t PushRequestBodyBytes(uint32_t num_keys, uint32_t dim);

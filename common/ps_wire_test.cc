@@ -165,6 +165,47 @@ TEST(PsWireTest, FilledInPlaceEncodersMatchCopyingOnes) {
   EXPECT_EQ(pushed.body, EncodePushRequest(push).body);
 }
 
+// Encoders write over a recycled buffer without filling it first (issue 16):
+// what they leave of the old bytes must be nothing. A buffer of 0xAB bytes,
+// larger than the message, gives the same body as a fresh one, padding
+// zeroed and the tail cut off, and keeps its storage.
+TEST(PsWireTest, RecycledBuffersGiveTheSameBytesAsFreshOnes) {
+  const auto dirty = [](size_t n) {
+    std::vector<char> b(n, static_cast<char>(0xAB));
+    b.reserve(n + 4096);
+    return b;
+  };
+  // An odd number of floats: the rows end with 4 bytes of padding.
+  float* rows = nullptr;
+  std::vector<char> buf = dirty(4096);
+  const char* storage = buf.data();
+  Message reply = EncodePullResponse(9, 3, 1, &rows, std::move(buf));
+  EXPECT_EQ(reply.body.data(), storage);
+  for (int i = 0; i < 3; ++i) rows[i] = kGrads[i];
+  float* fresh_rows = nullptr;
+  Message fresh = EncodePullResponse(9, 3, 1, &fresh_rows);
+  for (int i = 0; i < 3; ++i) fresh_rows[i] = kGrads[i];
+  EXPECT_EQ(reply.body, fresh.body);
+  ASSERT_TRUE(DecodePullResponse(Wire(std::move(reply))).ok());
+
+  PushRequest push;
+  push.dim = 1;
+  push.num_keys = 3;
+  push.keys = kKeys;
+  push.grads = kGrads;
+  Message pushed = EncodePushRequest(push, nullptr, nullptr, dirty(8192));
+  EXPECT_EQ(pushed.body, EncodePushRequest(push).body);
+  StatusOr<PushRequest> decoded = DecodePushRequest(Wire(std::move(pushed)));
+  ASSERT_TRUE(decoded.ok()) << decoded.status();
+  EXPECT_EQ(decoded->grads[2], kGrads[2]);
+
+  PullRequest pull;
+  pull.dim = 4;
+  pull.num_keys = 2;
+  pull.keys = kKeys;
+  EXPECT_EQ(EncodePullRequest(pull, nullptr, dirty(100)).body, EncodePullRequest(pull).body);
+}
+
 // The pull reply's rows are written in place and the transport appends its
 // header without moving them (the body was reserved with room for it).
 TEST(PsWireTest, PullResponseIsFramedWithoutACopy) {
