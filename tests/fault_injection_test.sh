@@ -22,8 +22,9 @@
 #     baselines differed by 0.0073 while CI ran other tests beside them);
 #   - the final holdout AUC is within the tolerance of the mean of the
 #     uninterrupted baseline runs (default two). Default 0.0035: six
-#     uninterrupted runs of this job spread 0.8418-0.8442, a standard
-#     deviation of 0.00085 (commit after e167ea1, this 2-core box), so a
+#     uninterrupted runs of this job, when it still trained asynchronously
+#     (a9ce550, before c3f240e made it synchronous; the 2-core box), spread
+#     0.8418-0.8442, a standard deviation of 0.00085, so a
 #     trial against the mean of two baselines differs by about 0.0010 (1 sd)
 #     from noise alone and 0.0035 is 3.4 sd (about 1 false alarm in 150
 #     runs of 10 trials). A restore that loses state costs more than that;
