@@ -20,6 +20,7 @@ TEST(ConfigTest, ParsesAndFillsDefaults) {
   ASSERT_TRUE(cfg.ok()) << cfg.status();
   EXPECT_EQ(cfg->transport().request_timeout_ms(), 30000);
   EXPECT_EQ(cfg->transport().max_inflight_requests(), 64);
+  EXPECT_EQ(cfg->transport().max_keys_per_request(), 16384);
   EXPECT_EQ(cfg->server().partitions(), 64);
   ClusterLayout layout(*cfg);
   EXPECT_EQ(layout.world_size(), 6);
@@ -286,6 +287,9 @@ TEST(PlacementTest, ValidationNamesFileAndField) {
   EXPECT_EQ(msg(R"(nodes { name: "a" count: 1 ranks_per_node: 2 gpus_per_node: -1 }
                    roles { role: SERVER count: 1 } roles { role: WORKER count: 1 })"),
             "n.pbtxt: nodes[0].gpus_per_node: must be >= 0, got -1");
+  EXPECT_EQ(msg(R"(transport { max_keys_per_request: -1 }
+                   roles { role: SERVER count: 1 } roles { role: WORKER count: 1 })"),
+            "n.pbtxt: transport.max_keys_per_request: must be >= 0, got -1");
   // One node group: role groups may leave `nodes` out.
   EXPECT_EQ(msg(R"(nodes { name: "a" count: 1 ranks_per_node: 2 }
                    roles { role: SERVER count: 1 } roles { role: WORKER count: 1 })"),

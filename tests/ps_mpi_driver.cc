@@ -135,6 +135,7 @@ int Main(int argc, char** argv) {
     PsClientOptions opt;
     opt.request_timeout = timeout;
     opt.max_inflight = cfg.transport().max_inflight_requests();
+    opt.max_keys_per_request = cfg.transport().max_keys_per_request();
     opt.staleness = 0;
     auto client_or = PsClient::Create(transport.get(), layout, testing::ScenarioDims(), opt);
     CHECK(client_or.ok()) << client_or.status();

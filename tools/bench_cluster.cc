@@ -69,6 +69,7 @@ int RunBenchCluster(int* argc, char*** argv, const std::string& cluster_config,
     PsClientOptions opt;
     opt.request_timeout = timeout;
     opt.max_inflight = cfg->transport().max_inflight_requests();
+    opt.max_keys_per_request = cfg->transport().max_keys_per_request();
     auto client = PsClient::Create(transport.get(), layout, dims, opt);
     if (!client.ok()) {
       LOG(ERROR) << client.status();

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <limits>
 #include <thread>
 
 #include "common/key_dedup.h"
@@ -67,6 +68,10 @@ StatusOr<std::unique_ptr<PsClient>> PsClient::Create(Transport* transport,
     return InvalidArgument(layout.Describe(transport->rank()) + " is not a worker");
   }
   if (options.max_inflight < 1) return InvalidArgument("max_inflight must be >= 1");
+  if (options.max_keys_per_request < 0) {
+    return InvalidArgument("max_keys_per_request must be >= 0, got " +
+                           std::to_string(options.max_keys_per_request));
+  }
   return std::unique_ptr<PsClient>(new PsClient(transport, layout, std::move(table_dims), options));
 }
 
@@ -171,25 +176,22 @@ std::future<Status> PsClient::Pull(int table, const uint64_t* keys, size_t n, fl
     }
     op->inverse = std::move(d.inverse);
   }
-  std::vector<std::vector<uint32_t>> rows(num_servers);
-  for (uint32_t u = 0; u < d.uniq.size(); ++u) rows[ShardOf(d.uniq[u], num_servers)].push_back(u);
-  int shards = 0;
-  for (const auto& r : rows) shards += r.empty() ? 0 : 1;
-  op->remaining = shards;
-  for (int s = 0; s < num_servers; ++s) {
-    if (rows[s].empty()) continue;
+  std::vector<std::vector<uint32_t>> parts = SplitByServer(d.uniq, num_servers);
+  op->remaining = static_cast<int>(parts.size());
+  for (std::vector<uint32_t>& part : parts) {
+    const int s = ShardOf(d.uniq[part[0]], num_servers);
     PullRequest req;
     req.table = table;
     req.dim = static_cast<uint32_t>(dim);
     req.step = step_.load();
     req.staleness = options_.staleness;
-    req.num_keys = static_cast<uint32_t>(rows[s].size());
+    req.num_keys = static_cast<uint32_t>(part.size());
     uint64_t* kp = nullptr;
     // Request bodies come from the transport's pool (recycled once sent):
     // no fresh pages per request (issue 16).
     Message msg = EncodePullRequest(
         req, &kp, transport_->NewBuffer(PullRequestBodyBytes(req.num_keys), Transport::kFrameRoom));
-    for (size_t j = 0; j < rows[s].size(); ++j) kp[j] = d.uniq[rows[s][j]];
+    for (size_t j = 0; j < part.size(); ++j) kp[j] = d.uniq[part[j]];
     Status slot = AcquireSlot();
     if (!slot.ok()) {
       op->FinishShard(slot.WithContext("PULL to " + layout_.Describe(layout_.ServerRank(s))));
@@ -199,12 +201,37 @@ std::future<Status> PsClient::Pull(int table, const uint64_t* keys, size_t n, fl
     const auto sent = std::chrono::steady_clock::now();
     tracker_.Send(
         layout_.ServerRank(s), std::move(msg), options_.request_timeout,
-        [this, op, r = std::move(rows[s]), s, sent](Message* reply, const Status& st) {
+        [this, op, r = std::move(part), s, sent](Message* reply, const Status& st) {
           FinishPull(op.get(), r, s, sent, reply, st);
         },
         " (" + std::to_string(req.num_keys) + " keys): the server is dead, hung or overloaded");
   }
   return fut;
+}
+
+std::vector<std::vector<uint32_t>> PsClient::SplitByServer(const std::vector<uint64_t>& uniq,
+                                                           int num_servers) const {
+  std::vector<std::vector<uint32_t>> rows(num_servers);
+  for (uint32_t u = 0; u < uniq.size(); ++u) rows[ShardOf(uniq[u], num_servers)].push_back(u);
+  const size_t most = options_.max_keys_per_request > 0
+                          ? static_cast<size_t>(options_.max_keys_per_request)
+                          : std::numeric_limits<size_t>::max();
+  std::vector<std::vector<uint32_t>> parts;
+  for (std::vector<uint32_t>& r : rows) {
+    if (r.size() <= most) {
+      if (!r.empty()) parts.push_back(std::move(r));
+      continue;
+    }
+    // Near-equal parts (not one short tail), each at most `most` keys.
+    const size_t n = (r.size() + most - 1) / most;
+    for (size_t i = 0; i < n; ++i) {
+      const size_t begin = r.size() * i / n;
+      const size_t end = r.size() * (i + 1) / n;
+      parts.emplace_back(r.begin() + static_cast<std::ptrdiff_t>(begin),
+                         r.begin() + static_cast<std::ptrdiff_t>(end));
+    }
+  }
+  return parts;
 }
 
 void PsClient::FinishPull(Op* op, const std::vector<uint32_t>& rows, int server,
@@ -260,14 +287,11 @@ std::future<Status> PsClient::Push(int table, const uint64_t* keys, size_t n, co
     SumDuplicateRows(d, grads, dim, &summed);
     grad_rows = summed.data();
   }
-  std::vector<std::vector<uint32_t>> rows(num_servers);
-  for (uint32_t u = 0; u < d.uniq.size(); ++u) rows[ShardOf(d.uniq[u], num_servers)].push_back(u);
-  int shards = 0;
-  for (const auto& r : rows) shards += r.empty() ? 0 : 1;
-  op->remaining = shards;
-  for (int s = 0; s < num_servers; ++s) {
-    if (rows[s].empty()) continue;
-    const size_t ns = rows[s].size();
+  std::vector<std::vector<uint32_t>> parts = SplitByServer(d.uniq, num_servers);
+  op->remaining = static_cast<int>(parts.size());
+  for (const std::vector<uint32_t>& part : parts) {
+    const int s = ShardOf(d.uniq[part[0]], num_servers);
+    const size_t ns = part.size();
     PushRequest req;
     req.table = table;
     req.dim = static_cast<uint32_t>(dim);
@@ -280,7 +304,7 @@ std::future<Status> PsClient::Push(int table, const uint64_t* keys, size_t n, co
         req, &kp, &gp,
         transport_->NewBuffer(PushRequestBodyBytes(req.num_keys, req.dim), Transport::kFrameRoom));
     for (size_t j = 0; j < ns; ++j) {
-      const uint32_t u = rows[s][j];
+      const uint32_t u = part[j];
       kp[j] = d.uniq[u];
       // Without duplicates, unique index u is input position u.
       std::memcpy(gp + j * dim, grad_rows + static_cast<size_t>(u) * dim, row_bytes);

@@ -3,8 +3,9 @@
 // Pull(table, keys) and Push(table, keys, grads) are asynchronous and return
 // futures. Each call deduplicates its keys (a push sums the gradients of
 // duplicate keys), splits them by shard (common/sharding.h), sends one
-// request per shard at once, and gathers the answers back into the caller's
-// key order. At most `max_inflight` requests are outstanding; a call blocks
+// request per shard at once (several, when a shard gets more than
+// `max_keys_per_request` keys), and gathers the answers back into the
+// caller's key order. At most `max_inflight` requests are outstanding; a call blocks
 // until a slot frees (backpressure).
 //
 // Every request has a deadline (`request_timeout`): a server that does not
@@ -48,6 +49,12 @@ namespace freshet {
 struct PsClientOptions {
   Millis request_timeout{30000};
   int max_inflight = 64;
+  // A shard's part of a call with more keys than this goes out as several
+  // requests of at most this many keys (near-equal sizes), all sent at
+  // once: the server answers the first while the client still prepares or
+  // scatters the others, instead of one large message being built, moved
+  // and read in turn (issue 16). 0: one request per shard, however large.
+  int max_keys_per_request = 0;
   // Staleness bound for pulls (see above). -1: asynchronous.
   int staleness = -1;
   // Where the client counts requests, bytes and latency; not owned, must
@@ -156,6 +163,10 @@ class PsClient : public SparseStore {
   // The end of one shard's PULL (reply, or reply null and the failure):
   // checks and scatters the rows (rows[j]: unique-key index of the j-th key
   // sent), frees the slot, counts, and finishes the shard.
+  // The unique keys' indices grouped into requests: by server (in server
+  // order), each server's cut into parts of at most max_keys_per_request.
+  std::vector<std::vector<uint32_t>> SplitByServer(const std::vector<uint64_t>& uniq,
+                                                   int num_servers) const;
   void FinishPull(Op* op, const std::vector<uint32_t>& rows, int server,
                   std::chrono::steady_clock::time_point sent, Message* reply, Status st);
   void FinishPush(Op* op, std::chrono::steady_clock::time_point sent, Message* reply, Status st);

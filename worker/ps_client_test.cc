@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <sstream>
@@ -9,6 +10,7 @@
 
 #include "common/config.h"
 #include "common/ps_wire.h"
+#include "common/sharding.h"
 #include "server/parameter_shard.h"
 #include "server/server_node.h"
 
@@ -49,6 +51,7 @@ class ClientTest : public ::testing::Test {
       PsClientOptions opt;
       opt.staleness = staleness;
       opt.max_inflight = max_inflight;
+      opt.max_keys_per_request = max_keys_per_request_;
       opt.request_timeout = timeout;
       opt.metrics = registries_[servers + w].get();
       clients_.push_back(
@@ -77,6 +80,7 @@ class ClientTest : public ::testing::Test {
     return -1;
   }
 
+  int max_keys_per_request_ = 0;  // set before Start()
   // Declared first: destroyed after the nodes and clients that update them.
   std::vector<std::unique_ptr<MetricsRegistry>> registries_;
   std::unique_ptr<ClusterLayout> layout_;
@@ -166,6 +170,53 @@ TEST_F(ClientTest, MetricsCountRequestsKeysBytesAndLatency) {
   EXPECT_EQ(pulled, 100);
   EXPECT_EQ(pushed, 100);
   EXPECT_EQ(handled, shards);
+}
+
+// A call with more keys for a server than max_keys_per_request goes out as
+// several requests of at most that many keys; the results are those of one
+// request: duplicates summed on push and copied on pull, rows in the
+// caller's order. Two slots, so the call also waits for its own answers.
+TEST_F(ClientTest, LargeCallsAreSplitIntoRequestsOfAtMostMaxKeys) {
+  max_keys_per_request_ = 7;
+  Start(2, 1, -1, /*max_inflight=*/2, Millis(5000), /*metrics=*/true);
+  std::vector<uint64_t> keys;
+  for (uint64_t k = 1; k <= 61; ++k) keys.push_back(k * 2654435761u);
+  std::vector<uint64_t> with_dups = keys;
+  with_dups.insert(with_dups.end(), keys.begin(), keys.begin() + 20);
+  // Gradient 0.01 * (key index + 1) on every coordinate; the 20 duplicated
+  // keys get it twice.
+  std::vector<float> g(with_dups.size() * 3);
+  for (size_t i = 0; i < with_dups.size(); ++i) {
+    for (int j = 0; j < 3; ++j) g[i * 3 + j] = 0.01f * static_cast<float>(i % keys.size() + 1);
+  }
+  ASSERT_TRUE(clients_[0]->Push(0, with_dups.data(), with_dups.size(), g.data()).get().ok());
+  // Pull in another order, with duplicates.
+  std::vector<uint64_t> order(with_dups.rbegin(), with_dups.rend());
+  const std::vector<float> got = Pull(0, 0, order);
+  for (size_t i = 0; i < order.size(); ++i) {
+    const size_t k =
+        static_cast<size_t>(std::find(keys.begin(), keys.end(), order[i]) - keys.begin());
+    const float times = k < 20 ? 2.0f : 1.0f;
+    const float want = 0.5f - times * 0.01f * static_cast<float>(k + 1);  // SGD, lr 1
+    for (int j = 0; j < 3; ++j) ASSERT_NEAR(got[i * 3 + j], want, 1e-6) << "key " << order[i];
+  }
+  // Requests: per server, ceil(its keys / 7), for the push and the pull.
+  int per_server[2] = {0, 0};
+  for (uint64_t k : keys) ++per_server[ShardOf(k, 2)];
+  const int requests = (per_server[0] + 6) / 7 + (per_server[1] + 6) / 7;
+  ASSERT_GT(requests, 2);
+  const int w = 2;
+  EXPECT_EQ(Metric(w, "freshet_push_requests_total"), requests);
+  EXPECT_EQ(Metric(w, "freshet_pull_requests_total"), requests);
+  EXPECT_EQ(Metric(w, "freshet_keys_pushed_total"), 61);
+  EXPECT_EQ(Metric(w, "freshet_keys_pulled_total"), 61);
+  EXPECT_EQ(Metric(w, "freshet_requests_in_flight"), 0);
+  // The servers saw every key once per call, in requests of <= 7 keys.
+  for (int s = 0; s < 2; ++s) {
+    EXPECT_EQ(shards_[s]->Stats().keys_pushed, per_server[s]);
+    EXPECT_EQ(shards_[s]->Stats().keys_pulled, per_server[s]);
+    EXPECT_EQ(shards_[s]->Stats().push_requests, (per_server[s] + 6) / 7);
+  }
 }
 
 TEST_F(ClientTest, PullGathersInCallerOrderAcrossShards) {

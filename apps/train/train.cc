@@ -404,6 +404,7 @@ int RunMpi(int argc, char** argv, const proto::JobConfig& job) {
     PsClientOptions popt;
     popt.request_timeout = timeout;
     popt.max_inflight = cfg->transport().max_inflight_requests();
+    popt.max_keys_per_request = cfg->transport().max_keys_per_request();
     popt.staleness = JobStaleness(job);
     popt.metrics = &metrics;
     auto client = PsClient::Create(transport.get(), layout, dims, popt);
