@@ -237,10 +237,10 @@ class EmbeddingTable {
   // table keeps taking pushes (background checkpoint writes,
   // docs/CHECKPOINTS.md): every row record as stored (fp16/bf16 rows stay
   // 16-bit), the index, the deletion log, the event clock and the counters.
-  // Each partition is copied under its lock, one memcpy per 4096-row chunk
-  // (the last chunk only up to its last row). It is a consistent cut only if
-  // no push runs while it is taken (partitions are copied one after
-  // another). The copy has no admission sketch: only read from it
+  // Each partition is copied under its lock, one memcpy per chunk of
+  // kRowsPerChunk rows (the last chunk only up to its last row). It is a
+  // consistent cut only if no push runs while it is taken (partitions are
+  // copied one after another). The copy has no admission sketch: only read from it
   // (ForEach, Lookup, Expired, size, TakeDeletions), never Pull or Push.
   // *copied_bytes (may be null) is set to the bytes the copy allocated
   // (rows + index + deletion log): the extra memory while it lives. The
