@@ -73,7 +73,7 @@ run_ps() {  # run_ps S W [extra flags]
   push=$(grep -oE '\{"op":"push"[^}]*\}' <<<"$line")
   printf "%-6s %7d %7d %5d %6s %14.0f %14.0f %12s %9s\n" ps "$s" "$w" $((s + w)) "$l" \
     "$(num "$pull" keys_per_s)" "$(num "$push" keys_per_s)" - "$([ $((s + w)) -gt "$cores" ] && echo yes || echo no)"
-  json+="$sep{\"bench\":\"ps\",\"servers\":$s,\"workers\":$w,\"load\":$l,\"zipf\":$(num "$line" zipf),\"pull_keys_per_s\":$(num "$pull" keys_per_s),\"push_keys_per_s\":$(num "$push" keys_per_s),\"pull_ms_per_request\":$(num "$pull" ms_per_request),\"unique_fraction\":$(num "$pull" unique_fraction),\"max_shard_share\":$(num "$pull" max_shard_share)}"
+  json+="$sep{\"bench\":\"ps\",\"servers\":$s,\"workers\":$w,\"load\":$l,\"zipf\":$(num "$line" zipf),\"pull_keys_per_s\":$(num "$pull" keys_per_s),\"push_keys_per_s\":$(num "$push" keys_per_s),\"pull_ms_per_request\":$(num "$pull" ms_per_request),\"unique_fraction\":$(awk -v u="$(num "$pull" unique_per_request)" 'BEGIN { printf "%.4f", u / 4096 }'),\"max_shard_share\":$(num "$pull" max_shard_share)}"
   sep=,
 }
 run_train() {  # run_train S W
