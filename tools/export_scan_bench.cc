@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "common/buffer_pool.h"
 #include "common/config.h"
 #include "common/ps_wire.h"
 #include "server/parameter_shard.h"
@@ -156,5 +157,10 @@ int Main() {
 
 int main(int argc, char** argv) {
   gflags::ParseCommandLineFlags(&argc, &argv, true);
+  // As in a server process (MpiSession::Init): without it glibc's dynamic
+  // mmap threshold decides, from what this process freed before, whether a
+  // 7 MB export body is a fresh mapping (page faults and zero-fill on every
+  // export), and the bench measured that instead of the server.
+  freshet::TuneMallocForLargeBlocks();
   return freshet::Main();
 }
