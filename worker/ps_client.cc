@@ -176,7 +176,7 @@ std::future<Status> PsClient::Pull(int table, const uint64_t* keys, size_t n, fl
     }
     op->inverse = std::move(d.inverse);
   }
-  std::vector<std::vector<uint32_t>> parts = SplitByServer(d.uniq, num_servers);
+  std::vector<std::vector<uint32_t>> parts = SplitByServer(d.uniq, num_servers, Idle());
   op->remaining = static_cast<int>(parts.size());
   for (std::vector<uint32_t>& part : parts) {
     const int s = ShardOf(d.uniq[part[0]], num_servers);
@@ -209,11 +209,16 @@ std::future<Status> PsClient::Pull(int table, const uint64_t* keys, size_t n, fl
   return fut;
 }
 
+bool PsClient::Idle() const {
+  MutexLock l(&mu_);
+  return inflight_ == 0;
+}
+
 std::vector<std::vector<uint32_t>> PsClient::SplitByServer(const std::vector<uint64_t>& uniq,
-                                                           int num_servers) const {
+                                                           int num_servers, bool split) const {
   std::vector<std::vector<uint32_t>> rows(num_servers);
   for (uint32_t u = 0; u < uniq.size(); ++u) rows[ShardOf(uniq[u], num_servers)].push_back(u);
-  const size_t most = options_.max_keys_per_request > 0
+  const size_t most = split && options_.max_keys_per_request > 0
                           ? static_cast<size_t>(options_.max_keys_per_request)
                           : std::numeric_limits<size_t>::max();
   std::vector<std::vector<uint32_t>> parts;
@@ -287,7 +292,7 @@ std::future<Status> PsClient::Push(int table, const uint64_t* keys, size_t n, co
     SumDuplicateRows(d, grads, dim, &summed);
     grad_rows = summed.data();
   }
-  std::vector<std::vector<uint32_t>> parts = SplitByServer(d.uniq, num_servers);
+  std::vector<std::vector<uint32_t>> parts = SplitByServer(d.uniq, num_servers, Idle());
   op->remaining = static_cast<int>(parts.size());
   for (const std::vector<uint32_t>& part : parts) {
     const int s = ShardOf(d.uniq[part[0]], num_servers);
