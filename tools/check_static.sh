@@ -14,18 +14,21 @@
 #           analyse; FRESHET_STATIC_ALL_UNITS=1 checks them too). Needs a
 #           configured build/ (tools/build.sh) with its generated headers;
 #           run it after the build, so the dependency files are fresh.
+#   cmake   the project also configures with -DFRESHET_BUILD_TESTS=OFF (a
+#           user building only the binaries): no CMakeLists.txt may touch a
+#           test target unguarded (configure only, into a temporary dir).
 # Both run in parallel over $(nproc) jobs. Exits non-zero, naming each failing
 # file, if either fails.
 #
-# Usage: tools/check_static.sh [format|tsa]   (default: both)
+# Usage: tools/check_static.sh [format|tsa|cmake]   (default: all three)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc 2>/dev/null || echo 2)
 what=${1:-all}
 case "$what" in
-  all | format | tsa) ;;
+  all | format | tsa | cmake) ;;
   *)
-    echo "usage: $0 [format|tsa]" >&2
+    echo "usage: $0 [format|tsa|cmake]" >&2
     exit 2
     ;;
 esac
@@ -39,7 +42,7 @@ need() {
 
 failed=0
 
-if [ "$what" != tsa ]; then
+if [ "$what" = all ] || [ "$what" = format ]; then
   need clang-format
   if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
     mapfile -t files < <(git ls-files -- '*.h' '*.cc' '*.cu')
@@ -65,7 +68,20 @@ if [ "$what" != tsa ]; then
   rm -f "$log"
 fi
 
-if [ "$what" != format ]; then
+if [ "$what" = all ] || [ "$what" = cmake ]; then
+  need cmake
+  dir=$(mktemp -d)
+  if cmake -S . -B "$dir" -DFRESHET_BUILD_TESTS=OFF >"$dir/configure.log" 2>&1; then
+    echo "check_static: cmake: configures with FRESHET_BUILD_TESTS=OFF"
+  else
+    grep -A4 'CMake Error' "$dir/configure.log" | sed -n '1,40p'
+    echo "check_static: cmake: FAILED to configure with FRESHET_BUILD_TESTS=OFF"
+    failed=1
+  fi
+  rm -rf "$dir"
+fi
+
+if [ "$what" = all ] || [ "$what" = tsa ]; then
   need clang-check
   db=build/compile_commands.json
   if [ ! -f "$db" ]; then
