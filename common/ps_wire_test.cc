@@ -195,7 +195,8 @@ TEST(PsWireTest, RecycledBuffersGiveTheSameBytesAsFreshOnes) {
   push.grads = kGrads;
   Message pushed = EncodePushRequest(push, nullptr, nullptr, dirty(8192));
   EXPECT_EQ(pushed.body, EncodePushRequest(push).body);
-  StatusOr<PushRequest> decoded = DecodePushRequest(Wire(std::move(pushed)));
+  const Message received = Wire(pushed);  // the decoded views point into it
+  StatusOr<PushRequest> decoded = DecodePushRequest(received);
   ASSERT_TRUE(decoded.ok()) << decoded.status();
   EXPECT_EQ(decoded->grads[2], kGrads[2]);
 
