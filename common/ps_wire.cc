@@ -28,8 +28,8 @@ size_t CheckedMul(size_t a, size_t b) {
 // only bytes past the buffer's old size are filled by the vector. So an
 // encoder must write every byte of its body (the fields, the arrays it hands
 // to its caller to fill, and the padding, which Pad() zeroes). Zero-filling
-// a 16 MiB pull answer before the table overwrote it cost the server a fifth
-// of its time per pull (issue 16).
+// first was a second full pass over, e.g., a 16 MiB pull answer that the
+// table then overwrote (issue 16; the PS grid showed no measurable change).
 class Writer {
  public:
   // `body_bytes`: the body's final size (reserved, with the frame slack).
