@@ -15,7 +15,14 @@ namespace freshet {
 namespace internal {
 namespace {
 
-constexpr size_t kInitialBuffer = 1 << 20;
+// Bytes per read(2). Small on purpose: a line's read clock is the time of
+// the read that brought it in (read_unix_ms), and a worker consumes a few
+// tens of thousands of lines a second, so a 1 MiB read-ahead (what this
+// was) made lines wait up to half a second in the buffer after their clock
+// started, and moved the clock in half-second steps (docs/METRICS.md
+// "Freshness"). 64 KiB is about a thousand lines: tens of milliseconds.
+constexpr size_t kReadChunk = 1 << 16;
+constexpr size_t kInitialBuffer = 2 * kReadChunk;  // grows for longer lines
 constexpr int kLogFirstBad = 20;
 constexpr int kLogEveryBad = 1000;
 
@@ -141,7 +148,7 @@ Status LineSource::Fill() {
     head_ = 0;
   }
   if (tail_ == buf_.size()) buf_.resize(buf_.size() * 2);
-  ssize_t n = PreadFully(fd_, &buf_[tail_], buf_.size() - tail_, read_off_);
+  ssize_t n = PreadFully(fd_, &buf_[tail_], std::min(kReadChunk, buf_.size() - tail_), read_off_);
   if (n < 0) return Internal("cannot read " + path() + ": " + std::strerror(errno));
   if (n == 0) eof_ = true;
   tail_ += n;

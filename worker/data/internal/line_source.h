@@ -77,9 +77,10 @@ class LineSource {
   uint64_t line_end() const { return last_end_; }
   int file_index() const { return next_range_ == 0 ? -1 : ranges_[next_range_ - 1].file_index; }
   // Wall time (unix ms) of the read that completed the line last returned
-  // by Next(): one clock read per buffer fill, not per line (a line is
-  // returned only once the fill that brought its end is done, and lines
-  // already buffered are returned before the next fill). 0 before any read.
+  // by Next(): one clock read per buffer fill (a read(2) of at most 64 KiB),
+  // not per line (a line is returned only once the fill that brought its
+  // end is done, and lines already buffered are returned before the next
+  // fill). 0 before any read.
   int64_t read_unix_ms() const { return fill_unix_ms_; }
 
   // Totals over all ranges, and per distinct file in order of appearance.
