@@ -60,9 +60,36 @@ Status MpiTransport::SendFrame(int dest, std::vector<char> frame) {
   send_reqs_.push_back(req);
   send_bufs_.push_back(std::move(frame));  // moving keeps data() stable
   send_dests_.push_back(dest);
+  send_latest_.push_back(0);
   last_post_ns_.store(std::chrono::steady_clock::now().time_since_epoch().count(),
                       std::memory_order_relaxed);
   return Status::OK();
+}
+
+StatusOr<bool> MpiTransport::SendLatestFrame(int dest, std::vector<char> frame) {
+  if (shut_down_.load()) return Unavailable("MPI transport is shut down");
+  if (frame.size() > static_cast<size_t>(INT_MAX)) {
+    return InvalidArgument("message of " + std::to_string(frame.size()) +
+                           " bytes exceeds the 2 GiB MPI message limit");
+  }
+  MutexLock l(&send_mu_);
+  if (!error_.ok()) return error_;
+  if (latest_pending_.empty()) latest_pending_.assign(static_cast<size_t>(size()), 0);
+  if (latest_pending_[static_cast<size_t>(dest)]) {
+    buffer_pool()->Give(std::move(frame));
+    return false;  // the previous one is not received yet
+  }
+  MPI_Request req;
+  FRESHET_MPI_RETURN(
+      MPI_Issend(frame.data(), static_cast<int>(frame.size()), MPI_BYTE, dest, kTag, comm_, &req));
+  latest_pending_[static_cast<size_t>(dest)] = 1;
+  send_reqs_.push_back(req);
+  send_bufs_.push_back(std::move(frame));
+  send_dests_.push_back(dest);
+  send_latest_.push_back(1);
+  last_post_ns_.store(std::chrono::steady_clock::now().time_since_epoch().count(),
+                      std::memory_order_relaxed);
+  return true;
 }
 
 StatusOr<Transport::Frame> MpiTransport::RecvFrame(Millis timeout) {
@@ -89,14 +116,17 @@ int MpiTransport::CompleteSendsLocked() {
     const size_t i = static_cast<size_t>(done[k]);
     const size_t last = send_reqs_.size() - 1;
     buffer_pool()->Give(std::move(send_bufs_[i]));  // sent: reuse it
+    if (send_latest_[i]) latest_pending_[static_cast<size_t>(send_dests_[i])] = 0;
     if (i != last) {
       send_reqs_[i] = send_reqs_[last];
       send_bufs_[i] = std::move(send_bufs_[last]);
       send_dests_[i] = send_dests_[last];
+      send_latest_[i] = send_latest_[last];
     }
     send_reqs_.pop_back();
     send_bufs_.pop_back();
     send_dests_.pop_back();
+    send_latest_.pop_back();
   }
   return outcount;
 }
@@ -236,6 +266,7 @@ void MpiTransport::Shutdown() {
     send_reqs_.clear();
     send_bufs_.clear();
     send_dests_.clear();
+    send_latest_.clear();
   } else {
     MPI_Comm_free(&comm_);
   }

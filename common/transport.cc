@@ -110,6 +110,20 @@ Status Transport::Send(int dest, Message msg) {
   return Status::OK();
 }
 
+StatusOr<bool> Transport::SendLatest(int dest, Message msg) {
+  if (dest < 0 || dest >= size_) {
+    return InvalidArgument("send to rank " + std::to_string(dest) + " of " + std::to_string(size_));
+  }
+  std::vector<char> frame = EncodeFrame(std::move(msg.meta), std::move(msg.body));
+  const int64_t n = static_cast<int64_t>(frame.size());
+  FRESHET_ASSIGN_OR_RETURN(const bool sent, SendLatestFrame(dest, std::move(frame)));
+  if (sent) {
+    messages_sent_.fetch_add(1, std::memory_order_relaxed);
+    bytes_sent_.fetch_add(n, std::memory_order_relaxed);
+  }
+  return sent;
+}
+
 StatusOr<Message> Transport::Recv(Millis timeout) {
   StatusOr<Frame> f = RecvFrame(timeout);
   if (!f.ok()) return f.status();

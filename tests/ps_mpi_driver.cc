@@ -15,6 +15,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <random>
 #include <thread>
@@ -29,7 +30,7 @@
 #include "worker/ps_client.h"
 
 DEFINE_string(cluster_config, "", "cluster config (text protobuf); empty: 2 servers, rest workers");
-DEFINE_string(scenario, "parity", "parity | load");
+DEFINE_string(scenario, "parity", "parity | load | latest");
 DEFINE_int32(seconds, 60, "load scenario: how long workers keep pulling");
 DEFINE_int32(timeout_ms, 0, "override transport.request_timeout_ms");
 DEFINE_string(pid_dir, "", "if set, each rank writes its pid to <pid_dir>/rank<N>.pid");
@@ -66,6 +67,69 @@ int RunLoad(PsClient* client, Millis timeout) {
       std::printf("worker %d: serving traffic\n", client->worker_index());
       std::fflush(stdout);
     }
+  }
+  return 0;
+}
+
+// Transport::SendLatest over MPI (3 ranks, the third idle): while rank 1 reads nothing,
+// 2,000 SendLatest calls from rank 0 send exactly one message; rank 1 then
+// finds exactly that one; once it has been received, SendLatest sends
+// again. (Plain sends would leave 2,000 unread messages, and past 512 Open
+// MPI's shared-memory transport stalls all of rank 0's sends.)
+int RunLatest(MpiTransport* transport, int rank) {
+  auto fail = [](const std::string& what) {
+    std::fprintf(stderr, "FAIL %s\n", what.c_str());
+    return 6;
+  };
+  auto note = [](int64_t i) {
+    Message m;
+    m.meta.type = MsgType::kWatermark;
+    const char* p = reinterpret_cast<const char*>(&i);
+    m.body.assign(p, p + sizeof(i));
+    return m;
+  };
+  if (rank == 0) {
+    int sent = 0;
+    for (int64_t i = 0; i < 2000; ++i) {
+      StatusOr<bool> s = transport->SendLatest(1, note(i));
+      if (!s.ok()) return fail("SendLatest: " + s.status().ToString());
+      sent += *s ? 1 : 0;
+    }
+    if (sent != 1)
+      return fail("2000 SendLatest calls to a rank not reading sent " + std::to_string(sent) +
+                  " messages (want 1)");
+    MPI_Barrier(MPI_COMM_WORLD);  // rank 1 reads now
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (true) {
+      StatusOr<bool> s = transport->SendLatest(1, note(-1));
+      if (!s.ok()) return fail("SendLatest: " + s.status().ToString());
+      if (*s) break;
+      if (std::chrono::steady_clock::now() > deadline) {
+        return fail("SendLatest still refused 10 s after rank 1 read the message");
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    std::printf("rank 0: 1 of 2000 sent while rank 1 did not read; sends again once it read\n");
+  } else if (rank == 1) {
+    MPI_Barrier(MPI_COMM_WORLD);
+    std::vector<int64_t> got;
+    while (true) {
+      StatusOr<Message> m = transport->Recv(Millis(got.size() < 2 ? 3000 : 300));
+      if (!m.ok()) break;
+      int64_t i = 0;
+      if (m->body.size() == sizeof(i)) std::memcpy(&i, m->body.data(), sizeof(i));
+      got.push_back(i);
+      if (i == -1) break;
+    }
+    if (got.size() != 2 || got[0] != 0 || got[1] != -1) {
+      std::string list;
+      for (size_t k = 0; k < got.size() && k < 5; ++k) list += " " + std::to_string(got[k]);
+      return fail("rank 1 received " + std::to_string(got.size()) +
+                  " messages (want 2: the first call's and the one after reading):" + list);
+    }
+    std::printf("rank 1: received exactly the first message, then the next\n");
+  } else {
+    MPI_Barrier(MPI_COMM_WORLD);
   }
   return 0;
 }
@@ -119,6 +183,11 @@ int Main(int argc, char** argv) {
   }
   std::unique_ptr<MpiTransport> transport = std::move(transport_or).value();
   const Millis timeout(cfg.transport().request_timeout_ms());
+  if (FLAGS_scenario == "latest") {
+    const int rc = RunLatest(transport.get(), rank);
+    transport->Shutdown();
+    return rc;
+  }
 
   int rc = 0;
   if (layout.RoleOf(rank) == proto::SERVER) {
