@@ -255,6 +255,13 @@ Status ExporterNode::Export(bool full) {
       full ? std::max(request_timeout_, std::chrono::duration_cast<std::chrono::milliseconds>(
                                             std::chrono::duration<double>(full_s)))
            : request_timeout_;
+  // The clocks as of the cut: a worker reports them once the servers have
+  // applied its pushes (Trainer::Options::after_step), so every report
+  // received before the requests go out is covered by the rows they
+  // collect. Reports that arrive while collecting are not (their pushes may
+  // reach a server after its answer); they count for the next export.
+  const int64_t watermark = watermark_, ingest_wall_ms = ingest_wall_ms_,
+                label_wall_ms = label_wall_ms_;
   std::vector<int> ranks;
   std::vector<Message> requests;
   for (int s = 0; s < layout_.num_servers(); ++s) {
@@ -290,9 +297,9 @@ Status ExporterNode::Export(bool full) {
       &other, full ? " (export.full_timeout_s)" : ""));
   const auto t_collected = SteadyClock::now();
   snap.version = ++version_;
-  snap.watermark = watermark_;
-  snap.ingest_wall_ms = ingest_wall_ms_;
-  snap.label_wall_ms = label_wall_ms_;
+  snap.watermark = watermark;
+  snap.ingest_wall_ms = ingest_wall_ms;
+  snap.label_wall_ms = label_wall_ms;
   snap.has_dense = have_dense_;
   snap.dense = dense_;
   int64_t rows = 0, deletions = 0;
@@ -444,7 +451,10 @@ Status ExporterNode::Run() {
     }
     const auto now = SteadyClock::now();
     if (now >= next_tick) {
-      next_tick = now + interval;
+      // On a fixed schedule (not interval after the last export ended), so
+      // the time an export takes does not stretch the interval; an export
+      // that overran starts the next one at once.
+      next_tick = std::max(next_tick + interval, now);
       if (have_dense_) {
         bool full = now >= next_full || force_full_;
         if (full) next_full = now + full_interval;

@@ -14,7 +14,8 @@
 #      reload contributes latencies L - t over its interval, weighted by
 #      length; and label-known-to-servable (label_freshness_p50_ms/_p99_ms),
 #      the same computation over label_wall_ms. The headline figures are the
-#      steady state (intervals between two deltas); the read-to-servable p99
+#      steady state (intervals between two deltas, events read once serving
+#      had a model); the read-to-servable p99
 #      over every interval, full snapshots included, is printed beside them;
 #   4. serving throughput and latency from wrk, export bytes/s and delta sizes.
 #   5. at scale: --table_rows=N makes the servers pre-fill the embedding
@@ -144,7 +145,10 @@ final_model=$(curl -s "http://127.0.0.1:$port/model" || true)
 # (steady=1): the intervals between two consecutive incremental versions;
 # the intervals that end at or start from a full snapshot (the chain's start,
 # the periodic fulls every export.full_interval_s, and the one after
-# training) are left out; steady=0 takes every interval ("with fulls").
+# training) are left out, and so are the events read before serving had a
+# model at all (an interval that starts before the first load: the start,
+# when the servers' first full is collected and loaded); steady=0 takes
+# every interval ("with fulls", the start included).
 latency_awk='
   { L[NR] = $1; W[NR] = $col; I[NR] = ($6 == "true") }
   END {
@@ -152,6 +156,7 @@ latency_awk='
     for (k = 2; k <= NR; k++) {
       if (W[k] <= W[k - 1]) continue
       if (steady && !(I[k] && I[k - 1])) continue
+      if (steady && W[k - 1] < L[1]) continue
       len = W[k] - W[k - 1]
       for (j = 0; j < 50; j++) {            # 50 evenly spaced events in the interval
         t = W[k - 1] + (j + 0.5) * len / 50

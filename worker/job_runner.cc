@@ -331,6 +331,10 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
   }
   // The final watermark: the minimum over the workers that trained
   // anything (the exporter's EXPORT_FINAL carries it).
+  // The clocks as of the end of training (every push applied), not only
+  // as of the last after_step.
+  last_wall_ms = std::max(last_wall_ms, trainer->read_wall_ms());
+  last_label_wall_ms = std::max(last_label_wall_ms, trainer->label_wall_ms());
   FRESHET_RETURN_IF_ERROR(
       GatherFinalClocks(workers, {last_watermark, last_wall_ms, last_label_wall_ms}, &result));
   if (leader && options.export_feed != nullptr) {

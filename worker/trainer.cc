@@ -45,6 +45,61 @@ bool ReadRaw(const std::string& in, size_t* pos, std::vector<T>* v) {
   return true;
 }
 
+// The pushes a worker has in flight, oldest first, with the freshness
+// clocks of the steps that sent them. A step's examples are in the servers'
+// tables, and so in the next export, only once all its pushes (and every
+// earlier one) are applied; the clocks handed to after_step (and from there
+// to the exporter) advance only as far as that, never to a step whose
+// pushes are still on the wire.
+class PushesInFlight {
+ public:
+  void AddPush(std::future<Status> done) {
+    q_.push_back({std::move(done), true, 0, 0});
+    ++pushes_;
+  }
+  // After a step's pushes: its clocks, applied once they (and every push
+  // before) are.
+  void EndStep(int64_t read_ms, int64_t label_ms) {
+    q_.push_back({std::future<Status>(), false, read_ms, label_ms});
+  }
+  size_t pushes() const { return pushes_; }
+  // Waits for the oldest pushes until at most `max_pushes` are in flight,
+  // then takes every push already applied without waiting.
+  Status Settle(size_t max_pushes) {
+    while (!q_.empty()) {
+      Entry& e = q_.front();
+      if (e.is_push) {
+        if (pushes_ <= max_pushes &&
+            e.done.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
+          break;
+        }
+        Status st = e.done.get();
+        --pushes_;
+        if (!st.ok()) return st.WithContext("push");
+      } else {
+        read_ms_ = std::max(read_ms_, e.read_ms);
+        label_ms_ = std::max(label_ms_, e.label_ms);
+      }
+      q_.pop_front();
+    }
+    return Status::OK();
+  }
+  Status WaitAll() { return Settle(0); }
+  // The clocks of the newest step whose pushes are all applied (0: none).
+  int64_t read_ms() const { return read_ms_; }
+  int64_t label_ms() const { return label_ms_; }
+
+ private:
+  struct Entry {
+    std::future<Status> done;
+    bool is_push;
+    int64_t read_ms, label_ms;
+  };
+  std::deque<Entry> q_;
+  size_t pushes_ = 0;
+  int64_t read_ms_ = 0, label_ms_ = 0;
+};
+
 }  // namespace
 
 void ScoredSet::Append(const ScoredSet& o) {
@@ -277,7 +332,7 @@ StatusOr<TrainStats> Trainer::Train(const ReaderFactory& open_shard) {
   Step steps[2];
   Step* cur = &steps[0];
   Step* next = &steps[1];
-  std::deque<std::future<Status>> pending_pushes;
+  PushesInFlight pending_pushes;
   const bool prefetch = options_.staleness != 0;
   WindowAuc window(static_cast<size_t>(std::max(1, options_.progressive_window)));
   auto last_status = Clock::now();
@@ -385,17 +440,13 @@ StatusOr<TrainStats> Trainer::Train(const ReaderFactory& open_shard) {
         store_->SetEventTime(cur->max_time);  // row TTLs are in event time
         for (size_t p = 0; p < tables_used_.size(); ++p) {
           if (cur->keys[p].empty()) continue;
-          pending_pushes.push_back(store_->Push(tables_used_[p], cur->keys[p].data(),
-                                                cur->keys[p].size(), cur->grads[p].data()));
+          pending_pushes.AddPush(store_->Push(tables_used_[p], cur->keys[p].data(),
+                                              cur->keys[p].size(), cur->grads[p].data()));
         }
       }
       const size_t max_pending =
           options_.staleness == 0 ? 0 : static_cast<size_t>(options_.max_pending_pushes);
-      while (pending_pushes.size() > max_pending) {
-        Status st = pending_pushes.front().get();
-        pending_pushes.pop_front();
-        if (!st.ok()) return st.WithContext("push");
-      }
+      FRESHET_RETURN_IF_ERROR(pending_pushes.Settle(max_pending));
       stats.push_s += Since(t0);
 
       // Dense: weighted all-reduce of gradients, example count and loss.
@@ -411,6 +462,14 @@ StatusOr<TrainStats> Trainer::Train(const ReaderFactory& open_shard) {
       const float total = reduce_buf[num_dense];
       stats.allreduce_s += Since(t0);
       if (total == 0 && reduce_buf[num_dense + 2] == 0) break;  // every worker is out of data
+      // This step's freshness clocks: its newest example's, or when it
+      // trained nothing, the time its batch was cut (everything the worker
+      // had read by then is in the model once earlier pushes are applied).
+      if (n > 0) {
+        pending_pushes.EndStep(cur->newest_read_ms, cur->newest_label_ms);
+      } else {
+        pending_pushes.EndStep(cur->cut_wall_ms, cur->cut_wall_ms);
+      }
       if (total > 0) {
         for (size_t i = 0; i < num_dense; ++i) dense_grad[i] = reduce_buf[i] / total;
         t0 = Clock::now();
@@ -424,25 +483,18 @@ StatusOr<TrainStats> Trainer::Train(const ReaderFactory& open_shard) {
         FRESHET_RETURN_IF_ERROR(
             options_.after_batch(epoch, cur->consumed).WithContext("after batch"));
       }
-      if (n > 0) {
-        read_wall_ms_ = std::max(read_wall_ms_, cur->newest_read_ms);
-        label_wall_ms_ = std::max(label_wall_ms_, cur->newest_label_ms);
-      } else {
-        // Nothing to train: everything this worker read is in the model.
-        read_wall_ms_ = std::max(read_wall_ms_, cur->cut_wall_ms);
-        label_wall_ms_ = std::max(label_wall_ms_, cur->cut_wall_ms);
-      }
+      // As far as the applied pushes go (PushesInFlight): take those applied
+      // meanwhile, without waiting.
+      FRESHET_RETURN_IF_ERROR(pending_pushes.Settle(max_pending));
+      read_wall_ms_ = std::max(read_wall_ms_, pending_pushes.read_ms());
+      label_wall_ms_ = std::max(label_wall_ms_, pending_pushes.label_ms());
       if (options_.after_step) {
         options_.after_step(stats.steps, watermark_, read_wall_ms_, label_wall_ms_);
       }
       if (options_.checkpoint_every_steps > 0 && options_.checkpoint &&
           stats.steps % options_.checkpoint_every_steps == 0) {
         // The cut: every push of this worker up to this step is applied.
-        while (!pending_pushes.empty()) {
-          Status st = pending_pushes.front().get();
-          pending_pushes.pop_front();
-          if (!st.ok()) return st.WithContext("push");
-        }
+        FRESHET_RETURN_IF_ERROR(pending_pushes.WaitAll());
         FRESHET_RETURN_IF_ERROR(options_.checkpoint(stats.steps).WithContext("checkpoint"));
       }
       stats.examples += n;
@@ -500,11 +552,7 @@ StatusOr<TrainStats> Trainer::Train(const ReaderFactory& open_shard) {
     ++stats.epochs;
     if (options_.after_epoch) {
       // The pass's model: every push of this worker applied.
-      while (!pending_pushes.empty()) {
-        Status st = pending_pushes.front().get();
-        pending_pushes.pop_front();
-        if (!st.ok()) return st.WithContext("push");
-      }
+      FRESHET_RETURN_IF_ERROR(pending_pushes.WaitAll());
       status_line.Finish();
       FRESHET_ASSIGN_OR_RETURN(const bool stop, options_.after_epoch(epoch));
       if (stop) {
@@ -513,11 +561,9 @@ StatusOr<TrainStats> Trainer::Train(const ReaderFactory& open_shard) {
       }
     }
   }
-  while (!pending_pushes.empty()) {
-    Status st = pending_pushes.front().get();
-    pending_pushes.pop_front();
-    if (!st.ok()) return st.WithContext("push");
-  }
+  FRESHET_RETURN_IF_ERROR(pending_pushes.WaitAll());
+  read_wall_ms_ = std::max(read_wall_ms_, pending_pushes.read_ms());
+  label_wall_ms_ = std::max(label_wall_ms_, pending_pushes.label_ms());
   status_line.Finish();
   stats.bad_records += encode_bad_;
   stats.seconds = Since(start);

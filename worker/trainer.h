@@ -101,10 +101,12 @@ class Trainer {
     // Called after every step (on the training thread) with the step count,
     // the newest event time trained so far (unix s) and this worker's two
     // freshness clocks (wall time, unix ms; docs/METRICS.md "Freshness"):
-    //   ingest_wall_ms: the newest Example::read_unix_ms of the examples it
-    //     trained so far: the model includes what this worker read up to
-    //     then;
-    //   label_wall_ms: the newest Example::label_unix_ms trained so far.
+    //   ingest_wall_ms: the newest Example::read_unix_ms of the examples
+    //     whose pushes the servers have applied (a step's clocks advance
+    //     only once its pushes, and every earlier one, are applied; with
+    //     max_pending_pushes in flight that lags the step a little): the
+    //     servers' tables include what this worker read up to then;
+    //   label_wall_ms: the newest Example::label_unix_ms applied so far.
     // Both never go back. A step in which this worker trained no example
     // (its source had nothing: a quiet stream, or its shard is done) sets
     // both to at least the time that empty batch was cut: everything the
@@ -170,6 +172,10 @@ class Trainer {
   // Trains; `open_shard` opens this worker's training shard or stream
   // (called once per epoch).
   StatusOr<TrainStats> Train(const ReaderFactory& open_shard);
+  // This worker's freshness clocks (Options::after_step) after Train
+  // returned: every push applied, so they cover everything it trained.
+  int64_t read_wall_ms() const { return read_wall_ms_; }
+  int64_t label_wall_ms() const { return label_wall_ms_; }
   // Scores every example of `reader` with the current parameters (pulls
   // only, no updates); every head of a multi-task model (ScoredSet::heads).
   Status Score(ExampleReader* reader, ScoredSet* out);

@@ -10,10 +10,12 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <future>
 #include <string>
 #include <vector>
 
 #include "common/collective.h"
+#include "common/sparse_store.h"
 #include "model/model_factory.h"
 #include "server/local_sparse_store.h"
 #include "server/parameter_shard.h"
@@ -301,6 +303,79 @@ TEST(TrainerResumeTest, ReportsNewestReadAndLabelTimesNotTheCutTime) {
   // Older examples after it do not move the clocks back.
   EXPECT_EQ(reports[3].read_ms, reports[2].read_ms);
   EXPECT_EQ(reports[3].label_ms, reports[2].label_ms);
+}
+
+// Applies pushes at once (through a LocalSparseStore) but answers them only
+// when the test releases them: pushes still "on the wire".
+class HeldPushStore : public SparseStore {
+ public:
+  explicit HeldPushStore(SparseStore* inner) : inner_(inner) {}
+  std::future<Status> Pull(int table, const uint64_t* keys, size_t n, float* out) override {
+    return inner_->Pull(table, keys, n, out);
+  }
+  std::future<Status> Push(int table, const uint64_t* keys, size_t n, const float* grads) override {
+    EXPECT_TRUE(inner_->Push(table, keys, n, grads).get().ok());
+    held_.emplace_back();
+    return held_.back().get_future();
+  }
+  Status Clock() override { return inner_->Clock(); }
+  void ReleaseAll() {
+    for (auto& p : held_) p.set_value(Status::OK());
+    held_.clear();
+  }
+  size_t held() const { return held_.size(); }
+
+ private:
+  SparseStore* inner_;
+  std::vector<std::promise<Status>> held_;
+};
+
+// The clocks a step reports cover only examples whose pushes the servers
+// have answered: the exporter's cut includes what those clocks claim. With
+// every push of steps 1 and 2 unanswered, they report nothing; once those
+// are answered, step 3 reports batch 2's newest times (its own pushes are
+// still out); after training every push is answered and the trainer's
+// final clocks are batch 3's.
+TEST(TrainerResumeTest, ClocksAdvanceOnlyAsPushesAreApplied) {
+  Fixture f;
+  constexpr int64_t kBase = 1700000000000;
+  std::vector<ScriptedSource::Item> script;
+  for (int b = 0; b < 3; ++b) {
+    for (int i = 0; i < 4; ++i) {
+      const int64_t t = kBase + 100 * b + 10 * i;
+      script.push_back({false, t, t + 5});
+    }
+  }
+  HeldPushStore store(f.store.get());
+  struct Report {
+    int64_t step, read_ms, label_ms;
+  };
+  std::vector<Report> reports;
+  Trainer::Options o;
+  o.batch_size = 4;
+  o.staleness = -1;
+  o.max_pending_pushes = 100;  // never waits for them itself
+  o.max_batch_delay_ms = 1;
+  o.after_step = [&](int64_t step, int64_t, int64_t read_ms, int64_t label_ms) {
+    reports.push_back({step, read_ms, label_ms});
+    EXPECT_GT(store.held(), 0u) << "step " << step;
+    if (step == 2 || step == 3) store.ReleaseAll();
+  };
+  auto trainer =
+      std::move(Trainer::Create(f.job, f.encoder.get(), f.model.get(), &store, &f.collective, o))
+          .value();
+  auto stats = trainer->Train([&]() -> StatusOr<std::unique_ptr<ExampleSource>> {
+    return std::unique_ptr<ExampleSource>(std::make_unique<ScriptedSource>(script));
+  });
+  ASSERT_TRUE(stats.ok()) << stats.status();
+  ASSERT_EQ(reports.size(), 3u);
+  EXPECT_EQ(reports[0].read_ms, 0);
+  EXPECT_EQ(reports[1].read_ms, 0);
+  EXPECT_EQ(reports[1].label_ms, 0);
+  EXPECT_EQ(reports[2].read_ms, kBase + 130);  // batch 2's newest
+  EXPECT_EQ(reports[2].label_ms, kBase + 135);
+  EXPECT_EQ(trainer->read_wall_ms(), kBase + 230);  // batch 3's, after training
+  EXPECT_EQ(trainer->label_wall_ms(), kBase + 235);
 }
 
 }  // namespace

@@ -46,11 +46,26 @@ ExporterFeed::ExporterFeed(Transport* transport, PsClient* client, int exporter,
 
 void ExporterFeed::Watermark(const TrainingClocks& clocks) {
   // Every worker reports its watermark; the exporter exports the minimum.
+  // Often (kWatermarkEvery), whatever the export interval: an export's
+  // clocks are the last ones reported before its cut, so a report's age at
+  // the cut adds to the freshness every reader measures.
+  if (clocks.watermark == sent_.watermark && clocks.wall_ms == sent_.wall_ms &&
+      clocks.label_wall_ms == sent_.label_wall_ms) {
+    return;  // nothing new
+  }
   const auto now = std::chrono::steady_clock::now();
-  if (now - last_watermark_ < every_) return;
-  last_watermark_ = now;
-  Status st = transport_->Send(exporter_, EncodeWatermark(clocks));
-  if (!st.ok()) LOG(WARNING) << "watermark to the exporter: " << st;
+  if (now - last_watermark_ < std::min<std::chrono::duration<double>>(every_, kWatermarkEvery)) {
+    return;
+  }
+  // At most one unreceived at the exporter (Transport::SendLatest): a
+  // stopped exporter must not stall this worker's pulls and pushes.
+  StatusOr<bool> sent = transport_->SendLatest(exporter_, EncodeWatermark(clocks));
+  if (!sent.ok()) {
+    LOG(WARNING) << "watermark to the exporter: " << sent.status();
+  } else if (*sent) {
+    last_watermark_ = now;
+    sent_ = clocks;
+  }
 }
 
 namespace {
@@ -70,9 +85,13 @@ void ExporterFeed::Dense(const Model& model, const TrainingClocks& clocks) {
   // The dense parameters every export interval.
   const auto now = std::chrono::steady_clock::now();
   if (now - last_dense_ < every_) return;
-  last_dense_ = now;
-  Status st = transport_->Send(exporter_, DenseMessage(/*final=*/false, model, clocks));
-  if (!st.ok()) LOG(WARNING) << "dense update to the exporter: " << st;
+  StatusOr<bool> sent =
+      transport_->SendLatest(exporter_, DenseMessage(/*final=*/false, model, clocks));
+  if (!sent.ok()) {
+    LOG(WARNING) << "dense update to the exporter: " << sent.status();
+  } else if (*sent) {
+    last_dense_ = now;
+  }
 }
 
 Status ExporterFeed::Final(const Model& model, const TrainingClocks& clocks) {

@@ -76,8 +76,11 @@ class ShardTableCheckpointer : public TableCheckpointer {
 };
 
 // Feeds exporter rank `exporter` from a worker: Watermark sends WATERMARK
-// and Dense DENSE_UPDATE (worker 0) through `transport`, each at most
-// once per `every` (a failed send is logged, training goes on); Final
+// when the clocks moved, at most once per 10 ms (kWatermarkEvery; or per
+// `every` if shorter), and Dense DENSE_UPDATE (worker 0) at most once per
+// `every`, both with Transport::SendLatest (while the exporter has not
+// received the previous one, a call sends nothing and a later one sends
+// the newer state; a failed send is logged, training goes on); Final
 // sends EXPORT_FINAL through `client` and waits for the exporter's answer
 // (a full snapshot) up to `final_timeout`. Neither pointer is owned; both
 // outlive this.
@@ -85,6 +88,8 @@ class ShardTableCheckpointer : public TableCheckpointer {
 // Thread safety: one thread (the worker's training thread).
 class ExporterFeed : public ExportFeed {
  public:
+  static constexpr std::chrono::milliseconds kWatermarkEvery{10};
+
   ExporterFeed(Transport* transport, PsClient* client, int exporter,
                std::chrono::duration<double> every, Millis final_timeout);
   void Watermark(const TrainingClocks& clocks) override;
@@ -98,6 +103,7 @@ class ExporterFeed : public ExportFeed {
   const std::chrono::duration<double> every_;
   const Millis final_timeout_;
   std::chrono::steady_clock::time_point last_watermark_, last_dense_;
+  TrainingClocks sent_;  // the clocks last sent in a WATERMARK
 };
 
 // --prefill_rows: fills the widest table of `shard` (server `me` of `n`)
