@@ -66,7 +66,7 @@ Status MpiTransport::SendFrame(int dest, std::vector<char> frame) {
   return Status::OK();
 }
 
-StatusOr<bool> MpiTransport::SendLatestFrame(int dest, std::vector<char> frame) {
+StatusOr<bool> MpiTransport::SendLatestFrame(int dest, int channel, std::vector<char> frame) {
   if (shut_down_.load()) return Unavailable("MPI transport is shut down");
   if (frame.size() > static_cast<size_t>(INT_MAX)) {
     return InvalidArgument("message of " + std::to_string(frame.size()) +
@@ -74,19 +74,22 @@ StatusOr<bool> MpiTransport::SendLatestFrame(int dest, std::vector<char> frame) 
   }
   MutexLock l(&send_mu_);
   if (!error_.ok()) return error_;
-  if (latest_pending_.empty()) latest_pending_.assign(static_cast<size_t>(size()), 0);
-  if (latest_pending_[static_cast<size_t>(dest)]) {
+  if (latest_pending_.empty()) {
+    latest_pending_.assign(static_cast<size_t>(size()) * kLatestChannels, 0);
+  }
+  const size_t slot = static_cast<size_t>(dest) * kLatestChannels + static_cast<size_t>(channel);
+  if (latest_pending_[slot]) {
     buffer_pool()->Give(std::move(frame));
     return false;  // the previous one is not received yet
   }
   MPI_Request req;
   FRESHET_MPI_RETURN(
       MPI_Issend(frame.data(), static_cast<int>(frame.size()), MPI_BYTE, dest, kTag, comm_, &req));
-  latest_pending_[static_cast<size_t>(dest)] = 1;
+  latest_pending_[slot] = 1;
   send_reqs_.push_back(req);
   send_bufs_.push_back(std::move(frame));
   send_dests_.push_back(dest);
-  send_latest_.push_back(1);
+  send_latest_.push_back(static_cast<uint8_t>(channel + 1));
   last_post_ns_.store(std::chrono::steady_clock::now().time_since_epoch().count(),
                       std::memory_order_relaxed);
   return true;
@@ -116,7 +119,10 @@ int MpiTransport::CompleteSendsLocked() {
     const size_t i = static_cast<size_t>(done[k]);
     const size_t last = send_reqs_.size() - 1;
     buffer_pool()->Give(std::move(send_bufs_[i]));  // sent: reuse it
-    if (send_latest_[i]) latest_pending_[static_cast<size_t>(send_dests_[i])] = 0;
+    if (send_latest_[i] != 0) {
+      latest_pending_[static_cast<size_t>(send_dests_[i]) * kLatestChannels + send_latest_[i] - 1] =
+          0;
+    }
     if (i != last) {
       send_reqs_[i] = send_reqs_[last];
       send_bufs_[i] = std::move(send_bufs_[last]);

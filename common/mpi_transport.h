@@ -4,7 +4,7 @@
 //   server traffic never matches other MPI traffic (dense all-reduce etc.).
 // - Sends are nonblocking (MPI_Isend) from the calling thread; the frame
 //   buffer is kept alive until MPI completes the send. SendLatest uses
-//   MPI_Issend and keeps at most one in flight per destination (see
+//   MPI_Issend and keeps at most one in flight per destination and channel (see
 //   Transport::SendLatest). Requires
 //   MPI_THREAD_MULTIPLE (see MpiSession).
 // - One progress thread matches incoming messages (MPI_Improbe/MPI_Mrecv),
@@ -50,8 +50,9 @@ class MpiTransport : public Transport {
  protected:
   Status SendFrame(int dest, std::vector<char> frame) override EXCLUDES(send_mu_);
   // MPI_Issend (complete once `dest` matched it), at most one in flight per
-  // destination.
-  StatusOr<bool> SendLatestFrame(int dest, std::vector<char> frame) override EXCLUDES(send_mu_);
+  // destination and channel.
+  StatusOr<bool> SendLatestFrame(int dest, int channel, std::vector<char> frame) override
+      EXCLUDES(send_mu_);
   StatusOr<Frame> RecvFrame(Millis timeout) override;
 
  private:
@@ -97,9 +98,11 @@ class MpiTransport : public Transport {
   std::vector<MPI_Request> send_reqs_ GUARDED_BY(send_mu_);
   std::vector<std::vector<char>> send_bufs_ GUARDED_BY(send_mu_);  // parallel to send_reqs_
   std::vector<int> send_dests_ GUARDED_BY(send_mu_);               // parallel to send_reqs_
-  std::vector<uint8_t> send_latest_ GUARDED_BY(send_mu_);          // parallel: a SendLatest's
-  std::vector<uint8_t> latest_pending_ GUARDED_BY(send_mu_);       // per rank: one in flight
-  Status error_ GUARDED_BY(send_mu_);                              // sticky
+  // Parallel to send_reqs_: a SendLatest's channel + 1 (0: a plain send).
+  std::vector<uint8_t> send_latest_ GUARDED_BY(send_mu_);
+  // [rank * kLatestChannels + channel]: a SendLatest in flight.
+  std::vector<uint8_t> latest_pending_ GUARDED_BY(send_mu_);
+  Status error_ GUARDED_BY(send_mu_);  // sticky
 };
 
 }  // namespace freshet

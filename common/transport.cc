@@ -110,13 +110,17 @@ Status Transport::Send(int dest, Message msg) {
   return Status::OK();
 }
 
-StatusOr<bool> Transport::SendLatest(int dest, Message msg) {
+StatusOr<bool> Transport::SendLatest(int dest, int channel, Message msg) {
   if (dest < 0 || dest >= size_) {
     return InvalidArgument("send to rank " + std::to_string(dest) + " of " + std::to_string(size_));
   }
+  if (channel < 0 || channel >= kLatestChannels) {
+    return InvalidArgument("SendLatest channel " + std::to_string(channel) + " (0.." +
+                           std::to_string(kLatestChannels - 1) + ")");
+  }
   std::vector<char> frame = EncodeFrame(std::move(msg.meta), std::move(msg.body));
   const int64_t n = static_cast<int64_t>(frame.size());
-  FRESHET_ASSIGN_OR_RETURN(const bool sent, SendLatestFrame(dest, std::move(frame)));
+  FRESHET_ASSIGN_OR_RETURN(const bool sent, SendLatestFrame(dest, channel, std::move(frame)));
   if (sent) {
     messages_sent_.fetch_add(1, std::memory_order_relaxed);
     bytes_sent_.fetch_add(n, std::memory_order_relaxed);

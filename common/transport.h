@@ -109,14 +109,17 @@ class Transport {
 
   // For messages that carry only the newest state of something (a worker's
   // clocks for the exporter, its dense parameters): sends `msg` only when
-  // `dest` has received the previous SendLatest message to it; otherwise
+  // `dest` has received the previous SendLatest message to it on the same
+  // `channel` (0 .. kLatestChannels - 1: one per kind of state, so one kind
+  // never holds back another); otherwise
   // drops `msg` and returns false (the caller sends a newer one later). A
   // peer that stops reading (a stopped or hung process) so holds at most one
   // such message from each sender, instead of a pile that exhausts the
   // sender's message buffers (Open MPI's shared-memory transport stalls
   // every send of a rank after 512 unreceived ones) and stalls its other
   // traffic. Transports whose queues need no such bound send every one.
-  StatusOr<bool> SendLatest(int dest, Message msg);
+  static constexpr int kLatestChannels = 4;
+  StatusOr<bool> SendLatest(int dest, int channel, Message msg);
 
   // Waits up to `timeout` for the next message from any peer.
   // DeadlineExceeded on timeout; Unavailable once shut down.
@@ -153,7 +156,7 @@ class Transport {
   virtual Status SendFrame(int dest, std::vector<char> frame) = 0;
   virtual StatusOr<Frame> RecvFrame(Millis timeout) = 0;
   // SendLatest's frame; the default sends every one (SendFrame).
-  virtual StatusOr<bool> SendLatestFrame(int dest, std::vector<char> frame) {
+  virtual StatusOr<bool> SendLatestFrame(int dest, int /*channel*/, std::vector<char> frame) {
     FRESHET_RETURN_IF_ERROR(SendFrame(dest, std::move(frame)));
     return true;
   }

@@ -13,6 +13,7 @@
 #include <glog/logging.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -73,8 +74,9 @@ int RunLoad(PsClient* client, Millis timeout) {
 
 // Transport::SendLatest over MPI (3 ranks, the third idle): while rank 1 reads nothing,
 // 2,000 SendLatest calls from rank 0 send exactly one message; rank 1 then
-// finds exactly that one; once it has been received, SendLatest sends
-// again. (Plain sends would leave 2,000 unread messages, and past 512 Open
+// finds exactly that one (and one sent on channel 1 meanwhile, which
+// channel 0 did not hold back); once it has been received, SendLatest
+// sends again. (Plain sends would leave 2,000 unread messages, and past 512 Open
 // MPI's shared-memory transport stalls all of rank 0's sends.)
 int RunLatest(MpiTransport* transport, int rank) {
   auto fail = [](const std::string& what) {
@@ -91,17 +93,20 @@ int RunLatest(MpiTransport* transport, int rank) {
   if (rank == 0) {
     int sent = 0;
     for (int64_t i = 0; i < 2000; ++i) {
-      StatusOr<bool> s = transport->SendLatest(1, note(i));
+      StatusOr<bool> s = transport->SendLatest(1, /*channel=*/0, note(i));
       if (!s.ok()) return fail("SendLatest: " + s.status().ToString());
       sent += *s ? 1 : 0;
     }
     if (sent != 1)
       return fail("2000 SendLatest calls to a rank not reading sent " + std::to_string(sent) +
                   " messages (want 1)");
+    // Another channel is not held back by channel 0's unread message.
+    StatusOr<bool> other = transport->SendLatest(1, /*channel=*/1, note(-2));
+    if (!other.ok() || !*other) return fail("SendLatest on channel 1 was held back by channel 0");
     MPI_Barrier(MPI_COMM_WORLD);  // rank 1 reads now
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
     while (true) {
-      StatusOr<bool> s = transport->SendLatest(1, note(-1));
+      StatusOr<bool> s = transport->SendLatest(1, /*channel=*/0, note(-1));
       if (!s.ok()) return fail("SendLatest: " + s.status().ToString());
       if (*s) break;
       if (std::chrono::steady_clock::now() > deadline) {
@@ -114,18 +119,20 @@ int RunLatest(MpiTransport* transport, int rank) {
     MPI_Barrier(MPI_COMM_WORLD);
     std::vector<int64_t> got;
     while (true) {
-      StatusOr<Message> m = transport->Recv(Millis(got.size() < 2 ? 3000 : 300));
+      StatusOr<Message> m = transport->Recv(Millis(got.size() < 3 ? 3000 : 300));
       if (!m.ok()) break;
       int64_t i = 0;
       if (m->body.size() == sizeof(i)) std::memcpy(&i, m->body.data(), sizeof(i));
       got.push_back(i);
-      if (i == -1) break;
     }
-    if (got.size() != 2 || got[0] != 0 || got[1] != -1) {
+    std::sort(got.begin(), got.end());
+    if (got != std::vector<int64_t>{-2, -1, 0}) {
       std::string list;
       for (size_t k = 0; k < got.size() && k < 5; ++k) list += " " + std::to_string(got[k]);
       return fail("rank 1 received " + std::to_string(got.size()) +
-                  " messages (want 2: the first call's and the one after reading):" + list);
+                  " messages (want 3: channel 0's first, channel 1's, and channel 0's after "
+                  "reading):" +
+                  list);
     }
     std::printf("rank 1: received exactly the first message, then the next\n");
   } else {

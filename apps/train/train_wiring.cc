@@ -59,7 +59,8 @@ void ExporterFeed::Watermark(const TrainingClocks& clocks) {
   }
   // At most one unreceived at the exporter (Transport::SendLatest): a
   // stopped exporter must not stall this worker's pulls and pushes.
-  StatusOr<bool> sent = transport_->SendLatest(exporter_, EncodeWatermark(clocks));
+  StatusOr<bool> sent =
+      transport_->SendLatest(exporter_, kWatermarkChannel, EncodeWatermark(clocks));
   if (!sent.ok()) {
     LOG(WARNING) << "watermark to the exporter: " << sent.status();
   } else if (*sent) {
@@ -85,8 +86,8 @@ void ExporterFeed::Dense(const Model& model, const TrainingClocks& clocks) {
   // The dense parameters every export interval.
   const auto now = std::chrono::steady_clock::now();
   if (now - last_dense_ < every_) return;
-  StatusOr<bool> sent =
-      transport_->SendLatest(exporter_, DenseMessage(/*final=*/false, model, clocks));
+  StatusOr<bool> sent = transport_->SendLatest(exporter_, kDenseChannel,
+                                               DenseMessage(/*final=*/false, model, clocks));
   if (!sent.ok()) {
     LOG(WARNING) << "dense update to the exporter: " << sent.status();
   } else if (*sent) {

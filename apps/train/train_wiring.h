@@ -89,6 +89,10 @@ class ShardTableCheckpointer : public TableCheckpointer {
 class ExporterFeed : public ExportFeed {
  public:
   static constexpr std::chrono::milliseconds kWatermarkEvery{10};
+  // Transport::SendLatest channels: a WATERMARK in flight never holds back
+  // a DENSE_UPDATE (without the exporter's dense parameters it exports
+  // nothing).
+  static constexpr int kWatermarkChannel = 0, kDenseChannel = 1;
 
   ExporterFeed(Transport* transport, PsClient* client, int exporter,
                std::chrono::duration<double> every, Millis final_timeout);
