@@ -176,7 +176,9 @@ std::future<Status> PsClient::Pull(int table, const uint64_t* keys, size_t n, fl
     }
     op->inverse = std::move(d.inverse);
   }
-  std::vector<std::vector<uint32_t>> parts = SplitByServer(d.uniq, num_servers, Idle());
+  // Idle() takes the client's mutex: only asked when splitting is on.
+  std::vector<std::vector<uint32_t>> parts =
+      SplitByServer(d.uniq, num_servers, options_.max_keys_per_request > 0 && Idle());
   op->remaining = static_cast<int>(parts.size());
   for (std::vector<uint32_t>& part : parts) {
     const int s = ShardOf(d.uniq[part[0]], num_servers);
@@ -292,7 +294,8 @@ std::future<Status> PsClient::Push(int table, const uint64_t* keys, size_t n, co
     SumDuplicateRows(d, grads, dim, &summed);
     grad_rows = summed.data();
   }
-  std::vector<std::vector<uint32_t>> parts = SplitByServer(d.uniq, num_servers, Idle());
+  std::vector<std::vector<uint32_t>> parts =
+      SplitByServer(d.uniq, num_servers, options_.max_keys_per_request > 0 && Idle());
   op->remaining = static_cast<int>(parts.size());
   for (const std::vector<uint32_t>& part : parts) {
     const int s = ShardOf(d.uniq[part[0]], num_servers);
