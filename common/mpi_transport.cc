@@ -46,32 +46,42 @@ MpiTransport::MpiTransport(MPI_Comm comm, int rank, int size)
 
 MpiTransport::~MpiTransport() { Shutdown(); }
 
-Status MpiTransport::SendFrame(int dest, std::vector<char> frame) {
+Status MpiTransport::CheckSendable(size_t frame_bytes) const {
   if (shut_down_.load()) return Unavailable("MPI transport is shut down");
-  if (frame.size() > static_cast<size_t>(INT_MAX)) {
-    return InvalidArgument("message of " + std::to_string(frame.size()) +
+  if (frame_bytes > static_cast<size_t>(INT_MAX)) {
+    return InvalidArgument("message of " + std::to_string(frame_bytes) +
                            " bytes exceeds the 2 GiB MPI message limit");
   }
-  MutexLock l(&send_mu_);
-  if (!error_.ok()) return error_;
+  return Status::OK();
+}
+
+Status MpiTransport::PostLocked(int dest, std::vector<char> frame, int latest_channel) {
   MPI_Request req;
-  FRESHET_MPI_RETURN(
-      MPI_Isend(frame.data(), static_cast<int>(frame.size()), MPI_BYTE, dest, kTag, comm_, &req));
+  if (latest_channel < 0) {
+    FRESHET_MPI_RETURN(
+        MPI_Isend(frame.data(), static_cast<int>(frame.size()), MPI_BYTE, dest, kTag, comm_, &req));
+  } else {
+    FRESHET_MPI_RETURN(MPI_Issend(frame.data(), static_cast<int>(frame.size()), MPI_BYTE, dest,
+                                  kTag, comm_, &req));
+  }
   send_reqs_.push_back(req);
   send_bufs_.push_back(std::move(frame));  // moving keeps data() stable
   send_dests_.push_back(dest);
-  send_latest_.push_back(0);
+  send_latest_.push_back(static_cast<uint8_t>(latest_channel + 1));
   last_post_ns_.store(std::chrono::steady_clock::now().time_since_epoch().count(),
                       std::memory_order_relaxed);
   return Status::OK();
 }
 
+Status MpiTransport::SendFrame(int dest, std::vector<char> frame) {
+  FRESHET_RETURN_IF_ERROR(CheckSendable(frame.size()));
+  MutexLock l(&send_mu_);
+  if (!error_.ok()) return error_;
+  return PostLocked(dest, std::move(frame), /*latest_channel=*/-1);
+}
+
 StatusOr<bool> MpiTransport::SendLatestFrame(int dest, int channel, std::vector<char> frame) {
-  if (shut_down_.load()) return Unavailable("MPI transport is shut down");
-  if (frame.size() > static_cast<size_t>(INT_MAX)) {
-    return InvalidArgument("message of " + std::to_string(frame.size()) +
-                           " bytes exceeds the 2 GiB MPI message limit");
-  }
+  FRESHET_RETURN_IF_ERROR(CheckSendable(frame.size()));
   MutexLock l(&send_mu_);
   if (!error_.ok()) return error_;
   if (latest_pending_.empty()) {
@@ -82,16 +92,8 @@ StatusOr<bool> MpiTransport::SendLatestFrame(int dest, int channel, std::vector<
     buffer_pool()->Give(std::move(frame));
     return false;  // the previous one is not received yet
   }
-  MPI_Request req;
-  FRESHET_MPI_RETURN(
-      MPI_Issend(frame.data(), static_cast<int>(frame.size()), MPI_BYTE, dest, kTag, comm_, &req));
+  FRESHET_RETURN_IF_ERROR(PostLocked(dest, std::move(frame), channel));
   latest_pending_[slot] = 1;
-  send_reqs_.push_back(req);
-  send_bufs_.push_back(std::move(frame));
-  send_dests_.push_back(dest);
-  send_latest_.push_back(static_cast<uint8_t>(channel + 1));
-  last_post_ns_.store(std::chrono::steady_clock::now().time_since_epoch().count(),
-                      std::memory_order_relaxed);
   return true;
 }
 

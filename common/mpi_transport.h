@@ -58,6 +58,11 @@ class MpiTransport : public Transport {
  private:
   MpiTransport(MPI_Comm comm, int rank, int size);
   void ProgressLoop() EXCLUDES(send_mu_);
+  // Unavailable after Shutdown(), InvalidArgument past MPI's 2 GiB count.
+  Status CheckSendable(size_t frame_bytes) const;
+  // MPI_Isend, or MPI_Issend for SendLatest's `latest_channel` (>= 0), and
+  // the bookkeeping until it completes.
+  Status PostLocked(int dest, std::vector<char> frame, int latest_channel) REQUIRES(send_mu_);
   // Tests pending sends; returns how many completed.
   int CompleteSendsLocked() REQUIRES(send_mu_);
   // Tests pending receives and moves the completed ones to the inbox, in
