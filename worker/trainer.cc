@@ -62,7 +62,6 @@ class PushesInFlight {
   void EndStep(int64_t read_ms, int64_t label_ms) {
     q_.push_back({std::future<Status>(), false, read_ms, label_ms});
   }
-  size_t pushes() const { return pushes_; }
   // Waits for the oldest pushes until at most `max_pushes` are in flight,
   // then takes every push already applied without waiting.
   Status Settle(size_t max_pushes) {
