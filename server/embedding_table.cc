@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "common/half.h"
+#include "common/prefetch.h"
 #include "common/sharding.h"
 #include "server/initializer.h"
 
@@ -31,8 +32,8 @@ constexpr size_t kMaxBatchKeys = std::numeric_limits<uint32_t>::max() - 1;
 inline uint32_t SlotRow(Slot s) { return s & kRowMask; }
 constexpr size_t kInitialSlots = 16;  // power of two
 // How many keys ahead batch loops prefetch index slots, then rows.
-constexpr uint32_t kSlotPrefetchDistance = 12;
-constexpr uint32_t kRowPrefetchDistance = 4;
+constexpr uint32_t kSlotPrefetchDistance = 16;
+constexpr uint32_t kRowPrefetchDistance = 6;
 
 // The partition uses the low 32 hash bits (PartitionOfHash, a modulus: its
 // low bits for a power-of-two partition count); the probe start uses the
@@ -150,18 +151,27 @@ struct EmbeddingTable::Partition {
 
   // Batch loops call PrefetchSlot a few keys ahead and PrefetchRow a couple
   // of keys later, when the slot is likely in cache. Both are only hints.
-  void PrefetchSlot(uint64_t h) const { __builtin_prefetch(&slots[HomeOfHash(h) & mask]); }
-  void PrefetchRow(uint64_t h) const {
+  void PrefetchSlot(uint64_t h) const { PrefetchForRead(&slots[HomeOfHash(h) & mask]); }
+  // Every cache line of the row's first `span` bytes (the loop's working
+  // set: key and weights for a pull, the whole record for a push). Rows are
+  // not line-aligned, so a dim-16 pull reads 2 or 3 lines, not 1.
+  void PrefetchRow(uint64_t h, size_t span) const {
     const Slot s = slots[HomeOfHash(h) & mask];
-    if (s != kEmptySlot && TagMatches(s, h)) __builtin_prefetch(Row(SlotRow(s)));
+    if (s == kEmptySlot || !TagMatches(s, h)) return;
+    const char* row = Row(SlotRow(s));
+    const uintptr_t first = reinterpret_cast<uintptr_t>(row) & ~uintptr_t{63};
+    const uintptr_t last = reinterpret_cast<uintptr_t>(row) + span - 1;
+    for (uintptr_t line = first; line <= last; line += 64) {
+      PrefetchForRead(reinterpret_cast<const void*>(line));
+    }
   }
   // For a loop at position j of [.., end) over keys key_at(position): the
-  // slot kSlotPrefetchDistance positions ahead, the row kRowPrefetchDistance
-  // ahead.
+  // slot kSlotPrefetchDistance positions ahead, the row's first `span` bytes
+  // kRowPrefetchDistance ahead.
   template <typename Index, typename KeyAt>
-  void PrefetchAhead(Index j, Index end, KeyAt&& key_at) const {
+  void PrefetchAhead(Index j, Index end, size_t span, KeyAt&& key_at) const {
     if (j + kSlotPrefetchDistance < end) PrefetchSlot(MixKey(key_at(j + kSlotPrefetchDistance)));
-    if (j + kRowPrefetchDistance < end) PrefetchRow(MixKey(key_at(j + kRowPrefetchDistance)));
+    if (j + kRowPrefetchDistance < end) PrefetchRow(MixKey(key_at(j + kRowPrefetchDistance)), span);
   }
 
   // Returns the row record of `key` (with hash h), or nullptr.
@@ -749,7 +759,7 @@ void EmbeddingTable::Pull(const uint64_t* keys, size_t n, float* out, uint32_t v
       Partition& part = *partitions_[p];
       std::lock_guard<std::mutex> lock(part.mu);
       for (uint32_t j = begin; j < end; ++j) {
-        part.PrefetchAhead(j, end, key_at);
+        part.PrefetchAhead(j, end, header_bytes_ + weight_bytes_, key_at);
         const uint32_t i = identity ? j : batch.order[j];
         const uint64_t key = keys[i];
         const uint64_t h = MixKey(key);
@@ -815,7 +825,7 @@ void EmbeddingTable::Push(const uint64_t* keys, size_t n, const float* grads, ui
       Partition& part = *partitions_[p];
       std::lock_guard<std::mutex> lock(part.mu);
       for (uint32_t j = begin; j < end; ++j) {
-        part.PrefetchAhead(j, end, key_at);
+        part.PrefetchAhead(j, end, stride_, key_at);
         // The sort is stable, so duplicates of a key apply in call order.
         const uint32_t i = identity ? j : batch.order[j];
         const uint64_t key = keys[i];
@@ -966,7 +976,8 @@ void EmbeddingTable::ChangedSince(uint32_t since, uint32_t version_now, std::vec
       std::vector<uint64_t>& log = part.log;
       const size_t end = std::min(log.size(), r + kLogChunk);
       for (; r < end; ++r) {
-        part.PrefetchAhead(r, end, [&log](size_t k) { return log[k]; });
+        part.PrefetchAhead(r, end, header_bytes_ + weight_bytes_,
+                           [&log](size_t k) { return log[k]; });
         const uint64_t key = log[r];
         char* row = part.Find(key, MixKey(key));
         if (row == nullptr || Head(row)->version <= since) continue;

@@ -17,18 +17,23 @@
 #   cmake   the project also configures with -DFRESHET_BUILD_TESTS=OFF (a
 #           user building only the binaries): no CMakeLists.txt may touch a
 #           test target unguarded (configure only, into a temporary dir).
-# Both run in parallel over $(nproc) jobs. Exits non-zero, naming each failing
+#   codegen every object built from a source that calls PrefetchForRead
+#           (common/prefetch.h) holds prefetch instructions: GCC deletes
+#           calls to helpers whose only effect is a prefetch, and did so to
+#           every prefetch of the embedding table until 2026-12 (the table's
+#           pull and push cost up to 1.9x as much). Needs a built build/.
+# All run in parallel over $(nproc) jobs. Exits non-zero, naming each failing
 # file, if either fails.
 #
-# Usage: tools/check_static.sh [format|tsa|cmake]   (default: all three)
+# Usage: tools/check_static.sh [format|tsa|cmake|codegen]   (default: all four)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc 2>/dev/null || echo 2)
 what=${1:-all}
 case "$what" in
-  all | format | tsa | cmake) ;;
+  all | format | tsa | cmake | codegen) ;;
   *)
-    echo "usage: $0 [format|tsa|cmake]" >&2
+    echo "usage: $0 [format|tsa|cmake|codegen]" >&2
     exit 2
     ;;
 esac
@@ -79,6 +84,27 @@ if [ "$what" = all ] || [ "$what" = cmake ]; then
     failed=1
   fi
   rm -rf "$dir"
+fi
+
+if [ "$what" = all ] || [ "$what" = codegen ]; then
+  need objdump
+  checked=0
+  while IFS= read -r src; do
+    obj=$(find build -path "*/$(basename "$(dirname "$src")")/*" -name "$(basename "$src").o" |
+          sed -n 1p)
+    if [ -z "$obj" ]; then
+      echo "check_static: codegen: no object for $src in build/ (run tools/build.sh)" >&2
+      failed=1
+      continue
+    fi
+    checked=$((checked + 1))
+    # (grep reads all of it: -q would stop early and fail the pipe)
+    if ! objdump -d "$obj" | grep prefetch >/dev/null; then
+      echo "check_static: codegen: FAILED: $obj ($src calls PrefetchForRead) has no prefetch instruction"
+      failed=1
+    fi
+  done < <(git grep -l 'PrefetchForRead(' -- '*.cc' 2>/dev/null || true)
+  echo "check_static: codegen: prefetches kept in $checked object(s)"
 fi
 
 if [ "$what" = all ] || [ "$what" = tsa ]; then
