@@ -11,12 +11,19 @@
 // Time is the calling thread's CPU time inside Pull/Push (so other processes
 // on a shared box do not inflate it, though they still share the caches).
 // Prints CPU ns per key for each (dim, op) and, last, one JSON line.
+//
+// For scale it also times the memory system alone: random 64-byte line
+// reads (prefetched 16 ahead, as the table's loops do) over a buffer the
+// size of the dim-16 table. A pull or push reads 3-4 such lines per key
+// (the index slot, then the row's lines: rows are not line-aligned), so
+// that figure times 3-4 is about the least a key can cost in one thread.
 #include <gflags/gflags.h>
 #include <glog/logging.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
 #include <memory>
 #include <sstream>
@@ -27,6 +34,7 @@
 #include "common/config.h"
 #include "common/key_dedup.h"
 #include "common/metrics_registry.h"
+#include "common/prefetch.h"
 #include "server/embedding_table.h"
 
 DEFINE_int64(rows, 1000000, "rows per table (filled before timing)");
@@ -62,6 +70,31 @@ uint64_t SplitMix64(uint64_t* state) {
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
   z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
   return z ^ (z >> 31);
+}
+
+// CPU ns per random 64-byte line read from a `bytes`-byte buffer, reads
+// prefetched 16 ahead; median of `reps` runs of 4M reads.
+double RandomLineNs(size_t bytes, int reps) {
+  const size_t lines = std::max<size_t>(1, bytes / 64);
+  std::vector<char> buf(lines * 64, 1);
+  std::vector<uint64_t> at(size_t{1} << 22);
+  uint64_t st = 7;
+  for (auto& a : at) a = (SplitMix64(&st) % lines) * 64;
+  std::vector<double> ns;
+  uint64_t sum = 0;
+  for (int rep = 0; rep < std::max(1, reps); ++rep) {
+    const double c0 = ThreadCpuSeconds();
+    for (size_t i = 0; i < at.size(); ++i) {
+      if (i + 16 < at.size()) PrefetchForRead(buf.data() + at[i + 16]);
+      uint64_t v;
+      std::memcpy(&v, buf.data() + at[i], sizeof(v));
+      sum += v;
+    }
+    ns.push_back((ThreadCpuSeconds() - c0) * 1e9 / static_cast<double>(at.size()));
+  }
+  CHECK_NE(sum, 0u);  // keeps the reads
+  std::sort(ns.begin(), ns.end());
+  return ns[ns.size() / 2];
 }
 
 int Main(int argc, char** argv) {
@@ -158,7 +191,13 @@ int Main(int argc, char** argv) {
       first_case = false;
     }
   }
-  js << "]}";
+  // The dim-16 fp32 table's size: 160 bytes a row.
+  const double line_ns = RandomLineNs(static_cast<size_t>(rows) * 160, FLAGS_reps);
+  std::printf(
+      "memory: %.1f ns per random 64-byte line over a %.0f MB buffer (one thread, "
+      "prefetched)\n",
+      line_ns, static_cast<double>(rows) * 160 / 1e6);
+  js << "],\"random_line_ns\":" << line_ns << "}";
   std::printf("%s\n", js.str().c_str());
   return 0;
 }
