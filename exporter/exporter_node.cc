@@ -1,6 +1,9 @@
 #include "exporter/exporter_node.h"
 
 #include <glog/logging.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <climits>
@@ -12,6 +15,9 @@ namespace freshet {
 using SteadyClock = std::chrono::steady_clock;
 
 namespace {
+// Nice value of the compaction thread (StartCompaction).
+constexpr int kCompactionNice = 10;
+
 int64_t UnixMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::system_clock::now().time_since_epoch())
@@ -77,6 +83,15 @@ void ExporterNode::StartCompaction() {
   c->started = SteadyClock::now();
   const std::string dir = job_.export_().dir();
   c->thread = std::thread([c, dir, chain = std::move(chain), name] {
+    // A compaction is background work: the deltas, and the workers and
+    // servers a local cluster shares its cores with, come first. Nice 10
+    // (this thread only) weighs it at about a tenth of a normal thread on
+    // a busy core; on an idle one it runs at full speed. Before, on the
+    // 2-core box, its chain load delayed three 0.25 s deltas by up to
+    // 870 ms (README "Freshness and serving figures").
+    if (setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), kCompactionNice) != 0) {
+      PLOG(WARNING) << "exporter: could not lower the compaction thread's priority";
+    }
     StatusOr<proto::ExportFile> entry = CompactChain(dir, chain, name, &c->stats);
     if (entry.ok()) {
       c->entry = std::move(*entry);
