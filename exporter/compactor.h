@@ -2,8 +2,8 @@
 // full with its deltas applied (exactly the model a reader of the chain
 // serves), for export.full_source COMPACT. The servers are not asked for
 // any row, and it runs beside the exporter's deltas (ExporterNode starts it
-// on a thread of its own): a periodic full costs O(model) of the
-// exporter's I/O and memory, never a pause of the deltas.
+// on a thread of its own, at nice 10): a periodic full costs O(model) of
+// the exporter's I/O and memory, never a pause of the deltas.
 //
 //   ExportWriter::BeginCompaction   (exporter's thread) which chain, which file
 //   CompactChain                    (compaction thread) load it, write the full
