@@ -1,6 +1,9 @@
 #include "common/thread_pool.h"
 
 #include <glog/logging.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 namespace freshet {
 
@@ -71,6 +74,10 @@ void ParallelFor(ThreadPool* pool, int n, const std::function<void(int)>& fn) {
   fn(0);
   MutexLock l(&mu);
   while (left > 0) done.Wait(&mu);
+}
+
+bool SetThisThreadNice(int nice) {
+  return setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), nice) == 0;
 }
 
 }  // namespace freshet

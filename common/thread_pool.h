@@ -45,4 +45,10 @@ class ThreadPool {
 // for each other.
 void ParallelFor(ThreadPool* pool, int n, const std::function<void(int)>& fn);
 
+// Sets the calling thread's nice value (this thread only: Linux threads
+// have their own) to `nice`, for background work that must yield a busy
+// core to the threads that train and export (the exporter's compaction).
+// Returns false (errno set) if the kernel refused it.
+bool SetThisThreadNice(int nice);
+
 }  // namespace freshet

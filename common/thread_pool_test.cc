@@ -1,8 +1,12 @@
 #include "common/thread_pool.h"
 
 #include <gtest/gtest.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <thread>
 
@@ -56,6 +60,23 @@ TEST(ThreadPoolTest, DestructorRunsTasksAlreadyScheduled) {
     }
   }
   EXPECT_EQ(done.load(), 100);
+}
+
+TEST(SetThisThreadNiceTest, ChangesOnlyTheCallingThread) {
+  errno = 0;
+  const int before = getpriority(PRIO_PROCESS, 0);  // the main thread (tid == pid)
+  ASSERT_EQ(errno, 0);
+  int seen = -100;
+  std::thread t([&] {
+    const id_t tid = static_cast<id_t>(syscall(SYS_gettid));
+    ASSERT_TRUE(SetThisThreadNice(before + 5 > 19 ? 19 : before + 5));
+    errno = 0;
+    seen = getpriority(PRIO_PROCESS, tid);
+    ASSERT_EQ(errno, 0);
+  });
+  t.join();
+  EXPECT_EQ(seen, before + 5 > 19 ? 19 : before + 5);
+  EXPECT_EQ(getpriority(PRIO_PROCESS, 0), before);  // the process's other threads keep theirs
 }
 
 }  // namespace

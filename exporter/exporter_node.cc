@@ -1,14 +1,13 @@
 #include "exporter/exporter_node.h"
 
 #include <glog/logging.h>
-#include <sys/resource.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <climits>
 #include <cstring>
 #include <map>
+
+#include "common/thread_pool.h"
 
 namespace freshet {
 
@@ -89,7 +88,7 @@ void ExporterNode::StartCompaction() {
     // a busy core; on an idle one it runs at full speed. Before, on the
     // 2-core box, its chain load delayed three 0.25 s deltas by up to
     // 870 ms (README "Freshness and serving figures").
-    if (setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), kCompactionNice) != 0) {
+    if (!SetThisThreadNice(kCompactionNice)) {
       PLOG(WARNING) << "exporter: could not lower the compaction thread's priority";
     }
     StatusOr<proto::ExportFile> entry = CompactChain(dir, chain, name, &c->stats);
