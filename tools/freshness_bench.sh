@@ -39,8 +39,16 @@
 #                                 [extra freshet_train flags]   (after tools/build.sh)
 #        FRESHET_BENCH_LOAD=0 tools/freshness_bench.sh   measures freshness without the
 #        wrk load (on 2 cores the load generator competes with training)
+#        FRESHET_BENCH_PIN=1 tools/freshness_bench.sh   serving side (freshet_serve,
+#        wrk, the /model poller) on core 0, the training job on the other
+#        cores (taskset; needs 2 or more)
+#        FRESHET_BENCH_SERVE_FLAGS="--poll_ms=50 ..."   extra freshet_serve flags
 # On 2 cores the /score latency during training includes the CPU the 5
-# training ranks take; the idle figure has the box to itself.
+# training ranks take; the idle figure has the box to itself. With
+# FRESHET_BENCH_PIN=1 both figures have core 0 to themselves, so their
+# ratio is what applying deltas costs scoring (a serving machine of its
+# own); training then has one core less, so its freshness figures are not
+# those of an unpinned run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
@@ -60,6 +68,13 @@ for a in "$@"; do
     *) extra+=("$a") ;;
   esac
 done
+pin_serve=(); pin_train=(); pinned=false
+if [ "${FRESHET_BENCH_PIN:-0}" = 1 ]; then
+  cores=$(nproc)
+  [ "$cores" -ge 2 ] || { echo "freshness_bench: FRESHET_BENCH_PIN=1 needs 2 or more cores ($cores here)" >&2; exit 2; }
+  command -v taskset >/dev/null || { echo "freshness_bench: FRESHET_BENCH_PIN=1 needs taskset (util-linux)" >&2; exit 2; }
+  pin_serve=(taskset -c 0); pin_train=(taskset -c "1-$((cores - 1))"); pinned=true
+fi
 work=out/freshness
 rm -rf "$work/export" "$work/model" "$work/loads.tsv" "$work/versions.tsv"
 mkdir -p "$work"
@@ -69,7 +84,7 @@ job="$work/job.pbtxt"
 sed "s/^    dim: 8$/    dim: 8\n    storage: $storage/" cluster-configs/jobs/synthetic.pbtxt >"$job"
 echo "export { full_source: $full_source }" >>"$job"
 
-build/bin/freshet_serve --export_dir="$work/export" --port=0 >"$work/serve.log" 2>&1 &
+"${pin_serve[@]}" build/bin/freshet_serve --export_dir="$work/export" --port=0 ${FRESHET_BENCH_SERVE_FLAGS:-} >"$work/serve.log" 2>&1 &
 serve=$!
 wrk=""; poller=""
 trap 'kill $serve $wrk $poller 2>/dev/null || true' EXIT
@@ -110,9 +125,10 @@ field() { echo "$1" | grep -oE "\"$2\":[0-9.a-z]+" | head -1 | cut -d: -f2; }
   done
 ) &
 poller=$!
+[ "$pinned" = false ] || taskset -a -p -c "1-$((cores - 1))" $poller >/dev/null
 
 start=$(date +%s.%N)
-launch/mpirun.sh -np 5 build/bin/freshet_train --task=synthetic --job_config="$job" \
+"${pin_train[@]}" launch/mpirun.sh -np 5 build/bin/freshet_train --task=synthetic --job_config="$job" \
   --work_dir="$work" --epochs="$epochs" --export_interval_s="$interval" \
   --prefill_rows="$table_rows" --save=false "${extra[@]}" >"$work/train.log" 2>&1 &
 train=$!
@@ -123,7 +139,7 @@ for _ in $(seq 1 600); do
 done
 # (wrk itself in the background, not a subshell: SIGINT must reach it.)
 if [ "${FRESHET_BENCH_LOAD:-1}" = 1 ]; then
-  wrk -t1 -c2 -d3600s --latency -s "$work/score.lua" "http://127.0.0.1:$port/score" >"$work/wrk.txt" 2>&1 &
+  "${pin_serve[@]}" wrk -t1 -c2 -d3600s --latency -s "$work/score.lua" "http://127.0.0.1:$port/score" >"$work/wrk.txt" 2>&1 &
   wrk=$!
 fi
 wait $train
@@ -136,7 +152,7 @@ grep -E '^exporter:|holdout AUC|prefilled' "$work/train.log" || true
 # Idle: the same load with no training and no new versions.
 : >"$work/wrk_idle.txt"
 [ "${FRESHET_BENCH_LOAD:-1}" = 1 ] &&
-  wrk -t1 -c2 -d5s --latency -s "$work/score.lua" "http://127.0.0.1:$port/score" >"$work/wrk_idle.txt" 2>&1
+  "${pin_serve[@]}" wrk -t1 -c2 -d5s --latency -s "$work/score.lua" "http://127.0.0.1:$port/score" >"$work/wrk_idle.txt" 2>&1
 final_model=$(curl -s "http://127.0.0.1:$port/model" || true)
 
 # Freshness from the load log (loaded_ms, and the clock in column `col`:
@@ -227,8 +243,8 @@ echo "serving /score (10 examples/request, 2 connections): ${rps} req/s, latency
 echo "export directory (retained files): ${export_bytes} bytes, ${deltas} deltas kept, ${delta_avg} bytes per delta"
 echo "exporter deltas: p50 ${export50} ms, p99 ${export99} ms, ${delta_rows} rows on average ($interval s interval)"
 echo "serving: incremental apply p99 ${apply99} ms; resident ${rss_max} bytes at most while applying deltas (${rss_anon_max} of them anonymous; serving ${served_at_max} bytes of keys + weights then), ${rss_full} after a full load, ${rss_end} at the end (${served_end} served); /score p99 ${score99} ms during training, ${score99_idle} ms idle"
-printf '{"bench":"freshness","commit":"%s","table_rows":%s,"storage":"%s","interval_s":%s,"full_source":"%s","train_s":%.1f,"versions_loaded":%d,"freshness_p50_ms":%s,"freshness_p99_ms":%s,"freshness_p99_ms_with_fulls":%s,"label_freshness_p50_ms":%s,"label_freshness_p99_ms":%s,"export_ms_p50":%s,"export_ms_p99":%s,"delta_rows_avg":%s,"serve_apply_ms_p99":%s,"serve_rss_bytes":%s,"serve_rss_anon_bytes":%s,"served_model_bytes":%s,"serve_rss_bytes_full_load":%s,"serve_rss_bytes_end":%s,"served_model_bytes_end":%s,"score_p99_ms":%s,"score_p99_ms_idle":%s,"serve_rps":%s,"serve_non_2xx":%s,"export_bytes_retained":%s,"delta_bytes_avg":%s}\n' \
-  "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" "$table_rows" "$storage" "$interval" "$full_source" \
+printf '{"bench":"freshness","commit":"%s","table_rows":%s,"storage":"%s","interval_s":%s,"full_source":"%s","pinned":%s,"train_s":%.1f,"versions_loaded":%d,"freshness_p50_ms":%s,"freshness_p99_ms":%s,"freshness_p99_ms_with_fulls":%s,"label_freshness_p50_ms":%s,"label_freshness_p99_ms":%s,"export_ms_p50":%s,"export_ms_p99":%s,"delta_rows_avg":%s,"serve_apply_ms_p99":%s,"serve_rss_bytes":%s,"serve_rss_anon_bytes":%s,"served_model_bytes":%s,"serve_rss_bytes_full_load":%s,"serve_rss_bytes_end":%s,"served_model_bytes_end":%s,"score_p99_ms":%s,"score_p99_ms_idle":%s,"serve_rps":%s,"serve_non_2xx":%s,"export_bytes_retained":%s,"delta_bytes_avg":%s}\n' \
+  "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" "$table_rows" "$storage" "$interval" "$full_source" "$pinned" \
   "$train_s" "$loads" "$p50" "$p99" "$p99_all" "$label50" "$label99" "${export50:-0}" "${export99:-0}" "${delta_rows:-0}" \
   "${apply99:-0}" "$rss_max" "$rss_anon_max" "$served_at_max" "$rss_full" "$rss_end" "$served_end" "${score99:-0}" \
   "${score99_idle:-0}" "$rps" "$non2xx" "$export_bytes" "$delta_avg"
