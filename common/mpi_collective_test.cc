@@ -184,6 +184,7 @@ TEST(MpiCollectiveTest, SumsGathersAndBarriers) {
   }
   std::this_thread::sleep_for(milliseconds(250));
   EXPECT_EQ(ReadHeartbeat(dir, r)->operation, 5);
+  c->reset();  // stops this rank's heartbeats: none may land in `dir` while it is removed
   MPI_Barrier(MPI_COMM_WORLD);
   if (r == 0) std::filesystem::remove_all(dir);
 }
@@ -216,8 +217,10 @@ TEST(MpiCollectiveTest, DeadlineNamesTheLateMember) {
     std::this_thread::sleep_for(milliseconds(2000));  // live, beating, but late
     EXPECT_TRUE((*c)->Barrier().ok());                // completes against rank 0's posted barrier
   }
+  const int rank = (*c)->rank();
+  c->reset();  // stops this rank's heartbeats: none may land in `dir` while it is removed
   MPI_Barrier(MPI_COMM_WORLD);
-  if ((*c)->rank() == 0) std::filesystem::remove_all(dir);
+  if (rank == 0) std::filesystem::remove_all(dir);
 }
 
 // A member that stops (SIGSTOP: hung) while the other waits in an
@@ -251,8 +254,12 @@ TEST(MpiCollectiveTest, SilentMemberIsNamedDeadOrHung) {
     EXPECT_TRUE((*c)->AllReduceSum(&mine, 1).ok());
     EXPECT_FLOAT_EQ(mine, 3.f);
   }
+  const int rank = (*c)->rank();
+  // Stops this rank's heartbeats: one landing in `dir` while rank 0 removed
+  // it failed the test ("cannot remove: Directory not empty", 2 runs in ~60).
+  c->reset();
   MPI_Barrier(MPI_COMM_WORLD);
-  if ((*c)->rank() == 0) std::filesystem::remove_all(dir);
+  if (rank == 0) std::filesystem::remove_all(dir);
 }
 
 }  // namespace
