@@ -350,9 +350,15 @@ Status ExporterNode::Export(bool full) {
   stats_.bytes_written = writer_->bytes_written();
   const double ms = std::chrono::duration<double, std::milli>(SteadyClock::now() - t0).count();
   stats_.max_export_ms = std::max(stats_.max_export_ms, ms);
+  const double collect_ms = std::chrono::duration<double, std::milli>(t_collected - t0).count();
+  const double publish_ms =
+      std::chrono::duration<double, std::milli>(t_published - t_collected).count();
   if (!full) {
     stats_.delta_ms.push_back(ms);
     stats_.delta_rows.push_back(rows + deletions);
+    stats_.delta_version.push_back(static_cast<int64_t>(snap.version));
+    stats_.delta_collect_ms.push_back(collect_ms);
+    stats_.delta_publish_ms.push_back(publish_ms);
   }
   if (metrics_ != nullptr) {
     const int64_t now_ms = UnixMs();
@@ -367,9 +373,6 @@ Status ExporterNode::Export(bool full) {
     metrics_->watermark->Set(static_cast<double>(watermark_));
     metrics_->last_publish_ms = now_ms;
   }
-  const double collect_ms = std::chrono::duration<double, std::milli>(t_collected - t0).count();
-  const double publish_ms =
-      std::chrono::duration<double, std::milli>(t_published - t_collected).count();
   if (full) {
     stats_.full_ms.push_back(ms);
     stats_.full_collect_ms.push_back(collect_ms);

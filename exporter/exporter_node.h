@@ -83,6 +83,11 @@ struct ExporterStats {
   // (upserts + deletions), in order; for benchmarks (freshness_bench.sh).
   std::vector<double> delta_ms;
   std::vector<int64_t> delta_rows;
+  // Per published delta, in the same order: its version, and delta_ms split
+  // into collecting (EXPORT sent to every reply in) and publishing (file
+  // write, fsync, manifest).
+  std::vector<int64_t> delta_version;
+  std::vector<double> delta_collect_ms, delta_publish_ms;
   // Per published full snapshot (ms): total; collecting (EXPORT sent to
   // every reply in, which includes the servers' serialization and the
   // transfer); of that, decoding the replies and copying their rows; and

@@ -21,6 +21,7 @@
 #include <glog/logging.h>
 #include <google/protobuf/text_format.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -505,6 +506,23 @@ int RunMpi(int argc, char** argv, const proto::JobConfig& job) {
         static_cast<long long>(s.deltas), static_cast<long long>(s.rows_exported),
         s.bytes_written / 1e6, job.export_().dir().c_str(), s.max_export_ms, s.DeltaMsQuantile(0.5),
         s.DeltaMsQuantile(0.99), delta_rows);
+    // The slowest deltas and where their time went: a p99 is one or two
+    // deltas in a short run.
+    std::vector<size_t> order(s.delta_ms.size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+    const size_t top = std::min<size_t>(3, order.size());
+    std::partial_sort(order.begin(), order.begin() + top, order.end(),
+                      [&s](size_t a, size_t b) { return s.delta_ms[a] > s.delta_ms[b]; });
+    std::string slowest;
+    for (size_t k = 0; k < top; ++k) {
+      const size_t i = order[k];
+      char buf[160];
+      std::snprintf(buf, sizeof(buf), "%sv%lld (#%zu) %.0f ms = collect %.0f + publish %.0f",
+                    k == 0 ? "" : "; ", static_cast<long long>(s.delta_version[i]), i + 1,
+                    s.delta_ms[i], s.delta_collect_ms[i], s.delta_publish_ms[i]);
+      slowest += buf;
+    }
+    if (top > 0) std::printf("exporter: slowest deltas: %s\n", slowest.c_str());
     // Where each full snapshot's time went (ExporterStats).
     for (size_t i = 0; i < s.full_ms.size(); ++i) {
       std::printf(
