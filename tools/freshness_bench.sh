@@ -108,22 +108,35 @@ LUA
 # created_ms apply_ms incremental rss_bytes served_bytes label_ms
 # rss_anon_bytes).
 field() { echo "$1" | grep -oE "\"$2\":[0-9.a-z]+" | head -1 | cut -d: -f2; }
-(
-  set +e +o pipefail
-  last=""
-  while true; do
-    m=$(curl -s "http://127.0.0.1:$port/model" || true)
-    v=$(field "$m" version)
-    if [ -n "$v" ] && [ "$v" != "$last" ]; then
-      last=$v
-      printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$(field "$m" loaded_unix_ms)" "$v" \
-        "$(field "$m" ingest_wall_ms)" "$(field "$m" created_unix_ms)" "$(field "$m" load_ms)" \
-        "$(field "$m" incremental)" "$(field "$m" rss_bytes)" "$(field "$m" served_bytes)" \
-        "$(field "$m" label_wall_ms)" "$(field "$m" rss_anon_bytes)" >>"$work/loads.tsv"
-    fi
-    sleep 0.02
-  done
-) &
+# One process on one keep-alive connection: a curl and a few greps per poll
+# (the script's first poller) spawned ~250 processes a second, which on 2
+# cores took CPU from the very serving and training it measured.
+python3 - "$port" "$work/loads.tsv" <<'PY' &
+import http.client, re, sys, time
+port, out = int(sys.argv[1]), sys.argv[2]
+keys = ("loaded_unix_ms", "version", "ingest_wall_ms", "created_unix_ms", "load_ms",
+        "incremental", "rss_bytes", "served_bytes", "label_wall_ms", "rss_anon_bytes")
+def field(text, key):  # the first "key":value, as field() above
+    m = re.search('"%s":([0-9.a-z]+)' % key, text)
+    return m.group(1) if m else ""
+conn, last = None, None
+with open(out, "a") as f:
+    while True:
+        try:
+            if conn is None:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            conn.request("GET", "/model")
+            r = conn.getresponse()
+            text = r.read().decode("utf-8", "replace")
+            v = field(text, "version") if r.status == 200 else ""
+            if v and v != last:
+                last = v
+                f.write("\t".join(field(text, k) for k in keys) + "\n")
+                f.flush()
+        except (OSError, http.client.HTTPException):
+            conn = None
+        time.sleep(0.02)
+PY
 poller=$!
 [ "$pinned" = false ] || taskset -a -p -c "1-$((cores - 1))" $poller >/dev/null
 
