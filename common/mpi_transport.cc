@@ -1,11 +1,13 @@
 #include "common/mpi_transport.h"
 
 #include <glog/logging.h>
+#include <sched.h>
 
 #include <algorithm>
 #include <climits>
 #include <cstdlib>
 #include <set>
+#include <string>
 
 #include "common/mpi_util.h"
 
@@ -25,6 +27,41 @@ StatusOr<std::unique_ptr<MpiTransport>> MpiTransport::Create(MPI_Comm comm) {
 }
 
 namespace {
+// Ranks of this job on this node, from the launcher's environment (Open
+// MPI, MPICH / Hydra, SLURM); 0 if none says.
+int LocalRanks() {
+  for (const char* name :
+       {"OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "SLURM_NTASKS_PER_NODE"}) {
+    const char* v = std::getenv(name);
+    if (v == nullptr || *v == '\0') continue;
+    char* end = nullptr;
+    const long n = std::strtol(v, &end, 10);
+    if (*end == '\0' && n > 0 && n < INT_MAX) return static_cast<int>(n);
+  }
+  return 0;
+}
+
+// Cores this process may run on (its affinity mask: taskset, cpusets).
+int UsableCores() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
+  return std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+}
+
+// 2 ms where every rank of the node can have a core of its own; none
+// where they cannot: then every progress thread that polls hot stays
+// runnable, and the run queue they make delays the threads with work. On
+// the 2-core box, 5 ranks polling hot took training 29-35 s against 25-28 s
+// without, and made the exporter's fsyncs (which wait for the kernel's
+// journal thread) take up to 2.7 s (tools/freshness_bench.sh at 0.25 s).
+std::chrono::microseconds DefaultHotPoll(int* local_ranks, int* cores) {
+  *local_ranks = LocalRanks();
+  *cores = UsableCores();
+  if (*local_ranks > *cores) return std::chrono::microseconds(0);
+  return std::chrono::microseconds(2000);
+}
+
 std::chrono::microseconds HotPollFromEnv(std::chrono::microseconds fallback) {
   const char* v = std::getenv("FRESHET_MPI_HOT_POLL_US");
   if (v == nullptr || *v == '\0') return fallback;
@@ -37,10 +74,19 @@ std::chrono::microseconds HotPollFromEnv(std::chrono::microseconds fallback) {
   }
   return std::chrono::microseconds(us);
 }
+std::chrono::microseconds HotPollFor(int rank) {
+  int local_ranks = 0, cores = 0;
+  const std::chrono::microseconds fallback = DefaultHotPoll(&local_ranks, &cores);
+  const std::chrono::microseconds hot = HotPollFromEnv(fallback);
+  VLOG(1) << "rank " << rank << ": " << (local_ranks > 0 ? std::to_string(local_ranks) : "?")
+          << " ranks on this node, " << cores << " cores: progress thread polls hot for "
+          << hot.count() << " us after traffic";
+  return hot;
+}
 }  // namespace
 
 MpiTransport::MpiTransport(MPI_Comm comm, int rank, int size)
-    : Transport(rank, size), comm_(comm), hot_poll_(HotPollFromEnv(kHotPoll)) {
+    : Transport(rank, size), comm_(comm), hot_poll_(HotPollFor(rank)) {
   progress_ = std::thread([this] { ProgressLoop(); });
 }
 
@@ -216,7 +262,7 @@ void MpiTransport::ProgressLoop() {
       // not forever (a dead peer never takes its message).
       std::this_thread::yield();
     } else if (now - last_activity_ < hot_poll_) {
-      // Traffic within the last kHotPoll: the answer to a request just sent,
+      // Traffic within the last hot_poll_: the answer to a request just sent,
       // or a client's next request, is likely microseconds away. Poll,
       // yielding the core to any thread that has work, instead of sleeping
       // through it (a sleep of up to 200 us was the round trip's largest

@@ -9,10 +9,11 @@
 //   MPI_THREAD_MULTIPLE (see MpiSession).
 // - One progress thread matches incoming messages (MPI_Improbe/MPI_Mrecv),
 //   queues them for Recv(), and completes sends (MPI_Testsome). Within
-//   kHotPoll of the last message it polls, yielding the core between polls
-//   (an answer is usually microseconds away); after that it backs off to
-//   short sleeps (up to 200 us), so idle ranks on two cores leave the cores
-//   to the ranks doing work.
+//   2 ms of the last message it polls, yielding the core between polls
+//   (an answer is usually microseconds away), where the node has a core
+//   per rank; after that, or at once where ranks outnumber cores, it backs
+//   off to short sleeps (up to 200 us), so idle ranks leave the cores to
+//   the ranks doing work.
 // - Receive buffers come from the Transport's BufferPool, and finished sends
 //   go back to it (common/buffer_pool.h).
 // - No barriers or collectives on the data path.
@@ -70,12 +71,13 @@ class MpiTransport : public Transport {
   int DeliverReceives();
 
   static constexpr int kTag = 7;
-  // How long after the last message, send or receive the progress thread
-  // keeps polling (yielding) before it backs off to sleeps. The environment
-  // variable FRESHET_MPI_HOT_POLL_US overrides it (0: sleep at once, the
-  // behaviour before issue 16), for A/B runs.
-  static constexpr std::chrono::microseconds kHotPoll{2000};
   MPI_Comm comm_;
+  // How long after the last message, send or receive the progress thread
+  // keeps polling (yielding) before it backs off to sleeps: 2 ms where the
+  // node's ranks (the launcher's OMPI_COMM_WORLD_LOCAL_SIZE, MPI_LOCALNRANKS
+  // or SLURM_NTASKS_PER_NODE) have a core each, 0 (sleep at once) where
+  // there are more ranks than cores. The environment variable
+  // FRESHET_MPI_HOT_POLL_US overrides it, for A/B runs.
   const std::chrono::microseconds hot_poll_;
   FrameQueue inbox_;
   std::atomic<bool> stop_{false};
