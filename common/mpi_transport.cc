@@ -52,7 +52,7 @@ int UsableCores() {
 // 2 ms where every rank of the node can have a core of its own; none
 // where they cannot: then every progress thread that polls hot stays
 // runnable, and the run queue they make delays the threads with work. On
-// the 2-core box, 5 ranks polling hot took training 29-35 s against 25-28 s
+// the 2-core box, 5 ranks polling hot took training 29-36 s against 24-28 s
 // without, and made the exporter's fsyncs (which wait for the kernel's
 // journal thread) take up to 2.7 s (tools/freshness_bench.sh at 0.25 s).
 std::chrono::microseconds DefaultHotPoll(int* local_ranks, int* cores) {
@@ -74,6 +74,8 @@ std::chrono::microseconds HotPollFromEnv(std::chrono::microseconds fallback) {
   }
   return std::chrono::microseconds(us);
 }
+
+// The default for this node, unless FRESHET_MPI_HOT_POLL_US says otherwise.
 std::chrono::microseconds HotPollFor(int rank) {
   int local_ranks = 0, cores = 0;
   const std::chrono::microseconds fallback = DefaultHotPoll(&local_ranks, &cores);
