@@ -34,7 +34,8 @@ constexpr ErrnoEntry kErrnoNames[] = {
     {EISDIR, "EISDIR"}, {ENOTDIR, "ENOTDIR"}, {EXDEV, "EXDEV"},   {ENAMETOOLONG, "ENAMETOOLONG"},
 };
 
-std::atomic<int64_t> g_files_written{0}, g_retries{0}, g_failures{0}, g_bytes_written{0};
+std::atomic<int64_t> g_files_written{0}, g_retries{0}, g_failures{0}, g_bytes_written{0},
+    g_fsyncs{0};
 
 Mutex g_policy_mu;
 FileWriteRetryPolicy g_policy GUARDED_BY(g_policy_mu);
@@ -185,6 +186,7 @@ FileWriteCounters GetFileWriteCounters() {
   c.retries = g_retries.load(std::memory_order_relaxed);
   c.failures = g_failures.load(std::memory_order_relaxed);
   c.bytes_written = g_bytes_written.load(std::memory_order_relaxed);
+  c.fsyncs = g_fsyncs.load(std::memory_order_relaxed);
   return c;
 }
 
@@ -200,6 +202,9 @@ void RegisterFileWriteMetrics(MetricsRegistry* registry) {
                         true, [] { return static_cast<double>(GetFileWriteCounters().failures); });
   registry->AddCallback("file_write_bytes", "Bytes of files written atomically.", true,
                         [] { return static_cast<double>(GetFileWriteCounters().bytes_written); });
+  registry->AddCallback(
+      "file_fsyncs", "fsync calls of atomic file writes, files and directories (journal commits).",
+      true, [] { return static_cast<double>(GetFileWriteCounters().fsyncs); });
 }
 
 // ---- AtomicFileWriter --------------------------------------------------------
@@ -278,12 +283,15 @@ void AtomicFileWriter::Append(const void* p, size_t n) {
   pos_ += n;
 }
 
-Status AtomicFileWriter::Commit() {
+Status AtomicFileWriter::Commit(DirSync dir_sync) {
   CHECK(!committed_ && fd_ >= 0) << path_ << ": Commit() called twice";
   Flush();
   if (status_.ok()) {
     int err = FileFaultInjector::Global().Check(tmp_, FileOp::kFsync);
-    if (err == 0 && ::fsync(fd_) != 0) err = errno;
+    if (err == 0) {
+      g_fsyncs.fetch_add(1, std::memory_order_relaxed);
+      if (::fsync(fd_) != 0) err = errno;
+    }
     if (err != 0) Fail(tmp_, "fsync", err);
   }
   const int fd = fd_;
@@ -299,12 +307,14 @@ Status AtomicFileWriter::Commit() {
     return status_;
   }
   committed_ = true;
+  if (dir_sync == DirSync::kDeferred) return Status::OK();
   return SyncDirectory(DirOf(path_));
 }
 
 Status SyncDirectory(const std::string& dir) {
   const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return SysError(dir, "open (directory fsync)", errno);
+  g_fsyncs.fetch_add(1, std::memory_order_relaxed);
   const int rc = ::fsync(fd);
   const int err = errno;
   ::close(fd);
@@ -316,7 +326,7 @@ Status SyncDirectory(const std::string& dir) {
 
 Status WriteFileAtomicWith(const std::string& path,
                            const std::function<Status(AtomicFileWriter*)>& fill, uint64_t* bytes,
-                           uint64_t* hash, FileHash kind) {
+                           uint64_t* hash, FileHash kind, DirSync dir_sync) {
   const FileWriteRetryPolicy policy = GetFileWriteRetryPolicy();
   std::chrono::milliseconds backoff = policy.first_backoff;
   Status last;
@@ -330,7 +340,7 @@ Status WriteFileAtomicWith(const std::string& path,
         fill_failed = true;  // not an I/O error
         return st;
       }
-      FRESHET_RETURN_IF_ERROR(w->Commit());
+      FRESHET_RETURN_IF_ERROR(w->Commit(dir_sync));
       if (bytes != nullptr) *bytes = w->bytes();
       if (hash != nullptr) *hash = w->hash();
       g_files_written.fetch_add(1, std::memory_order_relaxed);
@@ -355,11 +365,14 @@ Status WriteFileAtomicWith(const std::string& path,
   return failed;
 }
 
-Status WriteFileAtomic(const std::string& path, std::string_view data) {
-  return WriteFileAtomicWith(path, [&](AtomicFileWriter* w) {
-    w->Append(data);
-    return Status::OK();
-  });
+Status WriteFileAtomic(const std::string& path, std::string_view data, DirSync dir_sync) {
+  return WriteFileAtomicWith(
+      path,
+      [&](AtomicFileWriter* w) {
+        w->Append(data);
+        return Status::OK();
+      },
+      nullptr, nullptr, FileHash::kFnv1a64, dir_sync);
 }
 
 // ---- reading ------------------------------------------------------------------

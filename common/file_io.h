@@ -112,10 +112,11 @@ struct FileWriteCounters {
   int64_t retries = 0;        // failed attempts that were retried
   int64_t failures = 0;       // writes that failed after every attempt
   int64_t bytes_written = 0;  // bytes of committed files
+  int64_t fsyncs = 0;         // fsync calls, files' and directories' (SyncDirectory)
 };
 FileWriteCounters GetFileWriteCounters();
 // Adds the counters to `registry` as file_writes, file_write_retries,
-// file_write_failures and file_write_bytes (callback counters).
+// file_write_failures, file_write_bytes and file_fsyncs (callback counters).
 void RegisterFileWriteMetrics(MetricsRegistry* registry);
 
 // One atomic file write (no retries). Append buffers (4 MiB) and keeps the
@@ -125,6 +126,14 @@ void RegisterFileWriteMetrics(MetricsRegistry* registry);
 // Thread safety: one thread at a time.
 // The checksum an AtomicFileWriter keeps of what it writes (common/checksum.h).
 enum class FileHash { kFnv1a64, kXxh64 };
+// Whether committing a file also fsyncs its directory (making the rename
+// durable). kDeferred leaves that to the caller: the rename is visible at
+// once but survives a crash only after the directory's next fsync
+// (SyncDirectory, or another file committed in the same directory with
+// kNow), which must come before anything that names the file is made
+// durable. It saves one fsync (one journal commit) per file when several
+// files are published together (exporter/export_dir.cc).
+enum class DirSync { kNow, kDeferred };
 
 class AtomicFileWriter {
  public:
@@ -149,11 +158,11 @@ class AtomicFileWriter {
   // The first error so far (OK if none).
   const Status& status() const { return status_; }
 
-  // Flushes, fsyncs, closes, renames over the final path and fsyncs the
-  // directory. On failure the temporary file is removed and the final path
-  // is untouched (unless only the directory fsync failed: then the new file
-  // is in place but its rename may not survive a crash). Call once.
-  Status Commit();
+  // Flushes, fsyncs, closes, renames over the final path and (kNow) fsyncs
+  // the directory. On failure the temporary file is removed and the final
+  // path is untouched (unless only the directory fsync failed: then the new
+  // file is in place but its rename may not survive a crash). Call once.
+  Status Commit(DirSync dir_sync = DirSync::kNow);
   const std::string& path() const { return path_; }
 
  private:
@@ -179,13 +188,15 @@ class AtomicFileWriter {
 // fresh AtomicFileWriter on every attempt (it must write the same bytes
 // each time) and may return an error of its own, which is not retried.
 // *bytes and *hash (may be null) receive the committed file's size and
-// checksum (`kind`: FNV-1a 64 by default).
+// checksum (`kind`: FNV-1a 64 by default). `dir_sync` as for
+// AtomicFileWriter::Commit.
 Status WriteFileAtomicWith(const std::string& path,
                            const std::function<Status(AtomicFileWriter*)>& fill,
                            uint64_t* bytes = nullptr, uint64_t* hash = nullptr,
-                           FileHash kind = FileHash::kFnv1a64);
+                           FileHash kind = FileHash::kFnv1a64, DirSync dir_sync = DirSync::kNow);
 // The same for content already in memory.
-Status WriteFileAtomic(const std::string& path, std::string_view data);
+Status WriteFileAtomic(const std::string& path, std::string_view data,
+                       DirSync dir_sync = DirSync::kNow);
 
 // fsyncs a directory (after a rename or unlink in it). Internal naming it.
 Status SyncDirectory(const std::string& dir);

@@ -119,6 +119,22 @@ TEST_F(FileIoTest, WriterKeepsXxh64WhenAsked) {
   EXPECT_NE(hash, Fnv1a64(got.data(), got.size()));
 }
 
+TEST_F(FileIoTest, DeferredDirectorySyncSkipsOnlyTheDirectoryFsync) {
+  const std::string path = dir_ + "/delta.snap";
+  int64_t before = GetFileWriteCounters().fsyncs;
+  ASSERT_TRUE(WriteFileAtomic(path, "now").ok());
+  EXPECT_EQ(GetFileWriteCounters().fsyncs - before, 2);  // the file and the directory
+  EXPECT_EQ(ReadAll(path), "now");
+  before = GetFileWriteCounters().fsyncs;
+  ASSERT_TRUE(WriteFileAtomic(path, "deferred", DirSync::kDeferred).ok());
+  EXPECT_EQ(GetFileWriteCounters().fsyncs - before, 1);  // the file only
+  EXPECT_EQ(ReadAll(path), "deferred");                  // renamed all the same
+  EXPECT_FALSE(TmpLeft());
+  before = GetFileWriteCounters().fsyncs;
+  ASSERT_TRUE(SyncDirectory(dir_).ok());
+  EXPECT_EQ(GetFileWriteCounters().fsyncs - before, 1);
+}
+
 TEST_F(FileIoTest, PersistentDiskFullNamesPathAndErrnoAndKeepsOldFile) {
   const std::string path = dir_ + "/model.rows";
   ASSERT_TRUE(WriteFileAtomic(path, "good old content").ok());

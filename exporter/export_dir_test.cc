@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "common/file_io.h"
 #include "exporter/internal/export_testing.h"
 #include "exporter/model_loader.h"
 
@@ -84,6 +85,24 @@ TEST(ExportWriterTest, PublishChainLatestAndRetention) {
   auto old = ReadManifestFile(dir.file(ManifestFileName(5)));
   ASSERT_TRUE(old.ok()) << old.status();
   EXPECT_EQ(old->full().version(), 4u);
+}
+
+TEST(ExportWriterTest, APublishTakesFiveFsyncs) {
+  // Each fsync is a journal commit, which waits in the run queue on a busy
+  // box: a publish syncs its three files and the directory twice (the
+  // snapshot's rename rides on the manifest's directory sync, LATEST's
+  // comes before retention deletes anything).
+  TempDir dir;
+  auto w = ExportWriter::Open(dir.path(), MakeJob(), 2);
+  ASSERT_TRUE(w.ok()) << w.status();
+  for (int v = 1; v <= 3; ++v) {
+    const int64_t before = GetFileWriteCounters().fsyncs;
+    ASSERT_TRUE((*w)->Publish(v == 1 ? MakeFull(v) : MakeDelta(v, {1}, {})).ok());
+    EXPECT_EQ(GetFileWriteCounters().fsyncs - before, 5) << "version " << v;
+  }
+  auto m = ReadLatestManifest(dir.path());
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_EQ(m->deltas_size(), 2);
 }
 
 TEST(ExportWriterTest, RetainOneKeepsOnlyTheCurrentChain) {
