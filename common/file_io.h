@@ -108,21 +108,35 @@ void SetFileWriteRetryPolicy(const FileWriteRetryPolicy& policy);
 
 // Process-wide counts since start.
 struct FileWriteCounters {
-  int64_t files_written = 0;  // committed files
-  int64_t retries = 0;        // failed attempts that were retried
-  int64_t failures = 0;       // writes that failed after every attempt
-  int64_t bytes_written = 0;  // bytes of committed files
-  int64_t fsyncs = 0;         // fsync calls, files' and directories' (SyncDirectory)
+  int64_t files_written = 0;     // committed files
+  int64_t retries = 0;           // failed attempts that were retried
+  int64_t failures = 0;          // writes that failed after every attempt
+  int64_t bytes_written = 0;     // bytes of committed files
+  int64_t fsyncs = 0;            // fsync calls, files' and directories' (SyncDirectory)
+  int64_t writeback_chunks = 0;  // AtomicFileWriter::kWritebackBytes chunks started early
 };
 FileWriteCounters GetFileWriteCounters();
+// Nanoseconds the calling thread has spent in fsync (files' and
+// directories') of atomic file writes since it started: a caller times its
+// own syncs apart from other threads' (the exporter's publishes beside its
+// compaction thread).
+int64_t ThisThreadFsyncNanos();
 // Adds the counters to `registry` as file_writes, file_write_retries,
-// file_write_failures, file_write_bytes and file_fsyncs (callback counters).
+// file_write_failures, file_write_bytes, file_fsyncs and
+// file_writeback_chunks (callback counters).
 void RegisterFileWriteMetrics(MetricsRegistry* registry);
 
 // One atomic file write (no retries). Append buffers (4 MiB) and keeps the
 // FNV-1a 64 (common/checksum.h) of everything appended; errors are sticky
 // and reported by Commit(). Destroying an uncommitted writer removes the
 // temporary file.
+// Writeback as it goes (Linux): every kWritebackBytes written start the
+// kernel writing them out (sync_file_range) and wait for the chunk before,
+// so a large file (a 4 GB full snapshot) never holds more than two chunks
+// of dirty pages. Without it the page cache collects gigabytes, and every
+// small fsync meanwhile (a delta, a manifest: a journal commit that must
+// first write the dirty data of the blocks it allocated) waits behind them
+// for up to a second; and Commit's fsync writes everything at once.
 // Thread safety: one thread at a time.
 // The checksum an AtomicFileWriter keeps of what it writes (common/checksum.h).
 enum class FileHash { kFnv1a64, kXxh64 };
@@ -165,10 +179,13 @@ class AtomicFileWriter {
   Status Commit(DirSync dir_sync = DirSync::kNow);
   const std::string& path() const { return path_; }
 
+  static constexpr uint64_t kWritebackBytes = 8 << 20;
+
  private:
   AtomicFileWriter(std::string path, int fd, FileHash kind);
   void Flush();
   void WriteOut(const char* p, size_t n);
+  void StartWriteback();
   void Fail(const std::string& file, const char* call, int err);
 
   const std::string path_;
@@ -181,6 +198,9 @@ class AtomicFileWriter {
   uint64_t hash_;  // FNV-1a 64 (kFnv1a64)
   Xxh64 xxh_;      // kXxh64
   uint64_t bytes_ = 0;
+  uint64_t written_ = 0;         // bytes write(2) took so far
+  uint64_t writeback_from_ = 0;  // start of the bytes not yet under writeback
+  uint64_t waiting_from_ = 0;    // the chunk under writeback: [waiting_from_, writeback_from_)
   Status status_;
 };
 

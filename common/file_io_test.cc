@@ -13,6 +13,7 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "common/checksum.h"
@@ -131,8 +132,39 @@ TEST_F(FileIoTest, DeferredDirectorySyncSkipsOnlyTheDirectoryFsync) {
   EXPECT_EQ(ReadAll(path), "deferred");                  // renamed all the same
   EXPECT_FALSE(TmpLeft());
   before = GetFileWriteCounters().fsyncs;
+  const int64_t ns = ThisThreadFsyncNanos();
   ASSERT_TRUE(SyncDirectory(dir_).ok());
   EXPECT_EQ(GetFileWriteCounters().fsyncs - before, 1);
+  EXPECT_GT(ThisThreadFsyncNanos(), ns);  // timed, for this thread
+  int64_t other = -1;
+  std::thread([&other] { other = ThisThreadFsyncNanos(); }).join();
+  EXPECT_EQ(other, 0);  // another thread's own count
+}
+
+TEST_F(FileIoTest, LargeFilesAreWrittenBackAsTheyGo) {
+  // 2.5 chunks in small appends and one large one: the first two chunks
+  // are sent to disk before Commit, and the file is whole.
+  const std::string path = dir_ + "/full.snap";
+  const uint64_t chunk = AtomicFileWriter::kWritebackBytes;
+  std::string big(chunk + chunk / 2, 'b');
+  for (size_t i = 0; i < big.size(); i += 4096) big[i] = static_cast<char>(i / 4096);
+  const int64_t before = GetFileWriteCounters().writeback_chunks;
+  ASSERT_TRUE(WriteFileAtomicWith(path, [&](AtomicFileWriter* w) {
+                for (uint64_t i = 0; i < chunk; i += 1000) {
+                  w->Append(std::string(static_cast<size_t>(std::min<uint64_t>(1000, chunk - i)),
+                                        static_cast<char>('a' + i % 7)));
+                }
+                w->Append(big);
+                return Status::OK();
+              }).ok());
+#ifdef __linux__
+  EXPECT_GE(GetFileWriteCounters().writeback_chunks - before, 2);
+#endif
+  const std::string got = ReadAll(path);
+  ASSERT_EQ(got.size(), chunk + big.size());
+  EXPECT_EQ(got.substr(chunk), big);
+  EXPECT_EQ(got[1000], static_cast<char>('a' + 1000 % 7));
+  EXPECT_FALSE(TmpLeft());
 }
 
 TEST_F(FileIoTest, PersistentDiskFullNamesPathAndErrnoAndKeepsOldFile) {

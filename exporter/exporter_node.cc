@@ -7,6 +7,7 @@
 #include <cstring>
 #include <map>
 
+#include "common/file_io.h"
 #include "common/thread_pool.h"
 
 namespace freshet {
@@ -326,8 +327,10 @@ Status ExporterNode::Export(bool full) {
     pending_final_ = std::move(final_request);
     has_pending_final_ = true;
   }
+  const int64_t fsync_ns0 = ThisThreadFsyncNanos();
   Status published = writer_->Publish(snap);
   const auto t_published = SteadyClock::now();
+  const double fsync_ms = static_cast<double>(ThisThreadFsyncNanos() - fsync_ns0) / 1e6;
   if (!published.ok()) {
     // Nothing is lost: since_ stays, so the servers send these rows (and
     // their deletions, which they keep until acknowledged this way) again
@@ -359,6 +362,7 @@ Status ExporterNode::Export(bool full) {
     stats_.delta_version.push_back(static_cast<int64_t>(snap.version));
     stats_.delta_collect_ms.push_back(collect_ms);
     stats_.delta_publish_ms.push_back(publish_ms);
+    stats_.delta_fsync_ms.push_back(fsync_ms);
   }
   if (metrics_ != nullptr) {
     const int64_t now_ms = UnixMs();

@@ -85,9 +85,9 @@ struct ExporterStats {
   std::vector<int64_t> delta_rows;
   // Per published delta, in the same order: its version, and delta_ms split
   // into collecting (EXPORT sent to every reply in) and publishing (file
-  // write, fsync, manifest).
+  // write, fsync, manifest); of publishing, the time in fsync (5 calls).
   std::vector<int64_t> delta_version;
-  std::vector<double> delta_collect_ms, delta_publish_ms;
+  std::vector<double> delta_collect_ms, delta_publish_ms, delta_fsync_ms;
   // Per published full snapshot (ms): total; collecting (EXPORT sent to
   // every reply in, which includes the servers' serialization and the
   // transfer); of that, decoding the replies and copying their rows; and

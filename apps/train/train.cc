@@ -517,9 +517,10 @@ int RunMpi(int argc, char** argv, const proto::JobConfig& job) {
     for (size_t k = 0; k < top; ++k) {
       const size_t i = order[k];
       char buf[160];
-      std::snprintf(buf, sizeof(buf), "%sv%lld (#%zu) %.0f ms = collect %.0f + publish %.0f",
-                    k == 0 ? "" : "; ", static_cast<long long>(s.delta_version[i]), i + 1,
-                    s.delta_ms[i], s.delta_collect_ms[i], s.delta_publish_ms[i]);
+      std::snprintf(
+          buf, sizeof(buf), "%sv%lld (#%zu) %.0f ms = collect %.0f + publish %.0f (fsync %.0f)",
+          k == 0 ? "" : "; ", static_cast<long long>(s.delta_version[i]), i + 1, s.delta_ms[i],
+          s.delta_collect_ms[i], s.delta_publish_ms[i], s.delta_fsync_ms[i]);
       slowest += buf;
     }
     if (top > 0) std::printf("exporter: slowest deltas: %s\n", slowest.c_str());
