@@ -43,6 +43,8 @@
 #        wrk, the /model poller) on core 0, the training job on the other
 #        cores (taskset; needs 2 or more)
 #        FRESHET_BENCH_SERVE_FLAGS="--poll_ms=50 ..."   extra freshet_serve flags
+#        FRESHET_BENCH_SCORE_DELAY_MS=2   paced /score load: each of wrk's 2
+#        connections waits 2 ms between requests (default 0: as fast as it can)
 # On 2 cores the /score latency during training includes the CPU the 5
 # training ranks take; the idle figure has the box to itself. With
 # FRESHET_BENCH_PIN=1 both figures have core 0 to themselves, so their
@@ -103,6 +105,14 @@ wrk.method = "POST"
 wrk.body = '$body'
 wrk.headers["Content-Type"] = "application/json"
 LUA
+# Paced load: each connection waits this long between requests (wrk's
+# delay() hook), about 2 x 1000 / ms requests a second at most; 0 (the
+# default) sends as fast as serving answers, which on 2 cores takes about
+# half of both from training and the exporter.
+score_delay_ms=${FRESHET_BENCH_SCORE_DELAY_MS:-0}
+if [ "$score_delay_ms" != 0 ]; then
+  printf 'function delay()\n  return %s\nend\n' "$score_delay_ms" >>"$work/score.lua"
+fi
 
 # Poll /model: one line per newly served version (loaded_ms version ingest_ms
 # created_ms apply_ms incremental rss_bytes served_bytes label_ms
@@ -256,8 +266,8 @@ echo "serving /score (10 examples/request, 2 connections): ${rps} req/s, latency
 echo "export directory (retained files): ${export_bytes} bytes, ${deltas} deltas kept, ${delta_avg} bytes per delta"
 echo "exporter deltas: p50 ${export50} ms, p99 ${export99} ms, ${delta_rows} rows on average ($interval s interval)"
 echo "serving: incremental apply p99 ${apply99} ms; resident ${rss_max} bytes at most while applying deltas (${rss_anon_max} of them anonymous; serving ${served_at_max} bytes of keys + weights then), ${rss_full} after a full load, ${rss_end} at the end (${served_end} served); /score p99 ${score99} ms during training, ${score99_idle} ms idle"
-printf '{"bench":"freshness","commit":"%s","table_rows":%s,"storage":"%s","interval_s":%s,"full_source":"%s","pinned":%s,"train_s":%.1f,"versions_loaded":%d,"freshness_p50_ms":%s,"freshness_p99_ms":%s,"freshness_p99_ms_with_fulls":%s,"label_freshness_p50_ms":%s,"label_freshness_p99_ms":%s,"export_ms_p50":%s,"export_ms_p99":%s,"delta_rows_avg":%s,"serve_apply_ms_p99":%s,"serve_rss_bytes":%s,"serve_rss_anon_bytes":%s,"served_model_bytes":%s,"serve_rss_bytes_full_load":%s,"serve_rss_bytes_end":%s,"served_model_bytes_end":%s,"score_p99_ms":%s,"score_p99_ms_idle":%s,"serve_rps":%s,"serve_non_2xx":%s,"export_bytes_retained":%s,"delta_bytes_avg":%s}\n' \
-  "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" "$table_rows" "$storage" "$interval" "$full_source" "$pinned" \
+printf '{"bench":"freshness","commit":"%s","table_rows":%s,"storage":"%s","interval_s":%s,"full_source":"%s","pinned":%s,"score_delay_ms":%s,"train_s":%.1f,"versions_loaded":%d,"freshness_p50_ms":%s,"freshness_p99_ms":%s,"freshness_p99_ms_with_fulls":%s,"label_freshness_p50_ms":%s,"label_freshness_p99_ms":%s,"export_ms_p50":%s,"export_ms_p99":%s,"delta_rows_avg":%s,"serve_apply_ms_p99":%s,"serve_rss_bytes":%s,"serve_rss_anon_bytes":%s,"served_model_bytes":%s,"serve_rss_bytes_full_load":%s,"serve_rss_bytes_end":%s,"served_model_bytes_end":%s,"score_p99_ms":%s,"score_p99_ms_idle":%s,"serve_rps":%s,"serve_non_2xx":%s,"export_bytes_retained":%s,"delta_bytes_avg":%s}\n' \
+  "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" "$table_rows" "$storage" "$interval" "$full_source" "$pinned" "$score_delay_ms" \
   "$train_s" "$loads" "$p50" "$p99" "$p99_all" "$label50" "$label99" "${export50:-0}" "${export99:-0}" "${delta_rows:-0}" \
   "${apply99:-0}" "$rss_max" "$rss_anon_max" "$served_at_max" "$rss_full" "$rss_end" "$served_end" "${score99:-0}" \
   "${score99_idle:-0}" "$rps" "$non2xx" "$export_bytes" "$delta_avg"
