@@ -55,6 +55,10 @@ int UsableCores() {
 // the 2-core box, 5 ranks polling hot took training 29-36 s against 24-28 s
 // without, and made the exporter's fsyncs (which wait for the kernel's
 // journal thread) take up to 2.7 s (tools/freshness_bench.sh at 0.25 s).
+// Where the progress thread does not poll hot: the poll interval while a
+// send is in flight or traffic just stopped (instead of yielding).
+constexpr std::chrono::microseconds kOversubscribedPoll{20};
+
 std::chrono::microseconds DefaultHotPoll(int* local_ranks, int* cores) {
   *local_ranks = LocalRanks();
   *cores = UsableCores();
@@ -261,8 +265,15 @@ void MpiTransport::ProgressLoop() {
     } else if (sending && now - last_activity_ < std::chrono::milliseconds(50)) {
       // A large send completes only while this thread drives MPI's progress
       // engine: keep polling (yielding the core) while it is in flight, but
-      // not forever (a dead peer never takes its message).
-      std::this_thread::yield();
+      // not forever (a dead peer never takes its message). With no hot
+      // polling (more ranks than cores) a short sleep instead: a yield with
+      // other threads runnable is a context switch that keeps this thread in
+      // the run queue (13-20k a second per rank on the 2-core box).
+      if (hot_poll_.count() == 0) {
+        std::this_thread::sleep_for(kOversubscribedPoll);
+      } else {
+        std::this_thread::yield();
+      }
     } else if (now - last_activity_ < hot_poll_) {
       // Traffic within the last hot_poll_: the answer to a request just sent,
       // or a client's next request, is likely microseconds away. Poll,
@@ -272,7 +283,11 @@ void MpiTransport::ProgressLoop() {
       idle = 0;
       std::this_thread::yield();
     } else if (++idle < 8) {
-      std::this_thread::yield();
+      if (hot_poll_.count() == 0) {
+        std::this_thread::sleep_for(kOversubscribedPoll);
+      } else {
+        std::this_thread::yield();
+      }
     } else {
       // 10, 20, 40, ... up to 200 us: never spin on an oversubscribed box.
       const int us = std::min(200, 10 << std::min(idle - 8, 5));
