@@ -28,6 +28,19 @@ class Collective {
   // member 0 gets them concatenated in rank order in *out.
   virtual Status GatherBytes(const char* data, size_t n, std::string* out) = 0;
   virtual Status Barrier() = 0;
+
+  // Sums in accelerator memory: whether AllReduceSumOnDevice works. Only
+  // collectives that sum on the GPU (NcclCollective) say true.
+  virtual bool sums_on_device() const { return false; }
+  // In place on n floats of this member's device memory, ordered after the
+  // work already on `stream` (a cudaStream_t) and complete on return.
+  // REQUIRES: sums_on_device() (FailedPrecondition otherwise).
+  virtual Status AllReduceSumOnDevice(float* device_data, size_t n, void* stream) {
+    (void)device_data;
+    (void)n;
+    (void)stream;
+    return FailedPrecondition("this collective does not sum device memory");
+  }
 };
 
 // A group of one: every operation is a no-op copy.

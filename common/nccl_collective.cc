@@ -178,6 +178,10 @@ Status NcclCollective::AllReduceSumDevice(float* data, size_t n, cudaStream_t st
   return impl_->ReduceDevice(data, n, ncclFloat32, stream);
 }
 
+Status NcclCollective::AllReduceSumOnDevice(float* device_data, size_t n, void* stream) {
+  return impl_->ReduceDevice(device_data, n, ncclFloat32, static_cast<cudaStream_t>(stream));
+}
+
 Status NcclCollective::GatherBytes(const char* data, size_t n, std::string* out) {
   return impl_->mpi->GatherBytes(data, n, out);
 }

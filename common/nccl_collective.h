@@ -4,7 +4,8 @@
 // creates the NCCL unique id and broadcasts it over MPI. Sums run on the
 // GPU: AllReduceSum(host pointer) stages the data through a device buffer
 // (H2D, ncclAllReduce, D2H on the collective's own stream);
-// AllReduceSumDevice works in place on device memory. GatherBytes and
+// AllReduceSumDevice / AllReduceSumOnDevice work in place on device memory
+// (the GPU worker's dense gradients: no host round trip). GatherBytes and
 // Barrier are not NCCL's business: they go through an MpiCollective over
 // the same members.
 //
@@ -58,6 +59,10 @@ class NcclCollective final : public Collective {
   // In place on device memory: `data` holds n floats on this member's GPU.
   // Enqueued on `stream` and waited for (with the deadline) before return.
   Status AllReduceSumDevice(float* data, size_t n, cudaStream_t stream);
+  // Collective's spelling of the same (`stream` is a cudaStream_t); the
+  // GPU worker sums its dense gradient this way (worker/dense_reduce.h).
+  bool sums_on_device() const override { return true; }
+  Status AllReduceSumOnDevice(float* device_data, size_t n, void* stream) override;
 
   int device() const;
 

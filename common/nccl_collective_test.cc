@@ -75,6 +75,12 @@ void ExpectNcclSums() {
   ASSERT_EQ(cudaMemcpy(h.data(), dev, len * sizeof(float), cudaMemcpyDeviceToHost), cudaSuccess);
   EXPECT_FLOAT_EQ(h[0], 1.5f * n + n * (n - 1) / 2.f);
   EXPECT_FLOAT_EQ(h[len - 1], h[0]);
+  // The same through the Collective interface (what DenseReducer calls).
+  Collective& as_collective = nc;
+  ASSERT_TRUE(as_collective.sums_on_device());
+  ASSERT_TRUE(as_collective.AllReduceSumOnDevice(dev, len, s).ok());
+  ASSERT_EQ(cudaMemcpy(h.data(), dev, len * sizeof(float), cudaMemcpyDeviceToHost), cudaSuccess);
+  EXPECT_FLOAT_EQ(h[0], (1.5f * n + n * (n - 1) / 2.f) * n);
   cudaStreamDestroy(s);
   cudaFree(dev);
 

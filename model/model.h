@@ -88,6 +88,28 @@ bool ModelUsesFirstOrder(const proto::ModelConfig& model);
 // ..."). Model::Create runs it.
 Status ValidateModel(const proto::ModelConfig& config, const ModelShape& shape);
 
+// A dense gradient kept in accelerator memory. A model whose Backward runs
+// on a GPU (GpuDeepFmModel) can leave its dense gradient there, so that the
+// workers sum it in device memory (a Collective with sums_on_device(),
+// NcclCollective) instead of copying it to the host and back for the
+// all-reduce. worker/dense_reduce.h drives it.
+//
+// Thread safety: as the model's (one thread).
+class DeviceDenseGradient {
+ public:
+  virtual ~DeviceDenseGradient() = default;
+  // Fills the device buffer the all-reduce sums: NumDenseParams() floats of
+  // the last Backward's dense gradient times `scale` (zeros when `scale` is
+  // 0, whatever the buffer held), then the n_extra host floats of `extra`.
+  // Returns the buffer; *stream (a cudaStream_t) is the stream its writes
+  // are ordered on. Internal for a failed device call.
+  virtual StatusOr<float*> StageDenseGradient(float scale, const float* extra, size_t n_extra,
+                                              void** stream) = 0;
+  // Copies the buffer's first n floats to `host` once the work ordered on
+  // its stream is done.
+  virtual Status FetchDenseGradient(float* host, size_t n) = 0;
+};
+
 class Model {
  public:
   // Validates config against shape (e.g. DEEPFM needs emb_dim > 0).
@@ -109,9 +131,14 @@ class Model {
   // dLoss/dlogit of head k, example i (one head, batch-mean loss:
   // (sigmoid(logit) - label) / size; several: MultiHeadLoss). Fills
   // `grads` (resized as needed) and writes NumDenseParams() floats to
-  // dense_grad.
+  // dense_grad. A model with a device_dense_gradient() also takes a null
+  // dense_grad: the gradient then stays on the device for
+  // DeviceDenseGradient::StageDenseGradient.
   virtual void Backward(const ModelInput& in, const float* dlogits, SparseGrads* grads,
                         float* dense_grad) = 0;
+  // Not null where Backward computes the dense gradient on an accelerator
+  // and can leave it there (see DeviceDenseGradient); owned by the model.
+  virtual DeviceDenseGradient* device_dense_gradient() { return nullptr; }
 
   // Dense parameters: NumDenseParams() floats, identical on every worker.
   virtual size_t NumDenseParams() const = 0;

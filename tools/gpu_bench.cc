@@ -43,6 +43,7 @@
 #include "server/parameter_shard.h"
 #include "server/server_node.h"
 #include "tools/bench_cluster.h"
+#include "worker/dense_reduce.h"
 #include "worker/ps_client.h"
 #ifdef FRESHET_HAVE_CUDA
 #include "model/gpu/gpu_deepfm_model.h"
@@ -59,6 +60,8 @@ DEFINE_int32(multi_keys, 8, "max keys per example of a multi-valued slot");
 DEFINE_int32(dense, 13, "dense features");
 DEFINE_int32(emb_dim, 16, "embedding dim");
 DEFINE_string(hidden, "400,400,400", "MLP hidden widths");
+DEFINE_bool(dense_allreduce_on_device, true,
+            "GPU + NCCL: sum the dense gradients in GPU memory (false: through host memory)");
 DEFINE_int64(vocab, 1000000, "distinct keys per slot (power-law popularity)");
 
 namespace freshet {
@@ -161,6 +164,7 @@ StatusOr<Split> RunBatchSize(PsClient* client, Collective* coll, Model* model, i
   };
   std::deque<std::vector<std::future<Status>>> pending;
   std::vector<PushBuf> push_bufs(3);
+  DenseReducer reducer(model, coll, FLAGS_dense_allreduce_on_device);
   std::vector<float> dense_grad(model->NumDenseParams()), logits, dlogits;
   SparseGrads grads;
   Split split;
@@ -200,7 +204,7 @@ StatusOr<Split> RunBatchSize(PsClient* client, Collective* coll, Model* model, i
     dlogits.resize(n);
     model->Forward(in, logits.data());
     LogLoss(logits.data(), b.batch.labels.data(), n, dlogits.data());
-    model->Backward(in, dlogits.data(), &grads, dense_grad.data());
+    model->Backward(in, dlogits.data(), &grads, reducer.backward_dense_out());
     split.compute += Since(t0);
 
     t0 = Clock::now();
@@ -224,7 +228,7 @@ StatusOr<Split> RunBatchSize(PsClient* client, Collective* coll, Model* model, i
     split.push += Since(t0);
 
     t0 = Clock::now();
-    FRESHET_RETURN_IF_ERROR(coll->AllReduceSum(dense_grad.data(), dense_grad.size()));
+    FRESHET_RETURN_IF_ERROR(reducer.Reduce(1.f, nullptr, 0, dense_grad.data()));
     const float inv = 1.f / static_cast<float>(coll->size());
     for (float& g : dense_grad) g *= inv;
     split.allreduce += Since(t0);
@@ -269,19 +273,23 @@ int RunWorker(PsClient* client, MPI_Comm workers, const DeviceSpec& device) {
     MpiSession::Abort(3);
   }
   const bool leader = (*coll)->rank() == 0;
+  const bool in_device_memory =
+      DenseReducer(model->get(), coll->get(), FLAGS_dense_allreduce_on_device).on_device();
   if (leader) {
     std::printf(
-        "freshet_gpu_bench: device %s, %d worker(s), all-reduce through %s; %d+%d slots, "
-        "emb_dim %d, hidden %s, %zu dense parameters\n",
-        device.ToString().c_str(), (*coll)->size(), via.c_str(), FLAGS_slots, FLAGS_multi_slots,
-        FLAGS_emb_dim, FLAGS_hidden.c_str(), (*model)->NumDenseParams());
+        "freshet_gpu_bench: device %s, %d worker(s), all-reduce through %s (dense gradients in "
+        "%s memory); %d+%d slots, emb_dim %d, hidden %s, %zu dense parameters\n",
+        device.ToString().c_str(), (*coll)->size(), via.c_str(), in_device_memory ? "GPU" : "host",
+        FLAGS_slots, FLAGS_multi_slots, FLAGS_emb_dim, FLAGS_hidden.c_str(),
+        (*model)->NumDenseParams());
     std::printf("%7s %12s %12s | ms/step: %7s %7s %7s %7s %7s %7s %7s %7s %7s | %5s\n", "batch",
                 "samples/s/w", "samples/s", "total", "pull", "pack", "h2d", "compute", "d2h",
                 "unpack", "push", "allred", "busy");
   }
   std::string json = "{\"bench\":\"gpu_bench\",\"device\":\"" + device.ToString() +
                      "\",\"workers\":" + std::to_string((*coll)->size()) + ",\"allreduce\":\"" +
-                     via + "\",\"results\":[";
+                     via + "\",\"dense_reduce\":\"" + (in_device_memory ? "device" : "host") +
+                     "\",\"results\":[";
   bool first = true;
   for (int64_t n : ParseList(FLAGS_batch_sizes)) {
     auto split = RunBatchSize(client, coll->get(), model->get(), static_cast<int>(n));

@@ -176,6 +176,7 @@ StatusOr<JobResult> RunWorkerJob(proto::JobConfig job, SparseStore* store, Colle
   topt.status_interval_s = job.status_interval_s();
   topt.print_status = leader && options.print_status;
   topt.max_steps = options.max_steps;
+  topt.dense_allreduce_on_device = options.dense_allreduce_on_device;
   topt.metrics = options.metrics;
   topt.start_step = start_step;
   topt.start_epoch = start_epoch;

@@ -40,6 +40,8 @@ struct RunOptions {
   // continues the checkpoint's step count, so this is a job-wide limit).
   int64_t max_steps = 0;
   bool save_model = true;
+  // Trainer::Options::dense_allreduce_on_device.
+  bool dense_allreduce_on_device = true;
   // Not empty: every worker loads the dense parameters from
   // <restore_dir>/dense.bin before training (a saved model or checkpoint;
   // the servers load the rows themselves). A checkpoint directory (one with

@@ -9,6 +9,8 @@
 #include <deque>
 #include <map>
 
+#include "worker/dense_reduce.h"
+
 namespace freshet {
 namespace {
 
@@ -327,6 +329,9 @@ StatusOr<TrainStats> Trainer::Train(const ReaderFactory& open_shard) {
   const auto start = Clock::now();
   const size_t num_dense = model_->NumDenseParams();
   // [weighted dense grad..., examples, loss sum, workers whose source is open]
+  // The dense gradient's all-reduce, on the GPU where the model and the
+  // collective both can (worker/dense_reduce.h).
+  DenseReducer reducer(model_, collective_, options_.dense_allreduce_on_device);
   std::vector<float> dense_grad(num_dense), reduce_buf(num_dense + 3);
   Step steps[2];
   Step* cur = &steps[0];
@@ -375,7 +380,6 @@ StatusOr<TrainStats> Trainer::Train(const ReaderFactory& open_shard) {
 
       const int n = cur->batch.size;
       double loss_sum = 0;
-      std::fill(dense_grad.begin(), dense_grad.end(), 0.0f);
       t0 = Clock::now();
       if (n > 0) {
         BuildInput(cur);
@@ -404,7 +408,8 @@ StatusOr<TrainStats> Trainer::Train(const ReaderFactory& open_shard) {
           stats.progressive.users.push_back(cur->batch.users[i]);
           stats.progressive.oracle.push_back(cur->batch.oracle[i]);
         }
-        model_->Backward(cur->input, cur->dlogits.data(), &cur->sparse, dense_grad.data());
+        model_->Backward(cur->input, cur->dlogits.data(), &cur->sparse,
+                         reducer.backward_dense_out());
       }
       stats.compute_s += Since(t0);
 
@@ -450,14 +455,12 @@ StatusOr<TrainStats> Trainer::Train(const ReaderFactory& open_shard) {
 
       // Dense: weighted all-reduce of gradients, example count and loss.
       t0 = Clock::now();
-      for (size_t i = 0; i < num_dense; ++i) reduce_buf[i] = dense_grad[i] * n;
-      reduce_buf[num_dense] = static_cast<float>(n);
-      reduce_buf[num_dense + 1] = static_cast<float>(loss_sum);
       // This worker may still produce examples: its source is open, or a
       // batch is already read.
       const bool open = !eof || (next_ready && next->batch.size > 0);
-      reduce_buf[num_dense + 2] = open ? 1.0f : 0.0f;
-      FRESHET_RETURN_IF_ERROR(collective_->AllReduceSum(reduce_buf.data(), reduce_buf.size()));
+      const float scalars[3] = {static_cast<float>(n), static_cast<float>(loss_sum),
+                                open ? 1.0f : 0.0f};
+      FRESHET_RETURN_IF_ERROR(reducer.Reduce(static_cast<float>(n), scalars, 3, reduce_buf.data()));
       const float total = reduce_buf[num_dense];
       stats.allreduce_s += Since(t0);
       if (total == 0 && reduce_buf[num_dense + 2] == 0) break;  // every worker is out of data

@@ -98,6 +98,10 @@ class Trainer {
     // this; a restored job given the same value stops at the same step.
     int64_t max_steps = 0;
     int max_pending_pushes = 4;
+    // Sum the dense gradients in GPU memory where the model keeps them
+    // there and the collective sums device memory (NCCL); false: always
+    // through host memory (worker/dense_reduce.h). Same sums either way.
+    bool dense_allreduce_on_device = true;
     // Called after every step (on the training thread) with the step count,
     // the newest event time trained so far (unix s) and this worker's two
     // freshness clocks (wall time, unix ms; docs/METRICS.md "Freshness"):

@@ -89,6 +89,9 @@ DEFINE_string(write_job, "",
 DEFINE_int32(staleness, -2, "override the job's staleness bound (-1 async, 0 sync; -2: keep)");
 DEFINE_string(model, "", "override the model kind: lr or deepfm");
 DEFINE_int64(max_steps, 0, "stop training after this many steps (0: run the epochs)");
+DEFINE_bool(dense_allreduce_on_device, true,
+            "GPU workers with NCCL sum the dense gradients in GPU memory; false: through host "
+            "memory (the same sums; for measuring the difference)");
 DEFINE_string(work_dir, "", "override the job's work_dir (task data)");
 DEFINE_string(model_dir, "", "override where the model is saved");
 DEFINE_string(stream_dir, "",
@@ -241,6 +244,7 @@ RunOptions Options() {
   RunOptions o;
   o.data_dir = FLAGS_data_dir;
   o.max_steps = FLAGS_max_steps;
+  o.dense_allreduce_on_device = FLAGS_dense_allreduce_on_device;
   o.save_model = FLAGS_save;
   o.restore_dir = FLAGS_restore_from;
   o.input_ledger_dir = FLAGS_input_ledger_dir;
@@ -427,8 +431,12 @@ int RunMpi(int argc, char** argv, const proto::JobConfig& job) {
       MpiSession::Abort(3);  // the servers would wait for this worker forever
     }
     if (layout.IndexInRole(rank) == 0) {
-      std::printf("freshet_train: workers run on device %s, all-reduce through %s\n",
-                  device->ToString().c_str(), reduce_via.c_str());
+      const bool in_device_memory = device->kind == DeviceKind::kGpu &&
+                                    (*collective)->sums_on_device() &&
+                                    FLAGS_dense_allreduce_on_device;
+      std::printf("freshet_train: workers run on device %s, all-reduce through %s%s\n",
+                  device->ToString().c_str(), reduce_via.c_str(),
+                  in_device_memory ? " (dense gradients summed in GPU memory)" : "");
       std::fflush(stdout);
     }
     RunOptions opt = Options();

@@ -157,7 +157,7 @@ struct GpuDeepFmModel::Impl {
   PinnedBuffer h_params;  // the dense parameters (dense_params())
   PinnedBuffer h_floats;  // per batch: dense | rows_wide | rows_emb | occ_count
   PinnedBuffer h_index;   // per batch: offsets | occ_row | row_slot | row_occ_off | occ_example
-  PinnedBuffer h_logits, h_dlogits, h_rowgrad, h_dgrad;
+  PinnedBuffer h_logits, h_dlogits, h_rowgrad, h_dgrad, h_extra;
   // Device.
   DeviceBuffer d_params, d_mean, d_floats, d_index;
   DeviceBuffer d_x, d_fm, d_dx, d_ga, d_gb, d_logits, d_dlogits, d_ones, d_rowgrad, d_dgrad;
@@ -170,6 +170,13 @@ struct GpuDeepFmModel::Impl {
   const float* d_rows_wide = nullptr;
   const EncodedBatch* last_batch = nullptr;
   int batch_n = 0;
+  // d_dgrad holds the last Backward's dense gradient (a batch of n > 0).
+  bool dgrad_valid = false;
+  // StageDenseGradient ran; FetchDenseGradient (which synchronizes) not yet.
+  bool staged = false;
+  // Floats after the dense gradient in d_dgrad / h_dgrad for the
+  // all-reduce's scalars (StageDenseGradient's extra).
+  static constexpr size_t kMaxExtra = 16;
 
   ~Impl() {
     for (cudaEvent_t e : ev) {
@@ -212,8 +219,9 @@ struct GpuDeepFmModel::Impl {
     std::memcpy(h_params.p, cpu_init.dense_params(), num_params * sizeof(float));
     adam = std::make_unique<internal::DenseAdam>(num_params, config.dense_learning_rate());
     FRESHET_RETURN_IF_ERROR(d_params.Reserve(num_params * sizeof(float)));
-    FRESHET_RETURN_IF_ERROR(d_dgrad.Reserve(num_params * sizeof(float)));
-    FRESHET_RETURN_IF_ERROR(h_dgrad.Reserve(num_params * sizeof(float)));
+    FRESHET_RETURN_IF_ERROR(d_dgrad.Reserve((num_params + kMaxExtra) * sizeof(float)));
+    FRESHET_RETURN_IF_ERROR(h_dgrad.Reserve((num_params + kMaxExtra) * sizeof(float)));
+    FRESHET_RETURN_IF_ERROR(h_extra.Reserve(kMaxExtra * sizeof(float)));
     std::vector<uint8_t> mean(shape.num_slots);
     for (int s = 0; s < shape.num_slots; ++s) mean[s] = shape.pooling[s] == proto::MEAN ? 1 : 0;
     FRESHET_RETURN_IF_ERROR(d_mean.Reserve(std::max<size_t>(1, mean.size())));
@@ -236,6 +244,7 @@ struct GpuDeepFmModel::Impl {
     const int k = shape.emb_dim, ns = shape.num_slots, nd = shape.num_dense;
     last_batch = in.batch;
     batch_n = n;
+    dgrad_valid = false;
     if (n == 0) return Status::OK();
     FRESHET_CUDA_RETURN(cudaSetDevice(options.device));
 
@@ -336,7 +345,7 @@ struct GpuDeepFmModel::Impl {
     const int n = batch_n;
     const int k = shape.emb_dim, nd = shape.num_dense;
     if (n == 0) {
-      std::fill(dense_grad, dense_grad + num_params, 0.f);
+      if (dense_grad != nullptr) std::fill(dense_grad, dense_grad + num_params, 0.f);
       grads->wide.assign(shape.num_slots, {});
       grads->emb.assign(shape.num_slots, {});
       return Status::OK();
@@ -381,8 +390,10 @@ struct GpuDeepFmModel::Impl {
                                                          dl, row_emb, row_wide, stream));
     FRESHET_CUDA_RETURN(cudaEventRecord(ev[2], stream));
 
-    FRESHET_CUDA_RETURN(cudaMemcpyAsync(h_dgrad.p, d_dgrad.p, num_params * sizeof(float),
-                                        cudaMemcpyDeviceToHost, stream));
+    if (dense_grad != nullptr) {
+      FRESHET_CUDA_RETURN(cudaMemcpyAsync(h_dgrad.p, d_dgrad.p, num_params * sizeof(float),
+                                          cudaMemcpyDeviceToHost, stream));
+    }
     FRESHET_CUDA_RETURN(cudaMemcpyAsync(h_rowgrad.p, d_rowgrad.p, U * (k + 1) * sizeof(float),
                                         cudaMemcpyDeviceToHost, stream));
     FRESHET_CUDA_RETURN(cudaEventRecord(ev[3], stream));
@@ -391,12 +402,54 @@ struct GpuDeepFmModel::Impl {
     times.compute_s += Elapsed(1, 2) / 1e3;
     times.d2h_s += Elapsed(2, 3) / 1e3;
 
+    dgrad_valid = true;
     const auto t0 = Clock::now();
-    std::memcpy(dense_grad, h_dgrad.p, num_params * sizeof(float));
+    if (dense_grad != nullptr) std::memcpy(dense_grad, h_dgrad.p, num_params * sizeof(float));
     const float* hr = h_rowgrad.f();
     gpu_internal::ScatterRowGrads(plan, hr, k, &grads->emb);
     gpu_internal::ScatterRowGrads(plan, hr + U * k, 1, &grads->wide);
     times.unpack_s += Since(t0);
+    return Status::OK();
+  }
+
+  StatusOr<float*> StageDenseGradient(float scale, const float* extra, size_t n_extra,
+                                      void** out_stream) {
+    CHECK_LE(n_extra, kMaxExtra) << "StageDenseGradient: too many extra floats";
+    CHECK(!staged) << "StageDenseGradient twice without FetchDenseGradient";
+    FRESHET_CUDA_RETURN(cudaSetDevice(options.device));
+    float* g = d_dgrad.f();
+    if (scale == 0.f) {
+      FRESHET_RETURN_IF_ERROR(
+          gpu_internal::LaunchFill(g, 0.f, static_cast<int64_t>(num_params), stream));
+    } else {
+      CHECK(dgrad_valid) << "StageDenseGradient: no Backward of a nonempty batch to scale";
+      if (scale != 1.f) {
+        FRESHET_CUBLAS_RETURN(cublasSscal(blas, static_cast<int>(num_params), &scale, g, 1));
+      }
+    }
+    if (n_extra > 0) {
+      // Pinned, so the copy is truly asynchronous; FetchDenseGradient's
+      // synchronize ends it before the next stage reuses h_extra.
+      std::memcpy(h_extra.p, extra, n_extra * sizeof(float));
+      FRESHET_CUDA_RETURN(cudaMemcpyAsync(g + num_params, h_extra.p, n_extra * sizeof(float),
+                                          cudaMemcpyHostToDevice, stream));
+    }
+    dgrad_valid = false;  // scaled: no longer the gradient Backward left
+    staged = true;
+    *out_stream = stream;
+    return g;
+  }
+
+  Status FetchDenseGradient(float* host, size_t n) {
+    CHECK_LE(n, num_params + kMaxExtra) << "FetchDenseGradient: past the buffer";
+    FRESHET_CUDA_RETURN(cudaSetDevice(options.device));
+    // Not in times.d2h_s: this copy is part of the all-reduce (the caller
+    // times that whole).
+    FRESHET_CUDA_RETURN(
+        cudaMemcpyAsync(h_dgrad.p, d_dgrad.p, n * sizeof(float), cudaMemcpyDeviceToHost, stream));
+    FRESHET_CUDA_RETURN(cudaStreamSynchronize(stream));
+    staged = false;
+    std::memcpy(host, h_dgrad.p, n * sizeof(float));
     return Status::OK();
   }
 };
@@ -450,6 +503,14 @@ void GpuDeepFmModel::Backward(const ModelInput& in, const float* dlogits, Sparse
                               float* dense_grad) {
   const Status st = BackwardChecked(in, dlogits, grads, dense_grad);
   if (!st.ok()) LOG(FATAL) << "GPU model backward: " << st;
+}
+
+StatusOr<float*> GpuDeepFmModel::StageDenseGradient(float scale, const float* extra, size_t n_extra,
+                                                    void** stream) {
+  return impl_->StageDenseGradient(scale, extra, n_extra, stream);
+}
+Status GpuDeepFmModel::FetchDenseGradient(float* host, size_t n) {
+  return impl_->FetchDenseGradient(host, n);
 }
 
 size_t GpuDeepFmModel::NumDenseParams() const { return impl_->num_params; }

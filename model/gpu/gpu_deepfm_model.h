@@ -14,7 +14,10 @@
 //            gradients (cuBLAS GEMV), per-(example, slot) embedding
 //            gradients, then per-row sums of the sparse gradients over each
 //            row's occurrences (deterministic: a fixed order, no atomics);
-//            D2H of the dense gradient and the per-row sparse gradients;
+//            D2H of the per-row sparse gradients and of the dense gradient
+//            (unless the worker sums that on the device: a null dense_grad
+//            leaves it there for StageDenseGradient, the NCCL all-reduce
+//            and one D2H of the sum, FetchDenseGradient);
 //            (host) the row gradients land at each row's first occurrence in
 //            SparseGrads, zeros at the other occurrences, so the push (which
 //            sums duplicate keys) applies exactly the row's gradient.
@@ -64,7 +67,7 @@ struct GpuPhaseTimes {
   int64_t batches = 0;
 };
 
-class GpuDeepFmModel final : public Model {
+class GpuDeepFmModel final : public Model, public DeviceDenseGradient {
  public:
   // Validates like Model::Create (config.kind must be DEEPFM) and sets up
   // the device: stream, cuBLAS handle, parameters. Unavailable when the
@@ -80,6 +83,13 @@ class GpuDeepFmModel final : public Model {
   Status ForwardChecked(const ModelInput& in, float* logits);
   Status BackwardChecked(const ModelInput& in, const float* dlogits, SparseGrads* grads,
                          float* dense_grad);
+
+  // The dense gradient stays on the GPU when Backward gets a null
+  // dense_grad; the worker all-reduces it there (NCCL) and fetches the sum.
+  DeviceDenseGradient* device_dense_gradient() override { return this; }
+  StatusOr<float*> StageDenseGradient(float scale, const float* extra, size_t n_extra,
+                                      void** stream) override;
+  Status FetchDenseGradient(float* host, size_t n) override;
 
   size_t NumDenseParams() const override;
   float* dense_params() override;

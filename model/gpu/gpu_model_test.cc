@@ -123,6 +123,48 @@ TEST(GpuDeepFmModelTest, Fp32ParityWithCpuOverTrainingSteps) {
   EXPECT_GT(gpu->times().compute_s, 0);
 }
 
+// The dense gradient left on the device (Backward with a null dense_grad)
+// is the one Backward copies out, scaled on the device, with the all-reduce's
+// scalars after it; a weight of 0 stages zeros.
+TEST(GpuDeepFmModelTest, DenseGradientStagedOnTheDevice) {
+  SKIP_WITHOUT_GPU();
+  const ModelShape shape = TestShape(3, 8, {proto::SUM, proto::MEAN, proto::SUM});
+  const proto::ModelConfig config = Config(1e-3f);
+  auto gpu = MakeGpu(config, shape, GemmPrecision::kFp32);
+  ASSERT_NE(gpu, nullptr);
+  ASSERT_EQ(gpu->device_dense_gradient(), gpu.get());
+  const size_t nd = gpu->NumDenseParams();
+  const PulledBatch f = RandomPulledBatch(shape, 300, 4, 40, 7);
+  const Pass host = RunPass(gpu.get(), f);  // the gradient through host memory
+
+  const ModelInput in = f.Input();
+  std::vector<float> logits(f.batch.size), dl(f.batch.size);
+  gpu->Forward(in, logits.data());
+  LogLoss(logits.data(), f.batch.labels.data(), f.batch.size, dl.data());
+  SparseGrads g;
+  gpu->Backward(in, dl.data(), &g, nullptr);
+  const float extra[3] = {300.f, 12.5f, 1.f};
+  void* stream = nullptr;
+  auto staged = gpu->StageDenseGradient(300.f, extra, 3, &stream);
+  ASSERT_TRUE(staged.ok()) << staged.status();
+  ASSERT_NE(*staged, nullptr);
+  ASSERT_NE(stream, nullptr);
+  std::vector<float> out(nd + 3);
+  ASSERT_TRUE(gpu->FetchDenseGradient(out.data(), out.size()).ok());
+  double norm = 0;
+  for (size_t i = 0; i < nd; ++i) {
+    EXPECT_FLOAT_EQ(out[i], host.dense_grad[i] * 300.f) << i;
+    norm += std::fabs(host.dense_grad[i]);
+  }
+  EXPECT_GT(norm, 0);
+  for (int j = 0; j < 3; ++j) EXPECT_EQ(out[nd + j], extra[j]);
+
+  // Weight 0: zeros, whatever the buffer held.
+  ASSERT_TRUE(gpu->StageDenseGradient(0.f, extra, 3, &stream).ok());
+  ASSERT_TRUE(gpu->FetchDenseGradient(out.data(), out.size()).ok());
+  for (size_t i = 0; i < nd; ++i) ASSERT_EQ(out[i], 0.f) << i;
+}
+
 TEST(GpuDeepFmModelTest, ReducedPrecisionStaysClose) {
   SKIP_WITHOUT_GPU();
   const ModelShape shape = TestShape(4, 16, {proto::SUM, proto::MEAN, proto::SUM});
