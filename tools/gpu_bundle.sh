@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Carries a CUDA build of freshet to a GPU machine that has the NVIDIA
+# driver and the CUDA libraries (cuBLAS, NCCL) but none of the Debian
+# packages freshet runs with (Open MPI, protobuf, glog, gflags, OpenBLAS),
+# e.g. a cloud GPU image. Then tools/gpu_check.sh runs there.
+#
+#   tools/gpu_bundle.sh pack DIR      on the build machine, after tools/build.sh
+#                                     with CUDA: DIR gets the GPU-related
+#                                     binaries, the build's CTest files, the
+#                                     Open MPI runtime and every library they
+#                                     link (not glibc, the driver, cuBLAS, NCCL)
+#   tools/gpu_bundle.sh install DIR   on the GPU machine, as root, in a
+#                                     checkout of the same commit: Open MPI
+#                                     under /usr (Debian's paths, which it has
+#                                     compiled in), the libraries under
+#                                     /opt/freshet-runtime (ldconfig), the
+#                                     binaries into build/bin; the CTest files
+#                                     name the build machine's checkout path,
+#                                     which is linked to this checkout
+# The build machine's glibc must not be newer than the GPU machine's
+# (Debian 12 builds need glibc >= 2.34). DIR is about 30 MB.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mode=${1:-}
+dir=${2:-}
+[ -n "$mode" ] && [ -n "$dir" ] || { sed -n '2,22p' "$0"; exit 2; }
+BINS="gpu_model_test gpu_plan_test model_factory_test nccl_collective_test gpu_train_e2e_test
+      worker_collective_test dense_reduce_test freshet_train freshet_gpu_bench"
+OMPI_PKGS="libopenmpi3 openmpi-bin openmpi-common libpmix2 libhwloc15 libevent-2.1-7
+           libevent-core-2.1-7 libevent-pthreads-2.1-7 libfabric1 libucx0"
+
+pack() {
+  grep -q '^FRESHET_WITH_CUDA:BOOL=ON' build/CMakeCache.txt ||
+    { echo "gpu_bundle: build/ is not a CUDA build (tools/build.sh with nvcc)" >&2; exit 1; }
+  rm -rf "$dir"
+  mkdir -p "$dir/bin" "$dir/lib" "$dir/libcxx"
+  for b in $BINS; do cp "build/bin/$b" "$dir/bin/" && strip "$dir/bin/$b"; done
+  dpkg -L $OMPI_PKGS | sort -u | while read -r f; do
+    if [ ! -d "$f" ] && { [ -f "$f" ] || [ -L "$f" ]; }; then echo "${f#/}"; fi
+  done > "$dir/ompi.files"
+  tar -C / -czf "$dir/ompi-root.tar.gz" --no-recursion -T "$dir/ompi.files"
+  find build -name CTestTestfile.cmake > "$dir/ctest.files"
+  tar -czf "$dir/ctest-files.tar.gz" -T "$dir/ctest.files"
+  pwd > "$dir/source_dir"
+  local elfs
+  elfs=$(sed 's|^|/|' "$dir/ompi.files" | while read -r p; do
+    [ -f "$p" ] && file -L "$p" | grep -q ELF && echo "$p"; done; ls "$dir"/bin/*)
+  for e in $elfs; do ldd "$e" 2>/dev/null | awk '/=> \//{print $3}'; done | sort -u |
+    while read -r l; do
+      n=$(basename "$l")
+      case "$n" in
+        libc.so* | libm.so* | libpthread.so* | libdl.so* | librt.so* | ld-linux* | libresolv.so* | \
+          libutil.so* | libanl.so* | libcuda.so* | libcublas* | libnccl* | libnvidia*) ;;
+        libstdc++.so* | libgcc_s.so*) cp -L "$l" "$dir/libcxx/$n" ;;
+        *) cp -L "$l" "$dir/lib/$n" ;;
+      esac
+    done
+  tar -C "$dir" -cJf "$dir/lib.tar.xz" lib libcxx
+  rm -rf "$dir/lib" "$dir/libcxx"
+  du -sh "$dir"
+}
+
+install() {
+  [ "$(id -u)" -eq 0 ] || { echo "gpu_bundle install: run as root" >&2; exit 1; }
+  tar -C / -xzf "$dir/ompi-root.tar.gz"
+  ln -sfn /usr/bin/mpirun.openmpi /usr/bin/mpirun
+  ln -sfn /usr/bin/mpiexec.openmpi /usr/bin/mpiexec
+  mkdir -p /opt/freshet-runtime
+  tar -C /opt/freshet-runtime -xJf "$dir/lib.tar.xz"
+  local cuda_dirs conf=/etc/ld.so.conf.d/000-freshet-runtime.conf
+  cuda_dirs=$(find /usr /opt -xdev \( -name 'libcublas.so.13' -o -name 'libcublasLt.so.13' \
+    -o -name 'libnccl.so.2' \) 2>/dev/null | xargs -r -n1 dirname | sort -u)
+  {
+    echo /opt/freshet-runtime/lib
+    echo /usr/lib/x86_64-linux-gnu/openmpi/lib
+    echo /usr/lib/x86_64-linux-gnu
+    echo "$cuda_dirs"
+    for d in /usr/local/nvidia/lib64 /usr/local/nvidia/lib; do [ -d "$d" ] && echo "$d"; done
+  } > "$conf"
+  local sys
+  sys=$(ldconfig -p | awk '/libstdc\+\+\.so\.6 .*x86-64/{print $NF; exit}')
+  if ! grep -q GLIBCXX_3.4.30 "$sys" 2>/dev/null; then echo /opt/freshet-runtime/libcxx >> "$conf"; fi
+  ldconfig
+  mkdir -p build/bin
+  tar -xzf "$dir/ctest-files.tar.gz"
+  cp "$dir"/bin/* build/bin/
+  local src
+  src=$(cat "$dir/source_dir")
+  if [ "$src" != "$(pwd)" ] && [ ! -e "$src" ]; then
+    mkdir -p "$(dirname "$src")"
+    ln -sfn "$(pwd)" "$src"
+  fi
+  local missing=0
+  for b in build/bin/*; do
+    if ldd "$b" | grep -q "not found"; then echo "$b:"; ldd "$b" | grep "not found"; missing=1; fi
+  done
+  [ $missing -eq 0 ] && echo "gpu_bundle: installed; every binary finds its libraries"
+  return $missing
+}
+
+case "$mode" in
+  pack) pack ;;
+  install) install ;;
+  *) echo "gpu_bundle: mode is pack or install, got '$mode'" >&2; exit 2 ;;
+esac
