@@ -18,7 +18,7 @@
 #                                     name the build machine's checkout path,
 #                                     which is linked to this checkout
 # The build machine's glibc must not be newer than the GPU machine's
-# (Debian 12 builds need glibc >= 2.34). DIR is about 30 MB.
+# (Debian 12 builds need glibc >= 2.34). DIR is about 40 MB.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-}
@@ -33,7 +33,7 @@ pack() {
   grep -q '^FRESHET_WITH_CUDA:BOOL=ON' build/CMakeCache.txt ||
     { echo "gpu_bundle: build/ is not a CUDA build (tools/build.sh with nvcc)" >&2; exit 1; }
   rm -rf "$dir"
-  mkdir -p "$dir/bin" "$dir/lib" "$dir/libcxx"
+  mkdir -p "$dir/bin" "$dir/lib"
   for b in $BINS; do cp "build/bin/$b" "$dir/bin/" && strip "$dir/bin/$b"; done
   dpkg -L $OMPI_PKGS | sort -u | while read -r f; do
     if [ ! -d "$f" ] && { [ -f "$f" ] || [ -L "$f" ]; }; then echo "${f#/}"; fi
@@ -51,12 +51,11 @@ pack() {
       case "$n" in
         libc.so* | libm.so* | libpthread.so* | libdl.so* | librt.so* | ld-linux* | libresolv.so* | \
           libutil.so* | libanl.so* | libcuda.so* | libcublas* | libnccl* | libnvidia*) ;;
-        libstdc++.so* | libgcc_s.so*) cp -L "$l" "$dir/libcxx/$n" ;;
         *) cp -L "$l" "$dir/lib/$n" ;;
       esac
     done
-  tar -C "$dir" -cJf "$dir/lib.tar.xz" lib libcxx
-  rm -rf "$dir/lib" "$dir/libcxx"
+  tar -C "$dir" -czf "$dir/lib.tar.gz" lib
+  rm -rf "$dir/lib"
   du -sh "$dir"
 }
 
@@ -65,25 +64,50 @@ install() {
   tar -C / -xzf "$dir/ompi-root.tar.gz"
   ln -sfn /usr/bin/mpirun.openmpi /usr/bin/mpirun
   ln -sfn /usr/bin/mpiexec.openmpi /usr/bin/mpiexec
-  mkdir -p /opt/freshet-runtime
-  tar -C /opt/freshet-runtime -xJf "$dir/lib.tar.xz"
-  local cuda_dirs conf=/etc/ld.so.conf.d/000-freshet-runtime.conf
+  # Open MPI opens its ssh/rsh launcher even for a one-node job: with
+  # neither installed, point it at a program that exists.
+  if ! command -v ssh > /dev/null && ! command -v rsh > /dev/null; then
+    grep -q '^plm_rsh_agent' /etc/openmpi/openmpi-mca-params.conf ||
+      printf '\nplm_rsh_agent = %s\n' "$(type -P false)" >> /etc/openmpi/openmpi-mca-params.conf
+  fi
+  local rt=/opt/freshet-runtime conf=/etc/ld.so.conf.d/000-freshet-runtime.conf
+  rm -rf "$rt" "$conf"
+  mkdir -p "$rt/shadowed"
+  tar -C "$rt" -xzf "$dir/lib.tar.gz"
+  ldconfig
+  # The machine's own copy of a library wins (its other programs need it,
+  # often newer); ours only fills gaps, or replaces one too old for us.
+  local have n
+  have=$(ldconfig -p | awk 'NR > 1 {print $1}' | sort -u)
+  for f in "$rt"/lib/*; do
+    n=$(basename "$f")
+    if grep -qxF "$n" <<< "$have"; then mv "$f" "$rt/shadowed/"; fi
+  done
+  local cuda_dirs
   cuda_dirs=$(find /usr /opt -xdev \( -name 'libcublas.so.13' -o -name 'libcublasLt.so.13' \
     -o -name 'libnccl.so.2' \) 2>/dev/null | xargs -r -n1 dirname | sort -u)
   {
-    echo /opt/freshet-runtime/lib
+    echo "$rt/lib"
     echo /usr/lib/x86_64-linux-gnu/openmpi/lib
-    echo /usr/lib/x86_64-linux-gnu
     echo "$cuda_dirs"
     for d in /usr/local/nvidia/lib64 /usr/local/nvidia/lib; do [ -d "$d" ] && echo "$d"; done
   } > "$conf"
-  local sys
-  sys=$(ldconfig -p | awk '/libstdc\+\+\.so\.6 .*x86-64/{print $NF; exit}')
-  if ! grep -q GLIBCXX_3.4.30 "$sys" 2>/dev/null; then echo /opt/freshet-runtime/libcxx >> "$conf"; fi
   ldconfig
   mkdir -p build/bin
   tar -xzf "$dir/ctest-files.tar.gz"
   cp "$dir"/bin/* build/bin/
+  # A system library too old for our binaries ("version ... not found"):
+  # ours comes back for it.
+  local old
+  old=$(for b in build/bin/*; do ldd "$b" 2>&1; done |
+    sed -n "s|^[^:]*: \([^:]*\): version .* not found.*|\1|p" | xargs -r -n1 basename | sort -u)
+  for n in $old; do
+    if [ -e "$rt/shadowed/$n" ]; then
+      echo "gpu_bundle: the machine's $n is too old; using the bundle's"
+      mv "$rt/shadowed/$n" "$rt/lib/"
+    fi
+  done
+  ldconfig
   local src
   src=$(cat "$dir/source_dir")
   if [ "$src" != "$(pwd)" ] && [ ! -e "$src" ]; then
@@ -92,7 +116,11 @@ install() {
   fi
   local missing=0
   for b in build/bin/*; do
-    if ldd "$b" | grep -q "not found"; then echo "$b:"; ldd "$b" | grep "not found"; missing=1; fi
+    if ldd "$b" 2>&1 | grep -q "not found"; then
+      echo "$b:"
+      ldd "$b" 2>&1 | grep "not found"
+      missing=1
+    fi
   done
   [ $missing -eq 0 ] && echo "gpu_bundle: installed; every binary finds its libraries"
   return $missing
