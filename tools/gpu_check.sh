@@ -26,8 +26,10 @@ if [ -z "$CTEST" ] && [[ "$PHASES" == *test* || "$PHASES" == *e2e* ]]; then
   echo "gpu_check: no ctest on this machine (install cmake, or PHASES=\"bench train\")" >&2
   exit 1
 fi
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT_DIR/gpu.txt" ||
+if ! nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$OUT_DIR/gpu.txt" 2>&1; then
   echo "gpu_check: nvidia-smi failed: the GPU tests will skip and the GPU benches exit 77"
+fi
+cat "$OUT_DIR/gpu.txt"
 
 # 4 CPU parameter servers + 1 GPU worker: the PS side of one GPU's worker.
 GPU_CFG="$OUT_DIR/gpu-4s1w.pbtxt"
