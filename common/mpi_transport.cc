@@ -13,7 +13,7 @@
 
 namespace freshet {
 
-StatusOr<std::unique_ptr<MpiTransport>> MpiTransport::Create(MPI_Comm comm) {
+StatusOr<std::unique_ptr<MpiTransport>> MpiTransport::Create(MPI_Comm comm, Options options) {
   int provided = 0;
   FRESHET_MPI_RETURN(MPI_Query_thread(&provided));
   if (provided < MPI_THREAD_MULTIPLE) {
@@ -23,7 +23,9 @@ StatusOr<std::unique_ptr<MpiTransport>> MpiTransport::Create(MPI_Comm comm) {
   MPI_Comm dup;
   int rank = 0, size = 0;
   FRESHET_RETURN_IF_ERROR(DupComm(comm, &dup, &rank, &size));
-  return std::unique_ptr<MpiTransport>(new MpiTransport(dup, rank, size));
+  std::unique_ptr<MpiTransport> transport(new MpiTransport(dup, rank, size));
+  if (options.start_progress) FRESHET_RETURN_IF_ERROR(transport->Start());
+  return transport;
 }
 
 namespace {
@@ -92,11 +94,18 @@ std::chrono::microseconds HotPollFor(int rank) {
 }  // namespace
 
 MpiTransport::MpiTransport(MPI_Comm comm, int rank, int size)
-    : Transport(rank, size), comm_(comm), hot_poll_(HotPollFor(rank)) {
-  progress_ = std::thread([this] { ProgressLoop(); });
-}
+    : Transport(rank, size), comm_(comm), hot_poll_(HotPollFor(rank)) {}
 
 MpiTransport::~MpiTransport() { Shutdown(); }
+
+Status MpiTransport::Start() {
+  MutexLock l(&start_mu_);
+  if (shut_down_.load()) return Unavailable("MPI transport is shut down");
+  if (started_.load()) return Status::OK();
+  started_.store(true);
+  progress_ = std::thread([this] { ProgressLoop(); });
+  return Status::OK();
+}
 
 Status MpiTransport::CheckSendable(size_t frame_bytes) const {
   if (shut_down_.load()) return Unavailable("MPI transport is shut down");
@@ -301,7 +310,8 @@ Status MpiTransport::Flush(Millis timeout) {
   while (true) {
     {
       MutexLock l(&send_mu_);
-      if (stop_.load()) CompleteSendsLocked();  // no progress thread to do it
+      // No progress thread to do it (stopped, or not started yet).
+      if (stop_.load() || !started_.load()) CompleteSendsLocked();
       if (send_reqs_.empty()) return Status::OK();
       if (std::chrono::steady_clock::now() >= deadline) {
         std::set<int> dests(send_dests_.begin(), send_dests_.end());
@@ -323,7 +333,10 @@ void MpiTransport::Shutdown() {
   Status st = Flush(Millis(2000));
   if (!st.ok()) LOG(WARNING) << "MPI transport shutdown: " << st;
   stop_.store(true, std::memory_order_release);
-  if (progress_.joinable()) progress_.join();
+  {
+    MutexLock l(&start_mu_);
+    if (progress_.joinable()) progress_.join();
+  }
   inbox_.Close();
   // Receives still in flight come from dead or stopped peers: abandon them
   // (MPI may still write their buffers, so never free those).

@@ -8,8 +8,9 @@
 //   Transport::SendLatest). Requires
 //   MPI_THREAD_MULTIPLE (see MpiSession).
 // - One progress thread matches incoming messages (MPI_Improbe/MPI_Mrecv),
-//   queues them for Recv(), and completes sends (MPI_Testsome). Within
-//   2 ms of the last message it polls, yielding the core between polls
+//   queues them for Recv(), and completes sends (MPI_Testsome). Create()
+//   starts it, unless Options::start_progress is false; then Start() does.
+//   Within 2 ms of the last message it polls, yielding the core between polls
 //   (an answer is usually microseconds away), where the node has a core
 //   per rank; after that, or at once where ranks outnumber cores, it backs
 //   off to short sleeps (up to 200 us), so idle ranks leave the cores to
@@ -35,10 +36,28 @@ namespace freshet {
 
 class MpiTransport : public Transport {
  public:
-  // Duplicates `comm` (collective over it) and starts the progress thread.
+  struct Options {
+    // Start the progress thread in Create(). False: the transport matches
+    // no incoming message until Start(), so a peer's SendLatest to this
+    // rank stays unreceived (its MPI_Issend incomplete), as with a rank that
+    // does not read; its own sends still go out, but complete only in
+    // Flush() (and Shutdown()) until then. For tests that need such a rank.
+    bool start_progress = true;
+  };
+
+  // Duplicates `comm` (collective over it) and starts the progress thread
+  // (unless options.start_progress is false).
   // REQUIRES: MPI initialized with MPI_THREAD_MULTIPLE.
-  static StatusOr<std::unique_ptr<MpiTransport>> Create(MPI_Comm comm);
+  static StatusOr<std::unique_ptr<MpiTransport>> Create(MPI_Comm comm, Options options);
+  static StatusOr<std::unique_ptr<MpiTransport>> Create(MPI_Comm comm) {
+    return Create(comm, Options());
+  }
   ~MpiTransport() override;
+
+  // Starts the progress thread (of a transport created with
+  // start_progress = false): from then on it receives and completes sends.
+  // OK if already started; Unavailable after Shutdown().
+  Status Start() EXCLUDES(start_mu_);
 
   // Waits up to `timeout` for every queued send to complete. On timeout,
   // DeadlineExceeded naming the ranks that have not taken their messages.
@@ -46,7 +65,7 @@ class MpiTransport : public Transport {
   // Stops the progress thread and closes Recv(). Sends still pending after
   // a short flush are abandoned (their buffers are leaked on purpose: MPI may
   // still read them). Idempotent.
-  void Shutdown() override EXCLUDES(send_mu_);
+  void Shutdown() override EXCLUDES(send_mu_, start_mu_);
 
  protected:
   Status SendFrame(int dest, std::vector<char> frame) override EXCLUDES(send_mu_);
@@ -82,7 +101,12 @@ class MpiTransport : public Transport {
   FrameQueue inbox_;
   std::atomic<bool> stop_{false};
   std::atomic<bool> shut_down_{false};
-  std::thread progress_;
+  // Orders Start() against Shutdown(): a thread Start() starts is one
+  // Shutdown() joins.
+  Mutex start_mu_;
+  std::thread progress_ GUARDED_BY(start_mu_);
+  // Set by Start(); until then Flush() completes sends itself.
+  std::atomic<bool> started_{false};
   // Last send posted or completed: while sends are in flight and there was
   // activity within 50 ms, the progress thread polls without sleeping.
   std::chrono::steady_clock::time_point last_activity_;  // progress thread only

@@ -78,6 +78,10 @@ int RunLoad(PsClient* client, Millis timeout) {
 // channel 0 did not hold back); once it has been received, SendLatest
 // sends again. (Plain sends would leave 2,000 unread messages, and past 512 Open
 // MPI's shared-memory transport stalls all of rank 0's sends.)
+// Rank 1's transport comes without its progress thread (Main) and starts it
+// only after the barrier that ends rank 0's sending: a running progress
+// thread matches (receives) the message whether or not Recv() is called,
+// and SendLatest would rightly send again.
 int RunLatest(MpiTransport* transport, int rank) {
   auto fail = [](const std::string& what) {
     std::fprintf(stderr, "FAIL %s\n", what.c_str());
@@ -117,6 +121,8 @@ int RunLatest(MpiTransport* transport, int rank) {
     std::printf("rank 0: 1 of 2000 sent while rank 1 did not read; sends again once it read\n");
   } else if (rank == 1) {
     MPI_Barrier(MPI_COMM_WORLD);
+    Status started = transport->Start();  // reads from now on
+    if (!started.ok()) return fail("Start: " + started.ToString());
     std::vector<int64_t> got;
     while (true) {
       StatusOr<Message> m = transport->Recv(Millis(got.size() < 3 ? 3000 : 300));
@@ -183,7 +189,10 @@ int Main(int argc, char** argv) {
                  session->size());
     return 1;
   }
-  auto transport_or = MpiTransport::Create(MPI_COMM_WORLD);
+  MpiTransport::Options transport_opt;
+  // The latest scenario's rank 1 must not read until RunLatest says so.
+  transport_opt.start_progress = !(FLAGS_scenario == "latest" && rank == 1);
+  auto transport_or = MpiTransport::Create(MPI_COMM_WORLD, transport_opt);
   if (!transport_or.ok()) {
     std::fprintf(stderr, "%s\n", transport_or.status().ToString().c_str());
     return 1;
@@ -192,6 +201,11 @@ int Main(int argc, char** argv) {
   const Millis timeout(cfg.transport().request_timeout_ms());
   if (FLAGS_scenario == "latest") {
     const int rc = RunLatest(transport.get(), rank);
+    if (rc != 0) {
+      // The peers may wait in MPI_Barrier for this rank: end the job now.
+      std::fflush(nullptr);
+      MpiSession::Abort(rc);
+    }
     transport->Shutdown();
     return rc;
   }
