@@ -55,6 +55,7 @@ done
 run retail-purchase "deepfm, synchronous (--staleness=0)" --staleness=0
 # Multi-task (ESMM) jobs: every head's holdout AUC in the reference column.
 run synthetic "esmm (synthetic-esmm.pbtxt)" --job_config=cluster-configs/jobs/synthetic-esmm.pbtxt
+run synthetic "din-dcn (synthetic-din-dcn.pbtxt)" --job_config=cluster-configs/jobs/synthetic-din-dcn.pbtxt
 run taobao-conversion "esmm (taobao-conversion-esmm.pbtxt)" \
   --job_config=cluster-configs/jobs/taobao-conversion-esmm.pbtxt
 # taobao-conversion's holdout has about 1,000 positives: the DeepFM job
