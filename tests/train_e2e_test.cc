@@ -10,14 +10,17 @@
 #include <cstring>
 #include <fstream>
 #include <iterator>
+#include <map>
 #include <regex>
 #include <string>
 
 #include "common/checksum.h"
+#include "common/file_io.h"
 #include "tests/e2e_util.h"
 #include "worker/data/example_io.h"
 #include "worker/data/internal/test_util.h"
 #include "worker/data/task.h"
+#include "worker/job.h"
 #include "worker/metrics.h"
 
 namespace freshet {
@@ -227,6 +230,27 @@ TEST(TrainE2eTest, RetailPurchaseBeatsItemPopularity) {
 TEST(TrainE2eTest, RetailPurchaseLrBeatsItemPopularity) {
   FRESHET_REQUIRE_SHARED_DATA("online_retail/online_retail_to_2011-11-25.csv");
   ExpectBeatsPopularity("retail-purchase", "--model=lr", 0.01);
+}
+
+// --embedding_dim overrides every table's dim but the wide table's; a
+// field-aware FM table takes it as k (dim num_slots * k), so tools/tune.sh
+// --dims can search FFM jobs (a plain dim made the job invalid).
+TEST(TrainE2eTest, EmbeddingDimFlagSetsTheFfmTablesK) {
+  const std::string out = kOut + "/write-job.pbtxt";
+  CommandResult r = RunCommand(kBin + "/freshet_train --task=retail-purchase --job_config=" + kSrc +
+                               "/cluster-configs/jobs/retail-purchase-ffm.pbtxt" +
+                               " --embedding_dim=6 --write_job=" + out);
+  ASSERT_EQ(r.rc, 0) << r.output;
+  auto text = ReadFileToString(out, 1 << 20);
+  ASSERT_TRUE(text.ok()) << text.status();
+  auto job = ParseJobConfig(*text, out);
+  ASSERT_TRUE(job.ok()) << job.status();
+  std::map<std::string, uint32_t> dims;
+  for (const auto& t : job->tables().tables()) dims[t.name()] = t.dim();
+  EXPECT_EQ(dims["wide"], 1u);
+  EXPECT_EQ(dims["emb"], 6u);
+  EXPECT_EQ(dims["ffm"], 6u * static_cast<uint32_t>(job->features().slots_size()));
+  EXPECT_EQ(job->features().slots_size(), 9);
 }
 
 // Bad lines beyond the limit stop the job with the file and line named.

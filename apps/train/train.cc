@@ -74,7 +74,9 @@ DEFINE_int32(batch_size, 0, "override the job's batch size (0: keep)");
 DEFINE_double(sparse_learning_rate, 0,
               "override the learning rate of every table's optimizer (FTRL: alpha) (0: keep)");
 DEFINE_double(dense_learning_rate, 0, "override model.dense_learning_rate (0: keep)");
-DEFINE_int32(embedding_dim, 0, "override the dim of every table but the wide table (0: keep)");
+DEFINE_int32(embedding_dim, 0,
+             "override the dim of every table but the wide table; a field-aware FM table "
+             "(model.ffm_table) gets k = this, dim num_slots * k (0: keep)");
 DEFINE_double(validation_fraction, -1,
               "override data.validation_fraction (-1: keep; 0: no validation split)");
 DEFINE_int32(early_stopping_patience, -1,
@@ -206,7 +208,11 @@ StatusOr<proto::JobConfig> LoadJob() {
   }
   if (FLAGS_embedding_dim > 0) {
     for (auto& t : *job.mutable_tables()->mutable_tables()) {
-      if (t.name() != job.model().wide_table()) t.set_dim(FLAGS_embedding_dim);
+      if (t.name() == job.model().wide_table()) continue;
+      const bool ffm =
+          job.model().kind() == proto::ModelConfig::LAYERED && t.name() == job.model().ffm_table();
+      t.set_dim(static_cast<uint32_t>(FLAGS_embedding_dim) *
+                static_cast<uint32_t>(ffm ? job.features().slots_size() : 1));
     }
   }
   if (FLAGS_validation_fraction >= 0) {
