@@ -117,15 +117,35 @@ StatusOr<std::unique_ptr<NcclCollective>> NcclCollective::Create(
   impl->timeout = timeout;
   const int rank = impl->mpi->rank(), size = impl->mpi->size();
 
-  // Who drives which GPU: "host/pci-bus-id", all-gathered through MPI.
+  // Who drives which GPU: "host/pci-bus-id", all-gathered through MPI. A
+  // member whose CUDA calls fail (a bad ordinal, a GPU in exclusive-process
+  // mode taken by another rank) still takes part, with an entry no other
+  // member has, and every member fails after the verdict: none is left
+  // waiting in the gather.
   constexpr int kIdLen = 160;
   char mine[kIdLen] = {};
   char host[64] = {};
   gethostname(host, sizeof(host) - 1);
   char bus[64] = {};
-  FRESHET_CUDA_RETURN(cudaSetDevice(device));
-  FRESHET_CUDA_RETURN(cudaDeviceGetPCIBusId(bus, sizeof(bus) - 1, device));
-  std::snprintf(mine, sizeof(mine), "%s/%s", host, bus);
+  Status local = Status::OK();
+  {
+    cudaError_t rc = cudaSetDevice(device);
+    const char* expr = "cudaSetDevice(device)";
+    if (rc == cudaSuccess) {
+      rc = cudaDeviceGetPCIBusId(bus, sizeof(bus) - 1, device);
+      expr = "cudaDeviceGetPCIBusId(bus, sizeof(bus) - 1, device)";
+    }
+    if (rc == cudaSuccess) {
+      rc = cudaStreamCreateWithFlags(&impl->stream, cudaStreamNonBlocking);
+      expr = "cudaStreamCreateWithFlags(&impl->stream, cudaStreamNonBlocking)";
+    }
+    if (rc != cudaSuccess) local = CudaError(rc, expr, __FILE__, __LINE__);
+  }
+  if (local.ok()) {
+    std::snprintf(mine, sizeof(mine), "%s/%s", host, bus);
+  } else {
+    std::snprintf(mine, sizeof(mine), "%s/!no-gpu-rank-%d", host, rank);
+  }
   std::string all;
   FRESHET_RETURN_IF_ERROR(impl->mpi->GatherBytes(mine, kIdLen, &all));
   // GatherBytes delivers to member 0 only: broadcast member 0's verdict.
@@ -141,19 +161,35 @@ StatusOr<std::unique_ptr<NcclCollective>> NcclCollective::Create(
       }
     }
   }
-  double verdict[2] = {rank == 0 ? static_cast<double>(clash[0] + 1) : 0.0,
-                       rank == 0 ? static_cast<double>(clash[1] + 1) : 0.0};
-  FRESHET_RETURN_IF_ERROR(impl->mpi->AllReduceSum(verdict, 2));
+  double verdict[3] = {rank == 0 ? static_cast<double>(clash[0] + 1) : 0.0,
+                       rank == 0 ? static_cast<double>(clash[1] + 1) : 0.0, local.ok() ? 0.0 : 1.0};
+  FRESHET_RETURN_IF_ERROR(impl->mpi->AllReduceSum(verdict, 3));
+  if (!local.ok()) return local;
+  if (verdict[2] > 0) {
+    return Internal("NCCL: " + std::to_string(static_cast<int>(verdict[2])) +
+                    " worker rank(s) could not set up their GPU (see their errors)");
+  }
   if (verdict[0] > 0) {
     return FailedPrecondition("NCCL: worker ranks " + std::to_string(int(verdict[0]) - 1) +
                               " and " + std::to_string(int(verdict[1]) - 1) +
                               " drive the same GPU; NCCL refuses two ranks on one GPU");
   }
 
-  ncclUniqueId id;
-  if (rank == 0) FRESHET_NCCL_RETURN(ncclGetUniqueId(&id));
-  FRESHET_MPI_RETURN(MPI_Bcast(&id, sizeof(id), MPI_BYTE, 0, comm));
-  FRESHET_CUDA_RETURN(cudaStreamCreateWithFlags(&impl->stream, cudaStreamNonBlocking));
+  // Member 0's unique id, with whether it got one: the others must not wait
+  // in ncclCommInitRank for a member 0 that already failed.
+  struct {
+    int ok;
+    ncclUniqueId id;
+  } root = {};
+  ncclResult_t id_rc = ncclSuccess;
+  if (rank == 0) {
+    id_rc = ncclGetUniqueId(&root.id);
+    root.ok = id_rc == ncclSuccess ? 1 : 0;
+  }
+  FRESHET_MPI_RETURN(MPI_Bcast(&root, sizeof(root), MPI_BYTE, 0, comm));
+  if (rank == 0) FRESHET_NCCL_RETURN(id_rc);
+  if (!root.ok) return Internal("NCCL: worker rank 0 could not create the NCCL unique id");
+  const ncclUniqueId& id = root.id;
   FRESHET_NCCL_RETURN(ncclCommInitRank(&impl->comm, size, id, rank));
   int nccl_version = 0;
   FRESHET_NCCL_RETURN(ncclGetVersion(&nccl_version));

@@ -40,12 +40,14 @@ struct DeviceBuffer {
   }
   Status Reserve(size_t want) {
     if (want <= bytes) return Status::OK();
+    // 1.5x the old size (computed before freeing it), so a batch a little
+    // larger than the last does not reallocate (and synchronize) again.
+    const size_t grown = std::max(want, bytes + bytes / 2);
     if (p != nullptr) {
       FRESHET_CUDA_RETURN(cudaFree(p));
       p = nullptr;
       bytes = 0;
     }
-    const size_t grown = std::max(want, bytes + bytes / 2);
     FRESHET_CUDA_RETURN(cudaMalloc(&p, grown));
     bytes = grown;
     return Status::OK();
@@ -63,12 +65,14 @@ struct PinnedBuffer {
   }
   Status Reserve(size_t want) {
     if (want <= bytes) return Status::OK();
+    // 1.5x the old size (computed before freeing it), so a batch a little
+    // larger than the last does not reallocate (and synchronize) again.
+    const size_t grown = std::max(want, bytes + bytes / 2);
     if (p != nullptr) {
       FRESHET_CUDA_RETURN(cudaFreeHost(p));
       p = nullptr;
       bytes = 0;
     }
-    const size_t grown = std::max(want, bytes + bytes / 2);
     FRESHET_CUDA_RETURN(cudaHostAlloc(&p, grown, cudaHostAllocDefault));
     bytes = grown;
     return Status::OK();
@@ -233,7 +237,12 @@ struct GpuDeepFmModel::Impl {
     float ms = 0;
     // Both events were recorded and the stream synchronized: cannot fail
     // for a reason the caller could act on; report 0 then.
-    if (cudaEventElapsedTime(&ms, ev[a], ev[b]) != cudaSuccess) return 0.f;
+    if (cudaEventElapsedTime(&ms, ev[a], ev[b]) != cudaSuccess) {
+      // Clear the runtime's last error, or the next kernel launch's
+      // cudaGetLastError() check would report this one as its own.
+      (void)cudaGetLastError();
+      return 0.f;
+    }
     return ms;
   }
 

@@ -15,6 +15,11 @@
 namespace freshet {
 namespace {
 
+using gpu_internal::kBf16Bounds;
+using gpu_internal::kTf32Bounds;
+using gpu_internal::MaxRelError;
+using gpu_internal::NormRelError;
+using gpu_internal::PrecisionBounds;
 using gpu_internal::PulledBatch;
 using gpu_internal::RandomPulledBatch;
 using gpu_internal::SumPerKey;
@@ -35,22 +40,6 @@ proto::ModelConfig Config(float l2) {
   c.set_dense_l2(l2);
   c.set_dense_learning_rate(0.01f);
   return c;
-}
-
-// Max relative error of got vs want, relative to each element's magnitude
-// but never to less than 1% of the vector's largest magnitude (sums that
-// cancel to ~0 differ by rounding alone).
-double MaxRelError(const std::vector<float>& got, const std::vector<float>& want) {
-  EXPECT_EQ(got.size(), want.size());
-  double scale = 0;
-  for (float w : want) scale = std::max(scale, std::fabs(static_cast<double>(w)));
-  double worst = 0;
-  for (size_t i = 0; i < std::min(got.size(), want.size()); ++i) {
-    const double floor = std::max(1e-2 * scale, 1e-12);
-    const double den = std::max(std::fabs(static_cast<double>(want[i])), floor);
-    worst = std::max(worst, std::fabs(static_cast<double>(got[i]) - want[i]) / den);
-  }
-  return worst;
 }
 
 struct Pass {
@@ -77,6 +66,8 @@ Pass RunPass(Model* m, const PulledBatch& f) {
 }
 
 void ExpectParity(const Pass& gpu, const Pass& cpu, double tol, const std::string& what) {
+  ASSERT_EQ(gpu.logits.size(), cpu.logits.size()) << what;
+  ASSERT_EQ(gpu.dense_grad.size(), cpu.dense_grad.size()) << what;
   EXPECT_LE(MaxRelError(gpu.logits, cpu.logits), tol) << what << ": logits";
   EXPECT_LE(MaxRelError(gpu.dense_grad, cpu.dense_grad), tol) << what << ": dense gradient";
   for (size_t s = 0; s < cpu.emb_sums.size(); ++s) {
@@ -173,18 +164,25 @@ TEST(GpuDeepFmModelTest, ReducedPrecisionStaysClose) {
   ASSERT_TRUE(cpu_or.ok());
   const PulledBatch f = RandomPulledBatch(shape, 512, 3, 100, 7);
   const Pass c = RunPass(cpu_or->get(), f);
-  // TF32 keeps 10 mantissa bits, bf16 7: errors of ~1e-3 and ~1e-2 relative
-  // through two hidden layers.
-  for (auto [precision, tol] :
-       {std::pair{GemmPrecision::kTf32, 1e-2}, std::pair{GemmPrecision::kBf16, 5e-2}}) {
+  // TF32 keeps 10 mantissa bits, bf16 7. Norm-wise errors: rounded GEMM
+  // inputs flip ReLUs near 0, which moves single elements of the dense
+  // gradient by O(1) of themselves (see NormRelError); the bounds are
+  // checked under emulated rounding by gpu_plan_test.
+  for (auto [precision, bound] :
+       {std::pair<GemmPrecision, PrecisionBounds>{GemmPrecision::kTf32, kTf32Bounds},
+        std::pair<GemmPrecision, PrecisionBounds>{GemmPrecision::kBf16, kBf16Bounds}}) {
     auto gpu = MakeGpu(config, shape, precision);
     ASSERT_NE(gpu, nullptr);
     const Pass g = RunPass(gpu.get(), f);
-    EXPECT_LE(MaxRelError(g.logits, c.logits), tol);
-    EXPECT_LE(MaxRelError(g.dense_grad, c.dense_grad), tol);
-    std::printf("precision %d: logits max rel error %.2e, dense grad %.2e\n",
-                static_cast<int>(precision), MaxRelError(g.logits, c.logits),
-                MaxRelError(g.dense_grad, c.dense_grad));
+    const double logits_err = NormRelError(g.logits, c.logits);
+    const double grad_err = NormRelError(g.dense_grad, c.dense_grad);
+    EXPECT_LE(logits_err, bound.logits);
+    EXPECT_LE(grad_err, bound.dense_grad);
+    std::printf(
+        "precision %d: logits norm rel error %.2e (max rel %.2e), dense grad %.2e (max rel "
+        "%.2e)\n",
+        static_cast<int>(precision), logits_err, MaxRelError(g.logits, c.logits), grad_err,
+        MaxRelError(g.dense_grad, c.dense_grad));
   }
 }
 

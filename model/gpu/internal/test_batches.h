@@ -5,6 +5,8 @@
 // Thread safety: plain values.
 #pragma once
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <random>
 #include <vector>
@@ -85,6 +87,47 @@ inline std::vector<float> SumPerKey(const std::vector<uint64_t>& keys,
   SumDuplicateRows(d, grads.data(), dim, &out);
   return out;
 }
+
+// Max relative error of got vs want, relative to each element's magnitude
+// but never to less than 1% of the vector's largest magnitude (sums that
+// cancel to ~0 differ by rounding alone). The fp32 parity metric.
+inline double MaxRelError(const std::vector<float>& got, const std::vector<float>& want) {
+  double scale = 0;
+  for (float w : want) scale = std::max(scale, std::fabs(static_cast<double>(w)));
+  double worst = 0;
+  for (size_t i = 0; i < std::min(got.size(), want.size()); ++i) {
+    const double floor = std::max(1e-2 * scale, 1e-12);
+    const double den = std::max(std::fabs(static_cast<double>(want[i])), floor);
+    worst = std::max(worst, std::fabs(static_cast<double>(got[i]) - want[i]) / den);
+  }
+  return worst;
+}
+
+// ||got - want|| / ||want|| (Euclidean). The reduced-precision metric:
+// TF32/bf16 GEMM inputs flip ReLUs whose pre-activation is near 0, and one
+// flip moves a whole example's term in or out of a dW sum, so the
+// element-wise MaxRelError reaches O(1) on the small, cancelling elements
+// while the gradient as a whole stays within a few percent.
+inline double NormRelError(const std::vector<float>& got, const std::vector<float>& want) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < std::min(got.size(), want.size()); ++i) {
+    const double d = static_cast<double>(got[i]) - want[i];
+    num += d * d;
+    den += static_cast<double>(want[i]) * want[i];
+  }
+  return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
+}
+
+// Bounds of gpu_model_test's ReducedPrecisionStaysClose (NormRelError
+// against the fp32 CPU model, one step of its batch); gpu_plan_test checks
+// them with the GEMM inputs rounded (and truncated) to TF32/bf16 on the CPU.
+// Worst seen there over 8 batches: TF32 8e-4 (logits) and 1.6e-2 (dense
+// gradient), bf16 6.2e-3 and 5.2e-2.
+struct PrecisionBounds {
+  double logits, dense_grad;
+};
+constexpr PrecisionBounds kTf32Bounds{3e-3, 5e-2};
+constexpr PrecisionBounds kBf16Bounds{2e-2, 1.5e-1};
 
 }  // namespace gpu_internal
 }  // namespace freshet
