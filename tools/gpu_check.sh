@@ -10,6 +10,8 @@
 #   train  the synthetic job on the local cluster (--device=gpu and cpu) and
 #          on 4 servers + 1 GPU worker (dense all-reduce on device and host)
 # Logs go to OUT_DIR (default ./gpu-check-out); the summary to stdout.
+# Expect several minutes per phase group; where one command may run only ~10
+# minutes, run PHASES="tests e2e bench" and PHASES=train as two commands.
 # usage: tools/gpu_check.sh [OUT_DIR]        PHASES="tests bench" tools/gpu_check.sh
 set -u
 cd "$(dirname "$0")/.."
@@ -29,6 +31,9 @@ fi
 if ! nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$OUT_DIR/gpu.txt" 2>&1; then
   echo "gpu_check: nvidia-smi failed: the GPU tests will skip and the GPU benches exit 77"
 fi
+# Two ranks on one GPU (the NCCL refusal test, gpu_train_e2e's second case)
+# need the Default compute mode.
+nvidia-smi -q 2> /dev/null | grep -i "compute mode" >> "$OUT_DIR/gpu.txt"
 cat "$OUT_DIR/gpu.txt"
 
 # 4 CPU parameter servers + 1 GPU worker: the PS side of one GPU's worker.
@@ -44,14 +49,14 @@ has() { [[ " $PHASES " == *" $1 "* ]]; }
 
 if has tests; then
   log "ctest: gpu tests and GPU-adjacent tests"
-  (cd build && timeout 600 "$CTEST" -V \
+  (cd build && timeout 300 "$CTEST" -V \
     -R '^(gpu_plan_test|model_factory_test|gpu_model_test|nccl_collective_mpi_1r|nccl_collective_mpi_2r|worker_collective_test|worker_collective_mpi_2r|device_select_e2e|dense_reduce_test)$') \
     > "$OUT_DIR/ctest_unit.log" 2>&1
   grep -E "Test +#|tests passed|\[  (FAILED|SKIPPED) \]|precision|max rel" "$OUT_DIR/ctest_unit.log" | head -60
 fi
 if has e2e; then
   log "ctest: gpu_train_e2e"
-  (cd build && timeout 900 "$CTEST" -V -R '^gpu_train_e2e$') > "$OUT_DIR/ctest_e2e.log" 2>&1
+  (cd build && timeout 420 "$CTEST" -V -R '^gpu_train_e2e$') > "$OUT_DIR/ctest_e2e.log" 2>&1
   grep -E "Test +#|tests passed|holdout AUC|\[  (FAILED|SKIPPED|     OK) \]" "$OUT_DIR/ctest_e2e.log" | head -20
 fi
 bench() {  # name np config args...
