@@ -45,6 +45,9 @@
 #        FRESHET_BENCH_SERVE_FLAGS="--poll_ms=50 ..."   extra freshet_serve flags
 #        FRESHET_BENCH_SCORE_DELAY_MS=2   paced /score load: each of wrk's 2
 #        connections waits 2 ms between requests (default 0: as fast as it can)
+#        FRESHET_BENCH_IDLE_SETTLE_S=N   seconds between the end of training
+#        and the idle /score load (default 30 from 10M rows, else 0: the box
+#        stalls for a while after the training ranks free their memory)
 # On 2 cores the /score latency during training includes the CPU the 5
 # training ranks take; the idle figure has the box to itself. With
 # FRESHET_BENCH_PIN=1 both figures have core 0 to themselves, so their
@@ -170,6 +173,27 @@ train_s=$(echo "$(date +%s.%N) - $start" | bc)
 sleep 1
 [ -z "$wrk" ] || kill -INT $wrk 2>/dev/null || true
 [ -z "$wrk" ] || wait $wrk 2>/dev/null || true
+# Idle means nothing left to load: wait (up to 30 min) until serving has
+# the final version LATEST names, the end-of-training full snapshot, whose
+# load takes a minute or more at 100M rows (measured idle before it, the
+# /score load shared the box with that load).
+final_v=$(sed -n 's/^manifest-0*\([0-9][0-9]*\)\.pb$/\1/p' "$work/export/LATEST" 2>/dev/null || true)
+wait_start=$(date +%s.%N)
+if [ -n "$final_v" ]; then
+  for _ in $(seq 1 36000); do
+    v=$(field "$(curl -s "http://127.0.0.1:$port/model" || true)" version)
+    [ -n "$v" ] && [ "$v" -ge "$final_v" ] && break
+    sleep 0.05
+  done
+fi
+final_load_wait_s=$(echo "$(date +%s.%N) - $wait_start" | bc)
+printf "serving had the final version %s %.1f s after training ended\n" "${final_v:-?}" "$final_load_wait_s"
+# And let the box settle: on this VM, for 10-20 s after processes free
+# ~10 GB (the 5 training ranks at 100M rows), every process stalls (a
+# standalone freshet_serve's idle /score p99 went from 0.9 ms to 21-25 ms
+# after a python process freed 10 GB, with the guest's CPUs idle).
+idle_settle_s=${FRESHET_BENCH_IDLE_SETTLE_S:-$([ "$table_rows" -ge 10000000 ] && echo 30 || echo 0)}
+sleep "$idle_settle_s"
 kill $poller 2>/dev/null || true
 grep -E '^exporter:|holdout AUC|prefilled' "$work/train.log" || true
 # Idle: the same load with no training and no new versions.
@@ -266,8 +290,8 @@ echo "serving /score (10 examples/request, 2 connections): ${rps} req/s, latency
 echo "export directory (retained files): ${export_bytes} bytes, ${deltas} deltas kept, ${delta_avg} bytes per delta"
 echo "exporter deltas: p50 ${export50} ms, p99 ${export99} ms, ${delta_rows} rows on average ($interval s interval)"
 echo "serving: incremental apply p99 ${apply99} ms; resident ${rss_max} bytes at most while applying deltas (${rss_anon_max} of them anonymous; serving ${served_at_max} bytes of keys + weights then), ${rss_full} after a full load, ${rss_end} at the end (${served_end} served); /score p99 ${score99} ms during training, ${score99_idle} ms idle"
-printf '{"bench":"freshness","commit":"%s","table_rows":%s,"storage":"%s","interval_s":%s,"full_source":"%s","pinned":%s,"score_delay_ms":%s,"train_s":%.1f,"versions_loaded":%d,"freshness_p50_ms":%s,"freshness_p99_ms":%s,"freshness_p99_ms_with_fulls":%s,"label_freshness_p50_ms":%s,"label_freshness_p99_ms":%s,"export_ms_p50":%s,"export_ms_p99":%s,"delta_rows_avg":%s,"serve_apply_ms_p99":%s,"serve_rss_bytes":%s,"serve_rss_anon_bytes":%s,"served_model_bytes":%s,"serve_rss_bytes_full_load":%s,"serve_rss_bytes_end":%s,"served_model_bytes_end":%s,"score_p99_ms":%s,"score_p99_ms_idle":%s,"serve_rps":%s,"serve_non_2xx":%s,"export_bytes_retained":%s,"delta_bytes_avg":%s}\n' \
+printf '{"bench":"freshness","commit":"%s","table_rows":%s,"storage":"%s","interval_s":%s,"full_source":"%s","pinned":%s,"score_delay_ms":%s,"train_s":%.1f,"versions_loaded":%d,"freshness_p50_ms":%s,"freshness_p99_ms":%s,"freshness_p99_ms_with_fulls":%s,"label_freshness_p50_ms":%s,"label_freshness_p99_ms":%s,"export_ms_p50":%s,"export_ms_p99":%s,"delta_rows_avg":%s,"serve_apply_ms_p99":%s,"serve_rss_bytes":%s,"serve_rss_anon_bytes":%s,"served_model_bytes":%s,"serve_rss_bytes_full_load":%s,"serve_rss_bytes_end":%s,"served_model_bytes_end":%s,"score_p99_ms":%s,"score_p99_ms_idle":%s,"final_load_wait_s":%.1f,"idle_settle_s":%s,"serve_rps":%s,"serve_non_2xx":%s,"export_bytes_retained":%s,"delta_bytes_avg":%s}\n' \
   "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" "$table_rows" "$storage" "$interval" "$full_source" "$pinned" "$score_delay_ms" \
   "$train_s" "$loads" "$p50" "$p99" "$p99_all" "$label50" "$label99" "${export50:-0}" "${export99:-0}" "${delta_rows:-0}" \
   "${apply99:-0}" "$rss_max" "$rss_anon_max" "$served_at_max" "$rss_full" "$rss_end" "$served_end" "${score99:-0}" \
-  "${score99_idle:-0}" "$rps" "$non2xx" "$export_bytes" "$delta_avg"
+  "${score99_idle:-0}" "$final_load_wait_s" "$idle_settle_s" "$rps" "$non2xx" "$export_bytes" "$delta_avg"
