@@ -5,7 +5,7 @@
 namespace freshet {
 
 DenseReducer::DenseReducer(Model* model, Collective* collective, bool allow_device)
-    : model_(model), collective_(collective), num_dense_(model->NumDenseParams()) {
+    : collective_(collective), num_dense_(model->NumDenseParams()) {
   if (allow_device && collective->sums_on_device()) device_ = model->device_dense_gradient();
   if (device_ == nullptr) host_grad_.assign(num_dense_, 0.f);
 }

@@ -46,7 +46,6 @@ class DenseReducer {
   Status Reduce(float weight, const float* extra, size_t n_extra, float* out);
 
  private:
-  Model* model_;
   Collective* collective_;
   DeviceDenseGradient* device_ = nullptr;
   size_t num_dense_;
