@@ -18,30 +18,14 @@
 #include "model/model_factory.h"
 #include "server/local_sparse_store.h"
 #include "server/parameter_shard.h"
+#include "worker/data/internal/test_util.h"
 #include "worker/job.h"
 #include "worker/trainer.h"
 
 namespace freshet {
 namespace {
 
-// Examples from a vector, then the end. Thread safety: one thread.
-class VectorSource : public ExampleSource {
- public:
-  explicit VectorSource(std::vector<Example> examples) : examples_(std::move(examples)) {}
-  StatusOr<Outcome> Poll(Example* ex, std::chrono::steady_clock::time_point) override {
-    if (next_ >= examples_.size()) return Outcome::kEnd;
-    *ex = examples_[next_++];
-    ++stats_.lines;
-    ++stats_.examples;
-    return Outcome::kExample;
-  }
-  const ReadStats& stats() const override { return stats_; }
-
- private:
-  std::vector<Example> examples_;
-  size_t next_ = 0;
-  ReadStats stats_;
-};
+using testing_util::VectorSource;
 
 Example MakeExample(const std::string& item, float label, int64_t time) {
   Example ex;

@@ -15,6 +15,7 @@
 #include "model/model_factory.h"
 #include "server/local_sparse_store.h"
 #include "server/parameter_shard.h"
+#include "worker/data/internal/test_util.h"
 #include "worker/internal/job_eval.h"
 #include "worker/job.h"
 #include "worker/trainer.h"
@@ -22,24 +23,7 @@
 namespace freshet {
 namespace {
 
-// Examples from a vector, then the end. Thread safety: one thread.
-class VectorSource : public ExampleSource {
- public:
-  explicit VectorSource(std::vector<Example> examples) : examples_(std::move(examples)) {}
-  StatusOr<Outcome> Poll(Example* ex, std::chrono::steady_clock::time_point) override {
-    if (next_ >= examples_.size()) return Outcome::kEnd;
-    *ex = examples_[next_++];
-    ++stats_.lines;
-    ++stats_.examples;
-    return Outcome::kExample;
-  }
-  const ReadStats& stats() const override { return stats_; }
-
- private:
-  std::vector<Example> examples_;
-  size_t next_ = 0;
-  ReadStats stats_;
-};
+using testing_util::VectorSource;
 
 constexpr char kEsmmJob[] = R"(
   name: "esmm" batch_size: 32 epochs: 1 staleness: 0 data { train_files: "unused" }

@@ -186,6 +186,38 @@ TEST(DeviceMathTest, MatchesCpuDeepFmWithoutMlp) {
 // (nonzero) MLP weights and dense_l2: logits, dense gradients and per-key
 // sparse gradients agree to float rounding. A transposed or mis-strided
 // GEMM, a wrong bias reduction or a missing ReLU mask fails it.
+
+// The GPU step's input built on the host, as GpuDeepFmModel::Forward does:
+// the batch plan, one gathered row per distinct key, the MLP input x, and
+// room for the FM sums. `view` points into `plan` and `mean`: do not copy.
+struct HostInput {
+  BatchPlan plan;
+  std::vector<uint8_t> mean;
+  PlanView view;
+  std::vector<float> rows_emb, rows_wide, x, fm;
+};
+
+void BuildHostInput(const PulledBatch& f, const ModelShape& shape, HostInput* h) {
+  const int n = f.batch.size, k = shape.emb_dim;
+  const int in0 = shape.num_slots * k + shape.num_dense;
+  BuildBatchPlan(f.batch, shape.pooling, &h->plan);
+  h->mean = MeanFlags(shape);
+  h->view = HostView(h->plan, shape, h->mean);
+  const ModelInput in = f.Input();
+  h->rows_emb.assign(h->plan.num_rows * k, 0.f);
+  h->rows_wide.assign(h->plan.num_rows, 0.f);
+  GatherRows(h->plan, in.emb, k, h->rows_emb.data());
+  GatherRows(h->plan, in.wide, 1, h->rows_wide.data());
+  h->x.assign(static_cast<size_t>(n) * in0, 0.f);
+  h->fm.assign(static_cast<size_t>(n) * k, 0.f);
+  for (int i = 0; i < n; ++i) {
+    for (int c = 0; c < in0; ++c) {
+      h->x[static_cast<size_t>(i) * in0 + c] =
+          InputElement(h->view, h->rows_emb.data(), f.batch.dense.data(), i, c);
+    }
+  }
+}
+
 TEST(DenseScheduleTest, MatchesCpuDeepFmWithMlp) {
   const ModelShape shape = TestShape(3, 4, {proto::SUM, proto::MEAN, proto::MEAN, proto::SUM});
   proto::ModelConfig config;
@@ -232,20 +264,13 @@ TEST(DenseScheduleTest, MatchesCpuDeepFmWithMlp) {
   cpu.Backward(in, dlogits.data(), &cpu_grads, cpu_dense_grad.data());
 
   // Host run of the GPU step.
-  BatchPlan p;
-  BuildBatchPlan(f.batch, shape.pooling, &p);
-  const std::vector<uint8_t> mean = MeanFlags(shape);
-  const PlanView v = HostView(p, shape, mean);
-  std::vector<float> rows_emb(p.num_rows * k), rows_wide(p.num_rows);
-  GatherRows(p, in.emb, k, rows_emb.data());
-  GatherRows(p, in.wide, 1, rows_wide.data());
-  std::vector<float> x(static_cast<size_t>(n) * in0), fm(static_cast<size_t>(n) * k);
-  for (int i = 0; i < n; ++i) {
-    for (int c = 0; c < in0; ++c) {
-      x[static_cast<size_t>(i) * in0 + c] =
-          InputElement(v, rows_emb.data(), f.batch.dense.data(), i, c);
-    }
-  }
+  HostInput h;
+  BuildHostInput(f, shape, &h);
+  const BatchPlan& p = h.plan;
+  const PlanView& v = h.view;
+  const std::vector<float>& rows_wide = h.rows_wide;
+  std::vector<float>& x = h.x;
+  std::vector<float>& fm = h.fm;
   std::vector<float> logits(n);
   for (int i = 0; i < n; ++i) {
     logits[i] = FirstOrder(v, rows_wide.data(), params, f.batch.dense.data(), i) +
@@ -384,21 +409,12 @@ void HostGpuStep(const proto::ModelConfig& config, const ModelShape& shape, cons
     layers.push_back(L);
   }
   dense_grad->assign(off, 0.f);
-  BatchPlan p;
-  BuildBatchPlan(f.batch, shape.pooling, &p);
-  const std::vector<uint8_t> mean = MeanFlags(shape);
-  const PlanView v = HostView(p, shape, mean);
-  const ModelInput in = f.Input();
-  std::vector<float> rows_emb(p.num_rows * k), rows_wide(p.num_rows);
-  GatherRows(p, in.emb, k, rows_emb.data());
-  GatherRows(p, in.wide, 1, rows_wide.data());
-  std::vector<float> x(static_cast<size_t>(n) * in0), fm(static_cast<size_t>(n) * k);
-  for (int i = 0; i < n; ++i) {
-    for (int c = 0; c < in0; ++c) {
-      x[static_cast<size_t>(i) * in0 + c] =
-          InputElement(v, rows_emb.data(), f.batch.dense.data(), i, c);
-    }
-  }
+  HostInput h;
+  BuildHostInput(f, shape, &h);
+  const PlanView& v = h.view;
+  const std::vector<float>& rows_wide = h.rows_wide;
+  std::vector<float>& x = h.x;
+  std::vector<float>& fm = h.fm;
   logits->resize(n);
   for (int i = 0; i < n; ++i) {
     (*logits)[i] = FirstOrder(v, rows_wide.data(), params, f.batch.dense.data(), i) +

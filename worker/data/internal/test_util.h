@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -14,6 +15,10 @@
 #include <initializer_list>
 #include <sstream>
 #include <string>
+#include <utility>
+#include <vector>
+
+#include "worker/data/example_io.h"
 
 namespace freshet {
 namespace testing_util {
@@ -90,6 +95,25 @@ inline bool SharedDataRequired() {
   const char* env = std::getenv("FRESHET_REQUIRE_SHARED_DATA");
   return env != nullptr && std::string(env) == "1";
 }
+
+// Examples from a vector, then the end (a trainer's source in tests).
+class VectorSource : public ExampleSource {
+ public:
+  explicit VectorSource(std::vector<Example> examples) : examples_(std::move(examples)) {}
+  StatusOr<Outcome> Poll(Example* ex, std::chrono::steady_clock::time_point) override {
+    if (next_ >= examples_.size()) return Outcome::kEnd;
+    *ex = examples_[next_++];
+    ++stats_.lines;
+    ++stats_.examples;
+    return Outcome::kExample;
+  }
+  const ReadStats& stats() const override { return stats_; }
+
+ private:
+  std::vector<Example> examples_;
+  size_t next_ = 0;
+  ReadStats stats_;
+};
 
 }  // namespace testing_util
 }  // namespace freshet
