@@ -203,6 +203,7 @@ Status ValidateClusterConfig(proto::ClusterConfig* cfg, const std::string& sourc
     return FieldError(source, "transport.max_keys_per_request",
                       "must be >= 0, got " + std::to_string(t->max_keys_per_request()));
   }
+  if (t->max_keys_per_request() == 0) t->set_max_keys_per_request(kDefaultMaxKeysPerRequest);
 
   auto* s = cfg->mutable_server();
   if (s->handler_threads() < 0 || s->handler_threads() > 256) {

@@ -20,7 +20,7 @@ TEST(ConfigTest, ParsesAndFillsDefaults) {
   ASSERT_TRUE(cfg.ok()) << cfg.status();
   EXPECT_EQ(cfg->transport().request_timeout_ms(), 30000);
   EXPECT_EQ(cfg->transport().max_inflight_requests(), 64);
-  EXPECT_EQ(cfg->transport().max_keys_per_request(), 0);  // off
+  EXPECT_EQ(cfg->transport().max_keys_per_request(), kDefaultMaxKeysPerRequest);
   EXPECT_EQ(cfg->server().partitions(), 64);
   ClusterLayout layout(*cfg);
   EXPECT_EQ(layout.world_size(), 6);

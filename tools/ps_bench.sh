@@ -17,11 +17,13 @@
 #   PS_BENCH_REPS=3        runs per configuration (default 1)
 #   PS_BENCH_SECONDS=1     timed seconds per case (default 1)
 #   PS_BENCH_BIN=path      another freshet_ps_bench binary (A/B runs)
+#   PS_BENCH_CONFIG=path   another cluster config (default bench-1s1w.pbtxt)
 #   PS_BENCH_TRANSPORTS="shm tcp"  PS_BENCH_TABLES="table none"  PS_BENCH_PIPELINES="1 4"
 #   PS_BENCH_KEYSPACE=1000000      rows per table
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${PS_BENCH_BIN:-build/bin/freshet_ps_bench}
+config=${PS_BENCH_CONFIG:-cluster-configs/bench-1s1w.pbtxt}
 reps=${PS_BENCH_REPS:-1}
 secs=${PS_BENCH_SECONDS:-1}
 transports=${PS_BENCH_TRANSPORTS:-shm tcp}
@@ -40,7 +42,7 @@ for rep in $(seq 1 "$reps"); do
         out=$tmp/$tr-$table-p$p-$rep.json
         echo "ps_bench.sh: rep $rep/$reps $tr table=$table pipeline=$p" >&2
         if ! launch/mpirun.sh -np 2 "${mca[@]}" "$bin" \
-            --cluster_config=cluster-configs/bench-1s1w.pbtxt --dims=16,64 \
+            --cluster_config="$config" --dims=16,64 \
             --keys_per_request=1024,16384,65536 --keyspace="$keyspace" --memory_rows= \
             --seconds="$secs" --pipeline="$p" --table="$table" >"$tmp/log" 2>&1; then
           echo "ps_bench.sh: $tr table=$table pipeline=$p failed:" >&2
