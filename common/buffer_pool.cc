@@ -58,7 +58,20 @@ void BufferPool::Give(std::vector<char> buf) {
     MutexLock l(&mu_);
     bytes_ += buf.capacity();
     free_.push_back(std::move(buf));
-    while (free_.size() > max_buffers_ || bytes_ > max_bytes_) {
+    // Over the count bound, the smallest buffer goes (the oldest of equals):
+    // a burst of small messages (a split call's parts) must not push out
+    // the large buffers, whose reallocation costs a page fault per 4 KiB.
+    while (free_.size() > max_buffers_) {
+      size_t smallest = 0;
+      for (size_t i = 1; i < free_.size(); ++i) {
+        if (free_[i].capacity() < free_[smallest].capacity()) smallest = i;
+      }
+      bytes_ -= free_[smallest].capacity();
+      drop.push_back(std::move(free_[smallest]));
+      free_.erase(free_.begin() + static_cast<std::ptrdiff_t>(smallest));
+    }
+    // Over the byte bound, the oldest go.
+    while (bytes_ > max_bytes_) {
       bytes_ -= free_.front().capacity();
       drop.push_back(std::move(free_.front()));
       free_.pop_front();

@@ -16,7 +16,8 @@
 // stream of equal-sized messages). Buffers below kMinPooledBytes are not
 // pooled (malloc serves small blocks from its free lists). At most
 // max_buffers buffers and max_bytes bytes (defaults kMaxBuffers, kMaxBytes)
-// are kept; beyond that the oldest are freed.
+// are kept; past the count the smallest are freed (so the many small parts
+// of split calls do not evict the large buffers), past the bytes the oldest.
 //
 // Thread safety: thread-safe (one internal mutex, a leaf lock).
 #pragma once

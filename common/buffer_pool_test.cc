@@ -102,6 +102,26 @@ TEST(BufferPoolTest, KeepsAtMostMaxBuffersOldestDroppedFirst) {
   EXPECT_EQ(pool.stats().reused, static_cast<int64_t>(BufferPool::kMaxBuffers));
 }
 
+// A flood of small buffers past the count bound frees small ones, never the
+// large buffer given before them (reallocating it would cost a page fault
+// per 4 KiB: issue 16).
+TEST(BufferPoolTest, CountBoundFreesTheSmallestFirst) {
+  BufferPool pool;
+  std::vector<char> big = pool.Take(16 * kBig);
+  const char* big_data = big.data();
+  pool.Give(std::move(big));
+  std::vector<std::vector<char>> small;
+  for (size_t i = 0; i < 2 * BufferPool::kMaxBuffers; ++i) {
+    small.push_back(pool.Take(BufferPool::kMinPooledBytes));
+  }
+  for (auto& b : small) pool.Give(std::move(b));
+  EXPECT_EQ(pool.stats().buffers, static_cast<int64_t>(BufferPool::kMaxBuffers));
+  const int64_t reused = pool.stats().reused;
+  std::vector<char> again = pool.Take(16 * kBig);
+  EXPECT_EQ(pool.stats().reused, reused + 1);  // served from the pool
+  EXPECT_EQ(again.data(), big_data);
+}
+
 TEST(BufferPoolTest, ByteBoundHolds) {
   BufferPool pool(BufferPool::kMaxBuffers, 4 * kBig);
   std::vector<std::vector<char>> held;
