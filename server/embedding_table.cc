@@ -4,6 +4,7 @@
 #include <sys/mman.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <limits>
 #include <string>
@@ -143,7 +144,9 @@ struct EmbeddingTable::Partition {
       : stride(row_stride),
         chunk_bytes(row_stride * kRowsPerChunk),
         slots(kInitialSlots),
-        mask(kInitialSlots - 1) {}
+        mask(kInitialSlots - 1) {
+    PublishHint();
+  }
 
   char* Row(uint32_t id) const {
     return chunks[id / kRowsPerChunk].get() + static_cast<size_t>(id % kRowsPerChunk) * stride;
@@ -172,6 +175,38 @@ struct EmbeddingTable::Partition {
   void PrefetchAhead(Index j, Index end, size_t span, KeyAt&& key_at) const {
     if (j + kSlotPrefetchDistance < end) PrefetchSlot(MixKey(key_at(j + kSlotPrefetchDistance)));
     if (j + kRowPrefetchDistance < end) PrefetchRow(MixKey(key_at(j + kRowPrefetchDistance)), span);
+  }
+  // A batch loop's rows, for the keys at positions [begin, end) of this
+  // partition: on entering it, the first kRowPrefetchDistance rows
+  // (PrefetchRowsAtEntry); then, at position j, the row kRowPrefetchDistance
+  // ahead (PrefetchRowAhead). Their slots were prefetched earlier, across
+  // partitions, by EmbeddingTable::PrefetchSlotAhead.
+  template <typename KeyAt>
+  void PrefetchRowsAtEntry(uint32_t begin, uint32_t end, size_t span, KeyAt&& key_at) const {
+    const uint32_t last = std::min(end, begin + kRowPrefetchDistance);
+    for (uint32_t k = begin; k < last; ++k) PrefetchRow(MixKey(key_at(k)), span);
+  }
+  template <typename KeyAt>
+  void PrefetchRowAhead(uint32_t j, uint32_t end, size_t span, KeyAt&& key_at) const {
+    if (j + kRowPrefetchDistance < end) PrefetchRow(MixKey(key_at(j + kRowPrefetchDistance)), span);
+  }
+
+  // (slots, mask) as of the last change, for prefetching a slot without the
+  // lock: a batch loop, still in one partition, prefetches the slots of keys
+  // in the next ones (with 1,024 keys over 64 partitions, 16 a partition, a
+  // look-ahead that stopped at the partition's end prefetched no slot at
+  // all). Republished under mu whenever slots change; a stale pair only
+  // makes the hint useless, since a prefetch never faults.
+  std::atomic<uintptr_t> hint_slots{0};
+  std::atomic<size_t> hint_mask{0};
+  void PublishHint() {
+    hint_slots.store(reinterpret_cast<uintptr_t>(slots.get()), std::memory_order_relaxed);
+    hint_mask.store(mask, std::memory_order_relaxed);
+  }
+  void PrefetchSlotHint(uint64_t h) const {
+    const uintptr_t base = hint_slots.load(std::memory_order_relaxed);
+    const size_t m = hint_mask.load(std::memory_order_relaxed);
+    PrefetchForRead(reinterpret_cast<const void*>(base + (HomeOfHash(h) & m) * sizeof(Slot)));
   }
 
   // Returns the row record of `key` (with hash h), or nullptr.
@@ -258,6 +293,7 @@ struct EmbeddingTable::Partition {
     }
     slots = std::move(grown);
     mask = new_mask;
+    PublishHint();
   }
 
   int64_t Bytes() const {
@@ -414,6 +450,18 @@ void EmbeddingTable::GroupByPartition(const uint64_t* keys, size_t n, Batch* bat
   // ...so shift it back to the beginnings.
   for (int p = num_partitions; p > 0; --p) starts[p] = starts[p - 1];
   starts[0] = 0;
+}
+
+void EmbeddingTable::PrefetchSlotAhead(const Batch& batch, const uint64_t* keys, size_t n,
+                                       uint32_t j) const {
+  const size_t pos = size_t{j} + kSlotPrefetchDistance;
+  if (pos >= n) return;
+  if (batch.order.empty()) {  // one partition: keys in call order
+    partitions_[0]->PrefetchSlotHint(MixKey(keys[pos]));
+    return;
+  }
+  const uint32_t i = batch.order[pos];
+  partitions_[batch.part[i]]->PrefetchSlotHint(MixKey(keys[i]));
 }
 
 void EmbeddingTable::ReadWeights(const char* row, float* out) const {
@@ -758,8 +806,14 @@ void EmbeddingTable::Pull(const uint64_t* keys, size_t n, float* out, uint32_t v
       if (begin == end) continue;
       Partition& part = *partitions_[p];
       std::lock_guard<std::mutex> lock(part.mu);
+      part.PrefetchRowsAtEntry(begin, end, header_bytes_ + weight_bytes_, key_at);
       for (uint32_t j = begin; j < end; ++j) {
-        part.PrefetchAhead(j, end, header_bytes_ + weight_bytes_, key_at);
+        if (j + kSlotPrefetchDistance < end) {
+          part.PrefetchSlot(MixKey(key_at(j + kSlotPrefetchDistance)));
+        } else {
+          PrefetchSlotAhead(batch, keys, n, j);  // in a later partition
+        }
+        part.PrefetchRowAhead(j, end, header_bytes_ + weight_bytes_, key_at);
         const uint32_t i = identity ? j : batch.order[j];
         const uint64_t key = keys[i];
         const uint64_t h = MixKey(key);
@@ -824,8 +878,14 @@ void EmbeddingTable::Push(const uint64_t* keys, size_t n, const float* grads, ui
       if (begin == end) continue;
       Partition& part = *partitions_[p];
       std::lock_guard<std::mutex> lock(part.mu);
+      part.PrefetchRowsAtEntry(begin, end, stride_, key_at);
       for (uint32_t j = begin; j < end; ++j) {
-        part.PrefetchAhead(j, end, stride_, key_at);
+        if (j + kSlotPrefetchDistance < end) {
+          part.PrefetchSlot(MixKey(key_at(j + kSlotPrefetchDistance)));
+        } else {
+          PrefetchSlotAhead(batch, keys, n, j);  // in a later partition
+        }
+        part.PrefetchRowAhead(j, end, stride_, key_at);
         // The sort is stable, so duplicates of a key apply in call order.
         const uint32_t i = identity ? j : batch.order[j];
         const uint64_t key = keys[i];
@@ -1089,6 +1149,7 @@ std::unique_ptr<EmbeddingTable> EmbeddingTable::Snapshot(int64_t* copied_bytes) 
     dst.slots = SlotArray(num_slots);
     std::memcpy(dst.slots.get(), src.slots.get(), num_slots * sizeof(Slot));
     dst.mask = src.mask;
+    dst.PublishHint();
     dst.num_rows = src.num_rows;
     const size_t used_chunks =
         (static_cast<size_t>(src.num_rows) + kRowsPerChunk - 1) / kRowsPerChunk;

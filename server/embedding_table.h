@@ -262,6 +262,10 @@ class EmbeddingTable {
     std::vector<uint32_t> starts;
   };
   void GroupByPartition(const uint64_t* keys, size_t n, Batch* batch) const;
+  // In a batch loop at position j of `batch` (partition order), prefetches
+  // the index slot of the key kSlotPrefetchDistance positions ahead, in
+  // whichever partition it falls (without its lock: Partition's hint).
+  void PrefetchSlotAhead(const Batch& batch, const uint64_t* keys, size_t n, uint32_t j) const;
   // Calls fn(p_begin, p_end) over ranges of partitions that cover them all:
   // one range, or with a request pool and n >= kParallelMinKeys, up to
   // request_tasks_ ranges of about equal keys, run at once (ParallelFor).
