@@ -61,20 +61,47 @@ pack() {
 
 install() {
   [ "$(id -u)" -eq 0 ] || { echo "gpu_bundle install: run as root" >&2; exit 1; }
-  tar -C / -xzf "$dir/ompi-root.tar.gz"
-  ln -sfn /usr/bin/mpirun.openmpi /usr/bin/mpirun
-  ln -sfn /usr/bin/mpiexec.openmpi /usr/bin/mpiexec
+  export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
   # Open MPI opens its ssh/rsh launcher even for a one-node job: with
   # neither installed, point it at a program that exists.
+  local no_rsh=0
   if ! command -v ssh > /dev/null && ! command -v rsh > /dev/null; then
-    grep -q '^plm_rsh_agent' /etc/openmpi/openmpi-mca-params.conf ||
-      printf '\nplm_rsh_agent = %s\n' "$(type -P false)" >> /etc/openmpi/openmpi-mca-params.conf
+    no_rsh=1
+    export OMPI_MCA_plm_rsh_agent
+    OMPI_MCA_plm_rsh_agent=$(type -P false)
+  fi
+  # A machine with its own working Open MPI (libmpi.so.40: 4.x or 5.x) keeps
+  # it: unpacking ours over it mixes two builds (ldconfig links each soname
+  # to the higher-numbered file, so their libopen-rte met our plugins, and
+  # mpirun crashed in PMIx). Otherwise ours goes under /usr, and ldconfig -X
+  # keeps the soname links the bundle carries.
+  local -a ldconfig=(ldconfig)
+  if command -v mpirun > /dev/null && ldconfig -p | grep -q 'libmpi\.so\.40 ' &&
+    timeout 60 mpirun --oversubscribe -np 2 true > /dev/null 2>&1; then
+    echo "gpu_bundle: using this machine's Open MPI: $(mpirun --version 2>&1 | head -1)"
+  else
+    if command -v mpirun > /dev/null; then
+      echo "gpu_bundle: this machine's mpirun ($(command -v mpirun)) fails; installing the bundle's"
+    fi
+    tar -C / -xzf "$dir/ompi-root.tar.gz"
+    ln -sfn /usr/bin/mpirun.openmpi /usr/bin/mpirun
+    ln -sfn /usr/bin/mpiexec.openmpi /usr/bin/mpiexec
+    ldconfig=(ldconfig -X)
+  fi
+  [ -e /usr/bin/mpiexec ] || ln -sfn "$(command -v mpiexec)" /usr/bin/mpiexec
+  if [ $no_rsh -eq 1 ]; then
+    local conf_file
+    conf_file=$(dirname "$(readlink -f "$(command -v mpirun)")")/../etc/openmpi-mca-params.conf
+    for f in /etc/openmpi/openmpi-mca-params.conf "$conf_file"; do
+      [ -f "$f" ] || continue
+      grep -q '^plm_rsh_agent' "$f" || printf '\nplm_rsh_agent = %s\n' "$OMPI_MCA_plm_rsh_agent" >> "$f"
+    done
   fi
   local rt=/opt/freshet-runtime conf=/etc/ld.so.conf.d/000-freshet-runtime.conf
   rm -rf "$rt" "$conf"
   mkdir -p "$rt/shadowed"
   tar -C "$rt" -xzf "$dir/lib.tar.gz"
-  ldconfig
+  "${ldconfig[@]}"
   # The machine's own copy of a library wins (its other programs need it,
   # often newer); ours only fills gaps, or replaces one too old for us.
   local have n
@@ -92,7 +119,7 @@ install() {
     echo "$cuda_dirs"
     for d in /usr/local/nvidia/lib64 /usr/local/nvidia/lib; do [ -d "$d" ] && echo "$d"; done
   } > "$conf"
-  ldconfig
+  "${ldconfig[@]}"
   mkdir -p build/bin
   tar -xzf "$dir/ctest-files.tar.gz"
   cp "$dir"/bin/* build/bin/
@@ -107,7 +134,7 @@ install() {
       mv "$rt/shadowed/$n" "$rt/lib/"
     fi
   done
-  ldconfig
+  "${ldconfig[@]}"
   local src
   src=$(cat "$dir/source_dir")
   if [ "$src" != "$(pwd)" ] && [ ! -e "$src" ]; then
@@ -123,6 +150,12 @@ install() {
     fi
   done
   [ $missing -eq 0 ] && echo "gpu_bundle: installed; every binary finds its libraries"
+  if timeout 60 mpirun --oversubscribe -np 2 true; then
+    echo "gpu_bundle: mpirun -np 2 runs"
+  else
+    echo "gpu_bundle: mpirun -np 2 true fails"
+    missing=1
+  fi
   return $missing
 }
 

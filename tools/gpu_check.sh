@@ -45,25 +45,28 @@ roles { role: WORKER count: 1 }
 transport { request_timeout_ms: 60000 max_inflight_requests: 16 }
 server { handler_threads: 2 partitions: 64 }
 P
+# 8 servers: how far more CPU parameter servers lift one GPU worker.
+GPU_CFG8="$OUT_DIR/gpu-8s1w.pbtxt"
+sed -e 's/gpu-4s1w/gpu-8s1w/' -e 's/role: SERVER count: 4/role: SERVER count: 8/' "$GPU_CFG" > "$GPU_CFG8"
 has() { [[ " $PHASES " == *" $1 "* ]]; }
 
 if has tests; then
   log "ctest: gpu tests and GPU-adjacent tests"
-  (cd build && timeout 300 "$CTEST" -V \
+  (cd build && timeout 240 "$CTEST" -j4 -V \
     -R '^(gpu_plan_test|model_factory_test|gpu_model_test|nccl_collective_mpi_1r|nccl_collective_mpi_2r|worker_collective_test|worker_collective_mpi_2r|device_select_e2e|dense_reduce_test)$') \
     > "$OUT_DIR/ctest_unit.log" 2>&1
   grep -E "Test +#|tests passed|\[  (FAILED|SKIPPED) \]|precision|max rel" "$OUT_DIR/ctest_unit.log" | head -60
 fi
 if has e2e; then
   log "ctest: gpu_train_e2e"
-  (cd build && timeout 420 "$CTEST" -V -R '^gpu_train_e2e$') > "$OUT_DIR/ctest_e2e.log" 2>&1
+  (cd build && timeout 200 "$CTEST" -V -R '^gpu_train_e2e$') > "$OUT_DIR/ctest_e2e.log" 2>&1
   grep -E "Test +#|tests passed|holdout AUC|\[  (FAILED|SKIPPED|     OK) \]" "$OUT_DIR/ctest_e2e.log" | head -20
 fi
 bench() {  # name np config args...
   local name=$1 np=$2 cfg=$3
   shift 3
   log "bench $name"
-  timeout 300 $MPIRUN -np "$np" $BIN/freshet_gpu_bench --cluster_config="$cfg" "$@" \
+  timeout 120 $MPIRUN -np "$np" $BIN/freshet_gpu_bench --cluster_config="$cfg" "$@" \
     > "$OUT_DIR/bench_$name.log" 2>&1
   echo "rc=$?"
   grep -v '^[IWE][0-9]' "$OUT_DIR/bench_$name.log" | tail -6
@@ -76,12 +79,13 @@ if has bench; then
   bench gpu_4s 5 "$GPU_CFG" --device=gpu --batch_sizes=$sizes
   bench gpu_4s_hostreduce 5 "$GPU_CFG" --device=gpu --batch_sizes=$sizes --dense_allreduce_on_device=false
   bench cpu_4s 5 "$GPU_CFG" --device=cpu --batch_sizes=4096,65536 --steps=5 --warmup=1
+  bench gpu_8s 9 "$GPU_CFG8" --device=gpu --batch_sizes=65536 --steps=10
 fi
 train() {  # name np args...
   local name=$1 np=$2
   shift 2
   log "train $name"
-  timeout 600 launch/mpirun.sh -np "$np" $BIN/freshet_train --task=synthetic --save=false \
+  timeout 150 launch/mpirun.sh -np "$np" $BIN/freshet_train --task=synthetic --save=false \
     --work_dir="$OUT_DIR/work-$name" "$@" > "$OUT_DIR/train_$name.log" 2>&1
   echo "rc=$?"
   grep -E "workers run on" "$OUT_DIR/train_$name.log" | head -1
