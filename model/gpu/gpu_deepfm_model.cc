@@ -81,34 +81,49 @@ struct PinnedBuffer {
   uint32_t* u() const { return static_cast<uint32_t*>(p); }
 };
 
-cublasComputeType_t ComputeType(GemmPrecision p) {
-  switch (p) {
-    case GemmPrecision::kTf32:
-      return CUBLAS_COMPUTE_32F_FAST_TF32;
-    case GemmPrecision::kBf16:
-      return CUBLAS_COMPUTE_32F_FAST_16BF;
-    case GemmPrecision::kFp32:
-      break;
-  }
-  return CUBLAS_COMPUTE_32F;
-}
-
 // The dense schedule's steps on the GPU: cuBLAS (GEMMs in the configured
 // precision; GEMVs and AXPYs in fp32) and freshet's element-wise kernels,
 // all on one stream.
+//
+// GEMM precision: fp32 is CUBLAS_COMPUTE_32F in the default math mode (no
+// tensor cores); TF32 is CUBLAS_COMPUTE_32F_FAST_TF32 on the fp32 operands.
+// bf16 converts both operands to bfloat16 (to nearest, ties to even) into
+// scratch buffers and multiplies them with fp32 accumulation
+// (CUBLAS_COMPUTE_32F): CUBLAS_COMPUTE_32F_FAST_16BF on fp32 operands only
+// *allows* cuBLAS to down-convert, and on an H200 (cuBLAS 13) it gave the
+// same results as TF32 to three digits (tools/gpu_check.sh at 271d9dc), so
+// "gpu:bf16" was TF32 in all but name.
 class CudaDenseOps final : public gpu_internal::DenseOps {
  public:
-  CudaDenseOps(cublasHandle_t blas, cudaStream_t stream, cublasComputeType_t compute)
-      : blas_(blas), stream_(stream), compute_(compute) {}
+  CudaDenseOps(cublasHandle_t blas, cudaStream_t stream, GemmPrecision precision)
+      : blas_(blas), stream_(stream), precision_(precision) {}
 
   Status Gemm(bool trans_a, bool trans_b, int m, int n, int k, const float* a, int lda,
               const float* b, int ldb, float* c, int ldc) override {
     const float one = 1.f, zero = 0.f;
-    FRESHET_CUBLAS_RETURN(cublasGemmEx(blas_, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N,
-                                       trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, m, n, k, &one, a,
-                                       CUDA_R_32F, lda, b, CUDA_R_32F, ldb, &zero, c, CUDA_R_32F,
-                                       ldc, compute_, CUBLAS_GEMM_DEFAULT));
-    return Status::OK();
+    const cublasOperation_t op_a = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+    const cublasOperation_t op_b = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+    if (precision_ == GemmPrecision::kBf16) {
+      if (m == 0 || n == 0 || k == 0) return Gemm32(op_a, op_b, m, n, k, a, lda, b, ldb, c, ldc);
+      // Column-major: A is (trans_a ? k x m : m x k) with leading dimension
+      // lda, B is (trans_b ? n x k : k x n) with ldb; convert the span each
+      // occupies, so the bf16 copies keep the same leading dimensions.
+      const int64_t a_span = trans_a ? static_cast<int64_t>(lda) * (m - 1) + k
+                                     : static_cast<int64_t>(lda) * (k - 1) + m;
+      const int64_t b_span = trans_b ? static_cast<int64_t>(ldb) * (k - 1) + n
+                                     : static_cast<int64_t>(ldb) * (n - 1) + k;
+      FRESHET_RETURN_IF_ERROR(a16_.Reserve(static_cast<size_t>(a_span) * sizeof(uint16_t)));
+      FRESHET_RETURN_IF_ERROR(b16_.Reserve(static_cast<size_t>(b_span) * sizeof(uint16_t)));
+      uint16_t* a16 = static_cast<uint16_t*>(a16_.p);
+      uint16_t* b16 = static_cast<uint16_t*>(b16_.p);
+      FRESHET_RETURN_IF_ERROR(gpu_internal::LaunchToBf16(a, a16, a_span, stream_));
+      FRESHET_RETURN_IF_ERROR(gpu_internal::LaunchToBf16(b, b16, b_span, stream_));
+      FRESHET_CUBLAS_RETURN(cublasGemmEx(blas_, op_a, op_b, m, n, k, &one, a16, CUDA_R_16BF, lda,
+                                         b16, CUDA_R_16BF, ldb, &zero, c, CUDA_R_32F, ldc,
+                                         CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+      return Status::OK();
+    }
+    return Gemm32(op_a, op_b, m, n, k, a, lda, b, ldb, c, ldc);
   }
   Status Gemv(int rows, int cols, const float* a, int lda, const float* x, float* y) override {
     const float one = 1.f, zero = 0.f;
@@ -134,9 +149,22 @@ class CudaDenseOps final : public gpu_internal::DenseOps {
   }
 
  private:
+  // fp32 operands: fp32 FMA, or TF32 tensor cores.
+  Status Gemm32(cublasOperation_t op_a, cublasOperation_t op_b, int m, int n, int k, const float* a,
+                int lda, const float* b, int ldb, float* c, int ldc) {
+    const float one = 1.f, zero = 0.f;
+    const cublasComputeType_t compute =
+        precision_ == GemmPrecision::kTf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+    FRESHET_CUBLAS_RETURN(cublasGemmEx(blas_, op_a, op_b, m, n, k, &one, a, CUDA_R_32F, lda, b,
+                                       CUDA_R_32F, ldb, &zero, c, CUDA_R_32F, ldc, compute,
+                                       CUBLAS_GEMM_DEFAULT));
+    return Status::OK();
+  }
+
   cublasHandle_t blas_;
   cudaStream_t stream_;
-  cublasComputeType_t compute_;
+  GemmPrecision precision_;
+  DeviceBuffer a16_, b16_;  // bf16 copies of the operands (kBf16 only)
 };
 
 }  // namespace
@@ -154,7 +182,6 @@ struct GpuDeepFmModel::Impl {
   cudaStream_t stream = nullptr;
   cublasHandle_t blas = nullptr;
   cudaEvent_t ev[4] = {nullptr, nullptr, nullptr, nullptr};
-  cublasComputeType_t compute = CUBLAS_COMPUTE_32F;
   std::unique_ptr<CudaDenseOps> ops;
 
   // Host, pinned.
@@ -197,8 +224,7 @@ struct GpuDeepFmModel::Impl {
     FRESHET_CUBLAS_RETURN(cublasCreate(&blas));
     FRESHET_CUBLAS_RETURN(cublasSetStream(blas, stream));
     FRESHET_CUBLAS_RETURN(cublasSetMathMode(blas, CUBLAS_DEFAULT_MATH));
-    compute = ComputeType(options.precision);
-    ops = std::make_unique<CudaDenseOps>(blas, stream, compute);
+    ops = std::make_unique<CudaDenseOps>(blas, stream, options.precision);
 
     l2 = config.dense_l2();
     in0 = shape.num_slots * shape.emb_dim + shape.num_dense;

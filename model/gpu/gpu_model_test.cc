@@ -16,6 +16,8 @@ namespace freshet {
 namespace {
 
 using gpu_internal::kBf16Bounds;
+using gpu_internal::kBf16OverTf32MinRatio;
+using gpu_internal::kReducedPrecisionMinLogitsError;
 using gpu_internal::kTf32Bounds;
 using gpu_internal::MaxRelError;
 using gpu_internal::NormRelError;
@@ -164,6 +166,10 @@ TEST(GpuDeepFmModelTest, ReducedPrecisionStaysClose) {
   ASSERT_TRUE(cpu_or.ok());
   const PulledBatch f = RandomPulledBatch(shape, 512, 3, 100, 7);
   const Pass c = RunPass(cpu_or->get(), f);
+  auto fp32 = MakeGpu(config, shape, GemmPrecision::kFp32);
+  ASSERT_NE(fp32, nullptr);
+  const double fp32_err = NormRelError(RunPass(fp32.get(), f).logits, c.logits);
+  double tf32_err = 0;
   // TF32 keeps 10 mantissa bits, bf16 7. Norm-wise errors: rounded GEMM
   // inputs flip ReLUs near 0, which moves single elements of the dense
   // gradient by O(1) of themselves (see NormRelError); the bounds are
@@ -178,6 +184,16 @@ TEST(GpuDeepFmModelTest, ReducedPrecisionStaysClose) {
     const double grad_err = NormRelError(g.dense_grad, c.dense_grad);
     EXPECT_LE(logits_err, bound.logits);
     EXPECT_LE(grad_err, bound.dense_grad);
+    // The mode delivers its precision: TF32 rounds (its error is far above
+    // fp32's), and bf16 rounds coarser than TF32 (it once matched TF32's
+    // error to three digits, when cuBLAS was only *allowed* to use bf16).
+    EXPECT_GT(logits_err, kReducedPrecisionMinLogitsError) << static_cast<int>(precision);
+    EXPECT_GT(logits_err, 10 * fp32_err) << static_cast<int>(precision);
+    if (precision == GemmPrecision::kTf32) tf32_err = logits_err;
+    if (precision == GemmPrecision::kBf16) {
+      EXPECT_GT(logits_err, kBf16OverTf32MinRatio * tf32_err)
+          << "bf16 " << logits_err << " vs TF32 " << tf32_err;
+    }
     std::printf(
         "precision %d: logits norm rel error %.2e (max rel %.2e), dense grad %.2e (max rel "
         "%.2e)\n",

@@ -1,3 +1,5 @@
+#include <cuda_bf16.h>
+
 #include "common/cuda_util.h"
 #include "model/gpu/internal/kernels.h"
 
@@ -29,6 +31,11 @@ __global__ void FirstOrderFmKernel(PlanView p, const float* rows_wide, const flo
 __global__ void BiasActKernel(float* z, const float* bias, int rows, int64_t total, bool relu) {
   const int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (t < total) BiasActElement(z, bias, rows, t, relu);
+}
+
+__global__ void ToBf16Kernel(const float* src, __nv_bfloat16* dst, int64_t n) {
+  const int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (t < n) dst[t] = __float2bfloat16_rn(src[t]);
 }
 
 __global__ void AddKernel(float* dst, const float* src, int n) {
@@ -118,6 +125,13 @@ Status LaunchReluMask(float* dh, const float* h, int64_t n, cudaStream_t stream)
 Status LaunchFill(float* dst, float value, int64_t n, cudaStream_t stream) {
   if (n == 0) return Status::OK();
   FillKernel<<<Blocks(n), kThreads, 0, stream>>>(dst, value, n);
+  FRESHET_CUDA_RETURN(cudaGetLastError());
+  return Status::OK();
+}
+
+Status LaunchToBf16(const float* src, uint16_t* dst, int64_t n, cudaStream_t stream) {
+  if (n == 0) return Status::OK();
+  ToBf16Kernel<<<Blocks(n), kThreads, 0, stream>>>(src, reinterpret_cast<__nv_bfloat16*>(dst), n);
   FRESHET_CUDA_RETURN(cudaGetLastError());
   return Status::OK();
 }

@@ -32,6 +32,9 @@ Status LaunchAdd(float* dst, const float* src, int n, cudaStream_t stream);
 Status LaunchReluMask(float* dh, const float* h, int64_t n, cudaStream_t stream);
 // dst[t] = value, t < n.
 Status LaunchFill(float* dst, float value, int64_t n, cudaStream_t stream);
+// dst[t] = src[t] rounded to bfloat16 (to nearest, ties to even), t < n;
+// dst holds n bfloat16 values (uint16_t bit patterns).
+Status LaunchToBf16(const float* src, uint16_t* dst, int64_t n, cudaStream_t stream);
 // dx[i*in0 + s*k + j] = PooledGrad(...) for the embedding columns (in place).
 Status LaunchPooledGrad(const PlanView& p, const float* x, const float* fm_sum,
                         const float* dlogits, float* dx, cudaStream_t stream);
