@@ -35,6 +35,8 @@ constexpr size_t kInitialSlots = 16;  // power of two
 // How many keys ahead batch loops prefetch index slots, then rows.
 constexpr uint32_t kSlotPrefetchDistance = 16;
 constexpr uint32_t kRowPrefetchDistance = 6;
+// Slots past the home slot that a row prefetch looks at for the key's tag.
+constexpr int kRowPrefetchProbes = 8;
 
 // The partition uses the low 32 hash bits (PartitionOfHash, a modulus: its
 // low bits for a power-of-two partition count); the probe start uses the
@@ -158,9 +160,19 @@ struct EmbeddingTable::Partition {
   // Every cache line of the row's first `span` bytes (the loop's working
   // set: key and weights for a pull, the whole record for a push). Rows are
   // not line-aligned, so a dim-16 pull reads 2 or 3 lines, not 1.
+  // The row is the first slot of the key's probe run whose tag matches: at
+  // the table's load (0.375-0.75) a third or more of the keys sit past their
+  // home slot, and a prefetch that looked at the home slot alone left each
+  // of them a demand miss (a third of a dim-16 pull's time, perf).
   void PrefetchRow(uint64_t h, size_t span) const {
-    const Slot s = slots[HomeOfHash(h) & mask];
-    if (s == kEmptySlot || !TagMatches(s, h)) return;
+    size_t i = HomeOfHash(h) & mask;
+    Slot s = slots[i];
+    for (int probe = 0; s != kEmptySlot && !TagMatches(s, h); ++probe) {
+      if (probe == kRowPrefetchProbes) return;
+      i = (i + 1) & mask;
+      s = slots[i];
+    }
+    if (s == kEmptySlot) return;
     const char* row = Row(SlotRow(s));
     const uintptr_t first = reinterpret_cast<uintptr_t>(row) & ~uintptr_t{63};
     const uintptr_t last = reinterpret_cast<uintptr_t>(row) + span - 1;
@@ -181,14 +193,13 @@ struct EmbeddingTable::Partition {
   // (PrefetchRowsAtEntry); then, at position j, the row kRowPrefetchDistance
   // ahead (PrefetchRowAhead). Their slots were prefetched earlier, across
   // partitions, by EmbeddingTable::PrefetchSlotAhead.
-  template <typename KeyAt>
-  void PrefetchRowsAtEntry(uint32_t begin, uint32_t end, size_t span, KeyAt&& key_at) const {
+  // `hash` is the batch's hashes in position order.
+  void PrefetchRowsAtEntry(uint32_t begin, uint32_t end, size_t span, const uint64_t* hash) const {
     const uint32_t last = std::min(end, begin + kRowPrefetchDistance);
-    for (uint32_t k = begin; k < last; ++k) PrefetchRow(MixKey(key_at(k)), span);
+    for (uint32_t k = begin; k < last; ++k) PrefetchRow(hash[k], span);
   }
-  template <typename KeyAt>
-  void PrefetchRowAhead(uint32_t j, uint32_t end, size_t span, KeyAt&& key_at) const {
-    if (j + kRowPrefetchDistance < end) PrefetchRow(MixKey(key_at(j + kRowPrefetchDistance)), span);
+  void PrefetchRowAhead(uint32_t j, uint32_t end, size_t span, const uint64_t* hash) const {
+    if (j + kRowPrefetchDistance < end) PrefetchRow(hash[j + kRowPrefetchDistance], span);
   }
 
   // (slots, mask) as of the last change, for prefetching a slot without the
@@ -431,8 +442,12 @@ void EmbeddingTable::GroupByPartition(const uint64_t* keys, size_t n, Batch* bat
   const int num_partitions = static_cast<int>(partitions_.size());
   std::vector<uint32_t>& starts = batch->starts;
   starts.assign(num_partitions + 1, 0);
+  std::vector<uint64_t>& hash = batch->hash;
+  hash.resize(n);
   if (num_partitions == 1) {
     batch->order.clear();
+    batch->key.clear();
+    for (size_t i = 0; i < n; ++i) hash[i] = MixKey(keys[i]);
     starts[1] = static_cast<uint32_t>(n);
     return;
   }
@@ -444,24 +459,28 @@ void EmbeddingTable::GroupByPartition(const uint64_t* keys, size_t n, Batch* bat
     ++starts[p + 1];
   }
   for (int p = 1; p <= num_partitions; ++p) starts[p] += starts[p - 1];
-  // Stable scatter; starts[p] advances to the end of partition p...
-  batch->order.resize(n);
-  for (size_t i = 0; i < n; ++i) batch->order[starts[part[i]]++] = static_cast<uint32_t>(i);
+  // Stable scatter of (index, key, hash); starts[p] advances to the end of
+  // partition p...
+  std::vector<uint32_t>& order = batch->order;
+  std::vector<uint64_t>& key = batch->key;
+  order.resize(n);
+  key.resize(n);
+  for (size_t i = 0; i < n; ++i) {
+    const uint32_t pos = starts[part[i]]++;
+    order[pos] = static_cast<uint32_t>(i);
+    key[pos] = keys[i];
+    hash[pos] = MixKey(keys[i]);
+  }
   // ...so shift it back to the beginnings.
   for (int p = num_partitions; p > 0; --p) starts[p] = starts[p - 1];
   starts[0] = 0;
 }
 
-void EmbeddingTable::PrefetchSlotAhead(const Batch& batch, const uint64_t* keys, size_t n,
-                                       uint32_t j) const {
+void EmbeddingTable::PrefetchSlotAhead(const Batch& batch, size_t n, uint32_t j) const {
   const size_t pos = size_t{j} + kSlotPrefetchDistance;
   if (pos >= n) return;
-  if (batch.order.empty()) {  // one partition: keys in call order
-    partitions_[0]->PrefetchSlotHint(MixKey(keys[pos]));
-    return;
-  }
-  const uint32_t i = batch.order[pos];
-  partitions_[batch.part[i]]->PrefetchSlotHint(MixKey(keys[i]));
+  const uint64_t h = batch.hash[pos];
+  partitions_[PartitionOfHash(h, static_cast<int>(partitions_.size()))]->PrefetchSlotHint(h);
 }
 
 void EmbeddingTable::ReadWeights(const char* row, float* out) const {
@@ -794,7 +813,8 @@ void EmbeddingTable::Pull(const uint64_t* keys, size_t n, float* out, uint32_t v
   Batch batch;
   GroupByPartition(keys, n, &batch);
   const bool identity = batch.order.empty();
-  const auto key_at = [&](uint32_t j) { return keys[identity ? j : batch.order[j]]; };
+  const uint64_t* sorted_keys = identity ? keys : batch.key.data();
+  const uint64_t* hashes = batch.hash.data();
   const size_t row_bytes = sizeof(float) * dim_;
   std::atomic<int64_t> held_back_total{0};
   ForPartitionRanges(batch, n, [&](size_t p_begin, size_t p_end) {
@@ -806,17 +826,17 @@ void EmbeddingTable::Pull(const uint64_t* keys, size_t n, float* out, uint32_t v
       if (begin == end) continue;
       Partition& part = *partitions_[p];
       std::lock_guard<std::mutex> lock(part.mu);
-      part.PrefetchRowsAtEntry(begin, end, header_bytes_ + weight_bytes_, key_at);
+      part.PrefetchRowsAtEntry(begin, end, header_bytes_ + weight_bytes_, hashes);
       for (uint32_t j = begin; j < end; ++j) {
         if (j + kSlotPrefetchDistance < end) {
-          part.PrefetchSlot(MixKey(key_at(j + kSlotPrefetchDistance)));
+          part.PrefetchSlot(hashes[j + kSlotPrefetchDistance]);
         } else {
-          PrefetchSlotAhead(batch, keys, n, j);  // in a later partition
+          PrefetchSlotAhead(batch, n, j);  // in a later partition
         }
-        part.PrefetchRowAhead(j, end, header_bytes_ + weight_bytes_, key_at);
+        part.PrefetchRowAhead(j, end, header_bytes_ + weight_bytes_, hashes);
         const uint32_t i = identity ? j : batch.order[j];
-        const uint64_t key = keys[i];
-        const uint64_t h = MixKey(key);
+        const uint64_t key = sorted_keys[j];
+        const uint64_t h = hashes[j];
         float* dst = out + static_cast<size_t>(i) * dim_;
         char* row = part.Find(key, h);
         if (row == nullptr) {
@@ -866,7 +886,8 @@ void EmbeddingTable::Push(const uint64_t* keys, size_t n, const float* grads, ui
   Batch batch;
   GroupByPartition(keys, n, &batch);
   const bool identity = batch.order.empty();
-  const auto key_at = [&](uint32_t j) { return keys[identity ? j : batch.order[j]]; };
+  const uint64_t* sorted_keys = identity ? keys : batch.key.data();
+  const uint64_t* hashes = batch.hash.data();
   const bool fp32 = storage_ == proto::TableConfig::FP32;
   std::atomic<int64_t> held_back_total{0}, admitted_total{0};
   ForPartitionRanges(batch, n, [&](size_t p_begin, size_t p_end) {
@@ -878,18 +899,18 @@ void EmbeddingTable::Push(const uint64_t* keys, size_t n, const float* grads, ui
       if (begin == end) continue;
       Partition& part = *partitions_[p];
       std::lock_guard<std::mutex> lock(part.mu);
-      part.PrefetchRowsAtEntry(begin, end, stride_, key_at);
+      part.PrefetchRowsAtEntry(begin, end, stride_, hashes);
       for (uint32_t j = begin; j < end; ++j) {
         if (j + kSlotPrefetchDistance < end) {
-          part.PrefetchSlot(MixKey(key_at(j + kSlotPrefetchDistance)));
+          part.PrefetchSlot(hashes[j + kSlotPrefetchDistance]);
         } else {
-          PrefetchSlotAhead(batch, keys, n, j);  // in a later partition
+          PrefetchSlotAhead(batch, n, j);  // in a later partition
         }
-        part.PrefetchRowAhead(j, end, stride_, key_at);
+        part.PrefetchRowAhead(j, end, stride_, hashes);
         // The sort is stable, so duplicates of a key apply in call order.
         const uint32_t i = identity ? j : batch.order[j];
-        const uint64_t key = keys[i];
-        const uint64_t h = MixKey(key);
+        const uint64_t key = sorted_keys[j];
+        const uint64_t h = hashes[j];
         char* row = part.Find(key, h);
         if (row == nullptr) {
           if (!Admit(part, h)) {

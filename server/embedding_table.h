@@ -256,16 +256,22 @@ class EmbeddingTable {
   // sort): partition p's keys are keys[order[j]] for j in
   // [starts[p], starts[p+1]), in call order. `order` is empty when there is
   // one partition (identity).
+  // A call's keys grouped by partition. Batch loops walk positions j in
+  // partition order and read key[j] and hash[j] sequentially (reading
+  // keys[order[j]] instead was a random access into the call's keys, and
+  // each key was hashed four times).
   struct Batch {
-    std::vector<uint32_t> part;
-    std::vector<uint32_t> order;
-    std::vector<uint32_t> starts;
+    std::vector<uint32_t> order;   // position -> index in the call; empty: identity
+    std::vector<uint64_t> key;     // position -> key; empty: identity (use the call's)
+    std::vector<uint64_t> hash;    // position -> MixKey(key)
+    std::vector<uint32_t> starts;  // partition p holds positions [starts[p], starts[p+1])
+    std::vector<uint32_t> part;    // scratch: index in the call -> partition
   };
   void GroupByPartition(const uint64_t* keys, size_t n, Batch* batch) const;
   // In a batch loop at position j of `batch` (partition order), prefetches
   // the index slot of the key kSlotPrefetchDistance positions ahead, in
   // whichever partition it falls (without its lock: Partition's hint).
-  void PrefetchSlotAhead(const Batch& batch, const uint64_t* keys, size_t n, uint32_t j) const;
+  void PrefetchSlotAhead(const Batch& batch, size_t n, uint32_t j) const;
   // Calls fn(p_begin, p_end) over ranges of partitions that cover them all:
   // one range, or with a request pool and n >= kParallelMinKeys, up to
   // request_tasks_ ranges of about equal keys, run at once (ParallelFor).
