@@ -11,11 +11,36 @@
 // keep, and it costs no instruction.
 #pragma once
 
+#include <cstddef>
+#include <cstdint>
+
 namespace freshet {
 
 inline void PrefetchForRead(const void* p) {
   __builtin_prefetch(p);
   asm volatile("" : : "r"(p));
+}
+
+// For a line about to be written (fetched in exclusive state).
+inline void PrefetchForWrite(const void* p) {
+  __builtin_prefetch(p, 1);
+  asm volatile("" : : "r"(p));
+}
+
+// Every cache line of [p, p + bytes).
+inline void PrefetchRangeForRead(const void* p, size_t bytes) {
+  const char* c = static_cast<const char*>(p);
+  const uintptr_t first = reinterpret_cast<uintptr_t>(c) & ~uintptr_t{63};
+  for (uintptr_t line = first; line < reinterpret_cast<uintptr_t>(c) + bytes; line += 64) {
+    PrefetchForRead(reinterpret_cast<const void*>(line));
+  }
+}
+inline void PrefetchRangeForWrite(const void* p, size_t bytes) {
+  const char* c = static_cast<const char*>(p);
+  const uintptr_t first = reinterpret_cast<uintptr_t>(c) & ~uintptr_t{63};
+  for (uintptr_t line = first; line < reinterpret_cast<uintptr_t>(c) + bytes; line += 64) {
+    PrefetchForWrite(reinterpret_cast<const void*>(line));
+  }
 }
 
 }  // namespace freshet

@@ -834,6 +834,11 @@ void EmbeddingTable::Pull(const uint64_t* keys, size_t n, float* out, uint32_t v
           PrefetchSlotAhead(batch, n, j);  // in a later partition
         }
         part.PrefetchRowAhead(j, end, header_bytes_ + weight_bytes_, hashes);
+        if (j + kRowPrefetchDistance < n) {  // the output row it will fill (any partition)
+          const uint32_t ahead = j + kRowPrefetchDistance;
+          PrefetchRangeForWrite(
+              out + static_cast<size_t>(identity ? ahead : batch.order[ahead]) * dim_, row_bytes);
+        }
         const uint32_t i = identity ? j : batch.order[j];
         const uint64_t key = sorted_keys[j];
         const uint64_t h = hashes[j];
@@ -889,6 +894,7 @@ void EmbeddingTable::Push(const uint64_t* keys, size_t n, const float* grads, ui
   const uint64_t* sorted_keys = identity ? keys : batch.key.data();
   const uint64_t* hashes = batch.hash.data();
   const bool fp32 = storage_ == proto::TableConfig::FP32;
+  const size_t grad_bytes = sizeof(float) * dim_;
   std::atomic<int64_t> held_back_total{0}, admitted_total{0};
   ForPartitionRanges(batch, n, [&](size_t p_begin, size_t p_end) {
     std::vector<float> tmp(dim_);
@@ -907,6 +913,12 @@ void EmbeddingTable::Push(const uint64_t* keys, size_t n, const float* grads, ui
           PrefetchSlotAhead(batch, n, j);  // in a later partition
         }
         part.PrefetchRowAhead(j, end, stride_, hashes);
+        if (j + kRowPrefetchDistance < n) {  // the gradient it will apply (any partition)
+          const uint32_t ahead = j + kRowPrefetchDistance;
+          PrefetchRangeForRead(
+              grads + static_cast<size_t>(identity ? ahead : batch.order[ahead]) * dim_,
+              grad_bytes);
+        }
         // The sort is stable, so duplicates of a key apply in call order.
         const uint32_t i = identity ? j : batch.order[j];
         const uint64_t key = sorted_keys[j];
