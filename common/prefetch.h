@@ -27,19 +27,16 @@ inline void PrefetchForWrite(const void* p) {
   asm volatile("" : : "r"(p));
 }
 
-// Every cache line of [p, p + bytes).
-inline void PrefetchRangeForRead(const void* p, size_t bytes) {
-  const char* c = static_cast<const char*>(p);
-  const uintptr_t first = reinterpret_cast<uintptr_t>(c) & ~uintptr_t{63};
-  for (uintptr_t line = first; line < reinterpret_cast<uintptr_t>(c) + bytes; line += 64) {
-    PrefetchForRead(reinterpret_cast<const void*>(line));
-  }
-}
-inline void PrefetchRangeForWrite(const void* p, size_t bytes) {
-  const char* c = static_cast<const char*>(p);
-  const uintptr_t first = reinterpret_cast<uintptr_t>(c) & ~uintptr_t{63};
-  for (uintptr_t line = first; line < reinterpret_cast<uintptr_t>(c) + bytes; line += 64) {
-    PrefetchForWrite(reinterpret_cast<const void*>(line));
+// Every cache line of [p, p + bytes), for reading or (kForWrite) writing.
+template <bool kForWrite = false>
+inline void PrefetchRange(const void* p, size_t bytes) {
+  const uintptr_t begin = reinterpret_cast<uintptr_t>(p);
+  for (uintptr_t line = begin & ~uintptr_t{63}; line < begin + bytes; line += 64) {
+    if (kForWrite) {
+      PrefetchForWrite(reinterpret_cast<const void*>(line));
+    } else {
+      PrefetchForRead(reinterpret_cast<const void*>(line));
+    }
   }
 }
 

@@ -173,12 +173,7 @@ struct EmbeddingTable::Partition {
       s = slots[i];
     }
     if (s == kEmptySlot) return;
-    const char* row = Row(SlotRow(s));
-    const uintptr_t first = reinterpret_cast<uintptr_t>(row) & ~uintptr_t{63};
-    const uintptr_t last = reinterpret_cast<uintptr_t>(row) + span - 1;
-    for (uintptr_t line = first; line <= last; line += 64) {
-      PrefetchForRead(reinterpret_cast<const void*>(line));
-    }
+    PrefetchRange(Row(SlotRow(s)), span);
   }
   // For a loop at position j of [.., end) over keys key_at(position): the
   // slot kSlotPrefetchDistance positions ahead, the row's first `span` bytes
@@ -836,7 +831,7 @@ void EmbeddingTable::Pull(const uint64_t* keys, size_t n, float* out, uint32_t v
         part.PrefetchRowAhead(j, end, header_bytes_ + weight_bytes_, hashes);
         if (j + kRowPrefetchDistance < n) {  // the output row it will fill (any partition)
           const uint32_t ahead = j + kRowPrefetchDistance;
-          PrefetchRangeForWrite(
+          PrefetchRange</*kForWrite=*/true>(
               out + static_cast<size_t>(identity ? ahead : batch.order[ahead]) * dim_, row_bytes);
         }
         const uint32_t i = identity ? j : batch.order[j];
@@ -915,9 +910,8 @@ void EmbeddingTable::Push(const uint64_t* keys, size_t n, const float* grads, ui
         part.PrefetchRowAhead(j, end, stride_, hashes);
         if (j + kRowPrefetchDistance < n) {  // the gradient it will apply (any partition)
           const uint32_t ahead = j + kRowPrefetchDistance;
-          PrefetchRangeForRead(
-              grads + static_cast<size_t>(identity ? ahead : batch.order[ahead]) * dim_,
-              grad_bytes);
+          PrefetchRange(grads + static_cast<size_t>(identity ? ahead : batch.order[ahead]) * dim_,
+                        grad_bytes);
         }
         // The sort is stable, so duplicates of a key apply in call order.
         const uint32_t i = identity ? j : batch.order[j];
