@@ -324,10 +324,10 @@ void AtomicFileWriter::Append(const void* p, size_t n) {
   pos_ += n;
 }
 
-Status AtomicFileWriter::Commit(DirSync dir_sync) {
+Status AtomicFileWriter::Commit(FileSync sync) {
   CHECK(!committed_ && fd_ >= 0) << path_ << ": Commit() called twice";
   Flush();
-  if (status_.ok()) {
+  if (status_.ok() && sync != FileSync::kNone) {
     int err = FileFaultInjector::Global().Check(tmp_, FileOp::kFsync);
     if (err == 0 && TimedFsync(fd_) != 0) err = errno;
     if (err != 0) Fail(tmp_, "fsync", err);
@@ -345,7 +345,7 @@ Status AtomicFileWriter::Commit(DirSync dir_sync) {
     return status_;
   }
   committed_ = true;
-  if (dir_sync == DirSync::kDeferred) return Status::OK();
+  if (sync != FileSync::kFileAndDir) return Status::OK();
   return SyncDirectory(DirOf(path_));
 }
 
@@ -359,11 +359,25 @@ Status SyncDirectory(const std::string& dir) {
   return Status::OK();
 }
 
+Status SyncFile(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    const int err = errno;
+    if (err == ENOENT) return NotFound(path + ": gone before its fsync");
+    return SysError(path, "open (fsync)", err);
+  }
+  int err = FileFaultInjector::Global().Check(path, FileOp::kFsync);
+  if (err == 0 && TimedFsync(fd) != 0) err = errno;
+  ::close(fd);
+  if (err != 0) return SysError(path, "fsync", err);
+  return Status::OK();
+}
+
 // ---- retrying writes ---------------------------------------------------------
 
 Status WriteFileAtomicWith(const std::string& path,
                            const std::function<Status(AtomicFileWriter*)>& fill, uint64_t* bytes,
-                           uint64_t* hash, FileHash kind, DirSync dir_sync) {
+                           uint64_t* hash, FileHash kind, FileSync sync) {
   const FileWriteRetryPolicy policy = GetFileWriteRetryPolicy();
   std::chrono::milliseconds backoff = policy.first_backoff;
   Status last;
@@ -377,7 +391,7 @@ Status WriteFileAtomicWith(const std::string& path,
         fill_failed = true;  // not an I/O error
         return st;
       }
-      FRESHET_RETURN_IF_ERROR(w->Commit(dir_sync));
+      FRESHET_RETURN_IF_ERROR(w->Commit(sync));
       if (bytes != nullptr) *bytes = w->bytes();
       if (hash != nullptr) *hash = w->hash();
       g_files_written.fetch_add(1, std::memory_order_relaxed);
@@ -402,14 +416,14 @@ Status WriteFileAtomicWith(const std::string& path,
   return failed;
 }
 
-Status WriteFileAtomic(const std::string& path, std::string_view data, DirSync dir_sync) {
+Status WriteFileAtomic(const std::string& path, std::string_view data, FileSync sync) {
   return WriteFileAtomicWith(
       path,
       [&](AtomicFileWriter* w) {
         w->Append(data);
         return Status::OK();
       },
-      nullptr, nullptr, FileHash::kFnv1a64, dir_sync);
+      nullptr, nullptr, FileHash::kFnv1a64, sync);
 }
 
 // ---- reading ------------------------------------------------------------------

@@ -140,14 +140,23 @@ void RegisterFileWriteMetrics(MetricsRegistry* registry);
 // Thread safety: one thread at a time.
 // The checksum an AtomicFileWriter keeps of what it writes (common/checksum.h).
 enum class FileHash { kFnv1a64, kXxh64 };
-// Whether committing a file also fsyncs its directory (making the rename
-// durable). kDeferred leaves that to the caller: the rename is visible at
-// once but survives a crash only after the directory's next fsync
-// (SyncDirectory, or another file committed in the same directory with
-// kNow), which must come before anything that names the file is made
-// durable. It saves one fsync (one journal commit) per file when several
-// files are published together (exporter/export_dir.cc).
-enum class DirSync { kNow, kDeferred };
+// What committing a file makes durable before it returns:
+//   kFileAndDir  the file's data (fsync) and its rename (the directory's
+//                fsync);
+//   kFile        the data only: the rename is visible at once but survives a
+//                crash only after the directory's next fsync (SyncDirectory,
+//                or another file committed in the same directory with
+//                kFileAndDir), which must come before anything that names
+//                the file is made durable. It saves one fsync (one journal
+//                commit) per file when several files are published together
+//                (exporter/export_dir.cc);
+//   kNone        nothing: the rename is visible at once, and a killed process
+//                never leaves a torn file (the page cache holds it), but the
+//                file survives a power loss or kernel crash only once
+//                SyncFile(path) and SyncDirectory have run. For writers that
+//                make their files durable off their critical path (the
+//                export directory's ASYNC durability, exporter/export_dir.h).
+enum class FileSync { kFileAndDir, kFile, kNone };
 
 class AtomicFileWriter {
  public:
@@ -172,11 +181,11 @@ class AtomicFileWriter {
   // The first error so far (OK if none).
   const Status& status() const { return status_; }
 
-  // Flushes, fsyncs, closes, renames over the final path and (kNow) fsyncs
-  // the directory. On failure the temporary file is removed and the final
+  // Flushes, fsyncs (unless kNone), closes, renames over the final path and
+  // (kFileAndDir) fsyncs the directory. On failure the temporary file is removed and the final
   // path is untouched (unless only the directory fsync failed: then the new
   // file is in place but its rename may not survive a crash). Call once.
-  Status Commit(DirSync dir_sync = DirSync::kNow);
+  Status Commit(FileSync sync = FileSync::kFileAndDir);
   const std::string& path() const { return path_; }
 
   static constexpr uint64_t kWritebackBytes = 8 << 20;
@@ -208,18 +217,24 @@ class AtomicFileWriter {
 // fresh AtomicFileWriter on every attempt (it must write the same bytes
 // each time) and may return an error of its own, which is not retried.
 // *bytes and *hash (may be null) receive the committed file's size and
-// checksum (`kind`: FNV-1a 64 by default). `dir_sync` as for
+// checksum (`kind`: FNV-1a 64 by default). `sync` as for
 // AtomicFileWriter::Commit.
 Status WriteFileAtomicWith(const std::string& path,
                            const std::function<Status(AtomicFileWriter*)>& fill,
                            uint64_t* bytes = nullptr, uint64_t* hash = nullptr,
-                           FileHash kind = FileHash::kFnv1a64, DirSync dir_sync = DirSync::kNow);
+                           FileHash kind = FileHash::kFnv1a64,
+                           FileSync sync = FileSync::kFileAndDir);
 // The same for content already in memory.
 Status WriteFileAtomic(const std::string& path, std::string_view data,
-                       DirSync dir_sync = DirSync::kNow);
+                       FileSync sync = FileSync::kFileAndDir);
 
 // fsyncs a directory (after a rename or unlink in it). Internal naming it.
 Status SyncDirectory(const std::string& dir);
+// fsyncs a file by its path (a file committed with FileSync::kNone; its
+// rename also needs SyncDirectory). NotFound if it is gone (deleted or
+// renamed over since), Internal naming it otherwise. Counted and timed like
+// the writers' fsyncs.
+Status SyncFile(const std::string& path);
 
 // ---- reading ------------------------------------------------------------------
 

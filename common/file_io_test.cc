@@ -120,6 +120,28 @@ TEST_F(FileIoTest, WriterKeepsXxh64WhenAsked) {
   EXPECT_NE(hash, Fnv1a64(got.data(), got.size()));
 }
 
+TEST_F(FileIoTest, UnsyncedCommitIsVisibleAndSyncFileMakesItDurable) {
+  const std::string path = dir_ + "/delta.snap";
+  int64_t before = GetFileWriteCounters().fsyncs;
+  ASSERT_TRUE(WriteFileAtomic(path, "visible", FileSync::kNone).ok());
+  EXPECT_EQ(GetFileWriteCounters().fsyncs - before, 0);  // neither file nor directory
+  EXPECT_EQ(ReadAll(path), "visible");                   // renamed into place
+  EXPECT_FALSE(TmpLeft());
+  before = GetFileWriteCounters().fsyncs;
+  ASSERT_TRUE(SyncFile(path).ok());
+  EXPECT_EQ(GetFileWriteCounters().fsyncs - before, 1);
+  // Gone (retention deleted it): NotFound, naming it.
+  Status gone = SyncFile(dir_ + "/missing.snap");
+  EXPECT_EQ(gone.code(), StatusCode::kNotFound) << gone;
+  EXPECT_NE(gone.message().find("missing.snap"), std::string::npos) << gone;
+  // A failed fsync: Internal, naming the file and the errno.
+  FileFaultInjector::Global().Set("delta.snap", EIO, 1, FileOp::kFsync);
+  Status failed = SyncFile(path);
+  EXPECT_EQ(failed.code(), StatusCode::kInternal) << failed;
+  EXPECT_NE(failed.message().find("delta.snap: fsync failed"), std::string::npos) << failed;
+  EXPECT_NE(failed.message().find("EIO"), std::string::npos) << failed;
+}
+
 TEST_F(FileIoTest, DeferredDirectorySyncSkipsOnlyTheDirectoryFsync) {
   const std::string path = dir_ + "/delta.snap";
   int64_t before = GetFileWriteCounters().fsyncs;
@@ -127,7 +149,7 @@ TEST_F(FileIoTest, DeferredDirectorySyncSkipsOnlyTheDirectoryFsync) {
   EXPECT_EQ(GetFileWriteCounters().fsyncs - before, 2);  // the file and the directory
   EXPECT_EQ(ReadAll(path), "now");
   before = GetFileWriteCounters().fsyncs;
-  ASSERT_TRUE(WriteFileAtomic(path, "deferred", DirSync::kDeferred).ok());
+  ASSERT_TRUE(WriteFileAtomic(path, "deferred", FileSync::kFile).ok());
   EXPECT_EQ(GetFileWriteCounters().fsyncs - before, 1);  // the file only
   EXPECT_EQ(ReadAll(path), "deferred");                  // renamed all the same
   EXPECT_FALSE(TmpLeft());

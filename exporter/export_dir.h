@@ -1,28 +1,38 @@
 // The export directory: what the exporter publishes and the serving tier
 // follows. It holds
 //   LATEST                     one line: the current manifest's file name
+//   DURABLE                    (ASYNC durability) one line: the newest
+//                              manifest known to survive a power loss
 //   manifest-<version>.pb      proto::ExportManifest (manifest file format)
 //   full-<version>.snap        a full snapshot: every row and the dense params
 //   delta-<version>.snap       rows changed (and deleted) since the previous file
 // (both file formats: exporter/snapshot_format.h). A model is the newest
 // full snapshot with its deltas applied in order (manifest.full, then
 // manifest.deltas; exporter/model_loader.h loads it). Every file is written
-// to a temporary name, fsynced, renamed, and the directory fsynced
-// (common/file_io.h, with bounded retries on write errors); the manifest is
-// published the same way and LATEST last, so a reader that follows LATEST
-// never sees a half-written file, even if the exporter is killed at any
-// instant or the disk fills up (a failed write leaves LATEST naming the
-// previous manifest).
+// to a temporary name and renamed; the manifest is published the same way
+// and LATEST last, so a reader that follows LATEST never sees a
+// half-written file, even if the exporter is killed at any instant or the
+// disk fills up (a failed write leaves LATEST naming the previous
+// manifest). Durability against a power loss or kernel crash
+// (proto::ExportConfig::Durability): SYNC fsyncs every file and the
+// directory before LATEST moves (common/file_io.h, with bounded retries);
+// ASYNC publishes first and fsyncs on a background thread, which then
+// names the version in DURABLE (docs/SNAPSHOT_FORMAT.md section 2).
 //
 // Thread safety: the free functions are thread-safe; an ExportWriter is
-// used by one thread.
+// used by one thread (its ASYNC flusher is internal).
 #pragma once
 
+#include <algorithm>
+#include <chrono>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "common/mutex.h"
 #include "common/proto/export.pb.h"
 #include "common/proto/job.pb.h"
 #include "common/status.h"
@@ -72,12 +82,25 @@ class ExportWriter {
   // If `dir` has a LATEST, the writer continues from the manifest it names
   // (a restarted exporter appends to the same chain; the next version must
   // be larger); a LATEST that names a missing or corrupt manifest is an
-  // error (DataLoss / NotFound), never silently overwritten. If the job's
-  // tables differ from the published manifest's, the next publish must be a
-  // full snapshot. Leftover temporary files of a killed writer are removed.
-  // At most one writer may use a directory at a time.
-  static StatusOr<std::unique_ptr<ExportWriter>> Open(const std::string& dir,
-                                                      const proto::JobConfig& job, int retain_full);
+  // error (DataLoss / NotFound), never silently overwritten, unless the
+  // directory has a DURABLE (written under ASYNC durability): then the
+  // versions LATEST has beyond DURABLE's are checked (manifest, and every
+  // file DURABLE's manifest does not list, read in full), and if one did
+  // not survive (a power loss before the flusher reached it) LATEST is set
+  // back to DURABLE's manifest with a warning naming what failed, the next
+  // publish must be a full snapshot, and versions continue above the
+  // highest one published (highest_version()). If the job's tables differ
+  // from the published manifest's, the next publish must be a full
+  // snapshot. Leftover temporary files of a killed writer are removed. At
+  // most one writer may use a directory at a time.
+  static StatusOr<std::unique_ptr<ExportWriter>> Open(
+      const std::string& dir, const proto::JobConfig& job, int retain_full,
+      proto::ExportConfig::Durability durability = proto::ExportConfig::SYNC);
+  // ASYNC: waits for the flusher to make every published version durable.
+  ~ExportWriter();
+  ExportWriter(const ExportWriter&) = delete;
+  ExportWriter& operator=(const ExportWriter&) = delete;
+
   // Writes the file, then a manifest naming it (a full starts a new chain; a
   // delta is appended to the current chain), then LATEST. REQUIRES: a delta
   // only after at least one full; versions increase (FailedPrecondition
@@ -119,12 +142,34 @@ class ExportWriter {
   // the published version is adopted.
   Status PublishCompacted();
   int64_t bytes_written() const { return bytes_written_; }
+  // The highest version published into this directory, including versions
+  // an ASYNC fallback in Open() gave up: the next publish must be above it.
+  uint64_t highest_version() const { return std::max(manifest_.version(), lost_version_); }
+
+  // ASYNC: waits until every version published so far is durable (DURABLE
+  // names the newest), or returns the flusher's error. SYNC: OK at once.
+  Status WaitDurable() EXCLUDES(flush_mu_);
+  // ASYNC: for each batch the flusher made durable since the last call,
+  // the milliseconds from its oldest publish until it was durable.
+  std::vector<double> TakeDurableLagMs() EXCLUDES(flush_mu_);
 
  private:
   ExportWriter() = default;
+  // A published manifest the ASYNC flusher has yet to make durable: the
+  // files this publish wrote (the manifest's file name last).
+  struct ToFlush {
+    proto::ExportManifest manifest;
+    std::vector<std::string> files;
+    std::chrono::steady_clock::time_point published;
+  };
+  void FlushLoop() EXCLUDES(flush_mu_);
+  // fsyncs a batch's files, LATEST and the directory, then writes DURABLE.
+  Status FlushBatch(const std::vector<ToFlush>& batch);
+  // Open(): resolves LATEST against DURABLE (see Open).
+  Status Recover(const std::vector<std::string>& names);
   // Writes `next` (version set) and LATEST; `starts_chain`: it starts a
   // retained chain (a full, collected or compacted).
-  Status Commit(proto::ExportManifest next, bool starts_chain);
+  Status Commit(proto::ExportManifest next, bool starts_chain, std::string written_file);
   Status Retain();
   std::string dir_;
   proto::JobConfig job_;
@@ -137,6 +182,22 @@ class ExportWriter {
   bool has_compacted_ = false;  // compacted_ is adopted: the next delta's base
   proto::ExportFile compacted_;
   int64_t bytes_written_ = 0;
+  proto::ExportConfig::Durability durability_ = proto::ExportConfig::SYNC;
+  uint64_t lost_version_ = 0;  // the highest version a fallback gave up
+
+  // ASYNC durability: the flusher thread and what it shares.
+  Mutex flush_mu_;
+  CondVar flush_cv_;
+  std::deque<ToFlush> to_flush_ GUARDED_BY(flush_mu_);
+  // The batch being flushed: Retain() keeps its files.
+  std::vector<proto::ExportManifest> flushing_ GUARDED_BY(flush_mu_);
+  // The newest durable manifest (what DURABLE names): Retain() keeps its
+  // files, the state a power loss falls back to.
+  proto::ExportManifest durable_ GUARDED_BY(flush_mu_);
+  bool flush_stop_ GUARDED_BY(flush_mu_) = false;
+  Status flush_error_ GUARDED_BY(flush_mu_);
+  std::vector<double> durable_lag_ms_ GUARDED_BY(flush_mu_);
+  std::thread flusher_;
 };
 
 }  // namespace freshet

@@ -14,6 +14,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <random>
 #include <set>
@@ -103,6 +104,140 @@ TEST(ExportWriterTest, APublishTakesFiveFsyncs) {
   auto m = ReadLatestManifest(dir.path());
   ASSERT_TRUE(m.ok()) << m.status();
   EXPECT_EQ(m->deltas_size(), 2);
+}
+
+// ---- ASYNC durability ---------------------------------------------------------------
+
+constexpr auto kAsync = proto::ExportConfig::ASYNC;
+
+TEST(ExportWriterAsyncTest, PublishesWithoutFsyncAndTheFlusherMakesItDurable) {
+  TempDir dir;
+  auto w = ExportWriter::Open(dir.path(), MakeJob(), 2, kAsync);
+  ASSERT_TRUE(w.ok()) << w.status();
+  const int64_t fsyncs0 = GetFileWriteCounters().fsyncs;
+  const int64_t own_ns = ThisThreadFsyncNanos();
+  for (int v = 1; v <= 3; ++v) {
+    ASSERT_TRUE((*w)->Publish(v == 1 ? MakeFull(v) : MakeDelta(v, {1}, {})).ok());
+    // Visible at once: a reader follows LATEST to this version.
+    auto m = ReadLatestManifest(dir.path());
+    ASSERT_TRUE(m.ok()) << m.status();
+    EXPECT_EQ(m->version(), static_cast<uint64_t>(v));
+  }
+  EXPECT_EQ(ThisThreadFsyncNanos(), own_ns);  // not one fsync on the publishing thread
+  ASSERT_TRUE((*w)->WaitDurable().ok());
+  EXPECT_EQ(ReadBytes(dir.file("DURABLE")), "manifest-000000000003.pb\n");
+  // The flusher synced every file it published, LATEST, the directory and
+  // DURABLE (file and directory); batches may merge, so at least one round.
+  EXPECT_GE(GetFileWriteCounters().fsyncs - fsyncs0, 6);
+  EXPECT_FALSE((*w)->TakeDurableLagMs().empty());
+  const std::set<std::string> files = ListDir(dir.path());
+  EXPECT_TRUE(files.count("DURABLE") == 1 && files.count("LATEST") == 1);
+  // A reopened writer continues the chain; nothing to recover.
+  w->reset();
+  auto again = ExportWriter::Open(dir.path(), MakeJob(), 2, kAsync);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ((*again)->manifest().version(), 3u);
+  EXPECT_EQ((*again)->highest_version(), 3u);
+  ASSERT_TRUE((*again)->Publish(MakeDelta(4, {2}, {})).ok());
+  ASSERT_TRUE((*again)->WaitDurable().ok());
+  EXPECT_EQ(ReadBytes(dir.file("DURABLE")), "manifest-000000000004.pb\n");
+}
+
+// Publishes full 1 and deltas 2, 3 (ASYNC, all durable), then makes the
+// directory look as a power loss before the flusher reached version 3 can
+// leave it: DURABLE names version 2, and `tear` damages what 3 added.
+void PublishThenLoseVersion3(const std::string& dir,
+                             const std::function<void(const std::string&)>& tear) {
+  {
+    auto w = ExportWriter::Open(dir, MakeJob(), 2, kAsync);
+    ASSERT_TRUE(w.ok()) << w.status();
+    ASSERT_TRUE((*w)->Publish(MakeFull(1)).ok());
+    ASSERT_TRUE((*w)->Publish(MakeDelta(2, {1}, {})).ok());
+    ASSERT_TRUE((*w)->Publish(MakeDelta(3, {2}, {3})).ok());
+    ASSERT_TRUE((*w)->WaitDurable().ok());
+  }
+  WriteBytes(ExportPath(dir, "DURABLE"), "manifest-000000000002.pb\n");
+  tear(dir);
+}
+
+TEST(ExportWriterAsyncTest, APowerLossFallsBackToTheDurableVersionAndANewLineage) {
+  const std::vector<std::pair<std::string, std::function<void(const std::string&)>>> tears = {
+      {"torn delta",
+       [](const std::string& d) {
+         const std::string p = ExportPath(d, SnapshotFileName(Snapshot::Kind::kDelta, 3));
+         const std::string bytes = ReadBytes(p);
+         WriteBytes(p, bytes.substr(0, bytes.size() / 2));
+       }},
+      {"empty manifest",
+       [](const std::string& d) { WriteBytes(ExportPath(d, ManifestFileName(3)), ""); }},
+      {"LATEST lost", [](const std::string& d) { ::unlink(ExportPath(d, "LATEST").c_str()); }},
+  };
+  for (const auto& [what, tear] : tears) {
+    SCOPED_TRACE(what);
+    TempDir dir;
+    PublishThenLoseVersion3(dir.path(), tear);
+    auto w = ExportWriter::Open(dir.path(), MakeJob(), 2, kAsync);
+    ASSERT_TRUE(w.ok()) << w.status();
+    // Back at the durable version, which readers can load.
+    EXPECT_EQ((*w)->manifest().version(), 2u);
+    EXPECT_EQ(ReadBytes(dir.file("LATEST")), "manifest-000000000002.pb\n");
+    auto loaded = LoadLatestExport(dir.path());
+    ASSERT_TRUE(loaded.ok()) << loaded.status();
+    EXPECT_EQ(loaded->get()->manifest.version(), 2u);
+    // Versions go on above the lost one, from a full snapshot (a new lineage).
+    EXPECT_EQ((*w)->highest_version(), 3u);
+    EXPECT_EQ((*w)->Publish(MakeDelta(4, {4}, {})).code(), StatusCode::kFailedPrecondition);
+    EXPECT_EQ((*w)->Publish(MakeFull(3)).code(), StatusCode::kFailedPrecondition);
+    ASSERT_TRUE((*w)->Publish(MakeFull(4)).ok());
+    ASSERT_TRUE((*w)->WaitDurable().ok());
+    EXPECT_EQ((*w)->manifest().lineage(), 4u);
+    EXPECT_EQ(ReadBytes(dir.file("DURABLE")), "manifest-000000000004.pb\n");
+    // Retention removed what was lost.
+    const std::set<std::string> files = ListDir(dir.path());
+    EXPECT_EQ(files.count(SnapshotFileName(Snapshot::Kind::kDelta, 3)), 0u);
+    EXPECT_EQ(files.count(ManifestFileName(3)), 0u);
+  }
+}
+
+TEST(ExportWriterAsyncTest, AKilledWriterKeepsTheVersionsItPublished) {
+  // A killed process leaves its files in the page cache: LATEST's version
+  // beyond DURABLE's checks out, is kept, and is made durable.
+  for (auto mode : {kAsync, proto::ExportConfig::SYNC}) {
+    SCOPED_TRACE(proto::ExportConfig::Durability_Name(mode));
+    TempDir dir;
+    PublishThenLoseVersion3(dir.path(), [](const std::string&) {});
+    auto w = ExportWriter::Open(dir.path(), MakeJob(), 2, mode);
+    ASSERT_TRUE(w.ok()) << w.status();
+    EXPECT_EQ((*w)->manifest().version(), 3u);
+    EXPECT_EQ(ReadBytes(dir.file("LATEST")), "manifest-000000000003.pb\n");
+    ASSERT_TRUE((*w)->WaitDurable().ok());
+    if (mode == kAsync) {
+      EXPECT_EQ(ReadBytes(dir.file("DURABLE")), "manifest-000000000003.pb\n");
+    } else {
+      EXPECT_EQ(ListDir(dir.path()).count("DURABLE"), 0u);  // SYNC: LATEST is durable
+    }
+    ASSERT_TRUE((*w)->Publish(MakeDelta(4, {1}, {})).ok());  // the same lineage goes on
+    EXPECT_EQ((*w)->manifest().lineage(), 1u);
+  }
+}
+
+TEST(ExportWriterAsyncTest, AFailedFsyncRefusesLaterPublishes) {
+  TempDir dir;
+  auto w = ExportWriter::Open(dir.path(), MakeJob(), 2, kAsync);
+  ASSERT_TRUE(w.ok()) << w.status();
+  ASSERT_TRUE((*w)->Publish(MakeFull(1)).ok());
+  ASSERT_TRUE((*w)->WaitDurable().ok());
+  FileFaultInjector::Global().Set("delta-000000000002", EIO, 1, FileOp::kFsync);
+  ASSERT_TRUE((*w)->Publish(MakeDelta(2, {1}, {})).ok());  // visible before its fsync
+  Status st = (*w)->WaitDurable();
+  FileFaultInjector::Global().Clear();
+  EXPECT_EQ(st.code(), StatusCode::kInternal) << st;
+  EXPECT_NE(st.ToString().find("delta-000000000002.snap: fsync failed"), std::string::npos) << st;
+  EXPECT_NE(st.ToString().find("version 2 durable"), std::string::npos) << st;
+  // Its data may be lost: nothing more is published, loudly.
+  Status next = (*w)->Publish(MakeDelta(3, {1}, {}));
+  EXPECT_EQ(next.code(), StatusCode::kInternal) << next;
+  EXPECT_EQ(ReadBytes(dir.file("DURABLE")), "manifest-000000000001.pb\n");
 }
 
 TEST(ExportWriterTest, RetainOneKeepsOnlyTheCurrentChain) {

@@ -351,6 +351,7 @@ Status ExporterNode::Export(bool full) {
   (full ? stats_.fulls : stats_.deltas) += 1;
   stats_.rows_exported += rows;
   stats_.bytes_written = writer_->bytes_written();
+  for (double lag : writer_->TakeDurableLagMs()) stats_.durable_lag_ms.push_back(lag);
   const double ms = std::chrono::duration<double, std::milli>(SteadyClock::now() - t0).count();
   stats_.max_export_ms = std::max(stats_.max_export_ms, ms);
   const double collect_ms = std::chrono::duration<double, std::milli>(t_collected - t0).count();
@@ -395,8 +396,11 @@ Status ExporterNode::Export(bool full) {
 
 Status ExporterNode::Run() {
   const proto::ExportConfig& cfg = job_.export_();
-  FRESHET_ASSIGN_OR_RETURN(writer_, ExportWriter::Open(cfg.dir(), job_, cfg.retain_full()));
-  version_ = writer_->manifest().version();  // a restarted exporter continues the chain
+  FRESHET_ASSIGN_OR_RETURN(
+      writer_, ExportWriter::Open(cfg.dir(), job_, cfg.retain_full(), cfg.durability()));
+  // A restarted exporter continues the chain (above any version an ASYNC
+  // power-loss fallback gave up).
+  version_ = writer_->highest_version();
   const auto interval = std::chrono::duration_cast<SteadyClock::duration>(
       std::chrono::duration<double>(cfg.interval_s()));
   const auto full_interval = std::chrono::duration_cast<SteadyClock::duration>(
@@ -457,6 +461,9 @@ Status ExporterNode::Run() {
            ++attempt) {
         st = Export(/*full=*/true);
       }
+      // The job's last model is durable before training is told it is done.
+      if (st.ok()) st = writer_->WaitDurable();
+      for (double ms : writer_->TakeDurableLagMs()) stats_.durable_lag_ms.push_back(ms);
       const uint64_t id = final_request.meta.request_id;
       Message resp =
           st.ok()

@@ -98,6 +98,9 @@ struct ExporterStats {
   int64_t compactions = 0;
   int64_t failed_compactions = 0;  // logged; the next full tick tries again
   std::vector<double> compact_ms, compact_load_ms, compact_write_ms;
+  // export.durability ASYNC: per batch the flusher made durable, ms from
+  // its oldest publish until it was durable (ExportWriter::TakeDurableLagMs).
+  std::vector<double> durable_lag_ms;
   // The q-quantile (0..1) of delta_ms; 0 without deltas.
   double DeltaMsQuantile(double q) const;
 };

@@ -418,7 +418,7 @@ class RowAppender {
 }  // namespace
 
 Status WriteSnapshotFile(const Snapshot& snap, const std::string& path, proto::ExportFile* entry,
-                         DirSync dir_sync) {
+                         FileSync sync) {
   if (snap.kind != Snapshot::Kind::kFull && snap.kind != Snapshot::Kind::kDelta) {
     return InvalidArgument(path + ": bad snapshot kind");
   }
@@ -484,7 +484,7 @@ Status WriteSnapshotFile(const Snapshot& snap, const std::string& path, proto::E
         w->AppendValue<uint64_t>(w->hash());
         return Status::OK();
       },
-      &size, &hash, FileHash::kXxh64, dir_sync));
+      &size, &hash, FileHash::kXxh64, sync));
   entry->Clear();
   entry->set_name(BaseName(path));
   entry->set_size(size);

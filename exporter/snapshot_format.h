@@ -86,14 +86,14 @@ struct Snapshot {
 
 // ---- .snap files --------------------------------------------------------------
 
-// Writes `snap` to `path` atomically (tmp, fsync, rename, fsync dir unless
-// `dir_sync` defers it: common/file_io.h, with bounded retries). Returns the
+// Writes `snap` to `path` atomically (tmp, fsync, rename, fsync dir, less
+// what `sync` leaves out: common/file_io.h, with bounded retries). Returns the
 // file's size and checksum in *entry (name = basename of path).
 // InvalidArgument if a table's values are not keys * dim, its dim is not in
 // 1..4096, two tables share a name, or a full snapshot lists deletions;
 // Internal (naming the path) if a system call fails.
 Status WriteSnapshotFile(const Snapshot& snap, const std::string& path, proto::ExportFile* entry,
-                         DirSync dir_sync = DirSync::kNow);
+                         FileSync sync = FileSync::kFileAndDir);
 // Reads and verifies a snapshot file in one streaming pass, every length
 // bounded by the bytes that remain: DataLoss naming the file and the
 // problem for a bad magic, truncation or checksum mismatch; NotFound if it

@@ -28,7 +28,10 @@
 #      deltas are applied (during training) and idle (after it).
 # Prints a summary; the last line is one JSON object.
 #
-#   7. periodic full snapshots (--export_full_interval_s=S, a freshet_train
+#   7. --durability=SYNC|ASYNC (export.durability, default SYNC): whether
+#      a publish fsyncs before serving sees it, or a background thread
+#      fsyncs after (the JSON's durable_lag_ms_p99: how long after).
+#   8. periodic full snapshots (--export_full_interval_s=S, a freshet_train
 #      flag; default 60 s) come from --full_source=COMPACT (the default:
 #      compacted by the exporter beside the deltas) or SERVERS (collected
 #      from the servers; deltas wait); freshness_p99_ms_with_fulls shows
@@ -36,6 +39,7 @@
 #
 # usage: tools/freshness_bench.sh [--table_rows=N] [--interval_s=1] [--storage=FP32|FP16]
 #                                 [--epochs=3] [--full_source=COMPACT|SERVERS]
+#                                 [--durability=SYNC|ASYNC]
 #                                 [extra freshet_train flags]   (after tools/build.sh)
 #        FRESHET_BENCH_LOAD=0 tools/freshness_bench.sh   measures freshness without the
 #        wrk load (on 2 cores the load generator competes with training)
@@ -62,6 +66,7 @@ interval=1
 storage=FP32
 epochs=3
 full_source=COMPACT
+durability=SYNC
 extra=()
 for a in "$@"; do
   case "$a" in
@@ -70,6 +75,7 @@ for a in "$@"; do
     --storage=*) storage=${a#*=} ;;
     --epochs=*) epochs=${a#*=} ;;
     --full_source=*) full_source=${a#*=} ;;
+    --durability=*) durability=${a#*=} ;;
     *) extra+=("$a") ;;
   esac
 done
@@ -87,7 +93,7 @@ mkdir -p "$work"
 # The synthetic job, with the embedding table's storage as asked.
 job="$work/job.pbtxt"
 sed "s/^    dim: 8$/    dim: 8\n    storage: $storage/" cluster-configs/jobs/synthetic.pbtxt >"$job"
-echo "export { full_source: $full_source }" >>"$job"
+echo "export { full_source: $full_source durability: $durability }" >>"$job"
 
 "${pin_serve[@]}" build/bin/freshet_serve --export_dir="$work/export" --port=0 ${FRESHET_BENCH_SERVE_FLAGS:-} >"$work/serve.log" 2>&1 &
 serve=$!
@@ -267,6 +273,8 @@ score99_idle=$(to_ms "$(grep -E '^ +99%' "$work/wrk_idle.txt" | awk '{print $2}'
 exp_line=$(grep -E '^exporter: [0-9]+ full' "$work/train.log" | tail -1)
 export50=$(echo "$exp_line" | grep -oE 'p50 [0-9.]+' | cut -d' ' -f2)
 export99=$(echo "$exp_line" | grep -oE 'p99 [0-9.]+' | cut -d' ' -f2)
+durable_line=$(grep -E '^exporter: durable \(ASYNC\)' "$work/train.log" | tail -1 || true)
+durable99=$(echo "$durable_line" | grep -oE 'p99 [0-9.]+' | cut -d' ' -f2 || true)
 delta_rows=$(echo "$exp_line" | grep -oE '[0-9.]+ rows on average' | cut -d' ' -f1)
 # Serving: apply time of incremental versions (p99), resident bytes (max over
 # versions after the first full load, and at the end) and served bytes.
@@ -290,8 +298,8 @@ echo "serving /score (10 examples/request, 2 connections): ${rps} req/s, latency
 echo "export directory (retained files): ${export_bytes} bytes, ${deltas} deltas kept, ${delta_avg} bytes per delta"
 echo "exporter deltas: p50 ${export50} ms, p99 ${export99} ms, ${delta_rows} rows on average ($interval s interval)"
 echo "serving: incremental apply p99 ${apply99} ms; resident ${rss_max} bytes at most while applying deltas (${rss_anon_max} of them anonymous; serving ${served_at_max} bytes of keys + weights then), ${rss_full} after a full load, ${rss_end} at the end (${served_end} served); /score p99 ${score99} ms during training, ${score99_idle} ms idle"
-printf '{"bench":"freshness","commit":"%s","table_rows":%s,"storage":"%s","interval_s":%s,"full_source":"%s","pinned":%s,"score_delay_ms":%s,"train_s":%.1f,"versions_loaded":%d,"freshness_p50_ms":%s,"freshness_p99_ms":%s,"freshness_p99_ms_with_fulls":%s,"label_freshness_p50_ms":%s,"label_freshness_p99_ms":%s,"export_ms_p50":%s,"export_ms_p99":%s,"delta_rows_avg":%s,"serve_apply_ms_p99":%s,"serve_rss_bytes":%s,"serve_rss_anon_bytes":%s,"served_model_bytes":%s,"serve_rss_bytes_full_load":%s,"serve_rss_bytes_end":%s,"served_model_bytes_end":%s,"score_p99_ms":%s,"score_p99_ms_idle":%s,"final_load_wait_s":%.1f,"idle_settle_s":%s,"serve_rps":%s,"serve_non_2xx":%s,"export_bytes_retained":%s,"delta_bytes_avg":%s}\n' \
-  "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" "$table_rows" "$storage" "$interval" "$full_source" "$pinned" "$score_delay_ms" \
+printf '{"bench":"freshness","commit":"%s","table_rows":%s,"storage":"%s","interval_s":%s,"full_source":"%s","durability":"%s","durable_lag_ms_p99":%s,"pinned":%s,"score_delay_ms":%s,"train_s":%.1f,"versions_loaded":%d,"freshness_p50_ms":%s,"freshness_p99_ms":%s,"freshness_p99_ms_with_fulls":%s,"label_freshness_p50_ms":%s,"label_freshness_p99_ms":%s,"export_ms_p50":%s,"export_ms_p99":%s,"delta_rows_avg":%s,"serve_apply_ms_p99":%s,"serve_rss_bytes":%s,"serve_rss_anon_bytes":%s,"served_model_bytes":%s,"serve_rss_bytes_full_load":%s,"serve_rss_bytes_end":%s,"served_model_bytes_end":%s,"score_p99_ms":%s,"score_p99_ms_idle":%s,"final_load_wait_s":%.1f,"idle_settle_s":%s,"serve_rps":%s,"serve_non_2xx":%s,"export_bytes_retained":%s,"delta_bytes_avg":%s}\n' \
+  "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" "$table_rows" "$storage" "$interval" "$full_source" "$durability" "${durable99:-0}" "$pinned" "$score_delay_ms" \
   "$train_s" "$loads" "$p50" "$p99" "$p99_all" "$label50" "$label99" "${export50:-0}" "${export99:-0}" "${delta_rows:-0}" \
   "${apply99:-0}" "$rss_max" "$rss_anon_max" "$served_at_max" "$rss_full" "$rss_end" "$served_end" "${score99:-0}" \
   "${score99_idle:-0}" "$final_load_wait_s" "$idle_settle_s" "$rps" "$non2xx" "$export_bytes" "$delta_avg"

@@ -538,6 +538,17 @@ int RunMpi(int argc, char** argv, const proto::JobConfig& job) {
       slowest += buf;
     }
     if (top > 0) std::printf("exporter: slowest deltas: %s\n", slowest.c_str());
+    if (!s.durable_lag_ms.empty()) {
+      // export.durability ASYNC: how long after a publish its files were
+      // durable (the flusher's fsyncs, off the publishing path).
+      std::vector<double> lag = s.durable_lag_ms;
+      std::sort(lag.begin(), lag.end());
+      std::printf(
+          "exporter: durable (ASYNC) after p50 %.1f ms, p99 %.1f ms, max %.1f ms (%zu "
+          "flushes)\n",
+          lag[lag.size() / 2], lag[std::min(lag.size() - 1, lag.size() * 99 / 100)], lag.back(),
+          lag.size());
+    }
     // Where each full snapshot's time went (ExporterStats).
     for (size_t i = 0; i < s.full_ms.size(); ++i) {
       std::printf(
