@@ -7,8 +7,13 @@ namespace freshet {
 Dedup Deduplicate(const uint64_t* keys, size_t n) {
   constexpr uint32_t kEmpty = 0xffffffffu;
   Dedup d;
+  // At most a quarter full: most keys find an empty slot at the first
+  // probe, so the "empty?" branch is predictable; at half full it went
+  // either way and its mispredictions were most of the cost (a standalone
+  // A/B at -O3, uniform keys from 1M: 7.7-9.3 -> 4.3-6.4 ns a key for
+  // 16,384-65,536 keys). The slots take 16 bytes a key.
   size_t cap = 16;
-  while (cap < 2 * n) cap <<= 1;
+  while (cap < 4 * n) cap <<= 1;
   std::vector<uint32_t> slots(cap, kEmpty);
   d.uniq.reserve(n);
   d.inverse.resize(n);
