@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "common/file_io.h"
 #include "exporter/export_dir.h"
 #include "exporter/internal/export_testing.h"
 #include "exporter/model_loader.h"
@@ -55,8 +56,10 @@ proto::JobConfig Job() {
 // after each version (upserts replace rows, deletions first).
 class Chain {
  public:
-  Chain(const std::string& dir, uint64_t seed) : rng_(seed) {
-    auto w = ExportWriter::Open(dir, Job(), 3);
+  Chain(const std::string& dir, uint64_t seed,
+        proto::ExportConfig::Durability durability = proto::ExportConfig::SYNC)
+      : rng_(seed) {
+    auto w = ExportWriter::Open(dir, Job(), 3, durability);
     EXPECT_TRUE(w.ok()) << w.status();
     writer_ = std::move(*w);
   }
@@ -213,9 +216,9 @@ TEST(CompactionTest, CompactedFullEqualsTheChainAndReadersOnTheLineageDoNotReadI
 // published at once (PublishCompacted): that version's manifest again,
 // listing the full alone. A reader at that version loads nothing; a new
 // reader reads one file; retention drops the old chain's deltas.
-TEST(CompactionTest, PublishCompactedRewritesThePublishedVersionOnItsLineage) {
+void PublishCompactedRewritesThePublishedVersion(proto::ExportConfig::Durability durability) {
   TempDir dir;
-  Chain chain(dir.path(), 11);
+  Chain chain(dir.path(), 11, durability);
   chain.Publish(Snapshot::Kind::kFull);
   for (int i = 0; i < 3; ++i) chain.Publish(Snapshot::Kind::kDelta);
   const uint64_t v = chain.version();
@@ -231,7 +234,15 @@ TEST(CompactionTest, PublishCompactedRewritesThePublishedVersionOnItsLineage) {
   auto entry = CompactChain(dir.path(), m, name, &stats);
   ASSERT_TRUE(entry.ok()) << entry.status();
   ASSERT_TRUE(chain.writer()->AdoptCompactedFull(*entry).ok());
+  const int64_t fsync_ns = ThisThreadFsyncNanos();
   ASSERT_TRUE(chain.writer()->PublishCompacted().ok());
+  // It replaces a manifest DURABLE may name (ASYNC): durable before it
+  // returns, under either durability, so a power loss leaves it whole.
+  EXPECT_GT(ThisThreadFsyncNanos(), fsync_ns);
+  ASSERT_TRUE(chain.writer()->WaitDurable().ok());
+  if (durability == proto::ExportConfig::ASYNC) {
+    EXPECT_EQ(ReadBytes(dir.file("DURABLE")), ManifestFileName(v) + "\n");
+  }
 
   auto latest = ReadLatestManifest(dir.path());
   ASSERT_TRUE(latest.ok()) << latest.status();
@@ -257,6 +268,14 @@ TEST(CompactionTest, PublishCompactedRewritesThePublishedVersionOnItsLineage) {
   ExpectRows(**next, chain.model(), chain.dense());
   // Adopted once: a second publish has nothing to publish.
   EXPECT_EQ(chain.writer()->PublishCompacted().code(), StatusCode::kFailedPrecondition);
+}
+
+TEST(CompactionTest, PublishCompactedRewritesThePublishedVersionOnItsLineage) {
+  PublishCompactedRewritesThePublishedVersion(proto::ExportConfig::SYNC);
+}
+
+TEST(CompactionTest, PublishCompactedRewritesThePublishedVersionUnderAsyncDurability) {
+  PublishCompactedRewritesThePublishedVersion(proto::ExportConfig::ASYNC);
 }
 
 TEST(CompactionTest, NothingToCompactWithoutDeltasOrWithoutALineage) {

@@ -498,8 +498,8 @@ Status ExportWriter::Publish(const Snapshot& snap) {
   return Commit(std::move(next), snap.kind == Snapshot::Kind::kFull || rebased, entry.name());
 }
 
-Status ExportWriter::Commit(proto::ExportManifest next, bool starts_chain,
-                            std::string written_file) {
+Status ExportWriter::Commit(proto::ExportManifest next, bool starts_chain, std::string written_file,
+                            bool rewrite) {
   next.set_created_unix_ms(NowUnixMs());
   *next.mutable_job() = job_;
   const std::string manifest_name = ManifestFileName(next.version());
@@ -509,7 +509,8 @@ Status ExportWriter::Commit(proto::ExportManifest next, bool starts_chain,
   // SYNC: its directory fsync also makes a snapshot file written just
   // before it (FileSync::kFile, Publish) durable: both renames before
   // LATEST's.
-  FRESHET_RETURN_IF_ERROR(WriteFileAtomic(ExportPath(dir_, manifest_name), data, sync));
+  FRESHET_RETURN_IF_ERROR(WriteFileAtomic(ExportPath(dir_, manifest_name), data,
+                                          rewrite ? FileSync::kFileAndDir : sync));
   bytes_written_ += static_cast<int64_t>(data.size());
   // The commit point: LATEST names the new manifest.
   const std::string latest = manifest_name + "\n";
@@ -556,8 +557,8 @@ Status ExportWriter::PublishCompacted() {
   *next.mutable_full() = compacted_;
   next.clear_deltas();
   // The compacted full is durable already (the compactor writes it with
-  // every fsync); only the manifest is new.
-  return Commit(std::move(next), /*starts_chain=*/true, "");
+  // every fsync); the manifest replaces one of the same name.
+  return Commit(std::move(next), /*starts_chain=*/true, "", /*rewrite=*/true);
 }
 
 std::string ExportWriter::BeginCompaction(proto::ExportManifest* chain) {

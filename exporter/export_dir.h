@@ -169,7 +169,13 @@ class ExportWriter {
   Status Recover(const std::vector<std::string>& names);
   // Writes `next` (version set) and LATEST; `starts_chain`: it starts a
   // retained chain (a full, collected or compacted).
-  Status Commit(proto::ExportManifest next, bool starts_chain, std::string written_file);
+  // `written_file`: the snapshot file this publish wrote ("" if none), for
+  // the ASYNC flusher. `rewrite`: the manifest's name exists already (a
+  // compacted full published at the same version), so it is written with
+  // every fsync even under ASYNC: DURABLE may name it, and a power loss
+  // must leave it whole, old or new.
+  Status Commit(proto::ExportManifest next, bool starts_chain, std::string written_file,
+                bool rewrite = false);
   Status Retain();
   std::string dir_;
   proto::JobConfig job_;
