@@ -264,8 +264,7 @@ Status ExportWriter::Recover(const std::vector<std::string>& names) {
       manifest_ = std::move(*latest);
       // Make what LATEST has beyond DURABLE durable (a killed process leaves
       // it in the page cache only): by the flusher, or now.
-      if (manifest_.version() != durable->version() ||
-          manifest_.SerializeAsString() != durable->SerializeAsString()) {
+      if (manifest_.version() != durable->version()) {  // same version: the same file
         ToFlush f;
         f.manifest = manifest_;
         f.files.push_back(manifest_.full().name());
@@ -366,6 +365,7 @@ ExportWriter::~ExportWriter() {
 void ExportWriter::FlushLoop() {
   while (true) {
     std::vector<ToFlush> batch;
+    bool failed;
     {
       MutexLock l(&flush_mu_);
       while (to_flush_.empty() && !flush_stop_) flush_cv_.Wait(&flush_mu_);
@@ -375,11 +375,7 @@ void ExportWriter::FlushLoop() {
         batch.push_back(std::move(f));
       }
       to_flush_.clear();
-    }
-    // After an error nothing is made durable any more: Publish returns it.
-    bool failed;
-    {
-      MutexLock l(&flush_mu_);
+      // After an error nothing is made durable any more: Publish returns it.
       failed = !flush_error_.ok();
     }
     Status st = failed ? Status::OK() : FlushBatch(batch);

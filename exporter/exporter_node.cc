@@ -222,9 +222,9 @@ bool ExporterNode::Handle(Message* msg, Message* final_request) {
   }
 }
 
-double ExporterStats::DeltaMsQuantile(double q) const {
-  if (delta_ms.empty()) return 0;
-  std::vector<double> v = delta_ms;
+double ExporterStats::Quantile(const std::vector<double>& ms, double q) {
+  if (ms.empty()) return 0;
+  std::vector<double> v = ms;
   const size_t i = std::min(v.size() - 1, static_cast<size_t>(q * static_cast<double>(v.size())));
   std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(i), v.end());
   return v[i];

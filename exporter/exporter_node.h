@@ -101,8 +101,9 @@ struct ExporterStats {
   // export.durability ASYNC: per batch the flusher made durable, ms from
   // its oldest publish until it was durable (ExportWriter::TakeDurableLagMs).
   std::vector<double> durable_lag_ms;
-  // The q-quantile (0..1) of delta_ms; 0 without deltas.
-  double DeltaMsQuantile(double q) const;
+  // The q-quantile (0..1) of `ms` (delta_ms, durable_lag_ms, ...); 0 if empty.
+  static double Quantile(const std::vector<double>& ms, double q);
+  double DeltaMsQuantile(double q) const { return Quantile(delta_ms, q); }
 };
 
 class ExporterNode {

@@ -541,13 +541,12 @@ int RunMpi(int argc, char** argv, const proto::JobConfig& job) {
     if (!s.durable_lag_ms.empty()) {
       // export.durability ASYNC: how long after a publish its files were
       // durable (the flusher's fsyncs, off the publishing path).
-      std::vector<double> lag = s.durable_lag_ms;
-      std::sort(lag.begin(), lag.end());
+      const std::vector<double>& lag = s.durable_lag_ms;
       std::printf(
           "exporter: durable (ASYNC) after p50 %.1f ms, p99 %.1f ms, max %.1f ms (%zu "
           "flushes)\n",
-          lag[lag.size() / 2], lag[std::min(lag.size() - 1, lag.size() * 99 / 100)], lag.back(),
-          lag.size());
+          ExporterStats::Quantile(lag, 0.5), ExporterStats::Quantile(lag, 0.99),
+          ExporterStats::Quantile(lag, 1.0), lag.size());
     }
     // Where each full snapshot's time went (ExporterStats).
     for (size_t i = 0; i < s.full_ms.size(); ++i) {
