@@ -36,8 +36,9 @@ StatusOr<proto::TablesConfig> LoadTablesConfig(const std::string& path);
 StatusOr<proto::TablesConfig> ParseTablesConfig(const std::string& text, const std::string& source);
 // Embedding dims a table may have: 1..kMaxTableDim.
 inline constexpr uint32_t kMaxTableDim = 4096;
-// transport.max_keys_per_request when the config leaves it 0 (README
-// "Parameter-server performance": the split one-call-at-a-time A/B).
+// transport.max_keys_per_request when the config leaves it 0
+// (docs/BENCHMARKS.md "Parameter-server performance": the split
+// one-call-at-a-time A/B).
 inline constexpr int32_t kDefaultMaxKeysPerRequest = 8192;
 
 // Checks one table and fills optimizer defaults. `where` prefixes errors,

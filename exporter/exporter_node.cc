@@ -88,7 +88,7 @@ void ExporterNode::StartCompaction() {
     // (this thread only) weighs it at about a tenth of a normal thread on
     // a busy core; on an idle one it runs at full speed. Before, on the
     // 2-core box, its chain load delayed three 0.25 s deltas by up to
-    // 870 ms (README "Freshness and serving figures").
+    // 870 ms (docs/BENCHMARKS.md "Freshness and serving").
     if (!SetThisThreadNice(kCompactionNice)) {
       PLOG(WARNING) << "exporter: could not lower the compaction thread's priority";
     }
