@@ -32,15 +32,14 @@ size_t DeepFmModel::CountDenseParams(const ModelShape& shape, const std::vector<
 }
 
 DeepFmModel::DeepFmModel(const proto::ModelConfig& config, ModelShape shape)
-    : Model(std::move(shape)),
+    : CpuModel(std::move(shape), config.dense_learning_rate()),
       l2_(config.dense_l2()),
       in0_(shape_.num_slots * shape_.emb_dim + shape_.num_dense),
       mlp_(Widths(shape_, std::vector<int>(config.hidden().begin(), config.hidden().end())),
            /*relu_last=*/false),
-      mlp_off_(1 + static_cast<size_t>(shape_.num_dense)),
-      params_(CountDenseParams(shape_, {config.hidden().begin(), config.hidden().end()}), 0.f),
-      adam_(params_.size(), config.dense_learning_rate()) {
+      mlp_off_(1 + static_cast<size_t>(shape_.num_dense)) {
   CHECK_GT(shape_.emb_dim, 0);
+  ResetDenseParams(CountDenseParams(shape_, {config.hidden().begin(), config.hidden().end()}));
   internal::LimitBlasThreads();
   CHECK_EQ(mlp_off_ + mlp_.NumParams(), params_.size());
   std::mt19937_64 rng(config.seed());

@@ -53,7 +53,7 @@
 
 namespace freshet {
 
-class DeepFmModel final : public Model {
+class DeepFmModel final : public internal::CpuModel {
  public:
   // REQUIRES: config and shape validated by Model::Create (emb_dim > 0,
   // hidden widths > 0).
@@ -63,16 +63,6 @@ class DeepFmModel final : public Model {
   void Backward(const ModelInput& in, const float* dlogits, SparseGrads* grads,
                 float* dense_grad) override;
 
-  size_t NumDenseParams() const override { return params_.size(); }
-  float* dense_params() override { return params_.data(); }
-  void ApplyDenseGradient(const float* grad) override { adam_.Step(params_.data(), grad); }
-  std::vector<float> DenseOptimizerState() const override { return adam_.State(); }
-  Status SetDenseOptimizerState(const std::vector<float>& state) override {
-    return adam_.SetState(state) ? Status::OK()
-                                 : InvalidArgument("dense optimizer state has " +
-                                                   std::to_string(state.size()) + " floats");
-  }
-
   // Number of dense parameters DeepFmModel would have; for validation.
   static size_t CountDenseParams(const ModelShape& shape, const std::vector<int>& hidden);
 
@@ -81,8 +71,6 @@ class DeepFmModel final : public Model {
   int in0_;             // MLP input width
   layers::Mlp mlp_;     // in0 -> hidden... -> 1, ReLU hidden layers
   size_t mlp_off_ = 0;  // offset of the MLP's W_0 in params_
-  std::vector<float> params_;
-  internal::DenseAdam adam_;
 
   // Per-batch scratch (Forward keeps what Backward needs).
   const EncodedBatch* last_batch_ = nullptr;

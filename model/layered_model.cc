@@ -104,7 +104,7 @@ double LayeredModel::CountDenseParams(const proto::ModelConfig& c, const ModelSh
 }
 
 LayeredModel::LayeredModel(const proto::ModelConfig& config, ModelShape shape)
-    : Model(std::move(shape)), l2_(config.dense_l2()), adam_(0, config.dense_learning_rate()) {
+    : CpuModel(std::move(shape), config.dense_learning_rate()), l2_(config.dense_l2()) {
   internal::LimitBlasThreads();
   ns_ = shape_.num_slots;
   nd_ = shape_.num_dense;
@@ -171,9 +171,8 @@ LayeredModel::LayeredModel(const proto::ModelConfig& config, ModelShape shape)
     ffm_k_ = shape_.ffm_dim / ns_;
     ffm_ = std::make_unique<layers::FfmLayer>(ns_, ffm_k_);
   }
-  params_.assign(off, 0.f);
+  ResetDenseParams(off);
   CHECK_EQ(static_cast<double>(off), CountDenseParams(config, shape_));
-  adam_ = internal::DenseAdam(off, config.dense_learning_rate());
 
   std::mt19937_64 rng(config.seed());
   if (att_ != nullptr) att_->Init(&rng, params_.data() + att_off_);

@@ -83,7 +83,7 @@
 
 namespace freshet {
 
-class LayeredModel final : public Model {
+class LayeredModel final : public internal::CpuModel {
  public:
   // REQUIRES: ValidateModel(config, shape) is OK (Model::Create checks).
   LayeredModel(const proto::ModelConfig& config, ModelShape shape);
@@ -92,16 +92,6 @@ class LayeredModel final : public Model {
   void Forward(const ModelInput& in, float* logits) override;
   void Backward(const ModelInput& in, const float* dlogits, SparseGrads* grads,
                 float* dense_grad) override;
-
-  size_t NumDenseParams() const override { return params_.size(); }
-  float* dense_params() override { return params_.data(); }
-  void ApplyDenseGradient(const float* grad) override { adam_.Step(params_.data(), grad); }
-  std::vector<float> DenseOptimizerState() const override { return adam_.State(); }
-  Status SetDenseOptimizerState(const std::vector<float>& state) override {
-    return adam_.SetState(state) ? Status::OK()
-                                 : InvalidArgument("dense optimizer state has " +
-                                                   std::to_string(state.size()) + " floats");
-  }
 
   // Number of dense parameters of this config and shape (no allocation);
   // for validation. REQUIRES: as the constructor.
@@ -129,9 +119,6 @@ class LayeredModel final : public Model {
   std::unique_ptr<layers::FmLayer> fm_;
   std::unique_ptr<layers::FfmLayer> ffm_;
   size_t att_off_ = 0, cross_off_ = 0, mlp_off_ = 0;
-
-  std::vector<float> params_;
-  internal::DenseAdam adam_;
 
   // Per-batch scratch (Forward keeps what Backward needs).
   const EncodedBatch* last_batch_ = nullptr;

@@ -5,10 +5,9 @@
 namespace freshet {
 
 LrModel::LrModel(const proto::ModelConfig& config, ModelShape shape)
-    : Model(std::move(shape)),
-      l2_(config.dense_l2()),
-      params_(1 + static_cast<size_t>(shape_.num_dense), 0.f),
-      adam_(params_.size(), config.dense_learning_rate()) {}
+    : CpuModel(std::move(shape), config.dense_learning_rate()), l2_(config.dense_l2()) {
+  ResetDenseParams(1 + static_cast<size_t>(shape_.num_dense));
+}
 
 void LrModel::Forward(const ModelInput& in, float* logits) {
   internal::CheckInput(shape_, in, /*needs_emb=*/false);

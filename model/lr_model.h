@@ -28,7 +28,7 @@
 
 namespace freshet {
 
-class LrModel final : public Model {
+class LrModel final : public internal::CpuModel {
  public:
   // REQUIRES: config and shape validated by Model::Create.
   LrModel(const proto::ModelConfig& config, ModelShape shape);
@@ -37,20 +37,8 @@ class LrModel final : public Model {
   void Backward(const ModelInput& in, const float* dlogits, SparseGrads* grads,
                 float* dense_grad) override;
 
-  size_t NumDenseParams() const override { return params_.size(); }
-  float* dense_params() override { return params_.data(); }
-  void ApplyDenseGradient(const float* grad) override { adam_.Step(params_.data(), grad); }
-  std::vector<float> DenseOptimizerState() const override { return adam_.State(); }
-  Status SetDenseOptimizerState(const std::vector<float>& state) override {
-    return adam_.SetState(state) ? Status::OK()
-                                 : InvalidArgument("dense optimizer state has " +
-                                                   std::to_string(state.size()) + " floats");
-  }
-
  private:
   float l2_;
-  std::vector<float> params_;
-  internal::DenseAdam adam_;
   const EncodedBatch* last_batch_ = nullptr;  // of the last Forward, checked by Backward
 };
 

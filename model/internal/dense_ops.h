@@ -1,11 +1,15 @@
 // Pieces shared by the CPU models (LrModel, DeepFmModel, LayeredModel): the first-order
-// (wide) part of the logit and the Adam optimizer of the dense parameters.
+// (wide) part of the logit, the Adam optimizer of the dense parameters, and
+// CpuModel, their common base (the dense parameters and that optimizer).
 //
-// Thread safety: free functions are reentrant; DenseAdam is not thread-safe.
+// Thread safety: free functions are reentrant; DenseAdam and CpuModel are
+// not thread-safe.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "model/model.h"
@@ -59,6 +63,38 @@ class DenseAdam {
   float lr_;
   int64_t t_ = 0;
   std::vector<float> m_, v_;
+};
+
+// The Model methods every CPU model implements alike: its dense parameters
+// are one flat fp32 vector (params_, which the model lays its layers out
+// in) updated by one DenseAdam. The GPU model keeps its own on the device.
+class CpuModel : public Model {
+ public:
+  size_t NumDenseParams() const override { return params_.size(); }
+  float* dense_params() override { return params_.data(); }
+  void ApplyDenseGradient(const float* grad) override { adam_.Step(params_.data(), grad); }
+  std::vector<float> DenseOptimizerState() const override { return adam_.State(); }
+  Status SetDenseOptimizerState(const std::vector<float>& state) override {
+    return adam_.SetState(state) ? Status::OK()
+                                 : InvalidArgument("dense optimizer state has " +
+                                                   std::to_string(state.size()) + " floats");
+  }
+
+ protected:
+  CpuModel(ModelShape shape, float dense_lr)
+      : Model(std::move(shape)), dense_lr_(dense_lr), adam_(0, dense_lr) {}
+  // Sizes the dense parameters to n zeros, with a fresh optimizer over them
+  // (the constructors call it once they know n, then initialize params_).
+  void ResetDenseParams(size_t n) {
+    params_.assign(n, 0.f);
+    adam_ = DenseAdam(n, dense_lr_);
+  }
+
+  std::vector<float> params_;
+
+ private:
+  float dense_lr_;
+  DenseAdam adam_;
 };
 
 }  // namespace internal
