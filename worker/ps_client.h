@@ -164,9 +164,6 @@ class PsClient : public SparseStore {
   // Blocks for a free in-flight slot; DeadlineExceeded after the timeout.
   Status AcquireSlot() EXCLUDES(mu_);
   void ReleaseSlot() EXCLUDES(mu_);
-  // The end of one shard's PULL (reply, or reply null and the failure):
-  // checks and scatters the rows (rows[j]: unique-key index of the j-th key
-  // sent), frees the slot, counts, and finishes the shard.
   // The unique keys' indices grouped into requests: by server (in server
   // order), each server's cut into parts of at most max_keys_per_request
   // when `split`.
@@ -174,6 +171,9 @@ class PsClient : public SparseStore {
                                                    int num_servers, bool split) const;
   // No request of this client in flight.
   bool Idle() const EXCLUDES(mu_);
+  // The end of one shard's PULL (reply, or reply null and the failure):
+  // checks and scatters the rows (rows[j]: unique-key index of the j-th key
+  // sent), frees the slot, counts, and finishes the shard.
   void FinishPull(Op* op, const std::vector<uint32_t>& rows, int server,
                   std::chrono::steady_clock::time_point sent, Message* reply, Status st);
   void FinishPush(Op* op, std::chrono::steady_clock::time_point sent, Message* reply, Status st);
