@@ -287,71 +287,68 @@ std::future<Status> PsClient::Push(int table, const uint64_t* keys, size_t n, co
   const size_t row_bytes = static_cast<size_t>(dim) * sizeof(float);
   const int num_servers = layout_.num_servers();
   const Dedup d = Deduplicate(keys, n);
+  // Each unique key's gradient row is summed straight into its request,
+  // with no buffer of summed rows between (a 16,384-key dim-16 push: 1 MiB
+  // less to zero, write and read again). With duplicates, first[u] is the
+  // input position of unique key u's first row and next[i] the position of
+  // the next row of the same key (kEnd: none), so a request adds its keys'
+  // rows in input order, as SumDuplicateRows does, and each request is
+  // filled and sent in turn (a split call's first part is on its way while
+  // the next is filled).
+  constexpr uint32_t kEnd = std::numeric_limits<uint32_t>::max();
+  std::vector<uint32_t> first, next;
+  if (d.has_dups) {
+    first.resize(d.uniq.size());
+    next.assign(n, kEnd);
+    std::vector<uint32_t> last(d.uniq.size());
+    uint32_t seen = 0;  // unique indices are in first-seen order
+    for (uint32_t i = 0; i < n; ++i) {
+      const uint32_t u = d.inverse[i];
+      if (u == seen) {
+        first[u] = i;
+        ++seen;
+      } else {
+        next[last[u]] = i;
+      }
+      last[u] = i;
+    }
+  }
   std::vector<std::vector<uint32_t>> parts =
       SplitByServer(d.uniq, num_servers, options_.max_keys_per_request > 0 && Idle());
-  // Every part's message first, keys filled in; then the gradient rows go
-  // straight into them: one pass over the input, with no buffer of summed
-  // rows between (a 16,384-key dim-16 push: 1 MiB less to zero, write and
-  // read again).
-  struct Part {
-    int server = 0;
-    Message msg;
-    float* grads = nullptr;
-  };
-  std::vector<Part> out(parts.size());
-  for (size_t p = 0; p < parts.size(); ++p) {
-    const std::vector<uint32_t>& part = parts[p];
-    out[p].server = ShardOf(d.uniq[part[0]], num_servers);
+  op->remaining = static_cast<int>(parts.size());
+  for (const std::vector<uint32_t>& part : parts) {
+    const int s = ShardOf(d.uniq[part[0]], num_servers);
+    const size_t ns = part.size();
     PushRequest req;
     req.table = table;
     req.dim = static_cast<uint32_t>(dim);
     req.worker = worker_index_;
     req.event_time_s = event_time_.load();  // the batch's event time, for TTLs
-    req.num_keys = static_cast<uint32_t>(part.size());
+    req.num_keys = static_cast<uint32_t>(ns);
     uint64_t* kp = nullptr;
-    out[p].msg = EncodePushRequest(
-        req, &kp, &out[p].grads,
+    float* gp = nullptr;
+    Message msg = EncodePushRequest(
+        req, &kp, &gp,
         transport_->NewBuffer(PushRequestBodyBytes(req.num_keys, req.dim), Transport::kFrameRoom));
-    for (size_t j = 0; j < part.size(); ++j) kp[j] = d.uniq[part[j]];
-  }
-  if (!d.has_dups) {
-    // Unique index u is input position u.
-    for (size_t p = 0; p < parts.size(); ++p) {
-      const std::vector<uint32_t>& part = parts[p];
-      for (size_t j = 0; j < part.size(); ++j) {
-        std::memcpy(out[p].grads + j * dim, grads + static_cast<size_t>(part[j]) * dim, row_bytes);
+    for (size_t j = 0; j < ns; ++j) {
+      const uint32_t u = part[j];
+      kp[j] = d.uniq[u];
+      float* row = gp + j * dim;
+      if (!d.has_dups) {  // unique index u is input position u
+        std::memcpy(row, grads + static_cast<size_t>(u) * dim, row_bytes);
+        continue;
       }
-    }
-  } else {
-    // Where unique key u's row goes, then each input row added to it in
-    // input order (SumDuplicateRows' order and sums: the first occurrence
-    // is 0 + g, as there). Unique indices are in first-seen order, so an
-    // input row starts its key's sum exactly when its index is the next new.
-    std::vector<float*> dst(d.uniq.size());
-    for (size_t p = 0; p < parts.size(); ++p) {
-      const std::vector<uint32_t>& part = parts[p];
-      for (size_t j = 0; j < part.size(); ++j) dst[part[j]] = out[p].grads + j * dim;
-    }
-    uint32_t next_new = 0;
-    for (size_t i = 0; i < n; ++i) {
-      const uint32_t u = d.inverse[i];
-      float* row = dst[u];
-      const float* g = grads + i * dim;
-      if (u == next_new) {
-        ++next_new;
-        for (int k = 0; k < dim; ++k) row[k] = 0.0f + g[k];
-      } else {
+      uint32_t i = first[u];
+      const float* g = grads + static_cast<size_t>(i) * dim;
+      for (int k = 0; k < dim; ++k) row[k] = 0.0f + g[k];
+      for (i = next[i]; i != kEnd; i = next[i]) {
+        g = grads + static_cast<size_t>(i) * dim;
         for (int k = 0; k < dim; ++k) row[k] += g[k];
       }
     }
-  }
-  op->remaining = static_cast<int>(parts.size());
-  for (size_t p = 0; p < parts.size(); ++p) {
-    const int s = out[p].server;
-    const size_t ns = parts[p].size();
     Status slot = AcquireSlot();
     if (!slot.ok()) {
-      transport_->RecycleBuffer(std::move(out[p].msg.body));
+      transport_->RecycleBuffer(std::move(msg.body));
       op->FinishShard(slot.WithContext("PUSH to " + layout_.Describe(layout_.ServerRank(s))));
       continue;
     }
@@ -361,10 +358,10 @@ std::future<Status> PsClient::Push(int table, const uint64_t* keys, size_t n, co
       MutexLock l(&mu_);
       ++pushes_sent_[s];
     }
-    CountSend(MsgType::kPushRequest, ns, out[p].msg.body.size());
+    CountSend(MsgType::kPushRequest, ns, msg.body.size());
     const auto sent = std::chrono::steady_clock::now();
     tracker_.Send(
-        layout_.ServerRank(s), std::move(out[p].msg), options_.request_timeout,
+        layout_.ServerRank(s), std::move(msg), options_.request_timeout,
         [this, op, sent](Message* reply, const Status& st) {
           FinishPush(op.get(), sent, reply, st);
         },
