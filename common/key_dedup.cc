@@ -49,4 +49,35 @@ void SumDuplicateRows(const Dedup& d, const float* grads, int dim, std::vector<f
   }
 }
 
+DuplicateChains ChainDuplicates(const Dedup& d) {
+  const size_t n = d.inverse.size();
+  DuplicateChains c;
+  c.first.resize(d.uniq.size());
+  c.next.assign(n, DuplicateChains::kEnd);
+  std::vector<uint32_t> last(d.uniq.size());
+  uint32_t seen = 0;  // unique indices are in first-seen order
+  for (uint32_t i = 0; i < n; ++i) {
+    const uint32_t u = d.inverse[i];
+    if (u == seen) {
+      c.first[u] = i;
+      ++seen;
+    } else {
+      c.next[last[u]] = i;
+    }
+    last[u] = i;
+  }
+  return c;
+}
+
+void SumDuplicateRow(const DuplicateChains& c, uint32_t u, const float* grads, int dim,
+                     float* out) {
+  uint32_t i = c.first[u];
+  const float* g = grads + static_cast<size_t>(i) * dim;
+  for (int k = 0; k < dim; ++k) out[k] = 0.0f + g[k];
+  for (i = c.next[i]; i != DuplicateChains::kEnd; i = c.next[i]) {
+    g = grads + static_cast<size_t>(i) * dim;
+    for (int k = 0; k < dim; ++k) out[k] += g[k];
+  }
+}
+
 }  // namespace freshet

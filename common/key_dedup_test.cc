@@ -66,5 +66,32 @@ TEST(KeyDedupTest, SumDuplicateRowsAddsInInputOrder) {
   EXPECT_NE(std::memcmp(got.data(), backwards.data(), sizeof(float) * got.size()), 0);
 }
 
+// SumDuplicateRow over ChainDuplicates gives SumDuplicateRows' rows bit for
+// bit, keys with one row and keys with many alike; without duplicates each
+// chain is its key's one position.
+TEST(KeyDedupTest, SumDuplicateRowEqualsSumDuplicateRowsBitForBit) {
+  const int dim = 5;
+  const std::vector<uint64_t> keys = RepeatingKeys(3000, 400, 7);
+  std::mt19937 rng(13);
+  std::normal_distribution<float> g(0.f, 1.f);
+  std::vector<float> grads(keys.size() * dim);
+  for (float& v : grads) v = g(rng);
+  const Dedup d = Deduplicate(keys.data(), keys.size());
+  ASSERT_TRUE(d.has_dups);
+  std::vector<float> want;
+  SumDuplicateRows(d, grads.data(), dim, &want);
+  const DuplicateChains c = ChainDuplicates(d);
+  std::vector<float> got(want.size(), -1.f);
+  for (uint32_t u = 0; u < d.uniq.size(); ++u) {
+    SumDuplicateRow(c, u, grads.data(), dim, got.data() + static_cast<size_t>(u) * dim);
+  }
+  EXPECT_EQ(std::memcmp(got.data(), want.data(), sizeof(float) * got.size()), 0);
+
+  const std::vector<uint64_t> distinct = {5, 3, 9};
+  const DuplicateChains one = ChainDuplicates(Deduplicate(distinct.data(), distinct.size()));
+  EXPECT_EQ(one.first, (std::vector<uint32_t>{0, 1, 2}));
+  EXPECT_EQ(one.next, std::vector<uint32_t>(3, DuplicateChains::kEnd));
+}
+
 }  // namespace
 }  // namespace freshet

@@ -287,32 +287,12 @@ std::future<Status> PsClient::Push(int table, const uint64_t* keys, size_t n, co
   const size_t row_bytes = static_cast<size_t>(dim) * sizeof(float);
   const int num_servers = layout_.num_servers();
   const Dedup d = Deduplicate(keys, n);
-  // Each unique key's gradient row is summed straight into its request,
-  // with no buffer of summed rows between (a 16,384-key dim-16 push: 1 MiB
-  // less to zero, write and read again). With duplicates, first[u] is the
-  // input position of unique key u's first row and next[i] the position of
-  // the next row of the same key (kEnd: none), so a request adds its keys'
-  // rows in input order, as SumDuplicateRows does, and each request is
-  // filled and sent in turn (a split call's first part is on its way while
-  // the next is filled).
-  constexpr uint32_t kEnd = std::numeric_limits<uint32_t>::max();
-  std::vector<uint32_t> first, next;
-  if (d.has_dups) {
-    first.resize(d.uniq.size());
-    next.assign(n, kEnd);
-    std::vector<uint32_t> last(d.uniq.size());
-    uint32_t seen = 0;  // unique indices are in first-seen order
-    for (uint32_t i = 0; i < n; ++i) {
-      const uint32_t u = d.inverse[i];
-      if (u == seen) {
-        first[u] = i;
-        ++seen;
-      } else {
-        next[last[u]] = i;
-      }
-      last[u] = i;
-    }
-  }
+  // Each unique key's gradient row is summed straight into its request
+  // (SumDuplicateRow over the key's chain of input positions), with no
+  // buffer of summed rows between (a 16,384-key dim-16 push: 1 MiB less to
+  // zero, write and read again); each request is filled and sent in turn, so
+  // a split call's first part is on its way while the next is filled.
+  const DuplicateChains chains = d.has_dups ? ChainDuplicates(d) : DuplicateChains{};
   std::vector<std::vector<uint32_t>> parts =
       SplitByServer(d.uniq, num_servers, options_.max_keys_per_request > 0 && Idle());
   op->remaining = static_cast<int>(parts.size());
@@ -333,17 +313,10 @@ std::future<Status> PsClient::Push(int table, const uint64_t* keys, size_t n, co
     for (size_t j = 0; j < ns; ++j) {
       const uint32_t u = part[j];
       kp[j] = d.uniq[u];
-      float* row = gp + j * dim;
-      if (!d.has_dups) {  // unique index u is input position u
-        std::memcpy(row, grads + static_cast<size_t>(u) * dim, row_bytes);
-        continue;
-      }
-      uint32_t i = first[u];
-      const float* g = grads + static_cast<size_t>(i) * dim;
-      for (int k = 0; k < dim; ++k) row[k] = 0.0f + g[k];
-      for (i = next[i]; i != kEnd; i = next[i]) {
-        g = grads + static_cast<size_t>(i) * dim;
-        for (int k = 0; k < dim; ++k) row[k] += g[k];
+      if (d.has_dups) {
+        SumDuplicateRow(chains, u, grads, dim, gp + j * dim);
+      } else {  // unique index u is input position u
+        std::memcpy(gp + j * dim, grads + static_cast<size_t>(u) * dim, row_bytes);
       }
     }
     Status slot = AcquireSlot();
