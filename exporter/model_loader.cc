@@ -3,6 +3,7 @@
 #include <memory>
 #include <utility>
 
+#include "common/config.h"
 #include "exporter/export_dir.h"
 #include "exporter/snapshot_format.h"
 
@@ -172,6 +173,11 @@ Status BuildModel(const std::string& dir, const LoadedExport* base, int first_de
   } else {
     out->tables.clear();
     for (const auto& t : m.job().tables().tables()) {
+      if (t.dim() < 1 || t.dim() > kMaxTableDim) {  // ServedTable CHECKs it
+        return DataLoss(ExportPath(dir, ManifestFileName(m.version())) + ": job.tables '" +
+                        t.name() + "' has dim " + std::to_string(t.dim()) + " (want 1.." +
+                        std::to_string(kMaxTableDim) + ")");
+      }
       out->tables.emplace(
           t.name(), ServedTable(static_cast<int>(t.dim()), ServedTable::StorageOf(t.storage())));
     }
